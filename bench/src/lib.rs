@@ -1,0 +1,1 @@
+//! spectra-bench: benchmarks and side-by-side comparisons (in progress).

@@ -1,0 +1,132 @@
+//! `spectra`: the one binary. It parses arguments, loads configuration, starts
+//! telemetry and the admin server, and dispatches to the service crates.
+
+mod args;
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use clap::Parser;
+use serde_json::{json, Value};
+use spectra_core::service::Context;
+use spectra_core::{admin, shutdown, telemetry, Config};
+
+use crate::args::{Cli, Command, Common};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// Flags as a figment layer: only the flags given override lower layers.
+fn overrides(c: &Common) -> Value {
+    let mut root = Value::Object(serde_json::Map::new());
+    let mut put = |path: &str, v: Value| {
+        let mut node = &mut root;
+        let parts: Vec<&str> = path.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let obj = node.as_object_mut().expect("object");
+            if i + 1 == parts.len() {
+                obj.insert((*part).to_owned(), v);
+                return;
+            }
+            node = obj.entry((*part).to_owned()).or_insert_with(|| json!({}));
+            if !node.is_object() {
+                *node = json!({});
+            }
+        }
+    };
+    if let Some(b) = &c.brokers {
+        put("kafka.brokers", json!(b));
+    }
+    if let Some(s) = &c.storage {
+        put("storage.url", json!(s));
+    }
+    if let Some(a) = &c.admin_listen {
+        put("admin.listen", json!(a));
+    }
+    if let Some(f) = &c.log_format {
+        put("log.format", json!(f));
+    }
+    for kv in &c.set {
+        if let Some((k, v)) = kv.split_once('=') {
+            let v = serde_json::from_str::<Value>(v).unwrap_or_else(|_| json!(v));
+            put(k.trim(), v);
+        }
+    }
+    root
+}
+
+fn load_config(c: &Common) -> anyhow::Result<Config> {
+    let cfg = Config::load(c.config.as_deref(), &overrides(c))?;
+    telemetry::init_logging(&cfg.log);
+    Ok(cfg)
+}
+
+async fn start_admin(cfg: &Config, ctx: &Context) -> anyhow::Result<()> {
+    let addr = admin::serve(
+        &cfg.admin.listen,
+        admin::router(ctx.admin_state()),
+        ctx.shutdown.clone(),
+    )
+    .await
+    .context("admin server")?;
+    tracing::info!(%addr, "admin server: /healthz /readyz /metrics");
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Ingest { common, once } => {
+            let cfg = load_config(&common)?;
+            let ctx = Context::new(shutdown::on_signals());
+            start_admin(&cfg, &ctx).await?;
+            let s = spectra_ingest::run(cfg, ctx.clone(), spectra_ingest::IngestOptions { once })
+                .await?;
+            ctx.shutdown.cancel();
+            println!(
+                "{}",
+                json!({"messages": s.messages, "rows": s.rows, "rejected": s.rejected})
+            );
+            Ok(())
+        }
+        Command::Load {
+            common,
+            kind,
+            files,
+            preset,
+            map,
+            derive_master,
+            rejects,
+            no_progress,
+        } => {
+            let cfg = load_config(&common)?;
+            let opts = spectra_ingest::load::LoadOptions {
+                kind,
+                files,
+                preset,
+                maps: map,
+                derive_master,
+                rejects,
+                progress: !no_progress,
+            };
+            let s = spectra_ingest::load::run(&cfg, opts).await?;
+            let rejected: BTreeMap<_, _> = s.rejected.clone();
+            println!(
+                "{}",
+                json!({"sent": s.sent, "master_sent": s.master_sent, "rejected": rejected})
+            );
+            Ok(())
+        }
+    }
+}

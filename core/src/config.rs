@@ -1,0 +1,515 @@
+//! Layered configuration: defaults → TOML file (`--config`) → `SPECTRA__SECTION__KEY`
+//! environment variables → command-line flags. Unknown keys are rejected and every
+//! problem is reported at once.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The whole configuration of every Spectra service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Kafka connection and topic names.
+    pub kafka: KafkaConfig,
+    /// Where tables live.
+    pub storage: StorageConfig,
+    /// The admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
+    pub admin: AdminConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// The ingest service.
+    pub ingest: IngestConfig,
+    /// The aggregate service.
+    pub aggregate: AggregateConfig,
+    /// The segment service.
+    pub segment: SegmentConfig,
+    /// The publish service.
+    pub publish: PublishConfig,
+    /// The configured segmentations (contract §4).
+    pub segmentation: Vec<SegmentationConfig>,
+}
+
+/// Kafka connection and topic names (contract §1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Topic names.
+    pub topics: Topics,
+    /// Create missing topics (when the broker allows it) instead of failing.
+    pub create_topics: bool,
+    /// Partitions of topics Spectra creates.
+    pub partitions: i32,
+    /// Replication factor of topics Spectra creates.
+    pub replication: i32,
+    /// Consumer session timeout, ms.
+    pub session_timeout_ms: u32,
+    /// How long the broker may hold a fetch waiting for data, ms (keep low for Tansu).
+    pub fetch_wait_max_ms: u32,
+    /// Extra librdkafka properties (`security.protocol`, `sasl.*` …) for every client.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "localhost:9092".into(),
+            topics: Topics::default(),
+            create_topics: true,
+            partitions: 3,
+            replication: 1,
+            session_timeout_ms: 10_000,
+            fetch_wait_max_ms: 10,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Topic names (contract §1); each is configurable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Topics {
+    /// Invoice lines in.
+    pub invoices: String,
+    /// Outlet master data in (compacted).
+    pub outlets: String,
+    /// SKU master data in (compacted).
+    pub skus: String,
+    /// Rejected input out.
+    pub dlq: String,
+    /// Segment assignments out (compacted).
+    pub assignments: String,
+    /// Segment profiles out (compacted).
+    pub profiles: String,
+    /// Outlet recommendations out (compacted).
+    pub recommendations: String,
+    /// Segment names, descriptions and tags (compacted, in and out).
+    pub metadata: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            invoices: "invoices".into(),
+            outlets: "outlets".into(),
+            skus: "skus".into(),
+            dlq: "invoices.dlq".into(),
+            assignments: "segment-assignments".into(),
+            profiles: "segment-profiles".into(),
+            recommendations: "outlet-recommendations".into(),
+            metadata: "segment-metadata".into(),
+        }
+    }
+}
+
+/// Where tables live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `file:///path`, `s3://bucket/prefix` or `memory://`.
+    pub url: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            url: "file:///var/lib/spectra".into(),
+        }
+    }
+}
+
+/// The admin HTTP server every service starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Listen address (`0.0.0.0:9464`; port 0 picks a free port).
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `plain` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `spectra_ingest=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "plain".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// The ingest service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Consumer group id.
+    pub group_id: String,
+    /// Flush a partition's batch when it holds this many lines.
+    pub flush_rows: usize,
+    /// Flush every batch at least this often, ms.
+    pub flush_age_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "spectra-ingest".into(),
+            flush_rows: 200_000,
+            flush_age_ms: 5_000,
+        }
+    }
+}
+
+/// The aggregate service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregateConfig {
+    /// How often to look for newly landed raw data, seconds.
+    pub poll_seconds: u64,
+}
+
+impl Default for AggregateConfig {
+    fn default() -> Self {
+        Self { poll_seconds: 60 }
+    }
+}
+
+/// The segment service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegmentConfig {
+    /// How often to look for new features, seconds.
+    pub poll_seconds: u64,
+}
+
+impl Default for SegmentConfig {
+    fn default() -> Self {
+        Self { poll_seconds: 60 }
+    }
+}
+
+/// The publish service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// Listen address of the HTTP API and console.
+    pub listen: String,
+    /// Bearer token required by `PUT` routes; empty disables editing.
+    pub api_token: String,
+    /// How often to look for new runs, seconds.
+    pub poll_seconds: u64,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            api_token: String::new(),
+            poll_seconds: 30,
+        }
+    }
+}
+
+/// Number of segments: a fixed number or `"auto"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum KSpec {
+    /// A fixed number of segments.
+    Fixed(usize),
+    /// Chosen over `k_range` (`"auto"`).
+    Auto(String),
+}
+
+/// One segmentation ("experiment", contract §4).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentationConfig {
+    /// Name, unique, used in topic keys and paths.
+    pub name: String,
+    /// `category`, `subcategory`, `brand`, `sku` or `attribute:<name>`.
+    #[serde(default = "default_level")]
+    pub level: String,
+    /// Days in the feature window ending at the as-of date.
+    #[serde(default = "default_window")]
+    pub window_days: u32,
+    /// Optional recency weighting: a line `half_life_days` old counts half.
+    #[serde(default)]
+    pub half_life_days: Option<f64>,
+    /// Number of segments.
+    #[serde(default = "default_k")]
+    pub k: KSpec,
+    /// Range searched when `k = "auto"`.
+    #[serde(default = "default_k_range")]
+    pub k_range: [usize; 2],
+    /// Outlets below this net value in the window are not assigned.
+    #[serde(default)]
+    pub min_value: f64,
+    /// Optional SQL predicate over outlet fields (`outlet_id`, `name`, `region`, `channel`,
+    /// and attributes by name).
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// `daily` or a cron expression.
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
+    /// Relative margin by which a new segment must fit better before an outlet moves.
+    #[serde(default = "default_margin")]
+    pub move_margin: f64,
+    /// Weight of standardised KPI columns appended to the spectrum (0 = spectrum only).
+    #[serde(default)]
+    pub kpi_weight: f64,
+    /// Seed of the clustering's random choices.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn default_level() -> String {
+    "category".into()
+}
+fn default_window() -> u32 {
+    91
+}
+fn default_k() -> KSpec {
+    KSpec::Auto("auto".into())
+}
+fn default_k_range() -> [usize; 2] {
+    [3, 12]
+}
+fn default_schedule() -> String {
+    "daily".into()
+}
+fn default_margin() -> f64 {
+    0.1
+}
+fn default_seed() -> u64 {
+    42
+}
+
+impl SegmentationConfig {
+    fn problems(&self, out: &mut Vec<String>) {
+        let n = &self.name;
+        if n.is_empty()
+            || n.len() > 64
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            out.push(format!(
+                "segmentation.name `{n}`: use 1–64 letters, digits, `-` or `_`"
+            ));
+        }
+        let level_ok = matches!(
+            self.level.as_str(),
+            "category" | "subcategory" | "brand" | "sku"
+        ) || self
+            .level
+            .strip_prefix("attribute:")
+            .is_some_and(|a| !a.is_empty());
+        if !level_ok {
+            out.push(format!(
+                "segmentation `{n}`: level `{}` is not one of category, subcategory, brand, sku, attribute:<name>",
+                self.level
+            ));
+        }
+        if self.window_days == 0 {
+            out.push(format!(
+                "segmentation `{n}`: window_days must be at least 1"
+            ));
+        }
+        if let Some(h) = self.half_life_days {
+            if h.is_nan() || h <= 0.0 {
+                out.push(format!(
+                    "segmentation `{n}`: half_life_days must be positive"
+                ));
+            }
+        }
+        match &self.k {
+            KSpec::Fixed(k) if *k < 1 => {
+                out.push(format!("segmentation `{n}`: k must be at least 1"))
+            }
+            KSpec::Auto(s) if s != "auto" => out.push(format!(
+                "segmentation `{n}`: k is `{s}`; use a number or \"auto\""
+            )),
+            _ => {}
+        }
+        if self.k_range[0] < 2 || self.k_range[0] > self.k_range[1] {
+            out.push(format!(
+                "segmentation `{n}`: k_range {:?} must be [low, high] with 2 ≤ low ≤ high",
+                self.k_range
+            ));
+        }
+        if !(0.0..1.0).contains(&self.move_margin) {
+            out.push(format!("segmentation `{n}`: move_margin must be in [0, 1)"));
+        }
+        if self.kpi_weight.is_nan() || self.kpi_weight < 0.0 {
+            out.push(format!("segmentation `{n}`: kpi_weight must be ≥ 0"));
+        }
+        if self.schedule != "daily" && self.schedule.split_whitespace().count() < 5 {
+            out.push(format!(
+                "segmentation `{n}`: schedule `{}` is neither \"daily\" nor a cron expression",
+                self.schedule
+            ));
+        }
+    }
+}
+
+impl Config {
+    /// Loads the layers: defaults, the TOML file (if any), `SPECTRA__…` environment
+    /// variables, then `overrides` (the command line's flags, serialized; `None`
+    /// fields are skipped). Reports every problem at once.
+    pub fn load<T: Serialize>(file: Option<&Path>, overrides: &T) -> Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(Error::Config(vec![format!(
+                    "config file `{}` does not exist",
+                    f.display()
+                )]));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig
+            .merge(Env::prefixed("SPECTRA__").split("__"))
+            .merge(Serialized::defaults(overrides));
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| Error::Config(e.into_iter().map(|e| e.to_string()).collect()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that parse but make no sense, all at once.
+    pub fn validate(&self) -> Result<()> {
+        let mut p = Vec::new();
+        if self.kafka.brokers.trim().is_empty() {
+            p.push("kafka.brokers is empty; give host:port[,host:port…]".into());
+        }
+        if self.ingest.flush_rows == 0 {
+            p.push("ingest.flush_rows must be at least 1".into());
+        }
+        if self.ingest.flush_age_ms == 0 {
+            p.push("ingest.flush_age_ms must be at least 1".into());
+        }
+        if self.kafka.partitions < 1 {
+            p.push("kafka.partitions must be at least 1".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.segmentation {
+            s.problems(&mut p);
+            if !names.insert(s.name.clone()) {
+                p.push(format!("segmentation `{}` is defined twice", s.name));
+            }
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(p))
+        }
+    }
+
+    /// The librdkafka properties every client shares.
+    pub fn client_properties(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert("bootstrap.servers".into(), self.kafka.brokers.clone());
+        for (k, v) in &self.kafka.properties {
+            m.insert(k.clone(), v.clone());
+        }
+        m
+    }
+
+    /// The segmentation of this name.
+    pub fn segmentation(&self, name: &str) -> Option<&SegmentationConfig> {
+        self.segmentation.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Default)]
+    struct NoFlags {}
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
+    fn layers_and_every_problem_at_once() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "spectra.toml",
+                r#"
+                [kafka]
+                brokers = "file:9092"
+                [[segmentation]]
+                name = "category-mix"
+                k = "auto"
+                [[segmentation]]
+                name = "brands"
+                level = "brand"
+                k = 5
+                "#,
+            )?;
+            jail.set_env("SPECTRA__KAFKA__BROKERS", "env:9092");
+            jail.set_env("SPECTRA__INGEST__FLUSH_ROWS", "10");
+            let c = Config::load(Some(Path::new("spectra.toml")), &NoFlags {}).unwrap();
+            assert_eq!(c.kafka.brokers, "env:9092");
+            assert_eq!(c.ingest.flush_rows, 10);
+            assert_eq!(c.segmentation.len(), 2);
+            assert_eq!(c.segmentation[1].k, KSpec::Fixed(5));
+            assert_eq!(c.segmentation[0].window_days, 91);
+
+            #[derive(Serialize)]
+            struct Flags {
+                kafka: BTreeMap<&'static str, &'static str>,
+            }
+            let flags = Flags {
+                kafka: [("brokers", "flag:9092")].into(),
+            };
+            let c = Config::load(Some(Path::new("spectra.toml")), &flags).unwrap();
+            assert_eq!(c.kafka.brokers, "flag:9092");
+
+            jail.create_file(
+                "bad.toml",
+                r#"
+                [[segmentation]]
+                name = "x y"
+                level = "colour"
+                window_days = 0
+                k_range = [5, 2]
+                "#,
+            )?;
+            let e = Config::load(Some(Path::new("bad.toml")), &NoFlags {})
+                .unwrap_err()
+                .to_string();
+            for want in ["name `x y`", "level `colour`", "window_days", "k_range"] {
+                assert!(e.contains(want), "{want} not in {e}");
+            }
+            jail.create_file("unknown.toml", "[kafka]\nbrokerz = \"x\"\n")?;
+            let e = Config::load(Some(Path::new("unknown.toml")), &NoFlags {})
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("brokerz"), "{e}");
+            Ok(())
+        });
+    }
+}

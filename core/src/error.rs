@@ -1,0 +1,42 @@
+//! The core crate's error type.
+
+use thiserror::Error;
+
+/// Errors raised by the core crate.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The configuration could not be loaded or is invalid; every problem is listed.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Config(Vec<String>),
+    /// The storage URL is malformed or names an unsupported scheme.
+    #[error("storage URL `{url}`: {reason}")]
+    StorageUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An object store operation failed (retry with backoff: an external system).
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// Arrow or Parquet encoding failed (a bug or corrupt data).
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Parquet encoding or decoding failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// A JSON document in storage could not be read.
+    #[error("json in `{path}`: {source}")]
+    Json {
+        /// The object's path.
+        path: String,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// An I/O error (binding a port, reading a file).
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Result with the core [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,20 @@
+//! Spectra's shared core: the domain types of the public contract (invoice lines,
+//! outlets, SKUs) with their validation and Arrow schemas, layered configuration,
+//! storage by URL, telemetry (logs and Prometheus metrics), the admin HTTP server every
+//! service starts, and graceful shutdown.
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod kafka;
+pub mod master;
+pub mod message;
+pub mod schema;
+pub mod service;
+pub mod shutdown;
+pub mod storage;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use storage::Storage;

@@ -1,0 +1,201 @@
+//! Master data (contract §2.2 outlets, §2.3 SKUs): parsing and validation.
+//!
+//! Both topics are compacted and keyed by id; a null value is a tombstone (the outlet
+//! or SKU was removed), whose id comes from the message key.
+
+use serde_json::{Map, Value};
+
+use crate::message::{identifier_text, json_kind, Rejection};
+
+/// An outlet master record, or its removal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outlet {
+    /// The outlet id.
+    pub outlet_id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Channel (traditional, modern, horeca…).
+    pub channel: Option<String>,
+    /// Free-form attributes as a JSON object text (strings or numbers).
+    pub attributes: Option<String>,
+    /// True for a tombstone: the outlet was removed.
+    pub deleted: bool,
+}
+
+/// A SKU master record, or its removal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sku {
+    /// The SKU id.
+    pub sku_id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Category.
+    pub category: Option<String>,
+    /// Subcategory.
+    pub subcategory: Option<String>,
+    /// Brand.
+    pub brand: Option<String>,
+    /// Free-form attributes as a JSON object text (strings or numbers).
+    pub attributes: Option<String>,
+    /// True for a tombstone: the SKU was removed.
+    pub deleted: bool,
+}
+
+fn object(value: Option<&[u8]>) -> Result<Option<Map<String, Value>>, Rejection> {
+    let Some(bytes) = value else { return Ok(None) };
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Rejection(format!(
+            "the message is not UTF-8 text (invalid byte at position {})",
+            e.valid_up_to()
+        ))
+    })?;
+    if text.trim().is_empty() {
+        return Err(Rejection(
+            "the message is empty; send a JSON object, or a null value to remove the record".into(),
+        ));
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(Some(m)),
+        Ok(Value::Null) => Ok(None),
+        Ok(other) => Err(Rejection(format!(
+            "the message is not a JSON object (it is {})",
+            json_kind(&other)
+        ))),
+        Err(e) => Err(Rejection(format!("the message is not valid JSON: {e}"))),
+    }
+}
+
+fn key_id(key: Option<&[u8]>, name: &str) -> Result<String, Rejection> {
+    let k = key
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .filter(|k| !k.trim().is_empty())
+        .ok_or_else(|| {
+            Rejection(format!(
+                "a null value (removal) needs the {name} as the message key, and the key is missing"
+            ))
+        })?;
+    identifier_text(&Value::String(k.to_owned()), name)
+}
+
+fn text(m: &Map<String, Value>, name: &str) -> Result<Option<String>, Rejection> {
+    match m.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() > 1024 => {
+            Err(Rejection(format!("{name} is longer than 1024 characters")))
+        }
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(Rejection(format!(
+            "{name} is {}; expected a string",
+            json_kind(other)
+        ))),
+    }
+}
+
+fn attributes(m: &Map<String, Value>) -> Result<Option<String>, Rejection> {
+    match m.get("attributes") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(a)) => {
+            for (k, v) in a {
+                if !matches!(v, Value::String(_) | Value::Number(_) | Value::Null) {
+                    return Err(Rejection(format!(
+                        "attributes.{k} is {}; attributes are strings or numbers",
+                        json_kind(v)
+                    )));
+                }
+            }
+            Ok(Some(Value::Object(a.clone()).to_string()))
+        }
+        Some(other) => Err(Rejection(format!(
+            "attributes is {}; expected an object of strings or numbers",
+            json_kind(other)
+        ))),
+    }
+}
+
+fn required_id(m: &Map<String, Value>, name: &str) -> Result<String, Rejection> {
+    match m.get(name) {
+        None => Err(Rejection(format!("{name} is missing; it is required"))),
+        Some(v) => identifier_text(v, name),
+    }
+}
+
+/// Parses a message of the outlets topic.
+pub fn parse_outlet(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Outlet, Rejection> {
+    let Some(m) = object(value)? else {
+        return Ok(Outlet {
+            outlet_id: key_id(key, "outlet_id")?,
+            name: None,
+            region: None,
+            channel: None,
+            attributes: None,
+            deleted: true,
+        });
+    };
+    Ok(Outlet {
+        outlet_id: required_id(&m, "outlet_id")?,
+        name: text(&m, "name")?,
+        region: text(&m, "region")?,
+        channel: text(&m, "channel")?,
+        attributes: attributes(&m)?,
+        deleted: false,
+    })
+}
+
+/// Parses a message of the SKUs topic.
+pub fn parse_sku(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Sku, Rejection> {
+    let Some(m) = object(value)? else {
+        return Ok(Sku {
+            sku_id: key_id(key, "sku_id")?,
+            name: None,
+            category: None,
+            subcategory: None,
+            brand: None,
+            attributes: None,
+            deleted: true,
+        });
+    };
+    Ok(Sku {
+        sku_id: required_id(&m, "sku_id")?,
+        name: text(&m, "name")?,
+        category: text(&m, "category")?,
+        subcategory: text(&m, "subcategory")?,
+        brand: text(&m, "brand")?,
+        attributes: attributes(&m)?,
+        deleted: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outlet_round_trip_and_tombstone() {
+        let o = parse_outlet(
+            Some(b"PL-1"),
+            Some(br#"{"outlet_id":"PL-1","name":"Sklep","region":"Ma\u0142opolska","attributes":{"size":"M","floor":120}}"#),
+        )
+        .unwrap();
+        assert_eq!(o.region.as_deref(), Some("Małopolska"));
+        assert!(o.attributes.unwrap().contains("\"floor\":120"));
+        let t = parse_outlet(Some(b"PL-1"), None).unwrap();
+        assert!(t.deleted);
+        assert_eq!(t.outlet_id, "PL-1");
+        assert!(parse_outlet(None, None).unwrap_err().0.contains("key"));
+    }
+
+    #[test]
+    fn bad_master_records_name_the_field() {
+        let e = parse_sku(None, Some(br#"{"name":"x"}"#)).unwrap_err();
+        assert!(e.0.contains("sku_id is missing"), "{e}");
+        let e = parse_sku(None, Some(br#"{"sku_id":"A","attributes":{"pack":[1]}}"#)).unwrap_err();
+        assert!(e.0.contains("attributes.pack"), "{e}");
+        let e = parse_outlet(None, Some(br#"{"outlet_id":1.5}"#)).unwrap_err();
+        assert!(e.0.contains("outlet_id"), "{e}");
+        let s = parse_sku(None, Some(br#"{"sku_id":5901234123457,"brand":"Aroma"}"#)).unwrap();
+        assert_eq!(s.sku_id, "5901234123457");
+    }
+}

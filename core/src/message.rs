@@ -1,0 +1,743 @@
+//! Invoice messages (contract §2.1): parsing and validation.
+//!
+//! A message is either one invoice line or a whole invoice whose header fields its
+//! lines inherit. Parsing borrows from the message bytes wherever the JSON allows, so
+//! the ingest hot path allocates only for escaped strings. Every rejection names the
+//! field and the problem in a sentence a person can act on.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{Datelike, NaiveDate};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// Longest identifier accepted, in characters.
+pub const MAX_ID_CHARS: usize = 256;
+/// Earliest invoice date accepted.
+pub const MIN_YEAR: i32 = 1900;
+/// Latest invoice date accepted (anything later is a typo, not an invoice).
+pub const MAX_YEAR: i32 = 2199;
+
+/// One validated invoice line, borrowing from the message where possible.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvoiceLine<'a> {
+    /// Distributor that issued the invoice (identity, part 1).
+    pub distributor_id: Cow<'a, str>,
+    /// Invoice number (identity, part 2).
+    pub invoice_id: Cow<'a, str>,
+    /// Line number within the invoice (identity, part 3).
+    pub line_no: i64,
+    /// Invoice date (the date part of a date-time).
+    pub invoice_date: NaiveDate,
+    /// The outlet (point of sale) that bought.
+    pub outlet_id: Cow<'a, str>,
+    /// The product.
+    pub sku_id: Cow<'a, str>,
+    /// Quantity; negative for returns.
+    pub quantity: f64,
+    /// Net value; negative for returns and credit notes.
+    pub net_value: f64,
+    /// Currency code, when sent.
+    pub currency: Option<Cow<'a, str>>,
+}
+
+impl InvoiceLine<'_> {
+    /// Days since 1970-01-01, as Arrow's `Date32` stores dates.
+    pub fn date32(&self) -> i32 {
+        date_to_days(self.invoice_date)
+    }
+}
+
+/// Days since the Unix epoch of a date.
+pub fn date_to_days(date: NaiveDate) -> i32 {
+    date.num_days_from_ce() - 719_163
+}
+
+/// The date of an Arrow `Date32` value.
+pub fn days_to_date(days: i32) -> NaiveDate {
+    NaiveDate::from_num_days_from_ce_opt(days + 719_163).unwrap_or(NaiveDate::MIN)
+}
+
+/// Why a message was rejected: a sentence naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection(pub String);
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Rejection {
+    /// A short machine-friendly reason class for metrics (`not_json`, `missing_field`…).
+    pub fn class(&self) -> &'static str {
+        let s = self.0.as_str();
+        if s.contains("is missing") {
+            "missing_field"
+        } else if s.starts_with("the message is empty") || s.starts_with("the message is null") {
+            "empty"
+        } else if s.starts_with("the message is not UTF-8") {
+            "not_utf8"
+        } else if s.starts_with("the message is not valid JSON") {
+            "not_json"
+        } else if s.starts_with("the message is not a JSON object") {
+            "not_object"
+        } else if s.contains("date") {
+            "bad_date"
+        } else if s.contains("characters") || s.contains("is empty") {
+            "bad_identifier"
+        } else {
+            "bad_field"
+        }
+    }
+}
+
+/// A JSON value as far as validation needs to see it.
+#[derive(Debug, Default)]
+enum Field<'a> {
+    #[default]
+    Missing,
+    Null,
+    Str(Cow<'a, str>),
+    Int(i128),
+    Float(f64),
+    Bool,
+    Array,
+    Object,
+}
+
+impl Field<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Field::Missing => "missing",
+            Field::Null => "null",
+            Field::Str(_) => "a string",
+            Field::Int(_) | Field::Float(_) => "a number",
+            Field::Bool => "a boolean",
+            Field::Array => "an array",
+            Field::Object => "an object",
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Field<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Field::Null)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Field::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Field::Bool)
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Field::Int(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Field::Int(v.into()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Field::Float(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Field::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Field::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Field::Str(Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Field::Array)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Field::Object)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The fields of a line (or of an invoice header) as sent.
+#[derive(Debug, Default, Deserialize)]
+struct RawLine<'a> {
+    #[serde(borrow, default)]
+    distributor_id: Field<'a>,
+    #[serde(borrow, default)]
+    invoice_id: Field<'a>,
+    #[serde(borrow, default)]
+    line_no: Field<'a>,
+    #[serde(borrow, default)]
+    invoice_date: Field<'a>,
+    #[serde(borrow, default)]
+    outlet_id: Field<'a>,
+    #[serde(borrow, default)]
+    sku_id: Field<'a>,
+    #[serde(borrow, default)]
+    quantity: Field<'a>,
+    #[serde(borrow, default)]
+    net_value: Field<'a>,
+    #[serde(borrow, default)]
+    currency: Field<'a>,
+}
+
+/// A whole message: a line, or a header with `lines`.
+#[derive(Debug, Deserialize)]
+struct RawMessage<'a> {
+    #[serde(borrow, flatten)]
+    header: RawLine<'a>,
+    #[serde(borrow, default)]
+    lines: Option<LinesField<'a>>,
+}
+
+/// `lines` as sent: an array of objects, or something else to reject.
+#[derive(Debug)]
+enum LinesField<'a> {
+    Lines(Vec<RawLine<'a>>),
+    NotArray(&'static str),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for LinesField<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Read the array element by element so a non-object element is reported by index.
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LinesField<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of line objects")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(line) = seq.next_element::<LineElement<'de>>()? {
+                    match line {
+                        LineElement::Line(l) => out.push(*l),
+                        LineElement::NotObject(kind) => {
+                            return Err(de::Error::custom(format!(
+                                "lines[{}] is {kind}, not an object",
+                                out.len()
+                            )))
+                        }
+                    }
+                }
+                Ok(LinesField::Lines(out))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(LinesField::NotArray("null"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(LinesField::NotArray("a boolean"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(LinesField::NotArray("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(LinesField::NotArray("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(LinesField::NotArray("a number"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(LinesField::NotArray("a string"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LinesField::NotArray("an object"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+enum LineElement<'a> {
+    Line(Box<RawLine<'a>>),
+    NotObject(&'static str),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for LineElement<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let field = serde_json::Value::deserialize(d)?;
+        match field {
+            serde_json::Value::Object(_) => RawLine::deserialize(field)
+                .map(|l| LineElement::Line(Box::new(l.into_owned())))
+                .map_err(de::Error::custom),
+            serde_json::Value::Null => Ok(LineElement::NotObject("null")),
+            serde_json::Value::Array(_) => Ok(LineElement::NotObject("an array")),
+            serde_json::Value::String(_) => Ok(LineElement::NotObject("a string")),
+            serde_json::Value::Number(_) => Ok(LineElement::NotObject("a number")),
+            serde_json::Value::Bool(_) => Ok(LineElement::NotObject("a boolean")),
+        }
+    }
+}
+
+impl RawLine<'_> {
+    fn into_owned(self) -> RawLine<'static> {
+        fn own(f: Field<'_>) -> Field<'static> {
+            match f {
+                Field::Missing => Field::Missing,
+                Field::Null => Field::Null,
+                Field::Str(s) => Field::Str(Cow::Owned(s.into_owned())),
+                Field::Int(i) => Field::Int(i),
+                Field::Float(x) => Field::Float(x),
+                Field::Bool => Field::Bool,
+                Field::Array => Field::Array,
+                Field::Object => Field::Object,
+            }
+        }
+        RawLine {
+            distributor_id: own(self.distributor_id),
+            invoice_id: own(self.invoice_id),
+            line_no: own(self.line_no),
+            invoice_date: own(self.invoice_date),
+            outlet_id: own(self.outlet_id),
+            sku_id: own(self.sku_id),
+            quantity: own(self.quantity),
+            net_value: own(self.net_value),
+            currency: own(self.currency),
+        }
+    }
+}
+
+/// Parses one message of the invoices topic into its lines, or says why not.
+///
+/// `None` (a null value) and empty or non-UTF-8 bytes are rejected like malformed JSON.
+pub fn parse_invoice_message(value: Option<&[u8]>) -> Result<Vec<InvoiceLine<'_>>, Rejection> {
+    let bytes = match value {
+        None => {
+            return Err(Rejection(
+                "the message is null (a tombstone); an invoice message must be a JSON object"
+                    .into(),
+            ))
+        }
+        Some(b) => b,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Rejection(format!(
+            "the message is not UTF-8 text (invalid byte at position {})",
+            e.valid_up_to()
+        ))
+    })?;
+    if text.trim().is_empty() {
+        return Err(Rejection(
+            "the message is empty; expected a JSON object with an invoice line or a whole invoice"
+                .into(),
+        ));
+    }
+    if !text.trim_start().starts_with('{') {
+        // Tell "not JSON at all" from "JSON, but not an object".
+        return Err(match serde_json::from_str::<IgnoredAny>(text) {
+            Ok(_) => Rejection("the message is not a JSON object (an invoice line or a whole invoice is an object)".into()),
+            Err(e) => Rejection(format!("the message is not valid JSON: {e}")),
+        });
+    }
+    let msg: RawMessage<'_> = serde_json::from_str(text).map_err(|e| {
+        let s = e.to_string();
+        if e.is_syntax() || e.is_eof() {
+            Rejection(format!("the message is not valid JSON: {s}"))
+        } else {
+            Rejection(s)
+        }
+    })?;
+    match msg.lines {
+        None => Ok(vec![validate(&msg.header, None, "")?]),
+        Some(LinesField::NotArray(kind)) => Err(Rejection(format!(
+            "`lines` is {kind}; a whole invoice needs `lines` to be a non-empty array of line objects"
+        ))),
+        Some(LinesField::Lines(lines)) if lines.is_empty() => Err(Rejection(
+            "`lines` is an empty array; a whole invoice needs at least one line (the whole invoice is rejected)".into(),
+        )),
+        Some(LinesField::Lines(lines)) => {
+            let mut out = Vec::with_capacity(lines.len());
+            for (i, line) in lines.iter().enumerate() {
+                let prefix = format!("lines[{i}].");
+                let parsed = validate(line, Some(&msg.header), &prefix).map_err(|r| {
+                    Rejection(format!("{r} (the whole invoice is rejected)"))
+                })?;
+                out.push(parsed.into_owned());
+            }
+            Ok(out)
+        }
+    }
+}
+
+impl InvoiceLine<'_> {
+    fn into_owned(self) -> InvoiceLine<'static> {
+        InvoiceLine {
+            distributor_id: Cow::Owned(self.distributor_id.into_owned()),
+            invoice_id: Cow::Owned(self.invoice_id.into_owned()),
+            line_no: self.line_no,
+            invoice_date: self.invoice_date,
+            outlet_id: Cow::Owned(self.outlet_id.into_owned()),
+            sku_id: Cow::Owned(self.sku_id.into_owned()),
+            quantity: self.quantity,
+            net_value: self.net_value,
+            currency: self.currency.map(|c| Cow::Owned(c.into_owned())),
+        }
+    }
+}
+
+/// Picks a line's own field, else the header's.
+fn pick<'f, 'a>(own: &'f Field<'a>, header: Option<&'f Field<'a>>) -> &'f Field<'a> {
+    match (own, header) {
+        (Field::Missing, Some(h)) => h,
+        _ => own,
+    }
+}
+
+fn validate<'a>(
+    line: &RawLine<'a>,
+    header: Option<&RawLine<'a>>,
+    prefix: &str,
+) -> Result<InvoiceLine<'a>, Rejection> {
+    macro_rules! h {
+        ($f:ident) => {
+            pick(&line.$f, header.map(|h| &h.$f))
+        };
+    }
+    Ok(InvoiceLine {
+        distributor_id: identifier(h!(distributor_id), prefix, "distributor_id")?,
+        invoice_id: identifier(h!(invoice_id), prefix, "invoice_id")?,
+        line_no: line_no(h!(line_no), prefix)?,
+        invoice_date: date(h!(invoice_date), prefix)?,
+        outlet_id: identifier(h!(outlet_id), prefix, "outlet_id")?,
+        sku_id: identifier(h!(sku_id), prefix, "sku_id")?,
+        quantity: number(h!(quantity), prefix, "quantity")?,
+        net_value: number(h!(net_value), prefix, "net_value")?,
+        currency: currency(h!(currency), prefix)?,
+    })
+}
+
+fn missing(prefix: &str, name: &str) -> Rejection {
+    Rejection(format!("{prefix}{name} is missing; it is required"))
+}
+
+/// Reads an identifier: a non-empty string of at most 256 characters, or an integer.
+pub(crate) fn identifier_text(value: &serde_json::Value, name: &str) -> Result<String, Rejection> {
+    match value {
+        serde_json::Value::String(s) => {
+            identifier(&Field::Str(Cow::Borrowed(s)), "", name).map(|c| c.into_owned())
+        }
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+        serde_json::Value::Null => Err(Rejection(format!("{name} is null; it is required"))),
+        other => Err(Rejection(format!(
+            "{name} is {}, not a string or an integer",
+            json_kind(other)
+        ))),
+    }
+}
+
+pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number with a fraction",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn identifier<'a>(f: &Field<'a>, prefix: &str, name: &str) -> Result<Cow<'a, str>, Rejection> {
+    match f {
+        Field::Missing => Err(missing(prefix, name)),
+        Field::Str(s) if s.is_empty() => Err(Rejection(format!(
+            "{prefix}{name} is empty; identifiers are non-empty strings"
+        ))),
+        Field::Str(s) if s.trim().is_empty() => Err(Rejection(format!(
+            "{prefix}{name} is only white space; identifiers are non-empty strings"
+        ))),
+        Field::Str(s) => {
+            // Byte length bounds the character count from above: only count when needed.
+            if s.len() > MAX_ID_CHARS && s.chars().count() > MAX_ID_CHARS {
+                return Err(Rejection(format!(
+                    "{prefix}{name} is {} characters long; identifiers are at most {MAX_ID_CHARS} characters",
+                    s.chars().count()
+                )));
+            }
+            Ok(s.clone())
+        }
+        Field::Int(i) => Ok(Cow::Owned(i.to_string())),
+        Field::Float(_) => Err(Rejection(format!(
+            "{prefix}{name} is a number with a fraction; identifiers are strings or integers"
+        ))),
+        other => Err(Rejection(format!(
+            "{prefix}{name} is {}; identifiers are non-empty strings or integers",
+            other.kind()
+        ))),
+    }
+}
+
+fn line_no(f: &Field<'_>, prefix: &str) -> Result<i64, Rejection> {
+    let n = match f {
+        Field::Missing => return Err(missing(prefix, "line_no")),
+        Field::Int(i) => *i,
+        Field::Float(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => *x as i128,
+        Field::Float(x) => {
+            return Err(Rejection(format!(
+                "{prefix}line_no is {x}, not an integer; line numbers are whole numbers ≥ 0"
+            )))
+        }
+        other => {
+            return Err(Rejection(format!(
+                "{prefix}line_no is {}, not an integer; line numbers are whole numbers ≥ 0",
+                other.kind()
+            )))
+        }
+    };
+    if n < 0 {
+        return Err(Rejection(format!(
+            "{prefix}line_no is {n}; line numbers are whole numbers ≥ 0"
+        )));
+    }
+    i64::try_from(n).map_err(|_| Rejection(format!("{prefix}line_no {n} is too large")))
+}
+
+fn number(f: &Field<'_>, prefix: &str, name: &str) -> Result<f64, Rejection> {
+    let x = match f {
+        Field::Missing => return Err(missing(prefix, name)),
+        Field::Int(i) => *i as f64,
+        Field::Float(x) => *x,
+        Field::Str(s) => {
+            return Err(Rejection(format!(
+                "{prefix}{name} is a string (\"{}\"), not a number; send it as a JSON number",
+                truncate(s, 40)
+            )))
+        }
+        other => {
+            return Err(Rejection(format!(
+                "{prefix}{name} is {}, not a number",
+                other.kind()
+            )))
+        }
+    };
+    if !x.is_finite() {
+        return Err(Rejection(format!("{prefix}{name} is not a finite number")));
+    }
+    Ok(x)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+fn date(f: &Field<'_>, prefix: &str) -> Result<NaiveDate, Rejection> {
+    let s = match f {
+        Field::Missing => return Err(missing(prefix, "invoice_date")),
+        Field::Str(s) => s,
+        other => {
+            return Err(Rejection(format!(
+            "{prefix}invoice_date is {}; expected an ISO date like \"2026-11-20\" or a date-time",
+            other.kind()
+        )))
+        }
+    };
+    let d = parse_date(s).ok_or_else(|| {
+        Rejection(format!(
+            "{prefix}invoice_date \"{}\" is not a real ISO date (expected YYYY-MM-DD or an ISO date-time)",
+            truncate(s, 40)
+        ))
+    })?;
+    if !(MIN_YEAR..=MAX_YEAR).contains(&d.year()) {
+        return Err(Rejection(format!(
+            "{prefix}invoice_date {d} is outside the accepted years {MIN_YEAR}–{MAX_YEAR}"
+        )));
+    }
+    Ok(d)
+}
+
+/// Parses an ISO date, or an ISO date-time whose (local, as written) date part is used.
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    if s.len() == 10 {
+        return NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+    }
+    if s.len() < 11 || !s.is_char_boundary(10) {
+        return None;
+    }
+    let (d, rest) = s.split_at(10);
+    let date = NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?;
+    let sep = rest.as_bytes()[0];
+    if sep != b'T' && sep != b't' && sep != b' ' {
+        return None;
+    }
+    let valid_time = chrono::DateTime::parse_from_rfc3339(&s.replace(' ', "T")).is_ok()
+        || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
+        || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").is_ok()
+        || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M").is_ok()
+        || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").is_ok();
+    valid_time.then_some(date)
+}
+
+fn currency<'a>(f: &Field<'a>, prefix: &str) -> Result<Option<Cow<'a, str>>, Rejection> {
+    match f {
+        Field::Missing | Field::Null => Ok(None),
+        Field::Str(s) if s.chars().count() > 16 => Err(Rejection(format!(
+            "{prefix}currency \"{}\" is longer than 16 characters; send an ISO 4217 code",
+            truncate(s, 20)
+        ))),
+        Field::Str(s) => Ok(Some(s.clone())),
+        other => Err(Rejection(format!(
+            "{prefix}currency is {}; send it as a string like \"PLN\"",
+            other.kind()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Case {
+        value: String,
+        verdict: String,
+        lines: usize,
+        why: String,
+    }
+
+    /// Every worked example of the contract gets its verdict.
+    #[test]
+    fn contract_samples() {
+        let text = include_str!("../tests/data/contract-invoices.jsonl");
+        let mut n = 0;
+        for l in text.lines() {
+            let case: Case = serde_json::from_str(l).unwrap();
+            let got = parse_invoice_message(Some(case.value.as_bytes()));
+            match case.verdict.as_str() {
+                "accept" => {
+                    let lines = got.unwrap_or_else(|e| panic!("{}: rejected: {e}", case.why));
+                    assert_eq!(lines.len(), case.lines, "{}", case.why);
+                }
+                _ => {
+                    let err = got.expect_err(&case.why);
+                    assert!(!err.0.is_empty());
+                }
+            }
+            n += 1;
+        }
+        assert_eq!(n, 20);
+    }
+
+    #[test]
+    fn rejections_name_the_field() {
+        let cases = [
+            (
+                r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","sku_id":"S","quantity":1,"net_value":1}"#,
+                "outlet_id is missing",
+            ),
+            (
+                r#"{"distributor_id":"D","invoice_id":"I","line_no":-1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#,
+                "line_no is -1",
+            ),
+            (
+                r#"{"distributor_id":"D","invoice_id":"I","line_no":1.5,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#,
+                "line_no is 1.5",
+            ),
+            (
+                r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-02-30","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#,
+                "invoice_date \"2026-02-30\"",
+            ),
+            (
+                r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":null,"net_value":1}"#,
+                "quantity is null",
+            ),
+            (
+                r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":"45.6"}"#,
+                "net_value is a string",
+            ),
+            (
+                r#"{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20","outlet_id":"O","lines":[{"line_no":1,"sku_id":"A","quantity":1,"net_value":2},{"line_no":2,"sku_id":"B","quantity":"three","net_value":9}]}"#,
+                "lines[1].quantity is a string",
+            ),
+            (
+                r#"{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20","outlet_id":"O","lines":[]}"#,
+                "`lines` is an empty array",
+            ),
+            (
+                r#"{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20","outlet_id":"O","lines":[1]}"#,
+                "lines[0] is a number",
+            ),
+            (
+                r#"{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20","outlet_id":"O","lines":"x"}"#,
+                "`lines` is a string",
+            ),
+            (
+                r#"{"distributor_id":true,"invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#,
+                "distributor_id is a boolean",
+            ),
+            (
+                r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"0999-01-01","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#,
+                "outside the accepted years",
+            ),
+            (
+                r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1e999}"#,
+                "not valid JSON",
+            ),
+            ("[1,2]", "not a JSON object"),
+            ("\"x\"", "not a JSON object"),
+            ("{\"a\":", "not valid JSON"),
+            ("   ", "empty"),
+        ];
+        for (msg, want) in cases {
+            let err = parse_invoice_message(Some(msg.as_bytes())).expect_err(msg);
+            assert!(err.0.contains(want), "{msg}: got `{err}`, want `{want}`");
+        }
+        let err = parse_invoice_message(Some(&[0xff, 0xfe, b'{'])).unwrap_err();
+        assert!(err.0.contains("not UTF-8"));
+        assert!(parse_invoice_message(None).unwrap_err().0.contains("null"));
+        let long = format!(
+            r#"{{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"{}","quantity":1,"net_value":1}}"#,
+            "x".repeat(100_000)
+        );
+        let err = parse_invoice_message(Some(long.as_bytes())).unwrap_err();
+        assert!(err.0.contains("sku_id is 100000 characters"), "{err}");
+    }
+
+    #[test]
+    fn header_is_inherited_and_lines_may_override() {
+        let msg = br#"{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20T23:59:00-05:00","outlet_id":7,"currency":"PLN",
+            "lines":[{"line_no":1,"sku_id":"A","quantity":1,"net_value":2.5},{"line_no":2,"sku_id":"B","quantity":3,"net_value":9,"currency":"EUR"}]}"#;
+        let lines = parse_invoice_message(Some(msg)).unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].outlet_id, "7");
+        assert_eq!(
+            lines[0].invoice_date,
+            NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()
+        );
+        assert_eq!(lines[0].currency.as_deref(), Some("PLN"));
+        assert_eq!(lines[1].currency.as_deref(), Some("EUR"));
+        assert_eq!(lines[1].net_value, 9.0);
+    }
+
+    #[test]
+    fn escaped_strings_are_unescaped() {
+        let msg = br#"{"distributor_id":"D\u0031","invoice_id":"FV\/1","line_no":0,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#;
+        let l = &parse_invoice_message(Some(msg)).unwrap()[0];
+        assert_eq!(l.distributor_id, "D1");
+        assert_eq!(l.invoice_id, "FV/1");
+        assert_eq!(l.line_no, 0);
+    }
+
+    #[test]
+    fn date32_round_trips() {
+        let d = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        assert_eq!(days_to_date(date_to_days(d)), d);
+        assert_eq!(
+            date_to_days(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()),
+            0
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! Per-partition micro-batches: messages are parsed as they arrive and appended to
+//! Arrow builders (one per invoice date for invoices); a batch covers a contiguous
+//! range of offsets of one partition, rejected messages included, and becomes the
+//! objects of one [`FlushJob`].
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use chrono::NaiveDate;
+use spectra_core::master::{parse_outlet, parse_sku};
+use spectra_core::message::{days_to_date, parse_invoice_message, Rejection};
+use spectra_core::schema::{OutletBuilder, RawInvoiceBuilder, SkuBuilder, Source};
+
+/// Which table a topic feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicKind {
+    /// Invoice lines → `raw/invoices/`.
+    Invoices,
+    /// Outlet master data → `master/outlets/`.
+    Outlets,
+    /// SKU master data → `master/skus/`.
+    Skus,
+}
+
+/// A message bound for the dead-letter topic.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The original key.
+    pub key: Option<Vec<u8>>,
+    /// The original value, bytes unchanged.
+    pub value: Option<Vec<u8>>,
+    /// Why (the `spectra-error` header).
+    pub error: String,
+    /// `topic/partition/offset` (the `spectra-source` header).
+    pub source: String,
+    /// Reason class, for metrics.
+    pub class: &'static str,
+}
+
+enum Rows {
+    Invoices(BTreeMap<i32, RawInvoiceBuilder>),
+    Outlets(OutletBuilder),
+    Skus(SkuBuilder),
+}
+
+/// The open batch of one partition.
+pub struct PartitionBatch {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// First offset covered.
+    pub first: i64,
+    /// Last offset covered.
+    pub last: i64,
+    /// When the first message arrived.
+    pub opened: Instant,
+    rows: Rows,
+    row_count: usize,
+    /// Rejected messages of this batch.
+    pub dead: Vec<DeadLetter>,
+}
+
+/// Everything needed to make one batch durable.
+pub struct FlushJob {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// First offset covered.
+    pub first: i64,
+    /// Last offset covered.
+    pub last: i64,
+    /// Objects to write: path relative to the storage root, and rows.
+    pub objects: Vec<(String, RecordBatch)>,
+    /// Rows in all objects.
+    pub rows: usize,
+    /// Messages for the dead-letter topic.
+    pub dead: Vec<DeadLetter>,
+    /// When the batch was closed.
+    pub closed: Instant,
+}
+
+impl PartitionBatch {
+    /// Opens a batch at `offset`.
+    pub fn new(kind: TopicKind, topic: &str, partition: i32, offset: i64) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            partition,
+            first: offset,
+            last: offset - 1,
+            opened: Instant::now(),
+            rows: match kind {
+                TopicKind::Invoices => Rows::Invoices(BTreeMap::new()),
+                TopicKind::Outlets => Rows::Outlets(OutletBuilder::default()),
+                TopicKind::Skus => Rows::Skus(SkuBuilder::default()),
+            },
+            row_count: 0,
+            dead: Vec::new(),
+        }
+    }
+
+    /// Rows appended so far.
+    pub fn rows(&self) -> usize {
+        self.row_count
+    }
+
+    /// Parses one message and appends its rows, or records it as a dead letter.
+    /// Returns the rejection, if any, for logging.
+    pub fn push(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        offset: i64,
+        timestamp_ms: i64,
+    ) -> Option<Rejection> {
+        self.last = offset;
+        let source = Source {
+            topic: &self.topic,
+            partition: self.partition,
+            offset,
+            timestamp_ms,
+        };
+        let result = match &mut self.rows {
+            Rows::Invoices(by_date) => parse_invoice_message(value).map(|lines| {
+                for (i, line) in lines.iter().enumerate() {
+                    by_date
+                        .entry(line.date32())
+                        .or_default()
+                        .append(line, &source, i as i32);
+                }
+                lines.len()
+            }),
+            Rows::Outlets(b) => parse_outlet(key, value).map(|o| {
+                b.append(&o, &source);
+                1
+            }),
+            Rows::Skus(b) => parse_sku(key, value).map(|s| {
+                b.append(&s, &source);
+                1
+            }),
+        };
+        match result {
+            Ok(n) => {
+                self.row_count += n;
+                None
+            }
+            Err(rejection) => {
+                self.dead.push(DeadLetter {
+                    key: key.map(<[u8]>::to_vec),
+                    value: value.map(<[u8]>::to_vec),
+                    error: rejection.0.clone(),
+                    source: format!("{}/{}/{}", self.topic, self.partition, offset),
+                    class: rejection.class(),
+                });
+                Some(rejection)
+            }
+        }
+    }
+
+    /// Closes the batch into the objects it writes. Object names derive from the
+    /// topic, partition and offset range, so replaying the same range after a crash
+    /// writes the same names.
+    pub fn close(self) -> FlushJob {
+        let stem = format!(
+            "{}-{}-{:020}-{:020}.parquet",
+            sanitize(&self.topic),
+            self.partition,
+            self.first,
+            self.last
+        );
+        let objects = match self.rows {
+            Rows::Invoices(by_date) => by_date
+                .into_iter()
+                .map(|(days, mut b)| {
+                    let date: NaiveDate = days_to_date(days);
+                    (format!("raw/invoices/date={date}/{stem}"), b.finish())
+                })
+                .collect(),
+            Rows::Outlets(mut b) if !b.is_empty() => {
+                vec![(format!("master/outlets/{stem}"), b.finish())]
+            }
+            Rows::Skus(mut b) if !b.is_empty() => vec![(format!("master/skus/{stem}"), b.finish())],
+            _ => Vec::new(),
+        };
+        FlushJob {
+            topic: self.topic,
+            partition: self.partition,
+            first: self.first,
+            last: self.last,
+            objects,
+            rows: self.row_count,
+            dead: self.dead,
+            closed: Instant::now(),
+        }
+    }
+}
+
+/// Makes a topic name safe as part of an object name.
+pub fn sanitize(topic: &str) -> String {
+    topic
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_splits_by_date_and_keeps_rejects() {
+        let mut b = PartitionBatch::new(TopicKind::Invoices, "invoices", 2, 100);
+        let line = |date: &str, id: &str| {
+            format!(
+                r#"{{"distributor_id":"D","invoice_id":"{id}","line_no":1,"invoice_date":"{date}","outlet_id":"O","sku_id":"S","quantity":1,"net_value":2}}"#
+            )
+        };
+        assert!(b
+            .push(None, Some(line("2026-11-20", "A").as_bytes()), 100, 0)
+            .is_none());
+        assert!(b.push(None, Some(b"nope"), 101, 0).is_some());
+        assert!(b
+            .push(None, Some(line("2026-11-21", "B").as_bytes()), 102, 0)
+            .is_none());
+        assert_eq!(b.rows(), 2);
+        let job = b.close();
+        assert_eq!((job.first, job.last), (100, 102));
+        let names: Vec<_> = job.objects.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "raw/invoices/date=2026-11-20/invoices-2-00000000000000000100-00000000000000000102.parquet",
+                "raw/invoices/date=2026-11-21/invoices-2-00000000000000000100-00000000000000000102.parquet"
+            ]
+        );
+        assert_eq!(job.dead.len(), 1);
+        assert_eq!(job.dead[0].source, "invoices/2/101");
+        assert_eq!(job.dead[0].value.as_deref(), Some(&b"nope"[..]));
+    }
+}

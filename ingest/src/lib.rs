@@ -1,0 +1,166 @@
+//! `spectra ingest`: invoices and master data from Kafka into raw Parquet, exactly once.
+//!
+//! Accepted lines land in `raw/invoices/date=…/`, master data in `master/outlets/` and
+//! `master/skus/`, bad messages on the dead-letter topic with the contract's headers.
+//! Offsets are stored with the writes (see [`writer`]), so a crash at any instant
+//! neither loses a line nor stores it twice. [`load`] is `spectra load`: files onto the
+//! input topics.
+
+pub mod batch;
+pub mod consumer;
+pub mod load;
+pub mod metrics;
+pub mod writer;
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureProducer;
+use spectra_core::kafka::{client_config, ensure_topics, Retention};
+use spectra_core::service::Context;
+use spectra_core::{Config, Storage};
+
+use crate::batch::TopicKind;
+use crate::metrics::IngestMetrics;
+use crate::writer::BatchWriter;
+
+/// Errors of the ingest crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Storage or configuration (from the core crate).
+    #[error(transparent)]
+    Core(#[from] spectra_core::Error),
+    /// A topic is missing or Kafka refused a request.
+    #[error(transparent)]
+    Topics(#[from] spectra_core::kafka::KafkaError),
+    /// The Kafka client failed (an external system: retried where it makes sense).
+    #[error("kafka: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    /// A rejected message could not be delivered to the dead-letter topic.
+    #[error("could not deliver a rejected message to the dead-letter topic `{topic}`: {source}")]
+    DeadLetter {
+        /// The dead-letter topic.
+        topic: String,
+        /// The producer's error.
+        source: rdkafka::error::KafkaError,
+    },
+    /// A file given to `spectra load` could not be read or mapped.
+    #[error("{0}")]
+    Load(String),
+    /// Reading a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// How `run` behaves.
+#[derive(Debug, Clone, Default)]
+pub struct IngestOptions {
+    /// Exit once every assigned partition reached the end it had when assigned.
+    pub once: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages read.
+    pub messages: u64,
+    /// Rows appended (invoice lines and master records).
+    pub rows: u64,
+    /// Messages sent to the dead-letter topic.
+    pub rejected: u64,
+}
+
+/// Runs the ingest service until shutdown (or until caught up, with `--once`).
+pub async fn run(cfg: Config, ctx: Context, opts: IngestOptions) -> Result<Summary, Error> {
+    let storage = Storage::from_url(&cfg.storage.url)?;
+    let t = &cfg.kafka.topics;
+    ensure_topics(
+        &cfg,
+        &[
+            (t.invoices.as_str(), Retention::Delete),
+            (t.outlets.as_str(), Retention::Compact),
+            (t.skus.as_str(), Retention::Compact),
+            (t.dlq.as_str(), Retention::Delete),
+        ],
+    )
+    .await?;
+    let metrics = IngestMetrics::register(&ctx.metrics);
+    ctx.health.register("ingest");
+
+    let dlq: FutureProducer = client_config(&cfg)
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "5")
+        .create()?;
+    let topics = vec![
+        (t.invoices.clone(), TopicKind::Invoices),
+        (t.outlets.clone(), TopicKind::Outlets),
+        (t.skus.clone(), TopicKind::Skus),
+    ];
+    let (shared, rx) = consumer::shared(
+        topics.clone(),
+        storage.clone(),
+        tokio::runtime::Handle::current(),
+        metrics.clone(),
+        ctx.shutdown.clone(),
+    );
+    let writer = BatchWriter {
+        storage,
+        dlq,
+        dlq_topic: t.dlq.clone(),
+        metrics,
+        shutdown: ctx.shutdown.clone(),
+    };
+    let writer_thread = consumer::spawn_writer(writer, rx, shared.clone());
+
+    let session = cfg.kafka.session_timeout_ms;
+    let c: BaseConsumer<consumer::IngestContext> = client_config(&cfg)
+        .set("group.id", &cfg.ingest.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("session.timeout.ms", session.to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (session / 3).clamp(100, 3000).to_string(),
+        )
+        .set("fetch.wait.max.ms", cfg.kafka.fetch_wait_max_ms.to_string())
+        .set(
+            "statistics.interval.ms",
+            if opts.once { "500" } else { "5000" },
+        )
+        .create_with_context(consumer::context(shared.clone()))?;
+    let names: Vec<&str> = topics.iter().map(|(n, _)| n.as_str()).collect();
+    c.subscribe(&names)?;
+    ctx.health.set_ready("ingest", true);
+    tracing::info!(topics = ?names, group = %cfg.ingest.group_id, once = opts.once, "ingest started");
+
+    let flush_rows = cfg.ingest.flush_rows;
+    let flush_age = Duration::from_millis(cfg.ingest.flush_age_ms);
+    let health = ctx.health.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let r = consumer::poll_loop(&c, &shared, &opts, flush_rows, flush_age);
+        health.set_ready("ingest", false);
+        c.unsubscribe();
+        drop(c);
+        drop(shared);
+        r
+    })
+    .await
+    .expect("poll loop does not panic");
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    if let Ok(s) = &result {
+        tracing::info!(
+            messages = s.messages,
+            rows = s.rows,
+            rejected = s.rejected,
+            "ingest stopped"
+        );
+    }
+    result
+}

@@ -1,0 +1,106 @@
+//! Ingest's metrics, named once here and updated beside the log lines that explain them.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+use spectra_core::telemetry::Metrics;
+
+/// Labels naming a topic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    /// Topic name.
+    pub topic: String,
+}
+
+/// Labels naming a topic partition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: String,
+}
+
+/// Labels of a rejection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// Topic name.
+    pub topic: String,
+    /// Reason class (`not_json`, `missing_field`, `bad_date`…).
+    pub reason: String,
+}
+
+/// Every ingest metric.
+#[derive(Clone)]
+pub struct IngestMetrics {
+    /// Messages read from Kafka, per topic.
+    pub messages_read: Family<TopicLabels, Counter>,
+    /// Rows durably written to Parquet, per topic (invoice lines, master records).
+    pub rows_written: Family<TopicLabels, Counter>,
+    /// Messages sent to the dead-letter topic, per source topic and reason.
+    pub rejected: Family<RejectLabels, Counter>,
+    /// Parquet objects written.
+    pub objects_written: Counter,
+    /// Seconds from a batch's flush decision to its checkpoint being durable.
+    pub flush_seconds: Histogram,
+    /// Messages behind the end of the partition.
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
+    /// Half-written batches removed at start-up (after a crash).
+    pub recovered_batches: Counter,
+}
+
+impl IngestMetrics {
+    /// Creates the metrics and registers them.
+    pub fn register(m: &Metrics) -> Self {
+        let s = Self {
+            messages_read: Family::default(),
+            rows_written: Family::default(),
+            rejected: Family::default(),
+            objects_written: Counter::default(),
+            flush_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            consumer_lag: Family::default(),
+            recovered_batches: Counter::default(),
+        };
+        let mut r = m.registry();
+        let r = r.sub_registry_with_prefix("ingest");
+        r.register(
+            "messages_read",
+            "Messages read from Kafka",
+            s.messages_read.clone(),
+        );
+        r.register(
+            "rows_written",
+            "Rows durably written to Parquet",
+            s.rows_written.clone(),
+        );
+        r.register(
+            "messages_rejected",
+            "Messages sent to the dead-letter topic, by reason",
+            s.rejected.clone(),
+        );
+        r.register(
+            "objects_written",
+            "Parquet objects written",
+            s.objects_written.clone(),
+        );
+        r.register(
+            "flush_seconds",
+            "Flush latency: batch closed to checkpoint durable",
+            s.flush_seconds.clone(),
+        );
+        r.register(
+            "consumer_lag",
+            "Messages behind the end of the partition",
+            s.consumer_lag.clone(),
+        );
+        r.register(
+            "recovered_batches",
+            "Half-written batches removed after a crash",
+            s.recovered_batches.clone(),
+        );
+        s
+    }
+}

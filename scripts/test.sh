@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every test, against a real Kafka-protocol broker (Tansu) that this script fetches,
+# verifies and starts on a free port, and stops when the tests end.
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh -p spectra-ingest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/spectra/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "python3 is required to fetch the test broker" >&2; exit 1; }
+
+# Build first, so the broker is not idle (and its start not timed) during a cold build.
+cargo test --workspace --no-run "$@"
+
+SPECTRA_TANSU_RUN=$(mktemp -d)
+export SPECTRA_TANSU_RUN
+trap 'scripts/tansu.sh stop; rm -rf "$SPECTRA_TANSU_RUN"' EXIT
+SPECTRA_TEST_BROKERS=$(scripts/tansu.sh start)
+export SPECTRA_TEST_BROKERS
+echo "test broker (tansu) at $SPECTRA_TEST_BROKERS"
+cargo test --workspace "$@"

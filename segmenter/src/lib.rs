@@ -1,0 +1,1 @@
+//! spectra-segmenter: re-clusters outlets per segmentation (in progress).

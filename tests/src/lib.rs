@@ -1,0 +1,300 @@
+//! Helpers for Spectra's end-to-end tests: the test broker (started by
+//! `scripts/test.sh`), fresh topic names, the `spectra` binary as a child process,
+//! producing and consuming, and reading the tables back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+/// The broker address `scripts/test.sh` exported.
+pub fn brokers() -> String {
+    std::env::var("SPECTRA_TEST_BROKERS").unwrap_or_else(|_| {
+        panic!("SPECTRA_TEST_BROKERS is not set: run the tests with scripts/test.sh, which starts the test broker")
+    })
+}
+
+/// A name no other test (or earlier run against the same broker) uses.
+pub fn fresh(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The `spectra` binary built beside the test executables.
+pub fn spectra_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("spectra");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p spectra` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Topic names and settings of one test, passed to `spectra` as flags.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// Broker address.
+    pub brokers: String,
+    /// Storage URL (`file://…`).
+    pub storage: String,
+    /// The storage directory.
+    pub dir: PathBuf,
+    /// Invoices topic.
+    pub invoices: String,
+    /// Outlets topic.
+    pub outlets: String,
+    /// SKUs topic.
+    pub skus: String,
+    /// Dead-letter topic.
+    pub dlq: String,
+    /// Consumer group of ingest.
+    pub group: String,
+}
+
+impl Setup {
+    /// Fresh topics and group; storage under `dir`.
+    pub fn new(dir: &Path) -> Self {
+        let id = fresh("t");
+        Self {
+            brokers: brokers(),
+            storage: format!("file://{}", dir.display()),
+            dir: dir.to_owned(),
+            invoices: format!("{id}.invoices"),
+            outlets: format!("{id}.outlets"),
+            skus: format!("{id}.skus"),
+            dlq: format!("{id}.invoices.dlq"),
+            group: format!("{id}.ingest"),
+        }
+    }
+
+    /// The flags every `spectra` command of this test takes.
+    pub fn flags(&self) -> Vec<String> {
+        let mut v = vec![
+            "--brokers".into(),
+            self.brokers.clone(),
+            "--storage".into(),
+            self.storage.clone(),
+            "--admin-listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        for (k, val) in [
+            ("kafka.topics.invoices", &self.invoices),
+            ("kafka.topics.outlets", &self.outlets),
+            ("kafka.topics.skus", &self.skus),
+            ("kafka.topics.dlq", &self.dlq),
+            ("ingest.group_id", &self.group),
+        ] {
+            v.push("--set".into());
+            v.push(format!("{k}={val}"));
+        }
+        v.push("--set".into());
+        v.push("kafka.session_timeout_ms=6000".into());
+        v
+    }
+
+    /// A `spectra` command with this test's flags after the subcommand.
+    pub fn command(&self, sub: &str, extra: &[&str]) -> Command {
+        let mut c = Command::new(spectra_bin());
+        c.arg(sub).args(self.flags()).args(extra);
+        c.env("RUST_LOG", "warn,spectra_ingest=info");
+        c
+    }
+
+    /// Runs `spectra ingest --once` to completion; panics unless it exits 0.
+    pub fn ingest_once(&self, extra: &[&str]) -> String {
+        let mut args = vec!["--once"];
+        args.extend_from_slice(extra);
+        let out = self.command("ingest", &args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ingest failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts `spectra ingest` (the service) as a child process.
+    pub fn spawn_ingest(&self, extra: &[&str]) -> Child {
+        self.command("ingest", extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Creates the input and dead-letter topics with `partitions` partitions.
+    pub fn create_topics(&self, partitions: i32) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut cfg = spectra_core::Config::default();
+        cfg.kafka.brokers = self.brokers.clone();
+        cfg.kafka.partitions = partitions;
+        use spectra_core::kafka::Retention::*;
+        rt.block_on(spectra_core::kafka::ensure_topics(
+            &cfg,
+            &[
+                (&self.invoices, Delete),
+                (&self.outlets, Compact),
+                (&self.skus, Compact),
+                (&self.dlq, Delete),
+            ],
+        ))
+        .unwrap();
+    }
+}
+
+/// A producer to the test broker.
+pub fn producer() -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap()
+}
+
+/// Sends a message (key, value; `None` value = null) and retries while the queue is full.
+pub fn send(
+    p: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) {
+    let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+    if let Some(k) = key {
+        rec = rec.key(k);
+    }
+    if let Some(v) = value {
+        rec = rec.payload(v);
+    }
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                std::thread::sleep(Duration::from_millis(2));
+                rec = r;
+            }
+        }
+    }
+}
+
+/// Waits until everything sent was delivered.
+pub fn flush(p: &ThreadedProducer<DefaultProducerContext>) {
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// A consumed message with its headers.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes.
+    pub value: Option<Vec<u8>>,
+    /// Headers as (name, value) strings.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Reads a topic from the beginning to its current end (every partition's EOF; the
+/// test broker's ListOffsets answer is not relied on).
+pub fn read_topic(topic: &str) -> Vec<Consumed> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", fresh("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let mut at_end = std::collections::HashMap::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
+            .unwrap();
+        at_end.insert(p.id(), false);
+    }
+    assert!(!at_end.is_empty(), "topic {topic} has no partitions");
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while at_end.values().any(|d| !d) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic} timed out"
+        );
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| {
+                                (
+                                    x.key.to_owned(),
+                                    String::from_utf8_lossy(x.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Consumed {
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+                at_end.insert(m.partition(), false);
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p, true);
+            }
+            Some(Err(e)) => eprintln!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Reads every Parquet file under `dir` (recursively).
+pub fn read_parquet_dir(dir: &Path) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return out;
+    }
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let data = bytes::Bytes::from(std::fs::read(&p).unwrap());
+                out.extend(spectra_core::schema::from_parquet(data).unwrap());
+            }
+        }
+    }
+    out
+}

@@ -92,7 +92,9 @@ pub struct IngestContext {
 impl ClientContext for IngestContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // End of partition is an event `--once` relies on, not an error.
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let eof = matches!(error, KafkaError::PartitionEOF(_))
+            || matches!(&error, KafkaError::Global(c) if *c == rdkafka::types::RDKafkaErrorCode::PartitionEOF);
+        if !eof {
             tracing::error!(error = %error, reason, "kafka client error");
         }
     }
@@ -112,6 +114,16 @@ impl ClientContext for IngestContext {
                 if part.hi_offset >= 0 {
                     let mut owned = self.shared.owned.lock().expect("owned lock");
                     if let Some(o) = owned.get_mut(&(ti, *p)) {
+                        if o.end.is_none() {
+                            tracing::debug!(
+                                topic,
+                                partition = p,
+                                end = part.hi_offset,
+                                ls = part.ls_offset,
+                                app = part.app_offset,
+                                "end of partition for --once"
+                            );
+                        }
                         o.end.get_or_insert(part.hi_offset);
                     }
                 }
@@ -180,10 +192,16 @@ impl ConsumerContext for IngestContext {
                     );
                     tracing::info!(topic, partition = p, resume_at = ?next, "partition assigned");
                 }
+                {
+                    // An open batch of a newly assigned partition is stale: its lines
+                    // are replayed from the checkpoint.
+                    let mut b = s.batches.lock().expect("batches lock");
+                    b.retain(|k, _| !owned.contains_key(k));
+                }
+                s.owned.lock().expect("owned lock").extend(owned);
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::error!(error = %e, "assign failed");
                 }
-                s.owned.lock().expect("owned lock").extend(owned);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let revoked: HashSet<(usize, i32)> = tpl
@@ -306,6 +324,7 @@ pub fn poll_loop(
     flush_age: Duration,
 ) -> Result<Summary, Error> {
     let mut summary = Summary::default();
+    let expected_partitions = partition_count(consumer, s);
     let mut last_tick = Instant::now();
     let started = Instant::now();
     let read: Vec<_> = s
@@ -329,6 +348,18 @@ pub fn poll_loop(
                     continue;
                 };
                 let (p, off) = (m.partition(), m.offset());
+                {
+                    // Only partitions we own, and never an offset already taken: a
+                    // message still queued from before a revocation, or delivered again
+                    // after a seek, must not enter a batch twice.
+                    let mut owned = s.owned.lock().expect("owned lock");
+                    match owned.get_mut(&(ti, p)) {
+                        Some(o) if o.next_offset.is_none_or(|n| off >= n) => {
+                            o.next_offset = Some(off + 1);
+                        }
+                        _ => continue,
+                    }
+                }
                 read[ti].inc();
                 summary.messages += 1;
                 let full = {
@@ -353,9 +384,6 @@ pub fn poll_loop(
                 if let Some(job) = full {
                     let _ = s.to_writer.send(WriterMsg::Job(job));
                 }
-                if let Some(o) = s.owned.lock().expect("owned lock").get_mut(&(ti, p)) {
-                    o.next_offset = Some(off + 1);
-                }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
@@ -378,7 +406,7 @@ pub fn poll_loop(
                 let _ = s.to_writer.send(WriterMsg::Job(job));
             }
             commit(consumer, s, CommitMode::Async);
-            if opts.once && caught_up(consumer, s) {
+            if opts.once && caught_up(consumer, s, expected_partitions) {
                 tracing::info!("caught up with the end of every partition");
                 break;
             }
@@ -401,9 +429,25 @@ pub fn poll_loop(
     Ok(summary)
 }
 
-fn caught_up(consumer: &BaseConsumer<IngestContext>, s: &Shared) -> bool {
+/// Partitions of the topics this consumer reads, from the cluster's metadata.
+fn partition_count(consumer: &BaseConsumer<IngestContext>, s: &Shared) -> usize {
+    s.topics
+        .iter()
+        .map(|(t, _)| {
+            consumer
+                .fetch_metadata(Some(t), Duration::from_secs(10))
+                .map(|md| md.topics().first().map_or(0, |t| t.partitions().len()))
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// True when this consumer owns every partition of its topics (`expected` of them: a
+/// partial assignment, e.g. while a killed instance's membership has not expired yet,
+/// is not "the end of its topics") and each has reached the end it had when assigned.
+fn caught_up(consumer: &BaseConsumer<IngestContext>, s: &Shared, expected: usize) -> bool {
     let owned = s.owned.lock().expect("owned lock");
-    if owned.is_empty() {
+    if owned.is_empty() || owned.len() < expected {
         return false;
     }
     let position = consumer.position().ok();

@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod consumer;
+pub mod generate;
 pub mod load;
 pub mod metrics;
 pub mod writer;

@@ -8,7 +8,7 @@ use spectra_ingest::load::Kind;
 
 /// Spectra: segments retail outlets by what they buy, continuously.
 #[derive(Debug, Parser)]
-#[command(name = "spectra", version, about, long_about = None)]
+#[command(name = "spectra", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
     /// What to run.
     #[command(subcommand)]
@@ -50,6 +50,19 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// A synthetic distributor feed with planted segments, to Kafka or to files.
+    Generate {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        feed: FeedArgs,
+        /// Write JSON-lines files and truth.csv into this directory instead of Kafka.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+        /// With Kafka: also write the planted truth to this CSV file.
+        #[arg(long, value_name = "FILE")]
+        truth: Option<PathBuf>,
+    },
     /// CSV or JSON-lines files (invoices, outlets, SKUs) onto the input topics.
     Load {
         #[command(flatten)]
@@ -77,4 +90,59 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+/// The synthetic feed's shape (`spectra generate`, `spectra demo`).
+#[derive(Debug, Args, Clone)]
+pub struct FeedArgs {
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Outlets.
+    #[arg(long, default_value_t = 600)]
+    pub outlets: usize,
+    /// Planted segments.
+    #[arg(long, default_value_t = 5)]
+    pub segments: usize,
+    /// SKUs in the catalogue.
+    #[arg(long, default_value_t = 160)]
+    pub skus: usize,
+    /// Days of invoices.
+    #[arg(long, default_value_t = 120)]
+    pub days: u32,
+    /// First invoice date.
+    #[arg(long, default_value = "2026-06-01")]
+    pub start: chrono::NaiveDate,
+    /// Share of outlets that change behaviour from --drift-day on.
+    #[arg(long, default_value_t = 0.0)]
+    pub drift_share: f64,
+    /// Day (counted from --start) at which the drift begins.
+    #[arg(long, default_value_t = 90)]
+    pub drift_day: u32,
+    /// Share of invoice messages delivered twice.
+    #[arg(long, default_value_t = 0.03)]
+    pub redelivery_share: f64,
+    /// Share of broken messages (they go to the dead-letter topic).
+    #[arg(long, default_value_t = 0.005)]
+    pub bad_share: f64,
+}
+
+impl FeedArgs {
+    /// The generator's options.
+    pub fn options(&self) -> spectra_ingest::generate::FeedOptions {
+        spectra_ingest::generate::FeedOptions {
+            seed: self.seed,
+            outlets: self.outlets,
+            segments: self.segments.max(2),
+            skus: self.skus.max(10),
+            distributors: 3,
+            start: self.start,
+            days: self.days,
+            visits_per_week: 1.5,
+            redelivery_share: self.redelivery_share,
+            bad_share: self.bad_share,
+            drift_share: self.drift_share,
+            drift_day: self.drift_day,
+        }
+    }
 }

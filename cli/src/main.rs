@@ -100,6 +100,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Generate {
+            common,
+            feed,
+            out_dir,
+            truth,
+        } => {
+            let cfg = load_config(&common)?;
+            let mut f = spectra_ingest::generate::Feed::new(feed.options());
+            let summary = match out_dir {
+                Some(dir) => spectra_ingest::generate::to_files(&mut f, &dir)?,
+                None => {
+                    let days = f.opts.days;
+                    let s =
+                        spectra_ingest::generate::to_kafka(&cfg, &mut f, 0, days, |_| {}).await?;
+                    if let Some(t) = truth {
+                        std::fs::write(&t, f.truth_csv())
+                            .with_context(|| format!("writing {}", t.display()))?;
+                    }
+                    s
+                }
+            };
+            println!("{}", serde_json::to_string(&summary)?);
+            Ok(())
+        }
         Command::Load {
             common,
             kind,

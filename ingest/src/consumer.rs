@@ -111,25 +111,19 @@ impl ClientContext for IngestContext {
                 if *p < 0 {
                     continue;
                 }
-                if part.hi_offset >= 0 {
-                    let mut owned = self.shared.owned.lock().expect("owned lock");
-                    if let Some(o) = owned.get_mut(&(ti, *p)) {
-                        if o.end.is_none() {
-                            tracing::debug!(
-                                topic,
-                                partition = p,
-                                end = part.hi_offset,
-                                ls = part.ls_offset,
-                                app = part.app_offset,
-                                "end of partition for --once"
-                            );
-                        }
-                        o.end.get_or_insert(part.hi_offset);
-                    }
-                }
-                if part.consumer_lag < 0 {
+                if part.hi_offset < 0 {
                     continue;
                 }
+                // Lag is measured from what this consumer has read (the Kafka commit
+                // trails the storage checkpoint, so librdkafka's own lag would overstate it).
+                let lag = {
+                    let mut owned = self.shared.owned.lock().expect("owned lock");
+                    let Some(o) = owned.get_mut(&(ti, *p)) else {
+                        continue;
+                    };
+                    o.end.get_or_insert(part.hi_offset);
+                    (part.hi_offset - o.next_offset.unwrap_or(part.lo_offset.max(0))).max(0)
+                };
                 self.shared
                     .metrics
                     .consumer_lag
@@ -137,7 +131,7 @@ impl ClientContext for IngestContext {
                         topic: topic.clone(),
                         partition: p.to_string(),
                     })
-                    .set(part.consumer_lag);
+                    .set(lag);
             }
         }
     }

@@ -91,6 +91,12 @@ pub async fn run(cfg: Config, ctx: Context, opts: IngestOptions) -> Result<Summa
     )
     .await?;
     let metrics = IngestMetrics::register(&ctx.metrics);
+    for topic in [&t.invoices, &t.outlets, &t.skus] {
+        // Show every topic's series from the start, at 0, rather than after its first flush.
+        let _ = metrics.rows_written.get_or_create(&metrics::TopicLabels {
+            topic: topic.clone(),
+        });
+    }
     ctx.health.register("ingest");
 
     let dlq: FutureProducer = client_config(&cfg)

@@ -402,3 +402,125 @@ fn walk(dir: &std::path::Path) -> usize {
         })
         .sum()
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        match reqwest::get(format!("http://{addr}{path}")).await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
+    })
+}
+
+#[test]
+fn sigterm_drains_and_commits_and_metrics_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::new(dir.path());
+    setup.create_topics(2);
+    let p = producer();
+    let total = 30_000usize;
+    for n in 0..total {
+        let outlet = format!("O{}", n % 101);
+        let msg = if n % 1000 == 999 {
+            "not json".to_owned()
+        } else {
+            line_json("D1", &format!("T/{n}"), 1, "2026-05-01", &outlet, "S1", 2.0)
+        };
+        send(
+            &p,
+            &setup.invoices,
+            Some(outlet.as_bytes()),
+            Some(msg.as_bytes()),
+        );
+    }
+    flush(&p);
+    let bad = total / 1000;
+    let admin = format!("127.0.0.1:{}", free_port());
+    // Large batches and a long age: whatever is buffered at SIGTERM must be drained.
+    let mut child = setup.spawn_ingest(&[
+        "--admin-listen",
+        &admin,
+        "--set",
+        "ingest.flush_rows=1000000",
+        "--set",
+        "ingest.flush_age_ms=600000",
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut ready = false;
+    while std::time::Instant::now() < deadline {
+        if http_get(&admin, "/readyz").0 == 200 {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ready, "/readyz never turned 200");
+    assert_eq!(http_get(&admin, "/healthz").0, 200);
+    // Wait until the consumer has read everything (nothing is flushed yet: huge batches).
+    let mut metrics = String::new();
+    while std::time::Instant::now() < deadline {
+        metrics = http_get(&admin, "/metrics").1;
+        let read: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("spectra_ingest_messages_read_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if read as usize >= total && metrics.contains("spectra_ingest_consumer_lag{") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        walk(&dir.path().join("raw/invoices")) == 0,
+        "nothing should be flushed before SIGTERM"
+    );
+    let pid = child.id() as i32;
+    let rc = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(rc.success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "ingest exited with {status:?} after SIGTERM"
+    );
+    let stored = rows(&read_parquet_dir(&dir.path().join("raw/invoices")));
+    assert_eq!(
+        stored.len(),
+        total - bad,
+        "SIGTERM drained every buffered line"
+    );
+    // The drain also committed: a second run finds nothing to add.
+    setup.ingest_once(&[]);
+    assert_eq!(
+        rows(&read_parquet_dir(&dir.path().join("raw/invoices"))).len(),
+        total - bad
+    );
+    assert_eq!(read_topic(&setup.dlq).len(), bad);
+    for name in [
+        "messages_read",
+        "rows_written",
+        "flush_seconds",
+        "consumer_lag",
+        "objects_written",
+    ] {
+        let family = format!("# TYPE spectra_ingest_{name} ");
+        assert!(
+            metrics.contains(&family),
+            "{family} missing from /metrics:\n{metrics}"
+        );
+    }
+}

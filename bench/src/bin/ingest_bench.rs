@@ -67,7 +67,9 @@ fn produce(brokers: &str, topic: &str, lines: usize, seed: u64) {
             rng.gen_range(1..24),
             rng.gen_range(1.0..500.0f64),
         );
-        let mut rec: BaseRecord<'_, str, str> = BaseRecord::to(topic).key(outlet.as_str()).payload(buf.as_str());
+        let mut rec: BaseRecord<'_, str, str> = BaseRecord::to(topic)
+            .key(outlet.as_str())
+            .payload(buf.as_str());
         loop {
             match p.send(rec) {
                 Ok(()) => break,

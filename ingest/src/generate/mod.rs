@@ -7,6 +7,10 @@
 //! planted truth is returned beside the messages so tests and the demo can score the
 //! segmentation.
 
+mod sink;
+
+pub use sink::{to_files, to_kafka, GenerateSummary};
+
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, Duration, NaiveDate};

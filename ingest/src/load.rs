@@ -123,6 +123,16 @@ fn preset(name: &str) -> Result<Vec<(&'static str, &'static str)>, Error> {
 }
 
 const NUMERIC: &[&str] = &["line_no", "quantity", "net_value"];
+const REQUIRED: &[&str] = &[
+    "distributor_id",
+    "invoice_id",
+    "line_no",
+    "invoice_date",
+    "outlet_id",
+    "sku_id",
+    "quantity",
+    "net_value",
+];
 
 /// Counts deliveries and failures reported by the broker.
 #[derive(Default)]
@@ -366,12 +376,8 @@ fn load_blocking(cfg: &Config, opts: &LoadOptions) -> Result<LoadSummary, Error>
                     Expr::Column(c) => {
                         let raw = record.get(idx[0]).unwrap_or("").trim();
                         if raw.is_empty() {
-                            if target.is_empty()
-                                && bad.is_none()
-                                && field.ends_with("_id")
-                                && !f.contains('.')
-                            {
-                                bad = Some(format!(
+                            if !f.contains('.') && REQUIRED.contains(&field) {
+                                bad.get_or_insert(format!(
                                     "empty_{field}: column {c} is empty, so the row has no {field}"
                                 ));
                             }

@@ -270,7 +270,8 @@ pub struct SegmentationConfig {
     /// and attributes by name).
     #[serde(default)]
     pub filter: Option<String>,
-    /// `daily` or a cron expression.
+    /// `daily`: a run per new as-of date of the features. For other rhythms run
+    /// `spectra segment --once` from an external scheduler.
     #[serde(default = "default_schedule")]
     pub schedule: String,
     /// Relative margin by which a new segment must fit better before an outlet moves.
@@ -365,9 +366,9 @@ impl SegmentationConfig {
         if self.kpi_weight.is_nan() || self.kpi_weight < 0.0 {
             out.push(format!("segmentation `{n}`: kpi_weight must be ≥ 0"));
         }
-        if self.schedule != "daily" && self.schedule.split_whitespace().count() < 5 {
+        if self.schedule != "daily" {
             out.push(format!(
-                "segmentation `{n}`: schedule `{}` is neither \"daily\" nor a cron expression",
+                "segmentation `{n}`: schedule `{}` is not supported; use \"daily\" (a run per new as-of date), or run `spectra segment --once` from an external scheduler (cron, a Kubernetes CronJob)",
                 self.schedule
             ));
         }

@@ -539,13 +539,13 @@ fn date(f: &Field<'_>, prefix: &str) -> Result<NaiveDate, Rejection> {
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
     if s.len() == 10 {
-        return NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+        return ymd(s.as_bytes());
     }
     if s.len() < 11 || !s.is_char_boundary(10) {
         return None;
     }
     let (d, rest) = s.split_at(10);
-    let date = NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?;
+    let date = ymd(d.as_bytes())?;
     let sep = rest.as_bytes()[0];
     if sep != b'T' && sep != b't' && sep != b' ' {
         return None;
@@ -556,6 +556,20 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
         || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M").is_ok()
         || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").is_ok();
     valid_time.then_some(date)
+}
+
+/// `YYYY-MM-DD` read by hand: chrono's format-string parser was a tenth of the ingest
+/// hot path. Invalid calendar dates (2026-02-30) are rejected by `from_ymd_opt`.
+fn ymd(b: &[u8]) -> Option<NaiveDate> {
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
 }
 
 fn currency<'a>(f: &Field<'a>, prefix: &str) -> Result<Option<Cow<'a, str>>, Rejection> {
@@ -706,6 +720,33 @@ mod tests {
         assert_eq!(l.distributor_id, "D1");
         assert_eq!(l.invoice_id, "FV/1");
         assert_eq!(l.line_no, 0);
+    }
+
+    #[test]
+    fn dates_parse_strictly() {
+        let d = |s| parse_date(s);
+        assert_eq!(d("2026-11-20"), NaiveDate::from_ymd_opt(2026, 11, 20));
+        assert_eq!(d("2024-02-29"), NaiveDate::from_ymd_opt(2024, 2, 29));
+        assert_eq!(
+            d("2026-11-20T23:30:00+01:00"),
+            NaiveDate::from_ymd_opt(2026, 11, 20)
+        );
+        assert_eq!(
+            d("2010-12-01 08:26:00"),
+            NaiveDate::from_ymd_opt(2010, 12, 1)
+        );
+        for bad in [
+            "2026-02-29",
+            "2026-13-01",
+            "2026-1-01",
+            "2026/11/20",
+            "20261120",
+            "2026-11-2x",
+            "2026-11-20Tnope",
+            "+026-11-20",
+        ] {
+            assert_eq!(d(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -320,6 +320,7 @@ pub fn poll_loop(
     let mut summary = Summary::default();
     let expected_partitions = partition_count(consumer, s);
     let mut last_tick = Instant::now();
+    let mut ticks: u32 = 0;
     let started = Instant::now();
     let read: Vec<_> = s
         .topics
@@ -335,8 +336,9 @@ pub fn poll_loop(
         if s.shutdown.is_cancelled() {
             break;
         }
+        let mut idle = false;
         match consumer.poll(Duration::from_millis(50)) {
-            None => {}
+            None => idle = true,
             Some(Ok(m)) => {
                 let Some(ti) = s.topic_index(m.topic()) else {
                     continue;
@@ -382,7 +384,10 @@ pub fn poll_loop(
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
         }
-        if last_tick.elapsed() >= Duration::from_millis(100) {
+        // Reading the clock on every message showed in profiles: look every 1024 messages
+        // or when the queue is empty.
+        ticks = ticks.wrapping_add(1);
+        if (idle || ticks % 1024 == 0) && last_tick.elapsed() >= Duration::from_millis(100) {
             last_tick = Instant::now();
             let aged: Vec<FlushJob> = {
                 let mut b = s.batches.lock().expect("batches lock");

@@ -387,7 +387,8 @@ pub fn poll_loop(
         // Reading the clock on every message showed in profiles: look every 1024 messages
         // or when the queue is empty.
         ticks = ticks.wrapping_add(1);
-        if (idle || ticks % 1024 == 0) && last_tick.elapsed() >= Duration::from_millis(100) {
+        if (idle || ticks.is_multiple_of(1024)) && last_tick.elapsed() >= Duration::from_millis(100)
+        {
             last_tick = Instant::now();
             let aged: Vec<FlushJob> = {
                 let mut b = s.batches.lock().expect("batches lock");

@@ -8,6 +8,20 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/spectra/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is required to fetch the test broker" >&2; exit 1; }
+# Debian packages the tests drive: headless Chromium (the console's browser test) and
+# kcat (reads the demo's embedded broker). Installed when missing and running as root.
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v kcat >/dev/null || missing+=(kcat)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "missing ${missing[*]}: run \`sudo apt-get install -y ${missing[*]}\` (or run this script as root)" >&2
+    exit 1
+  fi
+fi
 
 # Build first, so the broker is not idle (and its start not timed) during a cold build.
 cargo test --workspace --no-run "$@"

@@ -1,1 +1,210 @@
-//! placeholder crate root, filled in below.
+//! `spectra aggregate`: raw Parquet into feature tables with DataFusion.
+//!
+//! One pass ([`run_once`]) rolls newly landed raw invoice lines up into the daily tables
+//! `features/daily/` and `features/outlet_daily/` — deduplicated so every line identity
+//! counts once, its latest version winning, and rebuilt only for the days that changed
+//! ([`rollup`], [`index`]) — then computes each segmentation's window features from
+//! the daily tables ([`features`]). [`run`] is the service: a pass whenever new raw or
+//! master data has landed, polled every `aggregate.poll_seconds`.
+
+pub mod features;
+pub mod hash;
+pub mod index;
+pub mod master;
+pub mod metrics;
+mod pass;
+pub mod rollup;
+pub mod session;
+pub mod state;
+pub mod superseded;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use chrono::NaiveDate;
+use serde::Serialize;
+use spectra_core::service::Context;
+use spectra_core::{Config, Storage};
+
+use crate::metrics::AggregateMetrics;
+pub use crate::pass::run_once;
+
+/// Errors of the aggregator crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Storage or configuration (from the core crate).
+    #[error(transparent)]
+    Core(#[from] spectra_core::Error),
+    /// A query failed (a bug, or unreadable Parquet: the message names the file).
+    #[error("query: {0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    /// Building a record batch failed (a bug).
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// A segmentation's `filter` is not a valid predicate over the outlet fields.
+    #[error("segmentation `{segmentation}`: filter `{filter}` cannot be evaluated over outlet_id, name, region, channel and the outlet attributes: {reason}")]
+    Filter {
+        /// The segmentation.
+        segmentation: String,
+        /// The filter as configured.
+        filter: String,
+        /// The query engine's complaint.
+        reason: String,
+    },
+    /// `--segmentation` names no configured segmentation.
+    #[error("no segmentation named `{0}` in the configuration")]
+    UnknownSegmentation(String),
+    /// The aggregator's own state is damaged; `--full` rebuilds it from the raw data.
+    #[error("aggregator state: {0}")]
+    Corrupt(String),
+}
+
+/// How a pass or the service behaves.
+#[derive(Debug, Clone, Default)]
+pub struct AggregateOptions {
+    /// Run one pass and return.
+    pub once: bool,
+    /// Last day of the feature window; default: the latest invoice date ingested.
+    pub as_of: Option<NaiveDate>,
+    /// Only this segmentation's features (the roll-up is shared and always runs).
+    pub segmentation: Option<String>,
+    /// Forget the state and rebuild the daily tables from all raw data.
+    pub full: bool,
+}
+
+/// One segmentation's features written by a pass.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SegmentationSummary {
+    /// The features folder's manifest.
+    #[serde(flatten)]
+    pub manifest: features::Manifest,
+}
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Summary {
+    /// True when the state was rebuilt from all raw data.
+    pub full: bool,
+    /// Raw files rolled up for the first time.
+    pub files_new: u64,
+    /// Raw rows read from them.
+    pub rows_read: u64,
+    /// Days whose daily tables were rebuilt.
+    pub days_rerolled: u64,
+    /// (line, day) pairs that corrections moved to another day.
+    pub lines_moved: u64,
+    /// Rows written to daily and feature tables.
+    pub rows_written: u64,
+    /// The as-of date the features were computed for (none without data).
+    pub as_of: Option<String>,
+    /// The segmentations' features.
+    pub segmentations: Vec<SegmentationSummary>,
+    /// Wall-clock duration of the pass, ms.
+    pub duration_ms: u64,
+}
+
+/// Days since the epoch as `YYYY-MM-DD`.
+pub fn date_text(days: i32) -> String {
+    date_of(days).to_string()
+}
+
+/// Days since the epoch as a date.
+pub fn date_of(days: i32) -> NaiveDate {
+    NaiveDate::from_num_days_from_ce_opt(days + EPOCH_CE_DAYS).unwrap_or(NaiveDate::MIN)
+}
+
+/// A date as days since the epoch (Arrow's `Date32`).
+pub fn days_of(date: NaiveDate) -> i32 {
+    chrono::Datelike::num_days_from_ce(&date) - EPOCH_CE_DAYS
+}
+
+const EPOCH_CE_DAYS: i32 = 719_163;
+
+/// Schema of `features/daily/` (README "Tables").
+pub fn daily_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("outlet_id", DataType::Utf8, false),
+        Field::new("sku_id", DataType::Utf8, false),
+        Field::new("date", DataType::Date32, false),
+        Field::new("net_value", DataType::Float64, false),
+        Field::new("quantity", DataType::Float64, false),
+        Field::new("lines", DataType::Int64, false),
+        Field::new("invoices", DataType::Int64, false),
+        Field::new("returns_value", DataType::Float64, false),
+    ]))
+}
+
+/// Schema of `features/outlet_daily/` (README "Tables").
+pub fn outlet_daily_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("outlet_id", DataType::Utf8, false),
+        Field::new("date", DataType::Date32, false),
+        Field::new("net_value", DataType::Float64, false),
+        Field::new("quantity", DataType::Float64, false),
+        Field::new("lines", DataType::Int64, false),
+        Field::new("invoices", DataType::Int64, false),
+        Field::new("returns_value", DataType::Float64, false),
+        Field::new("distinct_skus", DataType::Int64, false),
+    ]))
+}
+
+/// A query result cast to a table's declared schema (same columns, in order).
+pub fn conform(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Error> {
+    let cols = b
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// Runs the aggregate service: a pass at start, then one whenever new raw or master
+/// files have landed, polling every `aggregate.poll_seconds`, until shutdown (or after
+/// one pass with `once`). Returns the last pass's summary.
+pub async fn run(cfg: Config, ctx: Context, opts: AggregateOptions) -> Result<Summary, Error> {
+    let storage = Storage::from_url(&cfg.storage.url)?;
+    let metrics = AggregateMetrics::register(&ctx.metrics);
+    ctx.health.register("aggregate");
+    ctx.health.set_ready("aggregate", true);
+    let mut last = run_once(&cfg, &storage, &opts, &metrics).await?;
+    if opts.once {
+        ctx.health.set_ready("aggregate", false);
+        return Ok(last);
+    }
+    let mut seen = pass::landed(&storage).await?;
+    let poll = Duration::from_secs(cfg.aggregate.poll_seconds.max(1));
+    let pass_opts = AggregateOptions {
+        full: false,
+        ..opts.clone()
+    };
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            _ = tokio::time::sleep(poll) => {}
+        }
+        let now = match pass::landed(&storage).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing raw and master data failed; retrying at the next poll");
+                continue;
+            }
+        };
+        if now == seen {
+            continue;
+        }
+        match run_once(&cfg, &storage, &pass_opts, &metrics).await {
+            Ok(s) => {
+                last = s;
+                seen = now;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "aggregation pass failed; retrying at the next poll")
+            }
+        }
+    }
+    ctx.health.set_ready("aggregate", false);
+    Ok(last)
+}

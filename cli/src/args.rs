@@ -50,6 +50,76 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Service: raw Parquet into daily roll-ups and feature tables with DataFusion.
+    Aggregate {
+        #[command(flatten)]
+        common: Common,
+        /// Run one pass (roll up what landed, write every segmentation's features), then exit.
+        #[arg(long)]
+        once: bool,
+        /// Last day of the feature window, YYYY-MM-DD (default: the latest invoice date ingested).
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<chrono::NaiveDate>,
+        /// Only this segmentation's features (as named in the config).
+        #[arg(long, value_name = "NAME")]
+        segmentation: Option<String>,
+        /// Forget the aggregator's state and rebuild the daily tables from all raw data.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Service: re-cluster each segmentation when new features appear.
+    Segment {
+        #[command(flatten)]
+        common: Common,
+        /// Run every due segmentation once, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Only this segmentation (as named in the config).
+        #[arg(long, value_name = "NAME")]
+        segmentation: Option<String>,
+    },
+    /// Service: changed assignments, profiles and recommendations to Kafka; the HTTP API
+    /// and web console (with /healthz, /readyz, /metrics) on publish.listen.
+    Publish {
+        #[command(flatten)]
+        common: Common,
+        /// Publish every segmentation's latest run once, print a JSON summary, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// A segmentation's latest run to a CSV or XLSX file: outlets, segments, names, tags,
+    /// value.
+    Export {
+        #[command(flatten)]
+        common: Common,
+        /// The segmentation (as named in the config).
+        #[arg(long, value_name = "NAME")]
+        segmentation: String,
+        /// File format: csv or xlsx.
+        #[arg(long, default_value = "csv", value_parser = ["csv", "xlsx"])]
+        format: String,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// The whole pipeline on this machine with nothing installed: an embedded
+    /// Kafka-protocol broker, a local store, a generated feed, all services, the console.
+    Demo {
+        #[command(flatten)]
+        feed: FeedArgs,
+        /// Run the story once (before, at and after the drift) and exit with a summary.
+        #[arg(long)]
+        once: bool,
+        /// Console address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Keep the tables here (default: a fresh temporary directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Wall-clock milliseconds per simulated day (interactive mode).
+        #[arg(long, default_value_t = 1000)]
+        day_ms: u64,
+    },
     /// A synthetic distributor feed with planted segments, to Kafka or to files.
     Generate {
         #[command(flatten)]

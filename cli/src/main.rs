@@ -2,6 +2,7 @@
 //! telemetry and the admin server, and dispatches to the service crates.
 
 mod args;
+mod demo;
 
 use std::collections::BTreeMap;
 
@@ -99,6 +100,94 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 json!({"messages": s.messages, "rows": s.rows, "rejected": s.rejected})
             );
             Ok(())
+        }
+        Command::Aggregate {
+            common,
+            once,
+            as_of,
+            segmentation,
+            full,
+        } => {
+            let cfg = load_config(&common)?;
+            let ctx = Context::new(shutdown::on_signals());
+            start_admin(&cfg, &ctx).await?;
+            let opts = spectra_aggregator::AggregateOptions {
+                once,
+                as_of,
+                segmentation,
+                full,
+            };
+            let s = spectra_aggregator::run(cfg, ctx.clone(), opts).await?;
+            ctx.shutdown.cancel();
+            println!("{}", serde_json::to_string(&s)?);
+            Ok(())
+        }
+        Command::Segment {
+            common,
+            once,
+            segmentation,
+        } => {
+            let cfg = load_config(&common)?;
+            let ctx = Context::new(shutdown::on_signals());
+            start_admin(&cfg, &ctx).await?;
+            let opts = spectra_segmenter::SegmentOptions { once, segmentation };
+            let s = spectra_segmenter::run(cfg, ctx.clone(), opts).await?;
+            ctx.shutdown.cancel();
+            println!("{}", json!({"runs": s.runs, "up_to_date": s.up_to_date}));
+            Ok(())
+        }
+        Command::Publish { common, once } => {
+            let cfg = load_config(&common)?;
+            let ctx = Context::new(shutdown::on_signals());
+            if once {
+                // The service merges the admin routes into its own server on
+                // publish.listen; a one-off run has no server of its own.
+                start_admin(&cfg, &ctx).await?;
+            }
+            let opts = spectra_publisher::PublishOptions {
+                once,
+                ..Default::default()
+            };
+            let s = spectra_publisher::run(cfg, ctx.clone(), opts).await?;
+            ctx.shutdown.cancel();
+            println!("{}", serde_json::to_string(&s)?);
+            Ok(())
+        }
+        Command::Export {
+            common,
+            segmentation,
+            format,
+            out,
+        } => {
+            let cfg = load_config(&common)?;
+            let s = spectra_publisher::export_file(&cfg, &segmentation, &format, &out).await?;
+            println!("{}", serde_json::to_string(&s)?);
+            Ok(())
+        }
+        Command::Demo {
+            mut feed,
+            once,
+            listen,
+            dir,
+            day_ms,
+        } => {
+            // Quiet by default: the demo prints its own story (RUST_LOG overrides).
+            telemetry::init_logging(&spectra_core::config::LogConfig {
+                format: "plain".into(),
+                level: "warn,rdkafka=off,librdkafka=off".into(),
+            });
+            if feed.drift_share == 0.0 {
+                // The story shows outlets moving: some outlets change behaviour.
+                feed.drift_share = 0.05;
+            }
+            demo::run(demo::DemoOptions {
+                once,
+                feed: feed.options(),
+                listen,
+                dir,
+                day_ms,
+            })
+            .await
         }
         Command::Generate {
             common,

@@ -1,1 +1,78 @@
-//! spectra-segmenter: re-clusters outlets per segmentation (in progress).
+//! spectra-segmenter: re-clusters the outlets of each segmentation, keeping segment
+//! ids stable across runs. The clustering core ([`cluster`]) takes arrays and returns
+//! arrays, with no I/O.
+//!
+//! Around it, `spectra segment`: for each configured segmentation, read the
+//! aggregator's latest complete [`features`] folder, compute a run ([`pipeline`]: warm
+//! start, hysteresis, stable ids, k by silhouette, [`profile`]s, [`gaps`]) and write it
+//! under `segmentations/{name}/runs/` ([`runs`]), `latest.json` last. [`service`] decides
+//! when a segmentation is due.
+
+pub mod cluster;
+pub mod features;
+pub mod gaps;
+pub mod metrics;
+pub mod model;
+pub mod naming;
+pub mod patterns;
+pub mod pipeline;
+pub mod profile;
+pub mod runs;
+pub mod service;
+
+pub use service::{run, run_segmentation, RunSummary, SegmentOptions, Summary};
+
+/// Errors of the segmenter crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Storage or configuration (from the core crate); storage errors are worth a retry.
+    #[error(transparent)]
+    Core(#[from] spectra_core::Error),
+    /// The configuration asks for something the segmenter does not do; every problem is
+    /// listed.
+    #[error("invalid segment configuration:\n  - {}", .0.join("\n  - "))]
+    Config(Vec<String>),
+    /// A feature table is missing or lacks a column (the aggregator's output is bad).
+    #[error("features `{path}`: {reason}")]
+    Features {
+        /// The object's path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The previous run named by `latest.json` cannot be read.
+    #[error("previous run `{path}`: {reason}")]
+    PreviousRun {
+        /// The object's path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Too few outlets pass `min_value` to make the segments asked for.
+    #[error(
+        "segmentation `{segmentation}`: {eligible} outlets pass min_value, {needed} are needed; \
+         lower min_value or k (k_range)"
+    )]
+    TooFewOutlets {
+        /// Segmentation name.
+        segmentation: String,
+        /// Outlets that could be assigned.
+        eligible: usize,
+        /// Outlets the configured k needs.
+        needed: usize,
+    },
+    /// The clustering core refused its input (a bug, or degenerate features).
+    #[error("segmentation `{segmentation}`: clustering failed: {source}")]
+    Cluster {
+        /// Segmentation name.
+        segmentation: String,
+        /// The core's error.
+        source: cluster::ClusterError,
+    },
+}
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Error::Core(spectra_core::Error::Arrow(e))
+    }
+}

@@ -1,0 +1,231 @@
+//! Window features of one segmentation: from the daily tables of the days inside the
+//! window ending at the as-of date, joined to current master data and restricted by the
+//! segmentation's `filter`, the folder `features/segmentation={name}/as_of={date}/`
+//! (README "Tables"), its `_manifest.json` written last.
+
+use std::collections::BTreeSet;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Int64Type, SchemaRef};
+use datafusion::execution::context::SessionContext;
+use serde::Serialize;
+use spectra_core::config::SegmentationConfig;
+use spectra_core::schema::to_parquet;
+use spectra_core::Storage;
+
+use crate::rollup::{daily_path, outlet_daily_path};
+use crate::session::{query, register_batches, register_files};
+use crate::{date_text, Error};
+
+/// Average days per month, for `invoices_per_month`.
+pub const DAYS_PER_MONTH: f64 = 365.25 / 12.0;
+
+/// The manifest of a features folder (README "Tables").
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Manifest {
+    /// Segmentation name.
+    pub segmentation: String,
+    /// Last day of the window.
+    pub as_of: String,
+    /// First day of the window.
+    pub window_start: String,
+    /// The segmentation's level.
+    pub level: String,
+    /// Outlets with a KPI row (after the filter).
+    pub outlets: u64,
+    /// Distinct features (level values) in the spectrum.
+    pub features: u64,
+    /// Distinct SKUs bought in the window that master data does not know.
+    pub unknown_skus: u64,
+    /// Distinct outlets buying in the window that master data does not know.
+    pub unknown_outlets: u64,
+    /// When the folder was written (wall-clock time, RFC 3339).
+    pub created_at: String,
+}
+
+/// The folder of a segmentation's features for one as-of date.
+pub fn folder(segmentation: &str, as_of: i32) -> String {
+    format!(
+        "features/segmentation={segmentation}/as_of={}",
+        date_text(as_of)
+    )
+}
+
+/// Registers `sku_master(sku_id, feature)` and `outlet_master(…)` for the queries.
+pub fn register_master(
+    ctx: &SessionContext,
+    sku_features: RecordBatch,
+    outlets: RecordBatch,
+) -> Result<(), Error> {
+    register_batches(ctx, "sku_master", sku_features.schema(), vec![sku_features])?;
+    register_batches(ctx, "outlet_master", outlets.schema(), vec![outlets])
+}
+
+async fn count(ctx: &SessionContext, sql: &str) -> Result<u64, Error> {
+    let (_, b) = query(ctx, sql).await?;
+    Ok(b.iter()
+        .find(|b| b.num_rows() > 0)
+        .map(|b| b.column(0).as_primitive::<Int64Type>().value(0).max(0) as u64)
+        .unwrap_or(0))
+}
+
+async fn write(
+    storage: &Storage,
+    path: &str,
+    table: (SchemaRef, Vec<RecordBatch>),
+) -> Result<u64, Error> {
+    let rows = table.1.iter().map(|b| b.num_rows() as u64).sum();
+    storage.put(path, to_parquet(table.0, &table.1)?).await?;
+    Ok(rows)
+}
+
+/// Computes and writes the features of `seg` at `as_of` from the daily tables of
+/// `days` (every day the daily table holds); `sku_master` and `outlet_master` must be
+/// registered for the segmentation's level. Returns the manifest and the rows written.
+pub async fn build(
+    ctx: &SessionContext,
+    storage: &Storage,
+    days: &BTreeSet<i32>,
+    as_of: i32,
+    seg: &SegmentationConfig,
+) -> Result<(Manifest, u64), Error> {
+    let start = as_of - seg.window_days as i32 + 1;
+    let window: Vec<i32> = days.range(start..=as_of).copied().collect();
+    let daily: Vec<String> = window.iter().map(|d| daily_path(*d)).collect();
+    let outlet_daily: Vec<String> = window.iter().map(|d| outlet_daily_path(*d)).collect();
+    register_files(ctx, storage, "daily_w", &daily, crate::daily_schema())?;
+    register_files(
+        ctx,
+        storage,
+        "outlet_daily_w",
+        &outlet_daily,
+        crate::outlet_daily_schema(),
+    )?;
+
+    // The filter is checked on its own first, so its error names it.
+    let selected = match seg
+        .filter
+        .as_deref()
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+    {
+        Some(f) => {
+            let sql = format!("SELECT outlet_id FROM outlet_master WHERE {f}");
+            let (schema, b) = query(ctx, &sql).await.map_err(|e| Error::Filter {
+                segmentation: seg.name.clone(),
+                filter: f.to_owned(),
+                reason: e.to_string(),
+            })?;
+            register_batches(ctx, "selected", schema, b)?;
+            "JOIN selected sel ON sel.outlet_id = x.outlet_id"
+        }
+        None => "",
+    };
+    let age = format!("CAST({as_of} - CAST(d.date AS INT) AS DOUBLE)");
+    let weight = match seg.half_life_days {
+        Some(h) => format!("power(0.5, {age} / {h:?})"),
+        None => "1.0".to_owned(),
+    };
+    let d = format!("(SELECT x.* FROM daily_w x {selected}) d");
+    let o = format!("(SELECT x.* FROM outlet_daily_w x {selected}) o");
+    let dir = folder(&seg.name, as_of);
+    // Readers trust a folder only with its manifest: take it away while rewriting.
+    storage.delete(&format!("{dir}/_manifest.json")).await?;
+
+    let spectrum = query(
+        ctx,
+        &format!(
+            "SELECT d.outlet_id, COALESCE(s.feature, 'unknown') AS feature,
+                    sum(d.net_value * {weight}) AS value, sum(d.net_value) AS raw_value
+             FROM {d} LEFT JOIN sku_master s ON s.sku_id = d.sku_id
+             GROUP BY d.outlet_id, COALESCE(s.feature, 'unknown') ORDER BY outlet_id, feature"
+        ),
+    )
+    .await?;
+    let features: BTreeSet<&str> = spectrum
+        .1
+        .iter()
+        .flat_map(|b| b.column(1).as_string::<i32>().iter().flatten())
+        .collect();
+    let features = features.len() as u64;
+    let mut rows = write(storage, &format!("{dir}/spectrum.parquet"), spectrum).await?;
+
+    let sku_spend = query(
+        ctx,
+        &format!(
+            "SELECT d.outlet_id, d.sku_id, COALESCE(s.feature, 'unknown') AS feature,
+                    sum(d.net_value) AS net_value, sum(d.quantity) AS quantity,
+                    CAST(sum(d.lines) AS BIGINT) AS lines
+             FROM {d} LEFT JOIN sku_master s ON s.sku_id = d.sku_id
+             GROUP BY d.outlet_id, d.sku_id, COALESCE(s.feature, 'unknown')
+             ORDER BY outlet_id, sku_id"
+        ),
+    )
+    .await?;
+    rows += write(storage, &format!("{dir}/sku_spend.parquet"), sku_spend).await?;
+
+    let months = f64::from(seg.window_days) / DAYS_PER_MONTH;
+    let kpis = query(
+        ctx,
+        &format!(
+            "WITH k AS (
+               SELECT o.outlet_id, sum(o.net_value) AS net_value,
+                      CAST(sum(o.lines) AS BIGINT) AS lines,
+                      CAST(sum(o.invoices) AS BIGINT) AS invoices,
+                      sum(o.returns_value) AS returns_value,
+                      CAST({as_of} - max(CAST(o.date AS INT)) AS BIGINT) AS days_since_last_invoice,
+                      count(DISTINCT ({as_of} - CAST(o.date AS INT)) / 7) AS active_weeks
+               FROM {o} GROUP BY o.outlet_id),
+             sk AS (SELECT d.outlet_id, count(DISTINCT d.sku_id) AS distinct_skus
+                    FROM {d} GROUP BY d.outlet_id)
+             SELECT k.outlet_id, k.net_value, k.lines, k.invoices,
+                    CAST(k.invoices AS DOUBLE) / {months:?} AS invoices_per_month,
+                    CASE WHEN k.invoices > 0 THEN k.net_value / CAST(k.invoices AS DOUBLE)
+                         ELSE 0.0 END AS avg_invoice_value,
+                    COALESCE(sk.distinct_skus, 0) AS distinct_skus,
+                    k.days_since_last_invoice, k.active_weeks,
+                    CASE WHEN k.net_value - k.returns_value > 0
+                         THEN -k.returns_value / (k.net_value - k.returns_value)
+                         ELSE 0.0 END AS return_share,
+                    m.name, m.region, m.channel, m.attributes
+             FROM k LEFT JOIN sk ON sk.outlet_id = k.outlet_id
+                    LEFT JOIN outlet_master m ON m.outlet_id = k.outlet_id
+             ORDER BY k.outlet_id"
+        ),
+    )
+    .await?;
+    let outlets = write(storage, &format!("{dir}/kpis.parquet"), kpis).await?;
+    rows += outlets;
+
+    let unknown_skus = count(
+        ctx,
+        &format!(
+            "SELECT count(DISTINCT d.sku_id) FROM {d} LEFT JOIN sku_master s
+             ON s.sku_id = d.sku_id WHERE s.sku_id IS NULL"
+        ),
+    )
+    .await?;
+    let unknown_outlets = count(
+        ctx,
+        &format!(
+            "SELECT count(DISTINCT o.outlet_id) FROM {o} LEFT JOIN outlet_master m
+             ON m.outlet_id = o.outlet_id WHERE m.outlet_id IS NULL"
+        ),
+    )
+    .await?;
+    let manifest = Manifest {
+        segmentation: seg.name.clone(),
+        as_of: date_text(as_of),
+        window_start: date_text(start),
+        level: seg.level.clone(),
+        outlets,
+        features,
+        unknown_skus,
+        unknown_outlets,
+        created_at: chrono::Utc::now().to_rfc3339(),
+    };
+    storage
+        .put_json(&format!("{dir}/_manifest.json"), &manifest)
+        .await?;
+    Ok((manifest, rows))
+}

@@ -1,0 +1,211 @@
+//! One aggregation pass: list the raw files, absorb the new ones, re-roll the days
+//! they touch, commit the state, then write every segmentation's window features.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use spectra_core::{Config, Storage};
+
+use crate::index::{self, IdentityIndex};
+use crate::metrics::{AggregateMetrics, SegmentationLabels};
+use crate::state::{State, STATE_VERSION};
+use crate::superseded::{Superseded, SUPERSEDED_PATH};
+use crate::{days_of, features, master, rollup, session, AggregateOptions, Error};
+use crate::{SegmentationSummary, Summary};
+
+/// Raw Parquet read per re-roll query; bounds the memory of a full rebuild.
+const CHUNK_BYTES: u64 = 128 << 20;
+
+/// The raw files by path (size), and the master files: what has landed so far.
+pub(crate) async fn landed(storage: &Storage) -> Result<BTreeMap<String, u64>, Error> {
+    let mut all = BTreeMap::new();
+    for dir in ["raw/invoices/", "master/outlets/", "master/skus/"] {
+        for o in storage.list(dir).await? {
+            if o.path.ends_with(".parquet") {
+                all.insert(o.path, o.size);
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// The invoice date of a raw file from its Hive folder `date=YYYY-MM-DD`.
+fn raw_date(path: &str) -> Option<i32> {
+    let seg = path.split('/').find_map(|s| s.strip_prefix("date="))?;
+    seg.parse().ok().map(days_of)
+}
+
+/// Runs one pass (see the module docs).
+pub async fn run_once(
+    cfg: &Config,
+    storage: &Storage,
+    opts: &AggregateOptions,
+    metrics: &AggregateMetrics,
+) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let segmentations: Vec<_> = match &opts.segmentation {
+        Some(name) => vec![cfg
+            .segmentation(name)
+            .ok_or_else(|| Error::UnknownSegmentation(name.clone()))?
+            .clone()],
+        None => cfg.segmentation.clone(),
+    };
+    let ctx = session::context(storage);
+    let previous = if opts.full {
+        None
+    } else {
+        State::load(storage).await?
+    };
+    let full = previous.is_none();
+    let mut state = previous.unwrap_or_else(|| State {
+        version: STATE_VERSION,
+        ..State::default()
+    });
+    let mut raw: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    let mut sizes = BTreeMap::new();
+    for o in storage.list("raw/invoices/").await? {
+        if let (true, Some(d)) = (o.path.ends_with(".parquet"), raw_date(&o.path)) {
+            raw.entry(d).or_default().push(o.path.clone());
+            sizes.insert(o.path, o.size);
+        }
+    }
+    let new_files: Vec<String> = sizes
+        .iter()
+        .filter(|(p, s)| state.files.get(*p) != Some(s))
+        .map(|(p, _)| p.clone())
+        .collect();
+    let mut summary = Summary {
+        full,
+        files_new: new_files.len() as u64,
+        ..Summary::default()
+    };
+
+    if full {
+        index::remove_all(storage).await?;
+        storage.delete(SUPERSEDED_PATH).await?;
+        state.days.clear();
+        state.duplicated.clear();
+    }
+    if !new_files.is_empty() || full {
+        let mut idx = if full {
+            IdentityIndex::empty(storage.clone())
+        } else {
+            IdentityIndex::open(storage.clone(), state.index.clone()).await?
+        };
+        let mut superseded = if full {
+            Superseded::default()
+        } else {
+            Superseded::load(storage).await?
+        };
+        let t = Instant::now();
+        let absorbed = rollup::absorb(&ctx, storage, &new_files, &mut idx, &mut superseded).await?;
+        let absorb_ms = t.elapsed().as_millis() as u64;
+        let t = Instant::now();
+        summary.rows_read = absorbed.rows;
+        summary.lines_moved = absorbed.moved;
+        state
+            .duplicated
+            .extend(absorbed.duplicated.iter().map(|d| crate::date_text(*d)));
+        let duplicated: BTreeSet<i32> = state
+            .duplicated
+            .iter()
+            .filter_map(|d| d.parse().ok().map(days_of))
+            .collect();
+        let mut days: BTreeSet<i32> = absorbed.days;
+        if full {
+            days.extend(raw.keys());
+        }
+        // Re-roll in chunks of about CHUNK_BYTES of raw Parquet.
+        let mut chunk: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        let mut bytes = 0;
+        let todo: Vec<i32> = days.iter().copied().collect();
+        for (n, day) in todo.iter().enumerate() {
+            let files = raw.get(day).cloned().unwrap_or_default();
+            bytes += files.iter().map(|f| sizes[f]).sum::<u64>();
+            chunk.insert(*day, files);
+            if bytes >= CHUNK_BYTES || n + 1 == todo.len() {
+                let rows = rollup::reroll(&ctx, storage, &chunk, &duplicated, &superseded).await?;
+                for (d, r) in rows {
+                    summary.rows_written += r;
+                    state.days.insert(crate::date_text(d), r);
+                }
+                chunk.clear();
+                bytes = 0;
+            }
+        }
+        summary.days_rerolled = days.len() as u64;
+        superseded.save(storage).await?;
+        state.index = idx.state().clone();
+        state.files = sizes;
+        state.runs += 1;
+        state.save(storage).await?;
+        tracing::info!(
+            full,
+            files_new = summary.files_new,
+            rows_read = summary.rows_read,
+            days_rerolled = summary.days_rerolled,
+            lines_moved = summary.lines_moved,
+            absorb_ms,
+            reroll_ms = t.elapsed().as_millis() as u64,
+            "daily roll-up done"
+        );
+        metrics.files_new.inc_by(summary.files_new);
+        metrics.rows_read.inc_by(summary.rows_read);
+        metrics.days_rerolled.inc_by(summary.days_rerolled);
+        metrics.lines_moved.inc_by(summary.lines_moved);
+    }
+
+    let as_of = opts
+        .as_of
+        .map(days_of)
+        .or_else(|| state.latest_day().and_then(|d| d.parse().ok()).map(days_of));
+    if let (Some(as_of), false) = (as_of, segmentations.is_empty()) {
+        let t = Instant::now();
+        summary.as_of = Some(crate::date_text(as_of));
+        let days: BTreeSet<i32> = state
+            .days
+            .keys()
+            .filter_map(|d| d.parse().ok().map(days_of))
+            .collect();
+        let skus = master::current(storage, "master/skus/", "sku_id").await?;
+        let outlets = master::current(storage, "master/outlets/", "outlet_id").await?;
+        let outlet_table = master::outlet_table(&outlets)?;
+        for seg in &segmentations {
+            features::register_master(
+                &ctx,
+                master::sku_features(&skus, &seg.level)?,
+                outlet_table.clone(),
+            )?;
+            let (manifest, rows) = features::build(&ctx, storage, &days, as_of, seg).await?;
+            let labels = SegmentationLabels {
+                segmentation: seg.name.clone(),
+            };
+            metrics
+                .unknown_skus
+                .get_or_create(&labels)
+                .set(manifest.unknown_skus as i64);
+            metrics
+                .unknown_outlets
+                .get_or_create(&labels)
+                .set(manifest.unknown_outlets as i64);
+            tracing::info!(
+                segmentation = %seg.name,
+                as_of = %manifest.as_of,
+                outlets = manifest.outlets,
+                features = manifest.features,
+                unknown_skus = manifest.unknown_skus,
+                unknown_outlets = manifest.unknown_outlets,
+                ms = t.elapsed().as_millis() as u64,
+                "features written"
+            );
+            summary.rows_written += rows;
+            summary.segmentations.push(SegmentationSummary { manifest });
+        }
+    }
+    metrics.rows_written.inc_by(summary.rows_written);
+    metrics.runs.inc();
+    let elapsed = started.elapsed();
+    metrics.run_seconds.observe(elapsed.as_secs_f64());
+    summary.duration_ms = elapsed.as_millis() as u64;
+    Ok(summary)
+}

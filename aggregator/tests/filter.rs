@@ -1,0 +1,161 @@
+//! A segmentation's `filter` over outlet fields and JSON attributes, the `attribute:`
+//! level, the outlet master in the KPIs, unknown outlets, and a bad filter's error.
+
+mod common;
+
+use common::*;
+use spectra_aggregator::metrics::AggregateMetrics;
+use spectra_aggregator::{run_once, AggregateOptions, Error};
+use spectra_core::master::{Outlet, Sku};
+use spectra_core::schema::{
+    outlet_schema, sku_schema, to_parquet, OutletBuilder, SkuBuilder, Source,
+};
+use spectra_core::telemetry::Metrics;
+use spectra_core::{Config, Storage};
+
+async fn master(storage: &Storage) {
+    let mut b = OutletBuilder::default();
+    let outlets = [
+        ("O0", "traditional", r#"{"size": "M", "staff": 3}"#),
+        ("O1", "traditional", r#"{"size": "L", "staff": 9}"#),
+        ("O2", "modern", r#"{"size": "M", "staff": 12}"#),
+    ];
+    for (i, (id, channel, attrs)) in outlets.iter().enumerate() {
+        let o = Outlet {
+            outlet_id: (*id).into(),
+            name: Some(format!("Shop {id}")),
+            region: Some("North".into()),
+            channel: Some((*channel).into()),
+            attributes: Some((*attrs).into()),
+            deleted: false,
+        };
+        let src = Source {
+            topic: "outlets",
+            partition: 0,
+            offset: i as i64,
+            timestamp_ms: 1,
+        };
+        b.append(&o, &src);
+    }
+    let data = to_parquet(outlet_schema(), &[b.finish()]).unwrap();
+    storage.put("master/outlets/o.parquet", data).await.unwrap();
+    let mut b = SkuBuilder::default();
+    for (i, (id, pack)) in [("S0", "1kg"), ("S1", "250g"), ("S2", "1kg")]
+        .iter()
+        .enumerate()
+    {
+        let s = Sku {
+            sku_id: (*id).into(),
+            name: None,
+            category: Some("coffee".into()),
+            subcategory: None,
+            brand: None,
+            attributes: Some(format!(r#"{{"pack": "{pack}"}}"#)),
+            deleted: false,
+        };
+        let src = Source {
+            topic: "skus",
+            partition: 0,
+            offset: i as i64,
+            timestamp_ms: 1,
+        };
+        b.append(&s, &src);
+    }
+    let data = to_parquet(sku_schema(), &[b.finish()]).unwrap();
+    storage.put("master/skus/s.parquet", data).await.unwrap();
+}
+
+#[tokio::test]
+async fn filter_selects_outlets_by_fields_and_attributes() {
+    let storage = Storage::memory();
+    master(&storage).await;
+    let mut feed = Vec::new();
+    // O3 is not in master data: kept without a filter, counted as unknown.
+    for (n, outlet) in ["O0", "O1", "O2", "O3"].iter().enumerate() {
+        for (l, sku) in ["S0", "S1", "S2"].iter().enumerate() {
+            feed.push(Delivery {
+                distributor: "D".into(),
+                invoice: format!("I{n}"),
+                line_no: l as i64,
+                date: base_day() + 1,
+                outlet: (*outlet).into(),
+                sku: (*sku).into(),
+                quantity: 1.0,
+                net_value: 10.0 * (l + 1) as f64,
+                ts: 1,
+                partition: 0,
+                offset: (n * 3 + l) as i64,
+            });
+        }
+    }
+    write_raw(&storage, "all", &feed).await;
+    let mut trad = segmentation("trad", "attribute:pack", 7, None);
+    trad.filter = Some("channel = 'traditional' AND staff > 5".into());
+    let mut medium = segmentation("medium", "category", 7, None);
+    medium.filter = Some("size = 'M'".into());
+    let all = segmentation("all", "brand", 7, None);
+    let cfg = Config {
+        segmentation: vec![trad, medium, all],
+        ..Config::default()
+    };
+    let metrics = AggregateMetrics::register(&Metrics::new());
+    let opts = AggregateOptions {
+        once: true,
+        ..AggregateOptions::default()
+    };
+    let s = run_once(&cfg, &storage, &opts, &metrics).await.unwrap();
+    assert_eq!(
+        s.as_of.as_deref(),
+        Some(spectra_aggregator::date_text(base_day() + 1).as_str())
+    );
+    let as_of = base_day() + 1;
+
+    let (spectrum, kpis) = read_features(&storage, "trad", as_of).await;
+    assert_eq!(kpis.keys().collect::<Vec<_>>(), ["O1"]);
+    let o1: Vec<_> = spectrum
+        .iter()
+        .map(|((o, f), v)| (o.as_str(), f.as_str(), v.1))
+        .collect();
+    assert_eq!(o1, [("O1", "1kg", 40.0), ("O1", "250g", 20.0)]);
+
+    let (_, kpis) = read_features(&storage, "medium", as_of).await;
+    assert_eq!(kpis.keys().collect::<Vec<_>>(), ["O0", "O2"]);
+
+    let (spectrum, kpis) = read_features(&storage, "all", as_of).await;
+    assert_eq!(kpis.len(), 4);
+    assert!(
+        spectrum.keys().all(|(_, f)| f == "unknown"),
+        "no SKU has a brand"
+    );
+    let manifest: serde_json::Value = storage
+        .get_json(&format!(
+            "features/segmentation=all/as_of={}/_manifest.json",
+            spectra_aggregator::date_text(as_of)
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(manifest["unknown_outlets"], 1);
+    assert_eq!(manifest["unknown_skus"], 0);
+    assert_eq!(
+        manifest["window_start"],
+        spectra_aggregator::date_text(as_of - 6)
+    );
+
+    let mut bad = segmentation("bad", "sku", 7, None);
+    bad.filter = Some("colour = 'red'".into());
+    let cfg = Config {
+        segmentation: vec![bad],
+        ..Config::default()
+    };
+    match run_once(&cfg, &storage, &opts, &metrics).await {
+        Err(e @ Error::Filter { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("`bad`") && text.contains("colour = 'red'"),
+                "{text}"
+            );
+        }
+        other => panic!("expected a filter error, got {other:?}"),
+    }
+}

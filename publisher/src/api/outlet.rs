@@ -1,0 +1,281 @@
+//! The outlet views: the 360 view (`GET /api/outlets/{id}`: the outlet's spectrum
+//! against its segment's, its potential, its recent history and its recommendations, in
+//! every segmentation that assigns it), outlet search, and a segment's outlets.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use chrono::{Datelike, Duration};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{snapshot, ApiError, ApiResult, AppState};
+use crate::snapshot::Snapshot;
+
+/// Weeks of history in the 360 view.
+const HISTORY_WEEKS: i64 = 26;
+
+/// `?limit=` and `?q=`.
+#[derive(Debug, Deserialize)]
+pub(super) struct ListQuery {
+    limit: Option<usize>,
+    q: Option<String>,
+    segmentation: Option<String>,
+}
+
+fn outlet_row(snap: &Snapshot, a: &crate::tables::AssignmentRow) -> Value {
+    let k = snap.kpi(&a.outlet_id);
+    json!({
+        "outlet_id": a.outlet_id,
+        "name": k.and_then(|k| k.name.clone()),
+        "region": k.and_then(|k| k.region.clone()),
+        "channel": k.and_then(|k| k.channel.clone()),
+        "segmentation": snap.segmentation(),
+        "segment_id": a.segment_id,
+        "value": k.map_or(a.value, |k| k.net_value),
+        "confidence": a.confidence,
+        "change": a.change,
+        "potential": a.potential,
+    })
+}
+
+pub(super) async fn segment_outlets(
+    State(s): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let snap = snapshot(&s, &name).await?;
+    if !snap.profiles.iter().any(|p| p.segment_id == id) {
+        return Err(ApiError::not_found(format!(
+            "segmentation `{name}` has no segment `{id}`"
+        )));
+    }
+    let mut rows: Vec<_> = snap
+        .run
+        .assignments
+        .iter()
+        .filter(|a| a.segment_id == id)
+        .collect();
+    rows.sort_by(|a, b| {
+        b.value
+            .total_cmp(&a.value)
+            .then(a.outlet_id.cmp(&b.outlet_id))
+    });
+    let limit = q.limit.unwrap_or(50).min(1000);
+    Ok(Json(
+        rows.into_iter()
+            .take(limit)
+            .map(|a| outlet_row(&snap, a))
+            .collect(),
+    ))
+}
+
+async fn all_snapshots(
+    s: &AppState,
+    only: Option<&str>,
+) -> ApiResult<Vec<std::sync::Arc<Snapshot>>> {
+    let mut names: Vec<String> = s.cfg.segmentation.iter().map(|c| c.name.clone()).collect();
+    for n in crate::tables::stored_segmentations(s.snapshots.storage()).await? {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let mut out = Vec::new();
+    for n in names
+        .iter()
+        .filter(|n| only.is_none_or(|o| o == n.as_str()))
+    {
+        if let Some(snap) = s.snapshots.get(n).await? {
+            out.push(snap);
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /api/outlets?q=…`: outlets whose id or name contains `q`.
+pub(super) async fn search(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let needle = q.q.unwrap_or_default().trim().to_lowercase();
+    if needle.is_empty() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "give `q`, part of an outlet id or name",
+        ));
+    }
+    let limit = q.limit.unwrap_or(20).min(200);
+    let mut out = Vec::new();
+    for snap in all_snapshots(&s, q.segmentation.as_deref()).await? {
+        for a in &snap.run.assignments {
+            let name = snap
+                .kpi(&a.outlet_id)
+                .and_then(|k| k.name.as_deref())
+                .unwrap_or_default();
+            if a.outlet_id.to_lowercase().contains(&needle) || name.to_lowercase().contains(&needle)
+            {
+                out.push(outlet_row(&snap, a));
+                if out.len() >= limit {
+                    return Ok(Json(out));
+                }
+            }
+        }
+    }
+    Ok(Json(out))
+}
+
+/// The outlet's spectrum against its segment's: from `outlet_gaps.parquet`, else from
+/// the features.
+fn spectrum(snap: &Snapshot, outlet_id: &str, segment_id: &str) -> Vec<Value> {
+    let avg: HashMap<&str, f64> = snap
+        .profiles
+        .iter()
+        .find(|p| p.segment_id == segment_id)
+        .map(|p| {
+            p.spectrum
+                .iter()
+                .map(|f| (f.feature.as_str(), f.average))
+                .collect()
+        })
+        .unwrap_or_default();
+    let seg: HashMap<&str, f64> = snap
+        .profiles
+        .iter()
+        .find(|p| p.segment_id == segment_id)
+        .map(|p| {
+            p.spectrum
+                .iter()
+                .map(|f| (f.feature.as_str(), f.share))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut rows: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let gaps: Vec<_> = snap
+        .run
+        .gaps
+        .iter()
+        .filter(|g| g.outlet_id == outlet_id)
+        .collect();
+    if gaps.is_empty() {
+        let of = crate::profile::outlet_features(&snap.features);
+        let mine = of.get(outlet_id).cloned().unwrap_or_default();
+        let total: f64 = mine.values().sum();
+        for (f, s) in &seg {
+            let o = mine.get(f).copied().unwrap_or(0.0);
+            rows.insert(
+                f.to_string(),
+                (if total > 0.0 { o / total } else { 0.0 }, *s),
+            );
+        }
+    } else {
+        for g in gaps {
+            rows.insert(g.feature.clone(), (g.outlet_share, g.segment_share));
+        }
+    }
+    let mut v: Vec<Value> = rows
+        .into_iter()
+        .map(|(feature, (o, sg))| {
+            let a = avg.get(feature.as_str()).copied().unwrap_or(0.0);
+            json!({
+                "feature": feature,
+                "outlet_share": o,
+                "segment_share": sg,
+                "average": a,
+                "gap": sg - o,
+                "index_vs_segment": if sg > 0.0 { (1000.0 * o / sg).round() / 10.0 } else { 0.0 },
+                "index": if a > 0.0 { (1000.0 * o / a).round() / 10.0 } else { 0.0 },
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b["segment_share"]
+            .as_f64()
+            .unwrap_or(0.0)
+            .total_cmp(&a["segment_share"].as_f64().unwrap_or(0.0))
+    });
+    v
+}
+
+/// `GET /api/outlets/{id}`.
+pub(super) async fn outlet(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let snaps = all_snapshots(&s, q.segmentation.as_deref()).await?;
+    let mut master = None;
+    let mut views = Vec::new();
+    let mut latest_as_of = None;
+    for snap in &snaps {
+        let k = snap.kpi(&id);
+        if master.is_none() {
+            master = k.cloned();
+        }
+        let Some(a) = snap.run.assignments.iter().find(|a| a.outlet_id == id) else {
+            continue;
+        };
+        latest_as_of = latest_as_of.max(Some(snap.run.latest.as_of));
+        let l = snap.label(&s.metadata, &a.segment_id);
+        let seg = snap.profiles.iter().find(|p| p.segment_id == a.segment_id);
+        views.push(json!({
+            "segmentation": snap.segmentation(),
+            "run_id": snap.run.latest.run_id,
+            "as_of": snap.run.latest.as_of.to_string(),
+            "segment_id": a.segment_id,
+            "segment_name": l.name,
+            "tags": l.tags,
+            "previous_segment_id": a.previous_segment_id,
+            "change": a.change,
+            "confidence": a.confidence,
+            "value": k.map_or(a.value, |k| k.net_value),
+            "lines": k.map_or(a.lines, |k| k.lines),
+            "potential": a.potential,
+            "kpis": k.map(|k| json!({
+                "net_value": k.net_value, "lines": k.lines, "invoices": k.invoices,
+                "invoices_per_month": k.invoices_per_month, "avg_invoice_value": k.avg_invoice_value,
+                "distinct_skus": k.distinct_skus, "days_since_last_invoice": k.days_since_last_invoice,
+                "active_weeks": k.active_weeks, "return_share": k.return_share,
+            })),
+            "segment_kpis": seg.map(|p| &p.kpis),
+            "spectrum": spectrum(snap, &id, &a.segment_id),
+            "recommendations": snap.recommendation_message(&id),
+        }));
+    }
+    if views.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "outlet `{id}` is not assigned in any segmentation's latest run"
+        )));
+    }
+    let m = master.unwrap_or_default();
+    let history = match latest_as_of {
+        Some(to) => {
+            let from = to - Duration::days(7 * HISTORY_WEEKS - 1);
+            let days = crate::tables::outlet_history(s.snapshots.storage(), &id, from, to).await?;
+            let mut weeks: BTreeMap<chrono::NaiveDate, (f64, i64)> = BTreeMap::new();
+            for w in 0..HISTORY_WEEKS {
+                weeks.insert(from + Duration::days(7 * w), (0.0, 0));
+            }
+            for (d, v, l) in days {
+                let start = from + Duration::days(7 * ((d - from).num_days() / 7));
+                let e = weeks.entry(start).or_default();
+                e.0 += v;
+                e.1 += l;
+            }
+            weeks
+                .into_iter()
+                .map(|(w, (v, l))| json!({"week": w.to_string(), "iso_week": w.iso_week().week(), "value": v, "lines": l}))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    Ok(Json(json!({
+        "outlet_id": id,
+        "name": m.name,
+        "region": m.region,
+        "channel": m.channel,
+        "attributes": m.attributes,
+        "history": history,
+        "segmentations": views,
+    })))
+}

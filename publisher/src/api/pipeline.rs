@@ -1,0 +1,192 @@
+//! The overview routes: segmentations with their latest runs, the segment movement of a
+//! run, and the pipeline status (last runs and their quality, freshness and lag,
+//! dead-letter counts).
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::{json, Value};
+
+use super::{snapshot, ApiResult, AppState};
+use crate::snapshot::Snapshot;
+use crate::tables;
+
+fn quality(model: &Value) -> Value {
+    model.get("quality").cloned().unwrap_or(Value::Null)
+}
+
+async fn names(s: &AppState) -> ApiResult<Vec<String>> {
+    let mut names: Vec<String> = s.cfg.segmentation.iter().map(|c| c.name.clone()).collect();
+    for n in tables::stored_segmentations(s.snapshots.storage()).await? {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    Ok(names)
+}
+
+fn summary(
+    s: &AppState,
+    name: &str,
+    snap: Option<&Snapshot>,
+    cycle: &crate::state::CycleState,
+) -> Value {
+    let c = s.cfg.segmentation(name);
+    json!({
+        "name": name,
+        "configured": c.is_some(),
+        "level": c.map(|c| c.level.clone()),
+        "window_days": c.map(|c| c.window_days),
+        "latest": snap.map(|s| json!({"run_id": s.run.latest.run_id, "as_of": s.run.latest.as_of.to_string()})),
+        "outlets": snap.map(|s| s.run.assignments.len()),
+        "segments": snap.map(|s| s.profiles.len()),
+        "quality": snap.map(|s| quality(&s.run.model)),
+        "published": (!cycle.run_id.is_empty()).then(|| json!({"run_id": cycle.run_id, "published_at": cycle.published_at})),
+    })
+}
+
+/// `GET /api/segmentations`.
+pub(super) async fn segmentations(State(s): State<AppState>) -> ApiResult<Json<Vec<Value>>> {
+    let mut out = Vec::new();
+    for n in names(&s).await? {
+        let snap = s.snapshots.get(&n).await?;
+        let cycle = crate::state::load_cycle(s.snapshots.storage(), &n).await?;
+        out.push(summary(&s, &n, snap.as_deref(), &cycle));
+    }
+    Ok(Json(out))
+}
+
+/// `GET /api/segmentations/{name}/movement`.
+pub(super) async fn movement(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let snap = snapshot(&s, &name).await?;
+    let names: serde_json::Map<String, Value> = snap
+        .profiles
+        .iter()
+        .map(|p| {
+            (
+                p.segment_id.clone(),
+                json!(snap.label(&s.metadata, &p.segment_id).name),
+            )
+        })
+        .collect();
+    let moved = snap
+        .run
+        .assignments
+        .iter()
+        .filter(|a| a.change == "moved")
+        .count();
+    let new = snap
+        .run
+        .assignments
+        .iter()
+        .filter(|a| a.change == "new")
+        .count();
+    Ok(Json(json!({
+        "segmentation": name,
+        "run_id": snap.run.latest.run_id,
+        "as_of": snap.run.latest.as_of.to_string(),
+        "outlets": snap.run.assignments.len(),
+        "moved": moved,
+        "new": new,
+        "segments": names,
+        "flows": snap.movement(),
+    })))
+}
+
+/// The latest `date=` partition under a folder.
+async fn newest(s: &AppState, folder: &str) -> ApiResult<Option<String>> {
+    let dates = tables::partition_dates(s.snapshots.storage(), folder).await?;
+    Ok(dates
+        .into_iter()
+        .map(|(d, _)| d)
+        .max()
+        .map(|d| d.to_string()))
+}
+
+/// Ingest lag per partition (ingest's checkpoints against the broker's high
+/// watermarks) and the dead-letter topic's size, as the broker reports them.
+async fn kafka_status(s: &AppState) -> Value {
+    let cfg = s.cfg.clone();
+    let storage = s.snapshots.storage().clone();
+    let mut checkpoints = Vec::new();
+    let topic_dir = cfg.kafka.topics.invoices.replace(['/', '\\'], "_");
+    if let Ok(list) = storage
+        .list(&format!("state/ingest/checkpoints/{topic_dir}/"))
+        .await
+    {
+        for l in list {
+            let partition = l
+                .path
+                .rsplit('/')
+                .next()
+                .and_then(|f| f.strip_suffix(".json"))
+                .and_then(|p| p.parse::<i32>().ok());
+            let next: Option<Value> = storage.get_json(&l.path).await.ok().flatten();
+            if let (Some(p), Some(n)) = (
+                partition,
+                next.and_then(|v| v.get("next_offset").and_then(Value::as_i64)),
+            ) {
+                checkpoints.push((p, n));
+            }
+        }
+    }
+    let task = tokio::task::spawn_blocking(move || -> Result<Value, rdkafka::error::KafkaError> {
+        let c: BaseConsumer = spectra_core::kafka::client_config(&cfg).create()?;
+        let t = Duration::from_secs(3);
+        let mut lag = Vec::new();
+        for (p, next) in &checkpoints {
+            let (_, high) = c.fetch_watermarks(&cfg.kafka.topics.invoices, *p, t)?;
+            lag.push(json!({"topic": cfg.kafka.topics.invoices, "partition": p, "next_offset": next, "high_watermark": high, "lag": (high - next).max(0)}));
+        }
+        let md = c.fetch_metadata(Some(&cfg.kafka.topics.dlq), t)?;
+        let mut dead = 0i64;
+        for p in md.topics().iter().flat_map(|t| t.partitions()) {
+            let (low, high) = c.fetch_watermarks(&cfg.kafka.topics.dlq, p.id(), t)?;
+            dead += (high - low).max(0);
+        }
+        Ok(
+            json!({"ingest_lag": lag, "dead_letters": dead, "dead_letter_topic": cfg.kafka.topics.dlq}),
+        )
+    });
+    match task.await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => json!({"error": format!("kafka at `{}`: {e}", s.cfg.kafka.brokers)}),
+        Err(e) => json!({"error": e.to_string()}),
+    }
+}
+
+/// `GET /api/pipeline`.
+pub(super) async fn pipeline(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let today = chrono::Utc::now().date_naive();
+    let mut segs = Vec::new();
+    for n in names(&s).await? {
+        let snap = s.snapshots.get(&n).await?;
+        let cycle = crate::state::load_cycle(s.snapshots.storage(), &n).await?;
+        let runs: Vec<Value> = tables::run_history(s.snapshots.storage(), &n, 10)
+            .await?
+            .into_iter()
+            .map(|(run_id, model)| json!({"run_id": run_id, "quality": quality(&model), "segments": model.get("centroids").and_then(Value::as_array).map(Vec::len)}))
+            .collect();
+        let mut v = summary(&s, &n, snap.as_deref(), &cycle);
+        v["runs"] = json!(runs);
+        v["days_since_as_of"] = json!(snap
+            .as_ref()
+            .map(|s| (today - s.run.latest.as_of).num_days()));
+        v["published_behind"] = json!(snap
+            .as_ref()
+            .is_some_and(|s| s.run.latest.run_id != cycle.run_id));
+        segs.push(v);
+    }
+    Ok(Json(json!({
+        "now": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "raw_latest_date": newest(&s, "raw/invoices/").await?,
+        "features_latest_date": newest(&s, "features/daily/").await?,
+        "segmentations": segs,
+        "kafka": kafka_status(&s).await,
+    })))
+}

@@ -1,0 +1,284 @@
+// Spectra console: vanilla JS over the JSON API, inline SVG charts, hash routing.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const main = $("#main");
+const state = { segmentations: [], current: null };
+
+function esc(v) {
+  return String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+const fmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
+const fmt1 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+const pct = (x) => fmt1.format(100 * (x || 0)) + "%";
+const num = (x) => fmt.format(x || 0);
+
+function toast(msg) {
+  const t = $("#toast");
+  t.textContent = msg;
+  t.classList.add("show");
+  setTimeout(() => t.classList.remove("show"), 2600);
+}
+
+async function api(path, opts = {}) {
+  const r = await fetch(path, opts);
+  const body = r.headers.get("content-type")?.includes("json") ? await r.json() : await r.text();
+  if (!r.ok) {
+    const e = new Error(body && body.error ? body.error : `HTTP ${r.status}`);
+    e.status = r.status;
+    throw e;
+  }
+  return body;
+}
+
+// Index colour: blue below average, neutral at 100, orange above (log scale, ±2 octaves).
+function indexColor(index) {
+  const t = Math.max(-1, Math.min(1, Math.log2(Math.max(index, 1) / 100) / 2));
+  const neutral = [241, 243, 245], hi = [232, 89, 12], lo = [28, 126, 214];
+  const to = t >= 0 ? hi : lo, a = Math.abs(t);
+  const c = neutral.map((n, i) => Math.round(n + (to[i] - n) * a));
+  return `rgb(${c.join(",")})`;
+}
+function idxClass(i) { return i >= 120 ? "idx hi" : i <= 80 ? "idx lo" : "idx"; }
+
+// The DNA strip: one cell per feature (width ∝ the average share), coloured by index.
+function dnaStrip(spectrum, height = 34) {
+  const feats = [...spectrum].sort((a, b) => b.average - a.average || a.feature.localeCompare(b.feature));
+  const total = feats.reduce((s, f) => s + Math.max(f.average, 0.004), 0) || 1;
+  let x = 0;
+  const cells = feats.map((f) => {
+    const w = (Math.max(f.average, 0.004) / total) * 1000;
+    const cell = `<rect x="${x.toFixed(2)}" y="0" width="${w.toFixed(2)}" height="${height}" fill="${indexColor(f.index)}"><title>${esc(f.feature)}: ${pct(f.share)} of spend (avg ${pct(f.average)}), index ${fmt.format(f.index)}</title></rect>`;
+    x += w;
+    return cell;
+  });
+  return `<svg class="dna" viewBox="0 0 1000 ${height}" preserveAspectRatio="none" role="img" aria-label="spectrum">${cells.join("")}</svg>`;
+}
+
+// Horizontal bars: segment share against the average, with the index.
+function shareBars(rows, { label = "feature", limit = 15 } = {}) {
+  const top = rows.slice(0, limit);
+  const max = Math.max(...top.map((r) => Math.max(r.share, r.average)), 0.0001);
+  return `<table><thead><tr><th>${esc(label)}</th><th>share vs average</th><th class="num">share</th><th class="num">index</th></tr></thead><tbody>${top
+    .map((r) => `<tr><td>${esc(r.feature ?? r.value)}</td><td style="width:45%">
+      <div class="bar" style="width:${(100 * r.share) / max}%"></div><div class="bar avg" style="width:${(100 * r.average) / max}%;margin-top:2px"></div></td>
+      <td class="num">${pct(r.share)}</td><td class="num"><span class="${idxClass(r.index)}">${fmt.format(r.index)}</span></td></tr>`)
+    .join("")}</tbody></table>`;
+}
+
+function tags(list) {
+  return (list || []).map((t) => `<span class="tag">${esc(t)}</span>`).join("");
+}
+
+const legend = `<div class="legend">below average <span class="scale"></span> above average (index 100 = all outlets)</div>`;
+
+async function loadSegmentations() {
+  state.segmentations = await api("/api/segmentations");
+  const sel = $("#segmentation");
+  const saved = localStorage.getItem("spectra.segmentation");
+  sel.innerHTML = state.segmentations.map((s) => `<option value="${esc(s.name)}">${esc(s.name)}</option>`).join("");
+  const names = state.segmentations.map((s) => s.name);
+  state.current = names.includes(saved) ? saved : names.find((n) => state.segmentations.find((s) => s.name === n).latest) || names[0] || null;
+  if (state.current) sel.value = state.current;
+  sel.onchange = () => { state.current = sel.value; localStorage.setItem("spectra.segmentation", sel.value); route(); };
+}
+
+function noRun() {
+  return `<div class="card empty">No segmentation has a run yet. Run <code>spectra segment</code>, then reload.</div>`;
+}
+
+async function viewSegments() {
+  if (!state.current) return (main.innerHTML = noRun());
+  const segs = await api(`/api/segmentations/${encodeURIComponent(state.current)}/segments`);
+  const info = state.segmentations.find((s) => s.name === state.current) || {};
+  main.innerHTML = `<div class="page-head"><div><h1>${esc(state.current)}</h1>
+    <span class="muted">${segs.length} segments · ${num(info.outlets)} outlets · run ${esc(info.latest?.run_id)}${info.level ? " · level " + esc(info.level) : ""}</span></div>
+    <div style="display:flex;gap:12px;align-items:center">${legend}
+    <a href="/api/segmentations/${encodeURIComponent(state.current)}/export.csv">CSV</a>
+    <a href="/api/segmentations/${encodeURIComponent(state.current)}/export.xlsx">XLSX</a></div></div>
+    <div class="grid" id="segments">${segs.map(segmentCard).join("")}</div>`;
+}
+
+function segmentCard(s) {
+  const over = s.spectrum.filter((f) => f.index >= 120 && f.share > 0.01).slice(0, 4);
+  const patterns = (s.patterns || []).slice(0, 3).map((p) => esc(p.name || p.feature || "pattern")).join(" · ");
+  return `<article class="card segment-card" data-segment="${esc(s.segment_id)}">
+    <h2><a href="#/segment/${encodeURIComponent(s.segment_id)}">${esc(s.name)}</a> <span class="badge">${esc(s.segment_id)}</span></h2>
+    <div>${tags(s.tags)}</div>
+    ${s.description ? `<p class="muted" style="margin:4px 0">${esc(s.description)}</p>` : ""}
+    <div class="stats"><div class="stat"><b>${num(s.outlets)}</b><span>outlets (${pct(s.outlet_share)})</span></div>
+      <div class="stat"><b>${pct(s.value_share)}</b><span>of value</span></div>
+      <div class="stat"><b>${num(s.kpis?.avg_outlet_value)}</b><span>value per outlet</span></div>
+      <div class="stat"><b>${fmt1.format(s.kpis?.invoices_per_month || 0)}</b><span>invoices / month</span></div></div>
+    ${dnaStrip(s.spectrum)}
+    <div class="features">${over.length ? "Over-indexed: " + over.map((f) => `<b>${esc(f.feature)}</b> ${fmt.format(f.index)}`).join(", ") : "Close to the average mix"}</div>
+    ${patterns ? `<div class="features">Patterns: ${patterns}</div>` : ""}
+  </article>`;
+}
+
+async function viewSegment(id) {
+  const name = state.current;
+  const [s, outlets] = await Promise.all([
+    api(`/api/segmentations/${encodeURIComponent(name)}/segments/${encodeURIComponent(id)}`),
+    api(`/api/segmentations/${encodeURIComponent(name)}/segments/${encodeURIComponent(id)}/outlets?limit=25`),
+  ]);
+  const fit = [...s.penetration].sort((a, b) => b.share - a.share);
+  main.innerHTML = `<div class="crumbs"><a href="#/segments">← all segments</a></div>
+  <div class="page-head"><div><h1>${esc(s.name)} <span class="badge">${esc(s.segment_id)}</span></h1><div>${tags(s.tags)}</div>
+    <span class="muted">${num(s.outlets)} outlets · ${pct(s.value_share)} of value · ${esc(s.run_id)}</span></div>${legend}</div>
+  <div class="card">${dnaStrip(s.spectrum, 44)}</div>
+  <div class="two" style="margin-top:16px">
+    <div class="card"><h2>Spectrum: share of wallet</h2>${shareBars(s.spectrum)}</div>
+    <div class="card"><h2>Category fit: penetration</h2>${shareBars(fit)}</div>
+  </div>
+  <div class="two" style="margin-top:16px">
+    <div class="card"><h2>Who they are</h2>${(s.attributes || []).map((a) => `<h3>${esc(a.attribute)}</h3>${shareBars(a.values, { label: a.attribute, limit: 8 })}`).join("") || '<p class="muted">No outlet attributes in master data.</p>'}</div>
+    <div>
+      <div class="card"><h2>Name and tags</h2>
+        <form class="edit" id="edit">
+          <label>Name <input name="name" value="${esc(s.name)}" maxlength="80" required></label>
+          <label>Description <textarea name="description" maxlength="2000">${esc(s.description)}</textarea></label>
+          <label>Tags (space separated) <input name="tags" value="${esc((s.tags || []).join(" "))}" placeholder="#premium #coffee"></label>
+          <div><button type="submit">Save</button> <span class="muted">Outlets are republished with <code>change: renamed</code>.</span></div>
+        </form></div>
+      <div class="card" style="margin-top:16px"><h2>Purchasing patterns</h2>${(s.patterns || []).map(patternBlock).join("") || '<p class="muted">None.</p>'}</div>
+      <div class="card" style="margin-top:16px"><h2>KPIs</h2><table>
+        <tr><td>Net value</td><td class="num">${num(s.kpis?.value)}</td></tr>
+        <tr><td>Value per outlet</td><td class="num">${num(s.kpis?.avg_outlet_value)}</td></tr>
+        <tr><td>Invoices per month</td><td class="num">${fmt1.format(s.kpis?.invoices_per_month || 0)}</td></tr>
+        <tr><td>Average invoice value</td><td class="num">${num(s.kpis?.avg_invoice_value)}</td></tr>
+        <tr><td>Distinct SKUs per outlet</td><td class="num">${fmt1.format(s.kpis?.distinct_skus || 0)}</td></tr></table></div>
+    </div>
+  </div>
+  <div class="card" style="margin-top:16px"><h2>Largest outlets</h2><table><thead><tr><th>outlet</th><th>name</th><th>region</th><th>channel</th><th class="num">value</th><th class="num">confidence</th><th>change</th></tr></thead><tbody>
+    ${outlets.map((o) => `<tr><td><a href="#/outlet/${encodeURIComponent(o.outlet_id)}">${esc(o.outlet_id)}</a></td><td>${esc(o.name)}</td><td>${esc(o.region)}</td><td>${esc(o.channel)}</td><td class="num">${num(o.value)}</td><td class="num">${fmt1.format(100 * o.confidence)}%</td><td>${esc(o.change)}</td></tr>`).join("")}
+  </tbody></table></div>`;
+  $("#edit").onsubmit = (e) => { e.preventDefault(); saveSegment(name, s.segment_id, new FormData(e.target)); };
+}
+
+function patternBlock(p) {
+  const skus = (p.skus || []).map((k) => `${esc(k.sku_id)} ${fmt1.format(k.share_pct ?? 100 * (k.share || 0))}%`).join(", ");
+  return `<div class="pattern"><b>${esc(p.name || p.feature)}</b>${p.outlets_share != null ? ` <span class="muted">(${pct(p.outlets_share)} of outlets)</span>` : ""}<div class="skus">${skus}</div></div>`;
+}
+
+function token(ask) {
+  let t = localStorage.getItem("spectra.token");
+  if (!t || ask) {
+    t = prompt("API token (publish.api_token) for editing names and tags:", t || "");
+    if (t !== null) localStorage.setItem("spectra.token", t.trim());
+  }
+  return localStorage.getItem("spectra.token") || "";
+}
+
+async function saveSegment(name, id, form, retried = false) {
+  const body = { name: form.get("name"), description: form.get("description"), tags: form.get("tags").split(/\s+/).filter(Boolean) };
+  try {
+    await api(`/api/segmentations/${encodeURIComponent(name)}/segments/${encodeURIComponent(id)}`, {
+      method: "PUT", headers: { "content-type": "application/json", authorization: `Bearer ${token(false)}` }, body: JSON.stringify(body),
+    });
+    toast("Saved; outlets are being republished");
+    viewSegment(id);
+  } catch (e) {
+    if (e.status === 401 && !retried) { token(true); return saveSegment(name, id, form, true); }
+    toast(e.message);
+  }
+}
+
+async function viewMovement() {
+  if (!state.current) return (main.innerHTML = noRun());
+  const m = await api(`/api/segmentations/${encodeURIComponent(state.current)}/movement`);
+  const ids = Object.keys(m.segments);
+  const count = (from, to) => m.flows.filter((f) => f.from === from && f.to === to).reduce((s, f) => s + f.outlets, 0);
+  const max = Math.max(1, ...m.flows.filter((f) => f.from !== f.to).map((f) => f.outlets));
+  const cell = (from, to) => {
+    const n = count(from, to);
+    const bg = from === to ? "#f1f3f5" : n ? `rgba(79,70,229,${0.12 + (0.75 * n) / max})` : "transparent";
+    const fg = from !== to && n / max > 0.55 ? "#fff" : "inherit";
+    return `<td class="cell" style="background:${bg};color:${fg}">${n || ""}</td>`;
+  };
+  const rows = [null, ...ids].map((from) => `<tr><th>${from === null ? "new outlets" : `${esc(m.segments[from])} <span class="badge">${esc(from)}</span>`}</th>${ids.map((to) => cell(from, to)).join("")}</tr>`);
+  main.innerHTML = `<div class="page-head"><div><h1>Segment movement</h1><span class="muted">${esc(m.run_id)}: ${num(m.moved)} moved, ${num(m.new)} new, ${num(m.outlets)} outlets</span></div></div>
+  <div class="card"><p class="muted">Rows: segment in the previous run. Columns: segment now. The diagonal is outlets that stayed.</p>
+  <table class="matrix"><thead><tr><th>from \\ to</th>${ids.map((id) => `<th>${esc(m.segments[id])} <span class="badge">${esc(id)}</span></th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table></div>`;
+}
+
+async function viewOutlet(id) {
+  main.innerHTML = `<div class="page-head"><h1>Outlet 360</h1><form class="search" id="search"><input name="q" placeholder="Outlet id or name" value="${esc(id || "")}"><button>Find</button></form></div><div id="outlet-body"></div>`;
+  $("#search").onsubmit = async (e) => {
+    e.preventDefault();
+    const q = new FormData(e.target).get("q").trim();
+    if (!q) return;
+    const hits = await api(`/api/outlets?q=${encodeURIComponent(q)}`).catch(() => []);
+    const exact = hits.find((h) => h.outlet_id === q);
+    if (exact || hits.length === 1) return (location.hash = `#/outlet/${encodeURIComponent((exact || hits[0]).outlet_id)}`);
+    $("#outlet-body").innerHTML = hits.length ? `<div class="card"><table>${hits.map((h) => `<tr><td><a href="#/outlet/${encodeURIComponent(h.outlet_id)}">${esc(h.outlet_id)}</a></td><td>${esc(h.name)}</td><td>${esc(h.segmentation)} / ${esc(h.segment_id)}</td></tr>`).join("")}</table></div>` : `<div class="card empty">No outlet matches “${esc(q)}”.</div>`;
+  };
+  if (!id) return;
+  let o;
+  try { o = await api(`/api/outlets/${encodeURIComponent(id)}`); } catch (e) { $("#outlet-body").innerHTML = `<div class="card empty">${esc(e.message)}</div>`; return; }
+  $("#outlet-body").innerHTML = `<div class="card"><h2>${esc(o.name || o.outlet_id)} <span class="badge">${esc(o.outlet_id)}</span></h2>
+    <span class="muted">${esc([o.region, o.channel, ...Object.entries(o.attributes || {}).map(([k, v]) => `${k}: ${v}`)].filter(Boolean).join(" · "))}</span>
+    <h3>Weekly net value, last ${o.history.length} weeks</h3>${historyChart(o.history)}</div>
+    ${o.segmentations.map(outletSegmentation).join("")}`;
+}
+
+function historyChart(h) {
+  if (!h.length) return '<p class="muted">No history.</p>';
+  const max = Math.max(1, ...h.map((w) => w.value));
+  const bw = 1000 / h.length;
+  const bars = h.map((w, i) => { const ht = (Math.max(w.value, 0) / max) * 90; return `<rect x="${(i * bw + 2).toFixed(1)}" y="${(95 - ht).toFixed(1)}" width="${(bw - 4).toFixed(1)}" height="${ht.toFixed(1)}" fill="#4f46e5" rx="2"><title>week of ${esc(w.week)}: ${num(w.value)} (${w.lines} lines)</title></rect>`; });
+  return `<svg viewBox="0 0 1000 100" style="width:100%;height:110px" role="img" aria-label="weekly history">${bars.join("")}<line x1="0" y1="95.5" x2="1000" y2="95.5" stroke="#cbd5e1"/></svg>`;
+}
+
+function outletSegmentation(v) {
+  const spec = v.spectrum.slice(0, 14);
+  const max = Math.max(0.0001, ...spec.map((f) => Math.max(f.outlet_share, f.segment_share)));
+  const r = v.recommendations || {};
+  const list = (title, items) => `<div><h3>${title}</h3>${items && items.length ? `<ol>${items.map((i) => `<li>${esc(i.sku_id)} <span class="muted">× ${num(i.suggested_quantity)} · score ${fmt1.format(i.score)}</span></li>`).join("")}</ol>` : '<p class="muted">Nothing now.</p>'}</div>`;
+  return `<div class="card" style="margin-top:16px"><h2>${esc(v.segmentation)}: ${esc(v.segment_name)} <span class="badge">${esc(v.segment_id)}</span></h2>${tags(v.tags)}
+    <div class="stats"><div class="stat"><b>${num(v.value)}</b><span>net value in window</span></div><div class="stat"><b>${num(v.potential)}</b><span>potential</span></div>
+    <div class="stat"><b>${fmt1.format(100 * v.confidence)}%</b><span>confidence</span></div><div class="stat"><b>${esc(v.change)}</b><span>${v.previous_segment_id ? "from " + esc(v.previous_segment_id) : "since last run"}</span></div></div>
+    <div class="two"><div><h3>Spectrum: outlet (colour) vs segment (grey)</h3><table>${spec.map((f) => `<tr><td>${esc(f.feature)}</td><td style="width:55%"><div class="bar" style="width:${(100 * f.outlet_share) / max}%"></div><div class="bar avg" style="width:${(100 * f.segment_share) / max}%;margin-top:2px"></div></td><td class="num">${pct(f.outlet_share)}</td><td class="num muted">${pct(f.segment_share)}</td></tr>`).join("")}</table></div>
+    <div><h3>Recommendations</h3><div class="recs" style="grid-template-columns:1fr 1fr">${list("New for outlet", r.new_for_outlet)}${list("Should have", r.should_have)}${list("Popular in segment", r.popular_in_segment)}${list("Seasonal soon", r.seasonal_soon)}</div></div></div></div>`;
+}
+
+async function viewPipeline() {
+  const p = await api("/api/pipeline");
+  const q = (x) => (x == null ? "" : typeof x === "number" ? (Math.abs(x) < 10 ? x.toFixed(3) : fmt1.format(x)) : esc(x));
+  const k = p.kafka || {};
+  main.innerHTML = `<div class="page-head"><div><h1>Pipeline</h1><span class="muted">as of ${esc(p.now)} · raw data up to ${esc(p.raw_latest_date || "—")} · daily features up to ${esc(p.features_latest_date || "—")}</span></div></div>
+  <div class="three">
+    <div class="card"><h2>Dead letters</h2><b style="font-size:26px" class="${k.dead_letters ? "bad" : "ok"}">${k.error ? "?" : num(k.dead_letters)}</b><div class="muted">${esc(k.error || `messages on ${k.dead_letter_topic}`)}</div></div>
+    <div class="card"><h2>Ingest lag</h2><b style="font-size:26px">${k.ingest_lag ? num(k.ingest_lag.reduce((s, l) => s + l.lag, 0)) : "?"}</b><div class="muted">messages behind, ${k.ingest_lag ? k.ingest_lag.length : 0} partitions</div></div>
+    <div class="card"><h2>Segmentations</h2><b style="font-size:26px">${p.segmentations.length}</b><div class="muted">${p.segmentations.filter((s) => s.published_behind).length} waiting to be published</div></div>
+  </div>
+  ${p.segmentations.map((s) => `<div class="card" style="margin-top:16px"><h2>${esc(s.name)}</h2>
+    <span class="muted">latest ${esc(s.latest?.run_id || "none")} · ${s.days_since_as_of ?? "—"} days since as-of · published ${esc(s.published?.run_id || "never")} ${esc(s.published?.published_at || "")}</span>
+    <table style="margin-top:8px"><thead><tr><th>run</th><th class="num">segments</th>${qualityKeys(s.runs).map((key) => `<th class="num">${esc(key)}</th>`).join("")}</tr></thead><tbody>
+    ${s.runs.map((r) => `<tr><td>${esc(r.run_id)}</td><td class="num">${r.segments ?? ""}</td>${qualityKeys(s.runs).map((key) => `<td class="num">${q(r.quality?.[key])}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`).join("")}`;
+}
+
+function qualityKeys(runs) {
+  const keys = new Set();
+  runs.forEach((r) => Object.entries(r.quality || {}).forEach(([k, v]) => { if (typeof v !== "object" || v === null) keys.add(k); }));
+  return [...keys].slice(0, 8);
+}
+
+async function route() {
+  const [, view, arg] = location.hash.split("/");
+  const v = view || "segments";
+  document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === v || (v === "segment" && a.dataset.view === "segments")));
+  try {
+    if (v === "segment") await viewSegment(decodeURIComponent(arg));
+    else if (v === "movement") await viewMovement();
+    else if (v === "outlet") await viewOutlet(arg ? decodeURIComponent(arg) : "");
+    else if (v === "pipeline") await viewPipeline();
+    else await viewSegments();
+  } catch (e) {
+    main.innerHTML = `<div class="card empty">${esc(e.message)}</div>`;
+  }
+}
+
+$("#token-btn").onclick = () => token(true);
+window.addEventListener("hashchange", route);
+loadSegmentations().then(route).catch((e) => (main.innerHTML = `<div class="card empty">${esc(e.message)}</div>`));

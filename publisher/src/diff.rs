@@ -1,0 +1,266 @@
+//! The changes to publish: the latest run's assignments (with the names and tags in
+//! force) against what was last published. Pure: no Kafka, no storage, so a crash
+//! between producing and recording simply computes the same changes again.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// What was last published for an outlet (a row of `published.parquet`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The outlet.
+    pub outlet_id: String,
+    /// Its published segment.
+    pub segment_id: String,
+    /// The segment's published name.
+    pub segment_name: String,
+    /// The segment's published tags.
+    pub tags: Vec<String>,
+    /// The run whose cycle published it.
+    pub run_id: String,
+}
+
+/// An assignment as it stands now: the run's row with the segment's name and tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Current {
+    /// The outlet.
+    pub outlet_id: String,
+    /// Its segment in the latest run.
+    pub segment_id: String,
+    /// The segment's name now.
+    pub segment_name: String,
+    /// The segment's tags now.
+    pub tags: Vec<String>,
+    /// Confidence of the assignment, 0–1.
+    pub confidence: f64,
+}
+
+/// A segment assignment message (contract §3.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignmentMessage {
+    /// The segmentation.
+    pub segmentation: String,
+    /// The outlet.
+    pub outlet_id: String,
+    /// Its segment.
+    pub segment_id: String,
+    /// The segment's name.
+    pub segment_name: String,
+    /// The segment's tags.
+    pub tags: Vec<String>,
+    /// The segment it was published in before, if any.
+    pub previous_segment_id: Option<String>,
+    /// `new`, `moved` or `renamed`.
+    pub change: String,
+    /// Confidence of the assignment, 0–1.
+    pub confidence: f64,
+    /// The run that produced it.
+    pub run_id: String,
+    /// The run's as-of date.
+    pub as_of: String,
+}
+
+/// One change on the assignments topic: a value, or a tombstone (`None`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignmentChange {
+    /// The outlet (the key is `{segmentation}:{outlet_id}`).
+    pub outlet_id: String,
+    /// The new value; `None` when the outlet left the segmentation.
+    pub message: Option<AssignmentMessage>,
+}
+
+/// The run a diff is computed for.
+#[derive(Debug, Clone)]
+pub struct RunRef<'a> {
+    /// The segmentation.
+    pub segmentation: &'a str,
+    /// The run id.
+    pub run_id: &'a str,
+    /// The as-of date.
+    pub as_of: &'a str,
+}
+
+/// The changes that turn what was published into the current assignments, sorted by
+/// outlet: `new` for outlets never published, `moved` for a different segment,
+/// `renamed` for the same segment under another name or other tags, and a tombstone
+/// for every published outlet no longer assigned. Unchanged outlets produce nothing.
+pub fn diff(
+    run: &RunRef<'_>,
+    published: &HashMap<String, Published>,
+    current: &[Current],
+) -> Vec<AssignmentChange> {
+    let mut out: BTreeMap<&str, AssignmentChange> = BTreeMap::new();
+    for c in current {
+        let (change, previous) = match published.get(&c.outlet_id) {
+            None => ("new", None),
+            Some(p) if p.segment_id != c.segment_id => ("moved", Some(p.segment_id.clone())),
+            Some(p) if p.segment_name != c.segment_name || p.tags != c.tags => {
+                ("renamed", Some(p.segment_id.clone()))
+            }
+            Some(_) => continue,
+        };
+        out.insert(
+            &c.outlet_id,
+            AssignmentChange {
+                outlet_id: c.outlet_id.clone(),
+                message: Some(AssignmentMessage {
+                    segmentation: run.segmentation.to_owned(),
+                    outlet_id: c.outlet_id.clone(),
+                    segment_id: c.segment_id.clone(),
+                    segment_name: c.segment_name.clone(),
+                    tags: c.tags.clone(),
+                    previous_segment_id: previous,
+                    change: change.to_owned(),
+                    confidence: c.confidence,
+                    run_id: run.run_id.to_owned(),
+                    as_of: run.as_of.to_owned(),
+                }),
+            },
+        );
+    }
+    let assigned: std::collections::HashSet<&str> =
+        current.iter().map(|c| c.outlet_id.as_str()).collect();
+    for id in published.keys() {
+        if !assigned.contains(id.as_str()) {
+            out.insert(
+                id,
+                AssignmentChange {
+                    outlet_id: id.clone(),
+                    message: None,
+                },
+            );
+        }
+    }
+    out.into_values().collect()
+}
+
+/// What the state becomes once the changes are acknowledged.
+pub fn next_state(run_id: &str, current: &[Current]) -> Vec<Published> {
+    let mut v: Vec<Published> = current
+        .iter()
+        .map(|c| Published {
+            outlet_id: c.outlet_id.clone(),
+            segment_id: c.segment_id.clone(),
+            segment_name: c.segment_name.clone(),
+            tags: c.tags.clone(),
+            run_id: run_id.to_owned(),
+        })
+        .collect();
+    v.sort_by(|a, b| a.outlet_id.cmp(&b.outlet_id));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cur(o: &str, s: &str, name: &str, tags: &[&str]) -> Current {
+        Current {
+            outlet_id: o.into(),
+            segment_id: s.into(),
+            segment_name: name.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            confidence: 0.5,
+        }
+    }
+
+    fn run() -> RunRef<'static> {
+        RunRef {
+            segmentation: "mix",
+            run_id: "mix/2026-11-21/1",
+            as_of: "2026-11-21",
+        }
+    }
+
+    /// Applies changes to a published map the way a compacted topic's reader would.
+    fn apply(p: &mut HashMap<String, Published>, changes: &[AssignmentChange]) {
+        for c in changes {
+            match &c.message {
+                None => {
+                    p.remove(&c.outlet_id);
+                }
+                Some(m) => {
+                    p.insert(
+                        c.outlet_id.clone(),
+                        Published {
+                            outlet_id: m.outlet_id.clone(),
+                            segment_id: m.segment_id.clone(),
+                            segment_name: m.segment_name.clone(),
+                            tags: m.tags.clone(),
+                            run_id: m.run_id.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn first_run_publishes_everything_then_only_changes() {
+        let first = vec![cur("A", "S1", "One", &[]), cur("B", "S2", "Two", &[])];
+        let mut p = HashMap::new();
+        let c = diff(&run(), &p, &first);
+        assert_eq!(c.len(), 2);
+        assert!(c
+            .iter()
+            .all(|c| c.message.as_ref().unwrap().change == "new"));
+        apply(&mut p, &c);
+        assert!(diff(&run(), &p, &first).is_empty());
+
+        let second = vec![cur("A", "S2", "Two", &[]), cur("C", "S1", "One", &["#x"])];
+        let c = diff(&run(), &p, &second);
+        let kinds: Vec<_> = c
+            .iter()
+            .map(|c| {
+                (
+                    c.outlet_id.as_str(),
+                    c.message.as_ref().map(|m| m.change.as_str()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![("A", Some("moved")), ("B", None), ("C", Some("new"))]
+        );
+        assert_eq!(
+            c[0].message
+                .as_ref()
+                .unwrap()
+                .previous_segment_id
+                .as_deref(),
+            Some("S1")
+        );
+        apply(&mut p, &c);
+        let view: BTreeMap<_, _> = p
+            .values()
+            .map(|v| (v.outlet_id.clone(), v.segment_id.clone()))
+            .collect();
+        let want: BTreeMap<_, _> = second
+            .iter()
+            .map(|v| (v.outlet_id.clone(), v.segment_id.clone()))
+            .collect();
+        assert_eq!(view, want);
+    }
+
+    #[test]
+    fn names_and_tags_make_renamed() {
+        let mut p = HashMap::new();
+        let first = vec![cur("A", "S1", "One", &[])];
+        let c = diff(&run(), &p, &first);
+        apply(&mut p, &c);
+        let c = diff(&run(), &p, &[cur("A", "S1", "One", &["#premium"])]);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].message.as_ref().unwrap().change, "renamed");
+        let c = diff(&run(), &p, &[cur("A", "S1", "Uno", &[])]);
+        assert_eq!(c[0].message.as_ref().unwrap().change, "renamed");
+    }
+
+    #[test]
+    fn the_same_inputs_give_the_same_changes() {
+        let p = HashMap::new();
+        let cur = vec![cur("B", "S1", "x", &[]), cur("A", "S2", "y", &[])];
+        assert_eq!(diff(&run(), &p, &cur), diff(&run(), &p, &cur));
+        assert_eq!(diff(&run(), &p, &cur)[0].outlet_id, "A");
+    }
+}

@@ -1,0 +1,203 @@
+//! The publisher's Kafka side: an idempotent producer whose every delivery is awaited
+//! before a cycle is recorded, and the `segment-metadata` feed (read from the
+//! beginning at start, then tailed).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use spectra_core::kafka::client_config;
+use spectra_core::Config;
+use tokio::sync::{oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::metadata::{MetadataStore, SegmentMetadata};
+use crate::metrics::PublishMetrics;
+use crate::Error;
+
+/// The producer, idempotent unless `kafka.properties."enable.idempotence"` says
+/// otherwise (for brokers that refuse `InitProducerId`).
+pub fn producer(cfg: &Config) -> Result<FutureProducer, Error> {
+    let mut c = client_config(cfg);
+    for (k, v) in [
+        ("enable.idempotence", "true"),
+        ("acks", "all"),
+        ("message.timeout.ms", "60000"),
+        ("linger.ms", "5"),
+        ("compression.type", "zstd"),
+    ] {
+        if !cfg.kafka.properties.contains_key(k) {
+            c.set(k, v);
+        }
+    }
+    Ok(c.create()?)
+}
+
+/// A message to produce.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The topic.
+    pub topic: String,
+    /// The key.
+    pub key: String,
+    /// The value; `None` is a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// The metrics label: `new`, `moved`, `renamed`, `tombstone`, `profile`,
+    /// `recommendation`, `metadata`.
+    pub change: &'static str,
+}
+
+/// Produces every message and waits until each is acknowledged. With `crash_after`,
+/// stops (as a crash would) once that many deliveries were acknowledged. Returns the
+/// number acknowledged.
+pub async fn deliver(
+    producer: &FutureProducer,
+    messages: &[Outgoing],
+    metrics: &PublishMetrics,
+    crash_after: Option<u64>,
+) -> Result<u64, Error> {
+    let mut pending: VecDeque<(DeliveryFuture, &Outgoing)> = VecDeque::new();
+    let mut acked = 0u64;
+    let mut ack = |m: &Outgoing| -> Result<(), Error> {
+        metrics.published(&m.topic, m.change);
+        acked += 1;
+        match crash_after {
+            Some(n) if acked >= n => Err(Error::InjectedCrash { acked }),
+            _ => Ok(()),
+        }
+    };
+    for m in messages {
+        loop {
+            let mut rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(&m.topic).key(&m.key);
+            if let Some(v) = &m.value {
+                rec = rec.payload(v);
+            }
+            match producer.send_result(rec) {
+                Ok(f) => {
+                    pending.push_back((f, m));
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    let Some((f, pm)) = pending.pop_front() else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    };
+                    wait(f, pm).await?;
+                    ack(pm)?;
+                }
+                Err((e, _)) => {
+                    return Err(Error::Deliver {
+                        topic: m.topic.clone(),
+                        key: m.key.clone(),
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+    }
+    while let Some((f, m)) = pending.pop_front() {
+        wait(f, m).await?;
+        ack(m)?;
+    }
+    Ok(acked)
+}
+
+async fn wait(f: DeliveryFuture, m: &Outgoing) -> Result<(), Error> {
+    let err = |source: KafkaError| Error::Deliver {
+        topic: m.topic.clone(),
+        key: m.key.clone(),
+        source: Box::new(source),
+    };
+    match f.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(err(e)),
+        Err(_) => Err(err(KafkaError::Canceled)),
+    }
+}
+
+/// Starts the `segment-metadata` feed on a thread: reads the topic from the beginning
+/// into `store`, resolves the returned receiver once every partition was read to its
+/// end, then keeps tailing it (waking `changed` on each real change) until `shutdown`.
+pub fn spawn_metadata_feed(
+    cfg: &Config,
+    store: MetadataStore,
+    changed: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> Result<oneshot::Receiver<Result<usize, Error>>, Error> {
+    let topic = cfg.kafka.topics.metadata.clone();
+    let consumer: BaseConsumer = client_config(cfg)
+        .set(
+            "group.id",
+            format!("spectra-publish-metadata-{}", std::process::id()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", cfg.kafka.fetch_wait_max_ms.to_string())
+        .create()?;
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("metadata-feed".into())
+        .spawn(move || {
+            let mut tx = Some(tx);
+            let md = match consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)) {
+                Ok(md) => md,
+                Err(e) => {
+                    let _ = tx.take().map(|t| t.send(Err(e.into())));
+                    return;
+                }
+            };
+            let mut tpl = TopicPartitionList::new();
+            let mut at_end: HashMap<i32, bool> = HashMap::new();
+            for p in md.topics().iter().flat_map(|t| t.partitions()) {
+                let _ = tpl.add_partition_offset(&topic, p.id(), Offset::Beginning);
+                at_end.insert(p.id(), false);
+            }
+            if let Err(e) = consumer.assign(&tpl) {
+                let _ = tx.take().map(|t| t.send(Err(e.into())));
+                return;
+            }
+            let mut read = 0usize;
+            if at_end.is_empty() {
+                let _ = tx.take().map(|t| t.send(Ok(0)));
+            }
+            while !shutdown.is_cancelled() {
+                match consumer.poll(Duration::from_millis(200)) {
+                    Some(Ok(m)) => {
+                        read += 1;
+                        let key = m.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or_default().to_owned();
+                        let value = match m.payload() {
+                            None => None,
+                            Some(b) => match serde_json::from_slice::<SegmentMetadata>(b) {
+                                Ok(v) => Some(v),
+                                Err(e) => {
+                                    tracing::warn!(topic = %topic, key, offset = m.offset(), error = %e, "skipping unreadable segment metadata");
+                                    continue;
+                                }
+                            },
+                        };
+                        if store.apply(&key, value) && tx.is_none() {
+                            tracing::info!(key, "segment metadata changed");
+                            changed.notify_one();
+                        }
+                    }
+                    Some(Err(KafkaError::PartitionEOF(p))) => {
+                        at_end.insert(p, true);
+                        if tx.is_some() && at_end.values().all(|d| *d) {
+                            tracing::info!(topic = %topic, messages = read, "segment metadata loaded");
+                            let _ = tx.take().map(|t| t.send(Ok(read)));
+                        }
+                    }
+                    Some(Err(e)) => tracing::warn!(topic = %topic, error = %e, "reading segment metadata"),
+                    None => {}
+                }
+            }
+        })
+        .map_err(|e| Error::Io(e.to_string()))?;
+    Ok(rx)
+}

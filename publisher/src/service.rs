@@ -1,0 +1,254 @@
+//! The publish service: topics checked, names loaded from `segment-metadata`, the HTTP
+//! server started on `publish.listen`, then a cycle per segmentation every
+//! `publish.poll_seconds` (and at once when a name or tag changes) until shutdown.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use spectra_core::kafka::{ensure_topics, Retention};
+use spectra_core::service::Context;
+use spectra_core::{Config, Storage};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::AppState;
+use crate::cycle::{CycleEnv, CycleReport};
+use crate::metadata::MetadataStore;
+use crate::metrics::{PublishMetrics, SegmentationLabels};
+use crate::snapshot::Snapshots;
+use crate::Error;
+
+/// How `run` behaves.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// One cycle per segmentation, then return (no HTTP server).
+    pub once: bool,
+    /// Fault injection for crash tests: each cycle stops after this many acknowledged
+    /// messages, before recording its state, and `run` returns the error.
+    pub crash_after: Option<u64>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// Cycles run (one segmentation each).
+    pub cycles: u64,
+    /// Messages acknowledged.
+    pub messages: u64,
+    /// The last cycle of each segmentation.
+    pub segmentations: Vec<CycleReport>,
+}
+
+/// A started publish service.
+pub struct Service {
+    addr: Option<SocketAddr>,
+    task: tokio::task::JoinHandle<Result<Summary, Error>>,
+}
+
+impl Service {
+    /// The HTTP server's address (`None` with `once`).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// Waits for the service to stop (shutdown, or the end of a `once` run).
+    pub async fn wait(self) -> Result<Summary, Error> {
+        self.task
+            .await
+            .map_err(|e| Error::Io(format!("publish loop panicked: {e}")))?
+    }
+}
+
+fn windows(cfg: &Config) -> HashMap<String, u32> {
+    cfg.segmentation
+        .iter()
+        .map(|s| (s.name.clone(), s.window_days))
+        .collect()
+}
+
+/// The configured segmentations and those with runs in storage.
+async fn segmentation_names(cfg: &Config, storage: &Storage) -> Result<Vec<String>, Error> {
+    let mut names: BTreeSet<String> = cfg.segmentation.iter().map(|s| s.name.clone()).collect();
+    names.extend(crate::tables::stored_segmentations(storage).await?);
+    Ok(names.into_iter().collect())
+}
+
+/// Loads `segment-metadata` to its end; the feed keeps tailing until `shutdown`.
+async fn load_metadata(
+    cfg: &Config,
+    store: &MetadataStore,
+    changed: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let rx = crate::kafka::spawn_metadata_feed(cfg, store.clone(), changed, shutdown)?;
+    match tokio::time::timeout(Duration::from_secs(120), rx).await {
+        Ok(Ok(r)) => r.map(|_| ()),
+        Ok(Err(_)) => Err(Error::Io(
+            "the segment-metadata feed stopped before loading".into(),
+        )),
+        Err(_) => Err(Error::Io(format!(
+            "reading topic `{}` to its end took over 120 s; is the broker at `{}` reachable?",
+            cfg.kafka.topics.metadata, cfg.kafka.brokers
+        ))),
+    }
+}
+
+/// Starts the service: checks the topics, loads the names, starts the HTTP server
+/// (unless `once`) and the publish loop.
+pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Service, Error> {
+    let storage = Storage::from_url(&cfg.storage.url)?;
+    let t = &cfg.kafka.topics;
+    ensure_topics(
+        &cfg,
+        &[
+            (t.assignments.as_str(), Retention::Compact),
+            (t.profiles.as_str(), Retention::Compact),
+            (t.recommendations.as_str(), Retention::Compact),
+            (t.metadata.as_str(), Retention::Compact),
+        ],
+    )
+    .await?;
+    let metrics = PublishMetrics::register(&ctx.metrics);
+    ctx.health.register("publish");
+    let metadata = MetadataStore::default();
+    let changed = Arc::new(Notify::new());
+    load_metadata(&cfg, &metadata, changed.clone(), ctx.shutdown.clone()).await?;
+    let producer = crate::kafka::producer(&cfg)?;
+    let snapshots = Snapshots::new(storage.clone(), windows(&cfg));
+    let cfg = Arc::new(cfg);
+    let mut addr = None;
+    if !opts.once {
+        let state = AppState {
+            cfg: cfg.clone(),
+            snapshots: snapshots.clone(),
+            metadata: metadata.clone(),
+            producer: producer.clone(),
+            metrics: metrics.clone(),
+            changed: changed.clone(),
+        };
+        let router =
+            crate::api::router(state).merge(spectra_core::admin::router(ctx.admin_state()));
+        let a = spectra_core::admin::serve(&cfg.publish.listen, router, ctx.shutdown.clone())
+            .await
+            .map_err(|e| Error::Io(e.to_string()))?;
+        tracing::info!(%a, "publish: console, API and admin routes");
+        addr = Some(a);
+    }
+    ctx.health.set_ready("publish", true);
+    let task = tokio::spawn(async move {
+        let mut summary = Summary::default();
+        let env = CycleEnv {
+            cfg: &cfg,
+            snapshots: &snapshots,
+            metadata: &metadata,
+            producer: &producer,
+            metrics: &metrics,
+            crash_after: opts.crash_after,
+        };
+        let poll = Duration::from_secs(cfg.publish.poll_seconds.max(1));
+        loop {
+            let mut reports = Vec::new();
+            for name in segmentation_names(&cfg, &storage).await? {
+                match crate::cycle::publish(&env, &name).await {
+                    Ok(r) => {
+                        summary.cycles += 1;
+                        summary.messages +=
+                            r.assignments.values().sum::<u64>() + r.profiles + r.recommendations;
+                        reports.push(r);
+                    }
+                    Err(e @ Error::InjectedCrash { .. }) => return Err(e),
+                    Err(e) if opts.once => return Err(e),
+                    Err(e) => {
+                        metrics
+                            .cycle_errors
+                            .get_or_create(&SegmentationLabels {
+                                segmentation: name.clone(),
+                            })
+                            .inc();
+                        tracing::error!(segmentation = %name, error = %e, "publish cycle failed; retrying at the next poll");
+                    }
+                }
+            }
+            summary.segmentations = reports;
+            if opts.once {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = changed.notified() => {}
+                _ = ctx.shutdown.cancelled() => break,
+            }
+        }
+        ctx.health.set_ready("publish", false);
+        Ok(summary)
+    });
+    Ok(Service { addr, task })
+}
+
+/// Runs the publish service until shutdown (or one cycle, with `once`).
+pub async fn run(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Summary, Error> {
+    let once = opts.once;
+    let token = ctx.shutdown.clone();
+    let r = start(cfg, ctx, opts).await?.wait().await;
+    if once {
+        // Stops the metadata feed.
+        token.cancel();
+    }
+    r
+}
+
+/// What `spectra export` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportSummary {
+    /// The file.
+    pub path: PathBuf,
+    /// The run exported.
+    pub run_id: String,
+    /// Rows (outlets).
+    pub rows: usize,
+    /// Sum of `value`.
+    pub value: f64,
+}
+
+/// Writes a segmentation's latest run to `out` as `csv` or `xlsx`, with the names and
+/// tags read from `segment-metadata`.
+pub async fn export_file(
+    cfg: &Config,
+    segmentation: &str,
+    format: &str,
+    out: &Path,
+) -> Result<ExportSummary, Error> {
+    if !matches!(format, "csv" | "xlsx") {
+        return Err(Error::Export(format!(
+            "format `{format}` is not one of csv, xlsx"
+        )));
+    }
+    let storage = Storage::from_url(&cfg.storage.url)?;
+    let metadata = MetadataStore::default();
+    let stop = CancellationToken::new();
+    let loaded = load_metadata(cfg, &metadata, Arc::new(Notify::new()), stop.clone()).await;
+    stop.cancel();
+    loaded?;
+    let snapshots = Snapshots::new(storage, windows(cfg));
+    let snap = snapshots
+        .get(segmentation)
+        .await?
+        .ok_or_else(|| Error::NoRun(segmentation.to_owned()))?;
+    let rows = crate::export::rows(&snap, &metadata);
+    let data = match format {
+        "csv" => crate::export::to_csv(&rows)?,
+        _ => crate::export::to_xlsx(&rows, segmentation)?,
+    };
+    std::fs::write(out, data)
+        .map_err(|e| Error::Io(format!("cannot write `{}`: {e}", out.display())))?;
+    Ok(ExportSummary {
+        path: out.to_owned(),
+        run_id: snap.run.latest.run_id.clone(),
+        rows: rows.len(),
+        value: rows.iter().map(|r| r.value).sum(),
+    })
+}

@@ -1,0 +1,150 @@
+//! Lloyd iterations after the first, with Hamerly's bounds: each row keeps an upper
+//! bound on the distance to its centre and a lower bound on the distance to any other
+//! centre. When centres move by δ, the bounds move by δ; a row whose upper bound is
+//! below both its lower bound and half the gap to the nearest other centre cannot
+//! change cluster and is skipped. Only the remaining rows are gathered into blocks
+//! for a matrix product, and the M-step sums are updated for the rows that changed.
+
+use ndarray::Array2;
+use rayon::prelude::*;
+
+use super::kernel::{Centres, Gather, Prepared, BLOCK_ROWS, GROUP_ROWS};
+
+/// Per-row state: label and Euclidean bounds (exact after a full step).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowState {
+    /// Index of the assigned centre.
+    pub label: u32,
+    /// Upper bound on the distance to the assigned centre.
+    pub upper: f32,
+    /// Lower bound on the distance to every other centre.
+    pub lower: f32,
+}
+
+/// One bounded E-step from centres `old` to `new`; updates `rows` and the running
+/// M-step `sums` (`k × D`, row-major) and `weights` for the rows that changed.
+/// Returns the number of rows whose label changed.
+pub(crate) fn bounded_step(
+    data: &Prepared,
+    old: &Array2<f64>,
+    new: &Array2<f64>,
+    rows: &mut [RowState],
+    sums: &mut [f64],
+    weights: &mut [f64],
+) -> usize {
+    let (k, d) = new.dim();
+    let dist = |a: ndarray::ArrayView1<f64>, b: ndarray::ArrayView1<f64>| {
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| (p - q) * (p - q))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let delta: Vec<f32> = (0..k)
+        .map(|j| dist(old.row(j), new.row(j)) as f32)
+        .collect();
+    let (mut first, mut second, mut arg) = (0.0_f32, 0.0_f32, usize::MAX);
+    for (j, &v) in delta.iter().enumerate() {
+        if v > first {
+            (second, first, arg) = (first, v, j);
+        } else if v > second {
+            second = v;
+        }
+    }
+    let other_shift = |j: usize| if j == arg { second } else { first };
+    let half_gap: Vec<f32> = (0..k)
+        .map(|j| {
+            let m = (0..k)
+                .filter(|&o| o != j)
+                .map(|o| dist(new.row(j), new.row(o)))
+                .fold(f64::INFINITY, f64::min);
+            (0.5 * m) as f32
+        })
+        .collect();
+    let centres = Centres::new(new.view());
+    let xs = data.x.as_slice().expect("prepared data is row-major");
+    let partials: Vec<(Vec<f64>, Vec<f64>, usize)> = rows
+        .par_chunks_mut(GROUP_ROWS)
+        .enumerate()
+        .map(|(g, chunk)| {
+            let (mut dsum, mut dw, mut changed) = (vec![0.0; k * d], vec![0.0; k], 0);
+            let mut gather = Gather::new(d, k);
+            let mut pending = Vec::with_capacity(BLOCK_ROWS);
+            let mut settle_block = |pending: &[usize], chunk: &mut [RowState]| {
+                let idx: Vec<usize> = pending.iter().map(|&r| g * GROUP_ROWS + r).collect();
+                gather.distances(data, &idx, &centres);
+                for (n, &r) in pending.iter().enumerate() {
+                    let dist = &gather.dist[n * k..(n + 1) * k];
+                    let (mut best, mut d1, mut d2) = (0, f32::INFINITY, f32::INFINITY);
+                    for (j, &v) in dist.iter().enumerate() {
+                        if v < d1 {
+                            (d2, d1, best) = (d1, v, j);
+                        } else if v < d2 {
+                            d2 = v;
+                        }
+                    }
+                    let st = &mut chunk[r];
+                    let was = st.label as usize;
+                    if best != was {
+                        changed += 1;
+                        let i = idx[n];
+                        let w = f64::from(data.weight(i));
+                        for (c, &v) in xs[i * d..(i + 1) * d].iter().enumerate() {
+                            let v = w * f64::from(v);
+                            dsum[was * d + c] -= v;
+                            dsum[best * d + c] += v;
+                        }
+                        dw[was] -= w;
+                        dw[best] += w;
+                    }
+                    *st = RowState {
+                        label: best as u32,
+                        upper: d1.sqrt(),
+                        lower: d2.sqrt(),
+                    };
+                }
+            };
+            let mut settle = |pending: &mut Vec<usize>, chunk: &mut [RowState]| {
+                for block in pending.chunks(BLOCK_ROWS) {
+                    settle_block(block, chunk);
+                }
+                pending.clear();
+            };
+            let mut r0 = 0;
+            while r0 < chunk.len() {
+                let r1 = (r0 + BLOCK_ROWS).min(chunk.len());
+                let before = pending.len();
+                for (r, st) in chunk.iter_mut().enumerate().take(r1).skip(r0) {
+                    let j = st.label as usize;
+                    st.upper += delta[j];
+                    st.lower -= other_shift(j);
+                    if st.upper > st.lower.max(half_gap[j]) {
+                        pending.push(r);
+                    }
+                }
+                if 2 * (pending.len() - before) > r1 - r0 {
+                    // Most of this block must be recomputed: do all of it in place
+                    // rather than gathering.
+                    pending.truncate(before);
+                    settle(&mut pending, chunk);
+                    pending.extend(r0..r1);
+                    settle(&mut pending, chunk);
+                } else if pending.len() >= BLOCK_ROWS {
+                    settle(&mut pending, chunk);
+                }
+                r0 = r1;
+            }
+            if !pending.is_empty() {
+                settle(&mut pending, chunk);
+            }
+            (dsum, dw, changed)
+        })
+        .collect();
+    let mut changed = 0;
+    for (dsum, dw, c) in partials {
+        sums.iter_mut().zip(dsum).for_each(|(a, b)| *a += b);
+        weights.iter_mut().zip(dw).for_each(|(a, b)| *a += b);
+        changed += c;
+    }
+    changed
+}

@@ -1,0 +1,501 @@
+//! k-means: greedy k-means++ seeding or a warm start from given centroids, then Lloyd
+//! iterations on an `f32` copy of the data with distances from blocked matrix
+//! products, spread over all cores with rayon. After the first iteration Hamerly's
+//! bounds (see `hamerly.rs`) skip the rows that cannot change cluster; a last full
+//! pass gives exact nearest and second-nearest distances.
+//!
+//! Convergence and inertia follow scikit-learn: the run stops when the labels stop
+//! changing or when the summed squared centre shift is at most
+//! `tol × mean per-feature variance`; the result's labels always belong to the
+//! returned centroids. Results are deterministic for a given seed whatever the
+//! number of threads: partial sums are folded in a fixed order.
+
+use ndarray::{Array2, ArrayView2};
+
+use super::hamerly::{bounded_step, RowState};
+use super::kernel::{for_each_group, Centres, Prepared};
+use super::seeding::kmeans_plusplus;
+use super::ClusterError;
+
+/// How the centroids of a k-means run start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Init {
+    /// Greedy k-means++ seeding with `2 + ln k` candidates per centre.
+    KMeansPlusPlus,
+    /// Warm start from these centroids (`k × D`); `k` is taken from their row count.
+    Centroids(Array2<f64>),
+}
+
+/// Parameters of a k-means run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KMeansConfig {
+    /// Number of clusters for k-means++ seeding (ignored for a warm start).
+    pub k: usize,
+    /// Maximum number of Lloyd iterations.
+    pub max_iter: usize,
+    /// Relative tolerance: stop when the summed squared centre shift is at most
+    /// `tol` times the mean per-feature variance (as scikit-learn).
+    pub tol: f64,
+    /// Seed of the k-means++ draws.
+    pub seed: u64,
+}
+
+impl Default for KMeansConfig {
+    fn default() -> Self {
+        Self {
+            k: 8,
+            max_iter: 300,
+            tol: 1e-4,
+            seed: 0,
+        }
+    }
+}
+
+/// Nearest and second-nearest centroid of each row.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NearestCentres {
+    /// Index of the nearest centroid per row.
+    pub labels: Vec<usize>,
+    /// Euclidean distance to the nearest centroid per row.
+    pub distances: Vec<f64>,
+    /// Euclidean distance to the second-nearest centroid per row (infinite when k = 1).
+    pub second_distances: Vec<f64>,
+}
+
+/// Result of [`fit`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct KMeansFit {
+    /// Final centroids, `k × D`.
+    pub centroids: Array2<f64>,
+    /// Labels and distances of every row with respect to `centroids`.
+    pub nearest: NearestCentres,
+    /// Weighted sum of squared distances to the assigned centroid.
+    pub inertia: f64,
+    /// Lloyd iterations run.
+    pub iterations: usize,
+    /// Whether the run stopped by convergence rather than by `max_iter`.
+    pub converged: bool,
+}
+
+/// Rows summed in `f32` before the block is folded into the `f64` sums.
+const FLUSH_ROWS: usize = 256;
+
+/// One group's contribution to the M-step.
+struct Partial {
+    sums: Vec<f64>,
+    block: Vec<f32>,
+    pending: usize,
+    weights: Vec<f64>,
+    inertia: f64,
+    changed: usize,
+}
+
+impl Partial {
+    /// Adds the `f32` block sums into the `f64` sums and clears them.
+    fn flush(&mut self) {
+        for (s, b) in self.sums.iter_mut().zip(self.block.iter_mut()) {
+            *s += f64::from(*b);
+            *b = 0.0;
+        }
+        self.pending = 0;
+    }
+}
+
+/// Clusters the rows of `x` (samples × features), optionally weighted.
+pub fn fit(
+    x: ArrayView2<f64>,
+    weights: Option<&[f64]>,
+    init: &Init,
+    config: &KMeansConfig,
+) -> Result<KMeansFit, ClusterError> {
+    let (n, d) = x.dim();
+    let k = match init {
+        Init::KMeansPlusPlus => config.k,
+        Init::Centroids(c) => c.nrows(),
+    };
+    super::validate(x, weights, k)?;
+    if let Init::Centroids(c) = init {
+        if c.ncols() != d {
+            return Err(ClusterError::DimensionMismatch {
+                what: "initial centroids",
+                expected: d,
+                found: c.ncols(),
+            });
+        }
+    }
+    let data = prepare(x, weights)?;
+    let tol = config.tol * data.mean_variance;
+    let mut centroids = match init {
+        Init::KMeansPlusPlus => kmeans_plusplus(&data, k, config.seed),
+        Init::Centroids(c) => c.clone(),
+    };
+    let mut rows = vec![
+        RowState {
+            label: u32::MAX,
+            upper: 0.0,
+            lower: 0.0
+        };
+        n
+    ];
+    let (mut iterations, mut converged) = (0, false);
+    let mut previous: Option<Array2<f64>> = None;
+    let (mut sums, mut totals) = (Vec::new(), Vec::new());
+    while iterations < config.max_iter {
+        iterations += 1;
+        // The first E-step computes every distance; later ones use Hamerly's bounds
+        // and update the M-step sums only for the rows that changed cluster.
+        let changed = match &previous {
+            None => {
+                let step = lloyd_step(&data, &centroids, &mut rows);
+                (sums, totals) = (step.sums, step.weights);
+                step.changed
+            }
+            Some(old) => bounded_step(&data, old, &centroids, &mut rows, &mut sums, &mut totals),
+        };
+        let new = update_centroids(&data, &centroids, &sums, &totals, &rows);
+        let shift: f64 = (&new - &centroids).mapv(|v| v * v).sum();
+        previous = Some(std::mem::replace(&mut centroids, new));
+        if changed == 0 || shift <= tol {
+            converged = true;
+            break;
+        }
+    }
+    // A last full E-step gives exact nearest and second-nearest distances for the
+    // returned centroids (the bounds are only bounds) and the inertia.
+    let inertia = lloyd_step(&data, &centroids, &mut rows).inertia;
+    Ok(KMeansFit {
+        centroids,
+        nearest: to_nearest(&rows),
+        inertia,
+        iterations,
+        converged,
+    })
+}
+
+/// Nearest and second-nearest of `centroids` (`k × D`) for each row of `x`.
+pub fn nearest(
+    x: ArrayView2<f64>,
+    centroids: ArrayView2<f64>,
+) -> Result<NearestCentres, ClusterError> {
+    super::validate(x, None, centroids.nrows())?;
+    if centroids.ncols() != x.ncols() {
+        return Err(ClusterError::DimensionMismatch {
+            what: "centroids",
+            expected: x.ncols(),
+            found: centroids.ncols(),
+        });
+    }
+    let data = prepare(x, None)?;
+    let mut rows = vec![
+        RowState {
+            label: 0,
+            upper: 0.0,
+            lower: 0.0
+        };
+        x.nrows()
+    ];
+    lloyd_step(&data, &centroids.to_owned(), &mut rows);
+    Ok(to_nearest(&rows))
+}
+
+fn prepare(x: ArrayView2<f64>, weights: Option<&[f64]>) -> Result<Prepared, ClusterError> {
+    Prepared::new(x, weights).map_err(|row| ClusterError::NonFinite {
+        what: "features",
+        row,
+    })
+}
+
+fn to_nearest(rows: &[RowState]) -> NearestCentres {
+    NearestCentres {
+        labels: rows.iter().map(|r| r.label as usize).collect(),
+        distances: rows.iter().map(|r| f64::from(r.upper)).collect(),
+        second_distances: rows.iter().map(|r| f64::from(r.lower)).collect(),
+    }
+}
+
+/// E-step (labels, distances) fused with the sums the M-step needs.
+fn lloyd_step(data: &Prepared, centroids: &Array2<f64>, rows: &mut [RowState]) -> Partial {
+    let (k, d) = centroids.dim();
+    let centres = Centres::new(centroids.view());
+    let xs = data.x.as_slice().expect("prepared data is row-major");
+    let partials = for_each_group(
+        data,
+        &centres,
+        rows,
+        1,
+        || Partial {
+            sums: vec![0.0; k * d],
+            block: vec![0.0; k * d],
+            pending: 0,
+            weights: vec![0.0; k],
+            inertia: 0.0,
+            changed: 0,
+        },
+        |acc, i, dist, out| {
+            let (mut best, mut d1, mut d2) = (0_usize, f32::INFINITY, f32::INFINITY);
+            for (j, &v) in dist.iter().enumerate() {
+                if v < d1 {
+                    (d2, d1, best) = (d1, v, j);
+                } else if v < d2 {
+                    d2 = v;
+                }
+            }
+            let w = data.weight(i);
+            let state = &mut out[0];
+            acc.changed += usize::from(state.label as usize != best);
+            *state = RowState {
+                label: best as u32,
+                upper: d1.sqrt(),
+                lower: d2.sqrt(),
+            };
+            acc.inertia += f64::from(w) * f64::from(d1);
+            acc.weights[best] += f64::from(w);
+            let sum = &mut acc.block[best * d..(best + 1) * d];
+            let row = &xs[i * d..(i + 1) * d];
+            if w == 1.0 {
+                sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+            } else {
+                sum.iter_mut().zip(row).for_each(|(s, &v)| *s += w * v);
+            }
+            acc.pending += 1;
+            if acc.pending == FLUSH_ROWS {
+                acc.flush();
+            }
+        },
+    );
+    let mut total = Partial {
+        sums: vec![0.0; k * d],
+        block: Vec::new(),
+        pending: 0,
+        weights: vec![0.0; k],
+        inertia: 0.0,
+        changed: 0,
+    };
+    for mut p in partials {
+        p.flush();
+        total.sums.iter_mut().zip(p.sums).for_each(|(a, b)| *a += b);
+        total
+            .weights
+            .iter_mut()
+            .zip(p.weights)
+            .for_each(|(a, b)| *a += b);
+        total.inertia += p.inertia;
+        total.changed += p.changed;
+    }
+    total
+}
+
+/// Means of the assigned rows; an empty cluster is moved onto the row farthest from
+/// its centre (a different row for each empty cluster), as scikit-learn does.
+fn update_centroids(
+    data: &Prepared,
+    old: &Array2<f64>,
+    sums: &[f64],
+    weights: &[f64],
+    rows: &[RowState],
+) -> Array2<f64> {
+    let (k, d) = old.dim();
+    let mut sums = sums.to_vec();
+    let mut weights = weights.to_vec();
+    let empty: Vec<usize> = (0..k).filter(|&j| weights[j] <= 0.0).collect();
+    if !empty.is_empty() {
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        let take = empty.len().min(order.len());
+        order.select_nth_unstable_by(take - 1, |&a, &b| {
+            rows[b].upper.total_cmp(&rows[a].upper).then(a.cmp(&b))
+        });
+        order.truncate(take);
+        order.sort_by(|&a, &b| rows[b].upper.total_cmp(&rows[a].upper).then(a.cmp(&b)));
+        for (&j, &i) in empty.iter().zip(&order) {
+            let from = rows[i].label as usize;
+            let w = f64::from(data.weight(i));
+            for (c, &v) in data.x.row(i).iter().enumerate() {
+                sums[from * d + c] -= w * f64::from(v);
+                sums[j * d + c] = w * f64::from(v);
+            }
+            weights[from] -= w;
+            weights[j] = w;
+        }
+    }
+    let mut new = old.clone();
+    for j in 0..k {
+        if weights[j] > 0.0 {
+            for c in 0..d {
+                new[[j, c]] = sums[j * d + c] / weights[j];
+            }
+        }
+    }
+    new
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, Array2};
+    use rand::{Rng, SeedableRng};
+
+    fn blobs(seed: u64) -> (Array2<f64>, Vec<usize>) {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+        let centres = [[0.0, 0.0, 0.0], [8.0, 0.0, 1.0], [0.0, 8.0, -1.0]];
+        let truth: Vec<usize> = (0..3000).map(|i| i % 3).collect();
+        let x = Array2::from_shape_fn((3000, 3), |(i, c)| {
+            centres[truth[i]][c] + rng.gen_range(-1.0..1.0)
+        });
+        (x, truth)
+    }
+
+    #[test]
+    fn recovers_blobs_deterministically() {
+        let (x, truth) = blobs(1);
+        let cfg = KMeansConfig {
+            k: 3,
+            seed: 9,
+            ..Default::default()
+        };
+        let a = fit(x.view(), None, &Init::KMeansPlusPlus, &cfg).unwrap();
+        let b = fit(x.view(), None, &Init::KMeansPlusPlus, &cfg).unwrap();
+        assert_eq!(a, b, "same seed, same result");
+        assert!(a.converged);
+        let ari = crate::cluster::metrics::adjusted_rand_index(&a.nearest.labels, &truth);
+        assert!((ari - 1.0).abs() < 1e-12);
+        // Inertia agrees with a direct f64 computation to f32 precision.
+        let direct: f64 = (0..x.nrows())
+            .map(|i| {
+                (&x.row(i) - &a.centroids.row(a.nearest.labels[i]))
+                    .mapv(|v| v * v)
+                    .sum()
+            })
+            .sum();
+        assert!(
+            (a.inertia - direct).abs() / direct < 1e-4,
+            "{} vs {direct}",
+            a.inertia
+        );
+        // Second-nearest is never nearer than the nearest.
+        let n = &a.nearest;
+        assert!(n
+            .distances
+            .iter()
+            .zip(&n.second_distances)
+            .all(|(d1, d2)| d1 <= d2));
+    }
+
+    /// Plain f64 Lloyd with scikit-learn's stopping rule, as a reference for the
+    /// bounded (Hamerly) iterations.
+    fn reference_lloyd(x: &Array2<f64>, init: &Array2<f64>, tol: f64) -> (Array2<f64>, usize) {
+        let mut c = init.clone();
+        let mut labels = vec![usize::MAX; x.nrows()];
+        for it in 1..=300 {
+            let mut changed = false;
+            for (i, row) in x.rows().into_iter().enumerate() {
+                let d = |j: usize| (&row - &c.row(j)).mapv(|v| v * v).sum();
+                let best = (0..c.nrows())
+                    .min_by(|&a, &b| d(a).total_cmp(&d(b)))
+                    .unwrap();
+                changed |= labels[i] != best;
+                labels[i] = best;
+            }
+            let mut new = Array2::<f64>::zeros(c.dim());
+            let mut counts = vec![0.0; c.nrows()];
+            for (i, row) in x.rows().into_iter().enumerate() {
+                let mut r = new.row_mut(labels[i]);
+                r += &row;
+                counts[labels[i]] += 1.0;
+            }
+            for (j, n) in counts.iter().enumerate() {
+                let mut r = new.row_mut(j);
+                r /= *n;
+            }
+            let shift = (&new - &c).mapv(|v| v * v).sum();
+            c = new;
+            if !changed || shift <= tol {
+                return (c, it);
+            }
+        }
+        (c, 300)
+    }
+
+    #[test]
+    fn bounded_iterations_follow_plain_lloyd() {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(11);
+        // Overlapping blobs, so it takes many iterations.
+        let x = Array2::from_shape_fn((2000, 5), |(i, c)| {
+            (i % 6) as f64 * if c == i % 5 { 1.5 } else { 0.0 } + rng.gen_range(-2.0..2.0)
+        });
+        let init = x.slice(ndarray::s![0..6, ..]).to_owned();
+        let cfg = KMeansConfig::default();
+        let ours = fit(x.view(), None, &Init::Centroids(init.clone()), &cfg).unwrap();
+        let data = Prepared::new(x.view(), None).unwrap();
+        let (reference, iterations) = reference_lloyd(&x, &init, cfg.tol * data.mean_variance);
+        assert!(iterations > 5, "test data should need several iterations");
+        assert_eq!(ours.iterations, iterations);
+        let diff = (&ours.centroids - &reference)
+            .mapv(f64::abs)
+            .fold(0.0, |a: f64, &b| a.max(b));
+        assert!(diff < 1e-4, "centroids differ by {diff}");
+    }
+
+    #[test]
+    fn warm_start_from_the_answer_converges_at_once() {
+        let (x, _) = blobs(2);
+        let cfg = KMeansConfig {
+            k: 3,
+            ..Default::default()
+        };
+        let cold = fit(x.view(), None, &Init::KMeansPlusPlus, &cfg).unwrap();
+        let warm = fit(
+            x.view(),
+            None,
+            &Init::Centroids(cold.centroids.clone()),
+            &cfg,
+        )
+        .unwrap();
+        assert!(warm.iterations <= 2, "{} iterations", warm.iterations);
+        assert_eq!(warm.nearest.labels, cold.nearest.labels);
+        let shift = (&warm.centroids - &cold.centroids).mapv(f64::abs).sum();
+        assert!(shift < 1e-3, "{shift}");
+    }
+
+    #[test]
+    fn weights_pull_the_centroid() {
+        let x = array![[0.0], [1.0], [10.0], [11.0]];
+        let w = [1.0, 3.0, 1.0, 1.0];
+        let cfg = KMeansConfig {
+            k: 2,
+            ..Default::default()
+        };
+        let init = Init::Centroids(array![[0.0], [10.0]]);
+        let f = fit(x.view(), Some(&w), &init, &cfg).unwrap();
+        assert!((f.centroids[[0, 0]] - 0.75).abs() < 1e-6);
+        assert!((f.inertia - (3.0 * 0.0625 + 0.5625 + 0.25 + 0.25)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn empty_cluster_is_relocated_and_bad_input_rejected() {
+        let x = array![[0.0], [0.1], [5.0], [5.1]];
+        let init = Init::Centroids(array![[0.0], [100.0]]);
+        let f = fit(x.view(), None, &init, &KMeansConfig::default()).unwrap();
+        assert_eq!(f.nearest.labels[0], f.nearest.labels[1]);
+        assert_ne!(f.nearest.labels[0], f.nearest.labels[2]);
+        let cfg = KMeansConfig {
+            k: 5,
+            ..Default::default()
+        };
+        assert!(matches!(
+            fit(x.view(), None, &Init::KMeansPlusPlus, &cfg),
+            Err(ClusterError::InvalidK { .. })
+        ));
+        let nan = array![[0.0], [f64::NAN]];
+        let cfg = KMeansConfig {
+            k: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            fit(nan.view(), None, &Init::KMeansPlusPlus, &cfg),
+            Err(ClusterError::NonFinite {
+                what: "features",
+                row: 1
+            })
+        );
+    }
+}

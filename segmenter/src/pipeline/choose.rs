@@ -1,0 +1,245 @@
+//! How a run clusters: cold with k chosen (first run), warm from the previous model
+//! (aligned by feature name), re-seeded when the configured k or most features changed,
+//! and — for `k = "auto"` — a split/merge re-evaluation when the sampled silhouette fell
+//! more than [`DEGRADED_BY`] below the one at the last evaluation, or every
+//! [`RECHECK_RUNS`] runs. Segment ids always come from the core's matching, so they are
+//! never reused.
+
+use std::collections::HashSet;
+
+use ndarray::ArrayView2;
+use spectra_core::config::{KSpec, SegmentationConfig};
+
+use super::{PreviousRun, SILHOUETTE_SAMPLE};
+use crate::cluster::metrics::silhouette;
+use crate::cluster::{
+    choose_k, fit, match_centroids, propose_restructure, run, AutoKConfig, ClusterError, Init,
+    KMeansConfig, Previous, Restructure, RestructureKind, RunConfig, RunOutcome, SegmentModel,
+};
+use crate::model::{KCheck, KSelectionReport, RestructureReport};
+use crate::Error;
+
+/// Silhouette drop (absolute) since the last evaluation of k that triggers a new one.
+pub const DEGRADED_BY: f64 = 0.05;
+/// Runs after which k is re-evaluated anyway.
+pub const RECHECK_RUNS: u32 = 30;
+/// A previous model is reused only if it knows at least this share of the features.
+const MIN_FEATURE_OVERLAP: f64 = 0.5;
+
+/// The clustering of a run and how it was reached.
+pub(super) struct Clustered {
+    /// The core's outcome.
+    pub outcome: RunOutcome,
+    /// Ids that are new against the previous run.
+    pub created: Vec<String>,
+    /// Previous ids that are gone.
+    pub retired: Vec<String>,
+    /// The k search (first run, `k = "auto"`).
+    pub k_selection: Option<KSelectionReport>,
+    /// A split or merge applied.
+    pub restructure: Option<RestructureReport>,
+    /// Whether k was evaluated in this run.
+    evaluated: bool,
+}
+
+impl Clustered {
+    /// The re-evaluation state to store, given this run's silhouette.
+    pub fn k_check(&self, silhouette: f64, previous: Option<&PreviousRun>) -> KCheck {
+        match previous {
+            Some(p) if !self.evaluated => KCheck {
+                silhouette: p.model.k_check.silhouette,
+                runs_since: p.model.k_check.runs_since + 1,
+            },
+            _ => KCheck {
+                silhouette,
+                runs_since: 0,
+            },
+        }
+    }
+}
+
+/// Clusters `x` (rows = assigned outlets, columns `names`), outlets' previous ids
+/// `before`.
+pub(super) fn cluster(
+    seg: &SegmentationConfig,
+    x: ArrayView2<f64>,
+    names: &[String],
+    before: &[Option<String>],
+    previous: Option<&PreviousRun>,
+    config: &RunConfig,
+) -> Result<Clustered, Error> {
+    let n = x.nrows();
+    let [lo, hi] = seg.k_range;
+    let too_few = |needed: usize| Error::TooFewOutlets {
+        segmentation: seg.name.clone(),
+        eligible: n,
+        needed,
+    };
+    let err = |source: ClusterError| Error::Cluster {
+        segmentation: seg.name.clone(),
+        source,
+    };
+    let auto = AutoKConfig {
+        kmeans: config.kmeans.clone(),
+        sample_size: SILHOUETTE_SAMPLE,
+    };
+    let with_k = |k: usize| RunConfig {
+        kmeans: KMeansConfig {
+            k,
+            ..config.kmeans.clone()
+        },
+        ..config.clone()
+    };
+    let prev = previous.filter(|p| !p.model.segments.is_empty());
+    let Some(p) = prev else {
+        // First run: k fixed, or chosen by silhouette over the range.
+        let (k, selection) = match seg.k {
+            KSpec::Fixed(k) => (k, None),
+            KSpec::Auto(_) => {
+                if n <= lo {
+                    return Err(too_few(lo + 1));
+                }
+                let s = choose_k(x, None, lo..=hi.min(n - 1), &auto).map_err(err)?;
+                (s.best_k, Some(KSelectionReport::from(&s)))
+            }
+        };
+        if n < k.max(1) {
+            return Err(too_few(k.max(1)));
+        }
+        let outcome = run(x, None, None, &with_k(k)).map_err(err)?;
+        return Ok(Clustered {
+            created: outcome.model.segment_ids.clone(),
+            retired: Vec::new(),
+            outcome,
+            k_selection: selection,
+            restructure: None,
+            evaluated: true,
+        });
+    };
+
+    let aligned = p.model.segment_model(names);
+    let old_k = aligned.segment_ids.len();
+    let fixed = match seg.k {
+        KSpec::Fixed(k) => Some(k),
+        KSpec::Auto(_) => None,
+    };
+    let reseed =
+        fixed.is_some_and(|k| k != old_k) || p.model.feature_overlap(names) < MIN_FEATURE_OVERLAP;
+    let k = fixed.unwrap_or(old_k);
+    if n < k {
+        return Err(too_few(k));
+    }
+    let start = if reseed {
+        // Fresh centroids, ids carried over by matching wherever a segment survived.
+        let cold = fit(x, None, &Init::KMeansPlusPlus, &with_k(k).kmeans).map_err(err)?;
+        let mut ids = aligned.ids;
+        let m = match_centroids(
+            aligned.centroids.view(),
+            &aligned.segment_ids,
+            cold.centroids.view(),
+            config.max_match_distance,
+            &mut ids,
+        );
+        SegmentModel {
+            segment_ids: m.ids,
+            centroids: cold.centroids,
+            ids,
+        }
+    } else {
+        aligned
+    };
+    let previous_of = |model| Previous {
+        model,
+        assignment: before,
+    };
+    let mut outcome = run(x, None, Some(previous_of(&start)), config).map_err(err)?;
+    let mut restructure = None;
+    let mut evaluated = false;
+    if fixed.is_none() {
+        let labels: Vec<usize> = outcome.assignments.iter().map(|a| a.segment).collect();
+        let now = silhouette(x, &labels, SILHOUETTE_SAMPLE, seg.seed);
+        let check = &p.model.k_check;
+        if check.silhouette - now > DEGRADED_BY || check.runs_since + 1 >= RECHECK_RUNS {
+            evaluated = true;
+            // Proposed from the previous centroids: a new kind of outlet that a warm
+            // start pulled into a segment splits off without costing that segment its id.
+            let proposal = propose_restructure(x, None, &start, &auto).map_err(err)?;
+            if let Some(mut r) = proposal.filter(|r| {
+                let k = r.model.segment_ids.len();
+                (lo..=hi).contains(&k) && k < n && r.silhouette_after > now
+            }) {
+                keep_id_with_nearer_half(&start, &mut r);
+                let (kind, a, b) = match &r.kind {
+                    RestructureKind::Split { segment_id, new_id } => ("split", segment_id, new_id),
+                    RestructureKind::Merge { kept, retired } => ("merge", kept, retired),
+                };
+                tracing::info!(segmentation = %seg.name, kind, a, b,
+                    before = r.silhouette_before, after = r.silhouette_after, "k re-evaluated");
+                restructure = Some(RestructureReport {
+                    kind: kind.into(),
+                    segment_id: a.clone(),
+                    other_id: b.clone(),
+                    silhouette_before: r.silhouette_before,
+                    silhouette_after: r.silhouette_after,
+                });
+                outcome = run(x, None, Some(previous_of(&r.model)), config).map_err(err)?;
+            }
+        }
+    }
+    let old: HashSet<&String> = p.model.segments.iter().map(|s| &s.segment_id).collect();
+    let new: HashSet<&String> = outcome.model.segment_ids.iter().collect();
+    let created = outcome
+        .model
+        .segment_ids
+        .iter()
+        .filter(|id| !old.contains(id))
+        .cloned()
+        .collect();
+    let retired = p
+        .model
+        .segments
+        .iter()
+        .map(|s| &s.segment_id)
+        .filter(|id| !new.contains(id))
+        .cloned()
+        .collect();
+    Ok(Clustered {
+        outcome,
+        created,
+        retired,
+        k_selection: None,
+        restructure,
+        evaluated,
+    })
+}
+
+/// On a split, the id stays with the half nearer the segment's previous centroid (the
+/// core keeps it with the heavier half; with a newcomer group as large as the old
+/// segment, that could hand the old outlets the new id).
+fn keep_id_with_nearer_half(start: &SegmentModel, r: &mut Restructure) {
+    let RestructureKind::Split { segment_id, new_id } = &r.kind else {
+        return;
+    };
+    let row = |m: &SegmentModel, id: &str| m.segment_ids.iter().position(|s| s == id);
+    let (Some(old), Some(kept), Some(new)) = (
+        row(start, segment_id),
+        row(&r.model, segment_id),
+        row(&r.model, new_id),
+    ) else {
+        return;
+    };
+    let d = |j: usize| {
+        let c = &r.model.centroids;
+        (&c.row(j) - &start.centroids.row(old))
+            .mapv(|v| v * v)
+            .sum()
+    };
+    if d(new) < d(kept) {
+        let (a, b) = (
+            r.model.centroids.row(kept).to_owned(),
+            r.model.centroids.row(new).to_owned(),
+        );
+        r.model.centroids.row_mut(kept).assign(&b);
+        r.model.centroids.row_mut(new).assign(&a);
+    }
+}

@@ -1,0 +1,323 @@
+//! One run of one segmentation, from a feature set and the previous run to the run's
+//! artifacts — pure computation (no storage), so it is tested directly.
+//!
+//! Steps: pick the outlets to assign (value ≥ `min_value`, some positive spend); build
+//! the Hellinger features (plus weighted KPI columns); cluster — cold with k chosen by
+//! silhouette on the first run, warm from the previous model (aligned by feature name)
+//! afterwards, re-seeded when the fixed k or the features changed, with a split/merge
+//! re-evaluation when `k = "auto"` and the fit degraded; then profiles, names and gaps.
+
+mod choose;
+
+use std::collections::{HashMap, HashSet};
+
+use spectra_core::config::{KSpec, SegmentationConfig};
+
+use crate::cluster::metrics::{adjusted_rand_index, silhouette};
+use crate::cluster::transform::{spectrum_features, SpectrumTransform};
+use crate::cluster::{Change, KMeansConfig, RunConfig};
+use crate::features::FeatureSet;
+use crate::gaps::{outlet_gaps, outlet_shares, potential, segment_orders, GapRow};
+use crate::model::{ModelFile, ModelSegment, Parameters, Quality, Transform};
+use crate::naming::{stable_name, top_features};
+use crate::patterns::purchasing_patterns;
+use crate::profile::{profile_parts, segment_shares, Profile};
+use crate::Error;
+
+/// Outlets in the silhouette sample.
+pub const SILHOUETTE_SAMPLE: usize = 2000;
+/// KPI columns appended when `kpi_weight > 0` (as `ln(1 + x)`, standardised).
+pub const KPI_COLUMNS: [&str; 4] = [
+    "kpi:net_value",
+    "kpi:invoices_per_month",
+    "kpi:avg_invoice_value",
+    "kpi:distinct_skus",
+];
+
+/// The previous complete run of a segmentation, as the next run needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviousRun {
+    /// Its run id.
+    pub run_id: String,
+    /// Its model.json.
+    pub model: ModelFile,
+    /// Segment id per assigned outlet.
+    pub assignments: HashMap<String, String>,
+    /// `(name, name_features)` per segment id, from its profiles.json.
+    pub names: HashMap<String, (String, Vec<String>)>,
+}
+
+/// One row of `assignments.parquet`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignmentRow {
+    /// Outlet id.
+    pub outlet_id: String,
+    /// Segment id.
+    pub segment_id: String,
+    /// Segment id in the previous run.
+    pub previous_segment_id: Option<String>,
+    /// `new`, `moved` or `same`.
+    pub change: &'static str,
+    /// Distance to the segment's centroid in feature space.
+    pub distance: f64,
+    /// In [0, 1]: how much nearer the own centroid is than the next one.
+    pub confidence: f64,
+    /// Net value in the window.
+    pub value: f64,
+    /// Invoice lines in the window.
+    pub lines: i64,
+    /// Value the outlet would add by buying like its segment (see [`crate::gaps`]).
+    pub potential: f64,
+}
+
+/// Everything a run writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutput {
+    /// `{name}/{as_of}/{seq}`.
+    pub run_id: String,
+    /// model.json.
+    pub model: ModelFile,
+    /// assignments.parquet rows, by outlet id.
+    pub assignments: Vec<AssignmentRow>,
+    /// outlet_gaps.parquet rows.
+    pub gaps: Vec<GapRow>,
+    /// profiles.json.
+    pub profiles: Vec<Profile>,
+    /// Outlets assigned in the previous run and not in this one.
+    pub left: Vec<String>,
+}
+
+/// The value an outlet is judged by: its KPI net value, or its summed spend when the
+/// outlet has no KPI row.
+fn outlet_value(fs: &FeatureSet, i: usize) -> f64 {
+    let v = fs.outlets[i].kpis.net_value;
+    if v != 0.0 {
+        v
+    } else {
+        fs.spend.row(i).sum()
+    }
+}
+
+/// Computes a run of `seg` over `fs` from `previous`.
+pub fn compute(
+    seg: &SegmentationConfig,
+    fs: &FeatureSet,
+    previous: Option<&PreviousRun>,
+    run_id: &str,
+) -> Result<RunOutput, Error> {
+    let rows: Vec<usize> = (0..fs.outlets.len())
+        .filter(|&i| {
+            outlet_value(fs, i) >= seg.min_value && fs.spend.row(i).iter().any(|&v| v > 0.0)
+        })
+        .collect();
+    let spend = fs.spend.select(ndarray::Axis(0), &rows);
+    let mut names = fs.features.clone();
+    let kpis = (seg.kpi_weight > 0.0).then(|| {
+        names.extend(KPI_COLUMNS.iter().map(|c| c.to_string()));
+        ndarray::Array2::from_shape_fn((rows.len(), KPI_COLUMNS.len()), |(r, c)| {
+            let k = fs.outlets[rows[r]].kpis;
+            let v = [
+                k.net_value,
+                k.invoices_per_month,
+                k.avg_invoice_value,
+                k.distinct_skus,
+            ][c];
+            v.max(0.0).ln_1p()
+        })
+    });
+    let transform = SpectrumTransform {
+        kpi_weight: seg.kpi_weight,
+    };
+    let x = spectrum_features(spend.view(), kpis.as_ref().map(|k| k.view()), &transform);
+    let before: Vec<Option<String>> = rows
+        .iter()
+        .map(|&i| previous.and_then(|p| p.assignments.get(&fs.outlets[i].outlet_id).cloned()))
+        .collect();
+
+    let defaults = RunConfig::default();
+    let config = RunConfig {
+        hysteresis_margin: seg.move_margin,
+        kmeans: KMeansConfig {
+            seed: seg.seed,
+            ..defaults.kmeans.clone()
+        },
+        ..defaults
+    };
+    let clustered = choose::cluster(seg, x.view(), &names, &before, previous, &config)?;
+    let outcome = &clustered.outcome;
+    let k = outcome.model.segment_ids.len();
+    let labels: Vec<usize> = outcome.assignments.iter().map(|a| a.segment).collect();
+    let sil = silhouette(x.view(), &labels, SILHOUETTE_SAMPLE, seg.seed);
+
+    // ARI against the previous run on the outlets both runs assigned.
+    let ari_previous = previous.map(|_| {
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for (r, was) in before.iter().enumerate() {
+            if let Some(was) = was {
+                let n = ids.len();
+                a.push(*ids.entry(was.as_str()).or_insert(n));
+                b.push(labels[r]);
+            }
+        }
+        if a.is_empty() {
+            0.0
+        } else {
+            adjusted_rand_index(&a, &b)
+        }
+    });
+
+    let values: Vec<f64> = rows.iter().map(|&i| outlet_value(fs, i)).collect();
+    let parts = profile_parts(fs, &rows, &labels, &values, k);
+    let seg_shares = segment_shares(fs, &rows, &labels, k);
+    let orders = segment_orders(seg_shares.view());
+    let own = outlet_shares(spend.view());
+    let mut counts = vec![0usize; k];
+    let mut assignments = Vec::with_capacity(rows.len());
+    let mut gaps = Vec::new();
+    for (r, a) in outcome.assignments.iter().enumerate() {
+        let o = &fs.outlets[rows[r]];
+        counts[a.segment] += 1;
+        let outlet = own.row(r).to_vec();
+        let segment = seg_shares.row(a.segment).to_vec();
+        gaps.extend(outlet_gaps(
+            &o.outlet_id,
+            &a.segment_id,
+            &fs.features,
+            &outlet,
+            &segment,
+            &orders[a.segment],
+        ));
+        assignments.push(AssignmentRow {
+            outlet_id: o.outlet_id.clone(),
+            segment_id: a.segment_id.clone(),
+            previous_segment_id: a.previous_segment_id.clone(),
+            change: match a.change {
+                Change::New => "new",
+                Change::Moved => "moved",
+                Change::Unchanged => "same",
+            },
+            distance: a.distance,
+            confidence: a.confidence,
+            value: values[r],
+            lines: o.kpis.lines as i64,
+            potential: potential(&outlet, &segment, values[r]),
+        });
+    }
+
+    let as_of = fs.as_of.to_string();
+    let mut profiles: Vec<Profile> = parts
+        .into_iter()
+        .enumerate()
+        .map(|(s, p)| {
+            let id = &outcome.model.segment_ids[s];
+            let was = previous
+                .and_then(|pr| pr.names.get(id))
+                .map(|(n, f)| (n.as_str(), f.as_slice()));
+            let (name, name_features) = stable_name(&top_features(&p.spectrum), was);
+            let members: Vec<usize> = (0..rows.len())
+                .filter(|&r| labels[r] == s)
+                .map(|r| rows[r])
+                .collect();
+            Profile {
+                segmentation: seg.name.clone(),
+                run_id: run_id.to_owned(),
+                as_of: as_of.clone(),
+                segment_id: id.clone(),
+                name,
+                name_features,
+                description: String::new(),
+                tags: Vec::new(),
+                size: p.size,
+                spectrum: p.spectrum,
+                kpis: p.kpis,
+                attributes: p.attributes,
+                patterns: purchasing_patterns(fs, &members, seg.seed),
+            }
+        })
+        .collect();
+    dedupe_names(&mut profiles);
+
+    let assigned: HashSet<&str> = assignments.iter().map(|a| a.outlet_id.as_str()).collect();
+    let mut left: Vec<String> = previous
+        .map(|p| {
+            p.assignments
+                .keys()
+                .filter(|o| !assigned.contains(o.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    left.sort();
+    let count = |c: &str| assignments.iter().filter(|a| a.change == c).count();
+    let model = ModelFile {
+        segmentation: seg.name.clone(),
+        run_id: run_id.to_owned(),
+        as_of: fs.as_of,
+        level: seg.level.clone(),
+        features_folder: crate::features::folder(&seg.name, fs.as_of),
+        transform: Transform {
+            kind: "hellinger".into(),
+            kpi_weight: seg.kpi_weight,
+            kpi_columns: names[fs.features.len()..].to_vec(),
+        },
+        features: names,
+        segments: (0..k)
+            .map(|s| ModelSegment {
+                segment_id: outcome.model.segment_ids[s].clone(),
+                outlets: counts[s],
+                centroid: outcome.model.centroids.row(s).to_vec(),
+            })
+            .collect(),
+        next_id: outcome.model.ids.next_id,
+        created: clustered.created.clone(),
+        retired: clustered.retired.clone(),
+        parameters: Parameters {
+            k: match &seg.k {
+                KSpec::Fixed(k) => serde_json::json!(k),
+                KSpec::Auto(_) => serde_json::json!("auto"),
+            },
+            k_range: seg.k_range,
+            min_value: seg.min_value,
+            move_margin: seg.move_margin,
+            max_match_distance: config.max_match_distance,
+            seed: seg.seed,
+            window_days: seg.window_days,
+            half_life_days: seg.half_life_days,
+        },
+        quality: Quality {
+            inertia: outcome.inertia,
+            silhouette: sil,
+            silhouette_sample: rows.len().min(SILHOUETTE_SAMPLE),
+            ari_previous,
+            outlets_assigned: assignments.len(),
+            outlets_new: count("new"),
+            outlets_moved: count("moved"),
+            outlets_left: left.len(),
+            iterations: outcome.iterations,
+            duration_ms: 0,
+        },
+        k_selection: clustered.k_selection.clone(),
+        restructure: clustered.restructure.clone(),
+        k_check: clustered.k_check(sil, previous),
+    };
+    Ok(RunOutput {
+        run_id: run_id.to_owned(),
+        model,
+        assignments,
+        gaps,
+        profiles,
+        left,
+    })
+}
+
+/// Two segments with the same new name: the later ones get their id appended.
+fn dedupe_names(profiles: &mut [Profile]) {
+    let mut seen: HashSet<String> = HashSet::new();
+    for p in profiles.iter_mut() {
+        if !seen.insert(p.name.clone()) {
+            p.name = format!("{} ({})", p.name, p.segment_id);
+            seen.insert(p.name.clone());
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The `spectra segment` service: which segmentations are due, one run of one
+//! segmentation end to end, and the loop.
+//!
+//! Schedule: `daily` — a segmentation is due when the aggregator has completed a
+//! features folder with a newer as-of date than its latest run (so at most one run per
+//! as-of date, whatever the poll interval). Cron expressions are rejected at start-up
+//! with a message saying so.
+
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use spectra_core::config::SegmentationConfig;
+use spectra_core::service::Context;
+use spectra_core::{Config, Storage};
+
+use crate::features::{latest_complete, FeatureSet};
+use crate::metrics::SegmentMetrics;
+use crate::pipeline::compute;
+use crate::runs::{next_seq, read_previous, run_folder, write_run};
+use crate::Error;
+
+/// How [`run`] behaves.
+#[derive(Debug, Clone, Default)]
+pub struct SegmentOptions {
+    /// Run every due segmentation once, then return.
+    pub once: bool,
+    /// Only this segmentation (it must be configured).
+    pub segmentation: Option<String>,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// `{name}/{as_of}/{seq}`.
+    pub run_id: String,
+    /// Segments in the model.
+    pub segments: usize,
+    /// Outlets assigned.
+    pub outlets: usize,
+    /// Outlets assigned for the first time.
+    pub new: usize,
+    /// Outlets that changed segment.
+    pub moved: usize,
+    /// Outlets that left the segmentation.
+    pub left: usize,
+    /// Segment ids created.
+    pub created: Vec<String>,
+    /// Segment ids retired.
+    pub retired: Vec<String>,
+    /// k-means inertia.
+    pub inertia: f64,
+    /// Sampled silhouette.
+    pub silhouette: f64,
+    /// Milliseconds from reading features to writing `latest.json`.
+    pub duration_ms: u64,
+}
+
+/// What [`run`] did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// Runs written, in order.
+    pub runs: Vec<RunSummary>,
+    /// Segmentations that were up to date (or had no features yet) in the last cycle.
+    pub up_to_date: Vec<String>,
+}
+
+/// The segmentations to run, or every problem with the configuration at once.
+pub fn validate<'a>(
+    cfg: &'a Config,
+    opts: &SegmentOptions,
+) -> Result<Vec<&'a SegmentationConfig>, Error> {
+    let mut problems = Vec::new();
+    if cfg.segmentation.is_empty() {
+        problems.push("no [[segmentation]] is configured; add one to the --config file".into());
+    }
+    if let Some(name) = &opts.segmentation {
+        if cfg.segmentation(name).is_none() {
+            let known: Vec<&str> = cfg.segmentation.iter().map(|s| s.name.as_str()).collect();
+            problems.push(format!(
+                "--segmentation `{name}` is not configured (configured: {})",
+                known.join(", ")
+            ));
+        }
+    }
+    let chosen: Vec<&SegmentationConfig> = cfg
+        .segmentation
+        .iter()
+        .filter(|s| opts.segmentation.as_ref().is_none_or(|n| *n == s.name))
+        .collect();
+    for s in &chosen {
+        if s.schedule != "daily" {
+            problems.push(format!(
+                "segmentation `{}`: schedule `{}` — cron expressions are not supported by \
+                 spectra segment; use \"daily\" (one run per new as-of date of the features) \
+                 and trigger `spectra segment --once` from your scheduler",
+                s.name, s.schedule
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(chosen)
+    } else {
+        Err(Error::Config(problems))
+    }
+}
+
+/// The as-of date to run `segmentation` for, if it is due.
+pub async fn due(storage: &Storage, segmentation: &str) -> Result<Option<NaiveDate>, Error> {
+    let Some(features) = latest_complete(storage, segmentation).await? else {
+        return Ok(None);
+    };
+    let last = crate::runs::latest(storage, segmentation).await?;
+    Ok(match last {
+        Some(l) if l.as_of >= features => None,
+        _ => Some(features),
+    })
+}
+
+/// Runs `seg` on its features of `as_of`, from its latest run; writes the run folder
+/// and then `latest.json`.
+pub async fn run_segmentation(
+    storage: &Storage,
+    seg: &SegmentationConfig,
+    as_of: NaiveDate,
+) -> Result<RunSummary, Error> {
+    let start = Instant::now();
+    let features = FeatureSet::read(storage, &seg.name, as_of).await?;
+    let previous = read_previous(storage, &seg.name).await?;
+    let seq = next_seq(storage, &seg.name, as_of).await?;
+    let run_id = format!("{}/{as_of}/{seq}", seg.name);
+    let owned = seg.clone();
+    let id = run_id.clone();
+    let mut out =
+        tokio::task::spawn_blocking(move || compute(&owned, &features, previous.as_ref(), &id))
+            .await
+            .expect("the clustering does not panic")?;
+    out.model.quality.duration_ms = start.elapsed().as_millis() as u64;
+    let folder = run_folder(&seg.name, as_of, seq);
+    write_run(storage, &seg.name, &folder, &out).await?;
+    let q = &out.model.quality;
+    let summary = RunSummary {
+        run_id,
+        segments: out.model.segments.len(),
+        outlets: q.outlets_assigned,
+        new: q.outlets_new,
+        moved: q.outlets_moved,
+        left: q.outlets_left,
+        created: out.model.created.clone(),
+        retired: out.model.retired.clone(),
+        inertia: q.inertia,
+        silhouette: q.silhouette,
+        duration_ms: start.elapsed().as_millis() as u64,
+    };
+    tracing::info!(
+        run_id = %summary.run_id,
+        segments = summary.segments,
+        outlets = summary.outlets,
+        new = summary.new,
+        moved = summary.moved,
+        left = summary.left,
+        created = ?summary.created,
+        retired = ?summary.retired,
+        inertia = q.inertia,
+        silhouette = q.silhouette,
+        ari_previous = ?q.ari_previous,
+        duration_ms = summary.duration_ms,
+        "segmentation run written"
+    );
+    Ok(summary)
+}
+
+/// Runs the segment service until shutdown (or one pass over the due segmentations,
+/// with `once`).
+pub async fn run(cfg: Config, ctx: Context, opts: SegmentOptions) -> Result<Summary, Error> {
+    let segmentations: Vec<SegmentationConfig> =
+        validate(&cfg, &opts)?.into_iter().cloned().collect();
+    let storage = Storage::from_url(&cfg.storage.url)?;
+    let metrics = SegmentMetrics::register(&ctx.metrics);
+    ctx.health.register("segment");
+    ctx.health.set_ready("segment", true);
+    let names: Vec<&str> = segmentations.iter().map(|s| s.name.as_str()).collect();
+    tracing::info!(segmentations = ?names, once = opts.once, "segment started");
+    let poll = Duration::from_secs(cfg.segment.poll_seconds.max(1));
+    let mut summary = Summary::default();
+    loop {
+        summary.up_to_date.clear();
+        for seg in &segmentations {
+            if ctx.shutdown.is_cancelled() {
+                break;
+            }
+            let result = match due(&storage, &seg.name).await {
+                Ok(Some(as_of)) => run_segmentation(&storage, seg, as_of).await.map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(Some(r)) => {
+                    metrics.record(&seg.name, &r);
+                    summary.runs.push(r);
+                }
+                Ok(None) => summary.up_to_date.push(seg.name.clone()),
+                Err(e) => {
+                    metrics.failed(&seg.name);
+                    if opts.once {
+                        ctx.health.set_ready("segment", false);
+                        return Err(e);
+                    }
+                    tracing::error!(segmentation = %seg.name, error = %e,
+                        "segmentation run failed; retrying at the next poll");
+                }
+            }
+        }
+        if opts.once {
+            break;
+        }
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+    ctx.health.set_ready("segment", false);
+    tracing::info!(runs = summary.runs.len(), "segment stopped");
+    Ok(summary)
+}

@@ -90,6 +90,31 @@ fn produce(brokers: &str, topic: &str, lines: usize, seed: u64) {
     p.flush(Duration::from_secs(300)).expect("flush");
 }
 
+/// Reads every partition to its end with a bare consumer in a consumer group
+/// (subscribe, as ingest does) and nothing else; returns the seconds from its first
+/// message to its last (the group join excluded).
+fn bare_group(brokers: &str, topic: &str, lines: u64) -> f64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("bare-group-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    let mut n = 0u64;
+    let mut first: Option<Instant> = None;
+    while n < lines {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Instant::now);
+            n += 1;
+            std::hint::black_box(m.payload());
+        }
+    }
+    first.map_or(0.0, |f| f.elapsed().as_secs_f64())
+}
+
 /// Reads every partition to its end with a bare consumer; returns messages read.
 fn bare(brokers: &str, topic: &str, partitions: i32) -> u64 {
     let c: BaseConsumer = ClientConfig::new()
@@ -160,6 +185,7 @@ fn main() -> anyhow::Result<()> {
     let mut best_bare = f64::MAX;
     let mut best_ingest = f64::MAX;
     let mut best_steady = f64::MAX;
+    let mut best_group = f64::MAX;
     for round in 0..args.rounds {
         let t = Instant::now();
         let n = bare(&args.brokers, &topic, args.partitions);
@@ -170,6 +196,12 @@ fn main() -> anyhow::Result<()> {
             args.lines
         );
         best_bare = best_bare.min(s);
+        let g = bare_group(&args.brokers, &topic, args.lines as u64);
+        best_group = best_group.min(g);
+        eprintln!(
+            "round {round}: bare group consumer {} messages in {g:.2}s after the join",
+            args.lines
+        );
         eprintln!("round {round}: bare consumer {n} messages in {s:.2}s");
 
         let dir = tempfile_dir(round)?;
@@ -215,10 +247,15 @@ fn main() -> anyhow::Result<()> {
     let bare_rate = args.lines as f64 / best_bare;
     let ingest_rate = args.lines as f64 / best_ingest;
     let steady_rate = args.lines as f64 / best_steady;
+    let group_rate = args.lines as f64 / best_group;
     println!("| contender | lines | best seconds | lines/s |");
     println!("|---|---|---|---|");
     println!(
         "| bare rdkafka consumer | {} | {best_bare:.2} | {bare_rate:.0} |",
+        args.lines
+    );
+    println!(
+        "| bare rdkafka consumer in a group, after the join | {} | {best_group:.2} | {group_rate:.0} |",
         args.lines
     );
     println!(
@@ -231,7 +268,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "{}",
-        serde_json::json!({"lines": args.lines, "bare_lines_per_s": bare_rate.round(), "ingest_lines_per_s": ingest_rate.round(), "ingest_after_join_lines_per_s": steady_rate.round(), "ratio": (ingest_rate / bare_rate * 1000.0).round() / 1000.0, "ratio_after_join": (steady_rate / bare_rate * 1000.0).round() / 1000.0})
+        serde_json::json!({"lines": args.lines, "bare_lines_per_s": bare_rate.round(), "ingest_lines_per_s": ingest_rate.round(), "ingest_after_join_lines_per_s": steady_rate.round(), "bare_group_after_join_lines_per_s": group_rate.round(), "ratio": (ingest_rate / bare_rate * 1000.0).round() / 1000.0, "ratio_after_join": (steady_rate / bare_rate * 1000.0).round() / 1000.0})
     );
     Ok(())
 }

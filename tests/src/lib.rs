@@ -298,3 +298,55 @@ pub fn read_parquet_dir(dir: &Path) -> Vec<RecordBatch> {
     }
     out
 }
+
+/// The project's copy of the UCI Online Retail file (see `tests/data/online-retail/`).
+pub fn online_retail_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/online-retail/online_retail.csv.gz")
+}
+
+/// One row of the Online Retail CSV, as the tests compare against it.
+#[derive(Debug, Clone)]
+pub struct RetailRow {
+    /// CustomerID, trimmed; empty when the row has none.
+    pub customer: String,
+    /// StockCode.
+    pub stock_code: String,
+    /// Quantity (negative on cancellations).
+    pub quantity: f64,
+    /// UnitPrice.
+    pub unit_price: f64,
+}
+
+/// Every row of the Online Retail file, straight from the CSV (no Spectra code involved).
+pub fn online_retail_rows() -> Vec<RetailRow> {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(online_retail_file()).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let h = r.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+    let (cust, code, qty, price) = (
+        col("CustomerID"),
+        col("StockCode"),
+        col("Quantity"),
+        col("UnitPrice"),
+    );
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            let c = rec[cust].trim();
+            RetailRow {
+                customer: if c == "NA" {
+                    String::new()
+                } else {
+                    c.to_owned()
+                },
+                stock_code: rec[code].to_owned(),
+                quantity: rec[qty].parse().unwrap(),
+                unit_price: rec[price].parse().unwrap(),
+            }
+        })
+        .collect()
+}

@@ -4,38 +4,20 @@
 //! (rows without CustomerID skipped, net = Quantity × UnitPrice, cancellations netted).
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
 
 use arrow::array::AsArray;
 use arrow::datatypes::{Float64Type, Int64Type};
 use spectra_tests::*;
 
-fn data_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/online-retail/online_retail.csv.gz")
-}
-
 /// CustomerID → (net value, lines), straight from the CSV.
-fn direct_totals(file: &Path) -> BTreeMap<String, (f64, i64)> {
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(file).unwrap())
-        .read_to_string(&mut text)
-        .unwrap();
-    let mut r = csv::Reader::from_reader(text.as_bytes());
-    let h = r.headers().unwrap().clone();
-    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
-    let (cust, qty, price) = (col("CustomerID"), col("Quantity"), col("UnitPrice"));
+fn direct_totals() -> BTreeMap<String, (f64, i64)> {
     let mut out: BTreeMap<String, (f64, i64)> = BTreeMap::new();
-    for rec in r.records() {
-        let rec = rec.unwrap();
-        let c = rec[cust].trim();
-        if c.is_empty() || c == "NA" {
-            continue;
-        }
-        let q: f64 = rec[qty].parse().unwrap();
-        let p: f64 = rec[price].parse().unwrap();
-        let e = out.entry(c.to_owned()).or_default();
-        e.0 += q * p;
+    for row in online_retail_rows()
+        .into_iter()
+        .filter(|r| !r.customer.is_empty())
+    {
+        let e = out.entry(row.customer).or_default();
+        e.0 += row.quantity * row.unit_price;
         e.1 += 1;
     }
     out
@@ -46,7 +28,7 @@ fn online_retail_totals_per_customer_match_the_csv() {
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup::new(&dir.path().join("store"));
     setup.create_topics(3);
-    let file = data_file();
+    let file = online_retail_file();
     let started = std::time::Instant::now();
     let out = setup
         .command(
@@ -103,7 +85,7 @@ fn online_retail_totals_per_customer_match_the_csv() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("aggregate: {:?} {summary}", t.elapsed());
 
-    let want = direct_totals(&file);
+    let want = direct_totals();
     let features = setup
         .dir
         .join("features/segmentation=retail/as_of=2011-12-09");

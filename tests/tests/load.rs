@@ -3,41 +3,20 @@
 //! ingest stores exactly the lines sent.
 
 use std::collections::HashMap;
-use std::io::Read;
 
 use arrow::array::AsArray;
 use arrow::datatypes::Float64Type;
 use spectra_tests::*;
 
-const FILE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/data/online-retail/online_retail.csv.gz"
-);
-
 /// Net value per customer straight from the CSV (Quantity × UnitPrice, cancellations
-/// netted), and the number of rows without a customer.
-fn direct_totals() -> (HashMap<String, f64>, usize, usize) {
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(FILE).unwrap())
-        .read_to_string(&mut text)
-        .unwrap();
-    let mut rdr = csv::Reader::from_reader(text.as_bytes());
-    let h = rdr.headers().unwrap().clone();
-    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
-    let (q, p, c) = (col("Quantity"), col("UnitPrice"), col("CustomerID"));
+/// netted), the number of rows, and the number of rows without a customer.
+fn direct_totals(rows: &[RetailRow]) -> (HashMap<String, f64>, usize, usize) {
     let mut totals = HashMap::new();
-    let (mut rows, mut no_customer) = (0, 0);
-    for r in rdr.records() {
-        let r = r.unwrap();
-        rows += 1;
-        if r[c].trim().is_empty() {
-            no_customer += 1;
-            continue;
-        }
-        let v: f64 = r[q].parse::<f64>().unwrap() * r[p].parse::<f64>().unwrap();
-        *totals.entry(r[c].to_owned()).or_insert(0.0) += v;
+    for r in rows.iter().filter(|r| !r.customer.is_empty()) {
+        *totals.entry(r.customer.clone()).or_insert(0.0) += r.quantity * r.unit_price;
     }
-    (totals, rows, no_customer)
+    let no_customer = rows.iter().filter(|r| r.customer.is_empty()).count();
+    (totals, rows.len(), no_customer)
 }
 
 #[test]
@@ -45,6 +24,7 @@ fn online_retail_loads_and_ingests_every_customer_line() {
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup::new(dir.path());
     let rejects = dir.path().join("rejects.csv");
+    let file = online_retail_file();
     let out = setup
         .command(
             "load",
@@ -55,7 +35,7 @@ fn online_retail_loads_and_ingests_every_customer_line() {
                 "--no-progress",
                 "--rejects",
                 rejects.to_str().unwrap(),
-                FILE,
+                file.to_str().unwrap(),
             ],
         )
         .output()
@@ -66,7 +46,8 @@ fn online_retail_loads_and_ingests_every_customer_line() {
         String::from_utf8_lossy(&out.stderr)
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let (totals, rows, no_customer) = direct_totals();
+    let retail = online_retail_rows();
+    let (totals, rows, no_customer) = direct_totals(&retail);
     assert_eq!(rows, 541_909);
     assert_eq!(no_customer, 135_080);
     assert_eq!(
@@ -76,7 +57,7 @@ fn online_retail_loads_and_ingests_every_customer_line() {
     assert_eq!(summary["sent"], rows - no_customer, "{summary}");
     assert_eq!(
         summary["master_sent"].as_u64().unwrap() as usize,
-        totals.len() + 4_070 - count_missing_skus(),
+        totals.len() + 4_070 - count_missing_skus(&retail),
         "{summary}"
     );
     let reasons = std::fs::read_to_string(&rejects).unwrap();
@@ -116,20 +97,12 @@ fn online_retail_loads_and_ingests_every_customer_line() {
 }
 
 /// Stock codes seen only on rows without a customer are not derived as SKUs.
-fn count_missing_skus() -> usize {
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(FILE).unwrap())
-        .read_to_string(&mut text)
-        .unwrap();
-    let mut rdr = csv::Reader::from_reader(text.as_bytes());
-    let mut with: std::collections::HashSet<String> = Default::default();
-    let mut all: std::collections::HashSet<String> = Default::default();
-    for r in rdr.records() {
-        let r = r.unwrap();
-        all.insert(r[1].to_owned());
-        if !r[6].trim().is_empty() {
-            with.insert(r[1].to_owned());
-        }
-    }
+fn count_missing_skus(rows: &[RetailRow]) -> usize {
+    let all: std::collections::HashSet<&str> = rows.iter().map(|r| r.stock_code.as_str()).collect();
+    let with: std::collections::HashSet<&str> = rows
+        .iter()
+        .filter(|r| !r.customer.is_empty())
+        .map(|r| r.stock_code.as_str())
+        .collect();
     all.len() - with.len()
 }

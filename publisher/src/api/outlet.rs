@@ -128,26 +128,21 @@ pub(super) async fn search(
 /// The outlet's spectrum against its segment's: from `outlet_gaps.parquet`, else from
 /// the features.
 fn spectrum(snap: &Snapshot, outlet_id: &str, segment_id: &str) -> Vec<Value> {
-    let avg: HashMap<&str, f64> = snap
+    // The segment's share and the all-outlet average per feature, from one profile.
+    let (seg, avg): (HashMap<&str, f64>, HashMap<&str, f64>) = snap
         .profiles
         .iter()
         .find(|p| p.segment_id == segment_id)
         .map(|p| {
             p.spectrum
                 .iter()
-                .map(|f| (f.feature.as_str(), f.average))
-                .collect()
-        })
-        .unwrap_or_default();
-    let seg: HashMap<&str, f64> = snap
-        .profiles
-        .iter()
-        .find(|p| p.segment_id == segment_id)
-        .map(|p| {
-            p.spectrum
-                .iter()
-                .map(|f| (f.feature.as_str(), f.share))
-                .collect()
+                .map(|f| {
+                    (
+                        (f.feature.as_str(), f.share),
+                        (f.feature.as_str(), f.average),
+                    )
+                })
+                .unzip()
         })
         .unwrap_or_default();
     let mut rows: BTreeMap<String, (f64, f64)> = BTreeMap::new();

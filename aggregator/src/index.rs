@@ -53,6 +53,69 @@ pub struct Version {
     pub line: i32,
 }
 
+/// A batch whose first eight columns are an identity, a day and a version, in the order
+/// `distributor_id, invoice_id, line_no, date, kafka_timestamp_ms, source_partition,
+/// source_offset, source_line` (the roll-up's identity scan and `superseded.parquet`).
+pub struct VersionedRows<'a> {
+    /// `distributor_id`.
+    pub distributor: &'a arrow::array::StringArray,
+    /// `invoice_id`.
+    pub invoice: &'a arrow::array::StringArray,
+    line_no: &'a arrow::array::Int64Array,
+    date: &'a arrow::array::Date32Array,
+    timestamp: &'a arrow::array::Int64Array,
+    partition: &'a arrow::array::Int32Array,
+    offset: &'a arrow::array::Int64Array,
+    line: &'a arrow::array::Int32Array,
+}
+
+impl<'a> VersionedRows<'a> {
+    /// Views `b`'s first eight columns.
+    pub fn of(b: &'a arrow::array::RecordBatch) -> Self {
+        use arrow::array::AsArray;
+        use arrow::datatypes::{Date32Type, Int32Type, Int64Type};
+        Self {
+            distributor: b.column(0).as_string::<i32>(),
+            invoice: b.column(1).as_string::<i32>(),
+            line_no: b.column(2).as_primitive::<Int64Type>(),
+            date: b.column(3).as_primitive::<Date32Type>(),
+            timestamp: b.column(4).as_primitive::<Int64Type>(),
+            partition: b.column(5).as_primitive::<Int32Type>(),
+            offset: b.column(6).as_primitive::<Int64Type>(),
+            line: b.column(7).as_primitive::<Int32Type>(),
+        }
+    }
+
+    /// Row `r`'s line number.
+    pub fn line_no(&self, r: usize) -> i64 {
+        self.line_no.value(r)
+    }
+
+    /// Row `r`'s identity hash.
+    pub fn hash(&self, r: usize) -> crate::hash::IdentityHash {
+        crate::hash::IdentityHash::of(
+            self.distributor.value(r),
+            self.invoice.value(r),
+            self.line_no(r),
+        )
+    }
+
+    /// Row `r`'s day.
+    pub fn date(&self, r: usize) -> i32 {
+        self.date.value(r)
+    }
+
+    /// Row `r`'s version.
+    pub fn version(&self, r: usize) -> Version {
+        Version {
+            timestamp_ms: self.timestamp.value(r),
+            partition: self.partition.value(r),
+            offset: self.offset.value(r),
+            line: self.line.value(r),
+        }
+    }
+}
+
 /// One (identity, day) pair and the latest version of the identity on that day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {

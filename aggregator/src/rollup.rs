@@ -5,14 +5,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{Date32Type, Int32Type, Int64Type, SchemaRef};
+use arrow::datatypes::{Date32Type, Int64Type, SchemaRef};
 use datafusion::execution::context::SessionContext;
 use rayon::prelude::*;
 use spectra_core::schema::{raw_invoice_schema, to_parquet};
 use spectra_core::Storage;
 
 use crate::hash::IdentityHash;
-use crate::index::{Days, Entry, IdentityIndex, Version};
+use crate::index::{Days, Entry, IdentityIndex, Version, VersionedRows};
 use crate::session::{query, register_batches, register_files};
 use crate::superseded::{self, Identity, Superseded};
 use crate::{conform, daily_schema, date_text, outlet_daily_schema, Error};
@@ -64,23 +64,11 @@ pub async fn absorb(
         .par_iter()
         .enumerate()
         .flat_map_iter(|(bi, b)| {
-            let d = b.column(0).as_string::<i32>();
-            let i = b.column(1).as_string::<i32>();
-            let l = b.column(2).as_primitive::<Int64Type>();
-            let date = b.column(3).as_primitive::<Date32Type>();
-            let ts = b.column(4).as_primitive::<Int64Type>();
-            let sp = b.column(5).as_primitive::<Int32Type>();
-            let so = b.column(6).as_primitive::<Int64Type>();
-            let sl = b.column(7).as_primitive::<Int32Type>();
+            let v = VersionedRows::of(b);
             (0..b.num_rows()).map(move |r| Row {
-                hash: IdentityHash::of(d.value(r), i.value(r), l.value(r)),
-                date: date.value(r),
-                version: Version {
-                    timestamp_ms: ts.value(r),
-                    partition: sp.value(r),
-                    offset: so.value(r),
-                    line: sl.value(r),
-                },
+                hash: v.hash(r),
+                date: v.date(r),
+                version: v.version(r),
                 batch: bi as u32,
                 row: r as u32,
             })

@@ -10,14 +10,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, AsArray, Date32Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    ArrayRef, Date32Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
 };
-use arrow::datatypes::{DataType, Date32Type, Field, Int32Type, Int64Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use spectra_core::schema::{from_parquet, to_parquet};
 use spectra_core::Storage;
 
 use crate::hash::IdentityHash;
-use crate::index::Version;
+use crate::index::{Version, VersionedRows};
 use crate::Error;
 
 /// Where the list lives.
@@ -66,27 +66,14 @@ impl Superseded {
             return Ok(s);
         };
         for b in from_parquet(data)? {
-            let d = b.column(0).as_string::<i32>();
-            let i = b.column(1).as_string::<i32>();
-            let l = b.column(2).as_primitive::<Int64Type>();
-            let date = b.column(3).as_primitive::<Date32Type>();
-            let ts = b.column(4).as_primitive::<Int64Type>();
-            let sp = b.column(5).as_primitive::<Int32Type>();
-            let so = b.column(6).as_primitive::<Int64Type>();
-            let sl = b.column(7).as_primitive::<Int32Type>();
+            let v = VersionedRows::of(&b);
             for r in 0..b.num_rows() {
                 let id = Identity {
-                    distributor_id: d.value(r).to_owned(),
-                    invoice_id: i.value(r).to_owned(),
-                    line_no: l.value(r),
+                    distributor_id: v.distributor.value(r).to_owned(),
+                    invoice_id: v.invoice.value(r).to_owned(),
+                    line_no: v.line_no(r),
                 };
-                let v = Version {
-                    timestamp_ms: ts.value(r),
-                    partition: sp.value(r),
-                    offset: so.value(r),
-                    line: sl.value(r),
-                };
-                s.record(id, date.value(r), v);
+                s.record(id, v.date(r), v.version(r));
             }
         }
         s.changed = false;

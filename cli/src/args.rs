@@ -160,6 +160,10 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Prints where and from what this binary was built (JSON). Used by the tests to
+    /// make sure they drive a binary built from the sources under test.
+    #[command(hide = true)]
+    BuildInfo,
 }
 
 /// The synthetic feed's shape (`spectra generate`, `spectra demo`).

@@ -88,6 +88,16 @@ async fn start_admin(cfg: &Config, ctx: &Context) -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::BuildInfo => {
+            println!(
+                "{}",
+                json!({
+                    "package_dir": env!("CARGO_MANIFEST_DIR"),
+                    "version": env!("CARGO_PKG_VERSION"),
+                })
+            );
+            Ok(())
+        }
         Command::Ingest { common, once } => {
             let cfg = load_config(&common)?;
             let ctx = Context::new(shutdown::on_signals());

@@ -35,17 +35,90 @@ pub fn fresh(prefix: &str) -> String {
     )
 }
 
-/// The `spectra` binary built beside the test executables.
+/// The `spectra` binary built beside the test executables, checked to be built from
+/// the sources under test.
+///
+/// `cargo test --workspace` (the README's test command) always rebuilds it first: the
+/// `spectra` package's own integration test (`cli/tests/binary.rs`) makes Cargo build the
+/// binary before any test runs. Run another way (`cargo test -p spectra-tests`), a
+/// missing binary, one built from another checkout sharing the target directory, or one
+/// older than the sources it is made of stops the test with what to run.
 pub fn spectra_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("spectra");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p spectra` (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let dir = exe.parent().unwrap().parent().unwrap();
+            let bin = dir.join("spectra");
+            if let Err(why) = check_binary(&bin) {
+                panic!(
+                    "{}: {why}; run the tests with `cargo test --workspace` (scripts/test.sh does), which rebuilds it",
+                    bin.display()
+                );
+            }
+            bin
+        })
+        .clone()
+}
+
+/// Why `bin` is not a build of this checkout's current sources, if it is not.
+fn check_binary(bin: &Path) -> Result<(), String> {
+    let built = std::fs::metadata(bin)
+        .and_then(|m| m.modified())
+        .map_err(|_| "the binary is missing".to_owned())?;
+    let out = Command::new(bin)
+        .arg("build-info")
+        .output()
+        .map_err(|e| format!("cannot run it ({e})"))?;
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|_| "it does not answer `build-info` (built from older sources)".to_owned())?;
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let cli = workspace.join("cli");
+    if info["package_dir"].as_str() != Some(cli.to_str().unwrap()) {
+        return Err(format!(
+            "it was built from {}, not from this checkout ({})",
+            info["package_dir"],
+            cli.display()
+        ));
+    }
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    let mut dirs: Vec<PathBuf> = [
+        "core",
+        "ingest",
+        "aggregator",
+        "segmenter",
+        "publisher",
+        "cli",
+    ]
+    .iter()
+    .map(|c| workspace.join(c).join("src"))
+    .collect();
+    let mut files = vec![workspace.join("Cargo.lock")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+            let p = e.map_err(|e| e.to_string())?.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    for f in files {
+        let t = std::fs::metadata(&f)
+            .and_then(|m| m.modified())
+            .map_err(|e| format!("{}: {e}", f.display()))?;
+        if newest.as_ref().is_none_or(|(n, _)| t > *n) {
+            newest = Some((t, f));
+        }
+    }
+    match newest {
+        Some((t, f)) if t > built => Err(format!(
+            "it is older than {} (stale)",
+            f.strip_prefix(workspace).unwrap_or(&f).display()
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Topic names and settings of one test, passed to `spectra` as flags.

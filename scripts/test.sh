@@ -27,6 +27,9 @@ fi
 # This builds the `spectra` binary too (the `spectra` package's own integration test
 # needs it), so the end-to-end tests always drive a binary of the sources under test.
 cargo test --workspace --no-run "$@"
+# Whatever "$@" selects, the binary the end-to-end tests start is built from these
+# sources (the `spectra` package's integration test makes Cargo build it).
+cargo test --workspace --no-run --test binary
 
 SPECTRA_TANSU_RUN=$(mktemp -d)
 export SPECTRA_TANSU_RUN

@@ -170,6 +170,27 @@ pub struct IngestConfig {
     pub flush_rows: usize,
     /// Flush every batch at least this often, ms.
     pub flush_age_ms: u64,
+    /// Flush a partition's batch when the messages it holds reach this many bytes, so
+    /// memory stays bounded whatever the messages' size.
+    pub flush_bytes: usize,
+    /// Invoice dates more than this many days after the day of ingest are rejected.
+    pub max_future_days: u32,
+    /// Invoice dates more than this many days before the day of ingest are rejected
+    /// (default ten years; raise it to load older history).
+    pub max_age_days: u32,
+    /// Largest `|quantity|` of a line.
+    pub max_abs_quantity: f64,
+    /// Largest `|net_value|` of a line.
+    pub max_abs_net_value: f64,
+    /// Most lines one whole-invoice message may carry.
+    pub max_lines_per_message: usize,
+    /// Largest dead letter (key, value and headers) sent as is; a larger rejected
+    /// message is dead-lettered as a truncated copy whose headers give the original
+    /// size and SHA-256. Keep it under the DLQ topic's `max.message.bytes`.
+    pub dlq_max_message_bytes: usize,
+    /// Attempts at making a batch durable (storage, DLQ) before ingest stops; the wait
+    /// between attempts doubles from 0.5 s.
+    pub write_attempts: u32,
 }
 
 impl Default for IngestConfig {
@@ -178,6 +199,14 @@ impl Default for IngestConfig {
             group_id: "spectra-ingest".into(),
             flush_rows: 200_000,
             flush_age_ms: 5_000,
+            flush_bytes: 64 << 20,
+            max_future_days: 7,
+            max_age_days: 3653,
+            max_abs_quantity: 1e9,
+            max_abs_net_value: 1e12,
+            max_lines_per_message: 10_000,
+            dlq_max_message_bytes: 900_000,
+            write_attempts: 6,
         }
     }
 }
@@ -411,6 +440,28 @@ impl Config {
         }
         if self.ingest.flush_age_ms == 0 {
             p.push("ingest.flush_age_ms must be at least 1".into());
+        }
+        if self.ingest.flush_bytes == 0 {
+            p.push("ingest.flush_bytes must be at least 1".into());
+        }
+        for (name, v) in [
+            ("max_abs_quantity", self.ingest.max_abs_quantity),
+            ("max_abs_net_value", self.ingest.max_abs_net_value),
+        ] {
+            // The bound keeps every sum finite: a billion lines at the bound stay far
+            // below f64::MAX.
+            if !(v > 0.0 && v <= 1e200) {
+                p.push(format!("ingest.{name} must be a positive number ≤ 1e200"));
+            }
+        }
+        if self.ingest.max_lines_per_message == 0 {
+            p.push("ingest.max_lines_per_message must be at least 1".into());
+        }
+        if self.ingest.dlq_max_message_bytes < 1024 {
+            p.push("ingest.dlq_max_message_bytes must be at least 1024".into());
+        }
+        if self.ingest.write_attempts == 0 {
+            p.push("ingest.write_attempts must be at least 1".into());
         }
         if self.kafka.partitions < 1 {
             p.push("kafka.partitions must be at least 1".into());

@@ -40,3 +40,25 @@ pub enum Error {
 
 /// Result with the core [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// True for a failure of an external system that a retry may mend (the object store,
+    /// I/O); false for bad configuration and for encoding errors (a bug, or corrupt data:
+    /// retrying would fail the same way, so the caller stops loudly).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::ObjectStore(e) => !matches!(
+                e,
+                object_store::Error::NotSupported { .. }
+                    | object_store::Error::NotImplemented { .. }
+                    | object_store::Error::UnknownConfigurationKey { .. }
+            ),
+            Error::Io(_) => true,
+            Error::Config(_)
+            | Error::StorageUrl { .. }
+            | Error::Arrow(_)
+            | Error::Parquet(_)
+            | Error::Json { .. } => false,
+        }
+    }
+}

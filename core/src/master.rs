@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::message::{identifier_text, json_kind, Rejection};
+use crate::message::{identifier_text, json_kind, Reason, Rejection};
 
 /// An outlet master record, or its removal.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,24 +46,34 @@ pub struct Sku {
 fn object(value: Option<&[u8]>) -> Result<Option<Map<String, Value>>, Rejection> {
     let Some(bytes) = value else { return Ok(None) };
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        Rejection(format!(
-            "the message is not UTF-8 text (invalid byte at position {})",
-            e.valid_up_to()
-        ))
+        Rejection::new(
+            Reason::NotUtf8,
+            format!(
+                "the message is not UTF-8 text (invalid byte at position {})",
+                e.valid_up_to()
+            ),
+        )
     })?;
     if text.trim().is_empty() {
-        return Err(Rejection(
-            "the message is empty; send a JSON object, or a null value to remove the record".into(),
+        return Err(Rejection::new(
+            Reason::Empty,
+            "the message is empty; send a JSON object, or a null value to remove the record",
         ));
     }
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(m)) => Ok(Some(m)),
         Ok(Value::Null) => Ok(None),
-        Ok(other) => Err(Rejection(format!(
-            "the message is not a JSON object (it is {})",
-            json_kind(&other)
-        ))),
-        Err(e) => Err(Rejection(format!("the message is not valid JSON: {e}"))),
+        Ok(other) => Err(Rejection::new(
+            Reason::NotObject,
+            format!(
+                "the message is not a JSON object (it is {})",
+                json_kind(&other)
+            ),
+        )),
+        Err(e) => Err(Rejection::new(
+            Reason::NotJson,
+            format!("the message is not valid JSON: {e}"),
+        )),
     }
 }
 
@@ -72,9 +82,12 @@ fn key_id(key: Option<&[u8]>, name: &str) -> Result<String, Rejection> {
         .and_then(|k| std::str::from_utf8(k).ok())
         .filter(|k| !k.trim().is_empty())
         .ok_or_else(|| {
-            Rejection(format!(
+            Rejection::new(
+                Reason::BadIdentifier,
+                format!(
                 "a null value (removal) needs the {name} as the message key, and the key is missing"
-            ))
+            ),
+            )
         })?;
     identifier_text(&Value::String(k.to_owned()), name)
 }
@@ -82,42 +95,81 @@ fn key_id(key: Option<&[u8]>, name: &str) -> Result<String, Rejection> {
 fn text(m: &Map<String, Value>, name: &str) -> Result<Option<String>, Rejection> {
     match m.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.chars().count() > 1024 => {
-            Err(Rejection(format!("{name} is longer than 1024 characters")))
-        }
+        Some(Value::String(s)) if s.chars().count() > 1024 => Err(Rejection::new(
+            Reason::BadField,
+            format!("{name} is longer than 1024 characters"),
+        )),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(Rejection(format!(
-            "{name} is {}; expected a string",
-            json_kind(other)
-        ))),
+        Some(other) => Err(Rejection::new(
+            Reason::BadField,
+            format!("{name} is {}; expected a string", json_kind(other)),
+        )),
     }
 }
+
+/// Most attribute keys one outlet or SKU record may carry.
+pub const MAX_ATTRIBUTES: usize = 64;
 
 fn attributes(m: &Map<String, Value>) -> Result<Option<String>, Rejection> {
     match m.get("attributes") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(a)) => {
+            // Each attribute key becomes a column of segmentation filters and a mix of
+            // the profiles: bounded, so one record cannot add thousands.
+            if a.len() > MAX_ATTRIBUTES {
+                return Err(Rejection::new(
+                    Reason::BadField,
+                    format!(
+                        "attributes has {} keys; a record may carry at most {MAX_ATTRIBUTES}",
+                        a.len()
+                    ),
+                ));
+            }
             for (k, v) in a {
+                if k.is_empty() || k.chars().count() > 64 || k.chars().any(char::is_control) {
+                    return Err(Rejection::new(
+                        Reason::BadField,
+                        format!(
+                            "attributes has the key {:?}; keys are 1–64 printable characters",
+                            k.chars().take(70).collect::<String>()
+                        ),
+                    ));
+                }
+                if matches!(v, Value::String(s) if s.chars().count() > 1024) {
+                    return Err(Rejection::new(
+                        Reason::BadField,
+                        format!("attributes.{k} is longer than 1024 characters"),
+                    ));
+                }
                 if !matches!(v, Value::String(_) | Value::Number(_) | Value::Null) {
-                    return Err(Rejection(format!(
-                        "attributes.{k} is {}; attributes are strings or numbers",
-                        json_kind(v)
-                    )));
+                    return Err(Rejection::new(
+                        Reason::BadField,
+                        format!(
+                            "attributes.{k} is {}; attributes are strings or numbers",
+                            json_kind(v)
+                        ),
+                    ));
                 }
             }
             Ok(Some(Value::Object(a.clone()).to_string()))
         }
-        Some(other) => Err(Rejection(format!(
-            "attributes is {}; expected an object of strings or numbers",
-            json_kind(other)
-        ))),
+        Some(other) => Err(Rejection::new(
+            Reason::BadField,
+            format!(
+                "attributes is {}; expected an object of strings or numbers",
+                json_kind(other)
+            ),
+        )),
     }
 }
 
 fn required_id(m: &Map<String, Value>, name: &str) -> Result<String, Rejection> {
     match m.get(name) {
-        None => Err(Rejection(format!("{name} is missing; it is required"))),
+        None => Err(Rejection::new(
+            Reason::MissingField,
+            format!("{name} is missing; it is required"),
+        )),
         Some(v) => identifier_text(v, name),
     }
 }
@@ -184,17 +236,17 @@ mod tests {
         let t = parse_outlet(Some(b"PL-1"), None).unwrap();
         assert!(t.deleted);
         assert_eq!(t.outlet_id, "PL-1");
-        assert!(parse_outlet(None, None).unwrap_err().0.contains("key"));
+        assert!(parse_outlet(None, None).unwrap_err().text.contains("key"));
     }
 
     #[test]
     fn bad_master_records_name_the_field() {
         let e = parse_sku(None, Some(br#"{"name":"x"}"#)).unwrap_err();
-        assert!(e.0.contains("sku_id is missing"), "{e}");
+        assert!(e.text.contains("sku_id is missing"), "{e}");
         let e = parse_sku(None, Some(br#"{"sku_id":"A","attributes":{"pack":[1]}}"#)).unwrap_err();
-        assert!(e.0.contains("attributes.pack"), "{e}");
+        assert!(e.text.contains("attributes.pack"), "{e}");
         let e = parse_outlet(None, Some(br#"{"outlet_id":1.5}"#)).unwrap_err();
-        assert!(e.0.contains("outlet_id"), "{e}");
+        assert!(e.text.contains("outlet_id"), "{e}");
         let s = parse_sku(None, Some(br#"{"sku_id":5901234123457,"brand":"Aroma"}"#)).unwrap();
         assert_eq!(s.sku_id, "5901234123457");
     }

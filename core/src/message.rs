@@ -59,36 +59,140 @@ pub fn days_to_date(days: i32) -> NaiveDate {
     NaiveDate::from_num_days_from_ce_opt(days + 719_163).unwrap_or(NaiveDate::MIN)
 }
 
-/// Why a message was rejected: a sentence naming the field.
+/// Why a message was rejected: a sentence naming the field (the `spectra-error`
+/// header), and its class (the `reason` label of the rejection metrics).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection(pub String);
+pub struct Rejection {
+    /// The class of the problem.
+    pub reason: Reason,
+    /// A sentence a person can act on, naming the field.
+    pub text: String,
+}
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
 impl Rejection {
-    /// A short machine-friendly reason class for metrics (`not_json`, `missing_field`…).
+    /// A rejection of class `reason` explained by `text`.
+    pub fn new(reason: Reason, text: impl Into<String>) -> Self {
+        Self {
+            reason,
+            text: text.into(),
+        }
+    }
+
+    /// The short machine-friendly class, for metrics (`not_json`, `missing_field`…).
     pub fn class(&self) -> &'static str {
-        let s = self.0.as_str();
-        if s.contains("is missing") {
-            "missing_field"
-        } else if s.starts_with("the message is empty") || s.starts_with("the message is null") {
-            "empty"
-        } else if s.starts_with("the message is not UTF-8") {
-            "not_utf8"
-        } else if s.starts_with("the message is not valid JSON") {
-            "not_json"
-        } else if s.starts_with("the message is not a JSON object") {
-            "not_object"
-        } else if s.contains("date") {
-            "bad_date"
-        } else if s.contains("characters") || s.contains("is empty") {
-            "bad_identifier"
-        } else {
-            "bad_field"
+        self.reason.as_str()
+    }
+}
+
+/// The class of a rejection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Empty bytes, white space, or a null value (tombstone) where a record is needed.
+    Empty,
+    /// Not UTF-8 text.
+    NotUtf8,
+    /// Not JSON.
+    NotJson,
+    /// JSON, but not an object.
+    NotObject,
+    /// A required field is absent or null.
+    MissingField,
+    /// An identifier is empty, too long, of the wrong type or holds control characters.
+    BadIdentifier,
+    /// `line_no` is not a whole number ≥ 0.
+    BadLineNo,
+    /// A number field is not a finite JSON number.
+    BadNumber,
+    /// `invoice_date` is not a real ISO date.
+    BadDate,
+    /// `invoice_date` is too far in the future or the past (`ingest.max_future_days`,
+    /// `ingest.max_age_days`).
+    DateOutOfRange,
+    /// `quantity` or `net_value` beyond its bound (`ingest.max_abs_quantity`,
+    /// `ingest.max_abs_net_value`).
+    ValueOutOfRange,
+    /// Two lines of one whole invoice share an identity.
+    DuplicateLine,
+    /// A whole invoice with more lines than `ingest.max_lines_per_message`.
+    TooManyLines,
+    /// `currency` is not a short code.
+    BadCurrency,
+    /// Any other field of the wrong shape.
+    BadField,
+}
+
+impl Reason {
+    /// The metric label of the class.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Empty => "empty",
+            Reason::NotUtf8 => "not_utf8",
+            Reason::NotJson => "not_json",
+            Reason::NotObject => "not_object",
+            Reason::MissingField => "missing_field",
+            Reason::BadIdentifier => "bad_identifier",
+            Reason::BadLineNo => "bad_line_no",
+            Reason::BadNumber => "bad_number",
+            Reason::BadDate => "bad_date",
+            Reason::DateOutOfRange => "date_out_of_range",
+            Reason::ValueOutOfRange => "value_out_of_range",
+            Reason::DuplicateLine => "duplicate_line",
+            Reason::TooManyLines => "too_many_lines",
+            Reason::BadCurrency => "bad_currency",
+            Reason::BadField => "bad_field",
+        }
+    }
+}
+
+/// What an accepted invoice message may carry beyond its shape: how far its dates may
+/// lie from the day of ingest, how large its values and how many its lines may be.
+/// Every field that arrives from outside has a bound, so no sum downstream can become
+/// infinite and one message cannot expand into an unbounded number of rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// The earliest invoice date accepted.
+    pub earliest: NaiveDate,
+    /// The latest invoice date accepted.
+    pub latest: NaiveDate,
+    /// Largest `|quantity|`.
+    pub max_abs_quantity: f64,
+    /// Largest `|net_value|`.
+    pub max_abs_net_value: f64,
+    /// Most lines in one message.
+    pub max_lines: usize,
+}
+
+impl Limits {
+    /// The limits of `cfg` for lines ingested on `today`.
+    pub fn new(cfg: &crate::config::IngestConfig, today: NaiveDate) -> Self {
+        Self {
+            earliest: today - chrono::Days::new(u64::from(cfg.max_age_days)),
+            latest: today + chrono::Days::new(u64::from(cfg.max_future_days)),
+            max_abs_quantity: cfg.max_abs_quantity,
+            max_abs_net_value: cfg.max_abs_net_value,
+            max_lines: cfg.max_lines_per_message,
+        }
+    }
+
+    /// The limits of `cfg` for lines ingested now (UTC).
+    pub fn today(cfg: &crate::config::IngestConfig) -> Self {
+        Self::new(cfg, chrono::Utc::now().date_naive())
+    }
+
+    /// Only the shape is checked: any date of the accepted years, any finite value.
+    pub fn unbounded() -> Self {
+        Self {
+            earliest: NaiveDate::from_ymd_opt(MIN_YEAR, 1, 1).expect("valid date"),
+            latest: NaiveDate::from_ymd_opt(MAX_YEAR, 12, 31).expect("valid date"),
+            max_abs_quantity: f64::MAX,
+            max_abs_net_value: f64::MAX,
+            max_lines: usize::MAX,
         }
     }
 }
@@ -303,64 +407,104 @@ impl<'de: 'a, 'a> Deserialize<'de> for LineElement<'a> {
 
 /// Parses one message of the invoices topic into its lines, or says why not.
 ///
-/// `None` (a null value) and empty or non-UTF-8 bytes are rejected like malformed JSON.
-pub fn parse_invoice_message(value: Option<&[u8]>) -> Result<Vec<InvoiceLine<'_>>, Rejection> {
+/// `None` (a null value) and empty or non-UTF-8 bytes are rejected like malformed JSON;
+/// lines beyond `limits` (dates, values, line count) and whole invoices that repeat an
+/// identity are rejected too, the whole message with them.
+pub fn parse_invoice_message<'a>(
+    value: Option<&'a [u8]>,
+    limits: &Limits,
+) -> Result<Vec<InvoiceLine<'a>>, Rejection> {
     let bytes = match value {
         None => {
-            return Err(Rejection(
-                "the message is null (a tombstone); an invoice message must be a JSON object"
-                    .into(),
+            return Err(Rejection::new(
+                Reason::Empty,
+                "the message is null (a tombstone); an invoice message must be a JSON object",
             ))
         }
         Some(b) => b,
     };
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        Rejection(format!(
-            "the message is not UTF-8 text (invalid byte at position {})",
-            e.valid_up_to()
-        ))
+        Rejection::new(
+            Reason::NotUtf8,
+            format!(
+                "the message is not UTF-8 text (invalid byte at position {})",
+                e.valid_up_to()
+            ),
+        )
     })?;
     if text.trim().is_empty() {
-        return Err(Rejection(
-            "the message is empty; expected a JSON object with an invoice line or a whole invoice"
-                .into(),
+        return Err(Rejection::new(
+            Reason::Empty,
+            "the message is empty; expected a JSON object with an invoice line or a whole invoice",
         ));
     }
     if !text.trim_start().starts_with('{') {
         // Tell "not JSON at all" from "JSON, but not an object".
         return Err(match serde_json::from_str::<IgnoredAny>(text) {
-            Ok(_) => Rejection("the message is not a JSON object (an invoice line or a whole invoice is an object)".into()),
-            Err(e) => Rejection(format!("the message is not valid JSON: {e}")),
+            Ok(_) => Rejection::new(Reason::NotObject, "the message is not a JSON object (an invoice line or a whole invoice is an object)"),
+            Err(e) => Rejection::new(Reason::NotJson, format!("the message is not valid JSON: {e}")),
         });
     }
     let mut msg: RawLine<'_> = serde_json::from_str(text).map_err(|e| {
         let s = e.to_string();
         if e.is_syntax() || e.is_eof() {
-            Rejection(format!("the message is not valid JSON: {s}"))
+            Rejection::new(
+                Reason::NotJson,
+                format!("the message is not valid JSON: {s}"),
+            )
         } else {
-            Rejection(s)
+            Rejection::new(Reason::BadField, s)
         }
     })?;
     match msg.lines.take() {
-        None => Ok(vec![validate(&msg, None, "")?]),
-        Some(LinesField::NotArray(kind)) => Err(Rejection(format!(
+        None => Ok(vec![validate(&msg, None, "", limits)?]),
+        Some(LinesField::NotArray(kind)) => Err(Rejection::new(Reason::BadField, format!(
             "`lines` is {kind}; a whole invoice needs `lines` to be a non-empty array of line objects"
         ))),
-        Some(LinesField::Lines(lines)) if lines.is_empty() => Err(Rejection(
-            "`lines` is an empty array; a whole invoice needs at least one line (the whole invoice is rejected)".into(),
+        Some(LinesField::Lines(lines)) if lines.is_empty() => Err(Rejection::new(Reason::BadField,
+            "`lines` is an empty array; a whole invoice needs at least one line (the whole invoice is rejected)",
+        )),
+        Some(LinesField::Lines(lines)) if lines.len() > limits.max_lines => Err(Rejection::new(
+            Reason::TooManyLines,
+            format!(
+                "`lines` holds {} lines; a message may carry at most {} (ingest.max_lines_per_message; the whole invoice is rejected)",
+                lines.len(),
+                limits.max_lines
+            ),
         )),
         Some(LinesField::Lines(lines)) => {
-            let mut out = Vec::with_capacity(lines.len());
+            let mut out: Vec<InvoiceLine<'_>> = Vec::with_capacity(lines.len());
             for (i, line) in lines.iter().enumerate() {
                 let prefix = format!("lines[{i}].");
-                let parsed = validate(line, Some(&msg), &prefix).map_err(|r| {
-                    Rejection(format!("{r} (the whole invoice is rejected)"))
+                let parsed = validate(line, Some(&msg), &prefix, limits).map_err(|r| {
+                    Rejection::new(r.reason, format!("{} (the whole invoice is rejected)", r.text))
                 })?;
                 out.push(parsed);
+            }
+            if let Some((first, again)) = repeated_identity(&out) {
+                return Err(Rejection::new(
+                    Reason::DuplicateLine,
+                    format!(
+                        "lines[{again}].line_no {} repeats lines[{first}] (same distributor_id, invoice_id and line_no); every line of an invoice needs its own line_no (the whole invoice is rejected)",
+                        out[again].line_no
+                    ),
+                ));
             }
             Ok(out)
         }
     }
+}
+
+/// The first pair of lines (earlier, later) that share an identity, if any.
+fn repeated_identity(lines: &[InvoiceLine<'_>]) -> Option<(usize, usize)> {
+    let mut seen = std::collections::HashMap::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        let key = (&*l.distributor_id, &*l.invoice_id, l.line_no);
+        if let Some(first) = seen.insert(key, i) {
+            return Some((first, i));
+        }
+    }
+    None
 }
 
 /// Picks a line's own field, else the header's.
@@ -375,6 +519,7 @@ fn validate<'a>(
     line: &RawLine<'a>,
     header: Option<&RawLine<'a>>,
     prefix: &str,
+    limits: &Limits,
 ) -> Result<InvoiceLine<'a>, Rejection> {
     macro_rules! h {
         ($f:ident) => {
@@ -385,17 +530,30 @@ fn validate<'a>(
         distributor_id: identifier(h!(distributor_id), prefix, "distributor_id")?,
         invoice_id: identifier(h!(invoice_id), prefix, "invoice_id")?,
         line_no: line_no(h!(line_no), prefix)?,
-        invoice_date: date(h!(invoice_date), prefix)?,
+        invoice_date: date(h!(invoice_date), prefix, limits)?,
         outlet_id: identifier(h!(outlet_id), prefix, "outlet_id")?,
         sku_id: identifier(h!(sku_id), prefix, "sku_id")?,
-        quantity: number(h!(quantity), prefix, "quantity")?,
-        net_value: number(h!(net_value), prefix, "net_value")?,
+        quantity: bounded(
+            number(h!(quantity), prefix, "quantity")?,
+            limits.max_abs_quantity,
+            prefix,
+            "quantity",
+        )?,
+        net_value: bounded(
+            number(h!(net_value), prefix, "net_value")?,
+            limits.max_abs_net_value,
+            prefix,
+            "net_value",
+        )?,
         currency: currency(h!(currency), prefix)?,
     })
 }
 
 fn missing(prefix: &str, name: &str) -> Rejection {
-    Rejection(format!("{prefix}{name} is missing; it is required"))
+    Rejection::new(
+        Reason::MissingField,
+        format!("{prefix}{name} is missing; it is required"),
+    )
 }
 
 /// Reads an identifier: a non-empty string of at most 256 characters, or an integer.
@@ -405,11 +563,14 @@ pub(crate) fn identifier_text(value: &serde_json::Value, name: &str) -> Result<S
             identifier(&Field::Str(Cow::Borrowed(s)), "", name).map(|c| c.into_owned())
         }
         serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
-        serde_json::Value::Null => Err(Rejection(format!("{name} is null; it is required"))),
-        other => Err(Rejection(format!(
-            "{name} is {}, not a string or an integer",
-            json_kind(other)
-        ))),
+        serde_json::Value::Null => Err(Rejection::new(
+            Reason::MissingField,
+            format!("{name} is null; it is required"),
+        )),
+        other => Err(Rejection::new(
+            Reason::BadIdentifier,
+            format!("{name} is {}, not a string or an integer", json_kind(other)),
+        )),
     }
 }
 
@@ -427,16 +588,32 @@ pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
 fn identifier<'a>(f: &Field<'a>, prefix: &str, name: &str) -> Result<Cow<'a, str>, Rejection> {
     match f {
         Field::Missing => Err(missing(prefix, name)),
-        Field::Str(s) if s.is_empty() => Err(Rejection(format!(
-            "{prefix}{name} is empty; identifiers are non-empty strings"
-        ))),
-        Field::Str(s) if s.trim().is_empty() => Err(Rejection(format!(
-            "{prefix}{name} is only white space; identifiers are non-empty strings"
-        ))),
+        Field::Str(s) if s.is_empty() => Err(Rejection::new(
+            Reason::BadIdentifier,
+            format!("{prefix}{name} is empty; identifiers are non-empty strings"),
+        )),
+        Field::Str(s) if s.trim().is_empty() => Err(Rejection::new(
+            Reason::BadIdentifier,
+            format!("{prefix}{name} is only white space; identifiers are non-empty strings"),
+        )),
+        Field::Str(s) if s.chars().any(char::is_control) => {
+            let (at, c) = s
+                .chars()
+                .enumerate()
+                .find(|(_, c)| c.is_control())
+                .expect("a control character");
+            Err(Rejection::new(
+                Reason::BadIdentifier,
+                format!(
+                    "{prefix}{name} holds the control character U+{:04X} at position {at}; identifiers are printable text",
+                    u32::from(c)
+                ),
+            ))
+        }
         Field::Str(s) => {
             // Byte length bounds the character count from above: only count when needed.
             if s.len() > MAX_ID_CHARS && s.chars().count() > MAX_ID_CHARS {
-                return Err(Rejection(format!(
+                return Err(Rejection::new(Reason::BadIdentifier, format!(
                     "{prefix}{name} is {} characters long; identifiers are at most {MAX_ID_CHARS} characters",
                     s.chars().count()
                 )));
@@ -444,13 +621,19 @@ fn identifier<'a>(f: &Field<'a>, prefix: &str, name: &str) -> Result<Cow<'a, str
             Ok(s.clone())
         }
         Field::Int(i) => Ok(Cow::Owned(i.to_string())),
-        Field::Float(_) => Err(Rejection(format!(
-            "{prefix}{name} is a number with a fraction; identifiers are strings or integers"
-        ))),
-        other => Err(Rejection(format!(
-            "{prefix}{name} is {}; identifiers are non-empty strings or integers",
-            other.kind()
-        ))),
+        Field::Float(_) => Err(Rejection::new(
+            Reason::BadIdentifier,
+            format!(
+                "{prefix}{name} is a number with a fraction; identifiers are strings or integers"
+            ),
+        )),
+        other => Err(Rejection::new(
+            Reason::BadIdentifier,
+            format!(
+                "{prefix}{name} is {}; identifiers are non-empty strings or integers",
+                other.kind()
+            ),
+        )),
     }
 }
 
@@ -460,23 +643,35 @@ fn line_no(f: &Field<'_>, prefix: &str) -> Result<i64, Rejection> {
         Field::Int(i) => *i,
         Field::Float(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => *x as i128,
         Field::Float(x) => {
-            return Err(Rejection(format!(
-                "{prefix}line_no is {x}, not an integer; line numbers are whole numbers ≥ 0"
-            )))
+            return Err(Rejection::new(
+                Reason::BadLineNo,
+                format!(
+                    "{prefix}line_no is {x}, not an integer; line numbers are whole numbers ≥ 0"
+                ),
+            ))
         }
         other => {
-            return Err(Rejection(format!(
-                "{prefix}line_no is {}, not an integer; line numbers are whole numbers ≥ 0",
-                other.kind()
-            )))
+            return Err(Rejection::new(
+                Reason::BadLineNo,
+                format!(
+                    "{prefix}line_no is {}, not an integer; line numbers are whole numbers ≥ 0",
+                    other.kind()
+                ),
+            ))
         }
     };
     if n < 0 {
-        return Err(Rejection(format!(
-            "{prefix}line_no is {n}; line numbers are whole numbers ≥ 0"
-        )));
+        return Err(Rejection::new(
+            Reason::BadLineNo,
+            format!("{prefix}line_no is {n}; line numbers are whole numbers ≥ 0"),
+        ));
     }
-    i64::try_from(n).map_err(|_| Rejection(format!("{prefix}line_no {n} is too large")))
+    i64::try_from(n).map_err(|_| {
+        Rejection::new(
+            Reason::BadLineNo,
+            format!("{prefix}line_no {n} is too large"),
+        )
+    })
 }
 
 fn number(f: &Field<'_>, prefix: &str, name: &str) -> Result<f64, Rejection> {
@@ -485,20 +680,39 @@ fn number(f: &Field<'_>, prefix: &str, name: &str) -> Result<f64, Rejection> {
         Field::Int(i) => *i as f64,
         Field::Float(x) => *x,
         Field::Str(s) => {
-            return Err(Rejection(format!(
-                "{prefix}{name} is a string (\"{}\"), not a number; send it as a JSON number",
-                truncate(s, 40)
-            )))
+            return Err(Rejection::new(
+                Reason::BadNumber,
+                format!(
+                    "{prefix}{name} is a string (\"{}\"), not a number; send it as a JSON number",
+                    truncate(s, 40)
+                ),
+            ))
         }
         other => {
-            return Err(Rejection(format!(
-                "{prefix}{name} is {}, not a number",
-                other.kind()
-            )))
+            return Err(Rejection::new(
+                Reason::BadNumber,
+                format!("{prefix}{name} is {}, not a number", other.kind()),
+            ))
         }
     };
     if !x.is_finite() {
-        return Err(Rejection(format!("{prefix}{name} is not a finite number")));
+        return Err(Rejection::new(
+            Reason::BadNumber,
+            format!("{prefix}{name} is not a finite number"),
+        ));
+    }
+    Ok(x)
+}
+
+/// `x` unless `|x|` exceeds `max`.
+fn bounded(x: f64, max: f64, prefix: &str, name: &str) -> Result<f64, Rejection> {
+    if x.abs() > max {
+        return Err(Rejection::new(
+            Reason::ValueOutOfRange,
+            format!(
+                "{prefix}{name} is {x:e}; its magnitude may be at most {max:e} (ingest.max_abs_{name})"
+            ),
+        ));
     }
     Ok(x)
 }
@@ -510,27 +724,49 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-fn date(f: &Field<'_>, prefix: &str) -> Result<NaiveDate, Rejection> {
+fn date(f: &Field<'_>, prefix: &str, limits: &Limits) -> Result<NaiveDate, Rejection> {
     let s = match f {
         Field::Missing => return Err(missing(prefix, "invoice_date")),
         Field::Str(s) => s,
         other => {
-            return Err(Rejection(format!(
+            return Err(Rejection::new(
+                Reason::BadDate,
+                format!(
             "{prefix}invoice_date is {}; expected an ISO date like \"2026-11-20\" or a date-time",
             other.kind()
-        )))
+        ),
+            ))
         }
     };
     let d = parse_date(s).ok_or_else(|| {
-        Rejection(format!(
+        Rejection::new(Reason::BadDate, format!(
             "{prefix}invoice_date \"{}\" is not a real ISO date (expected YYYY-MM-DD or an ISO date-time)",
             truncate(s, 40)
         ))
     })?;
     if !(MIN_YEAR..=MAX_YEAR).contains(&d.year()) {
-        return Err(Rejection(format!(
-            "{prefix}invoice_date {d} is outside the accepted years {MIN_YEAR}–{MAX_YEAR}"
-        )));
+        return Err(Rejection::new(
+            Reason::BadDate,
+            format!("{prefix}invoice_date {d} is outside the accepted years {MIN_YEAR}–{MAX_YEAR}"),
+        ));
+    }
+    if d > limits.latest {
+        return Err(Rejection::new(
+            Reason::DateOutOfRange,
+            format!(
+                "{prefix}invoice_date {d} is in the future: the latest date accepted now is {} (ingest.max_future_days)",
+                limits.latest
+            ),
+        ));
+    }
+    if d < limits.earliest {
+        return Err(Rejection::new(
+            Reason::DateOutOfRange,
+            format!(
+                "{prefix}invoice_date {d} is too old: the earliest date accepted now is {} (ingest.max_age_days)",
+                limits.earliest
+            ),
+        ));
     }
     Ok(d)
 }
@@ -575,15 +811,25 @@ fn ymd(b: &[u8]) -> Option<NaiveDate> {
 fn currency<'a>(f: &Field<'a>, prefix: &str) -> Result<Option<Cow<'a, str>>, Rejection> {
     match f {
         Field::Missing | Field::Null => Ok(None),
-        Field::Str(s) if s.chars().count() > 16 => Err(Rejection(format!(
-            "{prefix}currency \"{}\" is longer than 16 characters; send an ISO 4217 code",
-            truncate(s, 20)
-        ))),
+        Field::Str(s) if s.chars().count() > 16 => Err(Rejection::new(
+            Reason::BadCurrency,
+            format!(
+                "{prefix}currency \"{}\" is longer than 16 characters; send an ISO 4217 code",
+                truncate(s, 20)
+            ),
+        )),
+        Field::Str(s) if s.chars().any(char::is_control) => Err(Rejection::new(
+            Reason::BadCurrency,
+            format!("{prefix}currency holds a control character; send an ISO 4217 code"),
+        )),
         Field::Str(s) => Ok(Some(s.clone())),
-        other => Err(Rejection(format!(
-            "{prefix}currency is {}; send it as a string like \"PLN\"",
-            other.kind()
-        ))),
+        other => Err(Rejection::new(
+            Reason::BadCurrency,
+            format!(
+                "{prefix}currency is {}; send it as a string like \"PLN\"",
+                other.kind()
+            ),
+        )),
     }
 }
 
@@ -606,7 +852,7 @@ mod tests {
         let mut n = 0;
         for l in text.lines() {
             let case: Case = serde_json::from_str(l).unwrap();
-            let got = parse_invoice_message(Some(case.value.as_bytes()));
+            let got = parse_invoice_message(Some(case.value.as_bytes()), &Limits::unbounded());
             match case.verdict.as_str() {
                 "accept" => {
                     let lines = got.unwrap_or_else(|e| panic!("{}: rejected: {e}", case.why));
@@ -614,7 +860,7 @@ mod tests {
                 }
                 _ => {
                     let err = got.expect_err(&case.why);
-                    assert!(!err.0.is_empty());
+                    assert!(!err.text.is_empty());
                 }
             }
             n += 1;
@@ -683,25 +929,144 @@ mod tests {
             ("   ", "empty"),
         ];
         for (msg, want) in cases {
-            let err = parse_invoice_message(Some(msg.as_bytes())).expect_err(msg);
-            assert!(err.0.contains(want), "{msg}: got `{err}`, want `{want}`");
+            let err =
+                parse_invoice_message(Some(msg.as_bytes()), &Limits::unbounded()).expect_err(msg);
+            assert!(err.text.contains(want), "{msg}: got `{err}`, want `{want}`");
         }
-        let err = parse_invoice_message(Some(&[0xff, 0xfe, b'{'])).unwrap_err();
-        assert!(err.0.contains("not UTF-8"));
-        assert!(parse_invoice_message(None).unwrap_err().0.contains("null"));
+        let err =
+            parse_invoice_message(Some(&[0xff, 0xfe, b'{']), &Limits::unbounded()).unwrap_err();
+        assert!(err.text.contains("not UTF-8"));
+        assert!(parse_invoice_message(None, &Limits::unbounded())
+            .unwrap_err()
+            .text
+            .contains("null"));
         let long = format!(
             r#"{{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"{}","quantity":1,"net_value":1}}"#,
             "x".repeat(100_000)
         );
-        let err = parse_invoice_message(Some(long.as_bytes())).unwrap_err();
-        assert!(err.0.contains("sku_id is 100000 characters"), "{err}");
+        let err = parse_invoice_message(Some(long.as_bytes()), &Limits::unbounded()).unwrap_err();
+        assert!(err.text.contains("sku_id is 100000 characters"), "{err}");
+    }
+
+    fn limits_on(today: &str) -> Limits {
+        Limits::new(
+            &crate::config::IngestConfig::default(),
+            NaiveDate::parse_from_str(today, "%Y-%m-%d").unwrap(),
+        )
+    }
+
+    fn line_with(field: &str, value: &str) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(
+            r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#,
+        )
+        .unwrap();
+        v[field] = serde_json::from_str(value).unwrap();
+        v.to_string()
+    }
+
+    /// Every bound of the ingest configuration rejects with a reason naming the field.
+    #[test]
+    fn hostile_lines_are_rejected_naming_the_field() {
+        let limits = limits_on("2026-11-29");
+        let accept = |m: &str| {
+            parse_invoice_message(Some(m.as_bytes()), &limits)
+                .unwrap_or_else(|e| panic!("{m}: {e}"))
+                .len()
+        };
+        let reject = |m: &str, reason: Reason, want: &str| {
+            let e = parse_invoice_message(Some(m.as_bytes()), &limits).expect_err(m);
+            assert_eq!(e.reason, reason, "{m}: {e}");
+            assert!(e.text.contains(want), "{m}: got `{e}`, want `{want}`");
+        };
+        // Dates: seven days ahead and ten years back are the defaults.
+        accept(&line_with("invoice_date", r#""2026-12-06""#));
+        reject(
+            &line_with("invoice_date", r#""2026-12-07""#),
+            Reason::DateOutOfRange,
+            "invoice_date 2026-12-07 is in the future",
+        );
+        reject(
+            &line_with("invoice_date", r#""2199-12-31""#),
+            Reason::DateOutOfRange,
+            "ingest.max_future_days",
+        );
+        // 3653 days: ten years and a day, whatever the leap years.
+        accept(&line_with("invoice_date", r#""2016-11-28""#));
+        reject(
+            &line_with("invoice_date", r#""2016-11-27""#),
+            Reason::DateOutOfRange,
+            "invoice_date 2016-11-27 is too old",
+        );
+        // Values.
+        accept(&line_with("net_value", "-1e12"));
+        reject(
+            &line_with("net_value", "1.7e308"),
+            Reason::ValueOutOfRange,
+            "net_value is 1.7e308",
+        );
+        reject(
+            &line_with("quantity", "-2e9"),
+            Reason::ValueOutOfRange,
+            "quantity is -2e9",
+        );
+        // Identifiers with control characters.
+        reject(
+            &line_with("outlet_id", r#""PL\u0000-1""#),
+            Reason::BadIdentifier,
+            "outlet_id holds the control character U+0000 at position 2",
+        );
+        reject(
+            &line_with("sku_id", r#""A\nB""#),
+            Reason::BadIdentifier,
+            "sku_id holds the control character U+000A",
+        );
+        reject(
+            &line_with("currency", r#""PL\u001bN""#),
+            Reason::BadCurrency,
+            "currency holds a control character",
+        );
+        // A whole invoice repeating an identity, and one carrying too many lines.
+        let invoice = |lines: &str| {
+            format!(
+                r#"{{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20","outlet_id":"O","lines":[{lines}]}}"#
+            )
+        };
+        let l = |n: i64| format!(r#"{{"line_no":{n},"sku_id":"A","quantity":1,"net_value":2}}"#);
+        reject(
+            &invoice(&[l(1), l(2), l(1)].join(",")),
+            Reason::DuplicateLine,
+            "lines[2].line_no 1 repeats lines[0]",
+        );
+        // The same line_no under another invoice id is another identity.
+        let other = r#"{"line_no":1,"invoice_id":"J","sku_id":"A","quantity":1,"net_value":2}"#;
+        assert_eq!(accept(&invoice(&[l(1), other.into()].join(","))), 2);
+        let many: Vec<String> = (0..10_001).map(l).collect();
+        reject(
+            &invoice(&many.join(",")),
+            Reason::TooManyLines,
+            "`lines` holds 10001 lines; a message may carry at most 10000",
+        );
+        let max: Vec<String> = (0..10_000).map(l).collect();
+        assert_eq!(accept(&invoice(&max.join(","))), 10_000);
+    }
+
+    /// The class of a rejection comes from where it was raised, not from its words: a
+    /// quantity of "update" is a bad number, not a bad date.
+    #[test]
+    fn reasons_are_classes_not_substrings() {
+        let e = parse_invoice_message(
+            Some(line_with("quantity", r#""update""#).as_bytes()),
+            &Limits::unbounded(),
+        )
+        .unwrap_err();
+        assert_eq!(e.class(), "bad_number", "{e}");
     }
 
     #[test]
     fn header_is_inherited_and_lines_may_override() {
         let msg = br#"{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20T23:59:00-05:00","outlet_id":7,"currency":"PLN",
             "lines":[{"line_no":1,"sku_id":"A","quantity":1,"net_value":2.5},{"line_no":2,"sku_id":"B","quantity":3,"net_value":9,"currency":"EUR"}]}"#;
-        let lines = parse_invoice_message(Some(msg)).unwrap();
+        let lines = parse_invoice_message(Some(msg), &Limits::unbounded()).unwrap();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].outlet_id, "7");
         assert_eq!(
@@ -716,7 +1081,7 @@ mod tests {
     #[test]
     fn escaped_strings_are_unescaped() {
         let msg = br#"{"distributor_id":"D\u0031","invoice_id":"FV\/1","line_no":0,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#;
-        let l = &parse_invoice_message(Some(msg)).unwrap()[0];
+        let l = &parse_invoice_message(Some(msg), &Limits::unbounded()).unwrap()[0];
         assert_eq!(l.distributor_id, "D1");
         assert_eq!(l.invoice_id, "FV/1");
         assert_eq!(l.line_no, 0);

@@ -9,7 +9,7 @@ use std::time::Instant;
 use arrow::array::RecordBatch;
 use chrono::NaiveDate;
 use spectra_core::master::{parse_outlet, parse_sku};
-use spectra_core::message::{days_to_date, parse_invoice_message, Rejection};
+use spectra_core::message::{days_to_date, parse_invoice_message, Limits, Rejection};
 use spectra_core::schema::{OutletBuilder, RawInvoiceBuilder, SkuBuilder, Source};
 
 /// Which table a topic feeds.
@@ -58,6 +58,7 @@ pub struct PartitionBatch {
     pub opened: Instant,
     rows: Rows,
     row_count: usize,
+    bytes: usize,
     /// Rejected messages of this batch.
     pub dead: Vec<DeadLetter>,
 }
@@ -97,6 +98,7 @@ impl PartitionBatch {
                 TopicKind::Skus => Rows::Skus(SkuBuilder::default()),
             },
             row_count: 0,
+            bytes: 0,
             dead: Vec::new(),
         }
     }
@@ -106,16 +108,25 @@ impl PartitionBatch {
         self.row_count
     }
 
+    /// Bytes of the messages taken so far (keys and values): what the batch's rows
+    /// and dead letters hold in memory, give or take the builders' overhead.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Parses one message and appends its rows, or records it as a dead letter.
-    /// Returns the rejection, if any, for logging.
+    /// Invoice lines beyond `limits` are rejected. Returns the rejection, if any, for
+    /// logging.
     pub fn push(
         &mut self,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         offset: i64,
         timestamp_ms: i64,
+        limits: &Limits,
     ) -> Option<Rejection> {
         self.last = offset;
+        self.bytes += key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
         let source = Source {
             topic: &self.topic,
             partition: self.partition,
@@ -123,7 +134,7 @@ impl PartitionBatch {
             timestamp_ms,
         };
         let result = match &mut self.rows {
-            Rows::Invoices(by_date) => parse_invoice_message(value).map(|lines| {
+            Rows::Invoices(by_date) => parse_invoice_message(value, limits).map(|lines| {
                 for (i, line) in lines.iter().enumerate() {
                     by_date
                         .entry(line.date32())
@@ -150,7 +161,7 @@ impl PartitionBatch {
                 self.dead.push(DeadLetter {
                     key: key.map(<[u8]>::to_vec),
                     value: value.map(<[u8]>::to_vec),
-                    error: rejection.0.clone(),
+                    error: rejection.text.clone(),
                     source: format!("{}/{}/{}", self.topic, self.partition, offset),
                     class: rejection.class(),
                 });
@@ -218,19 +229,36 @@ mod tests {
     #[test]
     fn a_batch_splits_by_date_and_keeps_rejects() {
         let mut b = PartitionBatch::new(TopicKind::Invoices, "invoices", 2, 100);
+        let limits = Limits::unbounded();
         let line = |date: &str, id: &str| {
             format!(
                 r#"{{"distributor_id":"D","invoice_id":"{id}","line_no":1,"invoice_date":"{date}","outlet_id":"O","sku_id":"S","quantity":1,"net_value":2}}"#
             )
         };
         assert!(b
-            .push(None, Some(line("2026-11-20", "A").as_bytes()), 100, 0)
+            .push(
+                None,
+                Some(line("2026-11-20", "A").as_bytes()),
+                100,
+                0,
+                &limits
+            )
             .is_none());
-        assert!(b.push(None, Some(b"nope"), 101, 0).is_some());
+        assert!(b.push(None, Some(b"nope"), 101, 0, &limits).is_some());
         assert!(b
-            .push(None, Some(line("2026-11-21", "B").as_bytes()), 102, 0)
+            .push(
+                None,
+                Some(line("2026-11-21", "B").as_bytes()),
+                102,
+                0,
+                &limits
+            )
             .is_none());
         assert_eq!(b.rows(), 2);
+        assert_eq!(
+            b.bytes(),
+            line("2026-11-20", "A").len() + 4 + line("2026-11-21", "B").len()
+        );
         let job = b.close();
         assert_eq!((job.first, job.last), (100, 102));
         let names: Vec<_> = job.objects.iter().map(|(n, _)| n.as_str()).collect();

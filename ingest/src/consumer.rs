@@ -18,6 +18,9 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
+use spectra_core::config::IngestConfig;
+use spectra_core::message::Limits;
+
 use crate::batch::{FlushJob, PartitionBatch, TopicKind};
 use crate::metrics::{IngestMetrics, PartitionLabels, TopicLabels};
 use crate::writer::{recover, BatchWriter};
@@ -314,9 +317,13 @@ pub fn poll_loop(
     consumer: &BaseConsumer<IngestContext>,
     s: &Arc<Shared>,
     opts: &IngestOptions,
-    flush_rows: usize,
-    flush_age: Duration,
+    cfg: &IngestConfig,
 ) -> Result<Summary, Error> {
+    let flush_rows = cfg.flush_rows;
+    let flush_bytes = cfg.flush_bytes;
+    let flush_age = Duration::from_millis(cfg.flush_age_ms);
+    // Dates are bounded relative to the day of ingest; refreshed with the clock below.
+    let mut limits = Limits::today(cfg);
     let mut summary = Summary::default();
     let expected_partitions = partition_count(consumer, s);
     let mut last_tick = Instant::now();
@@ -365,13 +372,14 @@ pub fn poll_loop(
                         .or_insert_with(|| PartitionBatch::new(s.topics[ti].1, m.topic(), p, off));
                     let ts = m.timestamp().to_millis().unwrap_or(0);
                     let before = batch.rows();
-                    let rejected = batch.push(m.key(), m.payload(), off, ts);
+                    let rejected = batch.push(m.key(), m.payload(), off, ts, &limits);
                     summary.rows += (batch.rows() - before) as u64;
                     if let Some(r) = rejected {
                         summary.rejected += 1;
                         tracing::debug!(topic = m.topic(), partition = p, offset = off, reason = %r, "rejected to DLQ");
                     }
-                    if batch.rows() + batch.dead.len() >= flush_rows {
+                    if batch.rows() + batch.dead.len() >= flush_rows || batch.bytes() >= flush_bytes
+                    {
                         b.remove(&(ti, p)).map(PartitionBatch::close)
                     } else {
                         None
@@ -390,6 +398,7 @@ pub fn poll_loop(
         if (idle || ticks.is_multiple_of(1024)) && last_tick.elapsed() >= Duration::from_millis(100)
         {
             last_tick = Instant::now();
+            limits = Limits::today(cfg);
             let aged: Vec<FlushJob> = {
                 let mut b = s.batches.lock().expect("batches lock");
                 let keys: Vec<_> = b

@@ -13,8 +13,6 @@ pub mod load;
 pub mod metrics;
 pub mod writer;
 
-use std::time::Duration;
-
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
 use spectra_core::kafka::{client_config, ensure_topics, Retention};
@@ -56,6 +54,20 @@ pub enum Error {
         /// The error.
         source: std::io::Error,
     },
+}
+
+impl Error {
+    /// True for a failure of an external system that a retry may mend (storage, the
+    /// broker); false for one that needs a person (a missing topic, bad configuration,
+    /// a file that cannot be read).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Core(e) => e.is_transient(),
+            Error::Topics(spectra_core::kafka::KafkaError::MissingTopic { .. }) => false,
+            Error::Topics(_) | Error::Client(_) | Error::DeadLetter { .. } => true,
+            Error::Load(_) | Error::Io { .. } => false,
+        }
+    }
 }
 
 /// How `run` behaves.
@@ -119,6 +131,8 @@ pub async fn run(cfg: Config, ctx: Context, opts: IngestOptions) -> Result<Summa
         storage,
         dlq,
         dlq_topic: t.dlq.clone(),
+        dlq_max_message_bytes: cfg.ingest.dlq_max_message_bytes,
+        attempts: cfg.ingest.write_attempts,
         metrics,
         shutdown: ctx.shutdown.clone(),
     };
@@ -147,11 +161,10 @@ pub async fn run(cfg: Config, ctx: Context, opts: IngestOptions) -> Result<Summa
     ctx.health.set_ready("ingest", true);
     tracing::info!(topics = ?names, group = %cfg.ingest.group_id, once = opts.once, "ingest started");
 
-    let flush_rows = cfg.ingest.flush_rows;
-    let flush_age = Duration::from_millis(cfg.ingest.flush_age_ms);
+    let ingest_cfg = cfg.ingest.clone();
     let health = ctx.health.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let r = consumer::poll_loop(&c, &shared, &opts, flush_rows, flush_age);
+        let r = consumer::poll_loop(&c, &shared, &opts, &ingest_cfg);
         health.set_ready("ingest", false);
         c.unsubscribe();
         drop(c);

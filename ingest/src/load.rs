@@ -20,7 +20,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientContext;
 use serde_json::{Map, Value};
 use spectra_core::kafka::client_config;
-use spectra_core::message::parse_invoice_message;
+use spectra_core::message::{parse_invoice_message, Limits};
 use spectra_core::Config;
 
 use crate::Error;
@@ -79,15 +79,21 @@ pub struct LoadSummary {
     pub master_sent: u64,
 }
 
+/// How a message field is computed from a CSV row.
 #[derive(Debug, Clone)]
-enum Expr {
+pub enum Expr {
+    /// The column of this name.
     Column(String),
+    /// This text.
     Literal(String),
+    /// The product of two numeric columns.
     Product(String, String),
+    /// 1, 2, 3… per invoice (`@seq`): the line number within the row's invoice.
     Seq,
 }
 
-fn parse_expr(e: &str) -> Expr {
+/// Reads a mapping expression: `=literal`, `@seq`, `A*B` or a column name.
+pub fn parse_expr(e: &str) -> Expr {
     if let Some(l) = e.strip_prefix('=') {
         Expr::Literal(l.to_owned())
     } else if e == "@seq" {
@@ -97,6 +103,161 @@ fn parse_expr(e: &str) -> Expr {
     } else {
         Expr::Column(e.to_owned())
     }
+}
+
+/// One CSV row mapped to a message: the record for the topic, and the outlet and SKU
+/// master fields (`outlet.…`, `sku.…` mappings) it carries.
+#[derive(Debug, Default, PartialEq)]
+pub struct MappedRow {
+    /// The message's fields.
+    pub record: Map<String, Value>,
+    /// `outlet.…` fields.
+    pub outlet: Map<String, Value>,
+    /// `sku.…` fields.
+    pub sku: Map<String, Value>,
+}
+
+/// Maps CSV rows to messages by a mapping (`field=COLUMN`, `=literal`, `A*B`, `@seq`),
+/// its columns resolved once against the header row.
+pub struct RowMapper {
+    plan: Vec<(String, Expr, Vec<usize>)>,
+    invoice_col: Option<usize>,
+    seq: HashMap<String, i64>,
+}
+
+impl RowMapper {
+    /// Resolves `maps` against `headers`; an unknown column is an error naming it.
+    pub fn new(headers: &csv::StringRecord, maps: &[(String, Expr)]) -> Result<Self, String> {
+        let col = |name: &str| -> Result<usize, String> {
+            headers
+                .iter()
+                .position(|h| h.trim() == name)
+                .ok_or_else(|| {
+                    format!(
+                    "the mapping names column `{name}`, which the file does not have (columns: {})",
+                    headers.iter().collect::<Vec<_>>().join(", ")
+                )
+                })
+        };
+        let mut plan: Vec<(String, Expr, Vec<usize>)> = Vec::new();
+        for (f, e) in maps {
+            let idx = match e {
+                Expr::Column(c) => vec![col(c)?],
+                Expr::Product(a, b) => vec![col(a)?, col(b)?],
+                _ => vec![],
+            };
+            plan.push((f.clone(), e.clone(), idx));
+        }
+        let invoice_col = plan
+            .iter()
+            .find(|(f, _, _)| f == "invoice_id")
+            .and_then(|(_, _, i)| i.first().copied());
+        Ok(Self {
+            plan,
+            invoice_col,
+            seq: HashMap::new(),
+        })
+    }
+
+    /// Maps one row, or says why it cannot be (`class: sentence naming the column`).
+    pub fn map(&mut self, record: &csv::StringRecord) -> Result<MappedRow, String> {
+        let mut out = MappedRow::default();
+        let mut bad: Option<String> = None;
+        let seq = &mut self.seq;
+        let invoice_col = self.invoice_col;
+        for (f, e, idx) in &self.plan {
+            let (target, field) = match f.split_once('.') {
+                Some(("outlet", x)) => (&mut out.outlet, x),
+                Some(("sku", x)) => (&mut out.sku, x),
+                _ => (&mut out.record, f.as_str()),
+            };
+            let v = match e {
+                Expr::Literal(l) => Value::String(l.clone()),
+                Expr::Seq => {
+                    let inv = invoice_col
+                        .and_then(|i| record.get(i))
+                        .unwrap_or("")
+                        .to_owned();
+                    let n = seq.entry(inv).or_insert(0);
+                    *n += 1;
+                    Value::from(*n)
+                }
+                Expr::Column(c) => {
+                    let raw = record.get(idx[0]).unwrap_or("").trim();
+                    if raw.is_empty() {
+                        if !f.contains('.') && REQUIRED.contains(&field) {
+                            bad.get_or_insert(format!(
+                                "empty_{field}: column {c} is empty, so the row has no {field}"
+                            ));
+                        }
+                        continue;
+                    }
+                    if NUMERIC.contains(&field) {
+                        match raw.parse::<f64>() {
+                            // A line number is a whole number: 3.5 is a mapping
+                            // error, not line 3 (which would merge two lines).
+                            Ok(x) if field == "line_no" => {
+                                if x.fract() != 0.0 || !(0.0..9.0e15).contains(&x) {
+                                    bad.get_or_insert(format!(
+                                        "bad_line_no: column {c} is `{raw}`, not a whole number ≥ 0"
+                                    ));
+                                    continue;
+                                }
+                                Value::from(x as i64)
+                            }
+                            Ok(x) if x.is_finite() => Value::from(x),
+                            _ => {
+                                bad.get_or_insert(format!(
+                                    "bad_{field}: column {c} is `{raw}`, not a finite number"
+                                ));
+                                continue;
+                            }
+                        }
+                    } else {
+                        Value::String(raw.to_owned())
+                    }
+                }
+                Expr::Product(a, b) => {
+                    let x = record.get(idx[0]).unwrap_or("").trim().parse::<f64>();
+                    let y = record.get(idx[1]).unwrap_or("").trim().parse::<f64>();
+                    match (x, y) {
+                        (Ok(x), Ok(y)) if (x * y).is_finite() => Value::from(x * y),
+                        _ => {
+                            bad.get_or_insert(format!(
+                                "bad_{field}: {a} × {b} is not a finite product of two numbers"
+                            ));
+                            continue;
+                        }
+                    }
+                }
+            };
+            target.insert(field.to_owned(), v);
+        }
+        match bad {
+            Some(reason) => Err(reason),
+            None => Ok(out),
+        }
+    }
+}
+
+/// The mapping of a preset (if any) with `field=EXPR` flags over it (a flag replaces the
+/// preset's expression for its field).
+pub fn mapping(preset_name: Option<&str>, flags: &[String]) -> Result<Vec<(String, Expr)>, Error> {
+    let mut maps: Vec<(String, Expr)> = Vec::new();
+    if let Some(p) = preset_name {
+        for (f, e) in preset(p)? {
+            maps.push((f.to_owned(), parse_expr(e)));
+        }
+    }
+    for m in flags {
+        let (f, e) = m
+            .split_once('=')
+            .ok_or_else(|| Error::Load(format!("mapping `{m}` is not field=EXPR")))?;
+        let f = f.trim();
+        maps.retain(|(g, _)| g != f);
+        maps.push((f.to_owned(), parse_expr(e.trim())));
+    }
+    Ok(maps)
 }
 
 fn preset(name: &str) -> Result<Vec<(&'static str, &'static str)>, Error> {
@@ -195,19 +356,9 @@ pub async fn run(cfg: &Config, opts: LoadOptions) -> Result<LoadSummary, Error> 
 }
 
 fn load_blocking(cfg: &Config, opts: &LoadOptions) -> Result<LoadSummary, Error> {
-    let mut maps: Vec<(String, Expr)> = Vec::new();
-    if let Some(p) = &opts.preset {
-        for (f, e) in preset(p)? {
-            maps.push((f.to_owned(), parse_expr(e)));
-        }
-    }
-    for m in &opts.maps {
-        let (f, e) = m
-            .split_once('=')
-            .ok_or_else(|| Error::Load(format!("mapping `{m}` is not field=EXPR")))?;
-        maps.retain(|(g, _)| g != f);
-        maps.push((f.trim().to_owned(), parse_expr(e.trim())));
-    }
+    // The bounds ingest applies, so a row beyond them is reported here, by row.
+    let limits = Limits::today(&cfg.ingest);
+    let maps = mapping(opts.preset.as_deref(), &opts.maps)?;
     let counting = Arc::new(Counting::default());
     let producer: ThreadedProducer<LoadContext> = client_config(cfg)
         .set("linger.ms", "20")
@@ -320,30 +471,8 @@ fn load_blocking(cfg: &Config, opts: &LoadOptions) -> Result<LoadSummary, Error>
                 ))
             })?
             .clone();
-        let col = |name: &str| -> Result<usize, Error> {
-            headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
-                Error::Load(format!(
-                    "{}: the mapping names column `{name}`, which the file does not have (columns: {})",
-                    file.display(),
-                    headers.iter().collect::<Vec<_>>().join(", ")
-                ))
-            })
-        };
-        // Resolve column names once.
-        let mut plan: Vec<(String, Expr, Vec<usize>)> = Vec::new();
-        for (f, e) in &maps {
-            let idx = match e {
-                Expr::Column(c) => vec![col(c)?],
-                Expr::Product(a, b) => vec![col(a)?, col(b)?],
-                _ => vec![],
-            };
-            plan.push((f.clone(), e.clone(), idx));
-        }
-        let invoice_col = plan
-            .iter()
-            .find(|(f, _, _)| f == "invoice_id")
-            .and_then(|(_, _, i)| i.first().copied());
-        let mut seq: HashMap<String, i64> = HashMap::new();
+        let mut mapper = RowMapper::new(&headers, &maps)
+            .map_err(|e| Error::Load(format!("{}: {e}", file.display())))?;
         let mut record = csv::StringRecord::new();
         let mut row = 0u64;
         while rdr
@@ -352,77 +481,18 @@ fn load_blocking(cfg: &Config, opts: &LoadOptions) -> Result<LoadSummary, Error>
         {
             row += 1;
             bar.inc(1);
-            let mut obj = Map::new();
-            let mut outlet = Map::new();
-            let mut sku = Map::new();
-            let mut bad: Option<String> = None;
-            for (f, e, idx) in &plan {
-                let (target, field) = match f.split_once('.') {
-                    Some(("outlet", x)) => (&mut outlet, x),
-                    Some(("sku", x)) => (&mut sku, x),
-                    _ => (&mut obj, f.as_str()),
-                };
-                let v = match e {
-                    Expr::Literal(l) => Value::String(l.clone()),
-                    Expr::Seq => {
-                        let inv = invoice_col
-                            .and_then(|i| record.get(i))
-                            .unwrap_or("")
-                            .to_owned();
-                        let n = seq.entry(inv).or_insert(0);
-                        *n += 1;
-                        Value::from(*n)
-                    }
-                    Expr::Column(c) => {
-                        let raw = record.get(idx[0]).unwrap_or("").trim();
-                        if raw.is_empty() {
-                            if !f.contains('.') && REQUIRED.contains(&field) {
-                                bad.get_or_insert(format!(
-                                    "empty_{field}: column {c} is empty, so the row has no {field}"
-                                ));
-                            }
-                            continue;
-                        }
-                        if NUMERIC.contains(&field) {
-                            match raw.parse::<f64>() {
-                                Ok(x) if field == "line_no" => Value::from(x as i64),
-                                Ok(x) => Value::from(x),
-                                Err(_) => {
-                                    bad.get_or_insert(format!(
-                                        "bad_{field}: column {c} is `{raw}`, not a number"
-                                    ));
-                                    continue;
-                                }
-                            }
-                        } else {
-                            Value::String(raw.to_owned())
-                        }
-                    }
-                    Expr::Product(a, b) => {
-                        let x = record.get(idx[0]).unwrap_or("").trim().parse::<f64>();
-                        let y = record.get(idx[1]).unwrap_or("").trim().parse::<f64>();
-                        match (x, y) {
-                            (Ok(x), Ok(y)) => Value::from(x * y),
-                            _ => {
-                                bad.get_or_insert(format!(
-                                    "bad_{field}: {a} × {b} is not a product of two numbers"
-                                ));
-                                continue;
-                            }
-                        }
-                    }
-                };
-                target.insert(field.to_owned(), v);
-            }
-            if let Some(reason) = bad {
-                reject(row + 1, reason);
-                continue;
-            }
+            let (obj, outlet, sku) = match mapper.map(&record) {
+                Ok(m) => (m.record, m.outlet, m.sku),
+                Err(reason) => {
+                    reject(row + 1, reason);
+                    continue;
+                }
+            };
             let payload = serde_json::to_vec(&Value::Object(obj.clone())).expect("json");
             let key = match opts.kind {
                 Kind::Invoices => {
                     // Validate with the ingest rules so a bad row is reported here, by row.
-                    if let Err(r) = parse_invoice_message(Some(&payload)) {
+                    if let Err(r) = parse_invoice_message(Some(&payload), &limits) {
                         reject(row + 1, format!("{}: {r}", r.class()));
                         continue;
                     }

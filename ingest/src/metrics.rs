@@ -50,6 +50,10 @@ pub struct IngestMetrics {
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     /// Half-written batches removed at start-up (after a crash).
     pub recovered_batches: Counter,
+    /// Failed attempts at making a batch durable (storage or DLQ), each retried.
+    pub write_retries: Counter,
+    /// Rejected messages too large for the dead-letter topic, sent as truncated copies.
+    pub dead_letters_truncated: Counter,
 }
 
 impl IngestMetrics {
@@ -63,6 +67,8 @@ impl IngestMetrics {
             flush_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             consumer_lag: Family::default(),
             recovered_batches: Counter::default(),
+            write_retries: Counter::default(),
+            dead_letters_truncated: Counter::default(),
         };
         let mut r = m.registry();
         let r = r.sub_registry_with_prefix("ingest");
@@ -100,6 +106,16 @@ impl IngestMetrics {
             "recovered_batches",
             "Half-written batches removed after a crash",
             s.recovered_batches.clone(),
+        );
+        r.register(
+            "write_retries",
+            "Failed attempts at making a batch durable (storage or dead-letter topic), retried with backoff",
+            s.write_retries.clone(),
+        );
+        r.register(
+            "dead_letters_truncated",
+            "Rejected messages too large for the dead-letter topic, sent as truncated copies",
+            s.dead_letters_truncated.clone(),
         );
         s
     }

@@ -140,6 +140,8 @@ pub struct Setup {
     pub dlq: String,
     /// Consumer group of ingest.
     pub group: String,
+    /// More `--set section.key=value` settings every command of this test takes.
+    pub settings: Vec<String>,
 }
 
 impl Setup {
@@ -155,7 +157,16 @@ impl Setup {
             skus: format!("{id}.skus"),
             dlq: format!("{id}.invoices.dlq"),
             group: format!("{id}.ingest"),
+            settings: Vec::new(),
         }
+    }
+
+    /// Accepts invoice dates as old as the Online Retail file's (2010–2011): the default
+    /// floor of ingest is ten years before the day of ingest.
+    pub fn accepting_history(mut self) -> Self {
+        self.settings
+            .push(format!("ingest.max_age_days={}", 365 * 40));
+        self
     }
 
     /// The flags every `spectra` command of this test takes.
@@ -180,6 +191,10 @@ impl Setup {
         }
         v.push("--set".into());
         v.push("kafka.session_timeout_ms=6000".into());
+        for kv in &self.settings {
+            v.push("--set".into());
+            v.push(kv.clone());
+        }
         v
     }
 

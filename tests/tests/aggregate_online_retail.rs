@@ -26,7 +26,7 @@ fn direct_totals() -> BTreeMap<String, (f64, i64)> {
 #[test]
 fn online_retail_totals_per_customer_match_the_csv() {
     let dir = tempfile::tempdir().unwrap();
-    let setup = Setup::new(&dir.path().join("store"));
+    let setup = Setup::new(&dir.path().join("store")).accepting_history();
     setup.create_topics(3);
     let file = online_retail_file();
     let started = std::time::Instant::now();

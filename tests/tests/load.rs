@@ -22,7 +22,7 @@ fn direct_totals(rows: &[RetailRow]) -> (HashMap<String, f64>, usize, usize) {
 #[test]
 fn online_retail_loads_and_ingests_every_customer_line() {
     let dir = tempfile::tempdir().unwrap();
-    let setup = Setup::new(dir.path());
+    let setup = Setup::new(dir.path()).accepting_history();
     let rejects = dir.path().join("rejects.csv");
     let file = online_retail_file();
     let out = setup

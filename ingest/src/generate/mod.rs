@@ -408,7 +408,7 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spectra_core::message::parse_invoice_message;
+    use spectra_core::message::{parse_invoice_message, Limits};
 
     #[test]
     fn the_feed_is_seeded_and_mostly_valid() {
@@ -426,7 +426,7 @@ mod tests {
             let ma = a.day_messages(d);
             assert_eq!(ma, b.day_messages(d), "same seed, same feed");
             for (_, v) in &ma {
-                match parse_invoice_message(v.as_deref()) {
+                match parse_invoice_message(v.as_deref(), &Limits::unbounded()) {
                     Ok(_) => good += 1,
                     Err(_) => bad += 1,
                 }

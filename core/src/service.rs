@@ -69,3 +69,28 @@ pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned());
     format!("panicked: {text} (a bug; the other segmentations went on)")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_an_error_and_the_caller_goes_on() {
+        assert_eq!(catch_panic(async { 7 }).await, Ok(7));
+        let e = catch_panic(async {
+            if std::hint::black_box(true) {
+                panic!("boom in `mix`");
+            }
+        })
+        .await
+        .unwrap_err();
+        assert!(e.contains("boom in `mix`") && e.contains("a bug"), "{e}");
+        let f = SegmentationFailure {
+            segmentation: "mix".into(),
+            error: e,
+        };
+        assert!(f
+            .to_string()
+            .starts_with("segmentation `mix`: panicked: boom"));
+    }
+}

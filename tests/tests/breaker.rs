@@ -4,8 +4,8 @@
 //!
 //! - The circuit breaker: the run that moves half the outlets is held — visible in
 //!   `/api/segmentations` and the `spectra_publish_runs_held` metric, nothing of it on
-//!   `segment-assignments` — until released through the API; then the compacted topic
-//!   equals the run.
+//!   `segment-assignments`, a Release button in the console — until released through
+//!   the API; then the compacted topic equals the run.
 //! - The incident replay: a dozen lines dated 2199-12-31 for unknown outlets do not
 //!   move the as-of, so nothing is re-segmented or tombstoned.
 //! - A corrected last day moves the as-of back, and the segmenter runs for it.
@@ -141,6 +141,31 @@ fn compacted(topic: &str, name: &str) -> BTreeMap<String, String> {
         }
     }
     m
+}
+
+/// The page `url` as headless Chromium renders it (`scripts/test.sh` installs it).
+fn rendered(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--virtual-time-budget=8000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .expect("chromium (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn free_port() -> u16 {
@@ -366,6 +391,13 @@ fn a_run_moving_half_the_outlets_is_held_until_released_and_stray_dates_change_n
         compacted(&assignments_topic, "mix"),
         a1,
         "nothing of the held run is published"
+    );
+    // The console's segments view shows the hold with its Release button.
+    let page = rendered(&format!("{base}/"));
+    assert!(
+        page.contains(&format!("Run {run2} is held, not published"))
+            && page.contains(r#"id="release-btn""#),
+        "{page}"
     );
 
     // Release: without the token refused, with it accepted and recorded.

@@ -43,6 +43,66 @@ pub struct Manifest {
     pub created_at: String,
 }
 
+/// `features/segmentation={name}/current.json`, written after a features folder's
+/// manifest: the as-of date the aggregator considers current for the segmentation. The
+/// segmenter runs whenever it differs from its latest run's, earlier dates included.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct CurrentFeatures {
+    /// The current as-of date.
+    pub as_of: String,
+    /// Its features folder, relative to the storage root.
+    pub path: String,
+    /// The folder manifest's `created_at`.
+    pub created_at: String,
+}
+
+/// The path of a segmentation's [`CurrentFeatures`].
+pub fn current_path(segmentation: &str) -> String {
+    format!("features/segmentation={segmentation}/current.json")
+}
+
+/// The columns a segmentation's `filter` names (its bare identifiers), so attributes no
+/// outlet has yet can be given as null columns; a filter that does not parse is an
+/// [`Error::Filter`].
+pub fn filter_columns(seg: &SegmentationConfig) -> Result<BTreeSet<String>, Error> {
+    use datafusion::sql::sqlparser::ast::{visit_expressions, Expr};
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let Some(f) = seg
+        .filter
+        .as_deref()
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+    else {
+        return Ok(BTreeSet::new());
+    };
+    let bad = |reason: String| Error::Filter {
+        segmentation: seg.name.clone(),
+        filter: f.to_owned(),
+        reason,
+    };
+    let expr = Parser::new(&GenericDialect {})
+        .try_with_sql(f)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| bad(e.to_string()))?;
+    let mut names = BTreeSet::new();
+    let _ = visit_expressions(&expr, |e| {
+        match e {
+            Expr::Identifier(i) => {
+                names.insert(i.value.clone());
+            }
+            Expr::CompoundIdentifier(parts) => {
+                if let Some(last) = parts.last() {
+                    names.insert(last.value.clone());
+                }
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    Ok(names)
+}
+
 /// The folder of a segmentation's features for one as-of date.
 pub fn folder(segmentation: &str, as_of: i32) -> String {
     format!(
@@ -227,5 +287,11 @@ pub async fn build(
     storage
         .put_json(&format!("{dir}/_manifest.json"), &manifest)
         .await?;
+    let current = CurrentFeatures {
+        as_of: manifest.as_of.clone(),
+        path: dir.clone(),
+        created_at: manifest.created_at.clone(),
+    };
+    storage.put_json(&current_path(&seg.name), &current).await?;
     Ok((manifest, rows))
 }

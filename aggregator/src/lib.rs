@@ -66,7 +66,8 @@ pub enum Error {
 pub struct AggregateOptions {
     /// Run one pass and return.
     pub once: bool,
-    /// Last day of the feature window; default: the latest invoice date ingested.
+    /// Last day of the feature window; default: the robust as-of of the daily table
+    /// ([`state::robust_as_of`]).
     pub as_of: Option<NaiveDate>,
     /// Only this segmentation's features (the roll-up is shared and always runs).
     pub segmentation: Option<String>,
@@ -99,8 +100,14 @@ pub struct Summary {
     pub rows_written: u64,
     /// The as-of date the features were computed for (none without data).
     pub as_of: Option<String>,
+    /// Later days with lines that the as-of rule passed over (too few lines, or after
+    /// today + `aggregate.as_of_future_days`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub as_of_passed_over: Vec<String>,
     /// The segmentations' features.
     pub segmentations: Vec<SegmentationSummary>,
+    /// Segmentations whose features failed in this pass (the others were written).
+    pub failures: Vec<spectra_core::service::SegmentationFailure>,
     /// Wall-clock duration of the pass, ms.
     pub duration_ms: u64,
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, Float64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use serde_json::Value;
+use spectra_core::config::AttributeType;
 use spectra_core::schema::from_parquet;
 use spectra_core::Storage;
 
@@ -156,15 +157,29 @@ pub fn sku_features(skus: &Current, level: &str) -> Result<RecordBatch, Error> {
 const OUTLET_FIELDS: [&str; 5] = ["outlet_id", "name", "region", "channel", "attributes"];
 
 /// `outlets(outlet_id, name, region, channel, attributes, <attribute keys…>)`: the
-/// current outlets with every attribute key as a column — `Float64` when all its values
-/// are numbers, text otherwise — so a filter like `channel = 'traditional' AND size =
-/// 'M'` or `employees > 5` reads naturally.
-pub fn outlet_table(outlets: &Current) -> Result<RecordBatch, Error> {
+/// current outlets with every attribute key as a column, so a filter like `channel =
+/// 'traditional' AND size = 'M'` or `employees > 5` reads naturally. A key's type is
+/// the one `declared` for it (`number`: values that are not numbers are null; `text`:
+/// numbers as their JSON text), else `Float64` when all its values are numbers and
+/// text otherwise. Names in `referenced` (the columns a filter names) that no outlet has
+/// yet are all-null columns (text unless declared), so such a filter selects nothing
+/// instead of failing.
+pub fn outlet_table(
+    outlets: &Current,
+    declared: &BTreeMap<String, AttributeType>,
+    referenced: &BTreeSet<String>,
+) -> Result<RecordBatch, Error> {
     let mut sorted: Vec<(&String, &Record)> = outlets.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
-    let keys: BTreeSet<&str> = sorted
+    let present: BTreeSet<&str> = sorted
         .iter()
         .flat_map(|(_, r)| r.attributes.keys().map(String::as_str))
+        .collect();
+    let keys: BTreeSet<&str> = present
+        .iter()
+        .copied()
+        .chain(declared.keys().map(String::as_str))
+        .chain(referenced.iter().map(String::as_str))
         .filter(|k| !OUTLET_FIELDS.contains(k))
         .collect();
     let mut fields = Vec::new();
@@ -191,20 +206,34 @@ pub fn outlet_table(outlets: &Current) -> Result<RecordBatch, Error> {
             .iter()
             .map(|(_, r)| r.attributes.get(k).filter(|v| !v.is_null()))
             .collect();
-        if values.iter().flatten().all(|v| v.is_number()) {
-            let mut b = Float64Builder::new();
-            for v in &values {
-                b.append_option(v.and_then(Value::as_f64));
+        let ty = declared.get(k).copied().unwrap_or_else(|| {
+            let numbers = values.iter().flatten().all(|v| v.is_number());
+            if numbers && present.contains(k) {
+                AttributeType::Number
+            } else {
+                AttributeType::Text
             }
-            fields.push(Field::new(k, DataType::Float64, true));
-            cols.push(Arc::new(b.finish()));
-        } else {
-            let mut b = StringBuilder::new();
-            for v in &values {
-                b.append_option(v.and_then(attribute_text));
+        });
+        match ty {
+            AttributeType::Number => {
+                let mut b = Float64Builder::new();
+                for v in &values {
+                    b.append_option(v.and_then(|v| match v {
+                        Value::String(s) => s.trim().parse::<f64>().ok(),
+                        other => other.as_f64(),
+                    }));
+                }
+                fields.push(Field::new(k, DataType::Float64, true));
+                cols.push(Arc::new(b.finish()));
             }
-            fields.push(Field::new(k, DataType::Utf8, true));
-            cols.push(Arc::new(b.finish()));
+            AttributeType::Text => {
+                let mut b = StringBuilder::new();
+                for v in &values {
+                    b.append_option(v.and_then(attribute_text));
+                }
+                fields.push(Field::new(k, DataType::Utf8, true));
+                cols.push(Arc::new(b.finish()));
+            }
         }
     }
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
@@ -259,7 +288,7 @@ mod tests {
                 r#"{"staff": 7, "name": "shadowed"}"#,
             ),
         );
-        let b = outlet_table(&m).unwrap();
+        let b = outlet_table(&m, &BTreeMap::new(), &BTreeSet::new()).unwrap();
         let schema = b.schema();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(
@@ -279,5 +308,19 @@ mod tests {
             &DataType::Float64
         );
         assert_eq!(b.column_by_name("size").unwrap().null_count(), 1);
+
+        // Declared types win; a referenced attribute no outlet has is an all-null column.
+        let declared = BTreeMap::from([
+            ("staff".to_owned(), AttributeType::Text),
+            ("floor".to_owned(), AttributeType::Number),
+        ]);
+        let referenced = BTreeSet::from(["colour".to_owned(), "name".to_owned()]);
+        let b = outlet_table(&m, &declared, &referenced).unwrap();
+        let ty = |c: &str| b.column_by_name(c).unwrap().data_type().clone();
+        assert_eq!(ty("staff"), DataType::Utf8);
+        assert_eq!(ty("floor"), DataType::Float64);
+        assert_eq!(ty("colour"), DataType::Utf8);
+        assert_eq!(b.column_by_name("colour").unwrap().null_count(), 2);
+        assert_eq!(b.num_columns(), 9, "name is a field, not an attribute");
     }
 }

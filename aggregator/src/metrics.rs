@@ -36,6 +36,8 @@ pub struct AggregateMetrics {
     pub unknown_skus: Family<SegmentationLabels, Gauge>,
     /// Distinct outlets in the window missing from master data, per segmentation.
     pub unknown_outlets: Family<SegmentationLabels, Gauge>,
+    /// Segmentations whose features failed (bad filter, error, panic), per segmentation.
+    pub failures: Family<SegmentationLabels, Counter>,
 }
 
 impl AggregateMetrics {
@@ -51,6 +53,7 @@ impl AggregateMetrics {
             lines_moved: Counter::default(),
             unknown_skus: Family::default(),
             unknown_outlets: Family::default(),
+            failures: Family::default(),
         };
         let mut r = m.registry();
         let r = r.sub_registry_with_prefix("aggregate");
@@ -90,6 +93,11 @@ impl AggregateMetrics {
             "unknown_outlets",
             "Outlets buying in the window that master data does not know",
             s.unknown_outlets.clone(),
+        );
+        r.register(
+            "segmentation_failures",
+            "Segmentations whose features failed in a pass (the others were written)",
+            s.failures.clone(),
         );
         s
     }

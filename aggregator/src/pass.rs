@@ -4,11 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
+use spectra_core::config::SegmentationConfig;
+use spectra_core::service::{catch_panic, SegmentationFailure};
 use spectra_core::{Config, Storage};
 
 use crate::index::{self, IdentityIndex};
 use crate::metrics::{AggregateMetrics, SegmentationLabels};
-use crate::state::{State, STATE_VERSION};
+use crate::state::{robust_as_of, AsOfRule, State, STATE_VERSION};
 use crate::superseded::{Superseded, SUPERSEDED_PATH};
 use crate::{days_of, features, master, rollup, session, AggregateOptions, Error};
 use crate::{SegmentationSummary, Summary};
@@ -155,12 +157,11 @@ pub async fn run_once(
         metrics.lines_moved.inc_by(summary.lines_moved);
     }
 
-    let as_of = opts
-        .as_of
-        .map(days_of)
-        .or_else(|| state.latest_day().and_then(|d| d.parse().ok()).map(days_of));
+    let as_of = match opts.as_of {
+        Some(d) => Some(days_of(d)),
+        None => default_as_of(cfg, &state, &mut summary),
+    };
     if let (Some(as_of), false) = (as_of, segmentations.is_empty()) {
-        let t = Instant::now();
         summary.as_of = Some(crate::date_text(as_of));
         let days: BTreeSet<i32> = state
             .days
@@ -169,16 +170,26 @@ pub async fn run_once(
             .collect();
         let skus = master::current(storage, "master/skus/", "sku_id").await?;
         let outlets = master::current(storage, "master/outlets/", "outlet_id").await?;
-        let outlet_table = master::outlet_table(&outlets)?;
+        // One segmentation's bad filter, error or panic never stops the others.
         for seg in &segmentations {
-            features::register_master(
-                &ctx,
-                master::sku_features(&skus, &seg.level)?,
-                outlet_table.clone(),
-            )?;
-            let (manifest, rows) = features::build(&ctx, storage, &days, as_of, seg).await?;
+            let t = Instant::now();
+            let built = catch_panic(segmentation_features(
+                &ctx, storage, &days, as_of, seg, &skus, &outlets,
+            ))
+            .await;
             let labels = SegmentationLabels {
                 segmentation: seg.name.clone(),
+            };
+            let (manifest, rows) = match built {
+                Ok(Ok(built)) => built,
+                Ok(Err(e)) => {
+                    fail(&mut summary, metrics, &labels, e.to_string());
+                    continue;
+                }
+                Err(panic) => {
+                    fail(&mut summary, metrics, &labels, panic);
+                    continue;
+                }
             };
             metrics
                 .unknown_skus
@@ -208,4 +219,68 @@ pub async fn run_once(
     metrics.run_seconds.observe(elapsed.as_secs_f64());
     summary.duration_ms = elapsed.as_millis() as u64;
     Ok(summary)
+}
+
+/// The as-of date by the robust rule ([`crate::state::robust_as_of`]), logging the later
+/// days it passed over.
+fn default_as_of(cfg: &Config, state: &State, summary: &mut Summary) -> Option<i32> {
+    let a = &cfg.aggregate;
+    let today = days_of(chrono::Utc::now().date_naive());
+    let rule = AsOfRule {
+        cutoff: today + a.as_of_future_days as i32,
+        min_share: a.as_of_min_share,
+        reference_days: a.as_of_reference_days,
+    };
+    let (as_of, skipped) = robust_as_of(&state.day_rows(), &rule)?;
+    if !skipped.is_empty() {
+        let rows: Vec<String> = skipped
+            .iter()
+            .map(|d| {
+                let day = crate::date_text(*d);
+                let r = state.days.get(&day).copied().unwrap_or_default();
+                format!("{day} ({r} rows)")
+            })
+            .collect();
+        tracing::warn!(
+            as_of = %crate::date_text(as_of),
+            later_days = ?rows,
+            "later invoice dates hold too few lines or lie after today + aggregate.as_of_future_days; \
+             they are kept in the daily table but are not the as-of date"
+        );
+        summary.as_of_passed_over = skipped.iter().map(|d| crate::date_text(*d)).collect();
+    }
+    Some(as_of)
+}
+
+/// Records a segmentation whose features failed.
+fn fail(
+    summary: &mut Summary,
+    metrics: &AggregateMetrics,
+    labels: &SegmentationLabels,
+    error: String,
+) {
+    metrics.failures.get_or_create(labels).inc();
+    tracing::error!(segmentation = %labels.segmentation, %error,
+        "features of this segmentation failed; the other segmentations go on");
+    summary.failures.push(SegmentationFailure {
+        segmentation: labels.segmentation.clone(),
+        error,
+    });
+}
+
+/// One segmentation's features: the master tables typed for its filter, then
+/// [`features::build`].
+async fn segmentation_features(
+    ctx: &datafusion::execution::context::SessionContext,
+    storage: &Storage,
+    days: &BTreeSet<i32>,
+    as_of: i32,
+    seg: &SegmentationConfig,
+    skus: &master::Current,
+    outlets: &master::Current,
+) -> Result<(features::Manifest, u64), Error> {
+    let referenced = features::filter_columns(seg)?;
+    let outlet_table = master::outlet_table(outlets, &seg.attribute_types, &referenced)?;
+    features::register_master(ctx, master::sku_features(skus, &seg.level)?, outlet_table)?;
+    features::build(ctx, storage, days, as_of, seg).await
 }

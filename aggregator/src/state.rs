@@ -63,12 +63,122 @@ impl State {
         Ok(())
     }
 
-    /// The latest day holding at least one row: the default as-of date.
+    /// The latest day holding at least one row.
     pub fn latest_day(&self) -> Option<&str> {
         self.days
             .iter()
             .rev()
             .find(|(_, rows)| **rows > 0)
             .map(|(d, _)| d.as_str())
+    }
+
+    /// The rows of every day of the daily table, by day (days since the epoch).
+    pub fn day_rows(&self) -> BTreeMap<i32, u64> {
+        self.days
+            .iter()
+            .filter_map(|(d, r)| Some((crate::days_of(d.parse().ok()?), *r)))
+            .collect()
+    }
+}
+
+/// How the default as-of date is chosen ([`robust_as_of`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AsOfRule {
+    /// The latest day later than this one (days since the epoch: today + tolerance)
+    /// cannot be the as-of, unless every day is.
+    pub cutoff: i32,
+    /// Share of the typical day's volume a day needs to be the as-of.
+    pub min_share: f64,
+    /// Most recent days with data whose median volume is the typical day.
+    pub reference_days: usize,
+}
+
+/// The default as-of date: among the days with rows up to `rule.cutoff` (all days with
+/// rows when none is that early), the latest whose rows are at least `min_share` of
+/// the median rows of the `reference_days` most recent of them. Computed from the
+/// daily table as it is now, so a corrected or emptied day moves the as-of back, and a
+/// dozen stray lines on a far date never become it. Returns the as-of and the later
+/// days with rows it passed over.
+pub fn robust_as_of(days: &BTreeMap<i32, u64>, rule: &AsOfRule) -> Option<(i32, Vec<i32>)> {
+    let with_rows: Vec<(i32, u64)> = days
+        .iter()
+        .filter(|(_, r)| **r > 0)
+        .map(|(d, r)| (*d, *r))
+        .collect();
+    let early: Vec<(i32, u64)> = with_rows
+        .iter()
+        .copied()
+        .filter(|(d, _)| *d <= rule.cutoff)
+        .collect();
+    let candidates = if early.is_empty() { &with_rows } else { &early };
+    let mut recent: Vec<u64> = candidates
+        .iter()
+        .rev()
+        .take(rule.reference_days.max(1))
+        .map(|(_, r)| *r)
+        .collect();
+    recent.sort_unstable();
+    let n = recent.len();
+    if n == 0 {
+        return None;
+    }
+    let median = if n % 2 == 1 {
+        recent[n / 2] as f64
+    } else {
+        (recent[n / 2 - 1] + recent[n / 2]) as f64 / 2.0
+    };
+    let threshold = rule.min_share * median;
+    let (as_of, _) = candidates
+        .iter()
+        .rev()
+        .find(|(_, r)| *r as f64 >= threshold)?;
+    let skipped = with_rows
+        .iter()
+        .filter(|(d, _)| d > as_of)
+        .map(|(d, _)| *d)
+        .collect();
+    Some((*as_of, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(cutoff: i32) -> AsOfRule {
+        AsOfRule {
+            cutoff,
+            min_share: 0.1,
+            reference_days: 28,
+        }
+    }
+
+    #[test]
+    fn a_few_stray_rows_never_become_the_as_of() {
+        let mut days: BTreeMap<i32, u64> =
+            (100..160).map(|d| (d, 800 + (d as u64 % 7) * 40)).collect();
+        assert_eq!(robust_as_of(&days, &rule(1000)), Some((159, vec![])));
+        // A dozen rows on a later day inside the tolerance, and far in the future.
+        days.insert(161, 12);
+        days.insert(80_000, 12);
+        assert_eq!(
+            robust_as_of(&days, &rule(1000)),
+            Some((159, vec![161, 80_000]))
+        );
+        // Far future beyond the cutoff is ignored even with a real volume.
+        days.insert(90_000, 5000);
+        assert_eq!(robust_as_of(&days, &rule(1000)).unwrap().0, 159);
+        // The latest day emptied by corrections: the as-of moves back.
+        days.insert(159, 0);
+        assert_eq!(robust_as_of(&days, &rule(1000)).unwrap().0, 158);
+        // A quiet but real day (a fifth of the usual) still counts.
+        days.insert(159, 170);
+        assert_eq!(robust_as_of(&days, &rule(1000)).unwrap().0, 159);
+        // Every day after the cutoff (a skewed clock): the volume rule alone decides.
+        assert_eq!(robust_as_of(&days, &rule(0)).unwrap().0, 90_000);
+        assert_eq!(robust_as_of(&BTreeMap::new(), &rule(0)), None);
+        assert_eq!(
+            robust_as_of(&BTreeMap::from([(5, 3)]), &rule(0)),
+            Some((5, vec![]))
+        );
     }
 }

@@ -1,11 +1,13 @@
 //! A segmentation's `filter` over outlet fields and JSON attributes, the `attribute:`
-//! level, the outlet master in the KPIs, unknown outlets, and a bad filter's error.
+//! level, the outlet master in the KPIs, unknown outlets; declared attribute types, an
+//! attribute no outlet has yet (selects nothing), and bad filters failing only their
+//! own segmentation.
 
 mod common;
 
 use common::*;
 use spectra_aggregator::metrics::AggregateMetrics;
-use spectra_aggregator::{run_once, AggregateOptions, Error};
+use spectra_aggregator::{run_once, AggregateOptions};
 use spectra_core::master::{Outlet, Sku};
 use spectra_core::schema::{
     outlet_schema, sku_schema, to_parquet, OutletBuilder, SkuBuilder, Source,
@@ -142,20 +144,45 @@ async fn filter_selects_outlets_by_fields_and_attributes() {
         spectra_aggregator::date_text(as_of - 6)
     );
 
-    let mut bad = segmentation("bad", "sku", 7, None);
-    bad.filter = Some("colour = 'red'".into());
+    // An attribute no outlet has yet selects nothing instead of failing; a declared
+    // type makes `staff` text for this segmentation; a filter that cannot be evaluated
+    // fails its own segmentation only, and the pass reports it by name.
+    let mut colour = segmentation("colour", "sku", 7, None);
+    colour.filter = Some("colour = 'red' OR floors > 2".into());
+    let mut staff_text = segmentation("staff_text", "sku", 7, None);
+    staff_text.filter = Some("staff = '12'".into());
+    staff_text.attribute_types = [(
+        "staff".to_owned(),
+        spectra_core::config::AttributeType::Text,
+    )]
+    .into();
+    let mut broken = segmentation("broken", "sku", 7, None);
+    broken.filter = Some("size = = 'M'".into());
+    let mut mistyped = segmentation("mistyped", "sku", 7, None);
+    mistyped.filter = Some("no_such_function(size) > 1".into());
     let cfg = Config {
-        segmentation: vec![bad],
+        segmentation: vec![broken, colour, mistyped, staff_text],
         ..Config::default()
     };
-    match run_once(&cfg, &storage, &opts, &metrics).await {
-        Err(e @ Error::Filter { .. }) => {
-            let text = e.to_string();
-            assert!(
-                text.contains("`bad`") && text.contains("colour = 'red'"),
-                "{text}"
-            );
-        }
-        other => panic!("expected a filter error, got {other:?}"),
-    }
+    let s = run_once(&cfg, &storage, &opts, &metrics).await.unwrap();
+    let written: Vec<&str> = s
+        .segmentations
+        .iter()
+        .map(|m| m.manifest.segmentation.as_str())
+        .collect();
+    assert_eq!(written, ["colour", "staff_text"], "{s:?}");
+    let (_, kpis) = read_features(&storage, "colour", as_of).await;
+    assert!(kpis.is_empty(), "nobody has a colour yet: {kpis:?}");
+    let (_, kpis) = read_features(&storage, "staff_text", as_of).await;
+    assert_eq!(kpis.keys().collect::<Vec<_>>(), ["O2"]);
+    let failed: Vec<(&str, &str)> = s
+        .failures
+        .iter()
+        .map(|f| (f.segmentation.as_str(), f.error.as_str()))
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!(failed[0].0, "broken");
+    assert!(failed[0].1.contains("size = = 'M'"), "{}", failed[0].1);
+    assert_eq!(failed[1].0, "mistyped");
+    assert!(failed[1].1.contains("no_such_function"), "{}", failed[1].1);
 }

@@ -57,7 +57,7 @@ pub enum Command {
         /// Run one pass (roll up what landed, write every segmentation's features), then exit.
         #[arg(long)]
         once: bool,
-        /// Last day of the feature window, YYYY-MM-DD (default: the latest invoice date ingested).
+        /// Last day of the feature window, YYYY-MM-DD (default: the latest day with a normal volume of lines, see README "Tables").
         #[arg(long, value_name = "DATE")]
         as_of: Option<chrono::NaiveDate>,
         /// Only this segmentation's features (as named in the config).

@@ -63,6 +63,7 @@ fn demo_config(brokers: &str, storage: &str, listen: &str) -> Config {
         move_margin: 0.1,
         kpi_weight: 0.0,
         seed: 42,
+        ..SegmentationConfig::named("category-mix")
     }];
     cfg
 }

@@ -86,6 +86,20 @@ async fn start_admin(cfg: &Config, ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every segmentation that failed in a `--once` run, as one error (after the summary was
+/// printed): the others ran, and the exit code says something did not.
+fn failed(failures: &[spectra_core::service::SegmentationFailure]) -> anyhow::Result<()> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = failures.iter().map(|f| format!("  - {f}")).collect();
+    anyhow::bail!(
+        "{} segmentation(s) failed (the others completed):\n{}",
+        failures.len(),
+        lines.join("\n")
+    )
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::BuildInfo => {
@@ -130,7 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let s = spectra_aggregator::run(cfg, ctx.clone(), opts).await?;
             ctx.shutdown.cancel();
             println!("{}", serde_json::to_string(&s)?);
-            Ok(())
+            failed(&s.failures)
         }
         Command::Segment {
             common,
@@ -143,8 +157,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let opts = spectra_segmenter::SegmentOptions { once, segmentation };
             let s = spectra_segmenter::run(cfg, ctx.clone(), opts).await?;
             ctx.shutdown.cancel();
-            println!("{}", json!({"runs": s.runs, "up_to_date": s.up_to_date}));
-            Ok(())
+            println!(
+                "{}",
+                json!({"runs": s.runs, "up_to_date": s.up_to_date, "failures": s.failures})
+            );
+            failed(&s.failures)
         }
         Command::Publish { common, once } => {
             let cfg = load_config(&common)?;
@@ -161,7 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let s = spectra_publisher::run(cfg, ctx.clone(), opts).await?;
             ctx.shutdown.cancel();
             println!("{}", serde_json::to_string(&s)?);
-            Ok(())
+            failed(&s.failures)
         }
         Command::Export {
             common,

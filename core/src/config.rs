@@ -217,11 +217,25 @@ impl Default for IngestConfig {
 pub struct AggregateConfig {
     /// How often to look for newly landed raw data, seconds.
     pub poll_seconds: u64,
+    /// The default as-of date is the latest day whose volume (rows of the daily table:
+    /// outlet × SKU pairs with a line) is at least this share of the typical day (the
+    /// median of the recent days), so a handful of stray lines cannot become the as-of.
+    pub as_of_min_share: f64,
+    /// How many of the most recent days with data make the typical day's volume.
+    pub as_of_reference_days: usize,
+    /// Days after today (UTC, wall clock) that can still be the default as-of date;
+    /// later invoice dates are ignored for it (unless every date is later).
+    pub as_of_future_days: u32,
 }
 
 impl Default for AggregateConfig {
     fn default() -> Self {
-        Self { poll_seconds: 60 }
+        Self {
+            poll_seconds: 60,
+            as_of_min_share: 0.1,
+            as_of_reference_days: 28,
+            as_of_future_days: 7,
+        }
     }
 }
 
@@ -312,6 +326,25 @@ pub struct SegmentationConfig {
     /// Seed of the clustering's random choices.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Types of outlet attributes as the `filter` sees them (`number` or `text`);
+    /// attributes not listed are numbers when every value is a number, else text.
+    #[serde(default)]
+    pub attribute_types: BTreeMap<String, AttributeType>,
+    /// Circuit breaker: a run that would move or drop more than this share of the
+    /// outlets its predecessor assigned is held (written, not published) until released
+    /// through the API; 1.0 never holds. The first run is never held.
+    #[serde(default = "default_max_change_share")]
+    pub max_change_share: f64,
+}
+
+/// The type of an outlet attribute in a segmentation's `filter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttributeType {
+    /// A float64 column; values that are not numbers are null.
+    Number,
+    /// A utf8 column; numbers as their JSON text.
+    Text,
 }
 
 fn default_level() -> String {
@@ -334,6 +367,31 @@ fn default_margin() -> f64 {
 }
 fn default_seed() -> u64 {
     42
+}
+fn default_max_change_share() -> f64 {
+    crate::hold::DEFAULT_MAX_CHANGE_SHARE
+}
+
+impl SegmentationConfig {
+    /// A segmentation with this name and every other setting at its default.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            level: default_level(),
+            window_days: default_window(),
+            half_life_days: None,
+            k: default_k(),
+            k_range: default_k_range(),
+            min_value: 0.0,
+            filter: None,
+            schedule: default_schedule(),
+            move_margin: default_margin(),
+            kpi_weight: 0.0,
+            seed: default_seed(),
+            attribute_types: BTreeMap::new(),
+            max_change_share: default_max_change_share(),
+        }
+    }
 }
 
 impl SegmentationConfig {
@@ -391,6 +449,11 @@ impl SegmentationConfig {
         }
         if !(0.0..1.0).contains(&self.move_margin) {
             out.push(format!("segmentation `{n}`: move_margin must be in [0, 1)"));
+        }
+        if !(0.0..=1.0).contains(&self.max_change_share) {
+            out.push(format!(
+                "segmentation `{n}`: max_change_share must be in [0, 1] (1.0 never holds a run)"
+            ));
         }
         if self.kpi_weight.is_nan() || self.kpi_weight < 0.0 {
             out.push(format!("segmentation `{n}`: kpi_weight must be ≥ 0"));
@@ -465,6 +528,12 @@ impl Config {
         }
         if self.kafka.partitions < 1 {
             p.push("kafka.partitions must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.aggregate.as_of_min_share) {
+            p.push("aggregate.as_of_min_share must be in [0, 1]".into());
+        }
+        if self.aggregate.as_of_reference_days == 0 {
+            p.push("aggregate.as_of_reference_days must be at least 1".into());
         }
         let mut names = std::collections::HashSet::new();
         for s in &self.segmentation {

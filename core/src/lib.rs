@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod hold;
 pub mod kafka;
 pub mod master;
 pub mod message;

@@ -34,3 +34,63 @@ impl Context {
         }
     }
 }
+
+/// One segmentation that failed in a pass or cycle while the others went on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SegmentationFailure {
+    /// The segmentation.
+    pub segmentation: String,
+    /// What went wrong (a panic's message included).
+    pub error: String,
+}
+
+impl std::fmt::Display for SegmentationFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "segmentation `{}`: {}", self.segmentation, self.error)
+    }
+}
+
+/// Awaits `work`, turning a panic inside it into `Err(message)`: one segmentation's
+/// bug must not take the others down with it.
+pub async fn catch_panic<T>(work: impl std::future::Future<Output = T>) -> Result<T, String> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .map_err(|p| panic_message(p.as_ref()))
+}
+
+/// The text of a panic payload.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    let text = p
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned());
+    format!("panicked: {text} (a bug; the other segmentations went on)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_an_error_and_the_caller_goes_on() {
+        assert_eq!(catch_panic(async { 7 }).await, Ok(7));
+        let e = catch_panic(async {
+            if std::hint::black_box(true) {
+                panic!("boom in `mix`");
+            }
+        })
+        .await
+        .unwrap_err();
+        assert!(e.contains("boom in `mix`") && e.contains("a bug"), "{e}");
+        let f = SegmentationFailure {
+            segmentation: "mix".into(),
+            error: e,
+        };
+        assert!(f
+            .to_string()
+            .starts_with("segmentation `mix`: panicked: boom"));
+    }
+}

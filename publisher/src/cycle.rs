@@ -2,7 +2,8 @@
 //! published → the changed assignments, the profiles and the recommendations → Kafka →
 //! every delivery acknowledged → the state recorded. A crash before the record makes
 //! the next cycle compute and produce the same values again; nothing is lost and
-//! nothing contradicts the latest run.
+//! nothing contradicts the latest run. A run the circuit breaker holds is skipped: the
+//! cycle works on the run before it, so nothing new goes out until it is released.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +34,10 @@ pub struct CycleReport {
     pub recommendations: u64,
     /// Outlets in the published view after the cycle.
     pub outlets: u64,
+    /// The latest run, when the circuit breaker holds it: nothing of it is published
+    /// until it is released.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 /// What a cycle needs.
@@ -64,6 +69,13 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         segmentation: segmentation.to_owned(),
         ..Default::default()
     };
+    let held = env.snapshots.held(segmentation).await?;
+    env.metrics.set_held(segmentation, held.is_some());
+    if let Some(h) = &held {
+        tracing::warn!(held = %h.run_id, baseline = %h.hold.baseline.run_id, change_share = h.hold.change_share,
+            "the latest run is held by the circuit breaker: publishing stays at its baseline until it is released");
+    }
+    report.held = held.map(|h| h.run_id);
     let Some(snap) = env.snapshots.get(segmentation).await? else {
         tracing::debug!("no run yet");
         return Ok(report);

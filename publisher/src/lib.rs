@@ -6,7 +6,8 @@
 //! the state is recorded only after every delivery was acknowledged ([`cycle`]). Names
 //! and tags people set live on `segment-metadata` ([`metadata`]). The HTTP server
 //! ([`api`]) serves the JSON API, the exports ([`export`]), the console and the admin
-//! routes on `publish.listen`.
+//! routes on `publish.listen`. A run the segmenter held ([`hold`]) is not published
+//! until it is released through the API.
 
 pub mod api;
 pub mod columns;
@@ -14,6 +15,7 @@ pub mod console;
 pub mod cycle;
 pub mod diff;
 pub mod export;
+pub mod hold;
 pub mod kafka;
 pub mod metadata;
 pub mod metrics;

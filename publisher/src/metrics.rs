@@ -48,6 +48,9 @@ pub struct PublishMetrics {
     pub outlets: Family<SegmentationLabels, Gauge>,
     /// HTTP requests by method, route and status.
     pub requests: Family<RequestLabels, Counter>,
+    /// 1 while a segmentation's latest run is held by the circuit breaker (nothing of
+    /// it published) and not released, else 0.
+    pub runs_held: Family<SegmentationLabels, Gauge>,
 }
 
 impl PublishMetrics {
@@ -59,6 +62,7 @@ impl PublishMetrics {
             cycle_errors: Family::default(),
             outlets: Family::default(),
             requests: Family::default(),
+            runs_held: Family::default(),
         };
         let mut r = m.registry();
         let r = r.sub_registry_with_prefix("publish");
@@ -83,7 +87,21 @@ impl PublishMetrics {
             s.outlets.clone(),
         );
         r.register("api_requests", "HTTP API requests", s.requests.clone());
+        r.register(
+            "runs_held",
+            "1 while the latest run is held by the circuit breaker and not released",
+            s.runs_held.clone(),
+        );
         s
+    }
+
+    /// Records whether a segmentation's latest run is held and not released.
+    pub fn set_held(&self, segmentation: &str, held: bool) {
+        self.runs_held
+            .get_or_create(&SegmentationLabels {
+                segmentation: segmentation.to_owned(),
+            })
+            .set(i64::from(held));
     }
 
     /// Counts an acknowledged message.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use spectra_core::kafka::{ensure_topics, Retention};
-use spectra_core::service::Context;
+use spectra_core::service::{catch_panic, Context, SegmentationFailure};
 use spectra_core::{Config, Storage};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +41,8 @@ pub struct Summary {
     pub messages: u64,
     /// The last cycle of each segmentation.
     pub segmentations: Vec<CycleReport>,
+    /// Segmentations whose last cycle failed (the others were published).
+    pub failures: Vec<SegmentationFailure>,
 }
 
 /// A started publish service.
@@ -61,6 +63,13 @@ impl Service {
             .await
             .map_err(|e| Error::Io(format!("publish loop panicked: {e}")))?
     }
+}
+
+fn max_change_shares(cfg: &Config) -> HashMap<String, f64> {
+    cfg.segmentation
+        .iter()
+        .map(|s| (s.name.clone(), s.max_change_share))
+        .collect()
 }
 
 fn windows(cfg: &Config) -> HashMap<String, u32> {
@@ -118,7 +127,8 @@ pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Se
     let changed = Arc::new(Notify::new());
     load_metadata(&cfg, &metadata, changed.clone(), ctx.shutdown.clone()).await?;
     let producer = crate::kafka::producer(&cfg)?;
-    let snapshots = Snapshots::new(storage.clone(), windows(&cfg));
+    let snapshots = Snapshots::new(storage.clone(), windows(&cfg))
+        .with_max_change_shares(max_change_shares(&cfg));
     let cfg = Arc::new(cfg);
     let mut addr = None;
     if !opts.once {
@@ -152,8 +162,14 @@ pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Se
         let poll = Duration::from_secs(cfg.publish.poll_seconds.max(1));
         loop {
             let mut reports = Vec::new();
+            summary.failures.clear();
             for name in segmentation_names(&cfg, &storage).await? {
-                match crate::cycle::publish(&env, &name).await {
+                // One segmentation's error or panic never stops the others.
+                let cycle = match catch_panic(crate::cycle::publish(&env, &name)).await {
+                    Ok(r) => r,
+                    Err(message) => Err(Error::Io(format!("publish cycle {message}"))),
+                };
+                match cycle {
                     Ok(r) => {
                         summary.cycles += 1;
                         summary.messages +=
@@ -161,7 +177,6 @@ pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Se
                         reports.push(r);
                     }
                     Err(e @ Error::InjectedCrash { .. }) => return Err(e),
-                    Err(e) if opts.once => return Err(e),
                     Err(e) => {
                         metrics
                             .cycle_errors
@@ -169,7 +184,11 @@ pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Se
                                 segmentation: name.clone(),
                             })
                             .inc();
-                        tracing::error!(segmentation = %name, error = %e, "publish cycle failed; retrying at the next poll");
+                        tracing::error!(segmentation = %name, error = %e, "publish cycle failed; the others go on, this one is retried at the next poll");
+                        summary.failures.push(SegmentationFailure {
+                            segmentation: name.clone(),
+                            error: e.to_string(),
+                        });
                     }
                 }
             }
@@ -233,7 +252,8 @@ pub async fn export_file(
     let loaded = load_metadata(cfg, &metadata, Arc::new(Notify::new()), stop.clone()).await;
     stop.cancel();
     loaded?;
-    let snapshots = Snapshots::new(storage, windows(cfg));
+    let snapshots =
+        Snapshots::new(storage, windows(cfg)).with_max_change_shares(max_change_shares(cfg));
     let snap = snapshots
         .get(segmentation)
         .await?

@@ -223,11 +223,14 @@ impl Snapshot {
     }
 }
 
-/// Snapshots of every segmentation, reloaded when `latest.json` names a newer run.
+/// Snapshots of every segmentation, reloaded when `latest.json` names a newer run. A
+/// run the circuit breaker holds is skipped: the snapshot stays the run before it
+/// ([`crate::hold::resolve`]).
 #[derive(Clone)]
 pub struct Snapshots {
     storage: Storage,
     windows: HashMap<String, u32>,
+    max_change_shares: HashMap<String, f64>,
     cache: Arc<Mutex<HashMap<String, Arc<Snapshot>>>>,
     loading: Arc<tokio::sync::Mutex<()>>,
 }
@@ -238,9 +241,16 @@ impl Snapshots {
         Self {
             storage,
             windows,
+            max_change_shares: HashMap::new(),
             cache: Arc::default(),
             loading: Arc::default(),
         }
+    }
+
+    /// Each configured segmentation's `max_change_share` (others get the default).
+    pub fn with_max_change_shares(mut self, shares: HashMap<String, f64>) -> Self {
+        self.max_change_shares = shares;
+        self
     }
 
     /// The storage read from.
@@ -248,9 +258,27 @@ impl Snapshots {
         &self.storage
     }
 
-    /// The latest run of a segmentation; `None` before its first run.
+    fn max_change_share(&self, segmentation: &str) -> f64 {
+        self.max_change_shares
+            .get(segmentation)
+            .copied()
+            .unwrap_or(spectra_core::hold::DEFAULT_MAX_CHANGE_SHARE)
+    }
+
+    /// The latest run of a segmentation that is held and not released, if any.
+    pub async fn held(&self, segmentation: &str) -> Result<Option<crate::hold::HeldRun>, Error> {
+        let share = self.max_change_share(segmentation);
+        Ok(crate::hold::resolve(&self.storage, segmentation, share)
+            .await?
+            .and_then(|(_, h)| h))
+    }
+
+    /// The run published and served for a segmentation (its latest run unless that one
+    /// is held); `None` before its first run.
     pub async fn get(&self, segmentation: &str) -> Result<Option<Arc<Snapshot>>, Error> {
-        let Some(latest) = tables::latest(&self.storage, segmentation).await? else {
+        let share = self.max_change_share(segmentation);
+        let Some((latest, _)) = crate::hold::resolve(&self.storage, segmentation, share).await?
+        else {
             return Ok(None);
         };
         let cached = |c: &Self| {

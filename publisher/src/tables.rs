@@ -24,6 +24,9 @@ pub struct Latest {
     /// The run folder, relative to the storage root.
     #[serde(default)]
     pub path: String,
+    /// Set when the circuit breaker held the run (see `spectra_core::hold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<spectra_core::hold::Hold>,
 }
 
 /// One row of `assignments.parquet`.
@@ -538,6 +541,7 @@ mod tests {
             run_id: "mix/2026-11-21/2".into(),
             as_of: "2026-11-21".parse().unwrap(),
             path: String::new(),
+            held: None,
         };
         assert_eq!(run_dir("mix", &l), "segmentations/mix/runs/2026-11-21.2");
         let l = Latest {

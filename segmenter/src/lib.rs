@@ -61,6 +61,14 @@ pub enum Error {
         /// Outlets the configured k needs.
         needed: usize,
     },
+    /// A run panicked (a bug); the other segmentations went on.
+    #[error("segmentation `{segmentation}`: {message}")]
+    Panicked {
+        /// Segmentation name.
+        segmentation: String,
+        /// The panic's message.
+        message: String,
+    },
     /// The clustering core refused its input (a bug, or degenerate features).
     #[error("segmentation `{segmentation}`: clustering failed: {source}")]
     Cluster {

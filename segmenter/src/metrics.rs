@@ -44,6 +44,8 @@ pub struct SegmentMetrics {
     pub inertia: Family<SegmentationLabels, Gauge<f64, AtomicU64>>,
     /// Sampled silhouette of the latest run.
     pub silhouette: Family<SegmentationLabels, Gauge<f64, AtomicU64>>,
+    /// 1 while the latest run is held by the circuit breaker (not released), else 0.
+    pub runs_held: Family<SegmentationLabels, Gauge>,
 }
 
 impl SegmentMetrics {
@@ -58,6 +60,7 @@ impl SegmentMetrics {
             outlets_moved_last: Family::default(),
             inertia: Family::default(),
             silhouette: Family::default(),
+            runs_held: Family::default(),
         };
         let mut r = m.registry();
         let r = r.sub_registry_with_prefix("segment");
@@ -97,7 +100,21 @@ impl SegmentMetrics {
             "Sampled silhouette of the latest run",
             s.silhouette.clone(),
         );
+        r.register(
+            "runs_held",
+            "1 while the latest run is held by the circuit breaker (not published until released)",
+            s.runs_held.clone(),
+        );
         s
+    }
+
+    /// Records whether the latest run is held and not released.
+    pub fn set_held(&self, segmentation: &str, held: bool) {
+        self.runs_held
+            .get_or_create(&SegmentationLabels {
+                segmentation: segmentation.to_owned(),
+            })
+            .set(i64::from(held));
     }
 
     /// Records a completed run.
@@ -117,6 +134,9 @@ impl SegmentMetrics {
             .get_or_create(&l)
             .set(r.moved as i64);
         self.inertia.get_or_create(&l).set(r.inertia);
+        self.runs_held
+            .get_or_create(&l)
+            .set(i64::from(r.held.is_some()));
         self.silhouette.get_or_create(&l).set(r.silhouette);
     }
 

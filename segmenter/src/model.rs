@@ -48,6 +48,10 @@ pub struct ModelFile {
     pub restructure: Option<RestructureReport>,
     /// State of the `k = "auto"` re-evaluation.
     pub k_check: KCheck,
+    /// The circuit breaker held this run: it changes too many outlets of its baseline
+    /// (see `spectra_core::hold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<spectra_core::hold::Hold>,
 }
 
 /// How spend became clustering columns.
@@ -257,6 +261,7 @@ mod tests {
                 silhouette: 0.5,
                 runs_since: 0,
             },
+            hold: None,
         };
         let now = ["juice", "milk", "coffee"].map(String::from);
         let sm = m.segment_model(&now);

@@ -5,8 +5,14 @@
 //!                                         outlet_gaps.parquet
 //!                                         profiles.json
 //!                                         model.json
-//! segmentations/{name}/latest.json        {"run_id", "as_of", "path"} — written last
+//! segmentations/{name}/latest.json        {"run_id", "as_of", "path", "held"?} — written last
+//! segmentations/{name}/releases/{as_of}.{seq}.json   a held run's release (the publisher)
 //! ```
+//!
+//! A run the circuit breaker held names in `latest.json` the baseline it was compared
+//! with; until the run is released (or the configuration allows its change), that
+//! baseline stays the accepted run: the one published and the one the next run starts
+//! from ([`accepted`]).
 //!
 //! The run id is `{name}/{as_of}/{seq}`; `seq` counts the runs of one as-of date from
 //! 1 and never reuses a folder, so a run that crashed before `latest.json` leaves an
@@ -19,6 +25,7 @@ use arrow::array::{Array, AsArray, Float64Array, Int64Array, RecordBatch, String
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+use spectra_core::hold::{Hold, RunPointer};
 use spectra_core::schema::{from_parquet, to_parquet};
 use spectra_core::Storage;
 
@@ -28,7 +35,7 @@ use crate::pipeline::{AssignmentRow, PreviousRun, RunOutput};
 use crate::Error;
 
 /// `segmentations/{name}/latest.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Latest {
     /// Run id, `{name}/{as_of}/{seq}`.
     pub run_id: String,
@@ -36,6 +43,42 @@ pub struct Latest {
     pub as_of: NaiveDate,
     /// The run's folder, relative to the storage root.
     pub path: String,
+    /// Set when the circuit breaker held the run (see `spectra_core::hold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Hold>,
+}
+
+impl Latest {
+    /// The run as a pointer.
+    pub fn pointer(&self) -> RunPointer {
+        RunPointer {
+            run_id: self.run_id.clone(),
+            as_of: self.as_of,
+            path: self.path.clone(),
+        }
+    }
+}
+
+/// The accepted run of a segmentation: its latest run unless that one is held and
+/// neither released nor allowed by `max_change_share`, in which case the held run's
+/// baseline. Also returns the latest run when it is held and not accepted.
+pub async fn accepted(
+    storage: &Storage,
+    segmentation: &str,
+    max_change_share: f64,
+) -> Result<Option<(RunPointer, Option<Latest>)>, Error> {
+    let Some(latest) = latest(storage, segmentation).await? else {
+        return Ok(None);
+    };
+    let Some(hold) = &latest.held else {
+        return Ok(Some((latest.pointer(), None)));
+    };
+    let release = spectra_core::hold::load_release(storage, segmentation, &latest.run_id).await?;
+    if spectra_core::hold::accepted(Some(hold), release.as_ref(), max_change_share) {
+        Ok(Some((latest.pointer(), None)))
+    } else {
+        Ok(Some((hold.baseline.clone(), Some(latest))))
+    }
 }
 
 /// The folder of run `seq` of `as_of`.
@@ -73,12 +116,14 @@ pub async fn next_seq(
     Ok(used.map_or(1, |s| s + 1))
 }
 
-/// Reads the previous complete run: its model, assignments and segment names.
+/// Reads the accepted run (see [`accepted`]) the next run starts from and is compared
+/// with: its model, assignments and segment names.
 pub async fn read_previous(
     storage: &Storage,
     segmentation: &str,
+    max_change_share: f64,
 ) -> Result<Option<PreviousRun>, Error> {
-    let Some(latest) = latest(storage, segmentation).await? else {
+    let Some((latest, _)) = accepted(storage, segmentation, max_change_share).await? else {
         return Ok(None);
     };
     let missing = |file: &str| Error::PreviousRun {
@@ -122,7 +167,8 @@ pub async fn read_previous(
         .await?
         .ok_or_else(|| missing("profiles.json"))?;
     Ok(Some(PreviousRun {
-        run_id: latest.run_id,
+        run_id: latest.run_id.clone(),
+        pointer: latest,
         model,
         assignments,
         names: named
@@ -230,6 +276,7 @@ pub async fn write_run(
         run_id: out.run_id.clone(),
         as_of: out.model.as_of,
         path: folder.to_owned(),
+        held: out.model.hold.clone(),
     };
     storage
         .put_json(&latest_path(segmentation), &latest)

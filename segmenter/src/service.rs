@@ -1,10 +1,19 @@
 //! The `spectra segment` service: which segmentations are due, one run of one
 //! segmentation end to end, and the loop.
 //!
-//! Schedule: `daily` — a segmentation is due when the aggregator has completed a
-//! features folder with a newer as-of date than its latest run (so at most one run per
+//! Schedule: `daily` — a segmentation is due when the as-of date of its current
+//! features (`current.json`, see [`crate::features::current`]) differs from its latest
+//! run's: newer, or earlier after the data was corrected (so one run per change of the
 //! as-of date, whatever the poll interval). Cron expressions are rejected at start-up
 //! with a message saying so.
+//!
+//! Circuit breaker: a run is compared with the accepted run it started from; when it
+//! would move or drop more than `max_change_share` of that run's outlets it is written
+//! but held (`latest.json` `held`), and the publisher leaves it alone until it is
+//! released (see `spectra_core::hold`).
+//!
+//! Isolation: one segmentation's error or panic is recorded and the others run; with
+//! `once`, [`Summary::failures`] lists them all.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +23,10 @@ use spectra_core::config::SegmentationConfig;
 use spectra_core::service::Context;
 use spectra_core::{Config, Storage};
 
-use crate::features::{latest_complete, FeatureSet};
+use spectra_core::hold::{decide, Hold};
+use spectra_core::service::{catch_panic, panic_message, SegmentationFailure};
+
+use crate::features::{current, FeatureSet};
 use crate::metrics::SegmentMetrics;
 use crate::pipeline::compute;
 use crate::runs::{next_seq, read_previous, run_folder, write_run};
@@ -54,6 +66,9 @@ pub struct RunSummary {
     pub silhouette: f64,
     /// Milliseconds from reading features to writing `latest.json`.
     pub duration_ms: u64,
+    /// Set when the circuit breaker held the run (it is not published until released).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<Hold>,
 }
 
 /// What [`run`] did.
@@ -63,6 +78,8 @@ pub struct Summary {
     pub runs: Vec<RunSummary>,
     /// Segmentations that were up to date (or had no features yet) in the last cycle.
     pub up_to_date: Vec<String>,
+    /// Segmentations that failed in the last cycle (the others ran).
+    pub failures: Vec<SegmentationFailure>,
 }
 
 /// The segmentations to run, or every problem with the configuration at once.
@@ -105,14 +122,15 @@ pub fn validate<'a>(
     }
 }
 
-/// The as-of date to run `segmentation` for, if it is due.
+/// The as-of date to run `segmentation` for, if it is due: the current features' as-of
+/// date when it differs from the latest run's (held or not).
 pub async fn due(storage: &Storage, segmentation: &str) -> Result<Option<NaiveDate>, Error> {
-    let Some(features) = latest_complete(storage, segmentation).await? else {
+    let Some(features) = current(storage, segmentation).await? else {
         return Ok(None);
     };
     let last = crate::runs::latest(storage, segmentation).await?;
     Ok(match last {
-        Some(l) if l.as_of >= features => None,
+        Some(l) if l.as_of == features => None,
         _ => Some(features),
     })
 }
@@ -126,16 +144,33 @@ pub async fn run_segmentation(
 ) -> Result<RunSummary, Error> {
     let start = Instant::now();
     let features = FeatureSet::read(storage, &seg.name, as_of).await?;
-    let previous = read_previous(storage, &seg.name).await?;
+    let previous = read_previous(storage, &seg.name, seg.max_change_share).await?;
     let seq = next_seq(storage, &seg.name, as_of).await?;
     let run_id = format!("{}/{as_of}/{seq}", seg.name);
     let owned = seg.clone();
     let id = run_id.clone();
-    let mut out =
-        tokio::task::spawn_blocking(move || compute(&owned, &features, previous.as_ref(), &id))
-            .await
-            .expect("the clustering does not panic")?;
+    let (out, previous) = tokio::task::spawn_blocking(move || {
+        let out = compute(&owned, &features, previous.as_ref(), &id);
+        (out, previous)
+    })
+    .await
+    .map_err(|e| Error::Panicked {
+        segmentation: seg.name.clone(),
+        message: match e.try_into_panic() {
+            Ok(p) => panic_message(p.as_ref()),
+            Err(e) => e.to_string(),
+        },
+    })?;
+    let mut out = out?;
     out.model.quality.duration_ms = start.elapsed().as_millis() as u64;
+    let q = &out.model.quality;
+    out.model.hold = decide(
+        previous.as_ref().map(|p| &p.pointer),
+        previous.as_ref().map_or(0, |p| p.assignments.len()),
+        q.outlets_moved,
+        q.outlets_left,
+        seg.max_change_share,
+    );
     let folder = run_folder(&seg.name, as_of, seq);
     write_run(storage, &seg.name, &folder, &out).await?;
     let q = &out.model.quality;
@@ -151,7 +186,14 @@ pub async fn run_segmentation(
         inertia: q.inertia,
         silhouette: q.silhouette,
         duration_ms: start.elapsed().as_millis() as u64,
+        held: out.model.hold.clone(),
     };
+    if let Some(h) = &summary.held {
+        tracing::warn!(run_id = %summary.run_id, baseline = %h.baseline.run_id,
+            moved = h.moved, left = h.left, change_share = h.change_share,
+            max_change_share = h.max_change_share,
+            "run held by the circuit breaker: it is not published until released");
+    }
     tracing::info!(
         run_id = %summary.run_id,
         segments = summary.segments,
@@ -185,14 +227,23 @@ pub async fn run(cfg: Config, ctx: Context, opts: SegmentOptions) -> Result<Summ
     let mut summary = Summary::default();
     loop {
         summary.up_to_date.clear();
+        summary.failures.clear();
         for seg in &segmentations {
             if ctx.shutdown.is_cancelled() {
                 break;
             }
-            let result = match due(&storage, &seg.name).await {
-                Ok(Some(as_of)) => run_segmentation(&storage, seg, as_of).await.map(Some),
-                Ok(None) => Ok(None),
-                Err(e) => Err(e),
+            let work = async {
+                match due(&storage, &seg.name).await? {
+                    Some(as_of) => run_segmentation(&storage, seg, as_of).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let result = match catch_panic(work).await {
+                Ok(r) => r,
+                Err(message) => Err(Error::Panicked {
+                    segmentation: seg.name.clone(),
+                    message,
+                }),
             };
             match result {
                 Ok(Some(r)) => {
@@ -202,13 +253,20 @@ pub async fn run(cfg: Config, ctx: Context, opts: SegmentOptions) -> Result<Summ
                 Ok(None) => summary.up_to_date.push(seg.name.clone()),
                 Err(e) => {
                     metrics.failed(&seg.name);
-                    if opts.once {
-                        ctx.health.set_ready("segment", false);
-                        return Err(e);
-                    }
                     tracing::error!(segmentation = %seg.name, error = %e,
-                        "segmentation run failed; retrying at the next poll");
+                        "segmentation run failed; the others go on, this one is retried at the next poll");
+                    summary.failures.push(SegmentationFailure {
+                        segmentation: seg.name.clone(),
+                        error: e.to_string(),
+                    });
                 }
+            }
+            // A release (through the publisher's API) or a configuration change clears
+            // the hold: the gauge follows the stored documents.
+            if let Ok(Some((_, held))) =
+                crate::runs::accepted(&storage, &seg.name, seg.max_change_share).await
+            {
+                metrics.set_held(&seg.name, held.is_some());
             }
         }
         if opts.once {

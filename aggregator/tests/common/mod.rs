@@ -135,6 +135,7 @@ pub fn segmentation(
         move_margin: 0.1,
         kpi_weight: 0.0,
         seed: 42,
+        ..SegmentationConfig::named(name)
     }
 }
 

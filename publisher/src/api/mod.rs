@@ -1,10 +1,12 @@
 //! The HTTP API (contract §6): JSON with proper status codes, errors as
 //! `{"error": "…"}` sentences. Segmentations and their profiles, the editing of names
-//! and tags (bearer token), the outlet 360 view ([`outlet`]), the segment movement and
+//! and tags (bearer token), the release of a run the circuit breaker holds ([`release`],
+//! bearer token), the outlet 360 view ([`outlet`]), the segment movement and
 //! pipeline views ([`pipeline`]), the exports, and the console at `/`.
 
 mod outlet;
 mod pipeline;
+mod release;
 
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use rdkafka::producer::FutureProducer;
 use serde_json::{json, Value};
@@ -106,6 +108,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/segmentations/{name}/movement",
             get(pipeline::movement),
+        )
+        .route(
+            "/api/segmentations/{name}/runs/{run}/release",
+            post(release::release),
         )
         .route("/api/segmentations/{name}/export.csv", get(export_csv))
         .route("/api/segmentations/{name}/export.xlsx", get(export_xlsx))

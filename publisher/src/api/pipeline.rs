@@ -1,4 +1,5 @@
-//! The overview routes: segmentations with their latest runs, the segment movement of a
+//! The overview routes: segmentations with their latest runs (and the run the circuit
+//! breaker holds, if any), the segment movement of a
 //! run, and the pipeline status (last runs and their quality, freshness and lag,
 //! dead-letter counts).
 
@@ -10,6 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{json, Value};
 
 use super::{snapshot, ApiResult, AppState};
+use crate::hold::HeldRun;
 use crate::snapshot::Snapshot;
 use crate::tables;
 
@@ -32,6 +34,7 @@ fn summary(
     name: &str,
     snap: Option<&Snapshot>,
     cycle: &crate::state::CycleState,
+    held: Option<&HeldRun>,
 ) -> Value {
     let c = s.cfg.segmentation(name);
     json!({
@@ -44,6 +47,11 @@ fn summary(
         "segments": snap.map(|s| s.profiles.len()),
         "quality": snap.map(|s| quality(&s.run.model)),
         "published": (!cycle.run_id.is_empty()).then(|| json!({"run_id": cycle.run_id, "published_at": cycle.published_at})),
+        "held": held.map(|h| {
+            let mut v = json!(h);
+            v["release"] = json!(format!("/api/segmentations/{name}/runs/{}/release", h.run));
+            v
+        }),
     })
 }
 
@@ -51,9 +59,18 @@ fn summary(
 pub(super) async fn segmentations(State(s): State<AppState>) -> ApiResult<Json<Vec<Value>>> {
     let mut out = Vec::new();
     for n in names(&s).await? {
-        let snap = s.snapshots.get(&n).await?;
+        // A segmentation whose run cannot be read is listed with its error; the others
+        // are listed as usual.
+        let snap = match s.snapshots.get(&n).await {
+            Ok(snap) => snap,
+            Err(e) => {
+                out.push(json!({"name": n, "error": e.to_string()}));
+                continue;
+            }
+        };
         let cycle = crate::state::load_cycle(s.snapshots.storage(), &n).await?;
-        out.push(summary(&s, &n, snap.as_deref(), &cycle));
+        let held = s.snapshots.held(&n).await?;
+        out.push(summary(&s, &n, snap.as_deref(), &cycle, held.as_ref()));
     }
     Ok(Json(out))
 }
@@ -172,7 +189,8 @@ pub(super) async fn pipeline(State(s): State<AppState>) -> ApiResult<Json<Value>
             .into_iter()
             .map(|(run_id, model)| json!({"run_id": run_id, "quality": quality(&model), "segments": model.get("centroids").and_then(Value::as_array).map(Vec::len)}))
             .collect();
-        let mut v = summary(&s, &n, snap.as_deref(), &cycle);
+        let held = s.snapshots.held(&n).await?;
+        let mut v = summary(&s, &n, snap.as_deref(), &cycle, held.as_ref());
         v["runs"] = json!(runs);
         v["days_since_as_of"] = json!(snap
             .as_ref()

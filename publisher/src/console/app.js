@@ -76,7 +76,7 @@ async function loadSegmentations() {
   state.segmentations = await api("/api/segmentations");
   const sel = $("#segmentation");
   const saved = localStorage.getItem("spectra.segmentation");
-  sel.innerHTML = state.segmentations.map((s) => `<option value="${esc(s.name)}">${esc(s.name)}</option>`).join("");
+  sel.innerHTML = state.segmentations.map((s) => `<option value="${esc(s.name)}">${esc(s.name)}${s.held ? " (held)" : ""}</option>`).join("");
   const names = state.segmentations.map((s) => s.name);
   state.current = names.includes(saved) ? saved : names.find((n) => state.segmentations.find((s) => s.name === n).latest) || names[0] || null;
   if (state.current) sel.value = state.current;
@@ -91,12 +91,38 @@ async function viewSegments() {
   if (!state.current) return (main.innerHTML = noRun());
   const segs = await api(`/api/segmentations/${encodeURIComponent(state.current)}/segments`);
   const info = state.segmentations.find((s) => s.name === state.current) || {};
-  main.innerHTML = `<div class="page-head"><div><h1>${esc(state.current)}</h1>
+  main.innerHTML = `${heldBanner(info)}<div class="page-head"><div><h1>${esc(state.current)}</h1>
     <span class="muted">${segs.length} segments · ${num(info.outlets)} outlets · run ${esc(info.latest?.run_id)}${info.level ? " · level " + esc(info.level) : ""}</span></div>
     <div style="display:flex;gap:12px;align-items:center">${legend}
     <a href="/api/segmentations/${encodeURIComponent(state.current)}/export.csv">CSV</a>
     <a href="/api/segmentations/${encodeURIComponent(state.current)}/export.xlsx">XLSX</a></div></div>
     <div class="grid" id="segments">${segs.map(segmentCard).join("")}</div>`;
+  const release = $("#release-btn");
+  if (release) release.onclick = () => releaseRun(state.current, info.held.run);
+}
+
+// A run the circuit breaker holds: what it would change, and the Release button (token).
+function heldBanner(info) {
+  const h = info.held;
+  if (!h) return "";
+  return `<div class="card held" id="held"><h2>Run ${esc(h.run_id)} is held, not published</h2>
+    <p>${num(h.moved)} moved and ${num(h.left)} tombstoned of ${num(h.baseline_outlets)} outlets (${pct(h.change_share)} &gt; ${pct(h.max_change_share)}).
+    Still published: ${esc(h.baseline?.run_id)}. ${esc(h.reason)}</p>
+    <button type="button" id="release-btn">Release</button> <span class="muted">Publishes the held run; needs the API token.</span></div>`;
+}
+
+async function releaseRun(name, run, retried = false) {
+  try {
+    await api(`/api/segmentations/${encodeURIComponent(name)}/runs/${encodeURIComponent(run)}/release`, {
+      method: "POST", headers: { authorization: `Bearer ${token(false)}` },
+    });
+    toast("Released; the run is being published");
+    await loadSegmentations();
+    viewSegments();
+  } catch (e) {
+    if (e.status === 401 && !retried) { token(true); return releaseRun(name, run, true); }
+    toast(e.message);
+  }
 }
 
 function segmentCard(s) {
@@ -253,6 +279,7 @@ async function viewPipeline() {
     <div class="card"><h2>Segmentations</h2><b style="font-size:26px">${p.segmentations.length}</b><div class="muted">${p.segmentations.filter((s) => s.published_behind).length} waiting to be published</div></div>
   </div>
   ${p.segmentations.map((s) => `<div class="card" style="margin-top:16px"><h2>${esc(s.name)}</h2>
+    ${s.held ? `<div class="bad">held: ${esc(s.held.run_id)} (${pct(s.held.change_share)} of outlets would change)</div>` : ""}
     <span class="muted">latest ${esc(s.latest?.run_id || "none")} · ${s.days_since_as_of ?? "—"} days since as-of · published ${esc(s.published?.run_id || "never")} ${esc(s.published?.published_at || "")}</span>
     <table style="margin-top:8px"><thead><tr><th>run</th><th class="num">segments</th>${qualityKeys(s.runs).map((key) => `<th class="num">${esc(key)}</th>`).join("")}</tr></thead><tbody>
     ${s.runs.map((r) => `<tr><td>${esc(r.run_id)}</td><td class="num">${r.segments ?? ""}</td>${qualityKeys(s.runs).map((key) => `<td class="num">${q(r.quality?.[key])}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`).join("")}`;

@@ -42,6 +42,33 @@ pub async fn latest_complete(
         .max())
 }
 
+/// The path of `current.json`: the as-of date the aggregator considers current for a
+/// segmentation (`{"as_of", "path", "created_at"}`), written after the folder's manifest.
+pub fn current_path(segmentation: &str) -> String {
+    format!("features/segmentation={segmentation}/current.json")
+}
+
+/// The as-of date of the current features: the one `current.json` names when its folder
+/// is complete, else (stores written before the pointer existed, or hand-written
+/// folders) the latest complete folder. It may be earlier than an existing folder: the
+/// aggregator moves it back when the data is corrected.
+pub async fn current(storage: &Storage, segmentation: &str) -> Result<Option<NaiveDate>, Error> {
+    #[derive(serde::Deserialize)]
+    struct Pointer {
+        as_of: NaiveDate,
+    }
+    let pointer: Option<Pointer> = storage.get_json(&current_path(segmentation)).await?;
+    if let Some(p) = pointer {
+        let manifest = format!("{}/_manifest.json", folder(segmentation, p.as_of));
+        if storage.get(&manifest).await?.is_some() {
+            return Ok(Some(p.as_of));
+        }
+        // The aggregator is rewriting that folder: nothing is current until it is done.
+        return Ok(None);
+    }
+    latest_complete(storage, segmentation).await
+}
+
 /// The KPIs of one outlet in the window (kpis.parquet).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Kpis {

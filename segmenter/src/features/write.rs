@@ -1,7 +1,7 @@
 //! Writes a features folder in the aggregator's layout (README "Tables"): for tests,
 //! benchmarks and fixtures that need feature tables without running the aggregator.
 //! The manifest is written last, as the aggregator does, so the folder turns complete
-//! atomically.
+//! atomically, and `current.json` after it names the folder as the current one.
 
 use std::sync::Arc;
 
@@ -220,6 +220,12 @@ impl FeatureTables {
                     "unknown_outlets": 0,
                     "created_at": chrono::Utc::now().to_rfc3339(),
                 }),
+            )
+            .await?;
+        storage
+            .put_json(
+                &super::current_path(segmentation),
+                &json!({"as_of": as_of.to_string(), "path": dir, "created_at": chrono::Utc::now().to_rfc3339()}),
             )
             .await?;
         Ok(())

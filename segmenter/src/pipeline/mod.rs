@@ -39,6 +39,8 @@ pub const KPI_COLUMNS: [&str; 4] = [
 pub struct PreviousRun {
     /// Its run id.
     pub run_id: String,
+    /// Where it lives (the baseline a held run names).
+    pub pointer: spectra_core::hold::RunPointer,
     /// Its model.json.
     pub model: ModelFile,
     /// Segment id per assigned outlet.
@@ -300,6 +302,7 @@ pub fn compute(
         k_selection: clustered.k_selection.clone(),
         restructure: clustered.restructure.clone(),
         k_check: clustered.k_check(sil, previous),
+        hold: None,
     };
     Ok(RunOutput {
         run_id: run_id.to_owned(),

@@ -261,8 +261,20 @@ pub struct PublishConfig {
     pub listen: String,
     /// Bearer token required by `PUT` routes; empty disables editing.
     pub api_token: String,
+    /// Bearer token required by the read routes (`GET /api/…`, the exports) when set;
+    /// `api_token` is accepted there too. Empty leaves them open. The console page and
+    /// its files, `/healthz`, `/readyz` and `/metrics` are always open.
+    pub read_token: String,
     /// How often to look for new runs, seconds.
     pub poll_seconds: u64,
+    /// Longest an HTTP request may take, seconds, waiting for a free slot included;
+    /// a slower one is answered `503`. Raise it for exports of very large segmentations.
+    pub request_timeout_seconds: u64,
+    /// HTTP requests served at once (console and API; the admin routes are not
+    /// counted); further ones wait for a slot within `request_timeout_seconds`.
+    pub max_concurrent_requests: usize,
+    /// Largest request body accepted, bytes; a larger one is answered `413`.
+    pub max_body_bytes: usize,
 }
 
 impl Default for PublishConfig {
@@ -270,7 +282,11 @@ impl Default for PublishConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             api_token: String::new(),
+            read_token: String::new(),
             poll_seconds: 30,
+            request_timeout_seconds: 60,
+            max_concurrent_requests: 64,
+            max_body_bytes: 64 * 1024,
         }
     }
 }
@@ -535,6 +551,15 @@ impl Config {
         if self.aggregate.as_of_reference_days == 0 {
             p.push("aggregate.as_of_reference_days must be at least 1".into());
         }
+        if self.publish.request_timeout_seconds == 0 {
+            p.push("publish.request_timeout_seconds must be at least 1".into());
+        }
+        if self.publish.max_concurrent_requests == 0 {
+            p.push("publish.max_concurrent_requests must be at least 1".into());
+        }
+        if self.publish.max_body_bytes < 1024 {
+            p.push("publish.max_body_bytes must be at least 1024 (a name, description and tags need room)".into());
+        }
         let mut names = std::collections::HashSet::new();
         for s in &self.segmentation {
             s.problems(&mut p);
@@ -592,8 +617,11 @@ mod tests {
             )?;
             jail.set_env("SPECTRA__KAFKA__BROKERS", "env:9092");
             jail.set_env("SPECTRA__INGEST__FLUSH_ROWS", "10");
+            jail.set_env("SPECTRA__PUBLISH__READ_TOKEN", "r3ad");
             let c = Config::load(Some(Path::new("spectra.toml")), &NoFlags {}).unwrap();
             assert_eq!(c.kafka.brokers, "env:9092");
+            assert_eq!(c.publish.read_token, "r3ad");
+            assert_eq!(c.publish.max_concurrent_requests, 64);
             assert_eq!(c.ingest.flush_rows, 10);
             assert_eq!(c.segmentation.len(), 2);
             assert_eq!(c.segmentation[1].k, KSpec::Fixed(5));
@@ -617,12 +645,20 @@ mod tests {
                 level = "colour"
                 window_days = 0
                 k_range = [5, 2]
+                [publish]
+                max_concurrent_requests = 0
                 "#,
             )?;
             let e = Config::load(Some(Path::new("bad.toml")), &NoFlags {})
                 .unwrap_err()
                 .to_string();
-            for want in ["name `x y`", "level `colour`", "window_days", "k_range"] {
+            for want in [
+                "name `x y`",
+                "level `colour`",
+                "window_days",
+                "k_range",
+                "max_concurrent_requests",
+            ] {
                 assert!(e.contains(want), "{want} not in {e}");
             }
             jail.create_file("unknown.toml", "[kafka]\nbrokerz = \"x\"\n")?;

@@ -2,6 +2,8 @@
 //! `export.csv` / `export.xlsx` endpoints): one row per assigned outlet with its
 //! segment's current name and tags and its net value and lines in the window.
 
+use std::borrow::Cow;
+
 use rust_xlsxwriter::{Format, Workbook};
 use serde::Serialize;
 
@@ -99,11 +101,40 @@ pub fn rows(snap: &Snapshot, metadata: &MetadataStore) -> Vec<ExportRow> {
     out
 }
 
-/// The rows as CSV with a header line.
+/// A text cell a spreadsheet would read as a formula (it starts with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return) gets a leading `'`, which spreadsheets show as
+/// text (OWASP's CSV injection guidance); any other text is returned as is.
+pub fn neutralise(cell: &str) -> Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => Cow::Owned(format!("'{cell}")),
+        _ => Cow::Borrowed(cell),
+    }
+}
+
+/// A row with every text cell neutralised; numbers stay numbers.
+fn neutralised(r: &ExportRow) -> ExportRow {
+    let t = |s: &String| neutralise(s).into_owned();
+    ExportRow {
+        segmentation: t(&r.segmentation),
+        outlet_id: t(&r.outlet_id),
+        outlet_name: t(&r.outlet_name),
+        segment_id: t(&r.segment_id),
+        segment_name: t(&r.segment_name),
+        tags: t(&r.tags),
+        as_of: t(&r.as_of),
+        run_id: t(&r.run_id),
+        region: t(&r.region),
+        channel: t(&r.channel),
+        change: t(&r.change),
+        ..r.clone()
+    }
+}
+
+/// The rows as CSV with a header line, text cells [`neutralise`]d.
 pub fn to_csv(rows: &[ExportRow]) -> Result<Vec<u8>, Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
-        w.serialize(r)
+        w.serialize(neutralised(r))
             .map_err(|e| Error::Export(format!("csv: {e}")))?;
     }
     if rows.is_empty() {
@@ -115,7 +146,7 @@ pub fn to_csv(rows: &[ExportRow]) -> Result<Vec<u8>, Error> {
 }
 
 /// The rows as an XLSX workbook: a bold, frozen header with a filter, numbers as
-/// numbers.
+/// numbers, text as string cells (never formulas, whatever the text starts with).
 pub fn to_xlsx(rows: &[ExportRow], sheet: &str) -> Result<Vec<u8>, Error> {
     let err = |e: rust_xlsxwriter::XlsxError| Error::Export(format!("xlsx: {e}"));
     let mut wb = Workbook::new();
@@ -169,4 +200,73 @@ pub fn to_xlsx(rows: &[ExportRow], sheet: &str) -> Result<Vec<u8>, Error> {
         ws.set_column_width(c, w).map_err(err)?;
     }
     wb.save_to_buffer().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, tags: &str, outlet_name: &str, value: f64) -> ExportRow {
+        ExportRow {
+            segmentation: "mix".into(),
+            outlet_id: "O1".into(),
+            outlet_name: outlet_name.into(),
+            segment_id: "S1".into(),
+            segment_name: name.into(),
+            tags: tags.into(),
+            confidence: 0.5,
+            value,
+            lines: -3,
+            as_of: "2026-11-21".into(),
+            run_id: "mix/2026-11-21/1".into(),
+            region: "north".into(),
+            channel: "@kiosk".into(),
+            change: "same".into(),
+            potential: -0.25,
+        }
+    }
+
+    #[test]
+    fn formula_starts_get_a_quote_and_nothing_else_does() {
+        for hostile in [
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "+1+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\t=1",
+            "\r=1",
+        ] {
+            assert_eq!(neutralise(hostile), format!("'{hostile}"), "{hostile:?}");
+        }
+        for plain in ["coffee lovers", "#premium", "", "1=1", " =1", "'quoted"] {
+            assert!(
+                matches!(neutralise(plain), Cow::Borrowed(p) if p == plain),
+                "{plain:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn csv_neutralises_text_cells_and_keeps_negative_numbers() {
+        let rows = [row(
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "-cheap @all",
+            "+48 shop",
+            -120.5,
+        )];
+        let data = to_csv(&rows).unwrap();
+        let mut r = csv::Reader::from_reader(&data[..]);
+        let rec = r.records().next().unwrap().unwrap();
+        assert_eq!(&rec[4], "'=HYPERLINK(\"http://x\",\"y\")");
+        assert_eq!(&rec[5], "'-cheap @all");
+        assert_eq!(&rec[2], "'+48 shop");
+        assert_eq!(&rec[12], "'@kiosk");
+        assert_eq!(&rec[1], "O1", "plain text untouched");
+        // Numbers are written as numbers, minus signs and all.
+        assert_eq!(&rec[7], "-120.5");
+        assert_eq!(&rec[8], "-3");
+        assert_eq!(&rec[14], "-0.25");
+        // The input rows are not changed (the XLSX writes the text as it is).
+        assert_eq!(rows[0].segment_name, "=HYPERLINK(\"http://x\",\"y\")");
+    }
 }

@@ -1,6 +1,7 @@
 //! The web console in headless Chromium: it loads, shows every segment with its
-//! spectrum chart, and a tag set through the API appears after a reload. A screenshot
-//! is saved to `{target}/artifacts/console.png` (and the segment page beside it).
+//! spectrum chart, and a tag set through the API appears after a reload; names and tags
+//! full of markup show as text, under a Content-Security-Policy without inline script.
+//! Screenshots are saved to `{target}/artifacts/console*.png`.
 
 mod publish_fixtures;
 
@@ -162,6 +163,144 @@ async fn console_shows_segments_with_charts_and_an_edited_tag_after_reload() {
         "a real page, not a blank one ({} bytes)",
         png.len()
     );
+    eprintln!("screenshot: {}", shot.display());
+    token.cancel();
+}
+
+/// The serialized DOM without the values of `value="…"` attributes (an input holding
+/// markup as text is fine, whatever the serializer does with its `<`).
+fn without_attribute_values(dom: &str) -> String {
+    let mut out = String::with_capacity(dom.len());
+    let mut rest = dom;
+    while let Some(i) = rest.find("value=\"") {
+        out.push_str(&rest[..i + 7]);
+        rest = &rest[i + 7..];
+        rest = &rest[rest.find('"').map_or(rest.len(), |j| j)..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A segment name, description and tags full of markup and formulas, set through the
+/// real `PUT` API, show as literal text on the segments page and the segment page: no
+/// element is created from them. The page is served with a Content-Security-Policy that
+/// allows no inline script, and still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_names_and_tags_show_as_text_never_as_markup() {
+    let as_of: chrono::NaiveDate = "2026-11-21".parse().unwrap();
+    let (_dir, url, root) = fx::storage();
+    let cfg = fx::config(&url, &spectra_tests::fresh("uix"));
+    let outlets = fx::outlets(45);
+    let lines = fx::lines(6, &outlets, as_of, 91, 25);
+    fx::write_daily(&root, &lines);
+    fx::write_features(&root, "mix", as_of, 91, &outlets, &lines);
+    fx::write_run(
+        &root,
+        "mix",
+        as_of,
+        1,
+        &fx::first_assignments(&outlets),
+        &fx::window_totals(&lines, as_of, 91),
+    );
+    let token = CancellationToken::new();
+    let svc = spectra_publisher::start(
+        cfg.clone(),
+        Context::new(token.clone()),
+        PublishOptions::default(),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", svc.addr().unwrap());
+
+    // The page: security headers, and no inline script for the policy to forbid.
+    let page = reqwest::get(format!("{base}/")).await.unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-eval"));
+    assert!(!csp
+        .split(';')
+        .any(|d| d.trim().starts_with("script-src") && d.contains("unsafe-inline")));
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let html = page.text().await.unwrap();
+    assert_eq!(
+        html.matches("<script").count(),
+        html.matches("<script src=\"/console/").count(),
+        "every script is a served file: {html}"
+    );
+
+    let name = "<img src=x onerror=alert(1)>";
+    let description = "<b>bold</b><script>alert(2)</script>";
+    let tags = [
+        "=HYPERLINK(\"http://x\";\"y\")",
+        "<img/src=y/onerror=alert(3)>",
+    ];
+    let r = reqwest::Client::new()
+        .put(format!("{base}/api/segmentations/mix/segments/S2"))
+        .bearer_auth("s3cret")
+        .json(&json!({"name": name, "description": description, "tags": tags}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let dir = artifacts();
+    let shot = dir.join("console-hostile.png");
+    let _ = std::fs::remove_file(&shot);
+    let (list, detail) = tokio::task::spawn_blocking({
+        let (base, shot) = (base.clone(), shot.clone());
+        move || {
+            let list = browser(&["--dump-dom"], &format!("{base}/#/segments"));
+            browser(
+                &[&format!("--screenshot={}", shot.display())],
+                &format!("{base}/#/segment/S2"),
+            );
+            let detail = browser(&["--dump-dom"], &format!("{base}/#/segment/S2"));
+            (list, detail)
+        }
+    })
+    .await
+    .unwrap();
+
+    // The console ran (under the policy) and rendered every segment.
+    assert_eq!(
+        list.matches("class=\"card segment-card\"").count(),
+        3,
+        "{list}"
+    );
+    let card = list.split("data-segment=\"S2\"").nth(1).expect("S2 card");
+    let card = card.split("</article>").next().unwrap();
+    assert!(
+        card.contains("&lt;img src=x onerror=alert(1)&gt;</a>"),
+        "the name as text on the card: {card}"
+    );
+    assert!(
+        card.contains("<span class=\"tag\">=HYPERLINK(\"http://x\";\"y\")</span>"),
+        "{card}"
+    );
+    assert!(
+        card.contains("<span class=\"tag\">&lt;img/src=y/onerror=alert(3)&gt;</span>"),
+        "{card}"
+    );
+    assert!(
+        card.contains("&lt;b&gt;bold&lt;/b&gt;&lt;script&gt;alert(2)&lt;/script&gt;"),
+        "the description as text: {card}"
+    );
+    assert!(
+        detail.contains("Category fit") && detail.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "the segment page shows the name as text: {detail}"
+    );
+    for (page, dom) in [("segments", &list), ("segment", &detail)] {
+        let dom = without_attribute_values(dom);
+        assert!(
+            !dom.contains("<img") && !dom.contains("<b>bold") && !dom.contains("<script>alert"),
+            "the {page} page made elements from the data: {dom}"
+        );
+    }
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
     eprintln!("screenshot: {}", shot.display());
     token.cancel();
 }

@@ -2,8 +2,10 @@
 //! `{"error": "…"}` sentences. Segmentations and their profiles, the editing of names
 //! and tags (bearer token), the release of a run the circuit breaker holds ([`release`],
 //! bearer token), the outlet 360 view ([`outlet`]), the segment movement and
-//! pipeline views ([`pipeline`]), the exports, and the console at `/`.
+//! pipeline views ([`pipeline`]), the exports, and the console at `/`. Tokens, limits
+//! and security headers are in [`guard`].
 
+pub mod guard;
 mod outlet;
 mod pipeline;
 mod release;
@@ -11,7 +13,7 @@ mod release;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -90,11 +92,16 @@ impl IntoResponse for ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// The whole router: API, exports and console (merge the admin routes beside it).
+/// The read routes need `publish.read_token` when it is set; every route runs under
+/// the request deadline, the concurrency limit and the body limit, and every response
+/// carries the security headers ([`guard`]).
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
-    Router::new()
-        .route("/", get(crate::console::index))
-        .route("/console/{file}", get(crate::console::asset))
+    let publish = &state.cfg.publish;
+    let tokens = guard::Tokens::new(publish);
+    let limits = guard::Limits::new(publish);
+    let body_limit = publish.max_body_bytes;
+    let api = Router::new()
         .route("/api/segmentations", get(pipeline::segmentations))
         .route("/api/segmentations/{name}/segments", get(segments))
         .route(
@@ -118,10 +125,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/outlets", get(outlet::search))
         .route("/api/outlets/{id}", get(outlet::outlet))
         .route("/api/pipeline", get(pipeline::pipeline))
+        .route_layer(middleware::from_fn_with_state(tokens, guard::require_read));
+    Router::new()
+        .route("/", get(crate::console::index))
+        .route("/console/{file}", get(crate::console::asset))
+        .merge(api)
         .route_layer(middleware::from_fn_with_state(metrics, track))
         .fallback(|| async {
             ApiError::not_found("no such route; see GET / for the console and /api/segmentations")
         })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(limits, guard::limit))
+        .layer(middleware::from_fn(guard::security_headers))
         .with_state(state)
 }
 
@@ -180,51 +195,13 @@ async fn segment(
     Ok(Json(snap.profile_message(&s.metadata, p)))
 }
 
-/// Checks `Authorization: Bearer …` against `publish.api_token`.
-fn authorize(cfg: &Config, headers: &HeaderMap) -> ApiResult<()> {
-    let token = cfg.publish.api_token.as_bytes();
-    if token.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "editing is disabled: set publish.api_token (SPECTRA__PUBLISH__API_TOKEN) to enable it",
-        ));
-    }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing `Authorization: Bearer <token>` header",
-            )
-        })?
-        .as_bytes();
-    // Constant-time comparison.
-    let same = given.len() == token.len()
-        && given
-            .iter()
-            .zip(token)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "the bearer token is not valid",
-        ))
-    }
-}
-
 async fn put_segment(
     State(s): State<AppState>,
     Path((name, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<SegmentMetadata>> {
-    authorize(&s.cfg, &headers)?;
+    guard::Tokens::new(&s.cfg.publish).authorize_write(&headers)?;
     let snap = snapshot(&s, &name).await?;
     if !snap.profiles.iter().any(|p| p.segment_id == id) {
         return Err(ApiError::not_found(format!(
@@ -295,4 +272,144 @@ fn attachment(content_type: &'static str, file: &str, data: Vec<u8>) -> Response
         data,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use reqwest::StatusCode;
+    use spectra_core::service::Context;
+    use spectra_core::Storage;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+
+    /// The real router (no broker needed: the producer connects lazily) on a free port.
+    async fn serve(read_token: &str) -> (String, CancellationToken) {
+        let mut cfg = Config::default();
+        cfg.publish.api_token = "wr1te".into();
+        cfg.publish.read_token = read_token.into();
+        cfg.publish.max_body_bytes = 4096;
+        let ctx = Context::new(CancellationToken::new());
+        let state = AppState {
+            producer: crate::kafka::producer(&cfg).unwrap(),
+            cfg: Arc::new(cfg),
+            snapshots: Snapshots::new(Storage::memory(), HashMap::new()),
+            metadata: MetadataStore::default(),
+            metrics: PublishMetrics::register(&ctx.metrics),
+            changed: Arc::new(Notify::new()),
+        };
+        let app = router(state).merge(spectra_core::admin::router(ctx.admin_state()));
+        let addr = spectra_core::admin::serve("127.0.0.1:0", app, ctx.shutdown.clone())
+            .await
+            .unwrap();
+        (format!("http://{addr}"), ctx.shutdown)
+    }
+
+    async fn status(req: reqwest::RequestBuilder) -> StatusCode {
+        req.send().await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn read_token_guards_the_api_and_exports_but_not_the_console_or_admin() {
+        let (base, stop) = serve("r3ad").await;
+        let c = reqwest::Client::new();
+        let reads = [
+            "/api/segmentations",
+            "/api/pipeline",
+            "/api/outlets?q=x",
+            "/api/segmentations/mix/segments",
+            "/api/segmentations/mix/export.csv",
+            "/api/segmentations/mix/export.xlsx",
+        ];
+        for path in reads {
+            let url = format!("{base}{path}");
+            let r = c.get(&url).send().await.unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "{path} without a token"
+            );
+            assert_eq!(r.headers()["www-authenticate"], "Bearer");
+            assert_eq!(
+                status(c.get(&url).bearer_auth("wrong")).await,
+                StatusCode::UNAUTHORIZED,
+                "{path} with a wrong token"
+            );
+            if path == "/api/pipeline" {
+                continue; // past the guard it asks the broker, which this test has not
+            }
+            for good in ["Bearer r3ad", "bearer r3ad", "BEARER wr1te"] {
+                let s = status(c.get(&url).header("authorization", good)).await;
+                assert!(
+                    s == StatusCode::OK || s == StatusCode::NOT_FOUND,
+                    "{path} with `{good}`: {s}"
+                );
+            }
+        }
+        for open in [
+            "/",
+            "/console/app.js",
+            "/console/style.css",
+            "/healthz",
+            "/metrics",
+        ] {
+            assert_eq!(
+                status(c.get(format!("{base}{open}"))).await,
+                StatusCode::OK,
+                "{open} stays open"
+            );
+        }
+        // Writing takes the write token only.
+        let put = |t: &str| {
+            c.put(format!("{base}/api/segmentations/mix/segments/S1"))
+                .bearer_auth(t)
+                .json(&json!({"name": "x"}))
+        };
+        assert_eq!(status(put("r3ad")).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            status(put("wr1te")).await,
+            StatusCode::NOT_FOUND,
+            "no run yet"
+        );
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn without_a_read_token_reads_are_open() {
+        let (base, stop) = serve("").await;
+        let r = reqwest::get(format!("{base}/api/segmentations"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn security_headers_on_every_response_and_a_body_limit() {
+        let (base, stop) = serve("").await;
+        let c = reqwest::Client::new();
+        for path in ["/", "/console/app.js", "/api/segmentations", "/nope"] {
+            let r = c.get(format!("{base}{path}")).send().await.unwrap();
+            let h = r.headers();
+            assert_eq!(
+                h["content-security-policy"],
+                guard::CONTENT_SECURITY_POLICY,
+                "{path}"
+            );
+            assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+            assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        }
+        let big = json!({"name": "x", "description": "d".repeat(5000)});
+        let r = c
+            .put(format!("{base}/api/segmentations/mix/segments/S1"))
+            .bearer_auth("wr1te")
+            .json(&big)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        stop.cancel();
+    }
 }

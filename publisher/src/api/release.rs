@@ -10,7 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 use spectra_core::hold::Release;
 
-use super::{authorize, ApiError, ApiResult, AppState};
+use super::{guard, ApiError, ApiResult, AppState};
 
 /// The optional body of a release.
 #[derive(Debug, Default, Deserialize)]
@@ -26,7 +26,7 @@ pub(super) async fn release(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Release>> {
-    authorize(&s.cfg, &headers)?;
+    guard::Tokens::new(&s.cfg.publish).authorize_write(&headers)?;
     let b: ReleaseBody = if body.iter().all(u8::is_ascii_whitespace) {
         ReleaseBody::default()
     } else {

@@ -1,4 +1,7 @@
 // Spectra console: vanilla JS over the JSON API, inline SVG charts, hash routing.
+// Rule: every value from the API (names, descriptions, tags, ids, master data) goes
+// into markup through esc() (or textContent), never raw; numbers through num()/fmt.
+// The page's Content-Security-Policy allows scripts from this origin only.
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
@@ -20,16 +23,62 @@ function toast(msg) {
   setTimeout(() => t.classList.remove("show"), 2600);
 }
 
-async function api(path, opts = {}) {
-  const r = await fetch(path, opts);
-  const body = r.headers.get("content-type")?.includes("json") ? await r.json() : await r.text();
+// The API token (publish.api_token, or publish.read_token when reads need one) lives
+// in this tab's sessionStorage only: never localStorage, so it is gone with the tab.
+localStorage.removeItem("spectra.token"); // left there by older consoles
+const TOKEN_KEY = "spectra.token";
+function token(ask, why = "API token (publish.api_token) for editing names and tags:") {
+  if (ask) {
+    const t = prompt(why, "");
+    if (t !== null) sessionStorage.setItem(TOKEN_KEY, t.trim());
+  }
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+function authHeaders(headers = {}) {
+  const t = token(false);
+  return t ? { ...headers, authorization: `Bearer ${t}` } : headers;
+}
+
+async function fetchOk(path, opts = {}, retried = false) {
+  const r = await fetch(path, { ...opts, headers: authHeaders(opts.headers) });
+  // Reads need a token when publish.read_token is set: ask once, then retry.
+  if (r.status === 401 && !retried && (opts.method || "GET") === "GET") {
+    token(true, "API token (publish.read_token or publish.api_token) for reading segments:");
+    return fetchOk(path, opts, true);
+  }
   if (!r.ok) {
+    const body = r.headers.get("content-type")?.includes("json") ? await r.json() : await r.text();
     const e = new Error(body && body.error ? body.error : `HTTP ${r.status}`);
     e.status = r.status;
     throw e;
   }
-  return body;
+  return r;
 }
+
+async function api(path, opts = {}) {
+  const r = await fetchOk(path, opts);
+  return r.headers.get("content-type")?.includes("json") ? r.json() : r.text();
+}
+
+// Export links: a plain link cannot carry the token, so with one set the file is
+// fetched with it and saved from a blob.
+async function download(a) {
+  const r = await fetchOk(a.getAttribute("href"));
+  const url = URL.createObjectURL(await r.blob());
+  const save = document.createElement("a");
+  save.href = url;
+  save.download = a.getAttribute("download") || "";
+  document.body.append(save);
+  save.click();
+  save.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+document.addEventListener("click", (e) => {
+  const a = e.target.closest && e.target.closest("a[data-export]");
+  if (!a || !token(false)) return;
+  e.preventDefault();
+  download(a).catch((err) => toast(err.message));
+});
 
 // Index colour: blue below average, neutral at 100, orange above (log scale, ±2 octaves).
 function indexColor(index) {
@@ -94,8 +143,8 @@ async function viewSegments() {
   main.innerHTML = `${heldBanner(info)}<div class="page-head"><div><h1>${esc(state.current)}</h1>
     <span class="muted">${segs.length} segments · ${num(info.outlets)} outlets · run ${esc(info.latest?.run_id)}${info.level ? " · level " + esc(info.level) : ""}</span></div>
     <div style="display:flex;gap:12px;align-items:center">${legend}
-    <a href="/api/segmentations/${encodeURIComponent(state.current)}/export.csv">CSV</a>
-    <a href="/api/segmentations/${encodeURIComponent(state.current)}/export.xlsx">XLSX</a></div></div>
+    <a data-export href="/api/segmentations/${encodeURIComponent(state.current)}/export.csv" download="${esc(state.current)}.csv">CSV</a>
+    <a data-export href="/api/segmentations/${encodeURIComponent(state.current)}/export.xlsx" download="${esc(state.current)}.xlsx">XLSX</a></div></div>
     <div class="grid" id="segments">${segs.map(segmentCard).join("")}</div>`;
   const release = $("#release-btn");
   if (release) release.onclick = () => releaseRun(state.current, info.held.run);
@@ -187,20 +236,12 @@ function patternBlock(p) {
   return `<div class="pattern"><b>${esc(p.name || p.feature)}</b>${p.outlets_share != null ? ` <span class="muted">(${pct(p.outlets_share)} of outlets)</span>` : ""}<div class="skus">${skus}</div></div>`;
 }
 
-function token(ask) {
-  let t = localStorage.getItem("spectra.token");
-  if (!t || ask) {
-    t = prompt("API token (publish.api_token) for editing names and tags:", t || "");
-    if (t !== null) localStorage.setItem("spectra.token", t.trim());
-  }
-  return localStorage.getItem("spectra.token") || "";
-}
-
 async function saveSegment(name, id, form, retried = false) {
   const body = { name: form.get("name"), description: form.get("description"), tags: form.get("tags").split(/\s+/).filter(Boolean) };
   try {
+    if (!token(false)) token(true);
     await api(`/api/segmentations/${encodeURIComponent(name)}/segments/${encodeURIComponent(id)}`, {
-      method: "PUT", headers: { "content-type": "application/json", authorization: `Bearer ${token(false)}` }, body: JSON.stringify(body),
+      method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
     });
     toast("Saved; outlets are being republished");
     viewSegment(id);
@@ -214,13 +255,13 @@ async function viewMovement() {
   if (!state.current) return (main.innerHTML = noRun());
   const m = await api(`/api/segmentations/${encodeURIComponent(state.current)}/movement`);
   const ids = Object.keys(m.segments);
-  const count = (from, to) => m.flows.filter((f) => f.from === from && f.to === to).reduce((s, f) => s + f.outlets, 0);
+  const count = (from, to) => m.flows.filter((f) => f.from === from && f.to === to).reduce((s, f) => s + Number(f.outlets), 0);
   const max = Math.max(1, ...m.flows.filter((f) => f.from !== f.to).map((f) => f.outlets));
   const cell = (from, to) => {
     const n = count(from, to);
     const bg = from === to ? "#f1f3f5" : n ? `rgba(79,70,229,${0.12 + (0.75 * n) / max})` : "transparent";
     const fg = from !== to && n / max > 0.55 ? "#fff" : "inherit";
-    return `<td class="cell" style="background:${bg};color:${fg}">${n || ""}</td>`;
+    return `<td class="cell" style="background:${bg};color:${fg}">${n ? num(n) : ""}</td>`;
   };
   const rows = [null, ...ids].map((from) => `<tr><th>${from === null ? "new outlets" : `${esc(m.segments[from])} <span class="badge">${esc(from)}</span>`}</th>${ids.map((to) => cell(from, to)).join("")}</tr>`);
   main.innerHTML = `<div class="page-head"><div><h1>Segment movement</h1><span class="muted">${esc(m.run_id)}: ${num(m.moved)} moved, ${num(m.new)} new, ${num(m.outlets)} outlets</span></div></div>
@@ -252,7 +293,7 @@ function historyChart(h) {
   if (!h.length) return '<p class="muted">No history.</p>';
   const max = Math.max(1, ...h.map((w) => w.value));
   const bw = 1000 / h.length;
-  const bars = h.map((w, i) => { const ht = (Math.max(w.value, 0) / max) * 90; return `<rect x="${(i * bw + 2).toFixed(1)}" y="${(95 - ht).toFixed(1)}" width="${(bw - 4).toFixed(1)}" height="${ht.toFixed(1)}" fill="#4f46e5" rx="2"><title>week of ${esc(w.week)}: ${num(w.value)} (${w.lines} lines)</title></rect>`; });
+  const bars = h.map((w, i) => { const ht = (Math.max(w.value, 0) / max) * 90; return `<rect x="${(i * bw + 2).toFixed(1)}" y="${(95 - ht).toFixed(1)}" width="${(bw - 4).toFixed(1)}" height="${ht.toFixed(1)}" fill="#4f46e5" rx="2"><title>week of ${esc(w.week)}: ${num(w.value)} (${num(w.lines)} lines)</title></rect>`; });
   return `<svg viewBox="0 0 1000 100" style="width:100%;height:110px" role="img" aria-label="weekly history">${bars.join("")}<line x1="0" y1="95.5" x2="1000" y2="95.5" stroke="#cbd5e1"/></svg>`;
 }
 
@@ -275,14 +316,14 @@ async function viewPipeline() {
   main.innerHTML = `<div class="page-head"><div><h1>Pipeline</h1><span class="muted">as of ${esc(p.now)} · raw data up to ${esc(p.raw_latest_date || "—")} · daily features up to ${esc(p.features_latest_date || "—")}</span></div></div>
   <div class="three">
     <div class="card"><h2>Dead letters</h2><b style="font-size:26px" class="${k.dead_letters ? "bad" : "ok"}">${k.error ? "?" : num(k.dead_letters)}</b><div class="muted">${esc(k.error || `messages on ${k.dead_letter_topic}`)}</div></div>
-    <div class="card"><h2>Ingest lag</h2><b style="font-size:26px">${k.ingest_lag ? num(k.ingest_lag.reduce((s, l) => s + l.lag, 0)) : "?"}</b><div class="muted">messages behind, ${k.ingest_lag ? k.ingest_lag.length : 0} partitions</div></div>
-    <div class="card"><h2>Segmentations</h2><b style="font-size:26px">${p.segmentations.length}</b><div class="muted">${p.segmentations.filter((s) => s.published_behind).length} waiting to be published</div></div>
+    <div class="card"><h2>Ingest lag</h2><b style="font-size:26px">${k.ingest_lag ? num(k.ingest_lag.reduce((s, l) => s + l.lag, 0)) : "?"}</b><div class="muted">messages behind, ${num(k.ingest_lag ? k.ingest_lag.length : 0)} partitions</div></div>
+    <div class="card"><h2>Segmentations</h2><b style="font-size:26px">${num(p.segmentations.length)}</b><div class="muted">${p.segmentations.filter((s) => s.published_behind).length} waiting to be published</div></div>
   </div>
   ${p.segmentations.map((s) => `<div class="card" style="margin-top:16px"><h2>${esc(s.name)}</h2>
     ${s.held ? `<div class="bad">held: ${esc(s.held.run_id)} (${pct(s.held.change_share)} of outlets would change)</div>` : ""}
-    <span class="muted">latest ${esc(s.latest?.run_id || "none")} · ${s.days_since_as_of ?? "—"} days since as-of · published ${esc(s.published?.run_id || "never")} ${esc(s.published?.published_at || "")}</span>
+    <span class="muted">latest ${esc(s.latest?.run_id || "none")} · ${esc(s.days_since_as_of ?? "—")} days since as-of · published ${esc(s.published?.run_id || "never")} ${esc(s.published?.published_at || "")}</span>
     <table style="margin-top:8px"><thead><tr><th>run</th><th class="num">segments</th>${qualityKeys(s.runs).map((key) => `<th class="num">${esc(key)}</th>`).join("")}</tr></thead><tbody>
-    ${s.runs.map((r) => `<tr><td>${esc(r.run_id)}</td><td class="num">${r.segments ?? ""}</td>${qualityKeys(s.runs).map((key) => `<td class="num">${q(r.quality?.[key])}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`).join("")}`;
+    ${s.runs.map((r) => `<tr><td>${esc(r.run_id)}</td><td class="num">${esc(r.segments)}</td>${qualityKeys(s.runs).map((key) => `<td class="num">${q(r.quality?.[key])}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`).join("")}`;
 }
 
 function qualityKeys(runs) {

@@ -62,13 +62,19 @@ fn browser(args: &[&str], url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn console_shows_segments_with_charts_and_an_edited_tag_after_reload() {
+/// A publisher serving the console over a fixture store: `outlets` outlets of the
+/// segmentation `mix`, one run. Returns the store (kept alive), the service's token and
+/// the base URL.
+async fn console(
+    prefix: &str,
+    outlets: usize,
+    seed: u64,
+) -> (tempfile::TempDir, CancellationToken, String) {
     let as_of: chrono::NaiveDate = "2026-11-21".parse().unwrap();
-    let (_dir, url, root) = fx::storage();
-    let cfg = fx::config(&url, &spectra_tests::fresh("ui"));
-    let outlets = fx::outlets(60);
-    let lines = fx::lines(5, &outlets, as_of, 91, 25);
+    let (dir, url, root) = fx::storage();
+    let cfg = fx::config(&url, &spectra_tests::fresh(prefix));
+    let outlets = fx::outlets(outlets);
+    let lines = fx::lines(seed, &outlets, as_of, 91, 25);
     fx::write_daily(&root, &lines);
     fx::write_features(&root, "mix", as_of, 91, &outlets, &lines);
     fx::write_run(
@@ -80,14 +86,16 @@ async fn console_shows_segments_with_charts_and_an_edited_tag_after_reload() {
         &fx::window_totals(&lines, as_of, 91),
     );
     let token = CancellationToken::new();
-    let svc = spectra_publisher::start(
-        cfg.clone(),
-        Context::new(token.clone()),
-        PublishOptions::default(),
-    )
-    .await
-    .unwrap();
+    let svc = spectra_publisher::start(cfg, Context::new(token.clone()), PublishOptions::default())
+        .await
+        .unwrap();
     let base = format!("http://{}", svc.addr().unwrap());
+    (dir, token, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn console_shows_segments_with_charts_and_an_edited_tag_after_reload() {
+    let (_dir, token, base) = console("ui", 60, 5).await;
 
     let dom = tokio::task::spawn_blocking({
         let base = base.clone();
@@ -187,30 +195,7 @@ fn without_attribute_values(dom: &str) -> String {
 /// allows no inline script, and still works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_names_and_tags_show_as_text_never_as_markup() {
-    let as_of: chrono::NaiveDate = "2026-11-21".parse().unwrap();
-    let (_dir, url, root) = fx::storage();
-    let cfg = fx::config(&url, &spectra_tests::fresh("uix"));
-    let outlets = fx::outlets(45);
-    let lines = fx::lines(6, &outlets, as_of, 91, 25);
-    fx::write_daily(&root, &lines);
-    fx::write_features(&root, "mix", as_of, 91, &outlets, &lines);
-    fx::write_run(
-        &root,
-        "mix",
-        as_of,
-        1,
-        &fx::first_assignments(&outlets),
-        &fx::window_totals(&lines, as_of, 91),
-    );
-    let token = CancellationToken::new();
-    let svc = spectra_publisher::start(
-        cfg.clone(),
-        Context::new(token.clone()),
-        PublishOptions::default(),
-    )
-    .await
-    .unwrap();
-    let base = format!("http://{}", svc.addr().unwrap());
+    let (_dir, token, base) = console("uix", 45, 6).await;
 
     // The page: security headers, and no inline script for the policy to forbid.
     let page = reqwest::get(format!("{base}/")).await.unwrap();

@@ -63,6 +63,9 @@ fn demo_config(brokers: &str, storage: &str, listen: &str) -> Config {
         move_margin: 0.1,
         kpi_weight: 0.0,
         seed: 42,
+        recent_days: 28,
+        change_score: 3.5,
+        fit_score: 4.0,
     }];
     cfg
 }

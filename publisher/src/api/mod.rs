@@ -1,8 +1,9 @@
 //! The HTTP API (contract §6): JSON with proper status codes, errors as
 //! `{"error": "…"}` sentences. Segmentations and their profiles, the editing of names
 //! and tags (bearer token), the outlet 360 view ([`outlet`]), the segment movement and
-//! pipeline views ([`pipeline`]), the exports, and the console at `/`.
+//! pipeline views ([`pipeline`]), each move with its evidence ([`movements`]), the exports, and the console at `/`.
 
+mod movements;
 mod outlet;
 mod pipeline;
 
@@ -106,6 +107,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/segmentations/{name}/movement",
             get(pipeline::movement),
+        )
+        .route(
+            "/api/segmentations/{name}/movements",
+            get(movements::movements),
         )
         .route("/api/segmentations/{name}/export.csv", get(export_csv))
         .route("/api/segmentations/{name}/export.xlsx", get(export_xlsx))

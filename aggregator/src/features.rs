@@ -186,6 +186,14 @@ pub async fn build(
         Some(h) => format!("power(0.5, {age} / {h:?})"),
         None => "1.0".to_owned(),
     };
+    // The change detector's recent window: the last `recent_days` of the window
+    // (none when the detector is off).
+    let recent_start = if seg.recent_days > 0 && seg.recent_days < seg.window_days {
+        as_of - seg.recent_days as i32 + 1
+    } else {
+        as_of + 1
+    };
+    let recent = format!("CAST(d.date AS INT) >= {recent_start}");
     let d = format!("(SELECT x.* FROM daily_w x {selected}) d");
     let o = format!("(SELECT x.* FROM outlet_daily_w x {selected}) o");
     let dir = folder(&seg.name, as_of);
@@ -196,7 +204,10 @@ pub async fn build(
         ctx,
         &format!(
             "SELECT d.outlet_id, COALESCE(s.feature, 'unknown') AS feature,
-                    sum(d.net_value * {weight}) AS value, sum(d.net_value) AS raw_value
+                    sum(d.net_value * {weight}) AS value, sum(d.net_value) AS raw_value,
+                    CAST(sum(d.lines) AS BIGINT) AS lines,
+                    sum(CASE WHEN {recent} THEN d.net_value ELSE 0.0 END) AS recent_value,
+                    CAST(sum(CASE WHEN {recent} THEN d.lines ELSE 0 END) AS BIGINT) AS recent_lines
              FROM {d} LEFT JOIN sku_master s ON s.sku_id = d.sku_id
              GROUP BY d.outlet_id, COALESCE(s.feature, 'unknown') ORDER BY outlet_id, feature"
         ),
@@ -232,6 +243,8 @@ pub async fn build(
                SELECT o.outlet_id, sum(o.net_value) AS net_value,
                       CAST(sum(o.lines) AS BIGINT) AS lines,
                       CAST(sum(o.invoices) AS BIGINT) AS invoices,
+                      CAST(sum(CASE WHEN CAST(o.date AS INT) >= {recent_start} THEN o.invoices ELSE 0 END)
+                           AS BIGINT) AS recent_invoices,
                       sum(o.returns_value) AS returns_value,
                       CAST({as_of} - max(CAST(o.date AS INT)) AS BIGINT) AS days_since_last_invoice,
                       count(DISTINCT ({as_of} - CAST(o.date AS INT)) / 7) AS active_weeks
@@ -247,7 +260,7 @@ pub async fn build(
                     CASE WHEN k.net_value - k.returns_value > 0
                          THEN -k.returns_value / (k.net_value - k.returns_value)
                          ELSE 0.0 END AS return_share,
-                    m.name, m.region, m.channel, m.attributes
+                    k.recent_invoices, m.name, m.region, m.channel, m.attributes
              FROM k LEFT JOIN sk ON sk.outlet_id = k.outlet_id
                     LEFT JOIN outlet_master m ON m.outlet_id = k.outlet_id
              ORDER BY k.outlet_id"

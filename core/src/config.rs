@@ -342,6 +342,22 @@ pub struct SegmentationConfig {
     /// Seed of the clustering's random choices.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Days at the end of the window that count as the outlet's recent behaviour, which
+    /// the change detector compares with its earlier behaviour (the rest of the
+    /// window). 0, or a value not below `window_days`, turns the detector off (outlets
+    /// then move on distance and `move_margin` alone).
+    #[serde(default = "default_recent_days")]
+    pub recent_days: u32,
+    /// Score (a standard normal quantile, after the population's over-dispersion is
+    /// divided out) above which an outlet's recent spend shares differ significantly
+    /// from its earlier ones. 3.5 ≈ a one-sided p of 2·10⁻⁴.
+    #[serde(default = "default_change_score")]
+    pub change_score: f64,
+    /// Log-likelihood ratio (nats, over-dispersion divided out) by which the outlet's
+    /// recent spend must fit another segment's recent profile better than its own
+    /// before it moves.
+    #[serde(default = "default_fit_score")]
+    pub fit_score: f64,
     /// Types of outlet attributes as the `filter` sees them (`number` or `text`);
     /// attributes not listed are numbers when every value is a number, else text.
     #[serde(default)]
@@ -384,6 +400,15 @@ fn default_margin() -> f64 {
 fn default_seed() -> u64 {
     42
 }
+fn default_recent_days() -> u32 {
+    28
+}
+fn default_change_score() -> f64 {
+    3.5
+}
+fn default_fit_score() -> f64 {
+    4.0
+}
 fn default_max_change_share() -> f64 {
     crate::hold::DEFAULT_MAX_CHANGE_SHARE
 }
@@ -406,6 +431,9 @@ impl SegmentationConfig {
             seed: default_seed(),
             attribute_types: BTreeMap::new(),
             max_change_share: default_max_change_share(),
+            recent_days: default_recent_days(),
+            change_score: default_change_score(),
+            fit_score: default_fit_score(),
         }
     }
 }
@@ -469,6 +497,11 @@ impl SegmentationConfig {
         if !(0.0..=1.0).contains(&self.max_change_share) {
             out.push(format!(
                 "segmentation `{n}`: max_change_share must be in [0, 1] (1.0 never holds a run)"
+            ));
+        }
+        if !self.change_score.is_finite() || !self.fit_score.is_finite() || self.fit_score < 0.0 {
+            out.push(format!(
+                "segmentation `{n}`: change_score must be finite and fit_score finite and ≥ 0"
             ));
         }
         if self.kpi_weight.is_nan() || self.kpi_weight < 0.0 {

@@ -5,7 +5,8 @@
 //! Around it, `spectra segment`: for each configured segmentation, read the
 //! aggregator's latest complete [`features`] folder, compute a run ([`pipeline`]: warm
 //! start, hysteresis, stable ids, k by silhouette, [`profile`]s, [`gaps`]) and write it
-//! under `segmentations/{name}/runs/` ([`runs`]), `latest.json` last. [`service`] decides
+//! under `segmentations/{name}/runs/` ([`runs`]; the moves with their evidence in
+//! [`movements`]), `latest.json` last. [`service`] decides
 //! when a segmentation is due.
 
 pub mod cluster;
@@ -13,6 +14,7 @@ pub mod features;
 pub mod gaps;
 pub mod metrics;
 pub mod model;
+pub mod movements;
 pub mod naming;
 pub mod patterns;
 pub mod pipeline;

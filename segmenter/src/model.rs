@@ -52,6 +52,49 @@ pub struct ModelFile {
     /// (see `spectra_core::hold`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<spectra_core::hold::Hold>,
+    /// The change detector's run: its settings, the over-dispersion it estimated, and
+    /// each segment's own drift (absent when the detector did not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub movement: Option<MovementReport>,
+}
+
+/// What the change detector saw in a run (model.json `movement`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MovementReport {
+    /// Days of the recent window.
+    pub recent_days: u32,
+    /// Score from which a change is significant.
+    pub change_score: f64,
+    /// Log-likelihood ratio another segment must fit the recent spend by.
+    pub fit_score: f64,
+    /// Over-dispersion φ estimated from the population and divided out.
+    pub dispersion: f64,
+    /// Outlets tested (a previous segment, enough lines in both periods).
+    pub outlets_tested: usize,
+    /// Outlets whose change was significant.
+    pub outlets_changed: usize,
+    /// Outlets the detector moved.
+    pub outlets_moved: usize,
+    /// Per segment: its own drift between the earlier and the recent window — a
+    /// segment whose profile drifts is a different event from outlets moving.
+    pub segments: Vec<SegmentDriftReport>,
+}
+
+/// One segment's drift between the earlier and the recent part of the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentDriftReport {
+    /// Segment id.
+    pub segment_id: String,
+    /// Hellinger distance between its members' pooled earlier and recent spend shares.
+    pub drift: f64,
+    /// The same after the drift of all outlets is taken out (what is its own).
+    pub own_drift: f64,
+    /// `drift ≥ 0.1`: the segment's profile itself drifted.
+    pub drifted: bool,
+    /// The features whose share changed most: `{feature, earlier_share, recent_share}`.
+    pub drivers: Vec<serde_json::Value>,
+    /// Euclidean shift of its centroid since the previous run (0 for a new segment).
+    pub centroid_shift: f64,
 }
 
 /// How spend became clustering columns.
@@ -262,6 +305,7 @@ mod tests {
                 runs_since: 0,
             },
             hold: None,
+            movement: None,
         };
         let now = ["juice", "milk", "coffee"].map(String::from);
         let sm = m.segment_model(&now);

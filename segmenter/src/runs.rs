@@ -3,6 +3,7 @@
 //! ```text
 //! segmentations/{name}/runs/{as_of}.{seq}/assignments.parquet
 //!                                         outlet_gaps.parquet
+//!                                         movements.parquet
 //!                                         profiles.json
 //!                                         model.json
 //! segmentations/{name}/latest.json        {"run_id", "as_of", "path", "held"?} — written last
@@ -265,6 +266,13 @@ pub async fn write_run(
     let g = to_parquet(gaps_schema(), &[gaps_batch(&out.gaps)?])?;
     storage
         .put(&format!("{folder}/outlet_gaps.parquet"), g)
+        .await?;
+    let m = to_parquet(
+        crate::movements::movements_schema(),
+        &[crate::movements::movements_batch(&out.movements)?],
+    )?;
+    storage
+        .put(&format!("{folder}/movements.parquet"), m)
         .await?;
     storage
         .put_json(&format!("{folder}/profiles.json"), &out.profiles)

@@ -403,6 +403,10 @@ pub struct RetailRow {
     pub quantity: f64,
     /// UnitPrice.
     pub unit_price: f64,
+    /// InvoiceNo.
+    pub invoice: String,
+    /// The date part of InvoiceDate (`YYYY-MM-DD`).
+    pub date: String,
 }
 
 /// Every row of the Online Retail file, straight from the CSV (no Spectra code involved).
@@ -421,6 +425,7 @@ pub fn online_retail_rows() -> Vec<RetailRow> {
         col("Quantity"),
         col("UnitPrice"),
     );
+    let (invoice, date) = (col("InvoiceNo"), col("InvoiceDate"));
     r.records()
         .map(|rec| {
             let rec = rec.unwrap();
@@ -434,6 +439,8 @@ pub fn online_retail_rows() -> Vec<RetailRow> {
                 stock_code: rec[code].to_owned(),
                 quantity: rec[qty].parse().unwrap(),
                 unit_price: rec[price].parse().unwrap(),
+                invoice: rec[invoice].to_owned(),
+                date: rec[date].get(..10).unwrap_or_default().to_owned(),
             }
         })
         .collect()

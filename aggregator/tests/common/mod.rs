@@ -135,6 +135,8 @@ pub fn segmentation(
         move_margin: 0.1,
         kpi_weight: 0.0,
         seed: 42,
+        // A third of the window, so every test also checks the recent-window columns.
+        recent_days: (window_days / 3).max(1),
         ..SegmentationConfig::named(name)
     }
 }
@@ -151,9 +153,10 @@ pub fn winners(all: &[Delivery]) -> Vec<Delivery> {
     best.into_values().cloned().collect()
 }
 
-/// Spectrum by (outlet, feature) → (weighted, raw value), and KPIs by outlet.
+/// Spectrum by (outlet, feature) → (weighted, raw value, recent value, lines, recent
+/// lines), and KPIs by outlet.
 pub type Features = (
-    BTreeMap<(String, String), (f64, f64)>,
+    BTreeMap<(String, String), (f64, f64, f64, i64, i64)>,
     BTreeMap<String, Kpi>,
 );
 
@@ -181,7 +184,12 @@ pub fn brute_force(
         .into_iter()
         .filter(|d| d.date >= start && d.date <= as_of)
         .collect();
-    let mut spectrum: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
+    let mut spectrum: BTreeMap<(String, String), (f64, f64, f64, i64, i64)> = BTreeMap::new();
+    let recent_start = if seg.recent_days > 0 && seg.recent_days < seg.window_days {
+        as_of - seg.recent_days as i32 + 1
+    } else {
+        as_of + 1
+    };
     let mut kpis: BTreeMap<String, Kpi> = BTreeMap::new();
     let mut invoices: BTreeMap<String, BTreeSet<(String, String, i32)>> = BTreeMap::new();
     let mut skus: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -196,6 +204,11 @@ pub fn brute_force(
             .or_default();
         e.0 += d.net_value * w;
         e.1 += d.net_value;
+        e.3 += 1;
+        if d.date >= recent_start {
+            e.2 += d.net_value;
+            e.4 += 1;
+        }
         let k = kpis.entry(d.outlet.clone()).or_default();
         k.net_value += d.net_value;
         k.lines += 1;
@@ -286,10 +299,18 @@ pub async fn read_features(storage: &Storage, name: &str, as_of: i32) -> Feature
             f64s(&b, "value"),
             f64s(&b, "raw_value"),
         );
+        let (rv, l, rl) = (
+            f64s(&b, "recent_value"),
+            i64s(&b, "lines"),
+            i64s(&b, "recent_lines"),
+        );
         for i in 0..b.num_rows() {
             assert!(
                 spectrum
-                    .insert((o[i].clone(), f[i].clone()), (v[i], r[i]))
+                    .insert(
+                        (o[i].clone(), f[i].clone()),
+                        (v[i], r[i], rv[i], l[i], rl[i])
+                    )
                     .is_none(),
                 "duplicate spectrum row {} {}",
                 o[i],
@@ -358,7 +379,7 @@ pub fn assert_features_eq(got: &Features, want: &Features, context: &str) {
     for (k, w) in &want.0 {
         let g = got.0[k];
         assert!(
-            close(g.0, w.0) && close(g.1, w.1),
+            close(g.0, w.0) && close(g.1, w.1) && close(g.2, w.2) && (g.3, g.4) == (w.3, w.4),
             "{context}: spectrum {k:?}: got {g:?}, want {w:?}"
         );
     }

@@ -2,10 +2,12 @@
 //! `{"error": "…"}` sentences. Segmentations and their profiles, the editing of names
 //! and tags (bearer token), the release of a run the circuit breaker holds ([`release`],
 //! bearer token), the outlet 360 view ([`outlet`]), the segment movement and
-//! pipeline views ([`pipeline`]), the exports, and the console at `/`. Tokens, limits
-//! and security headers are in [`guard`].
+//! pipeline views ([`pipeline`]), each move with its evidence ([`movements`]), the
+//! exports, and the console at `/`. Tokens, limits and security headers are in
+//! [`guard`].
 
 pub mod guard;
+mod movements;
 mod outlet;
 mod pipeline;
 mod release;
@@ -119,6 +121,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/segmentations/{name}/runs/{run}/release",
             post(release::release),
+        )
+        .route(
+            "/api/segmentations/{name}/movements",
+            get(movements::movements),
         )
         .route("/api/segmentations/{name}/export.csv", get(export_csv))
         .route("/api/segmentations/{name}/export.xlsx", get(export_xlsx))

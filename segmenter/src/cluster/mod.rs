@@ -8,6 +8,9 @@
 //!   allocator that never reuses an id.
 //! - [`incremental`]: one segmentation run from the previous model, with hysteresis
 //!   so outlets move only when another segment fits clearly better.
+//! - [`movement`]: the change detector — an outlet moves when its own recent spend
+//!   differs significantly from its earlier spend and fits another segment clearly
+//!   better; one that only wobbles on a border keeps its segment.
 //! - [`auto_k`]: choosing k at the first run, proposing a split or merge later.
 //! - [`metrics`]: adjusted Rand index and sampled silhouette.
 
@@ -16,6 +19,7 @@ pub mod incremental;
 pub mod kmeans;
 pub mod matching;
 pub mod metrics;
+pub mod movement;
 pub mod transform;
 
 mod hamerly;

@@ -115,6 +115,27 @@ pub struct FeatureSet {
     pub skus: Vec<String>,
     /// Per outlet: `(index into skus, net value)` in the window.
     pub sku_spend: Vec<Vec<(u32, f64)>>,
+    /// The change detector's inputs, when the folder has them (spectrum.parquet's
+    /// `recent_value`, `lines`, `recent_lines`; a folder written before they existed
+    /// has none, and outlets then move on distance alone).
+    pub history: Option<History>,
+}
+
+/// Each outlet's window split into the earlier part and the recent `recent_days`,
+/// rows and columns as [`FeatureSet::spend`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    /// Unweighted spend before the recent window (`raw_value − recent_value`).
+    pub earlier: Array2<f64>,
+    /// Spend in the recent window (`recent_value`).
+    pub recent: Array2<f64>,
+    /// Invoice lines before the recent window, per outlet.
+    pub earlier_lines: Vec<f64>,
+    /// Invoice lines in the recent window, per outlet.
+    pub recent_lines: Vec<f64>,
+    /// Invoices in the recent window, per outlet (kpis.parquet `recent_invoices`; 0
+    /// when absent).
+    pub recent_invoices: Vec<f64>,
 }
 
 impl FeatureSet {
@@ -153,14 +174,41 @@ impl FeatureSet {
             });
         }
 
-        // Spectrum rows: (outlet, feature, value).
+        // Spectrum rows: (outlet, feature, value), and the detector's columns
+        // (raw value, recent value, lines, recent lines) when every batch has them.
         let mut rows: Vec<(String, String, f64)> = Vec::new();
+        let with_history = spectrum.iter().all(|b| {
+            ["raw_value", "recent_value", "lines", "recent_lines"]
+                .iter()
+                .all(|c| b.column_by_name(c).is_some())
+        });
+        let mut history_rows: Vec<[f64; 4]> = Vec::new();
         for b in &spectrum {
             let o = str_column(b, "outlet_id", &spectrum_path)?;
             let f = str_column(b, "feature", &spectrum_path)?;
             let v = f64_column(b, "value", &spectrum_path)?;
             for i in 0..b.num_rows() {
                 rows.push((o[i].clone(), f[i].clone(), v[i]));
+            }
+            if with_history {
+                let c = |name| f64_column(b, name, &spectrum_path);
+                let (raw, recent, lines, recent_lines) = (
+                    c("raw_value")?,
+                    c("recent_value")?,
+                    c("lines")?,
+                    c("recent_lines")?,
+                );
+                for i in 0..b.num_rows() {
+                    history_rows.push([raw[i], recent[i], lines[i], recent_lines[i]]);
+                }
+            }
+        }
+        let mut recent_invoices: HashMap<String, f64> = HashMap::new();
+        for b in &kpis {
+            if b.column_by_name("recent_invoices").is_some() {
+                let o = str_column(b, "outlet_id", &kpis_path)?;
+                let v = f64_column(b, "recent_invoices", &kpis_path)?;
+                recent_invoices.extend(o.into_iter().zip(v));
             }
         }
         let mut records: BTreeMap<String, OutletRecord> = BTreeMap::new();
@@ -196,6 +244,29 @@ impl FeatureSet {
                 spend[[row_of[o.as_str()], col_of[f.as_str()]]] += v;
             }
         }
+        let history = with_history.then(|| {
+            let shape = (outlets.len(), features.len());
+            let mut h = History {
+                earlier: Array2::zeros(shape),
+                recent: Array2::zeros(shape),
+                earlier_lines: vec![0.0; shape.0],
+                recent_lines: vec![0.0; shape.0],
+                recent_invoices: outlets
+                    .iter()
+                    .map(|o| recent_invoices.get(&o.outlet_id).copied().unwrap_or(0.0))
+                    .collect(),
+            };
+            let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
+            for ((o, f, _), [raw, recent, lines, recent_lines]) in rows.iter().zip(&history_rows) {
+                let (r, c) = (row_of[o.as_str()], col_of[f.as_str()]);
+                let (recent, recent_lines) = (finite(*recent), finite(*recent_lines));
+                h.earlier[[r, c]] += finite(*raw) - recent;
+                h.recent[[r, c]] += recent;
+                h.earlier_lines[r] += finite(*lines) - recent_lines;
+                h.recent_lines[r] += recent_lines;
+            }
+            h
+        });
 
         let mut skus: Vec<String> = Vec::new();
         let mut sku_index: HashMap<String, u32> = HashMap::new();
@@ -225,6 +296,7 @@ impl FeatureSet {
             spend,
             skus,
             sku_spend: per_outlet,
+            history,
         })
     }
 }

@@ -5,9 +5,15 @@
 //! the Hellinger features (plus weighted KPI columns); cluster — cold with k chosen by
 //! silhouette on the first run, warm from the previous model (aligned by feature name)
 //! afterwards, re-seeded when the fixed k or the features changed, with a split/merge
-//! re-evaluation when `k = "auto"` and the fit degraded; then profiles, names and gaps.
+//! re-evaluation when `k = "auto"` and the fit degraded; on a warm run the change
+//! detector then decides who moves (outlets whose own behaviour changed and fits
+//! another segment clearly better), each move explained; then profiles, names and
+//! gaps.
 
 mod choose;
+mod detect;
+
+pub use detect::{DriverRow, MovementRow, REASON_CHANGED, REASON_NEARER, REASON_RETIRED};
 
 use std::collections::{HashMap, HashSet};
 
@@ -87,6 +93,8 @@ pub struct RunOutput {
     pub profiles: Vec<Profile>,
     /// Outlets assigned in the previous run and not in this one.
     pub left: Vec<String>,
+    /// movements.parquet rows: every outlet that moved, with the evidence.
+    pub movements: Vec<MovementRow>,
 }
 
 /// The value an outlet is judged by: its KPI net value, or its summed spend when the
@@ -145,7 +153,17 @@ pub fn compute(
         },
         ..defaults
     };
-    let clustered = choose::cluster(seg, x.view(), &names, &before, previous, &config)?;
+    let mut clustered = choose::cluster(seg, x.view(), &names, &before, previous, &config)?;
+    let detected = detect::detect_moves(
+        seg,
+        fs,
+        &rows,
+        &before,
+        x.view(),
+        &mut clustered.outcome,
+        previous,
+        &names,
+    );
     let outcome = &clustered.outcome;
     let k = outcome.model.segment_ids.len();
     let labels: Vec<usize> = outcome.assignments.iter().map(|a| a.segment).collect();
@@ -303,6 +321,11 @@ pub fn compute(
         restructure: clustered.restructure.clone(),
         k_check: clustered.k_check(sil, previous),
         hold: None,
+        movement: detected.as_ref().map(|d| d.report.clone()),
+    };
+    let movements = match detected {
+        Some(d) => d.movements,
+        None => detect::moves_without_evidence(&assignments),
     };
     Ok(RunOutput {
         run_id: run_id.to_owned(),
@@ -311,6 +334,7 @@ pub fn compute(
         gaps,
         profiles,
         left,
+        movements,
     })
 }
 

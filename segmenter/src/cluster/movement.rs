@@ -1,0 +1,494 @@
+//! The change detector: moves an outlet whose behaviour changed, keeps one that only
+//! wobbles on a segment border.
+//!
+//! A centroid distance cannot tell the two apart; the outlet's own history can. For
+//! each outlet that had a segment, its spend shares in the recent window (the last
+//! `recent_days`) are compared with its shares in the rest of the window by a
+//! likelihood-ratio (G) test of homogeneity, with the invoice lines behind each
+//! period as the sample sizes — three invoices prove little, a year of weekly orders
+//! a lot:
+//!
+//! ```text
+//! π  = earlier shares × the drift of all outlets (renormalised)
+//! p̄  = (n_e π + n_r p_r) / (n_e + n_r)
+//! G  = 2 [ n_e KL(π ‖ p̄) + n_r KL(p_r ‖ p̄) ]        df = features bought − 1
+//! ```
+//!
+//! Spend shares are not counts: line values vary and lines of one invoice go
+//! together, so G is over-dispersed by a factor φ that the population itself
+//! estimates — `φ = median(G / median χ²_df)` over every tested outlet (most outlets
+//! do not change), at least 1. The score is the Wilson–Hilferty normal quantile of
+//! `G / φ` on `df` degrees of freedom. Multiplying the earlier shares by the drift
+//! of all outlets (their pooled recent over pooled earlier shares, per feature) takes
+//! out what everyone did (a season, a promotion), so the test asks whether the outlet
+//! changed *against the market*. A first pass flags the outlets that changed; the
+//! drift, the segments' profiles and φ are then estimated again without them.
+//!
+//! An outlet moves only when its score reaches `change_score`, *and* its recent
+//! spend fits another segment's recent profile better than its own by a
+//! log-likelihood ratio (over φ) of at least `fit_score`, *and* — the last guard —
+//! that segment's profile is nearer in Hellinger distance by the hysteresis margin.
+//! Otherwise it keeps its segment, however near another centroid it lies. With
+//! identical data a rerun reaches the same decisions, so nothing moves twice.
+
+use ndarray::ArrayView2;
+
+use super::incremental::{Assignment, Change, RunOutcome};
+
+/// Fewest invoice lines in each period for an outlet to be tested at all.
+pub const MIN_LINES: f64 = 5.0;
+/// Fewest tested outlets for the over-dispersion to be estimated (else φ = 1).
+pub const MIN_OUTLETS_FOR_DISPERSION: usize = 20;
+/// Features reported as the drivers of a move.
+pub const DRIVERS: usize = 3;
+/// Hellinger distance between a segment's pooled earlier and recent profiles from
+/// which the segment is reported as drifted.
+pub const SEGMENT_DRIFT: f64 = 0.1;
+/// Share of a uniform spectrum mixed into segment profiles, so a feature a segment
+/// never buys is unlikely, not impossible.
+const SMOOTHING: f64 = 0.01;
+
+/// Each outlet's spend and invoice lines, split into the earlier and the recent part
+/// of the window. Rows = outlets (the run's rows), columns = features.
+#[derive(Debug, Clone, Copy)]
+pub struct SpendHistory<'a> {
+    /// Spend per feature before the recent window.
+    pub earlier: ArrayView2<'a, f64>,
+    /// Spend per feature in the recent window.
+    pub recent: ArrayView2<'a, f64>,
+    /// Invoice lines before the recent window, per outlet.
+    pub earlier_lines: &'a [f64],
+    /// Invoice lines in the recent window, per outlet.
+    pub recent_lines: &'a [f64],
+}
+
+/// Thresholds of the detector (the segmentation's settings).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectorConfig {
+    /// Score from which an outlet's behaviour changed significantly (`change_score`).
+    pub change_score: f64,
+    /// Log-likelihood ratio by which another segment must fit the recent spend better
+    /// (`fit_score`).
+    pub fit_score: f64,
+    /// Relative Hellinger margin, the hysteresis (`move_margin`).
+    pub margin: f64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            change_score: 3.5,
+            fit_score: 4.0,
+            margin: 0.1,
+        }
+    }
+}
+
+/// A feature that drove a change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Driver {
+    /// Feature column.
+    pub feature: usize,
+    /// Share of the outlet's spend before the recent window.
+    pub earlier_share: f64,
+    /// Share in the recent window.
+    pub recent_share: f64,
+    /// Its part of `G / φ`.
+    pub contribution: f64,
+}
+
+/// The evidence about one tested outlet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    /// The change score (standard normal quantile of `G / φ`).
+    pub score: f64,
+    /// `G / φ`.
+    pub statistic: f64,
+    /// Degrees of freedom.
+    pub df: usize,
+    /// Segment row whose recent profile fits the recent spend best.
+    pub best: usize,
+    /// Log-likelihood ratio (over φ) of the best segment against the current one.
+    pub fit: f64,
+    /// Earlier spend shares.
+    pub earlier: Vec<f64>,
+    /// Recent spend shares.
+    pub recent: Vec<f64>,
+    /// Lines behind the earlier and the recent shares.
+    pub lines: (f64, f64),
+    /// The features contributing most to the statistic.
+    pub drivers: Vec<Driver>,
+}
+
+/// What the detector decided for one outlet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Not tested: no previous segment, or too few lines in a period.
+    Untested,
+    /// Tested and kept in its segment.
+    Keep(Evidence),
+    /// Tested and moved to `Evidence::best`.
+    Move(Evidence),
+}
+
+/// A segment's own drift between the earlier and the recent window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentDrift {
+    /// Segment row.
+    pub segment: usize,
+    /// Hellinger distance between its members' pooled earlier and recent shares.
+    pub drift: f64,
+    /// The same, after the drift of all outlets is taken out (what is its own).
+    pub own_drift: f64,
+    /// `drift ≥ SEGMENT_DRIFT`.
+    pub drifted: bool,
+    /// Pooled earlier shares.
+    pub earlier: Vec<f64>,
+    /// Pooled recent shares.
+    pub recent: Vec<f64>,
+}
+
+/// The detector's outcome for a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    /// One decision per outlet row.
+    pub decisions: Vec<Decision>,
+    /// The over-dispersion φ divided out of every statistic.
+    pub dispersion: f64,
+    /// Outlets tested.
+    pub tested: usize,
+    /// Per segment row.
+    pub segments: Vec<SegmentDrift>,
+}
+
+fn shares_of(row: ndarray::ArrayView1<f64>) -> Vec<f64> {
+    let total: f64 = row.iter().map(|v| v.max(0.0)).sum();
+    if total <= 0.0 {
+        return vec![0.0; row.len()];
+    }
+    row.iter().map(|v| v.max(0.0) / total).collect()
+}
+
+fn normalise(v: &mut [f64]) {
+    let t: f64 = v.iter().sum();
+    if t > 0.0 {
+        v.iter_mut().for_each(|x| *x /= t);
+    }
+}
+
+fn hellinger(a: &[f64], b: &[f64]) -> f64 {
+    let s: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x.sqrt() - y.sqrt()).powi(2))
+        .sum();
+    (s / 2.0).sqrt()
+}
+
+/// `x ln(x / y)`, 0 when `x` is 0.
+fn xlog(x: f64, y: f64) -> f64 {
+    if x > 0.0 {
+        x * (x / y).ln()
+    } else {
+        0.0
+    }
+}
+
+/// The median of χ² on `df` degrees of freedom (Wilson–Hilferty).
+pub fn chi2_median(df: usize) -> f64 {
+    let k = df as f64;
+    k * (1.0 - 2.0 / (9.0 * k)).powi(3)
+}
+
+/// The standard normal quantile of `x` under χ² on `df` degrees of freedom
+/// (Wilson–Hilferty cube-root approximation).
+pub fn chi2_score(x: f64, df: usize) -> f64 {
+    let k = df as f64;
+    let v = 2.0 / (9.0 * k);
+    ((x.max(0.0) / k).cbrt() - (1.0 - v)) / v.sqrt()
+}
+
+/// Pooled shares (weighted by lines) of the outlets in `rows`.
+fn pooled(
+    shares: &[Vec<f64>],
+    lines: &[f64],
+    rows: impl Iterator<Item = usize>,
+    d: usize,
+) -> Vec<f64> {
+    let mut out = vec![0.0; d];
+    for i in rows {
+        if lines[i] > 0.0 {
+            for (o, s) in out.iter_mut().zip(&shares[i]) {
+                *o += lines[i] * s;
+            }
+        }
+    }
+    normalise(&mut out);
+    out
+}
+
+/// Tests every outlet with a current segment (`current[i]`, a row of the run's
+/// model; `k` segments) and decides whether it moves.
+pub fn detect(
+    history: &SpendHistory<'_>,
+    current: &[Option<usize>],
+    k: usize,
+    config: &DetectorConfig,
+) -> Detection {
+    let n = current.len();
+    let d = history.earlier.ncols();
+    assert_eq!(history.earlier.nrows(), n, "one history row per outlet");
+    assert_eq!(history.recent.dim(), history.earlier.dim(), "same shape");
+    let earlier: Vec<Vec<f64>> = history.earlier.rows().into_iter().map(shares_of).collect();
+    let recent: Vec<Vec<f64>> = history.recent.rows().into_iter().map(shares_of).collect();
+    let (ne, nr) = (history.earlier_lines, history.recent_lines);
+    let testable = |i: usize| {
+        current[i].is_some_and(|c| c < k)
+            && ne[i] >= MIN_LINES
+            && nr[i] >= MIN_LINES
+            && earlier[i].iter().any(|&v| v > 0.0)
+            && recent[i].iter().any(|&v| v > 0.0)
+    };
+    struct Test {
+        g: f64,
+        df: usize,
+        terms: Vec<f64>,
+    }
+    // One pass: segment profiles from the members not `excluded`, each segment's
+    // drift, G per outlet and the over-dispersion.
+    let pass = |excluded: &[bool]| {
+        let members = |s: usize| {
+            (0..n).filter(move |&i| current[i] == Some(s) && testable(i) && !excluded[i])
+        };
+
+        // Segment profiles, earlier and recent, and each segment's drift.
+        let all_e = pooled(
+            &earlier,
+            ne,
+            (0..n).filter(|&i| testable(i) && !excluded[i]),
+            d,
+        );
+        let all_r = pooled(
+            &recent,
+            nr,
+            (0..n).filter(|&i| testable(i) && !excluded[i]),
+            d,
+        );
+        let mut profile_r = Vec::with_capacity(k);
+        let mut segments = Vec::with_capacity(k);
+        for s in 0..k {
+            let (mut e, mut r) = (
+                pooled(&earlier, ne, members(s), d),
+                pooled(&recent, nr, members(s), d),
+            );
+            if members(s).next().is_none() {
+                (e, r) = (all_e.clone(), all_r.clone());
+            }
+            let drift = hellinger(&e, &r);
+            let mut expected: Vec<f64> = e
+                .iter()
+                .zip(all_e.iter().zip(&all_r))
+                .map(|(x, (ae, ar))| x * ratio(*ar, *ae))
+                .collect();
+            normalise(&mut expected);
+            segments.push(SegmentDrift {
+                segment: s,
+                drift,
+                own_drift: hellinger(&expected, &r),
+                drifted: drift >= SEGMENT_DRIFT,
+                earlier: e.clone(),
+                recent: r.clone(),
+            });
+            profile_r.push(r);
+        }
+        // G per outlet, before the over-dispersion is known.
+        let tests: Vec<Option<Test>> = (0..n)
+            .map(|i| {
+                if !testable(i) {
+                    return None;
+                }
+                let mut pi: Vec<f64> = earlier[i]
+                    .iter()
+                    .zip(all_e.iter().zip(&all_r))
+                    .map(|(p, (e, r))| p * ratio(*r, *e))
+                    .collect();
+                normalise(&mut pi);
+                let (a, b) = (ne[i], nr[i]);
+                let mut terms = vec![0.0; d];
+                let mut support = 0;
+                for f in 0..d {
+                    let bar = (a * pi[f] + b * recent[i][f]) / (a + b);
+                    if bar > 0.0 {
+                        support += 1;
+                        terms[f] = 2.0 * (a * xlog(pi[f], bar) + b * xlog(recent[i][f], bar));
+                    }
+                }
+                (support >= 2).then(|| Test {
+                    g: terms.iter().sum(),
+                    df: support - 1,
+                    terms,
+                })
+            })
+            .collect();
+        let mut ratios: Vec<f64> = tests
+            .iter()
+            .flatten()
+            .map(|t| t.g / chi2_median(t.df))
+            .filter(|v| v.is_finite())
+            .collect();
+        let dispersion = if ratios.len() >= MIN_OUTLETS_FOR_DISPERSION {
+            ratios.sort_by(f64::total_cmp);
+            ratios[ratios.len() / 2].max(1.0)
+        } else {
+            1.0
+        };
+        (segments, profile_r, tests, dispersion)
+    };
+    // The first pass flags the outlets that changed; the second estimates the
+    // segments' drift and profiles without them, so outlets switching together do not
+    // pass for a drift of their segment.
+    let (_, _, first, phi) = pass(&vec![false; n]);
+    let flagged: Vec<bool> = first
+        .iter()
+        .map(|t| {
+            t.as_ref()
+                .is_some_and(|t| chi2_score(t.g / phi, t.df) >= config.change_score)
+        })
+        .collect();
+    let (segments, profile_r, tests, dispersion) = pass(&flagged);
+    let smoothed: Vec<Vec<f64>> = profile_r
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|v| (1.0 - SMOOTHING) * v + SMOOTHING / d as f64)
+                .collect()
+        })
+        .collect();
+
+    let tested = tests.iter().flatten().count();
+    let decisions = tests
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let Some(t) = t else {
+                return Decision::Untested;
+            };
+            let c = current[i].expect("tested outlets have a segment");
+            let ll = |s: usize| -> f64 {
+                recent[i]
+                    .iter()
+                    .zip(&smoothed[s])
+                    .map(|(p, q)| if *p > 0.0 { p * q.ln() } else { 0.0 })
+                    .sum::<f64>()
+                    * nr[i]
+            };
+            let best = (0..k)
+                .map(|s| (s, ll(s)))
+                .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+                .map_or(c, |b| b.0);
+            let fit = (ll(best) - ll(c)) / dispersion;
+            let statistic = t.g / dispersion;
+            let score = chi2_score(statistic, t.df);
+            let mut order: Vec<usize> = (0..d).collect();
+            order.sort_by(|a, b| t.terms[*b].total_cmp(&t.terms[*a]));
+            let drivers = order
+                .into_iter()
+                .take(DRIVERS)
+                .filter(|&f| t.terms[f] > 0.0)
+                .map(|f| Driver {
+                    feature: f,
+                    earlier_share: earlier[i][f],
+                    recent_share: recent[i][f],
+                    contribution: t.terms[f] / dispersion,
+                })
+                .collect();
+            let guard = hellinger(&recent[i], &profile_r[best])
+                < (1.0 - config.margin) * hellinger(&recent[i], &profile_r[c]);
+            let evidence = Evidence {
+                score,
+                statistic,
+                df: t.df,
+                best,
+                fit,
+                earlier: earlier[i].clone(),
+                recent: recent[i].clone(),
+                lines: (ne[i], nr[i]),
+                drivers,
+            };
+            if best != c && score >= config.change_score && fit >= config.fit_score && guard {
+                Decision::Move(evidence)
+            } else {
+                Decision::Keep(evidence)
+            }
+        })
+        .collect();
+    Detection {
+        decisions,
+        dispersion,
+        tested,
+        segments,
+    }
+}
+
+/// `recent / earlier` share of a feature, damped so a feature nearly absent in one
+/// period does not blow up.
+fn ratio(recent: f64, earlier: f64) -> f64 {
+    const DAMP: f64 = 1e-3;
+    (recent + DAMP) / (earlier + DAMP)
+}
+
+/// Replaces the distance-based decisions of a warm run by the detector's: an outlet
+/// whose previous segment still exists keeps it unless the detector moves it. New
+/// outlets and outlets of retired segments keep the run's nearest-centroid choice.
+/// `current[i]` is the row of outlet `i`'s previous segment in `outcome`'s model.
+pub fn apply(
+    outcome: &mut RunOutcome,
+    features: ArrayView2<f64>,
+    current: &[Option<usize>],
+    detection: &Detection,
+) {
+    let centroids = &outcome.model.centroids;
+    let distance = |i: usize, s: usize| -> f64 {
+        (&features.row(i) - &centroids.row(s))
+            .mapv(|v| v * v)
+            .sum()
+            .sqrt()
+    };
+    let mut moved = 0;
+    for (i, a) in outcome.assignments.iter_mut().enumerate() {
+        let Some(c) = current[i] else {
+            moved += usize::from(a.change == Change::Moved);
+            continue;
+        };
+        let target = match &detection.decisions[i] {
+            Decision::Move(e) => e.best,
+            _ => c,
+        };
+        let own = distance(i, target);
+        let other = (0..centroids.nrows())
+            .filter(|&s| s != target)
+            .map(|s| distance(i, s))
+            .fold(f64::INFINITY, f64::min);
+        *a = Assignment {
+            segment: target,
+            segment_id: outcome.model.segment_ids[target].clone(),
+            previous_segment_id: a.previous_segment_id.clone(),
+            change: if target == c {
+                Change::Unchanged
+            } else {
+                Change::Moved
+            },
+            distance: own,
+            confidence: if other.is_finite() && other > 0.0 {
+                (1.0 - own / other).clamp(0.0, 1.0)
+            } else {
+                1.0
+            },
+        };
+        moved += usize::from(target != c);
+    }
+    outcome.moved = moved;
+}
+
+#[cfg(test)]
+mod tests;

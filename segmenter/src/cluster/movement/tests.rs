@@ -1,0 +1,194 @@
+//! The detector on simulated outlets: lines drawn from known spend shares, so what
+//! changed is known.
+
+use ndarray::{Array1, Array2};
+use rand::distributions::{Distribution, WeightedIndex};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use super::*;
+
+/// Spend of `lines` invoice lines drawn from `shares`, line values 1–10.
+fn spend(shares: &[f64], lines: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<f64> {
+    let pick = WeightedIndex::new(shares).unwrap();
+    let mut out = vec![0.0; shares.len()];
+    for _ in 0..lines {
+        out[pick.sample(rng)] += rng.gen_range(1.0..10.0);
+    }
+    out
+}
+
+/// Two segments over four features; `outlets` per segment.
+const A: [f64; 4] = [0.4, 0.3, 0.2, 0.1];
+const B: [f64; 4] = [0.1, 0.2, 0.3, 0.4];
+
+struct Population {
+    earlier: Array2<f64>,
+    recent: Array2<f64>,
+    earlier_lines: Vec<f64>,
+    recent_lines: Vec<f64>,
+    current: Vec<Option<usize>>,
+}
+
+impl Population {
+    fn history(&self) -> SpendHistory<'_> {
+        SpendHistory {
+            earlier: self.earlier.view(),
+            recent: self.recent.view(),
+            earlier_lines: &self.earlier_lines,
+            recent_lines: &self.recent_lines,
+        }
+    }
+}
+
+/// `outlets` per segment; outlet 0 of segment A switches to `switch_to` recently;
+/// `season` multiplies every outlet's recent shares.
+fn population(
+    outlets: usize,
+    earlier_lines: usize,
+    recent_lines: usize,
+    switch_to: Option<[f64; 4]>,
+    season: [f64; 4],
+    seed: u64,
+) -> Population {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let n = 2 * outlets;
+    let mut p = Population {
+        earlier: Array2::zeros((n, 4)),
+        recent: Array2::zeros((n, 4)),
+        earlier_lines: vec![earlier_lines as f64; n],
+        recent_lines: vec![recent_lines as f64; n],
+        current: (0..n).map(|i| Some(i / outlets)).collect(),
+    };
+    for i in 0..n {
+        let base = if i < outlets { A } else { B };
+        let before = base;
+        let after = match switch_to {
+            Some(t) if i == 0 => t,
+            _ => base,
+        };
+        let seasonal: Vec<f64> = after.iter().zip(season).map(|(a, s)| a * s).collect();
+        p.earlier
+            .row_mut(i)
+            .assign(&Array1::from(spend(&before, earlier_lines, &mut rng)));
+        p.recent
+            .row_mut(i)
+            .assign(&Array1::from(spend(&seasonal, recent_lines, &mut rng)));
+    }
+    p
+}
+
+#[test]
+fn chi2_scores_match_known_quantiles() {
+    // χ²₁₀: median 9.342, upper 0.1% point 29.588 (z = 3.090).
+    assert!((chi2_median(10) - 9.342).abs() < 0.02);
+    assert!(chi2_score(chi2_median(10), 10).abs() < 1e-9);
+    assert!((chi2_score(29.588, 10) - 3.090).abs() < 0.03);
+    assert!(chi2_score(5.0, 10) < 0.0);
+}
+
+#[test]
+fn a_switched_outlet_moves_and_the_others_keep_their_segment() {
+    let p = population(100, 400, 60, Some(B), [1.0; 4], 1);
+    let det = detect(&p.history(), &p.current, 2, &DetectorConfig::default());
+    assert_eq!(det.tested, 200);
+    let Decision::Move(e) = &det.decisions[0] else {
+        panic!("the switched outlet should move: {:?}", det.decisions[0]);
+    };
+    assert_eq!(e.best, 1);
+    assert!(e.score >= 3.5 && e.fit >= 4.0, "{e:?}");
+    // The features that changed most lead the drivers.
+    let top: Vec<usize> = e.drivers.iter().map(|d| d.feature).collect();
+    assert!(top[0] == 0 || top[0] == 3, "{top:?}");
+    let moved_others = det.decisions[1..]
+        .iter()
+        .filter(|d| matches!(d, Decision::Move(_)))
+        .count();
+    assert_eq!(moved_others, 0);
+    // Over-dispersion from varying line values is estimated, not assumed.
+    assert!(
+        det.dispersion >= 1.0 && det.dispersion < 3.0,
+        "{}",
+        det.dispersion
+    );
+}
+
+#[test]
+fn power_follows_the_evidence() {
+    // The same switch seen through 6 recent lines proves nothing; through 80 it does.
+    let score = |recent_lines: usize| {
+        let mut scores = Vec::new();
+        for seed in 0..5 {
+            let p = population(60, 400, recent_lines, Some(B), [1.0; 4], seed);
+            let det = detect(&p.history(), &p.current, 2, &DetectorConfig::default());
+            match &det.decisions[0] {
+                Decision::Keep(e) | Decision::Move(e) => scores.push(e.score),
+                Decision::Untested => panic!("tested"),
+            }
+        }
+        scores.iter().sum::<f64>() / scores.len() as f64
+    };
+    let (few, many) = (score(6), score(80));
+    println!("6 recent lines: score {few:.2}; 80: {many:.2}");
+    assert!(few < 2.0, "6 lines: score {few}");
+    assert!(many > 4.0 && many > few + 3.0, "80 lines: score {many}");
+    // Fewer lines than MIN_LINES: not tested at all.
+    let p = population(30, 400, 3, Some(B), [1.0; 4], 9);
+    let det = detect(&p.history(), &p.current, 2, &DetectorConfig::default());
+    assert!(det.decisions.iter().all(|d| *d == Decision::Untested));
+}
+
+#[test]
+fn a_drift_of_the_whole_segment_moves_no_one_and_is_flagged() {
+    // Every outlet buys much more of feature 3 lately (a season): that is the
+    // segments' drift, not a reason to move anyone.
+    let p = population(100, 400, 60, None, [0.5, 1.0, 1.0, 4.0], 3);
+    let det = detect(&p.history(), &p.current, 2, &DetectorConfig::default());
+    let moved = det
+        .decisions
+        .iter()
+        .filter(|d| matches!(d, Decision::Move(_)))
+        .count();
+    assert_eq!(moved, 0);
+    assert!(det.segments.iter().all(|s| s.drifted), "{:?}", det.segments);
+    // Both drifted the same way, so little of it is their own.
+    assert!(det.segments.iter().all(|s| s.own_drift < s.drift / 2.0));
+}
+
+#[test]
+fn apply_keeps_the_previous_segment_unless_the_detector_moves() {
+    use crate::cluster::incremental::{run, Previous, RunConfig};
+    let p = population(50, 400, 60, Some(B), [1.0; 4], 5);
+    let x = crate::cluster::transform::hellinger(
+        crate::cluster::transform::shares((&p.earlier + &p.recent).view()).view(),
+    );
+    let mut cfg = RunConfig::default();
+    cfg.kmeans.k = 2;
+    let first = run(x.view(), None, None, &cfg).unwrap();
+    let before: Vec<Option<String>> = first
+        .assignments
+        .iter()
+        .map(|a| Some(a.segment_id.clone()))
+        .collect();
+    let prev = Previous {
+        model: &first.model,
+        assignment: &before,
+    };
+    let mut second = run(x.view(), None, Some(prev), &cfg).unwrap();
+    let current: Vec<Option<usize>> = first.assignments.iter().map(|a| Some(a.segment)).collect();
+    let det = detect(&p.history(), &current, 2, &DetectorConfig::default());
+    apply(&mut second, x.view(), &current, &det);
+    for (i, a) in second.assignments.iter().enumerate() {
+        let moves = matches!(det.decisions[i], Decision::Move(_));
+        assert_eq!(a.change == Change::Moved, moves, "outlet {i}");
+        assert_eq!(a.segment != current[i].unwrap(), moves, "outlet {i}");
+        assert!((0.0..=1.0).contains(&a.confidence));
+    }
+    assert_eq!(
+        second.moved,
+        det.decisions
+            .iter()
+            .filter(|d| matches!(d, Decision::Move(_)))
+            .count()
+    );
+}

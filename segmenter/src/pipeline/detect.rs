@@ -1,0 +1,257 @@
+//! The change detector inside a run: from the features folder's recent-window columns
+//! to the detector's decisions ([`crate::cluster::movement`]), applied to the warm
+//! run's assignments, with every move explained (movements.parquet) and each
+//! segment's own drift reported (model.json `movement`).
+
+use ndarray::{ArrayView2, Axis};
+use spectra_core::config::SegmentationConfig;
+
+use super::{AssignmentRow, PreviousRun};
+use crate::cluster::movement::{apply, detect, Decision, DetectorConfig, SpendHistory};
+use crate::cluster::{Change, RunOutcome};
+use crate::features::FeatureSet;
+use crate::model::{MovementReport, SegmentDriftReport};
+
+/// Why an outlet moved.
+pub const REASON_CHANGED: &str = "changed";
+/// Its segment was retired (the outlet went to the nearest remaining one).
+pub const REASON_RETIRED: &str = "segment_retired";
+/// The detector did not run (first run, `recent_days = 0`, or a features folder
+/// without the recent-window columns): the outlet moved on distance and
+/// `move_margin` alone.
+pub const REASON_NEARER: &str = "nearer_segment";
+
+/// One feature behind a move.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriverRow {
+    /// Feature (value of the segmentation's level).
+    pub feature: String,
+    /// Share of the outlet's spend before the recent window.
+    pub earlier_share: f64,
+    /// Share in the recent window.
+    pub recent_share: f64,
+    /// Its part of the change statistic.
+    pub contribution: f64,
+}
+
+/// One row of `movements.parquet`: an outlet that moved and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MovementRow {
+    /// Outlet id.
+    pub outlet_id: String,
+    /// Segment before.
+    pub previous_segment_id: String,
+    /// Segment now.
+    pub segment_id: String,
+    /// [`REASON_CHANGED`] or [`REASON_RETIRED`].
+    pub reason: &'static str,
+    /// Change score (standard normal quantile; `None` when not tested).
+    pub score: Option<f64>,
+    /// Log-likelihood ratio of the new segment over the old on the recent spend.
+    pub fit: Option<f64>,
+    /// Invoice lines before the recent window.
+    pub earlier_lines: f64,
+    /// Invoice lines in the recent window.
+    pub recent_lines: f64,
+    /// Invoices in the recent window.
+    pub recent_invoices: f64,
+    /// The features that drove the change, strongest first.
+    pub drivers: Vec<DriverRow>,
+    /// Earlier spend shares, `(feature, share)` for the features bought.
+    pub earlier_spectrum: Vec<(String, f64)>,
+    /// Recent spend shares.
+    pub recent_spectrum: Vec<(String, f64)>,
+}
+
+/// What the detector did in a run.
+pub(super) struct Detected {
+    /// The moved outlets with their evidence.
+    pub movements: Vec<MovementRow>,
+    /// For model.json.
+    pub report: MovementReport,
+}
+
+fn spectrum(features: &[String], shares: &[f64]) -> Vec<(String, f64)> {
+    features
+        .iter()
+        .zip(shares)
+        .filter(|(_, s)| **s > 0.0)
+        .map(|(f, s)| (f.clone(), *s))
+        .collect()
+}
+
+/// Runs the detector over the warm `outcome` of the outlets `rows` of `fs` (their
+/// previous segment ids `before`, features `x`) and applies its decisions; `None`
+/// when it does not run (first run, detector off, or a folder without the columns).
+pub(super) fn detect_moves(
+    seg: &SegmentationConfig,
+    fs: &FeatureSet,
+    rows: &[usize],
+    before: &[Option<String>],
+    x: ArrayView2<f64>,
+    outcome: &mut RunOutcome,
+    previous: Option<&PreviousRun>,
+    names: &[String],
+) -> Option<Detected> {
+    let previous = previous?;
+    let history = fs.history.as_ref()?;
+    if seg.recent_days == 0 || seg.recent_days >= seg.window_days {
+        return None;
+    }
+    let ids = outcome.model.segment_ids.clone();
+    let current: Vec<Option<usize>> = before
+        .iter()
+        .map(|b| b.as_deref().and_then(|b| ids.iter().position(|id| id == b)))
+        .collect();
+    let earlier = history.earlier.select(Axis(0), rows);
+    let recent = history.recent.select(Axis(0), rows);
+    let pick = |v: &[f64]| -> Vec<f64> { rows.iter().map(|&i| v[i]).collect() };
+    let (earlier_lines, recent_lines) = (pick(&history.earlier_lines), pick(&history.recent_lines));
+    let recent_invoices = pick(&history.recent_invoices);
+    let config = DetectorConfig {
+        change_score: seg.change_score,
+        fit_score: seg.fit_score,
+        margin: seg.move_margin,
+    };
+    let detection = detect(
+        &SpendHistory {
+            earlier: earlier.view(),
+            recent: recent.view(),
+            earlier_lines: &earlier_lines,
+            recent_lines: &recent_lines,
+        },
+        &current,
+        ids.len(),
+        &config,
+    );
+    apply(outcome, x, &current, &detection);
+
+    let features = &fs.features;
+    let mut movements = Vec::new();
+    let mut changed = 0;
+    for (r, a) in outcome.assignments.iter().enumerate() {
+        let evidence = match &detection.decisions[r] {
+            Decision::Move(e) | Decision::Keep(e) => Some(e),
+            Decision::Untested => None,
+        };
+        changed += usize::from(evidence.is_some_and(|e| e.score >= seg.change_score));
+        if a.change != Change::Moved {
+            continue;
+        }
+        let shares = |v: ndarray::ArrayView1<f64>| {
+            let t: f64 = v.iter().map(|x| x.max(0.0)).sum();
+            v.iter()
+                .map(|x| if t > 0.0 { x.max(0.0) / t } else { 0.0 })
+                .collect::<Vec<f64>>()
+        };
+        let (e_shares, r_shares) = match evidence {
+            Some(e) => (e.earlier.clone(), e.recent.clone()),
+            None => (shares(earlier.row(r)), shares(recent.row(r))),
+        };
+        let moved_by_detector = matches!(detection.decisions[r], Decision::Move(_));
+        movements.push(MovementRow {
+            outlet_id: fs.outlets[rows[r]].outlet_id.clone(),
+            previous_segment_id: a.previous_segment_id.clone().unwrap_or_default(),
+            segment_id: a.segment_id.clone(),
+            reason: if moved_by_detector {
+                REASON_CHANGED
+            } else {
+                REASON_RETIRED
+            },
+            score: evidence.map(|e| e.score),
+            fit: evidence.map(|e| e.fit),
+            earlier_lines: earlier_lines[r],
+            recent_lines: recent_lines[r],
+            recent_invoices: recent_invoices[r],
+            drivers: evidence
+                .map(|e| {
+                    e.drivers
+                        .iter()
+                        .map(|d| DriverRow {
+                            feature: features[d.feature].clone(),
+                            earlier_share: d.earlier_share,
+                            recent_share: d.recent_share,
+                            contribution: d.contribution,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            earlier_spectrum: spectrum(features, &e_shares),
+            recent_spectrum: spectrum(features, &r_shares),
+        });
+    }
+
+    let old = previous.model.segment_model(names);
+    let segments = detection
+        .segments
+        .iter()
+        .map(|s| {
+            let id = &ids[s.segment];
+            let centroid_shift = old
+                .segment_ids
+                .iter()
+                .position(|o| o == id)
+                .map_or(0.0, |o| {
+                    (&old.centroids.row(o) - &outcome.model.centroids.row(s.segment))
+                        .mapv(|v| v * v)
+                        .sum()
+                        .sqrt()
+                });
+            let mut order: Vec<usize> = (0..features.len()).collect();
+            let delta = |f: usize| (s.recent[f] - s.earlier[f]).abs();
+            order.sort_by(|a, b| delta(*b).total_cmp(&delta(*a)));
+            SegmentDriftReport {
+                segment_id: id.clone(),
+                drift: s.drift,
+                own_drift: s.own_drift,
+                drifted: s.drifted,
+                drivers: order
+                    .into_iter()
+                    .take(3)
+                    .map(|f| {
+                        serde_json::json!({"feature": features[f],
+                            "earlier_share": s.earlier[f], "recent_share": s.recent[f]})
+                    })
+                    .collect(),
+                centroid_shift,
+            }
+        })
+        .collect();
+    let report = MovementReport {
+        recent_days: seg.recent_days,
+        change_score: seg.change_score,
+        fit_score: seg.fit_score,
+        dispersion: detection.dispersion,
+        outlets_tested: detection.tested,
+        outlets_changed: changed,
+        outlets_moved: detection
+            .decisions
+            .iter()
+            .filter(|d| matches!(d, Decision::Move(_)))
+            .count(),
+        segments,
+    };
+    Some(Detected { movements, report })
+}
+
+/// The moves of a run without the detector, each with its reason and no evidence.
+pub(super) fn moves_without_evidence(assignments: &[AssignmentRow]) -> Vec<MovementRow> {
+    assignments
+        .iter()
+        .filter(|a| a.change == "moved")
+        .map(|a| MovementRow {
+            outlet_id: a.outlet_id.clone(),
+            previous_segment_id: a.previous_segment_id.clone().unwrap_or_default(),
+            segment_id: a.segment_id.clone(),
+            reason: REASON_NEARER,
+            score: None,
+            fit: None,
+            earlier_lines: 0.0,
+            recent_lines: 0.0,
+            recent_invoices: 0.0,
+            drivers: Vec::new(),
+            earlier_spectrum: Vec::new(),
+            recent_spectrum: Vec::new(),
+        })
+        .collect()
+}

@@ -159,25 +159,7 @@ fn feature_set(
 }
 
 fn previous_of(out: &RunOutput) -> PreviousRun {
-    PreviousRun {
-        run_id: out.run_id.clone(),
-        model: out.model.clone(),
-        assignments: out
-            .assignments
-            .iter()
-            .map(|a| (a.outlet_id.clone(), a.segment_id.clone()))
-            .collect(),
-        names: out
-            .profiles
-            .iter()
-            .map(|p| {
-                (
-                    p.segment_id.clone(),
-                    (p.name.clone(), p.name_features.clone()),
-                )
-            })
-            .collect(),
-    }
+    PreviousRun::from_output(out)
 }
 
 #[test]

@@ -55,6 +55,37 @@ pub struct PreviousRun {
     pub names: HashMap<String, (String, Vec<String>)>,
 }
 
+impl PreviousRun {
+    /// A run just computed, as the next run's predecessor, without reading it back from
+    /// storage (simulations, benchmarks): its folder is left empty.
+    pub fn from_output(out: &RunOutput) -> Self {
+        Self {
+            run_id: out.run_id.clone(),
+            pointer: spectra_core::hold::RunPointer {
+                run_id: out.run_id.clone(),
+                as_of: out.model.as_of,
+                path: String::new(),
+            },
+            model: out.model.clone(),
+            assignments: out
+                .assignments
+                .iter()
+                .map(|a| (a.outlet_id.clone(), a.segment_id.clone()))
+                .collect(),
+            names: out
+                .profiles
+                .iter()
+                .map(|p| {
+                    (
+                        p.segment_id.clone(),
+                        (p.name.clone(), p.name_features.clone()),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 /// One row of `assignments.parquet`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AssignmentRow {

@@ -117,7 +117,7 @@ fn previous_of(out: &RunOutput) -> PreviousRun {
 enum Chain {
     Pipeline {
         seg: SegmentationConfig,
-        previous: Option<PreviousRun>,
+        previous: Option<Box<PreviousRun>>,
     },
     Core {
         half_life: bool,
@@ -169,7 +169,7 @@ impl Chain {
         match self {
             Chain::Pipeline { seg, previous } => {
                 let run_id = format!("bench/{}/1", fs.as_of);
-                let out = compute(seg, fs, previous.as_ref(), &run_id).expect("a run");
+                let out = compute(seg, fs, previous.as_deref(), &run_id).expect("a run");
                 let mut ids: HashMap<&str, &str> = HashMap::new();
                 for a in &out.assignments {
                     ids.insert(&a.outlet_id, &a.segment_id);
@@ -180,9 +180,9 @@ impl Chain {
                     .map(|o| ids.get(o.outlet_id.as_str()).map_or("-", |s| s).to_owned())
                     .collect();
                 if std::env::var("SPECTRA_BENCH_DEBUG").is_ok() {
-                    debug_detector(seg, fs, previous.as_ref(), &out);
+                    debug_detector(seg, fs, previous.as_deref(), &out);
                 }
-                *previous = Some(previous_of(&out));
+                *previous = Some(Box::new(previous_of(&out)));
                 labels
             }
             Chain::Core {

@@ -153,10 +153,12 @@ pub fn winners(all: &[Delivery]) -> Vec<Delivery> {
     best.into_values().cloned().collect()
 }
 
-/// Spectrum by (outlet, feature) → (weighted, raw value, recent value, lines, recent
-/// lines), and KPIs by outlet.
+/// (weighted, raw value, recent value, lines, recent lines) of an outlet × feature.
+pub type SpectrumValue = (f64, f64, f64, i64, i64);
+
+/// Spectrum by (outlet, feature) → [`SpectrumValue`], and KPIs by outlet.
 pub type Features = (
-    BTreeMap<(String, String), (f64, f64, f64, i64, i64)>,
+    BTreeMap<(String, String), SpectrumValue>,
     BTreeMap<String, Kpi>,
 );
 
@@ -184,7 +186,7 @@ pub fn brute_force(
         .into_iter()
         .filter(|d| d.date >= start && d.date <= as_of)
         .collect();
-    let mut spectrum: BTreeMap<(String, String), (f64, f64, f64, i64, i64)> = BTreeMap::new();
+    let mut spectrum: BTreeMap<(String, String), SpectrumValue> = BTreeMap::new();
     let recent_start = if seg.recent_days > 0 && seg.recent_days < seg.window_days {
         as_of - seg.recent_days as i32 + 1
     } else {

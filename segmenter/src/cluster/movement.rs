@@ -316,11 +316,11 @@ pub fn detect(
                 let (a, b) = (ne[i], nr[i]);
                 let mut terms = vec![0.0; d];
                 let mut support = 0;
-                for f in 0..d {
-                    let bar = (a * pi[f] + b * recent[i][f]) / (a + b);
+                for (term, (p, q)) in terms.iter_mut().zip(pi.iter().zip(&recent[i])) {
+                    let bar = (a * p + b * q) / (a + b);
                     if bar > 0.0 {
                         support += 1;
-                        terms[f] = 2.0 * (a * xlog(pi[f], bar) + b * xlog(recent[i][f], bar));
+                        *term = 2.0 * (a * xlog(*p, bar) + b * xlog(*q, bar));
                     }
                 }
                 (support >= 2).then(|| Test {

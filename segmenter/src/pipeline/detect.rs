@@ -83,6 +83,7 @@ fn spectrum(features: &[String], shares: &[f64]) -> Vec<(String, f64)> {
 /// Runs the detector over the warm `outcome` of the outlets `rows` of `fs` (their
 /// previous segment ids `before`, features `x`) and applies its decisions; `None`
 /// when it does not run (first run, detector off, or a folder without the columns).
+#[allow(clippy::too_many_arguments)] // the run's inputs, each used once
 pub(super) fn detect_moves(
     seg: &SegmentationConfig,
     fs: &FeatureSet,

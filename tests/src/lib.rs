@@ -366,6 +366,24 @@ pub fn read_topic(topic: &str) -> Vec<Consumed> {
     out
 }
 
+/// The compacted view of a topic, as its consumers see it: the last value per key as
+/// JSON, a null value removing the key.
+pub fn compacted(topic: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut m = std::collections::BTreeMap::new();
+    for c in read_topic(topic) {
+        let k = String::from_utf8(c.key.expect("every message has a key")).unwrap();
+        match c.value {
+            None => {
+                m.remove(&k);
+            }
+            Some(v) => {
+                m.insert(k, serde_json::from_slice(&v).unwrap());
+            }
+        }
+    }
+    m
+}
+
 /// Reads every Parquet file under `dir` (recursively).
 pub fn read_parquet_dir(dir: &Path) -> Vec<RecordBatch> {
     let mut out = Vec::new();

@@ -124,23 +124,14 @@ fn run_assignments(root: &Path, run_id: &str) -> BTreeMap<String, String> {
 
 /// The compacted view of `segment-assignments` for `name`: outlet → segment.
 fn compacted(topic: &str, name: &str) -> BTreeMap<String, String> {
-    let mut m = BTreeMap::new();
-    for c in spectra_tests::read_topic(topic) {
-        let k = String::from_utf8(c.key.unwrap()).unwrap();
-        let Some(outlet) = k.strip_prefix(&format!("{name}:")).map(str::to_owned) else {
-            continue;
-        };
-        match c.value {
-            None => {
-                m.remove(&outlet);
-            }
-            Some(v) => {
-                let v: Value = serde_json::from_slice(&v).unwrap();
-                m.insert(outlet, v["segment_id"].as_str().unwrap().to_owned());
-            }
-        }
-    }
-    m
+    let prefix = format!("{name}:");
+    spectra_tests::compacted(topic)
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let outlet = k.strip_prefix(&prefix)?.to_owned();
+            Some((outlet, v["segment_id"].as_str().unwrap().to_owned()))
+        })
+        .collect()
 }
 
 /// The page `url` as headless Chromium renders it (`scripts/test.sh` installs it).

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{json, Value};
-use spectra_tests::{read_parquet_dir, read_topic, Setup};
+use spectra_tests::{compacted, read_parquet_dir, read_topic, Setup};
 
 /// Runs `spectra <sub> --once` and returns its stdout's last line as JSON (ingest
 /// prints nothing parseable: `Value::Null`).
@@ -41,19 +41,6 @@ fn cycle(setup: &Setup, config: &Path) -> (Value, Value) {
     let seg = once(setup, "segment", config);
     let publ = once(setup, "publish", config);
     (seg, publ)
-}
-
-/// The compacted view of a topic: the last value per key (null removes it).
-fn compacted(topic: &str) -> BTreeMap<String, Value> {
-    let mut m = BTreeMap::new();
-    for c in read_topic(topic) {
-        let k = String::from_utf8(c.key.expect("keyed")).unwrap();
-        match c.value {
-            None => m.remove(&k),
-            Some(v) => m.insert(k, serde_json::from_slice(&v).unwrap()),
-        };
-    }
-    m
 }
 
 fn segment_of(view: &BTreeMap<String, Value>) -> BTreeMap<String, String> {

@@ -287,7 +287,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     assert_eq!(saved["updated_by"], "test");
 
     // The name is stored on the metadata topic and the S1 outlets are republished.
-    let meta = fx::compacted(&cfg.kafka.topics.metadata);
+    let meta = spectra_tests::compacted(&cfg.kafka.topics.metadata);
     assert_eq!(meta["mix:S1"]["name"], "Coffee-led convenience");
     let s1: Vec<String> = run2
         .iter()
@@ -296,7 +296,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let view = fx::compacted(&cfg.kafka.topics.assignments);
+        let view = spectra_tests::compacted(&cfg.kafka.topics.assignments);
         let renamed = s1
             .iter()
             .filter(|k| {
@@ -321,7 +321,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     }
     let (_, p) = get(&c, &format!("{base}/api/segmentations/mix/segments/S1")).await;
     assert_eq!(p["name"], "Coffee-led convenience");
-    let profiles = fx::compacted(&cfg.kafka.topics.profiles);
+    let profiles = spectra_tests::compacted(&cfg.kafka.topics.profiles);
     assert_eq!(profiles["mix:S1"]["tags"], json!(["#premium", "#coffee"]));
 
     // Metrics count requests by route and messages by change.

@@ -40,7 +40,7 @@ fn expected(assign: &[fx::Assign]) -> BTreeMap<String, String> {
 }
 
 fn view(topic: &str) -> BTreeMap<String, String> {
-    fx::compacted(topic)
+    spectra_tests::compacted(topic)
         .into_iter()
         .map(|(k, v)| (k, v["segment_id"].as_str().unwrap().to_owned()))
         .collect()
@@ -173,7 +173,7 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
         assert_eq!(v["segmentation"], "mix");
         assert!(v["run_id"].as_str().unwrap().starts_with("mix/2026-11-21/"));
     }
-    let moved_msg = fx::compacted(&cfg.kafka.topics.assignments)
+    let moved_msg = spectra_tests::compacted(&cfg.kafka.topics.assignments)
         .into_values()
         .find(|v| v["change"] == "moved")
         .expect("a moved assignment");
@@ -181,7 +181,7 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
     assert_eq!(moved_msg["as_of"], "2026-11-21");
 
     // Profiles and recommendations follow the latest run too.
-    let profiles = fx::compacted(&cfg.kafka.topics.profiles);
+    let profiles = spectra_tests::compacted(&cfg.kafka.topics.profiles);
     assert_eq!(
         profiles.keys().cloned().collect::<Vec<_>>(),
         vec!["mix:S1", "mix:S2", "mix:S3"]
@@ -199,7 +199,7 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
         coffee["index"].as_f64().unwrap() > 150.0,
         "S1 over-indexes on coffee: {coffee}"
     );
-    let recs = fx::compacted(&cfg.kafka.topics.recommendations);
+    let recs = spectra_tests::compacted(&cfg.kafka.topics.recommendations);
     assert_eq!(
         recs.keys().cloned().collect::<Vec<_>>(),
         expected(&run2).into_keys().collect::<Vec<_>>()

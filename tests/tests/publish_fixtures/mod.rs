@@ -497,20 +497,3 @@ pub fn config(storage_url: &str, prefix: &str) -> spectra_core::Config {
     cfg.publish.poll_seconds = 1;
     cfg
 }
-
-/// Keeps the last value per key, as a compacted topic's reader does (null removes).
-pub fn compacted(topic: &str) -> BTreeMap<String, serde_json::Value> {
-    let mut m = BTreeMap::new();
-    for c in spectra_tests::read_topic(topic) {
-        let k = String::from_utf8(c.key.expect("every message has a key")).unwrap();
-        match c.value {
-            None => {
-                m.remove(&k);
-            }
-            Some(v) => {
-                m.insert(k, serde_json::from_slice(&v).unwrap());
-            }
-        }
-    }
-    m
-}

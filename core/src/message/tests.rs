@@ -1,0 +1,289 @@
+//! Parsing and validation of invoice messages: the contract samples, every rejection
+//! naming its field, and the bounds of `Limits`.
+
+use super::*;
+
+#[derive(serde::Deserialize)]
+struct Case {
+    value: String,
+    verdict: String,
+    lines: usize,
+    why: String,
+}
+
+/// Every worked example of the contract gets its verdict.
+#[test]
+fn contract_samples() {
+    let text = include_str!("../../tests/data/contract-invoices.jsonl");
+    let mut n = 0;
+    for l in text.lines() {
+        let case: Case = serde_json::from_str(l).unwrap();
+        let got = parse_invoice_message(Some(case.value.as_bytes()), &Limits::unbounded());
+        match case.verdict.as_str() {
+            "accept" => {
+                let lines = got.unwrap_or_else(|e| panic!("{}: rejected: {e}", case.why));
+                assert_eq!(lines.len(), case.lines, "{}", case.why);
+            }
+            _ => {
+                let err = got.expect_err(&case.why);
+                assert!(!err.text.is_empty());
+            }
+        }
+        n += 1;
+    }
+    assert_eq!(n, 20);
+}
+
+#[test]
+fn rejections_name_the_field() {
+    let cases = [
+        (
+            r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","sku_id":"S","quantity":1,"net_value":1}"#,
+            "outlet_id is missing",
+        ),
+        (
+            r#"{"distributor_id":"D","invoice_id":"I","line_no":-1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#,
+            "line_no is -1",
+        ),
+        (
+            r#"{"distributor_id":"D","invoice_id":"I","line_no":1.5,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#,
+            "line_no is 1.5",
+        ),
+        (
+            r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-02-30","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#,
+            "invoice_date \"2026-02-30\"",
+        ),
+        (
+            r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":null,"net_value":1}"#,
+            "quantity is null",
+        ),
+        (
+            r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":"45.6"}"#,
+            "net_value is a string",
+        ),
+        (
+            r#"{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20","outlet_id":"O","lines":[{"line_no":1,"sku_id":"A","quantity":1,"net_value":2},{"line_no":2,"sku_id":"B","quantity":"three","net_value":9}]}"#,
+            "lines[1].quantity is a string",
+        ),
+        (
+            r#"{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20","outlet_id":"O","lines":[]}"#,
+            "`lines` is an empty array",
+        ),
+        (
+            r#"{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20","outlet_id":"O","lines":[1]}"#,
+            "lines[0] is a number",
+        ),
+        (
+            r#"{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20","outlet_id":"O","lines":"x"}"#,
+            "`lines` is a string",
+        ),
+        (
+            r#"{"distributor_id":true,"invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#,
+            "distributor_id is a boolean",
+        ),
+        (
+            r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"0999-01-01","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#,
+            "outside the accepted years",
+        ),
+        (
+            r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1e999}"#,
+            "not valid JSON",
+        ),
+        ("[1,2]", "not a JSON object"),
+        ("\"x\"", "not a JSON object"),
+        ("{\"a\":", "not valid JSON"),
+        ("   ", "empty"),
+    ];
+    for (msg, want) in cases {
+        let err = parse_invoice_message(Some(msg.as_bytes()), &Limits::unbounded()).expect_err(msg);
+        assert!(err.text.contains(want), "{msg}: got `{err}`, want `{want}`");
+    }
+    let err = parse_invoice_message(Some(&[0xff, 0xfe, b'{']), &Limits::unbounded()).unwrap_err();
+    assert!(err.text.contains("not UTF-8"));
+    assert!(parse_invoice_message(None, &Limits::unbounded())
+        .unwrap_err()
+        .text
+        .contains("null"));
+    let long = format!(
+        r#"{{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"{}","quantity":1,"net_value":1}}"#,
+        "x".repeat(100_000)
+    );
+    let err = parse_invoice_message(Some(long.as_bytes()), &Limits::unbounded()).unwrap_err();
+    assert!(err.text.contains("sku_id is 100000 characters"), "{err}");
+}
+
+fn limits_on(today: &str) -> Limits {
+    Limits::new(
+        &crate::config::IngestConfig::default(),
+        NaiveDate::parse_from_str(today, "%Y-%m-%d").unwrap(),
+    )
+}
+
+fn line_with(field: &str, value: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(
+        r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#,
+    )
+    .unwrap();
+    v[field] = serde_json::from_str(value).unwrap();
+    v.to_string()
+}
+
+/// Every bound of the ingest configuration rejects with a reason naming the field.
+#[test]
+fn hostile_lines_are_rejected_naming_the_field() {
+    let limits = limits_on("2026-11-29");
+    let accept = |m: &str| {
+        parse_invoice_message(Some(m.as_bytes()), &limits)
+            .unwrap_or_else(|e| panic!("{m}: {e}"))
+            .len()
+    };
+    let reject = |m: &str, reason: Reason, want: &str| {
+        let e = parse_invoice_message(Some(m.as_bytes()), &limits).expect_err(m);
+        assert_eq!(e.reason, reason, "{m}: {e}");
+        assert!(e.text.contains(want), "{m}: got `{e}`, want `{want}`");
+    };
+    // Dates: seven days ahead and ten years back are the defaults.
+    accept(&line_with("invoice_date", r#""2026-12-06""#));
+    reject(
+        &line_with("invoice_date", r#""2026-12-07""#),
+        Reason::DateOutOfRange,
+        "invoice_date 2026-12-07 is in the future",
+    );
+    reject(
+        &line_with("invoice_date", r#""2199-12-31""#),
+        Reason::DateOutOfRange,
+        "ingest.max_future_days",
+    );
+    // 3653 days: ten years and a day, whatever the leap years.
+    accept(&line_with("invoice_date", r#""2016-11-28""#));
+    reject(
+        &line_with("invoice_date", r#""2016-11-27""#),
+        Reason::DateOutOfRange,
+        "invoice_date 2016-11-27 is too old",
+    );
+    // Values.
+    accept(&line_with("net_value", "-1e12"));
+    reject(
+        &line_with("net_value", "1.7e308"),
+        Reason::ValueOutOfRange,
+        "net_value is 1.7e308",
+    );
+    reject(
+        &line_with("quantity", "-2e9"),
+        Reason::ValueOutOfRange,
+        "quantity is -2e9",
+    );
+    // Identifiers with control characters.
+    reject(
+        &line_with("outlet_id", r#""PL\u0000-1""#),
+        Reason::BadIdentifier,
+        "outlet_id holds the control character U+0000 at position 2",
+    );
+    reject(
+        &line_with("sku_id", r#""A\nB""#),
+        Reason::BadIdentifier,
+        "sku_id holds the control character U+000A",
+    );
+    reject(
+        &line_with("currency", r#""PL\u001bN""#),
+        Reason::BadCurrency,
+        "currency holds a control character",
+    );
+    // A whole invoice repeating an identity, and one carrying too many lines.
+    let invoice = |lines: &str| {
+        format!(
+            r#"{{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20","outlet_id":"O","lines":[{lines}]}}"#
+        )
+    };
+    let l = |n: i64| format!(r#"{{"line_no":{n},"sku_id":"A","quantity":1,"net_value":2}}"#);
+    reject(
+        &invoice(&[l(1), l(2), l(1)].join(",")),
+        Reason::DuplicateLine,
+        "lines[2].line_no 1 repeats lines[0]",
+    );
+    // The same line_no under another invoice id is another identity.
+    let other = r#"{"line_no":1,"invoice_id":"J","sku_id":"A","quantity":1,"net_value":2}"#;
+    assert_eq!(accept(&invoice(&[l(1), other.into()].join(","))), 2);
+    let many: Vec<String> = (0..10_001).map(l).collect();
+    reject(
+        &invoice(&many.join(",")),
+        Reason::TooManyLines,
+        "`lines` holds 10001 lines; a message may carry at most 10000",
+    );
+    let max: Vec<String> = (0..10_000).map(l).collect();
+    assert_eq!(accept(&invoice(&max.join(","))), 10_000);
+}
+
+/// The class of a rejection comes from where it was raised, not from its words: a
+/// quantity of "update" is a bad number, not a bad date.
+#[test]
+fn reasons_are_classes_not_substrings() {
+    let e = parse_invoice_message(
+        Some(line_with("quantity", r#""update""#).as_bytes()),
+        &Limits::unbounded(),
+    )
+    .unwrap_err();
+    assert_eq!(e.class(), "bad_number", "{e}");
+}
+
+#[test]
+fn header_is_inherited_and_lines_may_override() {
+    let msg = br#"{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20T23:59:00-05:00","outlet_id":7,"currency":"PLN",
+        "lines":[{"line_no":1,"sku_id":"A","quantity":1,"net_value":2.5},{"line_no":2,"sku_id":"B","quantity":3,"net_value":9,"currency":"EUR"}]}"#;
+    let lines = parse_invoice_message(Some(msg), &Limits::unbounded()).unwrap();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0].outlet_id, "7");
+    assert_eq!(
+        lines[0].invoice_date,
+        NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()
+    );
+    assert_eq!(lines[0].currency.as_deref(), Some("PLN"));
+    assert_eq!(lines[1].currency.as_deref(), Some("EUR"));
+    assert_eq!(lines[1].net_value, 9.0);
+}
+
+#[test]
+fn escaped_strings_are_unescaped() {
+    let msg = br#"{"distributor_id":"D\u0031","invoice_id":"FV\/1","line_no":0,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#;
+    let l = &parse_invoice_message(Some(msg), &Limits::unbounded()).unwrap()[0];
+    assert_eq!(l.distributor_id, "D1");
+    assert_eq!(l.invoice_id, "FV/1");
+    assert_eq!(l.line_no, 0);
+}
+
+#[test]
+fn dates_parse_strictly() {
+    let d = |s| parse_date(s);
+    assert_eq!(d("2026-11-20"), NaiveDate::from_ymd_opt(2026, 11, 20));
+    assert_eq!(d("2024-02-29"), NaiveDate::from_ymd_opt(2024, 2, 29));
+    assert_eq!(
+        d("2026-11-20T23:30:00+01:00"),
+        NaiveDate::from_ymd_opt(2026, 11, 20)
+    );
+    assert_eq!(
+        d("2010-12-01 08:26:00"),
+        NaiveDate::from_ymd_opt(2010, 12, 1)
+    );
+    for bad in [
+        "2026-02-29",
+        "2026-13-01",
+        "2026-1-01",
+        "2026/11/20",
+        "20261120",
+        "2026-11-2x",
+        "2026-11-20Tnope",
+        "+026-11-20",
+    ] {
+        assert_eq!(d(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn date32_round_trips() {
+    let d = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    assert_eq!(days_to_date(date_to_days(d)), d);
+    assert_eq!(
+        date_to_days(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()),
+        0
+    );
+}

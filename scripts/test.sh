@@ -2,6 +2,8 @@
 # Every test, against a real Kafka-protocol broker (Tansu) that this script fetches,
 # verifies and starts on a free port, and stops when the tests end.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh -p spectra-ingest).
+# Everything builds in the release profile, the one profile of the project (the demo and
+# the benchmarks use it too), so no third-party crate is built twice (README, "Builds").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/spectra/target}"
@@ -26,10 +28,10 @@ fi
 # Build first, so the broker is not idle (and its start not timed) during a cold build.
 # This builds the `spectra` binary too (the `spectra` package's own integration test
 # needs it), so the end-to-end tests always drive a binary of the sources under test.
-cargo test --workspace --no-run "$@"
+cargo test --release --workspace --no-run "$@"
 # Whatever "$@" selects, the binary the end-to-end tests start is built from these
 # sources (the `spectra` package's integration test makes Cargo build it).
-cargo test --workspace --no-run --test binary
+cargo test --release --workspace --no-run --test binary
 
 SPECTRA_TANSU_RUN=$(mktemp -d)
 export SPECTRA_TANSU_RUN
@@ -38,4 +40,4 @@ SPECTRA_TEST_BROKERS=$(scripts/tansu.sh start)
 export SPECTRA_TEST_BROKERS
 echo "test broker (tansu) at $SPECTRA_TEST_BROKERS"
 # Every test binary runs even when one fails; the summary counts them all.
-cargo test --workspace --no-fail-fast "$@"
+cargo test --release --workspace --no-fail-fast "$@"

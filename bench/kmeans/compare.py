@@ -95,7 +95,8 @@ def sklearn_child(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", default="/tmp/spectra-kmeans-bench")
-    p.add_argument("--bin-dir", default=os.path.expanduser("~/.cache/spectra/target/release"))
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/spectra/target")
+    p.add_argument("--bin-dir", default=os.path.join(target, "release"))
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--max-iter", type=int, default=300)
     p.add_argument("--tol", type=float, default=1e-4)

@@ -2,7 +2,7 @@
 //! binary says which sources it was built from.
 //!
 //! Being an integration test of the `spectra` package, this file also makes
-//! `cargo test --workspace` build the binary from the sources under test before any
+//! `cargo test --release --workspace` build the binary from the sources under test before any
 //! test runs, so the end-to-end tests in `tests/` never drive a missing or stale one.
 
 use std::process::Command;

@@ -35,24 +35,28 @@ pub fn fresh(prefix: &str) -> String {
     )
 }
 
-/// The `spectra` binary built beside the test executables, checked to be built from
-/// the sources under test.
+/// The `spectra` binary built beside the test executables, in the profile directory the
+/// test itself runs from (`target/<profile>/deps/<test>` → `target/<profile>/spectra`;
+/// `release` under the README's test command), checked to be built from the sources
+/// under test.
 ///
-/// `cargo test --workspace` (the README's test command) always rebuilds it first: the
-/// `spectra` package's own integration test (`cli/tests/binary.rs`) makes Cargo build the
-/// binary before any test runs. Run another way (`cargo test -p spectra-tests`), a
-/// missing binary, one built from another checkout sharing the target directory, or one
-/// older than the sources it is made of stops the test with what to run.
+/// `cargo test --release --workspace` (what the README's test command runs) always
+/// rebuilds it first: the `spectra` package's own integration test (`cli/tests/binary.rs`)
+/// makes Cargo build the binary before any test runs. Run another way
+/// (`cargo test --release -p spectra-tests`), a missing binary, one built from another
+/// checkout sharing the target directory, or one older than the sources it is made of
+/// stops the test with what to run.
 pub fn spectra_bin() -> PathBuf {
     static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     CHECKED
         .get_or_init(|| {
+            // target/<profile>/deps/<test> → target/<profile>
             let exe = std::env::current_exe().unwrap();
             let dir = exe.parent().unwrap().parent().unwrap();
             let bin = dir.join("spectra");
             if let Err(why) = check_binary(&bin) {
                 panic!(
-                    "{}: {why}; run the tests with `cargo test --workspace` (scripts/test.sh does), which rebuilds it",
+                    "{}: {why}; run the tests with `cargo test --release --workspace` (scripts/test.sh does), which rebuilds it",
                     bin.display()
                 );
             }

@@ -28,7 +28,7 @@ fn chromium() -> String {
 }
 
 fn artifacts() -> PathBuf {
-    // target/debug/deps/<test> → target/artifacts
+    // target/<profile>/deps/<test> → target/artifacts
     let exe = std::env::current_exe().unwrap();
     let dir = exe.ancestors().nth(3).unwrap().join("artifacts");
     std::fs::create_dir_all(&dir).unwrap();

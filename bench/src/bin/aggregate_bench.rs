@@ -4,11 +4,10 @@
 //! line per step; `bench/aggregate/run.sh` runs it beside DuckDB.
 //!
 //! ```sh
-//! cargo build --release -p spectra-bench
-//! target/release/aggregate_bench generate --dir /tmp/agg-bench --lines 10000000
-//! target/release/aggregate_bench full --dir /tmp/agg-bench
-//! target/release/aggregate_bench add-day --dir /tmp/agg-bench
-//! target/release/aggregate_bench incremental --dir /tmp/agg-bench
+//! cargo run --release -p spectra-bench --bin aggregate_bench -- generate --dir /tmp/agg-bench --lines 10000000
+//! cargo run --release -p spectra-bench --bin aggregate_bench -- full --dir /tmp/agg-bench
+//! cargo run --release -p spectra-bench --bin aggregate_bench -- add-day --dir /tmp/agg-bench
+//! cargo run --release -p spectra-bench --bin aggregate_bench -- incremental --dir /tmp/agg-bench
 //! ```
 
 use std::path::PathBuf;

@@ -3,8 +3,7 @@
 //! one markdown table on stdout. Quality numbers do not depend on the build profile.
 //!
 //! ```sh
-//! cargo build --workspace --all-targets
-//! $CARGO_TARGET_DIR/debug/movement_bench --seeds 1,2,3 > /tmp/movement.md
+//! cargo run --release -p spectra-bench --bin movement_bench -- --seeds 1,2,3 > /tmp/movement.md
 //! ```
 
 use std::time::Instant;

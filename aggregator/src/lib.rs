@@ -18,11 +18,11 @@ pub mod session;
 pub mod state;
 pub mod superseded;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
+use spectra_core::tables::features::{DailyRow, OutletDailyRow};
+use spectra_core::tables::Rows;
 use chrono::NaiveDate;
 use serde::Serialize;
 use spectra_core::service::Context;
@@ -119,53 +119,22 @@ pub fn date_text(days: i32) -> String {
 
 /// Days since the epoch as a date.
 pub fn date_of(days: i32) -> NaiveDate {
-    NaiveDate::from_num_days_from_ce_opt(days + EPOCH_CE_DAYS).unwrap_or(NaiveDate::MIN)
+    spectra_core::tables::date_of(days)
 }
 
 /// A date as days since the epoch (Arrow's `Date32`).
 pub fn days_of(date: NaiveDate) -> i32 {
-    chrono::Datelike::num_days_from_ce(&date) - EPOCH_CE_DAYS
+    spectra_core::tables::date32(date)
 }
 
-const EPOCH_CE_DAYS: i32 = 719_163;
-
-/// Schema of `features/daily/` (README "Tables").
+/// Schema of `features/daily/` (defined in the table layer).
 pub fn daily_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("outlet_id", DataType::Utf8, false),
-        Field::new("sku_id", DataType::Utf8, false),
-        Field::new("date", DataType::Date32, false),
-        Field::new("net_value", DataType::Float64, false),
-        Field::new("quantity", DataType::Float64, false),
-        Field::new("lines", DataType::Int64, false),
-        Field::new("invoices", DataType::Int64, false),
-        Field::new("returns_value", DataType::Float64, false),
-    ]))
+    DailyRow::schema()
 }
 
-/// Schema of `features/outlet_daily/` (README "Tables").
+/// Schema of `features/outlet_daily/` (defined in the table layer).
 pub fn outlet_daily_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("outlet_id", DataType::Utf8, false),
-        Field::new("date", DataType::Date32, false),
-        Field::new("net_value", DataType::Float64, false),
-        Field::new("quantity", DataType::Float64, false),
-        Field::new("lines", DataType::Int64, false),
-        Field::new("invoices", DataType::Int64, false),
-        Field::new("returns_value", DataType::Float64, false),
-        Field::new("distinct_skus", DataType::Int64, false),
-    ]))
-}
-
-/// A query result cast to a table's declared schema (same columns, in order).
-pub fn conform(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Error> {
-    let cols = b
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+    OutletDailyRow::schema()
 }
 
 /// Runs the aggregate service: a pass at start, then one whenever new raw or master

@@ -14,6 +14,7 @@ pub mod schema;
 pub mod service;
 pub mod shutdown;
 pub mod storage;
+pub mod tables;
 pub mod telemetry;
 
 pub use config::Config;

@@ -11,7 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use spectra_core::Storage;
 
-use crate::columns::Columns;
+use spectra_core::tables::Columns;
 use crate::diff::Published;
 use crate::Error;
 
@@ -66,13 +66,9 @@ pub async fn load_published(
     segmentation: &str,
 ) -> Result<HashMap<String, Published>, Error> {
     let file = published_path(segmentation);
-    let Some(data) = storage.get(&file).await? else {
+    let Some(batches) = spectra_core::tables::read_batches(storage, &file).await? else {
         return Ok(HashMap::new());
     };
-    let batches = spectra_core::schema::from_parquet(data).map_err(|e| Error::Table {
-        file: file.clone(),
-        reason: e.to_string(),
-    })?;
     let mut out = HashMap::new();
     for b in &batches {
         let c = Columns::new(b, &file);

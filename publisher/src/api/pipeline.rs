@@ -15,10 +15,6 @@ use crate::hold::HeldRun;
 use crate::snapshot::Snapshot;
 use crate::tables;
 
-fn quality(model: &Value) -> Value {
-    model.get("quality").cloned().unwrap_or(Value::Null)
-}
-
 async fn names(s: &AppState) -> ApiResult<Vec<String>> {
     let mut names: Vec<String> = s.cfg.segmentation.iter().map(|c| c.name.clone()).collect();
     for n in tables::stored_segmentations(s.snapshots.storage()).await? {
@@ -45,7 +41,7 @@ fn summary(
         "latest": snap.map(|s| json!({"run_id": s.run.latest.run_id, "as_of": s.run.latest.as_of.to_string()})),
         "outlets": snap.map(|s| s.run.assignments.len()),
         "segments": snap.map(|s| s.profiles.len()),
-        "quality": snap.map(|s| quality(&s.run.model)),
+        "quality": snap.map(|s| json!(s.run.model.quality)),
         "published": (!cycle.run_id.is_empty()).then(|| json!({"run_id": cycle.run_id, "published_at": cycle.published_at})),
         "held": held.map(|h| {
             let mut v = json!(h);
@@ -95,13 +91,13 @@ pub(super) async fn movement(
         .run
         .assignments
         .iter()
-        .filter(|a| a.change == "moved")
+        .filter(|a| a.change == tables::Change::Moved)
         .count();
     let new = snap
         .run
         .assignments
         .iter()
-        .filter(|a| a.change == "new")
+        .filter(|a| a.change == tables::Change::New)
         .count();
     Ok(Json(json!({
         "segmentation": name,
@@ -117,7 +113,7 @@ pub(super) async fn movement(
 
 /// The latest `date=` partition under a folder.
 async fn newest(s: &AppState, folder: &str) -> ApiResult<Option<String>> {
-    let dates = tables::partition_dates(s.snapshots.storage(), folder).await?;
+    let dates = spectra_core::tables::features::partitions(s.snapshots.storage(), folder).await?;
     Ok(dates
         .into_iter()
         .map(|(d, _)| d)
@@ -184,11 +180,7 @@ pub(super) async fn pipeline(State(s): State<AppState>) -> ApiResult<Json<Value>
     for n in names(&s).await? {
         let snap = s.snapshots.get(&n).await?;
         let cycle = crate::state::load_cycle(s.snapshots.storage(), &n).await?;
-        let runs: Vec<Value> = tables::run_history(s.snapshots.storage(), &n, 10)
-            .await?
-            .into_iter()
-            .map(|(run_id, model)| json!({"run_id": run_id, "quality": quality(&model), "segments": model.get("centroids").and_then(Value::as_array).map(Vec::len)}))
-            .collect();
+        let runs = tables::run_history(s.snapshots.storage(), &n, 10).await?;
         let held = s.snapshots.held(&n).await?;
         let mut v = summary(&s, &n, snap.as_deref(), &cycle, held.as_ref());
         v["runs"] = json!(runs);
@@ -202,8 +194,8 @@ pub(super) async fn pipeline(State(s): State<AppState>) -> ApiResult<Json<Value>
     }
     Ok(Json(json!({
         "now": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "raw_latest_date": newest(&s, "raw/invoices/").await?,
-        "features_latest_date": newest(&s, "features/daily/").await?,
+        "raw_latest_date": newest(&s, spectra_core::tables::layout::RAW_INVOICES).await?,
+        "features_latest_date": newest(&s, spectra_core::tables::layout::DAILY).await?,
         "segmentations": segs,
         "kafka": kafka_status(&s).await,
     })))

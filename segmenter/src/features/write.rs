@@ -100,7 +100,7 @@ impl FeatureTables {
         window_days: u32,
         as_of: NaiveDate,
     ) -> Result<(), Error> {
-        let dir = super::folder(segmentation, as_of);
+        let dir = spectra_core::tables::layout::features(segmentation, as_of);
         let spectrum: SchemaRef = Arc::new(Schema::new(vec![
             utf8("outlet_id", false),
             utf8("feature", false),
@@ -224,7 +224,7 @@ impl FeatureTables {
             .await?;
         storage
             .put_json(
-                &super::current_path(segmentation),
+                &spectra_core::tables::layout::features_current(segmentation),
                 &json!({"as_of": as_of.to_string(), "path": dir, "created_at": chrono::Utc::now().to_rfc3339()}),
             )
             .await?;

@@ -27,7 +27,8 @@ use crate::gaps::{outlet_gaps, outlet_shares, potential, segment_orders, GapRow}
 use crate::model::{ModelFile, ModelSegment, Parameters, Quality, Transform};
 use crate::naming::{stable_name, top_features};
 use crate::patterns::purchasing_patterns;
-use crate::profile::{profile_parts, segment_shares, Profile};
+use crate::profile::{profile_parts, segment_shares};
+use spectra_core::tables::profile::SegmentProfile;
 use crate::Error;
 
 /// Outlets in the silhouette sample.
@@ -86,28 +87,8 @@ impl PreviousRun {
     }
 }
 
-/// One row of `assignments.parquet`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AssignmentRow {
-    /// Outlet id.
-    pub outlet_id: String,
-    /// Segment id.
-    pub segment_id: String,
-    /// Segment id in the previous run.
-    pub previous_segment_id: Option<String>,
-    /// `new`, `moved` or `same`.
-    pub change: &'static str,
-    /// Distance to the segment's centroid in feature space.
-    pub distance: f64,
-    /// In [0, 1]: how much nearer the own centroid is than the next one.
-    pub confidence: f64,
-    /// Net value in the window.
-    pub value: f64,
-    /// Invoice lines in the window.
-    pub lines: i64,
-    /// Value the outlet would add by buying like its segment (see [`crate::gaps`]).
-    pub potential: f64,
-}
+pub use spectra_core::tables::runs::AssignmentRow;
+use spectra_core::tables::runs::Change as Changed;
 
 /// Everything a run writes.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,7 +102,10 @@ pub struct RunOutput {
     /// outlet_gaps.parquet rows.
     pub gaps: Vec<GapRow>,
     /// profiles.json.
-    pub profiles: Vec<Profile>,
+    pub profiles: Vec<SegmentProfile>,
+    /// recommendations.parquet: each assigned outlet's lists (filled in by
+    /// [`crate::recommend`], which reads the tables they need).
+    pub recommendations: std::collections::BTreeMap<String, spectra_core::tables::runs::Recommendations>,
     /// Outlets assigned in the previous run and not in this one.
     pub left: Vec<String>,
     /// movements.parquet rows: every outlet that moved, with the evidence.
@@ -244,9 +228,9 @@ pub fn compute(
             segment_id: a.segment_id.clone(),
             previous_segment_id: a.previous_segment_id.clone(),
             change: match a.change {
-                Change::New => "new",
-                Change::Moved => "moved",
-                Change::Unchanged => "same",
+                Change::New => Changed::New,
+                Change::Moved => Changed::Moved,
+                Change::Unchanged => Changed::Same,
             },
             distance: a.distance,
             confidence: a.confidence,
@@ -256,8 +240,7 @@ pub fn compute(
         });
     }
 
-    let as_of = fs.as_of.to_string();
-    let mut profiles: Vec<Profile> = parts
+    let mut profiles: Vec<SegmentProfile> = parts
         .into_iter()
         .enumerate()
         .map(|(s, p)| {
@@ -270,20 +253,24 @@ pub fn compute(
                 .filter(|&r| labels[r] == s)
                 .map(|r| rows[r])
                 .collect();
-            Profile {
+            SegmentProfile {
                 segmentation: seg.name.clone(),
                 run_id: run_id.to_owned(),
-                as_of: as_of.clone(),
+                as_of: fs.as_of,
                 segment_id: id.clone(),
                 name,
                 name_features,
                 description: String::new(),
                 tags: Vec::new(),
-                size: p.size,
+                outlets: p.outlets,
+                outlet_share: p.outlet_share,
+                value: p.value,
+                value_share: p.value_share,
                 spectrum: p.spectrum,
+                penetration: p.penetration,
+                patterns: purchasing_patterns(fs, &members, seg.seed),
                 kpis: p.kpis,
                 attributes: p.attributes,
-                patterns: purchasing_patterns(fs, &members, seg.seed),
             }
         })
         .collect();
@@ -300,13 +287,13 @@ pub fn compute(
         })
         .unwrap_or_default();
     left.sort();
-    let count = |c: &str| assignments.iter().filter(|a| a.change == c).count();
+    let count = |c: Changed| assignments.iter().filter(|a| a.change == c).count();
     let model = ModelFile {
         segmentation: seg.name.clone(),
         run_id: run_id.to_owned(),
         as_of: fs.as_of,
         level: seg.level.clone(),
-        features_folder: crate::features::folder(&seg.name, fs.as_of),
+        features_folder: spectra_core::tables::layout::features(&seg.name, fs.as_of),
         transform: Transform {
             kind: "hellinger".into(),
             kpi_weight: seg.kpi_weight,
@@ -342,8 +329,8 @@ pub fn compute(
             silhouette_sample: rows.len().min(SILHOUETTE_SAMPLE),
             ari_previous,
             outlets_assigned: assignments.len(),
-            outlets_new: count("new"),
-            outlets_moved: count("moved"),
+            outlets_new: count(Changed::New),
+            outlets_moved: count(Changed::Moved),
             outlets_left: left.len(),
             iterations: outcome.iterations,
             duration_ms: 0,
@@ -364,13 +351,14 @@ pub fn compute(
         assignments,
         gaps,
         profiles,
+        recommendations: Default::default(),
         left,
         movements,
     })
 }
 
 /// Two segments with the same new name: the later ones get their id appended.
-fn dedupe_names(profiles: &mut [Profile]) {
+fn dedupe_names(profiles: &mut [SegmentProfile]) {
     let mut seen: HashSet<String> = HashSet::new();
     for p in profiles.iter_mut() {
         if !seen.insert(p.name.clone()) {

@@ -1,4 +1,6 @@
-//! Outlet recommendations (contract §3.3): four SKU lists per outlet, each item with a
+//! Outlet recommendations (contract §3.3), computed once per run where their inputs
+//! are read (the window's SKU spend and the daily table's recent and seasonal days)
+//! and stored with the run (`recommendations.parquet`): four SKU lists per outlet, each item with a
 //! score and a quantity suggested for four weeks, scaled to the outlet's size (its
 //! value against the segment's median outlet).
 //!
@@ -15,33 +17,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{Duration, NaiveDate};
-use serde::{Deserialize, Serialize};
+use spectra_core::tables::features::{self as tables, DailyRow, WindowFeatures};
+use spectra_core::tables::runs::{AssignmentRow, RecItem, Recommendations};
+use spectra_core::Storage;
 
-use crate::tables::{DailyRow, Features, Run};
-
-/// One recommended SKU.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecItem {
-    /// The SKU.
-    pub sku_id: String,
-    /// Higher is stronger (see the module docs per list).
-    pub score: f64,
-    /// Units for the next four weeks, scaled to the outlet's size.
-    pub suggested_quantity: f64,
-}
-
-/// The four lists of an outlet.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Recommendations {
-    /// Popular in the segment, never bought here.
-    pub new_for_outlet: Vec<RecItem>,
-    /// Bought by most of the segment, missing here lately.
-    pub should_have: Vec<RecItem>,
-    /// Rising now in the segment.
-    pub popular_in_segment: Vec<RecItem>,
-    /// Sold in the coming weeks in earlier years.
-    pub seasonal_soon: Vec<RecItem>,
-}
+use crate::Error;
 
 /// Items per list.
 pub const LIST_LEN: usize = 10;
@@ -82,21 +62,40 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// Reads the daily rows the recommendations of a run at `as_of` need and computes
+/// them for every assigned outlet.
+pub async fn for_run(
+    storage: &Storage,
+    as_of: NaiveDate,
+    assignments: &[AssignmentRow],
+    f: &WindowFeatures,
+    window_days: u32,
+) -> Result<BTreeMap<String, Recommendations>, Error> {
+    let (recent, seasonal) = daily_ranges(as_of);
+    let mut ranges = recent.clone();
+    ranges.extend(seasonal.iter().copied());
+    let daily = tables::read_daily(storage, &ranges).await?;
+    let in_ranges = |r: &[DateRange], d: NaiveDate| r.iter().any(|(a, b)| *a <= d && d <= *b);
+    let (recent_rows, other): (Vec<DailyRow>, Vec<DailyRow>) =
+        daily.into_iter().partition(|d| in_ranges(&recent, d.date));
+    let seasonal_rows: Vec<DailyRow> = other.into_iter().filter(|d| in_ranges(&seasonal, d.date)).collect();
+    Ok(compute(assignments, f, &recent_rows, &seasonal_rows, window_days))
+}
+
 /// Computes every assigned outlet's recommendations.
 pub fn compute(
-    run: &Run,
-    f: &Features,
+    assignments: &[AssignmentRow],
+    f: &WindowFeatures,
     recent: &[DailyRow],
     seasonal: &[DailyRow],
     window_days: u32,
-) -> HashMap<String, Recommendations> {
-    let seg_of: HashMap<&str, &str> = run
-        .assignments
+) -> BTreeMap<String, Recommendations> {
+    let seg_of: HashMap<&str, &str> = assignments
         .iter()
         .map(|a| (a.outlet_id.as_str(), a.segment_id.as_str()))
         .collect();
     let mut members: HashMap<&str, Vec<&str>> = HashMap::new();
-    for a in &run.assignments {
+    for a in assignments {
         members.entry(&a.segment_id).or_default().push(&a.outlet_id);
     }
     let value: HashMap<&str, f64> = f
@@ -106,7 +105,7 @@ pub fn compute(
         .collect();
     let value_of = |o: &str| {
         value.get(o).copied().unwrap_or_else(|| {
-            run.assignments
+            assignments
                 .iter()
                 .find(|a| a.outlet_id == o)
                 .map_or(0.0, |a| a.value)
@@ -161,7 +160,7 @@ pub fn compute(
     let window_weeks4 = (f64::from(window_days.max(1)) / HORIZON_DAYS as f64).max(1.0 / 4.0);
     let n_years = years.len().max(1) as f64;
 
-    let mut out = HashMap::new();
+    let mut out = BTreeMap::new();
     for (seg, outlets) in &members {
         let empty = BTreeMap::new();
         let st = stats.get(seg).unwrap_or(&empty);

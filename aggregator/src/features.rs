@@ -191,7 +191,8 @@ pub async fn build(
         .flat_map(|b| b.column(1).as_string::<i32>().iter().flatten())
         .collect();
     let features = features.len() as u64;
-    let mut rows = write::<SpectrumRow>(storage, &format!("{dir}/spectrum.parquet"), spectrum).await?;
+    let mut rows =
+        write::<SpectrumRow>(storage, &format!("{dir}/spectrum.parquet"), spectrum).await?;
 
     let sku_spend = query(
         ctx,

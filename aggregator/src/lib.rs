@@ -21,11 +21,11 @@ pub mod superseded;
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
-use spectra_core::tables::features::{DailyRow, OutletDailyRow};
-use spectra_core::tables::Rows;
 use chrono::NaiveDate;
 use serde::Serialize;
 use spectra_core::service::Context;
+use spectra_core::tables::features::{DailyRow, OutletDailyRow};
+use spectra_core::tables::Rows;
 use spectra_core::{Config, Storage};
 
 use crate::metrics::AggregateMetrics;

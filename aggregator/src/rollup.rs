@@ -18,7 +18,11 @@ use crate::superseded::{self, Identity, Superseded};
 use crate::{daily_schema, date_of, outlet_daily_schema, Error};
 use spectra_core::tables::{conform, layout};
 
-fn conform_all(batches: &[RecordBatch], schema: &SchemaRef, table: &str) -> Result<Vec<RecordBatch>, Error> {
+fn conform_all(
+    batches: &[RecordBatch],
+    schema: &SchemaRef,
+    table: &str,
+) -> Result<Vec<RecordBatch>, Error> {
     Ok(batches
         .iter()
         .map(|b| conform(b, schema, table))
@@ -245,7 +249,10 @@ pub async fn reroll(
     let _ = ctx.deregister_table("lbi")?;
     let (daily_schema, outlet_schema) = (daily_schema(), outlet_daily_schema());
     let daily = by_date(&conform_all(&daily, &daily_schema, layout::DAILY)?, 2);
-    let outlet_daily = by_date(&conform_all(&outlet_daily, &outlet_schema, layout::OUTLET_DAILY)?, 1);
+    let outlet_daily = by_date(
+        &conform_all(&outlet_daily, &outlet_schema, layout::OUTLET_DAILY)?,
+        1,
+    );
     // Encoding is CPU work: all days' files in parallel, then the writes.
     let days: Vec<i32> = files.keys().copied().collect();
     let encoded = days

@@ -55,7 +55,9 @@ impl Snapshot {
         window_days: u32,
     ) -> Result<Self, Error> {
         let mut run = Run::read(storage, segmentation, latest).await?;
-        let kpis = spectra_core::tables::features::read_kpis(storage, segmentation, run.latest.as_of).await?;
+        let kpis =
+            spectra_core::tables::features::read_kpis(storage, segmentation, run.latest.as_of)
+                .await?;
         let kpi_index = kpis
             .iter()
             .enumerate()

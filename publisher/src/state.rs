@@ -11,9 +11,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use spectra_core::Storage;
 
-use spectra_core::tables::Columns;
 use crate::diff::Published;
 use crate::Error;
+use spectra_core::tables::Columns;
 
 /// The schema of `published.parquet`.
 pub fn published_schema() -> SchemaRef {

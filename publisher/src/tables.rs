@@ -26,14 +26,25 @@ pub async fn outlet_history(
 ) -> Result<Vec<(NaiveDate, f64, i64)>, Error> {
     let rows: Vec<OutletDailyRow> =
         features::read_outlet_daily(storage, from, to, |r| r.outlet_id == outlet_id).await?;
-    Ok(rows.into_iter().map(|r| (r.date, r.net_value, r.lines)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.date, r.net_value, r.lines))
+        .collect())
 }
 
 /// The latest `limit` runs of a segmentation with their model's quality and segment
 /// count, newest first (the pipeline page).
-pub async fn run_history(storage: &Storage, segmentation: &str, limit: usize) -> Result<Vec<Value>, Error> {
+pub async fn run_history(
+    storage: &Storage,
+    segmentation: &str,
+    limit: usize,
+) -> Result<Vec<Value>, Error> {
     let mut out = Vec::new();
-    for (run_id, folder) in run_folders(storage, segmentation).await?.into_iter().take(limit) {
+    for (run_id, folder) in run_folders(storage, segmentation)
+        .await?
+        .into_iter()
+        .take(limit)
+    {
         let model = spectra_core::tables::runs::read_model(storage, &folder).await?;
         out.push(serde_json::json!({
             "run_id": run_id,

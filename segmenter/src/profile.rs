@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use ndarray::Array2;
 use spectra_core::tables::profile::{
-    index, AttributeMix, AttributeValue, FeatureShare, SegmentKpis, MAX_ATTRIBUTE_VALUES,
-    NO_VALUE, OTHER_VALUES,
+    index, AttributeMix, AttributeValue, FeatureShare, SegmentKpis, MAX_ATTRIBUTE_VALUES, NO_VALUE,
+    OTHER_VALUES,
 };
 
 use crate::features::FeatureSet;
@@ -85,7 +85,13 @@ fn outlet_attributes(fs: &FeatureSet, i: usize) -> Vec<(&str, &str)> {
 /// The attribute mixes of every segment: per attribute, the [`MAX_ATTRIBUTE_VALUES`]
 /// most frequent values over all assigned outlets (the same list for every segment, so
 /// segments compare), the rest summed into [`OTHER_VALUES`].
-fn attribute_mixes(fs: &FeatureSet, rows: &[usize], labels: &[usize], k: usize, count: &[usize]) -> Vec<Vec<AttributeMix>> {
+fn attribute_mixes(
+    fs: &FeatureSet,
+    rows: &[usize],
+    labels: &[usize],
+    k: usize,
+    count: &[usize],
+) -> Vec<Vec<AttributeMix>> {
     let n = rows.len().max(1) as f64;
     // attribute → value → outlets, over all and per segment.
     let mut all: BTreeMap<&str, HashMap<&str, usize>> = BTreeMap::new();
@@ -125,11 +131,17 @@ fn attribute_mixes(fs: &FeatureSet, rows: &[usize], labels: &[usize], k: usize, 
                     };
                     let mut out: Vec<AttributeValue> = values
                         .iter()
-                        .map(|(v, total)| value(v, per[s].get(&(*a, *v)).copied().unwrap_or(0), *total))
+                        .map(|(v, total)| {
+                            value(v, per[s].get(&(*a, *v)).copied().unwrap_or(0), *total)
+                        })
                         .collect();
                     if *rest_all > 0 {
                         let listed_here: usize = out.iter().map(|v| v.outlets).sum();
-                        let with_attr: usize = per[s].iter().filter(|((x, _), _)| x == a).map(|(_, c)| c).sum();
+                        let with_attr: usize = per[s]
+                            .iter()
+                            .filter(|((x, _), _)| x == a)
+                            .map(|(_, c)| c)
+                            .sum();
                         out.push(value(OTHER_VALUES, with_attr - listed_here, *rest_all));
                     }
                     out.sort_by(|x, y| y.outlets.cmp(&x.outlets).then(x.value.cmp(&y.value)));
@@ -145,7 +157,13 @@ fn attribute_mixes(fs: &FeatureSet, rows: &[usize], labels: &[usize], k: usize, 
 
 /// The parts of every segment's profile for the assignment `labels` of `rows`
 /// (`values[r]` = the value of `rows[r]`).
-pub fn profile_parts(fs: &FeatureSet, rows: &[usize], labels: &[usize], values: &[f64], k: usize) -> Vec<ProfileParts> {
+pub fn profile_parts(
+    fs: &FeatureSet,
+    rows: &[usize],
+    labels: &[usize],
+    values: &[f64],
+    k: usize,
+) -> Vec<ProfileParts> {
     let n = rows.len().max(1) as f64;
     let nf = fs.features.len();
     let shares = segment_shares(fs, rows, labels, k);
@@ -188,14 +206,22 @@ pub fn profile_parts(fs: &FeatureSet, rows: &[usize], labels: &[usize], values: 
                 } else {
                     0.0
                 },
-                spectrum: versus(&fs.features, &shares.row(s).to_vec(), &overall.row(0).to_vec()),
+                spectrum: versus(
+                    &fs.features,
+                    &shares.row(s).to_vec(),
+                    &overall.row(0).to_vec(),
+                ),
                 penetration: versus(&fs.features, &pen_s, &pen_avg),
                 kpis: SegmentKpis {
                     value: value[s],
                     lines: m.lines,
                     invoices: m.invoices,
                     invoices_per_month: m.invoices_per_month / c,
-                    avg_invoice_value: if m.invoices > 0 { net[s] / m.invoices as f64 } else { 0.0 },
+                    avg_invoice_value: if m.invoices > 0 {
+                        net[s] / m.invoices as f64
+                    } else {
+                        0.0
+                    },
                     distinct_skus: m.distinct_skus / c,
                     avg_outlet_value: value[s] / c,
                 },

@@ -78,8 +78,17 @@ pub async fn for_run(
     let in_ranges = |r: &[DateRange], d: NaiveDate| r.iter().any(|(a, b)| *a <= d && d <= *b);
     let (recent_rows, other): (Vec<DailyRow>, Vec<DailyRow>) =
         daily.into_iter().partition(|d| in_ranges(&recent, d.date));
-    let seasonal_rows: Vec<DailyRow> = other.into_iter().filter(|d| in_ranges(&seasonal, d.date)).collect();
-    Ok(compute(assignments, f, &recent_rows, &seasonal_rows, window_days))
+    let seasonal_rows: Vec<DailyRow> = other
+        .into_iter()
+        .filter(|d| in_ranges(&seasonal, d.date))
+        .collect();
+    Ok(compute(
+        assignments,
+        f,
+        &recent_rows,
+        &seasonal_rows,
+        window_days,
+    ))
 }
 
 /// Computes every assigned outlet's recommendations.

@@ -22,8 +22,8 @@
 use chrono::NaiveDate;
 use spectra_core::hold::RunPointer;
 use spectra_core::tables::layout::{self, run_files};
-use spectra_core::tables::runs::{self as tables, Run};
 use spectra_core::tables::read_rows;
+use spectra_core::tables::runs::{self as tables, Run};
 use spectra_core::Storage;
 
 pub use spectra_core::tables::runs::{AssignmentRow, Latest};

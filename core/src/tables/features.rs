@@ -81,7 +81,9 @@ impl Rows for DailyRow {
             vec![
                 text(rows.iter().map(|r| Some(r.outlet_id.as_str()))),
                 text(rows.iter().map(|r| Some(r.sku_id.as_str()))),
-                Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| date32(r.date)))),
+                Arc::new(Date32Array::from_iter_values(
+                    rows.iter().map(|r| date32(r.date)),
+                )),
                 float(rows.iter().map(|r| r.net_value)),
                 float(rows.iter().map(|r| r.quantity)),
                 int(rows.iter().map(|r| r.lines)),
@@ -93,7 +95,11 @@ impl Rows for DailyRow {
 
     fn from_batch(c: &Columns<'_>) -> Result<Vec<Self>> {
         let (o, s, d) = (c.ids("outlet_id")?, c.ids("sku_id")?, c.dates("date")?);
-        let (v, q, r) = (c.float("net_value")?, c.float("quantity")?, c.float("returns_value")?);
+        let (v, q, r) = (
+            c.float("net_value")?,
+            c.float("quantity")?,
+            c.float("returns_value")?,
+        );
         let (l, i) = (c.int("lines")?, c.int("invoices")?);
         Ok((0..c.len())
             .map(|k| DailyRow {
@@ -153,7 +159,9 @@ impl Rows for OutletDailyRow {
             Self::schema(),
             vec![
                 text(rows.iter().map(|r| Some(r.outlet_id.as_str()))),
-                Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| date32(r.date)))),
+                Arc::new(Date32Array::from_iter_values(
+                    rows.iter().map(|r| date32(r.date)),
+                )),
                 float(rows.iter().map(|r| r.net_value)),
                 float(rows.iter().map(|r| r.quantity)),
                 int(rows.iter().map(|r| r.lines)),
@@ -166,7 +174,11 @@ impl Rows for OutletDailyRow {
 
     fn from_batch(c: &Columns<'_>) -> Result<Vec<Self>> {
         let (o, d) = (c.ids("outlet_id")?, c.dates("date")?);
-        let (v, q, r) = (c.float("net_value")?, c.float("quantity")?, c.float("returns_value")?);
+        let (v, q, r) = (
+            c.float("net_value")?,
+            c.float("quantity")?,
+            c.float("returns_value")?,
+        );
         let (l, i, s) = (c.int("lines")?, c.int("invoices")?, c.int("distinct_skus")?);
         Ok((0..c.len())
             .map(|k| OutletDailyRow {
@@ -236,7 +248,11 @@ impl Rows for SpectrumRow {
 
     fn from_batch(c: &Columns<'_>) -> Result<Vec<Self>> {
         let (o, f) = (c.ids("outlet_id")?, c.ids("feature")?);
-        let (v, raw, rv) = (c.float("value")?, c.float("raw_value")?, c.float("recent_value")?);
+        let (v, raw, rv) = (
+            c.float("value")?,
+            c.float("raw_value")?,
+            c.float("recent_value")?,
+        );
         let (l, rl) = (c.int("lines")?, c.int("recent_lines")?);
         Ok((0..c.len())
             .map(|k| SpectrumRow {
@@ -314,7 +330,10 @@ impl Rows for KpiRow {
     fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
         let attrs: Vec<Option<String>> = rows
             .iter()
-            .map(|r| (!r.attributes.is_empty()).then(|| serde_json::to_string(&r.attributes).unwrap_or_default()))
+            .map(|r| {
+                (!r.attributes.is_empty())
+                    .then(|| serde_json::to_string(&r.attributes).unwrap_or_default())
+            })
             .collect();
         batch(
             Self::schema(),
@@ -508,7 +527,10 @@ impl WindowFeatures {
         let manifest_path = file("_manifest.json");
         let before = storage.get(&manifest_path).await?;
         let Some(before) = before else {
-            return Err(incomplete(manifest_path, "missing: the folder is incomplete"));
+            return Err(incomplete(
+                manifest_path,
+                "missing: the folder is incomplete",
+            ));
         };
         async fn table<T: Rows>(storage: &Storage, path: String) -> Result<Vec<T>> {
             read_rows(storage, &path)
@@ -534,7 +556,11 @@ impl WindowFeatures {
 
 /// The KPIs and master records of a features folder (`kpis.parquet` alone, for
 /// readers that need no spend).
-pub async fn read_kpis(storage: &Storage, segmentation: &str, as_of: NaiveDate) -> Result<Vec<KpiRow>> {
+pub async fn read_kpis(
+    storage: &Storage,
+    segmentation: &str,
+    as_of: NaiveDate,
+) -> Result<Vec<KpiRow>> {
     let path = layout::features_file(segmentation, as_of, "kpis.parquet");
     read_rows(storage, &path)
         .await?
@@ -542,9 +568,17 @@ pub async fn read_kpis(storage: &Storage, segmentation: &str, as_of: NaiveDate) 
 }
 
 /// The manifest of a features folder; `None` while the folder is incomplete.
-pub async fn manifest(storage: &Storage, segmentation: &str, as_of: NaiveDate) -> Result<Option<Manifest>> {
+pub async fn manifest(
+    storage: &Storage,
+    segmentation: &str,
+    as_of: NaiveDate,
+) -> Result<Option<Manifest>> {
     storage
-        .get_json(&layout::features_file(segmentation, as_of, "_manifest.json"))
+        .get_json(&layout::features_file(
+            segmentation,
+            as_of,
+            "_manifest.json",
+        ))
         .await
 }
 
@@ -564,9 +598,13 @@ pub async fn latest_complete(storage: &Storage, segmentation: &str) -> Result<Op
 /// folder is complete (`None` while the aggregator rewrites it), else — stores written
 /// before the pointer existed — the latest complete folder.
 pub async fn current(storage: &Storage, segmentation: &str) -> Result<Option<NaiveDate>> {
-    let pointer: Option<CurrentFeatures> = storage.get_json(&layout::features_current(segmentation)).await?;
+    let pointer: Option<CurrentFeatures> = storage
+        .get_json(&layout::features_current(segmentation))
+        .await?;
     match pointer {
-        Some(p) => Ok(manifest(storage, segmentation, p.as_of).await?.map(|_| p.as_of)),
+        Some(p) => Ok(manifest(storage, segmentation, p.as_of)
+            .await?
+            .map(|_| p.as_of)),
         None => latest_complete(storage, segmentation).await,
     }
 }
@@ -586,11 +624,18 @@ pub async fn partitions(storage: &Storage, folder: &str) -> Result<Vec<(NaiveDat
 }
 
 /// The `features/daily/` rows of the days in any of `ranges` (inclusive).
-pub async fn read_daily(storage: &Storage, ranges: &[(NaiveDate, NaiveDate)]) -> Result<Vec<DailyRow>> {
+pub async fn read_daily(
+    storage: &Storage,
+    ranges: &[(NaiveDate, NaiveDate)],
+) -> Result<Vec<DailyRow>> {
     let mut out = Vec::new();
     for (date, path) in partitions(storage, layout::DAILY).await? {
         if ranges.iter().any(|(a, b)| *a <= date && date <= *b) {
-            out.extend(read_rows::<DailyRow>(storage, &path).await?.unwrap_or_default());
+            out.extend(
+                read_rows::<DailyRow>(storage, &path)
+                    .await?
+                    .unwrap_or_default(),
+            );
         }
     }
     Ok(out)
@@ -606,7 +651,9 @@ pub async fn read_outlet_daily(
     let mut out = Vec::new();
     for (date, path) in partitions(storage, layout::OUTLET_DAILY).await? {
         if from <= date && date <= to {
-            let rows = read_rows::<OutletDailyRow>(storage, &path).await?.unwrap_or_default();
+            let rows = read_rows::<OutletDailyRow>(storage, &path)
+                .await?
+                .unwrap_or_default();
             out.extend(rows.into_iter().filter(|r| keep(r)));
         }
     }
@@ -637,7 +684,10 @@ mod tests {
         let without = b.project(&[0, 1, 2]).unwrap();
         let e = SpectrumRow::from_batch(&Columns::new(&without, "x/spectrum.parquet")).unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("x/spectrum.parquet") && text.contains("`raw_value`"), "{text}");
+        assert!(
+            text.contains("x/spectrum.parquet") && text.contains("`raw_value`"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -130,9 +130,15 @@ mod tests {
         let d = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
         assert_eq!(daily(d), "features/daily/date=2026-11-21/daily.parquet");
         assert_eq!(partition_date(&daily(d)), Some(d));
-        assert_eq!(features_as_of(&features_file("mix", d, "kpis.parquet")), Some(d));
+        assert_eq!(
+            features_as_of(&features_file("mix", d, "kpis.parquet")),
+            Some(d)
+        );
         assert_eq!(run("mix", d, 2), "segmentations/mix/runs/2026-11-21.2");
         assert_eq!(segmentation_of_latest(&latest("mix")), Some("mix"));
-        assert_eq!(segmentation_of_latest("segmentations/mix/runs/x/model.json"), None);
+        assert_eq!(
+            segmentation_of_latest("segmentations/mix/runs/x/model.json"),
+            None
+        );
     }
 }

@@ -204,7 +204,9 @@ impl<'a> Columns<'a> {
         self.text(name)?
             .into_iter()
             .enumerate()
-            .map(|(row, v)| v.ok_or_else(|| self.error(format!("column `{name}` is null in row {row}"))))
+            .map(|(row, v)| {
+                v.ok_or_else(|| self.error(format!("column `{name}` is null in row {row}")))
+            })
             .collect()
     }
 
@@ -270,7 +272,9 @@ impl<'a> Columns<'a> {
             .map(|t| match t {
                 None => Ok(Vec::new()),
                 Some(t) => serde_json::from_str(&t).map_err(|e| {
-                    self.error(format!("column `{name}` is not a JSON array of strings: {e}"))
+                    self.error(format!(
+                        "column `{name}` is not a JSON array of strings: {e}"
+                    ))
                 }),
             })
             .collect()

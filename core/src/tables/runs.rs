@@ -90,7 +90,9 @@ pub async fn latest(storage: &Storage, segmentation: &str) -> Result<Option<Late
 
 /// Writes `latest.json` (the last write of a run).
 pub async fn write_latest(storage: &Storage, segmentation: &str, latest: &Latest) -> Result<()> {
-    storage.put_json(&layout::latest(segmentation), latest).await
+    storage
+        .put_json(&layout::latest(segmentation), latest)
+        .await
 }
 
 /// The segmentations that have a `latest.json` in storage, sorted.
@@ -226,7 +228,11 @@ impl Rows for AssignmentRow {
     }
 
     fn from_batch(c: &Columns<'_>) -> Result<Vec<Self>> {
-        let (o, s, p) = (c.ids("outlet_id")?, c.ids("segment_id")?, c.text("previous_segment_id")?);
+        let (o, s, p) = (
+            c.ids("outlet_id")?,
+            c.ids("segment_id")?,
+            c.text("previous_segment_id")?,
+        );
         let change = c.ids("change")?;
         let (d, conf, v, pot) = (
             c.float("distance")?,
@@ -243,7 +249,10 @@ impl Rows for AssignmentRow {
                     previous_segment_id: p[k].clone(),
                     change: Change::parse(&change[k]).ok_or_else(|| Error::Table {
                         file: c.file().to_owned(),
-                        reason: format!("column `change` is `{}` in row {k}, not new, moved or same", change[k]),
+                        reason: format!(
+                            "column `change` is `{}` in row {k}, not new, moved or same",
+                            change[k]
+                        ),
                     })?,
                     distance: d[k],
                     confidence: conf[k],
@@ -305,7 +314,11 @@ impl Rows for GapRow {
 
     fn from_batch(c: &Columns<'_>) -> Result<Vec<Self>> {
         let (o, s, f) = (c.ids("outlet_id")?, c.ids("segment_id")?, c.ids("feature")?);
-        let (os, ss, g) = (c.float("outlet_share")?, c.float("segment_share")?, c.float("gap")?);
+        let (os, ss, g) = (
+            c.float("outlet_share")?,
+            c.float("segment_share")?,
+            c.float("gap")?,
+        );
         Ok((0..c.len())
             .map(|k| GapRow {
                 outlet_id: o[k].clone(),
@@ -383,7 +396,8 @@ impl Rows for MovementRow {
     }
 
     fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
-        let json = |f: &dyn Fn(&MovementRow) -> String| -> Vec<String> { rows.iter().map(f).collect() };
+        let json =
+            |f: &dyn Fn(&MovementRow) -> String| -> Vec<String> { rows.iter().map(f).collect() };
         let drivers = json(&|r| serde_json::to_string(&r.drivers).unwrap_or_default());
         let earlier = json(&|r| serde_json::to_string(&r.earlier_spectrum).unwrap_or_default());
         let recent = json(&|r| serde_json::to_string(&r.recent_spectrum).unwrap_or_default());
@@ -414,9 +428,22 @@ impl Rows for MovementRow {
             c.ids("reason")?,
         );
         let (score, fit) = (c.float_opt("score")?, c.float_opt("fit")?);
-        let (el, rl, ri) = (c.float("earlier_lines")?, c.float("recent_lines")?, c.float("recent_invoices")?);
-        let (d, es, rs) = (c.ids("drivers")?, c.ids("earlier_spectrum")?, c.ids("recent_spectrum")?);
-        fn parse<T: serde::de::DeserializeOwned>(c: &Columns<'_>, col: &str, row: usize, text: &str) -> Result<T> {
+        let (el, rl, ri) = (
+            c.float("earlier_lines")?,
+            c.float("recent_lines")?,
+            c.float("recent_invoices")?,
+        );
+        let (d, es, rs) = (
+            c.ids("drivers")?,
+            c.ids("earlier_spectrum")?,
+            c.ids("recent_spectrum")?,
+        );
+        fn parse<T: serde::de::DeserializeOwned>(
+            c: &Columns<'_>,
+            col: &str,
+            row: usize,
+            text: &str,
+        ) -> Result<T> {
             serde_json::from_str(text).map_err(|e| Error::Table {
                 file: c.file().to_owned(),
                 reason: format!("column `{col}` in row {row} is not the JSON expected: {e}"),
@@ -468,7 +495,12 @@ pub struct Recommendations {
 }
 
 /// The names of the four lists, in message order.
-pub const REC_LISTS: [&str; 4] = ["new_for_outlet", "should_have", "popular_in_segment", "seasonal_soon"];
+pub const REC_LISTS: [&str; 4] = [
+    "new_for_outlet",
+    "should_have",
+    "popular_in_segment",
+    "seasonal_soon",
+];
 
 impl Recommendations {
     /// The list of that name.
@@ -537,7 +569,11 @@ impl Rows for RecommendationRow {
 
     fn from_batch(c: &Columns<'_>) -> Result<Vec<Self>> {
         let (o, l, s) = (c.ids("outlet_id")?, c.ids("list")?, c.ids("sku_id")?);
-        let (r, sc, q) = (c.int("rank")?, c.float("score")?, c.float("suggested_quantity")?);
+        let (r, sc, q) = (
+            c.int("rank")?,
+            c.float("score")?,
+            c.float("suggested_quantity")?,
+        );
         Ok((0..c.len())
             .map(|k| RecommendationRow {
                 outlet_id: o[k].clone(),
@@ -573,7 +609,9 @@ pub fn recommendation_rows(recs: &BTreeMap<String, Recommendations>) -> Vec<Reco
 }
 
 /// Rows back into each outlet's lists (items in rank order).
-pub fn group_recommendations(mut rows: Vec<RecommendationRow>) -> BTreeMap<String, Recommendations> {
+pub fn group_recommendations(
+    mut rows: Vec<RecommendationRow>,
+) -> BTreeMap<String, Recommendations> {
     rows.sort_by(|a, b| (&a.outlet_id, &a.list, a.rank).cmp(&(&b.outlet_id, &b.list, b.rank)));
     let mut out: BTreeMap<String, Recommendations> = BTreeMap::new();
     for r in rows {
@@ -619,15 +657,21 @@ impl Run {
             let f = latest.file(name);
             read_rows(storage, &f).await?.ok_or_else(|| missing(f))
         }
-        async fn doc<T: serde::de::DeserializeOwned>(storage: &Storage, latest: &Latest, name: &str) -> Result<T> {
+        async fn doc<T: serde::de::DeserializeOwned>(
+            storage: &Storage,
+            latest: &Latest,
+            name: &str,
+        ) -> Result<T> {
             let f = latest.file(name);
             storage.get_json(&f).await?.ok_or_else(|| missing(f))
         }
-        let mut assignments: Vec<AssignmentRow> = rows(storage, &latest, run_files::ASSIGNMENTS).await?;
+        let mut assignments: Vec<AssignmentRow> =
+            rows(storage, &latest, run_files::ASSIGNMENTS).await?;
         assignments.sort_by(|a, b| a.outlet_id.cmp(&b.outlet_id));
         let gaps = rows(storage, &latest, run_files::GAPS).await?;
         let movements = rows(storage, &latest, run_files::MOVEMENTS).await?;
-        let recommendations = group_recommendations(rows(storage, &latest, run_files::RECOMMENDATIONS).await?);
+        let recommendations =
+            group_recommendations(rows(storage, &latest, run_files::RECOMMENDATIONS).await?);
         let mut profiles: Vec<SegmentProfile> = doc(storage, &latest, run_files::PROFILES).await?;
         profiles.sort_by(|a, b| a.segment_id.cmp(&b.segment_id));
         let model = doc(storage, &latest, run_files::MODEL).await?;
@@ -651,15 +695,21 @@ impl Run {
         super::write_rows(storage, &l.file(run_files::MOVEMENTS), &self.movements).await?;
         let recs = recommendation_rows(&self.recommendations);
         super::write_rows(storage, &l.file(run_files::RECOMMENDATIONS), &recs).await?;
-        storage.put_json(&l.file(run_files::PROFILES), &self.profiles).await?;
-        storage.put_json(&l.file(run_files::MODEL), &self.model).await?;
+        storage
+            .put_json(&l.file(run_files::PROFILES), &self.profiles)
+            .await?;
+        storage
+            .put_json(&l.file(run_files::MODEL), &self.model)
+            .await?;
         write_latest(storage, &self.segmentation, l).await
     }
 }
 
 /// A run's model without the rest of the run (the pipeline page's history).
 pub async fn read_model(storage: &Storage, folder: &str) -> Result<Option<ModelFile>> {
-    storage.get_json(&format!("{folder}/{}", run_files::MODEL)).await
+    storage
+        .get_json(&format!("{folder}/{}", run_files::MODEL))
+        .await
 }
 
 #[cfg(test)]
@@ -702,7 +752,10 @@ mod tests {
             potential: 0.0,
         };
         let b = AssignmentRow::to_batch(&[row.clone()]).unwrap();
-        assert_eq!(AssignmentRow::from_batch(&Columns::new(&b, "a.parquet")).unwrap(), vec![row]);
+        assert_eq!(
+            AssignmentRow::from_batch(&Columns::new(&b, "a.parquet")).unwrap(),
+            vec![row]
+        );
         let mut cols = b.columns().to_vec();
         cols[3] = text([Some("update")].into_iter());
         let bad = RecordBatch::try_new(b.schema(), cols).unwrap();

@@ -21,7 +21,10 @@ pub async fn current(storage: &Storage, segmentation: &str) -> Result<Option<Nai
 }
 
 /// The latest as-of date whose features folder is complete.
-pub async fn latest_complete(storage: &Storage, segmentation: &str) -> Result<Option<NaiveDate>, Error> {
+pub async fn latest_complete(
+    storage: &Storage,
+    segmentation: &str,
+) -> Result<Option<NaiveDate>, Error> {
     Ok(tables::latest_complete(storage, segmentation).await?)
 }
 
@@ -98,7 +101,11 @@ pub struct History {
 
 impl FeatureSet {
     /// Reads the complete features folder of `segmentation` for `as_of`.
-    pub async fn read(storage: &Storage, segmentation: &str, as_of: NaiveDate) -> Result<Self, Error> {
+    pub async fn read(
+        storage: &Storage,
+        segmentation: &str,
+        as_of: NaiveDate,
+    ) -> Result<Self, Error> {
         let tables = WindowFeatures::read(storage, segmentation, as_of).await?;
         Ok(Self::from_tables(as_of, &tables))
     }
@@ -166,7 +173,12 @@ impl FeatureSet {
             recent_lines: vec![0.0; shape.0],
             recent_invoices: outlets
                 .iter()
-                .map(|o| recent_invoices.get(o.outlet_id.as_str()).copied().unwrap_or(0.0))
+                .map(|o| {
+                    recent_invoices
+                        .get(o.outlet_id.as_str())
+                        .copied()
+                        .unwrap_or(0.0)
+                })
                 .collect(),
         };
         for r in &t.spectrum {

@@ -28,8 +28,8 @@ use crate::model::{ModelFile, ModelSegment, Parameters, Quality, Transform};
 use crate::naming::{stable_name, top_features};
 use crate::patterns::purchasing_patterns;
 use crate::profile::{profile_parts, segment_shares};
-use spectra_core::tables::profile::SegmentProfile;
 use crate::Error;
+use spectra_core::tables::profile::SegmentProfile;
 
 /// Outlets in the silhouette sample.
 pub const SILHOUETTE_SAMPLE: usize = 2000;
@@ -105,7 +105,8 @@ pub struct RunOutput {
     pub profiles: Vec<SegmentProfile>,
     /// recommendations.parquet: each assigned outlet's lists (filled in by
     /// [`crate::recommend`], which reads the tables they need).
-    pub recommendations: std::collections::BTreeMap<String, spectra_core::tables::runs::Recommendations>,
+    pub recommendations:
+        std::collections::BTreeMap<String, spectra_core::tables::runs::Recommendations>,
     /// Outlets assigned in the previous run and not in this one.
     pub left: Vec<String>,
     /// movements.parquet rows: every outlet that moved, with the evidence.

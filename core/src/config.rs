@@ -521,6 +521,20 @@ impl Config {
     /// variables, then `overrides` (the command line's flags, serialized; `None`
     /// fields are skipped). Reports every problem at once.
     pub fn load<T: Serialize>(file: Option<&Path>, overrides: &T) -> Result<Self> {
+        Self::extract(Self::layers(file)?.merge(Serialized::defaults(overrides)))
+    }
+
+    /// Like [`Config::load`], with the overrides as `(key path, value)` pairs
+    /// (`("kafka.topics.invoices", "x")`): figment nests each key path itself.
+    pub fn load_flags(file: Option<&Path>, flags: &[(String, serde_json::Value)]) -> Result<Self> {
+        let fig = flags
+            .iter()
+            .fold(Self::layers(file)?, |fig, (key, value)| fig.merge(Serialized::default(key, value)));
+        Self::extract(fig)
+    }
+
+    /// Defaults, the TOML file, the environment.
+    fn layers(file: Option<&Path>) -> Result<Figment> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
             if !f.exists() {
@@ -531,9 +545,10 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig
-            .merge(Env::prefixed("SPECTRA__").split("__"))
-            .merge(Serialized::defaults(overrides));
+        Ok(fig.merge(Env::prefixed("SPECTRA__").split("__")))
+    }
+
+    fn extract(fig: Figment) -> Result<Self> {
         let cfg: Config = fig
             .extract()
             .map_err(|e| Error::Config(e.into_iter().map(|e| e.to_string()).collect()))?;

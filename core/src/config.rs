@@ -527,9 +527,9 @@ impl Config {
     /// Like [`Config::load`], with the overrides as `(key path, value)` pairs
     /// (`("kafka.topics.invoices", "x")`): figment nests each key path itself.
     pub fn load_flags(file: Option<&Path>, flags: &[(String, serde_json::Value)]) -> Result<Self> {
-        let fig = flags
-            .iter()
-            .fold(Self::layers(file)?, |fig, (key, value)| fig.merge(Serialized::default(key, value)));
+        let fig = flags.iter().fold(Self::layers(file)?, |fig, (key, value)| {
+            fig.merge(Serialized::default(key, value))
+        });
         Self::extract(fig)
     }
 

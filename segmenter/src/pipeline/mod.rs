@@ -21,7 +21,7 @@ use spectra_core::config::{KSpec, SegmentationConfig};
 
 use crate::cluster::metrics::{adjusted_rand_index, silhouette};
 use crate::cluster::transform::{spectrum_features, SpectrumTransform};
-use crate::cluster::{Change, KMeansConfig, RunConfig};
+use crate::cluster::{Change, KMeansConfig, RunConfig, RunOutcome};
 use crate::features::FeatureSet;
 use crate::gaps::{outlet_gaps, outlet_shares, potential, segment_orders, GapRow};
 use crate::model::{ModelFile, ModelSegment, Parameters, Quality, Transform};
@@ -124,19 +124,15 @@ fn outlet_value(fs: &FeatureSet, i: usize) -> f64 {
     }
 }
 
-/// Computes a run of `seg` over `fs` from `previous`.
-pub fn compute(
+/// The clustered matrix of the outlets `rows` (their spend `spend`): Hellinger
+/// spectrum features, plus the weighted KPI columns when `kpi_weight > 0`, with the
+/// column names.
+fn feature_matrix(
     seg: &SegmentationConfig,
     fs: &FeatureSet,
-    previous: Option<&PreviousRun>,
-    run_id: &str,
-) -> Result<RunOutput, Error> {
-    let rows: Vec<usize> = (0..fs.outlets.len())
-        .filter(|&i| {
-            outlet_value(fs, i) >= seg.min_value && fs.spend.row(i).iter().any(|&v| v > 0.0)
-        })
-        .collect();
-    let spend = fs.spend.select(ndarray::Axis(0), &rows);
+    rows: &[usize],
+    spend: &ndarray::Array2<f64>,
+) -> (ndarray::Array2<f64>, Vec<String>) {
     let mut names = fs.features.clone();
     let kpis = (seg.kpi_weight > 0.0).then(|| {
         names.extend(KPI_COLUMNS.iter().map(|c| c.to_string()));
@@ -155,59 +151,40 @@ pub fn compute(
         kpi_weight: seg.kpi_weight,
     };
     let x = spectrum_features(spend.view(), kpis.as_ref().map(|k| k.view()), &transform);
-    let before: Vec<Option<String>> = rows
-        .iter()
-        .map(|&i| previous.and_then(|p| p.assignments.get(&fs.outlets[i].outlet_id).cloned()))
-        .collect();
+    (x, names)
+}
 
-    let defaults = RunConfig::default();
-    let config = RunConfig {
-        hysteresis_margin: seg.move_margin,
-        kmeans: KMeansConfig {
-            seed: seg.seed,
-            ..defaults.kmeans.clone()
-        },
-        ..defaults
-    };
-    let mut clustered = choose::cluster(seg, x.view(), &names, &before, previous, &config)?;
-    let detected = detect::detect_moves(
-        seg,
-        fs,
-        &rows,
-        &before,
-        x.view(),
-        &mut clustered.outcome,
-        previous,
-        &names,
-    );
-    let outcome = &clustered.outcome;
+/// The adjusted Rand index of this run's `labels` against the previous run's
+/// segments `before`, on the outlets both runs assigned (0 when there are none).
+fn ari_against(before: &[Option<String>], labels: &[usize]) -> f64 {
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for (r, was) in before.iter().enumerate() {
+        if let Some(was) = was {
+            let n = ids.len();
+            a.push(*ids.entry(was.as_str()).or_insert(n));
+            b.push(labels[r]);
+        }
+    }
+    if a.is_empty() {
+        0.0
+    } else {
+        adjusted_rand_index(&a, &b)
+    }
+}
+
+/// The run's assignment rows and gap rows, and the outlets per segment.
+fn assignment_rows(
+    fs: &FeatureSet,
+    rows: &[usize],
+    outcome: &RunOutcome,
+    spend: ndarray::ArrayView2<f64>,
+    values: &[f64],
+    seg_shares: ndarray::ArrayView2<f64>,
+) -> (Vec<AssignmentRow>, Vec<GapRow>, Vec<usize>) {
     let k = outcome.model.segment_ids.len();
-    let labels: Vec<usize> = outcome.assignments.iter().map(|a| a.segment).collect();
-    let sil = silhouette(x.view(), &labels, SILHOUETTE_SAMPLE, seg.seed);
-
-    // ARI against the previous run on the outlets both runs assigned.
-    let ari_previous = previous.map(|_| {
-        let mut ids: HashMap<&str, usize> = HashMap::new();
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for (r, was) in before.iter().enumerate() {
-            if let Some(was) = was {
-                let n = ids.len();
-                a.push(*ids.entry(was.as_str()).or_insert(n));
-                b.push(labels[r]);
-            }
-        }
-        if a.is_empty() {
-            0.0
-        } else {
-            adjusted_rand_index(&a, &b)
-        }
-    });
-
-    let values: Vec<f64> = rows.iter().map(|&i| outlet_value(fs, i)).collect();
-    let parts = profile_parts(fs, &rows, &labels, &values, k);
-    let seg_shares = segment_shares(fs, &rows, &labels, k);
-    let orders = segment_orders(seg_shares.view());
-    let own = outlet_shares(spend.view());
+    let orders = segment_orders(seg_shares);
+    let own = outlet_shares(spend);
     let mut counts = vec![0usize; k];
     let mut assignments = Vec::with_capacity(rows.len());
     let mut gaps = Vec::new();
@@ -240,7 +217,23 @@ pub fn compute(
             potential: potential(&outlet, &segment, values[r]),
         });
     }
+    (assignments, gaps, counts)
+}
 
+/// Every segment's profile: its parts, its (stable) name and its purchasing patterns.
+#[allow(clippy::too_many_arguments)] // the run's inputs, each used once
+fn segment_profiles(
+    seg: &SegmentationConfig,
+    fs: &FeatureSet,
+    rows: &[usize],
+    labels: &[usize],
+    values: &[f64],
+    outcome: &RunOutcome,
+    previous: Option<&PreviousRun>,
+    run_id: &str,
+) -> Vec<SegmentProfile> {
+    let k = outcome.model.segment_ids.len();
+    let parts = profile_parts(fs, rows, labels, values, k);
     let mut profiles: Vec<SegmentProfile> = parts
         .into_iter()
         .enumerate()
@@ -276,6 +269,61 @@ pub fn compute(
         })
         .collect();
     dedupe_names(&mut profiles);
+    profiles
+}
+
+/// Computes a run of `seg` over `fs` from `previous`.
+pub fn compute(
+    seg: &SegmentationConfig,
+    fs: &FeatureSet,
+    previous: Option<&PreviousRun>,
+    run_id: &str,
+) -> Result<RunOutput, Error> {
+    let rows: Vec<usize> = (0..fs.outlets.len())
+        .filter(|&i| {
+            outlet_value(fs, i) >= seg.min_value && fs.spend.row(i).iter().any(|&v| v > 0.0)
+        })
+        .collect();
+    let spend = fs.spend.select(ndarray::Axis(0), &rows);
+    let (x, names) = feature_matrix(seg, fs, &rows, &spend);
+    let before: Vec<Option<String>> = rows
+        .iter()
+        .map(|&i| previous.and_then(|p| p.assignments.get(&fs.outlets[i].outlet_id).cloned()))
+        .collect();
+
+    let defaults = RunConfig::default();
+    let config = RunConfig {
+        hysteresis_margin: seg.move_margin,
+        kmeans: KMeansConfig {
+            seed: seg.seed,
+            ..defaults.kmeans.clone()
+        },
+        ..defaults
+    };
+    let mut clustered = choose::cluster(seg, x.view(), &names, &before, previous, &config)?;
+    let detected = detect::detect_moves(
+        seg,
+        fs,
+        &rows,
+        &before,
+        x.view(),
+        &mut clustered.outcome,
+        previous,
+        &names,
+    );
+    let outcome = &clustered.outcome;
+    let k = outcome.model.segment_ids.len();
+    let labels: Vec<usize> = outcome.assignments.iter().map(|a| a.segment).collect();
+    let sil = silhouette(x.view(), &labels, SILHOUETTE_SAMPLE, seg.seed);
+
+    // ARI against the previous run on the outlets both runs assigned.
+    let ari_previous = previous.map(|_| ari_against(&before, &labels));
+
+    let values: Vec<f64> = rows.iter().map(|&i| outlet_value(fs, i)).collect();
+    let seg_shares = segment_shares(fs, &rows, &labels, k);
+    let (assignments, gaps, counts) =
+        assignment_rows(fs, &rows, outcome, spend.view(), &values, seg_shares.view());
+    let profiles = segment_profiles(seg, fs, &rows, &labels, &values, outcome, previous, run_id);
 
     let assigned: HashSet<&str> = assignments.iter().map(|a| a.outlet_id.as_str()).collect();
     let mut left: Vec<String> = previous

@@ -86,6 +86,11 @@ pub enum Command {
         /// Publish every segmentation's latest run once, print a JSON summary, then exit.
         #[arg(long)]
         once: bool,
+        /// Repair the output topics: read each one's compacted view, send the accepted
+        /// run's value for every key that differs or is missing and a tombstone for
+        /// every key it no longer has, record the state, print a JSON summary, exit.
+        #[arg(long, conflicts_with = "once")]
+        reconcile: bool,
     },
     /// A segmentation's latest run to a CSV or XLSX file: outlets, segments, names, tags,
     /// value.

@@ -145,16 +145,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             failed(&s.failures)
         }
-        Command::Publish { common, once } => {
+        Command::Publish {
+            common,
+            once,
+            reconcile,
+        } => {
             let cfg = load_config(&common)?;
             let ctx = Context::new(shutdown::on_signals());
-            if once {
+            if once || reconcile {
                 // The service merges the admin routes into its own server on
                 // publish.listen; a one-off run has no server of its own.
                 start_admin(&cfg, &ctx).await?;
             }
             let opts = spectra_publisher::PublishOptions {
                 once,
+                reconcile,
                 ..Default::default()
             };
             let s = spectra_publisher::run(cfg, ctx.clone(), opts).await?;

@@ -275,6 +275,11 @@ pub struct PublishConfig {
     pub max_concurrent_requests: usize,
     /// Largest request body accepted, bytes; a larger one is answered `413`.
     pub max_body_bytes: usize,
+    /// Refuse to start unless every output topic has `cleanup.policy=compact` (read
+    /// with the admin API): on a delete-policy topic current assignments would expire.
+    /// Turn off only for a broker that cannot describe or compact topics (the demo's
+    /// embedded one).
+    pub require_compacted_topics: bool,
 }
 
 impl Default for PublishConfig {
@@ -287,6 +292,7 @@ impl Default for PublishConfig {
             request_timeout_seconds: 60,
             max_concurrent_requests: 64,
             max_body_bytes: 64 * 1024,
+            require_compacted_topics: true,
         }
     }
 }

@@ -27,6 +27,7 @@ async fn publish_once(
         PublishOptions {
             once: true,
             crash_after,
+            ..Default::default()
         },
     )
     .await

@@ -137,11 +137,14 @@ pub async fn ensure_topics(cfg: &Config, topics: &[(&str, Retention)]) -> Result
 pub async fn check_compacted(cfg: &Config, topics: &[&str]) -> Result<(), KafkaError> {
     let brokers = cfg.kafka.brokers.clone();
     let admin: AdminClient<DefaultClientContext> =
-        client_config(cfg).create().map_err(|source| KafkaError::Client {
-            brokers: brokers.clone(),
-            source,
-        })?;
-    let specs: Vec<ResourceSpecifier<'_>> = topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        client_config(cfg)
+            .create()
+            .map_err(|source| KafkaError::Client {
+                brokers: brokers.clone(),
+                source,
+            })?;
+    let specs: Vec<ResourceSpecifier<'_>> =
+        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
     let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
     let cannot = |topic: &str, reason: String| KafkaError::CannotDescribe {
         topic: topic.to_owned(),

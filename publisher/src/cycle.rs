@@ -15,8 +15,8 @@ use crate::diff::{self, RunRef};
 use crate::kafka::{deliver, Outgoing};
 use crate::metadata::MetadataStore;
 use crate::metrics::{PublishMetrics, SegmentationLabels};
-use crate::snapshot::Snapshots;
 use crate::snapshot::Snapshot;
+use crate::snapshot::Snapshots;
 use crate::state::{self, CycleState, Pending, PendingKey, ProfileStamp};
 use crate::Error;
 
@@ -264,7 +264,10 @@ fn repairs(
 ) -> Vec<Outgoing> {
     let topics = &env.cfg.kafka.topics;
     let prefix = format!("{}:", run.segmentation);
-    let sending: HashSet<(&str, &str)> = out.iter().map(|m| (m.topic.as_str(), m.key.as_str())).collect();
+    let sending: HashSet<(&str, &str)> = out
+        .iter()
+        .map(|m| (m.topic.as_str(), m.key.as_str()))
+        .collect();
     let by_outlet: HashMap<&str, &diff::Current> =
         current.iter().map(|c| (c.outlet_id.as_str(), c)).collect();
     let mut repaired = Vec::new();
@@ -301,7 +304,11 @@ fn repairs(
         repaired.push(Outgoing {
             topic: k.topic.clone(),
             key: k.key.clone(),
-            change: if value.is_some() { "repair" } else { "tombstone" },
+            change: if value.is_some() {
+                "repair"
+            } else {
+                "tombstone"
+            },
             value,
         });
     }
@@ -344,7 +351,9 @@ pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRe
         let (change, previous) = match &was {
             None => ("new", None),
             Some(m) if m.segment_id != c.segment_id => ("moved", Some(m.segment_id.clone())),
-            Some(m) if m.segment_name != c.segment_name || m.tags != c.tags => ("renamed", Some(m.segment_id.clone())),
+            Some(m) if m.segment_name != c.segment_name || m.tags != c.tags => {
+                ("renamed", Some(m.segment_id.clone()))
+            }
             Some(_) => continue,
         };
         *report.assignments.entry(change.to_owned()).or_default() += 1;
@@ -356,7 +365,10 @@ pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRe
         });
     }
     let expected: HashSet<String> = current.iter().map(|c| key(&c.outlet_id)).collect();
-    let extra = |view: &HashMap<String, Vec<u8>>, expected: &HashSet<String>, topic: &str| -> Vec<Outgoing> {
+    let extra = |view: &HashMap<String, Vec<u8>>,
+                 expected: &HashSet<String>,
+                 topic: &str|
+     -> Vec<Outgoing> {
         let mut keys: Vec<&String> = view.keys().filter(|k| !expected.contains(*k)).collect();
         keys.sort();
         keys.into_iter()
@@ -378,11 +390,23 @@ pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRe
     let mut expected_profiles = HashSet::new();
     for p in &snap.profiles {
         let l = snap.label(env.metadata, &p.segment_id);
-        stamps.insert(p.segment_id.clone(), ProfileStamp { name: l.name, description: l.description, tags: l.tags });
+        stamps.insert(
+            p.segment_id.clone(),
+            ProfileStamp {
+                name: l.name,
+                description: l.description,
+                tags: l.tags,
+            },
+        );
         let k = key(&p.segment_id);
         let v = json(&snap.profile_message(env.metadata, p));
         if profiles_view.get(&k) != Some(&v) {
-            out.push(Outgoing { topic: topics.profiles.clone(), key: k.clone(), value: Some(v), change: "profile" });
+            out.push(Outgoing {
+                topic: topics.profiles.clone(),
+                key: k.clone(),
+                value: Some(v),
+                change: "profile",
+            });
             report.profiles += 1;
         }
         expected_profiles.insert(k);
@@ -398,7 +422,12 @@ pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRe
         };
         let (k, v) = (key(&c.outlet_id), json(&v));
         if recs_view.get(&k) != Some(&v) {
-            out.push(Outgoing { topic: topics.recommendations.clone(), key: k.clone(), value: Some(v), change: "recommendation" });
+            out.push(Outgoing {
+                topic: topics.recommendations.clone(),
+                key: k.clone(),
+                value: Some(v),
+                change: "recommendation",
+            });
             report.recommendations += 1;
         }
         expected_recs.insert(k);

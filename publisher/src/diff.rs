@@ -125,7 +125,12 @@ pub fn diff(
 }
 
 /// The assignment message of `c` in `run`.
-pub fn message(run: &RunRef<'_>, c: &Current, change: &str, previous: Option<String>) -> AssignmentMessage {
+pub fn message(
+    run: &RunRef<'_>,
+    c: &Current,
+    change: &str,
+    previous: Option<String>,
+) -> AssignmentMessage {
     AssignmentMessage {
         segmentation: run.segmentation.to_owned(),
         outlet_id: c.outlet_id.clone(),

@@ -129,7 +129,10 @@ pub async fn read_compacted(
     prefix: &str,
 ) -> Result<HashMap<String, Vec<u8>>, Error> {
     let consumer: BaseConsumer = client_config(cfg)
-        .set("group.id", format!("spectra-publish-reconcile-{}", std::process::id()))
+        .set(
+            "group.id",
+            format!("spectra-publish-reconcile-{}", std::process::id()),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .create()?;

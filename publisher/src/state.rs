@@ -88,8 +88,14 @@ pub async fn load_pending(storage: &Storage, segmentation: &str) -> Result<Optio
 }
 
 /// Writes `pending.json` before a cycle delivers.
-pub async fn save_pending(storage: &Storage, segmentation: &str, pending: &Pending) -> Result<(), Error> {
-    Ok(storage.put_json(&pending_path(segmentation), pending).await?)
+pub async fn save_pending(
+    storage: &Storage,
+    segmentation: &str,
+    pending: &Pending,
+) -> Result<(), Error> {
+    Ok(storage
+        .put_json(&pending_path(segmentation), pending)
+        .await?)
 }
 
 /// Removes `pending.json` once the cycle is recorded.

@@ -8,7 +8,6 @@
 //! `utf8_view`.
 
 mod columns;
-pub mod write;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -122,10 +122,18 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
             let total: f64 = values.iter().map(|v| v.share).sum();
             assert!((total - 1.0).abs() < 1e-6, "{id} {attr}: {values:?}");
         }
-        // Every listed value of every attribute is a share of the segment's outlets.
+        // Every listed value of every attribute is a share of the segment's outlets;
+        // `postcode`, nearly one value per outlet, does not flood the mix.
+        let mut listed: std::collections::BTreeMap<String, usize> = Default::default();
         for a in served::attributes(p) {
             assert!((0.0..=1.0 + 1e-9).contains(&a.share), "{id}: {a:?}");
+            *listed.entry(a.attribute).or_default() += 1;
         }
+        assert!(listed.values().all(|n| *n <= 30), "{id}: {listed:?}");
+        assert!(
+            listed.contains_key("staff"),
+            "a number attribute: {listed:?}"
+        );
     }
     let outlets_total: u64 = segs.iter().map(served::outlets).sum();
     assert_eq!(outlets_total as usize, n);

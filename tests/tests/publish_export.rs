@@ -93,7 +93,12 @@ fn csv_and_xlsx_match_the_latest_run_and_the_lines_fed_in() {
         fx.lines.iter().any(|l| l.date < from),
         "the fixture has lines outside the window"
     );
-    assert!(fx.redelivered > 0 && fx.corrected > 0, "{fx:?}");
+    assert!(
+        fx.redelivered > 0 && fx.corrected > 0,
+        "the feed redelivers and corrects lines: {} redelivered, {} corrected",
+        fx.redelivered,
+        fx.corrected
+    );
     let totals = fx.window_totals(run2);
 
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,5 @@
 //! `spectra segment --once` as a process on feature tables written here from the
-//! README's column lists (independently of the segmenter's own fixture writer): the run
+//! README's column lists (the aggregator's contract, independently of its code): the run
 //! folder and `latest.json`, the exact columns of `assignments.parquet` and
 //! `outlet_gaps.parquet`, an up-to-date second call, and configuration errors.
 

@@ -12,7 +12,6 @@ use spectra_core::Storage;
 
 use crate::Error;
 
-pub mod write;
 
 /// The as-of date of the current features of a segmentation (see
 /// [`spectra_core::tables::features::current`]).

@@ -1,10 +1,9 @@
 //! Reading a segment profile as the publisher serves it (`GET
 //! /api/segmentations/{name}/segments`, the `segment-profiles` topic): the one place
-//! that knows its shape, so that a change of shape is mended here. Both the
-//! publisher's shape (`outlets`, `value_share` at the top, `attributes` as
-//! `[{attribute, values: [{value, outlets, share}]}]`) and the segmenter's
-//! `profiles.json` shape (`size {outlets, value_share}`, `attributes` as
-//! `[{attribute, value, share}]`) are read.
+//! that knows its shape, so that a change of shape is mended here. The served profile
+//! is the run's `profiles.json` entry (`outlets`, `value_share` at the top,
+//! `attributes` as `[{attribute, values: [{value, outlets, share}]}]`; see
+//! `spectra_core::tables::profile`).
 
 use serde_json::Value;
 
@@ -19,7 +18,6 @@ pub fn segment_id(p: &Value) -> &str {
 pub fn outlets(p: &Value) -> u64 {
     p["outlets"]
         .as_u64()
-        .or_else(|| p["size"]["outlets"].as_u64())
         .unwrap_or_else(|| panic!("a profile without outlets: {p}"))
 }
 
@@ -27,7 +25,6 @@ pub fn outlets(p: &Value) -> u64 {
 pub fn value_share(p: &Value) -> f64 {
     p["value_share"]
         .as_f64()
-        .or_else(|| p["size"]["value_share"].as_f64())
         .unwrap_or_else(|| panic!("a profile without value_share: {p}"))
 }
 
@@ -79,18 +76,14 @@ pub fn attributes(p: &Value) -> Vec<AttributeValue> {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        match a["values"].as_array() {
-            Some(values) => out.extend(values.iter().map(|v| AttributeValue {
-                attribute: attribute.clone(),
-                value: text(&v["value"]),
-                share: v["share"].as_f64().unwrap(),
-            })),
-            None => out.push(AttributeValue {
-                attribute,
-                value: text(&a["value"]),
-                share: a["share"].as_f64().unwrap(),
-            }),
-        }
+        let values = a["values"]
+            .as_array()
+            .unwrap_or_else(|| panic!("attribute mix without values: {a}"));
+        out.extend(values.iter().map(|v| AttributeValue {
+            attribute: attribute.clone(),
+            value: text(&v["value"]),
+            share: v["share"].as_f64().unwrap(),
+        }));
     }
     out
 }

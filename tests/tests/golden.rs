@@ -174,7 +174,7 @@ async fn the_seeded_feed_through_the_whole_pipeline_matches_the_golden_summary()
             Context::new(CancellationToken::new()),
             PublishOptions {
                 once: true,
-                crash_after: None,
+                ..Default::default()
             },
         )
         .await

@@ -12,7 +12,6 @@ use spectra_core::Storage;
 
 use crate::Error;
 
-
 /// The as-of date of the current features of a segmentation (see
 /// [`spectra_core::tables::features::current`]).
 pub async fn current(storage: &Storage, segmentation: &str) -> Result<Option<NaiveDate>, Error> {

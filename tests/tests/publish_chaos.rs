@@ -5,10 +5,13 @@
 //! back; segments renamed and renamed back through `segment-metadata`). After one
 //! clean cycle the compacted view of every output topic equals the latest run
 //! exactly: every assigned outlet with its segment, name and tags, nothing else; every
-//! segment's profile; every outlet's recommendations. Then `spectra publish
-//! --reconcile` repairs a topic someone wrote behind the publisher's back.
+//! segment's profile; every outlet's recommendations. Before the kills, the case a
+//! diff cannot see, made deterministic: a rename delivered but not recorded, then
+//! renamed back. Then `spectra publish --reconcile` repairs a topic someone wrote
+//! behind the publisher's back.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -99,8 +102,13 @@ fn occasional_lines(
 
 fn rename(env: &Env, segment: &str, name: &str) {
     let p = producer();
+    // An empty name (and no tags) gives the segment back its proposed name.
+    let tags: Vec<String> = (!name.is_empty())
+        .then(|| format!("#{}", name.to_lowercase()))
+        .into_iter()
+        .collect();
     let m = json!({"segmentation": NAME, "segment_id": segment, "name": name, "description": "",
-        "tags": [format!("#{}", name.to_lowercase())], "updated_by": "chaos", "updated_at": "2026-11-30T00:00:00Z"});
+        "tags": tags, "updated_by": "chaos", "updated_at": "2026-11-30T00:00:00Z"});
     send(
         &p,
         &env.topic("metadata"),
@@ -240,6 +248,47 @@ fn assert_topics_equal_latest_run(
     );
 }
 
+/// The case a diff against the recorded state cannot see: a cycle delivers a rename
+/// and stops before recording it (its state file cannot be written: a real storage
+/// fault, made by putting a folder where the file goes); the segment is renamed back;
+/// the next cycle's diff sees no change, yet the topic holds the rename. The pending
+/// record makes that cycle send those keys again.
+fn delivered_but_not_recorded_then_renamed_back(env: &Env, storage: &Storage, pending: &Path) {
+    env.ok("publish", &["--once"]);
+    let names = BTreeMap::new();
+    assert_topics_equal_latest_run(env, storage, &names, "the first run");
+    rename(env, "S1", "Beta");
+    let blocker = pending.with_file_name("published.parquet");
+    std::fs::remove_file(&blocker).unwrap();
+    std::fs::create_dir_all(blocker.join("blocked")).unwrap();
+    let out = env.command("publish", &["--once"]).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "recording the cycle must fail while the state file cannot be written"
+    );
+    assert!(
+        pending.exists(),
+        "the failed cycle leaves its pending record"
+    );
+    let renamed = compacted(&env.topic("assignments"))
+        .values()
+        .filter(|v| v["segment_name"] == "Beta")
+        .count();
+    assert!(
+        renamed > 0,
+        "the rename was delivered before the record failed"
+    );
+    std::fs::remove_dir_all(&blocker).unwrap();
+    rename(env, "S1", "");
+    env.ok("publish", &["--once"]);
+    assert_topics_equal_latest_run(
+        env,
+        storage,
+        &names,
+        "a delivered, unrecorded rename, renamed back",
+    );
+}
+
 #[test]
 fn sigkilled_publishers_leave_the_compacted_topics_equal_to_the_latest_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -301,6 +350,9 @@ fn sigkilled_publishers_leave_the_compacted_topics_equal_to_the_latest_run() {
     for (i, d) in runs.iter().enumerate() {
         env.ok("aggregate", &["--once", "--as-of", &day(*d).to_string()]);
         env.ok("segment", &["--once"]);
+        if i == 0 {
+            delivered_but_not_recorded_then_renamed_back(&env, &storage, &pending);
+        }
         // Renames, and one renamed back, between runs.
         match i {
             2 => {

@@ -118,7 +118,7 @@ fn line(n: usize) -> (String, String) {
     let outlet = format!("O{}", n % 541);
     let msg = format!(
         r#"{{"distributor_id":"D1","invoice_id":"F/{n}","line_no":1,"invoice_date":"2026-04-{:02}","outlet_id":"{outlet}","sku_id":"S1","quantity":1,"net_value":1.5}}"#,
-        1 + n % 28
+        1 + n % 5
     );
     (outlet, msg)
 }
@@ -144,7 +144,7 @@ fn spawn(s: &Setup, env: &[(&'static str, String)], flags: &[&str], log: &Path) 
         .open(log)
         .unwrap();
     command(s, env, flags)
-        .env("SPECTRA_TEST_STORAGE_STALL", "0.04:2500")
+        .env("SPECTRA_TEST_STORAGE_STALL", "0.03:2500")
         .stdout(Stdio::null())
         .stderr(f)
         .spawn()
@@ -171,6 +171,8 @@ fn chaos(store: Store, total: usize, kills: usize, seed: u64) {
         "ingest.flush_rows=1500",
         "--set",
         "ingest.flush_age_ms=150",
+        "--set",
+        "kafka.session_timeout_ms=4000",
     ];
     let logs = [dir.path().join("a.log"), dir.path().join("b.log")];
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
@@ -185,7 +187,7 @@ fn chaos(store: Store, total: usize, kills: usize, seed: u64) {
         std::thread::sleep(Duration::from_millis(200));
     }
     for _ in 0..kills {
-        std::thread::sleep(Duration::from_millis(rng.gen_range(200..2500)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(500..5000)));
         let victim = rng.gen_range(0..2);
         procs[victim].kill().unwrap(); // SIGKILL
         procs[victim].wait().unwrap();
@@ -219,14 +221,18 @@ fn chaos(store: Store, total: usize, kills: usize, seed: u64) {
         .map(|l| std::fs::read_to_string(l).unwrap_or_default())
         .collect();
     let count = |needle: &str| log_text.matches(needle).count();
+    if let Ok(keep) = std::env::var("SPECTRA_TEST_KEEP_LOGS") {
+        std::fs::write(&keep, &log_text).unwrap();
+    }
     eprintln!(
         "chaos on {}: {kills} kills in {chaos_secs:.1} s, {before_final} lines stored before the final run ({final_secs:.1} s), \
-         {} stored in the end for {total} produced; leases taken {}, fenced batches {}, unfinished batches removed {}, stalls injected",
+         {} stored in the end for {total} produced; in the chaos runs: leases taken {}, batches fenced {}, unfinished batches removed {}, revocations {}",
         setup.storage,
         rows.len(),
         count("lease taken"),
         count("fenced: another ingest process"),
         count("removed objects of an unfinished batch"),
+        count("partitions revoked"),
     );
     assert_eq!(
         positions.len(),

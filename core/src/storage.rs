@@ -215,7 +215,7 @@ impl Storage {
     /// Writes an object whole (atomically: readers see the old object or the new one).
     /// On `file://` the object is synced to disk, with its directory, before this returns.
     pub async fn put(&self, rel: &str, data: Bytes) -> Result<()> {
-        test_stall().await;
+        test_stall(true).await;
         if let Some(root) = &self.local {
             let path = root.join(rel.trim_matches('/'));
             return blocking(move || local::write_durably(&path, &data)).await;
@@ -228,7 +228,7 @@ impl Storage {
 
     /// Reads an object whole with its version; `None` when it does not exist.
     pub async fn get_versioned(&self, rel: &str) -> Result<Option<(Bytes, Version)>> {
-        test_stall().await;
+        test_stall(false).await;
         if let Some(root) = &self.local {
             let path = root.join(rel.trim_matches('/'));
             return blocking(move || {
@@ -255,7 +255,7 @@ impl Storage {
     /// Writes an object whole only if `cond` holds (see the module docs): a writer
     /// holding a stale version gets [`PutOutcome::Conflict`] and nothing lands.
     pub async fn put_if(&self, rel: &str, data: Bytes, cond: &Condition) -> Result<PutOutcome> {
-        test_stall().await;
+        test_stall(false).await;
         if let Some(root) = &self.local {
             let path = root.join(rel.trim_matches('/'));
             let lock = root.join(".spectra.lock");
@@ -349,7 +349,7 @@ impl Storage {
 
     /// Reads an object whole; `None` when it does not exist.
     pub async fn get(&self, rel: &str) -> Result<Option<Bytes>> {
-        test_stall().await;
+        test_stall(false).await;
         match self.store.get(&self.path(rel)).await {
             Ok(r) => Ok(Some(r.bytes().await?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -381,7 +381,7 @@ impl Storage {
 
     /// Deletes an object; deleting a missing object is not an error.
     pub async fn delete(&self, rel: &str) -> Result<()> {
-        test_stall().await;
+        test_stall(false).await;
         match self.store.delete(&self.path(rel)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
@@ -418,17 +418,25 @@ async fn blocking<T: Send + 'static>(
         .map_err(Error::Io)
 }
 
-/// A test hook: `SPECTRA_TEST_STORAGE_STALL=PROBABILITY:MAX_MS` makes each storage
-/// operation (before it starts) stall with that probability for up to that many
-/// milliseconds, as a slow or hung object store would. Unset in production: nothing.
-async fn test_stall() {
-    static STALL: std::sync::OnceLock<Option<(f64, u64)>> = std::sync::OnceLock::new();
+/// A test hook: `SPECTRA_TEST_STORAGE_STALL=PROBABILITY:MAX_MS[:puts]` makes each
+/// storage operation (or, with `:puts`, each object write of [`Storage::put`] only)
+/// stall before it starts, with that probability, for up to that many milliseconds, as
+/// a slow or hung object store would. Unset in production: nothing.
+async fn test_stall(object_put: bool) {
+    static STALL: std::sync::OnceLock<Option<(f64, u64, bool)>> = std::sync::OnceLock::new();
     let cfg = STALL.get_or_init(|| {
         let v = std::env::var("SPECTRA_TEST_STORAGE_STALL").ok()?;
-        let (p, ms) = v.split_once(':')?;
-        Some((p.parse().ok()?, ms.parse().ok()?))
+        let mut it = v.split(':');
+        let p = it.next()?.parse().ok()?;
+        let ms = it.next()?.parse().ok()?;
+        Some((p, ms, it.next() == Some("puts")))
     });
-    let Some((p, max_ms)) = *cfg else { return };
+    let Some((p, max_ms, puts_only)) = *cfg else {
+        return;
+    };
+    if puts_only && !object_put {
+        return;
+    }
     // A small xorshift seeded from the clock: no RNG dependency for a test hook.
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -138,13 +138,25 @@ fn produce(topic: &str, range: std::ops::Range<usize>, pace: Option<Duration>) {
 }
 
 fn spawn(s: &Setup, env: &[(&'static str, String)], flags: &[&str], log: &Path) -> Child {
+    spawn_stalling(s, env, flags, log, "0.03:2500")
+}
+
+/// `spectra ingest` whose storage operations stall as `stall` says (see
+/// `SPECTRA_TEST_STORAGE_STALL` in `spectra_core::storage`), its log appended to `log`.
+fn spawn_stalling(
+    s: &Setup,
+    env: &[(&'static str, String)],
+    flags: &[&str],
+    log: &Path,
+    stall: &str,
+) -> Child {
     let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
     command(s, env, flags)
-        .env("SPECTRA_TEST_STORAGE_STALL", "0.03:2500")
+        .env("SPECTRA_TEST_STORAGE_STALL", stall)
         .stdout(Stdio::null())
         .stderr(f)
         .spawn()
@@ -388,4 +400,87 @@ fn a_recreated_topic_is_refused_until_reset_deliberately() {
         .filter(|i| i[2..].parse::<usize>().unwrap() >= 1000)
         .collect();
     assert_eq!(new.len(), 100, "the recreated topic is ingested whole");
+}
+
+#[test]
+fn a_stalled_owner_losing_its_partitions_is_fenced() {
+    // A's object writes stall (up to 2 s each): its writer is nearly always between a
+    // batch's intent and its checkpoint.
+    // B (healthy) joins the group, takes partitions A is still writing, and A's late
+    // checkpoints must fail instead of landing; then B leaves and A gets them back.
+    let dir = tempfile::tempdir().unwrap();
+    let (setup, env) = setup(dir.path(), &Store::File);
+    setup.create_topics(4);
+    let storage = spectra_core::Storage::from_url(&setup.storage).unwrap();
+    let total = 30_000;
+    produce(&setup.invoices, 0..total, None);
+    let flags = [
+        "--set",
+        "ingest.flush_rows=1000",
+        "--set",
+        "ingest.flush_age_ms=100",
+        "--set",
+        "kafka.session_timeout_ms=4000",
+    ];
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let started = Instant::now();
+    let mut a = spawn_stalling(&setup, &env, &flags, &log_a, "1.0:2000:puts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored(&storage).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Fenced batches of either process (A's late ones, or B's when a lease A was
+    // still taking for an assignment already over lands after B's).
+    let fenced = || {
+        [&log_a, &log_b]
+            .iter()
+            .map(|l| {
+                std::fs::read_to_string(l)
+                    .unwrap_or_default()
+                    .matches("fenced: another ingest process")
+                    .count()
+            })
+            .sum::<usize>()
+    };
+    let mut rounds = 0;
+    while rounds < 12 && fenced() == 0 {
+        rounds += 1;
+        // Each round the partition A is writing moves to B with a fair chance.
+        let mut b = spawn_stalling(&setup, &env, &flags, &log_b, "0:0");
+        std::thread::sleep(Duration::from_secs(5));
+        b.kill().unwrap();
+        b.wait().unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let out = command(&setup, &env, &["--once"])
+        .args(flags)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = stored(&storage);
+    let positions: BTreeSet<(i32, i64)> = rows.iter().map(|r| (r.0, r.1)).collect();
+    eprintln!(
+        "stalled owner: {} batch(es) fenced after {rounds} round(s) of B joining; {} lines stored for {total}; {:.1} s",
+        fenced(),
+        rows.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if let Ok(keep) = std::env::var("SPECTRA_TEST_KEEP_LOGS") {
+        let a = std::fs::read_to_string(&log_a).unwrap_or_default();
+        let b = std::fs::read_to_string(&log_b).unwrap_or_default();
+        std::fs::write(&keep, format!("=== A\n{a}\n=== B\n{b}")).unwrap();
+    }
+    assert!(fenced() >= 1, "no batch was fenced in {rounds} rounds");
+    assert_eq!(
+        positions.len(),
+        rows.len(),
+        "no (partition, offset) is stored twice"
+    );
+    assert_eq!(rows.len(), total, "every line is stored");
 }

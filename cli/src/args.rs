@@ -49,6 +49,12 @@ pub enum Command {
         /// Run until every partition has reached its end, then exit.
         #[arg(long)]
         once: bool,
+        /// Do not ingest: forget the checkpoint of TOPIC (every partition) or of one
+        /// partition, so that the next ingest re-reads it from the beginning of the topic
+        /// as it is now. The deliberate answer to an offset-domain refusal (a recreated
+        /// topic, a retention gap); see README "Offset domain". Stop ingest first.
+        #[arg(long, value_name = "TOPIC[:PARTITION]")]
+        reset_checkpoint: Option<String>,
     },
     /// Service: raw Parquet into daily roll-ups and feature tables with DataFusion.
     Aggregate {

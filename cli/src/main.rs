@@ -94,8 +94,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Ingest { common, once } => {
+        Command::Ingest {
+            common,
+            once,
+            reset_checkpoint,
+        } => {
             let cfg = load_config(&common)?;
+            if let Some(spec) = reset_checkpoint {
+                for line in spectra_ingest::reset_checkpoint(&cfg, &spec).await? {
+                    println!("{line}");
+                }
+                return Ok(());
+            }
             let ctx = Context::new(shutdown::on_signals());
             start_admin(&cfg, &ctx).await?;
             let s = spectra_ingest::run(cfg, ctx.clone(), spectra_ingest::IngestOptions { once })

@@ -255,6 +255,8 @@ pub struct Fixture {
     pub run2: RunInfo,
     /// How long building took.
     pub build_time: Duration,
+    /// The input topics and the ingest consumer group the fixture was built with.
+    pub inputs: (spectra_core::config::Topics, String),
     snap1: PathBuf,
     snap2: PathBuf,
 }
@@ -288,8 +290,9 @@ impl Store {
     }
 
     /// A configuration for the publisher (and `spectra` commands) on this store: the
-    /// test broker, output topics named `{prefix}.…`, the API on a free port with the
-    /// token `s3cret`, a cycle a second.
+    /// test broker, output topics named `{prefix}.…`, the input topics and ingest group
+    /// the fixture was built with (the pipeline page reads ingest's status of them), the
+    /// API on a free port with the token `s3cret`, a cycle a second.
     pub fn config(&self, prefix: &str) -> Config {
         let mut cfg = Config::load(Some(&self.config_file), &json!({})).unwrap();
         cfg.kafka.brokers = crate::brokers();
@@ -301,10 +304,12 @@ impl Store {
         t.profiles = format!("{prefix}.segment-profiles");
         t.recommendations = format!("{prefix}.outlet-recommendations");
         t.metadata = format!("{prefix}.segment-metadata");
-        t.invoices = format!("{prefix}.invoices");
-        t.outlets = format!("{prefix}.outlets");
-        t.skus = format!("{prefix}.skus");
-        t.dlq = format!("{prefix}.invoices.dlq");
+        let (inputs, group) = &fixture().inputs;
+        t.invoices = inputs.invoices.clone();
+        t.outlets = inputs.outlets.clone();
+        t.skus = inputs.skus.clone();
+        t.dlq = inputs.dlq.clone();
+        cfg.ingest.group_id = group.clone();
         cfg.publish.listen = "127.0.0.1:0".into();
         cfg.publish.api_token = "s3cret".into();
         cfg.publish.poll_seconds = 1;
@@ -335,6 +340,8 @@ impl Store {
             v.push("--set".into());
             v.push(format!("kafka.topics.{k}={val}"));
         }
+        v.push("--set".into());
+        v.push(format!("ingest.group_id={}", cfg.ingest.group_id));
         v
     }
 }
@@ -878,6 +885,7 @@ fn build() -> Fixture {
         run1,
         run2,
         build_time: started.elapsed(),
+        inputs: (cfg.kafka.topics.clone(), cfg.ingest.group_id.clone()),
         snap1,
         snap2,
     };

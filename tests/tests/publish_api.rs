@@ -235,6 +235,16 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     assert_eq!(p["segmentations"][0]["runs"].as_array().unwrap().len(), 2);
     assert_eq!(p["features_latest_date"], run2.as_of.to_string());
     assert_eq!(p["kafka"]["dead_letters"], 0, "{p}");
+    // Ingest's progress comes from the status document ingest publishes (topic names
+    // with `-`, as every test topic has), every partition caught up.
+    let lag = p["kafka"]["ingest_lag"].as_array().unwrap();
+    assert!(
+        lag.iter()
+            .any(|l| l["topic"].as_str().unwrap().ends_with(".invoices")
+                && l["lines_written"].as_u64().unwrap() > 0),
+        "{p}"
+    );
+    assert!(lag.iter().all(|l| l["lag"] == 0), "{p}");
 
     // Exports.
     let r = c

@@ -116,11 +116,6 @@ pub mod run_files {
     pub const MODEL: &str = "model.json";
 }
 
-/// Ingest's published status for a consumer group (see `status/`).
-pub fn ingest_status(group: &str) -> String {
-    format!("status/ingest/{group}.json")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

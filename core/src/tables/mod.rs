@@ -10,7 +10,7 @@
 //! | `features/daily/`, `features/outlet_daily/` ([`features`]) | aggregator | segmenter, publisher, users |
 //! | `features/segmentation={name}/as_of=…/` spectrum, kpis, sku_spend, `_manifest.json`; `current.json` ([`features`]) | aggregator | segmenter, publisher |
 //! | `segmentations/{name}/runs/{as_of}.{seq}/` assignments, outlet_gaps, movements, recommendations, profiles.json, model.json; `latest.json` ([`runs`], [`profile`], [`model`]) | segmenter | publisher, users |
-//! | `status/ingest/{group}.json` | ingest | publisher (pipeline page) |
+//! | `status/ingest/{group}.json` ([`crate::status`]) | ingest | publisher (pipeline page) |
 //!
 //! Private state stays private to its service and is not here: ingest checkpoints,
 //! the aggregator's identity index and state, the publisher's cycle state.

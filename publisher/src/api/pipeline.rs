@@ -121,40 +121,34 @@ async fn newest(s: &AppState, folder: &str) -> ApiResult<Option<String>> {
         .map(|d| d.to_string()))
 }
 
-/// Ingest lag per partition (ingest's checkpoints against the broker's high
-/// watermarks) and the dead-letter topic's size, as the broker reports them.
+/// Ingest's progress per partition, from the status document ingest publishes
+/// (`status/ingest/{group}.json`: what it stored, what it wrote, its own view of the
+/// lag), with the lag against the broker's high watermark now when the broker answers;
+/// and the dead-letter topic's size, as the broker reports it.
 async fn kafka_status(s: &AppState) -> Value {
     let cfg = s.cfg.clone();
-    let storage = s.snapshots.storage().clone();
-    let mut checkpoints = Vec::new();
-    let topic_dir = cfg.kafka.topics.invoices.replace(['/', '\\'], "_");
-    if let Ok(list) = storage
-        .list(&format!("state/ingest/checkpoints/{topic_dir}/"))
-        .await
-    {
-        for l in list {
-            let partition = l
-                .path
-                .rsplit('/')
-                .next()
-                .and_then(|f| f.strip_suffix(".json"))
-                .and_then(|p| p.parse::<i32>().ok());
-            let next: Option<Value> = storage.get_json(&l.path).await.ok().flatten();
-            if let (Some(p), Some(n)) = (
-                partition,
-                next.and_then(|v| v.get("next_offset").and_then(Value::as_i64)),
-            ) {
-                checkpoints.push((p, n));
-            }
-        }
-    }
+    let status = spectra_core::status::read(s.snapshots.storage(), &cfg.ingest.group_id).await;
+    let status = match status {
+        Ok(st) => st,
+        Err(e) => return json!({"error": format!("ingest status: {e}")}),
+    };
     let task = tokio::task::spawn_blocking(move || -> Result<Value, rdkafka::error::KafkaError> {
         let c: BaseConsumer = spectra_core::kafka::client_config(&cfg).create()?;
         let t = Duration::from_secs(3);
         let mut lag = Vec::new();
-        for (p, next) in &checkpoints {
-            let (_, high) = c.fetch_watermarks(&cfg.kafka.topics.invoices, *p, t)?;
-            lag.push(json!({"topic": cfg.kafka.topics.invoices, "partition": p, "next_offset": next, "high_watermark": high, "lag": (high - next).max(0)}));
+        for p in status.iter().flat_map(|st| &st.partitions) {
+            let high = c
+                .fetch_watermarks(&p.topic, p.partition, t)
+                .ok()
+                .map(|w| w.1);
+            let live = match (high, p.next_offset_stored) {
+                (Some(h), Some(n)) => (h - n).max(0),
+                _ => p.lag,
+            };
+            lag.push(json!({"topic": p.topic, "partition": p.partition, "next_offset": p.next_offset_stored,
+                "high_watermark": high.or(p.high_watermark), "lag": live, "lines_written": p.lines_written,
+                "messages_written": p.messages_written, "dead_letters_sent": p.dead_letters, "state": p.state,
+                "updated_at": p.updated_at}));
         }
         let md = c.fetch_metadata(Some(&cfg.kafka.topics.dlq), t)?;
         let mut dead = 0i64;
@@ -163,7 +157,8 @@ async fn kafka_status(s: &AppState) -> Value {
             dead += (high - low).max(0);
         }
         Ok(
-            json!({"ingest_lag": lag, "dead_letters": dead, "dead_letter_topic": cfg.kafka.topics.dlq}),
+            json!({"ingest_lag": lag, "ingest_status_updated_at": status.as_ref().and_then(|s| s.updated_at),
+            "dead_letters": dead, "dead_letter_topic": cfg.kafka.topics.dlq}),
         )
     });
     match task.await {

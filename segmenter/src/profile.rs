@@ -82,6 +82,10 @@ fn outlet_attributes(fs: &FeatureSet, i: usize) -> Vec<(&str, &str)> {
     v
 }
 
+/// An attribute with its listed values and outlet counts, and the outlets of the
+/// values summed into `(other)`.
+type Listed<'a> = (&'a str, Vec<(&'a str, usize)>, usize);
+
 /// The attribute mixes of every segment: per attribute, the [`MAX_ATTRIBUTE_VALUES`]
 /// most frequent values over all assigned outlets (the same list for every segment, so
 /// segments compare), the rest summed into [`OTHER_VALUES`].
@@ -103,7 +107,7 @@ fn attribute_mixes(
         }
     }
     // Per attribute: the listed values and the set summed into "(other)".
-    let listed: Vec<(&str, Vec<(&str, usize)>, usize)> = all
+    let listed: Vec<Listed<'_>> = all
         .iter()
         .map(|(a, values)| {
             let mut v: Vec<(&str, usize)> = values.iter().map(|(x, c)| (*x, *c)).collect();

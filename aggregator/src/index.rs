@@ -348,7 +348,10 @@ impl IdentityIndex {
         } else {
             // The lease epoch in the name: a fenced pass's delta never overwrites the
             // delta of the pass that took over.
-            let name = format!("delta-{:010}-e{}.parquet", self.state.next_delta, self.epoch);
+            let name = format!(
+                "delta-{:010}-e{}.parquet",
+                self.state.next_delta, self.epoch
+            );
             self.storage
                 .put(&format!("{INDEX_DIR}/{name}"), encode(&entries)?)
                 .await?;

@@ -69,7 +69,10 @@ pub fn owner_id() -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or_default();
     let tag = nanos ^ std::process::id().rotate_left(16);
-    format!("{host}:{}:{tag:08x}", std::process::id())
+    // Every pass is its own owner, also two passes of one process.
+    static PASSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PASSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{host}:{}:{tag:08x}-{n}", std::process::id())
 }
 
 fn encode(doc: &LeaseDoc) -> Result<bytes::Bytes, Error> {
@@ -150,7 +153,11 @@ impl Lease {
         let mut doc = h.doc.clone();
         doc.expires_at = expiry(self.ttl);
         let cond = Condition::Matches(h.version.clone());
-        match self.storage.put_if(LEASE_PATH, encode(&doc)?, &cond).await? {
+        match self
+            .storage
+            .put_if(LEASE_PATH, encode(&doc)?, &cond)
+            .await?
+        {
             PutOutcome::Written(v) => {
                 h.doc = doc;
                 h.version = v;

@@ -72,7 +72,10 @@ impl State {
         };
         let s: State = serde_json::from_slice(&data)
             .map_err(|e| Error::Corrupt(format!("{STATE_PATH}: {e}; run with --full")))?;
-        Ok((Some(s).filter(|s| s.version == STATE_VERSION), Some(version)))
+        Ok((
+            Some(s).filter(|s| s.version == STATE_VERSION),
+            Some(version),
+        ))
     }
 
     /// Writes the state (the run's commit point), conditionally on the version read at

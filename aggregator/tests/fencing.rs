@@ -165,14 +165,14 @@ async fn deleted_raw_objects_are_reported_and_their_days_held() {
     let s = run_once(&cfg, &storage, &opts(true, false), &metrics)
         .await
         .unwrap();
-    assert_eq!(s.missing_raw_objects, [gone.clone()]);
+    assert_eq!(s.missing_raw_objects, [gone.as_str()]);
     assert_eq!(s.missing_days, [date_text(base_day() + 1)]);
     assert_eq!(metrics.raw_missing_objects.get(), 1);
     let status = spectra_core::status::read_aggregator(&storage)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(status.missing_raw_objects, [gone.clone()]);
+    assert_eq!(status.missing_raw_objects, [gone.as_str()]);
     assert_eq!(status.missing_days, [date_text(base_day() + 1)]);
     assert_eq!(daily_rows(&storage).await, before);
 

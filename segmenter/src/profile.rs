@@ -103,7 +103,8 @@ fn attribute_mixes(
         }
     }
     // Per attribute: the listed values and the set summed into "(other)".
-    let listed: Vec<(&str, Vec<(&str, usize)>, usize)> = all
+    type Listed<'a> = (&'a str, Vec<(&'a str, usize)>, usize);
+    let listed: Vec<Listed> = all
         .iter()
         .map(|(a, values)| {
             let mut v: Vec<(&str, usize)> = values.iter().map(|(x, c)| (*x, *c)).collect();

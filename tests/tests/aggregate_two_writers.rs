@@ -16,7 +16,8 @@ type Key = (String, String, i32);
 
 fn brute_force(batches: &[RecordBatch]) -> BTreeMap<Key, (f64, f64, i64)> {
     type Ver = (i64, i32, i64, i32);
-    let mut latest: HashMap<(String, String, i64), (Ver, Key, f64, f64)> = HashMap::new();
+    type Latest = (Ver, Key, f64, f64);
+    let mut latest: HashMap<(String, String, i64), Latest> = HashMap::new();
     for b in batches {
         let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
         let i64s = |n: &str| {

@@ -751,7 +751,7 @@ mod tests {
             lines: 1,
             potential: 0.0,
         };
-        let b = AssignmentRow::to_batch(&[row.clone()]).unwrap();
+        let b = AssignmentRow::to_batch(std::slice::from_ref(&row)).unwrap();
         assert_eq!(
             AssignmentRow::from_batch(&Columns::new(&b, "a.parquet")).unwrap(),
             vec![row]

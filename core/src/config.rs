@@ -226,6 +226,10 @@ pub struct AggregateConfig {
     /// Days after today (UTC, wall clock) that can still be the default as-of date;
     /// later invoice dates are ignored for it (unless every date is later).
     pub as_of_future_days: u32,
+    /// Time to live of the aggregator's lease (`state/aggregate/lease.json`), seconds:
+    /// a pass holds it, renewing it every third of it; another pass waits while it is
+    /// live, and takes it over (fencing the holder) once it expired.
+    pub lease_seconds: u64,
 }
 
 impl Default for AggregateConfig {
@@ -235,6 +239,7 @@ impl Default for AggregateConfig {
             as_of_min_share: 0.1,
             as_of_reference_days: 28,
             as_of_future_days: 7,
+            lease_seconds: 300,
         }
     }
 }

@@ -120,6 +120,43 @@ pub async fn write(
     Ok(last.unwrap_or_default())
 }
 
+/// Where the aggregator publishes its status.
+pub const AGGREGATOR_PATH: &str = "status/aggregator.json";
+
+/// The aggregator's published status, `status/aggregator.json`: owned and written by
+/// the aggregator at the end of each pass (under its lease), read by whoever shows the
+/// pipeline instead of the aggregator's private state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AggregatorStatus {
+    /// When the last pass committed.
+    pub last_pass_at: Option<DateTime<Utc>>,
+    /// True when that pass was a full rebuild.
+    pub last_pass_full: bool,
+    /// The lease epoch of that pass.
+    pub lease_epoch: u64,
+    /// Passes committed so far (since the last full rebuild).
+    pub runs: u64,
+    /// Raw objects rolled up and still present.
+    pub raw_objects: u64,
+    /// Days in the daily table.
+    pub days: u64,
+    /// Raw objects the aggregator absorbed that are gone from `raw/invoices/`.
+    pub missing_raw_objects: Vec<String>,
+    /// Their days (`YYYY-MM-DD`): held as they were, not re-rolled, until
+    /// `spectra aggregate --once --full`.
+    pub missing_days: Vec<String>,
+}
+
+/// Reads the aggregator's status; `None` before its first pass.
+pub async fn read_aggregator(storage: &Storage) -> Result<Option<AggregatorStatus>> {
+    storage.get_json(AGGREGATOR_PATH).await
+}
+
+/// Writes the aggregator's status (its one writer is the pass holding the lease).
+pub async fn write_aggregator(storage: &Storage, status: &AggregatorStatus) -> Result<()> {
+    storage.put_json(AGGREGATOR_PATH, status).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@
 
 use chrono::NaiveDate;
 use spectra_core::hold::RunPointer;
+use spectra_core::storage::{Condition, PutOutcome};
 use spectra_core::tables::layout::{self, run_files};
 use spectra_core::tables::read_rows;
 use spectra_core::tables::runs::{self as tables, Run};
@@ -64,7 +65,8 @@ pub async fn latest(storage: &Storage, segmentation: &str) -> Result<Option<Late
     Ok(tables::latest(storage, segmentation).await?)
 }
 
-/// The next free `seq` for `as_of` (1 for the first run of the date).
+/// The next free `seq` for `as_of` (1 for the first run of the date), claimed by a
+/// conditional create of `segmentations/{name}/claims/{as_of}.{seq}.json`.
 pub async fn next_seq(
     storage: &Storage,
     segmentation: &str,
@@ -81,7 +83,23 @@ pub async fn next_seq(
             dir.strip_prefix(&prefix)?.parse::<u32>().ok()
         })
         .max();
-    Ok(used.map_or(1, |s| s + 1))
+    let mut seq = used.map_or(1, |s| s + 1);
+    // Claim the folder with a conditional create, so two segmenter processes running
+    // the same segmentation and as-of never write the same run folder: the loser of
+    // a race takes the next sequence number.
+    let claims = format!("{}claims/", root.trim_end_matches("runs/"));
+    loop {
+        let claim = format!("{claims}{as_of}.{seq}.json");
+        let body = serde_json::json!({
+            "pid": std::process::id(),
+            "claimed_at": chrono::Utc::now().to_rfc3339(),
+        });
+        let data = bytes::Bytes::from(body.to_string());
+        match storage.put_if(&claim, data, &Condition::Absent).await? {
+            PutOutcome::Written(_) => return Ok(seq),
+            PutOutcome::Conflict => seq += 1,
+        }
+    }
 }
 
 /// Reads the accepted run (see [`accepted`]) the next run starts from and is compared
@@ -150,4 +168,25 @@ pub async fn write_run(
     };
     run.write(storage).await?;
     Ok(latest)
+}
+
+#[cfg(test)]
+mod claim_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn two_runs_of_one_date_never_share_a_folder() {
+        let s = Storage::memory();
+        let d = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let (a, b) = tokio::join!(next_seq(&s, "x", d), next_seq(&s, "x", d));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.min(b), 1);
+        assert!(s
+            .list("segmentations/x/claims/")
+            .await
+            .unwrap()
+            .iter()
+            .any(|l| l.path.ends_with("2026-03-01.2.json")));
+    }
 }

@@ -121,6 +121,25 @@ async fn newest(s: &AppState, folder: &str) -> ApiResult<Option<String>> {
         .map(|d| d.to_string()))
 }
 
+/// The aggregator's last pass and the raw objects it misses, from the status document
+/// the aggregator publishes (`status/aggregator.json`), not its private state.
+async fn aggregator_status(s: &AppState) -> Value {
+    match spectra_core::status::read_aggregator(s.snapshots.storage()).await {
+        Ok(Some(st)) => json!({
+            "last_pass_at": st.last_pass_at,
+            "last_pass_full": st.last_pass_full,
+            "lease_epoch": st.lease_epoch,
+            "runs": st.runs,
+            "raw_objects": st.raw_objects,
+            "days": st.days,
+            "missing_raw_objects": st.missing_raw_objects,
+            "missing_days": st.missing_days,
+        }),
+        Ok(None) => Value::Null,
+        Err(e) => json!({"error": format!("aggregator status: {e}")}),
+    }
+}
+
 /// Ingest's progress per partition, from the status document ingest publishes
 /// (`status/ingest/{group}.json`: what it stored, what it wrote, its own view of the
 /// lag), with the lag against the broker's high watermark now when the broker answers;
@@ -193,5 +212,6 @@ pub(super) async fn pipeline(State(s): State<AppState>) -> ApiResult<Json<Value>
         "features_latest_date": newest(&s, spectra_core::tables::layout::DAILY).await?,
         "segmentations": segs,
         "kafka": kafka_status(&s).await,
+        "aggregator": aggregator_status(&s).await,
     })))
 }

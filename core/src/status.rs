@@ -100,7 +100,12 @@ pub async fn write(
                 .iter_mut()
                 .find(|p| p.topic == e.topic && p.partition == e.partition)
             {
-                Some(p) => *p = e.clone(),
+                // Progress only moves forward: an entry from a process that lost the
+                // partition never replaces a newer owner's.
+                Some(p) if e.next_offset_stored >= p.next_offset_stored || e.state != "ok" => {
+                    *p = e.clone()
+                }
+                Some(_) => {}
                 None => doc.partitions.push(e.clone()),
             }
         }

@@ -566,7 +566,10 @@ pub fn spawn_writer(
                     }
                 }
             }
-            write_status(&writer, &shared, &leases, &group);
+            // At the end every lease this process still holds is reported, current or
+            // not (the assignment is gone at shutdown); the document keeps the furthest
+            // progress per partition, so a stale entry never hides a newer owner's.
+            write_status_of(&writer, &shared, &leases, &group, false);
         })
         .expect("spawn writer thread")
 }
@@ -579,12 +582,24 @@ fn write_status(
     leases: &HashMap<(usize, i32), Lease>,
     group: &str,
 ) {
+    write_status_of(writer, shared, leases, group, true)
+}
+
+/// [`write_status`] of the partitions still assigned (`only_current`), or of every
+/// lease held.
+fn write_status_of(
+    writer: &BatchWriter,
+    shared: &Shared,
+    leases: &HashMap<(usize, i32), Lease>,
+    group: &str,
+    only_current: bool,
+) {
     let now = chrono::Utc::now();
     let hw = shared.high_watermarks.lock().expect("hw lock").clone();
     let stopped = shared.stopped.lock().expect("stopped lock").clone();
     let mut entries: Vec<PartitionStatus> = leases
         .iter()
-        .filter(|(k, l)| shared.current(**k, l.generation))
+        .filter(|(k, l)| !only_current || shared.current(**k, l.generation))
         .map(|(k, l)| {
             let high = hw.get(k).copied();
             let next = l.state.next_offset;

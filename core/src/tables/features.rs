@@ -8,32 +8,14 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{Date32Array, RecordBatch};
+use arrow::datatypes::{DataType, SchemaRef};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use super::columns::{float, int, schema, text};
 use super::{batch, date32, layout, parse_attributes, read_rows, Columns, Rows};
 use crate::{Result, Storage};
-
-fn schema(fields: &[(&str, DataType, bool)]) -> SchemaRef {
-    Arc::new(Schema::new(
-        fields
-            .iter()
-            .map(|(n, t, null)| Field::new(*n, t.clone(), *null))
-            .collect::<Vec<_>>(),
-    ))
-}
-
-fn text<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
-    Arc::new(v.collect::<StringArray>())
-}
-fn float(v: impl Iterator<Item = f64>) -> ArrayRef {
-    Arc::new(Float64Array::from_iter_values(v))
-}
-fn int(v: impl Iterator<Item = i64>) -> ArrayRef {
-    Arc::new(Int64Array::from_iter_values(v))
-}
 
 use DataType::{Date32, Float64, Int64, Utf8};
 
@@ -692,7 +674,7 @@ mod tests {
 
     #[test]
     fn conform_casts_by_name_and_names_what_is_missing() {
-        use arrow::array::Int32Array;
+        use arrow::array::{ArrayRef, Int32Array};
         let b = RecordBatch::try_from_iter([
             ("lines", Arc::new(Int32Array::from(vec![2])) as ArrayRef),
             ("outlet_id", text([Some("o")].into_iter())),

@@ -281,6 +281,36 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// Building a table's schema and its columns from row fields (every `Rows` impl).
+mod columns {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+    /// A schema from `(name, type, nullable)`.
+    pub(super) fn schema(fields: &[(&str, DataType, bool)]) -> SchemaRef {
+        Arc::new(Schema::new(
+            fields
+                .iter()
+                .map(|(n, t, null)| Field::new(*n, t.clone(), *null))
+                .collect::<Vec<_>>(),
+        ))
+    }
+    pub(super) fn text<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+        Arc::new(v.collect::<StringArray>())
+    }
+    pub(super) fn float(v: impl Iterator<Item = f64>) -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(v))
+    }
+    pub(super) fn float_opt(v: impl Iterator<Item = Option<f64>>) -> ArrayRef {
+        Arc::new(v.collect::<Float64Array>())
+    }
+    pub(super) fn int(v: impl Iterator<Item = i64>) -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(v))
+    }
+}
+
 /// Builds one batch of `schema` from its columns, naming the table on error.
 pub(crate) fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema, columns)?)

@@ -16,13 +16,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use super::columns::{float, float_opt, int, schema, text};
 use super::layout::{self, run_files};
 use super::model::ModelFile;
 use super::profile::SegmentProfile;
@@ -31,27 +32,6 @@ use crate::hold::{Hold, RunPointer};
 use crate::{Error, Result, Storage};
 
 use DataType::{Float64, Int64, Utf8};
-
-fn schema(fields: &[(&str, DataType, bool)]) -> SchemaRef {
-    Arc::new(Schema::new(
-        fields
-            .iter()
-            .map(|(n, t, null)| Field::new(*n, t.clone(), *null))
-            .collect::<Vec<_>>(),
-    ))
-}
-fn text<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
-    Arc::new(v.collect::<StringArray>())
-}
-fn float(v: impl Iterator<Item = f64>) -> ArrayRef {
-    Arc::new(Float64Array::from_iter_values(v))
-}
-fn float_opt(v: impl Iterator<Item = Option<f64>>) -> ArrayRef {
-    Arc::new(v.collect::<Float64Array>())
-}
-fn int(v: impl Iterator<Item = i64>) -> ArrayRef {
-    Arc::new(Int64Array::from_iter_values(v))
-}
 
 /// `segmentations/{name}/latest.json`: the latest complete run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

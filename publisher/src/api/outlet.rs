@@ -186,7 +186,7 @@ pub(super) async fn outlet(
         if master.is_none() {
             master = k.cloned();
         }
-        let Some(a) = snap.run.assignments.iter().find(|a| a.outlet_id == id) else {
+        let Some(a) = snap.assignment(&id) else {
             continue;
         };
         latest_as_of = latest_as_of.max(Some(snap.run.latest.as_of));

@@ -418,20 +418,24 @@ async fn blocking<T: Send + 'static>(
         .map_err(Error::Io)
 }
 
-/// A test hook: `SPECTRA_TEST_STORAGE_STALL=PROBABILITY:MAX_MS[:puts]` makes each
-/// storage operation (or, with `:puts`, each object write of [`Storage::put`] only)
-/// stall before it starts, with that probability, for up to that many milliseconds, as
-/// a slow or hung object store would. Unset in production: nothing.
+/// A test hook: `SPECTRA_TEST_STORAGE_STALL=PROBABILITY:[MIN_MS-]MAX_MS[:puts]` makes
+/// each storage operation (or, with `:puts`, each object write of [`Storage::put`] only)
+/// stall before it starts, with that probability, for between `MIN_MS` (default 0) and
+/// `MAX_MS` milliseconds, as a slow or hung object store would. Unset in production:
+/// nothing.
 async fn test_stall(object_put: bool) {
-    static STALL: std::sync::OnceLock<Option<(f64, u64, bool)>> = std::sync::OnceLock::new();
+    static STALL: std::sync::OnceLock<Option<(f64, u64, u64, bool)>> = std::sync::OnceLock::new();
     let cfg = STALL.get_or_init(|| {
         let v = std::env::var("SPECTRA_TEST_STORAGE_STALL").ok()?;
         let mut it = v.split(':');
         let p = it.next()?.parse().ok()?;
-        let ms = it.next()?.parse().ok()?;
-        Some((p, ms, it.next() == Some("puts")))
+        let (min_ms, max_ms) = match it.next()?.split_once('-') {
+            Some((lo, hi)) => (lo.parse().ok()?, hi.parse().ok()?),
+            None => (0, v.split(':').nth(1)?.parse().ok()?),
+        };
+        Some((p, min_ms, max_ms, it.next() == Some("puts")))
     });
-    let Some((p, max_ms, puts_only)) = *cfg else {
+    let Some((p, min_ms, max_ms, puts_only)) = *cfg else {
         return;
     };
     if puts_only && !object_put {
@@ -448,7 +452,7 @@ async fn test_stall(object_put: bool) {
     x ^= x << 17;
     let roll = (x % 1_000_000) as f64 / 1_000_000.0;
     if roll < p {
-        let ms = (x >> 20) % max_ms.max(1);
+        let ms = min_ms + (x >> 20) % max_ms.saturating_sub(min_ms).max(1);
         tracing::debug!(ms, "test hook: stalling a storage operation");
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }

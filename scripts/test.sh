@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test, against a real Kafka-protocol broker (Tansu) that this script fetches,
-# verifies and starts on a free port, and stops when the tests end.
+# verifies and starts on a free port, and an S3-compatible server (moto, a pinned PyPI
+# package, scripts/s3.sh) for the `s3://` tests; both are stopped when the tests end.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh -p spectra-ingest).
 # Everything builds in the release profile, the one profile of the project (the demo and
 # the benchmarks use it too), so no third-party crate is built twice (README, "Builds").
@@ -34,10 +35,14 @@ cargo test --release --workspace --no-run "$@"
 cargo test --release --workspace --no-run --test binary
 
 SPECTRA_TANSU_RUN=$(mktemp -d)
-export SPECTRA_TANSU_RUN
-trap 'scripts/tansu.sh stop; rm -rf "$SPECTRA_TANSU_RUN"' EXIT
+SPECTRA_S3_RUN=$(mktemp -d)
+export SPECTRA_TANSU_RUN SPECTRA_S3_RUN
+trap 'scripts/tansu.sh stop; scripts/s3.sh stop; rm -rf "$SPECTRA_TANSU_RUN" "$SPECTRA_S3_RUN"' EXIT
 SPECTRA_TEST_BROKERS=$(scripts/tansu.sh start)
 export SPECTRA_TEST_BROKERS
 echo "test broker (tansu) at $SPECTRA_TEST_BROKERS"
+SPECTRA_TEST_S3=$(scripts/s3.sh start)
+export SPECTRA_TEST_S3
+echo "test S3 server (moto) at $SPECTRA_TEST_S3"
 # Every test binary runs even when one fails; the summary counts them all.
 cargo test --release --workspace --no-fail-fast "$@"

@@ -8,57 +8,24 @@ use std::collections::BTreeSet;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, SchemaRef};
 use datafusion::execution::context::SessionContext;
-use serde::Serialize;
 use spectra_core::config::SegmentationConfig;
 use spectra_core::schema::to_parquet;
 use spectra_core::Storage;
 
 use crate::rollup::{daily_path, outlet_daily_path};
 use crate::session::{query, register_batches, register_files};
-use crate::{date_text, Error};
+use crate::{date_of, Error};
+use spectra_core::tables::features::{KpiRow, SkuSpendRow, SpectrumRow};
+use spectra_core::tables::{conform, layout, Rows};
 
 /// Average days per month, for `invoices_per_month`.
 pub const DAYS_PER_MONTH: f64 = 365.25 / 12.0;
 
-/// The manifest of a features folder (README "Tables").
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Manifest {
-    /// Segmentation name.
-    pub segmentation: String,
-    /// Last day of the window.
-    pub as_of: String,
-    /// First day of the window.
-    pub window_start: String,
-    /// The segmentation's level.
-    pub level: String,
-    /// Outlets with a KPI row (after the filter).
-    pub outlets: u64,
-    /// Distinct features (level values) in the spectrum.
-    pub features: u64,
-    /// Distinct SKUs bought in the window that master data does not know.
-    pub unknown_skus: u64,
-    /// Distinct outlets buying in the window that master data does not know.
-    pub unknown_outlets: u64,
-    /// When the folder was written (wall-clock time, RFC 3339).
-    pub created_at: String,
-}
-
-/// `features/segmentation={name}/current.json`, written after a features folder's
-/// manifest: the as-of date the aggregator considers current for the segmentation. The
-/// segmenter runs whenever it differs from its latest run's, earlier dates included.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct CurrentFeatures {
-    /// The current as-of date.
-    pub as_of: String,
-    /// Its features folder, relative to the storage root.
-    pub path: String,
-    /// The folder manifest's `created_at`.
-    pub created_at: String,
-}
+pub use spectra_core::tables::features::{CurrentFeatures, Manifest};
 
 /// The path of a segmentation's [`CurrentFeatures`].
 pub fn current_path(segmentation: &str) -> String {
-    format!("features/segmentation={segmentation}/current.json")
+    layout::features_current(segmentation)
 }
 
 /// The columns a segmentation's `filter` names (its bare identifiers), so attributes no
@@ -105,10 +72,7 @@ pub fn filter_columns(seg: &SegmentationConfig) -> Result<BTreeSet<String>, Erro
 
 /// The folder of a segmentation's features for one as-of date.
 pub fn folder(segmentation: &str, as_of: i32) -> String {
-    format!(
-        "features/segmentation={segmentation}/as_of={}",
-        date_text(as_of)
-    )
+    layout::features(segmentation, date_of(as_of))
 }
 
 /// Registers `sku_master(sku_id, feature)` and `outlet_master(…)` for the queries.
@@ -129,13 +93,21 @@ async fn count(ctx: &SessionContext, sql: &str) -> Result<u64, Error> {
         .unwrap_or(0))
 }
 
-async fn write(
+/// Writes a query's result as table `T` of the table layer: its columns found by name
+/// and cast to `T`'s schema (a missing one is an error naming file and column).
+async fn write<T: Rows>(
     storage: &Storage,
     path: &str,
     table: (SchemaRef, Vec<RecordBatch>),
 ) -> Result<u64, Error> {
-    let rows = table.1.iter().map(|b| b.num_rows() as u64).sum();
-    storage.put(path, to_parquet(table.0, &table.1)?).await?;
+    let schema = T::schema();
+    let batches = table
+        .1
+        .iter()
+        .map(|b| conform(b, &schema, path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+    storage.put(path, to_parquet(schema, &batches)?).await?;
     Ok(rows)
 }
 
@@ -219,7 +191,8 @@ pub async fn build(
         .flat_map(|b| b.column(1).as_string::<i32>().iter().flatten())
         .collect();
     let features = features.len() as u64;
-    let mut rows = write(storage, &format!("{dir}/spectrum.parquet"), spectrum).await?;
+    let mut rows =
+        write::<SpectrumRow>(storage, &format!("{dir}/spectrum.parquet"), spectrum).await?;
 
     let sku_spend = query(
         ctx,
@@ -233,7 +206,7 @@ pub async fn build(
         ),
     )
     .await?;
-    rows += write(storage, &format!("{dir}/sku_spend.parquet"), sku_spend).await?;
+    rows += write::<SkuSpendRow>(storage, &format!("{dir}/sku_spend.parquet"), sku_spend).await?;
 
     let months = f64::from(seg.window_days) / DAYS_PER_MONTH;
     let kpis = query(
@@ -267,7 +240,7 @@ pub async fn build(
         ),
     )
     .await?;
-    let outlets = write(storage, &format!("{dir}/kpis.parquet"), kpis).await?;
+    let outlets = write::<KpiRow>(storage, &format!("{dir}/kpis.parquet"), kpis).await?;
     rows += outlets;
 
     let unknown_skus = count(
@@ -288,8 +261,8 @@ pub async fn build(
     .await?;
     let manifest = Manifest {
         segmentation: seg.name.clone(),
-        as_of: date_text(as_of),
-        window_start: date_text(start),
+        as_of: date_of(as_of),
+        window_start: date_of(start),
         level: seg.level.clone(),
         outlets,
         features,
@@ -301,7 +274,7 @@ pub async fn build(
         .put_json(&format!("{dir}/_manifest.json"), &manifest)
         .await?;
     let current = CurrentFeatures {
-        as_of: manifest.as_of.clone(),
+        as_of: manifest.as_of,
         path: dir.clone(),
         created_at: manifest.created_at.clone(),
     };

@@ -217,6 +217,8 @@ pub struct IdentityIndex {
     bloom: Bloom,
     /// Entries of the deltas, read on the first lookup.
     deltas: Option<Vec<Entry>>,
+    /// The lease epoch of the pass writing (named in its delta files).
+    epoch: u64,
 }
 
 fn bucket_path(b: u32) -> String {
@@ -238,6 +240,7 @@ impl IdentityIndex {
             },
             bloom: Bloom::with_capacity(0),
             deltas: Some(Vec::new()),
+            epoch: 0,
         }
     }
 
@@ -263,7 +266,13 @@ impl IdentityIndex {
             state,
             bloom,
             deltas: None,
+            epoch: 0,
         })
+    }
+
+    /// Names this pass's delta files with its lease epoch.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
     }
 
     /// The bookkeeping to save in the state.
@@ -337,7 +346,12 @@ impl IdentityIndex {
         if building {
             self.write_base(entries).await?;
         } else {
-            let name = format!("delta-{:010}.parquet", self.state.next_delta);
+            // The lease epoch in the name: a fenced pass's delta never overwrites the
+            // delta of the pass that took over.
+            let name = format!(
+                "delta-{:010}-e{}.parquet",
+                self.state.next_delta, self.epoch
+            );
             self.storage
                 .put(&format!("{INDEX_DIR}/{name}"), encode(&entries)?)
                 .await?;

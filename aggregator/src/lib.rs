@@ -10,6 +10,7 @@
 pub mod features;
 pub mod hash;
 pub mod index;
+pub mod lease;
 pub mod master;
 pub mod metrics;
 mod pass;
@@ -18,14 +19,14 @@ pub mod session;
 pub mod state;
 pub mod superseded;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use chrono::NaiveDate;
 use serde::Serialize;
 use spectra_core::service::Context;
+use spectra_core::tables::features::{DailyRow, OutletDailyRow};
+use spectra_core::tables::Rows;
 use spectra_core::{Config, Storage};
 
 use crate::metrics::AggregateMetrics;
@@ -56,6 +57,20 @@ pub enum Error {
     /// `--segmentation` names no configured segmentation.
     #[error("no segmentation named `{0}` in the configuration")]
     UnknownSegmentation(String),
+    /// Another process took the aggregator's lease over during this pass: nothing more
+    /// of the pass lands; the next pass recomputes it.
+    #[error("aggregator lease lost, pass abandoned: {0}")]
+    Fenced(String),
+    /// Another live pass holds the lease (`--once` waited its TTL).
+    #[error("another aggregation pass holds the lease: owner {owner}, epoch {epoch}, expires at {expires_at}; retry later, or stop that process")]
+    Busy {
+        /// The holder.
+        owner: String,
+        /// Its epoch.
+        epoch: u64,
+        /// When its lease expires unless renewed.
+        expires_at: String,
+    },
     /// The aggregator's own state is damaged; `--full` rebuilds it from the raw data.
     #[error("aggregator state: {0}")]
     Corrupt(String),
@@ -108,6 +123,16 @@ pub struct Summary {
     pub segmentations: Vec<SegmentationSummary>,
     /// Segmentations whose features failed in this pass (the others were written).
     pub failures: Vec<spectra_core::service::SegmentationFailure>,
+    /// Raw objects the aggregator absorbed that are gone from `raw/invoices/`
+    /// (retention, a deletion): their days are held, not re-rolled without them, until
+    /// `--once --full` rebuilds deliberately.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_raw_objects: Vec<String>,
+    /// The days of those objects (`YYYY-MM-DD`), kept as they were.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_days: Vec<String>,
+    /// The lease epoch this pass ran under.
+    pub lease_epoch: u64,
     /// Wall-clock duration of the pass, ms.
     pub duration_ms: u64,
 }
@@ -119,53 +144,22 @@ pub fn date_text(days: i32) -> String {
 
 /// Days since the epoch as a date.
 pub fn date_of(days: i32) -> NaiveDate {
-    NaiveDate::from_num_days_from_ce_opt(days + EPOCH_CE_DAYS).unwrap_or(NaiveDate::MIN)
+    spectra_core::tables::date_of(days)
 }
 
 /// A date as days since the epoch (Arrow's `Date32`).
 pub fn days_of(date: NaiveDate) -> i32 {
-    chrono::Datelike::num_days_from_ce(&date) - EPOCH_CE_DAYS
+    spectra_core::tables::date32(date)
 }
 
-const EPOCH_CE_DAYS: i32 = 719_163;
-
-/// Schema of `features/daily/` (README "Tables").
+/// Schema of `features/daily/` (defined in the table layer).
 pub fn daily_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("outlet_id", DataType::Utf8, false),
-        Field::new("sku_id", DataType::Utf8, false),
-        Field::new("date", DataType::Date32, false),
-        Field::new("net_value", DataType::Float64, false),
-        Field::new("quantity", DataType::Float64, false),
-        Field::new("lines", DataType::Int64, false),
-        Field::new("invoices", DataType::Int64, false),
-        Field::new("returns_value", DataType::Float64, false),
-    ]))
+    DailyRow::schema()
 }
 
-/// Schema of `features/outlet_daily/` (README "Tables").
+/// Schema of `features/outlet_daily/` (defined in the table layer).
 pub fn outlet_daily_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("outlet_id", DataType::Utf8, false),
-        Field::new("date", DataType::Date32, false),
-        Field::new("net_value", DataType::Float64, false),
-        Field::new("quantity", DataType::Float64, false),
-        Field::new("lines", DataType::Int64, false),
-        Field::new("invoices", DataType::Int64, false),
-        Field::new("returns_value", DataType::Float64, false),
-        Field::new("distinct_skus", DataType::Int64, false),
-    ]))
-}
-
-/// A query result cast to a table's declared schema (same columns, in order).
-pub fn conform(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Error> {
-    let cols = b
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+    OutletDailyRow::schema()
 }
 
 /// Runs the aggregate service: a pass at start, then one whenever new raw or master
@@ -176,12 +170,20 @@ pub async fn run(cfg: Config, ctx: Context, opts: AggregateOptions) -> Result<Su
     let metrics = AggregateMetrics::register(&ctx.metrics);
     ctx.health.register("aggregate");
     ctx.health.set_ready("aggregate", true);
-    let mut last = run_once(&cfg, &storage, &opts, &metrics).await?;
+    let mut seen = pass::landed(&storage).await?;
+    let mut last = match run_once(&cfg, &storage, &opts, &metrics).await {
+        Ok(s) => s,
+        Err(e @ (Error::Busy { .. } | Error::Fenced(_))) if !opts.once => {
+            tracing::warn!(error = %e, "first aggregation pass skipped; retrying at the next poll");
+            seen.clear();
+            Summary::default()
+        }
+        Err(e) => return Err(e),
+    };
     if opts.once {
         ctx.health.set_ready("aggregate", false);
         return Ok(last);
     }
-    let mut seen = pass::landed(&storage).await?;
     let poll = Duration::from_secs(cfg.aggregate.poll_seconds.max(1));
     let pass_opts = AggregateOptions {
         full: false,
@@ -206,6 +208,9 @@ pub async fn run(cfg: Config, ctx: Context, opts: AggregateOptions) -> Result<Su
             Ok(s) => {
                 last = s;
                 seen = now;
+            }
+            Err(e @ Error::Busy { .. }) => {
+                tracing::info!(error = %e, "aggregation pass deferred; retrying at the next poll")
             }
             Err(e) => {
                 tracing::error!(error = %e, "aggregation pass failed; retrying at the next poll")

@@ -38,6 +38,10 @@ pub struct AggregateMetrics {
     pub unknown_outlets: Family<SegmentationLabels, Gauge>,
     /// Segmentations whose features failed (bad filter, error, panic), per segmentation.
     pub failures: Family<SegmentationLabels, Counter>,
+    /// Raw objects absorbed earlier and gone from `raw/invoices/` (their days held).
+    pub raw_missing_objects: Gauge,
+    /// Passes abandoned because another pass took the lease over.
+    pub fenced: Counter,
 }
 
 impl AggregateMetrics {
@@ -54,6 +58,8 @@ impl AggregateMetrics {
             unknown_skus: Family::default(),
             unknown_outlets: Family::default(),
             failures: Family::default(),
+            raw_missing_objects: Gauge::default(),
+            fenced: Counter::default(),
         };
         let mut r = m.registry();
         let r = r.sub_registry_with_prefix("aggregate");
@@ -98,6 +104,16 @@ impl AggregateMetrics {
             "segmentation_failures",
             "Segmentations whose features failed in a pass (the others were written)",
             s.failures.clone(),
+        );
+        r.register(
+            "raw_missing_objects",
+            "Raw objects the aggregator rolled up that are gone from raw/invoices/ (their days are held until a full rebuild)",
+            s.raw_missing_objects.clone(),
+        );
+        r.register(
+            "fenced_passes",
+            "Aggregation passes abandoned because another pass took the lease over",
+            s.fenced.clone(),
         );
         s
     }

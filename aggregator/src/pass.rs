@@ -9,6 +9,7 @@ use spectra_core::service::{catch_panic, SegmentationFailure};
 use spectra_core::{Config, Storage};
 
 use crate::index::{self, IdentityIndex};
+use crate::lease::{self, Lease};
 use crate::metrics::{AggregateMetrics, SegmentationLabels};
 use crate::state::{robust_as_of, AsOfRule, State, STATE_VERSION};
 use crate::superseded::{Superseded, SUPERSEDED_PATH};
@@ -37,14 +38,59 @@ fn raw_date(path: &str) -> Option<i32> {
     seg.parse().ok().map(days_of)
 }
 
-/// Runs one pass (see the module docs).
+/// Takes the aggregator's lease ([`crate::lease`]): at once when it is free; when a
+/// live pass holds it, `--once` waits up to the lease's TTL, the service does not wait
+/// ([`Error::Busy`]: it retries at its next poll).
+async fn acquire(cfg: &Config, storage: &Storage, opts: &AggregateOptions) -> Result<Lease, Error> {
+    let ttl = std::time::Duration::from_secs(cfg.aggregate.lease_seconds.max(1));
+    let owner = lease::owner_id();
+    let deadline = Instant::now() + ttl;
+    loop {
+        match Lease::try_acquire(storage, &owner, ttl).await? {
+            Ok(l) => return Ok(l),
+            Err(holder) => {
+                if !opts.once || Instant::now() >= deadline {
+                    return Err(Error::Busy {
+                        owner: holder.owner,
+                        epoch: holder.epoch,
+                        expires_at: holder.expires_at.to_rfc3339(),
+                    });
+                }
+                tracing::info!(holder = %holder.owner, epoch = holder.epoch, "another aggregation pass holds the lease; waiting");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Runs one pass (see the module docs) under the aggregator's lease.
 pub async fn run_once(
     cfg: &Config,
     storage: &Storage,
     opts: &AggregateOptions,
     metrics: &AggregateMetrics,
 ) -> Result<Summary, Error> {
+    let lease = acquire(cfg, storage, opts).await?;
+    let keep = lease.keep_alive();
+    let result = pass(cfg, storage, opts, metrics, &lease).await;
+    keep.abort();
+    lease.release().await;
+    if let Err(Error::Fenced(why)) = &result {
+        metrics.fenced.inc();
+        tracing::error!(%why, "aggregation pass fenced: another pass took the lease over; nothing more of this pass lands");
+    }
+    result
+}
+
+async fn pass(
+    cfg: &Config,
+    storage: &Storage,
+    opts: &AggregateOptions,
+    metrics: &AggregateMetrics,
+    lease: &Lease,
+) -> Result<Summary, Error> {
     let started = Instant::now();
+    let epoch = lease.epoch().await;
     let segmentations: Vec<_> = match &opts.segmentation {
         Some(name) => vec![cfg
             .segmentation(name)
@@ -53,11 +99,8 @@ pub async fn run_once(
         None => cfg.segmentation.clone(),
     };
     let ctx = session::context(storage);
-    let previous = if opts.full {
-        None
-    } else {
-        State::load(storage).await?
-    };
+    let (loaded, state_version) = State::load_versioned(storage).await?;
+    let previous = if opts.full { None } else { loaded };
     let full = previous.is_none();
     let mut state = previous.unwrap_or_else(|| State {
         version: STATE_VERSION,
@@ -71,6 +114,26 @@ pub async fn run_once(
             sizes.insert(o.path, o.size);
         }
     }
+    // Raw objects absorbed earlier and gone now (retention, a deletion): their days are
+    // held as they are, never re-rolled from the remaining files, until a full rebuild.
+    let gone: Vec<(String, u64)> = state
+        .files
+        .iter()
+        .filter(|(p, _)| !sizes.contains_key(*p))
+        .map(|(p, s)| (p.clone(), *s))
+        .collect();
+    if !gone.is_empty() {
+        tracing::error!(
+            objects = ?gone.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+            "raw objects the aggregator rolled up are gone from raw/invoices/; their days are \
+             kept as they are and not re-rolled without them; `spectra aggregate --once --full` \
+             rebuilds from the raw data as it is now"
+        );
+    }
+    state.missing.extend(gone);
+    // An object restored under its name is absorbed again (idempotent) and unheld.
+    state.missing.retain(|p, _| !sizes.contains_key(p));
+    let held: BTreeSet<i32> = state.missing.keys().filter_map(|p| raw_date(p)).collect();
     let new_files: Vec<String> = sizes
         .iter()
         .filter(|(p, s)| state.files.get(*p) != Some(s))
@@ -79,10 +142,15 @@ pub async fn run_once(
     let mut summary = Summary {
         full,
         files_new: new_files.len() as u64,
+        missing_raw_objects: state.missing.keys().cloned().collect(),
+        missing_days: held.iter().map(|d| crate::date_text(*d)).collect(),
+        lease_epoch: epoch,
         ..Summary::default()
     };
+    metrics.raw_missing_objects.set(state.missing.len() as i64);
 
     if full {
+        lease.check().await?;
         index::remove_all(storage).await?;
         storage.delete(SUPERSEDED_PATH).await?;
         state.days.clear();
@@ -94,12 +162,14 @@ pub async fn run_once(
         } else {
             IdentityIndex::open(storage.clone(), state.index.clone()).await?
         };
+        idx.set_epoch(epoch);
         let mut superseded = if full {
             Superseded::default()
         } else {
             Superseded::load(storage).await?
         };
         let t = Instant::now();
+        lease.check().await?;
         let absorbed = rollup::absorb(&ctx, storage, &new_files, &mut idx, &mut superseded).await?;
         let absorb_ms = t.elapsed().as_millis() as u64;
         let t = Instant::now();
@@ -120,12 +190,19 @@ pub async fn run_once(
         // Re-roll in chunks of about CHUNK_BYTES of raw Parquet.
         let mut chunk: BTreeMap<i32, Vec<String>> = BTreeMap::new();
         let mut bytes = 0;
-        let todo: Vec<i32> = days.iter().copied().collect();
+        let todo: Vec<i32> = days.difference(&held).copied().collect();
+        if days.iter().any(|d| held.contains(d)) {
+            tracing::warn!(
+                days = ?days.intersection(&held).map(|d| crate::date_text(*d)).collect::<Vec<_>>(),
+                "new lines for days whose raw objects are missing: the days are held, not re-rolled"
+            );
+        }
         for (n, day) in todo.iter().enumerate() {
             let files = raw.get(day).cloned().unwrap_or_default();
             bytes += files.iter().map(|f| sizes[f]).sum::<u64>();
             chunk.insert(*day, files);
             if bytes >= CHUNK_BYTES || n + 1 == todo.len() {
+                lease.check().await?;
                 let rows = rollup::reroll(&ctx, storage, &chunk, &duplicated, &superseded).await?;
                 for (d, r) in rows {
                     summary.rows_written += r;
@@ -135,12 +212,14 @@ pub async fn run_once(
                 bytes = 0;
             }
         }
-        summary.days_rerolled = days.len() as u64;
+        summary.days_rerolled = todo.len() as u64;
+        lease.check().await?;
         superseded.save(storage).await?;
         state.index = idx.state().clone();
         state.files = sizes;
         state.runs += 1;
-        state.save(storage).await?;
+        lease.check().await?;
+        state.commit(storage, state_version).await?;
         tracing::info!(
             full,
             files_new = summary.files_new,
@@ -155,7 +234,24 @@ pub async fn run_once(
         metrics.rows_read.inc_by(summary.rows_read);
         metrics.days_rerolled.inc_by(summary.days_rerolled);
         metrics.lines_moved.inc_by(summary.lines_moved);
+    } else if state.files.len() != sizes.len() {
+        // Only deletions: record them (the commit point, conditional as above).
+        state.files = sizes;
+        lease.check().await?;
+        state.commit(storage, state_version).await?;
     }
+    lease.check().await?;
+    let status = spectra_core::status::AggregatorStatus {
+        last_pass_at: Some(chrono::Utc::now()),
+        last_pass_full: full,
+        lease_epoch: epoch,
+        runs: state.runs,
+        raw_objects: state.files.len() as u64,
+        days: state.days.len() as u64,
+        missing_raw_objects: summary.missing_raw_objects.clone(),
+        missing_days: summary.missing_days.clone(),
+    };
+    spectra_core::status::write_aggregator(storage, &status).await?;
 
     let as_of = match opts.as_of {
         Some(d) => Some(days_of(d)),
@@ -172,6 +268,7 @@ pub async fn run_once(
         let outlets = master::current(storage, "master/outlets/", "outlet_id").await?;
         // One segmentation's bad filter, error or panic never stops the others.
         for seg in &segmentations {
+            lease.check().await?;
             let t = Instant::now();
             let built = catch_panic(segmentation_features(
                 &ctx, storage, &days, as_of, seg, &skus, &outlets,

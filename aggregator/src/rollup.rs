@@ -15,10 +15,18 @@ use crate::hash::IdentityHash;
 use crate::index::{Days, Entry, IdentityIndex, Version, VersionedRows};
 use crate::session::{query, register_batches, register_files};
 use crate::superseded::{self, Identity, Superseded};
-use crate::{conform, daily_schema, date_text, outlet_daily_schema, Error};
+use crate::{daily_schema, date_of, outlet_daily_schema, Error};
+use spectra_core::tables::{conform, layout};
 
-fn conform_all(batches: &[RecordBatch], schema: &SchemaRef) -> Result<Vec<RecordBatch>, Error> {
-    batches.iter().map(|b| conform(b, schema)).collect()
+fn conform_all(
+    batches: &[RecordBatch],
+    schema: &SchemaRef,
+    table: &str,
+) -> Result<Vec<RecordBatch>, Error> {
+    Ok(batches
+        .iter()
+        .map(|b| conform(b, schema, table))
+        .collect::<Result<_, _>>()?)
 }
 
 /// What absorbing new raw files found.
@@ -138,15 +146,12 @@ pub async fn absorb(
 
 /// Path of a day's daily table.
 pub fn daily_path(date: i32) -> String {
-    format!("features/daily/date={}/daily.parquet", date_text(date))
+    layout::daily(date_of(date))
 }
 
 /// Path of a day's outlet-daily table.
 pub fn outlet_daily_path(date: i32) -> String {
-    format!(
-        "features/outlet_daily/date={}/outlet_daily.parquet",
-        date_text(date)
-    )
+    layout::outlet_daily(date_of(date))
 }
 
 /// Deduplicates the raw lines of the days in `files` (each day's raw files) and writes
@@ -243,8 +248,11 @@ pub async fn reroll(
     .await?;
     let _ = ctx.deregister_table("lbi")?;
     let (daily_schema, outlet_schema) = (daily_schema(), outlet_daily_schema());
-    let daily = by_date(&conform_all(&daily, &daily_schema)?, 2);
-    let outlet_daily = by_date(&conform_all(&outlet_daily, &outlet_schema)?, 1);
+    let daily = by_date(&conform_all(&daily, &daily_schema, layout::DAILY)?, 2);
+    let outlet_daily = by_date(
+        &conform_all(&outlet_daily, &outlet_schema, layout::OUTLET_DAILY)?,
+        1,
+    );
     // Encoding is CPU work: all days' files in parallel, then the writes.
     let days: Vec<i32> = files.keys().copied().collect();
     let encoded = days

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+use spectra_core::storage::{Condition, PutOutcome, Version};
 use spectra_core::Storage;
 
 use crate::Error;
@@ -34,6 +35,10 @@ pub struct State {
     pub index: IndexState,
     /// Runs completed so far.
     pub runs: u64,
+    /// Raw objects absorbed earlier that are gone from `raw/invoices/`: path → size.
+    /// Their days are held (not re-rolled without them) until a full rebuild.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub missing: BTreeMap<String, u64>,
 }
 
 /// Bookkeeping of the identity index (see [`crate::index`]).
@@ -57,10 +62,38 @@ impl State {
         Ok(s.filter(|s| s.version == STATE_VERSION))
     }
 
-    /// Writes the state (the run's commit point).
-    pub async fn save(&self, storage: &Storage) -> Result<(), Error> {
-        storage.put_json(STATE_PATH, self).await?;
-        Ok(())
+    /// Reads the state with its version (for [`State::commit`]); the state is `None`
+    /// when missing or of another format version, the version `None` when missing.
+    pub async fn load_versioned(
+        storage: &Storage,
+    ) -> Result<(Option<Self>, Option<Version>), Error> {
+        let Some((data, version)) = storage.get_versioned(STATE_PATH).await? else {
+            return Ok((None, None));
+        };
+        let s: State = serde_json::from_slice(&data)
+            .map_err(|e| Error::Corrupt(format!("{STATE_PATH}: {e}; run with --full")))?;
+        Ok((
+            Some(s).filter(|s| s.version == STATE_VERSION),
+            Some(version),
+        ))
+    }
+
+    /// Writes the state (the run's commit point), conditionally on the version read at
+    /// the start of the pass: a pass that another pass committed over fails with
+    /// [`Error::Fenced`] instead of landing.
+    pub async fn commit(&self, storage: &Storage, read: Option<Version>) -> Result<(), Error> {
+        let data = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::Corrupt(format!("{STATE_PATH}: {e}")))?;
+        let cond = match read {
+            Some(v) => Condition::Matches(v),
+            None => Condition::Absent,
+        };
+        match storage.put_if(STATE_PATH, data.into(), &cond).await? {
+            PutOutcome::Written(_) => Ok(()),
+            PutOutcome::Conflict => Err(Error::Fenced(format!(
+                "{STATE_PATH} changed since this pass read it (another pass committed)"
+            ))),
+        }
     }
 
     /// The latest day holding at least one row.

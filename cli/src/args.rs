@@ -49,6 +49,12 @@ pub enum Command {
         /// Run until every partition has reached its end, then exit.
         #[arg(long)]
         once: bool,
+        /// Do not ingest: forget the checkpoint of TOPIC (every partition) or of one
+        /// partition, so that the next ingest re-reads it from the beginning of the topic
+        /// as it is now. The deliberate answer to an offset-domain refusal (a recreated
+        /// topic, a retention gap); see README "Offset domain". Stop ingest first.
+        #[arg(long, value_name = "TOPIC[:PARTITION]")]
+        reset_checkpoint: Option<String>,
     },
     /// Service: raw Parquet into daily roll-ups and feature tables with DataFusion.
     Aggregate {
@@ -86,6 +92,11 @@ pub enum Command {
         /// Publish every segmentation's latest run once, print a JSON summary, then exit.
         #[arg(long)]
         once: bool,
+        /// Repair the output topics: read each one's compacted view, send the accepted
+        /// run's value for every key that differs or is missing and a tombstone for
+        /// every key it no longer has, record the state, print a JSON summary, exit.
+        #[arg(long, conflicts_with = "once")]
+        reconcile: bool,
     },
     /// A segmentation's latest run to a CSV or XLSX file: outlets, segments, names, tags,
     /// value.

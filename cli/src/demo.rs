@@ -46,6 +46,8 @@ fn demo_config(brokers: &str, storage: &str, listen: &str) -> Config {
     cfg.publish.listen = listen.to_owned();
     cfg.publish.api_token = "demo-token".into();
     cfg.publish.poll_seconds = 1;
+    // The embedded mock broker can neither describe nor compact topics.
+    cfg.publish.require_compacted_topics = false;
     cfg.aggregate.poll_seconds = 2;
     cfg.segment.poll_seconds = 2;
     cfg.ingest.flush_age_ms = 500;

@@ -29,47 +29,29 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Flags as a figment layer: only the flags given override lower layers.
-fn overrides(c: &Common) -> Value {
-    let mut root = Value::Object(serde_json::Map::new());
-    let mut put = |path: &str, v: Value| {
-        let mut node = &mut root;
-        let parts: Vec<&str> = path.split('.').collect();
-        for (i, part) in parts.iter().enumerate() {
-            let obj = node.as_object_mut().expect("object");
-            if i + 1 == parts.len() {
-                obj.insert((*part).to_owned(), v);
-                return;
-            }
-            node = obj.entry((*part).to_owned()).or_insert_with(|| json!({}));
-            if !node.is_object() {
-                *node = json!({});
-            }
-        }
-    };
-    if let Some(b) = &c.brokers {
-        put("kafka.brokers", json!(b));
-    }
-    if let Some(s) = &c.storage {
-        put("storage.url", json!(s));
-    }
-    if let Some(a) = &c.admin_listen {
-        put("admin.listen", json!(a));
-    }
-    if let Some(f) = &c.log_format {
-        put("log.format", json!(f));
-    }
+/// The flags given, as `(key path, value)` overrides of the lower layers (figment
+/// nests the key paths).
+fn overrides(c: &Common) -> Vec<(String, Value)> {
+    let mut out: Vec<(String, Value)> = [
+        ("kafka.brokers", &c.brokers),
+        ("storage.url", &c.storage),
+        ("admin.listen", &c.admin_listen),
+        ("log.format", &c.log_format),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k.to_owned(), json!(v.as_ref()?))))
+    .collect();
     for kv in &c.set {
         if let Some((k, v)) = kv.split_once('=') {
             let v = serde_json::from_str::<Value>(v).unwrap_or_else(|_| json!(v));
-            put(k.trim(), v);
+            out.push((k.trim().to_owned(), v));
         }
     }
-    root
+    out
 }
 
 fn load_config(c: &Common) -> anyhow::Result<Config> {
-    let cfg = Config::load(c.config.as_deref(), &overrides(c))?;
+    let cfg = Config::load_flags(c.config.as_deref(), &overrides(c))?;
     telemetry::init_logging(&cfg.log);
     Ok(cfg)
 }
@@ -112,8 +94,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Ingest { common, once } => {
+        Command::Ingest {
+            common,
+            once,
+            reset_checkpoint,
+        } => {
             let cfg = load_config(&common)?;
+            if let Some(spec) = reset_checkpoint {
+                for line in spectra_ingest::reset_checkpoint(&cfg, &spec).await? {
+                    println!("{line}");
+                }
+                return Ok(());
+            }
             let ctx = Context::new(shutdown::on_signals());
             start_admin(&cfg, &ctx).await?;
             let s = spectra_ingest::run(cfg, ctx.clone(), spectra_ingest::IngestOptions { once })
@@ -163,16 +155,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             failed(&s.failures)
         }
-        Command::Publish { common, once } => {
+        Command::Publish {
+            common,
+            once,
+            reconcile,
+        } => {
             let cfg = load_config(&common)?;
             let ctx = Context::new(shutdown::on_signals());
-            if once {
+            if once || reconcile {
                 // The service merges the admin routes into its own server on
                 // publish.listen; a one-off run has no server of its own.
                 start_admin(&cfg, &ctx).await?;
             }
             let opts = spectra_publisher::PublishOptions {
                 once,
+                reconcile,
                 ..Default::default()
             };
             let s = spectra_publisher::run(cfg, ctx.clone(), opts).await?;

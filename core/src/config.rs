@@ -226,6 +226,10 @@ pub struct AggregateConfig {
     /// Days after today (UTC, wall clock) that can still be the default as-of date;
     /// later invoice dates are ignored for it (unless every date is later).
     pub as_of_future_days: u32,
+    /// Time to live of the aggregator's lease (`state/aggregate/lease.json`), seconds:
+    /// a pass holds it, renewing it every third of it; another pass waits while it is
+    /// live, and takes it over (fencing the holder) once it expired.
+    pub lease_seconds: u64,
 }
 
 impl Default for AggregateConfig {
@@ -235,6 +239,7 @@ impl Default for AggregateConfig {
             as_of_min_share: 0.1,
             as_of_reference_days: 28,
             as_of_future_days: 7,
+            lease_seconds: 300,
         }
     }
 }
@@ -275,6 +280,11 @@ pub struct PublishConfig {
     pub max_concurrent_requests: usize,
     /// Largest request body accepted, bytes; a larger one is answered `413`.
     pub max_body_bytes: usize,
+    /// Refuse to start unless every output topic has `cleanup.policy=compact` (read
+    /// with the admin API): on a delete-policy topic current assignments would expire.
+    /// Turn off only for a broker that cannot describe or compact topics (the demo's
+    /// embedded one).
+    pub require_compacted_topics: bool,
 }
 
 impl Default for PublishConfig {
@@ -287,6 +297,7 @@ impl Default for PublishConfig {
             request_timeout_seconds: 60,
             max_concurrent_requests: 64,
             max_body_bytes: 64 * 1024,
+            require_compacted_topics: true,
         }
     }
 }
@@ -521,6 +532,20 @@ impl Config {
     /// variables, then `overrides` (the command line's flags, serialized; `None`
     /// fields are skipped). Reports every problem at once.
     pub fn load<T: Serialize>(file: Option<&Path>, overrides: &T) -> Result<Self> {
+        Self::extract(Self::layers(file)?.merge(Serialized::defaults(overrides)))
+    }
+
+    /// Like [`Config::load`], with the overrides as `(key path, value)` pairs
+    /// (`("kafka.topics.invoices", "x")`): figment nests each key path itself.
+    pub fn load_flags(file: Option<&Path>, flags: &[(String, serde_json::Value)]) -> Result<Self> {
+        let fig = flags.iter().fold(Self::layers(file)?, |fig, (key, value)| {
+            fig.merge(Serialized::default(key, value))
+        });
+        Self::extract(fig)
+    }
+
+    /// Defaults, the TOML file, the environment.
+    fn layers(file: Option<&Path>) -> Result<Figment> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
             if !f.exists() {
@@ -531,9 +556,10 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig
-            .merge(Env::prefixed("SPECTRA__").split("__"))
-            .merge(Serialized::defaults(overrides));
+        Ok(fig.merge(Env::prefixed("SPECTRA__").split("__")))
+    }
+
+    fn extract(fig: Figment) -> Result<Self> {
         let cfg: Config = fig
             .extract()
             .map_err(|e| Error::Config(e.into_iter().map(|e| e.to_string()).collect()))?;

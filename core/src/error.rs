@@ -33,6 +33,15 @@ pub enum Error {
         /// The parser's error.
         source: serde_json::Error,
     },
+    /// A stored table or document lacks a column, or has one of another type, or
+    /// values its definition excludes (see [`crate::tables`]).
+    #[error("table `{file}`: {reason}")]
+    Table {
+        /// The object's path.
+        file: String,
+        /// What is wrong, naming the column.
+        reason: String,
+    },
     /// An I/O error (binding a port, reading a file).
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -58,7 +67,8 @@ impl Error {
             | Error::StorageUrl { .. }
             | Error::Arrow(_)
             | Error::Parquet(_)
-            | Error::Json { .. } => false,
+            | Error::Json { .. }
+            | Error::Table { .. } => false,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -22,6 +22,25 @@ pub enum KafkaError {
         topic: String,
         /// The brokers asked.
         brokers: String,
+    },
+    /// An output topic is not compacted: its consumers would lose current values.
+    #[error("topic `{topic}` has cleanup.policy={policy}; Spectra's output topics must be compacted (`kafka-configs --alter --entity-type topics --entity-name {topic} --add-config cleanup.policy=compact`), or set publish.require_compacted_topics = false for a broker that cannot compact")]
+    NotCompacted {
+        /// The topic.
+        topic: String,
+        /// Its policy as the broker describes it.
+        policy: String,
+    },
+    /// The broker cannot describe a topic's configuration, so compaction cannot be
+    /// checked.
+    #[error("cannot read the cleanup.policy of topic `{topic}` on `{brokers}` ({reason}); check it is compacted and set publish.require_compacted_topics = false to skip the check")]
+    CannotDescribe {
+        /// The topic.
+        topic: String,
+        /// The brokers asked.
+        brokers: String,
+        /// The broker's answer.
+        reason: String,
     },
     /// The broker could not be reached or refused a request (an external system: retry).
     #[error("kafka at `{brokers}`: {source}")]
@@ -109,6 +128,45 @@ pub async fn ensure_topics(cfg: &Config, topics: &[(&str, Retention)]) -> Result
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Checks every topic has `cleanup.policy=compact` (`compact,delete` included), with
+/// the admin API's DescribeConfigs.
+pub async fn check_compacted(cfg: &Config, topics: &[&str]) -> Result<(), KafkaError> {
+    let brokers = cfg.kafka.brokers.clone();
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(cfg)
+            .create()
+            .map_err(|source| KafkaError::Client {
+                brokers: brokers.clone(),
+                source,
+            })?;
+    let specs: Vec<ResourceSpecifier<'_>> =
+        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let cannot = |topic: &str, reason: String| KafkaError::CannotDescribe {
+        topic: topic.to_owned(),
+        brokers: brokers.clone(),
+        reason,
+    };
+    let results = admin
+        .describe_configs(&specs, &opts)
+        .await
+        .map_err(|e| cannot(topics.first().copied().unwrap_or_default(), e.to_string()))?;
+    for (topic, r) in topics.iter().zip(results) {
+        let resource = r.map_err(|code| cannot(topic, code.to_string()))?;
+        let policy = resource
+            .get("cleanup.policy")
+            .and_then(|e| e.value.clone())
+            .ok_or_else(|| cannot(topic, "no cleanup.policy in the answer".into()))?;
+        if !policy.split(',').any(|p| p.trim() == "compact") {
+            return Err(KafkaError::NotCompacted {
+                topic: (*topic).to_owned(),
+                policy,
+            });
+        }
     }
     Ok(())
 }

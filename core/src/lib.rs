@@ -13,7 +13,9 @@ pub mod message;
 pub mod schema;
 pub mod service;
 pub mod shutdown;
+pub mod status;
 pub mod storage;
+pub mod tables;
 pub mod telemetry;
 
 pub use config::Config;

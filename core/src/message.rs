@@ -54,12 +54,12 @@ impl InvoiceLine<'_> {
 
 /// Days since the Unix epoch of a date.
 pub fn date_to_days(date: NaiveDate) -> i32 {
-    date.num_days_from_ce() - 719_163
+    crate::tables::date32(date)
 }
 
 /// The date of an Arrow `Date32` value.
 pub fn days_to_date(days: i32) -> NaiveDate {
-    NaiveDate::from_num_days_from_ce_opt(days + 719_163).unwrap_or(NaiveDate::MIN)
+    crate::tables::date_of(days)
 }
 
 /// Why a message was rejected: a sentence naming the field (the `spectra-error`

@@ -3,6 +3,29 @@
 //! Every table path in Spectra is relative to the storage root (`raw/invoices/…`);
 //! [`Storage`] joins it with the URL's prefix, and [`Storage::table_url`] gives the
 //! URL a query engine (DataFusion, DuckDB) reads the same objects by.
+//!
+//! # Conditional writes and durability
+//!
+//! State that more than one process may write (ingest's per-partition checkpoints, which
+//! are also its leases) is written with [`Storage::put_if`]: create-if-absent or
+//! replace-if-unchanged against the [`Version`] read by [`Storage::get_versioned`]. A
+//! writer whose version is stale gets [`PutOutcome::Conflict`] and its write does not
+//! land. Per scheme:
+//!
+//! - `s3://`: `If-None-Match: *` and `If-Match: <etag>` (object_store's
+//!   `S3ConditionalPut::ETagMatch`). A store that ignores them (or refuses them) is
+//!   caught by [`Storage::verify_conditional_puts`], which ingest runs at start and
+//!   which refuses to go on: it is never assumed.
+//! - `file://`: object_store's `LocalFileSystem` has no `PutMode::Update` (it returns
+//!   `NotImplemented`) and never calls `fsync`, so both are hand-written here: a
+//!   compare-and-swap under an exclusive `flock` on `{root}/.spectra.lock` (every
+//!   Spectra process on the machine takes the same lock), the version being the
+//!   content's length and hash; and every write (objects and state alike) goes to a
+//!   hidden temporary file that is synced, renamed into place, and whose directory
+//!   (and the directory above, for a folder just created) is synced, so an object is
+//!   durable before the checkpoint that covers it is written, and a checkpoint
+//!   survives a power loss only with the objects it names.
+//! - `memory://`: object_store's `InMemory` supports both modes.
 
 use std::sync::Arc;
 
@@ -12,7 +35,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use url::Url;
 
 use crate::{Error, Result};
@@ -26,6 +49,42 @@ pub struct Storage {
     /// `scheme://authority` the store is registered under for query engines.
     base: Url,
     url: String,
+    /// For `file://`: the root directory (writes and compare-and-swap are hand-written).
+    local: Option<std::path::PathBuf>,
+}
+
+/// The version of an object as read by [`Storage::get_versioned`], to make a later
+/// [`Storage::put_if`] conditional on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version(UpdateVersion);
+
+impl Version {
+    /// A short text for logs.
+    pub fn describe(&self) -> String {
+        self.0
+            .e_tag
+            .clone()
+            .or_else(|| self.0.version.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// The condition of a [`Storage::put_if`].
+#[derive(Clone, Debug)]
+pub enum Condition {
+    /// The object must not exist.
+    Absent,
+    /// The object must still be at this version.
+    Matches(Version),
+}
+
+/// What a [`Storage::put_if`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// Written; the object's new version.
+    Written(Version),
+    /// The condition did not hold (another writer got there first): nothing was written.
+    Conflict,
 }
 
 /// A listed object, its path relative to the storage root.
@@ -59,19 +118,25 @@ impl Storage {
                     prefix,
                     base: Url::parse("file:///").expect("valid"),
                     url: url.to_owned(),
+                    local: Some(dir),
                 })
             }
             "s3" => {
                 let bucket = parsed.host_str().ok_or_else(|| bad("missing bucket"))?;
-                let store = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .build()
-                    .map_err(|e| bad(&e.to_string()))?;
+                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if std::env::var_os("AWS_CONDITIONAL_PUT").is_none() {
+                    // If-Match / If-None-Match (what ingest's fencing needs), unless the
+                    // operator said otherwise; ingest checks the store honours them.
+                    builder = builder
+                        .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
+                }
+                let store = builder.build().map_err(|e| bad(&e.to_string()))?;
                 Ok(Self {
                     store: Arc::new(store),
                     prefix: Path::from(parsed.path().trim_matches('/')),
                     base: Url::parse(&format!("s3://{bucket}")).map_err(|e| bad(&e.to_string()))?,
                     url: url.to_owned(),
+                    local: None,
                 })
             }
             "memory" => Ok(Self::memory()),
@@ -88,6 +153,7 @@ impl Storage {
             prefix: Path::default(),
             base: Url::parse("memory://").expect("valid"),
             url: "memory://".into(),
+            local: None,
         }
     }
 
@@ -147,15 +213,143 @@ impl Storage {
     }
 
     /// Writes an object whole (atomically: readers see the old object or the new one).
+    /// On `file://` the object is synced to disk, with its directory, before this returns.
     pub async fn put(&self, rel: &str, data: Bytes) -> Result<()> {
+        test_stall(true).await;
+        if let Some(root) = &self.local {
+            let path = root.join(rel.trim_matches('/'));
+            return blocking(move || local::write_durably(&path, &data)).await;
+        }
         self.store
             .put(&self.path(rel), PutPayload::from_bytes(data))
             .await?;
         Ok(())
     }
 
+    /// Reads an object whole with its version; `None` when it does not exist.
+    pub async fn get_versioned(&self, rel: &str) -> Result<Option<(Bytes, Version)>> {
+        test_stall(false).await;
+        if let Some(root) = &self.local {
+            let path = root.join(rel.trim_matches('/'));
+            return blocking(move || {
+                Ok(local::read(&path)?.map(|b| {
+                    let v = local::version(&b);
+                    (Bytes::from(b), v)
+                }))
+            })
+            .await;
+        }
+        match self.store.get(&self.path(rel)).await {
+            Ok(r) => {
+                let v = Version(UpdateVersion {
+                    e_tag: r.meta.e_tag.clone(),
+                    version: r.meta.version.clone(),
+                });
+                Ok(Some((r.bytes().await?, v)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes an object whole only if `cond` holds (see the module docs): a writer
+    /// holding a stale version gets [`PutOutcome::Conflict`] and nothing lands.
+    pub async fn put_if(&self, rel: &str, data: Bytes, cond: &Condition) -> Result<PutOutcome> {
+        test_stall(false).await;
+        if let Some(root) = &self.local {
+            let path = root.join(rel.trim_matches('/'));
+            let lock = root.join(".spectra.lock");
+            let cond = cond.clone();
+            return blocking(move || local::compare_and_swap(&lock, &path, &data, &cond)).await;
+        }
+        let mode = match cond {
+            Condition::Absent => PutMode::Create,
+            Condition::Matches(v) => PutMode::Update(v.0.clone()),
+        };
+        let opts = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&self.path(rel), PutPayload::from_bytes(data), opts)
+            .await
+        {
+            Ok(r) => Ok(PutOutcome::Written(Version(UpdateVersion {
+                e_tag: r.e_tag,
+                version: r.version,
+            }))),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(PutOutcome::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks that this store really does conditional writes (create-if-absent and
+    /// replace-if-unchanged), on a probe object under `state/probe/`: a store that
+    /// ignores the conditions (both writes of a race would land) or refuses them is an
+    /// error naming the store, never assumed to work.
+    pub async fn verify_conditional_puts(&self, probe_name: &str) -> Result<()> {
+        let rel = format!("state/probe/{probe_name}.json");
+        let refuse = |what: &str| {
+            Error::StorageUrl {
+            url: self.url.clone(),
+            reason: format!(
+                "this store does not honour conditional writes ({what}); ingest needs them to fence a \
+                 second writer. For S3-compatible stores use one that supports If-None-Match and \
+                 If-Match on PUT (AWS S3, MinIO, R2, moto >= 5.1)"
+            ),
+        }
+        };
+        let attempt = |r: Result<PutOutcome>| match r {
+            Err(Error::ObjectStore(
+                e @ (object_store::Error::NotImplemented { .. }
+                | object_store::Error::NotSupported { .. }),
+            )) => Err(refuse(&e.to_string())),
+            other => other,
+        };
+        self.delete(&rel).await?;
+        let data = |n: u32| Bytes::from(format!("{{\"probe\":{n}}}"));
+        let v1 = match attempt(self.put_if(&rel, data(1), &Condition::Absent).await)? {
+            PutOutcome::Written(v) => v,
+            PutOutcome::Conflict => {
+                return Err(refuse("a create-if-absent of a new object failed"))
+            }
+        };
+        if attempt(self.put_if(&rel, data(2), &Condition::Absent).await)? != PutOutcome::Conflict {
+            return Err(refuse(
+                "a create-if-absent over an existing object succeeded",
+            ));
+        }
+        let v2 = match attempt(
+            self.put_if(&rel, data(3), &Condition::Matches(v1.clone()))
+                .await,
+        )? {
+            PutOutcome::Written(v) => v,
+            PutOutcome::Conflict => {
+                return Err(refuse(
+                    "a replace-if-unchanged at the current version failed",
+                ))
+            }
+        };
+        if v2 == v1 {
+            return Err(refuse("a replace did not change the object's version"));
+        }
+        if attempt(self.put_if(&rel, data(4), &Condition::Matches(v1)).await)?
+            != PutOutcome::Conflict
+        {
+            return Err(refuse(
+                "a replace-if-unchanged at a stale version succeeded",
+            ));
+        }
+        self.delete(&rel).await
+    }
+
     /// Reads an object whole; `None` when it does not exist.
     pub async fn get(&self, rel: &str) -> Result<Option<Bytes>> {
+        test_stall(false).await;
         match self.store.get(&self.path(rel)).await {
             Ok(r) => Ok(Some(r.bytes().await?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -187,6 +381,7 @@ impl Storage {
 
     /// Deletes an object; deleting a missing object is not an error.
     pub async fn delete(&self, rel: &str) -> Result<()> {
+        test_stall(false).await;
         match self.store.delete(&self.path(rel)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
@@ -214,9 +409,212 @@ impl Storage {
     }
 }
 
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?
+        .map_err(Error::Io)
+}
+
+/// A test hook: `SPECTRA_TEST_STORAGE_STALL=PROBABILITY:[MIN_MS-]MAX_MS[:puts]` makes
+/// each storage operation (or, with `:puts`, each object write of [`Storage::put`] only)
+/// stall before it starts, with that probability, for between `MIN_MS` (default 0) and
+/// `MAX_MS` milliseconds, as a slow or hung object store would. Unset in production:
+/// nothing.
+async fn test_stall(object_put: bool) {
+    static STALL: std::sync::OnceLock<Option<(f64, u64, u64, bool)>> = std::sync::OnceLock::new();
+    let cfg = STALL.get_or_init(|| {
+        let v = std::env::var("SPECTRA_TEST_STORAGE_STALL").ok()?;
+        let mut it = v.split(':');
+        let p = it.next()?.parse().ok()?;
+        let (min_ms, max_ms) = match it.next()?.split_once('-') {
+            Some((lo, hi)) => (lo.parse().ok()?, hi.parse().ok()?),
+            None => (0, v.split(':').nth(1)?.parse().ok()?),
+        };
+        Some((p, min_ms, max_ms, it.next() == Some("puts")))
+    });
+    let Some((p, min_ms, max_ms, puts_only)) = *cfg else {
+        return;
+    };
+    if puts_only && !object_put {
+        return;
+    }
+    // A small xorshift seeded from the clock: no RNG dependency for a test hook.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    let mut x = seed ^ (std::process::id() as u64) << 32;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    let roll = (x % 1_000_000) as f64 / 1_000_000.0;
+    if roll < p {
+        let ms = min_ms + (x >> 20) % max_ms.saturating_sub(min_ms).max(1);
+        tracing::debug!(ms, "test hook: stalling a storage operation");
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
+/// `file://` writes: durable (fsync of file and directories) and compare-and-swap.
+mod local {
+    use std::fs::{self, File, OpenOptions};
+    use std::hash::{Hash, Hasher};
+    use std::io::{self, Write};
+    use std::path::Path;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use object_store::UpdateVersion;
+
+    use super::{Condition, PutOutcome, Version};
+
+    /// The version of a state object: its length and a hash of its bytes. Spectra's
+    /// conditionally written objects never return to an earlier content (their epoch or
+    /// offset only grows), so equal content means the same version.
+    pub fn version(data: &[u8]) -> Version {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        data.hash(&mut h);
+        Version(UpdateVersion {
+            e_tag: Some(format!("{}-{:016x}", data.len(), h.finish())),
+            version: None,
+        })
+    }
+
+    pub fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn sync_dir(dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    /// Writes `data` at `path` so that, once this returns, a power loss cannot lose it:
+    /// a hidden temporary file beside it is written and synced, renamed into place,
+    /// and the directory (and its parent, which may have just gained it) is synced.
+    pub fn write_durably(path: &Path, data: &[u8]) -> io::Result<()> {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = path
+            .parent()
+            .ok_or_else(|| io::Error::other("object path has no directory"))?;
+        // The folders this write creates: each must be reachable after a crash too.
+        let mut created = Vec::new();
+        let mut d = dir;
+        while !d.exists() {
+            created.push(d.to_owned());
+            match d.parent() {
+                Some(p) => d = p,
+                None => break,
+            }
+        }
+        fs::create_dir_all(dir)?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = dir.join(format!(
+            ".{name}.{}-{}.tmp",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            fs::rename(&tmp, path)?;
+            sync_dir(dir)?;
+            for c in &created {
+                if let Some(parent) = c.parent() {
+                    sync_dir(parent)?;
+                }
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Compare-and-swap of one object: under an exclusive lock every Spectra process
+    /// takes for these writes, the current content's version is compared with `cond`
+    /// and, when it holds, `data` is written durably.
+    pub fn compare_and_swap(
+        lock: &Path,
+        path: &Path,
+        data: &[u8],
+        cond: &Condition,
+    ) -> io::Result<PutOutcome> {
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(lock)?;
+        lock.lock()?;
+        let current = read(path)?;
+        let holds = match (cond, &current) {
+            (Condition::Absent, None) => true,
+            (Condition::Matches(v), Some(c)) => version(c) == *v,
+            _ => false,
+        };
+        let out = if holds {
+            write_durably(path, data)?;
+            PutOutcome::Written(version(data))
+        } else {
+            PutOutcome::Conflict
+        };
+        drop(lock); // unlocks
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn conditional_puts_on_file_and_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Storage::from_url(&format!("file://{}/root", dir.path().display())).unwrap();
+        for s in [file, Storage::memory()] {
+            s.verify_conditional_puts("t").await.unwrap();
+            let v1 = match s
+                .put_if("state/a.json", Bytes::from_static(b"1"), &Condition::Absent)
+                .await
+                .unwrap()
+            {
+                PutOutcome::Written(v) => v,
+                PutOutcome::Conflict => panic!("absent"),
+            };
+            let (b, v) = s.get_versioned("state/a.json").await.unwrap().unwrap();
+            assert_eq!((&b[..], &v), (&b"1"[..], &v1));
+            let stale = v1.clone();
+            assert!(matches!(
+                s.put_if(
+                    "state/a.json",
+                    Bytes::from_static(b"2"),
+                    &Condition::Matches(v1)
+                )
+                .await
+                .unwrap(),
+                PutOutcome::Written(_)
+            ));
+            assert_eq!(
+                s.put_if(
+                    "state/a.json",
+                    Bytes::from_static(b"3"),
+                    &Condition::Matches(stale)
+                )
+                .await
+                .unwrap(),
+                PutOutcome::Conflict
+            );
+            assert_eq!(&s.get("state/a.json").await.unwrap().unwrap()[..], b"2");
+            assert!(s.list("state/probe/").await.unwrap().is_empty());
+        }
+    }
 
     #[tokio::test]
     async fn file_store_round_trip_and_urls() {

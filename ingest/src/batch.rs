@@ -50,6 +50,13 @@ pub struct PartitionBatch {
     pub topic: String,
     /// Partition.
     pub partition: i32,
+    /// The lease epoch of the partition's owner that reads it (part of object names).
+    pub epoch: u64,
+    /// The assignment it was read under (a batch of an earlier one is discarded).
+    pub generation: u64,
+    /// Timestamp of the last message (recorded in the checkpoint, to recognise the
+    /// topic when the partition is next assigned).
+    pub last_timestamp_ms: i64,
     /// First offset covered.
     pub first: i64,
     /// Last offset covered.
@@ -59,6 +66,7 @@ pub struct PartitionBatch {
     rows: Rows,
     row_count: usize,
     bytes: usize,
+    messages: u64,
     /// Rejected messages of this batch.
     pub dead: Vec<DeadLetter>,
 }
@@ -69,6 +77,14 @@ pub struct FlushJob {
     pub topic: String,
     /// Partition.
     pub partition: i32,
+    /// The lease epoch it was read under.
+    pub epoch: u64,
+    /// The assignment it was read under.
+    pub generation: u64,
+    /// Timestamp of the last message.
+    pub last_timestamp_ms: i64,
+    /// Messages the batch took (rows and dead letters).
+    pub messages: u64,
     /// First offset covered.
     pub first: i64,
     /// Last offset covered.
@@ -84,11 +100,22 @@ pub struct FlushJob {
 }
 
 impl PartitionBatch {
-    /// Opens a batch at `offset`.
-    pub fn new(kind: TopicKind, topic: &str, partition: i32, offset: i64) -> Self {
+    /// Opens a batch at `offset`, read under lease `epoch` in assignment `generation`.
+    pub fn new(
+        kind: TopicKind,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        epoch: u64,
+        generation: u64,
+    ) -> Self {
         Self {
             topic: topic.to_owned(),
             partition,
+            epoch,
+            generation,
+            last_timestamp_ms: 0,
+            messages: 0,
             first: offset,
             last: offset - 1,
             opened: Instant::now(),
@@ -126,6 +153,8 @@ impl PartitionBatch {
         limits: &Limits,
     ) -> Option<Rejection> {
         self.last = offset;
+        self.last_timestamp_ms = timestamp_ms;
+        self.messages += 1;
         self.bytes += key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
         let source = Source {
             topic: &self.topic,
@@ -171,15 +200,16 @@ impl PartitionBatch {
     }
 
     /// Closes the batch into the objects it writes. Object names derive from the
-    /// topic, partition and offset range, so replaying the same range after a crash
-    /// writes the same names.
+    /// topic, partition, offset range and the owner's lease epoch: two owners of a
+    /// partition (one of them fenced) never write the same name.
     pub fn close(self) -> FlushJob {
         let stem = format!(
-            "{}-{}-{:020}-{:020}.parquet",
+            "{}-{}-{:020}-{:020}-e{}.parquet",
             sanitize(&self.topic),
             self.partition,
             self.first,
-            self.last
+            self.last,
+            self.epoch
         );
         let objects = match self.rows {
             Rows::Invoices(by_date) => by_date
@@ -198,6 +228,10 @@ impl PartitionBatch {
         FlushJob {
             topic: self.topic,
             partition: self.partition,
+            epoch: self.epoch,
+            generation: self.generation,
+            last_timestamp_ms: self.last_timestamp_ms,
+            messages: self.messages,
             first: self.first,
             last: self.last,
             objects,
@@ -228,7 +262,7 @@ mod tests {
 
     #[test]
     fn a_batch_splits_by_date_and_keeps_rejects() {
-        let mut b = PartitionBatch::new(TopicKind::Invoices, "invoices", 2, 100);
+        let mut b = PartitionBatch::new(TopicKind::Invoices, "invoices", 2, 100, 3, 1);
         let limits = Limits::unbounded();
         let line = |date: &str, id: &str| {
             format!(
@@ -265,8 +299,8 @@ mod tests {
         assert_eq!(
             names,
             [
-                "raw/invoices/date=2026-11-20/invoices-2-00000000000000000100-00000000000000000102.parquet",
-                "raw/invoices/date=2026-11-21/invoices-2-00000000000000000100-00000000000000000102.parquet"
+                "raw/invoices/date=2026-11-20/invoices-2-00000000000000000100-00000000000000000102-e3.parquet",
+                "raw/invoices/date=2026-11-21/invoices-2-00000000000000000100-00000000000000000102-e3.parquet"
             ]
         );
         assert_eq!(job.dead.len(), 1);

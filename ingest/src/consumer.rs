@@ -1,13 +1,23 @@
-//! The consume loop: one blocking thread polls Kafka, parses messages into
-//! per-partition batches and hands closed batches to a writer thread, which makes them
-//! durable ([`crate::writer`]) and reports the offsets to commit.
+//! The consume loop: one thread polls Kafka, parses messages into per-partition
+//! batches and hands closed batches to a writer thread, which makes them durable under
+//! the partition's lease ([`crate::writer`]) and reports the offsets to commit.
 //!
-//! Rebalances are handled in the consumer context: on assignment each partition resumes
-//! from its storage checkpoint (after removing a half-written batch); on revocation the
-//! partition's open batch is flushed and made durable before the partition is given up.
+//! The poll thread never waits on storage, so a storage stall cannot evict this member
+//! from the group:
+//! - on assignment, partitions are assigned *paused*; the writer thread takes each
+//!   partition's lease and reads its checkpoint, and the poll loop then seeks to it and
+//!   resumes (after re-reading the last stored message, to check the offset domain);
+//! - on revocation (or a lost assignment) the partitions' open batches are discarded
+//!   and the partitions forgotten: the writer drops queued batches of an assignment
+//!   that is over (their next owner replays them from the checkpoint), and a batch
+//!   already being written either lands before the next owner takes the lease or is
+//!   fenced by it;
+//! - when the writer falls behind, the partitions are paused (and resumed when it
+//!   caught up) while polling goes on.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,14 +30,27 @@ use tokio::runtime::Handle;
 
 use spectra_core::config::IngestConfig;
 use spectra_core::message::Limits;
+use spectra_core::status::PartitionStatus;
 
 use crate::batch::{FlushJob, PartitionBatch, TopicKind};
-use crate::metrics::{IngestMetrics, PartitionLabels, TopicLabels};
-use crate::writer::{recover, BatchWriter};
+use crate::metrics::{DomainLabels, IngestMetrics, PartitionLabels, TopicLabels};
+use crate::writer::{acquire, Acquired, BatchWriter, DomainError, KafkaFacts, Lease, Written};
 use crate::{Error, IngestOptions, Summary};
+
+/// Closed batches waiting for the writer above which the partitions are paused.
+const MAX_QUEUED_JOBS: usize = 4;
 
 /// What the writer thread receives.
 pub enum WriterMsg {
+    /// Take the lease of a partition for an assignment.
+    Acquire {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The assignment.
+        generation: u64,
+    },
     /// A batch to make durable.
     Job(FlushJob),
     /// Reply once every earlier job is durable.
@@ -36,10 +59,59 @@ pub enum WriterMsg {
     Stop,
 }
 
+/// What the writer tells the poll loop.
+enum Event {
+    Acquired {
+        key: (usize, i32),
+        generation: u64,
+        epoch: u64,
+        next: Option<i64>,
+        last_timestamp_ms: Option<i64>,
+    },
+    Fenced {
+        key: (usize, i32),
+        generation: u64,
+    },
+    Refused {
+        key: (usize, i32),
+        generation: u64,
+        error: DomainError,
+    },
+}
+
+/// Where an owned partition stands.
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    /// Assigned (paused); the writer is taking the lease.
+    Acquiring,
+    /// The lease is ours; seek to `to`, then verify (the message at this offset must
+    /// carry this timestamp) or read.
+    Seek {
+        to: Offset,
+        verify: Option<(i64, i64)>,
+    },
+    /// Waiting for the message at `offset` (the last stored), whose timestamp must be
+    /// `timestamp_ms`.
+    Verifying { offset: i64, timestamp_ms: i64 },
+    /// Reading.
+    Ready,
+    /// Another process took the lease; the lease is taken again after a while if the
+    /// group still gives the partition to this process.
+    Fenced { since: Instant },
+    /// Stopped: the offset domain does not match the checkpoint.
+    Stopped,
+}
+
 /// A partition this consumer owns.
 #[derive(Debug, Clone)]
 struct Owned {
+    generation: u64,
+    phase: Phase,
+    epoch: u64,
+    /// The next offset to take (`None`: from the beginning).
     next_offset: Option<i64>,
+    /// The checkpoint the lease was taken at.
+    checkpoint: Option<i64>,
     end: Option<i64>,
 }
 
@@ -48,13 +120,19 @@ pub struct Shared {
     topics: Vec<(String, TopicKind)>,
     batches: Mutex<HashMap<(usize, i32), PartitionBatch>>,
     owned: Mutex<HashMap<(usize, i32), Owned>>,
-    to_writer: SyncSender<WriterMsg>,
+    paused: Mutex<HashSet<(usize, i32)>>,
+    to_writer: Sender<WriterMsg>,
+    queued: AtomicUsize,
+    events: Mutex<Vec<Event>>,
     committable: Mutex<Vec<(String, i32, i64)>>,
     fatal: Mutex<Option<Error>>,
-    storage: spectra_core::Storage,
+    high_watermarks: Mutex<HashMap<(usize, i32), i64>>,
+    stopped: Mutex<HashMap<(usize, i32), String>>,
+    generation: AtomicU64,
     handle: Handle,
     metrics: IngestMetrics,
     shutdown: tokio_util::sync::CancellationToken,
+    once: bool,
 }
 
 impl Shared {
@@ -62,32 +140,78 @@ impl Shared {
         self.topics.iter().position(|(t, _)| t == topic)
     }
 
-    /// Closes the batches of the given partitions (all when `None`), sends them to the
-    /// writer and waits until they are durable.
-    fn flush_and_wait(&self, which: Option<&HashSet<(usize, i32)>>) {
+    fn send_job(&self, job: FlushJob) {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        if self.to_writer.send(WriterMsg::Job(job)).is_err() {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// True when the assignment `generation` of `key` is still current.
+    fn current(&self, key: (usize, i32), generation: u64) -> bool {
+        self.owned
+            .lock()
+            .expect("owned lock")
+            .get(&key)
+            .is_some_and(|o| o.generation == generation)
+    }
+
+    /// Closes the batches of every partition being read, sends them to the writer and
+    /// waits until they are durable (at the end of a run only).
+    fn flush_and_wait(&self) {
         let jobs: Vec<FlushJob> = {
             let mut b = self.batches.lock().expect("batches lock");
-            let keys: Vec<_> = b
-                .keys()
-                .filter(|k| which.is_none_or(|w| w.contains(k)))
-                .copied()
-                .collect();
-            keys.into_iter()
-                .filter_map(|k| b.remove(&k))
-                .map(PartitionBatch::close)
-                .collect()
+            b.drain().map(|(_, v)| v.close()).collect()
         };
         for j in jobs {
-            let _ = self.to_writer.send(WriterMsg::Job(j));
+            self.send_job(j);
         }
         let (tx, rx) = sync_channel(1);
         if self.to_writer.send(WriterMsg::Barrier(tx)).is_ok() {
             let _ = rx.recv();
         }
     }
+
+    /// Stops a partition whose offsets do not match its checkpoint: loudly, counted,
+    /// with what to do; with `--once`, ingest ends with the error.
+    fn refuse(&self, key: (usize, i32), error: DomainError) {
+        let topic = &self.topics[key.0].0;
+        let (partition, reason) = (key.1, error.reason);
+        self.metrics
+            .offset_domain_errors
+            .get_or_create(&DomainLabels {
+                topic: topic.clone(),
+                partition: partition.to_string(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+        tracing::error!(topic, partition, reason, detail = %error.detail,
+            "offset domain mismatch: ingest of this partition is stopped, nothing of it is skipped silently; \
+             to re-ingest deliberately, stop ingest and run `spectra ingest --reset-checkpoint {topic}:{partition}`");
+        if let Some(o) = self.owned.lock().expect("owned lock").get_mut(&key) {
+            o.phase = Phase::Stopped;
+        }
+        self.batches.lock().expect("batches lock").remove(&key);
+        self.stopped.lock().expect("stopped lock").insert(
+            key,
+            format!("stopped: offset domain ({reason}): {}", error.detail),
+        );
+        if self.once {
+            let mut fatal = self.fatal.lock().expect("fatal lock");
+            if fatal.is_none() {
+                *fatal = Some(Error::OffsetDomain {
+                    topic: topic.clone(),
+                    partition,
+                    reason,
+                    detail: error.detail,
+                });
+            }
+            self.shutdown.cancel();
+        }
+    }
 }
 
-/// The consumer context: rebalances go through the storage checkpoints.
+/// The consumer context: rebalances hand partitions to the writer for their leases.
 pub struct IngestContext {
     shared: Arc<Shared>,
 }
@@ -102,31 +226,49 @@ impl ClientContext for IngestContext {
         }
     }
 
-    /// librdkafka's statistics carry each partition's consumer lag.
-    /// Their `hi_offset` (from fetch responses) is also the end `--once` waits for: some
-    /// brokers (Tansu) answer ListOffsets with a wrong high watermark.
+    /// librdkafka's statistics carry each partition's high watermark, from fetch
+    /// responses (some brokers, Tansu, answer ListOffsets with a wrong one). It gives the
+    /// consumer lag, the end `--once` waits for, and one offset-domain check: a high
+    /// watermark below the checkpoint means the partition's offsets went back.
     fn stats(&self, stats: rdkafka::Statistics) {
         for (topic, t) in &stats.topics {
             let Some(ti) = self.shared.topic_index(topic) else {
                 continue;
             };
             for (p, part) in &t.partitions {
-                if *p < 0 {
+                if *p < 0 || part.hi_offset < 0 {
                     continue;
                 }
-                if part.hi_offset < 0 {
-                    continue;
-                }
-                // Lag is measured from what this consumer has read (the Kafka commit
-                // trails the storage checkpoint, so librdkafka's own lag would overstate it).
-                let lag = {
+                let key = (ti, *p);
+                let (lag, below) = {
                     let mut owned = self.shared.owned.lock().expect("owned lock");
-                    let Some(o) = owned.get_mut(&(ti, *p)) else {
+                    let Some(o) = owned.get_mut(&key) else {
                         continue;
                     };
+                    let reading = matches!(o.phase, Phase::Ready | Phase::Verifying { .. });
+                    if !reading {
+                        continue;
+                    }
                     o.end.get_or_insert(part.hi_offset);
-                    (part.hi_offset - o.next_offset.unwrap_or(part.lo_offset.max(0))).max(0)
+                    if let Phase::Verifying { offset, .. } = o.phase {
+                        if part.lo_offset == offset + 1 {
+                            // The last stored message expired (nothing after it was
+                            // lost): nothing to verify it against; read on.
+                            o.phase = Phase::Ready;
+                        }
+                    }
+                    let below = o.checkpoint.filter(|&n| part.hi_offset < n);
+                    // Lag is measured from what this consumer has read (the Kafka commit
+                    // trails the storage checkpoint, so librdkafka's own lag would overstate it).
+                    let lag =
+                        (part.hi_offset - o.next_offset.unwrap_or(part.lo_offset.max(0))).max(0);
+                    (lag, below)
                 };
+                self.shared
+                    .high_watermarks
+                    .lock()
+                    .expect("hw lock")
+                    .insert(key, part.hi_offset);
                 self.shared
                     .metrics
                     .consumer_lag
@@ -135,6 +277,15 @@ impl ClientContext for IngestContext {
                         partition: p.to_string(),
                     })
                     .set(lag);
+                if let Some(n) = below {
+                    self.shared.refuse(key, DomainError {
+                        reason: "offset_reset",
+                        detail: format!(
+                            "the broker's high watermark is {} but the checkpoint says offsets below {n} were stored: the topic was recreated or its log truncated",
+                            part.hi_offset
+                        ),
+                    });
+                }
             }
         }
     }
@@ -150,71 +301,93 @@ impl ConsumerContext for IngestContext {
         let s = &self.shared;
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let mut owned = HashMap::new();
                 let parts: Vec<(String, i32)> = tpl
                     .elements()
                     .iter()
                     .map(|e| (e.topic().to_owned(), e.partition()))
                     .collect();
-                for (topic, p) in parts {
-                    let next = loop {
-                        match s
-                            .handle
-                            .block_on(recover(&s.storage, &topic, p, &s.metrics))
-                        {
-                            Ok(n) => break n,
-                            Err(e) if s.shutdown.is_cancelled() => {
-                                tracing::error!(error = %e, "cannot read checkpoint during shutdown");
-                                break None;
-                            }
-                            Err(e) => {
-                                tracing::warn!(topic, partition = p, error = %e, "cannot read checkpoint; retrying");
-                                std::thread::sleep(Duration::from_secs(1));
-                            }
-                        }
+                // Assigned paused at the beginning; the poll loop seeks to the
+                // checkpoint once the writer holds the lease.
+                let mut assigned = TopicPartitionList::new();
+                let mut keys = HashSet::new();
+                for (topic, p) in &parts {
+                    let _ = assigned.add_partition_offset(topic, *p, Offset::Beginning);
+                    let Some(ti) = s.topic_index(topic) else {
+                        continue;
                     };
-                    if let Some(i) = s.topic_index(&topic) {
-                        owned.insert(
-                            (i, p),
-                            Owned {
-                                next_offset: next,
-                                end: None,
-                            },
-                        );
-                    }
-                    let _ = tpl.set_partition_offset(
-                        &topic,
-                        p,
-                        next.map(Offset::Offset).unwrap_or(Offset::Beginning),
+                    let generation = s.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                    keys.insert((ti, *p));
+                    s.owned.lock().expect("owned lock").insert(
+                        (ti, *p),
+                        Owned {
+                            generation,
+                            phase: Phase::Acquiring,
+                            epoch: 0,
+                            next_offset: None,
+                            checkpoint: None,
+                            end: None,
+                        },
                     );
-                    tracing::info!(topic, partition = p, resume_at = ?next, "partition assigned");
+                    let _ = s.to_writer.send(WriterMsg::Acquire {
+                        topic: topic.clone(),
+                        partition: *p,
+                        generation,
+                    });
                 }
-                {
-                    // An open batch of a newly assigned partition is stale: its lines
-                    // are replayed from the checkpoint.
-                    let mut b = s.batches.lock().expect("batches lock");
-                    b.retain(|k, _| !owned.contains_key(k));
-                }
-                s.owned.lock().expect("owned lock").extend(owned);
-                if let Err(e) = consumer.assign(tpl) {
+                s.batches
+                    .lock()
+                    .expect("batches lock")
+                    .retain(|k, _| !keys.contains(k));
+                if let Err(e) = consumer.assign(&assigned) {
                     tracing::error!(error = %e, "assign failed");
                 }
+                if let Err(e) = consumer.pause(&assigned) {
+                    tracing::warn!(error = %e, "pause after assign failed");
+                }
+                s.paused.lock().expect("paused lock").extend(keys);
+                tracing::info!(
+                    partitions = parts.len(),
+                    "partitions assigned; taking their leases"
+                );
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
                 let revoked: HashSet<(usize, i32)> = tpl
                     .elements()
                     .iter()
                     .filter_map(|e| s.topic_index(e.topic()).map(|i| (i, e.partition())))
                     .collect();
-                s.flush_and_wait(Some(&revoked));
-                commit(consumer, s, CommitMode::Sync);
-                let mut owned = s.owned.lock().expect("owned lock");
-                owned.retain(|k, _| !revoked.contains(k));
+                // Nothing waits on storage here: open batches are discarded (the next
+                // owner replays them from the checkpoint), queued ones are dropped by the
+                // writer (their assignment is over), and one being written lands before
+                // the next owner's lease or is fenced by it.
+                let discarded = {
+                    let mut b = s.batches.lock().expect("batches lock");
+                    let before = b.len();
+                    b.retain(|k, _| !revoked.contains(k));
+                    before - b.len()
+                };
+                if !lost {
+                    commit(consumer, s, CommitMode::Sync);
+                }
+                s.owned
+                    .lock()
+                    .expect("owned lock")
+                    .retain(|k, _| !revoked.contains(k));
+                s.paused
+                    .lock()
+                    .expect("paused lock")
+                    .retain(|k| !revoked.contains(k));
+                s.stopped
+                    .lock()
+                    .expect("stopped lock")
+                    .retain(|k, _| !revoked.contains(k));
                 tracing::info!(
                     partitions = revoked.len(),
-                    "partitions revoked after flushing"
+                    discarded_batches = discarded,
+                    lost,
+                    "partitions revoked"
                 );
-                drop(owned);
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "unassign failed");
                 }
@@ -242,31 +415,141 @@ fn commit(consumer: &BaseConsumer<IngestContext>, s: &Shared, mode: CommitMode) 
     }
 }
 
-/// Starts the writer thread.
+/// Where the writer learns the broker's side of the offset domain.
+pub type FactsFn = Box<dyn Fn(&str, i32) -> KafkaFacts + Send>;
+
+/// Starts the writer thread: leases, batches, and the status document.
 pub fn spawn_writer(
     writer: BatchWriter,
     rx: Receiver<WriterMsg>,
     shared: Arc<Shared>,
+    facts: FactsFn,
+    group: String,
 ) -> std::thread::JoinHandle<()> {
+    let owner = format!(
+        "{}:{}",
+        std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned()))
+            .unwrap_or_else(|| "localhost".into()),
+        std::process::id()
+    );
     std::thread::Builder::new()
         .name("ingest-writer".into())
         .spawn(move || {
-            for msg in rx {
+            let mut leases: HashMap<(usize, i32), Lease> = HashMap::new();
+            let mut status_written = Instant::now();
+            let mut status_dirty = false;
+            loop {
+                let msg = match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if status_dirty {
+                            write_status(&writer, &shared, &leases, &group);
+                            status_written = Instant::now();
+                            status_dirty = false;
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
                 match msg {
                     WriterMsg::Barrier(reply) => {
                         let _ = reply.send(());
                     }
                     WriterMsg::Stop => break,
-                    WriterMsg::Job(job) => {
-                        if shared.fatal.lock().expect("fatal lock").is_some() {
+                    WriterMsg::Acquire {
+                        topic,
+                        partition,
+                        generation,
+                    } => {
+                        let Some(ti) = shared.topic_index(&topic) else {
                             continue;
-                        }
-                        match shared.handle.block_on(writer.write(&job)) {
-                            Ok(cp) => shared.committable.lock().expect("commit lock").push((
-                                job.topic.clone(),
-                                job.partition,
-                                cp.next_offset,
-                            )),
+                        };
+                        let key = (ti, partition);
+                        leases.remove(&key);
+                        let facts = facts(&topic, partition);
+                        let acquired = loop {
+                            if !shared.current(key, generation) || shared.shutdown.is_cancelled() {
+                                break None;
+                            }
+                            match shared.handle.block_on(acquire(
+                                &writer.storage,
+                                &topic,
+                                partition,
+                                generation,
+                                &owner,
+                                &facts,
+                                &writer.metrics,
+                            )) {
+                                Ok(a) => break Some(a),
+                                Err(e) => {
+                                    // The partition stays paused meanwhile; polling goes on.
+                                    writer.metrics.write_retries.inc();
+                                    tracing::warn!(topic, partition, error = %e, "cannot take the lease; retrying");
+                                    std::thread::sleep(Duration::from_secs(1));
+                                }
+                            }
+                        };
+                        let event = match acquired {
+                            None => continue,
+                            Some(Acquired::Owned(lease)) => {
+                                let e = Event::Acquired {
+                                    key,
+                                    generation,
+                                    epoch: lease.state.epoch,
+                                    next: lease.state.next_offset,
+                                    last_timestamp_ms: lease.state.last_timestamp_ms,
+                                };
+                                leases.insert(key, lease);
+                                e
+                            }
+                            Some(Acquired::Refused(error)) => Event::Refused {
+                                key,
+                                generation,
+                                error,
+                            },
+                        };
+                        shared.events.lock().expect("events lock").push(event);
+                        status_dirty = true;
+                    }
+                    WriterMsg::Job(job) => {
+                        let done = || shared.queued.fetch_sub(1, Ordering::SeqCst);
+                        let Some(ti) = shared.topic_index(&job.topic) else {
+                            done();
+                            continue;
+                        };
+                        let key = (ti, job.partition);
+                        let live = shared.fatal.lock().expect("fatal lock").is_none()
+                            && shared.current(key, job.generation);
+                        let lease = leases
+                            .get_mut(&key)
+                            .filter(|l| live && l.generation == job.generation);
+                        let Some(lease) = lease else {
+                            // The assignment is over: the next owner replays the batch.
+                            tracing::debug!(topic = %job.topic, partition = job.partition,
+                                first = job.first, last = job.last, "dropping a batch of a revoked assignment");
+                            done();
+                            continue;
+                        };
+                        match shared.handle.block_on(writer.write(&job, lease)) {
+                            Ok(Written::Committed(next)) => {
+                                shared.committable.lock().expect("commit lock").push((
+                                    job.topic.clone(),
+                                    job.partition,
+                                    next,
+                                ));
+                                status_dirty = true;
+                            }
+                            Ok(Written::Fenced) => {
+                                leases.remove(&key);
+                                shared.events.lock().expect("events lock").push(Event::Fenced {
+                                    key,
+                                    generation: job.generation,
+                                });
+                            }
                             Err(e) => {
                                 tracing::error!(topic = %job.topic, partition = job.partition, error = %e,
                                     "batch could not be made durable; stopping (it will be replayed)");
@@ -274,34 +557,119 @@ pub fn spawn_writer(
                                 shared.shutdown.cancel();
                             }
                         }
+                        done();
+                        if status_dirty && status_written.elapsed() >= Duration::from_secs(1) {
+                            write_status(&writer, &shared, &leases, &group);
+                            status_written = Instant::now();
+                            status_dirty = false;
+                        }
                     }
                 }
             }
+            // At the end every lease this process still holds is reported, current or
+            // not (the assignment is gone at shutdown); the document keeps the furthest
+            // progress per partition, so a stale entry never hides a newer owner's.
+            write_status_of(&writer, &shared, &leases, &group, false);
         })
         .expect("spawn writer thread")
 }
 
+/// Publishes this process's partitions in the group's status document (best effort:
+/// a failure is logged, the next round writes it again).
+fn write_status(
+    writer: &BatchWriter,
+    shared: &Shared,
+    leases: &HashMap<(usize, i32), Lease>,
+    group: &str,
+) {
+    write_status_of(writer, shared, leases, group, true)
+}
+
+/// [`write_status`] of the partitions still assigned (`only_current`), or of every
+/// lease held.
+fn write_status_of(
+    writer: &BatchWriter,
+    shared: &Shared,
+    leases: &HashMap<(usize, i32), Lease>,
+    group: &str,
+    only_current: bool,
+) {
+    let now = chrono::Utc::now();
+    let hw = shared.high_watermarks.lock().expect("hw lock").clone();
+    let stopped = shared.stopped.lock().expect("stopped lock").clone();
+    let mut entries: Vec<PartitionStatus> = leases
+        .iter()
+        .filter(|(k, l)| !only_current || shared.current(**k, l.generation))
+        .map(|(k, l)| {
+            let high = hw.get(k).copied();
+            let next = l.state.next_offset;
+            PartitionStatus {
+                topic: shared.topics[k.0].0.clone(),
+                partition: k.1,
+                next_offset_stored: next,
+                high_watermark: high,
+                lag: high.map_or(0, |h| (h - next.unwrap_or(0)).max(0)),
+                lines_written: l.state.lines_written,
+                messages_written: l.state.messages_written,
+                dead_letters: l.state.dead_letters,
+                state: stopped.get(k).cloned().unwrap_or_else(|| "ok".into()),
+                updated_at: Some(now),
+            }
+        })
+        .collect();
+    for (k, why) in &stopped {
+        if !entries
+            .iter()
+            .any(|e| e.topic == shared.topics[k.0].0 && e.partition == k.1)
+        {
+            entries.push(PartitionStatus {
+                topic: shared.topics[k.0].0.clone(),
+                partition: k.1,
+                high_watermark: hw.get(k).copied(),
+                state: why.clone(),
+                updated_at: Some(now),
+                ..PartitionStatus::default()
+            });
+        }
+    }
+    if entries.is_empty() {
+        return;
+    }
+    if let Err(e) = shared.handle.block_on(spectra_core::status::write(
+        &writer.storage,
+        group,
+        &entries,
+    )) {
+        tracing::warn!(error = %e, "could not write the ingest status document");
+    }
+}
+
 /// Builds the shared state and the channel to the writer.
-#[allow(clippy::too_many_arguments)]
 pub fn shared(
     topics: Vec<(String, TopicKind)>,
-    storage: spectra_core::Storage,
     handle: Handle,
     metrics: IngestMetrics,
     shutdown: tokio_util::sync::CancellationToken,
+    once: bool,
 ) -> (Arc<Shared>, Receiver<WriterMsg>) {
-    let (tx, rx) = sync_channel(4);
+    let (tx, rx) = channel();
     let s = Shared {
         topics,
         batches: Mutex::new(HashMap::new()),
         owned: Mutex::new(HashMap::new()),
+        paused: Mutex::new(HashSet::new()),
         to_writer: tx,
+        queued: AtomicUsize::new(0),
+        events: Mutex::new(Vec::new()),
         committable: Mutex::new(Vec::new()),
         fatal: Mutex::new(None),
-        storage,
+        high_watermarks: Mutex::new(HashMap::new()),
+        stopped: Mutex::new(HashMap::new()),
+        generation: AtomicU64::new(0),
         handle,
         metrics,
         shutdown,
+        once,
     };
     (Arc::new(s), rx)
 }
@@ -311,6 +679,139 @@ pub fn context(shared: Arc<Shared>) -> IngestContext {
     IngestContext { shared }
 }
 
+/// Applies the writer's news: leases taken (seek next), refused, fenced.
+fn take_events(s: &Shared, fence_retry: Duration) {
+    let events: Vec<Event> = std::mem::take(&mut *s.events.lock().expect("events lock"));
+    for e in events {
+        match e {
+            Event::Acquired {
+                key,
+                generation,
+                epoch,
+                next,
+                last_timestamp_ms,
+            } => {
+                let mut owned = s.owned.lock().expect("owned lock");
+                let Some(o) = owned.get_mut(&key).filter(|o| o.generation == generation) else {
+                    continue;
+                };
+                o.epoch = epoch;
+                o.checkpoint = next;
+                o.next_offset = next;
+                o.phase = match (next, last_timestamp_ms) {
+                    // Re-read the last stored message to check it is the same topic.
+                    (Some(n), Some(ts)) if n > 0 => Phase::Seek {
+                        to: Offset::Offset(n - 1),
+                        verify: Some((n - 1, ts)),
+                    },
+                    (Some(n), _) => Phase::Seek {
+                        to: Offset::Offset(n),
+                        verify: None,
+                    },
+                    (None, _) => Phase::Seek {
+                        to: Offset::Beginning,
+                        verify: None,
+                    },
+                };
+            }
+            Event::Fenced { key, generation } => {
+                let mut owned = s.owned.lock().expect("owned lock");
+                if let Some(o) = owned.get_mut(&key).filter(|o| o.generation == generation) {
+                    o.phase = Phase::Fenced {
+                        since: Instant::now(),
+                    };
+                    drop(owned);
+                    s.batches.lock().expect("batches lock").remove(&key);
+                }
+            }
+            Event::Refused {
+                key,
+                generation,
+                error,
+            } => {
+                if s.current(key, generation) {
+                    s.refuse(key, error);
+                }
+            }
+        }
+    }
+    // A fenced partition the group still gives us: take the lease again after a while
+    // (if another process is the rightful owner, the group revokes it from us first).
+    let retry: Vec<((usize, i32), u64)> = {
+        let mut owned = s.owned.lock().expect("owned lock");
+        owned
+            .iter_mut()
+            .filter(|(_, o)| matches!(o.phase, Phase::Fenced { since } if since.elapsed() >= fence_retry))
+            .map(|(k, o)| {
+                o.generation = s.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                o.phase = Phase::Acquiring;
+                (*k, o.generation)
+            })
+            .collect()
+    };
+    for (k, generation) in retry {
+        let _ = s.to_writer.send(WriterMsg::Acquire {
+            topic: s.topics[k.0].0.clone(),
+            partition: k.1,
+            generation,
+        });
+    }
+}
+
+/// Seeks partitions whose lease was taken, and pauses or resumes partitions: only
+/// partitions being read or verified fetch, and none while the writer is behind.
+fn steer(consumer: &BaseConsumer<IngestContext>, s: &Shared, throttled: bool) {
+    let mut owned = s.owned.lock().expect("owned lock");
+    for (k, o) in owned.iter_mut() {
+        let Phase::Seek { to, verify } = o.phase.clone() else {
+            continue;
+        };
+        let topic = &s.topics[k.0].0;
+        // The partition's fetcher may not have started yet (the seek is refused):
+        // the next round tries again.
+        match consumer.seek(topic, k.1, to, Duration::from_millis(200)) {
+            Ok(()) => {
+                o.phase = match verify {
+                    Some((offset, timestamp_ms)) => Phase::Verifying {
+                        offset,
+                        timestamp_ms,
+                    },
+                    None => Phase::Ready,
+                };
+                tracing::info!(topic, partition = k.1, epoch = o.epoch, at = ?to, "partition resumed from its checkpoint");
+            }
+            Err(e) => tracing::debug!(topic, partition = k.1, error = %e, "seek not possible yet"),
+        }
+    }
+    let want: HashSet<(usize, i32)> = owned
+        .iter()
+        .filter(|(_, o)| match o.phase {
+            Phase::Ready => throttled,
+            Phase::Verifying { .. } => false,
+            _ => true,
+        })
+        .map(|(k, _)| *k)
+        .collect();
+    drop(owned);
+    let mut paused = s.paused.lock().expect("paused lock");
+    let tpl = |keys: &mut dyn Iterator<Item = &(usize, i32)>| {
+        let mut t = TopicPartitionList::new();
+        for k in keys {
+            t.add_partition(&s.topics[k.0].0, k.1);
+        }
+        t
+    };
+    let to_pause: Vec<_> = want.difference(&paused).copied().collect();
+    let to_resume: Vec<_> = paused.difference(&want).copied().collect();
+    if !to_pause.is_empty() {
+        let _ = consumer.pause(&tpl(&mut to_pause.iter()));
+    }
+    if !to_resume.is_empty() {
+        let _ = consumer.resume(&tpl(&mut to_resume.iter()));
+    }
+    *paused = want;
+}
+
 /// Polls until shutdown (or, with `--once`, until every owned partition reached the
 /// end it had when it was assigned), then flushes and commits.
 pub fn poll_loop(
@@ -318,6 +819,7 @@ pub fn poll_loop(
     s: &Arc<Shared>,
     opts: &IngestOptions,
     cfg: &IngestConfig,
+    fence_retry: Duration,
 ) -> Result<Summary, Error> {
     let flush_rows = cfg.flush_rows;
     let flush_bytes = cfg.flush_bytes;
@@ -328,6 +830,7 @@ pub fn poll_loop(
     let expected_partitions = partition_count(consumer, s);
     let mut last_tick = Instant::now();
     let mut ticks: u32 = 0;
+    let mut throttled = false;
     let started = Instant::now();
     let read: Vec<_> = s
         .topics
@@ -351,26 +854,69 @@ pub fn poll_loop(
                     continue;
                 };
                 let (p, off) = (m.partition(), m.offset());
-                {
-                    // Only partitions we own, and never an offset already taken: a
+                let ts = m.timestamp().to_millis().unwrap_or(0);
+                let (generation, epoch) = {
+                    // Only partitions we read, and never an offset already taken: a
                     // message still queued from before a revocation, or delivered again
                     // after a seek, must not enter a batch twice.
                     let mut owned = s.owned.lock().expect("owned lock");
-                    match owned.get_mut(&(ti, p)) {
-                        Some(o) if o.next_offset.is_none_or(|n| off >= n) => {
+                    let Some(o) = owned.get_mut(&(ti, p)) else {
+                        continue;
+                    };
+                    if let Phase::Verifying {
+                        offset,
+                        timestamp_ms,
+                    } = o.phase
+                    {
+                        let refused = if off < offset {
+                            Some(DomainError {
+                                reason: "offset_reset",
+                                detail: format!(
+                                    "asked for offset {offset} (the last stored message), the broker delivered offset {off}: the partition's offsets are now below the checkpoint {} (the topic was recreated or its log truncated)",
+                                    offset + 1
+                                ),
+                            })
+                        } else if off == offset && ts != timestamp_ms {
+                            Some(DomainError {
+                                reason: "topic_recreated",
+                                detail: format!(
+                                    "the message at offset {offset} is not the one stored there (timestamp {ts} ms, stored {timestamp_ms} ms): the topic was deleted and recreated, or its offsets reset"
+                                ),
+                            })
+                        } else {
+                            None
+                        };
+                        if let Some(e) = refused {
+                            drop(owned);
+                            s.refuse((ti, p), e);
+                            continue;
+                        }
+                        // The last stored message is where it was (or compacted away):
+                        // read on from the checkpoint.
+                        o.phase = Phase::Ready;
+                        o.next_offset = Some(offset + 1);
+                        tracing::info!(
+                            topic = m.topic(),
+                            partition = p,
+                            offset,
+                            "checkpoint verified against the broker"
+                        );
+                    }
+                    match o.phase {
+                        Phase::Ready if o.next_offset.is_none_or(|n| off >= n) => {
                             o.next_offset = Some(off + 1);
+                            (o.generation, o.epoch)
                         }
                         _ => continue,
                     }
-                }
+                };
                 read[ti].inc();
                 summary.messages += 1;
                 let full = {
                     let mut b = s.batches.lock().expect("batches lock");
-                    let batch = b
-                        .entry((ti, p))
-                        .or_insert_with(|| PartitionBatch::new(s.topics[ti].1, m.topic(), p, off));
-                    let ts = m.timestamp().to_millis().unwrap_or(0);
+                    let batch = b.entry((ti, p)).or_insert_with(|| {
+                        PartitionBatch::new(s.topics[ti].1, m.topic(), p, off, epoch, generation)
+                    });
                     let before = batch.rows();
                     let rejected = batch.push(m.key(), m.payload(), off, ts, &limits);
                     summary.rows += (batch.rows() - before) as u64;
@@ -386,7 +932,7 @@ pub fn poll_loop(
                     }
                 };
                 if let Some(job) = full {
-                    let _ = s.to_writer.send(WriterMsg::Job(job));
+                    s.send_job(job);
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {}
@@ -399,6 +945,7 @@ pub fn poll_loop(
         {
             last_tick = Instant::now();
             limits = Limits::today(cfg);
+            take_events(s, fence_retry);
             let aged: Vec<FlushJob> = {
                 let mut b = s.batches.lock().expect("batches lock");
                 let keys: Vec<_> = b
@@ -412,8 +959,18 @@ pub fn poll_loop(
                     .collect()
             };
             for job in aged {
-                let _ = s.to_writer.send(WriterMsg::Job(job));
+                s.send_job(job);
             }
+            // Backpressure without blocking: pause while the writer is behind.
+            let queued = s.queued.load(Ordering::SeqCst);
+            if !throttled && queued >= MAX_QUEUED_JOBS {
+                throttled = true;
+                s.metrics.backpressure_pauses.inc();
+                tracing::debug!(queued, "writer behind: pausing partitions");
+            } else if throttled && queued <= 1 {
+                throttled = false;
+            }
+            steer(consumer, s, throttled);
             commit(consumer, s, CommitMode::Async);
             if opts.once && caught_up(consumer, s, expected_partitions) {
                 tracing::info!("caught up with the end of every partition");
@@ -429,7 +986,8 @@ pub fn poll_loop(
         }
     }
     // Drain: everything read becomes durable before we return.
-    s.flush_and_wait(None);
+    take_events(s, fence_retry);
+    s.flush_and_wait();
     commit(consumer, s, CommitMode::Sync);
     let _ = s.to_writer.send(WriterMsg::Stop);
     if let Some(e) = s.fatal.lock().expect("fatal lock").take() {
@@ -453,7 +1011,8 @@ fn partition_count(consumer: &BaseConsumer<IngestContext>, s: &Shared) -> usize 
 
 /// True when this consumer owns every partition of its topics (`expected` of them: a
 /// partial assignment, e.g. while a killed instance's membership has not expired yet,
-/// is not "the end of its topics") and each has reached the end it had when assigned.
+/// is not "the end of its topics"), reads each, and each has reached the end it had
+/// when assigned.
 fn caught_up(consumer: &BaseConsumer<IngestContext>, s: &Shared, expected: usize) -> bool {
     let owned = s.owned.lock().expect("owned lock");
     if owned.is_empty() || owned.len() < expected {
@@ -461,6 +1020,9 @@ fn caught_up(consumer: &BaseConsumer<IngestContext>, s: &Shared, expected: usize
     }
     let position = consumer.position().ok();
     owned.iter().all(|((ti, p), o)| {
+        if o.phase != Phase::Ready {
+            return false;
+        }
         let Some(end) = o.end else { return false };
         let pos = position
             .as_ref()

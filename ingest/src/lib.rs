@@ -2,8 +2,11 @@
 //!
 //! Accepted lines land in `raw/invoices/date=…/`, master data in `master/outlets/` and
 //! `master/skus/`, bad messages on the dead-letter topic with the contract's headers.
-//! Offsets are stored with the writes (see [`writer`]), so a crash at any instant
-//! neither loses a line nor stores it twice. [`load`] is `spectra load`: files onto the
+//! Offsets are stored with the writes under a per-partition lease (see [`writer`]), so
+//! neither a crash at any instant nor a second ingest process (a second pod, a member
+//! evicted during a storage stall while its writer still writes) loses a line or
+//! stores it twice, and offsets that no longer mean what the checkpoint counted (a
+//! recreated topic, a retention gap) stop the partition loudly instead of skipping. [`load`] is `spectra load`: files onto the
 //! input topics.
 
 pub mod batch;
@@ -43,6 +46,19 @@ pub enum Error {
         /// The producer's error.
         source: rdkafka::error::KafkaError,
     },
+    /// A partition's offsets are not the ones its checkpoint counts (see
+    /// [`writer`]'s "offset domain").
+    #[error("{topic}:{partition}: offset domain mismatch ({reason}): {detail}. Nothing of the partition was skipped; ingest of it stopped. To re-ingest deliberately, stop ingest and run `spectra ingest --reset-checkpoint {topic}:{partition}` (README: \"Offset domain\")")]
+    OffsetDomain {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// `cluster_changed`, `retention_gap`, `topic_recreated`, `offset_reset`.
+        reason: &'static str,
+        /// What was found.
+        detail: String,
+    },
     /// A file given to `spectra load` could not be read or mapped.
     #[error("{0}")]
     Load(String),
@@ -65,7 +81,7 @@ impl Error {
             Error::Core(e) => e.is_transient(),
             Error::Topics(spectra_core::kafka::KafkaError::MissingTopic { .. }) => false,
             Error::Topics(_) | Error::Client(_) | Error::DeadLetter { .. } => true,
-            Error::Load(_) | Error::Io { .. } => false,
+            Error::Load(_) | Error::Io { .. } | Error::OffsetDomain { .. } => false,
         }
     }
 }
@@ -88,9 +104,33 @@ pub struct Summary {
     pub rejected: u64,
 }
 
+/// `spectra ingest --reset-checkpoint TOPIC[:PARTITION]`: forgets the checkpoints of a
+/// topic (or one partition) so that the next ingest re-reads it from its beginning, as a
+/// deliberate answer to an offset-domain refusal. Returns what was reset, one line per
+/// partition.
+pub async fn reset_checkpoint(cfg: &Config, spec: &str) -> Result<Vec<String>, Error> {
+    let storage = Storage::from_url(&cfg.storage.url)?;
+    let (topic, partition) = match spec.rsplit_once(':') {
+        Some((t, p)) => (
+            t,
+            Some(p.parse::<i32>().map_err(|_| {
+                Error::Load(format!(
+                    "--reset-checkpoint {spec}: `{p}` is not a partition number"
+                ))
+            })?),
+        ),
+        None => (spec, None),
+    };
+    writer::reset_checkpoint(&storage, topic, partition).await
+}
+
 /// Runs the ingest service until shutdown (or until caught up, with `--once`).
 pub async fn run(cfg: Config, ctx: Context, opts: IngestOptions) -> Result<Summary, Error> {
     let storage = Storage::from_url(&cfg.storage.url)?;
+    // Fencing relies on conditional writes: a store that ignores them is refused here.
+    storage
+        .verify_conditional_puts(&format!("ingest-{}", std::process::id()))
+        .await?;
     let t = &cfg.kafka.topics;
     ensure_topics(
         &cfg,
@@ -122,10 +162,10 @@ pub async fn run(cfg: Config, ctx: Context, opts: IngestOptions) -> Result<Summa
     ];
     let (shared, rx) = consumer::shared(
         topics.clone(),
-        storage.clone(),
         tokio::runtime::Handle::current(),
         metrics.clone(),
         ctx.shutdown.clone(),
+        opts.once,
     );
     let writer = BatchWriter {
         storage,
@@ -136,7 +176,30 @@ pub async fn run(cfg: Config, ctx: Context, opts: IngestOptions) -> Result<Summa
         metrics,
         shutdown: ctx.shutdown.clone(),
     };
-    let writer_thread = consumer::spawn_writer(writer, rx, shared.clone());
+    // The broker's side of the offset domain, asked by the writer thread (never the
+    // poll thread): the cluster id and each partition's low watermark.
+    let meta: BaseConsumer = client_config(&cfg).create()?;
+    let facts: consumer::FactsFn = Box::new(move |topic: &str, partition: i32| {
+        let t = std::time::Duration::from_secs(5);
+        let low = match meta.fetch_watermarks(topic, partition, t) {
+            Ok((low, _high)) => Some(low),
+            Err(e) => {
+                tracing::warn!(topic, partition, error = %e, "cannot read the low watermark; the retention-gap check is skipped");
+                None
+            }
+        };
+        writer::KafkaFacts {
+            cluster_id: meta.client().fetch_cluster_id(t),
+            low_watermark: low,
+        }
+    });
+    let writer_thread = consumer::spawn_writer(
+        writer,
+        rx,
+        shared.clone(),
+        facts,
+        cfg.ingest.group_id.clone(),
+    );
 
     let session = cfg.kafka.session_timeout_ms;
     let c: BaseConsumer<consumer::IngestContext> = client_config(&cfg)
@@ -162,9 +225,10 @@ pub async fn run(cfg: Config, ctx: Context, opts: IngestOptions) -> Result<Summa
     tracing::info!(topics = ?names, group = %cfg.ingest.group_id, once = opts.once, "ingest started");
 
     let ingest_cfg = cfg.ingest.clone();
+    let fence_retry = std::time::Duration::from_millis(2 * u64::from(session));
     let health = ctx.health.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let r = consumer::poll_loop(&c, &shared, &opts, &ingest_cfg);
+        let r = consumer::poll_loop(&c, &shared, &opts, &ingest_cfg, fence_retry);
         health.set_ready("ingest", false);
         c.unsubscribe();
         drop(c);

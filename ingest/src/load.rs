@@ -355,6 +355,171 @@ pub async fn run(cfg: &Config, opts: LoadOptions) -> Result<LoadSummary, Error> 
         .expect("load task does not panic")
 }
 
+/// The producer of a load, with its delivery counts.
+struct Sender<'a> {
+    producer: ThreadedProducer<LoadContext>,
+    counting: Arc<Counting>,
+    topic: &'a str,
+    attempted: u64,
+}
+
+impl Sender<'_> {
+    /// Queues one message on `topic` (the load's own topic by default), waiting while
+    /// the producer's queue is full; other errors are counted as failed deliveries.
+    fn send_to(&mut self, topic: &str, key: Option<&str>, payload: &[u8]) {
+        let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(payload);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        self.attempted += 1;
+        loop {
+            match self.producer.send(rec) {
+                Ok(()) => break,
+                Err((e, r)) => {
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                    ) {
+                        std::thread::sleep(Duration::from_millis(5));
+                        rec = r;
+                    } else {
+                        tracing::error!(error = %e, "produce failed");
+                        self.counting.failed.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, key: Option<&str>, payload: &[u8]) {
+        let topic = self.topic;
+        self.send_to(topic, key, payload);
+    }
+
+    /// Waits for every delivery; an error unless each was acknowledged.
+    fn finish(self) -> Result<u64, Error> {
+        self.producer.flush(Duration::from_secs(120))?;
+        let failed = self.counting.failed.load(Ordering::Relaxed);
+        let ok = self.counting.ok.load(Ordering::Relaxed);
+        if failed > 0 || ok < self.attempted {
+            return Err(Error::Load(format!(
+                "{failed} messages could not be delivered ({ok} of {} acknowledged); run the load again (redeliveries are harmless)",
+                self.attempted
+            )));
+        }
+        Ok(ok)
+    }
+}
+
+/// Master records derived from invoice rows (`--derive-master`), first seen wins.
+#[derive(Default)]
+struct Derived {
+    outlets: BTreeMap<String, Map<String, Value>>,
+    skus: BTreeMap<String, Map<String, Value>>,
+}
+
+/// Sends a JSON-lines file as it is, one message per line, keyed by its outlet or SKU.
+fn load_jsonl(
+    file: &Path,
+    kind: Kind,
+    sender: &mut Sender<'_>,
+    bar: &ProgressBar,
+) -> Result<(), Error> {
+    let reader = BufReader::new(open(file)?);
+    for line in reader.lines() {
+        let line = line.map_err(|e| Error::Io {
+            path: file.display().to_string(),
+            source: e,
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let field = match kind {
+            Kind::Invoices | Kind::Outlets => "outlet_id",
+            Kind::Skus => "sku_id",
+        };
+        let key = serde_json::from_str::<Value>(&line).ok().and_then(|v| {
+            v.get(field).map(|x| {
+                x.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| x.to_string())
+            })
+        });
+        sender.send(key.as_deref(), line.as_bytes());
+        bar.inc(1);
+    }
+    Ok(())
+}
+
+/// Maps and sends a CSV file row by row; a row that breaks a rule goes to `reject`.
+#[allow(clippy::too_many_arguments)] // the load's parts, each used once
+fn load_csv(
+    file: &Path,
+    opts: &LoadOptions,
+    maps: &[(String, Expr)],
+    limits: &Limits,
+    sender: &mut Sender<'_>,
+    derived: &mut Derived,
+    reject: &mut dyn FnMut(u64, String),
+    bar: &ProgressBar,
+) -> Result<(), Error> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(open(file)?);
+    let headers = rdr
+        .headers()
+        .map_err(|e| {
+            Error::Load(format!(
+                "{}: cannot read the header row: {e}",
+                file.display()
+            ))
+        })?
+        .clone();
+    let mut mapper = RowMapper::new(&headers, maps)
+        .map_err(|e| Error::Load(format!("{}: {e}", file.display())))?;
+    let mut record = csv::StringRecord::new();
+    let mut row = 0u64;
+    while rdr
+        .read_record(&mut record)
+        .map_err(|e| Error::Load(format!("{}: row {}: {e}", file.display(), row + 2)))?
+    {
+        row += 1;
+        bar.inc(1);
+        let (obj, outlet, sku) = match mapper.map(&record) {
+            Ok(m) => (m.record, m.outlet, m.sku),
+            Err(reason) => {
+                reject(row + 1, reason);
+                continue;
+            }
+        };
+        let payload = serde_json::to_vec(&Value::Object(obj.clone())).expect("json");
+        let id = |field: &str| obj.get(field).and_then(Value::as_str).map(str::to_owned);
+        let key = match opts.kind {
+            Kind::Invoices => {
+                // Validate with the ingest rules so a bad row is reported here, by row.
+                if let Err(r) = parse_invoice_message(Some(&payload), limits) {
+                    reject(row + 1, format!("{}: {r}", r.class()));
+                    continue;
+                }
+                if opts.derive_master {
+                    if let Some(Value::String(o)) = outlet.get("outlet_id") {
+                        derived.outlets.entry(o.clone()).or_insert(outlet);
+                    }
+                    if let Some(Value::String(s)) = sku.get("sku_id") {
+                        derived.skus.entry(s.clone()).or_insert(sku);
+                    }
+                }
+                id("outlet_id")
+            }
+            Kind::Outlets => id("outlet_id"),
+            Kind::Skus => id("sku_id"),
+        };
+        sender.send(key.as_deref(), &payload);
+    }
+    Ok(())
+}
+
 fn load_blocking(cfg: &Config, opts: &LoadOptions) -> Result<LoadSummary, Error> {
     // The bounds ingest applies, so a row beyond them is reported here, by row.
     let limits = Limits::today(&cfg.ingest);
@@ -370,6 +535,12 @@ fn load_blocking(cfg: &Config, opts: &LoadOptions) -> Result<LoadSummary, Error>
         Kind::Invoices => &cfg.kafka.topics.invoices,
         Kind::Outlets => &cfg.kafka.topics.outlets,
         Kind::Skus => &cfg.kafka.topics.skus,
+    };
+    let mut sender = Sender {
+        producer,
+        counting,
+        topic,
+        attempted: 0,
     };
     let mut summary = LoadSummary::default();
     let mut rejects = match &opts.rejects {
@@ -388,69 +559,11 @@ fn load_blocking(cfg: &Config, opts: &LoadOptions) -> Result<LoadSummary, Error>
     } else {
         ProgressBar::hidden()
     };
-    let mut outlets: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-    let mut skus: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-    let mut attempted = 0u64;
+    let mut derived = Derived::default();
     for file in &opts.files {
         bar.set_message(file.display().to_string());
-        let send = |key: Option<&str>, payload: &[u8]| {
-            let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(payload);
-            if let Some(k) = key {
-                rec = rec.key(k);
-            }
-            let mut rec = rec;
-            loop {
-                match producer.send(rec) {
-                    Ok(()) => break,
-                    Err((e, r)) => {
-                        if matches!(
-                            e.rdkafka_error_code(),
-                            Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                        ) {
-                            std::thread::sleep(Duration::from_millis(5));
-                            rec = r;
-                        } else {
-                            tracing::error!(error = %e, "produce failed");
-                            counting.failed.fetch_add(1, Ordering::Relaxed);
-                            break;
-                        }
-                    }
-                }
-            }
-        };
-        let mut reject = |row: u64, reason: String| {
-            let class = reason.split(':').next().unwrap_or("").to_owned();
-            *summary.rejected.entry(class).or_default() += 1;
-            if let Some(w) = rejects.as_mut() {
-                let _ = w.write_record([file.display().to_string(), row.to_string(), reason]);
-            }
-        };
         if is_jsonl(file) && maps.is_empty() {
-            let reader = BufReader::new(open(file)?);
-            for (i, line) in reader.lines().enumerate() {
-                let line = line.map_err(|e| Error::Io {
-                    path: file.display().to_string(),
-                    source: e,
-                })?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let key = serde_json::from_str::<Value>(&line).ok().and_then(|v| {
-                    let k = match opts.kind {
-                        Kind::Invoices | Kind::Outlets => "outlet_id",
-                        Kind::Skus => "sku_id",
-                    };
-                    v.get(k).map(|x| {
-                        x.as_str()
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| x.to_string())
-                    })
-                });
-                send(key.as_deref(), line.as_bytes());
-                attempted += 1;
-                bar.inc(1);
-                let _ = i;
-            }
+            load_jsonl(file, opts.kind, &mut sender, &bar)?;
             continue;
         }
         if maps.is_empty() {
@@ -459,97 +572,38 @@ fn load_blocking(cfg: &Config, opts: &LoadOptions) -> Result<LoadSummary, Error>
                 file.display()
             )));
         }
-        let mut rdr = csv::ReaderBuilder::new()
-            .flexible(true)
-            .from_reader(open(file)?);
-        let headers = rdr
-            .headers()
-            .map_err(|e| {
-                Error::Load(format!(
-                    "{}: cannot read the header row: {e}",
-                    file.display()
-                ))
-            })?
-            .clone();
-        let mut mapper = RowMapper::new(&headers, &maps)
-            .map_err(|e| Error::Load(format!("{}: {e}", file.display())))?;
-        let mut record = csv::StringRecord::new();
-        let mut row = 0u64;
-        while rdr
-            .read_record(&mut record)
-            .map_err(|e| Error::Load(format!("{}: row {}: {e}", file.display(), row + 2)))?
-        {
-            row += 1;
-            bar.inc(1);
-            let (obj, outlet, sku) = match mapper.map(&record) {
-                Ok(m) => (m.record, m.outlet, m.sku),
-                Err(reason) => {
-                    reject(row + 1, reason);
-                    continue;
-                }
-            };
-            let payload = serde_json::to_vec(&Value::Object(obj.clone())).expect("json");
-            let key = match opts.kind {
-                Kind::Invoices => {
-                    // Validate with the ingest rules so a bad row is reported here, by row.
-                    if let Err(r) = parse_invoice_message(Some(&payload), &limits) {
-                        reject(row + 1, format!("{}: {r}", r.class()));
-                        continue;
-                    }
-                    if opts.derive_master {
-                        if let Some(Value::String(o)) = outlet.get("outlet_id") {
-                            outlets.entry(o.clone()).or_insert(outlet);
-                        }
-                        if let Some(Value::String(s)) = sku.get("sku_id") {
-                            skus.entry(s.clone()).or_insert(sku);
-                        }
-                    }
-                    obj.get("outlet_id")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                }
-                Kind::Outlets => obj
-                    .get("outlet_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                Kind::Skus => obj.get("sku_id").and_then(Value::as_str).map(str::to_owned),
-            };
-            send(key.as_deref(), &payload);
-            attempted += 1;
-        }
+        let mut reject = |row: u64, reason: String| {
+            let class = reason.split(':').next().unwrap_or("").to_owned();
+            *summary.rejected.entry(class).or_default() += 1;
+            if let Some(w) = rejects.as_mut() {
+                let _ = w.write_record([file.display().to_string(), row.to_string(), reason]);
+            }
+        };
+        load_csv(
+            file,
+            opts,
+            &maps,
+            &limits,
+            &mut sender,
+            &mut derived,
+            &mut reject,
+            &bar,
+        )?;
     }
     for (topic, records) in [
-        (&cfg.kafka.topics.outlets, &outlets),
-        (&cfg.kafka.topics.skus, &skus),
+        (&cfg.kafka.topics.outlets, &derived.outlets),
+        (&cfg.kafka.topics.skus, &derived.skus),
     ] {
         for (id, rec) in records {
             let payload = serde_json::to_vec(&Value::Object(rec.clone())).expect("json");
-            let mut r: BaseRecord<'_, str, [u8]> =
-                BaseRecord::to(topic).key(id.as_str()).payload(&payload);
-            loop {
-                match producer.send(r) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        std::thread::sleep(Duration::from_millis(5));
-                        r = back;
-                    }
-                }
-            }
+            sender.send_to(topic, Some(id), &payload);
             summary.master_sent += 1;
-            attempted += 1;
         }
     }
-    producer.flush(Duration::from_secs(120))?;
+    let ok = sender.finish()?;
     bar.finish_and_clear();
     if let Some(mut w) = rejects {
         let _ = w.flush();
-    }
-    let failed = counting.failed.load(Ordering::Relaxed);
-    let ok = counting.ok.load(Ordering::Relaxed);
-    if failed > 0 || ok < attempted {
-        return Err(Error::Load(format!(
-            "{failed} messages could not be delivered ({ok} of {attempted} acknowledged); run the load again (redeliveries are harmless)"
-        )));
     }
     summary.sent = ok - summary.master_sent;
     let _ = std::io::stderr().flush();

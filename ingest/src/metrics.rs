@@ -33,6 +33,17 @@ pub struct RejectLabels {
     pub reason: String,
 }
 
+/// Labels of an offset-domain refusal.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DomainLabels {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: String,
+    /// `cluster_changed`, `retention_gap`, `topic_recreated`, `offset_reset`.
+    pub reason: String,
+}
+
 /// Every ingest metric.
 #[derive(Clone)]
 pub struct IngestMetrics {
@@ -54,6 +65,12 @@ pub struct IngestMetrics {
     pub write_retries: Counter,
     /// Rejected messages too large for the dead-letter topic, sent as truncated copies.
     pub dead_letters_truncated: Counter,
+    /// Batches dropped because another process took the partition's lease.
+    pub fenced_batches: Counter,
+    /// Partitions stopped because their offsets are not the ones the checkpoint counts.
+    pub offset_domain_errors: Family<DomainLabels, Counter>,
+    /// Times the consumer paused its partitions because the writer fell behind.
+    pub backpressure_pauses: Counter,
 }
 
 impl IngestMetrics {
@@ -69,6 +86,9 @@ impl IngestMetrics {
             recovered_batches: Counter::default(),
             write_retries: Counter::default(),
             dead_letters_truncated: Counter::default(),
+            fenced_batches: Counter::default(),
+            offset_domain_errors: Family::default(),
+            backpressure_pauses: Counter::default(),
         };
         let mut r = m.registry();
         let r = r.sub_registry_with_prefix("ingest");
@@ -116,6 +136,21 @@ impl IngestMetrics {
             "dead_letters_truncated",
             "Rejected messages too large for the dead-letter topic, sent as truncated copies",
             s.dead_letters_truncated.clone(),
+        );
+        r.register(
+            "fenced_batches",
+            "Batches dropped because another ingest process took the partition's lease (replayed by it)",
+            s.fenced_batches.clone(),
+        );
+        r.register(
+            "offset_domain_errors",
+            "Partitions stopped because the broker's offsets are not the ones the checkpoint counts (see README: Offset domain)",
+            s.offset_domain_errors.clone(),
+        );
+        r.register(
+            "backpressure_pauses",
+            "Times the consumer paused its partitions while storage writes fell behind",
+            s.backpressure_pauses.clone(),
         );
         s
     }

@@ -1,22 +1,66 @@
-//! Making a batch durable, in an order that survives a crash at any instant:
+//! Making a batch durable, fenced against a second writer of the same partition.
 //!
-//! 1. dead letters are delivered to the DLQ topic (acknowledged by the broker);
-//! 2. an intent naming the batch's objects is written (`state/ingest/pending/…`);
-//! 3. the objects are written;
-//! 4. the partition's checkpoint (next offset) is written (`state/ingest/checkpoints/…`);
-//! 5. the intent is deleted; the Kafka offset commit follows (it only feeds lag metrics).
+//! # The partition state: checkpoint, lease and intent in one object
 //!
-//! On (re)assignment [`recover`] reads the checkpoint; an intent whose batch the
-//! checkpoint does not cover is a half-written batch, and its objects are deleted before
-//! the partition is replayed from the checkpoint. Replay rebuilds batches from the same
-//! offsets, and object names derive from offsets, so no line is ever stored twice.
+//! Each topic partition has one state object, `state/ingest/checkpoints/{topic}/{p}.json`
+//! ([`PartitionState`]): the next offset to read, the owner's lease epoch, the batch being
+//! written (its intent), objects to remove, the offset domain it was read in (cluster
+//! id, timestamp of the last stored message) and running totals. It is only ever
+//! written with a conditional put against the version its writer read
+//! ([`Storage::put_if`]), so of two writers racing from the same version exactly one
+//! lands; the other learns it was fenced.
+//!
+//! # Owning a partition
+//!
+//! On assignment, [`acquire`] reads the state and writes it back with the epoch
+//! bumped (epoch `e + 1`): from then on, every conditional write of the previous owner
+//! (epoch `e`, perhaps still running: evicted during a storage stall, or a second pod)
+//! fails. Only *after* the bump does the new owner delete the objects of the previous
+//! owner's unfinished batch (named by its intent), so it never deletes objects a live
+//! owner could still commit.
+//!
+//! # Writing a batch (owner of epoch `e`, state at version `v`)
+//!
+//! 1. the intent (first and last offset, object names) is put into the state: a
+//!    conditional write at `v`: fenced → nothing was written, the batch is dropped;
+//! 2. dead letters go to the DLQ topic (acknowledged by the broker);
+//! 3. the objects are written. Their names carry the epoch
+//!    (`{topic}-{p}-{first}-{last}-e{epoch}.parquet`), so two owners never write the
+//!    same name, and a fenced owner's cleanup never touches the new owner's objects;
+//! 4. the checkpoint (next offset, no intent) is a conditional write at the intent's
+//!    version: fenced → the owner deletes the objects it just wrote and drops the batch.
+//!
+//! Why exact: an object is *committed* when the checkpoint write of its batch lands.
+//! That write names the batch's last offset and happens under the lease, so committed
+//! batches of a partition cover disjoint, contiguous offset ranges in order (each
+//! owner starts at the checkpoint it acquired). An uncommitted object is removed by its
+//! own writer (fenced at step 4), or by the next owner (its intent is in the state the
+//! next owner bumped), and a put of a fenced writer that lands *after* the new owner's
+//! delete (a request in flight during a stall) is still listed in `orphans` and
+//! deleted again at every later acquisition and, [`ORPHAN_GRACE`] later, once more
+//! before it is forgotten.
+//!
+//! # The offset domain
+//!
+//! Offsets mean something only in one topic of one cluster. The state records the
+//! cluster id and the timestamp of the last stored message; [`acquire`] refuses a
+//! partition whose cluster id changed or whose broker low watermark is above the
+//! checkpoint (a retention gap: messages expired before they were read), and the
+//! consumer re-reads the last stored message before resuming: a different message
+//! (the topic was recreated) or an offset below it (the topic's offsets went back)
+//! stops the partition. Each refusal is counted in
+//! `spectra_ingest_offset_domain_errors_total{topic,partition,reason}` and says how to
+//! re-ingest deliberately (`spectra ingest --reset-checkpoint TOPIC[:PARTITION]`,
+//! [`reset_checkpoint`]).
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 use spectra_core::schema::to_parquet;
+use spectra_core::storage::{Condition, PutOutcome, Version};
 use spectra_core::Storage;
 use tokio_util::sync::CancellationToken;
 
@@ -24,16 +68,51 @@ use crate::batch::{sanitize, DeadLetter, FlushJob};
 use crate::metrics::{IngestMetrics, RejectLabels, TopicLabels};
 use crate::Error;
 
-/// The durable position of a partition.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Checkpoint {
-    /// The next offset to read.
-    pub next_offset: i64,
+/// How long an orphan (an object of a fenced writer) is deleted again, at each
+/// checkpoint after this age, before it is forgotten: far longer than a request of a
+/// fenced writer can stay in flight (object_store gives up retrying after 3 minutes).
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(600);
+
+/// The durable state of one partition (see the module docs).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionState {
+    /// The next offset to read; `None`: nothing stored yet, start at the beginning.
+    pub next_offset: Option<i64>,
+    /// Timestamp (ms) of the message at `next_offset - 1`, re-read on assignment to
+    /// recognise the topic.
+    #[serde(default)]
+    pub last_timestamp_ms: Option<i64>,
+    /// The lease epoch of the current owner.
+    #[serde(default)]
+    pub epoch: u64,
+    /// Who holds the lease (`host:pid`), for people.
+    #[serde(default)]
+    pub owner: String,
+    /// The Kafka cluster the offsets belong to.
+    #[serde(default)]
+    pub cluster_id: Option<String>,
+    /// The batch being written, if any.
+    #[serde(default)]
+    pub pending: Option<Intent>,
+    /// Objects of fenced writers, deleted again until [`ORPHAN_GRACE`] has passed.
+    #[serde(default)]
+    pub orphans: Vec<Orphan>,
+    /// Rows written in all (invoice lines, master records).
+    #[serde(default)]
+    pub lines_written: u64,
+    /// Messages covered by checkpoints in all.
+    #[serde(default)]
+    pub messages_written: u64,
+    /// Messages sent to the dead-letter topic in all.
+    #[serde(default)]
+    pub dead_letters: u64,
 }
 
 /// A batch about to be written.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Intent {
+    /// The epoch of its writer.
+    pub epoch: u64,
     /// First offset of the batch.
     pub first: i64,
     /// Last offset of the batch.
@@ -42,52 +121,316 @@ pub struct Intent {
     pub objects: Vec<String>,
 }
 
-fn checkpoint_path(topic: &str, partition: i32) -> String {
+/// An object that may have been written by a fenced writer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Orphan {
+    /// Its path.
+    pub path: String,
+    /// When it was found (ms since the epoch).
+    pub since_ms: i64,
+}
+
+/// The intent file of releases before leases (`state/ingest/pending/…`), honoured on
+/// the first acquisition after an upgrade.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LegacyIntent {
+    last: i64,
+    objects: Vec<String>,
+}
+
+/// The state object's path.
+pub fn checkpoint_path(topic: &str, partition: i32) -> String {
     format!(
         "state/ingest/checkpoints/{}/{partition}.json",
         sanitize(topic)
     )
 }
 
-fn intent_path(topic: &str, partition: i32) -> String {
+fn legacy_intent_path(topic: &str, partition: i32) -> String {
     format!("state/ingest/pending/{}/{partition}.json", sanitize(topic))
 }
 
-/// Reads a partition's checkpoint and removes a half-written batch, if any.
-/// Returns the offset to resume from (`None`: never written, start at the beginning).
-pub async fn recover(
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A partition this process owns: its state as last written, and the version to write
+/// the next one against.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The assignment it was acquired for.
+    pub generation: u64,
+    /// The state as written.
+    pub state: PartitionState,
+    version: Version,
+}
+
+/// What the broker says about a partition's offsets, for [`acquire`]'s checks.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaFacts {
+    /// The cluster id (`None`: the broker did not say).
+    pub cluster_id: Option<String>,
+    /// The low watermark (first offset still in the log).
+    pub low_watermark: Option<i64>,
+}
+
+/// Why a partition's offsets cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainError {
+    /// `cluster_changed`, `retention_gap`, `topic_recreated`, `offset_reset`.
+    pub reason: &'static str,
+    /// What was found, for people.
+    pub detail: String,
+}
+
+/// The outcome of [`acquire`].
+#[derive(Debug)]
+pub enum Acquired {
+    /// The lease is ours.
+    Owned(Lease),
+    /// The partition's offsets are not the ones the checkpoint counts: not owned, the
+    /// state left unchanged.
+    Refused(DomainError),
+}
+
+fn encode(rel: &str, state: &PartitionState) -> Result<Bytes, Error> {
+    serde_json::to_vec_pretty(state)
+        .map(Bytes::from)
+        .map_err(|e| {
+            Error::Core(spectra_core::Error::Json {
+                path: rel.to_owned(),
+                source: e,
+            })
+        })
+}
+
+fn decode(rel: &str, data: &[u8]) -> Result<PartitionState, Error> {
+    serde_json::from_slice(data).map_err(|e| {
+        Error::Core(spectra_core::Error::Json {
+            path: rel.to_owned(),
+            source: e,
+        })
+    })
+}
+
+/// Takes the lease of a partition (see the module docs): checks the offset domain,
+/// bumps the epoch with a conditional write (fencing the previous owner), then deletes
+/// what the previous owner left unfinished.
+pub async fn acquire(
     storage: &Storage,
     topic: &str,
     partition: i32,
+    generation: u64,
+    owner: &str,
+    facts: &KafkaFacts,
     metrics: &IngestMetrics,
-) -> Result<Option<i64>, Error> {
-    let cp: Option<Checkpoint> = storage.get_json(&checkpoint_path(topic, partition)).await?;
-    let next = cp.map(|c| c.next_offset);
-    if let Some(intent) = storage
-        .get_json::<Intent>(&intent_path(topic, partition))
-        .await?
-    {
-        let completed = next.is_some_and(|n| n > intent.last);
-        if !completed {
-            for o in &intent.objects {
-                storage.delete(o).await?;
+) -> Result<Acquired, Error> {
+    let rel = checkpoint_path(topic, partition);
+    let legacy = storage
+        .get_json::<LegacyIntent>(&legacy_intent_path(topic, partition))
+        .await?;
+    let lease = loop {
+        let (state, cond) = match storage.get_versioned(&rel).await? {
+            Some((b, v)) => (decode(&rel, &b)?, Condition::Matches(v)),
+            None => (PartitionState::default(), Condition::Absent),
+        };
+        if let (Some(was), Some(now)) = (&state.cluster_id, &facts.cluster_id) {
+            if was != now {
+                return Ok(Acquired::Refused(DomainError {
+                    reason: "cluster_changed",
+                    detail: format!(
+                        "the checkpoint (next offset {:?}) was written for Kafka cluster `{was}`, the brokers are cluster `{now}`",
+                        state.next_offset
+                    ),
+                }));
             }
-            metrics.recovered_batches.inc();
-            tracing::warn!(
-                topic,
-                partition,
-                first = intent.first,
-                last = intent.last,
-                objects = intent.objects.len(),
-                "removed a half-written batch left by a crash; replaying it"
-            );
         }
-        storage.delete(&intent_path(topic, partition)).await?;
+        if let (Some(n), Some(low)) = (state.next_offset, facts.low_watermark) {
+            if low > n {
+                return Ok(Acquired::Refused(DomainError {
+                    reason: "retention_gap",
+                    detail: format!(
+                        "the checkpoint's next offset is {n} but the broker's log now starts at {low}: messages {n}..{} expired before ingest read them",
+                        low - 1
+                    ),
+                }));
+            }
+        }
+        let mut new = state.clone();
+        new.epoch = state.epoch + 1;
+        new.owner = owner.to_owned();
+        if new.cluster_id.is_none() {
+            new.cluster_id = facts.cluster_id.clone();
+        }
+        let covered = |last: i64| state.next_offset.is_some_and(|n| n > last);
+        let since_ms = now_ms();
+        let mut unfinished = 0;
+        if let Some(i) = new.pending.take() {
+            if !covered(i.last) {
+                unfinished += 1;
+                new.orphans
+                    .extend(i.objects.into_iter().map(|path| Orphan { path, since_ms }));
+            }
+        }
+        if let Some(i) = &legacy {
+            if !covered(i.last) {
+                unfinished += 1;
+                new.orphans.extend(i.objects.iter().map(|path| Orphan {
+                    path: path.clone(),
+                    since_ms,
+                }));
+            }
+        }
+        match storage.put_if(&rel, encode(&rel, &new)?, &cond).await? {
+            PutOutcome::Written(version) => {
+                if unfinished > 0 {
+                    metrics.recovered_batches.inc_by(unfinished);
+                }
+                break Lease {
+                    generation,
+                    state: new,
+                    version,
+                };
+            }
+            // Another process took the lease between our read and write: read again
+            // (the group gives the partition to one of us; the other is fenced).
+            PutOutcome::Conflict => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    // Only now, holding the lease, remove what an earlier owner left unfinished.
+    for o in &lease.state.orphans {
+        storage.delete(&o.path).await?;
     }
-    Ok(next)
+    if legacy.is_some() {
+        storage
+            .delete(&legacy_intent_path(topic, partition))
+            .await?;
+    }
+    if let Some(first) = lease.state.orphans.first() {
+        tracing::warn!(
+            topic,
+            partition,
+            objects = lease.state.orphans.len(),
+            first = %first.path,
+            "removed objects of an unfinished batch of an earlier owner; replaying it"
+        );
+    }
+    tracing::info!(topic, partition, epoch = lease.state.epoch, next_offset = ?lease.state.next_offset, "lease taken");
+    Ok(Acquired::Owned(lease))
 }
 
-/// Writes batches durably (steps 1–5 above).
+/// What a conditional write of the state did.
+enum Cas {
+    Done,
+    Fenced,
+}
+
+/// Writes `new` over the lease's state, conditional on the version the lease holds.
+async fn cas(
+    storage: &Storage,
+    rel: &str,
+    lease: &mut Lease,
+    new: PartitionState,
+) -> Result<Cas, Error> {
+    let data = encode(rel, &new)?;
+    match storage
+        .put_if(rel, data, &Condition::Matches(lease.version.clone()))
+        .await?
+    {
+        PutOutcome::Written(v) => {
+            lease.version = v;
+            lease.state = new;
+            Ok(Cas::Done)
+        }
+        PutOutcome::Conflict => {
+            // An earlier attempt of this very write may have landed though its answer
+            // was lost (a retried request): only the holder of this epoch writes it.
+            if let Some((b, v)) = storage.get_versioned(rel).await? {
+                if decode(rel, &b).ok().as_ref() == Some(&new) {
+                    lease.version = v;
+                    lease.state = new;
+                    return Ok(Cas::Done);
+                }
+            }
+            Ok(Cas::Fenced)
+        }
+    }
+}
+
+/// Resets partitions' checkpoints so that the next ingest re-reads them from the
+/// beginning of the topic as it is now (after a refusal of the offset domain): the
+/// epoch is bumped (fencing a running ingest), the offset and the recorded domain are
+/// forgotten, the totals are kept. `partition: None` resets every partition with a
+/// checkpoint. Returns one line per partition, saying what was reset.
+pub async fn reset_checkpoint(
+    storage: &Storage,
+    topic: &str,
+    partition: Option<i32>,
+) -> Result<Vec<String>, Error> {
+    let partitions: Vec<i32> = match partition {
+        Some(p) => vec![p],
+        None => storage
+            .list(&format!("state/ingest/checkpoints/{}/", sanitize(topic)))
+            .await?
+            .iter()
+            .filter_map(|l| {
+                l.path
+                    .rsplit('/')
+                    .next()?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()
+            })
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for p in partitions {
+        let rel = checkpoint_path(topic, p);
+        loop {
+            let Some((b, v)) = storage.get_versioned(&rel).await? else {
+                out.push(format!("{topic}:{p}: no checkpoint (nothing to reset)"));
+                break;
+            };
+            let old = decode(&rel, &b)?;
+            let mut new = old.clone();
+            new.epoch += 1;
+            new.owner = "reset-checkpoint".into();
+            new.next_offset = None;
+            new.last_timestamp_ms = None;
+            new.cluster_id = None;
+            if let Some(i) = new.pending.take() {
+                let since_ms = now_ms();
+                new.orphans
+                    .extend(i.objects.into_iter().map(|path| Orphan { path, since_ms }));
+            }
+            match storage
+                .put_if(&rel, encode(&rel, &new)?, &Condition::Matches(v))
+                .await?
+            {
+                PutOutcome::Written(_) => {
+                    out.push(format!(
+                        "{topic}:{p}: checkpoint reset (was next offset {:?}, cluster {:?}); the next ingest reads the partition from its beginning",
+                        old.next_offset, old.cluster_id
+                    ));
+                    break;
+                }
+                PutOutcome::Conflict => continue,
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What [`BatchWriter::write`] did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Durable and checkpointed; the next offset to read.
+    Committed(i64),
+    /// Another owner holds the partition now: nothing of the batch remains.
+    Fenced,
+}
+
+/// Writes batches durably (steps 1–4 above).
 pub struct BatchWriter {
     /// Where tables live.
     pub storage: Storage,
@@ -106,17 +449,18 @@ pub struct BatchWriter {
 }
 
 impl BatchWriter {
-    /// Makes one batch durable. Failures of an external system (storage, the broker)
-    /// are retried with a doubling backoff, `attempts` times in all, each counted in
-    /// `spectra_ingest_write_retries`; then, or at once for a failure no retry can mend
-    /// (the dead-letter topic is missing), the error stops ingest loudly and the batch
-    /// is replayed from the checkpoint by the next run.
-    pub async fn write(&self, job: &FlushJob) -> Result<Checkpoint, Error> {
+    /// Makes one batch durable under `lease`. Failures of an external system (storage,
+    /// the broker) are retried with a doubling backoff, `attempts` times in all, each
+    /// counted in `spectra_ingest_write_retries`; then, or at once for a failure no retry
+    /// can mend (the dead-letter topic is missing), the error stops ingest loudly and
+    /// the batch is replayed from the checkpoint by the next run. Being fenced is not an
+    /// error: the batch is dropped (its new owner replays it).
+    pub async fn write(&self, job: &FlushJob, lease: &mut Lease) -> Result<Written, Error> {
         let mut delay = Duration::from_millis(500);
         let mut attempt = 1;
         loop {
-            match self.try_write(job).await {
-                Ok(cp) => return Ok(cp),
+            match self.try_write(job, lease).await {
+                Ok(w) => return Ok(w),
                 Err(e) if self.shutdown.is_cancelled() || !e.is_transient() => return Err(e),
                 Err(e) if attempt >= self.attempts => {
                     tracing::error!(topic = %job.topic, partition = job.partition, error = %e,
@@ -138,33 +482,49 @@ impl BatchWriter {
         }
     }
 
-    async fn try_write(&self, job: &FlushJob) -> Result<Checkpoint, Error> {
-        self.send_dead_letters(&job.dead).await?;
-        let cp = Checkpoint {
-            next_offset: job.last + 1,
-        };
-        if !job.objects.is_empty() {
+    async fn try_write(&self, job: &FlushJob, lease: &mut Lease) -> Result<Written, Error> {
+        let rel = checkpoint_path(&job.topic, job.partition);
+        if job.epoch != lease.state.epoch {
+            return Ok(Written::Fenced);
+        }
+        let objects: Vec<String> = job.objects.iter().map(|(p, _)| p.clone()).collect();
+        if !objects.is_empty() || !job.dead.is_empty() {
             let intent = Intent {
+                epoch: job.epoch,
                 first: job.first,
                 last: job.last,
-                objects: job.objects.iter().map(|(p, _)| p.clone()).collect(),
+                objects: objects.clone(),
             };
-            self.storage
-                .put_json(&intent_path(&job.topic, job.partition), &intent)
-                .await?;
-            for (path, batch) in &job.objects {
-                let data = to_parquet(batch.schema(), std::slice::from_ref(batch))?;
-                self.storage.put(path, data).await?;
-                self.metrics.objects_written.inc();
+            if lease.state.pending.as_ref() != Some(&intent) {
+                let mut new = lease.state.clone();
+                new.pending = Some(intent);
+                if let Cas::Fenced = cas(&self.storage, &rel, lease, new).await? {
+                    return Ok(self.fenced(job, &[]).await);
+                }
             }
         }
-        self.storage
-            .put_json(&checkpoint_path(&job.topic, job.partition), &cp)
-            .await?;
-        if !job.objects.is_empty() {
-            self.storage
-                .delete(&intent_path(&job.topic, job.partition))
-                .await?;
+        self.send_dead_letters(&job.dead).await?;
+        for (path, batch) in &job.objects {
+            let data = to_parquet(batch.schema(), std::slice::from_ref(batch))?;
+            self.storage.put(path, data).await?;
+            self.metrics.objects_written.inc();
+        }
+        let mut new = lease.state.clone();
+        new.next_offset = Some(job.last + 1);
+        new.last_timestamp_ms = Some(job.last_timestamp_ms);
+        new.pending = None;
+        new.lines_written += job.rows as u64;
+        new.messages_written += job.messages;
+        new.dead_letters += job.dead.len() as u64;
+        let aged = now_ms() - ORPHAN_GRACE.as_millis() as i64;
+        if new.orphans.iter().any(|o| o.since_ms < aged) {
+            for o in new.orphans.iter().filter(|o| o.since_ms < aged) {
+                self.storage.delete(&o.path).await?;
+            }
+            new.orphans.retain(|o| o.since_ms >= aged);
+        }
+        if let Cas::Fenced = cas(&self.storage, &rel, lease, new).await? {
+            return Ok(self.fenced(job, &objects).await);
         }
         self.metrics
             .rows_written
@@ -177,7 +537,23 @@ impl BatchWriter {
             .observe(job.closed.elapsed().as_secs_f64());
         tracing::debug!(topic = %job.topic, partition = job.partition, first = job.first,
             last = job.last, rows = job.rows, objects = job.objects.len(), "batch durable");
-        Ok(cp)
+        Ok(Written::Committed(job.last + 1))
+    }
+
+    /// Another owner took the partition: remove what this batch wrote (names of this
+    /// epoch: no other owner writes them) and drop it.
+    async fn fenced(&self, job: &FlushJob, written: &[String]) -> Written {
+        self.metrics.fenced_batches.inc();
+        for o in written {
+            if let Err(e) = self.storage.delete(o).await {
+                // The new owner's orphan list covers it (it was named in our intent).
+                tracing::warn!(object = %o, error = %e, "could not remove an object of a fenced batch");
+            }
+        }
+        tracing::warn!(topic = %job.topic, partition = job.partition, epoch = job.epoch,
+            first = job.first, last = job.last,
+            "fenced: another ingest process owns the partition now; batch dropped (it replays it)");
+        Written::Fenced
     }
 
     async fn send_dead_letters(&self, dead: &[DeadLetter]) -> Result<(), Error> {
@@ -373,5 +749,233 @@ mod tests {
                 "spectra-original-sha256"
             ]
         );
+    }
+}
+
+/// The lease protocol on its own, with two writers of one partition in the
+/// interleavings that matter (an owner evicted while it writes, a second pod).
+#[cfg(test)]
+mod fencing_tests {
+
+    use arrow::array::RecordBatch;
+
+    use super::*;
+    use crate::batch::{PartitionBatch, TopicKind};
+
+    fn metrics() -> IngestMetrics {
+        let m = spectra_core::telemetry::Metrics::new();
+        IngestMetrics::register(&m)
+    }
+
+    fn writer(storage: &Storage) -> BatchWriter {
+        BatchWriter {
+            storage: storage.clone(),
+            // Never used: the batches here have no dead letters.
+            dlq: rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", "127.0.0.1:9")
+                .create()
+                .unwrap(),
+            dlq_topic: "dlq".into(),
+            dlq_max_message_bytes: 1 << 20,
+            attempts: 1,
+            metrics: metrics(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// A batch of `n` lines from `first`, read under `epoch`.
+    fn job(first: i64, n: i64, epoch: u64) -> FlushJob {
+        let mut b = PartitionBatch::new(TopicKind::Invoices, "inv", 0, first, epoch, 1);
+        let limits = spectra_core::message::Limits::unbounded();
+        for o in first..first + n {
+            let v = format!(
+                r#"{{"distributor_id":"D","invoice_id":"I{o}","line_no":1,"invoice_date":"2026-03-01","outlet_id":"O","sku_id":"S","quantity":1,"net_value":2}}"#
+            );
+            assert!(b
+                .push(None, Some(v.as_bytes()), o, 1000 + o, &limits)
+                .is_none());
+        }
+        b.close()
+    }
+
+    async fn take(storage: &Storage) -> Lease {
+        match acquire(
+            storage,
+            "inv",
+            0,
+            1,
+            "test",
+            &KafkaFacts::default(),
+            &metrics(),
+        )
+        .await
+        .unwrap()
+        {
+            Acquired::Owned(l) => l,
+            Acquired::Refused(e) => panic!("{e:?}"),
+        }
+    }
+
+    async fn raw(storage: &Storage) -> Vec<String> {
+        storage
+            .list("raw/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.path)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_evicted_owner_cannot_commit_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Storage::from_url(&format!("file://{}", dir.path().display())).unwrap();
+        for s in [Storage::memory(), file] {
+            let w = writer(&s);
+            let mut a = take(&s).await;
+            assert_eq!(a.state.epoch, 1);
+            let first = job(0, 10, a.state.epoch);
+            assert_eq!(
+                w.write(&first, &mut a).await.unwrap(),
+                Written::Committed(10)
+            );
+            // B takes the partition while A is still running (A was evicted).
+            let mut b = take(&s).await;
+            assert_eq!((b.state.epoch, b.state.next_offset), (2, Some(10)));
+            // A's next batch: its intent write fails, nothing lands.
+            let stale = job(10, 5, a.state.epoch);
+            assert_eq!(w.write(&stale, &mut a).await.unwrap(), Written::Fenced);
+            assert_eq!(raw(&s).await.len(), 1);
+            // B reads the same offsets under its epoch: other names, committed.
+            let again = job(10, 5, b.state.epoch);
+            assert_eq!(
+                w.write(&again, &mut b).await.unwrap(),
+                Written::Committed(15)
+            );
+            let names = raw(&s).await;
+            assert_eq!(names.len(), 2, "{names:?}");
+            assert!(
+                names.iter().any(|n| n.ends_with("-e2.parquet")),
+                "{names:?}"
+            );
+            let st: PartitionState = s
+                .get_json(&checkpoint_path("inv", 0))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (st.next_offset, st.epoch, st.lines_written),
+                (Some(15), 2, 15)
+            );
+            s.delete(&checkpoint_path("inv", 0)).await.unwrap();
+            for n in names {
+                s.delete(&n).await.unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_takeover_between_intent_and_checkpoint_removes_the_old_batch() {
+        let s = Storage::memory();
+        let w = writer(&s);
+        let mut a = take(&s).await;
+        // A wrote its intent and its objects, then stalled before its checkpoint.
+        let j = job(0, 8, a.state.epoch);
+        let objects: Vec<String> = j.objects.iter().map(|(p, _)| p.clone()).collect();
+        let mut intent_state = a.state.clone();
+        intent_state.pending = Some(Intent {
+            epoch: a.state.epoch,
+            first: 0,
+            last: 7,
+            objects: objects.clone(),
+        });
+        let rel = checkpoint_path("inv", 0);
+        assert!(matches!(
+            cas(&s, &rel, &mut a, intent_state).await.unwrap(),
+            Cas::Done
+        ));
+        for (p, batch) in &j.objects {
+            let data: RecordBatch = batch.clone();
+            s.put(p, to_parquet(data.schema(), &[data]).unwrap())
+                .await
+                .unwrap();
+        }
+        // B takes over: A's objects are removed, and remembered as orphans.
+        let b = take(&s).await;
+        assert!(raw(&s).await.is_empty());
+        assert_eq!(b.state.orphans.len(), objects.len());
+        assert_eq!(b.state.next_offset, None);
+        // A put of A still in flight lands after B's delete…
+        let (p, batch) = &j.objects[0];
+        s.put(
+            p,
+            to_parquet(batch.schema(), std::slice::from_ref(batch)).unwrap(),
+        )
+        .await
+        .unwrap();
+        // …and A's checkpoint is refused: A removes its own objects.
+        let mut done = a.state.clone();
+        done.pending = None;
+        done.next_offset = Some(8);
+        assert!(matches!(
+            cas(&s, &rel, &mut a, done).await.unwrap(),
+            Cas::Fenced
+        ));
+        assert_eq!(w.fenced(&j, &objects).await, Written::Fenced);
+        assert!(raw(&s).await.is_empty());
+        // Had A died before cleaning up, the next acquisition deletes the orphan again.
+        s.put(
+            p,
+            to_parquet(batch.schema(), std::slice::from_ref(batch)).unwrap(),
+        )
+        .await
+        .unwrap();
+        let c = take(&s).await;
+        assert!(raw(&s).await.is_empty());
+        assert_eq!(c.state.epoch, 3);
+    }
+
+    #[tokio::test]
+    async fn the_offset_domain_is_checked_on_acquisition() {
+        let s = Storage::memory();
+        let w = writer(&s);
+        let facts = |cluster: &str, low: i64| KafkaFacts {
+            cluster_id: Some(cluster.into()),
+            low_watermark: Some(low),
+        };
+        let Acquired::Owned(mut a) = acquire(&s, "inv", 0, 1, "t", &facts("c1", 0), &metrics())
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        w.write(&job(0, 10, a.state.epoch), &mut a).await.unwrap();
+        let refused = |r: Acquired| match r {
+            Acquired::Refused(e) => e.reason,
+            Acquired::Owned(_) => "owned",
+        };
+        let r = acquire(&s, "inv", 0, 2, "t", &facts("c2", 0), &metrics())
+            .await
+            .unwrap();
+        assert_eq!(refused(r), "cluster_changed");
+        let r = acquire(&s, "inv", 0, 2, "t", &facts("c1", 12), &metrics())
+            .await
+            .unwrap();
+        assert_eq!(refused(r), "retention_gap");
+        // A refusal leaves the state as it was; a deliberate reset starts over.
+        let st: PartitionState = s
+            .get_json(&checkpoint_path("inv", 0))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((st.epoch, st.next_offset), (1, Some(10)));
+        let lines = reset_checkpoint(&s, "inv", None).await.unwrap();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let r = acquire(&s, "inv", 0, 3, "t", &facts("c2", 12), &metrics())
+            .await
+            .unwrap();
+        let Acquired::Owned(l) = r else { panic!() };
+        assert_eq!((l.state.epoch, l.state.next_offset), (3, None));
+        assert_eq!(l.state.lines_written, 10);
     }
 }

@@ -5,7 +5,7 @@
 //! nothing contradicts the latest run. A run the circuit breaker holds is skipped: the
 //! cycle works on the run before it, so nothing new goes out until it is released.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rdkafka::producer::FutureProducer;
 use serde::Serialize;
@@ -15,8 +15,9 @@ use crate::diff::{self, RunRef};
 use crate::kafka::{deliver, Outgoing};
 use crate::metadata::MetadataStore;
 use crate::metrics::{PublishMetrics, SegmentationLabels};
+use crate::snapshot::Snapshot;
 use crate::snapshot::Snapshots;
-use crate::state::{self, CycleState, ProfileStamp};
+use crate::state::{self, CycleState, Pending, PendingKey, ProfileStamp};
 use crate::Error;
 
 /// What a cycle published for one segmentation.
@@ -32,6 +33,8 @@ pub struct CycleReport {
     pub profiles: u64,
     /// Recommendation messages (tombstones included).
     pub recommendations: u64,
+    /// Messages sent again because the last cycle stopped before it was recorded.
+    pub repaired: u64,
     /// Outlets in the published view after the cycle.
     pub outlets: u64,
     /// The latest run, when the circuit breaker holds it: nothing of it is published
@@ -88,15 +91,12 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
     let previous = state::load_cycle(storage, segmentation).await?;
     let current = snap.currents(env.metadata);
     let as_of = run.as_of.to_string();
-    let changes = diff::diff(
-        &RunRef {
-            segmentation,
-            run_id: &run.run_id,
-            as_of: &as_of,
-        },
-        &published,
-        &current,
-    );
+    let run_ref = RunRef {
+        segmentation,
+        run_id: &run.run_id,
+        as_of: &as_of,
+    };
+    let changes = diff::diff(&run_ref, &published, &current);
     let key = |id: &str| format!("{segmentation}:{id}");
     let mut out: Vec<Outgoing> = Vec::new();
     for c in &changes {
@@ -176,10 +176,52 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         report.recommendations += 1;
     }
 
+    // Keys a crashed cycle sent (or was about to send) without recording them: their
+    // current values again, whatever the diff says.
+    let pending = state::load_pending(storage, segmentation).await?;
+    if let Some(p) = &pending {
+        let repaired = repairs(env, &snap, &run_ref, &current, p, &out);
+        if !repaired.is_empty() {
+            tracing::warn!(keys = repaired.len(), crashed_run = %p.run_id,
+                "the last cycle stopped before it was recorded: sending its keys' current values again");
+        }
+        report.repaired = repaired.len() as u64;
+        out.extend(repaired);
+    }
+
     report.outlets = current.len() as u64;
     if out.is_empty() {
+        if pending.is_some() {
+            state::clear_pending(storage, segmentation).await?;
+        }
         return Ok(report);
     }
+    let assignments_topic = &topics.assignments;
+    let segment_of: HashMap<&str, &str> = current
+        .iter()
+        .map(|c| (c.outlet_id.as_str(), c.segment_id.as_str()))
+        .collect();
+    let keys = out
+        .iter()
+        .map(|m| PendingKey {
+            topic: m.topic.clone(),
+            key: m.key.clone(),
+            segment_id: (m.topic == *assignments_topic && m.value.is_some())
+                .then(|| m.key.strip_prefix(&format!("{segmentation}:")))
+                .flatten()
+                .and_then(|o| segment_of.get(o))
+                .map(|s| (*s).to_owned()),
+        })
+        .collect();
+    state::save_pending(
+        storage,
+        segmentation,
+        &Pending {
+            run_id: run.run_id.clone(),
+            keys,
+        },
+    )
+    .await?;
     deliver(env.producer, &out, env.metrics, env.crash_after).await?;
     let rows = diff::next_state(&run.run_id, &current);
     let cycle = CycleState {
@@ -188,6 +230,7 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         published_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
     state::record(storage, segmentation, &rows, &cycle).await?;
+    state::clear_pending(storage, segmentation).await?;
     env.metrics
         .outlets
         .get_or_create(&SegmentationLabels {
@@ -206,5 +249,206 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         ms = started.elapsed().as_millis() as u64,
         "published"
     );
+    Ok(report)
+}
+
+/// The messages that put back the current value (or a tombstone) of every key of an
+/// unrecorded cycle (`pending`) that this cycle does not send anyway.
+fn repairs(
+    env: &CycleEnv<'_>,
+    snap: &Snapshot,
+    run: &RunRef<'_>,
+    current: &[diff::Current],
+    pending: &Pending,
+    out: &[Outgoing],
+) -> Vec<Outgoing> {
+    let topics = &env.cfg.kafka.topics;
+    let prefix = format!("{}:", run.segmentation);
+    let sending: HashSet<(&str, &str)> = out
+        .iter()
+        .map(|m| (m.topic.as_str(), m.key.as_str()))
+        .collect();
+    let by_outlet: HashMap<&str, &diff::Current> =
+        current.iter().map(|c| (c.outlet_id.as_str(), c)).collect();
+    let mut repaired = Vec::new();
+    for k in &pending.keys {
+        if sending.contains(&(k.topic.as_str(), k.key.as_str())) {
+            continue;
+        }
+        let Some(id) = k.key.strip_prefix(&prefix) else {
+            continue;
+        };
+        let value = if k.topic == topics.assignments {
+            by_outlet.get(id).map(|c| {
+                let (change, previous) = match &k.segment_id {
+                    None => ("new", None),
+                    Some(s) if *s != c.segment_id => ("moved", Some(s.clone())),
+                    Some(s) => ("renamed", Some(s.clone())),
+                };
+                json(&diff::message(run, c, change, previous))
+            })
+        } else if k.topic == topics.profiles {
+            snap.profiles
+                .iter()
+                .find(|p| p.segment_id == id)
+                .map(|p| json(&snap.profile_message(env.metadata, p)))
+        } else if k.topic == topics.recommendations {
+            by_outlet
+                .contains_key(id)
+                .then(|| snap.recommendation_message(id))
+                .flatten()
+                .map(|v| json(&v))
+        } else {
+            continue; // a topic no longer configured
+        };
+        repaired.push(Outgoing {
+            topic: k.topic.clone(),
+            key: k.key.clone(),
+            change: if value.is_some() {
+                "repair"
+            } else {
+                "tombstone"
+            },
+            value,
+        });
+    }
+    repaired
+}
+
+/// Repairs the output topics of `segmentation` from what they hold: reads each topic's
+/// compacted view of the segmentation's keys, compares it with what the accepted run
+/// says now (assignments by segment, name and tags; profiles and recommendations by
+/// value), sends the current value of every key that differs or is missing and a
+/// tombstone for every key the run no longer has, then records the state as published.
+pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleReport, Error> {
+    let mut report = CycleReport {
+        segmentation: segmentation.to_owned(),
+        ..Default::default()
+    };
+    let Some(snap) = env.snapshots.get(segmentation).await? else {
+        return Ok(report);
+    };
+    let storage = env.snapshots.storage();
+    let topics = &env.cfg.kafka.topics;
+    let run = &snap.run.latest;
+    report.run_id = run.run_id.clone();
+    let as_of = run.as_of.to_string();
+    let run_ref = RunRef {
+        segmentation,
+        run_id: &run.run_id,
+        as_of: &as_of,
+    };
+    let prefix = format!("{segmentation}:");
+    let key = |id: &str| format!("{prefix}{id}");
+    let current = snap.currents(env.metadata);
+    let mut out = Vec::new();
+
+    // Assignments: the same segment, name and tags.
+    let on_topic = crate::kafka::read_compacted(env.cfg, &topics.assignments, &prefix).await?;
+    let parsed = |v: &[u8]| serde_json::from_slice::<diff::AssignmentMessage>(v).ok();
+    for c in &current {
+        let was = on_topic.get(&key(&c.outlet_id)).and_then(|v| parsed(v));
+        let (change, previous) = match &was {
+            None => ("new", None),
+            Some(m) if m.segment_id != c.segment_id => ("moved", Some(m.segment_id.clone())),
+            Some(m) if m.segment_name != c.segment_name || m.tags != c.tags => {
+                ("renamed", Some(m.segment_id.clone()))
+            }
+            Some(_) => continue,
+        };
+        *report.assignments.entry(change.to_owned()).or_default() += 1;
+        out.push(Outgoing {
+            topic: topics.assignments.clone(),
+            key: key(&c.outlet_id),
+            value: Some(json(&diff::message(&run_ref, c, change, previous))),
+            change,
+        });
+    }
+    let expected: HashSet<String> = current.iter().map(|c| key(&c.outlet_id)).collect();
+    let extra = |view: &HashMap<String, Vec<u8>>,
+                 expected: &HashSet<String>,
+                 topic: &str|
+     -> Vec<Outgoing> {
+        let mut keys: Vec<&String> = view.keys().filter(|k| !expected.contains(*k)).collect();
+        keys.sort();
+        keys.into_iter()
+            .map(|k| Outgoing {
+                topic: topic.to_owned(),
+                key: k.clone(),
+                value: None,
+                change: "tombstone",
+            })
+            .collect()
+    };
+    let stale = extra(&on_topic, &expected, &topics.assignments);
+    *report.assignments.entry("tombstone".into()).or_default() += stale.len() as u64;
+    out.extend(stale);
+
+    // Profiles and recommendations: the same values.
+    let mut stamps = BTreeMap::new();
+    let profiles_view = crate::kafka::read_compacted(env.cfg, &topics.profiles, &prefix).await?;
+    let mut expected_profiles = HashSet::new();
+    for p in &snap.profiles {
+        let l = snap.label(env.metadata, &p.segment_id);
+        stamps.insert(
+            p.segment_id.clone(),
+            ProfileStamp {
+                name: l.name,
+                description: l.description,
+                tags: l.tags,
+            },
+        );
+        let k = key(&p.segment_id);
+        let v = json(&snap.profile_message(env.metadata, p));
+        if profiles_view.get(&k) != Some(&v) {
+            out.push(Outgoing {
+                topic: topics.profiles.clone(),
+                key: k.clone(),
+                value: Some(v),
+                change: "profile",
+            });
+            report.profiles += 1;
+        }
+        expected_profiles.insert(k);
+    }
+    let stale = extra(&profiles_view, &expected_profiles, &topics.profiles);
+    report.profiles += stale.len() as u64;
+    out.extend(stale);
+    let recs_view = crate::kafka::read_compacted(env.cfg, &topics.recommendations, &prefix).await?;
+    let mut expected_recs = HashSet::new();
+    for c in &current {
+        let Some(v) = snap.recommendation_message(&c.outlet_id) else {
+            continue;
+        };
+        let (k, v) = (key(&c.outlet_id), json(&v));
+        if recs_view.get(&k) != Some(&v) {
+            out.push(Outgoing {
+                topic: topics.recommendations.clone(),
+                key: k.clone(),
+                value: Some(v),
+                change: "recommendation",
+            });
+            report.recommendations += 1;
+        }
+        expected_recs.insert(k);
+    }
+    let stale = extra(&recs_view, &expected_recs, &topics.recommendations);
+    report.recommendations += stale.len() as u64;
+    out.extend(stale);
+
+    report.outlets = current.len() as u64;
+    report.repaired = out.len() as u64;
+    if !out.is_empty() {
+        deliver(env.producer, &out, env.metrics, None).await?;
+    }
+    let rows = diff::next_state(&run.run_id, &current);
+    let cycle = CycleState {
+        run_id: run.run_id.clone(),
+        profiles: stamps,
+        published_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    state::record(storage, segmentation, &rows, &cycle).await?;
+    state::clear_pending(storage, segmentation).await?;
+    tracing::info!(run_id = %run.run_id, repaired = report.repaired, "reconciled the output topics with the accepted run");
     Ok(report)
 }

@@ -104,18 +104,7 @@ pub fn diff(
             &c.outlet_id,
             AssignmentChange {
                 outlet_id: c.outlet_id.clone(),
-                message: Some(AssignmentMessage {
-                    segmentation: run.segmentation.to_owned(),
-                    outlet_id: c.outlet_id.clone(),
-                    segment_id: c.segment_id.clone(),
-                    segment_name: c.segment_name.clone(),
-                    tags: c.tags.clone(),
-                    previous_segment_id: previous,
-                    change: change.to_owned(),
-                    confidence: c.confidence,
-                    run_id: run.run_id.to_owned(),
-                    as_of: run.as_of.to_owned(),
-                }),
+                message: Some(message(run, c, change, previous)),
             },
         );
     }
@@ -133,6 +122,27 @@ pub fn diff(
         }
     }
     out.into_values().collect()
+}
+
+/// The assignment message of `c` in `run`.
+pub fn message(
+    run: &RunRef<'_>,
+    c: &Current,
+    change: &str,
+    previous: Option<String>,
+) -> AssignmentMessage {
+    AssignmentMessage {
+        segmentation: run.segmentation.to_owned(),
+        outlet_id: c.outlet_id.clone(),
+        segment_id: c.segment_id.clone(),
+        segment_name: c.segment_name.clone(),
+        tags: c.tags.clone(),
+        previous_segment_id: previous,
+        change: change.to_owned(),
+        confidence: c.confidence,
+        run_id: run.run_id.to_owned(),
+        as_of: run.as_of.to_owned(),
+    }
 }
 
 /// What the state becomes once the changes are acknowledged.

@@ -92,7 +92,7 @@ pub fn rows(snap: &Snapshot, metadata: &MetadataStore) -> Vec<ExportRow> {
                 run_id: snap.run.latest.run_id.clone(),
                 region: k.and_then(|k| k.region.clone()).unwrap_or_default(),
                 channel: k.and_then(|k| k.channel.clone()).unwrap_or_default(),
-                change: a.change.clone(),
+                change: a.change.to_string(),
                 potential: a.potential,
             }
         })

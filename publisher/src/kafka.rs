@@ -120,6 +120,60 @@ async fn wait(f: DeliveryFuture, m: &Outgoing) -> Result<(), Error> {
     }
 }
 
+/// The compacted view of a topic's keys starting with `prefix`, as its consumers see
+/// it: read from the beginning to every partition's end, the last value per key
+/// (a tombstone removes it).
+pub async fn read_compacted(
+    cfg: &Config,
+    topic: &str,
+    prefix: &str,
+) -> Result<HashMap<String, Vec<u8>>, Error> {
+    let consumer: BaseConsumer = client_config(cfg)
+        .set(
+            "group.id",
+            format!("spectra-publish-reconcile-{}", std::process::id()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let (topic, prefix) = (topic.to_owned(), prefix.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        let mut tpl = TopicPartitionList::new();
+        let mut at_end: HashMap<i32, bool> = HashMap::new();
+        for p in md.topics().iter().flat_map(|t| t.partitions()) {
+            tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)?;
+            at_end.insert(p.id(), false);
+        }
+        consumer.assign(&tpl)?;
+        let mut view: HashMap<String, Vec<u8>> = HashMap::new();
+        while at_end.values().any(|e| !e) {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    let Some(k) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                        continue;
+                    };
+                    if !k.starts_with(&prefix) {
+                        continue;
+                    }
+                    match m.payload() {
+                        Some(v) => view.insert(k.to_owned(), v.to_vec()),
+                        None => view.remove(k),
+                    };
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    at_end.insert(p, true);
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => {}
+            }
+        }
+        Ok(view)
+    })
+    .await
+    .map_err(|e| Error::Io(e.to_string()))?
+}
+
 /// Starts the `segment-metadata` feed on a thread: reads the topic from the beginning
 /// into `store`, resolves the returned receiver once every partition was read to its
 /// end, then keeps tailing it (waking `changed` on each real change) until `shutdown`.

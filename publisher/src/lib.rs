@@ -10,7 +10,6 @@
 //! until it is released through the API.
 
 pub mod api;
-pub mod columns;
 pub mod console;
 pub mod cycle;
 pub mod diff;
@@ -19,8 +18,6 @@ pub mod hold;
 pub mod kafka;
 pub mod metadata;
 pub mod metrics;
-pub mod profile;
-pub mod recommend;
 pub mod snapshot;
 pub mod state;
 pub mod tables;

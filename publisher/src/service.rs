@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use spectra_core::kafka::{ensure_topics, Retention};
+use spectra_core::kafka::{check_compacted, ensure_topics, Retention};
 use spectra_core::service::{catch_panic, Context, SegmentationFailure};
 use spectra_core::{Config, Storage};
 use tokio::sync::Notify;
@@ -27,6 +27,10 @@ use crate::Error;
 pub struct PublishOptions {
     /// One cycle per segmentation, then return (no HTTP server).
     pub once: bool,
+    /// Instead of a cycle: read each output topic's compacted view, repair every key
+    /// that differs from the accepted run, record the state, then return (implies
+    /// `once`).
+    pub reconcile: bool,
     /// Fault injection for crash tests: each cycle stops after this many acknowledged
     /// messages, before recording its state, and `run` returns the error.
     pub crash_after: Option<u64>,
@@ -121,6 +125,13 @@ pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Se
         ],
     )
     .await?;
+    // Output topics must keep the last value per key for good.
+    if cfg.publish.require_compacted_topics {
+        let outputs = [&t.assignments, &t.profiles, &t.recommendations, &t.metadata];
+        check_compacted(&cfg, &outputs.map(String::as_str)).await?;
+    } else {
+        tracing::warn!("publish.require_compacted_topics is off: the output topics' cleanup.policy is not checked");
+    }
     let metrics = PublishMetrics::register(&ctx.metrics);
     ctx.health.register("publish");
     let metadata = MetadataStore::default();
@@ -131,7 +142,7 @@ pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Se
         .with_max_change_shares(max_change_shares(&cfg));
     let cfg = Arc::new(cfg);
     let mut addr = None;
-    if !opts.once {
+    if !opts.once && !opts.reconcile {
         let state = AppState {
             cfg: cfg.clone(),
             snapshots: snapshots.clone(),
@@ -165,7 +176,14 @@ pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Se
             summary.failures.clear();
             for name in segmentation_names(&cfg, &storage).await? {
                 // One segmentation's error or panic never stops the others.
-                let cycle = match catch_panic(crate::cycle::publish(&env, &name)).await {
+                let step = async {
+                    if opts.reconcile {
+                        crate::cycle::reconcile(&env, &name).await
+                    } else {
+                        crate::cycle::publish(&env, &name).await
+                    }
+                };
+                let cycle = match catch_panic(step).await {
                     Ok(r) => r,
                     Err(message) => Err(Error::Io(format!("publish cycle {message}"))),
                 };
@@ -193,7 +211,7 @@ pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Se
                 }
             }
             summary.segmentations = reports;
-            if opts.once {
+            if opts.once || opts.reconcile {
                 break;
             }
             tokio::select! {
@@ -210,7 +228,7 @@ pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Se
 
 /// Runs the publish service until shutdown (or one cycle, with `once`).
 pub async fn run(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Summary, Error> {
-    let once = opts.once;
+    let once = opts.once || opts.reconcile;
     let token = ctx.shutdown.clone();
     let r = start(cfg, ctx, opts).await?.wait().await;
     if once {

@@ -1,7 +1,8 @@
-//! A segmentation's latest run with everything derived from it (profiles,
-//! recommendations, segment movement), loaded once per run and shared by the publish
-//! cycle and the HTTP API. Names and tags are applied on top, from the metadata store,
-//! whenever a message or a response is built.
+//! A segmentation's latest run as the segmenter wrote it (assignments, gaps, movements,
+//! profiles, recommendations, model) with its outlets' KPIs and master records, loaded
+//! once per run and shared by the publish cycle and the HTTP API. Nothing is
+//! recomputed here: names, descriptions and tags people set are put in place of the
+//! segmenter's proposals whenever a message or a response is built.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -12,9 +13,10 @@ use spectra_core::Storage;
 
 use crate::diff::Current;
 use crate::metadata::MetadataStore;
-use crate::profile::SegmentProfile;
-use crate::recommend::Recommendations;
-use crate::tables::{self, Features, OutletKpi, Run};
+use spectra_core::tables::profile::SegmentProfile;
+use spectra_core::tables::runs::Recommendations;
+
+use crate::tables::{self, OutletKpi, Run};
 use crate::Error;
 
 /// A segment's name, description and tags as they stand now.
@@ -28,61 +30,63 @@ pub struct Label {
     pub tags: Vec<String>,
 }
 
-/// A run and what the publisher derives from it.
+/// A run and its outlets' KPIs.
 pub struct Snapshot {
     /// The run.
     pub run: Run,
-    /// Its features.
-    pub features: Features,
-    /// Computed profiles, by segment id.
+    /// The profiles (the run's `profiles.json`), in segment id order.
     pub profiles: Vec<SegmentProfile>,
-    /// Recommendations per outlet.
-    pub recommendations: HashMap<String, Recommendations>,
+    /// Recommendations per outlet (the run's `recommendations.parquet`).
+    pub recommendations: std::collections::BTreeMap<String, Recommendations>,
+    /// KPIs and master record of every outlet of the run's features.
+    pub kpis: Vec<OutletKpi>,
     /// The window of the segmentation, days.
     pub window_days: u32,
     kpi_index: HashMap<String, usize>,
+    assignment_index: HashMap<String, usize>,
 }
 
 impl Snapshot {
-    /// Loads a run and derives its profiles and recommendations.
+    /// Loads a run and its features' KPIs.
     pub async fn load(
         storage: &Storage,
         latest: tables::Latest,
         segmentation: &str,
         window_days: u32,
     ) -> Result<Self, Error> {
-        let run = tables::read_run(storage, segmentation, latest).await?;
-        let features = tables::read_features(storage, segmentation, run.latest.as_of).await?;
-        let (recent, seasonal) = crate::recommend::daily_ranges(run.latest.as_of);
-        let mut ranges = recent.clone();
-        ranges.extend(seasonal.iter().copied());
-        let daily = tables::read_daily(storage, &ranges).await?;
-        let in_ranges = |r: &[(chrono::NaiveDate, chrono::NaiveDate)], d: chrono::NaiveDate| {
-            r.iter().any(|(a, b)| *a <= d && d <= *b)
-        };
-        let (recent_rows, seasonal_rows): (Vec<_>, Vec<_>) =
-            daily.into_iter().partition(|d| in_ranges(&recent, d.date));
-        let seasonal_rows: Vec<_> = seasonal_rows
-            .into_iter()
-            .filter(|d| in_ranges(&seasonal, d.date))
-            .collect();
-        let profiles = crate::profile::compute(&run, &features);
-        let recommendations =
-            crate::recommend::compute(&run, &features, &recent_rows, &seasonal_rows, window_days);
-        let kpi_index = features
-            .kpis
+        let mut run = Run::read(storage, segmentation, latest).await?;
+        let kpis =
+            spectra_core::tables::features::read_kpis(storage, segmentation, run.latest.as_of)
+                .await?;
+        let kpi_index = kpis
             .iter()
             .enumerate()
             .map(|(i, k)| (k.outlet_id.clone(), i))
             .collect();
+        let assignment_index = run
+            .assignments
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.outlet_id.clone(), i))
+            .collect();
+        let profiles = std::mem::take(&mut run.profiles);
+        let recommendations = std::mem::take(&mut run.recommendations);
         Ok(Self {
             run,
-            features,
             profiles,
             recommendations,
+            kpis,
             window_days,
             kpi_index,
+            assignment_index,
         })
+    }
+
+    /// An outlet's assignment in the run.
+    pub fn assignment(&self, outlet_id: &str) -> Option<&tables::AssignmentRow> {
+        self.assignment_index
+            .get(outlet_id)
+            .map(|i| &self.run.assignments[*i])
     }
 
     /// The segmentation's name.
@@ -92,39 +96,22 @@ impl Snapshot {
 
     /// An outlet's KPIs and master record.
     pub fn kpi(&self, outlet_id: &str) -> Option<&OutletKpi> {
-        self.kpi_index
-            .get(outlet_id)
-            .map(|i| &self.features.kpis[*i])
+        self.kpi_index.get(outlet_id).map(|i| &self.kpis[*i])
     }
 
     /// A segment's label: what people set, else what the segmenter proposed, else
     /// `Segment {id}`.
     pub fn label(&self, metadata: &MetadataStore, segment_id: &str) -> Label {
-        let proposed = self
-            .run
+        let mut l = self
             .profiles
             .iter()
-            .find(|p| p.get("segment_id").and_then(Value::as_str) == Some(segment_id));
-        let text = |k: &str| {
-            proposed
-                .and_then(|p| p.get(k))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let mut l = Label {
-            name: text("name"),
-            description: text("description"),
-            tags: proposed
-                .and_then(|p| p.get("tags"))
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|t| t.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
+            .find(|p| p.segment_id == segment_id)
+            .map(|p| Label {
+                name: p.name.clone(),
+                description: p.description.clone(),
+                tags: p.tags.clone(),
+            })
+            .unwrap_or_default();
         if let Some(m) = metadata.get(self.segmentation(), segment_id) {
             if !m.name.is_empty() {
                 l.name = m.name;
@@ -162,34 +149,21 @@ impl Snapshot {
         out
     }
 
-    /// A segment profile message (contract §3.2).
+    /// A segment profile message (contract §3.2): the run's profile with the label
+    /// people set in place of the proposed one.
     pub fn profile_message(&self, metadata: &MetadataStore, p: &SegmentProfile) -> Value {
         let l = self.label(metadata, &p.segment_id);
-        let mut v = json!({
-            "segmentation": self.segmentation(),
-            "segment_id": p.segment_id,
-            "name": l.name,
-            "description": l.description,
-            "tags": l.tags,
-            "run_id": self.run.latest.run_id,
-            "as_of": self.run.latest.as_of.to_string(),
-        });
-        if let (Value::Object(m), Ok(Value::Object(body))) = (&mut v, serde_json::to_value(p)) {
-            for (k, val) in body {
-                m.entry(k).or_insert(val);
-            }
-        }
-        v
+        let mut p = p.clone();
+        p.name = l.name;
+        p.description = l.description;
+        p.tags = l.tags;
+        serde_json::to_value(p).unwrap_or(Value::Null)
     }
 
     /// An outlet recommendations message (contract §3.3).
     pub fn recommendation_message(&self, outlet_id: &str) -> Option<Value> {
         let r = self.recommendations.get(outlet_id)?;
-        let seg = self
-            .run
-            .assignments
-            .iter()
-            .find(|a| a.outlet_id == outlet_id)?;
+        let seg = self.assignment(outlet_id)?;
         let mut v = json!({
             "segmentation": self.segmentation(),
             "outlet_id": outlet_id,
@@ -208,8 +182,8 @@ impl Snapshot {
     pub fn movement(&self) -> Vec<Value> {
         let mut m: BTreeMap<(Option<&str>, &str), usize> = BTreeMap::new();
         for a in &self.run.assignments {
-            let from = match a.change.as_str() {
-                "new" => None,
+            let from = match a.change {
+                tables::Change::New => None,
                 _ => a
                     .previous_segment_id
                     .as_deref()

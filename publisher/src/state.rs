@@ -1,7 +1,12 @@
 //! The publisher's record of what it published, per segmentation:
 //! `state/publisher/{name}/published.parquet` (one row per outlet) and
-//! `state/publisher/{name}/cycle.json` (the run and segment profiles last published).
-//! Both are written only after every delivery of a cycle was acknowledged.
+//! `state/publisher/{name}/cycle.json` (the run and segment profiles last published),
+//! both written only after every delivery of a cycle was acknowledged; and
+//! `state/publisher/{name}/pending.json`, written before a cycle delivers anything and
+//! removed once the cycle is recorded: the keys whose last attempt is not recorded.
+//! Whatever a crash left on the topics for those keys, the next cycle sends their
+//! current values again (or tombstones), so a delivery acknowledged before a crash and
+//! followed by a different run, or a rename back, is still corrected.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -11,9 +16,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use spectra_core::Storage;
 
-use crate::columns::Columns;
 use crate::diff::Published;
 use crate::Error;
+use spectra_core::tables::Columns;
 
 /// The schema of `published.parquet`.
 pub fn published_schema() -> SchemaRef {
@@ -52,6 +57,52 @@ pub struct CycleState {
     pub published_at: String,
 }
 
+/// One key of a cycle's deliveries, recorded before they are sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingKey {
+    /// The topic.
+    pub topic: String,
+    /// The message key.
+    pub key: String,
+    /// For an assignment, the segment sent (`None`: a tombstone, or another topic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_id: Option<String>,
+}
+
+/// `pending.json`: a cycle's deliveries not yet recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The run the cycle published.
+    pub run_id: String,
+    /// Every key it sent or was about to send.
+    pub keys: Vec<PendingKey>,
+}
+
+fn pending_path(segmentation: &str) -> String {
+    format!("state/publisher/{segmentation}/pending.json")
+}
+
+/// Reads `pending.json`: `None` when the last cycle was recorded.
+pub async fn load_pending(storage: &Storage, segmentation: &str) -> Result<Option<Pending>, Error> {
+    Ok(storage.get_json(&pending_path(segmentation)).await?)
+}
+
+/// Writes `pending.json` before a cycle delivers.
+pub async fn save_pending(
+    storage: &Storage,
+    segmentation: &str,
+    pending: &Pending,
+) -> Result<(), Error> {
+    Ok(storage
+        .put_json(&pending_path(segmentation), pending)
+        .await?)
+}
+
+/// Removes `pending.json` once the cycle is recorded.
+pub async fn clear_pending(storage: &Storage, segmentation: &str) -> Result<(), Error> {
+    Ok(storage.delete(&pending_path(segmentation)).await?)
+}
+
 fn published_path(segmentation: &str) -> String {
     format!("state/publisher/{segmentation}/published.parquet")
 }
@@ -66,13 +117,9 @@ pub async fn load_published(
     segmentation: &str,
 ) -> Result<HashMap<String, Published>, Error> {
     let file = published_path(segmentation);
-    let Some(data) = storage.get(&file).await? else {
+    let Some(batches) = spectra_core::tables::read_batches(storage, &file).await? else {
         return Ok(HashMap::new());
     };
-    let batches = spectra_core::schema::from_parquet(data).map_err(|e| Error::Table {
-        file: file.clone(),
-        reason: e.to_string(),
-    })?;
     let mut out = HashMap::new();
     for b in &batches {
         let c = Columns::new(b, &file);

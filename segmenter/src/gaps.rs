@@ -14,22 +14,7 @@ use ndarray::{Array2, ArrayView2};
 /// Features listed per outlet besides those it buys: the segment's largest.
 pub const SEGMENT_TOP_FEATURES: usize = 100;
 
-/// One row of `outlet_gaps.parquet`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GapRow {
-    /// Outlet id.
-    pub outlet_id: String,
-    /// The outlet's segment.
-    pub segment_id: String,
-    /// Feature.
-    pub feature: String,
-    /// The outlet's share of spend on the feature.
-    pub outlet_share: f64,
-    /// The segment's share of spend on the feature.
-    pub segment_share: f64,
-    /// `segment_share − outlet_share`: positive where the outlet under-buys.
-    pub gap: f64,
-}
+pub use spectra_core::tables::runs::GapRow;
 
 /// The potential of an outlet with spectrum `outlet` in a segment with spectrum
 /// `segment` (both shares summing to 1 or all zero) and value `value`.

@@ -14,11 +14,11 @@ pub mod features;
 pub mod gaps;
 pub mod metrics;
 pub mod model;
-pub mod movements;
 pub mod naming;
 pub mod patterns;
 pub mod pipeline;
 pub mod profile;
+pub mod recommend;
 pub mod runs;
 pub mod service;
 

@@ -3,7 +3,7 @@
 //! the name changes only when fewer than half of the features it was made from are
 //! still among the segment's top over-indexed features.
 
-use crate::profile::FeatureProfile;
+use spectra_core::tables::profile::FeatureShare;
 
 /// A feature names a segment only if it carries at least this share of its spend…
 const MIN_SHARE: f64 = 0.02;
@@ -13,8 +13,8 @@ const MIN_INDEX: f64 = 115.0;
 const TOP: usize = 3;
 
 /// The segment's top over-indexed features, most over-indexed first.
-pub fn top_features(spectrum: &[FeatureProfile]) -> Vec<String> {
-    let mut v: Vec<&FeatureProfile> = spectrum
+pub fn top_features(spectrum: &[FeatureShare]) -> Vec<String> {
+    let mut v: Vec<&FeatureShare> = spectrum
         .iter()
         .filter(|f| f.share >= MIN_SHARE && f.index >= MIN_INDEX)
         .collect();
@@ -60,13 +60,12 @@ pub fn stable_name(top: &[String], previous: Option<(&str, &[String])>) -> (Stri
 mod tests {
     use super::*;
 
-    fn fp(feature: &str, share: f64, index: f64) -> FeatureProfile {
-        FeatureProfile {
+    fn fp(feature: &str, share: f64, index: f64) -> FeatureShare {
+        FeatureShare {
             feature: feature.into(),
             share,
+            average: share * 100.0 / index,
             index,
-            penetration: 1.0,
-            penetration_index: 100.0,
         }
     }
 

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 
 use ndarray::Array2;
-use serde::{Deserialize, Serialize};
 
 use crate::cluster::transform::{hellinger, shares};
 use crate::cluster::{fit, Init, KMeansConfig};
@@ -20,29 +19,7 @@ const LISTED_SKUS: usize = 10;
 /// SKUs below this share of the pattern are not listed (the first always is).
 const MIN_LISTED_PCT: f64 = 1.0;
 
-/// One purchasing pattern.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Pattern {
-    /// 1, 2, 3 — by number of outlets, largest first.
-    pub pattern: usize,
-    /// "Pattern 1 · led by {sku}", for display.
-    pub name: String,
-    /// Outlets following the pattern.
-    pub outlets: usize,
-    /// Share of the segment's outlets (with spend on its top SKUs).
-    pub outlets_share: f64,
-    /// The pattern's leading SKUs, largest share first.
-    pub skus: Vec<PatternSku>,
-}
-
-/// One SKU of a pattern.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PatternSku {
-    /// SKU id.
-    pub sku_id: String,
-    /// Percentage of the pattern's spend (on the segment's top SKUs) going to this SKU.
-    pub share_pct: f64,
-}
+pub use spectra_core::tables::profile::{Pattern, PatternSku};
 
 /// Patterns of the segment made of feature-set rows `members`.
 pub fn purchasing_patterns(fs: &FeatureSet, members: &[usize], seed: u64) -> Vec<Pattern> {

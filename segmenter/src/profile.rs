@@ -1,103 +1,19 @@
-//! Segment profiles (contract §3.2), written to a run's `profiles.json`: size, the
-//! spectrum with its index against all assigned outlets (100 = average), penetration,
-//! mean KPIs, the attribute mix with its index, purchasing patterns, and the name.
-//! Description and tags stay empty: people set them through the publisher's API.
+//! Segment profiles (contract §3.2) — the one profile engine: computed here, once per
+//! run, written to the run's `profiles.json` and published unchanged (the publisher
+//! only puts the names people set in place of the proposed ones). Size and value
+//! share, the spectrum and the penetration per feature with their index against all
+//! assigned outlets (100 = average), KPIs, and the mix of the outlets' region, channel
+//! and attributes. Names and patterns are added by the pipeline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ndarray::Array2;
-use serde::{Deserialize, Serialize};
+use spectra_core::tables::profile::{
+    index, AttributeMix, AttributeValue, FeatureShare, SegmentKpis, MAX_ATTRIBUTE_VALUES, NO_VALUE,
+    OTHER_VALUES,
+};
 
 use crate::features::FeatureSet;
-use crate::patterns::Pattern;
-
-/// One segment's profile.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Profile {
-    /// Segmentation name.
-    pub segmentation: String,
-    /// Run that produced the profile.
-    pub run_id: String,
-    /// As-of date of the features.
-    pub as_of: String,
-    /// Stable segment id.
-    pub segment_id: String,
-    /// Automatic name, kept across runs while the segment keeps its character.
-    pub name: String,
-    /// The over-indexed features the name was made from.
-    pub name_features: Vec<String>,
-    /// Empty: set by people through the publisher's API.
-    pub description: String,
-    /// Empty: set by people through the publisher's API.
-    pub tags: Vec<String>,
-    /// Outlets and value.
-    pub size: Size,
-    /// Per feature with spend anywhere: share, index, penetration; by share, largest first.
-    pub spectrum: Vec<FeatureProfile>,
-    /// Mean KPIs of the segment's outlets.
-    pub kpis: KpiMeans,
-    /// Region, channel and attribute values of the segment's outlets, with index.
-    pub attributes: Vec<AttributeShare>,
-    /// Two or three purchasing patterns (one for very small segments).
-    pub patterns: Vec<Pattern>,
-}
-
-/// Size of a segment.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Size {
-    /// Outlets assigned.
-    pub outlets: usize,
-    /// Share of the segmentation's assigned outlets.
-    pub outlet_share: f64,
-    /// Net value of the outlets in the window.
-    pub value: f64,
-    /// Share of the segmentation's value.
-    pub value_share: f64,
-}
-
-/// One feature of a segment's spectrum.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeatureProfile {
-    /// Feature (value of the segmentation's level).
-    pub feature: String,
-    /// Segment's share of spend on the feature.
-    pub share: f64,
-    /// `100 × share / share over all assigned outlets`.
-    pub index: f64,
-    /// Share of the segment's outlets buying the feature.
-    pub penetration: f64,
-    /// `100 × penetration / penetration over all assigned outlets`.
-    pub penetration_index: f64,
-}
-
-/// Mean KPIs of a segment's outlets.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct KpiMeans {
-    /// Net value in the window.
-    pub value: f64,
-    /// Invoices per month.
-    pub invoices_per_month: f64,
-    /// Average invoice value.
-    pub avg_invoice_value: f64,
-    /// Distinct SKUs.
-    pub distinct_skus: f64,
-}
-
-/// One value of an outlet attribute within a segment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AttributeShare {
-    /// `region`, `channel` or the attribute's name.
-    pub attribute: String,
-    /// The value.
-    pub value: String,
-    /// Share of the segment's outlets with this value.
-    pub share: f64,
-    /// `100 × share / share over all assigned outlets`.
-    pub index: f64,
-}
-
-/// Most values listed per attribute and segment (by count).
-const MAX_ATTRIBUTE_VALUES: usize = 20;
 
 /// Spend-weighted share of each feature per segment (`k × F`): the segment's summed
 /// positive spend on the feature over its summed positive spend.
@@ -117,26 +33,135 @@ pub fn segment_shares(fs: &FeatureSet, rows: &[usize], labels: &[usize], k: usiz
     m
 }
 
-/// `100 × part / whole`, 0 when the whole is 0.
-pub(crate) fn index(part: f64, whole: f64) -> f64 {
-    if whole > 0.0 {
-        100.0 * part / whole
-    } else {
-        0.0
+/// A profile without its ids, name and patterns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileParts {
+    /// Outlets assigned.
+    pub outlets: usize,
+    /// Share of the assigned outlets.
+    pub outlet_share: f64,
+    /// Net value of the segment's outlets.
+    pub value: f64,
+    /// Share of the assigned outlets' value.
+    pub value_share: f64,
+    /// Spend shares with index, largest first.
+    pub spectrum: Vec<FeatureShare>,
+    /// Penetration with index, largest first.
+    pub penetration: Vec<FeatureShare>,
+    /// KPIs.
+    pub kpis: SegmentKpis,
+    /// Attribute mix.
+    pub attributes: Vec<AttributeMix>,
+}
+
+/// Features of `shares` (one row) against `average`, for the features with an average
+/// above 0, largest share first.
+fn versus(features: &[String], shares: &[f64], average: &[f64]) -> Vec<FeatureShare> {
+    let mut v: Vec<FeatureShare> = (0..features.len())
+        .filter(|&j| average[j] > 0.0)
+        .map(|j| FeatureShare {
+            feature: features[j].clone(),
+            share: shares[j],
+            average: average[j],
+            index: index(shares[j], average[j]),
+        })
+        .collect();
+    v.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.feature.cmp(&b.feature)));
+    v
+}
+
+/// Each assigned outlet's attribute values: region and channel (`(none)` when
+/// missing), then every master-data attribute it has.
+fn outlet_attributes(fs: &FeatureSet, i: usize) -> Vec<(&str, &str)> {
+    let o = &fs.outlets[i];
+    let mut v = vec![
+        ("region", o.region.as_deref().unwrap_or(NO_VALUE)),
+        ("channel", o.channel.as_deref().unwrap_or(NO_VALUE)),
+    ];
+    v.extend(o.attributes.iter().map(|(a, x)| (a.as_str(), x.as_str())));
+    v
+}
+
+/// An attribute with its listed values and outlet counts, and the outlets of the
+/// values summed into `(other)`.
+type Listed<'a> = (&'a str, Vec<(&'a str, usize)>, usize);
+
+/// The attribute mixes of every segment: per attribute, the [`MAX_ATTRIBUTE_VALUES`]
+/// most frequent values over all assigned outlets (the same list for every segment, so
+/// segments compare), the rest summed into [`OTHER_VALUES`].
+fn attribute_mixes(
+    fs: &FeatureSet,
+    rows: &[usize],
+    labels: &[usize],
+    k: usize,
+    count: &[usize],
+) -> Vec<Vec<AttributeMix>> {
+    let n = rows.len().max(1) as f64;
+    // attribute → value → outlets, over all and per segment.
+    let mut all: BTreeMap<&str, HashMap<&str, usize>> = BTreeMap::new();
+    let mut per: Vec<HashMap<(&str, &str), usize>> = vec![HashMap::new(); k];
+    for (&i, &s) in rows.iter().zip(labels) {
+        for (a, v) in outlet_attributes(fs, i) {
+            *all.entry(a).or_default().entry(v).or_default() += 1;
+            *per[s].entry((a, v)).or_default() += 1;
+        }
     }
+    // Per attribute: the listed values and the set summed into "(other)".
+    let listed: Vec<Listed<'_>> = all
+        .iter()
+        .map(|(a, values)| {
+            let mut v: Vec<(&str, usize)> = values.iter().map(|(x, c)| (*x, *c)).collect();
+            v.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(y.0)));
+            let rest: usize = v.iter().skip(MAX_ATTRIBUTE_VALUES).map(|x| x.1).sum();
+            v.truncate(MAX_ATTRIBUTE_VALUES);
+            (*a, v, rest)
+        })
+        .collect();
+    (0..k)
+        .map(|s| {
+            let c = count[s].max(1) as f64;
+            listed
+                .iter()
+                .map(|(a, values, rest_all)| {
+                    let value = |name: &str, outlets: usize, total: usize| {
+                        let (share, average) = (outlets as f64 / c, total as f64 / n);
+                        AttributeValue {
+                            value: name.to_owned(),
+                            outlets,
+                            share,
+                            average,
+                            index: index(share, average),
+                        }
+                    };
+                    let mut out: Vec<AttributeValue> = values
+                        .iter()
+                        .map(|(v, total)| {
+                            value(v, per[s].get(&(*a, *v)).copied().unwrap_or(0), *total)
+                        })
+                        .collect();
+                    if *rest_all > 0 {
+                        let listed_here: usize = out.iter().map(|v| v.outlets).sum();
+                        let with_attr: usize = per[s]
+                            .iter()
+                            .filter(|((x, _), _)| x == a)
+                            .map(|(_, c)| c)
+                            .sum();
+                        out.push(value(OTHER_VALUES, with_attr - listed_here, *rest_all));
+                    }
+                    out.sort_by(|x, y| y.outlets.cmp(&x.outlets).then(x.value.cmp(&y.value)));
+                    AttributeMix {
+                        attribute: (*a).to_owned(),
+                        values: out,
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
-/// Everything of a profile but its name and patterns, for segment `s` of the
-/// assignment `labels` of `rows` (`values[r]` = value of `rows[r]`).
-pub(crate) struct ProfileParts {
-    pub size: Size,
-    pub spectrum: Vec<FeatureProfile>,
-    pub kpis: KpiMeans,
-    pub attributes: Vec<AttributeShare>,
-}
-
-/// Builds the parts of every segment's profile.
-pub(crate) fn profile_parts(
+/// The parts of every segment's profile for the assignment `labels` of `rows`
+/// (`values[r]` = the value of `rows[r]`).
+pub fn profile_parts(
     fs: &FeatureSet,
     rows: &[usize],
     labels: &[usize],
@@ -144,96 +169,67 @@ pub(crate) fn profile_parts(
     k: usize,
 ) -> Vec<ProfileParts> {
     let n = rows.len().max(1) as f64;
+    let nf = fs.features.len();
     let shares = segment_shares(fs, rows, labels, k);
     let overall = segment_shares(fs, rows, &vec![0; rows.len()], 1);
-    let buys = |i: usize, j: usize| fs.spend[[i, j]] > 0.0;
-    let nf = fs.features.len();
     let mut count = vec![0usize; k];
     let mut value = vec![0.0; k];
-    let mut kpis = vec![KpiMeans::default(); k];
+    let mut kpis = vec![SegmentKpis::default(); k];
+    let mut net = vec![0.0; k];
     let mut pen = Array2::<f64>::zeros((k, nf));
     let mut pen_all = vec![0.0; nf];
-    let mut attrs: Vec<BTreeMap<(String, String), usize>> = vec![BTreeMap::new(); k];
-    let mut attrs_all: BTreeMap<(String, String), usize> = BTreeMap::new();
     for (r, (&i, &s)) in rows.iter().zip(labels).enumerate() {
         count[s] += 1;
         value[s] += values[r];
-        let o = &fs.outlets[i];
+        let o = &fs.outlets[i].kpis;
         let m = &mut kpis[s];
-        m.value += o.kpis.net_value;
-        m.invoices_per_month += o.kpis.invoices_per_month;
-        m.avg_invoice_value += o.kpis.avg_invoice_value;
-        m.distinct_skus += o.kpis.distinct_skus;
-        for j in (0..nf).filter(|&j| buys(i, j)) {
+        m.lines += o.lines as i64;
+        m.invoices += o.invoices as i64;
+        m.invoices_per_month += o.invoices_per_month;
+        m.distinct_skus += o.distinct_skus;
+        net[s] += o.net_value;
+        for j in (0..nf).filter(|&j| fs.spend[[i, j]] > 0.0) {
             pen[[s, j]] += 1.0;
             pen_all[j] += 1.0;
         }
-        let fixed = [("region", &o.region), ("channel", &o.channel)];
-        let pairs = fixed
-            .into_iter()
-            .filter_map(|(a, v)| v.as_ref().map(|v| (a.to_owned(), v.clone())))
-            .chain(o.attributes.iter().map(|(a, v)| (a.clone(), v.clone())));
-        for p in pairs {
-            *attrs[s].entry(p.clone()).or_default() += 1;
-            *attrs_all.entry(p).or_default() += 1;
-        }
     }
-    let total_value: f64 = value.iter().sum();
+    let total_value: f64 = value.iter().map(|v| v.max(0.0)).sum();
+    let pen_avg: Vec<f64> = pen_all.iter().map(|p| p / n).collect();
+    let mut mixes = attribute_mixes(fs, rows, labels, k, &count).into_iter();
     (0..k)
         .map(|s| {
             let c = count[s].max(1) as f64;
-            let mut spectrum: Vec<FeatureProfile> = (0..nf)
-                .filter(|&j| overall[[0, j]] > 0.0)
-                .map(|j| {
-                    let p = pen[[s, j]] / c;
-                    FeatureProfile {
-                        feature: fs.features[j].clone(),
-                        share: shares[[s, j]],
-                        index: index(shares[[s, j]], overall[[0, j]]),
-                        penetration: p,
-                        penetration_index: index(p, pen_all[j] / n),
-                    }
-                })
-                .collect();
-            spectrum.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.feature.cmp(&b.feature)));
-            let mut by_attr: BTreeMap<&str, Vec<AttributeShare>> = BTreeMap::new();
-            for ((a, v), &m) in &attrs[s] {
-                let share = m as f64 / c;
-                by_attr.entry(a).or_default().push(AttributeShare {
-                    attribute: a.clone(),
-                    value: v.clone(),
-                    share,
-                    index: index(share, attrs_all[&(a.clone(), v.clone())] as f64 / n),
-                });
-            }
-            let attributes = by_attr
-                .into_values()
-                .flat_map(|mut v| {
-                    v.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.value.cmp(&b.value)));
-                    v.truncate(MAX_ATTRIBUTE_VALUES);
-                    v
-                })
-                .collect();
             let m = kpis[s];
+            let pen_s: Vec<f64> = pen.row(s).iter().map(|p| p / c).collect();
             ProfileParts {
-                size: Size {
-                    outlets: count[s],
-                    outlet_share: count[s] as f64 / n,
+                outlets: count[s],
+                outlet_share: count[s] as f64 / n,
+                value: value[s],
+                value_share: if total_value > 0.0 {
+                    value[s].max(0.0) / total_value
+                } else {
+                    0.0
+                },
+                spectrum: versus(
+                    &fs.features,
+                    &shares.row(s).to_vec(),
+                    &overall.row(0).to_vec(),
+                ),
+                penetration: versus(&fs.features, &pen_s, &pen_avg),
+                kpis: SegmentKpis {
                     value: value[s],
-                    value_share: if total_value > 0.0 {
-                        value[s] / total_value
+                    lines: m.lines,
+                    invoices: m.invoices,
+                    invoices_per_month: m.invoices_per_month / c,
+                    avg_invoice_value: if m.invoices > 0 {
+                        net[s] / m.invoices as f64
                     } else {
                         0.0
                     },
-                },
-                spectrum,
-                kpis: KpiMeans {
-                    value: m.value / c,
-                    invoices_per_month: m.invoices_per_month / c,
-                    avg_invoice_value: m.avg_invoice_value / c,
                     distinct_skus: m.distinct_skus / c,
+                    avg_outlet_value: value[s] / c,
                 },
-                attributes,
+                attributes: mixes.next().unwrap_or_default(),
             }
         })
         .collect()

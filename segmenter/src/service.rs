@@ -21,6 +21,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use spectra_core::config::SegmentationConfig;
 use spectra_core::service::Context;
+use spectra_core::tables::features::WindowFeatures;
 use spectra_core::{Config, Storage};
 
 use spectra_core::hold::{decide, Hold};
@@ -143,7 +144,8 @@ pub async fn run_segmentation(
     as_of: NaiveDate,
 ) -> Result<RunSummary, Error> {
     let start = Instant::now();
-    let features = FeatureSet::read(storage, &seg.name, as_of).await?;
+    let tables = WindowFeatures::read(storage, &seg.name, as_of).await?;
+    let features = FeatureSet::from_tables(as_of, &tables);
     let previous = read_previous(storage, &seg.name, seg.max_change_share).await?;
     let seq = next_seq(storage, &seg.name, as_of).await?;
     let run_id = format!("{}/{as_of}/{seq}", seg.name);
@@ -162,6 +164,9 @@ pub async fn run_segmentation(
         },
     })?;
     let mut out = out?;
+    out.recommendations =
+        crate::recommend::for_run(storage, as_of, &out.assignments, &tables, seg.window_days)
+            .await?;
     out.model.quality.duration_ms = start.elapsed().as_millis() as u64;
     let q = &out.model.quality;
     out.model.hold = decide(

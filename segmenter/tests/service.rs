@@ -1,7 +1,14 @@
-//! `spectra segment` through its library entry on planted feature tables written in
-//! the aggregator's layout: drift (drifted outlets move, others stay, identical data
-//! moves nothing), k chosen by silhouette, outlets leaving below `min_value`, profiles
-//! and gaps; and segment ids never reused after a segment is retired.
+//! `spectra segment` through its library entry, on features the real aggregator rolled
+//! up from planted invoice lines (written in the raw layout ingest writes, README
+//! "Tables"): drift (drifted outlets move, others stay, identical data moves nothing),
+//! k chosen by silhouette, outlets leaving below `min_value`, profiles and gaps; and
+//! segment ids never reused after a segment is retired.
+//!
+//! Each segmentation here has a one-day window: the features of an as-of date are the
+//! lines dated that day, so every run sees exactly the outlets written for it. The
+//! change detector is off (`recent_days = 0`): outlets move on distance and
+//! `move_margin`, which is what these tests are about (`drift.rs` and the movement
+//! bench test the detector).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -12,10 +19,15 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde_json::{json, Value};
 use spectra_core::config::SegmentationConfig;
+use spectra_core::master::{Outlet, Sku};
+use spectra_core::message::InvoiceLine;
+use spectra_core::schema::{
+    outlet_schema, raw_invoice_schema, sku_schema, to_parquet, OutletBuilder, RawInvoiceBuilder,
+    SkuBuilder, Source,
+};
 use spectra_core::service::Context;
 use spectra_core::{Config, Storage};
 use spectra_segmenter::cluster::adjusted_rand_index;
-use spectra_segmenter::features::write::{FeatureTables, KpiRow, SkuSpendRow, SpectrumRow};
 use spectra_segmenter::{run, SegmentOptions, Summary};
 use tokio_util::sync::CancellationToken;
 
@@ -36,69 +48,172 @@ fn category(segment: usize, c: usize) -> String {
     format!("cat{:02}", segment * OWN + c)
 }
 
-/// Feature tables for `outlets`: each buys its segment's own categories (log-normal
-/// noise seeded per outlet, so an unchanged outlet has identical rows on every date)
-/// and a little of a shared `staples` category; two SKUs per category, split by the
-/// outlet's parity (the purchasing patterns).
-fn tables(outlets: &[Planted]) -> FeatureTables {
-    let mut t = FeatureTables::default();
-    for (n, o) in outlets.iter().enumerate() {
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(n as u64 * 7919 + 13);
-        let mut spend: Vec<(String, f64)> = Vec::new();
-        for c in 0..OWN {
-            let (u1, u2): (f64, f64) = (rng.gen_range(1e-9..1.0), rng.gen());
-            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-            if rng.gen_bool(0.9) {
-                spend.push((category(o.segment, c), o.scale * (0.4 * z).exp()));
-            }
+/// One day's purchases of the `n`-th outlet `o`, as (SKU, category, net value) lines: it
+/// buys its segment's own categories (log-normal noise seeded per outlet, so an
+/// unchanged outlet buys the same on every date) and a little of a shared `staples`
+/// category; two SKUs per category, split by the outlet's parity (the purchasing
+/// patterns). The number and order of the lines depend on the outlet alone, not on
+/// its segment.
+fn purchases(n: usize, o: &Planted) -> Vec<(String, String, f64)> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(n as u64 * 7919 + 13);
+    let mut spend: Vec<(String, f64)> = Vec::new();
+    for c in 0..OWN {
+        let (u1, u2): (f64, f64) = (rng.gen_range(1e-9..1.0), rng.gen());
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        if rng.gen_bool(0.9) {
+            spend.push((category(o.segment, c), o.scale * (0.4 * z).exp()));
         }
-        spend.push(("staples".into(), o.scale * rng.gen_range(0.2..0.6)));
-        let total: f64 = spend.iter().map(|s| s.1).sum();
-        for (f, v) in &spend {
-            t.spectrum.push(SpectrumRow {
-                outlet_id: o.id.clone(),
-                feature: f.clone(),
-                value: *v,
-                raw_value: *v,
-            });
-            let heavy = if n % 2 == 0 { 0.8 } else { 0.2 };
-            for (s, w) in [(1, heavy), (2, 1.0 - heavy)] {
-                t.sku_spend.push(SkuSpendRow {
-                    outlet_id: o.id.clone(),
-                    sku_id: format!("{f}-sku{s}"),
-                    feature: f.clone(),
-                    net_value: v * w,
-                });
-            }
-        }
-        t.kpis.push(KpiRow {
-            outlet_id: o.id.clone(),
-            net_value: total,
-            lines: 40,
-            invoices: 12,
-            invoices_per_month: 4.0,
-            avg_invoice_value: total / 12.0,
-            distinct_skus: 2 * spend.len() as i64,
-            region: Some(["north", "south"][n % 2].into()),
-            channel: Some(
-                if o.segment < 2 {
-                    "traditional"
-                } else {
-                    "modern"
-                }
-                .into(),
-            ),
-            attributes: Some(json!({ "size": SIZES[n % 3] }).to_string()),
-        });
     }
-    t
+    spend.push(("staples".into(), o.scale * rng.gen_range(0.2..0.6)));
+    let heavy = if n.is_multiple_of(2) { 0.8 } else { 0.2 };
+    spend
+        .into_iter()
+        .flat_map(|(f, v)| {
+            [(1, heavy), (2, 1.0 - heavy)].map(|(s, w)| (format!("{f}-sku{s}"), f.clone(), v * w))
+        })
+        .collect()
+}
+
+/// The master record of the `n`-th outlet.
+fn master(n: usize, o: &Planted) -> Outlet {
+    Outlet {
+        outlet_id: o.id.clone(),
+        name: Some(format!("Outlet {}", o.id)),
+        region: Some(["north", "south"][n % 2].into()),
+        channel: Some(
+            if o.segment < 2 {
+                "traditional"
+            } else {
+                "modern"
+            }
+            .into(),
+        ),
+        attributes: Some(json!({ "size": SIZES[n % 3] }).to_string()),
+        deleted: false,
+    }
+}
+
+/// The input side of one store: invoice lines and master data written as ingest writes
+/// them, and the real aggregator run over them.
+struct Feed {
+    cfg: Config,
+    storage: Storage,
+    /// The next offset (and message timestamp) on the simulated topics: later writes
+    /// are later versions.
+    offset: i64,
+}
+
+impl Feed {
+    fn new(cfg: &Config) -> Self {
+        Self {
+            cfg: cfg.clone(),
+            storage: Storage::from_url(&cfg.storage.url).unwrap(),
+            offset: 0,
+        }
+    }
+
+    fn source(&mut self, topic: &'static str) -> Source<'static> {
+        self.offset += 1;
+        Source {
+            topic,
+            partition: 0,
+            offset: self.offset,
+            timestamp_ms: 1_700_000_000_000 + self.offset,
+        }
+    }
+
+    /// Writes one invoice per outlet dated `day` and the master data of the outlets
+    /// and SKUs, then runs one aggregator pass as of `day`. An outlet's lines of a day
+    /// have the same identities whatever it buys, so writing a day again corrects it
+    /// (the later version of each line wins).
+    async fn day(&mut self, outlets: &[Planted], day: NaiveDate) {
+        let first = self.offset + 1;
+        let (mut lines, mut records) = (RawInvoiceBuilder::default(), OutletBuilder::default());
+        let mut categories: BTreeMap<String, String> = BTreeMap::new();
+        for (n, o) in outlets.iter().enumerate() {
+            let invoice = format!("{}/{day}", o.id);
+            for (k, (sku, feature, value)) in purchases(n, o).into_iter().enumerate() {
+                let line = InvoiceLine {
+                    distributor_id: "D1".into(),
+                    invoice_id: invoice.as_str().into(),
+                    line_no: k as i64 + 1,
+                    invoice_date: day,
+                    outlet_id: o.id.as_str().into(),
+                    sku_id: sku.as_str().into(),
+                    quantity: 1.0,
+                    net_value: value,
+                    currency: None,
+                };
+                let src = self.source("invoices");
+                lines.append(&line, &src, 0);
+                categories.insert(sku, feature);
+            }
+            let src = self.source("outlets");
+            records.append(&master(n, o), &src);
+        }
+        let mut skus = SkuBuilder::default();
+        for (sku, feature) in &categories {
+            let src = self.source("skus");
+            skus.append(
+                &Sku {
+                    sku_id: sku.clone(),
+                    name: Some(format!("{feature} {sku}")),
+                    category: Some(feature.clone()),
+                    subcategory: None,
+                    brand: None,
+                    attributes: None,
+                    deleted: false,
+                },
+                &src,
+            );
+        }
+        let last = self.offset;
+        let put = |path: String, schema, batch: RecordBatch| {
+            let data = to_parquet(schema, &[batch]).unwrap();
+            let storage = self.storage.clone();
+            async move { storage.put(&path, data).await.unwrap() }
+        };
+        put(
+            format!("raw/invoices/date={day}/invoices-0-{first}-{last}.parquet"),
+            raw_invoice_schema(),
+            lines.finish(),
+        )
+        .await;
+        put(
+            format!("master/outlets/outlets-0-{first}-{last}.parquet"),
+            outlet_schema(),
+            records.finish(),
+        )
+        .await;
+        put(
+            format!("master/skus/skus-0-{first}-{last}.parquet"),
+            sku_schema(),
+            skus.finish(),
+        )
+        .await;
+        let summary = spectra_aggregator::run(
+            self.cfg.clone(),
+            Context::new(CancellationToken::new()),
+            spectra_aggregator::AggregateOptions {
+                once: true,
+                as_of: Some(day),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(summary.failures.is_empty(), "{summary:?}");
+    }
 }
 
 fn segmentation(v: Value) -> SegmentationConfig {
     serde_json::from_value(v).unwrap()
 }
 
-fn config(storage: &str, seg: SegmentationConfig) -> Config {
+/// A configuration with `seg` over a one-day window, the change detector off.
+fn config(storage: &str, mut seg: SegmentationConfig) -> Config {
+    seg.window_days = 1;
+    seg.recent_days = 0;
     let mut c = Config::default();
     c.storage.url = storage.to_owned();
     c.segmentation = vec![seg];
@@ -183,6 +298,7 @@ async fn drifted_outlets_move_others_keep_their_ids_and_identical_data_moves_not
     );
     let cfg = config(&url, seg);
     let ctx = Context::new(CancellationToken::new());
+    let mut feed = Feed::new(&cfg);
     let mut outlets: Vec<Planted> = (0..N)
         .map(|i| Planted {
             id: format!("PL-{i:05}"),
@@ -197,10 +313,7 @@ async fn drifted_outlets_move_others_keep_their_ids_and_identical_data_moves_not
     assert!(s.runs.is_empty() && s.up_to_date == ["mix"], "{s:?}");
 
     // Run 1: cold, k by silhouette.
-    tables(&outlets)
-        .write(&storage, "mix", "category", 91, date(1))
-        .await
-        .unwrap();
+    feed.day(&outlets, date(1)).await;
     let s = once(&cfg, &ctx).await;
     assert_eq!(s.runs.len(), 1);
     assert_eq!(s.runs[0].run_id, "mix/2026-11-01/1");
@@ -244,7 +357,7 @@ async fn drifted_outlets_move_others_keep_their_ids_and_identical_data_moves_not
     assert_eq!(profiles.len(), SEGMENTS);
     let outlets_in: u64 = profiles
         .iter()
-        .map(|p| p["size"]["outlets"].as_u64().unwrap())
+        .map(|p| p["outlets"].as_u64().unwrap())
         .sum();
     assert_eq!(outlets_in as usize, a1.len());
     let mut names = HashSet::new();
@@ -254,7 +367,13 @@ async fn drifted_outlets_move_others_keep_their_ids_and_identical_data_moves_not
         assert!(own.starts_with("cat"), "{own}");
         assert!(top[0]["index"].as_f64().unwrap() > 300.0, "{}", top[0]);
         let staples = top.iter().find(|f| f["feature"] == "staples").unwrap();
-        assert!((staples["penetration"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+        let staples_penetration = p["penetration"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["feature"] == "staples")
+            .unwrap();
+        assert!((staples_penetration["share"].as_f64().unwrap() - 1.0).abs() < 1e-9);
         assert!(
             (staples["index"].as_f64().unwrap() - 100.0).abs() < 30.0,
             "{staples}"
@@ -284,7 +403,12 @@ async fn drifted_outlets_move_others_keep_their_ids_and_identical_data_moves_not
             .as_array()
             .unwrap()
             .iter()
-            .filter(|a| a["attribute"] == "channel")
+            .find(|a| a["attribute"] == "channel")
+            .unwrap()["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["outlets"].as_u64().unwrap() > 0)
             .collect();
         assert_eq!(
             channel.len(),
@@ -316,10 +440,7 @@ async fn drifted_outlets_move_others_keep_their_ids_and_identical_data_moves_not
             o.id.clone()
         })
         .collect();
-    tables(&outlets)
-        .write(&storage, "mix", "category", 91, date(2))
-        .await
-        .unwrap();
+    feed.day(&outlets, date(2)).await;
     let s = once(&cfg, &ctx).await;
     assert_eq!(s.runs[0].run_id, "mix/2026-11-02/1");
     let run2 = "segmentations/mix/runs/2026-11-02.1";
@@ -392,10 +513,7 @@ async fn drifted_outlets_move_others_keep_their_ids_and_identical_data_moves_not
     assert!(s.runs.is_empty() && s.up_to_date == ["mix"]);
 
     // Run 3: identical data on a new date moves nothing; names hold.
-    tables(&outlets)
-        .write(&storage, "mix", "category", 91, date(3))
-        .await
-        .unwrap();
+    feed.day(&outlets, date(3)).await;
     let ctx = Context::new(CancellationToken::new()); // a fresh registry, as a new process
     let s = once(&cfg, &ctx).await;
     assert_eq!(s.runs[0].moved, 0, "{:?}", s.runs[0]);
@@ -455,6 +573,7 @@ async fn a_retired_segment_id_is_never_given_again() {
         segmentation(json!({"name": "ids", "k": 4, "seed": 3, "max_change_share": 1.0})),
     );
     let ctx = Context::new(CancellationToken::new());
+    let mut feed = Feed::new(&cfg);
     let group = |segment: usize| -> Vec<Planted> {
         (0..120)
             .map(|i| Planted {
@@ -477,10 +596,7 @@ async fn a_retired_segment_id_is_never_given_again() {
     // Groups 0–3, then 3 is replaced by 4, then 4 by 3 again.
     for (day, groups) in [(1, [0, 1, 2, 3]), (2, [0, 1, 2, 4]), (3, [0, 1, 2, 3])] {
         let outlets: Vec<Planted> = groups.iter().flat_map(|&g| group(g)).collect();
-        tables(&outlets)
-            .write(&storage, "ids", "category", 91, date(day))
-            .await
-            .unwrap();
+        feed.day(&outlets, date(day)).await;
         let s = once(&cfg, &ctx).await;
         let folder = format!("segmentations/ids/runs/2026-11-0{day}.1");
         let model = json_at(&storage, &format!("{folder}/model.json")).await;
@@ -575,6 +691,7 @@ async fn a_new_kind_of_outlet_splits_off_when_k_is_auto() {
         segmentation(json!({"name": "auto", "k": "auto", "k_range": [3, 8], "seed": 5})),
     );
     let ctx = Context::new(CancellationToken::new());
+    let mut feed = Feed::new(&cfg);
     let planted = |groups: usize| -> Vec<Planted> {
         (0..groups * 150)
             .map(|i| Planted {
@@ -584,20 +701,14 @@ async fn a_new_kind_of_outlet_splits_off_when_k_is_auto() {
             })
             .collect()
     };
-    tables(&planted(4))
-        .write(&storage, "auto", "category", 91, date(1))
-        .await
-        .unwrap();
+    feed.day(&planted(4), date(1)).await;
     once(&cfg, &ctx).await;
     let a1 = assignments(&storage, "segmentations/auto/runs/2026-11-01.1").await;
     let m1 = json_at(&storage, "segmentations/auto/runs/2026-11-01.1/model.json").await;
     assert_eq!(m1["k_selection"]["best_k"], 4);
 
     // A fifth kind of outlet appears: the fit degrades, k is re-evaluated, it splits off.
-    tables(&planted(5))
-        .write(&storage, "auto", "category", 91, date(2))
-        .await
-        .unwrap();
+    feed.day(&planted(5), date(2)).await;
     let s = once(&cfg, &ctx).await;
     let m2 = json_at(&storage, "segmentations/auto/runs/2026-11-02.1/model.json").await;
     println!("restructure: {}", m2["restructure"]);
@@ -628,6 +739,7 @@ async fn the_service_runs_when_a_new_as_of_date_appears_and_stops_on_shutdown() 
     cfg.segment.poll_seconds = 1;
     let token = CancellationToken::new();
     let ctx = Context::new(token.clone());
+    let mut feed = Feed::new(&cfg);
     let service = tokio::spawn(run(cfg, ctx.clone(), SegmentOptions::default()));
     let outlets: Vec<Planted> = (0..90)
         .map(|i| Planted {
@@ -652,10 +764,7 @@ async fn the_service_runs_when_a_new_as_of_date_appears_and_stops_on_shutdown() 
         }
     };
     for day in [1, 2] {
-        tables(&outlets)
-            .write(&storage, "svc", "category", 91, date(day))
-            .await
-            .unwrap();
+        feed.day(&outlets, date(day)).await;
         wait_for(if day == 1 { "2026-11-01" } else { "2026-11-02" }).await;
     }
     assert!(ctx.health.is_ready());
@@ -678,6 +787,7 @@ async fn a_run_moving_half_the_outlets_is_held_until_released() {
     let storage = Storage::from_url(&url).unwrap();
     let cfg = config(&url, segmentation(json!({"name": "cb", "k": 3, "seed": 2})));
     let ctx = Context::new(CancellationToken::new());
+    let mut feed = Feed::new(&cfg);
     let planted = |shift: usize| -> Vec<Planted> {
         (0..300)
             .map(|i| Planted {
@@ -688,18 +798,12 @@ async fn a_run_moving_half_the_outlets_is_held_until_released() {
             })
             .collect()
     };
-    tables(&planted(0))
-        .write(&storage, "cb", "category", 91, date(1))
-        .await
-        .unwrap();
+    feed.day(&planted(0), date(1)).await;
     let s = once(&cfg, &ctx).await;
     assert!(s.runs[0].held.is_none(), "the first run is never held");
 
     // Half the outlets change behaviour: held.
-    tables(&planted(1))
-        .write(&storage, "cb", "category", 91, date(2))
-        .await
-        .unwrap();
+    feed.day(&planted(1), date(2)).await;
     let s = once(&cfg, &ctx).await;
     let held = s.runs[0].held.clone().expect("held");
     assert_eq!(held.baseline.run_id, "cb/2026-11-01/1");
@@ -717,10 +821,7 @@ async fn a_run_moving_half_the_outlets_is_held_until_released() {
 
     // The next day looks like the first again: compared with run 1 (accepted), not with
     // the held run, so it is not held and moves nothing.
-    tables(&planted(0))
-        .write(&storage, "cb", "category", 91, date(3))
-        .await
-        .unwrap();
+    feed.day(&planted(0), date(3)).await;
     let s = once(&cfg, &ctx).await;
     assert!(s.runs[0].held.is_none(), "{:?}", s.runs[0]);
     assert_eq!(s.runs[0].moved, 0, "{:?}", s.runs[0]);
@@ -732,10 +833,7 @@ async fn a_run_moving_half_the_outlets_is_held_until_released() {
         .contains(r#"spectra_segment_runs_held{segmentation="cb"} 0"#));
 
     // Shifted again (held), then released: the next run starts from the released one.
-    tables(&planted(1))
-        .write(&storage, "cb", "category", 91, date(4))
-        .await
-        .unwrap();
+    feed.day(&planted(1), date(4)).await;
     let s = once(&cfg, &ctx).await;
     assert!(s.runs[0].held.is_some());
     spectra_core::hold::save_release(
@@ -756,12 +854,10 @@ async fn a_run_moving_half_the_outlets_is_held_until_released() {
         .unwrap();
     assert_eq!((accepted.run_id.as_str(), held), ("cb/2026-11-04/1", None));
 
-    // The aggregator moves the as-of back to the 3rd (the 4th was corrected away): a
-    // run for the earlier date, compared with the released run.
-    tables(&planted(1))
-        .write(&storage, "cb", "category", 91, date(3))
-        .await
-        .unwrap();
+    // The distributors correct the 3rd (every line of it re-sent as the outlets bought
+    // on the 4th) and the aggregator is run as of the 3rd again: the as-of moves back,
+    // and the run for the earlier date is compared with the released run.
+    feed.day(&planted(1), date(3)).await;
     let s = once(&cfg, &ctx).await;
     assert_eq!(s.runs.len(), 1, "{s:?}");
     assert_eq!(s.runs[0].run_id, "cb/2026-11-03/2");

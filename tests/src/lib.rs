@@ -2,6 +2,9 @@
 //! `scripts/test.sh`), fresh topic names, the `spectra` binary as a child process,
 //! producing and consuming, and reading the tables back.
 
+pub mod fixture;
+pub mod served;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

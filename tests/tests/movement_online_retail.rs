@@ -140,6 +140,7 @@ fn feature_set(
             kpis: Kpis {
                 net_value: spend.row(i).sum(),
                 lines: lines_of[i],
+                invoices: invoices[i].len() as f64,
                 invoices_per_month: invoices[i].len() as f64 / 12.0,
                 avg_invoice_value: spend.row(i).sum() / invoices[i].len().max(1) as f64,
                 distinct_skus: 0.0,
@@ -251,7 +252,7 @@ fn perturbed_customers_move_and_the_others_keep_their_segment() {
     let moved: Vec<_> = second
         .assignments
         .iter()
-        .filter(|a| a.change == "moved")
+        .filter(|a| a.change == spectra_core::tables::runs::Change::Moved)
         .collect();
     let caught = moved
         .iter()

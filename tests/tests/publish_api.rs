@@ -1,44 +1,24 @@
 //! The publisher's HTTP API, route by route, against a running service with a real
-//! broker: status codes, auth and bad input, the rename flow (metadata topic →
-//! `renamed` assignments), exports, the console files and the admin routes.
-
-mod publish_fixtures;
+//! broker, on the runs the real services made of a seeded feed
+//! (`spectra_tests::fixture`): status codes, auth and bad input, the rename flow
+//! (metadata topic → `renamed` assignments), exports, the console files and the admin
+//! routes.
 
 use std::time::{Duration, Instant};
 
-use publish_fixtures as fx;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use spectra_core::service::Context;
 use spectra_publisher::PublishOptions;
+use spectra_tests::fixture::{fixture, Stage, Store, SEGMENTATION};
+use spectra_tests::served;
 use tokio_util::sync::CancellationToken;
 
-fn as_of() -> chrono::NaiveDate {
-    "2026-11-21".parse().unwrap()
-}
-
-/// Storage with two runs of `mix` (the second drifted) and the service started on it.
-async fn service(
-    token: &str,
-) -> (
-    tempfile::TempDir,
-    spectra_core::Config,
-    String,
-    CancellationToken,
-    Vec<fx::Assign>,
-) {
-    let (dir, url, root) = fx::storage();
-    let mut cfg = fx::config(&url, &spectra_tests::fresh("api"));
+/// A copy of the fixture after run 2, and the service started on it.
+async fn service(token: &str) -> (Store, spectra_core::Config, String, CancellationToken) {
+    let store = fixture().store(Stage::Run2);
+    let mut cfg = store.config(&spectra_tests::fresh("api"));
     cfg.publish.api_token = token.into();
-    let outlets = fx::outlets(60);
-    let lines = fx::lines(11, &outlets, as_of(), 91, 25);
-    fx::write_daily(&root, &lines);
-    fx::write_features(&root, "mix", as_of(), 91, &outlets, &lines);
-    let totals = fx::window_totals(&lines, as_of(), 91);
-    let run1 = fx::first_assignments(&outlets[..54]);
-    fx::write_run(&root, "mix", as_of(), 1, &run1, &totals);
-    let run2 = fx::drift(&run1, &outlets[54..]);
-    fx::write_run(&root, "mix", as_of(), 2, &run2, &totals);
     let token = CancellationToken::new();
     let svc = spectra_publisher::start(
         cfg.clone(),
@@ -49,7 +29,7 @@ async fn service(
     .unwrap();
     let base = format!("http://{}", svc.addr().unwrap());
     tokio::spawn(svc.wait());
-    (dir, cfg, base, token, run2)
+    (store, cfg, base, token)
 }
 
 async fn get(c: &reqwest::Client, url: &str) -> (StatusCode, Value) {
@@ -60,7 +40,13 @@ async fn get(c: &reqwest::Client, url: &str) -> (StatusCode, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_route_with_auth_bad_input_and_the_rename_flow() {
-    let (_dir, cfg, base, token, run2) = service("s3cret").await;
+    let (_store, cfg, base, token) = service("s3cret").await;
+    let fx = fixture();
+    let run2 = &fx.run2;
+    let n = run2.assignments.len();
+    // The coffee-and-tea outlets' segment is renamed below; another one is listed.
+    let coffee = fx.segment_of_taste(run2, 0);
+    let other = fx.segment_of_taste(run2, 1);
     let c = reqwest::Client::new();
 
     // Console and admin routes.
@@ -103,29 +89,67 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     // Segmentations and segments.
     let (s, v) = get(&c, &format!("{base}/api/segmentations")).await;
     assert_eq!(s, 200);
-    assert_eq!(v[0]["name"], "mix");
-    assert_eq!(v[0]["latest"]["run_id"], "mix/2026-11-21/2");
-    assert_eq!(v[0]["outlets"], run2.len());
-    assert_eq!(v[0]["quality"]["silhouette"], 0.41);
+    assert_eq!(v[0]["name"], SEGMENTATION);
+    assert_eq!(v[0]["latest"]["run_id"], run2.run_id.as_str());
+    assert_eq!(v[0]["outlets"], n);
+    assert_eq!(
+        v[0]["quality"]["silhouette"],
+        run2.model["quality"]["silhouette"]
+    );
     let (s, segs) = get(&c, &format!("{base}/api/segmentations/mix/segments")).await;
     assert_eq!(s, 200);
     let segs = segs.as_array().unwrap().clone();
-    assert_eq!(segs.len(), 3);
-    let outlets_total: u64 = segs.iter().map(|p| p["outlets"].as_u64().unwrap()).sum();
-    assert_eq!(outlets_total as usize, run2.len());
-    let value_share: f64 = segs
-        .iter()
-        .map(|p| p["value_share"].as_f64().unwrap())
-        .sum();
-    assert!((value_share - 1.0).abs() < 1e-9, "{value_share}");
-    let region = segs[0]["attributes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["attribute"] == "region")
-        .unwrap();
-    assert_eq!(region["values"].as_array().unwrap().len(), 3);
-    assert!(!segs[0]["patterns"].as_array().unwrap().is_empty());
+    assert_eq!(
+        segs.iter()
+            .map(|p| served::segment_id(p).to_owned())
+            .collect::<std::collections::BTreeSet<_>>(),
+        run2.segments()
+    );
+    for p in &segs {
+        let id = served::segment_id(p);
+        assert_eq!(served::outlets(p) as usize, run2.members(id).len(), "{id}");
+        let spectrum = served::spectrum(p);
+        let share: f64 = spectrum.iter().map(|f| f.share).sum();
+        assert!(
+            (share - 1.0).abs() < 1e-6,
+            "{id}: spectrum shares sum to {share}"
+        );
+        assert!(spectrum.windows(2).all(|w| w[0].share >= w[1].share));
+        assert!(!served::patterns(p).is_empty(), "{id}");
+        // Region, channel and size: every outlet has one value, shares sum to 1.
+        for attr in ["region", "channel", "size"] {
+            let values = served::attribute(p, attr);
+            let total: f64 = values.iter().map(|v| v.share).sum();
+            assert!((total - 1.0).abs() < 1e-6, "{id} {attr}: {values:?}");
+        }
+        // Every listed value of every attribute is a share of the segment's outlets;
+        // `postcode`, nearly one value per outlet, does not flood the mix.
+        let mut listed: std::collections::BTreeMap<String, usize> = Default::default();
+        for a in served::attributes(p) {
+            assert!((0.0..=1.0 + 1e-9).contains(&a.share), "{id}: {a:?}");
+            *listed.entry(a.attribute).or_default() += 1;
+        }
+        assert!(listed.values().all(|n| *n <= 30), "{id}: {listed:?}");
+        assert!(
+            listed.contains_key("staff"),
+            "a number attribute: {listed:?}"
+        );
+    }
+    let outlets_total: u64 = segs.iter().map(served::outlets).sum();
+    assert_eq!(outlets_total as usize, n);
+    // The shares of the assigned outlets' value sum to 1, the returner's negative
+    // value included (its segment's value is the signed sum of its outlets').
+    let value_share: f64 = segs.iter().map(served::value_share).sum();
+    assert!(
+        run2.assignments.values().any(|a| a.value < 0.0),
+        "the fixture has an outlet with a negative value"
+    );
+    assert!(
+        (value_share - 1.0).abs() <= 1e-9,
+        "value shares sum to {value_share}"
+    );
+    let regions = served::attribute(&segs[0], "region");
+    assert_eq!(regions.len(), 3, "{regions:?}");
     assert_eq!(
         get(&c, &format!("{base}/api/segmentations/nope/segments"))
             .await
@@ -133,20 +157,23 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         404
     );
     assert_eq!(
-        get(&c, &format!("{base}/api/segmentations/mix/segments/S1"))
-            .await
-            .1["segment_id"],
-        "S1"
+        get(
+            &c,
+            &format!("{base}/api/segmentations/mix/segments/{coffee}")
+        )
+        .await
+        .1["segment_id"],
+        coffee.as_str()
     );
     assert_eq!(
-        get(&c, &format!("{base}/api/segmentations/mix/segments/S9"))
+        get(&c, &format!("{base}/api/segmentations/mix/segments/S99"))
             .await
             .0,
         404
     );
     let (s, outs) = get(
         &c,
-        &format!("{base}/api/segmentations/mix/segments/S2/outlets?limit=5"),
+        &format!("{base}/api/segmentations/mix/segments/{other}/outlets?limit=5"),
     )
     .await;
     assert_eq!(s, 200);
@@ -157,10 +184,8 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         .all(|w| w[0]["value"].as_f64() >= w[1]["value"].as_f64()));
     let (s, m) = get(&c, &format!("{base}/api/segmentations/mix/movement")).await;
     assert_eq!(s, 200);
-    let moved = run2
-        .iter()
-        .filter(|a| a.2.as_ref().is_some_and(|p| p != &a.1))
-        .count();
+    let moved = run2.with_change("moved").len();
+    assert!(moved > 0);
     assert_eq!(m["moved"], moved);
     let flow_total: u64 = m["flows"]
         .as_array()
@@ -168,17 +193,22 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         .iter()
         .map(|f| f["outlets"].as_u64().unwrap())
         .sum();
-    assert_eq!(flow_total as usize, run2.len());
+    assert_eq!(flow_total as usize, n);
 
     // Outlet 360 and search.
-    let id = &run2[0].0;
+    let (id, a) = run2.assignments.iter().next().unwrap();
     let (s, o) = get(&c, &format!("{base}/api/outlets/{id}")).await;
     assert_eq!(s, 200, "{o}");
-    assert_eq!(o["name"], "Sklep 0");
+    assert_eq!(o["name"], fx.outlet(id).name.as_str());
     let view = &o["segmentations"][0];
-    assert_eq!(view["segment_id"], run2[0].1.as_str());
+    assert_eq!(view["segment_id"], a.segment_id.as_str());
     assert!(!view["spectrum"].as_array().unwrap().is_empty());
-    assert_eq!(view["potential"], 123.0);
+    let potential = view["potential"].as_f64().unwrap();
+    assert!(
+        (potential - a.potential).abs() < 0.01 * a.potential.max(1.0),
+        "{potential} vs {}",
+        a.potential
+    );
     assert!(view["recommendations"]["should_have"].is_array());
     let weeks = o["history"].as_array().unwrap();
     assert_eq!(weeks.len(), 26);
@@ -192,9 +222,9 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     assert_eq!(get(&c, &format!("{base}/api/outlets/NOPE-1")).await.0, 404);
     let (s, hits) = get(&c, &format!("{base}/api/outlets?q=sklep%201")).await;
     assert_eq!(s, 200);
+    let hits = hits.as_array().unwrap();
+    assert!(!hits.is_empty());
     assert!(hits
-        .as_array()
-        .unwrap()
         .iter()
         .all(|h| h["name"].as_str().unwrap().starts_with("Sklep 1")));
     assert_eq!(get(&c, &format!("{base}/api/outlets?q=")).await.0, 400);
@@ -203,8 +233,18 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     let (s, p) = get(&c, &format!("{base}/api/pipeline")).await;
     assert_eq!(s, 200);
     assert_eq!(p["segmentations"][0]["runs"].as_array().unwrap().len(), 2);
-    assert_eq!(p["features_latest_date"], "2026-11-21");
+    assert_eq!(p["features_latest_date"], run2.as_of.to_string());
     assert_eq!(p["kafka"]["dead_letters"], 0, "{p}");
+    // Ingest's progress comes from the status document ingest publishes (topic names
+    // with `-`, as every test topic has), every partition caught up.
+    let lag = p["kafka"]["ingest_lag"].as_array().unwrap();
+    assert!(
+        lag.iter()
+            .any(|l| l["topic"].as_str().unwrap().ends_with(".invoices")
+                && l["lines_written"].as_u64().unwrap() > 0),
+        "{p}"
+    );
+    assert!(lag.iter().all(|l| l["lag"] == 0), "{p}");
 
     // Exports.
     let r = c
@@ -215,7 +255,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     assert_eq!(r.status(), 200);
     let csv = r.text().await.unwrap();
     assert!(csv.starts_with("segmentation,outlet_id,outlet_name,segment_id,segment_name,tags,confidence,value,lines,as_of"));
-    assert_eq!(csv.lines().count(), run2.len() + 1);
+    assert_eq!(csv.lines().count(), n + 1);
     let r = c
         .get(format!("{base}/api/segmentations/mix/export.xlsx"))
         .send()
@@ -231,7 +271,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     );
 
     // Editing: auth first, then bad input, then the real thing.
-    let url = format!("{base}/api/segmentations/mix/segments/S1");
+    let url = format!("{base}/api/segmentations/mix/segments/{coffee}");
     let body = json!({"name": "Coffee-led convenience", "tags": ["#premium", "#coffee"], "updated_by": "test"});
     let r = c.put(&url).json(&body).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -267,7 +307,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         assert!(v["error"].as_str().unwrap().contains(needle), "{b}: {v}");
     }
     let r = c
-        .put(format!("{base}/api/segmentations/mix/segments/S9"))
+        .put(format!("{base}/api/segmentations/mix/segments/S99"))
         .bearer_auth("s3cret")
         .json(&body)
         .send()
@@ -286,13 +326,17 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     assert_eq!(saved["tags"], json!(["#premium", "#coffee"]));
     assert_eq!(saved["updated_by"], "test");
 
-    // The name is stored on the metadata topic and the S1 outlets are republished.
+    // The name is stored on the metadata topic and the segment's outlets are
+    // republished.
     let meta = spectra_tests::compacted(&cfg.kafka.topics.metadata);
-    assert_eq!(meta["mix:S1"]["name"], "Coffee-led convenience");
+    assert_eq!(
+        meta[&format!("mix:{coffee}")]["name"],
+        "Coffee-led convenience"
+    );
     let s1: Vec<String> = run2
+        .members(&coffee)
         .iter()
-        .filter(|a| a.1 == "S1")
-        .map(|a| format!("mix:{}", a.0))
+        .map(|o| format!("mix:{o}"))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -307,22 +351,25 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         if renamed == s1.len() {
             assert!(view
                 .values()
-                .filter(|v| v["segment_id"] != "S1")
+                .filter(|v| v["segment_id"] != coffee.as_str())
                 .all(|v| v["change"] != "renamed"));
-            assert_eq!(view.len(), run2.len());
+            assert_eq!(view.len(), n);
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "only {renamed} of {} S1 outlets were republished as renamed",
+            "only {renamed} of {} {coffee} outlets were republished as renamed",
             s1.len()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let (_, p) = get(&c, &format!("{base}/api/segmentations/mix/segments/S1")).await;
+    let (_, p) = get(&c, &url).await;
     assert_eq!(p["name"], "Coffee-led convenience");
     let profiles = spectra_tests::compacted(&cfg.kafka.topics.profiles);
-    assert_eq!(profiles["mix:S1"]["tags"], json!(["#premium", "#coffee"]));
+    assert_eq!(
+        profiles[&format!("mix:{coffee}")]["tags"],
+        json!(["#premium", "#coffee"])
+    );
 
     // Metrics count requests by route and messages by change.
     let metrics = c
@@ -351,16 +398,21 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     .await
     .unwrap();
     let base2 = format!("http://{}", svc.addr().unwrap());
-    let (_, p) = get(&c, &format!("{base2}/api/segmentations/mix/segments/S1")).await;
+    let (_, p) = get(
+        &c,
+        &format!("{base2}/api/segmentations/mix/segments/{coffee}"),
+    )
+    .await;
     assert_eq!(p["name"], "Coffee-led convenience");
     token2.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn editing_is_forbidden_without_a_configured_token() {
-    let (_dir, _cfg, base, token, _) = service("").await;
+    let (_store, _cfg, base, token) = service("").await;
+    let segment = fixture().run2.segments().into_iter().next().unwrap();
     let r = reqwest::Client::new()
-        .put(format!("{base}/api/segmentations/mix/segments/S1"))
+        .put(format!("{base}/api/segmentations/mix/segments/{segment}"))
         .bearer_auth("anything")
         .json(&json!({"name": "x"}))
         .send()

@@ -1,17 +1,16 @@
 //! The web console in headless Chromium: it loads, shows every segment with its
 //! spectrum chart, and a tag set through the API appears after a reload; names and tags
 //! full of markup show as text, under a Content-Security-Policy without inline script.
+//! The store is the real services' output on a seeded feed (`spectra_tests::fixture`).
 //! Screenshots are saved to `{target}/artifacts/console*.png`.
-
-mod publish_fixtures;
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use publish_fixtures as fx;
 use serde_json::json;
 use spectra_core::service::Context;
 use spectra_publisher::PublishOptions;
+use spectra_tests::fixture::{fixture, Stage, Store};
 use tokio_util::sync::CancellationToken;
 
 fn chromium() -> String {
@@ -62,40 +61,27 @@ fn browser(args: &[&str], url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A publisher serving the console over a fixture store: `outlets` outlets of the
-/// segmentation `mix`, one run. Returns the store (kept alive), the service's token and
-/// the base URL.
-async fn console(
-    prefix: &str,
-    outlets: usize,
-    seed: u64,
-) -> (tempfile::TempDir, CancellationToken, String) {
-    let as_of: chrono::NaiveDate = "2026-11-21".parse().unwrap();
-    let (dir, url, root) = fx::storage();
-    let cfg = fx::config(&url, &spectra_tests::fresh(prefix));
-    let outlets = fx::outlets(outlets);
-    let lines = fx::lines(seed, &outlets, as_of, 91, 25);
-    fx::write_daily(&root, &lines);
-    fx::write_features(&root, "mix", as_of, 91, &outlets, &lines);
-    fx::write_run(
-        &root,
-        "mix",
-        as_of,
-        1,
-        &fx::first_assignments(&outlets),
-        &fx::window_totals(&lines, as_of, 91),
-    );
+/// A publisher serving the console over a copy of the fixture after run 2. Returns the
+/// store (kept alive), the service's token and the base URL.
+async fn console(prefix: &str) -> (Store, CancellationToken, String) {
+    let store = fixture().store(Stage::Run2);
+    let cfg = store.config(&spectra_tests::fresh(prefix));
     let token = CancellationToken::new();
     let svc = spectra_publisher::start(cfg, Context::new(token.clone()), PublishOptions::default())
         .await
         .unwrap();
     let base = format!("http://{}", svc.addr().unwrap());
-    (dir, token, base)
+    (store, token, base)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn console_shows_segments_with_charts_and_an_edited_tag_after_reload() {
-    let (_dir, token, base) = console("ui", 60, 5).await;
+    let (_store, token, base) = console("ui").await;
+    let fx = fixture();
+    let run2 = &fx.run2;
+    let segments = run2.segments().len();
+    let coffee = fx.segment_of_taste(run2, 0);
+    let other = fx.segment_of_taste(run2, 1);
 
     let dom = tokio::task::spawn_blocking({
         let base = base.clone();
@@ -105,22 +91,29 @@ async fn console_shows_segments_with_charts_and_an_edited_tag_after_reload() {
     .unwrap();
     assert_eq!(
         dom.matches("class=\"card segment-card\"").count(),
-        3,
+        segments,
         "{dom}"
     );
     assert_eq!(
         dom.matches("<svg class=\"dna\"").count(),
-        3,
-        "three spectrum strips"
+        segments,
+        "a spectrum strip per segment"
     );
+    let card = dom
+        .split(&format!("data-segment=\"{coffee}\""))
+        .nth(1)
+        .expect("the coffee segment's card");
+    let card = card.split("</article>").next().unwrap();
+    let name = run2.proposed_name(&coffee);
+    let size = format!("<b>{}</b><span>outlets", run2.members(&coffee).len());
     assert!(
-        dom.contains("coffee lovers") && dom.contains("60 outlets"),
-        "{dom}"
+        card.contains(&name) && card.contains(&size),
+        "{name}, {size}: {card}"
     );
     assert!(!dom.contains("#shelf-champion"));
 
     let r = reqwest::Client::new()
-        .put(format!("{base}/api/segmentations/mix/segments/S2"))
+        .put(format!("{base}/api/segmentations/mix/segments/{other}"))
         .bearer_auth("s3cret")
         .json(&json!({"tags": ["#shelf-champion"]}))
         .send()
@@ -132,7 +125,7 @@ async fn console_shows_segments_with_charts_and_an_edited_tag_after_reload() {
     let shot = dir.join("console.png");
     let _ = std::fs::remove_file(&shot);
     let (dom, detail) = tokio::task::spawn_blocking({
-        let (base, shot, dir) = (base.clone(), shot.clone(), dir.clone());
+        let (base, shot, dir, coffee) = (base.clone(), shot.clone(), dir.clone(), coffee.clone());
         move || {
             let dom = browser(&["--dump-dom"], &format!("{base}/#/segments"));
             browser(
@@ -144,19 +137,22 @@ async fn console_shows_segments_with_charts_and_an_edited_tag_after_reload() {
                     "--screenshot={}",
                     dir.join("console-segment.png").display()
                 )],
-                &format!("{base}/#/segment/S1"),
+                &format!("{base}/#/segment/{coffee}"),
             );
-            let detail = browser(&["--dump-dom"], &format!("{base}/#/segment/S1"));
+            let detail = browser(&["--dump-dom"], &format!("{base}/#/segment/{coffee}"));
             (dom, detail)
         }
     })
     .await
     .unwrap();
-    let s2 = dom.split("data-segment=\"S2\"").nth(1).expect("S2 card");
-    let s2 = s2.split("</article>").next().unwrap();
+    let card = dom
+        .split(&format!("data-segment=\"{other}\""))
+        .nth(1)
+        .expect("the tagged segment's card");
+    let card = card.split("</article>").next().unwrap();
     assert!(
-        s2.contains("<span class=\"tag\">#shelf-champion</span>"),
-        "the tag shows on S2's card after reload: {s2}"
+        card.contains("<span class=\"tag\">#shelf-champion</span>"),
+        "the tag shows on {other}'s card after reload: {card}"
     );
     assert!(
         detail.contains("Category fit")
@@ -195,7 +191,10 @@ fn without_attribute_values(dom: &str) -> String {
 /// allows no inline script, and still works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_names_and_tags_show_as_text_never_as_markup() {
-    let (_dir, token, base) = console("uix", 45, 6).await;
+    let (_store, token, base) = console("uix").await;
+    let fx = fixture();
+    let segments = fx.run2.segments().len();
+    let target = fx.segment_of_taste(&fx.run2, 2);
 
     // The page: security headers, and no inline script for the policy to forbid.
     let page = reqwest::get(format!("{base}/")).await.unwrap();
@@ -223,7 +222,7 @@ async fn hostile_names_and_tags_show_as_text_never_as_markup() {
         "<img/src=y/onerror=alert(3)>",
     ];
     let r = reqwest::Client::new()
-        .put(format!("{base}/api/segmentations/mix/segments/S2"))
+        .put(format!("{base}/api/segmentations/mix/segments/{target}"))
         .bearer_auth("s3cret")
         .json(&json!({"name": name, "description": description, "tags": tags}))
         .send()
@@ -235,14 +234,14 @@ async fn hostile_names_and_tags_show_as_text_never_as_markup() {
     let shot = dir.join("console-hostile.png");
     let _ = std::fs::remove_file(&shot);
     let (list, detail) = tokio::task::spawn_blocking({
-        let (base, shot) = (base.clone(), shot.clone());
+        let (base, shot, target) = (base.clone(), shot.clone(), target.clone());
         move || {
             let list = browser(&["--dump-dom"], &format!("{base}/#/segments"));
             browser(
                 &[&format!("--screenshot={}", shot.display())],
-                &format!("{base}/#/segment/S2"),
+                &format!("{base}/#/segment/{target}"),
             );
-            let detail = browser(&["--dump-dom"], &format!("{base}/#/segment/S2"));
+            let detail = browser(&["--dump-dom"], &format!("{base}/#/segment/{target}"));
             (list, detail)
         }
     })
@@ -252,10 +251,13 @@ async fn hostile_names_and_tags_show_as_text_never_as_markup() {
     // The console ran (under the policy) and rendered every segment.
     assert_eq!(
         list.matches("class=\"card segment-card\"").count(),
-        3,
+        segments,
         "{list}"
     );
-    let card = list.split("data-segment=\"S2\"").nth(1).expect("S2 card");
+    let card = list
+        .split(&format!("data-segment=\"{target}\""))
+        .nth(1)
+        .expect("the renamed segment's card");
     let card = card.split("</article>").next().unwrap();
     assert!(
         card.contains("&lt;img src=x onerror=alert(1)&gt;</a>"),

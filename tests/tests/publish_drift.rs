@@ -1,20 +1,17 @@
-//! `spectra publish` against a real broker: two runs with drift and a crash in the
-//! middle of publishing the second; the compacted view of `segment-assignments` must
-//! be exactly the latest run, and every republished value identical to the one it
-//! repeats.
+//! `spectra publish` against a real broker, on the runs the real services made of a
+//! seeded feed (`spectra_tests::fixture`): run 1 is published, then run 2 (some outlets
+//! changed taste, some stopped buying, new ones opened) with a crash in the middle of
+//! publishing it. The compacted view of `segment-assignments` must be exactly the latest
+//! run, every republished value identical to the one it repeats, and what moved, left
+//! and joined what the feed planted.
 
-mod publish_fixtures;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use std::collections::{BTreeMap, HashMap};
-
-use publish_fixtures as fx;
 use spectra_core::service::Context;
 use spectra_publisher::PublishOptions;
+use spectra_tests::fixture::{fixture, RunInfo, Stage, SEASONAL, SEGMENTATION};
+use spectra_tests::served;
 use tokio_util::sync::CancellationToken;
-
-fn as_of() -> chrono::NaiveDate {
-    "2026-11-21".parse().unwrap()
-}
 
 async fn publish_once(
     cfg: &spectra_core::Config,
@@ -27,15 +24,17 @@ async fn publish_once(
         PublishOptions {
             once: true,
             crash_after,
+            ..Default::default()
         },
     )
     .await
 }
 
-fn expected(assign: &[fx::Assign]) -> BTreeMap<String, String> {
-    assign
+/// The compacted view a run must leave: `mix:{outlet}` → segment.
+fn expected(run: &RunInfo) -> BTreeMap<String, String> {
+    run.assignments
         .iter()
-        .map(|a| (format!("mix:{}", a.0), a.1.clone()))
+        .map(|(o, a)| (format!("{SEGMENTATION}:{o}"), a.segment_id.clone()))
         .collect()
 }
 
@@ -48,23 +47,23 @@ fn view(topic: &str) -> BTreeMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
-    let (_dir, url, root) = fx::storage();
-    let cfg = fx::config(&url, &spectra_tests::fresh("pub"));
-    let outlets = fx::outlets(90);
-    let lines = fx::lines(7, &outlets, as_of(), 91, 30);
-    fx::write_daily(&root, &lines);
-    fx::write_features(&root, "mix", as_of(), 91, &outlets, &lines);
-    let totals = fx::window_totals(&lines, as_of(), 91);
+    let fx = fixture();
+    let (run1, run2) = (&fx.run1, &fx.run2);
+    let store = fx.store(Stage::Run1);
+    let cfg = store.config(&spectra_tests::fresh("pub"));
 
     // Run 1: everything is new.
-    let run1 = fx::first_assignments(&outlets[..80]);
-    fx::write_run(&root, "mix", as_of(), 1, &run1, &totals);
     let s = publish_once(&cfg, None).await.unwrap();
-    assert_eq!(s.segmentations[0].assignments.get("new"), Some(&80));
-    assert_eq!(view(&cfg.kafka.topics.assignments), expected(&run1));
+    assert_eq!(
+        s.segmentations[0].assignments.get("new"),
+        Some(&(run1.assignments.len() as u64)),
+        "{s:?}"
+    );
+    assert_eq!(view(&cfg.kafka.topics.assignments), expected(run1));
     let first_messages = spectra_tests::read_topic(&cfg.kafka.topics.assignments).len();
     assert_eq!(
-        first_messages, 80,
+        first_messages,
+        run1.assignments.len(),
         "the first run publishes each outlet once"
     );
 
@@ -72,61 +71,71 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
     let s = publish_once(&cfg, None).await.unwrap();
     assert_eq!(s.messages, 0, "{s:?}");
 
-    // Run 2 with drift; the publisher crashes after 10 acknowledged messages.
-    let run2 = fx::drift(&run1, &outlets[80..]);
-    let moved = run2
+    // Run 2: what moved, left and joined is what the feed planted.
+    let moved = run2.with_change("moved");
+    let joined: BTreeSet<&str> = run2.with_change("new");
+    let left: BTreeSet<&str> = run1
+        .assignments
+        .keys()
+        .filter(|o| !run2.assignments.contains_key(*o))
+        .map(String::as_str)
+        .collect();
+    let churned: BTreeSet<&str> = fx
+        .outlets
         .iter()
-        .filter(|a| a.2.as_ref().is_some_and(|p| p != &a.1))
+        .filter(|o| o.churns)
+        .map(|o| o.id.as_str())
+        .collect();
+    let opened: BTreeSet<&str> = fx
+        .outlets
+        .iter()
+        .filter(|o| o.joins)
+        .map(|o| o.id.as_str())
+        .collect();
+    assert_eq!(left, churned, "the outlets that stopped buying leave");
+    assert_eq!(joined, opened, "the outlets that opened are new");
+    let drifted = fx.drifted();
+    let followed = drifted
+        .iter()
+        .filter(|o| {
+            moved.contains(o.id.as_str())
+                && run2.assignments[&o.id].segment_id
+                    == fx.segment_of_taste(run2, o.drifts_to.unwrap())
+        })
         .count();
-    let left = run1.len() + 10 - run2.len();
     assert!(
-        moved > 5 && left > 5,
-        "the drift moves and removes outlets: {moved} moved, {left} left"
+        followed * 10 >= drifted.len() * 8,
+        "most outlets that changed taste moved to their new taste's segment: {followed} of {}",
+        drifted.len()
     );
-    fx::write_run(&root, "mix", as_of(), 2, &run2, &totals);
+    let others: Vec<&&str> = moved
+        .iter()
+        .filter(|o| !drifted.iter().any(|d| d.id == **o))
+        .collect();
+    assert!(
+        others.len() <= 2,
+        "outlets that did not change moved: {others:?}"
+    );
+    assert!(moved.len() > 5 && left.len() > 5);
+
+    // The publisher crashes after 10 acknowledged messages of run 2.
+    store.advance_to_run2();
     let e = publish_once(&cfg, Some(10)).await.unwrap_err();
     assert!(
         matches!(e, spectra_publisher::Error::InjectedCrash { acked: 10 }),
         "{e}"
     );
     assert!(
-        std::fs::read_to_string(root.join("state/publisher/mix/cycle.json"))
+        std::fs::read_to_string(store.root.join("state/publisher/mix/cycle.json"))
             .unwrap()
-            .contains("mix/2026-11-21/1"),
+            .contains(&run1.run_id),
         "the crashed cycle must not record its state"
     );
 
     // Recovery through the binary, as an operator would run it.
     let out = std::process::Command::new(spectra_tests::spectra_bin())
-        .args([
-            "publish",
-            "--once",
-            "--brokers",
-            &cfg.kafka.brokers,
-            "--storage",
-            &url,
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--set",
-            &format!("kafka.topics.assignments={}", cfg.kafka.topics.assignments),
-        ])
-        .args([
-            "--set",
-            &format!("kafka.topics.profiles={}", cfg.kafka.topics.profiles),
-        ])
-        .args([
-            "--set",
-            &format!(
-                "kafka.topics.recommendations={}",
-                cfg.kafka.topics.recommendations
-            ),
-        ])
-        .args([
-            "--set",
-            &format!("kafka.topics.metadata={}", cfg.kafka.topics.metadata),
-        ])
+        .args(["publish", "--once", "--admin-listen", "127.0.0.1:0"])
+        .args(store.flags(&cfg))
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
@@ -137,27 +146,24 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let seg = &summary["segmentations"][0];
-    assert_eq!(seg["run_id"], "mix/2026-11-21/2");
-    assert_eq!(seg["assignments"]["moved"], moved as u64);
-    assert_eq!(seg["assignments"]["tombstone"], left as u64);
-    assert_eq!(seg["assignments"]["new"], 10);
+    assert_eq!(seg["run_id"], run2.run_id.as_str());
+    assert_eq!(seg["assignments"]["moved"], moved.len() as u64, "{summary}");
+    assert_eq!(seg["assignments"]["tombstone"], left.len() as u64);
+    assert_eq!(seg["assignments"]["new"], joined.len() as u64);
 
     // The compacted view is exactly the latest run.
-    assert_eq!(view(&cfg.kafka.topics.assignments), expected(&run2));
+    assert_eq!(view(&cfg.kafka.topics.assignments), expected(run2));
 
     // Nothing contradicts: a key's messages after run 1 are identical repeats of one
     // value (the crash republished), never two different values.
     let all = spectra_tests::read_topic(&cfg.kafka.topics.assignments);
     let mut after: HashMap<String, Vec<Option<Vec<u8>>>> = HashMap::new();
-    let mut seen_first: HashMap<String, usize> = HashMap::new();
     for m in &all {
         let k = String::from_utf8(m.key.clone().unwrap()).unwrap();
-        let n = seen_first.entry(k.clone()).or_default();
-        *n += 1;
         let is_first_run = m
             .value
             .as_ref()
-            .is_some_and(|v| String::from_utf8_lossy(v).contains("mix/2026-11-21/1"));
+            .is_some_and(|v| String::from_utf8_lossy(v).contains(&run1.run_id));
         if !is_first_run {
             after.entry(k).or_default().push(m.value.clone());
         }
@@ -170,53 +176,71 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
     }
     for m in all.iter().filter_map(|m| m.value.as_ref()) {
         let v: serde_json::Value = serde_json::from_slice(m).unwrap();
-        assert_eq!(v["segmentation"], "mix");
-        assert!(v["run_id"].as_str().unwrap().starts_with("mix/2026-11-21/"));
+        assert_eq!(v["segmentation"], SEGMENTATION);
+        assert!(v["run_id"] == run1.run_id.as_str() || v["run_id"] == run2.run_id.as_str());
     }
-    let moved_msg = spectra_tests::compacted(&cfg.kafka.topics.assignments)
-        .into_values()
-        .find(|v| v["change"] == "moved")
-        .expect("a moved assignment");
-    assert_ne!(moved_msg["previous_segment_id"], moved_msg["segment_id"]);
-    assert_eq!(moved_msg["as_of"], "2026-11-21");
+    let compacted = spectra_tests::compacted(&cfg.kafka.topics.assignments);
+    for o in &moved {
+        let m = &compacted[&format!("{SEGMENTATION}:{o}")];
+        assert_eq!(m["change"], "moved", "{m}");
+        assert_eq!(
+            m["previous_segment_id"],
+            run1.assignments[*o].segment_id.as_str()
+        );
+        assert_eq!(m["segment_id"], run2.assignments[*o].segment_id.as_str());
+        assert_eq!(m["as_of"], run2.as_of.to_string());
+    }
 
     // Profiles and recommendations follow the latest run too.
     let profiles = spectra_tests::compacted(&cfg.kafka.topics.profiles);
     assert_eq!(
         profiles.keys().cloned().collect::<Vec<_>>(),
-        vec!["mix:S1", "mix:S2", "mix:S3"]
+        run2.segments()
+            .iter()
+            .map(|s| format!("{SEGMENTATION}:{s}"))
+            .collect::<Vec<_>>()
     );
-    let p = &profiles["mix:S1"];
-    assert_eq!(p["run_id"], "mix/2026-11-21/2");
-    assert_eq!(p["name"], "coffee lovers");
-    let coffee = p["spectrum"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["feature"] == "coffee")
-        .unwrap();
+    for (k, p) in &profiles {
+        let seg = served::segment_id(p);
+        assert_eq!(k, &format!("{SEGMENTATION}:{seg}"));
+        assert_eq!(p["run_id"], run2.run_id.as_str());
+        assert_eq!(p["name"], run2.proposed_name(seg).as_str());
+        assert_eq!(served::outlets(p) as usize, run2.members(seg).len());
+    }
+    let coffee_segment = fx.segment_of_taste(run2, 0);
+    let coffee = served::spectrum(&profiles[&format!("{SEGMENTATION}:{coffee_segment}")])
+        .into_iter()
+        .find(|f| f.feature == "coffee")
+        .expect("coffee in the spectrum");
     assert!(
-        coffee["index"].as_f64().unwrap() > 150.0,
-        "S1 over-indexes on coffee: {coffee}"
+        coffee.index > 150.0,
+        "the coffee-and-tea outlets' segment over-indexes on coffee: {coffee:?}"
     );
     let recs = spectra_tests::compacted(&cfg.kafka.topics.recommendations);
     assert_eq!(
         recs.keys().cloned().collect::<Vec<_>>(),
-        expected(&run2).into_keys().collect::<Vec<_>>()
+        expected(run2).into_keys().collect::<Vec<_>>()
     );
-    let r = recs.values().next().unwrap();
-    for list in [
-        "new_for_outlet",
-        "should_have",
-        "popular_in_segment",
-        "seasonal_soon",
-    ] {
-        assert!(r[list].is_array(), "{list} missing in {r}");
+    for r in recs.values() {
+        for list in [
+            "new_for_outlet",
+            "should_have",
+            "popular_in_segment",
+            "seasonal_soon",
+        ] {
+            assert!(r[list].is_array(), "{list} missing in {r}");
+        }
     }
-    // Last year's coming weeks were all WAT-3: it is the seasonal pick everywhere.
-    assert!(
-        recs.values()
-            .all(|r| r["seasonal_soon"][0]["sku_id"] == "WAT-3"),
-        "{r}"
-    );
+    // Last year's weeks after the as-of date were ice cream, bought nowhere since: the
+    // seasonal pick everywhere.
+    let seasonal: Vec<&str> = fx
+        .skus
+        .iter()
+        .filter(|s| s.category == SEASONAL)
+        .map(|s| s.id.as_str())
+        .collect();
+    for (k, r) in &recs {
+        let first = r["seasonal_soon"][0]["sku_id"].as_str().unwrap_or_default();
+        assert!(seasonal.contains(&first), "{k}: {r}");
+    }
 }

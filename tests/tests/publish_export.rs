@@ -1,15 +1,15 @@
-//! `spectra export`: CSV and XLSX rows match the latest run, and `value` totals match
-//! the invoice lines fed in (each counted once, only those inside the window); text a
-//! spreadsheet would run as a formula is neutralised in CSV and a plain string in XLSX.
-
-mod publish_fixtures;
+//! `spectra export` on the runs the real services made of a seeded feed
+//! (`spectra_tests::fixture`): CSV and XLSX rows match the latest run, and `value`
+//! totals match the invoice lines fed in (each counted once whatever the redeliveries,
+//! its corrected version winning, only those inside the window); text a spreadsheet
+//! would run as a formula is neutralised in CSV and a plain string in XLSX.
 
 use std::collections::BTreeMap;
 
-use publish_fixtures as fx;
+use spectra_tests::fixture::{fixture, Stage, Store};
 
 fn export(
-    url: &str,
+    store: &Store,
     cfg: &spectra_core::Config,
     format: &str,
     out: &std::path::Path,
@@ -24,11 +24,7 @@ fn export(
             "--out",
         ])
         .arg(out)
-        .args(["--brokers", &cfg.kafka.brokers, "--storage", url])
-        .args([
-            "--set",
-            &format!("kafka.topics.metadata={}", cfg.kafka.topics.metadata),
-        ])
+        .args(store.flags(cfg))
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
@@ -75,46 +71,45 @@ print(json.dumps(rows))
 
 #[test]
 fn csv_and_xlsx_match_the_latest_run_and_the_lines_fed_in() {
-    let as_of: chrono::NaiveDate = "2026-11-21".parse().unwrap();
-    let (_dir, url, root) = fx::storage();
-    let cfg = fx::config(&url, &spectra_tests::fresh("exp"));
-    let outlets = fx::outlets(45);
-    // Lines over 120 days: those older than the 91-day window must not count.
-    let lines = fx::lines(3, &outlets, as_of, 120, 20);
-    fx::write_daily(&root, &lines);
-    fx::write_features(&root, "mix", as_of, 91, &outlets, &lines);
-    let totals = fx::window_totals(&lines, as_of, 91);
-    let run1 = fx::first_assignments(&outlets[..40]);
-    fx::write_run(&root, "mix", as_of, 1, &run1, &totals);
-    let run2 = fx::drift(&run1, &outlets[40..]);
-    fx::write_run(&root, "mix", as_of, 2, &run2, &totals);
+    let fx = fixture();
+    let run2 = &fx.run2;
+    let store = fx.store(Stage::Run2);
+    let cfg = store.config(&spectra_tests::fresh("exp"));
 
-    let from = as_of - chrono::Duration::days(90);
-    let assigned: BTreeMap<&str, &str> =
-        run2.iter().map(|a| (a.0.as_str(), a.1.as_str())).collect();
-    let fed: f64 = lines
+    let (from, to) = fx.window(run2);
+    let assigned: BTreeMap<&str, &str> = run2
+        .assignments
         .iter()
-        .filter(|l| l.date >= from && l.date <= as_of && assigned.contains_key(l.outlet.as_str()))
-        .map(|l| l.value)
-        .sum();
-    let fed_lines = lines
-        .iter()
-        .filter(|l| l.date >= from && l.date <= as_of && assigned.contains_key(l.outlet.as_str()))
-        .count();
+        .map(|(o, a)| (o.as_str(), a.segment_id.as_str()))
+        .collect();
+    let in_window = || {
+        fx.lines
+            .iter()
+            .filter(|l| l.date >= from && l.date <= to && assigned.contains_key(l.outlet.as_str()))
+    };
+    let fed: f64 = in_window().map(|l| l.value).sum();
+    let fed_lines = in_window().count();
     assert!(
-        lines.iter().any(|l| l.date < from),
+        fx.lines.iter().any(|l| l.date < from),
         "the fixture has lines outside the window"
     );
+    assert!(
+        fx.redelivered > 0 && fx.corrected > 0,
+        "the feed redelivers and corrects lines: {} redelivered, {} corrected",
+        fx.redelivered,
+        fx.corrected
+    );
+    let totals = fx.window_totals(run2);
 
     let dir = tempfile::tempdir().unwrap();
     let csv_path = dir.path().join("mix.csv");
-    let s = export(&url, &cfg, "csv", &csv_path);
-    assert_eq!(s["rows"], run2.len());
-    assert_eq!(s["run_id"], "mix/2026-11-21/2");
+    let s = export(&store, &cfg, "csv", &csv_path);
+    assert_eq!(s["rows"], assigned.len());
+    assert_eq!(s["run_id"], run2.run_id.as_str());
     let mut r = csv::Reader::from_path(&csv_path).unwrap();
     let headers: Vec<String> = r.headers().unwrap().iter().map(str::to_owned).collect();
     assert_eq!(
-        &headers[..10],
+        headers,
         [
             "segmentation",
             "outlet_id",
@@ -125,7 +120,12 @@ fn csv_and_xlsx_match_the_latest_run_and_the_lines_fed_in() {
             "confidence",
             "value",
             "lines",
-            "as_of"
+            "as_of",
+            "run_id",
+            "region",
+            "channel",
+            "change",
+            "potential"
         ]
     );
     let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
@@ -141,24 +141,41 @@ fn csv_and_xlsx_match_the_latest_run_and_the_lines_fed_in() {
         "export value {value} vs lines fed {fed}"
     );
     assert_eq!(line_count as usize, fed_lines);
-    assert!(rows
-        .iter()
-        .all(|r| &r[0] == "mix" && &r[9] == "2026-11-21" && r[2].starts_with("Sklep ")));
-    assert_eq!(
-        rows.iter().find(|r| &r[3] == "S1").unwrap()[4].to_owned(),
-        "coffee lovers"
-    );
+    for r in &rows {
+        let (value, lines) = totals[&r[1]];
+        let got: f64 = r[7].parse().unwrap();
+        assert!(
+            (got - value).abs() < 0.005 + 1e-9 * value.abs(),
+            "{}: exported {got}, fed {value}",
+            &r[1]
+        );
+        assert_eq!(r[8].parse::<i64>().unwrap(), lines, "{}", &r[1]);
+        assert_eq!(&r[0], "mix");
+        assert_eq!(r[9], run2.as_of.to_string());
+        assert_eq!(r[10], run2.run_id);
+        let o = fx.outlet(&r[1]);
+        assert!(
+            r[2] == o.name || r[2] == format!("'{}", o.name),
+            "{r:?} vs {o:?}"
+        );
+        assert_eq!((&r[11], &r[12]), (o.region.as_str(), o.channel.as_str()));
+        assert_eq!(&r[13], run2.assignments[&r[1]].change.as_str());
+        assert_eq!(&r[4], run2.proposed_name(&r[3]).as_str());
+    }
 
     let xlsx_path = dir.path().join("mix.xlsx");
-    export(&url, &cfg, "xlsx", &xlsx_path);
+    export(&store, &cfg, "xlsx", &xlsx_path);
     let sheet = xlsx_rows(&xlsx_path);
     assert_eq!(sheet[0], headers);
     assert_eq!(sheet.len(), rows.len() + 1);
     for (x, c) in sheet[1..].iter().zip(&rows) {
-        assert_eq!(
-            &x[..6],
-            &c.iter().take(6).map(str::to_owned).collect::<Vec<_>>()[..]
-        );
+        // The text as typed; the CSV shows text starting like a formula behind a `'`.
+        for i in 0..6 {
+            assert!(
+                x[i] == c[i] || format!("'{}", x[i]) == c[i],
+                "column {i}: {x:?} vs {c:?}"
+            );
+        }
         assert!((x[7].parse::<f64>().unwrap() - c[7].parse::<f64>().unwrap()).abs() < 1e-9);
         assert_eq!(
             x[8].parse::<f64>().unwrap() as i64,
@@ -170,11 +187,7 @@ fn csv_and_xlsx_match_the_latest_run_and_the_lines_fed_in() {
     let o = std::process::Command::new(spectra_tests::spectra_bin())
         .args(["export", "--segmentation", "nope", "--out"])
         .arg(dir.path().join("x.csv"))
-        .args(["--brokers", &cfg.kafka.brokers, "--storage", &url])
-        .args([
-            "--set",
-            &format!("kafka.topics.metadata={}", cfg.kafka.topics.metadata),
-        ])
+        .args(store.flags(&cfg))
         .output()
         .unwrap();
     assert!(!o.status.success());
@@ -217,29 +230,22 @@ async fn formula_like_names_are_neutralised_in_csv_and_plain_strings_in_xlsx() {
     use spectra_core::service::Context;
     use tokio_util::sync::CancellationToken;
 
-    let as_of: chrono::NaiveDate = "2026-11-21".parse().unwrap();
-    let (_dir, url, root) = fx::storage();
-    let cfg = fx::config(&url, &spectra_tests::fresh("expx"));
-    let mut outlets = fx::outlets(30);
-    let evil_outlet = "=cmd|' /C calc'!A0";
-    outlets[0].name = evil_outlet.into();
-    let mut lines = fx::lines(4, &outlets, as_of, 91, 20);
-    // The second outlet only returned goods: its value is negative, and must stay a number.
-    let returner = outlets[1].id.clone();
-    for l in lines.iter_mut().filter(|l| l.outlet == returner) {
-        l.value = -l.value.abs();
-    }
-    fx::write_daily(&root, &lines);
-    fx::write_features(&root, "mix", as_of, 91, &outlets, &lines);
-    let totals = fx::window_totals(&lines, as_of, 91);
-    fx::write_run(
-        &root,
-        "mix",
-        as_of,
-        1,
-        &fx::first_assignments(&outlets),
-        &totals,
+    let fx = fixture();
+    let run2 = &fx.run2;
+    let store = fx.store(Stage::Run2);
+    let cfg = store.config(&spectra_tests::fresh("expx"));
+    // The feed's outlet named like a formula, and the one whose credit note exceeds its
+    // purchases: its value is negative, and must stay a number.
+    let evil = fx.outlets.iter().find(|o| o.name.starts_with('=')).unwrap();
+    let evil_outlet = evil.name.as_str();
+    let returner = fx.outlets.iter().find(|o| o.returner).unwrap().id.as_str();
+    assert!(run2.assignments.contains_key(&evil.id));
+    assert!(
+        run2.assignments[returner].value < 0.0,
+        "the returner's value is negative: {:?}",
+        run2.assignments[returner]
     );
+    let segment = fx.segment_of_taste(run2, 0);
     let token = CancellationToken::new();
     let svc = spectra_publisher::start(
         cfg.clone(),
@@ -252,7 +258,7 @@ async fn formula_like_names_are_neutralised_in_csv_and_plain_strings_in_xlsx() {
 
     let evil_name = r#"=HYPERLINK("http://x","y")"#;
     let r = reqwest::Client::new()
-        .put(format!("{base}/api/segmentations/mix/segments/S1"))
+        .put(format!("{base}/api/segmentations/mix/segments/{segment}"))
         .bearer_auth("s3cret")
         .json(&json!({"name": evil_name, "tags": ["+SUM(1;2)", "#ok"]}))
         .send()
@@ -263,19 +269,16 @@ async fn formula_like_names_are_neutralised_in_csv_and_plain_strings_in_xlsx() {
     let check = |data: &[u8], source: &str| {
         let mut r = csv::Reader::from_reader(data);
         let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
-        assert_eq!(rows.len(), outlets.len(), "{source}");
-        let s1: Vec<_> = rows.iter().filter(|r| &r[3] == "S1").collect();
+        assert_eq!(rows.len(), run2.assignments.len(), "{source}");
+        let s1: Vec<_> = rows.iter().filter(|r| r[3] == segment).collect();
         assert!(!s1.is_empty());
         for r in &s1 {
             assert_eq!(&r[4], format!("'{evil_name}"), "{source}: segment name");
             assert_eq!(&r[5], "'+SUM(1;2) #ok", "{source}: tags");
         }
-        let evil = rows
-            .iter()
-            .find(|r| &r[1] == outlets[0].id.as_str())
-            .unwrap();
+        let evil = rows.iter().find(|r| r[1] == evil.id).unwrap();
         assert_eq!(&evil[2], format!("'{evil_outlet}"), "{source}: outlet name");
-        let neg = rows.iter().find(|r| r[1] == returner).unwrap();
+        let neg = rows.iter().find(|r| &r[1] == returner).unwrap();
         let value: f64 = neg[7].parse().unwrap_or_else(|e| {
             panic!(
                 "{source}: the negative value `{}` is not a number: {e}",
@@ -303,14 +306,10 @@ async fn formula_like_names_are_neutralised_in_csv_and_plain_strings_in_xlsx() {
 
     let dir = tempfile::tempdir().unwrap();
     let (csv_path, xlsx_path) = (dir.path().join("mix.csv"), dir.path().join("mix.xlsx"));
-    let (url2, cfg2) = (url.clone(), cfg.clone());
-    let (cp, xp) = (csv_path.clone(), xlsx_path.clone());
-    tokio::task::spawn_blocking(move || {
-        export(&url2, &cfg2, "csv", &cp);
-        export(&url2, &cfg2, "xlsx", &xp);
-    })
-    .await
-    .unwrap();
+    tokio::task::block_in_place(|| {
+        export(&store, &cfg, "csv", &csv_path);
+        export(&store, &cfg, "xlsx", &xlsx_path);
+    });
     check(
         &std::fs::read(&csv_path).unwrap(),
         "spectra export --format csv",
@@ -319,11 +318,11 @@ async fn formula_like_names_are_neutralised_in_csv_and_plain_strings_in_xlsx() {
     // XLSX: the text as it was typed, in string cells; no cell is a formula.
     let (formulas, cells) = xlsx_formulas_and_string_cells(&xlsx_path, evil_name);
     assert_eq!(formulas, 0, "no formula cells in the XLSX");
-    let s1 = fx::first_assignments(&outlets)
-        .iter()
-        .filter(|a| a.1 == "S1")
-        .count();
-    assert_eq!(cells, s1, "every S1 row holds the name as a string cell");
+    let members = run2.members(&segment).len();
+    assert_eq!(
+        cells, members,
+        "every {segment} row holds the name as a string cell"
+    );
     assert_eq!(xlsx_formulas_and_string_cells(&xlsx_path, evil_outlet).1, 1);
     token.cancel();
 }

@@ -1,5 +1,5 @@
 //! `spectra segment --once` as a process on feature tables written here from the
-//! README's column lists (independently of the segmenter's own fixture writer): the run
+//! README's column lists (the aggregator's contract, independently of its code): the run
 //! folder and `latest.json`, the exact columns of `assignments.parquet` and
 //! `outlet_gaps.parquet`, an up-to-date second call, and configuration errors.
 
@@ -78,6 +78,12 @@ fn features(root: &Path, as_of: &str) {
             ("feature", text(&f)),
             ("value", num(&v)),
             ("raw_value", num(&v)),
+            ("lines", int(&vec![10; v.len()])),
+            (
+                "recent_value",
+                num(&v.iter().map(|x| x / 3.0).collect::<Vec<_>>()),
+            ),
+            ("recent_lines", int(&vec![3; v.len()])),
         ]),
     );
     let strings = |s: &str| text(&vec![s.to_string(); n]);
@@ -98,6 +104,7 @@ fn features(root: &Path, as_of: &str) {
             ("days_since_last_invoice", int(&vec![2; n])),
             ("active_weeks", int(&vec![12; n])),
             ("return_share", num(&vec![0.0; n])),
+            ("recent_invoices", int(&vec![3; n])),
             ("name", strings("shop")),
             ("region", strings("Małopolska")),
             ("channel", strings("traditional")),

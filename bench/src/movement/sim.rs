@@ -309,6 +309,7 @@ impl Simulation {
                 kpis: Kpis {
                     net_value: total,
                     lines,
+                    invoices,
                     invoices_per_month: invoices / (f64::from(window_days) / 30.4375),
                     avg_invoice_value: if invoices > 0.0 {
                         total / invoices

@@ -77,6 +77,12 @@ impl From<crate::Error> for ApiError {
     }
 }
 
+impl From<spectra_core::Error> for ApiError {
+    fn from(e: spectra_core::Error) -> Self {
+        crate::Error::from(e).into()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(json!({"error": self.message}))).into_response();

@@ -8,45 +8,26 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::{json, Value};
+use spectra_core::tables::runs::MovementRow;
 
 use super::{snapshot, ApiResult, AppState};
-use crate::tables::run_dir;
 
-/// The JSON columns of movements.parquet, parsed back into objects.
-const JSON_COLUMNS: [&str; 3] = ["drivers", "earlier_spectrum", "recent_spectrum"];
-
-/// Rows of a run's movements.parquet as JSON objects (none for a run written before
-/// the file existed).
-async fn read_movements(s: &AppState, dir: &str) -> Result<Vec<Value>, crate::Error> {
-    let file = format!("{dir}/movements.parquet");
-    let Some(bytes) = s.snapshots.storage().get(&file).await? else {
-        return Ok(Vec::new());
-    };
-    let bad = |reason: String| crate::Error::Table {
-        file: file.clone(),
-        reason,
-    };
-    let batches = spectra_core::schema::from_parquet(bytes).map_err(|e| bad(e.to_string()))?;
-    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
-    for b in &batches {
-        writer.write(b).map_err(|e| bad(e.to_string()))?;
-    }
-    writer.finish().map_err(|e| bad(e.to_string()))?;
-    let text = writer.into_inner();
-    let mut rows: Vec<Value> = if text.is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?
-    };
-    for r in &mut rows {
-        for c in JSON_COLUMNS {
-            if let Some(Value::String(t)) = r.get(c) {
-                let parsed = serde_json::from_str(t).unwrap_or(Value::Null);
-                r[c] = parsed;
-            }
-        }
-    }
-    Ok(rows)
+/// A row of movements.parquet as the API shows it.
+fn movement_json(m: &MovementRow) -> Value {
+    json!({
+        "outlet_id": m.outlet_id,
+        "previous_segment_id": m.previous_segment_id,
+        "segment_id": m.segment_id,
+        "reason": m.reason,
+        "score": m.score,
+        "fit": m.fit,
+        "earlier_lines": m.earlier_lines,
+        "recent_lines": m.recent_lines,
+        "recent_invoices": m.recent_invoices,
+        "drivers": m.drivers,
+        "earlier_spectrum": m.earlier_spectrum,
+        "recent_spectrum": m.recent_spectrum,
+    })
 }
 
 /// `GET /api/segmentations/{name}/movements`.
@@ -55,25 +36,21 @@ pub(super) async fn movements(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let snap = snapshot(&s, &name).await?;
-    let dir = run_dir(&name, &snap.run.latest);
-    let moves = read_movements(&s, &dir).await?;
-    let detector = snap.run.model.get("movement").cloned();
-    let segment_drift = detector
-        .as_ref()
-        .and_then(|m| m.get("segments").cloned())
-        .unwrap_or_else(|| json!([]));
+    let moves: Vec<Value> = snap.run.movements.iter().map(movement_json).collect();
+    let detector = snap.run.model.movement.as_ref();
     Ok(Json(json!({
         "segmentation": name,
         "run_id": snap.run.latest.run_id,
         "as_of": snap.run.latest.as_of.to_string(),
         "moved": moves.len(),
         "movements": moves,
-        "detector": detector.map(|mut m| {
-            if let Some(o) = m.as_object_mut() {
+        "detector": detector.map(|m| {
+            let mut v = json!(m);
+            if let Some(o) = v.as_object_mut() {
                 o.remove("segments");
             }
-            m
+            v
         }),
-        "segment_drift": segment_drift,
+        "segment_drift": detector.map_or_else(|| json!([]), |m| json!(m.segments)),
     })))
 }

@@ -125,53 +125,32 @@ pub(super) async fn search(
     Ok(Json(out))
 }
 
-/// The outlet's spectrum against its segment's: from `outlet_gaps.parquet`, else from
-/// the features.
+/// The outlet's spectrum against its segment's (`outlet_gaps.parquet`), with the
+/// average over all assigned outlets (the segment's profile).
 fn spectrum(snap: &Snapshot, outlet_id: &str, segment_id: &str) -> Vec<Value> {
     // The segment's share and the all-outlet average per feature, from one profile.
-    let (seg, avg): (HashMap<&str, f64>, HashMap<&str, f64>) = snap
+    let avg: HashMap<&str, f64> = snap
         .profiles
         .iter()
         .find(|p| p.segment_id == segment_id)
         .map(|p| {
             p.spectrum
                 .iter()
-                .map(|f| {
-                    (
-                        (f.feature.as_str(), f.share),
-                        (f.feature.as_str(), f.average),
-                    )
-                })
-                .unzip()
+                .map(|f| (f.feature.as_str(), f.average))
+                .collect()
         })
         .unwrap_or_default();
-    let mut rows: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    let gaps: Vec<_> = snap
+    let rows: BTreeMap<&str, (f64, f64)> = snap
         .run
         .gaps
         .iter()
         .filter(|g| g.outlet_id == outlet_id)
+        .map(|g| (g.feature.as_str(), (g.outlet_share, g.segment_share)))
         .collect();
-    if gaps.is_empty() {
-        let of = crate::profile::outlet_features(&snap.features);
-        let mine = of.get(outlet_id).cloned().unwrap_or_default();
-        let total: f64 = mine.values().sum();
-        for (f, s) in &seg {
-            let o = mine.get(f).copied().unwrap_or(0.0);
-            rows.insert(
-                f.to_string(),
-                (if total > 0.0 { o / total } else { 0.0 }, *s),
-            );
-        }
-    } else {
-        for g in gaps {
-            rows.insert(g.feature.clone(), (g.outlet_share, g.segment_share));
-        }
-    }
     let mut v: Vec<Value> = rows
         .into_iter()
         .map(|(feature, (o, sg))| {
-            let a = avg.get(feature.as_str()).copied().unwrap_or(0.0);
+            let a = avg.get(feature).copied().unwrap_or(0.0);
             json!({
                 "feature": feature,
                 "outlet_share": o,
@@ -207,7 +186,7 @@ pub(super) async fn outlet(
         if master.is_none() {
             master = k.cloned();
         }
-        let Some(a) = snap.run.assignments.iter().find(|a| a.outlet_id == id) else {
+        let Some(a) = snap.assignment(&id) else {
             continue;
         };
         latest_as_of = latest_as_of.max(Some(snap.run.latest.as_of));

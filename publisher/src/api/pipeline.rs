@@ -15,10 +15,6 @@ use crate::hold::HeldRun;
 use crate::snapshot::Snapshot;
 use crate::tables;
 
-fn quality(model: &Value) -> Value {
-    model.get("quality").cloned().unwrap_or(Value::Null)
-}
-
 async fn names(s: &AppState) -> ApiResult<Vec<String>> {
     let mut names: Vec<String> = s.cfg.segmentation.iter().map(|c| c.name.clone()).collect();
     for n in tables::stored_segmentations(s.snapshots.storage()).await? {
@@ -45,7 +41,7 @@ fn summary(
         "latest": snap.map(|s| json!({"run_id": s.run.latest.run_id, "as_of": s.run.latest.as_of.to_string()})),
         "outlets": snap.map(|s| s.run.assignments.len()),
         "segments": snap.map(|s| s.profiles.len()),
-        "quality": snap.map(|s| quality(&s.run.model)),
+        "quality": snap.map(|s| json!(s.run.model.quality)),
         "published": (!cycle.run_id.is_empty()).then(|| json!({"run_id": cycle.run_id, "published_at": cycle.published_at})),
         "held": held.map(|h| {
             let mut v = json!(h);
@@ -95,13 +91,13 @@ pub(super) async fn movement(
         .run
         .assignments
         .iter()
-        .filter(|a| a.change == "moved")
+        .filter(|a| a.change == tables::Change::Moved)
         .count();
     let new = snap
         .run
         .assignments
         .iter()
-        .filter(|a| a.change == "new")
+        .filter(|a| a.change == tables::Change::New)
         .count();
     Ok(Json(json!({
         "segmentation": name,
@@ -117,7 +113,7 @@ pub(super) async fn movement(
 
 /// The latest `date=` partition under a folder.
 async fn newest(s: &AppState, folder: &str) -> ApiResult<Option<String>> {
-    let dates = tables::partition_dates(s.snapshots.storage(), folder).await?;
+    let dates = spectra_core::tables::features::partitions(s.snapshots.storage(), folder).await?;
     Ok(dates
         .into_iter()
         .map(|(d, _)| d)
@@ -125,40 +121,53 @@ async fn newest(s: &AppState, folder: &str) -> ApiResult<Option<String>> {
         .map(|d| d.to_string()))
 }
 
-/// Ingest lag per partition (ingest's checkpoints against the broker's high
-/// watermarks) and the dead-letter topic's size, as the broker reports them.
+/// The aggregator's last pass and the raw objects it misses, from the status document
+/// the aggregator publishes (`status/aggregator.json`), not its private state.
+async fn aggregator_status(s: &AppState) -> Value {
+    match spectra_core::status::read_aggregator(s.snapshots.storage()).await {
+        Ok(Some(st)) => json!({
+            "last_pass_at": st.last_pass_at,
+            "last_pass_full": st.last_pass_full,
+            "lease_epoch": st.lease_epoch,
+            "runs": st.runs,
+            "raw_objects": st.raw_objects,
+            "days": st.days,
+            "missing_raw_objects": st.missing_raw_objects,
+            "missing_days": st.missing_days,
+        }),
+        Ok(None) => Value::Null,
+        Err(e) => json!({"error": format!("aggregator status: {e}")}),
+    }
+}
+
+/// Ingest's progress per partition, from the status document ingest publishes
+/// (`status/ingest/{group}.json`: what it stored, what it wrote, its own view of the
+/// lag), with the lag against the broker's high watermark now when the broker answers;
+/// and the dead-letter topic's size, as the broker reports it.
 async fn kafka_status(s: &AppState) -> Value {
     let cfg = s.cfg.clone();
-    let storage = s.snapshots.storage().clone();
-    let mut checkpoints = Vec::new();
-    let topic_dir = cfg.kafka.topics.invoices.replace(['/', '\\'], "_");
-    if let Ok(list) = storage
-        .list(&format!("state/ingest/checkpoints/{topic_dir}/"))
-        .await
-    {
-        for l in list {
-            let partition = l
-                .path
-                .rsplit('/')
-                .next()
-                .and_then(|f| f.strip_suffix(".json"))
-                .and_then(|p| p.parse::<i32>().ok());
-            let next: Option<Value> = storage.get_json(&l.path).await.ok().flatten();
-            if let (Some(p), Some(n)) = (
-                partition,
-                next.and_then(|v| v.get("next_offset").and_then(Value::as_i64)),
-            ) {
-                checkpoints.push((p, n));
-            }
-        }
-    }
+    let status = spectra_core::status::read(s.snapshots.storage(), &cfg.ingest.group_id).await;
+    let status = match status {
+        Ok(st) => st,
+        Err(e) => return json!({"error": format!("ingest status: {e}")}),
+    };
     let task = tokio::task::spawn_blocking(move || -> Result<Value, rdkafka::error::KafkaError> {
         let c: BaseConsumer = spectra_core::kafka::client_config(&cfg).create()?;
         let t = Duration::from_secs(3);
         let mut lag = Vec::new();
-        for (p, next) in &checkpoints {
-            let (_, high) = c.fetch_watermarks(&cfg.kafka.topics.invoices, *p, t)?;
-            lag.push(json!({"topic": cfg.kafka.topics.invoices, "partition": p, "next_offset": next, "high_watermark": high, "lag": (high - next).max(0)}));
+        for p in status.iter().flat_map(|st| &st.partitions) {
+            let high = c
+                .fetch_watermarks(&p.topic, p.partition, t)
+                .ok()
+                .map(|w| w.1);
+            let live = match (high, p.next_offset_stored) {
+                (Some(h), Some(n)) => (h - n).max(0),
+                _ => p.lag,
+            };
+            lag.push(json!({"topic": p.topic, "partition": p.partition, "next_offset": p.next_offset_stored,
+                "high_watermark": high.or(p.high_watermark), "lag": live, "lines_written": p.lines_written,
+                "messages_written": p.messages_written, "dead_letters_sent": p.dead_letters, "state": p.state,
+                "updated_at": p.updated_at}));
         }
         let md = c.fetch_metadata(Some(&cfg.kafka.topics.dlq), t)?;
         let mut dead = 0i64;
@@ -167,7 +176,8 @@ async fn kafka_status(s: &AppState) -> Value {
             dead += (high - low).max(0);
         }
         Ok(
-            json!({"ingest_lag": lag, "dead_letters": dead, "dead_letter_topic": cfg.kafka.topics.dlq}),
+            json!({"ingest_lag": lag, "ingest_status_updated_at": status.as_ref().and_then(|s| s.updated_at),
+            "dead_letters": dead, "dead_letter_topic": cfg.kafka.topics.dlq}),
         )
     });
     match task.await {
@@ -184,11 +194,7 @@ pub(super) async fn pipeline(State(s): State<AppState>) -> ApiResult<Json<Value>
     for n in names(&s).await? {
         let snap = s.snapshots.get(&n).await?;
         let cycle = crate::state::load_cycle(s.snapshots.storage(), &n).await?;
-        let runs: Vec<Value> = tables::run_history(s.snapshots.storage(), &n, 10)
-            .await?
-            .into_iter()
-            .map(|(run_id, model)| json!({"run_id": run_id, "quality": quality(&model), "segments": model.get("centroids").and_then(Value::as_array).map(Vec::len)}))
-            .collect();
+        let runs = tables::run_history(s.snapshots.storage(), &n, 10).await?;
         let held = s.snapshots.held(&n).await?;
         let mut v = summary(&s, &n, snap.as_deref(), &cycle, held.as_ref());
         v["runs"] = json!(runs);
@@ -202,9 +208,10 @@ pub(super) async fn pipeline(State(s): State<AppState>) -> ApiResult<Json<Value>
     }
     Ok(Json(json!({
         "now": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "raw_latest_date": newest(&s, "raw/invoices/").await?,
-        "features_latest_date": newest(&s, "features/daily/").await?,
+        "raw_latest_date": newest(&s, spectra_core::tables::layout::RAW_INVOICES).await?,
+        "features_latest_date": newest(&s, spectra_core::tables::layout::DAILY).await?,
         "segmentations": segs,
         "kafka": kafka_status(&s).await,
+        "aggregator": aggregator_status(&s).await,
     })))
 }

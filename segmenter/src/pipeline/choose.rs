@@ -16,7 +16,7 @@ use crate::cluster::{
     choose_k, fit, match_centroids, propose_restructure, run, AutoKConfig, ClusterError, Init,
     KMeansConfig, Previous, Restructure, RestructureKind, RunConfig, RunOutcome, SegmentModel,
 };
-use crate::model::{KCheck, KSelectionReport, RestructureReport};
+use crate::model::{KCheck, KSelectionReport, ModelExt, RestructureReport};
 use crate::Error;
 
 /// Silhouette drop (absolute) since the last evaluation of k that triggers a new one.

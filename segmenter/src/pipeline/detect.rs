@@ -10,7 +10,7 @@ use super::{AssignmentRow, PreviousRun};
 use crate::cluster::movement::{apply, detect, Decision, DetectorConfig, SpendHistory};
 use crate::cluster::{Change, RunOutcome};
 use crate::features::FeatureSet;
-use crate::model::{MovementReport, SegmentDriftReport};
+use crate::model::{ModelExt, MovementReport, SegmentDriftReport};
 
 /// Why an outlet moved.
 pub const REASON_CHANGED: &str = "changed";
@@ -21,47 +21,7 @@ pub const REASON_RETIRED: &str = "segment_retired";
 /// `move_margin` alone.
 pub const REASON_NEARER: &str = "nearer_segment";
 
-/// One feature behind a move.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DriverRow {
-    /// Feature (value of the segmentation's level).
-    pub feature: String,
-    /// Share of the outlet's spend before the recent window.
-    pub earlier_share: f64,
-    /// Share in the recent window.
-    pub recent_share: f64,
-    /// Its part of the change statistic.
-    pub contribution: f64,
-}
-
-/// One row of `movements.parquet`: an outlet that moved and why.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MovementRow {
-    /// Outlet id.
-    pub outlet_id: String,
-    /// Segment before.
-    pub previous_segment_id: String,
-    /// Segment now.
-    pub segment_id: String,
-    /// [`REASON_CHANGED`] or [`REASON_RETIRED`].
-    pub reason: &'static str,
-    /// Change score (standard normal quantile; `None` when not tested).
-    pub score: Option<f64>,
-    /// Log-likelihood ratio of the new segment over the old on the recent spend.
-    pub fit: Option<f64>,
-    /// Invoice lines before the recent window.
-    pub earlier_lines: f64,
-    /// Invoice lines in the recent window.
-    pub recent_lines: f64,
-    /// Invoices in the recent window.
-    pub recent_invoices: f64,
-    /// The features that drove the change, strongest first.
-    pub drivers: Vec<DriverRow>,
-    /// Earlier spend shares, `(feature, share)` for the features bought.
-    pub earlier_spectrum: Vec<(String, f64)>,
-    /// Recent spend shares.
-    pub recent_spectrum: Vec<(String, f64)>,
-}
+pub use spectra_core::tables::runs::{Driver as DriverRow, MovementRow};
 
 /// What the detector did in a run.
 pub(super) struct Detected {
@@ -71,7 +31,7 @@ pub(super) struct Detected {
     pub report: MovementReport,
 }
 
-fn spectrum(features: &[String], shares: &[f64]) -> Vec<(String, f64)> {
+fn spectrum(features: &[String], shares: &[f64]) -> std::collections::BTreeMap<String, f64> {
     features
         .iter()
         .zip(shares)
@@ -158,7 +118,8 @@ pub(super) fn detect_moves(
                 REASON_CHANGED
             } else {
                 REASON_RETIRED
-            },
+            }
+            .to_owned(),
             score: evidence.map(|e| e.score),
             fit: evidence.map(|e| e.fit),
             earlier_lines: earlier_lines[r],
@@ -239,20 +200,20 @@ pub(super) fn detect_moves(
 pub(super) fn moves_without_evidence(assignments: &[AssignmentRow]) -> Vec<MovementRow> {
     assignments
         .iter()
-        .filter(|a| a.change == "moved")
+        .filter(|a| a.change == spectra_core::tables::runs::Change::Moved)
         .map(|a| MovementRow {
             outlet_id: a.outlet_id.clone(),
             previous_segment_id: a.previous_segment_id.clone().unwrap_or_default(),
             segment_id: a.segment_id.clone(),
-            reason: REASON_NEARER,
+            reason: REASON_NEARER.to_owned(),
             score: None,
             fit: None,
             earlier_lines: 0.0,
             recent_lines: 0.0,
             recent_invoices: 0.0,
             drivers: Vec::new(),
-            earlier_spectrum: Vec::new(),
-            recent_spectrum: Vec::new(),
+            earlier_spectrum: Default::default(),
+            recent_spectrum: Default::default(),
         })
         .collect()
 }

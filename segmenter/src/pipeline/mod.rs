@@ -21,14 +21,15 @@ use spectra_core::config::{KSpec, SegmentationConfig};
 
 use crate::cluster::metrics::{adjusted_rand_index, silhouette};
 use crate::cluster::transform::{spectrum_features, SpectrumTransform};
-use crate::cluster::{Change, KMeansConfig, RunConfig};
+use crate::cluster::{Change, KMeansConfig, RunConfig, RunOutcome};
 use crate::features::FeatureSet;
 use crate::gaps::{outlet_gaps, outlet_shares, potential, segment_orders, GapRow};
 use crate::model::{ModelFile, ModelSegment, Parameters, Quality, Transform};
 use crate::naming::{stable_name, top_features};
 use crate::patterns::purchasing_patterns;
-use crate::profile::{profile_parts, segment_shares, Profile};
+use crate::profile::{profile_parts, segment_shares};
 use crate::Error;
+use spectra_core::tables::profile::SegmentProfile;
 
 /// Outlets in the silhouette sample.
 pub const SILHOUETTE_SAMPLE: usize = 2000;
@@ -86,28 +87,8 @@ impl PreviousRun {
     }
 }
 
-/// One row of `assignments.parquet`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AssignmentRow {
-    /// Outlet id.
-    pub outlet_id: String,
-    /// Segment id.
-    pub segment_id: String,
-    /// Segment id in the previous run.
-    pub previous_segment_id: Option<String>,
-    /// `new`, `moved` or `same`.
-    pub change: &'static str,
-    /// Distance to the segment's centroid in feature space.
-    pub distance: f64,
-    /// In [0, 1]: how much nearer the own centroid is than the next one.
-    pub confidence: f64,
-    /// Net value in the window.
-    pub value: f64,
-    /// Invoice lines in the window.
-    pub lines: i64,
-    /// Value the outlet would add by buying like its segment (see [`crate::gaps`]).
-    pub potential: f64,
-}
+pub use spectra_core::tables::runs::AssignmentRow;
+use spectra_core::tables::runs::Change as Changed;
 
 /// Everything a run writes.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,7 +102,11 @@ pub struct RunOutput {
     /// outlet_gaps.parquet rows.
     pub gaps: Vec<GapRow>,
     /// profiles.json.
-    pub profiles: Vec<Profile>,
+    pub profiles: Vec<SegmentProfile>,
+    /// recommendations.parquet: each assigned outlet's lists (filled in by
+    /// [`crate::recommend`], which reads the tables they need).
+    pub recommendations:
+        std::collections::BTreeMap<String, spectra_core::tables::runs::Recommendations>,
     /// Outlets assigned in the previous run and not in this one.
     pub left: Vec<String>,
     /// movements.parquet rows: every outlet that moved, with the evidence.
@@ -139,19 +124,15 @@ fn outlet_value(fs: &FeatureSet, i: usize) -> f64 {
     }
 }
 
-/// Computes a run of `seg` over `fs` from `previous`.
-pub fn compute(
+/// The clustered matrix of the outlets `rows` (their spend `spend`): Hellinger
+/// spectrum features, plus the weighted KPI columns when `kpi_weight > 0`, with the
+/// column names.
+fn feature_matrix(
     seg: &SegmentationConfig,
     fs: &FeatureSet,
-    previous: Option<&PreviousRun>,
-    run_id: &str,
-) -> Result<RunOutput, Error> {
-    let rows: Vec<usize> = (0..fs.outlets.len())
-        .filter(|&i| {
-            outlet_value(fs, i) >= seg.min_value && fs.spend.row(i).iter().any(|&v| v > 0.0)
-        })
-        .collect();
-    let spend = fs.spend.select(ndarray::Axis(0), &rows);
+    rows: &[usize],
+    spend: &ndarray::Array2<f64>,
+) -> (ndarray::Array2<f64>, Vec<String>) {
     let mut names = fs.features.clone();
     let kpis = (seg.kpi_weight > 0.0).then(|| {
         names.extend(KPI_COLUMNS.iter().map(|c| c.to_string()));
@@ -170,6 +151,141 @@ pub fn compute(
         kpi_weight: seg.kpi_weight,
     };
     let x = spectrum_features(spend.view(), kpis.as_ref().map(|k| k.view()), &transform);
+    (x, names)
+}
+
+/// The adjusted Rand index of this run's `labels` against the previous run's
+/// segments `before`, on the outlets both runs assigned (0 when there are none).
+fn ari_against(before: &[Option<String>], labels: &[usize]) -> f64 {
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for (r, was) in before.iter().enumerate() {
+        if let Some(was) = was {
+            let n = ids.len();
+            a.push(*ids.entry(was.as_str()).or_insert(n));
+            b.push(labels[r]);
+        }
+    }
+    if a.is_empty() {
+        0.0
+    } else {
+        adjusted_rand_index(&a, &b)
+    }
+}
+
+/// The run's assignment rows and gap rows, and the outlets per segment.
+fn assignment_rows(
+    fs: &FeatureSet,
+    rows: &[usize],
+    outcome: &RunOutcome,
+    spend: ndarray::ArrayView2<f64>,
+    values: &[f64],
+    seg_shares: ndarray::ArrayView2<f64>,
+) -> (Vec<AssignmentRow>, Vec<GapRow>, Vec<usize>) {
+    let k = outcome.model.segment_ids.len();
+    let orders = segment_orders(seg_shares);
+    let own = outlet_shares(spend);
+    let mut counts = vec![0usize; k];
+    let mut assignments = Vec::with_capacity(rows.len());
+    let mut gaps = Vec::new();
+    for (r, a) in outcome.assignments.iter().enumerate() {
+        let o = &fs.outlets[rows[r]];
+        counts[a.segment] += 1;
+        let outlet = own.row(r).to_vec();
+        let segment = seg_shares.row(a.segment).to_vec();
+        gaps.extend(outlet_gaps(
+            &o.outlet_id,
+            &a.segment_id,
+            &fs.features,
+            &outlet,
+            &segment,
+            &orders[a.segment],
+        ));
+        assignments.push(AssignmentRow {
+            outlet_id: o.outlet_id.clone(),
+            segment_id: a.segment_id.clone(),
+            previous_segment_id: a.previous_segment_id.clone(),
+            change: match a.change {
+                Change::New => Changed::New,
+                Change::Moved => Changed::Moved,
+                Change::Unchanged => Changed::Same,
+            },
+            distance: a.distance,
+            confidence: a.confidence,
+            value: values[r],
+            lines: o.kpis.lines as i64,
+            potential: potential(&outlet, &segment, values[r]),
+        });
+    }
+    (assignments, gaps, counts)
+}
+
+/// Every segment's profile: its parts, its (stable) name and its purchasing patterns.
+#[allow(clippy::too_many_arguments)] // the run's inputs, each used once
+fn segment_profiles(
+    seg: &SegmentationConfig,
+    fs: &FeatureSet,
+    rows: &[usize],
+    labels: &[usize],
+    values: &[f64],
+    outcome: &RunOutcome,
+    previous: Option<&PreviousRun>,
+    run_id: &str,
+) -> Vec<SegmentProfile> {
+    let k = outcome.model.segment_ids.len();
+    let parts = profile_parts(fs, rows, labels, values, k);
+    let mut profiles: Vec<SegmentProfile> = parts
+        .into_iter()
+        .enumerate()
+        .map(|(s, p)| {
+            let id = &outcome.model.segment_ids[s];
+            let was = previous
+                .and_then(|pr| pr.names.get(id))
+                .map(|(n, f)| (n.as_str(), f.as_slice()));
+            let (name, name_features) = stable_name(&top_features(&p.spectrum), was);
+            let members: Vec<usize> = (0..rows.len())
+                .filter(|&r| labels[r] == s)
+                .map(|r| rows[r])
+                .collect();
+            SegmentProfile {
+                segmentation: seg.name.clone(),
+                run_id: run_id.to_owned(),
+                as_of: fs.as_of,
+                segment_id: id.clone(),
+                name,
+                name_features,
+                description: String::new(),
+                tags: Vec::new(),
+                outlets: p.outlets,
+                outlet_share: p.outlet_share,
+                value: p.value,
+                value_share: p.value_share,
+                spectrum: p.spectrum,
+                penetration: p.penetration,
+                patterns: purchasing_patterns(fs, &members, seg.seed),
+                kpis: p.kpis,
+                attributes: p.attributes,
+            }
+        })
+        .collect();
+    dedupe_names(&mut profiles);
+    profiles
+}
+
+/// Computes a run of `seg` over `fs` from `previous`.
+pub fn compute(
+    seg: &SegmentationConfig,
+    fs: &FeatureSet,
+    previous: Option<&PreviousRun>,
+    run_id: &str,
+) -> Result<RunOutput, Error> {
+    let rows: Vec<usize> = (0..fs.outlets.len())
+        .filter(|&i| {
+            outlet_value(fs, i) >= seg.min_value && fs.spend.row(i).iter().any(|&v| v > 0.0)
+        })
+        .collect();
+    let spend = fs.spend.select(ndarray::Axis(0), &rows);
+    let (x, names) = feature_matrix(seg, fs, &rows, &spend);
     let before: Vec<Option<String>> = rows
         .iter()
         .map(|&i| previous.and_then(|p| p.assignments.get(&fs.outlets[i].outlet_id).cloned()))
@@ -201,93 +317,13 @@ pub fn compute(
     let sil = silhouette(x.view(), &labels, SILHOUETTE_SAMPLE, seg.seed);
 
     // ARI against the previous run on the outlets both runs assigned.
-    let ari_previous = previous.map(|_| {
-        let mut ids: HashMap<&str, usize> = HashMap::new();
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for (r, was) in before.iter().enumerate() {
-            if let Some(was) = was {
-                let n = ids.len();
-                a.push(*ids.entry(was.as_str()).or_insert(n));
-                b.push(labels[r]);
-            }
-        }
-        if a.is_empty() {
-            0.0
-        } else {
-            adjusted_rand_index(&a, &b)
-        }
-    });
+    let ari_previous = previous.map(|_| ari_against(&before, &labels));
 
     let values: Vec<f64> = rows.iter().map(|&i| outlet_value(fs, i)).collect();
-    let parts = profile_parts(fs, &rows, &labels, &values, k);
     let seg_shares = segment_shares(fs, &rows, &labels, k);
-    let orders = segment_orders(seg_shares.view());
-    let own = outlet_shares(spend.view());
-    let mut counts = vec![0usize; k];
-    let mut assignments = Vec::with_capacity(rows.len());
-    let mut gaps = Vec::new();
-    for (r, a) in outcome.assignments.iter().enumerate() {
-        let o = &fs.outlets[rows[r]];
-        counts[a.segment] += 1;
-        let outlet = own.row(r).to_vec();
-        let segment = seg_shares.row(a.segment).to_vec();
-        gaps.extend(outlet_gaps(
-            &o.outlet_id,
-            &a.segment_id,
-            &fs.features,
-            &outlet,
-            &segment,
-            &orders[a.segment],
-        ));
-        assignments.push(AssignmentRow {
-            outlet_id: o.outlet_id.clone(),
-            segment_id: a.segment_id.clone(),
-            previous_segment_id: a.previous_segment_id.clone(),
-            change: match a.change {
-                Change::New => "new",
-                Change::Moved => "moved",
-                Change::Unchanged => "same",
-            },
-            distance: a.distance,
-            confidence: a.confidence,
-            value: values[r],
-            lines: o.kpis.lines as i64,
-            potential: potential(&outlet, &segment, values[r]),
-        });
-    }
-
-    let as_of = fs.as_of.to_string();
-    let mut profiles: Vec<Profile> = parts
-        .into_iter()
-        .enumerate()
-        .map(|(s, p)| {
-            let id = &outcome.model.segment_ids[s];
-            let was = previous
-                .and_then(|pr| pr.names.get(id))
-                .map(|(n, f)| (n.as_str(), f.as_slice()));
-            let (name, name_features) = stable_name(&top_features(&p.spectrum), was);
-            let members: Vec<usize> = (0..rows.len())
-                .filter(|&r| labels[r] == s)
-                .map(|r| rows[r])
-                .collect();
-            Profile {
-                segmentation: seg.name.clone(),
-                run_id: run_id.to_owned(),
-                as_of: as_of.clone(),
-                segment_id: id.clone(),
-                name,
-                name_features,
-                description: String::new(),
-                tags: Vec::new(),
-                size: p.size,
-                spectrum: p.spectrum,
-                kpis: p.kpis,
-                attributes: p.attributes,
-                patterns: purchasing_patterns(fs, &members, seg.seed),
-            }
-        })
-        .collect();
-    dedupe_names(&mut profiles);
+    let (assignments, gaps, counts) =
+        assignment_rows(fs, &rows, outcome, spend.view(), &values, seg_shares.view());
+    let profiles = segment_profiles(seg, fs, &rows, &labels, &values, outcome, previous, run_id);
 
     let assigned: HashSet<&str> = assignments.iter().map(|a| a.outlet_id.as_str()).collect();
     let mut left: Vec<String> = previous
@@ -300,13 +336,13 @@ pub fn compute(
         })
         .unwrap_or_default();
     left.sort();
-    let count = |c: &str| assignments.iter().filter(|a| a.change == c).count();
+    let count = |c: Changed| assignments.iter().filter(|a| a.change == c).count();
     let model = ModelFile {
         segmentation: seg.name.clone(),
         run_id: run_id.to_owned(),
         as_of: fs.as_of,
         level: seg.level.clone(),
-        features_folder: crate::features::folder(&seg.name, fs.as_of),
+        features_folder: spectra_core::tables::layout::features(&seg.name, fs.as_of),
         transform: Transform {
             kind: "hellinger".into(),
             kpi_weight: seg.kpi_weight,
@@ -342,8 +378,8 @@ pub fn compute(
             silhouette_sample: rows.len().min(SILHOUETTE_SAMPLE),
             ari_previous,
             outlets_assigned: assignments.len(),
-            outlets_new: count("new"),
-            outlets_moved: count("moved"),
+            outlets_new: count(Changed::New),
+            outlets_moved: count(Changed::Moved),
             outlets_left: left.len(),
             iterations: outcome.iterations,
             duration_ms: 0,
@@ -364,13 +400,14 @@ pub fn compute(
         assignments,
         gaps,
         profiles,
+        recommendations: Default::default(),
         left,
         movements,
     })
 }
 
 /// Two segments with the same new name: the later ones get their id appended.
-fn dedupe_names(profiles: &mut [Profile]) {
+fn dedupe_names(profiles: &mut [SegmentProfile]) {
     let mut seen: HashSet<String> = HashSet::new();
     for p in profiles.iter_mut() {
         if !seen.insert(p.name.clone()) {

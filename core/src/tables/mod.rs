@@ -1,0 +1,340 @@
+//! The table layer: every table and document under the storage URL that another
+//! service or a user reads, each defined once here — its path ([`layout`]), its Arrow
+//! schema, its row type, its reader and its writer. Services read and write these
+//! artifacts only through this module; a missing or mistyped column is an
+//! [`Error::Table`] naming the file and the column.
+//!
+//! | artifact | owner (the one writer) | readers |
+//! |---|---|---|
+//! | `raw/invoices/`, `master/outlets/`, `master/skus/` ([`crate::schema`]) | ingest | aggregator, users |
+//! | `features/daily/`, `features/outlet_daily/` ([`features`]) | aggregator | segmenter, publisher, users |
+//! | `features/segmentation={name}/as_of=…/` spectrum, kpis, sku_spend, `_manifest.json`; `current.json` ([`features`]) | aggregator | segmenter, publisher |
+//! | `segmentations/{name}/runs/{as_of}.{seq}/` assignments, outlet_gaps, movements, recommendations, profiles.json, model.json; `latest.json` ([`runs`], [`profile`], [`model`]) | segmenter | publisher, users |
+//! | `status/ingest/{group}.json` ([`crate::status`]) | ingest | publisher (pipeline page) |
+//!
+//! Private state stays private to its service and is not here: ingest checkpoints,
+//! the aggregator's identity index and state, the publisher's cycle state.
+//!
+//! Readers are tolerant of the physical type a writer chose (any string layout, any
+//! integer or float width, cast by Arrow) but not of a missing column.
+
+pub mod features;
+pub mod layout;
+pub mod model;
+pub mod profile;
+pub mod runs;
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type, SchemaRef};
+use chrono::NaiveDate;
+
+use crate::schema::{from_parquet, to_parquet};
+use crate::{Error, Result, Storage};
+
+/// A row type of a Parquet table: its schema, and conversions from and to batches.
+pub trait Rows: Sized {
+    /// The table's Arrow schema (what writers write).
+    fn schema() -> SchemaRef;
+    /// Rows as one batch of [`Rows::schema`].
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch>;
+    /// The rows of one batch read from a file (columns found by name).
+    fn from_batch(c: &Columns<'_>) -> Result<Vec<Self>>;
+}
+
+/// Reads a Parquet object's rows; `None` when the object does not exist.
+pub async fn read_rows<T: Rows>(storage: &Storage, path: &str) -> Result<Option<Vec<T>>> {
+    let Some(batches) = read_batches(storage, path).await? else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for b in &batches {
+        out.extend(T::from_batch(&Columns::new(b, path))?);
+    }
+    Ok(Some(out))
+}
+
+/// Writes rows as one Parquet object (replacing it).
+pub async fn write_rows<T: Rows>(storage: &Storage, path: &str, rows: &[T]) -> Result<()> {
+    let b = T::to_batch(rows)?;
+    storage.put(path, to_parquet(T::schema(), &[b])?).await
+}
+
+/// Reads a Parquet object's batches; `None` when it does not exist; a file that is not
+/// Parquet is an [`Error::Table`] naming it.
+pub async fn read_batches(storage: &Storage, path: &str) -> Result<Option<Vec<RecordBatch>>> {
+    match storage.get(path).await? {
+        None => Ok(None),
+        Some(bytes) => from_parquet(bytes).map(Some).map_err(|e| Error::Table {
+            file: path.to_owned(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Batches a writer computed (a query result) cast to a table's declared schema: the
+/// schema's columns found by name, in its order, with its types. A missing column or
+/// one that cannot be cast is an [`Error::Table`] naming `file` and the column.
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef, file: &str) -> Result<RecordBatch> {
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = batch
+                .column_by_name(f.name())
+                .ok_or_else(|| table_error(file, format!("column `{}` is missing", f.name())))?;
+            cast(c, f.data_type()).map_err(|e| {
+                table_error(
+                    file,
+                    format!(
+                        "column `{}` of type {} cannot be written as {}: {e}",
+                        f.name(),
+                        c.data_type(),
+                        f.data_type()
+                    ),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(schema.clone(), cols).map_err(|e| table_error(file, e.to_string()))
+}
+
+fn table_error(file: &str, reason: String) -> Error {
+    Error::Table {
+        file: file.to_owned(),
+        reason,
+    }
+}
+
+/// Days since the Unix epoch (Arrow's `Date32`) of a date.
+pub fn date32(date: NaiveDate) -> i32 {
+    Date32Type::from_naive_date(date)
+}
+
+/// The date of a `Date32` value (`NaiveDate::MIN` outside chrono's range).
+pub fn date_of(days: i32) -> NaiveDate {
+    Date32Type::to_naive_date_opt(days).unwrap_or(NaiveDate::MIN)
+}
+
+/// A master record's `attributes` (a JSON object as text) as text values: strings as
+/// they are, numbers and booleans in their JSON form; nulls, arrays and objects are
+/// left out. Text that is not a JSON object reads as no attributes (master data is
+/// checked at ingest, so this only meets what an older version stored).
+pub fn parse_attributes(text: Option<&str>) -> BTreeMap<String, String> {
+    use serde_json::Value;
+    let Some(Value::Object(m)) = text.and_then(|t| serde_json::from_str(t).ok()) else {
+        return BTreeMap::new();
+    };
+    m.into_iter()
+        .filter_map(|(k, v)| match v {
+            Value::String(s) => Some((k, s)),
+            Value::Number(n) => Some((k, n.to_string())),
+            Value::Bool(b) => Some((k, b.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A batch together with the object it came from, so errors name the file: columns
+/// by name, cast from whatever physical type the writer chose.
+pub struct Columns<'a> {
+    batch: &'a RecordBatch,
+    file: &'a str,
+}
+
+impl<'a> Columns<'a> {
+    /// Wraps a batch read from `file`.
+    pub fn new(batch: &'a RecordBatch, file: &'a str) -> Self {
+        Self { batch, file }
+    }
+
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// True when the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The file the batch came from.
+    pub fn file(&self) -> &str {
+        self.file
+    }
+
+    /// True when the batch has the column.
+    pub fn has(&self, name: &str) -> bool {
+        self.batch.column_by_name(name).is_some()
+    }
+
+    fn error(&self, reason: String) -> Error {
+        table_error(self.file, reason)
+    }
+
+    fn column(&self, name: &str) -> Result<&ArrayRef> {
+        self.batch
+            .column_by_name(name)
+            .ok_or_else(|| self.error(format!("column `{name}` is missing")))
+    }
+
+    fn cast(&self, name: &str, to: &DataType) -> Result<ArrayRef> {
+        let c = self.column(name)?;
+        cast(c, to).map_err(|e| {
+            self.error(format!(
+                "column `{name}` of type {} cannot be read as {to}: {e}",
+                c.data_type()
+            ))
+        })
+    }
+
+    /// A text column; nulls read as `None`.
+    pub fn text(&self, name: &str) -> Result<Vec<Option<String>>> {
+        let a = self.cast(name, &DataType::Utf8)?;
+        Ok(a.as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect())
+    }
+
+    /// A text column without nulls (identifiers): a null is an error naming the row.
+    pub fn ids(&self, name: &str) -> Result<Vec<String>> {
+        self.text(name)?
+            .into_iter()
+            .enumerate()
+            .map(|(row, v)| {
+                v.ok_or_else(|| self.error(format!("column `{name}` is null in row {row}")))
+            })
+            .collect()
+    }
+
+    /// A numeric column as `f64`; nulls and non-finite values read as 0 (a sum over
+    /// no rows, or a ratio without a denominator).
+    pub fn float(&self, name: &str) -> Result<Vec<f64>> {
+        let a = self.cast(name, &DataType::Float64)?;
+        Ok(a.as_primitive::<Float64Type>()
+            .iter()
+            .map(|v| v.filter(|x| x.is_finite()).unwrap_or(0.0))
+            .collect())
+    }
+
+    /// A numeric column whose nulls stay `None`.
+    pub fn float_opt(&self, name: &str) -> Result<Vec<Option<f64>>> {
+        let a = self.cast(name, &DataType::Float64)?;
+        Ok(a.as_primitive::<Float64Type>().iter().collect())
+    }
+
+    /// An integer column as `i64`; nulls read as 0.
+    pub fn int(&self, name: &str) -> Result<Vec<i64>> {
+        let a = self.cast(name, &DataType::Int64)?;
+        Ok(a.as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| v.unwrap_or(0))
+            .collect())
+    }
+
+    /// A date column (`Date32`, or text `YYYY-MM-DD`); a null is an error.
+    pub fn dates(&self, name: &str) -> Result<Vec<NaiveDate>> {
+        let a = self.cast(name, &DataType::Date32)?;
+        a.as_primitive::<Date32Type>()
+            .iter()
+            .enumerate()
+            .map(|(row, v)| {
+                v.map(date_of)
+                    .ok_or_else(|| self.error(format!("column `{name}` is null in row {row}")))
+            })
+            .collect()
+    }
+
+    /// A list-of-text column, or a text column holding a JSON array of strings.
+    pub fn text_list(&self, name: &str) -> Result<Vec<Vec<String>>> {
+        let col = self.column(name)?;
+        if let Some(list) = col.as_any().downcast_ref::<ListArray>() {
+            return (0..list.len())
+                .map(|i| {
+                    if list.is_null(i) {
+                        return Ok(Vec::new());
+                    }
+                    let v = cast(&list.value(i), &DataType::Utf8)
+                        .map_err(|e| self.error(format!("column `{name}`: {e}")))?;
+                    Ok(v.as_string::<i32>()
+                        .iter()
+                        .flatten()
+                        .map(str::to_owned)
+                        .collect())
+                })
+                .collect();
+        }
+        self.text(name)?
+            .into_iter()
+            .map(|t| match t {
+                None => Ok(Vec::new()),
+                Some(t) => serde_json::from_str(&t).map_err(|e| {
+                    self.error(format!(
+                        "column `{name}` is not a JSON array of strings: {e}"
+                    ))
+                }),
+            })
+            .collect()
+    }
+}
+
+/// Building a table's schema and its columns from row fields (every `Rows` impl).
+mod columns {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+    /// A schema from `(name, type, nullable)`.
+    pub(super) fn schema(fields: &[(&str, DataType, bool)]) -> SchemaRef {
+        Arc::new(Schema::new(
+            fields
+                .iter()
+                .map(|(n, t, null)| Field::new(*n, t.clone(), *null))
+                .collect::<Vec<_>>(),
+        ))
+    }
+    pub(super) fn text<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+        Arc::new(v.collect::<StringArray>())
+    }
+    pub(super) fn float(v: impl Iterator<Item = f64>) -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(v))
+    }
+    pub(super) fn float_opt(v: impl Iterator<Item = Option<f64>>) -> ArrayRef {
+        Arc::new(v.collect::<Float64Array>())
+    }
+    pub(super) fn int(v: impl Iterator<Item = i64>) -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(v))
+    }
+}
+
+/// Builds one batch of `schema` from its columns, naming the table on error.
+pub(crate) fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_keep_strings_numbers_and_booleans() {
+        let a = parse_attributes(Some(r#"{"size":"M","floor":120,"x":[1],"open":true}"#));
+        assert_eq!(a.get("size").map(String::as_str), Some("M"));
+        assert_eq!(a.get("floor").map(String::as_str), Some("120"));
+        assert_eq!(a.get("open").map(String::as_str), Some("true"));
+        assert!(!a.contains_key("x"));
+        assert!(parse_attributes(Some("not json")).is_empty());
+        assert!(parse_attributes(None).is_empty());
+    }
+
+    #[test]
+    fn dates_round_trip_through_date32() {
+        let d = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
+        assert_eq!(date_of(date32(d)), d);
+        assert_eq!(date32(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()), 0);
+    }
+}

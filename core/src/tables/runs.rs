@@ -1,0 +1,745 @@
+//! A segmentation's runs, written by the segmenter and read by the publisher and by
+//! users:
+//!
+//! ```text
+//! segmentations/{name}/runs/{as_of}.{seq}/assignments.parquet     AssignmentRow
+//!                                         outlet_gaps.parquet     GapRow
+//!                                         movements.parquet       MovementRow
+//!                                         recommendations.parquet RecommendationRow
+//!                                         profiles.json           [SegmentProfile]
+//!                                         model.json              ModelFile
+//! segmentations/{name}/latest.json        Latest — written last
+//! ```
+//!
+//! The run id is `{name}/{as_of}/{seq}`; `seq` counts the runs of one as-of date from 1
+//! and never reuses a folder, so readers only ever see complete runs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::LazyLock;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::columns::{float, float_opt, int, schema, text};
+use super::layout::{self, run_files};
+use super::model::ModelFile;
+use super::profile::SegmentProfile;
+use super::{batch, read_rows, Columns, Rows};
+use crate::hold::{Hold, RunPointer};
+use crate::{Error, Result, Storage};
+
+use DataType::{Float64, Int64, Utf8};
+
+/// `segmentations/{name}/latest.json`: the latest complete run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latest {
+    /// Run id, `{name}/{as_of}/{seq}`.
+    pub run_id: String,
+    /// As-of date of the run's features.
+    pub as_of: NaiveDate,
+    /// The run's folder, relative to the storage root.
+    pub path: String,
+    /// Set when the circuit breaker held the run (see [`crate::hold`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Hold>,
+}
+
+impl Latest {
+    /// The run as a pointer.
+    pub fn pointer(&self) -> RunPointer {
+        RunPointer {
+            run_id: self.run_id.clone(),
+            as_of: self.as_of,
+            path: self.path.clone(),
+        }
+    }
+
+    /// The path of one of the run's files ([`run_files`]).
+    pub fn file(&self, name: &str) -> String {
+        format!("{}/{name}", self.path.trim_end_matches('/'))
+    }
+}
+
+/// Reads `latest.json`; `None` before the first run.
+pub async fn latest(storage: &Storage, segmentation: &str) -> Result<Option<Latest>> {
+    storage.get_json(&layout::latest(segmentation)).await
+}
+
+/// Writes `latest.json` (the last write of a run).
+pub async fn write_latest(storage: &Storage, segmentation: &str, latest: &Latest) -> Result<()> {
+    storage
+        .put_json(&layout::latest(segmentation), latest)
+        .await
+}
+
+/// The segmentations that have a `latest.json` in storage, sorted.
+pub async fn stored_segmentations(storage: &Storage) -> Result<Vec<String>> {
+    let mut names: Vec<String> = storage
+        .list(layout::SEGMENTATIONS)
+        .await?
+        .iter()
+        .filter_map(|l| layout::segmentation_of_latest(&l.path).map(str::to_owned))
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Every complete run folder of a segmentation (one with `model.json`), as
+/// `(run_id, folder)`, newest first (by as-of date, then sequence).
+pub async fn run_folders(storage: &Storage, segmentation: &str) -> Result<Vec<(String, String)>> {
+    let suffix = format!("/{}", run_files::MODEL);
+    let mut runs: Vec<((NaiveDate, u32), String)> = storage
+        .list(&layout::runs_root(segmentation))
+        .await?
+        .into_iter()
+        .filter_map(|l| {
+            let dir = l.path.strip_suffix(&suffix)?.to_owned();
+            let leaf = dir.rsplit('/').next()?;
+            let (date, seq) = leaf.split_once('.')?;
+            Some(((date.parse().ok()?, seq.parse().ok()?), dir))
+        })
+        .collect();
+    runs.sort();
+    runs.reverse();
+    Ok(runs
+        .into_iter()
+        .map(|((d, s), dir)| (layout::run_id(segmentation, d, s), dir))
+        .collect())
+}
+
+/// How an outlet's assignment compares with the previous run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// Not assigned in the previous run.
+    New,
+    /// Assigned to another segment in the previous run.
+    Moved,
+    /// Same segment as in the previous run.
+    Same,
+}
+
+impl Change {
+    /// `new`, `moved` or `same`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::New => "new",
+            Change::Moved => "moved",
+            Change::Same => "same",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "new" => Change::New,
+            "moved" => Change::Moved,
+            "same" => Change::Same,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row of `assignments.parquet`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignmentRow {
+    /// The outlet.
+    pub outlet_id: String,
+    /// Its segment.
+    pub segment_id: String,
+    /// Its segment in the previous run, if any.
+    pub previous_segment_id: Option<String>,
+    /// Against the previous run.
+    pub change: Change,
+    /// Distance to the segment's centroid in feature space.
+    pub distance: f64,
+    /// In [0, 1]: how much nearer the own centroid is than the next one.
+    pub confidence: f64,
+    /// Net value in the window.
+    pub value: f64,
+    /// Invoice lines in the window.
+    pub lines: i64,
+    /// Value the outlet would add by buying like its segment.
+    pub potential: f64,
+}
+
+impl Rows for AssignmentRow {
+    fn schema() -> SchemaRef {
+        static S: LazyLock<SchemaRef> = LazyLock::new(|| {
+            schema(&[
+                ("outlet_id", Utf8, false),
+                ("segment_id", Utf8, false),
+                ("previous_segment_id", Utf8, true),
+                ("change", Utf8, false),
+                ("distance", Float64, false),
+                ("confidence", Float64, false),
+                ("value", Float64, false),
+                ("lines", Int64, false),
+                ("potential", Float64, false),
+            ])
+        });
+        S.clone()
+    }
+
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        batch(
+            Self::schema(),
+            vec![
+                text(rows.iter().map(|r| Some(r.outlet_id.as_str()))),
+                text(rows.iter().map(|r| Some(r.segment_id.as_str()))),
+                text(rows.iter().map(|r| r.previous_segment_id.as_deref())),
+                text(rows.iter().map(|r| Some(r.change.as_str()))),
+                float(rows.iter().map(|r| r.distance)),
+                float(rows.iter().map(|r| r.confidence)),
+                float(rows.iter().map(|r| r.value)),
+                int(rows.iter().map(|r| r.lines)),
+                float(rows.iter().map(|r| r.potential)),
+            ],
+        )
+    }
+
+    fn from_batch(c: &Columns<'_>) -> Result<Vec<Self>> {
+        let (o, s, p) = (
+            c.ids("outlet_id")?,
+            c.ids("segment_id")?,
+            c.text("previous_segment_id")?,
+        );
+        let change = c.ids("change")?;
+        let (d, conf, v, pot) = (
+            c.float("distance")?,
+            c.float("confidence")?,
+            c.float("value")?,
+            c.float("potential")?,
+        );
+        let l = c.int("lines")?;
+        (0..c.len())
+            .map(|k| {
+                Ok(AssignmentRow {
+                    outlet_id: o[k].clone(),
+                    segment_id: s[k].clone(),
+                    previous_segment_id: p[k].clone(),
+                    change: Change::parse(&change[k]).ok_or_else(|| Error::Table {
+                        file: c.file().to_owned(),
+                        reason: format!(
+                            "column `change` is `{}` in row {k}, not new, moved or same",
+                            change[k]
+                        ),
+                    })?,
+                    distance: d[k],
+                    confidence: conf[k],
+                    value: v[k],
+                    lines: l[k],
+                    potential: pot[k],
+                })
+            })
+            .collect()
+    }
+}
+
+/// One row of `outlet_gaps.parquet`: how an outlet's share of one feature differs from
+/// its segment's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GapRow {
+    /// The outlet.
+    pub outlet_id: String,
+    /// Its segment.
+    pub segment_id: String,
+    /// A feature of the segmentation's level.
+    pub feature: String,
+    /// The outlet's share of spend on the feature.
+    pub outlet_share: f64,
+    /// The segment's share.
+    pub segment_share: f64,
+    /// `segment_share − outlet_share`.
+    pub gap: f64,
+}
+
+impl Rows for GapRow {
+    fn schema() -> SchemaRef {
+        static S: LazyLock<SchemaRef> = LazyLock::new(|| {
+            schema(&[
+                ("outlet_id", Utf8, false),
+                ("segment_id", Utf8, false),
+                ("feature", Utf8, false),
+                ("outlet_share", Float64, false),
+                ("segment_share", Float64, false),
+                ("gap", Float64, false),
+            ])
+        });
+        S.clone()
+    }
+
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        batch(
+            Self::schema(),
+            vec![
+                text(rows.iter().map(|r| Some(r.outlet_id.as_str()))),
+                text(rows.iter().map(|r| Some(r.segment_id.as_str()))),
+                text(rows.iter().map(|r| Some(r.feature.as_str()))),
+                float(rows.iter().map(|r| r.outlet_share)),
+                float(rows.iter().map(|r| r.segment_share)),
+                float(rows.iter().map(|r| r.gap)),
+            ],
+        )
+    }
+
+    fn from_batch(c: &Columns<'_>) -> Result<Vec<Self>> {
+        let (o, s, f) = (c.ids("outlet_id")?, c.ids("segment_id")?, c.ids("feature")?);
+        let (os, ss, g) = (
+            c.float("outlet_share")?,
+            c.float("segment_share")?,
+            c.float("gap")?,
+        );
+        Ok((0..c.len())
+            .map(|k| GapRow {
+                outlet_id: o[k].clone(),
+                segment_id: s[k].clone(),
+                feature: f[k].clone(),
+                outlet_share: os[k],
+                segment_share: ss[k],
+                gap: g[k],
+            })
+            .collect())
+    }
+}
+
+/// One feature behind a move.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Driver {
+    /// Feature (value of the segmentation's level).
+    pub feature: String,
+    /// Share of the outlet's spend before the recent window.
+    pub earlier_share: f64,
+    /// Share in the recent window.
+    pub recent_share: f64,
+    /// Its part of the change statistic.
+    pub contribution: f64,
+}
+
+/// One row of `movements.parquet`: an outlet that moved, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MovementRow {
+    /// The outlet.
+    pub outlet_id: String,
+    /// Segment before.
+    pub previous_segment_id: String,
+    /// Segment now.
+    pub segment_id: String,
+    /// `behaviour_changed`, `segment_retired` or `nearer_segment`.
+    pub reason: String,
+    /// Change score (standard normal quantile; `None` when not tested).
+    pub score: Option<f64>,
+    /// Log-likelihood ratio of the new segment over the old on the recent spend.
+    pub fit: Option<f64>,
+    /// Invoice lines before the recent window.
+    pub earlier_lines: f64,
+    /// Invoice lines in the recent window.
+    pub recent_lines: f64,
+    /// Invoices in the recent window.
+    pub recent_invoices: f64,
+    /// The features that drove the change, strongest first (a JSON array in the file).
+    pub drivers: Vec<Driver>,
+    /// Earlier spend shares by feature (a JSON object in the file).
+    pub earlier_spectrum: BTreeMap<String, f64>,
+    /// Recent spend shares by feature.
+    pub recent_spectrum: BTreeMap<String, f64>,
+}
+
+impl Rows for MovementRow {
+    fn schema() -> SchemaRef {
+        static S: LazyLock<SchemaRef> = LazyLock::new(|| {
+            schema(&[
+                ("outlet_id", Utf8, false),
+                ("previous_segment_id", Utf8, false),
+                ("segment_id", Utf8, false),
+                ("reason", Utf8, false),
+                ("score", Float64, true),
+                ("fit", Float64, true),
+                ("earlier_lines", Float64, false),
+                ("recent_lines", Float64, false),
+                ("recent_invoices", Float64, false),
+                ("drivers", Utf8, false),
+                ("earlier_spectrum", Utf8, false),
+                ("recent_spectrum", Utf8, false),
+            ])
+        });
+        S.clone()
+    }
+
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        let json =
+            |f: &dyn Fn(&MovementRow) -> String| -> Vec<String> { rows.iter().map(f).collect() };
+        let drivers = json(&|r| serde_json::to_string(&r.drivers).unwrap_or_default());
+        let earlier = json(&|r| serde_json::to_string(&r.earlier_spectrum).unwrap_or_default());
+        let recent = json(&|r| serde_json::to_string(&r.recent_spectrum).unwrap_or_default());
+        batch(
+            Self::schema(),
+            vec![
+                text(rows.iter().map(|r| Some(r.outlet_id.as_str()))),
+                text(rows.iter().map(|r| Some(r.previous_segment_id.as_str()))),
+                text(rows.iter().map(|r| Some(r.segment_id.as_str()))),
+                text(rows.iter().map(|r| Some(r.reason.as_str()))),
+                float_opt(rows.iter().map(|r| r.score)),
+                float_opt(rows.iter().map(|r| r.fit)),
+                float(rows.iter().map(|r| r.earlier_lines)),
+                float(rows.iter().map(|r| r.recent_lines)),
+                float(rows.iter().map(|r| r.recent_invoices)),
+                text(drivers.iter().map(|s| Some(s.as_str()))),
+                text(earlier.iter().map(|s| Some(s.as_str()))),
+                text(recent.iter().map(|s| Some(s.as_str()))),
+            ],
+        )
+    }
+
+    fn from_batch(c: &Columns<'_>) -> Result<Vec<Self>> {
+        let (o, p, s, r) = (
+            c.ids("outlet_id")?,
+            c.ids("previous_segment_id")?,
+            c.ids("segment_id")?,
+            c.ids("reason")?,
+        );
+        let (score, fit) = (c.float_opt("score")?, c.float_opt("fit")?);
+        let (el, rl, ri) = (
+            c.float("earlier_lines")?,
+            c.float("recent_lines")?,
+            c.float("recent_invoices")?,
+        );
+        let (d, es, rs) = (
+            c.ids("drivers")?,
+            c.ids("earlier_spectrum")?,
+            c.ids("recent_spectrum")?,
+        );
+        fn parse<T: serde::de::DeserializeOwned>(
+            c: &Columns<'_>,
+            col: &str,
+            row: usize,
+            text: &str,
+        ) -> Result<T> {
+            serde_json::from_str(text).map_err(|e| Error::Table {
+                file: c.file().to_owned(),
+                reason: format!("column `{col}` in row {row} is not the JSON expected: {e}"),
+            })
+        }
+        (0..c.len())
+            .map(|k| {
+                Ok(MovementRow {
+                    outlet_id: o[k].clone(),
+                    previous_segment_id: p[k].clone(),
+                    segment_id: s[k].clone(),
+                    reason: r[k].clone(),
+                    score: score[k],
+                    fit: fit[k],
+                    earlier_lines: el[k],
+                    recent_lines: rl[k],
+                    recent_invoices: ri[k],
+                    drivers: parse(c, "drivers", k, &d[k])?,
+                    earlier_spectrum: parse(c, "earlier_spectrum", k, &es[k])?,
+                    recent_spectrum: parse(c, "recent_spectrum", k, &rs[k])?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One recommended SKU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecItem {
+    /// The SKU.
+    pub sku_id: String,
+    /// Higher is stronger (see the list).
+    pub score: f64,
+    /// Units for the next four weeks, scaled to the outlet's size.
+    pub suggested_quantity: f64,
+}
+
+/// An outlet's four lists (contract §3.3).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recommendations {
+    /// Popular in the segment, never bought here.
+    pub new_for_outlet: Vec<RecItem>,
+    /// Bought by most of the segment, missing here lately.
+    pub should_have: Vec<RecItem>,
+    /// Rising now in the segment.
+    pub popular_in_segment: Vec<RecItem>,
+    /// Sold in the coming weeks in earlier years.
+    pub seasonal_soon: Vec<RecItem>,
+}
+
+/// The names of the four lists, in message order.
+pub const REC_LISTS: [&str; 4] = [
+    "new_for_outlet",
+    "should_have",
+    "popular_in_segment",
+    "seasonal_soon",
+];
+
+impl Recommendations {
+    /// The list of that name.
+    pub fn list_mut(&mut self, name: &str) -> Option<&mut Vec<RecItem>> {
+        Some(match name {
+            "new_for_outlet" => &mut self.new_for_outlet,
+            "should_have" => &mut self.should_have,
+            "popular_in_segment" => &mut self.popular_in_segment,
+            "seasonal_soon" => &mut self.seasonal_soon,
+            _ => return None,
+        })
+    }
+
+    /// The lists with their names.
+    pub fn lists(&self) -> [(&'static str, &Vec<RecItem>); 4] {
+        [
+            (REC_LISTS[0], &self.new_for_outlet),
+            (REC_LISTS[1], &self.should_have),
+            (REC_LISTS[2], &self.popular_in_segment),
+            (REC_LISTS[3], &self.seasonal_soon),
+        ]
+    }
+}
+
+/// One row of `recommendations.parquet`: one item of one list of one outlet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecommendationRow {
+    /// The outlet.
+    pub outlet_id: String,
+    /// One of [`REC_LISTS`].
+    pub list: String,
+    /// 1 = strongest.
+    pub rank: i64,
+    /// The item.
+    pub item: RecItem,
+}
+
+impl Rows for RecommendationRow {
+    fn schema() -> SchemaRef {
+        static S: LazyLock<SchemaRef> = LazyLock::new(|| {
+            schema(&[
+                ("outlet_id", Utf8, false),
+                ("list", Utf8, false),
+                ("rank", Int64, false),
+                ("sku_id", Utf8, false),
+                ("score", Float64, false),
+                ("suggested_quantity", Float64, false),
+            ])
+        });
+        S.clone()
+    }
+
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        batch(
+            Self::schema(),
+            vec![
+                text(rows.iter().map(|r| Some(r.outlet_id.as_str()))),
+                text(rows.iter().map(|r| Some(r.list.as_str()))),
+                int(rows.iter().map(|r| r.rank)),
+                text(rows.iter().map(|r| Some(r.item.sku_id.as_str()))),
+                float(rows.iter().map(|r| r.item.score)),
+                float(rows.iter().map(|r| r.item.suggested_quantity)),
+            ],
+        )
+    }
+
+    fn from_batch(c: &Columns<'_>) -> Result<Vec<Self>> {
+        let (o, l, s) = (c.ids("outlet_id")?, c.ids("list")?, c.ids("sku_id")?);
+        let (r, sc, q) = (
+            c.int("rank")?,
+            c.float("score")?,
+            c.float("suggested_quantity")?,
+        );
+        Ok((0..c.len())
+            .map(|k| RecommendationRow {
+                outlet_id: o[k].clone(),
+                list: l[k].clone(),
+                rank: r[k],
+                item: RecItem {
+                    sku_id: s[k].clone(),
+                    score: sc[k],
+                    suggested_quantity: q[k],
+                },
+            })
+            .collect())
+    }
+}
+
+/// Every outlet's recommendations as rows, outlet by outlet, lists in
+/// [`REC_LISTS`] order, items ranked.
+pub fn recommendation_rows(recs: &BTreeMap<String, Recommendations>) -> Vec<RecommendationRow> {
+    let mut out = Vec::new();
+    for (outlet, r) in recs {
+        for (list, items) in r.lists() {
+            for (i, item) in items.iter().enumerate() {
+                out.push(RecommendationRow {
+                    outlet_id: outlet.clone(),
+                    list: list.to_owned(),
+                    rank: i as i64 + 1,
+                    item: item.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Rows back into each outlet's lists (items in rank order).
+pub fn group_recommendations(
+    mut rows: Vec<RecommendationRow>,
+) -> BTreeMap<String, Recommendations> {
+    rows.sort_by(|a, b| (&a.outlet_id, &a.list, a.rank).cmp(&(&b.outlet_id, &b.list, b.rank)));
+    let mut out: BTreeMap<String, Recommendations> = BTreeMap::new();
+    for r in rows {
+        if let Some(list) = out.entry(r.outlet_id).or_default().list_mut(&r.list) {
+            list.push(r.item);
+        }
+    }
+    out
+}
+
+/// A run as its readers see it.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The segmentation's name.
+    pub segmentation: String,
+    /// Which run this is.
+    pub latest: Latest,
+    /// Every assigned outlet, by outlet id.
+    pub assignments: Vec<AssignmentRow>,
+    /// Per outlet × feature gaps to the segment.
+    pub gaps: Vec<GapRow>,
+    /// The outlets that moved, with the evidence.
+    pub movements: Vec<MovementRow>,
+    /// Each assigned outlet's recommendations.
+    pub recommendations: BTreeMap<String, Recommendations>,
+    /// The segment profiles, in segment id order.
+    pub profiles: Vec<SegmentProfile>,
+    /// The model and the run's report.
+    pub model: ModelFile,
+}
+
+fn missing(file: String) -> Error {
+    Error::Table {
+        file,
+        reason: "missing, though latest.json names the run".into(),
+    }
+}
+
+impl Run {
+    /// Reads every file of the run `latest` names; each must exist.
+    pub async fn read(storage: &Storage, segmentation: &str, latest: Latest) -> Result<Self> {
+        async fn rows<T: Rows>(storage: &Storage, latest: &Latest, name: &str) -> Result<Vec<T>> {
+            let f = latest.file(name);
+            read_rows(storage, &f).await?.ok_or_else(|| missing(f))
+        }
+        async fn doc<T: serde::de::DeserializeOwned>(
+            storage: &Storage,
+            latest: &Latest,
+            name: &str,
+        ) -> Result<T> {
+            let f = latest.file(name);
+            storage.get_json(&f).await?.ok_or_else(|| missing(f))
+        }
+        let mut assignments: Vec<AssignmentRow> =
+            rows(storage, &latest, run_files::ASSIGNMENTS).await?;
+        assignments.sort_by(|a, b| a.outlet_id.cmp(&b.outlet_id));
+        let gaps = rows(storage, &latest, run_files::GAPS).await?;
+        let movements = rows(storage, &latest, run_files::MOVEMENTS).await?;
+        let recommendations =
+            group_recommendations(rows(storage, &latest, run_files::RECOMMENDATIONS).await?);
+        let mut profiles: Vec<SegmentProfile> = doc(storage, &latest, run_files::PROFILES).await?;
+        profiles.sort_by(|a, b| a.segment_id.cmp(&b.segment_id));
+        let model = doc(storage, &latest, run_files::MODEL).await?;
+        Ok(Run {
+            segmentation: segmentation.to_owned(),
+            latest,
+            assignments,
+            gaps,
+            movements,
+            recommendations,
+            profiles,
+            model,
+        })
+    }
+
+    /// Writes the run's files into `latest.path`, then `latest.json` naming it.
+    pub async fn write(&self, storage: &Storage) -> Result<()> {
+        let l = &self.latest;
+        super::write_rows(storage, &l.file(run_files::ASSIGNMENTS), &self.assignments).await?;
+        super::write_rows(storage, &l.file(run_files::GAPS), &self.gaps).await?;
+        super::write_rows(storage, &l.file(run_files::MOVEMENTS), &self.movements).await?;
+        let recs = recommendation_rows(&self.recommendations);
+        super::write_rows(storage, &l.file(run_files::RECOMMENDATIONS), &recs).await?;
+        storage
+            .put_json(&l.file(run_files::PROFILES), &self.profiles)
+            .await?;
+        storage
+            .put_json(&l.file(run_files::MODEL), &self.model)
+            .await?;
+        write_latest(storage, &self.segmentation, l).await
+    }
+}
+
+/// A run's model without the rest of the run (the pipeline page's history).
+pub async fn read_model(storage: &Storage, folder: &str) -> Result<Option<ModelFile>> {
+    storage
+        .get_json(&format!("{folder}/{}", run_files::MODEL))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recommendations_round_trip_through_rows() {
+        let item = |s: &str, score: f64| RecItem {
+            sku_id: s.into(),
+            score,
+            suggested_quantity: 2.0,
+        };
+        let mut recs = BTreeMap::new();
+        recs.insert(
+            "o1".to_owned(),
+            Recommendations {
+                new_for_outlet: vec![item("a", 0.9), item("b", 0.5)],
+                seasonal_soon: vec![item("c", 1.5)],
+                ..Default::default()
+            },
+        );
+        let rows = recommendation_rows(&recs);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[1].rank, 2);
+        assert_eq!(group_recommendations(rows), recs);
+    }
+
+    #[test]
+    fn an_unknown_change_names_the_file_row_and_value() {
+        let row = AssignmentRow {
+            outlet_id: "o".into(),
+            segment_id: "S1".into(),
+            previous_segment_id: None,
+            change: Change::New,
+            distance: 0.0,
+            confidence: 1.0,
+            value: 1.0,
+            lines: 1,
+            potential: 0.0,
+        };
+        let b = AssignmentRow::to_batch(std::slice::from_ref(&row)).unwrap();
+        assert_eq!(
+            AssignmentRow::from_batch(&Columns::new(&b, "a.parquet")).unwrap(),
+            vec![row]
+        );
+        let mut cols = b.columns().to_vec();
+        cols[3] = text([Some("update")].into_iter());
+        let bad = RecordBatch::try_new(b.schema(), cols).unwrap();
+        let e = AssignmentRow::from_batch(&Columns::new(&bad, "a.parquet")).unwrap_err();
+        assert!(e.to_string().contains("`update`"), "{e}");
+    }
+}

@@ -1,0 +1,104 @@
+//! Reading a segment profile as the publisher serves it (`GET
+//! /api/segmentations/{name}/segments`, the `segment-profiles` topic): the one place
+//! that knows its shape, so that a change of shape is mended here. The served profile
+//! is the run's `profiles.json` entry (`outlets`, `value_share` at the top,
+//! `attributes` as `[{attribute, values: [{value, outlets, share}]}]`; see
+//! `spectra_core::tables::profile`).
+
+use serde_json::Value;
+
+/// The segment's id.
+pub fn segment_id(p: &Value) -> &str {
+    p["segment_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a profile without segment_id: {p}"))
+}
+
+/// The segment's outlets.
+pub fn outlets(p: &Value) -> u64 {
+    p["outlets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a profile without outlets: {p}"))
+}
+
+/// The segment's share of the assigned outlets' value.
+pub fn value_share(p: &Value) -> f64 {
+    p["value_share"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("a profile without value_share: {p}"))
+}
+
+/// One feature of a profile's spectrum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feature {
+    /// The feature.
+    pub feature: String,
+    /// The segment's share of spend on it.
+    pub share: f64,
+    /// Its index against all assigned outlets (100 = average).
+    pub index: f64,
+}
+
+/// The spectrum, as served (largest share first).
+pub fn spectrum(p: &Value) -> Vec<Feature> {
+    p["spectrum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a profile without spectrum: {p}"))
+        .iter()
+        .map(|f| Feature {
+            feature: f["feature"].as_str().unwrap().to_owned(),
+            share: f["share"].as_f64().unwrap(),
+            index: f["index"].as_f64().unwrap(),
+        })
+        .collect()
+}
+
+/// One value of an attribute in a profile's attribute mix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeValue {
+    /// `region`, `channel` or the attribute's name.
+    pub attribute: String,
+    /// The value.
+    pub value: String,
+    /// Its share of the segment's outlets.
+    pub share: f64,
+}
+
+/// The attribute mix, flattened to (attribute, value, share).
+pub fn attributes(p: &Value) -> Vec<AttributeValue> {
+    let mut out = Vec::new();
+    for a in p["attributes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a profile without attributes: {p}"))
+    {
+        let attribute = a["attribute"].as_str().unwrap().to_owned();
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let values = a["values"]
+            .as_array()
+            .unwrap_or_else(|| panic!("attribute mix without values: {a}"));
+        out.extend(values.iter().map(|v| AttributeValue {
+            attribute: attribute.clone(),
+            value: text(&v["value"]),
+            share: v["share"].as_f64().unwrap(),
+        }));
+    }
+    out
+}
+
+/// The values of one attribute in the mix.
+pub fn attribute(p: &Value, name: &str) -> Vec<AttributeValue> {
+    attributes(p)
+        .into_iter()
+        .filter(|a| a.attribute == name)
+        .collect()
+}
+
+/// The purchasing patterns.
+pub fn patterns(p: &Value) -> &Vec<Value> {
+    p["patterns"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a profile without patterns: {p}"))
+}

@@ -11,12 +11,14 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/spectra/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is required to fetch the test broker" >&2; exit 1; }
-# Debian packages the tests drive: headless Chromium (the console's browser test) and
-# kcat (reads the demo's embedded broker). Installed when missing and running as root.
+# Debian packages the tests drive: headless Chromium (the console's browser test),
+# kcat (reads the demo's embedded broker) and Prometheus (scrapes the services through
+# the shipped scrape configuration). Installed when missing and running as root.
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v kcat >/dev/null || missing+=(kcat)
 command -v curl >/dev/null || missing+=(curl)
+command -v prometheus >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

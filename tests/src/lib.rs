@@ -3,6 +3,7 @@
 //! producing and consuming, and reading the tables back.
 
 pub mod fixture;
+pub mod prometheus;
 pub mod served;
 
 use std::path::{Path, PathBuf};

@@ -1,11 +1,13 @@
 //! The Grafana dashboard (`deploy/observability/grafana/dashboards/spectra.json`) against
 //! the metrics the services really export: a small feed goes through ingest, aggregate,
-//! segment and publish (in this process, sharing one registry as four pods share one
-//! Prometheus), with a segmentation whose run fails and one whose publish cycle fails so
-//! the error families exist too; then every metric named by any panel or variable must
-//! be a series in the scrape, `histogram_quantile` must read a histogram's `_bucket`, and
-//! `rate`/`increase` must read a counter or a histogram part. The shipped configuration
-//! files must load as they are.
+//! segment and publish (in this process, each with its own registry and admin port, as
+//! four pods have), with a segmentation whose run fails and one whose publish cycle fails
+//! so the error families exist too; then every metric named by any panel or variable must
+//! be a series in the scrapes, `histogram_quantile` must read a histogram's `_bucket`, and
+//! `rate`/`increase` must read a counter or a histogram part. Then a real Prometheus
+//! (Debian's package) scrapes the four services through the shipped scrape configuration
+//! and every panel's query, and the variable's, must return data through its HTTP API.
+//! The shipped configuration files must load as they are.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use spectra_core::admin::Health;
 use spectra_core::service::Context;
 use spectra_core::telemetry::Metrics;
 use spectra_core::Config;
+use spectra_tests::prometheus::Prometheus;
 use spectra_tests::Setup;
 use tokio_util::sync::CancellationToken;
 
@@ -370,18 +373,23 @@ async fn every_dashboard_metric_is_exported() {
         .unwrap();
     assert!(sent.invoice_messages > 500, "{sent:?}");
 
-    let metrics = Metrics::new();
-    let admin = context(&metrics);
-    let admin_addr = spectra_core::admin::serve(
-        "127.0.0.1:0",
-        spectra_core::admin::router(admin.admin_state()),
-        admin.shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    // One registry and admin port per service, as four pods have.
+    let mut pods = BTreeMap::new();
+    for service in ["ingest", "aggregate", "segment", "publish"] {
+        let ctx = context(&Metrics::new());
+        let addr = spectra_core::admin::serve(
+            "127.0.0.1:0",
+            spectra_core::admin::router(ctx.admin_state()),
+            ctx.shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        pods.insert(service, (ctx, addr));
+    }
+    let pod = |s: &str| pods[s].0.clone();
 
     let once = spectra_ingest::IngestOptions { once: true };
-    let s = spectra_ingest::run(cfg.clone(), context(&metrics), once)
+    let s = spectra_ingest::run(cfg.clone(), pod("ingest"), once)
         .await
         .unwrap();
     assert!(s.rows > 0 && s.rejected > 0, "{s:?}");
@@ -390,7 +398,7 @@ async fn every_dashboard_metric_is_exported() {
         once: true,
         ..Default::default()
     };
-    spectra_aggregator::run(cfg.clone(), context(&metrics), agg)
+    spectra_aggregator::run(cfg.clone(), pod("aggregate"), agg)
         .await
         .unwrap();
 
@@ -399,7 +407,7 @@ async fn every_dashboard_metric_is_exported() {
         once: true,
         segmentation: None,
     };
-    let r = spectra_segmenter::run(cfg.clone(), context(&metrics), seg)
+    let r = spectra_segmenter::run(cfg.clone(), pod("segment"), seg)
         .await
         .unwrap();
     let failed: Vec<&str> = r.failures.iter().map(|f| f.segmentation.as_str()).collect();
@@ -420,7 +428,7 @@ async fn every_dashboard_metric_is_exported() {
         "path": "segmentations/broken-mix/runs/2026-07-15.1"});
     std::fs::write(&latest, pointer.to_string()).unwrap();
 
-    let publish_ctx = context(&metrics);
+    let publish_ctx = pod("publish");
     let publish = spectra_publisher::start(cfg.clone(), publish_ctx.clone(), Default::default())
         .await
         .unwrap();
@@ -453,12 +461,17 @@ async fn every_dashboard_metric_is_exported() {
         "{profiles}"
     );
 
-    // The publish port and the admin port serve the same registry.
-    let scraped = series(&scrape(admin_addr).await);
+    // The publish port and the publisher's admin port serve the same registry.
     assert_eq!(
         series(&scrape(api).await).keys().collect::<Vec<_>>(),
-        scraped.keys().collect::<Vec<_>>()
+        series(&scrape(pods["publish"].1).await)
+            .keys()
+            .collect::<Vec<_>>()
     );
+    let mut scraped = BTreeMap::new();
+    for (_, addr) in pods.values() {
+        scraped.extend(series(&scrape(*addr).await));
+    }
     let dashboard: Value = serde_json::from_str(
         &std::fs::read_to_string(deploy("observability/grafana/dashboards/spectra.json")).unwrap(),
     )
@@ -490,7 +503,111 @@ async fn every_dashboard_metric_is_exported() {
         .collect();
     assert!(missing.is_empty(), "exported but on no panel: {missing:?}");
 
+    // Prometheus scrapes the four services through the shipped configuration, and every
+    // panel's query returns data through its HTTP API.
+    every_panel_has_data_in_prometheus(&dashboard, &exprs, &pods, api, dir.path()).await;
+
     publish_ctx.shutdown.cancel();
     publish.wait().await.unwrap();
-    admin.shutdown.cancel();
+    for (ctx, _) in pods.values() {
+        ctx.shutdown.cancel();
+    }
+}
+
+/// Grafana's values of the dashboard's variables for a query sent to Prometheus
+/// directly: the rate interval at four scrape intervals (Grafana's rule), every
+/// segmentation (the variable's "All").
+fn as_grafana_sends(expr: &str) -> String {
+    expr.replace("$__rate_interval", "4s")
+        .replace("$segmentation", ".*")
+}
+
+async fn every_panel_has_data_in_prometheus(
+    dashboard: &Value,
+    exprs: &[(String, String)],
+    pods: &BTreeMap<&str, (Context, std::net::SocketAddr)>,
+    api: std::net::SocketAddr,
+    dir: &Path,
+) {
+    let shipped = std::fs::read_to_string(deploy("observability/prometheus.yml")).unwrap();
+    let mut targets: BTreeMap<&str, std::net::SocketAddr> = BTreeMap::new();
+    for (service, (_, addr)) in pods {
+        // The publisher is scraped on its API port, as the shipped file says.
+        let addr = if *service == "publish" { api } else { *addr };
+        targets.insert(
+            match *service {
+                "ingest" => "spectra-ingest",
+                "aggregate" => "spectra-aggregate",
+                "segment" => "spectra-segment",
+                _ => "spectra-publish",
+            },
+            addr,
+        );
+    }
+    let own = Prometheus::reserve();
+    let config = spectra_tests::prometheus::scrape_config(&shipped, &targets, own, "1s");
+    let prom_dir = dir.join("prometheus");
+    std::fs::create_dir_all(&prom_dir).unwrap();
+    let prom = Prometheus::start(&config, own, &prom_dir).await;
+
+    // Every target up, with enough samples for a rate over the rate interval.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let up = prom
+            .query("count_over_time(up{job=~\"spectra-.*\"}[1m]) >= 6 and up == 1")
+            .await;
+        if up.len() == targets.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus does not scrape every service within 90 s: {up:?}\n{}",
+            std::fs::read_to_string(prom_dir.join("prometheus.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let services: BTreeSet<String> = prom
+        .query("up")
+        .await
+        .iter()
+        .filter_map(|s| s["metric"]["service"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        services,
+        ["aggregate", "ingest", "publish", "segment"]
+            .map(String::from)
+            .into(),
+        "the shipped relabelling names each service"
+    );
+
+    let mut empty = Vec::new();
+    for (panel, e) in exprs {
+        if panel.starts_with("variable ") {
+            continue;
+        }
+        let q = as_grafana_sends(e);
+        if prom.query(&q).await.is_empty() {
+            empty.push(format!("panel `{panel}`: `{q}`"));
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "panels without data in Prometheus:\n{}",
+        empty.join("\n")
+    );
+    // The variable's query (label_values) offers the segmentations of the run.
+    let definition = dashboard["templating"]["list"][0]["definition"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        definition,
+        "label_values(spectra_segment_runs_total, segmentation)"
+    );
+    let values = prom
+        .label_values("segmentation", "spectra_segment_runs_total")
+        .await;
+    assert!(
+        values.contains(&"category-mix".to_owned()) && values.contains(&"broken-mix".to_owned()),
+        "{values:?}"
+    );
 }

@@ -143,6 +143,14 @@ pub enum Command {
         /// With Kafka: also write the planted truth to this CSV file.
         #[arg(long, value_name = "FILE")]
         truth: Option<PathBuf>,
+        /// With Kafka: send only the days from this one (counted from --start) of the
+        /// same feed: earlier days are generated and skipped, so a later call continues
+        /// the feed of an earlier one (a daily increment). Master data only from day 0.
+        #[arg(long, default_value_t = 0)]
+        from_day: u32,
+        /// With Kafka: send only the days before this one (default: --days).
+        #[arg(long)]
+        to_day: Option<u32>,
     },
     /// CSV or JSON-lines files (invoices, outlets, SKUs) onto the input topics.
     Load {

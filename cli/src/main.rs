@@ -218,15 +218,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             feed,
             out_dir,
             truth,
+            from_day,
+            to_day,
         } => {
             let cfg = load_config(&common)?;
             let mut f = spectra_ingest::generate::Feed::new(feed.options());
             let summary = match out_dir {
                 Some(dir) => spectra_ingest::generate::to_files(&mut f, &dir)?,
                 None => {
-                    let days = f.opts.days;
-                    let s =
-                        spectra_ingest::generate::to_kafka(&cfg, &mut f, 0, days, |_| {}).await?;
+                    let to = to_day.unwrap_or(f.opts.days).min(f.opts.days);
+                    anyhow::ensure!(
+                        from_day <= to,
+                        "--from-day {from_day} is after --to-day {to}"
+                    );
+                    // The feed's random choices run day after day: skipped days are
+                    // generated so that the days sent are those of the whole feed.
+                    for day in 0..from_day {
+                        f.day_messages(day);
+                    }
+                    let s = spectra_ingest::generate::to_kafka(&cfg, &mut f, from_day, to, |_| {})
+                        .await?;
                     if let Some(t) = truth {
                         std::fs::write(&t, f.truth_csv())
                             .with_context(|| format!("writing {}", t.display()))?;

@@ -108,6 +108,17 @@ impl SegmentMetrics {
         s
     }
 
+    /// Starts the run and failure counters of a configured segmentation at zero, so
+    /// every segmentation is a series (and a choice of the dashboard's variable) before
+    /// its first run, including one whose runs fail.
+    pub fn known(&self, segmentation: &str) {
+        let l = SegmentationLabels {
+            segmentation: segmentation.to_owned(),
+        };
+        let _ = self.runs.get_or_create(&l);
+        let _ = self.failures.get_or_create(&l);
+    }
+
     /// Records whether the latest run is held and not released.
     pub fn set_held(&self, segmentation: &str, held: bool) {
         self.runs_held

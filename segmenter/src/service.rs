@@ -227,6 +227,7 @@ pub async fn run(cfg: Config, ctx: Context, opts: SegmentOptions) -> Result<Summ
     ctx.health.register("segment");
     ctx.health.set_ready("segment", true);
     let names: Vec<&str> = segmentations.iter().map(|s| s.name.as_str()).collect();
+    names.iter().for_each(|n| metrics.known(n));
     tracing::info!(segmentations = ?names, once = opts.once, "segment started");
     let poll = Duration::from_secs(cfg.segment.poll_seconds.max(1));
     let mut summary = Summary::default();

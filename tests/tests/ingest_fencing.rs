@@ -445,7 +445,7 @@ fn a_stalled_owner_losing_its_partitions_is_fenced() {
             .sum::<usize>()
     };
     let mut rounds = 0;
-    while rounds < 12 && fenced() == 0 {
+    while rounds < 16 && fenced() == 0 {
         rounds += 1;
         // B stays until a batch is fenced or A's stalled write must have ended.
         let mut b = spawn_stalling(&setup, &env, &flags, &log_b, "0:0");

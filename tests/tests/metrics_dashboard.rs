@@ -331,7 +331,7 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_dashboard_metric_is_exported() {
+async fn every_dashboard_panel_has_data_in_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup::new(dir.path());
     let id = setup.invoices.trim_end_matches(".invoices");
@@ -459,6 +459,17 @@ async fn every_dashboard_metric_is_exported() {
     assert!(
         profiles.as_array().is_some_and(|a| a.len() >= 3),
         "{profiles}"
+    );
+    // The damaged one answers a server error (the "Errors" panel counts it per route).
+    let r = reqwest::get(format!(
+        "http://{api}/api/segmentations/broken-mix/segments"
+    ))
+    .await
+    .unwrap();
+    assert!(
+        r.status().is_server_error(),
+        "GET segments of a run whose folder is gone: {}",
+        r.status()
     );
 
     // The publish port and the publisher's admin port serve the same registry.

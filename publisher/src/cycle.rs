@@ -55,9 +55,6 @@ pub struct CycleEnv<'a> {
     pub producer: &'a FutureProducer,
     /// Metrics.
     pub metrics: &'a PublishMetrics,
-    /// Fault injection for crash tests: stop after this many acknowledged messages,
-    /// before the state is recorded.
-    pub crash_after: Option<u64>,
 }
 
 fn json(v: &impl Serialize) -> Vec<u8> {
@@ -222,7 +219,7 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         },
     )
     .await?;
-    deliver(env.producer, &out, env.metrics, env.crash_after).await?;
+    deliver(env.producer, &out, env.metrics).await?;
     let rows = diff::next_state(&run.run_id, &current);
     let cycle = CycleState {
         run_id: run.run_id.clone(),
@@ -439,7 +436,7 @@ pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRe
     report.outlets = current.len() as u64;
     report.repaired = out.len() as u64;
     if !out.is_empty() {
-        deliver(env.producer, &out, env.metrics, None).await?;
+        deliver(env.producer, &out, env.metrics).await?;
     }
     let rows = diff::next_state(&run.run_id, &current);
     let cycle = CycleState {

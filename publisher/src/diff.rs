@@ -34,6 +34,41 @@ pub struct Current {
     pub tags: Vec<String>,
     /// Confidence of the assignment, 0–1.
     pub confidence: f64,
+    /// Why the run moved it, when the run moved it into this segment.
+    pub evidence: Option<MoveEvidence>,
+}
+
+/// Why an outlet moved: the change detector's evidence from the run's
+/// `movements.parquet`, on `moved` messages only (an optional field of contract §3.1;
+/// `GET /api/segmentations/{name}/movements` has the full spectra).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MoveEvidence {
+    /// `changed` (the change detector), `segment_retired` or `nearer_segment`.
+    pub reason: String,
+    /// Change score of the recent window against the earlier one (a standard normal
+    /// quantile), when the outlet was tested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// Log-likelihood ratio of the new segment over the old on the recent spend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit: Option<f64>,
+    /// Invoices in the recent window: the evidence behind the score.
+    pub recent_invoices: f64,
+    /// The features that drove the change, strongest first (at most three).
+    pub drivers: Vec<spectra_core::tables::runs::Driver>,
+}
+
+impl MoveEvidence {
+    /// The evidence of a movement row (its three strongest drivers).
+    pub fn of(m: &spectra_core::tables::runs::MovementRow) -> Self {
+        Self {
+            reason: m.reason.clone(),
+            score: m.score,
+            fit: m.fit,
+            recent_invoices: m.recent_invoices,
+            drivers: m.drivers.iter().take(3).cloned().collect(),
+        }
+    }
 }
 
 /// A segment assignment message (contract §3.1).
@@ -59,6 +94,9 @@ pub struct AssignmentMessage {
     pub run_id: String,
     /// The run's as-of date.
     pub as_of: String,
+    /// Why it moved (`moved` messages of a run that moved it; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<MoveEvidence>,
 }
 
 /// One change on the assignments topic: a value, or a tombstone (`None`).
@@ -142,6 +180,7 @@ pub fn message(
         confidence: c.confidence,
         run_id: run.run_id.to_owned(),
         as_of: run.as_of.to_owned(),
+        evidence: (change == "moved").then(|| c.evidence.clone()).flatten(),
     }
 }
 
@@ -172,6 +211,7 @@ mod tests {
             segment_name: name.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             confidence: 0.5,
+            evidence: None,
         }
     }
 
@@ -264,6 +304,38 @@ mod tests {
         assert_eq!(c[0].message.as_ref().unwrap().change, "renamed");
         let c = diff(&run(), &p, &[cur("A", "S1", "Uno", &[])]);
         assert_eq!(c[0].message.as_ref().unwrap().change, "renamed");
+    }
+
+    #[test]
+    fn only_moved_messages_carry_the_evidence() {
+        let evidence = MoveEvidence {
+            reason: "changed".into(),
+            score: Some(5.2),
+            fit: Some(9.0),
+            recent_invoices: 7.0,
+            drivers: Vec::new(),
+        };
+        let mut p = HashMap::new();
+        let mut a = cur("A", "S1", "One", &[]);
+        a.evidence = Some(evidence.clone());
+        let c = diff(&run(), &p, std::slice::from_ref(&a));
+        let m = c[0].message.as_ref().unwrap();
+        assert_eq!((m.change.as_str(), &m.evidence), ("new", &None));
+        assert!(!serde_json::to_string(m).unwrap().contains("evidence"));
+        apply(&mut p, &c);
+        a.segment_id = "S2".into();
+        let c = diff(&run(), &p, std::slice::from_ref(&a));
+        let m = c[0].message.as_ref().unwrap();
+        assert_eq!(m.change, "moved");
+        assert_eq!(m.evidence.as_ref(), Some(&evidence));
+        let back: AssignmentMessage =
+            serde_json::from_str(&serde_json::to_string(m).unwrap()).unwrap();
+        assert_eq!(&back, m);
+        apply(&mut p, &c);
+        a.tags = vec!["#new".into()];
+        let c = diff(&run(), &p, std::slice::from_ref(&a));
+        let m = c[0].message.as_ref().unwrap();
+        assert_eq!((m.change.as_str(), &m.evidence), ("renamed", &None));
     }
 
     #[test]

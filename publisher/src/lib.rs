@@ -65,11 +65,4 @@ pub enum Error {
     /// An I/O error (binding the HTTP port, writing a file).
     #[error("{0}")]
     Io(String),
-    /// The fault injected by a crash test: the cycle stopped after this many
-    /// acknowledged messages, before recording its state.
-    #[error("injected crash after {acked} acknowledged messages")]
-    InjectedCrash {
-        /// Messages acknowledged before the stop.
-        acked: u64,
-    },
 }

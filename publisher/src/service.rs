@@ -31,9 +31,6 @@ pub struct PublishOptions {
     /// that differs from the accepted run, record the state, then return (implies
     /// `once`).
     pub reconcile: bool,
-    /// Fault injection for crash tests: each cycle stops after this many acknowledged
-    /// messages, before recording its state, and `run` returns the error.
-    pub crash_after: Option<u64>,
 }
 
 /// What a run did.
@@ -168,7 +165,6 @@ pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Se
             metadata: &metadata,
             producer: &producer,
             metrics: &metrics,
-            crash_after: opts.crash_after,
         };
         let poll = Duration::from_secs(cfg.publish.poll_seconds.max(1));
         loop {
@@ -194,7 +190,6 @@ pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Se
                             r.assignments.values().sum::<u64>() + r.profiles + r.recommendations;
                         reports.push(r);
                     }
-                    Err(e @ Error::InjectedCrash { .. }) => return Err(e),
                     Err(e) => {
                         metrics
                             .cycle_errors

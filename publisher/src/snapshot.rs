@@ -128,6 +128,13 @@ impl Snapshot {
     /// Every assignment with its segment's current label, by outlet id.
     pub fn currents(&self, metadata: &MetadataStore) -> Vec<Current> {
         let mut labels: HashMap<&str, Label> = HashMap::new();
+        // The run's moves into the segment each outlet is in now.
+        let moved: HashMap<(&str, &str), &tables::MovementRow> = self
+            .run
+            .movements
+            .iter()
+            .map(|m| ((m.outlet_id.as_str(), m.segment_id.as_str()), m))
+            .collect();
         let mut out: Vec<Current> = self
             .run
             .assignments
@@ -142,6 +149,9 @@ impl Snapshot {
                     segment_name: l.name.clone(),
                     tags: l.tags.clone(),
                     confidence: a.confidence,
+                    evidence: moved
+                        .get(&(a.outlet_id.as_str(), a.segment_id.as_str()))
+                        .map(|m| crate::diff::MoveEvidence::of(m)),
                 }
             })
             .collect();

@@ -11,7 +11,8 @@ use spectra_core::Storage;
 
 pub use spectra_core::tables::features::{KpiRow as OutletKpi, WindowFeatures as Features};
 pub use spectra_core::tables::runs::{
-    latest, run_folders, stored_segmentations, AssignmentRow, Change, GapRow, Latest, Run,
+    latest, run_folders, stored_segmentations, AssignmentRow, Change, GapRow, Latest, MovementRow,
+    Run,
 };
 
 use crate::Error;

@@ -124,7 +124,7 @@ async fn console_shows_segments_with_charts_and_an_edited_tag_after_reload() {
     let dir = artifacts();
     let shot = dir.join("console.png");
     let _ = std::fs::remove_file(&shot);
-    let (dom, detail) = tokio::task::spawn_blocking({
+    let (dom, detail, movement) = tokio::task::spawn_blocking({
         let (base, shot, dir, coffee) = (base.clone(), shot.clone(), dir.clone(), coffee.clone());
         move || {
             let dom = browser(&["--dump-dom"], &format!("{base}/#/segments"));
@@ -140,11 +140,31 @@ async fn console_shows_segments_with_charts_and_an_edited_tag_after_reload() {
                 &format!("{base}/#/segment/{coffee}"),
             );
             let detail = browser(&["--dump-dom"], &format!("{base}/#/segment/{coffee}"));
-            (dom, detail)
+            let movement = browser(&["--dump-dom"], &format!("{base}/#/movement"));
+            (dom, detail, movement)
         }
     })
     .await
     .unwrap();
+    // The movement view lists every move of the run with its evidence.
+    let moved = run2.with_change("moved");
+    assert!(!moved.is_empty());
+    assert!(movement.contains("Why outlets moved"), "{movement}");
+    assert_eq!(
+        movement.matches("<tr class=\"move\">").count(),
+        moved.len().min(500),
+        "{movement}"
+    );
+    for o in moved.iter().take(500) {
+        assert!(
+            movement.contains(&format!("href=\"#/outlet/{o}\">{o}</a>")),
+            "{o} missing from the movement view"
+        );
+    }
+    assert!(
+        movement.contains("<td>changed</td>") && movement.contains(" → "),
+        "the detector's moves show their reason and drivers: {movement}"
+    );
     let card = dom
         .split(&format!("data-segment=\"{other}\""))
         .nth(1)

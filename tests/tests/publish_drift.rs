@@ -1,13 +1,15 @@
 //! `spectra publish` against a real broker, on the runs the real services made of a
 //! seeded feed (`spectra_tests::fixture`): run 1 is published, then run 2 (some outlets
-//! changed taste, some stopped buying, new ones opened) with a crash in the middle of
-//! publishing it. The compacted view of `segment-assignments` must be exactly the latest
+//! changed taste, some stopped buying, new ones opened) with a crash (the process
+//! aborts after 10 acknowledged messages) in the middle of publishing it. The compacted view of `segment-assignments` must be exactly the latest
 //! run, every republished value identical to the one it repeats, and what moved, left
 //! and joined what the feed planted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use spectra_core::service::Context;
+use spectra_core::tables::read_rows;
+use spectra_core::tables::runs::MovementRow;
 use spectra_publisher::PublishOptions;
 use spectra_tests::fixture::{fixture, RunInfo, Stage, SEASONAL, SEGMENTATION};
 use spectra_tests::served;
@@ -15,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 async fn publish_once(
     cfg: &spectra_core::Config,
-    crash_after: Option<u64>,
 ) -> Result<spectra_publisher::Summary, spectra_publisher::Error> {
     let ctx = Context::new(CancellationToken::new());
     spectra_publisher::run(
@@ -23,7 +24,6 @@ async fn publish_once(
         ctx,
         PublishOptions {
             once: true,
-            crash_after,
             ..Default::default()
         },
     )
@@ -53,7 +53,7 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
     let cfg = store.config(&spectra_tests::fresh("pub"));
 
     // Run 1: everything is new.
-    let s = publish_once(&cfg, None).await.unwrap();
+    let s = publish_once(&cfg).await.unwrap();
     assert_eq!(
         s.segmentations[0].assignments.get("new"),
         Some(&(run1.assignments.len() as u64)),
@@ -68,7 +68,7 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
     );
 
     // A second cycle over the same run publishes nothing.
-    let s = publish_once(&cfg, None).await.unwrap();
+    let s = publish_once(&cfg).await.unwrap();
     assert_eq!(s.messages, 0, "{s:?}");
 
     // Run 2: what moved, left and joined is what the feed planted.
@@ -118,12 +118,35 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
     );
     assert!(moved.len() > 5 && left.len() > 5);
 
-    // The publisher crashes after 10 acknowledged messages of run 2.
+    // The publish process dies (SIGABRT, no shutdown) after 10 acknowledged messages
+    // of run 2, between delivering and recording.
     store.advance_to_run2();
-    let e = publish_once(&cfg, Some(10)).await.unwrap_err();
+    let t = &cfg.kafka.topics;
+    let outputs = [&t.assignments, &t.profiles, &t.recommendations];
+    let on_outputs = || -> usize {
+        outputs
+            .iter()
+            .map(|topic| spectra_tests::read_topic(topic).len())
+            .sum()
+    };
+    let before = on_outputs();
+    let out = std::process::Command::new(spectra_tests::spectra_bin())
+        .args(["publish", "--once", "--admin-listen", "127.0.0.1:0"])
+        .args(store.flags(&cfg))
+        .env("RUST_LOG", "warn")
+        .env("SPECTRA_TEST_ABORT_AFTER_ACKS", "10")
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(6), // SIGABRT
+        "the publisher must die mid-cycle: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let delivered = on_outputs() - before;
     assert!(
-        matches!(e, spectra_publisher::Error::InjectedCrash { acked: 10 }),
-        "{e}"
+        delivered >= 10,
+        "the crashed cycle delivered part of run 2 ({delivered} messages)"
     );
     assert!(
         std::fs::read_to_string(store.root.join("state/publisher/mix/cycle.json"))
@@ -189,6 +212,56 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
         );
         assert_eq!(m["segment_id"], run2.assignments[*o].segment_id.as_str());
         assert_eq!(m["as_of"], run2.as_of.to_string());
+    }
+    // Each move carries its evidence: the run's movements.parquet row of that outlet
+    // (reason, score, fit, recent invoices, its three strongest drivers).
+    let storage = spectra_core::Storage::from_url(&cfg.storage.url).unwrap();
+    let movements: Vec<MovementRow> =
+        read_rows(&storage, &format!("{}/movements.parquet", run2.path))
+            .await
+            .unwrap()
+            .expect("the run's movements.parquet");
+    let rows: BTreeMap<&str, &MovementRow> = movements
+        .iter()
+        .map(|m| (m.outlet_id.as_str(), m))
+        .collect();
+    let mut tested = 0;
+    for o in &moved {
+        let m = &compacted[&format!("{SEGMENTATION}:{o}")];
+        let row = rows
+            .get(o)
+            .unwrap_or_else(|| panic!("{o} moved without a movements.parquet row"));
+        let e = &m["evidence"];
+        assert_eq!(e["reason"], row.reason.as_str(), "{m}");
+        // JSON keeps a float to its last digit or so (serde_json's fast parsing).
+        let same = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        assert!(same(e["score"].as_f64(), row.score), "{m}");
+        assert!(same(e["fit"].as_f64(), row.fit), "{m}");
+        assert_eq!(e["recent_invoices"].as_f64(), Some(row.recent_invoices));
+        let drivers: Vec<&str> = e["drivers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{m}"))
+            .iter()
+            .map(|d| d["feature"].as_str().unwrap())
+            .collect();
+        let strongest: Vec<&str> = row
+            .drivers
+            .iter()
+            .take(3)
+            .map(|d| d.feature.as_str())
+            .collect();
+        assert_eq!(drivers, strongest, "{m}");
+        tested += usize::from(row.score.is_some());
+    }
+    assert!(tested > 0, "no move came from the change detector");
+    // Messages of outlets that did not move carry none.
+    for (k, m) in &compacted {
+        if m["change"] != "moved" {
+            assert!(m.get("evidence").is_none(), "{k}: {m}");
+        }
     }
 
     // Profiles and recommendations follow the latest run too.

@@ -334,7 +334,7 @@ pub struct MovementRow {
     pub previous_segment_id: String,
     /// Segment now.
     pub segment_id: String,
-    /// `behaviour_changed`, `segment_retired` or `nearer_segment`.
+    /// `changed` (the change detector), `segment_retired` or `nearer_segment`.
     pub reason: String,
     /// Change score (standard normal quantile; `None` when not tested).
     pub score: Option<f64>,

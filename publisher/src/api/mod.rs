@@ -247,7 +247,7 @@ async fn put_segment(
         value: Some(serde_json::to_vec(&next).expect("metadata serializes")),
         change: "metadata",
     };
-    deliver(&s.producer, std::slice::from_ref(&msg), &s.metrics, None).await?;
+    deliver(&s.producer, std::slice::from_ref(&msg), &s.metrics).await?;
     s.metadata.apply(&msg.key, Some(next.clone()));
     s.changed.notify_one();
     tracing::info!(segmentation = %name, segment_id = %id, name = %next.name, tags = ?next.tags, by = %next.updated_by, "segment metadata set");

@@ -266,7 +266,26 @@ async function viewMovement() {
   const rows = [null, ...ids].map((from) => `<tr><th>${from === null ? "new outlets" : `${esc(m.segments[from])} <span class="badge">${esc(from)}</span>`}</th>${ids.map((to) => cell(from, to)).join("")}</tr>`);
   main.innerHTML = `<div class="page-head"><div><h1>Segment movement</h1><span class="muted">${esc(m.run_id)}: ${num(m.moved)} moved, ${num(m.new)} new, ${num(m.outlets)} outlets</span></div></div>
   <div class="card"><p class="muted">Rows: segment in the previous run. Columns: segment now. The diagonal is outlets that stayed.</p>
-  <table class="matrix"><thead><tr><th>from \\ to</th>${ids.map((id) => `<th>${esc(m.segments[id])} <span class="badge">${esc(id)}</span></th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table></div>`;
+  <table class="matrix"><thead><tr><th>from \\ to</th>${ids.map((id) => `<th>${esc(m.segments[id])} <span class="badge">${esc(id)}</span></th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table></div>
+  <div id="moves"></div>`;
+  const ev = await api(`/api/segmentations/${encodeURIComponent(state.current)}/movements`).catch(() => null);
+  if (ev) $("#moves").innerHTML = movesCard(ev, m.segments);
+}
+
+// Every move with its evidence, and segments whose own profile drifted (a different
+// event from outlets moving).
+function movesCard(ev, names) {
+  const seg = (id) => `${esc(names[id] || id)} <span class="badge">${esc(id)}</span>`;
+  const pct = (x) => `${(100 * (x || 0)).toFixed(0)}%`;
+  const score = (x) => (x === null || x === undefined ? "–" : Number(x).toFixed(1));
+  const drivers = (d) => (d || []).slice(0, 3).map((x) => `${esc(x.feature)} ${pct(x.earlier_share)} → ${pct(x.recent_share)}`).join("; ");
+  const drifted = (ev.segment_drift || []).filter((d) => d.drifted);
+  const rows = ev.movements.slice(0, 500).map((v) => `<tr class="move"><td><a href="#/outlet/${encodeURIComponent(v.outlet_id)}">${esc(v.outlet_id)}</a></td><td>${seg(v.previous_segment_id)}</td><td>${seg(v.segment_id)}</td><td>${esc(v.reason)}</td><td class="num">${score(v.score)}</td><td class="num">${score(v.fit)}</td><td class="num">${num(v.recent_invoices)}</td><td>${drivers(v.drivers)}</td></tr>`);
+  return `<div class="card"><h2>Why outlets moved</h2>
+  <p class="muted">${num(ev.moved)} moves in ${esc(ev.run_id)}. Score: how far the recent spend differs from the earlier (standard normal quantile); fit: log-likelihood ratio of the new segment over the old on the recent spend.${ev.moved > 500 ? " The first 500 are shown." : ""}</p>
+  ${rows.length ? `<table class="moves"><thead><tr><th>outlet</th><th>from</th><th>to</th><th>reason</th><th>score</th><th>fit</th><th>recent invoices</th><th>drivers (earlier → recent share)</th></tr></thead><tbody>${rows.join("")}</tbody></table>` : '<p class="empty">No outlet moved in this run.</p>'}
+  <h3>Segments whose own profile drifted</h3>
+  ${drifted.length ? `<ul class="drifted">${drifted.map((d) => `<li>${seg(d.segment_id)}: drift ${Number(d.own_drift).toFixed(2)}</li>`).join("")}</ul>` : '<p class="muted">None: the segments describe the same outlets as before.</p>'}</div>`;
 }
 
 async function viewOutlet(id) {

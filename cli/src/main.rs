@@ -167,11 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 // publish.listen; a one-off run has no server of its own.
                 start_admin(&cfg, &ctx).await?;
             }
-            let opts = spectra_publisher::PublishOptions {
-                once,
-                reconcile,
-                ..Default::default()
-            };
+            let opts = spectra_publisher::PublishOptions { once, reconcile };
             let s = spectra_publisher::run(cfg, ctx.clone(), opts).await?;
             ctx.shutdown.cancel();
             println!("{}", serde_json::to_string(&s)?);

@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Float64Type, Int64Type};
 use chrono::NaiveDate;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde_json::{json, Value};
 use spectra_core::service::Context;
+use spectra_core::tables::read_rows;
+use spectra_core::tables::runs::AssignmentRow;
 use spectra_core::Config;
 use tokio_util::sync::CancellationToken;
 
@@ -913,44 +913,26 @@ pub async fn read_run(storage: &spectra_core::Storage, run_id: &str) -> RunInfo 
     let mut p = run_id.splitn(3, '/');
     let (name, as_of, seq) = (p.next().unwrap(), p.next().unwrap(), p.next().unwrap());
     let path = format!("segmentations/{name}/runs/{as_of}.{seq}");
-    let file = format!("{path}/assignments.parquet");
-    let bytes = storage.get(&file).await.unwrap().expect("assignments");
-    let mut assignments = BTreeMap::new();
-    for b in spectra_core::schema::from_parquet(bytes).unwrap() {
-        let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
-        let f = |n: &str| {
-            b.column_by_name(n)
-                .unwrap()
-                .as_primitive::<Float64Type>()
-                .clone()
-        };
-        let (o, seg, prev, change) = (
-            s("outlet_id"),
-            s("segment_id"),
-            s("previous_segment_id"),
-            s("change"),
-        );
-        let (conf, value, pot) = (f("confidence"), f("value"), f("potential"));
-        let lines = b
-            .column_by_name("lines")
-            .unwrap()
-            .as_primitive::<Int64Type>()
-            .clone();
-        for i in 0..b.num_rows() {
-            assignments.insert(
-                o.value(i).to_owned(),
-                Assignment {
-                    segment_id: seg.value(i).to_owned(),
-                    previous_segment_id: prev.is_valid(i).then(|| prev.value(i).to_owned()),
-                    change: change.value(i).to_owned(),
-                    confidence: conf.value(i),
-                    value: value.value(i),
-                    lines: lines.value(i),
-                    potential: pot.value(i),
-                },
-            );
-        }
-    }
+    // The table layer's reader: the same definition the services write with.
+    let rows: Vec<AssignmentRow> = read_rows(storage, &format!("{path}/assignments.parquet"))
+        .await
+        .unwrap()
+        .expect("assignments");
+    let assignments = rows
+        .into_iter()
+        .map(|a| {
+            let row = Assignment {
+                segment_id: a.segment_id,
+                previous_segment_id: a.previous_segment_id,
+                change: a.change.as_str().to_owned(),
+                confidence: a.confidence,
+                value: a.value,
+                lines: a.lines,
+                potential: a.potential,
+            };
+            (a.outlet_id, row)
+        })
+        .collect();
     let json = |f: &str| {
         let path = format!("{path}/{f}");
         async move {

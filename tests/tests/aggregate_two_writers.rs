@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Float64Type, Int32Type, Int64Type};
+use spectra_core::tables::features::DailyRow;
+use spectra_core::tables::{date32, Columns, Rows};
 use spectra_tests::*;
 
 type Key = (String, String, i32);
@@ -82,31 +84,15 @@ fn brute_force(batches: &[RecordBatch]) -> BTreeMap<Key, (f64, f64, i64)> {
     out
 }
 
+/// The daily table through the table layer's definition (`DailyRow`), by key.
 fn daily(batches: &[RecordBatch]) -> BTreeMap<Key, (f64, f64, i64)> {
     let mut out = BTreeMap::new();
     for b in batches {
-        let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
-        let f = |n: &str| {
-            b.column_by_name(n)
-                .unwrap()
-                .as_primitive::<Float64Type>()
-                .clone()
-        };
-        let (o, sku, nv, q) = (s("outlet_id"), s("sku_id"), f("net_value"), f("quantity"));
-        let l = b
-            .column_by_name("lines")
-            .unwrap()
-            .as_primitive::<Int64Type>()
-            .clone();
-        let d = b
-            .column_by_name("date")
-            .unwrap()
-            .as_primitive::<Date32Type>()
-            .clone();
-        for r in 0..b.num_rows() {
-            let key = (o.value(r).to_owned(), sku.value(r).to_owned(), d.value(r));
+        let rows = DailyRow::from_batch(&Columns::new(b, "features/daily")).unwrap();
+        for r in rows {
+            let key = (r.outlet_id, r.sku_id, date32(r.date));
             assert!(out
-                .insert(key, (nv.value(r), q.value(r), l.value(r)))
+                .insert(key, (r.net_value, r.quantity, r.lines))
                 .is_none());
         }
     }

@@ -429,9 +429,10 @@ async fn test_stall(object_put: bool) {
         let v = std::env::var("SPECTRA_TEST_STORAGE_STALL").ok()?;
         let mut it = v.split(':');
         let p = it.next()?.parse().ok()?;
-        let (min_ms, max_ms) = match it.next()?.split_once('-') {
+        let range = it.next()?;
+        let (min_ms, max_ms) = match range.split_once('-') {
             Some((lo, hi)) => (lo.parse().ok()?, hi.parse().ok()?),
-            None => (0, v.split(':').nth(1)?.parse().ok()?),
+            None => (0, range.parse().ok()?),
         };
         Some((p, min_ms, max_ms, it.next() == Some("puts")))
     });

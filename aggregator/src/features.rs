@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, SchemaRef};
 use datafusion::execution::context::SessionContext;
+use sha2::{Digest, Sha256};
 use spectra_core::config::SegmentationConfig;
 use spectra_core::schema::to_parquet;
 use spectra_core::Storage;
@@ -99,6 +100,7 @@ async fn write<T: Rows>(
     storage: &Storage,
     path: &str,
     table: (SchemaRef, Vec<RecordBatch>),
+    hash: &mut Sha256,
 ) -> Result<u64, Error> {
     let schema = T::schema();
     let batches = table
@@ -107,7 +109,9 @@ async fn write<T: Rows>(
         .map(|b| conform(b, &schema, path))
         .collect::<Result<Vec<_>, _>>()?;
     let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-    storage.put(path, to_parquet(schema, &batches)?).await?;
+    let data = to_parquet(schema, &batches)?;
+    hash.update(&data);
+    storage.put(path, data).await?;
     Ok(rows)
 }
 
@@ -191,8 +195,14 @@ pub async fn build(
         .flat_map(|b| b.column(1).as_string::<i32>().iter().flatten())
         .collect();
     let features = features.len() as u64;
-    let mut rows =
-        write::<SpectrumRow>(storage, &format!("{dir}/spectrum.parquet"), spectrum).await?;
+    let mut hash = Sha256::new();
+    let mut rows = write::<SpectrumRow>(
+        storage,
+        &format!("{dir}/spectrum.parquet"),
+        spectrum,
+        &mut hash,
+    )
+    .await?;
 
     let sku_spend = query(
         ctx,
@@ -206,7 +216,13 @@ pub async fn build(
         ),
     )
     .await?;
-    rows += write::<SkuSpendRow>(storage, &format!("{dir}/sku_spend.parquet"), sku_spend).await?;
+    rows += write::<SkuSpendRow>(
+        storage,
+        &format!("{dir}/sku_spend.parquet"),
+        sku_spend,
+        &mut hash,
+    )
+    .await?;
 
     let months = f64::from(seg.window_days) / DAYS_PER_MONTH;
     let kpis = query(
@@ -240,7 +256,7 @@ pub async fn build(
         ),
     )
     .await?;
-    let outlets = write::<KpiRow>(storage, &format!("{dir}/kpis.parquet"), kpis).await?;
+    let outlets = write::<KpiRow>(storage, &format!("{dir}/kpis.parquet"), kpis, &mut hash).await?;
     rows += outlets;
 
     let unknown_skus = count(
@@ -269,6 +285,7 @@ pub async fn build(
         unknown_skus,
         unknown_outlets,
         created_at: chrono::Utc::now().to_rfc3339(),
+        content_hash: Some(hash.finalize().iter().map(|b| format!("{b:02x}")).collect()),
     };
     storage
         .put_json(&format!("{dir}/_manifest.json"), &manifest)

@@ -77,9 +77,12 @@ pub enum Command {
     Segment {
         #[command(flatten)]
         common: Common,
-        /// Run every due segmentation once, then exit.
+        /// Run every due segmentation once (by its `schedule`), then exit.
         #[arg(long)]
         once: bool,
+        /// With --once: run every segmentation that has features, due or not.
+        #[arg(long, requires = "once")]
+        all: bool,
         /// Only this segmentation (as named in the config).
         #[arg(long, value_name = "NAME")]
         segmentation: Option<String>,

@@ -168,7 +168,7 @@ async fn story_once(cfg: &Config, feed_opts: FeedOptions) -> anyhow::Result<()> 
             Cycle::new().ctx(),
             spectra_segmenter::SegmentOptions {
                 once: true,
-                segmentation: None,
+                ..Default::default()
             },
         )
         .await?;
@@ -285,7 +285,7 @@ async fn interactive(cfg: &Config, feed_opts: FeedOptions, day_ms: u64) -> anyho
             x,
             spectra_segmenter::SegmentOptions {
                 once: false,
-                segmentation: None,
+                ..Default::default()
             },
         )
         .await

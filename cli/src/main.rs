@@ -141,12 +141,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Segment {
             common,
             once,
+            all,
             segmentation,
         } => {
             let cfg = load_config(&common)?;
             let ctx = Context::new(shutdown::on_signals());
             start_admin(&cfg, &ctx).await?;
-            let opts = spectra_segmenter::SegmentOptions { once, segmentation };
+            let opts = spectra_segmenter::SegmentOptions {
+                once,
+                all,
+                segmentation,
+                ..Default::default()
+            };
             let s = spectra_segmenter::run(cfg, ctx.clone(), opts).await?;
             ctx.shutdown.cancel();
             println!(

@@ -340,10 +340,16 @@ pub struct SegmentationConfig {
     /// and attributes by name).
     #[serde(default)]
     pub filter: Option<String>,
-    /// `daily`: a run per new as-of date of the features. For other rhythms run
-    /// `spectra segment --once` from an external scheduler.
+    /// When the segmentation runs (see [`crate::schedule`]): `daily` — a run per new
+    /// as-of date of the features, and a same-date correction at the next midnight — or
+    /// a cron expression (`"0 6 * * 1-5"`: 06:00 on weekdays; an optional leading
+    /// seconds field), at whose fire times it runs when its features changed since its
+    /// latest run.
     #[serde(default = "default_schedule")]
     pub schedule: String,
+    /// IANA time zone the schedule is read in (`Europe/Warsaw`); `UTC` by default.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
     /// Relative margin by which a new segment must fit better before an outlet moves.
     #[serde(default = "default_margin")]
     pub move_margin: f64,
@@ -403,7 +409,10 @@ fn default_k_range() -> [usize; 2] {
     [3, 12]
 }
 fn default_schedule() -> String {
-    "daily".into()
+    crate::schedule::DAILY.into()
+}
+fn default_timezone() -> String {
+    "UTC".into()
 }
 fn default_margin() -> f64 {
     0.1
@@ -437,6 +446,7 @@ impl SegmentationConfig {
             min_value: 0.0,
             filter: None,
             schedule: default_schedule(),
+            timezone: default_timezone(),
             move_margin: default_margin(),
             kpi_weight: 0.0,
             seed: default_seed(),
@@ -518,11 +528,8 @@ impl SegmentationConfig {
         if self.kpi_weight.is_nan() || self.kpi_weight < 0.0 {
             out.push(format!("segmentation `{n}`: kpi_weight must be ≥ 0"));
         }
-        if self.schedule != "daily" {
-            out.push(format!(
-                "segmentation `{n}`: schedule `{}` is not supported; use \"daily\" (a run per new as-of date), or run `spectra segment --once` from an external scheduler (cron, a Kubernetes CronJob)",
-                self.schedule
-            ));
+        if let Err(e) = crate::schedule::Schedule::parse(&self.schedule, &self.timezone) {
+            out.push(format!("segmentation `{n}`: {e}"));
         }
     }
 }

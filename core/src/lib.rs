@@ -10,6 +10,7 @@ pub mod hold;
 pub mod kafka;
 pub mod master;
 pub mod message;
+pub mod schedule;
 pub mod schema;
 pub mod service;
 pub mod shutdown;

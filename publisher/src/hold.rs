@@ -59,6 +59,8 @@ pub async fn resolve(
         as_of: h.baseline.as_of,
         path: h.baseline.path,
         held: None,
+        ran_at: None,
+        features_hash: None,
     };
     Ok(Some((baseline, Some(held))))
 }

@@ -143,18 +143,23 @@ pub async fn read_previous(
     }))
 }
 
-/// Writes a run's folder, then `latest.json` naming it.
+/// Writes a run's folder, then `latest.json` naming it, when it was made and the
+/// features it read.
 pub async fn write_run(
     storage: &Storage,
     segmentation: &str,
     folder: &str,
     out: &RunOutput,
+    ran_at: chrono::DateTime<chrono::Utc>,
+    features_hash: Option<String>,
 ) -> Result<Latest, Error> {
     let latest = Latest {
         run_id: out.run_id.clone(),
         as_of: out.model.as_of,
         path: folder.to_owned(),
         held: out.model.hold.clone(),
+        ran_at: Some(ran_at),
+        features_hash,
     };
     let run = Run {
         segmentation: segmentation.to_owned(),

@@ -1,11 +1,21 @@
 //! The `spectra segment` service: which segmentations are due, one run of one
 //! segmentation end to end, and the loop.
 //!
-//! Schedule: `daily` — a segmentation is due when the as-of date of its current
-//! features (`current.json`, see [`crate::features::current`]) differs from its latest
-//! run's: newer, or earlier after the data was corrected (so one run per change of the
-//! as-of date, whatever the poll interval). Cron expressions are rejected at start-up
-//! with a message saying so.
+//! Schedule (`schedule`, read in `timezone`; see [`spectra_core::schedule`]): a
+//! segmentation is due when its current features (`current.json` and the folder's
+//! manifest, see [`crate::features::current`]) are not the ones its latest run read —
+//! another as-of date, or the same date with another `content_hash` (late or corrected
+//! lines) — and
+//! - `daily`: the as-of date changed (newer, or earlier after the data was corrected),
+//!   so one run per change of the as-of date whatever the poll interval; a correction
+//!   of the same date runs at the next local midnight;
+//! - a cron expression: the schedule fired since the latest run (and, in service mode,
+//!   since the service last looked at a fire). The first run of a segmentation does not
+//!   wait for a fire.
+//!
+//! With `once` the due segmentations run and the command returns; with `all` as well,
+//! every segmentation with features runs, due or not. The time comes from
+//! [`SegmentOptions::clock`] (the system clock by default).
 //!
 //! Circuit breaker: a run is compared with the accepted run it started from; when it
 //! would move or drop more than `max_change_share` of that run's outlets it is written
@@ -15,19 +25,23 @@
 //! Isolation: one segmentation's error or panic is recorded and the others run; with
 //! `once`, [`Summary::failures`] lists them all.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use spectra_core::config::SegmentationConfig;
+use spectra_core::schedule::{system_clock, Clock, Schedule};
 use spectra_core::service::Context;
-use spectra_core::tables::features::WindowFeatures;
+use spectra_core::tables::features::{current_manifest, Manifest, WindowFeatures};
+use spectra_core::tables::runs::Latest;
 use spectra_core::{Config, Storage};
 
 use spectra_core::hold::{decide, Hold};
 use spectra_core::service::{catch_panic, panic_message, SegmentationFailure};
 
-use crate::features::{current, FeatureSet};
+use crate::features::FeatureSet;
 use crate::metrics::SegmentMetrics;
 use crate::pipeline::compute;
 use crate::runs::{next_seq, read_previous, run_folder, write_run};
@@ -38,8 +52,12 @@ use crate::Error;
 pub struct SegmentOptions {
     /// Run every due segmentation once, then return.
     pub once: bool,
+    /// With `once`: run every segmentation that has features, due or not.
+    pub all: bool,
     /// Only this segmentation (it must be configured).
     pub segmentation: Option<String>,
+    /// Where the time comes from (schedules, `ran_at`); the system clock when `None`.
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 /// What one run did.
@@ -107,14 +125,12 @@ pub fn validate<'a>(
         .filter(|s| opts.segmentation.as_ref().is_none_or(|n| *n == s.name))
         .collect();
     for s in &chosen {
-        if s.schedule != "daily" {
-            problems.push(format!(
-                "segmentation `{}`: schedule `{}` — cron expressions are not supported by \
-                 spectra segment; use \"daily\" (one run per new as-of date of the features) \
-                 and trigger `spectra segment --once` from your scheduler",
-                s.name, s.schedule
-            ));
+        if let Err(e) = Schedule::parse(&s.schedule, &s.timezone) {
+            problems.push(format!("segmentation `{}`: {e}", s.name));
         }
+    }
+    if opts.all && !opts.once {
+        problems.push("`all` runs every segmentation once; it needs `once`".into());
     }
     if problems.is_empty() {
         Ok(chosen)
@@ -123,17 +139,52 @@ pub fn validate<'a>(
     }
 }
 
-/// The as-of date to run `segmentation` for, if it is due: the current features' as-of
-/// date when it differs from the latest run's (held or not).
-pub async fn due(storage: &Storage, segmentation: &str) -> Result<Option<NaiveDate>, Error> {
-    let Some(features) = current(storage, segmentation).await? else {
+/// Whether a segmentation whose current features are `features` and latest run is
+/// `latest` is due at `now` by `schedule` (the rules are in the module's docs).
+/// `checked` is the latest fire the caller already looked at without running (service
+/// mode): a change after it waits for the next fire.
+pub fn is_due(
+    schedule: &Schedule,
+    features: &Manifest,
+    latest: Option<&Latest>,
+    checked: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(latest) = latest else {
+        return true;
+    };
+    let new_date = latest.as_of != features.as_of;
+    let new_content = matches!(
+        (&latest.features_hash, &features.content_hash),
+        (Some(a), Some(b)) if a != b
+    );
+    if !(new_date || new_content) {
+        return false;
+    }
+    if new_date && schedule.is_daily() {
+        return true;
+    }
+    let Some(fire) = schedule.last_fire(now) else {
+        return false;
+    };
+    latest.ran_at.is_none_or(|r| r < fire) && checked.is_none_or(|c| c < fire)
+}
+
+/// The as-of date to run `segmentation` for at `now`, if it is due by `schedule`
+/// ([`is_due`]); with `all`, whenever it has features.
+pub async fn due(
+    storage: &Storage,
+    segmentation: &str,
+    schedule: &Schedule,
+    checked: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    all: bool,
+) -> Result<Option<NaiveDate>, Error> {
+    let Some(features) = current_manifest(storage, segmentation).await? else {
         return Ok(None);
     };
     let last = crate::runs::latest(storage, segmentation).await?;
-    Ok(match last {
-        Some(l) if l.as_of == features => None,
-        _ => Some(features),
-    })
+    Ok((all || is_due(schedule, &features, last.as_ref(), checked, now)).then_some(features.as_of))
 }
 
 /// Runs `seg` on its features of `as_of`, from its latest run; writes the run folder
@@ -142,6 +193,7 @@ pub async fn run_segmentation(
     storage: &Storage,
     seg: &SegmentationConfig,
     as_of: NaiveDate,
+    now: DateTime<Utc>,
 ) -> Result<RunSummary, Error> {
     let start = Instant::now();
     let tables = WindowFeatures::read(storage, &seg.name, as_of).await?;
@@ -177,7 +229,15 @@ pub async fn run_segmentation(
         seg.max_change_share,
     );
     let folder = run_folder(&seg.name, as_of, seq);
-    write_run(storage, &seg.name, &folder, &out).await?;
+    write_run(
+        storage,
+        &seg.name,
+        &folder,
+        &out,
+        now,
+        tables.content_hash.clone(),
+    )
+    .await?;
     let q = &out.model.quality;
     let summary = RunSummary {
         run_id,
@@ -222,6 +282,16 @@ pub async fn run_segmentation(
 pub async fn run(cfg: Config, ctx: Context, opts: SegmentOptions) -> Result<Summary, Error> {
     let segmentations: Vec<SegmentationConfig> =
         validate(&cfg, &opts)?.into_iter().cloned().collect();
+    let schedules: Vec<Schedule> = segmentations
+        .iter()
+        .map(|s| {
+            Schedule::parse(&s.schedule, &s.timezone)
+                .map_err(|e| Error::Config(vec![format!("segmentation `{}`: {e}", s.name)]))
+        })
+        .collect::<Result<_, _>>()?;
+    let clock = opts.clock.clone().unwrap_or_else(system_clock);
+    // Per segmentation, the latest fire looked at without running (nothing changed).
+    let mut checked: HashMap<String, DateTime<Utc>> = HashMap::new();
     let storage = Storage::from_url(&cfg.storage.url)?;
     let metrics = SegmentMetrics::register(&ctx.metrics);
     ctx.health.register("segment");
@@ -234,13 +304,15 @@ pub async fn run(cfg: Config, ctx: Context, opts: SegmentOptions) -> Result<Summ
     loop {
         summary.up_to_date.clear();
         summary.failures.clear();
-        for seg in &segmentations {
+        for (seg, schedule) in segmentations.iter().zip(&schedules) {
             if ctx.shutdown.is_cancelled() {
                 break;
             }
+            let now = clock.now();
+            let last_checked = checked.get(&seg.name).copied();
             let work = async {
-                match due(&storage, &seg.name).await? {
-                    Some(as_of) => run_segmentation(&storage, seg, as_of).await.map(Some),
+                match due(&storage, &seg.name, schedule, last_checked, now, opts.all).await? {
+                    Some(as_of) => run_segmentation(&storage, seg, as_of, now).await.map(Some),
                     None => Ok(None),
                 }
             };
@@ -256,7 +328,12 @@ pub async fn run(cfg: Config, ctx: Context, opts: SegmentOptions) -> Result<Summ
                     metrics.record(&seg.name, &r);
                     summary.runs.push(r);
                 }
-                Ok(None) => summary.up_to_date.push(seg.name.clone()),
+                Ok(None) => {
+                    if let Some(fire) = schedule.last_fire(now) {
+                        checked.insert(seg.name.clone(), fire);
+                    }
+                    summary.up_to_date.push(seg.name.clone());
+                }
                 Err(e) => {
                     metrics.failed(&seg.name);
                     tracing::error!(segmentation = %seg.name, error = %e,

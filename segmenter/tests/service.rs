@@ -10,281 +10,20 @@
 //! `move_margin`, which is what these tests are about (`drift.rs` and the movement
 //! bench test the detector).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::Float64Type;
-use chrono::NaiveDate;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde_json::{json, Value};
-use spectra_core::config::SegmentationConfig;
-use spectra_core::master::{Outlet, Sku};
-use spectra_core::message::InvoiceLine;
-use spectra_core::schema::{
-    outlet_schema, raw_invoice_schema, sku_schema, to_parquet, OutletBuilder, RawInvoiceBuilder,
-    SkuBuilder, Source,
-};
 use spectra_core::service::Context;
-use spectra_core::{Config, Storage};
+use spectra_core::Storage;
 use spectra_segmenter::cluster::adjusted_rand_index;
-use spectra_segmenter::{run, SegmentOptions, Summary};
+use spectra_segmenter::{run, SegmentOptions};
 use tokio_util::sync::CancellationToken;
 
-/// Outlet sizes, an attribute.
-const SIZES: [&str; 3] = ["S", "M", "L"];
-/// Categories per planted segment.
-const OWN: usize = 4;
-
-/// An outlet of the fixture: which planted segment it follows and how much it buys.
-#[derive(Clone, Debug)]
-struct Planted {
-    id: String,
-    segment: usize,
-    scale: f64,
-}
-
-fn category(segment: usize, c: usize) -> String {
-    format!("cat{:02}", segment * OWN + c)
-}
-
-/// One day's purchases of the `n`-th outlet `o`, as (SKU, category, net value) lines: it
-/// buys its segment's own categories (log-normal noise seeded per outlet, so an
-/// unchanged outlet buys the same on every date) and a little of a shared `staples`
-/// category; two SKUs per category, split by the outlet's parity (the purchasing
-/// patterns). The number and order of the lines depend on the outlet alone, not on
-/// its segment.
-fn purchases(n: usize, o: &Planted) -> Vec<(String, String, f64)> {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(n as u64 * 7919 + 13);
-    let mut spend: Vec<(String, f64)> = Vec::new();
-    for c in 0..OWN {
-        let (u1, u2): (f64, f64) = (rng.gen_range(1e-9..1.0), rng.gen());
-        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-        if rng.gen_bool(0.9) {
-            spend.push((category(o.segment, c), o.scale * (0.4 * z).exp()));
-        }
-    }
-    spend.push(("staples".into(), o.scale * rng.gen_range(0.2..0.6)));
-    let heavy = if n.is_multiple_of(2) { 0.8 } else { 0.2 };
-    spend
-        .into_iter()
-        .flat_map(|(f, v)| {
-            [(1, heavy), (2, 1.0 - heavy)].map(|(s, w)| (format!("{f}-sku{s}"), f.clone(), v * w))
-        })
-        .collect()
-}
-
-/// The master record of the `n`-th outlet.
-fn master(n: usize, o: &Planted) -> Outlet {
-    Outlet {
-        outlet_id: o.id.clone(),
-        name: Some(format!("Outlet {}", o.id)),
-        region: Some(["north", "south"][n % 2].into()),
-        channel: Some(
-            if o.segment < 2 {
-                "traditional"
-            } else {
-                "modern"
-            }
-            .into(),
-        ),
-        attributes: Some(json!({ "size": SIZES[n % 3] }).to_string()),
-        deleted: false,
-    }
-}
-
-/// The input side of one store: invoice lines and master data written as ingest writes
-/// them, and the real aggregator run over them.
-struct Feed {
-    cfg: Config,
-    storage: Storage,
-    /// The next offset (and message timestamp) on the simulated topics: later writes
-    /// are later versions.
-    offset: i64,
-}
-
-impl Feed {
-    fn new(cfg: &Config) -> Self {
-        Self {
-            cfg: cfg.clone(),
-            storage: Storage::from_url(&cfg.storage.url).unwrap(),
-            offset: 0,
-        }
-    }
-
-    fn source(&mut self, topic: &'static str) -> Source<'static> {
-        self.offset += 1;
-        Source {
-            topic,
-            partition: 0,
-            offset: self.offset,
-            timestamp_ms: 1_700_000_000_000 + self.offset,
-        }
-    }
-
-    /// Writes one invoice per outlet dated `day` and the master data of the outlets
-    /// and SKUs, then runs one aggregator pass as of `day`. An outlet's lines of a day
-    /// have the same identities whatever it buys, so writing a day again corrects it
-    /// (the later version of each line wins).
-    async fn day(&mut self, outlets: &[Planted], day: NaiveDate) {
-        let first = self.offset + 1;
-        let (mut lines, mut records) = (RawInvoiceBuilder::default(), OutletBuilder::default());
-        let mut categories: BTreeMap<String, String> = BTreeMap::new();
-        for (n, o) in outlets.iter().enumerate() {
-            let invoice = format!("{}/{day}", o.id);
-            for (k, (sku, feature, value)) in purchases(n, o).into_iter().enumerate() {
-                let line = InvoiceLine {
-                    distributor_id: "D1".into(),
-                    invoice_id: invoice.as_str().into(),
-                    line_no: k as i64 + 1,
-                    invoice_date: day,
-                    outlet_id: o.id.as_str().into(),
-                    sku_id: sku.as_str().into(),
-                    quantity: 1.0,
-                    net_value: value,
-                    currency: None,
-                };
-                let src = self.source("invoices");
-                lines.append(&line, &src, 0);
-                categories.insert(sku, feature);
-            }
-            let src = self.source("outlets");
-            records.append(&master(n, o), &src);
-        }
-        let mut skus = SkuBuilder::default();
-        for (sku, feature) in &categories {
-            let src = self.source("skus");
-            skus.append(
-                &Sku {
-                    sku_id: sku.clone(),
-                    name: Some(format!("{feature} {sku}")),
-                    category: Some(feature.clone()),
-                    subcategory: None,
-                    brand: None,
-                    attributes: None,
-                    deleted: false,
-                },
-                &src,
-            );
-        }
-        let last = self.offset;
-        let put = |path: String, schema, batch: RecordBatch| {
-            let data = to_parquet(schema, &[batch]).unwrap();
-            let storage = self.storage.clone();
-            async move { storage.put(&path, data).await.unwrap() }
-        };
-        put(
-            format!("raw/invoices/date={day}/invoices-0-{first}-{last}.parquet"),
-            raw_invoice_schema(),
-            lines.finish(),
-        )
-        .await;
-        put(
-            format!("master/outlets/outlets-0-{first}-{last}.parquet"),
-            outlet_schema(),
-            records.finish(),
-        )
-        .await;
-        put(
-            format!("master/skus/skus-0-{first}-{last}.parquet"),
-            sku_schema(),
-            skus.finish(),
-        )
-        .await;
-        let summary = spectra_aggregator::run(
-            self.cfg.clone(),
-            Context::new(CancellationToken::new()),
-            spectra_aggregator::AggregateOptions {
-                once: true,
-                as_of: Some(day),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        assert!(summary.failures.is_empty(), "{summary:?}");
-    }
-}
-
-fn segmentation(v: Value) -> SegmentationConfig {
-    serde_json::from_value(v).unwrap()
-}
-
-/// A configuration with `seg` over a one-day window, the change detector off.
-fn config(storage: &str, mut seg: SegmentationConfig) -> Config {
-    seg.window_days = 1;
-    seg.recent_days = 0;
-    let mut c = Config::default();
-    c.storage.url = storage.to_owned();
-    c.segmentation = vec![seg];
-    c
-}
-
-async fn once(cfg: &Config, ctx: &Context) -> Summary {
-    let opts = SegmentOptions {
-        once: true,
-        segmentation: None,
-    };
-    run(cfg.clone(), ctx.clone(), opts).await.unwrap()
-}
-
-fn date(d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
-}
-
-async fn read_batches(storage: &Storage, path: &str) -> Vec<RecordBatch> {
-    let bytes = storage
-        .get(path)
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("{path} missing"));
-    spectra_core::schema::from_parquet(bytes).unwrap()
-}
-
-/// Per outlet: (segment_id, previous_segment_id, change, confidence, potential).
-type Assigned = BTreeMap<String, (String, Option<String>, String, f64, f64)>;
-
-async fn assignments(storage: &Storage, run_folder: &str) -> Assigned {
-    let mut out = BTreeMap::new();
-    for b in read_batches(storage, &format!("{run_folder}/assignments.parquet")).await {
-        let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
-        let f = |n: &str| {
-            b.column_by_name(n)
-                .unwrap()
-                .as_primitive::<Float64Type>()
-                .clone()
-        };
-        let (o, seg, prev, change) = (
-            s("outlet_id"),
-            s("segment_id"),
-            s("previous_segment_id"),
-            s("change"),
-        );
-        let (conf, pot) = (f("confidence"), f("potential"));
-        for i in 0..b.num_rows() {
-            let p = (!arrow::array::Array::is_null(&prev, i)).then(|| prev.value(i).to_owned());
-            out.insert(
-                o.value(i).to_owned(),
-                (
-                    seg.value(i).to_owned(),
-                    p,
-                    change.value(i).to_owned(),
-                    conf.value(i),
-                    pot.value(i),
-                ),
-            );
-        }
-    }
-    out
-}
-
-async fn json_at(storage: &Storage, path: &str) -> Value {
-    storage
-        .get_json(path)
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("{path} missing"))
-}
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drifted_outlets_move_others_keep_their_ids_and_identical_data_moves_nothing() {
@@ -318,7 +57,22 @@ async fn drifted_outlets_move_others_keep_their_ids_and_identical_data_moves_not
     assert_eq!(s.runs.len(), 1);
     assert_eq!(s.runs[0].run_id, "mix/2026-11-01/1");
     let run1 = "segmentations/mix/runs/2026-11-01.1";
-    let latest = json_at(&storage, "segmentations/mix/latest.json").await;
+    let mut latest = json_at(&storage, "segmentations/mix/latest.json").await;
+    let manifest = json_at(
+        &storage,
+        "features/segmentation=mix/as_of=2026-11-01/_manifest.json",
+    )
+    .await;
+    let hash = manifest["content_hash"].as_str().expect("a content hash");
+    assert_eq!(hash.len(), 64, "SHA-256 hex: {hash}");
+    assert_eq!(
+        latest["features_hash"], hash,
+        "the run names the features it read"
+    );
+    assert!(latest["ran_at"].is_string(), "{latest}");
+    let obj = latest.as_object_mut().unwrap();
+    obj.remove("features_hash");
+    obj.remove("ran_at");
     assert_eq!(
         latest,
         json!({"run_id": "mix/2026-11-01/1", "as_of": "2026-11-01", "path": run1})
@@ -643,7 +397,7 @@ async fn a_retired_segment_id_is_never_given_again() {
 }
 
 #[tokio::test]
-async fn cron_schedules_and_unknown_segmentations_are_refused_up_front() {
+async fn bad_schedules_and_unknown_segmentations_are_refused_up_front() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().display());
     let cfg = config(
@@ -654,31 +408,39 @@ async fn cron_schedules_and_unknown_segmentations_are_refused_up_front() {
     let opts = SegmentOptions {
         once: true,
         segmentation: Some("nope".into()),
+        ..Default::default()
     };
     let e = run(cfg, ctx, opts).await.unwrap_err().to_string();
     assert!(
         e.contains("`nope` is not configured (configured: c)"),
         "{e}"
     );
-    let cfg = config(
+    // A cron expression is a schedule; one that is not, or an unknown time zone, is
+    // refused before anything runs, each named.
+    let mut cfg = config(
         &url,
-        segmentation(json!({"name": "c", "schedule": "0 3 * * *"})),
+        segmentation(json!({"name": "c", "schedule": "at three"})),
     );
+    let mut zoned =
+        segmentation(json!({"name": "z", "schedule": "0 3 * * *", "timezone": "Europe/Atlantis"}));
+    zoned.window_days = 1;
+    cfg.segmentation.push(zoned);
     let e = run(
         cfg,
         Context::new(CancellationToken::new()),
         SegmentOptions {
             once: true,
-            segmentation: None,
+            ..Default::default()
         },
     )
     .await
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("schedule `0 3 * * *`") && e.contains("not supported"),
+        e.contains("schedule `at three` is neither \"daily\" nor a valid cron expression"),
         "{e}"
     );
+    assert!(e.contains("timezone `Europe/Atlantis`"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

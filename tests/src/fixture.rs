@@ -743,7 +743,7 @@ async fn pipeline(cfg: &Config, as_of: NaiveDate) -> spectra_segmenter::RunSumma
         ctx(),
         spectra_segmenter::SegmentOptions {
             once: true,
-            segmentation: None,
+            ..Default::default()
         },
     )
     .await

@@ -289,6 +289,16 @@ fn shipped_configurations_load() {
             .unwrap_or_else(|e| panic!("{} does not load: {e}", f.display()));
         assert_eq!(c.segmentation.len(), 1, "{}", f.display());
         assert_eq!(c.segmentation[0].name, "category-mix");
+        assert_eq!(c.segmentation[0].schedule, "0 6 * * *", "a cron schedule");
+        assert!(
+            spectra_core::schedule::Schedule::parse(
+                &c.segmentation[0].schedule,
+                &c.segmentation[0].timezone
+            )
+            .is_ok_and(|s| !s.is_daily()),
+            "{}",
+            f.display()
+        );
         assert_eq!(c.kafka.partitions, 3, "{}", f.display());
     }
     // Replicas beyond the partitions of `invoices` would sit idle.
@@ -405,7 +415,7 @@ async fn every_dashboard_panel_has_data_in_prometheus() {
     std::fs::write(spectrum_file(dir.path(), "broken-mix"), b"not parquet").unwrap();
     let seg = spectra_segmenter::SegmentOptions {
         once: true,
-        segmentation: None,
+        ..Default::default()
     };
     let r = spectra_segmenter::run(cfg.clone(), pod("segment"), seg)
         .await

@@ -30,24 +30,26 @@ struct Args {
     /// Concentration of the base scenario (lower overlaps harder).
     #[arg(long)]
     concentration: Option<f64>,
+    /// Share of movers of the base scenario (0.05 by default).
+    #[arg(long)]
+    movers: Option<f64>,
 }
 
 /// The knob varied and the scenario.
-fn scenarios(
-    outlets: usize,
-    base_only: bool,
-    concentration: Option<f64>,
-) -> Vec<(String, Scenario)> {
+fn scenarios(args: &Args) -> Vec<(String, Scenario)> {
     let defaults = Scenario::default();
     let base = Scenario {
-        outlets,
-        concentration: concentration.unwrap_or(defaults.concentration),
+        outlets: args.outlets,
+        concentration: args.concentration.unwrap_or(defaults.concentration),
+        movers: args.movers.unwrap_or(defaults.movers),
         ..defaults
     };
+    let base_only = args.base_only;
     let mut out = vec![(
         format!(
-            "base: concentration {}, 5% movers, 4 weeks, cv 0.5",
-            base.concentration
+            "base: concentration {}, {}% movers, 4 weeks, cv 0.5",
+            base.concentration,
+            base.movers * 100.0
         ),
         base.clone(),
     )];
@@ -97,7 +99,7 @@ fn main() {
         "| scenario | method | ARI first run | recall (all movers) | recall (should move) | right segment | non-movers kept | published / movers |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
-    for (name, scenario) in scenarios(args.outlets, args.base_only, args.concentration) {
+    for (name, scenario) in scenarios(&args) {
         let started = Instant::now();
         let mut aris = Vec::new();
         let mut per_method: Vec<(Method, Vec<Score>)> =
@@ -108,6 +110,14 @@ fn main() {
                 ..scenario.clone()
             });
             let (ari, scores) = evaluate(&sim, args.cadence);
+            eprintln!(
+                "{name} seed {seed}: ARI {ari:.3}; recall {}",
+                scores
+                    .iter()
+                    .map(|(m, s)| format!("{} {:.3}", m.name(), s.recall))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             aris.push(ari);
             for (m, s) in scores {
                 if let Some(e) = per_method.iter_mut().find(|e| e.0 == m) {

@@ -467,6 +467,11 @@ pub struct Manifest {
     pub unknown_outlets: u64,
     /// When the folder was written (RFC 3339).
     pub created_at: String,
+    /// SHA-256 (hex) of the folder's Parquet files, in the order spectrum, SKU spend,
+    /// KPIs: the same features give the same hash whenever they are rewritten. Absent
+    /// in folders written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
 }
 
 /// `features/segmentation={name}/current.json`, written after a folder's manifest: the
@@ -491,6 +496,8 @@ pub struct WindowFeatures {
     pub kpis: Vec<KpiRow>,
     /// `sku_spend.parquet`.
     pub sku_spend: Vec<SkuSpendRow>,
+    /// The manifest's `content_hash`: which version of the features these are.
+    pub content_hash: Option<String>,
 }
 
 /// A features folder that is being rewritten (or lost its files) while read.
@@ -519,10 +526,14 @@ impl WindowFeatures {
                 .await?
                 .ok_or_else(|| incomplete(path, "missing, though the folder has a manifest"))
         }
+        let content_hash = serde_json::from_slice::<Manifest>(&before)
+            .map_err(|e| incomplete(manifest_path.clone(), &format!("not a manifest: {e}")))?
+            .content_hash;
         let out = Self {
             spectrum: table(storage, file("spectrum.parquet")).await?,
             kpis: table(storage, file("kpis.parquet")).await?,
             sku_spend: table(storage, file("sku_spend.parquet")).await?,
+            content_hash,
         };
         // The aggregator removes the manifest before rewriting a folder and writes it
         // again last: the same manifest before and after means one consistent version.
@@ -580,15 +591,24 @@ pub async fn latest_complete(storage: &Storage, segmentation: &str) -> Result<Op
 /// folder is complete (`None` while the aggregator rewrites it), else — stores written
 /// before the pointer existed — the latest complete folder.
 pub async fn current(storage: &Storage, segmentation: &str) -> Result<Option<NaiveDate>> {
+    Ok(current_manifest(storage, segmentation)
+        .await?
+        .map(|m| m.as_of))
+}
+
+/// The manifest of the current features folder ([`current`]).
+pub async fn current_manifest(storage: &Storage, segmentation: &str) -> Result<Option<Manifest>> {
     let pointer: Option<CurrentFeatures> = storage
         .get_json(&layout::features_current(segmentation))
         .await?;
-    match pointer {
-        Some(p) => Ok(manifest(storage, segmentation, p.as_of)
-            .await?
-            .map(|_| p.as_of)),
-        None => latest_complete(storage, segmentation).await,
-    }
+    let as_of = match pointer {
+        Some(p) => p.as_of,
+        None => match latest_complete(storage, segmentation).await? {
+            Some(d) => d,
+            None => return Ok(None),
+        },
+    };
+    manifest(storage, segmentation, as_of).await
 }
 
 /// The dates of the `date=…` partitions under a daily folder ([`layout::DAILY`] or

@@ -45,6 +45,14 @@ pub struct Latest {
     /// Set when the circuit breaker held the run (see [`crate::hold`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<Hold>,
+    /// When the run was made (the segment service's clock); the schedule's next fire
+    /// after it is when the segmentation may run again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The `content_hash` of the features the run read ([`super::features::Manifest`]):
+    /// features with another hash are a change the schedule runs for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features_hash: Option<String>,
 }
 
 impl Latest {

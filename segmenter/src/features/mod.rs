@@ -12,12 +12,6 @@ use spectra_core::Storage;
 
 use crate::Error;
 
-/// The as-of date of the current features of a segmentation (see
-/// [`spectra_core::tables::features::current`]).
-pub async fn current(storage: &Storage, segmentation: &str) -> Result<Option<NaiveDate>, Error> {
-    Ok(tables::current(storage, segmentation).await?)
-}
-
 /// The latest as-of date whose features folder is complete.
 pub async fn latest_complete(
     storage: &Storage,

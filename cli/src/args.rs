@@ -73,7 +73,7 @@ pub enum Command {
         #[arg(long)]
         full: bool,
     },
-    /// Service: re-cluster each segmentation when new features appear.
+    /// Service: re-cluster each segmentation when its schedule says it is due.
     Segment {
         #[command(flatten)]
         common: Common,

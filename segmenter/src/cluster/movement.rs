@@ -27,7 +27,8 @@
 //! An outlet moves only when its score reaches `change_score`, *and* its recent
 //! spend fits another segment's recent profile better than its own by a
 //! log-likelihood ratio (over φ) of at least `fit_score`, *and* — the last guard —
-//! that segment's profile is nearer in Hellinger distance by the hysteresis margin.
+//! that segment's profile is nearer — the recent spend's KL divergence from it lower
+//! than from its own segment's by the hysteresis margin (relative).
 //! Otherwise it keeps its segment, however near another centroid it lies. With
 //! identical data a rerun reaches the same decisions, so nothing moves twice.
 
@@ -70,7 +71,7 @@ pub struct DetectorConfig {
     /// Log-likelihood ratio by which another segment must fit the recent spend better
     /// (`fit_score`).
     pub fit_score: f64,
-    /// Relative Hellinger margin, the hysteresis (`move_margin`).
+    /// Relative KL-divergence margin, the hysteresis (`move_margin`).
     pub margin: f64,
 }
 
@@ -402,8 +403,15 @@ pub fn detect(
                     contribution: t.terms[f] / dispersion,
                 })
                 .collect();
-            let guard = hellinger(&recent[i], &profile_r[best])
-                < (1.0 - config.margin) * hellinger(&recent[i], &profile_r[c]);
+            // KL(recent ‖ profile) = entropy-free part of −ll / lines: the guard in the
+            // fit's own terms, which a sparse month does not inflate (a feature the
+            // outlet did not buy adds nothing, where it adds to a Hellinger distance).
+            let entropy: f64 = recent[i]
+                .iter()
+                .map(|p| if *p > 0.0 { p * p.ln() } else { 0.0 })
+                .sum();
+            let kl = |s: usize| (entropy - ll(s) / nr[i]).max(0.0);
+            let guard = kl(best) < (1.0 - config.margin) * kl(c);
             let evidence = Evidence {
                 score,
                 statistic,

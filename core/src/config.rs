@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use chrono::NaiveDate;
+
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -191,6 +193,35 @@ pub struct IngestConfig {
     /// Attempts at making a batch durable (storage, DLQ) before ingest stops; the wait
     /// between attempts doubles from 0.5 s.
     pub write_attempts: u32,
+    /// Conversion of every line's `net_value` into one base currency.
+    pub currency: CurrencyConfig,
+}
+
+/// `[ingest.currency]`: the base currency and dated exchange rates into it. With a
+/// `base`, each line's `net_value` is converted on its invoice date (a line without
+/// `currency` is in the base already) and a line in a currency without a rate for that
+/// date goes to the dead-letter topic; without one, values are taken as they arrive.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CurrencyConfig {
+    /// The base currency (ISO 4217 code, e.g. `PLN`).
+    pub base: Option<String>,
+    /// Rates into the base: `{currency = "EUR", from = "2026-01-01", rate = 4.31}` —
+    /// one unit of `currency` is `rate` units of the base on and after `from`, until
+    /// the next rate of that currency.
+    pub rates: Vec<FxRate>,
+}
+
+/// One dated exchange rate into the base currency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FxRate {
+    /// The currency converted (ISO 4217 code).
+    pub currency: String,
+    /// First invoice date the rate applies to.
+    pub from: NaiveDate,
+    /// Units of the base per unit of `currency`.
+    pub rate: f64,
 }
 
 impl Default for IngestConfig {
@@ -207,6 +238,7 @@ impl Default for IngestConfig {
             max_lines_per_message: 10_000,
             dlq_max_message_bytes: 900_000,
             write_attempts: 6,
+            currency: CurrencyConfig::default(),
         }
     }
 }
@@ -459,6 +491,51 @@ impl SegmentationConfig {
     }
 }
 
+impl CurrencyConfig {
+    fn problems(&self, out: &mut Vec<String>) {
+        let code_ok =
+            |c: &str| (3..=16).contains(&c.len()) && c.chars().all(|ch| ch.is_ascii_alphanumeric());
+        if let Some(b) = &self.base {
+            if !code_ok(b) {
+                out.push(format!("ingest.currency.base `{b}` is not a currency code (3–16 letters or digits, e.g. `PLN`)"));
+            }
+        } else if !self.rates.is_empty() {
+            out.push("ingest.currency.rates are given without ingest.currency.base; set the currency they convert into".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &self.rates {
+            if !code_ok(&r.currency) {
+                out.push(format!(
+                    "ingest.currency.rates: `{}` is not a currency code",
+                    r.currency
+                ));
+            }
+            if !(r.rate.is_finite() && r.rate > 0.0) {
+                out.push(format!(
+                    "ingest.currency.rates: the rate of {} from {} must be a number > 0",
+                    r.currency, r.from
+                ));
+            }
+            if !seen.insert((r.currency.to_ascii_uppercase(), r.from)) {
+                out.push(format!(
+                    "ingest.currency.rates: {} from {} is given twice",
+                    r.currency, r.from
+                ));
+            }
+            if self
+                .base
+                .as_deref()
+                .is_some_and(|b| b.eq_ignore_ascii_case(&r.currency))
+            {
+                out.push(format!(
+                    "ingest.currency.rates: {} is the base currency; it needs no rate",
+                    r.currency
+                ));
+            }
+        }
+    }
+}
+
 impl SegmentationConfig {
     fn problems(&self, out: &mut Vec<String>) {
         let n = &self.name;
@@ -605,6 +682,7 @@ impl Config {
         if self.ingest.dlq_max_message_bytes < 1024 {
             p.push("ingest.dlq_max_message_bytes must be at least 1024".into());
         }
+        self.ingest.currency.problems(&mut p);
         if self.ingest.write_attempts == 0 {
             p.push("ingest.write_attempts must be at least 1".into());
         }

@@ -13,7 +13,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 mod limits;
-pub use limits::Limits;
+pub use limits::{Conversion, Limits};
 
 /// Longest identifier accepted, in characters.
 pub const MAX_ID_CHARS: usize = 256;
@@ -39,9 +39,10 @@ pub struct InvoiceLine<'a> {
     pub sku_id: Cow<'a, str>,
     /// Quantity; negative for returns.
     pub quantity: f64,
-    /// Net value; negative for returns and credit notes.
+    /// Net value; negative for returns and credit notes. In the base currency when
+    /// `ingest.currency.base` is set (converted on the invoice date), else as sent.
     pub net_value: f64,
-    /// Currency code, when sent.
+    /// Currency code as sent, when sent.
     pub currency: Option<Cow<'a, str>>,
 }
 
@@ -126,6 +127,9 @@ pub enum Reason {
     TooManyLines,
     /// `currency` is not a short code.
     BadCurrency,
+    /// `currency` has no exchange rate into the base currency on the invoice date
+    /// (`ingest.currency`).
+    UnknownCurrency,
     /// Any other field of the wrong shape.
     BadField,
 }
@@ -148,6 +152,7 @@ impl Reason {
             Reason::DuplicateLine => "duplicate_line",
             Reason::TooManyLines => "too_many_lines",
             Reason::BadCurrency => "bad_currency",
+            Reason::UnknownCurrency => "unknown_currency",
             Reason::BadField => "bad_field",
         }
     }
@@ -482,26 +487,48 @@ fn validate<'a>(
             pick(&line.$f, header.map(|h| &h.$f))
         };
     }
+    let distributor_id = identifier(h!(distributor_id), prefix, "distributor_id")?;
+    let invoice_id = identifier(h!(invoice_id), prefix, "invoice_id")?;
+    let line_no = line_no(h!(line_no), prefix)?;
+    let invoice_date = date(h!(invoice_date), prefix, limits)?;
+    let outlet_id = identifier(h!(outlet_id), prefix, "outlet_id")?;
+    let sku_id = identifier(h!(sku_id), prefix, "sku_id")?;
+    let quantity = bounded(
+        number(h!(quantity), prefix, "quantity")?,
+        limits.max_abs_quantity,
+        prefix,
+        "quantity",
+    )?;
+    let sent = number(h!(net_value), prefix, "net_value")?;
+    let currency = currency(h!(currency), prefix)?;
+    let net_value = match &limits.currency {
+        None => sent,
+        Some(c) => {
+            let rate = c.rate(currency.as_deref(), invoice_date).ok_or_else(|| {
+                Rejection::new(
+                    Reason::UnknownCurrency,
+                    format!(
+                        "{prefix}currency \"{}\" has no exchange rate into {} on {invoice_date} \
+                         (ingest.currency.rates); add one, or send the line in {}",
+                        currency.as_deref().unwrap_or_default(),
+                        c.base,
+                        c.base
+                    ),
+                )
+            })?;
+            sent * rate
+        }
+    };
     Ok(InvoiceLine {
-        distributor_id: identifier(h!(distributor_id), prefix, "distributor_id")?,
-        invoice_id: identifier(h!(invoice_id), prefix, "invoice_id")?,
-        line_no: line_no(h!(line_no), prefix)?,
-        invoice_date: date(h!(invoice_date), prefix, limits)?,
-        outlet_id: identifier(h!(outlet_id), prefix, "outlet_id")?,
-        sku_id: identifier(h!(sku_id), prefix, "sku_id")?,
-        quantity: bounded(
-            number(h!(quantity), prefix, "quantity")?,
-            limits.max_abs_quantity,
-            prefix,
-            "quantity",
-        )?,
-        net_value: bounded(
-            number(h!(net_value), prefix, "net_value")?,
-            limits.max_abs_net_value,
-            prefix,
-            "net_value",
-        )?,
-        currency: currency(h!(currency), prefix)?,
+        distributor_id,
+        invoice_id,
+        line_no,
+        invoice_date,
+        outlet_id,
+        sku_id,
+        quantity,
+        net_value: bounded(net_value, limits.max_abs_net_value, prefix, "net_value")?,
+        currency,
     })
 }
 

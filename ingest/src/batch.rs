@@ -69,6 +69,8 @@ pub struct PartitionBatch {
     messages: u64,
     /// Rejected messages of this batch.
     pub dead: Vec<DeadLetter>,
+    /// Net value of its invoice lines by the currency they arrived in.
+    value_by_currency: BTreeMap<String, f64>,
 }
 
 /// Everything needed to make one batch durable.
@@ -95,6 +97,9 @@ pub struct FlushJob {
     pub rows: usize,
     /// Messages for the dead-letter topic.
     pub dead: Vec<DeadLetter>,
+    /// Net value of the invoice lines (in the base currency) by the currency they
+    /// arrived in ([`crate::metrics::CurrencyLabels`]).
+    pub value_by_currency: BTreeMap<String, f64>,
     /// When the batch was closed.
     pub closed: Instant,
 }
@@ -127,6 +132,7 @@ impl PartitionBatch {
             row_count: 0,
             bytes: 0,
             dead: Vec::new(),
+            value_by_currency: BTreeMap::new(),
         }
     }
 
@@ -164,11 +170,22 @@ impl PartitionBatch {
         };
         let result = match &mut self.rows {
             Rows::Invoices(by_date) => parse_invoice_message(value, limits).map(|lines| {
+                let values = &mut self.value_by_currency;
                 for (i, line) in lines.iter().enumerate() {
                     by_date
                         .entry(line.date32())
                         .or_default()
                         .append(line, &source, i as i32);
+                    // Labels stay bounded: with a base, only currencies with a rate
+                    // get here; without one, every line is `as_sent`.
+                    let label = match &limits.currency {
+                        Some(c) => line
+                            .currency
+                            .as_deref()
+                            .map_or_else(|| c.base.clone(), |s| s.trim().to_ascii_uppercase()),
+                        None => "as_sent".to_owned(),
+                    };
+                    *values.entry(label).or_default() += line.net_value;
                 }
                 lines.len()
             }),
@@ -237,6 +254,7 @@ impl PartitionBatch {
             objects,
             rows: self.row_count,
             dead: self.dead,
+            value_by_currency: self.value_by_currency,
             closed: Instant::now(),
         }
     }
@@ -259,6 +277,35 @@ pub fn sanitize(topic: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The per-currency value the metric reports: in the base, by the currency sent.
+    #[test]
+    fn a_batch_sums_its_value_by_the_currency_lines_arrived_in() {
+        let cfg: spectra_core::config::IngestConfig = serde_json::from_value(serde_json::json!({
+            "max_age_days": 3650,
+            "currency": {"base": "PLN", "rates": [{"currency": "EUR", "from": "2026-01-01", "rate": 4.0}]},
+        }))
+        .unwrap();
+        let limits = Limits::new(&cfg, NaiveDate::from_ymd_opt(2026, 11, 29).unwrap());
+        let mut b = PartitionBatch::new(TopicKind::Invoices, "invoices", 0, 0, 1, 1);
+        let msg = br#"{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20","outlet_id":"O","currency":"eur",
+            "lines":[{"line_no":1,"sku_id":"A","quantity":1,"net_value":2.5},{"line_no":2,"sku_id":"B","quantity":1,"net_value":7,"currency":"PLN"},
+                     {"line_no":3,"sku_id":"C","quantity":-1,"net_value":-1}]}"#;
+        assert!(b.push(None, Some(msg), 0, 0, &limits).is_none());
+        let job = b.close();
+        assert_eq!(
+            job.value_by_currency,
+            BTreeMap::from([("EUR".to_owned(), 6.0), ("PLN".to_owned(), 7.0)])
+        );
+        let mut b = PartitionBatch::new(TopicKind::Invoices, "invoices", 0, 0, 1, 1);
+        assert!(b
+            .push(None, Some(msg), 0, 0, &Limits::unbounded())
+            .is_none());
+        assert_eq!(
+            b.close().value_by_currency,
+            BTreeMap::from([("as_sent".to_owned(), 8.5)])
+        );
+    }
 
     #[test]
     fn a_batch_splits_by_date_and_keeps_rejects() {

@@ -5,6 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use std::sync::atomic::AtomicU64;
 
 use spectra_core::telemetry::Metrics;
 
@@ -33,6 +34,14 @@ pub struct RejectLabels {
     pub reason: String,
 }
 
+/// Labels of invoice value by the currency it arrived in.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CurrencyLabels {
+    /// The currency code as sent (upper-case; the base for lines without one), or
+    /// `as_sent` when no base currency is configured.
+    pub currency: String,
+}
+
 /// Labels of an offset-domain refusal.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DomainLabels {
@@ -51,6 +60,9 @@ pub struct IngestMetrics {
     pub messages_read: Family<TopicLabels, Counter>,
     /// Rows durably written to Parquet, per topic (invoice lines, master records).
     pub rows_written: Family<TopicLabels, Counter>,
+    /// Net value of the invoice lines made durable, in the base currency, by the
+    /// currency the lines arrived in (returns subtract).
+    pub net_value: Family<CurrencyLabels, Gauge<f64, AtomicU64>>,
     /// Messages sent to the dead-letter topic, per source topic and reason.
     pub rejected: Family<RejectLabels, Counter>,
     /// Parquet objects written.
@@ -79,6 +91,7 @@ impl IngestMetrics {
         let s = Self {
             messages_read: Family::default(),
             rows_written: Family::default(),
+            net_value: Family::default(),
             rejected: Family::default(),
             objects_written: Counter::default(),
             flush_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
@@ -101,6 +114,11 @@ impl IngestMetrics {
             "rows_written",
             "Rows durably written to Parquet",
             s.rows_written.clone(),
+        );
+        r.register(
+            "net_value",
+            "Net value of the invoice lines durably written, in the base currency (ingest.currency.base), by the currency they arrived in",
+            s.net_value.clone(),
         );
         r.register(
             "messages_rejected",

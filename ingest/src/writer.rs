@@ -532,6 +532,14 @@ impl BatchWriter {
                 topic: job.topic.clone(),
             })
             .inc_by(job.rows as u64);
+        for (currency, value) in &job.value_by_currency {
+            self.metrics
+                .net_value
+                .get_or_create(&crate::metrics::CurrencyLabels {
+                    currency: currency.clone(),
+                })
+                .inc_by(*value);
+        }
         self.metrics
             .flush_seconds
             .observe(job.closed.elapsed().as_secs_f64());

@@ -1,8 +1,12 @@
 //! The bounds an invoice message must keep beyond its shape (`[ingest]` settings).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 
 use super::{MAX_YEAR, MIN_YEAR};
+use crate::config::CurrencyConfig;
 
 /// What an accepted invoice message may carry beyond its shape: how far its dates may
 /// lie from the day of ingest, how large its values and how many its lines may be.
@@ -20,6 +24,47 @@ pub struct Limits {
     pub max_abs_net_value: f64,
     /// Most lines in one message.
     pub max_lines: usize,
+    /// Conversion into the base currency (`ingest.currency`); `None`: values as sent.
+    pub currency: Option<Arc<Conversion>>,
+}
+
+/// The base currency and the dated rates into it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversion {
+    /// The base currency, upper-case.
+    pub base: String,
+    /// Per currency (upper-case), its rates by first date, in date order.
+    rates: BTreeMap<String, Vec<(NaiveDate, f64)>>,
+}
+
+impl Conversion {
+    /// The conversion `cfg` configures; `None` without a base currency.
+    pub fn new(cfg: &CurrencyConfig) -> Option<Self> {
+        let base = cfg.base.as_ref()?.trim().to_ascii_uppercase();
+        let mut rates: BTreeMap<String, Vec<(NaiveDate, f64)>> = BTreeMap::new();
+        for r in &cfg.rates {
+            rates
+                .entry(r.currency.trim().to_ascii_uppercase())
+                .or_default()
+                .push((r.from, r.rate));
+        }
+        rates.values_mut().for_each(|v| v.sort_by_key(|r| r.0));
+        Some(Self { base, rates })
+    }
+
+    /// Units of the base per unit of `currency` (`None`: the base) on `date`; `None`
+    /// when the currency has no rate in force that day.
+    pub fn rate(&self, currency: Option<&str>, date: NaiveDate) -> Option<f64> {
+        let Some(code) = currency.map(|c| c.trim().to_ascii_uppercase()) else {
+            return Some(1.0);
+        };
+        if code == self.base {
+            return Some(1.0);
+        }
+        let rates = self.rates.get(&code)?;
+        let n = rates.partition_point(|r| r.0 <= date);
+        n.checked_sub(1).map(|i| rates[i].1)
+    }
 }
 
 impl Limits {
@@ -31,6 +76,7 @@ impl Limits {
             max_abs_quantity: cfg.max_abs_quantity,
             max_abs_net_value: cfg.max_abs_net_value,
             max_lines: cfg.max_lines_per_message,
+            currency: Conversion::new(&cfg.currency).map(Arc::new),
         }
     }
 
@@ -47,6 +93,7 @@ impl Limits {
             max_abs_quantity: f64::MAX,
             max_abs_net_value: f64::MAX,
             max_lines: usize::MAX,
+            currency: None,
         }
     }
 }

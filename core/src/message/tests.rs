@@ -287,3 +287,67 @@ fn date32_round_trips() {
         0
     );
 }
+
+/// With a base currency, values are converted at the rate in force on the invoice
+/// date; the base and lines without a currency are taken as they are; a currency
+/// without a rate that day rejects the whole invoice, naming the field.
+#[test]
+fn values_are_converted_into_the_base_currency_on_the_invoice_date() {
+    let cfg: crate::config::IngestConfig = serde_json::from_value(serde_json::json!({
+        "max_age_days": 3650,
+        "currency": {"base": "PLN", "rates": [
+            {"currency": "EUR", "from": "2026-01-01", "rate": 4.25},
+            {"currency": "eur", "from": "2026-11-15", "rate": 4.5},
+            {"currency": "USD", "from": "2026-11-20", "rate": 4.0},
+        ]},
+    }))
+    .unwrap();
+    let limits = Limits::new(&cfg, NaiveDate::from_ymd_opt(2026, 11, 29).unwrap());
+    let value = |date: &str, currency: &str| -> Result<f64, Rejection> {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&line_with("invoice_date", &format!("\"{date}\""))).unwrap();
+        v["net_value"] = serde_json::json!(10.0);
+        if !currency.is_empty() {
+            v["currency"] = serde_json::json!(currency);
+        }
+        let m = v.to_string();
+        parse_invoice_message(Some(m.as_bytes()), &limits).map(|l| l[0].net_value)
+    };
+    assert_eq!(value("2026-11-20", "PLN").unwrap(), 10.0);
+    assert_eq!(
+        value("2026-11-20", "").unwrap(),
+        10.0,
+        "no currency: the base"
+    );
+    assert_eq!(
+        value("2026-11-14", "EUR").unwrap(),
+        42.5,
+        "the January rate"
+    );
+    assert_eq!(
+        value("2026-11-15", "Eur").unwrap(),
+        45.0,
+        "from its first day"
+    );
+    assert_eq!(value("2026-11-20", "USD").unwrap(), 40.0);
+    let e = value("2026-11-19", "USD").unwrap_err();
+    assert_eq!(e.class(), "unknown_currency");
+    assert!(
+        e.text
+            .contains("currency \"USD\" has no exchange rate into PLN on 2026-11-19"),
+        "{e}"
+    );
+    let e = value("2026-11-20", "GBP").unwrap_err();
+    assert!(e.text.contains("currency \"GBP\""), "{e}");
+    // One line without a rate rejects its whole invoice.
+    let msg = br#"{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20","outlet_id":"O","currency":"EUR",
+        "lines":[{"line_no":1,"sku_id":"A","quantity":1,"net_value":2},{"line_no":2,"sku_id":"B","quantity":1,"net_value":2,"currency":"CHF"}]}"#;
+    let e = parse_invoice_message(Some(msg), &limits).unwrap_err();
+    assert!(e.text.contains("lines[1].currency \"CHF\""), "{e}");
+    // Without a base, values are as sent.
+    let m = line_with("currency", "\"EUR\"");
+    assert_eq!(
+        parse_invoice_message(Some(m.as_bytes()), &limits_on("2026-11-29")).unwrap()[0].net_value,
+        1.0
+    );
+}

@@ -411,7 +411,9 @@ pub fn detect(
                 .map(|p| if *p > 0.0 { p * p.ln() } else { 0.0 })
                 .sum();
             let kl = |s: usize| (entropy - ll(s) / nr[i]).max(0.0);
-            let guard = kl(best) < (1.0 - config.margin) * kl(c);
+            // KL grows as a squared distance: a margin of m on distances is (1 − m)²
+            // on divergences.
+            let guard = kl(best) < (1.0 - config.margin).powi(2) * kl(c);
             let evidence = Evidence {
                 score,
                 statistic,

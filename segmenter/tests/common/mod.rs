@@ -6,8 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::Float64Type;
+use arrow::array::RecordBatch;
 use chrono::NaiveDate;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -20,6 +19,8 @@ use spectra_core::schema::{
     SkuBuilder, Source,
 };
 use spectra_core::service::Context;
+use spectra_core::tables::read_rows;
+use spectra_core::tables::runs::AssignmentRow;
 use spectra_core::{Config, Storage};
 use spectra_segmenter::{run, SegmentOptions, Summary};
 use tokio_util::sync::CancellationToken;
@@ -243,37 +244,25 @@ pub async fn read_batches(storage: &Storage, path: &str) -> Vec<RecordBatch> {
 pub type Assigned = BTreeMap<String, (String, Option<String>, String, f64, f64)>;
 
 pub async fn assignments(storage: &Storage, run_folder: &str) -> Assigned {
-    let mut out = BTreeMap::new();
-    for b in read_batches(storage, &format!("{run_folder}/assignments.parquet")).await {
-        let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
-        let f = |n: &str| {
-            b.column_by_name(n)
-                .unwrap()
-                .as_primitive::<Float64Type>()
-                .clone()
-        };
-        let (o, seg, prev, change) = (
-            s("outlet_id"),
-            s("segment_id"),
-            s("previous_segment_id"),
-            s("change"),
-        );
-        let (conf, pot) = (f("confidence"), f("potential"));
-        for i in 0..b.num_rows() {
-            let p = (!arrow::array::Array::is_null(&prev, i)).then(|| prev.value(i).to_owned());
-            out.insert(
-                o.value(i).to_owned(),
+    let path = format!("{run_folder}/assignments.parquet");
+    read_rows::<AssignmentRow>(storage, &path)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{path} missing"))
+        .into_iter()
+        .map(|a| {
+            (
+                a.outlet_id,
                 (
-                    seg.value(i).to_owned(),
-                    p,
-                    change.value(i).to_owned(),
-                    conf.value(i),
-                    pot.value(i),
+                    a.segment_id,
+                    a.previous_segment_id,
+                    a.change.as_str().to_owned(),
+                    a.confidence,
+                    a.potential,
                 ),
-            );
-        }
-    }
-    out
+            )
+        })
+        .collect()
 }
 
 pub async fn json_at(storage: &Storage, path: &str) -> Value {

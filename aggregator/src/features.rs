@@ -286,6 +286,7 @@ pub async fn build(
         unknown_outlets,
         created_at: chrono::Utc::now().to_rfc3339(),
         content_hash: Some(hash.finalize().iter().map(|b| format!("{b:02x}")).collect()),
+        definition: Some(seg.features_fingerprint()),
     };
     storage
         .put_json(&format!("{dir}/_manifest.json"), &manifest)

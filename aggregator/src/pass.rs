@@ -91,12 +91,19 @@ async fn pass(
 ) -> Result<Summary, Error> {
     let started = Instant::now();
     let epoch = lease.epoch().await;
+    // The stored definitions (the config file seeds them; the API edits them, and
+    // opens drafts, which get features like any segmentation).
+    let active: Vec<_> = spectra_core::tables::definitions::active(storage, cfg)
+        .await?
+        .into_iter()
+        .map(|a| a.definition)
+        .collect();
     let segmentations: Vec<_> = match &opts.segmentation {
-        Some(name) => vec![cfg
-            .segmentation(name)
-            .ok_or_else(|| Error::UnknownSegmentation(name.clone()))?
-            .clone()],
-        None => cfg.segmentation.clone(),
+        Some(name) => vec![active
+            .into_iter()
+            .find(|s| s.name == *name)
+            .ok_or_else(|| Error::UnknownSegmentation(name.clone()))?],
+        None => active,
     };
     let ctx = session::context(storage);
     let (loaded, state_version) = State::load_versioned(storage).await?;

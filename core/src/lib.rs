@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod crosswalk;
 pub mod error;
 pub mod hold;
 pub mod kafka;

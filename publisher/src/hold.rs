@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 use spectra_core::hold::{self, Hold, Release};
-use spectra_core::{Config, Storage};
+use spectra_core::Storage;
 
 use crate::tables::{self, Latest};
 use crate::Error;
@@ -24,12 +24,6 @@ pub struct HeldRun {
     /// Why, and the numbers.
     #[serde(flatten)]
     pub hold: Hold,
-}
-
-/// The segmentation's `max_change_share` (the default for segmentations only in storage).
-pub fn max_change_share(cfg: &Config, segmentation: &str) -> f64 {
-    cfg.segmentation(segmentation)
-        .map_or(hold::DEFAULT_MAX_CHANGE_SHARE, |s| s.max_change_share)
 }
 
 /// The run to publish and serve, and the held run beside it, if any.
@@ -61,6 +55,7 @@ pub async fn resolve(
         held: None,
         ran_at: None,
         features_hash: None,
+        definition_hash: None,
     };
     Ok(Some((baseline, Some(held))))
 }
@@ -74,16 +69,16 @@ pub fn run_name(run_id: &str) -> String {
 }
 
 /// Records the release of the held run `run` (`{as_of}.{seq}`) of `segmentation`;
-/// `Ok(None)` when it is not the held latest run (the message says what is).
+/// `Ok(None)` when it is not the held latest run (the message says what is);
+/// `share` is the segmentation's `max_change_share`.
 pub async fn release(
-    cfg: &Config,
+    share: f64,
     storage: &Storage,
     segmentation: &str,
     run: &str,
     released_by: &str,
     note: &str,
 ) -> Result<Result<Release, String>, Error> {
-    let share = max_change_share(cfg, segmentation);
     let held = match resolve(storage, segmentation, share).await? {
         None => return Ok(Err(format!("segmentation `{segmentation}` has no run"))),
         Some((_, None)) => {

@@ -2,7 +2,7 @@
 //! server started on `publish.listen`, then a cycle per segmentation every
 //! `publish.poll_seconds` (and at once when a name or tag changes) until shutdown.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,11 +80,16 @@ fn windows(cfg: &Config) -> HashMap<String, u32> {
         .collect()
 }
 
-/// The configured segmentations and those with runs in storage.
-async fn segmentation_names(cfg: &Config, storage: &Storage) -> Result<Vec<String>, Error> {
-    let mut names: BTreeSet<String> = cfg.segmentation.iter().map(|s| s.name.clone()).collect();
-    names.extend(crate::tables::stored_segmentations(storage).await?);
-    Ok(names.into_iter().collect())
+/// The segmentations to publish ([`crate::tables::published`]); `snapshots` takes
+/// their current windows and circuit-breaker shares.
+async fn segmentation_names(
+    cfg: &Config,
+    storage: &Storage,
+    snapshots: &Snapshots,
+) -> Result<Vec<String>, Error> {
+    let listed = crate::tables::published(cfg, storage).await?;
+    snapshots.set_definitions(listed.iter().filter_map(|(_, d)| d.as_ref()));
+    Ok(listed.into_iter().map(|(n, _)| n).collect())
 }
 
 /// Loads `segment-metadata` to its end; the feed keeps tailing until `shutdown`.
@@ -170,7 +175,7 @@ pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Se
         loop {
             let mut reports = Vec::new();
             summary.failures.clear();
-            for name in segmentation_names(&cfg, &storage).await? {
+            for name in segmentation_names(&cfg, &storage, &snapshots).await? {
                 // One segmentation's error or panic never stops the others.
                 let step = async {
                     if opts.reconcile {

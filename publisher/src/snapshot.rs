@@ -5,10 +5,11 @@
 //! segmenter's proposals whenever a message or a response is built.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use spectra_core::config::SegmentationConfig;
 use spectra_core::Storage;
 
 use crate::diff::Current;
@@ -213,28 +214,46 @@ impl Snapshot {
 #[derive(Clone)]
 pub struct Snapshots {
     storage: Storage,
-    windows: HashMap<String, u32>,
-    max_change_shares: HashMap<String, f64>,
+    windows: Arc<RwLock<HashMap<String, u32>>>,
+    max_change_shares: Arc<RwLock<HashMap<String, f64>>>,
     cache: Arc<Mutex<HashMap<String, Arc<Snapshot>>>>,
     loading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Snapshots {
-    /// A cache over `storage`; `windows` gives each configured segmentation's window.
+    /// A cache over `storage`; `windows` gives each known segmentation's window.
     pub fn new(storage: Storage, windows: HashMap<String, u32>) -> Self {
         Self {
             storage,
-            windows,
-            max_change_shares: HashMap::new(),
+            windows: Arc::new(RwLock::new(windows)),
+            max_change_shares: Arc::default(),
             cache: Arc::default(),
             loading: Arc::default(),
         }
     }
 
-    /// Each configured segmentation's `max_change_share` (others get the default).
-    pub fn with_max_change_shares(mut self, shares: HashMap<String, f64>) -> Self {
-        self.max_change_shares = shares;
+    /// Each known segmentation's `max_change_share` (others get the default).
+    pub fn with_max_change_shares(self, shares: HashMap<String, f64>) -> Self {
+        *self
+            .max_change_shares
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = shares;
         self
+    }
+
+    /// Takes the windows and `max_change_share`s of `definitions` (read again every
+    /// cycle: a segmentation edited or created through the API).
+    pub fn set_definitions<'a>(&self, definitions: impl Iterator<Item = &'a SegmentationConfig>) {
+        let (mut w, mut m) = (HashMap::new(), HashMap::new());
+        for d in definitions {
+            w.insert(d.name.clone(), d.window_days);
+            m.insert(d.name.clone(), d.max_change_share);
+        }
+        *self.windows.write().unwrap_or_else(|p| p.into_inner()) = w;
+        *self
+            .max_change_shares
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = m;
     }
 
     /// The storage read from.
@@ -242,8 +261,11 @@ impl Snapshots {
         &self.storage
     }
 
-    fn max_change_share(&self, segmentation: &str) -> f64 {
+    /// The segmentation's `max_change_share` (the default for one not known).
+    pub fn max_change_share(&self, segmentation: &str) -> f64 {
         self.max_change_shares
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .get(segmentation)
             .copied()
             .unwrap_or(spectra_core::hold::DEFAULT_MAX_CHANGE_SHARE)
@@ -281,7 +303,13 @@ impl Snapshots {
         if let Some(s) = cached(self) {
             return Ok(Some(s));
         }
-        let window = self.windows.get(segmentation).copied().unwrap_or(91);
+        let window = self
+            .windows
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(segmentation)
+            .copied()
+            .unwrap_or(91);
         let started = std::time::Instant::now();
         let snap = Arc::new(Snapshot::load(&self.storage, latest, segmentation, window).await?);
         tracing::info!(segmentation, run_id = %snap.run.latest.run_id, outlets = snap.run.assignments.len(),

@@ -17,6 +17,30 @@ pub use spectra_core::tables::runs::{
 
 use crate::Error;
 
+/// The segmentations the publisher publishes and serves, sorted by name, each with its
+/// definition when it is defined: the stored definitions that run (the config file
+/// seeds them, see [`spectra_core::tables::definitions::active`]) and every
+/// segmentation with runs in storage (a retired one keeps its last run served). Drafts
+/// are never published.
+pub async fn published(
+    cfg: &spectra_core::Config,
+    storage: &Storage,
+) -> Result<Vec<(String, Option<spectra_core::config::SegmentationConfig>)>, Error> {
+    use spectra_core::tables::definitions;
+    let mut out: std::collections::BTreeMap<String, Option<_>> = definitions::active(storage, cfg)
+        .await?
+        .into_iter()
+        .filter(|a| !a.version.is_draft())
+        .map(|a| (a.definition.name.clone(), Some(a.definition)))
+        .collect();
+    for n in stored_segmentations(storage).await? {
+        if !definitions::is_draft_name(&n) {
+            out.entry(n).or_insert(None);
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
 /// One outlet's `(date, net value, lines)` per day from `features/outlet_daily/` in
 /// `[from, to]`.
 pub async fn outlet_history(

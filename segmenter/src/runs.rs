@@ -19,7 +19,10 @@
 //! 1 and never reuses a folder, so a run that crashed before `latest.json` leaves an
 //! orphan folder the next run skips over, and readers only ever see complete runs.
 
+use std::collections::{BTreeMap, HashMap};
+
 use chrono::NaiveDate;
+use spectra_core::crosswalk::{Crosswalk, Member};
 use spectra_core::hold::RunPointer;
 use spectra_core::storage::{Condition, PutOutcome};
 use spectra_core::tables::layout::{self, run_files};
@@ -140,11 +143,86 @@ pub async fn read_previous(
             .into_iter()
             .map(|p| (p.segment_id, (p.name, p.name_features)))
             .collect(),
+        repartition: false,
     }))
 }
 
-/// Writes a run's folder, then `latest.json` naming it, when it was made and the
-/// features it read.
+/// The run a promotion starts from: the live run `live` (its assignments and segment
+/// names, what the promotion is compared with and published against) with the
+/// promoted draft's run `draft_run_id` as its model. The draft's segments take the ids
+/// of the live segments they correspond to ([`spectra_core::crosswalk`], by shared
+/// outlets), the others new ids, so names and tags carry over.
+pub async fn promoted_previous(
+    storage: &Storage,
+    live: Option<PreviousRun>,
+    draft_run_id: &str,
+) -> Result<PreviousRun, Error> {
+    let folder = layout::run_of_id(draft_run_id).ok_or_else(|| Error::PreviousRun {
+        path: draft_run_id.to_owned(),
+        reason: "not a run id ({name}/{as_of}/{seq})".into(),
+    })?;
+    let missing = |file: &str| Error::PreviousRun {
+        path: format!("{folder}/{file}"),
+        reason: "the promoted draft's run is missing".into(),
+    };
+    let mut model: ModelFile = storage
+        .get_json(&format!("{folder}/{}", run_files::MODEL))
+        .await?
+        .ok_or_else(|| missing(run_files::MODEL))?;
+    let draft: Vec<AssignmentRow> =
+        read_rows(storage, &format!("{folder}/{}", run_files::ASSIGNMENTS))
+            .await?
+            .ok_or_else(|| missing(run_files::ASSIGNMENTS))?;
+    let Some(live) = live else {
+        // Nothing live yet: the draft's run as it is.
+        return Ok(PreviousRun {
+            run_id: draft_run_id.to_owned(),
+            pointer: RunPointer {
+                run_id: draft_run_id.to_owned(),
+                as_of: model.as_of,
+                path: folder.clone(),
+            },
+            assignments: HashMap::new(),
+            names: HashMap::new(),
+            model,
+            repartition: true,
+        });
+    };
+    let member = |segment: &String| Member {
+        segment: segment.clone(),
+        value: 0.0,
+    };
+    let a: BTreeMap<String, Member> = live
+        .assignments
+        .iter()
+        .map(|(o, s)| (o.clone(), member(s)))
+        .collect();
+    let b: BTreeMap<String, Member> = draft
+        .iter()
+        .map(|r| (r.outlet_id.clone(), member(&r.segment_id)))
+        .collect();
+    let cw = Crosswalk::new(&a, &b);
+    let mut next_id = live.model.next_id.max(1);
+    for s in &mut model.segments {
+        s.segment_id = match cw.a_of(&s.segment_id) {
+            Some(id) => id.to_owned(),
+            None => {
+                let id = format!("S{next_id}");
+                next_id += 1;
+                id
+            }
+        };
+    }
+    model.next_id = next_id;
+    Ok(PreviousRun {
+        model,
+        repartition: true,
+        ..live
+    })
+}
+
+/// Writes a run's folder, then `latest.json` naming it, when it was made, the
+/// features it read and the definition it ran (its run fingerprint).
 pub async fn write_run(
     storage: &Storage,
     segmentation: &str,
@@ -152,6 +230,7 @@ pub async fn write_run(
     out: &RunOutput,
     ran_at: chrono::DateTime<chrono::Utc>,
     features_hash: Option<String>,
+    definition_hash: String,
 ) -> Result<Latest, Error> {
     let latest = Latest {
         run_id: out.run_id.clone(),
@@ -160,6 +239,7 @@ pub async fn write_run(
         held: out.model.hold.clone(),
         ran_at: Some(ran_at),
         features_hash,
+        definition_hash: Some(definition_hash),
     };
     let run = Run {
         segmentation: segmentation.to_owned(),

@@ -34,6 +34,7 @@ use serde::Serialize;
 use spectra_core::config::SegmentationConfig;
 use spectra_core::schedule::{system_clock, Clock, Schedule};
 use spectra_core::service::Context;
+use spectra_core::tables::definitions::{self, Active, Promotion};
 use spectra_core::tables::features::{current_manifest, Manifest, WindowFeatures};
 use spectra_core::tables::runs::Latest;
 use spectra_core::{Config, Storage};
@@ -101,24 +102,15 @@ pub struct Summary {
     pub failures: Vec<SegmentationFailure>,
 }
 
-/// The segmentations to run, or every problem with the configuration at once.
+/// The configured segmentations (the ones `--segmentation` picks), or every problem
+/// with the configuration at once. The segmentations that run are the stored
+/// definitions these seed ([`spectra_core::tables::definitions::active`]), so one
+/// created through the API runs without being configured.
 pub fn validate<'a>(
     cfg: &'a Config,
     opts: &SegmentOptions,
 ) -> Result<Vec<&'a SegmentationConfig>, Error> {
     let mut problems = Vec::new();
-    if cfg.segmentation.is_empty() {
-        problems.push("no [[segmentation]] is configured; add one to the --config file".into());
-    }
-    if let Some(name) = &opts.segmentation {
-        if cfg.segmentation(name).is_none() {
-            let known: Vec<&str> = cfg.segmentation.iter().map(|s| s.name.as_str()).collect();
-            problems.push(format!(
-                "--segmentation `{name}` is not configured (configured: {})",
-                known.join(", ")
-            ));
-        }
-    }
     let chosen: Vec<&SegmentationConfig> = cfg
         .segmentation
         .iter()
@@ -137,6 +129,33 @@ pub fn validate<'a>(
     } else {
         Err(Error::Config(problems))
     }
+}
+
+/// The stored definitions that run (see [`validate`]), only `--segmentation`'s when
+/// given; an unknown `--segmentation` or, with `once`, nothing at all is an error.
+async fn active(
+    storage: &Storage,
+    cfg: &Config,
+    opts: &SegmentOptions,
+) -> Result<Vec<Active>, Error> {
+    let all = definitions::active(storage, cfg).await?;
+    let names: Vec<&str> = all.iter().map(Active::name).collect();
+    if let Some(name) = &opts.segmentation {
+        if !names.contains(&name.as_str()) {
+            return Err(Error::Config(vec![format!(
+                "--segmentation `{name}` is not configured (configured: {})",
+                names.join(", ")
+            )]));
+        }
+    } else if all.is_empty() && opts.once {
+        return Err(Error::Config(vec![
+            "no [[segmentation]] is configured or stored; add one to the --config file or create one through the API".into(),
+        ]));
+    }
+    Ok(all
+        .into_iter()
+        .filter(|a| opts.segmentation.as_ref().is_none_or(|n| n == a.name()))
+        .collect())
 }
 
 /// Whether a segmentation whose current features are `features` and latest run is
@@ -170,21 +189,40 @@ pub fn is_due(
     latest.ran_at.is_none_or(|r| r < fire) && checked.is_none_or(|c| c < fire)
 }
 
-/// The as-of date to run `segmentation` for at `now`, if it is due by `schedule`
-/// ([`is_due`]); with `all`, whenever it has features.
+/// The as-of date to run `seg` for at `now`, if it is due by `schedule` ([`is_due`])
+/// or its definition changed since its latest run (an edit, a promotion: due at once);
+/// with `all`, whenever it has features. Features rolled up for another definition
+/// (the level, window or filter was just edited) are never run: the aggregator's next
+/// pass rolls them up again.
 pub async fn due(
     storage: &Storage,
-    segmentation: &str,
+    seg: &SegmentationConfig,
     schedule: &Schedule,
     checked: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     all: bool,
 ) -> Result<Option<NaiveDate>, Error> {
-    let Some(features) = current_manifest(storage, segmentation).await? else {
+    let Some(features) = current_manifest(storage, &seg.name).await? else {
         return Ok(None);
     };
-    let last = crate::runs::latest(storage, segmentation).await?;
-    Ok((all || is_due(schedule, &features, last.as_ref(), checked, now)).then_some(features.as_of))
+    if features
+        .definition
+        .as_ref()
+        .is_some_and(|d| *d != seg.features_fingerprint())
+    {
+        tracing::info!(segmentation = %seg.name, as_of = %features.as_of,
+            "features were rolled up for an earlier definition; waiting for the aggregator");
+        return Ok(None);
+    }
+    let last = crate::runs::latest(storage, &seg.name).await?;
+    let redefined = last
+        .as_ref()
+        .and_then(|l| l.definition_hash.as_ref())
+        .is_some_and(|h| *h != seg.run_fingerprint());
+    Ok(
+        (all || redefined || is_due(schedule, &features, last.as_ref(), checked, now))
+            .then_some(features.as_of),
+    )
 }
 
 /// Runs `seg` on its features of `as_of`, from its latest run; writes the run folder
@@ -195,10 +233,33 @@ pub async fn run_segmentation(
     as_of: NaiveDate,
     now: DateTime<Utc>,
 ) -> Result<RunSummary, Error> {
+    run_definition(storage, seg, None, as_of, now).await
+}
+
+/// [`run_segmentation`] of a stored definition: the first run after a promotion
+/// (`promotion`, while the latest run is of an earlier definition) starts from the
+/// promoted draft's model, its ids matched to the live segments
+/// ([`crate::runs::promoted_previous`]).
+pub async fn run_definition(
+    storage: &Storage,
+    seg: &SegmentationConfig,
+    promotion: Option<&Promotion>,
+    as_of: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<RunSummary, Error> {
     let start = Instant::now();
     let tables = WindowFeatures::read(storage, &seg.name, as_of).await?;
     let features = FeatureSet::from_tables(as_of, &tables);
-    let previous = read_previous(storage, &seg.name, seg.max_change_share).await?;
+    let mut previous = read_previous(storage, &seg.name, seg.max_change_share).await?;
+    let fingerprint = seg.run_fingerprint();
+    if let Some(p) = promotion {
+        let last = crate::runs::latest(storage, &seg.name).await?;
+        if last.is_none_or(|l| l.definition_hash.as_deref() != Some(fingerprint.as_str())) {
+            tracing::info!(segmentation = %seg.name, draft = %p.draft, draft_run = %p.run_id,
+                "promotion: the run starts from the draft's segments");
+            previous = Some(crate::runs::promoted_previous(storage, previous, &p.run_id).await?);
+        }
+    }
     let seq = next_seq(storage, &seg.name, as_of).await?;
     let run_id = format!("{}/{as_of}/{seq}", seg.name);
     let owned = seg.clone();
@@ -236,6 +297,7 @@ pub async fn run_segmentation(
         &out,
         now,
         tables.content_hash.clone(),
+        fingerprint,
     )
     .await?;
     let q = &out.model.quality;
@@ -280,39 +342,55 @@ pub async fn run_segmentation(
 /// Runs the segment service until shutdown (or one pass over the due segmentations,
 /// with `once`).
 pub async fn run(cfg: Config, ctx: Context, opts: SegmentOptions) -> Result<Summary, Error> {
-    let segmentations: Vec<SegmentationConfig> =
-        validate(&cfg, &opts)?.into_iter().cloned().collect();
-    let schedules: Vec<Schedule> = segmentations
-        .iter()
-        .map(|s| {
-            Schedule::parse(&s.schedule, &s.timezone)
-                .map_err(|e| Error::Config(vec![format!("segmentation `{}`: {e}", s.name)]))
-        })
-        .collect::<Result<_, _>>()?;
+    validate(&cfg, &opts)?;
     let clock = opts.clock.clone().unwrap_or_else(system_clock);
     // Per segmentation, the latest fire looked at without running (nothing changed).
     let mut checked: HashMap<String, DateTime<Utc>> = HashMap::new();
     let storage = Storage::from_url(&cfg.storage.url)?;
     let metrics = SegmentMetrics::register(&ctx.metrics);
+    let first = active(&storage, &cfg, &opts).await?;
     ctx.health.register("segment");
     ctx.health.set_ready("segment", true);
-    let names: Vec<&str> = segmentations.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = first.iter().map(Active::name).collect();
     names.iter().for_each(|n| metrics.known(n));
     tracing::info!(segmentations = ?names, once = opts.once, "segment started");
     let poll = Duration::from_secs(cfg.segment.poll_seconds.max(1));
     let mut summary = Summary::default();
+    let mut segmentations = Some(first);
     loop {
         summary.up_to_date.clear();
         summary.failures.clear();
-        for (seg, schedule) in segmentations.iter().zip(&schedules) {
+        // The definitions are read again every poll: an edit, a new draft or a
+        // promotion through the API takes effect without a restart.
+        let current = match segmentations.take() {
+            Some(s) => s,
+            None => match active(&storage, &cfg, &opts).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the segmentations' definitions; retried at the next poll");
+                    Vec::new()
+                }
+            },
+        };
+        for a in &current {
+            let seg = &a.definition;
             if ctx.shutdown.is_cancelled() {
                 break;
             }
+            metrics.known(&seg.name);
             let now = clock.now();
             let last_checked = checked.get(&seg.name).copied();
+            let schedule = Schedule::parse(&seg.schedule, &seg.timezone)
+                .map_err(|e| format!("segmentation `{}`: {e}", seg.name));
+            let promotion = a.version.promoted_from.as_ref();
             let work = async {
-                match due(&storage, &seg.name, schedule, last_checked, now, opts.all).await? {
-                    Some(as_of) => run_segmentation(&storage, seg, as_of, now).await.map(Some),
+                let schedule = schedule
+                    .as_ref()
+                    .map_err(|m| Error::Config(vec![m.clone()]))?;
+                match due(&storage, seg, schedule, last_checked, now, opts.all).await? {
+                    Some(as_of) => run_definition(&storage, seg, promotion, as_of, now)
+                        .await
+                        .map(Some),
                     None => Ok(None),
                 }
             };
@@ -329,7 +407,7 @@ pub async fn run(cfg: Config, ctx: Context, opts: SegmentOptions) -> Result<Summ
                     summary.runs.push(r);
                 }
                 Ok(None) => {
-                    if let Some(fire) = schedule.last_fire(now) {
+                    if let Some(fire) = schedule.as_ref().ok().and_then(|s| s.last_fire(now)) {
                         checked.insert(seg.name.clone(), fire);
                     }
                     summary.up_to_date.push(seg.name.clone());

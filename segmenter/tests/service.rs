@@ -70,9 +70,15 @@ async fn drifted_outlets_move_others_keep_their_ids_and_identical_data_moves_not
         "the run names the features it read"
     );
     assert!(latest["ran_at"].is_string(), "{latest}");
+    assert_eq!(
+        latest["definition_hash"],
+        cfg.segmentation[0].run_fingerprint(),
+        "the run names the definition it ran"
+    );
     let obj = latest.as_object_mut().unwrap();
     obj.remove("features_hash");
     obj.remove("ran_at");
+    obj.remove("definition_hash");
     assert_eq!(
         latest,
         json!({"run_id": "mix/2026-11-01/1", "as_of": "2026-11-01", "path": run1})

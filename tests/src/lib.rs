@@ -5,6 +5,7 @@
 pub mod fixture;
 pub mod prometheus;
 pub mod served;
+pub mod services;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -16,12 +16,15 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Date32Type, Float64Type, Int64Type};
 use serde_json::{json, Value};
+use spectra_tests::services::{
+    compacted_assignments, free_port, http, ok, rendered, run, run_assignments, wait_until,
+    write_config, Publisher,
+};
 use spectra_tests::{producer, read_parquet_dir, send, Setup};
 
 /// The generated feed: 120 outlets in 3 planted segments over 60 days from 2026-06-01;
@@ -30,43 +33,6 @@ const START: &str = "2026-06-01";
 const DAY_29: &str = "2026-06-30";
 const DAY_58: &str = "2026-07-29";
 const DAY_59: &str = "2026-07-30";
-
-/// Output topics of one test, as `--set` flags.
-fn output_flags(prefix: &str) -> Vec<String> {
-    ["assignments", "profiles", "recommendations", "metadata"]
-        .iter()
-        .flat_map(|t| ["--set".to_owned(), format!("kafka.topics.{t}={prefix}.{t}")])
-        .collect()
-}
-
-fn run(setup: &Setup, sub: &str, config: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["--config", config.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let prefix = setup.group.trim_end_matches(".ingest").to_owned();
-    setup
-        .command(sub, &args)
-        .args(output_flags(&prefix))
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output, what: &str) -> Value {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap_or(Value::Null)
-}
-
-fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
-    let p = dir.join("spectra.toml");
-    std::fs::write(&p, body).unwrap();
-    p
-}
 
 /// Generates the feed onto the test's topics and ingests it.
 fn feed(setup: &Setup, config: &Path, outlets: &str, drift: &str) {
@@ -100,107 +66,6 @@ fn feed(setup: &Setup, config: &Path, outlets: &str, drift: &str) {
     setup.ingest_once(&[]);
 }
 
-/// Outlet → segment of a run folder.
-fn run_assignments(root: &Path, run_id: &str) -> BTreeMap<String, String> {
-    let mut p = run_id.splitn(3, '/');
-    let (name, as_of, seq) = (p.next().unwrap(), p.next().unwrap(), p.next().unwrap());
-    let dir = root.join(format!("segmentations/{name}/runs/{as_of}.{seq}"));
-    let mut out = BTreeMap::new();
-    for b in read_parquet_dir(&dir) {
-        let Some(seg) = b.column_by_name("segment_id") else {
-            continue;
-        };
-        if b.column_by_name("change").is_none() {
-            continue;
-        }
-        let o = b.column_by_name("outlet_id").unwrap().as_string::<i32>();
-        let s = seg.as_string::<i32>();
-        for i in 0..b.num_rows() {
-            out.insert(o.value(i).to_owned(), s.value(i).to_owned());
-        }
-    }
-    out
-}
-
-/// The compacted view of `segment-assignments` for `name`: outlet → segment.
-fn compacted(topic: &str, name: &str) -> BTreeMap<String, String> {
-    let prefix = format!("{name}:");
-    spectra_tests::compacted(topic)
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let outlet = k.strip_prefix(&prefix)?.to_owned();
-            Some((outlet, v["segment_id"].as_str().unwrap().to_owned()))
-        })
-        .collect()
-}
-
-/// The page `url` as headless Chromium renders it (`scripts/test.sh` installs it).
-fn rendered(url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--no-first-run",
-            "--virtual-time-budget=8000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .output()
-        .expect("chromium (scripts/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Publisher(Child);
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn http(
-    method: reqwest::Method,
-    url: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut r = reqwest::Client::new().request(method, url);
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        match r.send().await {
-            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-            Err(_) => (0, String::new()),
-        }
-    })
-}
-
 fn segmentations(base: &str) -> Value {
     let (s, body) = http(
         reqwest::Method::GET,
@@ -216,14 +81,6 @@ fn segmentations(base: &str) -> Value {
         .find(|s| s["name"] == "mix")
         .cloned()
         .unwrap()
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 /// A raw line: (distributor, invoice, line_no, outlet, sku, quantity, net_value).
@@ -310,31 +167,14 @@ fn a_run_moving_half_the_outlets_is_held_until_released_and_stray_dates_change_n
     // The publish service with its API.
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _publisher = Publisher(
-        setup
-            .command(
-                "publish",
-                &[
-                    "--config",
-                    config.to_str().unwrap(),
-                    "--set",
-                    &format!("publish.listen=127.0.0.1:{port}"),
-                ],
-            )
-            .args(output_flags(&prefix))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
+    let _publisher = Publisher::spawn(&setup, &config, port);
     wait_until("run 1 published", || {
         http(reqwest::Method::GET, &format!("{base}/healthz"), None, None).0 == 200
             && segmentations(&base)["published"]["run_id"] == run1.as_str()
     });
     let a1 = run_assignments(&root, &run1);
     assert_eq!(a1.len(), 120);
-    assert_eq!(compacted(&assignments_topic, "mix"), a1);
+    assert_eq!(compacted_assignments(&assignments_topic, "mix"), a1);
 
     // Run 2 on the last real day: the 28-day window is all after the drift, so about
     // half the outlets move. The default as-of is the feed's last day.
@@ -379,7 +219,7 @@ fn a_run_moving_half_the_outlets_is_held_until_released_and_stray_dates_change_n
         "{metrics}"
     );
     assert_eq!(
-        compacted(&assignments_topic, "mix"),
+        compacted_assignments(&assignments_topic, "mix"),
         a1,
         "nothing of the held run is published"
     );
@@ -422,7 +262,7 @@ fn a_run_moving_half_the_outlets_is_held_until_released_and_stray_dates_change_n
     });
     let s = segmentations(&base);
     assert!(s["held"].is_null(), "{s}");
-    assert_eq!(compacted(&assignments_topic, "mix"), a2);
+    assert_eq!(compacted_assignments(&assignments_topic, "mix"), a2);
     let (_, metrics) = http(reqwest::Method::GET, &format!("{base}/metrics"), None, None);
     assert!(
         metrics.contains(r#"spectra_publish_runs_held{segmentation="mix"} 0"#),
@@ -491,7 +331,7 @@ fn a_run_moving_half_the_outlets_is_held_until_released_and_stray_dates_change_n
         segmentations(&base)["published"]["run_id"] == run3.as_str()
     });
     let a3 = run_assignments(&root, &run3);
-    assert_eq!(compacted(&assignments_topic, "mix"), a3);
+    assert_eq!(compacted_assignments(&assignments_topic, "mix"), a3);
     assert!(
         a3.keys().all(|o| !o.starts_with("GHOST")),
         "the unknown outlets never became the segmentation"
@@ -575,7 +415,7 @@ fn one_broken_segmentation_never_stops_the_others() {
         .collect();
     assert_eq!(published, ["good", "large"], "{summary}");
     let prefix = setup.group.trim_end_matches(".ingest").to_owned();
-    let good = compacted(&format!("{prefix}.assignments"), "good");
+    let good = compacted_assignments(&format!("{prefix}.assignments"), "good");
     assert_eq!(
         good.len(),
         run_assignments(&root, "good/2026-07-30/1").len()

@@ -472,6 +472,11 @@ pub struct Manifest {
     /// in folders written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_hash: Option<String>,
+    /// The definition's [`crate::config::SegmentationConfig::features_fingerprint`]
+    /// the folder was rolled up for: after an edit of the level, window or filter,
+    /// the segmenter waits for features with the new fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
 }
 
 /// `features/segmentation={name}/current.json`, written after a folder's manifest: the

@@ -16,6 +16,9 @@ pub const DAILY: &str = "features/daily/";
 pub const OUTLET_DAILY: &str = "features/outlet_daily/";
 /// Every segmentation's runs (segmenter).
 pub const SEGMENTATIONS: &str = "segmentations/";
+/// Every segmentation's definition, versioned (config seeding and the API; see
+/// [`super::definitions`]).
+pub const DEFINITIONS: &str = "definitions/";
 
 /// A raw invoice object of one invoice date, named by its writer's `stem`.
 pub fn raw_invoices_object(date: NaiveDate, stem: &str) -> String {
@@ -88,6 +91,13 @@ pub fn run_id(segmentation: &str, as_of: NaiveDate, seq: u32) -> String {
     format!("{segmentation}/{as_of}/{seq}")
 }
 
+/// The folder of the run with id `{name}/{as_of}/{seq}`.
+pub fn run_of_id(run_id: &str) -> Option<String> {
+    let mut p = run_id.splitn(3, '/');
+    let (name, as_of, seq) = (p.next()?, p.next()?, p.next()?);
+    Some(run(name, as_of.parse().ok()?, seq.parse().ok()?))
+}
+
 /// `latest.json` of a segmentation.
 pub fn latest(segmentation: &str) -> String {
     format!("{SEGMENTATIONS}{segmentation}/latest.json")
@@ -98,6 +108,18 @@ pub fn segmentation_of_latest(path: &str) -> Option<&str> {
     let rest = path.strip_prefix(SEGMENTATIONS)?;
     let (name, file) = rest.split_once('/')?;
     (file == "latest.json").then_some(name)
+}
+
+/// Version `version` of a segmentation's definition.
+pub fn definition(segmentation: &str, version: u32) -> String {
+    format!("{DEFINITIONS}{segmentation}/{version:06}.json")
+}
+
+/// The segmentation and version of a [`definition`] path.
+pub fn definition_of(path: &str) -> Option<(&str, u32)> {
+    let rest = path.strip_prefix(DEFINITIONS)?;
+    let (name, file) = rest.split_once('/')?;
+    Some((name, file.strip_suffix(".json")?.parse().ok()?))
 }
 
 /// Files of a run folder.
@@ -130,7 +152,16 @@ mod tests {
             Some(d)
         );
         assert_eq!(run("mix", d, 2), "segmentations/mix/runs/2026-11-21.2");
+        assert_eq!(
+            run_of_id(&run_id("mix", d, 2)).as_deref(),
+            Some("segmentations/mix/runs/2026-11-21.2")
+        );
+        assert_eq!(run_of_id("mix/2026-11-21"), None);
         assert_eq!(segmentation_of_latest(&latest("mix")), Some("mix"));
+        assert_eq!(
+            definition_of(&definition("mix.draft-2", 12)),
+            Some(("mix.draft-2", 12))
+        );
         assert_eq!(
             segmentation_of_latest("segmentations/mix/runs/x/model.json"),
             None

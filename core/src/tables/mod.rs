@@ -18,6 +18,7 @@
 //! Readers are tolerant of the physical type a writer chose (any string layout, any
 //! integer or float width, cast by Arrow) but not of a missing column.
 
+pub mod definitions;
 pub mod features;
 pub mod layout;
 pub mod model;

@@ -53,6 +53,10 @@ pub struct Latest {
     /// features with another hash are a change the schedule runs for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features_hash: Option<String>,
+    /// The definition's [`crate::config::SegmentationConfig::run_fingerprint`] the run
+    /// was made with: a definition with another is due at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition_hash: Option<String>,
 }
 
 impl Latest {

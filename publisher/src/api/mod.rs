@@ -6,11 +6,13 @@
 //! exports, and the console at `/`. Tokens, limits and security headers are in
 //! [`guard`].
 
+mod compare;
 pub mod guard;
 mod movements;
 mod outlet;
 mod pipeline;
 mod release;
+mod steer;
 
 use std::sync::Arc;
 
@@ -110,7 +112,34 @@ pub fn router(state: AppState) -> Router {
     let limits = guard::Limits::new(publish);
     let body_limit = publish.max_body_bytes;
     let api = Router::new()
-        .route("/api/segmentations", get(pipeline::segmentations))
+        .route(
+            "/api/segmentations",
+            get(pipeline::segmentations).post(steer::create),
+        )
+        .route(
+            "/api/segmentations/{name}/definition",
+            get(steer::definition)
+                .put(steer::edit)
+                .delete(steer::retire),
+        )
+        .route(
+            "/api/segmentations/{name}/drafts",
+            get(steer::drafts).post(steer::open_draft),
+        )
+        .route(
+            "/api/segmentations/{name}/drafts/{draft}/promote",
+            post(steer::promote),
+        )
+        .route(
+            "/api/segmentations/{name}/drafts/{draft}/discard",
+            post(steer::discard),
+        )
+        .route("/api/segmentations/{name}/compare", get(compare::compare))
+        .route("/api/segmentations/{name}/pins", get(steer::pins))
+        .route(
+            "/api/segmentations/{name}/pins/{outlet}",
+            axum::routing::put(steer::pin).delete(steer::unpin),
+        )
         .route("/api/segmentations/{name}/segments", get(segments))
         .route(
             "/api/segmentations/{name}/segments/{id}",

@@ -75,12 +75,11 @@ async fn all_snapshots(
     s: &AppState,
     only: Option<&str>,
 ) -> ApiResult<Vec<std::sync::Arc<Snapshot>>> {
-    let mut names: Vec<String> = s.cfg.segmentation.iter().map(|c| c.name.clone()).collect();
-    for n in crate::tables::stored_segmentations(s.snapshots.storage()).await? {
-        if !names.contains(&n) {
-            names.push(n);
-        }
-    }
+    let names: Vec<String> = crate::tables::published(&s.cfg, s.snapshots.storage())
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     let mut out = Vec::new();
     for n in names
         .iter()
@@ -192,7 +191,15 @@ pub(super) async fn outlet(
         latest_as_of = latest_as_of.max(Some(snap.run.latest.as_of));
         let l = snap.label(&s.metadata, &a.segment_id);
         let seg = snap.profiles.iter().find(|p| p.segment_id == a.segment_id);
+        // Pinned by hand (the stored definition's pins).
+        let pinned_to =
+            spectra_core::tables::definitions::current(s.snapshots.storage(), snap.segmentation())
+                .await?
+                .and_then(|d| d.definition)
+                .and_then(|d| d.pins.get(&id).cloned());
         views.push(json!({
+            "pinned": pinned_to.as_deref() == Some(a.segment_id.as_str()),
+            "pinned_to": pinned_to,
             "segmentation": snap.segmentation(),
             "run_id": snap.run.latest.run_id,
             "as_of": snap.run.latest.as_of.to_string(),

@@ -14,25 +14,16 @@ use super::{snapshot, ApiResult, AppState};
 use crate::hold::HeldRun;
 use crate::snapshot::Snapshot;
 use crate::tables;
-
-async fn names(s: &AppState) -> ApiResult<Vec<String>> {
-    let mut names: Vec<String> = s.cfg.segmentation.iter().map(|c| c.name.clone()).collect();
-    for n in tables::stored_segmentations(s.snapshots.storage()).await? {
-        if !names.contains(&n) {
-            names.push(n);
-        }
-    }
-    Ok(names)
-}
+use spectra_core::config::SegmentationConfig;
 
 fn summary(
-    s: &AppState,
     name: &str,
+    definition: Option<&SegmentationConfig>,
     snap: Option<&Snapshot>,
     cycle: &crate::state::CycleState,
     held: Option<&HeldRun>,
 ) -> Value {
-    let c = s.cfg.segmentation(name);
+    let c = definition;
     json!({
         "name": name,
         "configured": c.is_some(),
@@ -54,7 +45,7 @@ fn summary(
 /// `GET /api/segmentations`.
 pub(super) async fn segmentations(State(s): State<AppState>) -> ApiResult<Json<Vec<Value>>> {
     let mut out = Vec::new();
-    for n in names(&s).await? {
+    for (n, definition) in tables::published(&s.cfg, s.snapshots.storage()).await? {
         // A segmentation whose run cannot be read is listed with its error; the others
         // are listed as usual.
         let snap = match s.snapshots.get(&n).await {
@@ -66,7 +57,13 @@ pub(super) async fn segmentations(State(s): State<AppState>) -> ApiResult<Json<V
         };
         let cycle = crate::state::load_cycle(s.snapshots.storage(), &n).await?;
         let held = s.snapshots.held(&n).await?;
-        out.push(summary(&s, &n, snap.as_deref(), &cycle, held.as_ref()));
+        out.push(summary(
+            &n,
+            definition.as_ref(),
+            snap.as_deref(),
+            &cycle,
+            held.as_ref(),
+        ));
     }
     Ok(Json(out))
 }
@@ -191,12 +188,18 @@ async fn kafka_status(s: &AppState) -> Value {
 pub(super) async fn pipeline(State(s): State<AppState>) -> ApiResult<Json<Value>> {
     let today = chrono::Utc::now().date_naive();
     let mut segs = Vec::new();
-    for n in names(&s).await? {
+    for (n, definition) in tables::published(&s.cfg, s.snapshots.storage()).await? {
         let snap = s.snapshots.get(&n).await?;
         let cycle = crate::state::load_cycle(s.snapshots.storage(), &n).await?;
         let runs = tables::run_history(s.snapshots.storage(), &n, 10).await?;
         let held = s.snapshots.held(&n).await?;
-        let mut v = summary(&s, &n, snap.as_deref(), &cycle, held.as_ref());
+        let mut v = summary(
+            &n,
+            definition.as_ref(),
+            snap.as_deref(),
+            &cycle,
+            held.as_ref(),
+        );
         v["runs"] = json!(runs);
         v["days_since_as_of"] = json!(snap
             .as_ref()

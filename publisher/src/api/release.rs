@@ -46,9 +46,16 @@ pub(super) async fn release(
         ));
     }
     let storage = s.snapshots.storage();
-    let r = crate::hold::release(&s.cfg, storage, &name, &run, &by, &note)
-        .await?
-        .map_err(|m| ApiError::new(StatusCode::CONFLICT, m))?;
+    let r = crate::hold::release(
+        s.snapshots.max_change_share(&name),
+        storage,
+        &name,
+        &run,
+        &by,
+        &note,
+    )
+    .await?
+    .map_err(|m| ApiError::new(StatusCode::CONFLICT, m))?;
     s.metrics.set_held(&name, false);
     s.changed.notify_one();
     tracing::warn!(segmentation = %name, run_id = %r.run_id, by = %r.released_by, note = %r.note,

@@ -211,7 +211,14 @@ pub(super) fn cluster(
             }
         }
     }
-    let old: HashSet<&String> = p.model.segments.iter().map(|s| &s.segment_id).collect();
+    // Against the segments published before: a promoted draft's model carries the
+    // draft's segments, the live run's are in `names`.
+    let mut old: Vec<&String> = if p.repartition {
+        p.names.keys().collect()
+    } else {
+        p.model.segments.iter().map(|s| &s.segment_id).collect()
+    };
+    old.sort();
     let new: HashSet<&String> = outcome.model.segment_ids.iter().collect();
     let created = outcome
         .model
@@ -220,11 +227,8 @@ pub(super) fn cluster(
         .filter(|id| !old.contains(id))
         .cloned()
         .collect();
-    let retired = p
-        .model
-        .segments
-        .iter()
-        .map(|s| &s.segment_id)
+    let retired = old
+        .into_iter()
         .filter(|id| !new.contains(id))
         .cloned()
         .collect();

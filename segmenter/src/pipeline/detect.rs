@@ -20,6 +20,11 @@ pub const REASON_RETIRED: &str = "segment_retired";
 /// without the recent-window columns): the outlet moved on distance and
 /// `move_margin` alone.
 pub const REASON_NEARER: &str = "nearer_segment";
+/// Pinned by hand to its segment ([`SegmentationConfig::pins`]).
+pub const REASON_PINNED: &str = "pinned";
+/// A draft was promoted: the run took the draft's segments (ids carried over where a
+/// draft segment corresponds to a live one).
+pub const REASON_PROMOTED: &str = "promoted";
 
 pub use spectra_core::tables::runs::{Driver as DriverRow, MovementRow};
 
@@ -196,24 +201,51 @@ pub(super) fn detect_moves(
     Some(Detected { movements, report })
 }
 
-/// The moves of a run without the detector, each with its reason and no evidence.
-pub(super) fn moves_without_evidence(assignments: &[AssignmentRow]) -> Vec<MovementRow> {
-    assignments
+/// The moves of a run that `explained` (the detector's rows) does not cover, each with
+/// the reason `reason_of` gives it and no evidence; the detector's rows for outlets a
+/// pin kept in place are dropped.
+pub(super) fn explain_moves(
+    assignments: &[AssignmentRow],
+    explained: Vec<MovementRow>,
+    reason_of: impl Fn(&AssignmentRow) -> &'static str,
+) -> Vec<MovementRow> {
+    let moved: std::collections::HashMap<&str, &AssignmentRow> = assignments
         .iter()
         .filter(|a| a.change == spectra_core::tables::runs::Change::Moved)
-        .map(|a| MovementRow {
-            outlet_id: a.outlet_id.clone(),
-            previous_segment_id: a.previous_segment_id.clone().unwrap_or_default(),
-            segment_id: a.segment_id.clone(),
-            reason: REASON_NEARER.to_owned(),
-            score: None,
-            fit: None,
-            earlier_lines: 0.0,
-            recent_lines: 0.0,
-            recent_invoices: 0.0,
-            drivers: Vec::new(),
-            earlier_spectrum: Default::default(),
-            recent_spectrum: Default::default(),
+        .map(|a| (a.outlet_id.as_str(), a))
+        .collect();
+    let mut out: Vec<MovementRow> = explained
+        .into_iter()
+        .filter(|m| {
+            moved
+                .get(m.outlet_id.as_str())
+                .is_some_and(|a| a.segment_id == m.segment_id)
         })
-        .collect()
+        .collect();
+    let covered: std::collections::HashSet<String> =
+        out.iter().map(|m| m.outlet_id.clone()).collect();
+    out.extend(
+        assignments
+            .iter()
+            .filter(|a| {
+                a.change == spectra_core::tables::runs::Change::Moved
+                    && !covered.contains(&a.outlet_id)
+            })
+            .map(|a| MovementRow {
+                outlet_id: a.outlet_id.clone(),
+                previous_segment_id: a.previous_segment_id.clone().unwrap_or_default(),
+                segment_id: a.segment_id.clone(),
+                reason: reason_of(a).to_owned(),
+                score: None,
+                fit: None,
+                earlier_lines: 0.0,
+                recent_lines: 0.0,
+                recent_invoices: 0.0,
+                drivers: Vec::new(),
+                earlier_spectrum: Default::default(),
+                recent_spectrum: Default::default(),
+            }),
+    );
+    out.sort_by(|a, b| a.outlet_id.cmp(&b.outlet_id));
+    out
 }

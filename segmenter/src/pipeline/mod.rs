@@ -13,7 +13,10 @@
 mod choose;
 mod detect;
 
-pub use detect::{DriverRow, MovementRow, REASON_CHANGED, REASON_NEARER, REASON_RETIRED};
+pub use detect::{
+    DriverRow, MovementRow, REASON_CHANGED, REASON_NEARER, REASON_PINNED, REASON_PROMOTED,
+    REASON_RETIRED,
+};
 
 use std::collections::{HashMap, HashSet};
 
@@ -54,6 +57,10 @@ pub struct PreviousRun {
     pub assignments: HashMap<String, String>,
     /// `(name, name_features)` per segment id, from its profiles.json.
     pub names: HashMap<String, (String, Vec<String>)>,
+    /// Set when `model` is a promoted draft's (its segment ids matched to this run's,
+    /// see [`crate::runs::promoted_previous`]): the run takes the draft's partition —
+    /// no hysteresis, no change detector — and `names` holds the live run's segments.
+    pub repartition: bool,
 }
 
 impl PreviousRun {
@@ -83,6 +90,7 @@ impl PreviousRun {
                     )
                 })
                 .collect(),
+            repartition: false,
         }
     }
 }
@@ -291,9 +299,10 @@ pub fn compute(
         .map(|&i| previous.and_then(|p| p.assignments.get(&fs.outlets[i].outlet_id).cloned()))
         .collect();
 
+    let repartition = previous.is_some_and(|p| p.repartition);
     let defaults = RunConfig::default();
     let config = RunConfig {
-        hysteresis_margin: seg.move_margin,
+        hysteresis_margin: if repartition { 0.0 } else { seg.move_margin },
         kmeans: KMeansConfig {
             seed: seg.seed,
             ..defaults.kmeans.clone()
@@ -301,16 +310,21 @@ pub fn compute(
         ..defaults
     };
     let mut clustered = choose::cluster(seg, x.view(), &names, &before, previous, &config)?;
-    let detected = detect::detect_moves(
-        seg,
-        fs,
-        &rows,
-        &before,
-        x.view(),
-        &mut clustered.outcome,
-        previous,
-        &names,
-    );
+    let detected = if repartition {
+        None
+    } else {
+        detect::detect_moves(
+            seg,
+            fs,
+            &rows,
+            &before,
+            x.view(),
+            &mut clustered.outcome,
+            previous,
+            &names,
+        )
+    };
+    let pinned = apply_pins(seg, fs, &rows, &before, x.view(), &mut clustered.outcome);
     let outcome = &clustered.outcome;
     let k = outcome.model.segment_ids.len();
     let labels: Vec<usize> = outcome.assignments.iter().map(|a| a.segment).collect();
@@ -390,10 +404,19 @@ pub fn compute(
         hold: None,
         movement: detected.as_ref().map(|d| d.report.clone()),
     };
-    let movements = match detected {
-        Some(d) => d.movements,
-        None => detect::moves_without_evidence(&assignments),
-    };
+    let movements = detect::explain_moves(
+        &assignments,
+        detected.map(|d| d.movements).unwrap_or_default(),
+        |a| {
+            if pinned.contains(&a.outlet_id) {
+                REASON_PINNED
+            } else if repartition {
+                REASON_PROMOTED
+            } else {
+                REASON_NEARER
+            }
+        },
+    );
     Ok(RunOutput {
         run_id: run_id.to_owned(),
         model,
@@ -404,6 +427,64 @@ pub fn compute(
         left,
         movements,
     })
+}
+
+/// Puts every pinned outlet ([`SegmentationConfig::pins`]) of `rows` in its pinned
+/// segment; returns the outlets a pin moved. A pin to a segment the run does not have
+/// is ignored, with a warning.
+fn apply_pins(
+    seg: &SegmentationConfig,
+    fs: &FeatureSet,
+    rows: &[usize],
+    before: &[Option<String>],
+    x: ndarray::ArrayView2<f64>,
+    outcome: &mut RunOutcome,
+) -> HashSet<String> {
+    let mut moved = HashSet::new();
+    if seg.pins.is_empty() {
+        return moved;
+    }
+    let ids = outcome.model.segment_ids.clone();
+    for (r, &i) in rows.iter().enumerate() {
+        let outlet = &fs.outlets[i].outlet_id;
+        let Some(pin) = seg.pins.get(outlet) else {
+            continue;
+        };
+        let Some(j) = ids.iter().position(|id| id == pin) else {
+            tracing::warn!(segmentation = %seg.name, outlet = %outlet, segment = %pin,
+                "outlet pinned to a segment this run does not have; the pin is ignored");
+            continue;
+        };
+        let a = &mut outcome.assignments[r];
+        if a.segment == j {
+            continue;
+        }
+        let c = outcome.model.centroids.row(j);
+        a.distance = x
+            .row(r)
+            .iter()
+            .zip(c.iter())
+            .map(|(p, q)| (p - q) * (p - q))
+            .sum::<f64>()
+            .sqrt();
+        a.confidence = 0.0;
+        a.segment = j;
+        a.segment_id = pin.clone();
+        a.change = match &before[r] {
+            None => Change::New,
+            Some(b) if b == pin => Change::Unchanged,
+            Some(_) => Change::Moved,
+        };
+        if a.change == Change::Moved {
+            moved.insert(outlet.clone());
+        }
+    }
+    outcome.moved = outcome
+        .assignments
+        .iter()
+        .filter(|a| a.change == Change::Moved)
+        .count();
+    moved
 }
 
 /// Two segments with the same new name: the later ones get their id appended.

@@ -1,0 +1,193 @@
+//! Driving the services as a user does: `spectra` subcommands with a config file and
+//! this test's topics, the publish service with its HTTP API, and the results read
+//! back from the run folders and the compacted output topics.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use arrow::array::AsArray;
+use serde_json::Value;
+
+use crate::{read_parquet_dir, Setup};
+
+/// Output topics of one test, as `--set` flags.
+pub fn output_flags(prefix: &str) -> Vec<String> {
+    ["assignments", "profiles", "recommendations", "metadata"]
+        .iter()
+        .flat_map(|t| ["--set".to_owned(), format!("kafka.topics.{t}={prefix}.{t}")])
+        .collect()
+}
+
+/// Runs `spectra {sub} --config {config}` with this test's topics (inputs and outputs).
+pub fn run(setup: &Setup, sub: &str, config: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let prefix = setup.group.trim_end_matches(".ingest").to_owned();
+    setup
+        .command(sub, &args)
+        .args(output_flags(&prefix))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// The last stdout line of a command that must have succeeded, as JSON (`null` if none).
+pub fn ok(out: Output, what: &str) -> Value {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+/// Writes `spectra.toml` with `body` into `dir`.
+pub fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
+    let p = dir.join("spectra.toml");
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+/// Outlet → segment of a run folder.
+pub fn run_assignments(root: &Path, run_id: &str) -> BTreeMap<String, String> {
+    let mut p = run_id.splitn(3, '/');
+    let (name, as_of, seq) = (p.next().unwrap(), p.next().unwrap(), p.next().unwrap());
+    let dir = root.join(format!("segmentations/{name}/runs/{as_of}.{seq}"));
+    let mut out = BTreeMap::new();
+    for b in read_parquet_dir(&dir) {
+        let Some(seg) = b.column_by_name("segment_id") else {
+            continue;
+        };
+        if b.column_by_name("change").is_none() {
+            continue;
+        }
+        let o = b.column_by_name("outlet_id").unwrap().as_string::<i32>();
+        let s = seg.as_string::<i32>();
+        for i in 0..b.num_rows() {
+            out.insert(o.value(i).to_owned(), s.value(i).to_owned());
+        }
+    }
+    out
+}
+
+/// The compacted view of `segment-assignments` for `name`: outlet → segment.
+pub fn compacted_assignments(topic: &str, name: &str) -> BTreeMap<String, String> {
+    let prefix = format!("{name}:");
+    crate::compacted(topic)
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let outlet = k.strip_prefix(&prefix)?.to_owned();
+            Some((outlet, v["segment_id"].as_str().unwrap().to_owned()))
+        })
+        .collect()
+}
+
+/// The page `url` as headless Chromium renders it (`scripts/test.sh` installs it).
+pub fn rendered(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--virtual-time-budget=8000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .expect("chromium (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A port free on 127.0.0.1 now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The publish service as a child process, killed when dropped.
+pub struct Publisher(pub Child);
+
+impl Publisher {
+    /// Starts `spectra publish` (the service, its API on `127.0.0.1:{port}`) with
+    /// `config` and this test's output topics.
+    pub fn spawn(setup: &Setup, config: &Path, port: u16) -> Self {
+        let prefix = setup.group.trim_end_matches(".ingest").to_owned();
+        Self(
+            setup
+                .command(
+                    "publish",
+                    &[
+                        "--config",
+                        config.to_str().unwrap(),
+                        "--set",
+                        &format!("publish.listen=127.0.0.1:{port}"),
+                    ],
+                )
+                .args(output_flags(&prefix))
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP request (optional bearer token and JSON body): status (0 when the
+/// connection failed) and body.
+pub fn http(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut r = reqwest::Client::new().request(method, url);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        match r.send().await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
+    })
+}
+
+/// Polls `f` every 300 ms until it holds; panics naming `what` after 90 s.
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -71,6 +71,16 @@ pub enum Error {
         /// The panic's message.
         message: String,
     },
+    /// A merge or split by hand cannot be applied.
+    #[error(
+        "segmentation `{segmentation}`: the merge or split by hand cannot be applied: {message}"
+    )]
+    Operation {
+        /// Segmentation name.
+        segmentation: String,
+        /// Why.
+        message: String,
+    },
     /// The clustering core refused its input (a bug, or degenerate features).
     #[error("segmentation `{segmentation}`: clustering failed: {source}")]
     Cluster {

@@ -144,6 +144,7 @@ pub async fn read_previous(
             .map(|p| (p.segment_id, (p.name, p.name_features)))
             .collect(),
         repartition: false,
+        operation: None,
     }))
 }
 
@@ -186,6 +187,7 @@ pub async fn promoted_previous(
             names: HashMap::new(),
             model,
             repartition: true,
+            operation: None,
         });
     };
     let member = |segment: &String| Member {

@@ -34,7 +34,7 @@ use serde::Serialize;
 use spectra_core::config::SegmentationConfig;
 use spectra_core::schedule::{system_clock, Clock, Schedule};
 use spectra_core::service::Context;
-use spectra_core::tables::definitions::{self, Active, Promotion};
+use spectra_core::tables::definitions::{self, Active, DefinitionVersion};
 use spectra_core::tables::features::{current_manifest, Manifest, WindowFeatures};
 use spectra_core::tables::runs::Latest;
 use spectra_core::{Config, Storage};
@@ -236,14 +236,15 @@ pub async fn run_segmentation(
     run_definition(storage, seg, None, as_of, now).await
 }
 
-/// [`run_segmentation`] of a stored definition: the first run after a promotion
-/// (`promotion`, while the latest run is of an earlier definition) starts from the
-/// promoted draft's model, its ids matched to the live segments
-/// ([`crate::runs::promoted_previous`]).
+/// [`run_segmentation`] of a stored definition `version`. Its first run (while the
+/// latest run is of another definition) applies what the version carries: after a
+/// promotion it starts from the promoted draft's model, its ids matched to the live
+/// segments ([`crate::runs::promoted_previous`]); after a merge or split by hand, from
+/// the accepted model with the operation applied.
 pub async fn run_definition(
     storage: &Storage,
     seg: &SegmentationConfig,
-    promotion: Option<&Promotion>,
+    version: Option<&DefinitionVersion>,
     as_of: NaiveDate,
     now: DateTime<Utc>,
 ) -> Result<RunSummary, Error> {
@@ -252,12 +253,21 @@ pub async fn run_definition(
     let features = FeatureSet::from_tables(as_of, &tables);
     let mut previous = read_previous(storage, &seg.name, seg.max_change_share).await?;
     let fingerprint = seg.run_fingerprint();
-    if let Some(p) = promotion {
-        let last = crate::runs::latest(storage, &seg.name).await?;
-        if last.is_none_or(|l| l.definition_hash.as_deref() != Some(fingerprint.as_str())) {
+    let first_of_version = match version {
+        Some(_) => crate::runs::latest(storage, &seg.name)
+            .await?
+            .is_none_or(|l| l.definition_hash.as_deref() != Some(fingerprint.as_str())),
+        None => false,
+    };
+    if let (true, Some(v)) = (first_of_version, version) {
+        if let Some(p) = &v.promoted_from {
             tracing::info!(segmentation = %seg.name, draft = %p.draft, draft_run = %p.run_id,
                 "promotion: the run starts from the draft's segments");
             previous = Some(crate::runs::promoted_previous(storage, previous, &p.run_id).await?);
+        }
+        if let (Some(op), Some(prev)) = (&v.operation, previous.as_mut()) {
+            tracing::info!(segmentation = %seg.name, operation = ?op, "segments restructured by hand");
+            prev.operation = Some(op.clone());
         }
     }
     let seq = next_seq(storage, &seg.name, as_of).await?;
@@ -382,13 +392,12 @@ pub async fn run(cfg: Config, ctx: Context, opts: SegmentOptions) -> Result<Summ
             let last_checked = checked.get(&seg.name).copied();
             let schedule = Schedule::parse(&seg.schedule, &seg.timezone)
                 .map_err(|e| format!("segmentation `{}`: {e}", seg.name));
-            let promotion = a.version.promoted_from.as_ref();
             let work = async {
                 let schedule = schedule
                     .as_ref()
                     .map_err(|m| Error::Config(vec![m.clone()]))?;
                 match due(&storage, seg, schedule, last_checked, now, opts.all).await? {
-                    Some(as_of) => run_definition(&storage, seg, promotion, as_of, now)
+                    Some(as_of) => run_definition(&storage, seg, Some(&a.version), as_of, now)
                         .await
                         .map(Some),
                     None => Ok(None),

@@ -86,29 +86,61 @@ pub fn compacted_assignments(topic: &str, name: &str) -> BTreeMap<String, String
         .collect()
 }
 
-/// The page `url` as headless Chromium renders it (`scripts/test.sh` installs it).
-pub fn rendered(url: &str) -> String {
+/// Chromium's command (`scripts/test.sh` installs Debian's `chromium`).
+pub fn chromium() -> String {
+    for c in ["chromium", "chromium-browser"] {
+        if std::process::Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return c.into();
+        }
+    }
+    panic!("chromium is not installed: run scripts/test.sh (it installs it as root) or `apt-get install -y chromium`");
+}
+
+/// `target/artifacts`, where tests leave screenshots.
+pub fn artifacts() -> std::path::PathBuf {
+    // target/<profile>/deps/<test> → target/artifacts
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.ancestors().nth(3).unwrap().join("artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Headless Chromium on `url` (1400 × 1000, 8 s of virtual time for the page's
+/// requests) with `args` (`--dump-dom`, `--screenshot=…`); its stdout.
+pub fn browser(args: &[&str], url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new("chromium")
+    let out = std::process::Command::new(chromium())
         .args([
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
             "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
             "--no-first-run",
-            "--virtual-time-budget=8000",
-            "--dump-dom",
+            "--hide-scrollbars",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--window-size=1400,1000", "--virtual-time-budget=8000"])
+        .args(args)
         .arg(url)
         .output()
-        .expect("chromium (scripts/test.sh installs it)");
+        .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "chromium failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The page `url` as headless Chromium renders it: its DOM.
+pub fn rendered(url: &str) -> String {
+    browser(&["--dump-dom"], url)
 }
 
 /// A port free on 127.0.0.1 now.

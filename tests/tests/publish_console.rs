@@ -4,62 +4,12 @@
 //! The store is the real services' output on a seeded feed (`spectra_tests::fixture`).
 //! Screenshots are saved to `{target}/artifacts/console*.png`.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use serde_json::json;
 use spectra_core::service::Context;
 use spectra_publisher::PublishOptions;
 use spectra_tests::fixture::{fixture, Stage, Store};
+use spectra_tests::services::{artifacts, browser};
 use tokio_util::sync::CancellationToken;
-
-fn chromium() -> String {
-    for c in ["chromium", "chromium-browser"] {
-        if Command::new(c)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return c.into();
-        }
-    }
-    panic!("chromium is not installed: run scripts/test.sh (it installs it as root) or `apt-get install -y chromium`");
-}
-
-fn artifacts() -> PathBuf {
-    // target/<profile>/deps/<test> → target/artifacts
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.ancestors().nth(3).unwrap().join("artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn browser(args: &[&str], url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(["--window-size=1400,1000", "--virtual-time-budget=8000"])
-        .args(args)
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A publisher serving the console over a copy of the fixture after run 2. Returns the
 /// store (kept alive), the service's token and the base URL.

@@ -3,11 +3,14 @@
 //! is ingested, aggregated, segmented and published by the real services, and then
 //! - a segmentation is created through the API (no config file change) and runs;
 //! - a draft of the configured one (another level and k) is computed beside it, never
-//!   published, and compared with the live run: the crosswalk covers every outlet;
+//!   published, and compared with the live run: the crosswalk covers every outlet, and
+//!   the console's comparison page shows it (DOM and screenshot, headless Chromium);
 //! - the draft is promoted: the next run takes the draft's partition with the live ids
 //!   where segments correspond, and the compacted topic equals it;
 //! - an outlet pinned by hand stays in its segment across a run with drift, though
-//!   other drifting outlets move; every change is in the definition's history.
+//!   other drifting outlets move; every change is in the definition's history;
+//! - a segment split by hand gets a new id for part of its outlets, and merged back its
+//!   outlets return and the id retires, each published like any run.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -59,6 +62,25 @@ fn members(a: &BTreeMap<String, String>) -> BTreeMap<String, Member> {
             )
         })
         .collect()
+}
+
+/// Pixels of a PNG within 3 of each colour.
+fn count_colours(path: &std::path::Path, colours: [(u8, u8, u8); 2]) -> (usize, usize) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let step = info.color_type.samples();
+    assert!(step >= 3, "an RGB screenshot: {:?}", info.color_type);
+    let near = |p: &[u8], c: (u8, u8, u8)| {
+        p[0].abs_diff(c.0) <= 3 && p[1].abs_diff(c.1) <= 3 && p[2].abs_diff(c.2) <= 3
+    };
+    let mut counts = (0, 0);
+    for p in buf[..info.buffer_size()].chunks_exact(step) {
+        counts.0 += usize::from(near(p, colours[0]));
+        counts.1 += usize::from(near(p, colours[1]));
+    }
+    counts
 }
 
 #[test]
@@ -312,6 +334,50 @@ fn create_draft_compare_promote_and_pin_through_the_api() {
     );
     assert_eq!(cmp2["crosswalk"], cmp["crosswalk"]);
 
+    // The comparison page in headless Chromium: the crosswalk as the API gives it,
+    // and on the screenshot the heatmap's strongest cell and the outlines of the
+    // segments that correspond.
+    let page = format!("{base}/#/compare/{draft_name}");
+    let dom = spectra_tests::services::rendered(&page);
+    assert!(dom.contains(r#"id="crosswalk""#), "{dom}");
+    assert!(
+        dom.contains(&format!(r#"id="ari">{:.3}<"#, ari)),
+        "the page shows the API's ARI {ari:.3}"
+    );
+    let largest = cells
+        .iter()
+        .filter(|c| !c["a"].is_null() && !c["b"].is_null())
+        .map(|c| c["outlets"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        dom.contains(&format!(">{largest}<small>")),
+        "the largest crosswalk cell ({largest} outlets) is on the page"
+    );
+    let shot = spectra_tests::services::artifacts().join("console-compare.png");
+    spectra_tests::services::browser(&[&format!("--screenshot={}", shot.display())], &page);
+    let (teal, warm) = count_colours(&shot, [(12, 133, 153), (232, 89, 12)]);
+    assert!(
+        teal >= 800,
+        "the crosswalk's largest cell is on the screenshot: {teal} pixels ({})",
+        shot.display()
+    );
+    assert!(
+        warm >= 150,
+        "matched cells are outlined: {warm} pixels ({})",
+        shot.display()
+    );
+
+    // The console's steering page lists the draft, ready to compare, and the history.
+    let steer = spectra_tests::services::rendered(&format!("{base}/#/drafts/mix"));
+    assert!(
+        steer.contains(r#"data-draft="mix.draft-1""#)
+            && steer.contains(r##"href="#/compare/mix.draft-1""##)
+            && steer.contains(r#"id="history""#)
+            && steer.contains("seeded"),
+        "{steer}"
+    );
+
     // Promote: the next run of `mix` takes the draft's partition, ids matched.
     let (s, body) = send(
         reqwest::Method::POST,
@@ -426,6 +492,91 @@ fn create_draft_compare_promote_and_pin_through_the_api() {
         actions,
         ["seeded", "promoted", "pinned", "pinned", "pinned"]
     );
+
+    // Split the largest segment by hand: a new id takes part of its outlets.
+    let mut sizes: BTreeMap<&String, usize> = BTreeMap::new();
+    for s in after.values() {
+        *sizes.entry(s).or_default() += 1;
+    }
+    let (largest, n_largest) = sizes.iter().max_by_key(|(_, n)| **n).unwrap();
+    let (largest, n_largest) = ((*largest).clone(), *n_largest);
+    let (s, body) = send(
+        reqwest::Method::POST,
+        &base,
+        &format!("/api/segmentations/mix/segments/{largest}/split"),
+        json!({"by": "ana", "note": "two kinds of shop"}),
+    );
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["definition"]["k"], sizes.len() + 1);
+    let seg = segment();
+    let live4 = run_of(&seg, "mix").expect("the split ran at once");
+    let created: Vec<String> = seg["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == live4.as_str())
+        .map(|r| serde_json::from_value(r["created"].clone()).unwrap())
+        .unwrap();
+    assert_eq!(created.len(), 1, "{seg}");
+    let new_id = &created[0];
+    assert!(!sizes.keys().any(|k| *k == new_id), "ids are never reused");
+    let split = run_assignments(&root, &live4);
+    let in_new: Vec<&String> = split
+        .iter()
+        .filter(|(_, s)| *s == new_id)
+        .map(|(o, _)| o)
+        .collect();
+    let from_largest = in_new
+        .iter()
+        .filter(|o| after.get(**o) == Some(&largest))
+        .count();
+    assert!(
+        !in_new.is_empty() && from_largest * 10 >= in_new.len() * 9,
+        "the new segment comes out of {largest} ({n_largest} outlets): {from_largest} of {}; run: {seg}; sizes after: {:?}",
+        in_new.len(),
+        split.values().fold(BTreeMap::<&String, usize>::new(), |mut m, s| {
+            *m.entry(s).or_default() += 1;
+            m
+        })
+    );
+    for o in &pinned {
+        assert_eq!(split.get(*o), promoted.get(*o), "pins hold through a split");
+    }
+    let kept_unchanged = after
+        .iter()
+        .filter(|(_, s)| **s != largest)
+        .filter(|(o, s)| split.get(*o) == Some(*s))
+        .count();
+    let others = after.values().filter(|s| **s != largest).count();
+    assert!(
+        kept_unchanged * 10 >= others * 9,
+        "the other segments keep their outlets: {kept_unchanged} of {others}"
+    );
+    wait_until("the split published", || {
+        listed(&base, "mix").is_some_and(|s| s["published"]["run_id"] == live4.as_str())
+    });
+
+    // Merge it back: its outlets join the split segment, its id retires.
+    let (s, body) = send(
+        reqwest::Method::POST,
+        &base,
+        &format!("/api/segmentations/mix/segments/{new_id}/merge"),
+        json!({"into": largest, "by": "ana"}),
+    );
+    assert_eq!(s, 200, "{body}");
+    let seg = segment();
+    let live5 = run_of(&seg, "mix").expect("the merge ran at once");
+    let merged = run_assignments(&root, &live5);
+    assert!(merged.values().all(|s| s != new_id), "{new_id} is retired");
+    for o in &in_new {
+        if !pinned.contains(o) {
+            assert_eq!(merged.get(*o), Some(&largest), "{o} joined {largest}");
+        }
+    }
+    wait_until("the merge published", || {
+        listed(&base, "mix").is_some_and(|s| s["published"]["run_id"] == live5.as_str())
+    });
+    assert_eq!(compacted_assignments(&topic, "mix"), merged);
 
     // Retire the created one: it no longer runs; its last run stays served.
     let (s, body) = send(

@@ -71,6 +71,33 @@ pub enum Action {
     Pinned,
     /// An outlet's pin removed.
     Unpinned,
+    /// Two segments merged by hand ([`Operation::Merge`]).
+    Merged,
+    /// A segment split by hand ([`Operation::Split`]).
+    Split,
+}
+
+/// A change of the segments themselves, by hand, applied by the first run of the
+/// version that carries it (the version also fixes `k` to the resulting number of
+/// segments). Ids are handled as in the segmenter's own splits and merges: the kept
+/// segment keeps its id, a retired id is never reused, a split's new half gets a new
+/// id and the half nearer the old centroid keeps the old one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Operation {
+    /// `retired`'s outlets join `kept`; `kept`'s centroid becomes the outlet-weighted
+    /// mean of the two.
+    Merge {
+        /// The segment that stays.
+        kept: String,
+        /// The segment that goes.
+        retired: String,
+    },
+    /// The segment's outlets are divided in two by 2-means on their features.
+    Split {
+        /// The segment split.
+        segment_id: String,
+    },
 }
 
 /// The draft a promotion took its parameters from.
@@ -106,6 +133,9 @@ pub struct DefinitionVersion {
     /// Set on the version a promotion wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_from: Option<Promotion>,
+    /// Set on a version that merges or splits segments by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Operation>,
     /// The definition; `None` once retired (a draft: promoted or discarded).
     pub definition: Option<SegmentationConfig>,
 }
@@ -131,6 +161,7 @@ impl DefinitionVersion {
             note: note.to_owned(),
             draft_of: self.draft_of.clone(),
             promoted_from: None,
+            operation: None,
             definition,
         }
     }
@@ -264,6 +295,7 @@ pub fn first(
         note: String::new(),
         draft_of: None,
         promoted_from: None,
+        operation: None,
         definition: Some(definition),
     }
 }

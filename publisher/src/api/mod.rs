@@ -137,6 +137,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/segmentations/{name}/compare", get(compare::compare))
         .route("/api/segmentations/{name}/pins", get(steer::pins))
         .route(
+            "/api/segmentations/{name}/segments/{id}/merge",
+            post(steer::merge),
+        )
+        .route(
+            "/api/segmentations/{name}/segments/{id}/split",
+            post(steer::split),
+        )
+        .route(
             "/api/segmentations/{name}/pins/{outlet}",
             axum::routing::put(steer::pin).delete(steer::unpin),
         )

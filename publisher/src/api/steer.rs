@@ -18,6 +18,11 @@
 //! | `GET /api/segmentations/{name}/pins` | pinned outlets |
 //! | `PUT /api/segmentations/{name}/pins/{outlet}` | pin: `{"segment_id", "by", "note"}` |
 //! | `DELETE /api/segmentations/{name}/pins/{outlet}` | unpin |
+//! | `POST /api/segmentations/{name}/segments/{id}/merge` | merge `{id}` into `{"into": "S2"}` |
+//! | `POST /api/segmentations/{name}/segments/{id}/split` | split `{id}` in two |
+//!
+//! A merge or split fixes `k` to the number of segments after it; the next run
+//! applies it (`spectra_core::tables::definitions::Operation`).
 //!
 //! `version` in an edit is the version the caller read: when another change landed
 //! since, the edit is refused with 409 rather than overwriting it.
@@ -29,9 +34,9 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use spectra_core::config::SegmentationConfig;
+use spectra_core::config::{KSpec, SegmentationConfig};
 use spectra_core::tables::definitions::{
-    self, Action, Appended, DefinitionVersion, Promotion, Source,
+    self, Action, Appended, DefinitionVersion, Operation, Promotion, Source,
 };
 
 use super::{guard, ApiError, ApiResult, AppState};
@@ -76,6 +81,16 @@ struct ChangeBody {
 #[serde(deny_unknown_fields)]
 struct PinBody {
     segment_id: String,
+    #[serde(default)]
+    by: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeBody {
+    into: String,
     #[serde(default)]
     by: Option<String>,
     #[serde(default)]
@@ -484,4 +499,79 @@ pub(super) async fn unpin(
     }
     let v = cur.next(&by, Source::Api, Action::Unpinned, &note, Some(def));
     Ok(Json(write(&s, v).await?))
+}
+
+/// A merge or split of the segments of `name`'s served run, as its next version.
+async fn restructure(
+    s: &AppState,
+    name: &str,
+    by: &str,
+    note: &str,
+    op: Operation,
+) -> ApiResult<DefinitionVersion> {
+    let (cur, mut def) = live(s, name).await?;
+    let snap = super::snapshot(s, name).await?;
+    let has = |id: &str| snap.profiles.iter().any(|p| p.segment_id == id);
+    let (ids, k, action) = match &op {
+        Operation::Merge { kept, retired } => {
+            if kept == retired {
+                return Err(bad("a segment cannot be merged into itself".into()));
+            }
+            (vec![kept, retired], snap.profiles.len() - 1, Action::Merged)
+        }
+        Operation::Split { segment_id } => {
+            (vec![segment_id], snap.profiles.len() + 1, Action::Split)
+        }
+    };
+    if let Some(missing) = ids.iter().find(|id| !has(id)) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "segmentation `{name}` has no segment `{missing}` in its run {}",
+                snap.run.latest.run_id
+            ),
+        ));
+    }
+    if k < 1 {
+        return Err(bad("the last segment cannot be merged away".into()));
+    }
+    def.k = KSpec::Fixed(k);
+    let mut v = cur.next(by, Source::Api, action, note, Some(def));
+    v.operation = Some(op);
+    write(s, v).await
+}
+
+/// `POST /api/segmentations/{name}/segments/{id}/merge`.
+pub(super) async fn merge(
+    State(s): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<DefinitionVersion>> {
+    guard::Tokens::new(&s.cfg.publish).authorize_write(&headers)?;
+    let b: MergeBody = serde_json::from_slice(&body).map_err(|e| {
+        bad(format!(
+            "the body is not valid ({e}); send JSON like {{\"into\": \"S2\", \"by\": \"ana\"}}"
+        ))
+    })?;
+    let (by, note) = author(&b.by, &b.note)?;
+    let op = Operation::Merge {
+        kept: b.into,
+        retired: id,
+    };
+    Ok(Json(restructure(&s, &name, &by, &note, op).await?))
+}
+
+/// `POST /api/segmentations/{name}/segments/{id}/split`.
+pub(super) async fn split(
+    State(s): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<DefinitionVersion>> {
+    guard::Tokens::new(&s.cfg.publish).authorize_write(&headers)?;
+    let b: AuthorOnly = parse(&body, "{\"by\": \"ana\", \"note\": \"two kinds of shop\"}")?;
+    let (by, note) = author(&b.by, &b.note)?;
+    let op = Operation::Split { segment_id: id };
+    Ok(Json(restructure(&s, &name, &by, &note, op).await?))
 }

@@ -351,15 +351,155 @@ function qualityKeys(runs) {
   return [...keys].slice(0, 8);
 }
 
+// The parameters a person edits, from a form, as changes against `cur`.
+function formChanges(form, cur) {
+  const changes = {};
+  for (const [k, v] of form.entries()) {
+    if (k === "note" || k === "name") continue;
+    const val = k === "level" ? v.trim() : k === "k" ? (v.trim() === "auto" ? "auto" : Number(v)) : v === "" ? null : Number(v);
+    if (JSON.stringify(val) !== JSON.stringify(cur[k] ?? null)) changes[k] = val;
+  }
+  return changes;
+}
+
+function paramFields(cur) {
+  return `<label>Level <input name="level" value="${esc(cur.level ?? "category")}"></label>
+      <label>k (a number or auto) <input name="k" value="${esc(cur.k ?? "auto")}"></label>
+      <label>Window (days) <input name="window_days" type="number" min="1" value="${esc(cur.window_days ?? 91)}"></label>
+      <label>Half-life (days, empty: none) <input name="half_life_days" type="number" min="1" value="${esc(cur.half_life_days ?? "")}"></label>
+      <label>Minimum value <input name="min_value" type="number" min="0" value="${esc(cur.min_value ?? 0)}"></label>
+      <label>Move margin <input name="move_margin" type="number" min="0" max="0.99" step="0.01" value="${esc(cur.move_margin ?? 0.1)}"></label>
+      <label>KPI weight <input name="kpi_weight" type="number" min="0" step="0.1" value="${esc(cur.kpi_weight ?? 0)}"></label>
+      <label>Note <input name="note" maxlength="2000"></label>`;
+}
+
+async function change(path, method, body, done) {
+  try {
+    if (!token(false)) token(true);
+    const r = await api(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    toast(done(r));
+    await loadSegmentations();
+    route();
+  } catch (e) {
+    toast(e.message);
+  }
+}
+
+// Steering a segmentation: its stored definition (edit, retire, history), drafts of
+// changed parameters computed beside it and never published, and new segmentations.
+function select(name) {
+  if (name && state.segmentations.some((s) => s.name === name)) {
+    state.current = name;
+    $("#segmentation").value = name;
+  }
+}
+
+async function viewDrafts(only) {
+  select(only);
+  if (!state.current) return (main.innerHTML = noRun());
+  const name = encodeURIComponent(state.current);
+  const [drafts, def] = await Promise.all([api(`/api/segmentations/${name}/drafts`), api(`/api/segmentations/${name}/definition`)]);
+  const cur = def.current.definition || {};
+  const row = (d) => `<tr data-draft="${esc(d.name)}"><td>${esc(d.name)}</td><td>${esc(d.status)}</td><td>${esc(d.definition?.level ?? "")}</td><td class="num">${esc(d.definition?.k ?? "")}</td>
+    <td>${esc(d.by)}</td><td>${esc(String(d.at).slice(0, 16).replace("T", " "))}</td><td>${esc(d.latest_run || "—")}</td>
+    <td>${d.ready ? `<a href="#/compare/${encodeURIComponent(d.name)}">Compare</a> <button type="button" data-promote="${esc(d.name)}">Promote</button>` : d.status === "open" ? '<span class="muted">computing…</span>' : ""}
+    ${d.status === "open" ? ` <button type="button" class="link" data-discard="${esc(d.name)}">Discard</button>` : ""}</td></tr>`;
+  const history = def.history.slice().reverse().map((v) => `<tr><td class="num">${esc(v.version)}</td><td>${esc(v.action)}</td><td>${esc(v.by)}</td><td>${esc(String(v.at).slice(0, 16).replace("T", " "))}</td><td>${esc(v.note || "")}</td></tr>`).join("");
+  main.innerHTML = `<div class="page-head"><div><h1>Steer ${esc(state.current)}</h1>
+    <span class="muted">Version ${esc(def.current.version)} (${esc(def.current.action)} by ${esc(def.current.by)}) · level ${esc(cur.level)} · k ${esc(cur.k)} · window ${esc(cur.window_days)} days</span></div></div>
+    <div class="card"><h2>Drafts</h2><table id="drafts"><thead><tr><th>draft</th><th>status</th><th>level</th><th class="num">k</th><th>by</th><th>at</th><th>run</th><th></th></tr></thead>
+    <tbody>${drafts.map(row).join("") || '<tr><td colspan="8" class="muted">No drafts yet.</td></tr>'}</tbody></table>
+    <h3>New draft</h3><p class="muted">Computed on the current features after the aggregator's next pass; nothing is published until it is promoted.</p>
+    <form class="edit params" id="new-draft">${paramFields(cur)}<div><button type="submit">Open draft</button></div></form></div>
+    <div class="two" style="margin-top:16px">
+    <div class="card"><h2>Live definition</h2><p class="muted">A change is a new version; the segmentation runs again at once and the changes are published.</p>
+      <form class="edit params" id="edit-def">${paramFields(cur)}<div><button type="submit">Save as version ${esc(def.current.version + 1)}</button> <button type="button" class="link" id="retire">Retire</button></div></form>
+      <h3>History</h3><table id="history"><thead><tr><th class="num">version</th><th>what</th><th>who</th><th>when</th><th>note</th></tr></thead><tbody>${history}</tbody></table></div>
+    <div class="card"><h2>New segmentation</h2><form class="edit params" id="new-seg"><label>Name <input name="name" pattern="[A-Za-z0-9_-]{1,64}" required></label>${paramFields({})}<div><button type="submit">Create</button></div></form></div></div>`;
+  const base = `/api/segmentations/${name}`;
+  $("#new-draft").onsubmit = (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    change(`${base}/drafts`, "POST", { changes: formChanges(f, cur), note: f.get("note") }, (d) => `Draft ${d.name} opened`);
+  };
+  $("#edit-def").onsubmit = (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    change(`${base}/definition`, "PUT", { changes: formChanges(f, cur), version: def.current.version, note: f.get("note") }, (v) => `Version ${v.version} saved`);
+  };
+  $("#retire").onclick = () => confirm(`Retire ${state.current}? It stops running; its last run stays served.`) && change(`${base}/definition`, "DELETE", {}, () => "Retired");
+  $("#new-seg").onsubmit = (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    const definition = { name: f.get("name").trim(), ...formChanges(f, {}) };
+    change("/api/segmentations", "POST", { definition, note: f.get("note") }, (v) => `${v.name} created; it runs after the aggregator's next pass`);
+  };
+  main.querySelectorAll("[data-promote]").forEach((b) => (b.onclick = () => decide(b.dataset.promote, "promote")));
+  main.querySelectorAll("[data-discard]").forEach((b) => (b.onclick = () => decide(b.dataset.discard, "discard")));
+}
+
+async function decide(draft, what) {
+  if (what === "promote" && !confirm(`Promote ${draft}? Its segments go live and changed assignments are published.`)) return;
+  change(`/api/segmentations/${encodeURIComponent(state.current)}/drafts/${encodeURIComponent(draft)}/${what}`, "POST", {},
+    () => (what === "promote" ? "Promoted; the next run takes its segments" : "Discarded"));
+}
+
+// Crosswalk cell colour: white to teal by share of the largest cell (solid colours).
+function crossColor(n, max) {
+  const t = max ? n / max : 0;
+  const from = [240, 249, 250], to = [12, 133, 153];
+  return `rgb(${from.map((f, i) => Math.round(f + (to[i] - f) * t)).join(",")})`;
+}
+
+// A draft (or run b) against the live run (or run a): agreement, crosswalk, spectrum
+// differences of the segments that correspond, and the outlets that would move.
+async function viewCompare(arg) {
+  // The segmentation is in the draft's name (`{name}.draft-{n}`) or the run ids.
+  const parent = (arg.includes("..") ? arg.split("..")[0].split("/")[0] : arg).split(".draft-")[0];
+  if (arg.includes(".draft-") || arg.includes("..")) select(parent);
+  const name = encodeURIComponent(state.current);
+  const q = arg.includes("..") ? `a=${encodeURIComponent(arg.split("..")[0])}&b=${encodeURIComponent(arg.split("..")[1])}` : `draft=${encodeURIComponent(arg)}`;
+  const c = await api(`/api/segmentations/${name}/compare?${q}`);
+  const aSegs = c.a.segments.map((s) => s.segment_id), bSegs = c.b.segments.map((s) => s.segment_id);
+  const aName = Object.fromEntries(c.a.segments.map((s) => [s.segment_id, s.name]));
+  const bName = Object.fromEntries(c.b.segments.map((s) => [s.segment_id, s.name]));
+  const matchOf = Object.fromEntries(c.matches.map((m) => [m.b, m.a]));
+  const cell = (a, b) => c.crosswalk.find((x) => x.a === a && x.b === b) || { outlets: 0, value: 0 };
+  const max = Math.max(1, ...c.crosswalk.filter((x) => x.a && x.b).map((x) => x.outlets));
+  const rows = [...aSegs, null].map((a) => `<tr><th>${a === null ? "not in a" : `${esc(aName[a])} <span class="badge">${esc(a)}</span>`}</th>${[...bSegs, null].map((b) => {
+    if (a === null && b === null) return "<td></td>";
+    const x = cell(a, b);
+    const matched = a && b && matchOf[b] === a;
+    const fg = a && b && x.outlets / max > 0.55 ? "#fff" : "inherit";
+    return `<td class="cell${matched ? " matched" : ""}" style="background:${a && b ? crossColor(x.outlets, max) : "#f8f9fa"};color:${fg}" title="${num(x.value)} value">${x.outlets ? num(x.outlets) : ""}${x.outlets ? `<small>${num(x.value)}</small>` : ""}</td>`;
+  }).join("")}</tr>`);
+  const sizeMax = Math.max(1, ...c.a.segments.map((s) => s.outlets), ...c.b.segments.map((s) => s.outlets));
+  const sizes = (side, names) => side.segments.map((s) => `<tr><td>${esc(names[s.segment_id])} <span class="badge">${esc(s.segment_id)}</span></td><td style="width:55%"><div class="bar" style="width:${(100 * s.outlets) / sizeMax}%"></div></td><td class="num">${num(s.outlets)}</td><td class="num">${num(s.value)}</td></tr>`).join("");
+  const spectrum = c.spectrum.map((p) => `<div><h3>${esc(aName[p.a])} → ${esc(bName[p.b])}</h3><table>${p.features.map((f) => `<tr><td>${esc(f.feature)}</td><td class="num">${pct(f.a)}</td><td class="num">${pct(f.b)}</td><td class="num ${f.difference > 0 ? "ok" : "bad"}">${f.difference > 0 ? "+" : ""}${fmt1.format(100 * f.difference)} pt</td></tr>`).join("")}</table></div>`).join("");
+  const movers = c.movers.listed.slice(0, 50).map((m) => `<tr><td><a href="#/outlet/${encodeURIComponent(m.outlet_id)}">${esc(m.outlet_id)}</a></td><td>${esc(aName[m.from] || m.from)}</td><td>${esc(bName[m.to] || m.to)}${matchOf[m.to] ? "" : ' <span class="badge">new</span>'}</td><td class="num">${num(m.value)}</td></tr>`).join("");
+  main.innerHTML = `<div class="crumbs"><a href="#/drafts">← drafts</a></div>
+  <div class="page-head"><div><h1>Comparison</h1><span class="muted">a: ${esc(c.a.run_id)} (${esc(c.a.level)}) · b: ${esc(c.b.run_id)} (${esc(c.b.level)})</span></div></div>
+  <div class="three"><div class="card"><h2>Agreement (ARI)</h2><b style="font-size:26px" id="ari">${c.ari.toFixed(3)}</b><div class="muted">on ${num(c.outlets.both)} outlets in both runs</div></div>
+    <div class="card"><h2>Would move</h2><b style="font-size:26px" id="movers">${num(c.movers.outlets)}</b><div class="muted">outlets, ${num(c.movers.value)} of value</div></div>
+    <div class="card"><h2>Outlets</h2><b style="font-size:26px">${num(c.outlets.a)} → ${num(c.outlets.b)}</b><div class="muted">${num(c.outlets.only_a)} only in a, ${num(c.outlets.only_b)} only in b</div></div></div>
+  <div class="card" style="margin-top:16px"><h2>Crosswalk</h2><p class="muted">Rows: segments of a (live). Columns: segments of b. Each cell: outlets (value below); outlined cells are the segments that correspond, whose ids b takes on promotion.</p>
+    <table class="matrix crosswalk" id="crosswalk"><thead><tr><th>a \\ b</th>${bSegs.map((b) => `<th>${esc(bName[b])} <span class="badge">${esc(b)}</span>${matchOf[b] ? ` <span class="muted">→ ${esc(matchOf[b])}</span>` : ' <span class="muted">new</span>'}</th>`).join("")}<th>not in b</th></tr></thead><tbody>${rows.join("")}</tbody></table></div>
+  <div class="two" style="margin-top:16px"><div class="card"><h2>Segment sizes: a</h2><table>${sizes(c.a, aName)}</table></div><div class="card"><h2>Segment sizes: b</h2><table>${sizes(c.b, bName)}</table></div></div>
+  <div class="card" style="margin-top:16px"><h2>Spectrum differences</h2>${c.same_level ? `<div class="three">${spectrum || '<p class="muted">No segments correspond.</p>'}</div>` : `<p class="muted">The runs are on different levels (${esc(c.a.level)}, ${esc(c.b.level)}); compare their segments' spectra in the segment cards.</p>`}</div>
+  <div class="card" style="margin-top:16px"><h2>Outlets that would move</h2>${movers ? `<table><thead><tr><th>outlet</th><th>from</th><th>to</th><th class="num">value</th></tr></thead><tbody>${movers}</tbody></table>${c.movers.outlets > 50 ? `<p class="muted">The 50 largest of ${num(c.movers.outlets)}.</p>` : ""}` : '<p class="muted">None.</p>'}</div>`;
+}
+
 async function route() {
   const [, view, arg] = location.hash.split("/");
   const v = view || "segments";
-  document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === v || (v === "segment" && a.dataset.view === "segments")));
+  document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === v || (v === "segment" && a.dataset.view === "segments") || (v === "compare" && a.dataset.view === "drafts")));
   try {
     if (v === "segment") await viewSegment(decodeURIComponent(arg));
     else if (v === "movement") await viewMovement();
     else if (v === "outlet") await viewOutlet(arg ? decodeURIComponent(arg) : "");
     else if (v === "pipeline") await viewPipeline();
+    else if (v === "drafts") await viewDrafts(arg ? decodeURIComponent(arg) : "");
+    else if (v === "compare") await viewCompare(decodeURIComponent(arg || ""));
     else await viewSegments();
   } catch (e) {
     main.innerHTML = `<div class="card empty">${esc(e.message)}</div>`;

@@ -18,6 +18,7 @@ use crate::cluster::{
 };
 use crate::model::{KCheck, KSelectionReport, ModelExt, RestructureReport};
 use crate::Error;
+use spectra_core::tables::definitions::Operation;
 
 /// Silhouette drop (absolute) since the last evaluation of k that triggers a new one.
 pub const DEGRADED_BY: f64 = 0.05;
@@ -47,6 +48,10 @@ pub(super) struct Clustered {
     pub restructure: Option<RestructureReport>,
     /// Whether k was evaluated in this run.
     evaluated: bool,
+    /// After a merge or split by hand: the centroids of the segments it made (the
+    /// kept one of a merge; both halves of a split), which decide where the outlets
+    /// of the segments involved go.
+    pub by_hand: Vec<(String, ndarray::Array1<f64>)>,
 }
 
 impl Clustered {
@@ -130,11 +135,18 @@ pub(super) fn cluster(
             k_selection: selection,
             restructure: None,
             evaluated: true,
+            by_hand: Vec::new(),
         });
     };
 
     let aligned = p.model.segment_model(names);
-    let old_k = aligned.segment_ids.len();
+    // The number of segments the previous model has once a merge or split by hand is
+    // applied (the definition fixed k to it).
+    let old_k = match &p.operation {
+        Some(Operation::Merge { .. }) => aligned.segment_ids.len().saturating_sub(1),
+        Some(Operation::Split { .. }) => aligned.segment_ids.len() + 1,
+        None => aligned.segment_ids.len(),
+    };
     let fixed = match seg.k {
         KSpec::Fixed(k) => Some(k),
         KSpec::Auto(_) => None,
@@ -172,6 +184,36 @@ pub(super) fn cluster(
         }
     } else {
         aligned
+    };
+    let mut by_hand = Vec::new();
+    let start = match &p.operation {
+        Some(op) => {
+            let old_ids = start.segment_ids.clone();
+            let m = restructure_by_hand(op, start, p, x, before, seg.seed).map_err(|message| {
+                Error::Operation {
+                    segmentation: seg.name.clone(),
+                    message,
+                }
+            })?;
+            let made: Vec<&str> = match op {
+                Operation::Merge { kept, .. } => vec![kept.as_str()],
+                Operation::Split { segment_id } => std::iter::once(segment_id.as_str())
+                    .chain(
+                        m.segment_ids
+                            .iter()
+                            .filter(|id| !old_ids.contains(id))
+                            .map(String::as_str),
+                    )
+                    .collect(),
+            };
+            for id in made {
+                if let Some(j) = m.segment_ids.iter().position(|s| s == id) {
+                    by_hand.push((id.to_owned(), m.centroids.row(j).to_owned()));
+                }
+            }
+            m
+        }
+        None => start,
     };
     let previous_of = |model| Previous {
         model,
@@ -239,7 +281,87 @@ pub(super) fn cluster(
         k_selection: None,
         restructure,
         evaluated,
+        by_hand,
     })
+}
+
+/// `start` with a merge or split by hand applied ([`Operation`]), or why it cannot be.
+fn restructure_by_hand(
+    op: &Operation,
+    mut start: SegmentModel,
+    p: &PreviousRun,
+    x: ArrayView2<f64>,
+    before: &[Option<String>],
+    seed: u64,
+) -> Result<SegmentModel, String> {
+    let row = |m: &SegmentModel, id: &str| {
+        m.segment_ids
+            .iter()
+            .position(|s| s == id)
+            .ok_or_else(|| format!("segment `{id}` is not in the run the operation applies to"))
+    };
+    match op {
+        Operation::Merge { kept, retired } => {
+            let (a, b) = (row(&start, kept)?, row(&start, retired)?);
+            if a == b {
+                return Err("a segment cannot be merged into itself".into());
+            }
+            let weight = |id: &str| {
+                p.model
+                    .segments
+                    .iter()
+                    .find(|s| s.segment_id == id)
+                    .map_or(1.0, |s| s.outlets.max(1) as f64)
+            };
+            let (wa, wb) = (weight(kept), weight(retired));
+            let merged = (&start.centroids.row(a) * wa + &start.centroids.row(b) * wb) / (wa + wb);
+            start.centroids.row_mut(a).assign(&merged);
+            let keep: Vec<usize> = (0..start.segment_ids.len()).filter(|&j| j != b).collect();
+            start.centroids = start.centroids.select(ndarray::Axis(0), &keep);
+            start.segment_ids.remove(b);
+            Ok(start)
+        }
+        Operation::Split { segment_id } => {
+            let j = row(&start, segment_id)?;
+            let members: Vec<usize> = before
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.as_deref() == Some(segment_id.as_str()))
+                .map(|(r, _)| r)
+                .collect();
+            if members.len() < 2 {
+                return Err(format!(
+                    "segment `{segment_id}` has {} outlet(s) in this run; a split needs 2",
+                    members.len()
+                ));
+            }
+            let sub = x.select(ndarray::Axis(0), &members);
+            let config = KMeansConfig {
+                k: 2,
+                seed,
+                ..KMeansConfig::default()
+            };
+            let halves =
+                fit(sub.view(), None, &Init::KMeansPlusPlus, &config).map_err(|e| e.to_string())?;
+            let old = start.centroids.row(j).to_owned();
+            let d = |h: usize| (&halves.centroids.row(h) - &old).mapv(|v| v * v).sum();
+            let nearer = usize::from(d(1) < d(0));
+            start
+                .centroids
+                .row_mut(j)
+                .assign(&halves.centroids.row(nearer));
+            let other = halves
+                .centroids
+                .row(1 - nearer)
+                .insert_axis(ndarray::Axis(0));
+            start.centroids =
+                ndarray::concatenate(ndarray::Axis(0), &[start.centroids.view(), other])
+                    .map_err(|e| e.to_string())?;
+            let id = start.ids.allocate();
+            start.segment_ids.push(id);
+            Ok(start)
+        }
+    }
 }
 
 /// On a split, the id stays with the half nearer the segment's previous centroid (the

@@ -25,6 +25,8 @@ pub const REASON_PINNED: &str = "pinned";
 /// A draft was promoted: the run took the draft's segments (ids carried over where a
 /// draft segment corresponds to a live one).
 pub const REASON_PROMOTED: &str = "promoted";
+/// Its segment was merged into another or split, by hand.
+pub const REASON_RESTRUCTURED: &str = "restructured";
 
 pub use spectra_core::tables::runs::{Driver as DriverRow, MovementRow};
 

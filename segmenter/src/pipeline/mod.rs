@@ -15,8 +15,9 @@ mod detect;
 
 pub use detect::{
     DriverRow, MovementRow, REASON_CHANGED, REASON_NEARER, REASON_PINNED, REASON_PROMOTED,
-    REASON_RETIRED,
+    REASON_RESTRUCTURED, REASON_RETIRED,
 };
+use spectra_core::tables::definitions::Operation;
 
 use std::collections::{HashMap, HashSet};
 
@@ -61,6 +62,9 @@ pub struct PreviousRun {
     /// see [`crate::runs::promoted_previous`]): the run takes the draft's partition —
     /// no hysteresis, no change detector — and `names` holds the live run's segments.
     pub repartition: bool,
+    /// A merge or split by hand to apply to `model` before the run
+    /// ([`choose`]); like a promotion, the run then goes without the change detector.
+    pub operation: Option<spectra_core::tables::definitions::Operation>,
 }
 
 impl PreviousRun {
@@ -91,6 +95,7 @@ impl PreviousRun {
                 })
                 .collect(),
             repartition: false,
+            operation: None,
         }
     }
 }
@@ -300,17 +305,46 @@ pub fn compute(
         .collect();
 
     let repartition = previous.is_some_and(|p| p.repartition);
+    let operation = previous.and_then(|p| p.operation.as_ref());
     let defaults = RunConfig::default();
     let config = RunConfig {
-        hysteresis_margin: if repartition { 0.0 } else { seg.move_margin },
+        hysteresis_margin: if repartition || operation.is_some() {
+            0.0
+        } else {
+            seg.move_margin
+        },
         kmeans: KMeansConfig {
             seed: seg.seed,
+            // A merge or split by hand takes the centroids it made as they are.
+            max_iter: if operation.is_some() {
+                0
+            } else {
+                defaults.kmeans.max_iter
+            },
             ..defaults.kmeans.clone()
         },
         ..defaults
     };
-    let mut clustered = choose::cluster(seg, x.view(), &names, &before, previous, &config)?;
-    let detected = if repartition {
+    // A split by hand divides the segment's outlets that are not pinned (a pinned
+    // outlet stays where it is pinned, so it must not shape the halves).
+    let unpinned: Vec<Option<String>> = before
+        .iter()
+        .zip(&rows)
+        .map(|(b, &i)| {
+            b.clone()
+                .filter(|_| !seg.pins.contains_key(&fs.outlets[i].outlet_id))
+        })
+        .collect();
+    let split = matches!(operation, Some(Operation::Split { .. }));
+    let mut clustered = choose::cluster(
+        seg,
+        x.view(),
+        &names,
+        if split { &unpinned } else { &before },
+        previous,
+        &config,
+    )?;
+    let detected = if repartition || operation.is_some() {
         None
     } else {
         detect::detect_moves(
@@ -324,6 +358,14 @@ pub fn compute(
             &names,
         )
     };
+    let restructured = match operation {
+        Some(op) => by_hand(op, &mut clustered, x.view(), &before),
+        None => Vec::new(),
+    };
+    let restructured: HashSet<String> = restructured
+        .into_iter()
+        .map(|r| fs.outlets[rows[r]].outlet_id.clone())
+        .collect();
     let pinned = apply_pins(seg, fs, &rows, &before, x.view(), &mut clustered.outcome);
     let outcome = &clustered.outcome;
     let k = outcome.model.segment_ids.len();
@@ -410,6 +452,8 @@ pub fn compute(
         |a| {
             if pinned.contains(&a.outlet_id) {
                 REASON_PINNED
+            } else if restructured.contains(&a.outlet_id) {
+                REASON_RESTRUCTURED
             } else if repartition {
                 REASON_PROMOTED
             } else {
@@ -429,6 +473,51 @@ pub fn compute(
     })
 }
 
+/// A merge or split by hand changes its segments' outlets only. The segments it made
+/// keep the centroids it gave them ([`choose::Clustered::by_hand`]) and the outlets
+/// of the segments involved go to the nearest of those (a merge's to the kept
+/// segment, a split's to the nearer half); every other outlet keeps its segment.
+/// Returns the rows it moved.
+fn by_hand(
+    op: &Operation,
+    clustered: &mut choose::Clustered,
+    x: ndarray::ArrayView2<f64>,
+    before: &[Option<String>],
+) -> Vec<usize> {
+    let affected: Vec<&str> = match op {
+        Operation::Merge { kept, retired } => vec![kept, retired],
+        Operation::Split { segment_id } => vec![segment_id],
+    };
+    let made = std::mem::take(&mut clustered.by_hand);
+    let outcome = &mut clustered.outcome;
+    for (id, c) in &made {
+        if let Some(j) = outcome.model.segment_ids.iter().position(|s| s == id) {
+            outcome.model.centroids.row_mut(j).assign(c);
+        }
+    }
+    let mut moved = Vec::new();
+    for (r, b) in before.iter().enumerate() {
+        let Some(b) = b else { continue };
+        let target = if affected.contains(&b.as_str()) {
+            made.iter()
+                .map(|(id, c)| {
+                    let d: f64 = x.row(r).iter().zip(c).map(|(p, q)| (p - q) * (p - q)).sum();
+                    (d, id.as_str())
+                })
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, id)| id)
+        } else {
+            Some(b.as_str())
+        };
+        if let Some(t) = target {
+            if force_segment(outcome, x, before, r, t) {
+                moved.push(r);
+            }
+        }
+    }
+    moved
+}
+
 /// Puts every pinned outlet ([`SegmentationConfig::pins`]) of `rows` in its pinned
 /// segment; returns the outlets a pin moved. A pin to a segment the run does not have
 /// is ignored, with a warning.
@@ -444,21 +533,39 @@ fn apply_pins(
     if seg.pins.is_empty() {
         return moved;
     }
-    let ids = outcome.model.segment_ids.clone();
     for (r, &i) in rows.iter().enumerate() {
         let outlet = &fs.outlets[i].outlet_id;
         let Some(pin) = seg.pins.get(outlet) else {
             continue;
         };
-        let Some(j) = ids.iter().position(|id| id == pin) else {
+        if !outcome.model.segment_ids.contains(pin) {
             tracing::warn!(segmentation = %seg.name, outlet = %outlet, segment = %pin,
                 "outlet pinned to a segment this run does not have; the pin is ignored");
             continue;
-        };
-        let a = &mut outcome.assignments[r];
-        if a.segment == j {
-            continue;
         }
+        if force_segment(outcome, x, before, r, pin) {
+            moved.insert(outlet.clone());
+        }
+    }
+    moved
+}
+
+/// Puts row `r` in segment `id` (one of the model's), its distance and change updated;
+/// whether that moved it from its previous segment. Confidence is 0: it is not where
+/// the distances alone would put it.
+fn force_segment(
+    outcome: &mut RunOutcome,
+    x: ndarray::ArrayView2<f64>,
+    before: &[Option<String>],
+    r: usize,
+    id: &str,
+) -> bool {
+    let Some(j) = outcome.model.segment_ids.iter().position(|s| s == id) else {
+        return false;
+    };
+    let a = &mut outcome.assignments[r];
+    let was_moved = a.change == Change::Moved;
+    if a.segment != j {
         let c = outcome.model.centroids.row(j);
         a.distance = x
             .row(r)
@@ -469,21 +576,15 @@ fn apply_pins(
             .sqrt();
         a.confidence = 0.0;
         a.segment = j;
-        a.segment_id = pin.clone();
+        a.segment_id = id.to_owned();
         a.change = match &before[r] {
             None => Change::New,
-            Some(b) if b == pin => Change::Unchanged,
+            Some(b) if b == id => Change::Unchanged,
             Some(_) => Change::Moved,
         };
-        if a.change == Change::Moved {
-            moved.insert(outlet.clone());
-        }
     }
-    outcome.moved = outcome
-        .assignments
-        .iter()
-        .filter(|a| a.change == Change::Moved)
-        .count();
+    let moved = a.change == Change::Moved;
+    outcome.moved = outcome.moved + usize::from(moved) - usize::from(was_moved);
     moved
 }
 

@@ -116,7 +116,7 @@ fn previous_of(out: &RunOutput) -> PreviousRun {
 /// A chain of runs of one method.
 enum Chain {
     Pipeline {
-        seg: SegmentationConfig,
+        seg: Box<SegmentationConfig>,
         previous: Option<Box<PreviousRun>>,
     },
     Core {
@@ -137,11 +137,11 @@ impl Chain {
     fn new(method: Method, k: usize) -> Self {
         match method {
             Method::Spectra => Chain::Pipeline {
-                seg: segmentation(k, RECENT_DAYS),
+                seg: Box::new(segmentation(k, RECENT_DAYS)),
                 previous: None,
             },
             Method::Hysteresis => Chain::Pipeline {
-                seg: segmentation(k, 0),
+                seg: Box::new(segmentation(k, 0)),
                 previous: None,
             },
             Method::NearestPrevious => Chain::Nearest { centroids: None },

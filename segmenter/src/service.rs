@@ -250,7 +250,7 @@ pub async fn run_definition(
 ) -> Result<RunSummary, Error> {
     let start = Instant::now();
     let tables = WindowFeatures::read(storage, &seg.name, as_of).await?;
-    let features = FeatureSet::from_tables(as_of, &tables);
+    let features = FeatureSet::from_tables(as_of, &tables).without(&seg.exclude);
     let mut previous = read_previous(storage, &seg.name, seg.max_change_share).await?;
     let fingerprint = seg.run_fingerprint();
     let first_of_version = match version {

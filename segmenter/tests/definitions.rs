@@ -198,6 +198,34 @@ async fn edits_run_at_once_level_edits_wait_for_their_features_and_drafts_run_ap
         .unwrap();
     assert_eq!(latest.run_id, "mix/2026-11-01/5");
 
+    // A value of the level excluded (back on categories): it leaves the features the
+    // run clusters on.
+    let features = json_at(&storage, "segmentations/mix/runs/2026-11-01.2/model.json").await;
+    let first = features["features"][0].as_str().unwrap().to_owned();
+    edit(&storage, "mix", Action::Edited, |d| {
+        d.level = "category".into();
+        d.exclude = vec![first.clone()];
+    })
+    .await;
+    feed.aggregate(date(1)).await;
+    let s = once(&cfg, &ctx).await;
+    assert!(run_ids(&s).contains(&"mix/2026-11-01/6"), "{s:?}");
+    let model = json_at(&storage, "segmentations/mix/runs/2026-11-01.6/model.json").await;
+    let names: Vec<&str> = model["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        !names.contains(&first.as_str()),
+        "{first} excluded: {names:?}"
+    );
+    assert_eq!(
+        names.len() + 1,
+        features["features"].as_array().unwrap().len()
+    );
+
     // Retired: neither it nor its draft runs any more.
     let cur = definitions::current(&storage, "mix")
         .await

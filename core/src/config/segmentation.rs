@@ -89,6 +89,12 @@ pub struct SegmentationConfig {
     /// through the API; 1.0 never holds. The first run is never held.
     #[serde(default = "default_max_change_share")]
     pub max_change_share: f64,
+    /// Values of the level left out of the spectrum the segments are made from (a
+    /// category every outlet buys, a brand being delisted): the outlets are clustered
+    /// on the rest of their spend, and an outlet that bought only excluded values is
+    /// not assigned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
     /// Outlets pinned to a segment by hand (outlet id → segment id): kept there by every
     /// run until unpinned, whatever their behaviour; a pin to a segment the run does not
     /// have is ignored (and reported).
@@ -165,6 +171,7 @@ impl SegmentationConfig {
             recent_days: default_recent_days(),
             change_score: default_change_score(),
             fit_score: default_fit_score(),
+            exclude: Vec::new(),
             pins: BTreeMap::new(),
         }
     }
@@ -281,6 +288,11 @@ impl SegmentationConfig {
         }
         if self.kpi_weight.is_nan() || self.kpi_weight < 0.0 {
             out.push(format!("segmentation `{n}`: kpi_weight must be ≥ 0"));
+        }
+        if self.exclude.len() > 1000 || self.exclude.iter().any(|v| v.is_empty() || v.len() > 200) {
+            out.push(format!(
+                "segmentation `{n}`: exclude lists at most 1000 values of the level, each 1–200 characters"
+            ));
         }
         if let Err(e) = crate::schedule::Schedule::parse(&self.schedule, &self.timezone) {
             out.push(format!("segmentation `{n}`: {e}"));

@@ -356,8 +356,9 @@ function formChanges(form, cur) {
   const changes = {};
   for (const [k, v] of form.entries()) {
     if (k === "note" || k === "name") continue;
-    const val = k === "level" ? v.trim() : k === "k" ? (v.trim() === "auto" ? "auto" : Number(v)) : v === "" ? null : Number(v);
-    if (JSON.stringify(val) !== JSON.stringify(cur[k] ?? null)) changes[k] = val;
+    const val = k === "level" ? v.trim() : k === "exclude" ? v.split(",").map((x) => x.trim()).filter(Boolean) : k === "k" ? (v.trim() === "auto" ? "auto" : Number(v)) : v === "" ? null : Number(v);
+    const was = k === "exclude" ? cur.exclude || [] : cur[k] ?? null;
+    if (JSON.stringify(val) !== JSON.stringify(was)) changes[k] = val;
   }
   return changes;
 }
@@ -370,6 +371,7 @@ function paramFields(cur) {
       <label>Minimum value <input name="min_value" type="number" min="0" value="${esc(cur.min_value ?? 0)}"></label>
       <label>Move margin <input name="move_margin" type="number" min="0" max="0.99" step="0.01" value="${esc(cur.move_margin ?? 0.1)}"></label>
       <label>KPI weight <input name="kpi_weight" type="number" min="0" step="0.1" value="${esc(cur.kpi_weight ?? 0)}"></label>
+      <label>Excluded values (comma separated) <input name="exclude" value="${esc((cur.exclude || []).join(", "))}"></label>
       <label>Note <input name="note" maxlength="2000"></label>`;
 }
 

@@ -102,6 +102,25 @@ impl FeatureSet {
         Ok(Self::from_tables(as_of, &tables))
     }
 
+    /// The same features without the columns named in `excluded` (a segmentation's
+    /// `exclude`): they leave the spend and the change detector's history alike.
+    pub fn without(mut self, excluded: &[String]) -> Self {
+        if excluded.is_empty() {
+            return self;
+        }
+        let keep: Vec<usize> = (0..self.features.len())
+            .filter(|&j| !excluded.contains(&self.features[j]))
+            .collect();
+        let axis = ndarray::Axis(1);
+        self.features = keep.iter().map(|&j| self.features[j].clone()).collect();
+        self.spend = self.spend.select(axis, &keep);
+        if let Some(h) = &mut self.history {
+            h.earlier = h.earlier.select(axis, &keep);
+            h.recent = h.recent.select(axis, &keep);
+        }
+        self
+    }
+
     /// The arrays of a folder's tables.
     pub fn from_tables(as_of: NaiveDate, t: &WindowFeatures) -> Self {
         let finite = |v: f64| if v.is_finite() { v } else { 0.0 };

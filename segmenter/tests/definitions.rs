@@ -18,16 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 use common::*;
 
-fn outlets(n: usize) -> Vec<Planted> {
-    (0..n)
-        .map(|i| Planted {
-            id: format!("O{i:04}"),
-            segment: i % 3,
-            scale: 100.0,
-        })
-        .collect()
-}
-
 /// Writes the next version of `name` with `edit` applied to its definition.
 async fn edit(
     storage: &Storage,

@@ -43,16 +43,6 @@ fn utc(d: u32, h: u32, m: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, d, h, m, 0).unwrap()
 }
 
-fn outlets(n: usize) -> Vec<Planted> {
-    (0..n)
-        .map(|i| Planted {
-            id: format!("O{i:04}"),
-            segment: i % 3,
-            scale: 100.0,
-        })
-        .collect()
-}
-
 async fn latest(storage: &Storage, name: &str) -> Option<Latest> {
     spectra_segmenter::runs::latest(storage, name)
         .await

@@ -205,6 +205,17 @@ impl Feed {
     }
 }
 
+/// `n` outlets `O0000…` in three planted groups, in turn, at scale 100.
+pub fn outlets(n: usize) -> Vec<Planted> {
+    (0..n)
+        .map(|i| Planted {
+            id: format!("O{i:04}"),
+            segment: i % 3,
+            scale: 100.0,
+        })
+        .collect()
+}
+
 pub fn segmentation(v: Value) -> SegmentationConfig {
     serde_json::from_value(v).unwrap()
 }

@@ -186,6 +186,16 @@ pub fn is_draft_name(name: &str) -> bool {
     name.contains(".draft-")
 }
 
+/// The full name of draft `draft` of `parent`: `draft` itself when it is already
+/// `{parent}.draft-{n}`, else `{parent}.{draft}` (`draft-2` → `mix.draft-2`).
+pub fn draft_full_name(parent: &str, draft: &str) -> String {
+    if draft.contains('.') {
+        draft.to_owned()
+    } else {
+        format!("{parent}.{draft}")
+    }
+}
+
 /// The parent of a draft name.
 pub fn draft_parent(name: &str) -> Option<&str> {
     name.split_once(".draft-").map(|(p, _)| p)
@@ -402,14 +412,14 @@ pub async fn open_draft(
     note: &str,
     definition: SegmentationConfig,
 ) -> Result<DefinitionVersion> {
+    // The definition is checked under the parent's name (a draft's has a dot).
+    let problems = definition.check();
+    if !problems.is_empty() {
+        return Err(Error::Config(problems));
+    }
     let taken = drafts(storage, parent).await?.len() as u32;
     for n in taken + 1..taken + 64 {
         let name = format!("{parent}.draft-{n}");
-        // The definition is checked under the parent's name (a draft's has a dot).
-        let problems = definition.check();
-        if !problems.is_empty() {
-            return Err(Error::Config(problems));
-        }
         let mut d = definition.clone();
         d.name = name.clone();
         let mut v = first(&name, by, Source::Api, Action::Drafted, d);

@@ -161,11 +161,7 @@ pub(super) async fn compare(
 ) -> ApiResult<Json<Value>> {
     let (a, b) = match (&q.draft, &q.a, &q.b) {
         (Some(draft), None, None) => {
-            let full = if draft.contains('.') {
-                draft.clone()
-            } else {
-                format!("{name}.{draft}")
-            };
+            let full = definitions::draft_full_name(&name, draft);
             if definitions::draft_parent(&full) != Some(name.as_str()) {
                 return Err(not_found(format!("`{full}` is not a draft of `{name}`")));
             }

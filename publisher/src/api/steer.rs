@@ -368,11 +368,7 @@ pub(super) async fn drafts(
 
 /// The draft `draft` of `name` (`{name}.draft-{n}` or `draft-{n}`), current version.
 async fn draft_of(s: &AppState, name: &str, draft: &str) -> ApiResult<DefinitionVersion> {
-    let full = if draft.contains('.') {
-        draft.to_owned()
-    } else {
-        format!("{name}.{draft}")
-    };
+    let full = definitions::draft_full_name(name, draft);
     let d = current(s, &full).await?;
     if d.draft_of.as_deref() != Some(name) {
         return Err(ApiError::new(

@@ -269,6 +269,15 @@ pub fn evaluate(sim: &Simulation, cadence: u32) -> (f64, Vec<(Method, Score)>) {
         }
         day = (day + cadence).min(sim.days - 1);
     }
+    if std::env::var("SPECTRA_BENCH_DEBUG").is_ok() {
+        let mut confusion: std::collections::BTreeMap<(usize, &str), usize> = Default::default();
+        for (t, l) in sim.truth.iter().zip(&initial[0]) {
+            *confusion.entry((*t, l.as_str())).or_default() += 1;
+        }
+        for ((t, l), c) in confusion {
+            eprintln!("CONFUSION planted {t} first-run {l}: {c}");
+        }
+    }
     let ari = {
         let mut ids: HashMap<&str, usize> = HashMap::new();
         let labels: Vec<usize> = initial[0]
@@ -324,6 +333,11 @@ pub fn score(sim: &Simulation, initial: &[String], last: &[String], published: u
         .map(|&i| (i, destination(i)))
         .filter(|(i, d)| *d != initial[*i])
         .collect();
+    if std::env::var("SPECTRA_BENCH_DEBUG").is_ok() {
+        for &i in &movers {
+            eprintln!("DEST O{i:05} {} {}", initial[i], destination(i));
+        }
+    }
     let should_moved = should
         .iter()
         .filter(|(i, _)| last[*i] != initial[*i])
@@ -388,11 +402,23 @@ fn debug_detector(
         let (kind, e) = match d {
             Decision::Move(e) => ("move", e),
             Decision::Keep(e) => ("keep", e),
-            Decision::Untested => continue,
+            Decision::Untested => {
+                eprintln!(
+                    "DBG {} untested cur {:?} lines {:.0}/{:.0}",
+                    fs.outlets[i].outlet_id, current[i], h.earlier_lines[i], h.recent_lines[i]
+                );
+                continue;
+            }
         };
         eprintln!(
-            "DBG {} {kind} cur {:?} best {} score {:.2} fit {:.2} lines {:.0}/{:.0}",
-            fs.outlets[i].outlet_id, current[i], e.best, e.score, e.fit, e.lines.0, e.lines.1
+            "DBG {} {kind} cur {} best {} score {:.2} fit {:.2} lines {:.0}/{:.0}",
+            fs.outlets[i].outlet_id,
+            current[i].map_or("-", |c| ids[c].as_str()),
+            ids[e.best],
+            e.score,
+            e.fit,
+            e.lines.0,
+            e.lines.1
         );
     }
 }

@@ -1,18 +1,23 @@
 //! The export of a segmentation's latest run (`spectra export` and the
 //! `export.csv` / `export.xlsx` endpoints): one row per assigned outlet with its
-//! segment's current name and tags and its net value and lines in the window.
+//! segment's current name, tags and description and its net value and lines in the
+//! window; the XLSX workbook adds a `segments` sheet (one row per segment: names,
+//! descriptions, tags, sizes, the strongest features of its spectrum) and a `spectrum`
+//! sheet (every feature's share of every segment, with the average and the index).
 
 use std::borrow::Cow;
 
 use rust_xlsxwriter::{Format, Workbook};
 use serde::Serialize;
 
+use spectra_core::tables::profile::FeatureShare;
+
 use crate::metadata::MetadataStore;
 use crate::snapshot::Snapshot;
 use crate::Error;
 
 /// The export's columns, in order.
-pub const COLUMNS: [&str; 15] = [
+pub const COLUMNS: [&str; 16] = [
     "segmentation",
     "outlet_id",
     "outlet_name",
@@ -28,7 +33,35 @@ pub const COLUMNS: [&str; 15] = [
     "channel",
     "change",
     "potential",
+    "segment_description",
 ];
+
+/// The columns of the XLSX `segments` sheet.
+pub const SEGMENT_COLUMNS: [&str; 9] = [
+    "segment_id",
+    "segment_name",
+    "description",
+    "tags",
+    "outlets",
+    "outlet_share",
+    "value",
+    "value_share",
+    "spectrum",
+];
+
+/// The columns of the XLSX `spectrum` sheet.
+pub const SPECTRUM_COLUMNS: [&str; 6] = [
+    "segment_id",
+    "segment_name",
+    "feature",
+    "share",
+    "average",
+    "index",
+];
+
+/// Features named in the `segments` sheet's `spectrum` cell (the whole spectrum is on
+/// the `spectrum` sheet).
+pub const SPECTRUM_CELL_FEATURES: usize = 5;
 
 /// One exported outlet.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -63,6 +96,71 @@ pub struct ExportRow {
     pub change: String,
     /// Estimated extra value if the outlet bought like its segment.
     pub potential: f64,
+    /// The segment's description, set by people (empty when none).
+    pub segment_description: String,
+}
+
+/// One exported segment (the XLSX `segments` and `spectrum` sheets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentExport {
+    /// The segment.
+    pub segment_id: String,
+    /// Its current name.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// Its tags, separated by spaces.
+    pub tags: String,
+    /// Outlets assigned.
+    pub outlets: usize,
+    /// Share of the segmentation's outlets.
+    pub outlet_share: f64,
+    /// Net value in the window.
+    pub value: f64,
+    /// Share of the segmentation's value.
+    pub value_share: f64,
+    /// Share of spend per feature, largest first.
+    pub spectrum: Vec<FeatureShare>,
+}
+
+impl SegmentExport {
+    /// The strongest features as one cell: `coffee 41.2% (index 180); …`.
+    pub fn spectrum_cell(&self) -> String {
+        self.spectrum
+            .iter()
+            .take(SPECTRUM_CELL_FEATURES)
+            .map(|f| {
+                format!(
+                    "{} {:.1}% (index {:.0})",
+                    f.feature,
+                    100.0 * f.share,
+                    f.index
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The segments of a run with their current labels, in segment id order.
+pub fn segments(snap: &Snapshot, metadata: &MetadataStore) -> Vec<SegmentExport> {
+    snap.profiles
+        .iter()
+        .map(|p| {
+            let l = snap.label(metadata, &p.segment_id);
+            SegmentExport {
+                segment_id: p.segment_id.clone(),
+                name: l.name,
+                description: l.description,
+                tags: l.tags.join(" "),
+                outlets: p.outlets,
+                outlet_share: p.outlet_share,
+                value: p.value,
+                value_share: p.value_share,
+                spectrum: p.spectrum.clone(),
+            }
+        })
+        .collect()
 }
 
 /// The rows of a run, by outlet id.
@@ -94,6 +192,7 @@ pub fn rows(snap: &Snapshot, metadata: &MetadataStore) -> Vec<ExportRow> {
                 channel: k.and_then(|k| k.channel.clone()).unwrap_or_default(),
                 change: a.change.to_string(),
                 potential: a.potential,
+                segment_description: l.description,
             }
         })
         .collect();
@@ -126,6 +225,7 @@ fn neutralised(r: &ExportRow) -> ExportRow {
         region: t(&r.region),
         channel: t(&r.channel),
         change: t(&r.change),
+        segment_description: t(&r.segment_description),
         ..r.clone()
     }
 }
@@ -145,28 +245,40 @@ pub fn to_csv(rows: &[ExportRow]) -> Result<Vec<u8>, Error> {
         .map_err(|e| Error::Export(format!("csv: {e}")))
 }
 
-/// The rows as an XLSX workbook: a bold, frozen header with a filter, numbers as
-/// numbers, text as string cells (never formulas, whatever the text starts with).
-pub fn to_xlsx(rows: &[ExportRow], sheet: &str) -> Result<Vec<u8>, Error> {
+/// The rows as an XLSX workbook: the outlets on the first sheet (named after the
+/// segmentation), then `segments` and `spectrum`; each with a bold, frozen header and a
+/// filter, numbers as numbers, text as string cells (never formulas, whatever the text
+/// starts with).
+pub fn to_xlsx(
+    rows: &[ExportRow],
+    segments: &[SegmentExport],
+    sheet: &str,
+) -> Result<Vec<u8>, Error> {
     let err = |e: rust_xlsxwriter::XlsxError| Error::Export(format!("xlsx: {e}"));
     let mut wb = Workbook::new();
+    let bold = Format::new().set_bold();
+    let money = Format::new().set_num_format("#,##0.00");
+    let pct = Format::new().set_num_format("0.000");
+    let header = |ws: &mut rust_xlsxwriter::Worksheet, columns: &[&str], rows: usize| {
+        for (c, h) in columns.iter().enumerate() {
+            ws.write_string_with_format(0, c as u16, *h, &bold)?;
+        }
+        ws.set_freeze_panes(1, 0)?;
+        ws.autofilter(0, 0, rows as u32, columns.len() as u16 - 1)?;
+        Ok::<_, rust_xlsxwriter::XlsxError>(())
+    };
+
     let ws = wb.add_worksheet();
-    // Sheet names: at most 31 characters, none of []:*?/\ .
+    // Sheet names: at most 31 characters, none of []:*?/\ ; not the other two.
     let name: String = sheet
         .chars()
         .filter(|c| !"[]:*?/\\".contains(*c))
         .take(31)
         .collect();
-    if !name.is_empty() {
+    if !name.is_empty() && name != "segments" && name != "spectrum" {
         ws.set_name(&name).map_err(err)?;
     }
-    let bold = Format::new().set_bold();
-    let money = Format::new().set_num_format("#,##0.00");
-    let pct = Format::new().set_num_format("0.000");
-    for (c, h) in COLUMNS.iter().enumerate() {
-        ws.write_string_with_format(0, c as u16, *h, &bold)
-            .map_err(err)?;
-    }
+    header(ws, &COLUMNS, rows.len()).map_err(err)?;
     for (i, r) in rows.iter().enumerate() {
         let row = i as u32 + 1;
         let texts = [
@@ -181,6 +293,7 @@ pub fn to_xlsx(rows: &[ExportRow], sheet: &str) -> Result<Vec<u8>, Error> {
             (11, &r.region),
             (12, &r.channel),
             (13, &r.change),
+            (15, &r.segment_description),
         ];
         for (c, t) in texts {
             ws.write_string(row, c, t.as_str()).map_err(err)?;
@@ -193,10 +306,63 @@ pub fn to_xlsx(rows: &[ExportRow], sheet: &str) -> Result<Vec<u8>, Error> {
         ws.write_number_with_format(row, 14, r.potential, &money)
             .map_err(err)?;
     }
-    ws.set_freeze_panes(1, 0).map_err(err)?;
-    ws.autofilter(0, 0, rows.len() as u32, COLUMNS.len() as u16 - 1)
-        .map_err(err)?;
-    for (c, w) in [(1, 14.0), (2, 28.0), (4, 28.0), (5, 20.0), (10, 26.0)] {
+    for (c, w) in [
+        (1, 14.0),
+        (2, 28.0),
+        (4, 28.0),
+        (5, 20.0),
+        (10, 26.0),
+        (15, 40.0),
+    ] {
+        ws.set_column_width(c, w).map_err(err)?;
+    }
+
+    let ws = wb.add_worksheet();
+    ws.set_name("segments").map_err(err)?;
+    header(ws, &SEGMENT_COLUMNS, segments.len()).map_err(err)?;
+    for (i, s) in segments.iter().enumerate() {
+        let row = i as u32 + 1;
+        let spectrum = s.spectrum_cell();
+        for (c, t) in [
+            (0, s.segment_id.as_str()),
+            (1, &s.name),
+            (2, &s.description),
+            (3, &s.tags),
+            (8, &spectrum),
+        ] {
+            ws.write_string(row, c, t).map_err(err)?;
+        }
+        ws.write_number(row, 4, s.outlets as f64).map_err(err)?;
+        ws.write_number_with_format(row, 5, s.outlet_share, &pct)
+            .map_err(err)?;
+        ws.write_number_with_format(row, 6, s.value, &money)
+            .map_err(err)?;
+        ws.write_number_with_format(row, 7, s.value_share, &pct)
+            .map_err(err)?;
+    }
+    for (c, w) in [(1, 28.0), (2, 48.0), (3, 20.0), (8, 70.0)] {
+        ws.set_column_width(c, w).map_err(err)?;
+    }
+
+    let ws = wb.add_worksheet();
+    ws.set_name("spectrum").map_err(err)?;
+    let n: usize = segments.iter().map(|s| s.spectrum.len()).sum();
+    header(ws, &SPECTRUM_COLUMNS, n).map_err(err)?;
+    let mut row = 0u32;
+    for s in segments {
+        for f in &s.spectrum {
+            row += 1;
+            for (c, t) in [(0, s.segment_id.as_str()), (1, &s.name), (2, &f.feature)] {
+                ws.write_string(row, c, t).map_err(err)?;
+            }
+            ws.write_number_with_format(row, 3, f.share, &pct)
+                .map_err(err)?;
+            ws.write_number_with_format(row, 4, f.average, &pct)
+                .map_err(err)?;
+            ws.write_number(row, 5, f.index).map_err(err)?;
+        }
+    }
+    for (c, w) in [(1, 28.0), (2, 28.0)] {
         ws.set_column_width(c, w).map_err(err)?;
     }
     wb.save_to_buffer().map_err(err)
@@ -223,6 +389,7 @@ mod tests {
             channel: "@kiosk".into(),
             change: "same".into(),
             potential: -0.25,
+            segment_description: "=1+1 buys coffee".into(),
         }
     }
 
@@ -266,6 +433,7 @@ mod tests {
         assert_eq!(&rec[7], "-120.5");
         assert_eq!(&rec[8], "-3");
         assert_eq!(&rec[14], "-0.25");
+        assert_eq!(&rec[15], "'=1+1 buys coffee");
         // The input rows are not changed (the XLSX writes the text as it is).
         assert_eq!(rows[0].segment_name, "=HYPERLINK(\"http://x\",\"y\")");
     }

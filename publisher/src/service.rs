@@ -279,7 +279,11 @@ pub async fn export_file(
     let rows = crate::export::rows(&snap, &metadata);
     let data = match format {
         "csv" => crate::export::to_csv(&rows)?,
-        _ => crate::export::to_xlsx(&rows, segmentation)?,
+        _ => crate::export::to_xlsx(
+            &rows,
+            &crate::export::segments(&snap, &metadata),
+            segmentation,
+        )?,
     };
     std::fs::write(out, data)
         .map_err(|e| Error::Io(format!("cannot write `{}`: {e}", out.display())))?;

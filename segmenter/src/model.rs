@@ -127,6 +127,7 @@ mod tests {
             },
             hold: None,
             movement: None,
+            recommendations: None,
         };
         let now = ["juice", "milk", "coffee"].map(String::from);
         let sm = m.segment_model(&now);

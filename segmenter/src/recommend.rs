@@ -1,23 +1,37 @@
 //! Outlet recommendations (contract §3.3), computed once per run where their inputs
 //! are read (the window's SKU spend and the daily table's recent and seasonal days)
-//! and stored with the run (`recommendations.parquet`): four SKU lists per outlet, each item with a
-//! score and a quantity suggested for four weeks, scaled to the outlet's size (its
-//! value against the segment's median outlet).
+//! and stored with the run (`recommendations.parquet`): four SKU lists per outlet,
+//! each item with a score, a quantity for the next four weeks and a one-sentence reason.
+//! The rules, one per list (the README's "Recommendations" repeats them):
 //!
-//! - `new_for_outlet`: bought by many of the segment, never bought here in the window;
-//!   score = the segment's penetration.
-//! - `should_have`: bought by most (≥ half) of the segment, not bought here in the last
-//!   four weeks; score = penetration.
-//! - `popular_in_segment`: rising now: the segment's last four weeks against its
-//!   window's four-weekly rate; score = that ratio.
-//! - `seasonal_soon`: what the segment bought in the coming four weeks of earlier
-//!   years, over-represented against the current window; score = that lift. Empty when
-//!   the daily table holds no earlier years.
+//! - `should_have`: bought by at least half of the segment's outlets in the window,
+//!   not bought here in the last four weeks (in the window, when the daily table has
+//!   no purchase of the segment in the last four weeks); score = penetration.
+//! - `new_for_outlet`: bought by at least a tenth (and less than half, or already on
+//!   `should_have`'s side of the rule) of the segment, never bought here in the window;
+//!   score = penetration.
+//! - `popular_in_segment`: rising now — the segment's spend on it in the last four
+//!   weeks at least 1.1 × its four-weekly average over the window, bought by at least
+//!   two of its outlets lately, not bought here lately; score = that ratio.
+//! - `seasonal_soon`: what the segment bought in the coming four weeks of up to three
+//!   earlier years, at least 1% of its spend then and at least 1.2 × its share of the
+//!   segment's spend now; score = that lift (at most 10).
+//!
+//! Quantities: the segment's typical order — the median, over the segment's outlets
+//! that bought the SKU, of their four-weekly quantity (for `seasonal_soon`, of what
+//! they bought in those weeks, per year) — times the outlet's scale: its value plus its
+//! potential (what it under-buys against its segment's mix), over the segment's median
+//! outlet value, between ¼ and 4. At least one unit.
+//!
+//! A list that is empty for every outlet because the data cannot fill it (no earlier
+//! year in the daily table, no recent day) says so in the run's `model.json`
+//! (`recommendations.notes`), which the 360 view shows.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{Duration, NaiveDate};
 use spectra_core::tables::features::{self as tables, DailyRow, WindowFeatures};
+use spectra_core::tables::model::RecommendationReport;
 use spectra_core::tables::runs::{AssignmentRow, RecItem, Recommendations};
 use spectra_core::Storage;
 
@@ -49,18 +63,41 @@ pub fn daily_ranges(as_of: NaiveDate) -> (Vec<DateRange>, Vec<DateRange>) {
 #[derive(Default)]
 struct SkuStat<'a> {
     buyers: HashSet<&'a str>,
-    quantity: f64,
+    /// Quantity per outlet over the window.
+    quantity: HashMap<&'a str, f64>,
     value: f64,
     recent_value: f64,
     recent_buyers: HashSet<&'a str>,
     seasonal_value: f64,
-    seasonal_quantity: f64,
-    seasonal_buyers: HashSet<&'a str>,
+    /// Quantity per outlet in the coming weeks of earlier years.
+    seasonal_quantity: HashMap<&'a str, f64>,
 }
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
+
+/// The median of `values` (0 when empty).
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let m = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[m - 1] + values[m]) / 2.0
+    } else {
+        values[m]
+    }
+}
+
+/// A share as a whole percentage for a sentence.
+fn percent(share: f64) -> String {
+    format!("{:.0}%", share * 100.0)
+}
+
+/// Every outlet's recommendations and what they were computed from.
+pub type Computed = (BTreeMap<String, Recommendations>, RecommendationReport);
 
 /// Reads the daily rows the recommendations of a run at `as_of` need and computes
 /// them for every assigned outlet.
@@ -70,7 +107,7 @@ pub async fn for_run(
     assignments: &[AssignmentRow],
     f: &WindowFeatures,
     window_days: u32,
-) -> Result<BTreeMap<String, Recommendations>, Error> {
+) -> Result<Computed, Error> {
     let (recent, seasonal) = daily_ranges(as_of);
     let mut ranges = recent.clone();
     ranges.extend(seasonal.iter().copied());
@@ -99,7 +136,8 @@ struct Purchases<'a> {
     bought: HashMap<&'a str, HashSet<&'a str>>,
     recent_bought: HashMap<&'a str, HashSet<&'a str>>,
     segments_with_recent: HashSet<&'a str>,
-    years: HashSet<i32>,
+    recent_days: HashSet<NaiveDate>,
+    years: BTreeSet<i32>,
 }
 
 impl<'a> Purchases<'a> {
@@ -123,7 +161,7 @@ impl<'a> Purchases<'a> {
             st.value += s.net_value;
             if s.net_value > 0.0 || s.quantity > 0.0 {
                 st.buyers.insert(&s.outlet_id);
-                st.quantity += s.quantity.max(0.0);
+                *st.quantity.entry(&s.outlet_id).or_default() += s.quantity.max(0.0);
                 p.bought.entry(&s.outlet_id).or_default().insert(&s.sku_id);
             }
         }
@@ -132,6 +170,7 @@ impl<'a> Purchases<'a> {
                 continue;
             };
             p.segments_with_recent.insert(seg);
+            p.recent_days.insert(d.date);
             let st = p
                 .stats
                 .entry(seg)
@@ -159,8 +198,7 @@ impl<'a> Purchases<'a> {
                 .entry(&d.sku_id)
                 .or_default();
             st.seasonal_value += d.net_value;
-            st.seasonal_quantity += d.quantity.max(0.0);
-            st.seasonal_buyers.insert(&d.outlet_id);
+            *st.seasonal_quantity.entry(&d.outlet_id).or_default() += d.quantity.max(0.0);
         }
         p
     }
@@ -177,19 +215,41 @@ struct Segment<'s, 'a> {
     years: f64,
 }
 
-/// The four lists of one outlet of `seg`; `size` scales the quantities.
+impl Segment<'_, '_> {
+    /// The typical four-weekly quantity of a SKU: the median over its buyers.
+    fn typical(&self, s: &SkuStat<'_>) -> f64 {
+        median(
+            s.quantity
+                .values()
+                .map(|q| q / self.window_weeks4)
+                .collect(),
+        )
+    }
+
+    /// The typical quantity of a SKU in the coming four weeks of an earlier year.
+    fn typical_seasonal(&self, s: &SkuStat<'_>) -> f64 {
+        median(
+            s.seasonal_quantity
+                .values()
+                .map(|q| q / self.years)
+                .collect(),
+        )
+    }
+}
+
+/// The four lists of one outlet of `seg`; `scale` (its value and potential against
+/// the segment's median outlet) scales the segment's typical quantities.
 fn outlet_lists(
     seg: &Segment<'_, '_>,
     bought_here: impl Fn(&str) -> bool,
     bought_lately: impl Fn(&str) -> bool,
-    size: f64,
+    scale: f64,
 ) -> Recommendations {
-    let qty = |per_buyer_4w: f64| (per_buyer_4w * size).round().max(1.0);
-    let per_buyer = |s: &SkuStat<'_>| s.quantity / s.buyers.len().max(1) as f64 / seg.window_weeks4;
-    let item = |sku: &str, score: f64, quantity: f64| RecItem {
+    let item = |sku: &str, score: f64, typical: f64, reason: String| RecItem {
         sku_id: sku.to_owned(),
         score: round2(score),
-        suggested_quantity: qty(quantity),
+        suggested_quantity: (typical * scale).round().max(1.0),
+        reason,
     };
     let mut r = Recommendations::default();
     for (sku, s) in seg.stats {
@@ -200,15 +260,33 @@ fn outlet_lists(
             !bought_here(sku)
         };
         if pen >= 0.5 && missing {
-            r.should_have.push(item(sku, pen, per_buyer(s)));
+            let when = if !seg.has_recent {
+                "never bought here in the window"
+            } else if bought_here(sku) {
+                "not bought here in the last four weeks"
+            } else {
+                "never bought here in the window"
+            };
+            let reason = format!("{} of the segment's outlets buy it; {when}", percent(pen));
+            r.should_have.push(item(sku, pen, seg.typical(s), reason));
         } else if pen >= 0.1 && !bought_here(sku) {
-            r.new_for_outlet.push(item(sku, pen, per_buyer(s)));
+            let reason = format!(
+                "{} of the segment's outlets buy it; never bought here in the window",
+                percent(pen)
+            );
+            r.new_for_outlet
+                .push(item(sku, pen, seg.typical(s), reason));
         }
         let rate = s.value.max(0.0) / seg.window_weeks4;
         if seg.has_recent && rate > 0.0 && s.recent_buyers.len() >= 2 && !bought_lately(sku) {
             let growth = s.recent_value / rate;
             if growth >= 1.1 {
-                r.popular_in_segment.push(item(sku, growth, per_buyer(s)));
+                let reason = format!(
+                    "the segment's spend on it in the last four weeks is {growth:.1}× its four-weekly average; {} of its outlets bought it lately, not this one",
+                    s.recent_buyers.len()
+                );
+                r.popular_in_segment
+                    .push(item(sku, growth, seg.typical(s), reason));
             }
         }
         if seg.seasonal_total > 0.0 && s.seasonal_value > 0.0 {
@@ -224,8 +302,12 @@ fn outlet_lists(
                 10.0
             };
             if share >= 0.01 && lift >= 1.2 {
-                let q = s.seasonal_quantity / s.seasonal_buyers.len().max(1) as f64 / seg.years;
-                r.seasonal_soon.push(item(sku, lift, q));
+                let reason = format!(
+                    "{:.1}% of the segment's spend in the coming four weeks of earlier years, {lift:.1}× its share now",
+                    share * 100.0
+                );
+                r.seasonal_soon
+                    .push(item(sku, lift, seg.typical_seasonal(s), reason));
             }
         }
     }
@@ -241,6 +323,31 @@ fn outlet_lists(
     r
 }
 
+/// Why lists stay empty for every outlet: what the daily table lacked.
+fn report(p: &Purchases<'_>, assigned: bool) -> RecommendationReport {
+    let mut notes = BTreeMap::new();
+    if assigned && p.years.is_empty() {
+        notes.insert(
+            "seasonal_soon".to_owned(),
+            format!(
+                "the daily table holds no purchase in the coming four weeks of the last {SEASONAL_YEARS} years; the list fills once the history reaches a year back"
+            ),
+        );
+    }
+    if assigned && p.recent_days.is_empty() {
+        notes.insert(
+            "popular_in_segment".to_owned(),
+            "the daily table holds no purchase in the last four weeks; nothing can be rising"
+                .to_owned(),
+        );
+    }
+    RecommendationReport {
+        recent_days: p.recent_days.len(),
+        seasonal_years: p.years.iter().copied().collect(),
+        notes,
+    }
+}
+
 /// Computes every assigned outlet's recommendations.
 pub fn compute(
     assignments: &[AssignmentRow],
@@ -248,7 +355,7 @@ pub fn compute(
     recent: &[DailyRow],
     seasonal: &[DailyRow],
     window_days: u32,
-) -> BTreeMap<String, Recommendations> {
+) -> Computed {
     let seg_of: HashMap<&str, &str> = assignments
         .iter()
         .map(|a| (a.outlet_id.as_str(), a.segment_id.as_str()))
@@ -277,13 +384,12 @@ pub fn compute(
             window_weeks4: (f64::from(window_days.max(1)) / HORIZON_DAYS as f64).max(1.0 / 4.0),
             years: p.years.len().max(1) as f64,
         };
-        let mut values: Vec<f64> = outlets.iter().map(|a| value_of(a)).collect();
-        values.sort_by(f64::total_cmp);
-        let median = values[values.len() / 2].max(0.0);
+        let values: Vec<f64> = outlets.iter().map(|a| value_of(a)).collect();
+        let middle = median(values).max(0.0);
         for a in outlets {
             let o = a.outlet_id.as_str();
-            let size = if median > 0.0 {
-                (value_of(a) / median).clamp(0.25, 4.0)
+            let scale = if middle > 0.0 {
+                ((value_of(a).max(0.0) + a.potential.max(0.0)) / middle).clamp(0.25, 4.0)
             } else {
                 1.0
             };
@@ -293,85 +399,284 @@ pub fn compute(
                 &seg,
                 |sku| here.is_some_and(|h| h.contains(sku)),
                 |sku| lately.is_some_and(|h| h.contains(sku)),
-                size,
+                scale,
             );
             out.insert(o.to_owned(), r);
         }
     }
-    out
+    (out, report(&p, !assignments.is_empty()))
 }
 
 #[cfg(test)]
 mod tests {
+    //! One test per rule, each with its expected lists worked out by hand in the
+    //! comments: penetration, growth and lift from the purchases below, quantities as
+    //! the median buyer's four-weekly quantity × (value + potential) / median value.
+
     use spectra_core::tables::features::{KpiRow, SkuSpendRow};
     use spectra_core::tables::runs::Change;
 
     use super::*;
 
-    fn assign(o: &str, value: f64) -> AssignmentRow {
-        AssignmentRow {
-            outlet_id: o.into(),
-            segment_id: "S1".into(),
-            previous_segment_id: None,
-            change: Change::New,
-            distance: 0.0,
-            confidence: 1.0,
-            value,
-            lines: 1,
-            potential: 0.0,
-        }
+    /// A small segment `S1`: each outlet's value and potential, and its window spend
+    /// (`outlet, sku, value, quantity`).
+    struct World {
+        assignments: Vec<AssignmentRow>,
+        features: WindowFeatures,
     }
 
-    fn spend(o: &str, sku: &str, value: f64, quantity: f64) -> SkuSpendRow {
-        SkuSpendRow {
-            outlet_id: o.into(),
-            sku_id: sku.into(),
-            feature: "f".into(),
-            net_value: value,
-            quantity,
-            lines: 1,
-        }
-    }
-
-    /// Four outlets buy `milk`, three of them `tea`; the fourth (twice as big as the
-    /// median) lacks `tea`: it should have it, with a quantity scaled to its size; an
-    /// outlet never gets what it already buys.
-    #[test]
-    fn what_most_of_the_segment_buys_is_recommended_where_missing() {
-        let outlets = ["a", "b", "c", "d"];
-        let assignments: Vec<AssignmentRow> = outlets
+    fn world(outlets: &[(&str, f64, f64)], spend: &[(&str, &str, f64, f64)]) -> World {
+        let assignments = outlets
             .iter()
-            .map(|o| assign(o, if *o == "d" { 200.0 } else { 100.0 }))
-            .collect();
-        let mut f = WindowFeatures::default();
-        for o in outlets {
-            f.sku_spend.push(spend(o, "milk", 50.0, 10.0));
-            if o != "d" {
-                f.sku_spend.push(spend(o, "tea", 50.0, 13.0));
-            }
-            f.kpis.push(KpiRow {
+            .map(|&(o, value, potential)| AssignmentRow {
                 outlet_id: o.into(),
-                net_value: if o == "d" { 200.0 } else { 100.0 },
+                segment_id: "S1".into(),
+                previous_segment_id: None,
+                change: Change::New,
+                distance: 0.0,
+                confidence: 1.0,
+                value,
+                lines: 1,
+                potential,
+            })
+            .collect();
+        let mut features = WindowFeatures::default();
+        for &(o, value, _) in outlets {
+            features.kpis.push(KpiRow {
+                outlet_id: o.into(),
+                net_value: value,
                 ..Default::default()
             });
         }
-        let recs = compute(&assignments, &f, &[], &[], 28);
-        let d = &recs["d"];
-        assert_eq!(d.should_have.len(), 1, "{d:?}");
-        assert_eq!(d.should_have[0].sku_id, "tea");
-        assert_eq!(d.should_have[0].score, 0.75, "three of four outlets buy it");
-        // 13 units per buyer per four weeks, times d's size (2× the median).
-        assert_eq!(d.should_have[0].suggested_quantity, 26.0);
-        for o in ["a", "b", "c"] {
-            let r = &recs[o];
-            assert!(
-                r.should_have.is_empty() && r.new_for_outlet.is_empty(),
-                "{o}: {r:?}"
-            );
+        for &(o, sku, value, quantity) in spend {
+            features.sku_spend.push(SkuSpendRow {
+                outlet_id: o.into(),
+                sku_id: sku.into(),
+                feature: "f".into(),
+                net_value: value,
+                quantity,
+                lines: 1,
+            });
         }
-        assert!(
-            recs.values().all(|r| r.seasonal_soon.is_empty()),
-            "no earlier years, no seasonal list"
+        World {
+            assignments,
+            features,
+        }
+    }
+
+    fn day(outlet: &str, sku: &str, date: &str, value: f64, quantity: f64) -> DailyRow {
+        DailyRow {
+            outlet_id: outlet.into(),
+            sku_id: sku.into(),
+            date: date.parse().unwrap(),
+            net_value: value,
+            quantity,
+            lines: 1,
+            invoices: 1,
+            returns_value: 0.0,
+        }
+    }
+
+    fn rec(sku: &str, score: f64, quantity: f64, reason: &str) -> RecItem {
+        RecItem {
+            sku_id: sku.into(),
+            score,
+            suggested_quantity: quantity,
+            reason: reason.into(),
+        }
+    }
+
+    /// `should_have`: milk is bought by all four outlets, tea by a, b and c (8, 12 and
+    /// 16 units in a four-week window: typical 12). d lacks tea: penetration 3/4. Its
+    /// scale: value 200 + potential 50 over the median value 100 = 2.5, so 12 × 2.5 =
+    /// 30 units. a, b and c get nothing: they buy both.
+    #[test]
+    fn should_have_what_most_of_the_segment_buys() {
+        let w = world(
+            &[
+                ("a", 100.0, 0.0),
+                ("b", 100.0, 0.0),
+                ("c", 100.0, 0.0),
+                ("d", 200.0, 50.0),
+            ],
+            &[
+                ("a", "milk", 50.0, 10.0),
+                ("b", "milk", 50.0, 10.0),
+                ("c", "milk", 50.0, 10.0),
+                ("d", "milk", 200.0, 40.0),
+                ("a", "tea", 50.0, 8.0),
+                ("b", "tea", 50.0, 12.0),
+                ("c", "tea", 50.0, 16.0),
+            ],
         );
+        let (recs, report) = compute(&w.assignments, &w.features, &[], &[], 28);
+        assert_eq!(
+            recs["d"].should_have,
+            vec![rec(
+                "tea",
+                0.75,
+                30.0,
+                "75% of the segment's outlets buy it; never bought here in the window"
+            )]
+        );
+        assert!(recs["d"].new_for_outlet.is_empty());
+        for o in ["a", "b", "c"] {
+            assert_eq!(recs[o], Recommendations::default(), "{o}");
+        }
+        // Without a daily table nothing is rising or seasonal, and the run says why.
+        assert_eq!(report.recent_days, 0);
+        assert!(report.seasonal_years.is_empty());
+        assert_eq!(
+            report.notes.keys().collect::<Vec<_>>(),
+            ["popular_in_segment", "seasonal_soon"]
+        );
+        assert!(report.notes["seasonal_soon"].contains("coming four weeks"));
+    }
+
+    /// `new_for_outlet`: ten outlets of value 100 (scale 1). bread: o0–o5 (6/10 ≥ ½ —
+    /// `should_have` where missing); juice: o0–o2 with 2, 4 and 6 units (3/10, typical
+    /// 4); water: o0 alone with 7 units (1/10, typical 7); gum: nobody. o9 gets juice
+    /// and water, strongest first, and bread as `should_have`; o3 (buys bread) gets
+    /// juice and water only; o0 (buys all three) nothing.
+    #[test]
+    fn new_for_outlet_what_a_tenth_or_more_of_the_segment_buys() {
+        let outlets: Vec<String> = (0..10).map(|i| format!("o{i}")).collect();
+        let list: Vec<(&str, f64, f64)> =
+            outlets.iter().map(|o| (o.as_str(), 100.0, 0.0)).collect();
+        let mut spend: Vec<(&str, &str, f64, f64)> = Vec::new();
+        for o in &outlets[..6] {
+            spend.push((o, "bread", 10.0, 5.0));
+        }
+        for (o, q) in outlets[..3].iter().zip([2.0, 4.0, 6.0]) {
+            spend.push((o, "juice", 10.0, q));
+        }
+        spend.push(("o0", "water", 10.0, 7.0));
+        let w = world(&list, &spend);
+        let (recs, _) = compute(&w.assignments, &w.features, &[], &[], 28);
+        let never = "of the segment's outlets buy it; never bought here in the window";
+        let expected_new = vec![
+            rec("juice", 0.3, 4.0, &format!("30% {never}")),
+            rec("water", 0.1, 7.0, &format!("10% {never}")),
+        ];
+        assert_eq!(recs["o9"].new_for_outlet, expected_new);
+        assert_eq!(
+            recs["o9"].should_have,
+            vec![rec("bread", 0.6, 5.0, &format!("60% {never}"))]
+        );
+        assert_eq!(recs["o3"].new_for_outlet, expected_new);
+        assert!(recs["o3"].should_have.is_empty());
+        assert_eq!(recs["o0"], Recommendations::default());
+    }
+
+    /// `popular_in_segment`: a 56-day window (two four-week periods). ice: 400 in the
+    /// window (a 10, b 20, c 30 units: 5, 10, 15 a four-week period, typical 10), 300
+    /// of it in the last four weeks, by a and b: 300 / (400 / 2) = 1.5 ≥ 1.1, so c,
+    /// which did not buy it lately, gets it (and, as everyone bought it in the window
+    /// but c not lately, as `should_have`). tea: 400 and 200 lately — 1.0, not rising.
+    /// cola: all its 200 lately but by a alone — fewer than two buyers.
+    #[test]
+    fn popular_in_segment_what_rises_now() {
+        let w = world(
+            &[("a", 100.0, 0.0), ("b", 100.0, 0.0), ("c", 100.0, 0.0)],
+            &[
+                ("a", "ice", 100.0, 10.0),
+                ("b", "ice", 200.0, 20.0),
+                ("c", "ice", 100.0, 30.0),
+                ("a", "tea", 200.0, 4.0),
+                ("c", "tea", 200.0, 4.0),
+                ("a", "cola", 200.0, 8.0),
+            ],
+        );
+        let recent = [
+            day("a", "ice", "2026-06-20", 100.0, 10.0),
+            day("b", "ice", "2026-06-21", 200.0, 20.0),
+            day("a", "tea", "2026-06-20", 100.0, 2.0),
+            day("c", "tea", "2026-06-22", 100.0, 2.0),
+            day("a", "cola", "2026-06-20", 200.0, 8.0),
+        ];
+        let (recs, report) = compute(&w.assignments, &w.features, &recent, &[], 56);
+        assert_eq!(
+            recs["c"].popular_in_segment,
+            vec![rec(
+                "ice",
+                1.5,
+                10.0,
+                "the segment's spend on it in the last four weeks is 1.5× its four-weekly average; 2 of its outlets bought it lately, not this one"
+            )]
+        );
+        assert_eq!(
+            recs["c"].should_have,
+            vec![rec(
+                "ice",
+                1.0,
+                10.0,
+                "100% of the segment's outlets buy it; not bought here in the last four weeks"
+            )]
+        );
+        assert!(recs["a"].popular_in_segment.is_empty());
+        assert!(recs["b"].popular_in_segment.is_empty(), "tea is not rising");
+        assert_eq!(report.recent_days, 3);
+        assert!(!report.notes.contains_key("popular_in_segment"));
+    }
+
+    /// `seasonal_soon`: the segment spends 900 on tea and 100 on ice now (shares 0.9
+    /// and 0.1). In the coming four weeks of 2025 it spent 300 on each: ice 0.5 of
+    /// that, a lift of 0.5 / 0.1 = 5.0; tea 0.5 / 0.9 < 1.2, not seasonal. Ice's
+    /// seasonal buyers took 6 and 10 units in that one year: typical 8. Both outlets
+    /// get it, as they buy ice now too (the list is the segment's, not a gap).
+    #[test]
+    fn seasonal_soon_what_the_coming_weeks_sold_in_earlier_years() {
+        let w = world(
+            &[("a", 500.0, 0.0), ("b", 500.0, 0.0)],
+            &[
+                ("a", "tea", 450.0, 45.0),
+                ("b", "tea", 450.0, 45.0),
+                ("a", "ice", 50.0, 5.0),
+                ("b", "ice", 50.0, 5.0),
+            ],
+        );
+        let seasonal = [
+            day("a", "ice", "2025-07-10", 120.0, 6.0),
+            day("b", "ice", "2025-07-12", 180.0, 10.0),
+            day("a", "tea", "2025-07-10", 150.0, 15.0),
+            day("b", "tea", "2025-07-11", 150.0, 15.0),
+        ];
+        let (recs, report) = compute(&w.assignments, &w.features, &[], &seasonal, 28);
+        let expected = vec![rec(
+            "ice",
+            5.0,
+            8.0,
+            "50.0% of the segment's spend in the coming four weeks of earlier years, 5.0× its share now",
+        )];
+        assert_eq!(recs["a"].seasonal_soon, expected);
+        assert_eq!(recs["b"].seasonal_soon, expected);
+        assert_eq!(report.seasonal_years, [2025]);
+        assert!(!report.notes.contains_key("seasonal_soon"));
+    }
+
+    /// Quantities: the median buyer, not the mean (one outlet buying 100 units does
+    /// not inflate everyone's), scaled by value and potential between ¼ and 4, and at
+    /// least one unit. Typical of beer: median(1, 2, 100) = 2. e (value 50 + potential
+    /// 0) is ½ the median outlet (100): 1 unit; f (value 100 + potential 700) is 8×,
+    /// capped at 4: 8 units.
+    #[test]
+    fn quantities_follow_the_typical_order_size_and_potential() {
+        let w = world(
+            &[
+                ("a", 100.0, 0.0),
+                ("b", 100.0, 0.0),
+                ("c", 100.0, 0.0),
+                ("e", 50.0, 0.0),
+                ("f", 100.0, 700.0),
+            ],
+            &[
+                ("a", "beer", 10.0, 1.0),
+                ("b", "beer", 10.0, 2.0),
+                ("c", "beer", 10.0, 100.0),
+            ],
+        );
+        let (recs, _) = compute(&w.assignments, &w.features, &[], &[], 28);
+        let q = |o: &str| recs[o].should_have[0].suggested_quantity;
+        assert_eq!((q("e"), q("f")), (1.0, 8.0));
     }
 }

@@ -287,9 +287,11 @@ pub async fn run_definition(
         },
     })?;
     let mut out = out?;
-    out.recommendations =
+    let (recommendations, report) =
         crate::recommend::for_run(storage, as_of, &out.assignments, &tables, seg.window_days)
             .await?;
+    out.recommendations = recommendations;
+    out.model.recommendations = Some(report);
     out.model.quality.duration_ms = start.elapsed().as_millis() as u64;
     let q = &out.model.quality;
     out.model.hold = decide(

@@ -210,6 +210,16 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         a.potential
     );
     assert!(view["recommendations"]["should_have"].is_array());
+    // Every item says why it is on its list; the run's notes come with the view.
+    for list in spectra_core::tables::runs::REC_LISTS {
+        for item in view["recommendations"][list].as_array().unwrap() {
+            assert!(
+                item["reason"].as_str().is_some_and(|r| r.len() > 30),
+                "{list}: {item}"
+            );
+        }
+    }
+    assert!(view["recommendation_notes"].is_object(), "{view}");
     let weeks = o["history"].as_array().unwrap();
     assert_eq!(weeks.len(), 26);
     assert!(

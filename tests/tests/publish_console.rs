@@ -261,3 +261,235 @@ async fn hostile_names_and_tags_show_as_text_never_as_markup() {
     eprintln!("screenshot: {}", shot.display());
     token.cancel();
 }
+
+/// The outlet 360 page in Chromium: every recommendation the API serves for the
+/// outlet is listed with its quantity and its reason, and a list the run's data cannot
+/// fill says why (the run's `model.json` notes) instead of "Nothing now".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outlet_page_lists_each_recommendation_with_its_reason() {
+    let (_store, token, base) = console("outlet").await;
+    let fx = fixture();
+    let c = reqwest::Client::new();
+    // The outlet with the most recommendations among the first fifty.
+    let mut best: Option<(usize, String, serde_json::Value)> = None;
+    for id in fx.run2.assignments.keys().take(50) {
+        let o: serde_json::Value = c
+            .get(format!("{base}/api/outlets/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let view = o["segmentations"][0].clone();
+        let n: usize = spectra_core::tables::runs::REC_LISTS
+            .iter()
+            .map(|l| view["recommendations"][l].as_array().map_or(0, Vec::len))
+            .sum();
+        if best.as_ref().is_none_or(|b| n > b.0) {
+            best = Some((n, id.clone(), view));
+        }
+    }
+    let (n, id, view) = best.unwrap();
+    assert!(n > 0, "some outlet has recommendations");
+    let notes = view["recommendation_notes"]
+        .as_object()
+        .expect("the run's notes");
+    let model_notes = fx.run2.model["recommendations"]["notes"]
+        .as_object()
+        .unwrap();
+    assert_eq!(notes, model_notes, "the 360 view serves the run's notes");
+
+    let dir = artifacts();
+    let shot = dir.join("console-outlet.png");
+    let _ = std::fs::remove_file(&shot);
+    let dom = tokio::task::spawn_blocking({
+        let (base, id, shot) = (base.clone(), id.clone(), shot.clone());
+        move || {
+            browser(
+                &[&format!("--screenshot={}", shot.display())],
+                &format!("{base}/#/outlet/{id}"),
+            );
+            browser(&["--dump-dom"], &format!("{base}/#/outlet/{id}"))
+        }
+    })
+    .await
+    .unwrap();
+    for list in spectra_core::tables::runs::REC_LISTS {
+        let items = view["recommendations"][list].as_array().unwrap();
+        for item in items {
+            let (sku, reason) = (
+                item["sku_id"].as_str().unwrap(),
+                item["reason"].as_str().unwrap_or(""),
+            );
+            assert!(reason.len() > 30, "{list} {sku} has a reason: {item}");
+            assert!(
+                dom.contains(&format!("data-sku=\"{sku}\"")) && dom.contains(reason),
+                "{list} {sku} with its reason `{reason}` on the page"
+            );
+        }
+        if items.is_empty() {
+            let shown = notes
+                .get(list)
+                .and_then(|n| n.as_str())
+                .unwrap_or("Nothing now.");
+            assert!(
+                dom.contains(&format!("data-note=\"{list}\">{shown}</p>")),
+                "empty {list} says `{shown}`"
+            );
+        }
+    }
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    assert!(png.len() > 20_000, "a real page ({} bytes)", png.len());
+    token.cancel();
+}
+
+/// `1234567` as the console's `Intl.NumberFormat` (en-US in headless Chromium) shows
+/// it: `1,234,567`.
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Trends over runs: the API serves each segment's outlets, value and spectrum per run
+/// from the runs' own profiles; the segment page draws them; the pipeline page shows
+/// every run with its silhouette.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn segment_trends_and_the_pipeline_page_show_every_run() {
+    let (_store, token, base) = console("trend").await;
+    let fx = fixture();
+    let (run1, run2) = (&fx.run1, &fx.run2);
+    let c = reqwest::Client::new();
+    let t: serde_json::Value = c
+        .get(format!("{base}/api/segmentations/mix/trends"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let runs: Vec<&str> = t["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(runs, [run1.run_id.as_str(), run2.run_id.as_str()], "{t}");
+    let segments = t["segments"].as_array().unwrap();
+    let ids: std::collections::BTreeSet<String> = segments
+        .iter()
+        .map(|s| s["segment_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        run1.segments().union(&run2.segments()).cloned().collect()
+    );
+    for s in segments {
+        let id = s["segment_id"].as_str().unwrap();
+        for (i, run) in [run1, run2].into_iter().enumerate() {
+            let members = run.members(id).len();
+            let expected = if members == 0 {
+                serde_json::Value::Null
+            } else {
+                json!(members)
+            };
+            assert_eq!(s["outlets"][i], expected, "{id} in {}", run.run_id);
+        }
+        let profile = run2.profiles.iter().find(|p| p["segment_id"] == id);
+        for f in s["spectrum"].as_array().unwrap() {
+            let share = f["share"][1].as_f64();
+            let expected = profile.map(|p| {
+                p["spectrum"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["feature"] == f["feature"])
+                    .map_or(0.0, |x| x["share"].as_f64().unwrap())
+            });
+            assert_eq!(share, expected, "{id} {}", f["feature"]);
+        }
+    }
+    let r = c
+        .get(format!("{base}/api/segmentations/nope/trends"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    let coffee = fx.segment_of_taste(run2, 0);
+    let (n1, n2) = (run1.members(&coffee).len(), run2.members(&coffee).len());
+    assert!(n1 > 0 && n2 > 0, "the coffee segment is in both runs");
+    let dir = artifacts();
+    let (detail, pipeline) = tokio::task::spawn_blocking({
+        let (base, coffee, dir) = (base.clone(), coffee.clone(), dir.clone());
+        move || {
+            browser(
+                &[&format!(
+                    "--screenshot={}",
+                    dir.join("console-pipeline.png").display()
+                )],
+                &format!("{base}/#/pipeline"),
+            );
+            (
+                browser(&["--dump-dom"], &format!("{base}/#/segment/{coffee}")),
+                browser(&["--dump-dom"], &format!("{base}/#/pipeline")),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let card = detail
+        .split(&format!("data-trend=\"{coffee}\""))
+        .nth(1)
+        .expect("the trend card");
+    assert!(
+        card.contains("data-series=\"outlets\"")
+            && card.contains(&format!(
+                "data-range=\"outlets\">{} → {}</span>",
+                thousands(n1),
+                thousands(n2)
+            )),
+        "{n1} → {n2}: {card}"
+    );
+    let points = card
+        .split("<polyline")
+        .nth(1)
+        .and_then(|p| p.split("points=\"").nth(1))
+        .and_then(|p| p.split('"').next())
+        .unwrap();
+    assert_eq!(
+        points.split_whitespace().count(),
+        2,
+        "a point per run: {points}"
+    );
+
+    // The pipeline page: both runs, with the silhouette each run's model reports.
+    assert!(
+        pipeline.contains("<th class=\"num\">silhouette</th>"),
+        "{pipeline}"
+    );
+    for run in [run1, run2] {
+        let silhouette = run.model["quality"]["silhouette"].as_f64().unwrap();
+        let row = pipeline
+            .split(&format!("<td>{}</td>", run.run_id))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{} on the pipeline page", run.run_id));
+        let row = row.split("</tr>").next().unwrap();
+        assert!(
+            row.contains(&format!("<td class=\"num\">{silhouette:.3}</td>")),
+            "{}: silhouette {silhouette:.3} in {row}",
+            run.run_id
+        );
+    }
+    let png = std::fs::read(dir.join("console-pipeline.png")).unwrap();
+    assert!(png.len() > 20_000, "a real page ({} bytes)", png.len());
+    token.cancel();
+}

@@ -36,16 +36,16 @@ fn export(
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-/// The first sheet of an XLSX file as rows of strings, blank cells as "" (python3's
-/// zipfile, no extra crates).
-fn xlsx_rows(path: &std::path::Path) -> Vec<Vec<String>> {
+/// A sheet (1 = the first) of an XLSX file as rows of strings, blank cells as ""
+/// (python3's zipfile, no extra crates).
+fn xlsx_rows(path: &std::path::Path, sheet: usize) -> Vec<Vec<String>> {
     let script = r#"
 import json, sys, zipfile, xml.etree.ElementTree as ET
 ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
 z = zipfile.ZipFile(sys.argv[1])
 shared = [ "".join(t.text or "" for t in si.iter("{%s}t" % ns["m"])) for si in ET.fromstring(z.read("xl/sharedStrings.xml")).findall("m:si", ns)] if "xl/sharedStrings.xml" in z.namelist() else []
 rows = []
-for r in ET.fromstring(z.read("xl/worksheets/sheet1.xml")).iter("{%s}row" % ns["m"]):
+for r in ET.fromstring(z.read("xl/worksheets/sheet%s.xml" % sys.argv[2])).iter("{%s}row" % ns["m"]):
     row = []
     for c in r.findall("m:c", ns):
         col = 0
@@ -63,10 +63,40 @@ print(json.dumps(rows))
     let o = std::process::Command::new("python3")
         .args(["-c", script])
         .arg(path)
+        .arg(sheet.to_string())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Sets a segment's name and description as the API would: a message on the
+/// compacted `segment-metadata` topic, which the export reads from the beginning.
+fn describe(cfg: &spectra_core::Config, segment: &str, name: &str, description: &str) {
+    let topic = cfg.kafka.topics.metadata.clone();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(spectra_core::kafka::ensure_topics(
+            cfg,
+            &[(&topic, spectra_core::kafka::Retention::Compact)],
+        ))
+        .unwrap();
+    let p = spectra_tests::producer();
+    let key = format!("mix:{segment}");
+    let value = serde_json::json!({
+        "segmentation": "mix", "segment_id": segment, "name": name,
+        "description": description, "tags": ["#coffee"], "updated_by": "test",
+        "updated_at": "2026-11-30T12:00:00Z",
+    });
+    spectra_tests::send(
+        &p,
+        &topic,
+        Some(key.as_bytes()),
+        Some(value.to_string().as_bytes()),
+    );
+    spectra_tests::flush(&p);
 }
 
 #[test]
@@ -100,6 +130,10 @@ fn csv_and_xlsx_match_the_latest_run_and_the_lines_fed_in() {
         fx.corrected
     );
     let totals = fx.window_totals(run2);
+    // One segment described by people (a description starting like a formula).
+    let coffee = fx.segment_of_taste(run2, 0);
+    let description = "=1+1 Coffee first: espresso bars and cafés";
+    describe(&cfg, &coffee, "Coffee first", description);
 
     let dir = tempfile::tempdir().unwrap();
     let csv_path = dir.path().join("mix.csv");
@@ -125,7 +159,8 @@ fn csv_and_xlsx_match_the_latest_run_and_the_lines_fed_in() {
             "region",
             "channel",
             "change",
-            "potential"
+            "potential",
+            "segment_description"
         ]
     );
     let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
@@ -160,12 +195,20 @@ fn csv_and_xlsx_match_the_latest_run_and_the_lines_fed_in() {
         );
         assert_eq!((&r[11], &r[12]), (o.region.as_str(), o.channel.as_str()));
         assert_eq!(&r[13], run2.assignments[&r[1]].change.as_str());
-        assert_eq!(&r[4], run2.proposed_name(&r[3]).as_str());
+        if r[3] == coffee {
+            assert_eq!(
+                (&r[4], &r[15]),
+                ("Coffee first", format!("'{description}").as_str())
+            );
+        } else {
+            assert_eq!(&r[4], run2.proposed_name(&r[3]).as_str());
+            assert_eq!(&r[15], "");
+        }
     }
 
     let xlsx_path = dir.path().join("mix.xlsx");
     export(&store, &cfg, "xlsx", &xlsx_path);
-    let sheet = xlsx_rows(&xlsx_path);
+    let sheet = xlsx_rows(&xlsx_path, 1);
     assert_eq!(sheet[0], headers);
     assert_eq!(sheet.len(), rows.len() + 1);
     for (x, c) in sheet[1..].iter().zip(&rows) {
@@ -181,6 +224,99 @@ fn csv_and_xlsx_match_the_latest_run_and_the_lines_fed_in() {
             x[8].parse::<f64>().unwrap() as i64,
             c[8].parse::<i64>().unwrap()
         );
+        // An empty string cell is not written at all.
+        let d = x.get(15).map_or("", String::as_str);
+        assert!(d == &c[15] || format!("'{d}") == c[15], "{x:?} vs {c:?}");
+    }
+
+    // The segments sheet: one row per segment of the run, sizes summing to the
+    // outlets sheet, names and descriptions as people set them, and the spectrum's
+    // strongest features; the spectrum sheet: every feature of every segment.
+    let segments = xlsx_rows(&xlsx_path, 2);
+    assert_eq!(
+        segments[0],
+        [
+            "segment_id",
+            "segment_name",
+            "description",
+            "tags",
+            "outlets",
+            "outlet_share",
+            "value",
+            "value_share",
+            "spectrum"
+        ]
+    );
+    let ids: std::collections::BTreeSet<String> =
+        segments[1..].iter().map(|r| r[0].clone()).collect();
+    assert_eq!(ids, run2.segments());
+    assert_eq!(ids.len(), segments.len() - 1, "one row per segment");
+    let outlets: usize = segments[1..]
+        .iter()
+        .map(|r| r[4].parse::<f64>().unwrap() as usize)
+        .sum();
+    assert_eq!(
+        outlets,
+        rows.len(),
+        "segment sizes sum to the outlets sheet"
+    );
+    for r in &segments[1..] {
+        let id = r[0].as_str();
+        assert_eq!(
+            r[4].parse::<f64>().unwrap() as usize,
+            run2.members(id).len(),
+            "{id}"
+        );
+        let profile = run2
+            .profiles
+            .iter()
+            .find(|p| p["segment_id"] == id)
+            .unwrap();
+        let v = r[6].parse::<f64>().unwrap();
+        let expected = profile["value"].as_f64().unwrap();
+        assert!(
+            (v - expected).abs() < 1e-6 * expected.abs().max(1.0),
+            "{id}: {v} vs {expected}"
+        );
+        let top = &profile["spectrum"][0];
+        assert!(
+            r[8].starts_with(&format!(
+                "{} {:.1}%",
+                top["feature"].as_str().unwrap(),
+                100.0 * top["share"].as_f64().unwrap()
+            )),
+            "{id}: {} vs {top}",
+            r[8]
+        );
+        if id == coffee {
+            assert_eq!(
+                (&r[1], &r[2], &r[3]),
+                (
+                    &"Coffee first".to_owned(),
+                    &description.to_owned(),
+                    &"#coffee".to_owned()
+                )
+            );
+        } else {
+            assert_eq!(
+                (r[1].as_str(), r[2].as_str()),
+                (run2.proposed_name(id).as_str(), "")
+            );
+        }
+    }
+    let spectrum = xlsx_rows(&xlsx_path, 3);
+    let expected: usize = run2
+        .profiles
+        .iter()
+        .map(|p| p["spectrum"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(spectrum.len(), expected + 1);
+    let mut share_sums: BTreeMap<&str, f64> = BTreeMap::new();
+    for r in &spectrum[1..] {
+        *share_sums.entry(r[0].as_str()).or_default() += r[3].parse::<f64>().unwrap();
+    }
+    for (id, sum) in share_sums {
+        assert!((sum - 1.0).abs() < 1e-3, "{id}: shares sum to {sum}");
     }
 
     // A segmentation without a run says so.

@@ -50,6 +50,21 @@ pub struct ModelFile {
     /// each segment's own drift (absent when the detector did not run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub movement: Option<MovementReport>,
+    /// What the recommendations could read, and why a list is empty for every outlet
+    /// (absent in runs written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommendations: Option<RecommendationReport>,
+}
+
+/// What a run's recommendations were computed from (model.json `recommendations`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecommendationReport {
+    /// Days of daily purchases found in the last four weeks.
+    pub recent_days: usize,
+    /// Earlier years whose coming four weeks had purchases (`seasonal_soon`).
+    pub seasonal_years: Vec<i32>,
+    /// Per list left empty for every outlet by missing data: why, in one sentence.
+    pub notes: std::collections::BTreeMap<String, String>,
 }
 
 /// What the change detector saw in a run (model.json `movement`).

@@ -469,8 +469,12 @@ pub struct RecItem {
     pub sku_id: String,
     /// Higher is stronger (see the list).
     pub score: f64,
-    /// Units for the next four weeks, scaled to the outlet's size.
+    /// Units for the next four weeks: the segment's typical order, scaled to the
+    /// outlet's size and potential.
     pub suggested_quantity: f64,
+    /// Why it is on the list, in one sentence (empty in runs written before reasons).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
 }
 
 /// An outlet's four lists (contract §3.3).
@@ -540,6 +544,7 @@ impl Rows for RecommendationRow {
                 ("sku_id", Utf8, false),
                 ("score", Float64, false),
                 ("suggested_quantity", Float64, false),
+                ("reason", Utf8, true),
             ])
         });
         S.clone()
@@ -555,6 +560,10 @@ impl Rows for RecommendationRow {
                 text(rows.iter().map(|r| Some(r.item.sku_id.as_str()))),
                 float(rows.iter().map(|r| r.item.score)),
                 float(rows.iter().map(|r| r.item.suggested_quantity)),
+                text(
+                    rows.iter()
+                        .map(|r| Some(r.item.reason.as_str()).filter(|s| !s.is_empty())),
+                ),
             ],
         )
     }
@@ -566,6 +575,12 @@ impl Rows for RecommendationRow {
             c.float("score")?,
             c.float("suggested_quantity")?,
         );
+        // Runs written before reasons have no `reason` column.
+        let reason = if c.has("reason") {
+            c.text("reason")?
+        } else {
+            vec![None; c.len()]
+        };
         Ok((0..c.len())
             .map(|k| RecommendationRow {
                 outlet_id: o[k].clone(),
@@ -575,6 +590,7 @@ impl Rows for RecommendationRow {
                     sku_id: s[k].clone(),
                     score: sc[k],
                     suggested_quantity: q[k],
+                    reason: reason[k].clone().unwrap_or_default(),
                 },
             })
             .collect())
@@ -714,6 +730,11 @@ mod tests {
             sku_id: s.into(),
             score,
             suggested_quantity: 2.0,
+            reason: if score > 1.0 {
+                String::new()
+            } else {
+                format!("{s} because")
+            },
         };
         let mut recs = BTreeMap::new();
         recs.insert(

@@ -13,6 +13,7 @@ mod outlet;
 mod pipeline;
 mod release;
 mod steer;
+mod trends;
 
 use std::sync::Arc;
 
@@ -169,6 +170,7 @@ pub fn router(state: AppState) -> Router {
             "/api/segmentations/{name}/movements",
             get(movements::movements),
         )
+        .route("/api/segmentations/{name}/trends", get(trends::trends))
         .route("/api/segmentations/{name}/export.csv", get(export_csv))
         .route("/api/segmentations/{name}/export.xlsx", get(export_xlsx))
         .route("/api/outlets", get(outlet::search))
@@ -303,7 +305,11 @@ async fn export_csv(State(s): State<AppState>, Path(name): Path<String>) -> ApiR
 
 async fn export_xlsx(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
     let snap = snapshot(&s, &name).await?;
-    let data = crate::export::to_xlsx(&crate::export::rows(&snap, &s.metadata), &name)?;
+    let data = crate::export::to_xlsx(
+        &crate::export::rows(&snap, &s.metadata),
+        &crate::export::segments(&snap, &s.metadata),
+        &name,
+    )?;
     Ok(attachment(
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         &format!("{name}.xlsx"),

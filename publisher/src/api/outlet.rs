@@ -221,6 +221,9 @@ pub(super) async fn outlet(
             "segment_kpis": seg.map(|p| &p.kpis),
             "spectrum": spectrum(snap, &id, &a.segment_id),
             "recommendations": snap.recommendation_message(&id),
+            // Why a list is empty for every outlet of the run (no earlier year, no
+            // recent day in the daily table).
+            "recommendation_notes": snap.run.model.recommendations.as_ref().map(|r| &r.notes),
         }));
     }
     if views.is_empty() {

@@ -193,9 +193,10 @@ function segmentCard(s) {
 
 async function viewSegment(id) {
   const name = state.current;
-  const [s, outlets] = await Promise.all([
+  const [s, outlets, trends] = await Promise.all([
     api(`/api/segmentations/${encodeURIComponent(name)}/segments/${encodeURIComponent(id)}`),
     api(`/api/segmentations/${encodeURIComponent(name)}/segments/${encodeURIComponent(id)}/outlets?limit=25`),
+    api(`/api/segmentations/${encodeURIComponent(name)}/trends?runs=60`).catch(() => null),
   ]);
   const fit = [...s.penetration].sort((a, b) => b.share - a.share);
   main.innerHTML = `<div class="crumbs"><a href="#/segments">← all segments</a></div>
@@ -225,10 +226,32 @@ async function viewSegment(id) {
         <tr><td>Distinct SKUs per outlet</td><td class="num">${fmt1.format(s.kpis?.distinct_skus || 0)}</td></tr></table></div>
     </div>
   </div>
+  ${trendCard(trends, s.segment_id)}
   <div class="card" style="margin-top:16px"><h2>Largest outlets</h2><table><thead><tr><th>outlet</th><th>name</th><th>region</th><th>channel</th><th class="num">value</th><th class="num">confidence</th><th>change</th></tr></thead><tbody>
     ${outlets.map((o) => `<tr><td><a href="#/outlet/${encodeURIComponent(o.outlet_id)}">${esc(o.outlet_id)}</a></td><td>${esc(o.name)}</td><td>${esc(o.region)}</td><td>${esc(o.channel)}</td><td class="num">${num(o.value)}</td><td class="num">${fmt1.format(100 * o.confidence)}%</td><td>${esc(o.change)}</td></tr>`).join("")}
   </tbody></table></div>`;
   $("#edit").onsubmit = (e) => { e.preventDefault(); saveSegment(name, s.segment_id, new FormData(e.target)); };
+}
+
+// A segment over the last runs: outlets and value as lines, its strongest features'
+// shares first and last.
+function trendCard(t, id) {
+  const seg = t && (t.segments || []).find((x) => x.segment_id === id);
+  const head = `<div class="card" style="margin-top:16px" data-trend="${esc(id)}"><h2>Trend over runs</h2>`;
+  if (!seg || t.runs.length < 2) return `${head}<p class="muted">One run so far: the trend starts with the next run.</p></div>`;
+  const first = seg.outlets.findIndex((v) => v != null);
+  const last = seg.outlets.length - 1 - [...seg.outlets].reverse().findIndex((v) => v != null);
+  const line = (vals, label) => {
+    const pts = vals.map((v, i) => [i, v]).filter((p) => p[1] != null);
+    const max = Math.max(1e-9, ...pts.map((p) => Math.abs(p[1])));
+    const w = 300, h = 60, n = Math.max(1, vals.length - 1);
+    const xy = pts.map(([i, v]) => `${((i / n) * w).toFixed(1)},${(h - 4 - (Math.max(v, 0) / max) * (h - 8)).toFixed(1)}`).join(" ");
+    return `<div><h3>${label}</h3><svg viewBox="0 0 ${w} ${h}" class="trend" data-series="${label}" style="width:100%;height:70px" role="img" aria-label="${label} over runs"><polyline fill="none" stroke="#4f46e5" stroke-width="2" points="${xy}"/></svg><span class="muted" data-range="${label}">${num(vals[first])} → ${num(vals[last])}</span></div>`;
+  };
+  const rows = seg.spectrum.map((f) => `<tr><td>${esc(f.feature)}</td><td class="num">${pct(f.share[first] || 0)}</td><td class="num">${pct(f.share[last] || 0)}</td></tr>`).join("");
+  return `${head}<span class="muted">${esc(t.runs[first].as_of || t.runs[first].run_id)} → ${esc(t.runs[last].as_of || t.runs[last].run_id)}, ${num(last - first + 1)} runs</span>
+    <div class="two">${line(seg.outlets, "outlets")}${line(seg.value, "value")}</div>
+    <table><thead><tr><th>feature</th><th class="num">first run</th><th class="num">latest run</th></tr></thead><tbody>${rows}</tbody></table></div>`;
 }
 
 function patternBlock(p) {
@@ -320,12 +343,17 @@ function outletSegmentation(v) {
   const spec = v.spectrum.slice(0, 14);
   const max = Math.max(0.0001, ...spec.map((f) => Math.max(f.outlet_share, f.segment_share)));
   const r = v.recommendations || {};
-  const list = (title, items) => `<div><h3>${title}</h3>${items && items.length ? `<ol>${items.map((i) => `<li>${esc(i.sku_id)} <span class="muted">× ${num(i.suggested_quantity)} · score ${fmt1.format(i.score)}</span></li>`).join("")}</ol>` : '<p class="muted">Nothing now.</p>'}</div>`;
+  const notes = v.recommendation_notes || {};
+  const list = (title, key) => {
+    const items = r[key];
+    const empty = `<p class="muted" data-note="${esc(key)}">${esc(notes[key] || "Nothing now.")}</p>`;
+    return `<div><h3>${title}</h3>${items && items.length ? `<ol>${items.map((i) => `<li data-sku="${esc(i.sku_id)}">${esc(i.sku_id)} <span class="muted">× ${num(i.suggested_quantity)} · score ${fmt1.format(i.score)}</span>${i.reason ? `<div class="muted reason">${esc(i.reason)}</div>` : ""}</li>`).join("")}</ol>` : empty}</div>`;
+  };
   return `<div class="card" style="margin-top:16px"><h2>${esc(v.segmentation)}: ${esc(v.segment_name)} <span class="badge">${esc(v.segment_id)}</span></h2>${tags(v.tags)}
     <div class="stats"><div class="stat"><b>${num(v.value)}</b><span>net value in window</span></div><div class="stat"><b>${num(v.potential)}</b><span>potential</span></div>
     <div class="stat"><b>${fmt1.format(100 * v.confidence)}%</b><span>confidence</span></div><div class="stat"><b>${esc(v.change)}</b><span>${v.previous_segment_id ? "from " + esc(v.previous_segment_id) : "since last run"}</span></div></div>
     <div class="two"><div><h3>Spectrum: outlet (colour) vs segment (grey)</h3><table>${spec.map((f) => `<tr><td>${esc(f.feature)}</td><td style="width:55%"><div class="bar" style="width:${(100 * f.outlet_share) / max}%"></div><div class="bar avg" style="width:${(100 * f.segment_share) / max}%;margin-top:2px"></div></td><td class="num">${pct(f.outlet_share)}</td><td class="num muted">${pct(f.segment_share)}</td></tr>`).join("")}</table></div>
-    <div><h3>Recommendations</h3><div class="recs" style="grid-template-columns:1fr 1fr">${list("New for outlet", r.new_for_outlet)}${list("Should have", r.should_have)}${list("Popular in segment", r.popular_in_segment)}${list("Seasonal soon", r.seasonal_soon)}</div></div></div></div>`;
+    <div><h3>Recommendations</h3><div class="recs" style="grid-template-columns:1fr 1fr">${list("New for outlet", "new_for_outlet")}${list("Should have", "should_have")}${list("Popular in segment", "popular_in_segment")}${list("Seasonal soon", "seasonal_soon")}</div></div></div></div>`;
 }
 
 async function viewPipeline() {
@@ -345,10 +373,12 @@ async function viewPipeline() {
     ${s.runs.map((r) => `<tr><td>${esc(r.run_id)}</td><td class="num">${esc(r.segments)}</td>${qualityKeys(s.runs).map((key) => `<td class="num">${q(r.quality?.[key])}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`).join("")}`;
 }
 
+// The run qualities the pipeline page shows, in reading order (the API's JSON objects
+// come key-sorted, so their order says nothing).
+const QUALITY = ["silhouette", "inertia", "ari_previous", "outlets_assigned", "outlets_new", "outlets_moved", "outlets_left", "duration_ms"];
+
 function qualityKeys(runs) {
-  const keys = new Set();
-  runs.forEach((r) => Object.entries(r.quality || {}).forEach(([k, v]) => { if (typeof v !== "object" || v === null) keys.add(k); }));
-  return [...keys].slice(0, 8);
+  return QUALITY.filter((k) => runs.some((r) => r.quality && r.quality[k] != null));
 }
 
 // The parameters a person edits, from a form, as changes against `cur`.

@@ -445,6 +445,7 @@ pub fn compute(
         k_check: clustered.k_check(sil, previous),
         hold: None,
         movement: detected.as_ref().map(|d| d.report.clone()),
+        recommendations: None,
     };
     let movements = detect::explain_moves(
         &assignments,

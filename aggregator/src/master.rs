@@ -1,122 +1,20 @@
-//! Current master data: the latest record per outlet and per SKU from the changelogs in
-//! `master/outlets/` and `master/skus/` (greatest (`kafka_timestamp_ms`,
-//! `source_offset`) wins; `deleted = true` removes the id), and the tables the feature
-//! queries join: SKU → level value, and outlets with their JSON attributes spread into
-//! columns so a segmentation's `filter` can name them.
+//! The tables the feature queries join, from current master data
+//! ([`spectra_core::tables::master`]): SKU → level value, and outlets with their JSON
+//! attributes spread into columns so a segmentation's `filter` can name them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Builder, RecordBatch, StringBuilder};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema};
 use serde_json::Value;
 use spectra_core::config::AttributeType;
-use spectra_core::schema::from_parquet;
-use spectra_core::Storage;
+pub use spectra_core::tables::master::{attribute_text, current, Current, Record};
 
 use crate::Error;
 
 /// The feature an SKU missing from master data counts under.
 pub const UNKNOWN: &str = "unknown";
-
-/// A current master record: its text fields by column name.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Record {
-    /// Text columns (`name`, `region`, `category`, …) that are not null.
-    pub fields: BTreeMap<String, String>,
-    /// The `attributes` JSON object, parsed (empty when absent or not an object).
-    pub attributes: serde_json::Map<String, Value>,
-    /// The `attributes` column as stored.
-    pub attributes_json: Option<String>,
-}
-
-/// The current records of one master table, by id.
-pub type Current = HashMap<String, Record>;
-
-/// Reads the changelog under `dir` (`master/outlets/` or `master/skus/`) and keeps the
-/// latest record per id; `id_column` names the id.
-pub async fn current(storage: &Storage, dir: &str, id_column: &str) -> Result<Current, Error> {
-    // id → ((timestamp, offset), record or None when deleted)
-    let mut latest: HashMap<String, ((i64, i64), Option<Record>)> = HashMap::new();
-    for obj in storage.list(dir).await? {
-        if !obj.path.ends_with(".parquet") {
-            continue;
-        }
-        let data = storage
-            .get(&obj.path)
-            .await?
-            .ok_or_else(|| Error::Corrupt(format!("{} vanished while reading", obj.path)))?;
-        for b in from_parquet(data)? {
-            read_batch(&b, &obj.path, id_column, &mut latest)?;
-        }
-    }
-    Ok(latest
-        .into_iter()
-        .filter_map(|(id, (_, r))| r.map(|r| (id, r)))
-        .collect())
-}
-
-fn read_batch(
-    b: &RecordBatch,
-    path: &str,
-    id_column: &str,
-    latest: &mut HashMap<String, ((i64, i64), Option<Record>)>,
-) -> Result<(), Error> {
-    let col = |name: &str| {
-        b.column_by_name(name)
-            .ok_or_else(|| Error::Corrupt(format!("{path}: no column `{name}`")))
-    };
-    let ids = col(id_column)?.as_string::<i32>();
-    let ts = col("kafka_timestamp_ms")?.as_primitive::<Int64Type>();
-    let offsets = col("source_offset")?.as_primitive::<Int64Type>();
-    let deleted = col("deleted")?.as_boolean();
-    let schema = b.schema();
-    let text: Vec<(&str, &ArrayRef)> = schema
-        .fields()
-        .iter()
-        .zip(b.columns())
-        .filter(|(f, _)| {
-            f.data_type() == &DataType::Utf8 && f.name() != id_column && f.name() != "source_topic"
-        })
-        .map(|(f, c)| (f.name().as_str(), c))
-        .collect();
-    for i in 0..b.num_rows() {
-        let key = (ts.value(i), offsets.value(i));
-        let id = ids.value(i);
-        if latest.get(id).is_some_and(|(k, _)| *k > key) {
-            continue;
-        }
-        let record = (!deleted.value(i)).then(|| {
-            let mut r = Record::default();
-            for (name, c) in &text {
-                let c = c.as_string::<i32>();
-                if c.is_valid(i) {
-                    let v = c.value(i).to_owned();
-                    if *name == "attributes" {
-                        if let Ok(Value::Object(m)) = serde_json::from_str(&v) {
-                            r.attributes = m;
-                        }
-                        r.attributes_json = Some(v);
-                    } else {
-                        r.fields.insert((*name).to_owned(), v);
-                    }
-                }
-            }
-            r
-        });
-        latest.insert(id.to_owned(), (key, record));
-    }
-    Ok(())
-}
-
-/// An attribute value as text (strings as they are, numbers and booleans as JSON).
-pub fn attribute_text(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
 
 /// The value of a segmentation's level for a current SKU: `category`, `subcategory`,
 /// `brand`, `sku` (the id itself) or `attribute:<name>`; missing values are

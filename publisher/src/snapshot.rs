@@ -43,6 +43,9 @@ pub struct Snapshot {
     pub kpis: Vec<OutletKpi>,
     /// The window of the segmentation, days.
     pub window_days: u32,
+    /// Current SKU names from master data (`master/skus/`), by SKU id, read with the
+    /// run; joined wherever a person reads an SKU id.
+    pub sku_names: HashMap<String, String>,
     kpi_index: HashMap<String, usize>,
     assignment_index: HashMap<String, usize>,
 }
@@ -72,12 +75,14 @@ impl Snapshot {
             .collect();
         let profiles = std::mem::take(&mut run.profiles);
         let recommendations = std::mem::take(&mut run.recommendations);
+        let sku_names = spectra_core::tables::master::sku_names(storage).await?;
         Ok(Self {
             run,
             profiles,
             recommendations,
             kpis,
             window_days,
+            sku_names,
             kpi_index,
             assignment_index,
         })
@@ -168,7 +173,35 @@ impl Snapshot {
         p.name = l.name;
         p.description = l.description;
         p.tags = l.tags;
-        serde_json::to_value(p).unwrap_or(Value::Null)
+        for pattern in &mut p.patterns {
+            if let Some(lead) = pattern.skus.first() {
+                if let Some(name) = self.sku_names.get(&lead.sku_id) {
+                    let led = format!("led by {}", lead.sku_id);
+                    pattern.name = pattern.name.replace(&led, &format!("led by {name}"));
+                }
+            }
+        }
+        let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+        if let Some(patterns) = v.get_mut("patterns").and_then(Value::as_array_mut) {
+            for pattern in patterns {
+                if let Some(skus) = pattern.get_mut("skus").and_then(Value::as_array_mut) {
+                    skus.iter_mut().for_each(|k| self.name_sku(k));
+                }
+            }
+        }
+        v
+    }
+
+    /// Puts the SKU's master-data name beside its id (`sku_name`, absent when master
+    /// data has none) in an object carrying `sku_id`.
+    pub fn name_sku(&self, item: &mut Value) {
+        let name = item
+            .get("sku_id")
+            .and_then(Value::as_str)
+            .and_then(|id| self.sku_names.get(id));
+        if let (Some(name), Some(o)) = (name, item.as_object_mut()) {
+            o.insert("sku_name".to_owned(), json!(name));
+        }
     }
 
     /// An outlet recommendations message (contract §3.3).
@@ -182,7 +215,10 @@ impl Snapshot {
             "run_id": self.run.latest.run_id,
             "as_of": self.run.latest.as_of.to_string(),
         });
-        if let (Value::Object(m), Ok(Value::Object(body))) = (&mut v, serde_json::to_value(r)) {
+        if let (Value::Object(m), Ok(Value::Object(mut body))) = (&mut v, serde_json::to_value(r)) {
+            for list in body.values_mut().filter_map(Value::as_array_mut) {
+                list.iter_mut().for_each(|item| self.name_sku(item));
+            }
             m.extend(body);
         }
         Some(v)

@@ -116,6 +116,20 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         );
         assert!(spectrum.windows(2).all(|w| w[0].share >= w[1].share));
         assert!(!served::patterns(p).is_empty(), "{id}");
+        // SKUs carry their master-data names; a pattern is named after its leader's.
+        for pattern in p["patterns"].as_array().unwrap() {
+            for k in pattern["skus"].as_array().unwrap() {
+                assert_eq!(k["sku_name"], sku_name(fx, &k["sku_id"]), "{id}: {k}");
+            }
+            let lead = &pattern["skus"][0]["sku_name"];
+            assert!(
+                pattern["name"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("led by {}", lead.as_str().unwrap())),
+                "{id}: {pattern}"
+            );
+        }
         // Region, channel and size: every outlet has one value, shares sum to 1.
         for attr in ["region", "channel", "size"] {
             let values = served::attribute(p, attr);
@@ -210,9 +224,11 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         a.potential
     );
     assert!(view["recommendations"]["should_have"].is_array());
-    // Every item says why it is on its list; the run's notes come with the view.
+    // Every item says why it is on its list and carries the SKU's name; the run's
+    // notes come with the view.
     for list in spectra_core::tables::runs::REC_LISTS {
         for item in view["recommendations"][list].as_array().unwrap() {
+            assert_eq!(item["sku_name"], sku_name(fx, &item["sku_id"]), "{item}");
             assert!(
                 item["reason"].as_str().is_some_and(|r| r.len() > 30),
                 "{list}: {item}"
@@ -432,4 +448,17 @@ async fn editing_is_forbidden_without_a_configured_token() {
     let v: Value = r.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("publish.api_token"));
     token.cancel();
+}
+
+/// The name the fixture's SKU master gives an SKU id.
+fn sku_name(fx: &spectra_tests::fixture::Fixture, id: &serde_json::Value) -> serde_json::Value {
+    let id = id.as_str().unwrap();
+    serde_json::Value::from(
+        fx.skus
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("{id} in the catalogue"))
+            .name
+            .clone(),
+    )
 }

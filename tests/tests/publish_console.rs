@@ -323,6 +323,13 @@ async fn outlet_page_lists_each_recommendation_with_its_reason() {
                 item["reason"].as_str().unwrap_or(""),
             );
             assert!(reason.len() > 30, "{list} {sku} has a reason: {item}");
+            let name = item["sku_name"].as_str().expect("a name from master data");
+            assert!(
+                dom.contains(&format!(
+                    "data-sku=\"{sku}\">{name} <span class=\"muted\">{sku}</span>"
+                )),
+                "{list} {sku} shows as {name}"
+            );
             assert!(
                 dom.contains(&format!("data-sku=\"{sku}\"")) && dom.contains(reason),
                 "{list} {sku} with its reason `{reason}` on the page"

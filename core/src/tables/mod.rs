@@ -21,6 +21,7 @@
 pub mod definitions;
 pub mod features;
 pub mod layout;
+pub mod master;
 pub mod model;
 pub mod profile;
 pub mod runs;

@@ -81,10 +81,7 @@ pub(super) async fn trends(
             .filter(|sn| sn.profiles.iter().any(|p| p.segment_id == id))
             .map_or_else(|| newest.name.clone(), |sn| sn.label(&s.metadata, id).name);
         let of = |g: &dyn Fn(&SegmentProfile) -> Value| -> Vec<Value> {
-            series
-                .iter()
-                .map(|p| p.map_or(Value::Null, g))
-                .collect()
+            series.iter().map(|p| p.map_or(Value::Null, g)).collect()
         };
         let features: Vec<&str> = newest
             .spectrum

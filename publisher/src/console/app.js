@@ -255,7 +255,7 @@ function trendCard(t, id) {
 }
 
 function patternBlock(p) {
-  const skus = (p.skus || []).map((k) => `${esc(k.sku_id)} ${fmt1.format(k.share_pct ?? 100 * (k.share || 0))}%`).join(", ");
+  const skus = (p.skus || []).map((k) => `<span data-sku="${esc(k.sku_id)}" title="${esc(k.sku_id)}">${esc(k.sku_name || k.sku_id)}</span> ${fmt1.format(k.share_pct ?? 100 * (k.share || 0))}%`).join(", ");
   return `<div class="pattern"><b>${esc(p.name || p.feature)}</b>${p.outlets_share != null ? ` <span class="muted">(${pct(p.outlets_share)} of outlets)</span>` : ""}<div class="skus">${skus}</div></div>`;
 }
 
@@ -347,7 +347,7 @@ function outletSegmentation(v) {
   const list = (title, key) => {
     const items = r[key];
     const empty = `<p class="muted" data-note="${esc(key)}">${esc(notes[key] || "Nothing now.")}</p>`;
-    return `<div><h3>${title}</h3>${items && items.length ? `<ol>${items.map((i) => `<li data-sku="${esc(i.sku_id)}">${esc(i.sku_id)} <span class="muted">× ${num(i.suggested_quantity)} · score ${fmt1.format(i.score)}</span>${i.reason ? `<div class="muted reason">${esc(i.reason)}</div>` : ""}</li>`).join("")}</ol>` : empty}</div>`;
+    return `<div><h3>${title}</h3>${items && items.length ? `<ol>${items.map((i) => `<li data-sku="${esc(i.sku_id)}">${esc(i.sku_name || i.sku_id)}${i.sku_name ? ` <span class="muted">${esc(i.sku_id)}</span>` : ""} <span class="muted">× ${num(i.suggested_quantity)} · score ${fmt1.format(i.score)}</span>${i.reason ? `<div class="muted reason">${esc(i.reason)}</div>` : ""}</li>`).join("")}</ol>` : empty}</div>`;
   };
   return `<div class="card" style="margin-top:16px"><h2>${esc(v.segmentation)}: ${esc(v.segment_name)} <span class="badge">${esc(v.segment_id)}</span></h2>${tags(v.tags)}
     <div class="stats"><div class="stat"><b>${num(v.value)}</b><span>net value in window</span></div><div class="stat"><b>${num(v.potential)}</b><span>potential</span></div>

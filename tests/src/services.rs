@@ -223,3 +223,53 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// The SKU names fed on a SKUs topic: the `name` of each key's last message.
+pub fn fed_sku_names(topic: &str) -> BTreeMap<String, String> {
+    crate::compacted(topic)
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v["name"].as_str()?.to_owned())))
+        .filter(|(_, n)| !n.trim().is_empty())
+        .collect()
+}
+
+/// Puts `sku_name` beside every `sku_id` of the objects in `items` that master data
+/// names (the publisher's join, as the README documents it).
+fn name_items(items: Option<&mut Vec<Value>>, names: &BTreeMap<String, String>) {
+    for item in items.into_iter().flatten() {
+        let name = item["sku_id"]
+            .as_str()
+            .and_then(|id| names.get(id))
+            .cloned();
+        if let (Some(n), Some(o)) = (name, item.as_object_mut()) {
+            o.insert("sku_name".to_owned(), Value::from(n));
+        }
+    }
+}
+
+/// A run's profile (as in `profiles.json`) as the publisher serves it: pattern SKUs
+/// with their names, and each pattern named after its leading SKU's name.
+pub fn named_profile(mut profile: Value, names: &BTreeMap<String, String>) -> Value {
+    for pattern in profile["patterns"].as_array_mut().into_iter().flatten() {
+        let lead = pattern["skus"][0]["sku_id"].as_str().map(str::to_owned);
+        if let Some(name) = lead.as_ref().and_then(|id| names.get(id)) {
+            let renamed = pattern["name"].as_str().unwrap_or_default().replace(
+                &format!("led by {}", lead.unwrap()),
+                &format!("led by {name}"),
+            );
+            pattern["name"] = Value::from(renamed);
+        }
+        name_items(pattern["skus"].as_array_mut(), names);
+    }
+    profile
+}
+
+/// An outlet's recommendation lists (an object of lists) with each item's SKU name.
+pub fn named_recommendations(mut lists: Value, names: &BTreeMap<String, String>) -> Value {
+    if let Some(o) = lists.as_object_mut() {
+        for list in o.values_mut() {
+            name_items(list.as_array_mut(), names);
+        }
+    }
+    lists
+}

@@ -136,7 +136,10 @@ fn the_published_profile_is_the_runs_profile_field_by_field() {
     });
     assert_eq!(stored.len(), 3, "three segments");
 
-    // The topic carries the run's profiles, unchanged (nobody named a segment).
+    // The topic carries the run's profiles, unchanged (nobody named a segment) but for
+    // the SKU names master data gives (the publisher's join).
+    let skus = spectra_tests::services::fed_sku_names(&setup.skus);
+    assert!(!skus.is_empty(), "the feed names its SKUs");
     let topic = compacted(&format!("{prefix}.profiles"));
     assert_eq!(
         topic.len(),
@@ -149,7 +152,12 @@ fn the_published_profile_is_the_runs_profile_field_by_field() {
             .values()
             .find(|v| v["segment_id"] == id)
             .unwrap_or_else(|| panic!("segment {id} is not on the topic"));
-        let (a, b) = (p.as_object().unwrap(), published.as_object().unwrap());
+        let named = spectra_tests::services::named_profile(p.clone(), &skus);
+        assert!(
+            named["patterns"][0]["skus"][0]["sku_name"].is_string(),
+            "{id}: the leading SKU has a name"
+        );
+        let (a, b) = (named.as_object().unwrap(), published.as_object().unwrap());
         assert_eq!(
             a.keys().collect::<Vec<_>>(),
             b.keys().collect::<Vec<_>>(),

@@ -120,6 +120,7 @@ fn rename(env: &Env, segment: &str, name: &str) {
 
 /// What the latest run says every output topic must hold, with the names set.
 fn expected(
+    env: &Env,
     storage: &Storage,
     names: &BTreeMap<String, String>,
 ) -> (
@@ -142,6 +143,8 @@ fn expected(
             None => (p.name.clone(), p.tags.clone()),
         }
     };
+    // SKU names come from the master data fed.
+    let skus = spectra_tests::services::fed_sku_names(&env.setup.skus);
     let mut profiles = BTreeMap::new();
     let mut labels = BTreeMap::new();
     for p in &run.profiles {
@@ -152,7 +155,7 @@ fn expected(
         p.tags = tags;
         profiles.insert(
             format!("{NAME}:{}", p.segment_id),
-            serde_json::to_value(&p).unwrap(),
+            spectra_tests::services::named_profile(serde_json::to_value(&p).unwrap(), &skus),
         );
     }
     let assignments = run
@@ -177,7 +180,10 @@ fn expected(
                 .unwrap_or_default();
             (
                 format!("{NAME}:{}", a.outlet_id),
-                serde_json::to_value(r).unwrap(),
+                spectra_tests::services::named_recommendations(
+                    serde_json::to_value(r).unwrap(),
+                    &skus,
+                ),
             )
         })
         .collect();
@@ -221,7 +227,7 @@ fn assert_topics_equal_latest_run(
     names: &BTreeMap<String, String>,
     when: &str,
 ) {
-    let (ea, ep, er) = expected(storage, names);
+    let (ea, ep, er) = expected(env, storage, names);
     let (ta, tp, tr) = on_topics(env);
     let diff = |e: &BTreeMap<String, Value>, t: &BTreeMap<String, Value>| -> Vec<String> {
         let keys: BTreeSet<&String> = e.keys().chain(t.keys()).collect();
@@ -410,7 +416,7 @@ fn sigkilled_publishers_leave_the_compacted_topics_equal_to_the_latest_run() {
         Some(format!("{NAME}:GHOST").as_bytes()),
         Some(br#"{"segment_id":"S9"}"#),
     );
-    let (ea, _, _) = expected(&storage, &names);
+    let (ea, _, _) = expected(&env, &storage, &names);
     let victim = ea.keys().next().unwrap().clone();
     send(
         &p,

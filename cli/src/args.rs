@@ -155,7 +155,8 @@ pub enum Command {
         #[arg(long)]
         to_day: Option<u32>,
     },
-    /// CSV or JSON-lines files (invoices, outlets, SKUs) onto the input topics.
+    /// CSV, spreadsheet or JSON-lines files (invoices, outlets, SKUs) onto the input
+    /// topics.
     Load {
         #[command(flatten)]
         common: Common,
@@ -166,7 +167,8 @@ pub enum Command {
         #[arg(long)]
         preset: Option<String>,
         /// Column mapping `field=EXPR`: EXPR is a column, `=literal`, `A*B` or `@seq`;
-        /// `outlet.FIELD=…` and `sku.FIELD=…` map derived master data.
+        /// `attributes.NAME=…` fills an outlet or SKU attribute; `outlet.FIELD=…` and
+        /// `sku.FIELD=…` map derived master data. An unknown field is refused.
         #[arg(long, value_name = "FIELD=EXPR")]
         map: Vec<String>,
         /// Also send the outlets and SKUs seen in invoice files to the master topics.
@@ -178,7 +180,10 @@ pub enum Command {
         /// Hide the progress bar.
         #[arg(long)]
         no_progress: bool,
-        /// Files: .csv, .jsonl (optionally .gz).
+        /// The sheet of spreadsheet files (default: the first).
+        #[arg(long)]
+        sheet: Option<String>,
+        /// Files: .csv, .jsonl (optionally .gz), .xlsx, .xls, .xlsb, .ods.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },

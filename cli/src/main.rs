@@ -259,6 +259,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             derive_master,
             rejects,
             no_progress,
+            sheet,
         } => {
             let cfg = load_config(&common)?;
             let opts = spectra_ingest::load::LoadOptions {
@@ -269,6 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 derive_master,
                 rejects,
                 progress: !no_progress,
+                sheet,
             };
             let s = spectra_ingest::load::run(&cfg, opts).await?;
             let rejected: BTreeMap<_, _> = s.rejected.clone();

@@ -1,9 +1,15 @@
-//! `spectra load`: CSV or JSON-lines files of invoices, outlets or SKUs onto the input
-//! topics, with a column mapping for other layouts.
+//! `spectra load`: CSV, spreadsheet (XLSX, XLS, ODS: read with `calamine`) or
+//! JSON-lines files of invoices, outlets or SKUs onto the input topics, with a column
+//! mapping for other layouts.
 //!
 //! A mapping is `field=EXPR` where EXPR is a column name, `=literal` (a constant),
 //! `A*B` (the product of two numeric columns, e.g. quantity × unit price) or `@seq`
-//! (the line's position within its invoice, counted in file order). The preset
+//! (the line's position within its invoice, counted in file order). `field` is one of
+//! the message's fields (contract §2), `attributes.NAME` for an outlet or SKU
+//! attribute, and `outlet.…` / `sku.…` for master data derived from invoice files; any
+//! other field is refused before anything is sent. A spreadsheet's first sheet (or
+//! `--sheet`) is read as a CSV file would be: its first row names the columns, dates
+//! become ISO dates, whole numbers have no `.0`. The preset
 //! `online-retail` maps the UCI Online Retail file (CustomerID → outlet, StockCode →
 //! SKU, Quantity × UnitPrice → net value). Rows that cannot become a valid message are
 //! not sent; they are counted by reason and, with `--rejects FILE`, written out.
@@ -66,6 +72,8 @@ pub struct LoadOptions {
     pub rejects: Option<PathBuf>,
     /// Show a progress bar.
     pub progress: bool,
+    /// The sheet of spreadsheet files (default: the first).
+    pub sheet: Option<String>,
 }
 
 /// What a load did.
@@ -166,10 +174,15 @@ impl RowMapper {
         let seq = &mut self.seq;
         let invoice_col = self.invoice_col;
         for (f, e, idx) in &self.plan {
-            let (target, field) = match f.split_once('.') {
+            let (target, path) = match f.split_once('.') {
                 Some(("outlet", x)) => (&mut out.outlet, x),
                 Some(("sku", x)) => (&mut out.sku, x),
                 _ => (&mut out.record, f.as_str()),
+            };
+            // `attributes.NAME` goes into the record's `attributes` object.
+            let (field, attribute) = match path.split_once('.') {
+                Some(("attributes", a)) => ("attributes", Some(a)),
+                _ => (path, None),
             };
             let v = match e {
                 Expr::Literal(l) => Value::String(l.clone()),
@@ -231,7 +244,23 @@ impl RowMapper {
                     }
                 }
             };
-            target.insert(field.to_owned(), v);
+            match attribute {
+                Some(a) => {
+                    let v = match v {
+                        Value::String(t) if matches!(e, Expr::Column(_)) => attribute_value(&t),
+                        v => v,
+                    };
+                    if let Value::Object(m) = target
+                        .entry("attributes")
+                        .or_insert_with(|| Value::Object(Map::new()))
+                    {
+                        m.insert(a.to_owned(), v);
+                    }
+                }
+                None => {
+                    target.insert(field.to_owned(), v);
+                }
+            }
         }
         match bad {
             Some(reason) => Err(reason),
@@ -258,6 +287,97 @@ pub fn mapping(preset_name: Option<&str>, flags: &[String]) -> Result<Vec<(Strin
         maps.push((f.to_owned(), parse_expr(e.trim())));
     }
     Ok(maps)
+}
+
+/// The fields a mapping may fill, per kind of file (contract §2).
+const INVOICE_FIELDS: &[&str] = &[
+    "distributor_id",
+    "invoice_id",
+    "line_no",
+    "invoice_date",
+    "outlet_id",
+    "sku_id",
+    "quantity",
+    "net_value",
+    "currency",
+];
+const OUTLET_FIELDS: &[&str] = &["outlet_id", "name", "region", "channel"];
+const SKU_FIELDS: &[&str] = &["sku_id", "name", "category", "subcategory", "brand"];
+
+/// Refuses a mapping to a field the kind of file has no place for (it would be sent
+/// and then ignored): `attributes.NAME` fills an outlet's or SKU's attributes,
+/// `outlet.…` and `sku.…` the master data derived from invoice files.
+pub fn check_fields(kind: Kind, maps: &[(String, Expr)]) -> Result<(), Error> {
+    let master = |fields: &[&str], f: &str| {
+        fields.contains(&f) || f.strip_prefix("attributes.").is_some_and(|a| !a.is_empty())
+    };
+    for (f, _) in maps {
+        let ok = match kind {
+            Kind::Invoices => match f.split_once('.') {
+                Some(("outlet", x)) => master(OUTLET_FIELDS, x),
+                Some(("sku", x)) => master(SKU_FIELDS, x),
+                _ => INVOICE_FIELDS.contains(&f.as_str()),
+            },
+            Kind::Outlets => master(OUTLET_FIELDS, f),
+            Kind::Skus => master(SKU_FIELDS, f),
+        };
+        if !ok {
+            let (known, extra) = match kind {
+                Kind::Invoices => (
+                    INVOICE_FIELDS,
+                    ", outlet.FIELD and sku.FIELD (with attributes.NAME) for --derive-master",
+                ),
+                Kind::Outlets => (OUTLET_FIELDS, ", attributes.NAME"),
+                Kind::Skus => (SKU_FIELDS, ", attributes.NAME"),
+            };
+            return Err(Error::Load(format!(
+                "mapping names field `{f}`, which {kind:?} messages do not have; known: {}{extra}",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An attribute's value from text: a number when the text is one exactly as written
+/// (`4`, `12.5`), text otherwise (`007`, `12.50`, `M`), so no code loses a digit.
+pub fn attribute_value(raw: &str) -> Value {
+    match raw.parse::<f64>() {
+        Ok(x) if x.is_finite() && number_text(x) == raw => Value::from(x),
+        _ => Value::String(raw.to_owned()),
+    }
+}
+
+/// A number as a spreadsheet shows it: whole numbers without a fraction.
+fn number_text(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        x.to_string()
+    }
+}
+
+/// A spreadsheet cell as text: dates as ISO dates (with the time when it is not
+/// midnight), whole numbers without `.0`, an error cell as its code (`#N/A`).
+pub fn cell_text(c: &calamine::Data) -> String {
+    use calamine::Data;
+    match c {
+        Data::Empty => String::new(),
+        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+        Data::Bool(b) => b.to_string(),
+        Data::Int(i) => i.to_string(),
+        Data::Float(f) => number_text(*f),
+        Data::DateTime(d) if d.is_datetime() => {
+            let (y, m, day, h, min, sec, _) = d.to_ymd_hms_milli();
+            if (h, min, sec) == (0, 0, 0) {
+                format!("{y:04}-{m:02}-{day:02}")
+            } else {
+                format!("{y:04}-{m:02}-{day:02}T{h:02}:{min:02}:{sec:02}")
+            }
+        }
+        Data::DateTime(d) => number_text(d.as_f64()),
+        Data::Error(e) => e.to_string(),
+    }
 }
 
 fn preset(name: &str) -> Result<Vec<(&'static str, &'static str)>, Error> {
@@ -335,6 +455,46 @@ fn is_jsonl(path: &Path) -> bool {
     let name = path.to_string_lossy();
     let name = name.trim_end_matches(".gz");
     name.ends_with(".jsonl") || name.ends_with(".json") || name.ends_with(".ndjson")
+}
+
+fn is_spreadsheet(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| {
+            matches!(
+                e.to_ascii_lowercase().as_str(),
+                "xlsx" | "xlsm" | "xlsb" | "xls" | "ods"
+            )
+        })
+}
+
+/// The rows of a spreadsheet's sheet (`sheet`, or the first) as text records, the
+/// first one being the header.
+fn spreadsheet_rows(file: &Path, sheet: Option<&str>) -> Result<Vec<csv::StringRecord>, Error> {
+    use calamine::Reader;
+    let err = |e: String| Error::Load(format!("{}: {e}", file.display()));
+    let mut wb = calamine::open_workbook_auto(file).map_err(|e| err(e.to_string()))?;
+    let names = wb.sheet_names();
+    let name = match sheet {
+        Some(s) if names.iter().any(|n| n == s) => s.to_owned(),
+        Some(s) => {
+            return Err(err(format!(
+                "no sheet `{s}` (sheets: {})",
+                names.join(", ")
+            )))
+        }
+        None => names
+            .first()
+            .cloned()
+            .ok_or_else(|| err("the workbook has no sheet".to_owned()))?,
+    };
+    let range = wb
+        .worksheet_range(&name)
+        .map_err(|e| err(format!("sheet `{name}`: {e}")))?;
+    Ok(range
+        .rows()
+        .map(|r| r.iter().map(cell_text).collect::<csv::StringRecord>())
+        .collect())
 }
 
 /// Loads the files onto the topic of their kind.
@@ -452,7 +612,8 @@ fn load_jsonl(
     Ok(())
 }
 
-/// Maps and sends a CSV file row by row; a row that breaks a rule goes to `reject`.
+/// Maps and sends a CSV file or a spreadsheet's sheet row by row; a row that breaks a
+/// rule goes to `reject`.
 #[allow(clippy::too_many_arguments)] // the load's parts, each used once
 fn load_csv(
     file: &Path,
@@ -464,26 +625,47 @@ fn load_csv(
     reject: &mut dyn FnMut(u64, String),
     bar: &ProgressBar,
 ) -> Result<(), Error> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(open(file)?);
-    let headers = rdr
-        .headers()
-        .map_err(|e| {
-            Error::Load(format!(
-                "{}: cannot read the header row: {e}",
-                file.display()
-            ))
-        })?
-        .clone();
+    // A spreadsheet is read whole (the reader holds its sheet anyway); a CSV file row
+    // by row.
+    let mut sheet: Option<std::vec::IntoIter<csv::StringRecord>> = None;
+    let mut rdr = None;
+    let headers = if is_spreadsheet(file) {
+        let mut rows = spreadsheet_rows(file, opts.sheet.as_deref())?.into_iter();
+        let headers = rows.next().ok_or_else(|| {
+            Error::Load(format!("{}: the sheet is empty", file.display()))
+        })?;
+        sheet = Some(rows);
+        headers
+    } else {
+        let mut r = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_reader(open(file)?);
+        let headers = r
+            .headers()
+            .map_err(|e| {
+                Error::Load(format!(
+                    "{}: cannot read the header row: {e}",
+                    file.display()
+                ))
+            })?
+            .clone();
+        rdr = Some(r);
+        headers
+    };
     let mut mapper = RowMapper::new(&headers, maps)
         .map_err(|e| Error::Load(format!("{}: {e}", file.display())))?;
     let mut record = csv::StringRecord::new();
     let mut row = 0u64;
-    while rdr
-        .read_record(&mut record)
-        .map_err(|e| Error::Load(format!("{}: row {}: {e}", file.display(), row + 2)))?
-    {
+    let mut next = |record: &mut csv::StringRecord, row: u64| -> Result<bool, Error> {
+        if let Some(rows) = sheet.as_mut() {
+            return Ok(rows.next().map(|r| *record = r).is_some());
+        }
+        rdr.as_mut()
+            .expect("a CSV reader")
+            .read_record(record)
+            .map_err(|e| Error::Load(format!("{}: row {}: {e}", file.display(), row + 2)))
+    };
+    while next(&mut record, row)? {
         row += 1;
         bar.inc(1);
         let (obj, outlet, sku) = match mapper.map(&record) {
@@ -524,6 +706,7 @@ fn load_blocking(cfg: &Config, opts: &LoadOptions) -> Result<LoadSummary, Error>
     // The bounds ingest applies, so a row beyond them is reported here, by row.
     let limits = Limits::today(&cfg.ingest);
     let maps = mapping(opts.preset.as_deref(), &opts.maps)?;
+    check_fields(opts.kind, &maps)?;
     let counting = Arc::new(Counting::default());
     let producer: ThreadedProducer<LoadContext> = client_config(cfg)
         .set("linger.ms", "20")
@@ -568,7 +751,7 @@ fn load_blocking(cfg: &Config, opts: &LoadOptions) -> Result<LoadSummary, Error>
         }
         if maps.is_empty() {
             return Err(Error::Load(format!(
-                "{}: a CSV file needs a mapping (--preset or --map field=COLUMN)",
+                "{}: a CSV or spreadsheet file needs a mapping (--preset or --map field=COLUMN)",
                 file.display()
             )));
         }
@@ -608,4 +791,74 @@ fn load_blocking(cfg: &Config, opts: &LoadOptions) -> Result<LoadSummary, Error>
     summary.sent = ok - summary.master_sent;
     let _ = std::io::stderr().flush();
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn maps(m: &[&str]) -> Vec<(String, Expr)> {
+        mapping(None, &m.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn a_mapping_to_a_field_the_message_has_no_place_for_is_refused() {
+        let ok = maps(&["outlet_id=Id", "name=Shop", "attributes.size=Size"]);
+        assert!(check_fields(Kind::Outlets, &ok).is_ok());
+        let e = check_fields(Kind::Outlets, &maps(&["outlet_id=Id", "colour=Colour"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("field `colour`") && e.contains("attributes.NAME"), "{e}");
+        // An outlet file has no `outlet.` prefix; an invoice file has no attributes of its own.
+        assert!(check_fields(Kind::Outlets, &maps(&["outlet.name=Shop"])).is_err());
+        assert!(check_fields(Kind::Invoices, &maps(&["attributes.size=Size"])).is_err());
+        assert!(check_fields(Kind::Invoices, &maps(&["attributes.=Size"])).is_err());
+        let derived = maps(&["outlet.attributes.size=Size", "sku.brand=Brand", "net_value=A*B"]);
+        assert!(check_fields(Kind::Invoices, &derived).is_ok());
+        assert!(check_fields(Kind::Invoices, &maps(&["sku.region=Region"])).is_err());
+    }
+
+    #[test]
+    fn attributes_are_numbers_only_when_written_as_numbers() {
+        let headers: csv::StringRecord = ["Id", "Size", "Staff", "Code", "Area"].into_iter().collect();
+        let m = maps(&[
+            "outlet_id=Id",
+            "attributes.size=Size",
+            "attributes.staff=Staff",
+            "attributes.code=Code",
+            "attributes.area=Area",
+            "attributes.chain==yes",
+        ]);
+        let mut mapper = RowMapper::new(&headers, &m).unwrap();
+        let row: csv::StringRecord = ["O1", "M", "4", "007", "12.50"].into_iter().collect();
+        let out = mapper.map(&row).unwrap();
+        assert_eq!(
+            Value::Object(out.record),
+            serde_json::json!({"outlet_id": "O1", "attributes": {
+                "size": "M", "staff": 4.0, "code": "007", "area": "12.50", "chain": "yes"}})
+        );
+        // An empty cell leaves the attribute out.
+        let row: csv::StringRecord = ["O2", "", "3.5", "", ""].into_iter().collect();
+        let out = mapper.map(&row).unwrap();
+        assert_eq!(
+            Value::Object(out.record),
+            serde_json::json!({"outlet_id": "O2", "attributes": {"staff": 3.5, "chain": "yes"}})
+        );
+    }
+
+    #[test]
+    fn spreadsheet_cells_read_as_a_csv_would_hold_them() {
+        use calamine::{Data, ExcelDateTime, ExcelDateTimeType};
+        // 2010-12-01 08:26 and 2011-12-09 (serials in the 1900 date system).
+        let stamp = ExcelDateTime::new(40513.0 + (8.0 * 60.0 + 26.0) / 1440.0, ExcelDateTimeType::DateTime, false);
+        let day = ExcelDateTime::new(40886.0, ExcelDateTimeType::DateTime, false);
+        assert_eq!(cell_text(&Data::DateTime(stamp)), "2010-12-01T08:26:00");
+        assert_eq!(cell_text(&Data::DateTime(day)), "2011-12-09");
+        assert_eq!(cell_text(&Data::Float(17850.0)), "17850");
+        assert_eq!(cell_text(&Data::Float(2.55)), "2.55");
+        assert_eq!(cell_text(&Data::Int(-6)), "-6");
+        assert_eq!(cell_text(&Data::String("85123A".into())), "85123A");
+        assert_eq!(cell_text(&Data::Empty), "");
+        assert_eq!(cell_text(&Data::Error(calamine::CellErrorType::NA)), "#N/A");
+    }
 }

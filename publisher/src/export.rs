@@ -17,7 +17,7 @@ use crate::snapshot::Snapshot;
 use crate::Error;
 
 /// The export's columns, in order.
-pub const COLUMNS: [&str; 16] = [
+pub const COLUMNS: [&str; 17] = [
     "segmentation",
     "outlet_id",
     "outlet_name",
@@ -34,6 +34,7 @@ pub const COLUMNS: [&str; 16] = [
     "change",
     "potential",
     "segment_description",
+    "tier",
 ];
 
 /// The columns of the XLSX `segments` sheet.
@@ -98,6 +99,8 @@ pub struct ExportRow {
     pub potential: f64,
     /// The segment's description, set by people (empty when none).
     pub segment_description: String,
+    /// `A`, `B` or `C` by potential within the segment.
+    pub tier: String,
 }
 
 /// One exported segment (the XLSX `segments` and `spectrum` sheets).
@@ -193,6 +196,7 @@ pub fn rows(snap: &Snapshot, metadata: &MetadataStore) -> Vec<ExportRow> {
                 change: a.change.to_string(),
                 potential: a.potential,
                 segment_description: l.description,
+                tier: a.tier.clone(),
             }
         })
         .collect();
@@ -294,6 +298,7 @@ pub fn to_xlsx(
             (12, &r.channel),
             (13, &r.change),
             (15, &r.segment_description),
+            (16, &r.tier),
         ];
         for (c, t) in texts {
             ws.write_string(row, c, t.as_str()).map_err(err)?;
@@ -390,6 +395,7 @@ mod tests {
             change: "same".into(),
             potential: -0.25,
             segment_description: "=1+1 buys coffee".into(),
+            tier: "A".into(),
         }
     }
 
@@ -434,6 +440,7 @@ mod tests {
         assert_eq!(&rec[8], "-3");
         assert_eq!(&rec[14], "-0.25");
         assert_eq!(&rec[15], "'=1+1 buys coffee");
+        assert_eq!(&rec[16], "A");
         // The input rows are not changed (the XLSX writes the text as it is).
         assert_eq!(rows[0].segment_name, "=HYPERLINK(\"http://x\",\"y\")");
     }

@@ -2,12 +2,17 @@
 //! segment's share and the gap between them (`segment − outlet`), and the outlet's
 //! potential.
 //!
-//! **Potential** = `Σ_f max(0, segment_share_f − outlet_share_f) × outlet value`: the
-//! spend the outlet would add if it kept what it buys today and raised every feature it
-//! under-buys to its segment's share of the outlet's current value. The sum of the
-//! positive gaps is the total-variation distance between the two spectra, so the
-//! potential is "how far from its segment, in money": 0 for an outlet that buys exactly
-//! like its segment, at most its own value for one that buys nothing the segment does.
+//! **Potential** = `Σ_f max(0, segment_share_f × V* − outlet_share_f × V)` with `V` the
+//! outlet's value and `V* = max(V, the segment's median outlet value)`: the spend the
+//! outlet would add if it bought every feature at its segment's share of at least a
+//! typical member's volume, keeping what it buys beyond that. For an outlet at or above
+//! the median it is the mix gap alone (the total-variation distance between the two
+//! spectra × its value: 0 when it buys like its segment); one that buys exactly like its
+//! segment at a tenth of the median's volume has nine tenths of the median left to win.
+//!
+//! **Tiers**: within each segment, an ABC analysis of potential — outlets sorted by
+//! potential, largest first; `A` while the potential before them is under half of the
+//! segment's, `B` under 80%, `C` after (and every outlet without potential).
 
 use ndarray::{Array2, ArrayView2};
 
@@ -16,15 +21,50 @@ pub const SEGMENT_TOP_FEATURES: usize = 100;
 
 pub use spectra_core::tables::runs::GapRow;
 
-/// The potential of an outlet with spectrum `outlet` in a segment with spectrum
-/// `segment` (both shares summing to 1 or all zero) and value `value`.
-pub fn potential(outlet: &[f64], segment: &[f64], value: f64) -> f64 {
-    let tv: f64 = outlet
+/// Share of a segment's potential held by its `A` outlets, and by `A` and `B`.
+pub const TIER_SHARES: (f64, f64) = (0.5, 0.8);
+
+/// The potential of an outlet with spectrum `outlet` and value `value` in a segment
+/// with spectrum `segment` (both shares summing to 1 or all zero) whose median outlet
+/// has value `typical`.
+pub fn potential(outlet: &[f64], segment: &[f64], value: f64, typical: f64) -> f64 {
+    let v = value.max(0.0);
+    let target = v.max(typical);
+    outlet
         .iter()
         .zip(segment)
-        .map(|(o, s)| (s - o).max(0.0))
-        .sum();
-    tv * value.max(0.0)
+        .map(|(o, s)| (s * target - o * v).max(0.0))
+        .sum()
+}
+
+/// The tier of each outlet of one segment from `(outlet_id, potential)` pairs, in the
+/// given order: `A`, `B` or `C` (see the module's documentation).
+pub fn tiers(members: &[(&str, f64)]) -> Vec<&'static str> {
+    let total: f64 = members.iter().map(|m| m.1.max(0.0)).sum();
+    let mut order: Vec<usize> = (0..members.len()).collect();
+    order.sort_by(|&a, &b| {
+        members[b]
+            .1
+            .total_cmp(&members[a].1)
+            .then(members[a].0.cmp(members[b].0))
+    });
+    let mut out = vec!["C"; members.len()];
+    let mut before = 0.0;
+    for i in order {
+        let p = members[i].1.max(0.0);
+        if p <= 0.0 || total <= 0.0 {
+            continue;
+        }
+        out[i] = if before < TIER_SHARES.0 * total {
+            "A"
+        } else if before < TIER_SHARES.1 * total {
+            "B"
+        } else {
+            "C"
+        };
+        before += p;
+    }
+    out
 }
 
 /// Gap rows for one outlet: every feature it buys, and the segment's top
@@ -82,10 +122,43 @@ mod tests {
 
     #[test]
     fn potential_is_the_positive_gap_times_value() {
-        // Outlet buys only coffee; segment 50/50 coffee/tea: half the value is missing.
-        assert!((potential(&[1.0, 0.0], &[0.5, 0.5], 200.0) - 100.0).abs() < 1e-9);
-        assert_eq!(potential(&[0.5, 0.5], &[0.5, 0.5], 200.0), 0.0);
-        assert!((potential(&[0.0, 0.0, 1.0], &[0.5, 0.5, 0.0], 10.0) - 10.0).abs() < 1e-9);
+        // At or above the median outlet's value, the mix gap alone. Outlet buys only
+        // coffee; segment 50/50 coffee/tea: half the value is missing.
+        assert!((potential(&[1.0, 0.0], &[0.5, 0.5], 200.0, 100.0) - 100.0).abs() < 1e-9);
+        assert_eq!(potential(&[0.5, 0.5], &[0.5, 0.5], 200.0, 200.0), 0.0);
+        assert!((potential(&[0.0, 0.0, 1.0], &[0.5, 0.5, 0.0], 10.0, 0.0) - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn potential_counts_volume_below_the_median_outlet() {
+        // Buys exactly like its segment at a tenth of the median's 1,000: 900 to win.
+        assert!((potential(&[0.5, 0.5], &[0.5, 0.5], 100.0, 1000.0) - 900.0).abs() < 1e-9);
+        // Only coffee, 100 of it, against 50/50 at 1,000: 500 − 100 of coffee is
+        // 400, plus 500 of tea.
+        assert!((potential(&[1.0, 0.0], &[0.5, 0.5], 100.0, 1000.0) - 900.0).abs() < 1e-9);
+        // Over-buying coffee at a small volume still leaves tea to win: 600 coffee of
+        // 700 is over the segment's 30% of 1,000; tea 70% of 1,000 − 100.
+        assert!((potential(&[6.0 / 7.0, 1.0 / 7.0], &[0.3, 0.7], 700.0, 1000.0) - 600.0).abs() < 1e-9);
+        // A negative value (returns) counts as none.
+        assert!((potential(&[0.0, 0.0], &[0.5, 0.5], -50.0, 100.0) - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn tiers_split_the_segment_potential_a_half_then_thirty_percent() {
+        // Potentials 50, 20, 15, 10, 5, 0 (total 100): a holds the first half (A); b
+        // starts at 50 (B), c at 70 (B); d at 85, e at 95 (C); f has none (C).
+        let members = [
+            ("c", 15.0),
+            ("f", 0.0),
+            ("a", 50.0),
+            ("e", 5.0),
+            ("b", 20.0),
+            ("d", 10.0),
+        ];
+        assert_eq!(tiers(&members), ["B", "C", "A", "C", "B", "C"]);
+        // Ties go by outlet id; no potential at all: every outlet C.
+        assert_eq!(tiers(&[("y", 10.0), ("x", 10.0)]), ["B", "A"]);
+        assert_eq!(tiers(&[("x", 0.0), ("y", 0.0)]), ["C", "C"]);
     }
 
     #[test]

@@ -19,9 +19,11 @@
 //!
 //! Quantities: the segment's typical order — the median, over the segment's outlets
 //! that bought the SKU, of their four-weekly quantity (for `seasonal_soon`, of what
-//! they bought in those weeks, per year) — times the outlet's scale: its value plus its
-//! potential (what it under-buys against its segment's mix), over the segment's median
-//! outlet value, between ¼ and 4. At least one unit.
+//! they bought in those weeks, per year) — times the outlet's scale: its size (its value
+//! over the segment's median outlet value) × (1 + the share of its potential in its
+//! value plus potential), between ¼ and 4. An outlet that buys all it could keeps its
+//! size; one that realises little of its potential gets up to twice it. At least one
+//! unit.
 //!
 //! A list that is empty for every outlet because the data cannot fill it (no earlier
 //! year in the daily table, no recent day) says so in the run's `model.json`
@@ -388,8 +390,10 @@ pub fn compute(
         let middle = median(values).max(0.0);
         for a in outlets {
             let o = a.outlet_id.as_str();
+            let (v, p) = (value_of(a).max(0.0), a.potential.max(0.0));
             let scale = if middle > 0.0 {
-                ((value_of(a).max(0.0) + a.potential.max(0.0)) / middle).clamp(0.25, 4.0)
+                let reach = if v + p > 0.0 { p / (v + p) } else { 0.0 };
+                (v / middle * (1.0 + reach)).clamp(0.25, 4.0)
             } else {
                 1.0
             };
@@ -411,7 +415,8 @@ pub fn compute(
 mod tests {
     //! One test per rule, each with its expected lists worked out by hand in the
     //! comments: penetration, growth and lift from the purchases below, quantities as
-    //! the median buyer's four-weekly quantity × (value + potential) / median value.
+    //! the median buyer's four-weekly quantity × value / median value × (1 + potential
+    //! / (value + potential)), between ¼ and 4.
 
     use spectra_core::tables::features::{KpiRow, SkuSpendRow};
     use spectra_core::tables::runs::Change;
@@ -438,6 +443,7 @@ mod tests {
                 value,
                 lines: 1,
                 potential,
+                tier: String::new(),
             })
             .collect();
         let mut features = WindowFeatures::default();
@@ -488,8 +494,8 @@ mod tests {
 
     /// `should_have`: milk is bought by all four outlets, tea by a, b and c (8, 12 and
     /// 16 units in a four-week window: typical 12). d lacks tea: penetration 3/4. Its
-    /// scale: value 200 + potential 50 over the median value 100 = 2.5, so 12 × 2.5 =
-    /// 30 units. a, b and c get nothing: they buy both.
+    /// scale: value 200 over the median value 100 = 2, × (1 + 50 / 250) = 2.4, so
+    /// 12 × 2.4 = 28.8: 29 units. a, b and c get nothing: they buy both.
     #[test]
     fn should_have_what_most_of_the_segment_buys() {
         let w = world(
@@ -515,7 +521,7 @@ mod tests {
             vec![rec(
                 "tea",
                 0.75,
-                30.0,
+                29.0,
                 "75% of the segment's outlets buy it; never bought here in the window"
             )]
         );
@@ -656,9 +662,10 @@ mod tests {
 
     /// Quantities: the median buyer, not the mean (one outlet buying 100 units does
     /// not inflate everyone's), scaled by value and potential between ¼ and 4, and at
-    /// least one unit. Typical of beer: median(1, 2, 100) = 2. e (value 50 + potential
-    /// 0) is ½ the median outlet (100): 1 unit; f (value 100 + potential 700) is 8×,
-    /// capped at 4: 8 units.
+    /// least one unit. Typical of beer: median(1, 2, 100) = 2; the median outlet value
+    /// 100. e (value 50, no potential): ½ → 1 unit; f (value 100, potential 700): 1 ×
+    /// (1 + 700 / 800) = 1.875 → 3.75, 4 units; g (value 900, potential 900): 9 × 1.5,
+    /// capped at 4 → 8 units.
     #[test]
     fn quantities_follow_the_typical_order_size_and_potential() {
         let w = world(
@@ -668,6 +675,7 @@ mod tests {
                 ("c", 100.0, 0.0),
                 ("e", 50.0, 0.0),
                 ("f", 100.0, 700.0),
+                ("g", 900.0, 900.0),
             ],
             &[
                 ("a", "beer", 10.0, 1.0),
@@ -677,6 +685,6 @@ mod tests {
         );
         let (recs, _) = compute(&w.assignments, &w.features, &[], &[], 28);
         let q = |o: &str| recs[o].should_have[0].suggested_quantity;
-        assert_eq!((q("e"), q("f")), (1.0, 8.0));
+        assert_eq!((q("e"), q("f"), q("g")), (1.0, 4.0, 8.0));
     }
 }

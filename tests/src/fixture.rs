@@ -169,6 +169,8 @@ pub struct Assignment {
     pub lines: i64,
     /// Potential.
     pub potential: f64,
+    /// `A`, `B` or `C` by potential within the segment.
+    pub tier: String,
 }
 
 /// A run as the segmenter wrote it.
@@ -929,6 +931,7 @@ pub async fn read_run(storage: &spectra_core::Storage, run_id: &str) -> RunInfo 
                 value: a.value,
                 lines: a.lines,
                 potential: a.potential,
+                tier: a.tier,
             };
             (a.outlet_id, row)
         })

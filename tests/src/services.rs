@@ -272,4 +272,22 @@ pub fn named_recommendations(mut lists: Value, names: &BTreeMap<String, String>)
         }
     }
     lists
+/// Pixels of a PNG (a screenshot) within 3 of each colour.
+pub fn count_colours<const N: usize>(path: &Path, colours: [(u8, u8, u8); N]) -> [usize; N] {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let step = info.color_type.samples();
+    assert!(step >= 3, "an RGB screenshot: {:?}", info.color_type);
+    let near = |p: &[u8], c: (u8, u8, u8)| {
+        p[0].abs_diff(c.0) <= 3 && p[1].abs_diff(c.1) <= 3 && p[2].abs_diff(c.2) <= 3
+    };
+    let mut counts = [0; N];
+    for p in buf[..info.buffer_size()].chunks_exact(step) {
+        for (n, c) in counts.iter_mut().zip(colours) {
+            *n += usize::from(near(p, c));
+        }
+    }
+    counts
 }

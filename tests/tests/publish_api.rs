@@ -209,6 +209,70 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         .sum();
     assert_eq!(flow_total as usize, n);
 
+    // Potential and tiers. An outlet below its segment's median value has at least
+    // the volume it lacks to win; within each segment the A outlets hold the first half
+    // of the potential and the B outlets the next 30%; `?sort=tier` lists A first, by
+    // potential.
+    let mut tiers_seen = std::collections::BTreeSet::new();
+    for id in run2.segments() {
+        let mut members: Vec<(&String, &spectra_tests::fixture::Assignment)> = run2
+            .assignments
+            .iter()
+            .filter(|(_, a)| a.segment_id == id)
+            .collect();
+        let mut values: Vec<f64> = members.iter().map(|m| m.1.value.max(0.0)).collect();
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = if n.is_multiple_of(2) {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        } else {
+            values[n / 2]
+        };
+        for (o, a) in &members {
+            assert!(
+                a.potential >= median - a.value.max(0.0) - 1e-6 * median,
+                "{id} {o}: potential {} below the volume gap {}",
+                a.potential,
+                median - a.value
+            );
+        }
+        members.sort_by(|a, b| b.1.potential.total_cmp(&a.1.potential).then(a.0.cmp(b.0)));
+        let total: f64 = members.iter().map(|m| m.1.potential.max(0.0)).sum();
+        let mut before = 0.0;
+        for (o, a) in &members {
+            let expected = if a.potential <= 0.0 {
+                "C"
+            } else if before < 0.5 * total {
+                "A"
+            } else if before < 0.8 * total {
+                "B"
+            } else {
+                "C"
+            };
+            assert_eq!(a.tier, expected, "{id} {o}");
+            tiers_seen.insert(a.tier.clone());
+            before += a.potential.max(0.0);
+        }
+        let (s, listed) = get(
+            &c,
+            &format!("{base}/api/segmentations/mix/segments/{id}/outlets?sort=tier&limit=1000"),
+        )
+        .await;
+        assert_eq!(s, 200);
+        let got: Vec<&str> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["outlet_id"].as_str().unwrap())
+            .collect();
+        members.sort_by(|a, b| a.1.tier.cmp(&b.1.tier).then(b.1.potential.total_cmp(&a.1.potential)).then(a.0.cmp(b.0)));
+        let want: Vec<&str> = members.iter().map(|m| m.0.as_str()).collect();
+        assert_eq!(got, want, "{id}");
+    }
+    assert_eq!(tiers_seen.len(), 3, "A, B and C all occur: {tiers_seen:?}");
+    let (s, v) = get(&c, &format!("{base}/api/segmentations/mix/segments/{}/outlets?sort=size", run2.segments().first().unwrap())).await;
+    assert_eq!(s, 400, "{v}");
+
     // Outlet 360 and search.
     let (id, a) = run2.assignments.iter().next().unwrap();
     let (s, o) = get(&c, &format!("{base}/api/outlets/{id}")).await;
@@ -224,6 +288,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         a.potential
     );
     assert!(view["recommendations"]["should_have"].is_array());
+    assert_eq!(view["tier"], a.tier.as_str());
     // Every item says why it is on its list and carries the SKU's name; the run's
     // notes come with the view.
     for list in spectra_core::tables::runs::REC_LISTS {

@@ -8,7 +8,7 @@ use serde_json::json;
 use spectra_core::service::Context;
 use spectra_publisher::PublishOptions;
 use spectra_tests::fixture::{fixture, Stage, Store};
-use spectra_tests::services::{artifacts, browser};
+use spectra_tests::services::{artifacts, browser, count_colours};
 use tokio_util::sync::CancellationToken;
 
 /// A publisher serving the console over a copy of the fixture after run 2. Returns the
@@ -349,6 +349,9 @@ async fn outlet_page_lists_each_recommendation_with_its_reason() {
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[1..4], b"PNG");
     assert!(png.len() > 20_000, "a real page ({} bytes)", png.len());
+    // The weekly history and the outlet's spectrum bars are drawn in indigo (#4f46e5).
+    let [indigo] = count_colours(&shot, [(79, 70, 229)]);
+    assert!(indigo > 2_000, "the charts are drawn: {indigo} indigo pixels");
     token.cancel();
 }
 
@@ -435,7 +438,7 @@ async fn segment_trends_and_the_pipeline_page_show_every_run() {
     let (n1, n2) = (run1.members(&coffee).len(), run2.members(&coffee).len());
     assert!(n1 > 0 && n2 > 0, "the coffee segment is in both runs");
     let dir = artifacts();
-    let (detail, pipeline) = tokio::task::spawn_blocking({
+    let (detail, pipeline, by_potential) = tokio::task::spawn_blocking({
         let (base, coffee, dir) = (base.clone(), coffee.clone(), dir.clone());
         move || {
             browser(
@@ -448,11 +451,33 @@ async fn segment_trends_and_the_pipeline_page_show_every_run() {
             (
                 browser(&["--dump-dom"], &format!("{base}/#/segment/{coffee}")),
                 browser(&["--dump-dom"], &format!("{base}/#/pipeline")),
+                browser(
+                    &["--dump-dom"],
+                    &format!("{base}/#/segment/{coffee}/potential"),
+                ),
             )
         }
     })
     .await
     .unwrap();
+    // Sorted by potential: tier A first, the tiers the run gave, potential falling
+    // within a tier.
+    assert!(by_potential.contains("data-sort=\"tier\""), "{by_potential}");
+    let tiers: Vec<&str> = by_potential
+        .split("<td class=\"tier\">")
+        .skip(1)
+        .map(|t| t.split('<').next().unwrap())
+        .collect();
+    let mut expected: Vec<(&str, f64, &str)> = run2
+        .assignments
+        .iter()
+        .filter(|(_, a)| a.segment_id == coffee)
+        .map(|(o, a)| (a.tier.as_str(), -a.potential, o.as_str()))
+        .collect();
+    expected.sort_by(|a, b| a.0.cmp(b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(b.2)));
+    let want: Vec<&str> = expected.iter().take(25).map(|e| e.0).collect();
+    assert_eq!(tiers, want);
+    assert_eq!(tiers.first(), Some(&"A"));
     let card = detail
         .split(&format!("data-trend=\"{coffee}\""))
         .nth(1)
@@ -498,5 +523,77 @@ async fn segment_trends_and_the_pipeline_page_show_every_run() {
     }
     let png = std::fs::read(dir.join("console-pipeline.png")).unwrap();
     assert!(png.len() > 20_000, "a real page ({} bytes)", png.len());
+    token.cancel();
+}
+
+/// Movement between any two runs: the comparison of run 1 and run 2 lists exactly the
+/// outlets whose segment id changed (ids are stable between runs), each move the
+/// detector made with why; the movement page offers the two runs and the comparison
+/// page shows the moves with their reasons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn any_two_runs_compare_with_the_outlets_that_moved_and_why() {
+    let (_store, token, base) = console("runs").await;
+    let fx = fixture();
+    let (run1, run2) = (&fx.run1, &fx.run2);
+    let c = reqwest::Client::new();
+    let url = format!(
+        "{base}/api/segmentations/mix/compare?a={}&b={}",
+        run1.run_id, run2.run_id
+    );
+    let v: serde_json::Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+    let moved: std::collections::BTreeSet<&str> = run2
+        .assignments
+        .iter()
+        .filter(|(o, a)| {
+            run1.assignments
+                .get(*o)
+                .is_some_and(|b| b.segment_id != a.segment_id)
+        })
+        .map(|(o, _)| o.as_str())
+        .collect();
+    assert!(!moved.is_empty());
+    assert_eq!(v["movers"]["outlets"], moved.len(), "{}", v["movers"]);
+    let listed = v["movers"]["listed"].as_array().unwrap();
+    assert_eq!(listed.len(), moved.len().min(200));
+    let mut explained = 0;
+    for m in listed {
+        let o = m["outlet_id"].as_str().unwrap();
+        assert!(moved.contains(o), "{o} did not move");
+        assert_eq!(m["from"], run1.assignments[o].segment_id.as_str());
+        assert_eq!(m["to"], run2.assignments[o].segment_id.as_str());
+        // Run 2 follows run 1: every one of its moves comes with the run's reason.
+        assert_eq!(run2.assignments[o].change, "moved", "{o}");
+        assert!(m["reason"].is_string(), "{m}");
+        explained += usize::from(m["reason"] == "changed");
+    }
+    assert!(explained > 0, "the detector's moves carry their evidence");
+
+    let (movement, compare) = tokio::task::spawn_blocking({
+        let (base, a, b) = (base.clone(), run1.run_id.clone(), run2.run_id.clone());
+        move || {
+            let arg = format!("{a}..{b}").replace('/', "%2F");
+            (
+                browser(&["--dump-dom"], &format!("{base}/#/movement")),
+                browser(&["--dump-dom"], &format!("{base}/#/compare/{arg}")),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let form = movement
+        .split("id=\"runs-form\"")
+        .nth(1)
+        .expect("the two-run form");
+    assert!(
+        form.contains(&format!("<option value=\"{}\"", run1.run_id))
+            && form.contains(&format!("<option value=\"{}\" selected", run2.run_id)),
+        "{form}"
+    );
+    assert_eq!(
+        compare.matches("<tr class=\"mover\">").count(),
+        moved.len().min(50),
+        "{compare}"
+    );
+    assert!(compare.contains("<td>changed"), "{compare}");
     token.cancel();
 }

@@ -160,7 +160,8 @@ fn csv_and_xlsx_match_the_latest_run_and_the_lines_fed_in() {
             "channel",
             "change",
             "potential",
-            "segment_description"
+            "segment_description",
+            "tier"
         ]
     );
     let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
@@ -195,6 +196,7 @@ fn csv_and_xlsx_match_the_latest_run_and_the_lines_fed_in() {
         );
         assert_eq!((&r[11], &r[12]), (o.region.as_str(), o.channel.as_str()));
         assert_eq!(&r[13], run2.assignments[&r[1]].change.as_str());
+        assert_eq!(&r[16], run2.assignments[&r[1]].tier.as_str(), "{}", &r[1]);
         if r[3] == coffee {
             assert_eq!(
                 (&r[4], &r[15]),

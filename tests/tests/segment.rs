@@ -203,7 +203,8 @@ fn segment_once_writes_a_complete_run_then_is_up_to_date() {
             "confidence",
             "value",
             "lines",
-            "potential"
+            "potential",
+            "tier"
         ]
     );
     let gaps: Vec<RecordBatch> = read_parquet_dir(&folder)

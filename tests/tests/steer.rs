@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 use spectra_core::crosswalk::{adjusted_rand_index, Crosswalk, Member};
 use spectra_tests::services::{
-    compacted_assignments, free_port, http, ok, run, run_assignments, wait_until, write_config,
-    Publisher,
+    compacted_assignments, count_colours, free_port, http, ok, run, run_assignments, wait_until,
+    write_config, Publisher,
 };
 use spectra_tests::Setup;
 
@@ -62,25 +62,6 @@ fn members(a: &BTreeMap<String, String>) -> BTreeMap<String, Member> {
             )
         })
         .collect()
-}
-
-/// Pixels of a PNG within 3 of each colour.
-fn count_colours(path: &std::path::Path, colours: [(u8, u8, u8); 2]) -> (usize, usize) {
-    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let step = info.color_type.samples();
-    assert!(step >= 3, "an RGB screenshot: {:?}", info.color_type);
-    let near = |p: &[u8], c: (u8, u8, u8)| {
-        p[0].abs_diff(c.0) <= 3 && p[1].abs_diff(c.1) <= 3 && p[2].abs_diff(c.2) <= 3
-    };
-    let mut counts = (0, 0);
-    for p in buf[..info.buffer_size()].chunks_exact(step) {
-        counts.0 += usize::from(near(p, colours[0]));
-        counts.1 += usize::from(near(p, colours[1]));
-    }
-    counts
 }
 
 #[test]
@@ -356,7 +337,7 @@ fn create_draft_compare_promote_and_pin_through_the_api() {
     );
     let shot = spectra_tests::services::artifacts().join("console-compare.png");
     spectra_tests::services::browser(&[&format!("--screenshot={}", shot.display())], &page);
-    let (teal, warm) = count_colours(&shot, [(12, 133, 153), (232, 89, 12)]);
+    let [teal, warm] = count_colours(&shot, [(12, 133, 153), (232, 89, 12)]);
     assert!(
         teal >= 800,
         "the crosswalk's largest cell is on the screenshot: {teal} pixels ({})",

@@ -180,8 +180,13 @@ pub struct AssignmentRow {
     pub value: f64,
     /// Invoice lines in the window.
     pub lines: i64,
-    /// Value the outlet would add by buying like its segment.
+    /// Value the outlet would add by buying like its segment, at least at the volume of
+    /// the segment's median outlet.
     pub potential: f64,
+    /// `A`, `B` or `C` by potential within the segment (ABC analysis: the outlets
+    /// holding the first half of the segment's potential are `A`, the next 30% `B`);
+    /// empty in runs written before tiers.
+    pub tier: String,
 }
 
 impl Rows for AssignmentRow {
@@ -197,6 +202,7 @@ impl Rows for AssignmentRow {
                 ("value", Float64, false),
                 ("lines", Int64, false),
                 ("potential", Float64, false),
+                ("tier", Utf8, true),
             ])
         });
         S.clone()
@@ -215,6 +221,7 @@ impl Rows for AssignmentRow {
                 float(rows.iter().map(|r| r.value)),
                 int(rows.iter().map(|r| r.lines)),
                 float(rows.iter().map(|r| r.potential)),
+                text(rows.iter().map(|r| Some(r.tier.as_str()).filter(|t| !t.is_empty()))),
             ],
         )
     }
@@ -233,6 +240,12 @@ impl Rows for AssignmentRow {
             c.float("potential")?,
         );
         let l = c.int("lines")?;
+        // Runs written before tiers have no `tier` column.
+        let tier = if c.has("tier") {
+            c.text("tier")?
+        } else {
+            vec![None; c.len()]
+        };
         (0..c.len())
             .map(|k| {
                 Ok(AssignmentRow {
@@ -251,6 +264,7 @@ impl Rows for AssignmentRow {
                     value: v[k],
                     lines: l[k],
                     potential: pot[k],
+                    tier: tier[k].clone().unwrap_or_default(),
                 })
             })
             .collect()
@@ -763,6 +777,7 @@ mod tests {
             value: 1.0,
             lines: 1,
             potential: 0.0,
+            tier: "B".into(),
         };
         let b = AssignmentRow::to_batch(std::slice::from_ref(&row)).unwrap();
         assert_eq!(

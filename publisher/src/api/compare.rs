@@ -10,7 +10,10 @@
 //! - `spectrum`: per matched pair on the same level, the features whose share differs
 //!   most;
 //! - `movers`: the outlets whose segment would change, their count and value, the
-//!   largest first.
+//!   largest first — between two runs of one segmentation, whose ids are stable, the
+//!   outlets whose segment id differs; each with why when `b`'s own
+//!   `movements.parquet` moved it from its `a` segment (`b` is `a`'s next run):
+//!   `reason`, `score`, `fit`, `drivers`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,7 +29,7 @@ use spectra_core::tables::profile::SegmentProfile;
 use spectra_core::tables::read_rows;
 
 use super::{snapshot, ApiError, ApiResult, AppState};
-use crate::tables::AssignmentRow;
+use crate::tables::{AssignmentRow, MovementRow};
 
 /// Movers listed in a comparison (the largest by value).
 const MOVERS_LISTED: usize = 200;
@@ -49,6 +52,8 @@ struct Side {
     profiles: Vec<SegmentProfile>,
     /// Segment id → name people see.
     names: HashMap<String, String>,
+    /// The run's own moves, by outlet (`movements.parquet`).
+    movements: HashMap<String, MovementRow>,
 }
 
 impl Side {
@@ -107,6 +112,10 @@ async fn read_side(s: &AppState, name: &str, run_id: &str) -> ApiResult<Side> {
         .get_json(&format!("{folder}/{}", run_files::PROFILES))
         .await?
         .ok_or_else(|| not_found(format!("run `{run_id}` has no profiles")))?;
+    let movements: Vec<MovementRow> =
+        read_rows(storage, &format!("{folder}/{}", run_files::MOVEMENTS))
+            .await?
+            .unwrap_or_default();
     let level = spectra_core::tables::runs::read_model(storage, &folder)
         .await?
         .map(|m| m.level)
@@ -128,6 +137,10 @@ async fn read_side(s: &AppState, name: &str, run_id: &str) -> ApiResult<Side> {
         assignments,
         profiles,
         names,
+        movements: movements
+            .into_iter()
+            .map(|m| (m.outlet_id.clone(), m))
+            .collect(),
     })
 }
 
@@ -149,6 +162,12 @@ async fn live_side(s: &AppState, name: &str) -> ApiResult<Side> {
                     snap.label(&s.metadata, &p.segment_id).name,
                 )
             })
+            .collect(),
+        movements: snap
+            .run
+            .movements
+            .iter()
+            .map(|m| (m.outlet_id.clone(), m.clone()))
             .collect(),
     })
 }
@@ -210,12 +229,22 @@ fn comparison(a: &Side, b: &Side) -> Value {
             })
         })
         .collect();
-    // Movers: outlets in both whose b segment does not continue their a segment.
+    // Movers: outlets in both whose b segment does not continue their a segment —
+    // the same id, between runs of one segmentation (ids are stable there); the
+    // segment the crosswalk matches, between a draft and the live run.
+    let same = a.segmentation == b.segmentation;
+    let continues = |x: &str, y: &str| {
+        if same {
+            x == y
+        } else {
+            cw.a_of(y) == Some(x)
+        }
+    };
     let mut movers: Vec<(f64, &str, &str, &str)> = ma
         .iter()
         .filter_map(|(o, x)| {
             let y = mb.get(o)?;
-            (cw.a_of(&y.segment) != Some(x.segment.as_str())).then_some((
+            (!continues(&x.segment, &y.segment)).then_some((
                 y.value,
                 o.as_str(),
                 x.segment.as_str(),
@@ -277,9 +306,19 @@ fn comparison(a: &Side, b: &Side) -> Value {
         "movers": {
             "outlets": movers.len(),
             "value": mover_value,
-            "listed": movers.iter().take(MOVERS_LISTED).map(|(v, o, x, y)| json!({
-                "outlet_id": o, "from": x, "to": y, "value": v,
-            })).collect::<Vec<_>>(),
+            "listed": movers.iter().take(MOVERS_LISTED).map(|(v, o, x, y)| {
+                let mut m = json!({"outlet_id": o, "from": x, "to": y, "value": v});
+                // Why, when b's run itself moved it out of its a segment.
+                if let Some(e) = b.movements.get(*o).filter(|e| {
+                    e.previous_segment_id == *x && e.segment_id == *y
+                }) {
+                    m["reason"] = json!(e.reason);
+                    m["score"] = json!(e.score);
+                    m["fit"] = json!(e.fit);
+                    m["drivers"] = json!(e.drivers);
+                }
+                m
+            }).collect::<Vec<_>>(),
         },
     })
 }

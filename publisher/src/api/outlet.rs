@@ -16,12 +16,14 @@ use crate::snapshot::Snapshot;
 /// Weeks of history in the 360 view.
 const HISTORY_WEEKS: i64 = 26;
 
-/// `?limit=` and `?q=`.
+/// `?limit=`, `?q=`, `?segmentation=` and `?sort=` (`value`, the default, `potential`
+/// or `tier`: largest first).
 #[derive(Debug, Deserialize)]
 pub(super) struct ListQuery {
     limit: Option<usize>,
     q: Option<String>,
     segmentation: Option<String>,
+    sort: Option<String>,
 }
 
 fn outlet_row(snap: &Snapshot, a: &crate::tables::AssignmentRow) -> Value {
@@ -37,6 +39,7 @@ fn outlet_row(snap: &Snapshot, a: &crate::tables::AssignmentRow) -> Value {
         "confidence": a.confidence,
         "change": a.change,
         "potential": a.potential,
+        "tier": a.tier,
     })
 }
 
@@ -57,11 +60,28 @@ pub(super) async fn segment_outlets(
         .iter()
         .filter(|a| a.segment_id == id)
         .collect();
-    rows.sort_by(|a, b| {
-        b.value
-            .total_cmp(&a.value)
-            .then(a.outlet_id.cmp(&b.outlet_id))
-    });
+    match q.sort.as_deref().unwrap_or("value") {
+        "value" => rows.sort_by(|a, b| {
+            b.value
+                .total_cmp(&a.value)
+                .then(a.outlet_id.cmp(&b.outlet_id))
+        }),
+        // Tier A first, by potential within a tier (what a rep visits first).
+        "potential" | "tier" => rows.sort_by(|a, b| {
+            let t = |x: &crate::tables::AssignmentRow| if x.tier.is_empty() { "Z".to_owned() } else { x.tier.clone() };
+            (q.sort.as_deref() == Some("tier"))
+                .then(|| t(a).cmp(&t(b)))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(b.potential.total_cmp(&a.potential))
+                .then(a.outlet_id.cmp(&b.outlet_id))
+        }),
+        other => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                format!("sort `{other}` is not one of value, potential, tier"),
+            ))
+        }
+    }
     let limit = q.limit.unwrap_or(50).min(1000);
     Ok(Json(
         rows.into_iter()
@@ -212,6 +232,7 @@ pub(super) async fn outlet(
             "value": k.map_or(a.value, |k| k.net_value),
             "lines": k.map_or(a.lines, |k| k.lines),
             "potential": a.potential,
+            "tier": a.tier,
             "kpis": k.map(|k| json!({
                 "net_value": k.net_value, "lines": k.lines, "invoices": k.invoices,
                 "invoices_per_month": k.invoices_per_month, "avg_invoice_value": k.avg_invoice_value,

@@ -191,11 +191,12 @@ function segmentCard(s) {
   </article>`;
 }
 
-async function viewSegment(id) {
+async function viewSegment(id, sort) {
   const name = state.current;
+  const by = sort === "potential" ? "tier" : "value";
   const [s, outlets, trends] = await Promise.all([
     api(`/api/segmentations/${encodeURIComponent(name)}/segments/${encodeURIComponent(id)}`),
-    api(`/api/segmentations/${encodeURIComponent(name)}/segments/${encodeURIComponent(id)}/outlets?limit=25`),
+    api(`/api/segmentations/${encodeURIComponent(name)}/segments/${encodeURIComponent(id)}/outlets?limit=25&sort=${by}`),
     api(`/api/segmentations/${encodeURIComponent(name)}/trends?runs=60`).catch(() => null),
   ]);
   const fit = [...s.penetration].sort((a, b) => b.share - a.share);
@@ -227,8 +228,10 @@ async function viewSegment(id) {
     </div>
   </div>
   ${trendCard(trends, s.segment_id)}
-  <div class="card" style="margin-top:16px"><h2>Largest outlets</h2><table><thead><tr><th>outlet</th><th>name</th><th>region</th><th>channel</th><th class="num">value</th><th class="num">confidence</th><th>change</th></tr></thead><tbody>
-    ${outlets.map((o) => `<tr><td><a href="#/outlet/${encodeURIComponent(o.outlet_id)}">${esc(o.outlet_id)}</a></td><td>${esc(o.name)}</td><td>${esc(o.region)}</td><td>${esc(o.channel)}</td><td class="num">${num(o.value)}</td><td class="num">${fmt1.format(100 * o.confidence)}%</td><td>${esc(o.change)}</td></tr>`).join("")}
+  <div class="card" style="margin-top:16px" id="outlets" data-sort="${by}"><h2>${by === "tier" ? "Outlets with the most to win" : "Largest outlets"}</h2>
+    <p class="muted">Sort by <a href="#/segment/${encodeURIComponent(s.segment_id)}"${by === "value" ? ' class="active"' : ""}>value</a> · <a href="#/segment/${encodeURIComponent(s.segment_id)}/potential"${by === "tier" ? ' class="active"' : ""}>potential (tier A first)</a></p>
+    <table><thead><tr><th>outlet</th><th>name</th><th>region</th><th>channel</th><th class="num">value</th><th class="num">potential</th><th>tier</th><th class="num">confidence</th><th>change</th></tr></thead><tbody>
+    ${outlets.map((o) => `<tr class="outlet-row"><td><a href="#/outlet/${encodeURIComponent(o.outlet_id)}">${esc(o.outlet_id)}</a></td><td>${esc(o.name)}</td><td>${esc(o.region)}</td><td>${esc(o.channel)}</td><td class="num">${num(o.value)}</td><td class="num">${num(o.potential)}</td><td class="tier">${esc(o.tier)}</td><td class="num">${fmt1.format(100 * o.confidence)}%</td><td>${esc(o.change)}</td></tr>`).join("")}
   </tbody></table></div>`;
   $("#edit").onsubmit = (e) => { e.preventDefault(); saveSegment(name, s.segment_id, new FormData(e.target)); };
 }
@@ -290,7 +293,20 @@ async function viewMovement() {
   main.innerHTML = `<div class="page-head"><div><h1>Segment movement</h1><span class="muted">${esc(m.run_id)}: ${num(m.moved)} moved, ${num(m.new)} new, ${num(m.outlets)} outlets</span></div></div>
   <div class="card"><p class="muted">Rows: segment in the previous run. Columns: segment now. The diagonal is outlets that stayed.</p>
   <table class="matrix"><thead><tr><th>from \\ to</th>${ids.map((id) => `<th>${esc(m.segments[id])} <span class="badge">${esc(id)}</span></th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table></div>
+  <div id="runs-compare"></div>
   <div id="moves"></div>`;
+  // Any two runs: the comparison page (crosswalk, and every outlet that moved, with why).
+  const t = await api(`/api/segmentations/${encodeURIComponent(state.current)}/trends?runs=60&features=1`).catch(() => null);
+  if (t && t.runs.length >= 2) {
+    const opts = (sel) => t.runs.map((r, i) => `<option value="${esc(r.run_id)}"${i === sel ? " selected" : ""}>${esc(r.run_id)}${r.held ? " (held)" : ""}</option>`).reverse().join("");
+    $("#runs-compare").innerHTML = `<div class="card" style="margin-top:16px"><h2>Compare any two runs</h2><form class="edit" id="runs-form" style="display:flex;gap:12px;align-items:end">
+      <label>From <select name="a">${opts(t.runs.length - 2)}</select></label><label>To <select name="b">${opts(t.runs.length - 1)}</select></label><button type="submit">Compare</button></form></div>`;
+    $("#runs-form").onsubmit = (e) => {
+      e.preventDefault();
+      const f = new FormData(e.target);
+      location.hash = `#/compare/${encodeURIComponent(`${f.get("a")}..${f.get("b")}`)}`;
+    };
+  }
   const ev = await api(`/api/segmentations/${encodeURIComponent(state.current)}/movements`).catch(() => null);
   if (ev) $("#moves").innerHTML = movesCard(ev, m.segments);
 }
@@ -350,7 +366,7 @@ function outletSegmentation(v) {
     return `<div><h3>${title}</h3>${items && items.length ? `<ol>${items.map((i) => `<li data-sku="${esc(i.sku_id)}">${esc(i.sku_name || i.sku_id)}${i.sku_name ? ` <span class="muted">${esc(i.sku_id)}</span>` : ""} <span class="muted">× ${num(i.suggested_quantity)} · score ${fmt1.format(i.score)}</span>${i.reason ? `<div class="muted reason">${esc(i.reason)}</div>` : ""}</li>`).join("")}</ol>` : empty}</div>`;
   };
   return `<div class="card" style="margin-top:16px"><h2>${esc(v.segmentation)}: ${esc(v.segment_name)} <span class="badge">${esc(v.segment_id)}</span></h2>${tags(v.tags)}
-    <div class="stats"><div class="stat"><b>${num(v.value)}</b><span>net value in window</span></div><div class="stat"><b>${num(v.potential)}</b><span>potential</span></div>
+    <div class="stats"><div class="stat"><b>${num(v.value)}</b><span>net value in window</span></div><div class="stat"><b>${num(v.potential)}</b><span>potential${v.tier ? ` · tier <b class="tier">${esc(v.tier)}</b>` : ""}</span></div>
     <div class="stat"><b>${fmt1.format(100 * v.confidence)}%</b><span>confidence</span></div><div class="stat"><b>${esc(v.change)}</b><span>${v.previous_segment_id ? "from " + esc(v.previous_segment_id) : "since last run"}</span></div></div>
     <div class="two"><div><h3>Spectrum: outlet (colour) vs segment (grey)</h3><table>${spec.map((f) => `<tr><td>${esc(f.feature)}</td><td style="width:55%"><div class="bar" style="width:${(100 * f.outlet_share) / max}%"></div><div class="bar avg" style="width:${(100 * f.segment_share) / max}%;margin-top:2px"></div></td><td class="num">${pct(f.outlet_share)}</td><td class="num muted">${pct(f.segment_share)}</td></tr>`).join("")}</table></div>
     <div><h3>Recommendations</h3><div class="recs" style="grid-template-columns:1fr 1fr">${list("New for outlet", "new_for_outlet")}${list("Should have", "should_have")}${list("Popular in segment", "popular_in_segment")}${list("Seasonal soon", "seasonal_soon")}</div></div></div></div>`;
@@ -508,7 +524,8 @@ async function viewCompare(arg) {
   const sizeMax = Math.max(1, ...c.a.segments.map((s) => s.outlets), ...c.b.segments.map((s) => s.outlets));
   const sizes = (side, names) => side.segments.map((s) => `<tr><td>${esc(names[s.segment_id])} <span class="badge">${esc(s.segment_id)}</span></td><td style="width:55%"><div class="bar" style="width:${(100 * s.outlets) / sizeMax}%"></div></td><td class="num">${num(s.outlets)}</td><td class="num">${num(s.value)}</td></tr>`).join("");
   const spectrum = c.spectrum.map((p) => `<div><h3>${esc(aName[p.a])} → ${esc(bName[p.b])}</h3><table>${p.features.map((f) => `<tr><td>${esc(f.feature)}</td><td class="num">${pct(f.a)}</td><td class="num">${pct(f.b)}</td><td class="num ${f.difference > 0 ? "ok" : "bad"}">${f.difference > 0 ? "+" : ""}${fmt1.format(100 * f.difference)} pt</td></tr>`).join("")}</table></div>`).join("");
-  const movers = c.movers.listed.slice(0, 50).map((m) => `<tr><td><a href="#/outlet/${encodeURIComponent(m.outlet_id)}">${esc(m.outlet_id)}</a></td><td>${esc(aName[m.from] || m.from)}</td><td>${esc(bName[m.to] || m.to)}${matchOf[m.to] ? "" : ' <span class="badge">new</span>'}</td><td class="num">${num(m.value)}</td></tr>`).join("");
+  const why = (m) => (m.reason ? `${esc(m.reason)}${m.score != null ? ` <span class="muted">score ${fmt1.format(m.score)}</span>` : ""}${(m.drivers || []).length ? ` <span class="muted">${m.drivers.map((d) => `${esc(d.feature)} ${pct(d.earlier_share)} → ${pct(d.recent_share)}`).join(", ")}</span>` : ""}` : "");
+  const movers = c.movers.listed.slice(0, 50).map((m) => `<tr class="mover"><td><a href="#/outlet/${encodeURIComponent(m.outlet_id)}">${esc(m.outlet_id)}</a></td><td>${esc(aName[m.from] || m.from)}</td><td>${esc(bName[m.to] || m.to)}${matchOf[m.to] ? "" : ' <span class="badge">new</span>'}</td><td class="num">${num(m.value)}</td><td>${why(m)}</td></tr>`).join("");
   main.innerHTML = `<div class="crumbs"><a href="#/drafts">← drafts</a></div>
   <div class="page-head"><div><h1>Comparison</h1><span class="muted">a: ${esc(c.a.run_id)} (${esc(c.a.level)}) · b: ${esc(c.b.run_id)} (${esc(c.b.level)})</span></div></div>
   <div class="three"><div class="card"><h2>Agreement (ARI)</h2><b style="font-size:26px" id="ari">${c.ari.toFixed(3)}</b><div class="muted">on ${num(c.outlets.both)} outlets in both runs</div></div>
@@ -518,15 +535,15 @@ async function viewCompare(arg) {
     <table class="matrix crosswalk" id="crosswalk"><thead><tr><th>a \\ b</th>${bSegs.map((b) => `<th>${esc(bName[b])} <span class="badge">${esc(b)}</span>${matchOf[b] ? ` <span class="muted">→ ${esc(matchOf[b])}</span>` : ' <span class="muted">new</span>'}</th>`).join("")}<th>not in b</th></tr></thead><tbody>${rows.join("")}</tbody></table></div>
   <div class="two" style="margin-top:16px"><div class="card"><h2>Segment sizes: a</h2><table>${sizes(c.a, aName)}</table></div><div class="card"><h2>Segment sizes: b</h2><table>${sizes(c.b, bName)}</table></div></div>
   <div class="card" style="margin-top:16px"><h2>Spectrum differences</h2>${c.same_level ? `<div class="three">${spectrum || '<p class="muted">No segments correspond.</p>'}</div>` : `<p class="muted">The runs are on different levels (${esc(c.a.level)}, ${esc(c.b.level)}); compare their segments' spectra in the segment cards.</p>`}</div>
-  <div class="card" style="margin-top:16px"><h2>Outlets that would move</h2>${movers ? `<table><thead><tr><th>outlet</th><th>from</th><th>to</th><th class="num">value</th></tr></thead><tbody>${movers}</tbody></table>${c.movers.outlets > 50 ? `<p class="muted">The 50 largest of ${num(c.movers.outlets)}.</p>` : ""}` : '<p class="muted">None.</p>'}</div>`;
+  <div class="card" style="margin-top:16px"><h2>Outlets that would move</h2>${movers ? `<table><thead><tr><th>outlet</th><th>from</th><th>to</th><th class="num">value</th><th>why</th></tr></thead><tbody>${movers}</tbody></table>${c.movers.outlets > 50 ? `<p class="muted">The 50 largest of ${num(c.movers.outlets)}.</p>` : ""}` : '<p class="muted">None.</p>'}</div>`;
 }
 
 async function route() {
-  const [, view, arg] = location.hash.split("/");
+  const [, view, arg, extra] = location.hash.split("/");
   const v = view || "segments";
   document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === v || (v === "segment" && a.dataset.view === "segments") || (v === "compare" && a.dataset.view === "drafts")));
   try {
-    if (v === "segment") await viewSegment(decodeURIComponent(arg));
+    if (v === "segment") await viewSegment(decodeURIComponent(arg), extra);
     else if (v === "movement") await viewMovement();
     else if (v === "outlet") await viewOutlet(arg ? decodeURIComponent(arg) : "");
     else if (v === "pipeline") await viewPipeline();

@@ -27,7 +27,7 @@ use crate::cluster::metrics::{adjusted_rand_index, silhouette};
 use crate::cluster::transform::{spectrum_features, SpectrumTransform};
 use crate::cluster::{Change, KMeansConfig, RunConfig, RunOutcome};
 use crate::features::FeatureSet;
-use crate::gaps::{outlet_gaps, outlet_shares, potential, segment_orders, GapRow};
+use crate::gaps::{outlet_gaps, outlet_shares, potential, segment_orders, tiers, GapRow};
 use crate::model::{ModelFile, ModelSegment, Parameters, Quality, Transform};
 use crate::naming::{stable_name, top_features};
 use crate::patterns::purchasing_patterns;
@@ -198,6 +198,22 @@ fn assignment_rows(
     let k = outcome.model.segment_ids.len();
     let orders = segment_orders(seg_shares);
     let own = outlet_shares(spend);
+    // Each segment's median outlet value (the volume a typical member buys).
+    let mut member_values: Vec<Vec<f64>> = vec![Vec::new(); k];
+    for (r, a) in outcome.assignments.iter().enumerate() {
+        member_values[a.segment].push(values[r].max(0.0));
+    }
+    let typical: Vec<f64> = member_values
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            match v.len() {
+                0 => 0.0,
+                n if n.is_multiple_of(2) => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+                n => v[n / 2],
+            }
+        })
+        .collect();
     let mut counts = vec![0usize; k];
     let mut assignments = Vec::with_capacity(rows.len());
     let mut gaps = Vec::new();
@@ -227,8 +243,24 @@ fn assignment_rows(
             confidence: a.confidence,
             value: values[r],
             lines: o.kpis.lines as i64,
-            potential: potential(&outlet, &segment, values[r]),
+            potential: potential(&outlet, &segment, values[r], typical[a.segment]),
+            tier: String::new(),
         });
+    }
+    // Tiers within each segment, by potential.
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
+    for (r, a) in outcome.assignments.iter().enumerate() {
+        members[a.segment].push(r);
+    }
+    for rows in members {
+        let pairs: Vec<(&str, f64)> = rows
+            .iter()
+            .map(|&r| (assignments[r].outlet_id.as_str(), assignments[r].potential))
+            .collect();
+        let tiers: Vec<String> = tiers(&pairs).into_iter().map(str::to_owned).collect();
+        for (r, t) in rows.into_iter().zip(tiers) {
+            assignments[r].tier = t;
+        }
     }
     (assignments, gaps, counts)
 }

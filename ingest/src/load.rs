@@ -458,14 +458,12 @@ fn is_jsonl(path: &Path) -> bool {
 }
 
 fn is_spreadsheet(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| {
-            matches!(
-                e.to_ascii_lowercase().as_str(),
-                "xlsx" | "xlsm" | "xlsb" | "xls" | "ods"
-            )
-        })
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        matches!(
+            e.to_ascii_lowercase().as_str(),
+            "xlsx" | "xlsm" | "xlsb" | "xls" | "ods"
+        )
+    })
 }
 
 /// The rows of a spreadsheet's sheet (`sheet`, or the first) as text records, the
@@ -631,9 +629,9 @@ fn load_csv(
     let mut rdr = None;
     let headers = if is_spreadsheet(file) {
         let mut rows = spreadsheet_rows(file, opts.sheet.as_deref())?.into_iter();
-        let headers = rows.next().ok_or_else(|| {
-            Error::Load(format!("{}: the sheet is empty", file.display()))
-        })?;
+        let headers = rows
+            .next()
+            .ok_or_else(|| Error::Load(format!("{}: the sheet is empty", file.display())))?;
         sheet = Some(rows);
         headers
     } else {
@@ -808,19 +806,28 @@ mod tests {
         let e = check_fields(Kind::Outlets, &maps(&["outlet_id=Id", "colour=Colour"]))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("field `colour`") && e.contains("attributes.NAME"), "{e}");
+        assert!(
+            e.contains("field `colour`") && e.contains("attributes.NAME"),
+            "{e}"
+        );
         // An outlet file has no `outlet.` prefix; an invoice file has no attributes of its own.
         assert!(check_fields(Kind::Outlets, &maps(&["outlet.name=Shop"])).is_err());
         assert!(check_fields(Kind::Invoices, &maps(&["attributes.size=Size"])).is_err());
         assert!(check_fields(Kind::Invoices, &maps(&["attributes.=Size"])).is_err());
-        let derived = maps(&["outlet.attributes.size=Size", "sku.brand=Brand", "net_value=A*B"]);
+        let derived = maps(&[
+            "outlet.attributes.size=Size",
+            "sku.brand=Brand",
+            "net_value=A*B",
+        ]);
         assert!(check_fields(Kind::Invoices, &derived).is_ok());
         assert!(check_fields(Kind::Invoices, &maps(&["sku.region=Region"])).is_err());
     }
 
     #[test]
     fn attributes_are_numbers_only_when_written_as_numbers() {
-        let headers: csv::StringRecord = ["Id", "Size", "Staff", "Code", "Area"].into_iter().collect();
+        let headers: csv::StringRecord = ["Id", "Size", "Staff", "Code", "Area"]
+            .into_iter()
+            .collect();
         let m = maps(&[
             "outlet_id=Id",
             "attributes.size=Size",
@@ -850,7 +857,11 @@ mod tests {
     fn spreadsheet_cells_read_as_a_csv_would_hold_them() {
         use calamine::{Data, ExcelDateTime, ExcelDateTimeType};
         // 2010-12-01 08:26 and 2011-12-09 (serials in the 1900 date system).
-        let stamp = ExcelDateTime::new(40513.0 + (8.0 * 60.0 + 26.0) / 1440.0, ExcelDateTimeType::DateTime, false);
+        let stamp = ExcelDateTime::new(
+            40513.0 + (8.0 * 60.0 + 26.0) / 1440.0,
+            ExcelDateTimeType::DateTime,
+            false,
+        );
         let day = ExcelDateTime::new(40886.0, ExcelDateTimeType::DateTime, false);
         assert_eq!(cell_text(&Data::DateTime(stamp)), "2010-12-01T08:26:00");
         assert_eq!(cell_text(&Data::DateTime(day)), "2011-12-09");

@@ -138,7 +138,9 @@ mod tests {
         assert!((potential(&[1.0, 0.0], &[0.5, 0.5], 100.0, 1000.0) - 900.0).abs() < 1e-9);
         // Over-buying coffee at a small volume still leaves tea to win: 600 coffee of
         // 700 is over the segment's 30% of 1,000; tea 70% of 1,000 − 100.
-        assert!((potential(&[6.0 / 7.0, 1.0 / 7.0], &[0.3, 0.7], 700.0, 1000.0) - 600.0).abs() < 1e-9);
+        assert!(
+            (potential(&[6.0 / 7.0, 1.0 / 7.0], &[0.3, 0.7], 700.0, 1000.0) - 600.0).abs() < 1e-9
+        );
         // A negative value (returns) counts as none.
         assert!((potential(&[0.0, 0.0], &[0.5, 0.5], -50.0, 100.0) - 100.0).abs() < 1e-9);
     }

@@ -390,9 +390,9 @@ pub fn compute(
         let middle = median(values).max(0.0);
         for a in outlets {
             let o = a.outlet_id.as_str();
-            let (v, p) = (value_of(a).max(0.0), a.potential.max(0.0));
+            let (v, pot) = (value_of(a).max(0.0), a.potential.max(0.0));
             let scale = if middle > 0.0 {
-                let reach = if v + p > 0.0 { p / (v + p) } else { 0.0 };
+                let reach = if v + pot > 0.0 { pot / (v + pot) } else { 0.0 };
                 (v / middle * (1.0 + reach)).clamp(0.25, 4.0)
             } else {
                 1.0

@@ -272,6 +272,8 @@ pub fn named_recommendations(mut lists: Value, names: &BTreeMap<String, String>)
         }
     }
     lists
+}
+
 /// Pixels of a PNG (a screenshot) within 3 of each colour.
 pub fn count_colours<const N: usize>(path: &Path, colours: [(u8, u8, u8); N]) -> [usize; N] {
     let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());

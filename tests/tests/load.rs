@@ -200,7 +200,10 @@ fn an_online_retail_workbook_loads_like_the_csv_with_attributes() {
     }
     assert!(no_customer > 0, "the sample has rows without a customer");
     assert_eq!(summary["sent"], ROWS - no_customer, "{summary}");
-    assert_eq!(summary["rejected"]["empty_outlet_id"], no_customer, "{summary}");
+    assert_eq!(
+        summary["rejected"]["empty_outlet_id"], no_customer,
+        "{summary}"
+    );
 
     setup.ingest_once(&[]);
     let mut stored: HashMap<String, f64> = HashMap::new();
@@ -226,7 +229,10 @@ fn an_online_retail_workbook_loads_like_the_csv_with_attributes() {
     );
     for (c, v) in &totals {
         let s = stored[c];
-        assert!((s - v).abs() < 1e-6 * v.abs().max(1.0), "customer {c}: stored {s}, rows {v}");
+        assert!(
+            (s - v).abs() < 1e-6 * v.abs().max(1.0),
+            "customer {c}: stored {s}, rows {v}"
+        );
     }
     // Invoice dates from date cells: the CSV's date parts.
     let date_col = col("InvoiceDate");
@@ -244,7 +250,10 @@ fn an_online_retail_workbook_loads_like_the_csv_with_attributes() {
         let o = b.column_by_name("outlet_id").unwrap().as_string::<i32>();
         let a = b.column_by_name("attributes").unwrap().as_string::<i32>();
         for i in 0..b.num_rows() {
-            attributes.insert(o.value(i).to_owned(), serde_json::from_str(a.value(i)).unwrap());
+            attributes.insert(
+                o.value(i).to_owned(),
+                serde_json::from_str(a.value(i)).unwrap(),
+            );
         }
     }
     let first = records.iter().find(|r| r[customer] == *"17850").unwrap();
@@ -274,11 +283,23 @@ fn an_online_retail_workbook_loads_like_the_csv_with_attributes() {
     let out = setup
         .command(
             "load",
-            &["--kind", "outlets", "--map", "outlet_id=CustomerID", "--map", "size=Country", "--no-progress", file.to_str().unwrap()],
+            &[
+                "--kind",
+                "outlets",
+                "--map",
+                "outlet_id=CustomerID",
+                "--map",
+                "size=Country",
+                "--no-progress",
+                file.to_str().unwrap(),
+            ],
         )
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("mapping names field `size`") && err.contains("attributes.NAME"), "{err}");
+    assert!(
+        err.contains("mapping names field `size`") && err.contains("attributes.NAME"),
+        "{err}"
+    );
 }

@@ -265,12 +265,24 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
             .iter()
             .map(|o| o["outlet_id"].as_str().unwrap())
             .collect();
-        members.sort_by(|a, b| a.1.tier.cmp(&b.1.tier).then(b.1.potential.total_cmp(&a.1.potential)).then(a.0.cmp(b.0)));
+        members.sort_by(|a, b| {
+            a.1.tier
+                .cmp(&b.1.tier)
+                .then(b.1.potential.total_cmp(&a.1.potential))
+                .then(a.0.cmp(b.0))
+        });
         let want: Vec<&str> = members.iter().map(|m| m.0.as_str()).collect();
         assert_eq!(got, want, "{id}");
     }
     assert_eq!(tiers_seen.len(), 3, "A, B and C all occur: {tiers_seen:?}");
-    let (s, v) = get(&c, &format!("{base}/api/segmentations/mix/segments/{}/outlets?sort=size", run2.segments().first().unwrap())).await;
+    let (s, v) = get(
+        &c,
+        &format!(
+            "{base}/api/segmentations/mix/segments/{}/outlets?sort=size",
+            run2.segments().first().unwrap()
+        ),
+    )
+    .await;
     assert_eq!(s, 400, "{v}");
 
     // Outlet 360 and search.

@@ -351,7 +351,10 @@ async fn outlet_page_lists_each_recommendation_with_its_reason() {
     assert!(png.len() > 20_000, "a real page ({} bytes)", png.len());
     // The weekly history and the outlet's spectrum bars are drawn in indigo (#4f46e5).
     let [indigo] = count_colours(&shot, [(79, 70, 229)]);
-    assert!(indigo > 2_000, "the charts are drawn: {indigo} indigo pixels");
+    assert!(
+        indigo > 2_000,
+        "the charts are drawn: {indigo} indigo pixels"
+    );
     token.cancel();
 }
 
@@ -462,7 +465,10 @@ async fn segment_trends_and_the_pipeline_page_show_every_run() {
     .unwrap();
     // Sorted by potential: tier A first, the tiers the run gave, potential falling
     // within a tier.
-    assert!(by_potential.contains("data-sort=\"tier\""), "{by_potential}");
+    assert!(
+        by_potential.contains("data-sort=\"tier\""),
+        "{by_potential}"
+    );
     let tiers: Vec<&str> = by_potential
         .split("<td class=\"tier\">")
         .skip(1)

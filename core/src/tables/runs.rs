@@ -221,7 +221,10 @@ impl Rows for AssignmentRow {
                 float(rows.iter().map(|r| r.value)),
                 int(rows.iter().map(|r| r.lines)),
                 float(rows.iter().map(|r| r.potential)),
-                text(rows.iter().map(|r| Some(r.tier.as_str()).filter(|t| !t.is_empty()))),
+                text(
+                    rows.iter()
+                        .map(|r| Some(r.tier.as_str()).filter(|t| !t.is_empty())),
+                ),
             ],
         )
     }

@@ -66,15 +66,24 @@ pub(super) async fn segment_outlets(
                 .total_cmp(&a.value)
                 .then(a.outlet_id.cmp(&b.outlet_id))
         }),
-        // Tier A first, by potential within a tier (what a rep visits first).
-        "potential" | "tier" => rows.sort_by(|a, b| {
-            let t = |x: &crate::tables::AssignmentRow| if x.tier.is_empty() { "Z".to_owned() } else { x.tier.clone() };
-            (q.sort.as_deref() == Some("tier"))
-                .then(|| t(a).cmp(&t(b)))
-                .unwrap_or(std::cmp::Ordering::Equal)
-                .then(b.potential.total_cmp(&a.potential))
-                .then(a.outlet_id.cmp(&b.outlet_id))
-        }),
+        // Largest potential first; `tier`: tier A first, by potential within a tier
+        // (what a rep visits first; runs without tiers sort by potential alone).
+        by @ ("potential" | "tier") => {
+            let tiered = by == "tier";
+            rows.sort_by(|a, b| {
+                let tier = |x: &crate::tables::AssignmentRow| {
+                    if tiered && !x.tier.is_empty() {
+                        x.tier.clone()
+                    } else {
+                        String::new()
+                    }
+                };
+                tier(a)
+                    .cmp(&tier(b))
+                    .then(b.potential.total_cmp(&a.potential))
+                    .then(a.outlet_id.cmp(&b.outlet_id))
+            })
+        }
         other => {
             return Err(ApiError::new(
                 axum::http::StatusCode::BAD_REQUEST,

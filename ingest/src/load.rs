@@ -289,7 +289,8 @@ pub fn mapping(preset_name: Option<&str>, flags: &[String]) -> Result<Vec<(Strin
     Ok(maps)
 }
 
-/// The fields a mapping may fill, per kind of file (contract §2).
+/// The fields a mapping may fill, per kind of file (contract §2). Every invoice field
+/// but the last (`currency`) is required.
 const INVOICE_FIELDS: &[&str] = &[
     "distributor_id",
     "invoice_id",
@@ -404,16 +405,7 @@ fn preset(name: &str) -> Result<Vec<(&'static str, &'static str)>, Error> {
 }
 
 const NUMERIC: &[&str] = &["line_no", "quantity", "net_value"];
-const REQUIRED: &[&str] = &[
-    "distributor_id",
-    "invoice_id",
-    "line_no",
-    "invoice_date",
-    "outlet_id",
-    "sku_id",
-    "quantity",
-    "net_value",
-];
+const REQUIRED: &[&str] = INVOICE_FIELDS.split_at(INVOICE_FIELDS.len() - 1).0;
 
 /// Counts deliveries and failures reported by the broker.
 #[derive(Default)]

@@ -21,6 +21,20 @@ pub const SEGMENT_TOP_FEATURES: usize = 100;
 
 pub use spectra_core::tables::runs::GapRow;
 
+/// The median of `values` (the mean of the middle two for an even count; 0 when empty).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let m = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[m - 1] + values[m]) / 2.0
+    } else {
+        values[m]
+    }
+}
+
 /// Share of a segment's potential held by its `A` outlets, and by `A` and `B`.
 pub const TIER_SHARES: (f64, f64) = (0.5, 0.8);
 

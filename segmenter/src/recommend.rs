@@ -37,6 +37,7 @@ use spectra_core::tables::model::RecommendationReport;
 use spectra_core::tables::runs::{AssignmentRow, RecItem, Recommendations};
 use spectra_core::Storage;
 
+use crate::gaps::median;
 use crate::Error;
 
 /// Items per list.
@@ -77,20 +78,6 @@ struct SkuStat<'a> {
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
-}
-
-/// The median of `values` (0 when empty).
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    let m = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[m - 1] + values[m]) / 2.0
-    } else {
-        values[m]
-    }
 }
 
 /// A share as a whole percentage for a sentence.

@@ -71,15 +71,15 @@ pub(super) async fn segment_outlets(
         by @ ("potential" | "tier") => {
             let tiered = by == "tier";
             rows.sort_by(|a, b| {
-                let tier = |x: &crate::tables::AssignmentRow| {
-                    if tiered && !x.tier.is_empty() {
-                        x.tier.clone()
+                fn tier(x: &crate::tables::AssignmentRow, tiered: bool) -> &str {
+                    if tiered {
+                        &x.tier
                     } else {
-                        String::new()
+                        ""
                     }
-                };
-                tier(a)
-                    .cmp(&tier(b))
+                }
+                tier(a, tiered)
+                    .cmp(tier(b, tiered))
                     .then(b.potential.total_cmp(&a.potential))
                     .then(a.outlet_id.cmp(&b.outlet_id))
             })

@@ -27,7 +27,7 @@ use crate::cluster::metrics::{adjusted_rand_index, silhouette};
 use crate::cluster::transform::{spectrum_features, SpectrumTransform};
 use crate::cluster::{Change, KMeansConfig, RunConfig, RunOutcome};
 use crate::features::FeatureSet;
-use crate::gaps::{outlet_gaps, outlet_shares, potential, segment_orders, tiers, GapRow};
+use crate::gaps::{median, outlet_gaps, outlet_shares, potential, segment_orders, tiers, GapRow};
 use crate::model::{ModelFile, ModelSegment, Parameters, Quality, Transform};
 use crate::naming::{stable_name, top_features};
 use crate::patterns::purchasing_patterns;
@@ -203,17 +203,7 @@ fn assignment_rows(
     for (r, a) in outcome.assignments.iter().enumerate() {
         member_values[a.segment].push(values[r].max(0.0));
     }
-    let typical: Vec<f64> = member_values
-        .into_iter()
-        .map(|mut v| {
-            v.sort_by(f64::total_cmp);
-            match v.len() {
-                0 => 0.0,
-                n if n.is_multiple_of(2) => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-                n => v[n / 2],
-            }
-        })
-        .collect();
+    let typical: Vec<f64> = member_values.into_iter().map(median).collect();
     let mut counts = vec![0usize; k];
     let mut assignments = Vec::with_capacity(rows.len());
     let mut gaps = Vec::new();

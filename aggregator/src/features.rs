@@ -239,7 +239,15 @@ pub async fn build(
                       count(DISTINCT ({as_of} - CAST(o.date AS INT)) / 7) AS active_weeks
                FROM {o} GROUP BY o.outlet_id),
              sk AS (SELECT d.outlet_id, count(DISTINCT d.sku_id) AS distinct_skus
-                    FROM {d} GROUP BY d.outlet_id)
+                    FROM {d} GROUP BY d.outlet_id),
+             dist AS (
+               SELECT outlet_id, distributor_id FROM (
+                 SELECT outlet_id, distributor_id,
+                        row_number() OVER (PARTITION BY outlet_id ORDER BY v DESC, distributor_id) AS rn
+                 FROM (SELECT o.outlet_id, o.distributor_id, sum(o.net_value) AS v
+                       FROM {o} WHERE o.distributor_id IS NOT NULL
+                       GROUP BY o.outlet_id, o.distributor_id) t) r
+               WHERE rn = 1)
              SELECT k.outlet_id, k.net_value, k.lines, k.invoices,
                     CAST(k.invoices AS DOUBLE) / {months:?} AS invoices_per_month,
                     CASE WHEN k.invoices > 0 THEN k.net_value / CAST(k.invoices AS DOUBLE)
@@ -249,8 +257,10 @@ pub async fn build(
                     CASE WHEN k.net_value - k.returns_value > 0
                          THEN -k.returns_value / (k.net_value - k.returns_value)
                          ELSE 0.0 END AS return_share,
-                    k.recent_invoices, m.name, m.region, m.channel, m.attributes
+                    k.recent_invoices, m.name, m.region, m.channel, m.attributes,
+                    dist.distributor_id AS distributor
              FROM k LEFT JOIN sk ON sk.outlet_id = k.outlet_id
+                    LEFT JOIN dist ON dist.outlet_id = k.outlet_id
                     LEFT JOIN outlet_master m ON m.outlet_id = k.outlet_id
              ORDER BY k.outlet_id"
         ),

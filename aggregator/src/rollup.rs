@@ -235,7 +235,8 @@ pub async fn reroll(
         ctx,
         "SELECT i.outlet_id, i.date, sum(i.net_value) AS net_value, sum(i.quantity) AS quantity,
                 CAST(sum(i.lines) AS BIGINT) AS lines, count(*) AS invoices,
-                sum(i.returns_value) AS returns_value, max(s.distinct_skus) AS distinct_skus
+                sum(i.returns_value) AS returns_value, max(s.distinct_skus) AS distinct_skus,
+                max(m.distributor_id) AS distributor_id
          FROM (SELECT outlet_id, date, distributor_id, invoice_id, sum(net_value) AS net_value,
                       sum(quantity) AS quantity, sum(lines) AS lines,
                       sum(returns_value) AS returns_value
@@ -243,6 +244,14 @@ pub async fn reroll(
          JOIN (SELECT outlet_id, date, count(DISTINCT sku_id) AS distinct_skus
                FROM lbi GROUP BY outlet_id, date) s
            ON i.outlet_id = s.outlet_id AND i.date = s.date
+         JOIN (SELECT outlet_id, date, distributor_id
+               FROM (SELECT outlet_id, date, distributor_id,
+                            row_number() OVER (PARTITION BY outlet_id, date
+                              ORDER BY v DESC, distributor_id) AS rn
+                     FROM (SELECT outlet_id, date, distributor_id, sum(net_value) AS v
+                           FROM lbi GROUP BY outlet_id, date, distributor_id) t) r
+               WHERE rn = 1) m
+           ON i.outlet_id = m.outlet_id AND i.date = m.date
          GROUP BY i.outlet_id, i.date ORDER BY i.date, i.outlet_id",
     )
     .await?;

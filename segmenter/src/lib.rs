@@ -10,6 +10,7 @@
 //! when a segmentation is due.
 
 pub mod cluster;
+pub mod context;
 pub mod features;
 pub mod gaps;
 pub mod metrics;

@@ -2,14 +2,14 @@
 //! run, written to the run's `profiles.json` and published unchanged (the publisher
 //! only puts the names people set in place of the proposed ones). Size and value
 //! share, the spectrum and the penetration per feature with their index against all
-//! assigned outlets (100 = average), KPIs, and the mix of the outlets' region, channel
-//! and attributes. Names and patterns are added by the pipeline.
+//! assigned outlets (100 = average), KPIs, and the mix of the outlets' region, channel,
+//! main distributor and attributes (numeric ones binned, [`crate::context::binned`]). Names and patterns are added by the pipeline.
 
 use std::collections::{BTreeMap, HashMap};
 
 use ndarray::Array2;
 use spectra_core::tables::profile::{
-    index, AttributeMix, AttributeValue, FeatureShare, SegmentKpis, MAX_ATTRIBUTE_VALUES, NO_VALUE,
+    index, AttributeMix, AttributeValue, FeatureShare, SegmentKpis, MAX_ATTRIBUTE_VALUES,
     OTHER_VALUES,
 };
 
@@ -70,18 +70,6 @@ fn versus(features: &[String], shares: &[f64], average: &[f64]) -> Vec<FeatureSh
     v
 }
 
-/// Each assigned outlet's attribute values: region and channel (`(none)` when
-/// missing), then every master-data attribute it has.
-fn outlet_attributes(fs: &FeatureSet, i: usize) -> Vec<(&str, &str)> {
-    let o = &fs.outlets[i];
-    let mut v = vec![
-        ("region", o.region.as_deref().unwrap_or(NO_VALUE)),
-        ("channel", o.channel.as_deref().unwrap_or(NO_VALUE)),
-    ];
-    v.extend(o.attributes.iter().map(|(a, x)| (a.as_str(), x.as_str())));
-    v
-}
-
 /// An attribute with its listed values and outlet counts, and the outlets of the
 /// values summed into `(other)`.
 type Listed<'a> = (&'a str, Vec<(&'a str, usize)>, usize);
@@ -97,13 +85,19 @@ fn attribute_mixes(
     count: &[usize],
 ) -> Vec<Vec<AttributeMix>> {
     let n = rows.len().max(1) as f64;
-    // attribute → value → outlets, over all and per segment.
+    // attribute → value → outlets, over all and per segment: the outlet fields of the
+    // contexts (region, channel, distributor, attributes with numbers binned), each
+    // attribute under its own name.
+    let fields = crate::context::outlet_fields(fs, rows);
     let mut all: BTreeMap<&str, HashMap<&str, usize>> = BTreeMap::new();
     let mut per: Vec<HashMap<(&str, &str), usize>> = vec![HashMap::new(); k];
-    for (&i, &s) in rows.iter().zip(labels) {
-        for (a, v) in outlet_attributes(fs, i) {
-            *all.entry(a).or_default().entry(v).or_default() += 1;
-            *per[s].entry((a, v)).or_default() += 1;
+    for (name, per_row) in &fields {
+        let a = name.strip_prefix("attributes.").unwrap_or(name);
+        for (v, &s) in per_row.iter().zip(labels) {
+            if let Some(v) = v.as_deref() {
+                *all.entry(a).or_default().entry(v).or_default() += 1;
+                *per[s].entry((a, v)).or_default() += 1;
+            }
         }
     }
     // Per attribute: the listed values and the set summed into "(other)".

@@ -252,6 +252,7 @@ pub async fn write_run(
         recommendations: out.recommendations.clone(),
         profiles: out.profiles.clone(),
         model: out.model.clone(),
+        contexts: out.contexts.clone(),
     };
     run.write(storage).await?;
     Ok(latest)

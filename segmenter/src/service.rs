@@ -37,6 +37,7 @@ use spectra_core::service::Context;
 use spectra_core::tables::definitions::{self, Active, DefinitionVersion};
 use spectra_core::tables::features::{current_manifest, Manifest, WindowFeatures};
 use spectra_core::tables::runs::Latest;
+use spectra_core::tables::{layout, master};
 use spectra_core::{Config, Storage};
 
 use spectra_core::hold::{decide, Hold};
@@ -274,8 +275,10 @@ pub async fn run_definition(
     let run_id = format!("{}/{as_of}/{seq}", seg.name);
     let owned = seg.clone();
     let id = run_id.clone();
+    let features = Arc::new(features);
+    let shared = features.clone();
     let (out, previous) = tokio::task::spawn_blocking(move || {
-        let out = compute(&owned, &features, previous.as_ref(), &id);
+        let out = compute(&owned, &shared, previous.as_ref(), &id);
         (out, previous)
     })
     .await
@@ -292,6 +295,19 @@ pub async fn run_definition(
             .await?;
     out.recommendations = recommendations;
     out.model.recommendations = Some(report);
+    let skus = master::current(storage, layout::MASTER_SKUS, "sku_id").await?;
+    let assignments = out.assignments.clone();
+    out.contexts = tokio::task::spawn_blocking(move || {
+        crate::context::for_assignments(&features, &assignments, &skus)
+    })
+    .await
+    .map_err(|e| Error::Panicked {
+        segmentation: seg.name.clone(),
+        message: match e.try_into_panic() {
+            Ok(p) => panic_message(p.as_ref()),
+            Err(e) => e.to_string(),
+        },
+    })?;
     out.model.quality.duration_ms = start.elapsed().as_millis() as u64;
     let q = &out.model.quality;
     out.model.hold = decide(

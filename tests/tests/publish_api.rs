@@ -539,3 +539,227 @@ fn sku_name(fx: &spectra_tests::fixture::Fixture, id: &serde_json::Value) -> ser
             .clone(),
     )
 }
+
+/// The segment-context route against the fed lines: the fixture's lines in run 2's
+/// window, with the catalogue's brands and the outlets' regions and main distributors
+/// (per day the distributor with the largest value; per window the one whose days were
+/// worth the most), give every spend, buyer count and outlet count the API serves,
+/// unfiltered and under a region and a distributor filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_segments_context_is_the_fed_lines_by_brand_region_and_distributor() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let (_store, _cfg, base, token) = service("s3cret").await;
+    let fx = fixture();
+    let run2 = &fx.run2;
+    let seg = fx.segment_of_taste(run2, 0);
+    let (from, to) = fx.window(run2);
+    let lines: Vec<_> = fx
+        .lines
+        .iter()
+        .filter(|l| from <= l.date && l.date <= to && run2.assignments.contains_key(&l.outlet))
+        .collect();
+    let brand: BTreeMap<&str, &str> = fx
+        .skus
+        .iter()
+        .map(|s| (s.id.as_str(), s.brand.as_str()))
+        .collect();
+    let region: BTreeMap<&str, &str> = fx
+        .outlets
+        .iter()
+        .map(|o| (o.id.as_str(), o.region.as_str()))
+        .collect();
+    // The main distributor: the day's by value, then the window's by the days' value.
+    let mut days: BTreeMap<(&str, chrono::NaiveDate), BTreeMap<&str, f64>> = BTreeMap::new();
+    for l in &lines {
+        *days
+            .entry((l.outlet.as_str(), l.date))
+            .or_default()
+            .entry(l.distributor.as_str())
+            .or_default() += l.value;
+    }
+    let mut by_main: BTreeMap<&str, BTreeMap<&str, f64>> = BTreeMap::new();
+    for ((outlet, _), per) in &days {
+        let main = per
+            .iter()
+            .fold(None::<(&str, f64)>, |best, (d, v)| match best {
+                Some((_, b)) if b >= *v => best,
+                _ => Some((d, *v)),
+            })
+            .unwrap()
+            .0;
+        *by_main.entry(outlet).or_default().entry(main).or_default() += per.values().sum::<f64>();
+    }
+    let main_of: BTreeMap<&str, &str> = by_main
+        .iter()
+        .map(|(o, per)| {
+            let best = per
+                .iter()
+                .fold(None::<(&str, f64)>, |best, (d, v)| match best {
+                    Some((_, b)) if b >= *v => best,
+                    _ => Some((d, *v)),
+                })
+                .unwrap();
+            (*o, best.0)
+        })
+        .collect();
+    let members: BTreeSet<&str> = run2.members(&seg).into_iter().collect();
+    let c = reqwest::Client::new();
+    let url =
+        |q: &str| format!("{base}/api/segmentations/{SEGMENTATION}/segments/{seg}/context{q}");
+
+    // Expected brand spend and buyers of the outlets `keep` accepts.
+    let brands = |keep: &dyn Fn(&str) -> bool| -> BTreeMap<&str, (f64, BTreeSet<&str>)> {
+        let mut m: BTreeMap<&str, (f64, BTreeSet<&str>)> = BTreeMap::new();
+        for l in lines.iter().filter(|l| keep(&l.outlet)) {
+            let e = m.entry(brand[l.sku.as_str()]).or_default();
+            e.0 += l.value;
+            e.1.insert(l.outlet.as_str());
+        }
+        m
+    };
+    let check = |v: &Value, keep: &dyn Fn(&str) -> bool, what: &str| {
+        let in_seg = |o: &str| members.contains(o) && keep(o);
+        let outlets = run2.assignments.keys().filter(|o| in_seg(o)).count();
+        let all = run2.assignments.keys().filter(|o| keep(o)).count();
+        assert_eq!(v["outlets"], json!(outlets), "{what}: {v}");
+        assert_eq!(v["all_outlets"], json!(all), "{what}");
+        let served = v["product"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["dimension"] == "brand")
+            .unwrap_or_else(|| panic!("{what}: a brand level: {v}"))["values"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let (mine, everyone) = (brands(&in_seg), brands(keep));
+        let total: f64 = mine.values().map(|x| x.0).sum();
+        let total_all: f64 = everyone.values().map(|x| x.0).sum();
+        assert_eq!(served.len(), everyone.len(), "{what}: {served:?}");
+        for b in &served {
+            let name = b["value"].as_str().unwrap();
+            let (spend, buyers) = mine.get(name).cloned().unwrap_or_default();
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1.0);
+            assert!(
+                close(b["spend"].as_f64().unwrap(), spend),
+                "{what} {name}: {b} vs {spend}"
+            );
+            assert_eq!(b["outlets"], json!(buyers.len()), "{what} {name}");
+            assert!(
+                close(b["share"].as_f64().unwrap(), spend / total),
+                "{what} {name}"
+            );
+            let avg = everyone[name].0 / total_all;
+            assert!(close(b["average"].as_f64().unwrap(), avg), "{what} {name}");
+            let idx = (1000.0 * (spend / total) / avg).round() / 10.0;
+            assert!(close(b["index"].as_f64().unwrap(), idx), "{what} {name}");
+            assert!(
+                close(
+                    b["penetration"].as_f64().unwrap(),
+                    buyers.len() as f64 / outlets as f64
+                ),
+                "{what} {name}"
+            );
+        }
+    };
+
+    let (s, all) = get(&c, &url("")).await;
+    assert_eq!(s, 200, "{all}");
+    check(&all, &|_| true, "all outlets");
+    // Every outlet field counts each of the segment's outlets once; `staff`, a number
+    // with eleven values, comes in at most five bins.
+    let field = |v: &Value, name: &str| -> Vec<Value> {
+        v["outlet"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["dimension"] == name)
+            .unwrap_or_else(|| panic!("outlet field {name}: {v}"))["values"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    for name in [
+        "region",
+        "channel",
+        "distributor",
+        "attributes.size",
+        "attributes.staff",
+    ] {
+        let counted: u64 = field(&all, name)
+            .iter()
+            .map(|x| x["outlets"].as_u64().unwrap())
+            .sum();
+        assert_eq!(counted as usize, members.len(), "{name}");
+    }
+    let staff = field(&all, "attributes.staff");
+    assert!(
+        (2..=5).contains(&staff.len())
+            && staff
+                .iter()
+                .any(|b| b["value"].as_str().unwrap().contains(" – ")),
+        "{staff:?}"
+    );
+    for d in field(&all, "distributor") {
+        let id = d["value"].as_str().unwrap();
+        let n = members
+            .iter()
+            .filter(|o| main_of.get(*o) == Some(&id))
+            .count();
+        assert_eq!(d["outlets"], json!(n), "distributor {id}");
+    }
+    // SKU level values carry the master's name.
+    let skus = all["product"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dimension"] == "sku")
+        .unwrap()["values"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(!skus.is_empty());
+    for k in &skus {
+        if k["value"] != "(other)" {
+            assert_eq!(k["name"], sku_name(fx, &k["value"]), "{k}");
+        }
+    }
+    let filters = &all["filters"];
+    let regions: BTreeSet<&str> = run2
+        .assignments
+        .keys()
+        .map(|o| region[o.as_str()])
+        .collect();
+    assert_eq!(
+        filters["region"],
+        json!(regions),
+        "the regions, in byte order"
+    );
+    assert_eq!(filters["distributor"], json!(["D01", "D02", "D03"]));
+
+    // Under a region, and under a distributor.
+    let (s, v) = get(&c, &url("?region=Mazowsze")).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["filter"], json!({"field": "region", "value": "Mazowsze"}));
+    check(&v, &|o| region[o] == "Mazowsze", "region=Mazowsze");
+    let (s, v) = get(&c, &url("?distributor=D02")).await;
+    assert_eq!(s, 200, "{v}");
+    check(&v, &|o| main_of.get(o) == Some(&"D02"), "distributor=D02");
+
+    // Bad input.
+    assert_eq!(
+        get(&c, &url("?region=Mazowsze&channel=modern")).await.0,
+        400
+    );
+    assert_eq!(get(&c, &url("?size=M")).await.0, 400);
+    let (s, v) = get(&c, &url("?region=Atlantis")).await;
+    assert_eq!(s, 404);
+    assert!(v["error"].as_str().unwrap().contains("Mazowsze"), "{v}");
+    let (s, _) = get(
+        &c,
+        &format!("{base}/api/segmentations/{SEGMENTATION}/segments/S404/context"),
+    )
+    .await;
+    assert_eq!(s, 404);
+    token.cancel();
+}

@@ -508,6 +508,55 @@ async fn segment_trends_and_the_pipeline_page_show_every_run() {
         2,
         "a point per run: {points}"
     );
+    // The context card: the segment's brand mix, each row as the context route serves
+    // it (share of the segment's spend, index against all outlets).
+    let ctx: serde_json::Value = c
+        .get(format!(
+            "{base}/api/segmentations/mix/segments/{coffee}/context"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let brands = ctx["product"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dimension"] == "brand")
+        .expect("a brand level")["values"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let card = detail
+        .split("data-dimension=\"product.brand\"")
+        .nth(1)
+        .expect("the context card shows the brand mix");
+    let card = card.split("</table>").next().unwrap();
+    assert_eq!(
+        card.matches("class=\"context-row\"").count(),
+        brands.len().min(12)
+    );
+    for b in brands.iter().take(12) {
+        let row = card
+            .split(&format!("data-value=\"{}\"", b["value"].as_str().unwrap()))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{b} in {card}"));
+        let row = row.split("</tr>").next().unwrap();
+        // As the page formats them: a percentage to one decimal, the index whole.
+        let share = (1000.0 * b["share"].as_f64().unwrap()).round() / 10.0;
+        let index = b["index"].as_f64().unwrap().round();
+        assert!(
+            row.contains(&format!(">{share}%<"))
+                && (index >= 1000.0 || row.contains(&format!(">{index}<"))),
+            "{b}: {row}"
+        );
+    }
+    assert!(
+        detail.contains("<optgroup label=\"distributor\">"),
+        "the filters"
+    );
 
     // The pipeline page: both runs, with the silhouette each run's model reports.
     assert!(

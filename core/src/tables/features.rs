@@ -117,6 +117,9 @@ pub struct OutletDailyRow {
     pub returns_value: f64,
     /// Distinct SKUs bought.
     pub distinct_skus: i64,
+    /// The day's main distributor: the one with the largest net value that day (the
+    /// smallest id on a tie). `None` in tables written before it was kept.
+    pub distributor_id: Option<String>,
 }
 
 impl Rows for OutletDailyRow {
@@ -131,6 +134,7 @@ impl Rows for OutletDailyRow {
                 ("invoices", Int64, false),
                 ("returns_value", Float64, false),
                 ("distinct_skus", Int64, false),
+                ("distributor_id", Utf8, true),
             ])
         });
         S.clone()
@@ -150,6 +154,7 @@ impl Rows for OutletDailyRow {
                 int(rows.iter().map(|r| r.invoices)),
                 float(rows.iter().map(|r| r.returns_value)),
                 int(rows.iter().map(|r| r.distinct_skus)),
+                text(rows.iter().map(|r| r.distributor_id.as_deref())),
             ],
         )
     }
@@ -162,6 +167,7 @@ impl Rows for OutletDailyRow {
             c.float("returns_value")?,
         );
         let (l, i, s) = (c.int("lines")?, c.int("invoices")?, c.int("distinct_skus")?);
+        let dist = optional_text(c, "distributor_id")?;
         Ok((0..c.len())
             .map(|k| OutletDailyRow {
                 outlet_id: o[k].clone(),
@@ -172,6 +178,7 @@ impl Rows for OutletDailyRow {
                 invoices: i[k],
                 returns_value: r[k],
                 distinct_skus: s[k],
+                distributor_id: dist[k].clone(),
             })
             .collect())
     }
@@ -283,6 +290,10 @@ pub struct KpiRow {
     pub channel: Option<String>,
     /// Attributes (master data), values as text.
     pub attributes: BTreeMap<String, String>,
+    /// The main distributor in the window: the one that was the day's main
+    /// distributor (see [`OutletDailyRow::distributor_id`]) for the largest net value
+    /// (the smallest id on a tie). `None` when the daily tables predate it.
+    pub distributor: Option<String>,
 }
 
 impl Rows for KpiRow {
@@ -304,6 +315,7 @@ impl Rows for KpiRow {
                 ("region", Utf8, true),
                 ("channel", Utf8, true),
                 ("attributes", Utf8, true),
+                ("distributor", Utf8, true),
             ])
         });
         S.clone()
@@ -335,6 +347,7 @@ impl Rows for KpiRow {
                 text(rows.iter().map(|r| r.region.as_deref())),
                 text(rows.iter().map(|r| r.channel.as_deref())),
                 text(attrs.iter().map(Option::as_deref)),
+                text(rows.iter().map(|r| r.distributor.as_deref())),
             ],
         )
     }
@@ -361,6 +374,7 @@ impl Rows for KpiRow {
             c.text("channel")?,
             c.text("attributes")?,
         );
+        let dist = optional_text(c, "distributor")?;
         Ok((0..c.len())
             .map(|k| KpiRow {
                 outlet_id: o[k].clone(),
@@ -378,8 +392,18 @@ impl Rows for KpiRow {
                 region: region[k].clone(),
                 channel: channel[k].clone(),
                 attributes: parse_attributes(attrs[k].as_deref()),
+                distributor: dist[k].clone(),
             })
             .collect())
+    }
+}
+
+/// A nullable text column that tables written before it lack (read as all `None`).
+fn optional_text(c: &Columns<'_>, name: &str) -> Result<Vec<Option<String>>> {
+    if c.has(name) {
+        c.text(name)
+    } else {
+        Ok(vec![None; c.len()])
     }
 }
 

@@ -132,6 +132,9 @@ pub mod run_files {
     pub const MOVEMENTS: &str = "movements.parquet";
     /// Four SKU lists per assigned outlet.
     pub const RECOMMENDATIONS: &str = "recommendations.parquet";
+    /// Every segment's mix over product levels and outlet fields, unfiltered and
+    /// per region, channel and distributor.
+    pub const CONTEXTS: &str = "contexts.parquet";
     /// The segment profiles (contract §3.2).
     pub const PROFILES: &str = "profiles.json";
     /// The model the next run starts from, and the run's report.

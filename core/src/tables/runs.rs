@@ -6,6 +6,7 @@
 //!                                         outlet_gaps.parquet     GapRow
 //!                                         movements.parquet       MovementRow
 //!                                         recommendations.parquet RecommendationRow
+//!                                         contexts.parquet        ContextRow
 //!                                         profiles.json           [SegmentProfile]
 //!                                         model.json              ModelFile
 //! segmentations/{name}/latest.json        Latest — written last
@@ -24,6 +25,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::columns::{float, float_opt, int, schema, text};
+use super::context::ContextRow;
 use super::layout::{self, run_files};
 use super::model::ModelFile;
 use super::profile::SegmentProfile;
@@ -666,6 +668,9 @@ pub struct Run {
     pub profiles: Vec<SegmentProfile>,
     /// The model and the run's report.
     pub model: ModelFile,
+    /// The segments' contexts. Written with the run; [`Run::read`] leaves it empty
+    /// (readers take one segment and filter at a time, [`super::context::read`]).
+    pub contexts: Vec<ContextRow>,
 }
 
 fn missing(file: String) -> Error {
@@ -709,6 +714,7 @@ impl Run {
             recommendations,
             profiles,
             model,
+            contexts: Vec::new(),
         })
     }
 
@@ -720,6 +726,7 @@ impl Run {
         super::write_rows(storage, &l.file(run_files::MOVEMENTS), &self.movements).await?;
         let recs = recommendation_rows(&self.recommendations);
         super::write_rows(storage, &l.file(run_files::RECOMMENDATIONS), &recs).await?;
+        super::write_rows(storage, &l.file(run_files::CONTEXTS), &self.contexts).await?;
         storage
             .put_json(&l.file(run_files::PROFILES), &self.profiles)
             .await?;

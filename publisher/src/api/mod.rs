@@ -7,6 +7,7 @@
 //! [`guard`].
 
 mod compare;
+mod context;
 pub mod guard;
 mod movements;
 mod outlet;
@@ -157,6 +158,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/segmentations/{name}/segments/{id}/outlets",
             get(outlet::segment_outlets),
+        )
+        .route(
+            "/api/segmentations/{name}/segments/{id}/context",
+            get(context::context),
         )
         .route(
             "/api/segmentations/{name}/movement",

@@ -228,12 +228,49 @@ async function viewSegment(id, sort) {
     </div>
   </div>
   ${trendCard(trends, s.segment_id)}
+  <div class="card" style="margin-top:16px" id="context"><h2>Context</h2><p class="muted">Loading…</p></div>
   <div class="card" style="margin-top:16px" id="outlets" data-sort="${by}"><h2>${by === "tier" ? "Outlets with the most to win" : "Largest outlets"}</h2>
     <p class="muted">Sort by <a href="#/segment/${encodeURIComponent(s.segment_id)}"${by === "value" ? ' class="active"' : ""}>value</a> · <a href="#/segment/${encodeURIComponent(s.segment_id)}/potential"${by === "tier" ? ' class="active"' : ""}>potential (tier A first)</a></p>
     <table><thead><tr><th>outlet</th><th>name</th><th>region</th><th>channel</th><th class="num">value</th><th class="num">potential</th><th>tier</th><th class="num">confidence</th><th>change</th></tr></thead><tbody>
     ${outlets.map((o) => `<tr class="outlet-row"><td><a href="#/outlet/${encodeURIComponent(o.outlet_id)}">${esc(o.outlet_id)}</a></td><td>${esc(o.name)}</td><td>${esc(o.region)}</td><td>${esc(o.channel)}</td><td class="num">${num(o.value)}</td><td class="num">${num(o.potential)}</td><td class="tier">${esc(o.tier)}</td><td class="num">${fmt1.format(100 * o.confidence)}%</td><td>${esc(o.change)}</td></tr>`).join("")}
   </tbody></table></div>`;
   $("#edit").onsubmit = (e) => { e.preventDefault(); saveSegment(name, s.segment_id, new FormData(e.target)); };
+  await loadContext(name, s.segment_id, "", "");
+}
+
+// The segment in context: its mix over a product level or an outlet field against all
+// outlets, optionally only over the outlets of one region, channel or distributor.
+async function loadContext(name, id, filter, dim) {
+  const c = await api(`/api/segmentations/${encodeURIComponent(name)}/segments/${encodeURIComponent(id)}/context${filter ? "?" + filter : ""}`)
+    .catch((e) => ({ error: e.message }));
+  showContext(name, id, c, filter, dim);
+}
+
+function showContext(name, id, c, filter, dim) {
+  const box = $("#context");
+  if (!box) return;
+  box.innerHTML = contextBody(c, filter, dim);
+  const f = $("#context-filter"), d = $("#context-dim");
+  if (f) f.onchange = () => loadContext(name, id, f.value, d.value);
+  if (d) d.onchange = () => showContext(name, id, c, filter, d.value);
+}
+
+function contextBody(c, filter, dim) {
+  if (c.error) return `<h2>Context</h2><p class="muted">${esc(c.error)}</p>`;
+  const dims = [...c.product.map((d) => ({ ...d, kind: "product" })), ...c.outlet.map((d) => ({ ...d, kind: "outlet" }))];
+  const key = (d) => `${d.kind}.${d.dimension}`;
+  const cur = dims.find((d) => key(d) === dim) || dims.find((d) => d.dimension === "brand") || dims[0];
+  const groups = Object.entries(c.filters).filter(([, vs]) => vs.length).map(([f, vs]) => `<optgroup label="${esc(f)}">${vs.map((v) => {
+    const val = `${f}=${encodeURIComponent(v)}`;
+    return `<option value="${esc(val)}"${val === filter ? " selected" : ""}>${esc(f)}: ${esc(v)}</option>`;
+  }).join("")}</optgroup>`).join("");
+  const dopts = dims.map((d) => `<option value="${esc(key(d))}"${d === cur ? " selected" : ""}>${d.kind === "product" ? "Products" : "Outlets"} · ${esc(d.dimension)}</option>`).join("");
+  const product = cur?.kind === "product";
+  const rows = (cur?.values || []).slice(0, 12).map((v) => `<tr class="context-row" data-value="${esc(v.value)}"><td>${esc(v.name || v.value)}</td><td class="num">${pct(v.share)}</td><td class="num">${pct(v.average)}</td><td class="num idx">${fmt.format(v.index)}</td><td class="num">${product ? pct(v.penetration) : num(v.outlets)}</td></tr>`).join("");
+  return `<h2>Context</h2><div class="context-controls"><label>Outlets <select id="context-filter"><option value="">all</option>${groups}</select></label>
+    <label>By <select id="context-dim">${dopts}</select></label></div>
+    <p class="muted" id="context-scope">${num(c.outlets)} of the segment's outlets, ${num(c.all_outlets)} outlets in all${c.filter ? ` with ${esc(c.filter.field)} ${esc(c.filter.value)}` : ""}</p>
+    <table data-dimension="${esc(cur ? key(cur) : "")}"><thead><tr><th>${esc(cur?.dimension || "")}</th><th class="num">${product ? "share of spend" : "share of outlets"}</th><th class="num">all outlets</th><th class="num">index</th><th class="num">${product ? "penetration" : "outlets"}</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
 // A segment over the last runs: outlets and value as lines, its strongest features'

@@ -50,6 +50,8 @@ pub struct OutletRecord {
     pub channel: Option<String>,
     /// Attributes from the master record's JSON object, values as text.
     pub attributes: BTreeMap<String, String>,
+    /// The main distributor in the window (see `KpiRow::distributor`).
+    pub distributor: Option<String>,
 }
 
 /// A segmentation's features for one as-of date, with outlets in id order.
@@ -141,6 +143,7 @@ impl FeatureSet {
                     region: k.region.clone(),
                     channel: k.channel.clone(),
                     attributes: k.attributes.clone(),
+                    distributor: k.distributor.clone(),
                 };
                 (k.outlet_id.as_str(), r)
             })

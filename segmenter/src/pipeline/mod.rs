@@ -124,6 +124,9 @@ pub struct RunOutput {
     pub left: Vec<String>,
     /// movements.parquet rows: every outlet that moved, with the evidence.
     pub movements: Vec<MovementRow>,
+    /// contexts.parquet rows (filled in by [`crate::context`], which reads the SKU
+    /// master).
+    pub contexts: Vec<spectra_core::tables::context::ContextRow>,
 }
 
 /// The value an outlet is judged by: its KPI net value, or its summed spend when the
@@ -493,6 +496,7 @@ pub fn compute(
         recommendations: Default::default(),
         left,
         movements,
+        contexts: Vec::new(),
     })
 }
 

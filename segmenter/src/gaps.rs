@@ -10,11 +10,27 @@
 //! spectra × its value: 0 when it buys like its segment); one that buys exactly like its
 //! segment at a tenth of the median's volume has nine tenths of the median left to win.
 //!
+//! **Per SKU** ([`sku_gaps`]): the same potential SKU by SKU — for each of the
+//! segment's [`SKU_CANDIDATES`] largest SKUs, `segment_share × V* − max(outlet spend,
+//! 0)` — and each outlet's [`SKU_GAPS_PER_OUTLET`] largest positive ones, with the SKU's
+//! penetration in the segment: what a rep could add to the order, by product.
+//!
 //! **Tiers**: within each segment, an ABC analysis of potential — outlets sorted by
 //! potential, largest first; `A` while the potential before them is under half of the
 //! segment's, `B` under 80%, `C` after (and every outlet without potential).
 
+use std::collections::{BTreeMap, HashMap};
+
 use ndarray::{Array2, ArrayView2};
+use spectra_core::tables::runs::AssignmentRow;
+use spectra_core::tables::sku_gaps::SkuGapRow;
+
+use crate::features::FeatureSet;
+
+/// The segment's SKUs (largest share of its spend first) each outlet is compared on.
+pub const SKU_CANDIDATES: usize = 50;
+/// SKUs kept per outlet: the largest positive potentials.
+pub const SKU_GAPS_PER_OUTLET: usize = 10;
 
 /// Features listed per outlet besides those it buys: the segment's largest.
 pub const SEGMENT_TOP_FEATURES: usize = 100;
@@ -130,6 +146,83 @@ pub fn outlet_shares(spend: ArrayView2<f64>) -> Array2<f64> {
     crate::cluster::transform::shares(spend)
 }
 
+/// Per-SKU gaps of every assigned outlet: `assignments` are outlets of `fs` with their
+/// segment and value (see the module's documentation).
+pub fn sku_gaps(fs: &FeatureSet, assignments: &[AssignmentRow]) -> Vec<SkuGapRow> {
+    let row_of: HashMap<&str, usize> = fs
+        .outlets
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.outlet_id.as_str(), i))
+        .collect();
+    let mut members: BTreeMap<&str, Vec<(usize, f64, &str)>> = BTreeMap::new();
+    for a in assignments {
+        if let Some(&i) = row_of.get(a.outlet_id.as_str()) {
+            members.entry(a.segment_id.as_str()).or_default().push((
+                i,
+                a.value,
+                a.outlet_id.as_str(),
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    for (segment, members) in members {
+        let typical = median(members.iter().map(|m| m.1.max(0.0)).collect());
+        // The segment's positive spend and buyers per SKU.
+        let mut spend: HashMap<u32, (f64, usize)> = HashMap::new();
+        for &(i, _, _) in &members {
+            for &(k, v) in &fs.sku_spend[i] {
+                let e = spend.entry(k).or_default();
+                e.0 += v.max(0.0);
+                e.1 += 1;
+            }
+        }
+        let total: f64 = spend.values().map(|e| e.0).sum();
+        if total <= 0.0 {
+            continue;
+        }
+        let mut top: Vec<(u32, f64, usize)> = spend
+            .into_iter()
+            .filter(|(_, e)| e.0 > 0.0)
+            .map(|(k, e)| (k, e.0 / total, e.1))
+            .collect();
+        top.sort_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then_with(|| fs.skus[a.0 as usize].cmp(&fs.skus[b.0 as usize]))
+        });
+        top.truncate(SKU_CANDIDATES);
+        let n = members.len() as f64;
+        for &(i, value, outlet_id) in &members {
+            let target = value.max(0.0).max(typical);
+            let own: HashMap<u32, f64> = fs.sku_spend[i].iter().copied().collect();
+            let mut rows: Vec<SkuGapRow> = top
+                .iter()
+                .filter_map(|&(k, share, buyers)| {
+                    let spent = own.get(&k).copied().unwrap_or(0.0);
+                    let p = share * target - spent.max(0.0);
+                    (p > 0.0).then(|| SkuGapRow {
+                        outlet_id: outlet_id.to_owned(),
+                        segment_id: segment.to_owned(),
+                        sku_id: fs.skus[k as usize].clone(),
+                        outlet_spend: spent,
+                        segment_share: share,
+                        penetration: buyers as f64 / n,
+                        potential: p,
+                    })
+                })
+                .collect();
+            rows.sort_by(|a, b| {
+                b.potential
+                    .total_cmp(&a.potential)
+                    .then_with(|| a.sku_id.cmp(&b.sku_id))
+            });
+            rows.truncate(SKU_GAPS_PER_OUTLET);
+            out.extend(rows);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +284,69 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert!((rows[1].gap - 0.4).abs() < 1e-12 && rows[1].feature == "b");
         assert!((rows[0].gap + 0.4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sku_gaps_are_the_segment_share_of_the_larger_volume_minus_what_is_spent() {
+        use crate::features::{FeatureSet, OutletRecord};
+        // One segment of three outlets. SKU spend: a = {k1: 60, k2: 40},
+        // b = {k1: 30}, c = {k2: 10, k3: -5}. Segment spend (positive parts):
+        // k1 90, k2 50, k3 0 → shares 90/140, 50/140; k3 is no candidate.
+        // Values 100, 30, 5 → median 30.
+        let fs = FeatureSet {
+            as_of: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            features: vec!["f".into()],
+            outlets: ["a", "b", "c"]
+                .iter()
+                .map(|id| OutletRecord {
+                    outlet_id: (*id).into(),
+                    ..Default::default()
+                })
+                .collect(),
+            spend: Array2::zeros((3, 1)),
+            skus: vec!["k1".into(), "k2".into(), "k3".into()],
+            sku_spend: vec![
+                vec![(0, 60.0), (1, 40.0)],
+                vec![(0, 30.0)],
+                vec![(1, 10.0), (2, -5.0)],
+            ],
+            history: None,
+        };
+        let a = |id: &str, value: f64| AssignmentRow {
+            outlet_id: id.into(),
+            segment_id: "S1".into(),
+            previous_segment_id: None,
+            change: spectra_core::tables::runs::Change::New,
+            distance: 0.0,
+            confidence: 1.0,
+            value,
+            lines: 1,
+            potential: 0.0,
+            tier: String::new(),
+        };
+        let rows = sku_gaps(&fs, &[a("a", 100.0), a("b", 30.0), a("c", 5.0)]);
+        let got: Vec<(&str, &str, f64)> = rows
+            .iter()
+            .map(|r| (r.outlet_id.as_str(), r.sku_id.as_str(), r.potential))
+            .collect();
+        let (s1, s2) = (90.0 / 140.0, 50.0 / 140.0);
+        // a: k1 100·s1 − 60 = 4.29 > 0, k2 100·s2 − 40 < 0.
+        // b (V* = 30): k2 30·s2 = 10.71, k1 30·s1 − 30 < 0.
+        // c (V* = 30): k1 30·s1 = 19.29, k2 30·s2 − 10 = 0.71.
+        let want = [
+            ("a", "k1", 100.0 * s1 - 60.0),
+            ("b", "k2", 30.0 * s2),
+            ("c", "k1", 30.0 * s1),
+            ("c", "k2", 30.0 * s2 - 10.0),
+        ];
+        assert_eq!(got.len(), want.len(), "{got:?}");
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!((g.0, g.1), (w.0, w.1));
+            assert!((g.2 - w.2).abs() < 1e-9, "{g:?} vs {w:?}");
+        }
+        let c1 = &rows[2];
+        assert_eq!(c1.outlet_spend, 0.0);
+        assert!((c1.penetration - 2.0 / 3.0).abs() < 1e-12);
+        assert!((rows[3].penetration - 2.0 / 3.0).abs() < 1e-12);
     }
 }

@@ -253,6 +253,7 @@ pub async fn write_run(
         profiles: out.profiles.clone(),
         model: out.model.clone(),
         contexts: out.contexts.clone(),
+        sku_gaps: out.sku_gaps.clone(),
     };
     run.write(storage).await?;
     Ok(latest)

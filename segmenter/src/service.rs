@@ -297,8 +297,11 @@ pub async fn run_definition(
     out.model.recommendations = Some(report);
     let skus = master::current(storage, layout::MASTER_SKUS, "sku_id").await?;
     let assignments = out.assignments.clone();
-    out.contexts = tokio::task::spawn_blocking(move || {
-        crate::context::for_assignments(&features, &assignments, &skus)
+    (out.contexts, out.sku_gaps) = tokio::task::spawn_blocking(move || {
+        (
+            crate::context::for_assignments(&features, &assignments, &skus),
+            crate::gaps::sku_gaps(&features, &assignments),
+        )
     })
     .await
     .map_err(|e| Error::Panicked {

@@ -293,3 +293,37 @@ pub fn count_colours<const N: usize>(path: &Path, colours: [(u8, u8, u8); N]) ->
     }
     counts
 }
+
+/// A sheet (1 = the first) of an XLSX file as rows of strings, blank cells as ""
+/// (python3's zipfile, no extra crates).
+pub fn xlsx_rows(path: &std::path::Path, sheet: usize) -> Vec<Vec<String>> {
+    let script = r#"
+import json, sys, zipfile, xml.etree.ElementTree as ET
+ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+z = zipfile.ZipFile(sys.argv[1])
+shared = [ "".join(t.text or "" for t in si.iter("{%s}t" % ns["m"])) for si in ET.fromstring(z.read("xl/sharedStrings.xml")).findall("m:si", ns)] if "xl/sharedStrings.xml" in z.namelist() else []
+rows = []
+for r in ET.fromstring(z.read("xl/worksheets/sheet%s.xml" % sys.argv[2])).iter("{%s}row" % ns["m"]):
+    row = []
+    for c in r.findall("m:c", ns):
+        col = 0
+        for ch in c.get("r"):
+            if ch.isalpha(): col = col * 26 + ord(ch) - 64
+        while len(row) < col - 1: row.append("")
+        v = c.find("m:v", ns)
+        t = c.get("t")
+        if t == "s": row.append(shared[int(v.text)])
+        elif t == "inlineStr": row.append("".join(x.text or "" for x in c.iter("{%s}t" % ns["m"])))
+        else: row.append(v.text if v is not None else "")
+    rows.append(row)
+print(json.dumps(rows))
+"#;
+    let o = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .arg(sheet.to_string())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}

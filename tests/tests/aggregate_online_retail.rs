@@ -2,11 +2,16 @@
 //! `spectra ingest --once` → `spectra aggregate --once --as-of 2011-12-09`, then every
 //! customer's window total (kpis `net_value`) against a direct computation from the CSV
 //! (rows without CustomerID skipped, net = Quantity × UnitPrice, cancellations netted).
+//! Then a SKU-level segmentation run twice (as of 2011-11-09 and 2011-12-09) and
+//! published: SKU names from the fed master beside every SKU id people read, A/B/C
+//! tiers by potential, trends over both runs, and contexts filtered by country.
 
 use std::collections::BTreeMap;
 
 use arrow::array::AsArray;
 use arrow::datatypes::{Float64Type, Int64Type};
+use serde_json::Value;
+use spectra_tests::services::*;
 use spectra_tests::*;
 
 /// CustomerID → (net value, lines), straight from the CSV.
@@ -60,9 +65,22 @@ fn online_retail_totals_per_customer_match_the_csv() {
     let config = dir.path().join("spectra.toml");
     std::fs::write(
         &config,
-        "[[segmentation]]\nname = \"retail\"\nlevel = \"sku\"\nwindow_days = 400\n",
+        "[[segmentation]]\nname = \"retail\"\nlevel = \"sku\"\nwindow_days = 400\nk = 6\n",
     )
     .unwrap();
+    // Run 1, a month earlier.
+    let out = setup
+        .command(
+            "aggregate",
+            &["--once", "--as-of", "2011-11-09", "--config", config.to_str().unwrap()],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t = std::time::Instant::now();
+    let seg = ok(run(&setup, "segment", &config, &["--once"]), "segment");
+    assert_eq!(seg["runs"][0]["run_id"], "retail/2011-11-09/1", "{seg}");
+    eprintln!("segment (sku level, k = 6): {:?}", t.elapsed());
     let t = std::time::Instant::now();
     let out = setup
         .command(
@@ -134,9 +152,197 @@ fn online_retail_totals_per_customer_match_the_csv() {
         assert_eq!(gn, n, "customer {c}: lines");
     }
     let total: f64 = want.values().map(|(v, _)| v).sum();
+    insight(&setup, &config);
     eprintln!(
         "{} customers, net {total:.2}, end to end {:?}",
         want.len(),
         started.elapsed()
     );
+}
+
+/// Run 2 and the published views a marketing team reads, on the real file.
+fn insight(setup: &Setup, config: &std::path::Path) {
+    let seg = ok(run(setup, "segment", config, &["--once"]), "segment");
+    let run2 = seg["runs"][0]["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(run2, "retail/2011-12-09/1", "{seg}");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _publisher = Publisher::spawn(setup, config, port);
+    let get = |path: &str| -> Value {
+        let (s, body) = http(reqwest::Method::GET, &format!("{base}{path}"), None, None);
+        assert_eq!(s, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    wait_until("run 2 published", || {
+        http(reqwest::Method::GET, &format!("{base}/healthz"), None, None).0 == 200
+            && get("/api/segmentations")
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["published"]["run_id"] == run2.as_str())
+    });
+    let names = fed_sku_names(&setup.skus);
+    let regions: std::collections::BTreeMap<String, String> = compacted(&setup.outlets)
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v["region"].as_str()?.to_owned())))
+        .collect();
+
+    // Names: the spectrum's features are StockCodes; each carries the fed name, and
+    // so does every pattern SKU.
+    let segments = get("/api/segmentations/retail/segments");
+    let segments = segments.as_array().unwrap();
+    assert_eq!(segments.len(), 6);
+    let mut named = 0;
+    for s in segments {
+        for f in s["spectrum"].as_array().unwrap() {
+            let code = f["feature"].as_str().unwrap();
+            assert_eq!(f["name"].as_str(), names.get(code).map(String::as_str), "{code}");
+            named += usize::from(f["name"].is_string());
+        }
+        for p in s["patterns"].as_array().unwrap() {
+            for k in p["skus"].as_array().unwrap() {
+                let code = k["sku_id"].as_str().unwrap();
+                assert_eq!(k["sku_name"].as_str(), names.get(code).map(String::as_str));
+            }
+        }
+    }
+    assert!(named > 100, "{named} named spectrum entries");
+
+    // Tiers: the run's assignments follow the ABC rule on potential within each
+    // segment, and `?sort=tier` lists tier A first.
+    let latest: Value = serde_json::from_slice(
+        &std::fs::read(setup.dir.join("segmentations/retail/latest.json")).unwrap(),
+    )
+    .unwrap();
+    let folder = setup.dir.join(latest["path"].as_str().unwrap());
+    let assignments: Vec<spectra_core::tables::runs::AssignmentRow> =
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(spectra_core::tables::read_rows(
+                &spectra_core::Storage::from_url(&setup.storage).unwrap(),
+                &format!("{}/assignments.parquet", latest["path"].as_str().unwrap()),
+            ))
+            .unwrap()
+            .unwrap();
+    assert!(folder.join("sku_gaps.parquet").exists());
+    for s in segments {
+        let id = s["segment_id"].as_str().unwrap();
+        let mut members: Vec<&spectra_core::tables::runs::AssignmentRow> =
+            assignments.iter().filter(|a| a.segment_id == id).collect();
+        members.sort_by(|a, b| {
+            b.potential
+                .total_cmp(&a.potential)
+                .then(a.outlet_id.cmp(&b.outlet_id))
+        });
+        let total: f64 = members.iter().map(|a| a.potential.max(0.0)).sum();
+        let mut before = 0.0;
+        for a in &members {
+            let want = if a.potential <= 0.0 {
+                "C"
+            } else if before < 0.5 * total {
+                "A"
+            } else if before < 0.8 * total {
+                "B"
+            } else {
+                "C"
+            };
+            before += a.potential.max(0.0);
+            // Ties in potential may order either way; only strict cases are checked.
+            let tie = members
+                .iter()
+                .filter(|b| b.potential == a.potential)
+                .count()
+                > 1;
+            if !tie {
+                assert_eq!(a.tier, want, "{id} {}: potential {}", a.outlet_id, a.potential);
+            }
+        }
+        let listed = get(&format!("/api/segmentations/retail/segments/{id}/outlets?sort=tier&limit=5"));
+        assert_eq!(listed[0]["tier"], "A", "{id}: {listed}");
+    }
+
+    // Trends: both runs, every segment of run 2 with a point per run.
+    let t = get("/api/segmentations/retail/trends");
+    let runs: Vec<&str> = t["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(runs, ["retail/2011-11-09/1", run2.as_str()]);
+    for s in t["segments"].as_array().unwrap() {
+        assert_eq!(s["outlets"].as_array().unwrap().len(), 2, "{s}");
+    }
+
+    // Contexts under a country: the segment's and all outlets' counts are the fed
+    // regions of the assigned customers; SKU values carry names.
+    let id = segments[0]["segment_id"].as_str().unwrap();
+    let country = "United Kingdom";
+    let c = get(&format!(
+        "/api/segmentations/retail/segments/{id}/context?region=United%20Kingdom"
+    ));
+    let in_country = |a: &&spectra_core::tables::runs::AssignmentRow| {
+        regions.get(&a.outlet_id).map(String::as_str) == Some(country)
+    };
+    let all = assignments.iter().filter(in_country).count();
+    let mine = assignments
+        .iter()
+        .filter(|a| a.segment_id == id)
+        .filter(in_country)
+        .count();
+    assert_eq!(c["all_outlets"], all, "{}", c["filters"]);
+    assert_eq!(c["outlets"], mine);
+    assert!(all > 3000, "most customers are in the UK: {all}");
+    let skus = c["product"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dimension"] == "sku")
+        .unwrap()["values"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for k in skus.iter().filter(|k| k["value"] != "(other)") {
+        let code = k["value"].as_str().unwrap();
+        assert_eq!(k["name"].as_str(), names.get(code).map(String::as_str), "{k}");
+    }
+
+    // The 360 view of the segment's largest customer: its SKU gaps, named.
+    let top = assignments
+        .iter()
+        .filter(|a| a.segment_id == id)
+        .max_by(|a, b| a.value.total_cmp(&b.value))
+        .unwrap();
+    let o = get(&format!("/api/outlets/{}", top.outlet_id));
+    let gaps = o["segmentations"][0]["sku_gaps"].as_array().unwrap().clone();
+    assert!(!gaps.is_empty(), "{o}");
+    for g in &gaps {
+        let code = g["sku_id"].as_str().unwrap();
+        assert_eq!(g["sku_name"].as_str(), names.get(code).map(String::as_str));
+        assert!(g["potential"].as_f64().unwrap() > 0.0);
+    }
+
+    // The XLSX export's spectrum sheet names every StockCode the master names.
+    let path = setup.dir.join("retail.xlsx");
+    ok(
+        run(
+            setup,
+            "export",
+            config,
+            &["--segmentation", "retail", "--format", "xlsx", "--out", path.to_str().unwrap()],
+        ),
+        "export",
+    );
+    let sheet = xlsx_rows(&path, 3);
+    let col = sheet[0].iter().position(|h| h == "feature_name").expect("a feature_name column");
+    let mut checked = 0;
+    for r in &sheet[1..] {
+        if let Some(n) = names.get(&r[2]) {
+            assert_eq!(r.get(col).map(String::as_str), Some(n.as_str()), "{r:?}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "{checked} named rows");
 }

@@ -763,3 +763,110 @@ async fn a_segments_context_is_the_fed_lines_by_brand_region_and_distributor() {
     assert_eq!(s, 404);
     token.cancel();
 }
+
+/// The 360 view's per-SKU gaps against the fed lines: for outlets of every segment of
+/// run 2, the segment's SKU shares of spend (each outlet's window net value per SKU,
+/// its positive part), the median member value and the outlet's own spend give the
+/// SKUs it has the most to win on, in order, with their potential and penetration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_outlet_view_lists_the_skus_with_the_most_to_win_as_the_fed_lines_give_them() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let (_store, _cfg, base, token) = service("s3cret").await;
+    let fx = fixture();
+    let run2 = &fx.run2;
+    let (from, to) = fx.window(run2);
+    // outlet → SKU → net value in the window.
+    let mut spend: BTreeMap<&str, BTreeMap<&str, f64>> = BTreeMap::new();
+    for l in fx.lines.iter().filter(|l| from <= l.date && l.date <= to) {
+        *spend
+            .entry(l.outlet.as_str())
+            .or_default()
+            .entry(l.sku.as_str())
+            .or_default() += l.value;
+    }
+    let c = reqwest::Client::new();
+    let mut checked = 0;
+    let mut listed = 0;
+    for seg in run2.segments() {
+        let members = run2.members(&seg);
+        let mut seg_spend: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+        for m in &members {
+            for (k, v) in spend.get(m).into_iter().flatten() {
+                let e = seg_spend.entry(k).or_default();
+                e.0 += v.max(0.0);
+                e.1 += 1;
+            }
+        }
+        let total: f64 = seg_spend.values().map(|e| e.0).sum();
+        let mut top: Vec<(&str, f64, f64)> = seg_spend
+            .iter()
+            .filter(|(_, e)| e.0 > 0.0)
+            .map(|(k, e)| (*k, e.0 / total, e.1 as f64 / members.len() as f64))
+            .collect();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+        top.truncate(50);
+        let mut values: Vec<f64> = members
+            .iter()
+            .map(|m| run2.assignments[*m].value.max(0.0))
+            .collect();
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let typical = if n.is_multiple_of(2) {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        } else {
+            values[n / 2]
+        };
+        // The smallest and the largest members: one below the median, one above.
+        let mut by_value: Vec<&str> = members.clone();
+        by_value.sort_by(|a, b| {
+            run2.assignments[*a]
+                .value
+                .total_cmp(&run2.assignments[*b].value)
+        });
+        for outlet in [by_value[0], by_value[n - 1]]
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+        {
+            let target = run2.assignments[outlet].value.max(0.0).max(typical);
+            let own = spend.get(outlet).cloned().unwrap_or_default();
+            let mut want: Vec<(&str, f64, f64)> = top
+                .iter()
+                .map(|(k, share, pen)| {
+                    let p = share * target - own.get(k).copied().unwrap_or(0.0).max(0.0);
+                    (*k, p, *pen)
+                })
+                .filter(|x| x.1 > 0.0)
+                .collect();
+            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+            want.truncate(10);
+            let (s, o) = get(&c, &format!("{base}/api/outlets/{outlet}")).await;
+            assert_eq!(s, 200, "{o}");
+            let got = o["segmentations"][0]["sku_gaps"]
+                .as_array()
+                .unwrap()
+                .clone();
+            let ids: Vec<&str> = got.iter().map(|g| g["sku_id"].as_str().unwrap()).collect();
+            let want_ids: Vec<&str> = want.iter().map(|w| w.0).collect();
+            assert_eq!(ids, want_ids, "{outlet} in {seg}");
+            for (g, w) in got.iter().zip(&want) {
+                let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1.0);
+                assert!(
+                    close(g["potential"].as_f64().unwrap(), w.1),
+                    "{outlet}: {g} vs {w:?}"
+                );
+                assert!(
+                    close(g["penetration"].as_f64().unwrap(), w.2),
+                    "{outlet}: {g}"
+                );
+                assert_eq!(g["sku_name"], sku_name(fx, &g["sku_id"]));
+            }
+            checked += 1;
+            listed += got.len();
+        }
+    }
+    assert!(
+        checked >= 4 && listed > 0,
+        "{checked} outlets, {listed} SKUs"
+    );
+    token.cancel();
+}

@@ -272,6 +272,7 @@ async fn outlet_page_lists_each_recommendation_with_its_reason() {
     let c = reqwest::Client::new();
     // The outlet with the most recommendations among the first fifty.
     let mut best: Option<(usize, String, serde_json::Value)> = None;
+    let mut with_sku_gaps = 0;
     for id in fx.run2.assignments.keys().take(50) {
         let o: serde_json::Value = c
             .get(format!("{base}/api/outlets/{id}"))
@@ -282,6 +283,7 @@ async fn outlet_page_lists_each_recommendation_with_its_reason() {
             .await
             .unwrap();
         let view = o["segmentations"][0].clone();
+        with_sku_gaps += usize::from(!view["sku_gaps"].as_array().unwrap().is_empty());
         let n: usize = spectra_core::tables::runs::REC_LISTS
             .iter()
             .map(|l| view["recommendations"][l].as_array().map_or(0, Vec::len))
@@ -345,6 +347,31 @@ async fn outlet_page_lists_each_recommendation_with_its_reason() {
                 "empty {list} says `{shown}`"
             );
         }
+    }
+    // The SKUs with the most to win, in the view's order, by name.
+    assert!(
+        with_sku_gaps > 10,
+        "{with_sku_gaps} of 50 outlets have SKU gaps"
+    );
+    let gaps = view["sku_gaps"].as_array().unwrap();
+    let shown: Vec<&str> = dom
+        .split("<tr class=\"sku-gap\" data-sku=\"")
+        .skip(1)
+        .map(|r| r.split('"').next().unwrap())
+        .collect();
+    let served: Vec<&str> = gaps.iter().map(|g| g["sku_id"].as_str().unwrap()).collect();
+    assert_eq!(shown, served, "the SKU gaps table");
+    for g in gaps {
+        let (sku, name) = (
+            g["sku_id"].as_str().unwrap(),
+            g["sku_name"].as_str().unwrap(),
+        );
+        assert!(
+            dom.contains(&format!(
+                "<tr class=\"sku-gap\" data-sku=\"{sku}\"><td>{name} <span class=\"muted\">{sku}</span>"
+            )),
+            "{sku} as {name}"
+        );
     }
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[1..4], b"PNG");

@@ -132,6 +132,8 @@ pub mod run_files {
     pub const MOVEMENTS: &str = "movements.parquet";
     /// Four SKU lists per assigned outlet.
     pub const RECOMMENDATIONS: &str = "recommendations.parquet";
+    /// Each assigned outlet's SKUs with the most to win against its segment.
+    pub const SKU_GAPS: &str = "sku_gaps.parquet";
     /// Every segment's mix over product levels and outlet fields, unfiltered and
     /// per region, channel and distributor.
     pub const CONTEXTS: &str = "contexts.parquet";

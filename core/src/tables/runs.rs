@@ -7,6 +7,7 @@
 //!                                         movements.parquet       MovementRow
 //!                                         recommendations.parquet RecommendationRow
 //!                                         contexts.parquet        ContextRow
+//!                                         sku_gaps.parquet        SkuGapRow
 //!                                         profiles.json           [SegmentProfile]
 //!                                         model.json              ModelFile
 //! segmentations/{name}/latest.json        Latest — written last
@@ -29,6 +30,7 @@ use super::context::ContextRow;
 use super::layout::{self, run_files};
 use super::model::ModelFile;
 use super::profile::SegmentProfile;
+use super::sku_gaps::SkuGapRow;
 use super::{batch, read_rows, Columns, Rows};
 use crate::hold::{Hold, RunPointer};
 use crate::{Error, Result, Storage};
@@ -671,6 +673,10 @@ pub struct Run {
     /// The segments' contexts. Written with the run; [`Run::read`] leaves it empty
     /// (readers take one segment and filter at a time, [`super::context::read`]).
     pub contexts: Vec<ContextRow>,
+    /// Each outlet's SKUs with the most to win. Written with the run; [`Run::read`]
+    /// leaves it empty (readers take one outlet at a time,
+    /// [`super::sku_gaps::read_outlet`]).
+    pub sku_gaps: Vec<SkuGapRow>,
 }
 
 fn missing(file: String) -> Error {
@@ -715,6 +721,7 @@ impl Run {
             profiles,
             model,
             contexts: Vec::new(),
+            sku_gaps: Vec::new(),
         })
     }
 
@@ -727,6 +734,7 @@ impl Run {
         let recs = recommendation_rows(&self.recommendations);
         super::write_rows(storage, &l.file(run_files::RECOMMENDATIONS), &recs).await?;
         super::write_rows(storage, &l.file(run_files::CONTEXTS), &self.contexts).await?;
+        super::sku_gaps::write(storage, l, &self.sku_gaps).await?;
         storage
             .put_json(&l.file(run_files::PROFILES), &self.profiles)
             .await?;

@@ -1,5 +1,5 @@
 //! The outlet views: the 360 view (`GET /api/outlets/{id}`: the outlet's spectrum
-//! against its segment's, its potential, its recent history and its recommendations, in
+//! against its segment's, its potential and the SKUs it has the most to win on, its recent history and its recommendations, in
 //! every segmentation that assigns it), outlet search, and a segment's outlets.
 
 use std::collections::{BTreeMap, HashMap};
@@ -226,6 +226,28 @@ pub(super) async fn outlet(
                 .await?
                 .and_then(|d| d.definition)
                 .and_then(|d| d.pins.get(&id).cloned());
+        // Per SKU: where the outlet has the most to win against its segment (one
+        // outlet's row groups of the run's `sku_gaps.parquet`; null for older runs).
+        let sku_gaps = spectra_core::tables::sku_gaps::read_outlet(
+            s.snapshots.storage(),
+            &snap.run.latest,
+            &id,
+        )
+        .await?
+        .map(|rows| {
+            rows.iter()
+                .map(|g| {
+                    json!({
+                        "sku_id": g.sku_id,
+                        "sku_name": snap.sku_names.get(&g.sku_id),
+                        "outlet_spend": g.outlet_spend,
+                        "segment_share": g.segment_share,
+                        "penetration": g.penetration,
+                        "potential": g.potential,
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
         views.push(json!({
             "pinned": pinned_to.as_deref() == Some(a.segment_id.as_str()),
             "pinned_to": pinned_to,
@@ -250,6 +272,7 @@ pub(super) async fn outlet(
             })),
             "segment_kpis": seg.map(|p| &p.kpis),
             "spectrum": spectrum(snap, &id, &a.segment_id),
+            "sku_gaps": sku_gaps,
             "recommendations": snap.recommendation_message(&id),
             // Why a list is empty for every outlet of the run (no earlier year, no
             // recent day in the daily table).

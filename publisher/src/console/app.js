@@ -406,7 +406,16 @@ function outletSegmentation(v) {
     <div class="stats"><div class="stat"><b>${num(v.value)}</b><span>net value in window</span></div><div class="stat"><b>${num(v.potential)}</b><span>potential${v.tier ? ` · tier <b class="tier">${esc(v.tier)}</b>` : ""}</span></div>
     <div class="stat"><b>${fmt1.format(100 * v.confidence)}%</b><span>confidence</span></div><div class="stat"><b>${esc(v.change)}</b><span>${v.previous_segment_id ? "from " + esc(v.previous_segment_id) : "since last run"}</span></div></div>
     <div class="two"><div><h3>Spectrum: outlet (colour) vs segment (grey)</h3><table>${spec.map((f) => `<tr><td>${esc(f.feature)}</td><td style="width:55%"><div class="bar" style="width:${(100 * f.outlet_share) / max}%"></div><div class="bar avg" style="width:${(100 * f.segment_share) / max}%;margin-top:2px"></div></td><td class="num">${pct(f.outlet_share)}</td><td class="num muted">${pct(f.segment_share)}</td></tr>`).join("")}</table></div>
-    <div><h3>Recommendations</h3><div class="recs" style="grid-template-columns:1fr 1fr">${list("New for outlet", "new_for_outlet")}${list("Should have", "should_have")}${list("Popular in segment", "popular_in_segment")}${list("Seasonal soon", "seasonal_soon")}</div></div></div></div>`;
+    <div><h3>Recommendations</h3><div class="recs" style="grid-template-columns:1fr 1fr">${list("New for outlet", "new_for_outlet")}${list("Should have", "should_have")}${list("Popular in segment", "popular_in_segment")}${list("Seasonal soon", "seasonal_soon")}</div></div></div>
+    ${skuGaps(v.sku_gaps)}</div>`;
+}
+
+// The SKUs the outlet has the most to win on against its segment.
+function skuGaps(gaps) {
+  if (gaps == null) return "";
+  const head = `<h3>Most to win, by SKU</h3>`;
+  if (!gaps.length) return `${head}<p class="muted">Buys every one of its segment's leading SKUs at least at the segment's share.</p>`;
+  return `${head}<table class="sku-gaps"><thead><tr><th>SKU</th><th class="num">spent here</th><th class="num">segment share</th><th class="num">penetration</th><th class="num">potential</th></tr></thead><tbody>${gaps.map((g) => `<tr class="sku-gap" data-sku="${esc(g.sku_id)}"><td>${esc(g.sku_name || g.sku_id)}${g.sku_name ? ` <span class="muted">${esc(g.sku_id)}</span>` : ""}</td><td class="num">${num(g.outlet_spend)}</td><td class="num">${pct(g.segment_share)}</td><td class="num">${pct(g.penetration)}</td><td class="num">${num(g.potential)}</td></tr>`).join("")}</tbody></table>`;
 }
 
 async function viewPipeline() {

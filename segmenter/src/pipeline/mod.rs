@@ -127,6 +127,8 @@ pub struct RunOutput {
     /// contexts.parquet rows (filled in by [`crate::context`], which reads the SKU
     /// master).
     pub contexts: Vec<spectra_core::tables::context::ContextRow>,
+    /// sku_gaps.parquet rows (filled in with the contexts, [`crate::gaps::sku_gaps`]).
+    pub sku_gaps: Vec<spectra_core::tables::sku_gaps::SkuGapRow>,
 }
 
 /// The value an outlet is judged by: its KPI net value, or its summed spend when the
@@ -497,6 +499,7 @@ pub fn compute(
         left,
         movements,
         contexts: Vec::new(),
+        sku_gaps: Vec::new(),
     })
 }
 

@@ -1,0 +1,291 @@
+//! `sku_gaps.parquet` of a run: each assigned outlet against its segment SKU by SKU —
+//! the SKUs where it has the most to win (written by the segmenter, see
+//! `spectra_segmenter::gaps::sku_gaps`). Rows are sorted by outlet and written in small
+//! row groups, so a reader of one outlet ([`read_outlet`]) fetches only the row groups
+//! whose `outlet_id` statistics can hold it: the 360 view's cost does not grow with
+//! the number of outlets. Runs written before it have no such file.
+
+use std::sync::LazyLock;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{DataType, SchemaRef};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::statistics::Statistics;
+
+use super::columns::{float, schema, text};
+use super::layout::run_files;
+use super::runs::Latest;
+use super::{batch, Columns, Rows};
+use crate::schema::writer_properties;
+use crate::{Result, Storage};
+
+use DataType::{Float64, Utf8};
+
+/// Rows per row group: one outlet's read decodes at most this many rows.
+pub const ROW_GROUP_ROWS: usize = 8 * 1024;
+
+/// One row of `sku_gaps.parquet`: one SKU of one outlet.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SkuGapRow {
+    /// The outlet.
+    pub outlet_id: String,
+    /// Its segment.
+    pub segment_id: String,
+    /// The SKU.
+    pub sku_id: String,
+    /// The outlet's net value on the SKU in the window (its positive part counts).
+    pub outlet_spend: f64,
+    /// The SKU's share of the segment's spend.
+    pub segment_share: f64,
+    /// The share of the segment's outlets that bought it in the window.
+    pub penetration: f64,
+    /// What the outlet would spend on it buying like its segment at its own value or
+    /// the segment's median, whichever is larger, minus what it spends: `segment_share
+    /// × max(value, median) − max(outlet_spend, 0)`.
+    pub potential: f64,
+}
+
+impl Rows for SkuGapRow {
+    fn schema() -> SchemaRef {
+        static S: LazyLock<SchemaRef> = LazyLock::new(|| {
+            schema(&[
+                ("outlet_id", Utf8, false),
+                ("segment_id", Utf8, false),
+                ("sku_id", Utf8, false),
+                ("outlet_spend", Float64, false),
+                ("segment_share", Float64, false),
+                ("penetration", Float64, false),
+                ("potential", Float64, false),
+            ])
+        });
+        S.clone()
+    }
+
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        batch(
+            Self::schema(),
+            vec![
+                text(rows.iter().map(|r| Some(r.outlet_id.as_str()))),
+                text(rows.iter().map(|r| Some(r.segment_id.as_str()))),
+                text(rows.iter().map(|r| Some(r.sku_id.as_str()))),
+                float(rows.iter().map(|r| r.outlet_spend)),
+                float(rows.iter().map(|r| r.segment_share)),
+                float(rows.iter().map(|r| r.penetration)),
+                float(rows.iter().map(|r| r.potential)),
+            ],
+        )
+    }
+
+    fn from_batch(c: &Columns<'_>) -> Result<Vec<Self>> {
+        let (o, s, k) = (c.ids("outlet_id")?, c.ids("segment_id")?, c.ids("sku_id")?);
+        let (sp, sh, pe, po) = (
+            c.float("outlet_spend")?,
+            c.float("segment_share")?,
+            c.float("penetration")?,
+            c.float("potential")?,
+        );
+        Ok((0..c.len())
+            .map(|i| SkuGapRow {
+                outlet_id: o[i].clone(),
+                segment_id: s[i].clone(),
+                sku_id: k[i].clone(),
+                outlet_spend: sp[i],
+                segment_share: sh[i],
+                penetration: pe[i],
+                potential: po[i],
+            })
+            .collect())
+    }
+}
+
+/// Writes a run's rows (sorted here by outlet, then largest potential first) in row
+/// groups of [`ROW_GROUP_ROWS`].
+pub async fn write(storage: &Storage, latest: &Latest, rows: &[SkuGapRow]) -> Result<()> {
+    let mut rows = rows.to_vec();
+    rows.sort_by(|a, b| {
+        a.outlet_id
+            .cmp(&b.outlet_id)
+            .then(b.potential.total_cmp(&a.potential))
+            .then_with(|| a.sku_id.cmp(&b.sku_id))
+    });
+    let props = writer_properties()
+        .into_builder()
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build();
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, SkuGapRow::schema(), Some(props))?;
+    w.write(&SkuGapRow::to_batch(&rows)?)?;
+    w.close()?;
+    storage
+        .put(&latest.file(run_files::SKU_GAPS), buf.into())
+        .await
+}
+
+/// One outlet's rows, largest potential first; `None` when the run has no such file
+/// (written before per-SKU gaps). Reads the footer and the row groups whose
+/// `outlet_id` range holds the outlet.
+pub async fn read_outlet(
+    storage: &Storage,
+    latest: &Latest,
+    outlet_id: &str,
+) -> Result<Option<Vec<SkuGapRow>>> {
+    let file = latest.file(run_files::SKU_GAPS);
+    let path = storage.path(&file);
+    let store = storage.object_store();
+    let meta = match store.head(&path).await {
+        Ok(m) => m,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let reader = Ranged {
+        store,
+        path,
+        size: meta.size,
+    };
+    let builder =
+        ParquetRecordBatchStreamBuilder::new_with_options(reader, ArrowReaderOptions::new())
+            .await?;
+    let col = builder
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.name() == "outlet_id")
+        .ok_or_else(|| crate::Error::Table {
+            file: file.clone(),
+            reason: "column `outlet_id` is missing".into(),
+        })?;
+    let id = outlet_id.as_bytes();
+    let groups: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| match g.column(col).statistics() {
+            Some(Statistics::ByteArray(s)) => {
+                let lo = s.min_bytes_opt().is_none_or(|m| m <= id);
+                let hi = s.max_bytes_opt().is_none_or(|m| id <= m);
+                lo && hi
+            }
+            _ => true,
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let batches: Vec<RecordBatch> = builder
+        .with_row_groups(groups)
+        .build()?
+        .try_collect()
+        .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let ids = b
+            .column_by_name("outlet_id")
+            .map(|c| c.as_string::<i32>().iter().any(|v| v == Some(outlet_id)));
+        if ids == Some(true) {
+            out.extend(
+                SkuGapRow::from_batch(&Columns::new(b, &file))?
+                    .into_iter()
+                    .filter(|r| r.outlet_id == outlet_id),
+            );
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Ranged reads of one object of known size: the footer, then the row groups asked
+/// for (parquet's own object-store reader is deprecated in favour of this).
+struct Ranged {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+impl AsyncFileReader for Ranged {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_outlet_is_read_from_its_row_groups_only() {
+        let storage = Storage::memory();
+        let latest: Latest = serde_json::from_value(serde_json::json!({
+            "run_id": "x/2026-01-01/1", "as_of": "2026-01-01", "path": "runs/a"}))
+        .unwrap();
+        // 3 SKUs for each of 10,000 outlets: four row groups.
+        let rows: Vec<SkuGapRow> = (0..10_000)
+            .flat_map(|o| {
+                (0..3).map(move |k| SkuGapRow {
+                    outlet_id: format!("O{o:05}"),
+                    segment_id: "S1".into(),
+                    sku_id: format!("K{k}"),
+                    potential: f64::from(k),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        write(&storage, &latest, &rows).await.unwrap();
+        let got = read_outlet(&storage, &latest, "O04321")
+            .await
+            .unwrap()
+            .unwrap();
+        let skus: Vec<&str> = got.iter().map(|r| r.sku_id.as_str()).collect();
+        assert_eq!(skus, ["K2", "K1", "K0"], "largest potential first");
+        assert!(got.iter().all(|r| r.outlet_id == "O04321"));
+        assert_eq!(
+            read_outlet(&storage, &latest, "nobody").await.unwrap(),
+            Some(vec![])
+        );
+        // The file has several row groups, and the outlet's range is in one of them.
+        let data = storage
+            .get(&latest.file(run_files::SKU_GAPS))
+            .await
+            .unwrap()
+            .unwrap();
+        let meta = parquet::file::reader::FileReader::metadata(
+            &parquet::file::serialized_reader::SerializedFileReader::new(data).unwrap(),
+        )
+        .clone();
+        assert_eq!(meta.num_row_groups(), 4);
+        let other: Latest = serde_json::from_value(serde_json::json!({
+            "run_id": "x/2026-01-01/2", "as_of": "2026-01-01", "path": "runs/b"}))
+        .unwrap();
+        assert_eq!(read_outlet(&storage, &other, "O1").await.unwrap(), None);
+    }
+}

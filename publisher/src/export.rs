@@ -51,13 +51,14 @@ pub const SEGMENT_COLUMNS: [&str; 9] = [
 ];
 
 /// The columns of the XLSX `spectrum` sheet.
-pub const SPECTRUM_COLUMNS: [&str; 6] = [
+pub const SPECTRUM_COLUMNS: [&str; 7] = [
     "segment_id",
     "segment_name",
     "feature",
     "share",
     "average",
     "index",
+    "feature_name",
 ];
 
 /// Features named in the `segments` sheet's `spectrum` cell (the whole spectrum is on
@@ -124,6 +125,9 @@ pub struct SegmentExport {
     pub value_share: f64,
     /// Share of spend per feature, largest first.
     pub spectrum: Vec<FeatureShare>,
+    /// The master-data name of each feature of `spectrum` that is an SKU id (the `sku`
+    /// level), empty otherwise.
+    pub feature_names: Vec<String>,
 }
 
 impl SegmentExport {
@@ -132,13 +136,14 @@ impl SegmentExport {
         self.spectrum
             .iter()
             .take(SPECTRUM_CELL_FEATURES)
-            .map(|f| {
-                format!(
-                    "{} {:.1}% (index {:.0})",
-                    f.feature,
-                    100.0 * f.share,
-                    f.index
-                )
+            .zip(&self.feature_names)
+            .map(|(f, name)| {
+                let feature = if name.is_empty() {
+                    f.feature.clone()
+                } else {
+                    format!("{name} ({})", f.feature)
+                };
+                format!("{feature} {:.1}% (index {:.0})", 100.0 * f.share, f.index)
             })
             .collect::<Vec<_>>()
             .join("; ")
@@ -161,6 +166,11 @@ pub fn segments(snap: &Snapshot, metadata: &MetadataStore) -> Vec<SegmentExport>
                 value: p.value,
                 value_share: p.value_share,
                 spectrum: p.spectrum.clone(),
+                feature_names: p
+                    .spectrum
+                    .iter()
+                    .map(|f| snap.sku_names.get(&f.feature).cloned().unwrap_or_default())
+                    .collect(),
             }
         })
         .collect()
@@ -355,9 +365,14 @@ pub fn to_xlsx(
     header(ws, &SPECTRUM_COLUMNS, n).map_err(err)?;
     let mut row = 0u32;
     for s in segments {
-        for f in &s.spectrum {
+        for (f, name) in s.spectrum.iter().zip(&s.feature_names) {
             row += 1;
-            for (c, t) in [(0, s.segment_id.as_str()), (1, &s.name), (2, &f.feature)] {
+            for (c, t) in [
+                (0, s.segment_id.as_str()),
+                (1, &s.name),
+                (2, &f.feature),
+                (6, name),
+            ] {
                 ws.write_string(row, c, t).map_err(err)?;
             }
             ws.write_number_with_format(row, 3, f.share, &pct)
@@ -367,7 +382,7 @@ pub fn to_xlsx(
             ws.write_number(row, 5, f.index).map_err(err)?;
         }
     }
-    for (c, w) in [(1, 28.0), (2, 28.0)] {
+    for (c, w) in [(1, 28.0), (2, 28.0), (6, 36.0)] {
         ws.set_column_width(c, w).map_err(err)?;
     }
     wb.save_to_buffer().map_err(err)

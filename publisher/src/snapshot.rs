@@ -166,7 +166,9 @@ impl Snapshot {
     }
 
     /// A segment profile message (contract §3.2): the run's profile with the label
-    /// people set in place of the proposed one.
+    /// people set in place of the proposed one, and SKU names from master data beside
+    /// SKU ids (`name` on spectrum and penetration features that are SKU ids, as at
+    /// the `sku` level; `sku_name` on pattern SKUs).
     pub fn profile_message(&self, metadata: &MetadataStore, p: &SegmentProfile) -> Value {
         let l = self.label(metadata, &p.segment_id);
         let mut p = p.clone();
@@ -182,6 +184,20 @@ impl Snapshot {
             }
         }
         let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+        // At the SKU level features are SKU ids: each gets the SKU's name beside it.
+        for key in ["spectrum", "penetration"] {
+            if let Some(features) = v.get_mut(key).and_then(Value::as_array_mut) {
+                for f in features {
+                    let name = f
+                        .get("feature")
+                        .and_then(Value::as_str)
+                        .and_then(|id| self.sku_names.get(id));
+                    if let (Some(name), Some(o)) = (name, f.as_object_mut()) {
+                        o.insert("name".to_owned(), json!(name));
+                    }
+                }
+            }
+        }
         if let Some(patterns) = v.get_mut("patterns").and_then(Value::as_array_mut) {
             for pattern in patterns {
                 if let Some(skus) = pattern.get_mut("skus").and_then(Value::as_array_mut) {

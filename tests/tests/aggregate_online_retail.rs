@@ -72,11 +72,21 @@ fn online_retail_totals_per_customer_match_the_csv() {
     let out = setup
         .command(
             "aggregate",
-            &["--once", "--as-of", "2011-11-09", "--config", config.to_str().unwrap()],
+            &[
+                "--once",
+                "--as-of",
+                "2011-11-09",
+                "--config",
+                config.to_str().unwrap(),
+            ],
         )
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let t = std::time::Instant::now();
     let seg = ok(run(&setup, "segment", &config, &["--once"]), "segment");
     assert_eq!(seg["runs"][0]["run_id"], "retail/2011-11-09/1", "{seg}");
@@ -196,7 +206,11 @@ fn insight(setup: &Setup, config: &std::path::Path) {
     for s in segments {
         for f in s["spectrum"].as_array().unwrap() {
             let code = f["feature"].as_str().unwrap();
-            assert_eq!(f["name"].as_str(), names.get(code).map(String::as_str), "{code}");
+            assert_eq!(
+                f["name"].as_str(),
+                names.get(code).map(String::as_str),
+                "{code}"
+            );
             named += usize::from(f["name"].is_string());
         }
         for p in s["patterns"].as_array().unwrap() {
@@ -256,10 +270,16 @@ fn insight(setup: &Setup, config: &std::path::Path) {
                 .count()
                 > 1;
             if !tie {
-                assert_eq!(a.tier, want, "{id} {}: potential {}", a.outlet_id, a.potential);
+                assert_eq!(
+                    a.tier, want,
+                    "{id} {}: potential {}",
+                    a.outlet_id, a.potential
+                );
             }
         }
-        let listed = get(&format!("/api/segmentations/retail/segments/{id}/outlets?sort=tier&limit=5"));
+        let listed = get(&format!(
+            "/api/segmentations/retail/segments/{id}/outlets?sort=tier&limit=5"
+        ));
         assert_eq!(listed[0]["tier"], "A", "{id}: {listed}");
     }
 
@@ -306,7 +326,11 @@ fn insight(setup: &Setup, config: &std::path::Path) {
         .clone();
     for k in skus.iter().filter(|k| k["value"] != "(other)") {
         let code = k["value"].as_str().unwrap();
-        assert_eq!(k["name"].as_str(), names.get(code).map(String::as_str), "{k}");
+        assert_eq!(
+            k["name"].as_str(),
+            names.get(code).map(String::as_str),
+            "{k}"
+        );
     }
 
     // The 360 view of the segment's largest customer: its SKU gaps, named.
@@ -316,7 +340,10 @@ fn insight(setup: &Setup, config: &std::path::Path) {
         .max_by(|a, b| a.value.total_cmp(&b.value))
         .unwrap();
     let o = get(&format!("/api/outlets/{}", top.outlet_id));
-    let gaps = o["segmentations"][0]["sku_gaps"].as_array().unwrap().clone();
+    let gaps = o["segmentations"][0]["sku_gaps"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert!(!gaps.is_empty(), "{o}");
     for g in &gaps {
         let code = g["sku_id"].as_str().unwrap();
@@ -331,12 +358,22 @@ fn insight(setup: &Setup, config: &std::path::Path) {
             setup,
             "export",
             config,
-            &["--segmentation", "retail", "--format", "xlsx", "--out", path.to_str().unwrap()],
+            &[
+                "--segmentation",
+                "retail",
+                "--format",
+                "xlsx",
+                "--out",
+                path.to_str().unwrap(),
+            ],
         ),
         "export",
     );
     let sheet = xlsx_rows(&path, 3);
-    let col = sheet[0].iter().position(|h| h == "feature_name").expect("a feature_name column");
+    let col = sheet[0]
+        .iter()
+        .position(|h| h == "feature_name")
+        .expect("a feature_name column");
     let mut checked = 0;
     for r in &sheet[1..] {
         if let Some(n) = names.get(&r[2]) {

@@ -109,7 +109,7 @@ function shareBars(rows, { label = "feature", limit = 15 } = {}) {
   const top = rows.slice(0, limit);
   const max = Math.max(...top.map((r) => Math.max(r.share, r.average)), 0.0001);
   return `<table><thead><tr><th>${esc(label)}</th><th>share vs average</th><th class="num">share</th><th class="num">index</th></tr></thead><tbody>${top
-    .map((r) => `<tr><td>${esc(r.feature ?? r.value)}</td><td style="width:45%">
+    .map((r) => `<tr><td>${r.name ? `${esc(r.name)} <span class="muted">${esc(r.feature)}</span>` : esc(r.feature ?? r.value)}</td><td style="width:45%">
       <div class="bar" style="width:${(100 * r.share) / max}%"></div><div class="bar avg" style="width:${(100 * r.average) / max}%;margin-top:2px"></div></td>
       <td class="num">${pct(r.share)}</td><td class="num"><span class="${idxClass(r.index)}">${fmt.format(r.index)}</span></td></tr>`)
     .join("")}</tbody></table>`;

@@ -201,28 +201,93 @@ struct Segment<'s, 'a> {
     seasonal_total: f64,
     has_recent: bool,
     window_weeks4: f64,
-    years: f64,
+    /// Each SKU's typical four-weekly quantity: the median over its buyers. Computed
+    /// once per segment, not per outlet (a median per outlet × SKU made the lists
+    /// quadratic in the segment's outlets).
+    typical: HashMap<&'a str, f64>,
+    /// Each SKU's typical quantity in the coming four weeks of an earlier year.
+    typical_seasonal: HashMap<&'a str, f64>,
+    /// The SKUs that can enter some outlet's list: every rule's SKU-side condition
+    /// holds (penetration ≥ 10%, rising, or seasonal). Each outlet is checked against
+    /// these only, not against every SKU the segment bought.
+    candidates: Vec<&'a str>,
 }
 
-impl Segment<'_, '_> {
-    /// The typical four-weekly quantity of a SKU: the median over its buyers.
-    fn typical(&self, s: &SkuStat<'_>) -> f64 {
-        median(
-            s.quantity
-                .values()
-                .map(|q| q / self.window_weeks4)
+impl<'s, 'a> Segment<'s, 'a> {
+    /// A segment of `outlets` outlets with these SKU statistics; `window_weeks4` four-week
+    /// periods in the window, `years` earlier years read.
+    fn new(
+        stats: &'s BTreeMap<&'a str, SkuStat<'a>>,
+        outlets: f64,
+        has_recent: bool,
+        window_weeks4: f64,
+        years: f64,
+    ) -> Self {
+        let per = |q: &HashMap<&'a str, f64>, d: f64| median(q.values().map(|x| x / d).collect());
+        let mut seg = Segment {
+            stats,
+            outlets,
+            value: stats.values().map(|s| s.value.max(0.0)).sum(),
+            seasonal_total: stats.values().map(|s| s.seasonal_value.max(0.0)).sum(),
+            has_recent,
+            window_weeks4,
+            typical: stats
+                .iter()
+                .map(|(k, s)| (*k, per(&s.quantity, window_weeks4)))
                 .collect(),
-        )
+            typical_seasonal: stats
+                .iter()
+                .filter(|(_, s)| !s.seasonal_quantity.is_empty())
+                .map(|(k, s)| (*k, per(&s.seasonal_quantity, years)))
+                .collect(),
+            candidates: Vec::new(),
+        };
+        seg.candidates = stats
+            .iter()
+            .filter(|(_, s)| {
+                s.buyers.len() as f64 / seg.outlets >= 0.1
+                    || seg.growth(s).is_some_and(|g| g >= 1.1)
+                    || seg.seasonal_lift(s).is_some()
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        seg
     }
 
-    /// The typical quantity of a SKU in the coming four weeks of an earlier year.
-    fn typical_seasonal(&self, s: &SkuStat<'_>) -> f64 {
-        median(
-            s.seasonal_quantity
-                .values()
-                .map(|q| q / self.years)
-                .collect(),
-        )
+    /// The segment's spend on a SKU in the last four weeks over its four-weekly
+    /// average, when the segment has recent days, the SKU a rate and two recent buyers.
+    fn growth(&self, s: &SkuStat<'_>) -> Option<f64> {
+        let rate = s.value.max(0.0) / self.window_weeks4;
+        (self.has_recent && rate > 0.0 && s.recent_buyers.len() >= 2).then(|| s.recent_value / rate)
+    }
+
+    /// `(share, lift)` of a SKU that is seasonal soon: its share of the segment's spend
+    /// in the coming four weeks of earlier years (≥ 1%) over its share now (lift ≥ 1.2,
+    /// at most 10).
+    fn seasonal_lift(&self, s: &SkuStat<'_>) -> Option<(f64, f64)> {
+        if self.seasonal_total <= 0.0 || s.seasonal_value <= 0.0 {
+            return None;
+        }
+        let share = s.seasonal_value / self.seasonal_total;
+        let now = if self.value > 0.0 {
+            s.value.max(0.0) / self.value
+        } else {
+            0.0
+        };
+        let lift = if now > 0.0 {
+            (share / now).min(10.0)
+        } else {
+            10.0
+        };
+        (share >= 0.01 && lift >= 1.2).then_some((share, lift))
+    }
+
+    fn typical(&self, sku: &str) -> f64 {
+        self.typical.get(sku).copied().unwrap_or(0.0)
+    }
+
+    fn typical_seasonal(&self, sku: &str) -> f64 {
+        self.typical_seasonal.get(sku).copied().unwrap_or(0.0)
     }
 }
 
@@ -241,7 +306,8 @@ fn outlet_lists(
         reason,
     };
     let mut r = Recommendations::default();
-    for (sku, s) in seg.stats {
+    for &sku in &seg.candidates {
+        let s = &seg.stats[sku];
         let pen = s.buyers.len() as f64 / seg.outlets;
         let missing = if seg.has_recent {
             !bought_lately(sku)
@@ -257,47 +323,30 @@ fn outlet_lists(
                 "never bought here in the window"
             };
             let reason = format!("{} of the segment's outlets buy it; {when}", percent(pen));
-            r.should_have.push(item(sku, pen, seg.typical(s), reason));
+            r.should_have.push(item(sku, pen, seg.typical(sku), reason));
         } else if pen >= 0.1 && !bought_here(sku) {
             let reason = format!(
                 "{} of the segment's outlets buy it; never bought here in the window",
                 percent(pen)
             );
             r.new_for_outlet
-                .push(item(sku, pen, seg.typical(s), reason));
+                .push(item(sku, pen, seg.typical(sku), reason));
         }
-        let rate = s.value.max(0.0) / seg.window_weeks4;
-        if seg.has_recent && rate > 0.0 && s.recent_buyers.len() >= 2 && !bought_lately(sku) {
-            let growth = s.recent_value / rate;
-            if growth >= 1.1 {
-                let reason = format!(
-                    "the segment's spend on it in the last four weeks is {growth:.1}× its four-weekly average; {} of its outlets bought it lately, not this one",
-                    s.recent_buyers.len()
-                );
-                r.popular_in_segment
-                    .push(item(sku, growth, seg.typical(s), reason));
-            }
+        if let Some(growth) = seg.growth(s).filter(|g| *g >= 1.1 && !bought_lately(sku)) {
+            let reason = format!(
+                "the segment's spend on it in the last four weeks is {growth:.1}× its four-weekly average; {} of its outlets bought it lately, not this one",
+                s.recent_buyers.len()
+            );
+            r.popular_in_segment
+                .push(item(sku, growth, seg.typical(sku), reason));
         }
-        if seg.seasonal_total > 0.0 && s.seasonal_value > 0.0 {
-            let share = s.seasonal_value / seg.seasonal_total;
-            let now = if seg.value > 0.0 {
-                s.value.max(0.0) / seg.value
-            } else {
-                0.0
-            };
-            let lift = if now > 0.0 {
-                (share / now).min(10.0)
-            } else {
-                10.0
-            };
-            if share >= 0.01 && lift >= 1.2 {
-                let reason = format!(
-                    "{:.1}% of the segment's spend in the coming four weeks of earlier years, {lift:.1}× its share now",
-                    share * 100.0
-                );
-                r.seasonal_soon
-                    .push(item(sku, lift, seg.typical_seasonal(s), reason));
-            }
+        if let Some((share, lift)) = seg.seasonal_lift(s) {
+            let reason = format!(
+                "{:.1}% of the segment's spend in the coming four weeks of earlier years, {lift:.1}× its share now",
+                share * 100.0
+            );
+            r.seasonal_soon
+                .push(item(sku, lift, seg.typical_seasonal(sku), reason));
         }
     }
     for list in [
@@ -364,15 +413,13 @@ pub fn compute(
     let mut out = BTreeMap::new();
     for (seg_id, outlets) in &members {
         let stats = p.stats.get(seg_id).unwrap_or(&empty);
-        let seg = Segment {
+        let seg = Segment::new(
             stats,
-            outlets: outlets.len().max(1) as f64,
-            value: stats.values().map(|s| s.value.max(0.0)).sum(),
-            seasonal_total: stats.values().map(|s| s.seasonal_value.max(0.0)).sum(),
-            has_recent: p.segments_with_recent.contains(seg_id),
-            window_weeks4: (f64::from(window_days.max(1)) / HORIZON_DAYS as f64).max(1.0 / 4.0),
-            years: p.years.len().max(1) as f64,
-        };
+            outlets.len().max(1) as f64,
+            p.segments_with_recent.contains(seg_id),
+            (f64::from(window_days.max(1)) / HORIZON_DAYS as f64).max(1.0 / 4.0),
+            p.years.len().max(1) as f64,
+        );
         let values: Vec<f64> = outlets.iter().map(|a| value_of(a)).collect();
         let middle = median(values).max(0.0);
         for a in outlets {

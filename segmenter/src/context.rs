@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use spectra_core::tables::context::{ContextRow, OUTLET, PRODUCT, TOTAL};
+use spectra_core::tables::context::{ContextRow, FILTER_FIELDS, OUTLET, PRODUCT, TOTAL};
 use spectra_core::tables::master::{attribute_text, Current};
 use spectra_core::tables::profile::{MAX_ATTRIBUTE_VALUES, NO_VALUE, OTHER_VALUES};
 use spectra_core::tables::runs::AssignmentRow;
@@ -242,12 +242,6 @@ pub fn for_assignments(
     assignments: &[AssignmentRow],
     master: &Current,
 ) -> Vec<ContextRow> {
-    let row_of: HashMap<&str, usize> = fs
-        .outlets
-        .iter()
-        .enumerate()
-        .map(|(i, o)| (o.outlet_id.as_str(), i))
-        .collect();
     let ids: Vec<String> = assignments
         .iter()
         .map(|a| a.segment_id.clone())
@@ -256,7 +250,7 @@ pub fn for_assignments(
         .collect();
     let (mut rows, mut labels, mut values) = (Vec::new(), Vec::new(), Vec::new());
     for a in assignments {
-        if let Some(&i) = row_of.get(a.outlet_id.as_str()) {
+        if let Some(i) = fs.row(&a.outlet_id) {
             rows.push(i);
             labels.push(ids.binary_search(&a.segment_id).unwrap_or_default());
             values.push(a.value);
@@ -321,7 +315,7 @@ pub fn compute(
         })
         .collect();
     // Filters: the listed values of region, channel and distributor (not `(other)`).
-    let filter_fields: Vec<(usize, &Listing)> = ["region", "channel", "distributor"]
+    let filter_fields: Vec<(usize, &Listing)> = FILTER_FIELDS
         .iter()
         .filter_map(|f| {
             let d = outlet.iter().position(|(n, _)| n == f)?;

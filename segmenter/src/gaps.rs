@@ -149,15 +149,9 @@ pub fn outlet_shares(spend: ArrayView2<f64>) -> Array2<f64> {
 /// Per-SKU gaps of every assigned outlet: `assignments` are outlets of `fs` with their
 /// segment and value (see the module's documentation).
 pub fn sku_gaps(fs: &FeatureSet, assignments: &[AssignmentRow]) -> Vec<SkuGapRow> {
-    let row_of: HashMap<&str, usize> = fs
-        .outlets
-        .iter()
-        .enumerate()
-        .map(|(i, o)| (o.outlet_id.as_str(), i))
-        .collect();
     let mut members: BTreeMap<&str, Vec<(usize, f64, &str)>> = BTreeMap::new();
     for a in assignments {
-        if let Some(&i) = row_of.get(a.outlet_id.as_str()) {
+        if let Some(i) = fs.row(&a.outlet_id) {
             members.entry(a.segment_id.as_str()).or_default().push((
                 i,
                 a.value,

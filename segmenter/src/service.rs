@@ -275,10 +275,14 @@ pub async fn run_definition(
     let run_id = format!("{}/{as_of}/{seq}", seg.name);
     let owned = seg.clone();
     let id = run_id.clone();
-    let features = Arc::new(features);
-    let shared = features.clone();
+    // The contexts' product levels come from the current SKU master.
+    let skus = master::current(storage, layout::MASTER_SKUS, "sku_id").await?;
     let (out, previous) = tokio::task::spawn_blocking(move || {
-        let out = compute(&owned, &shared, previous.as_ref(), &id);
+        let out = compute(&owned, &features, previous.as_ref(), &id).map(|mut out| {
+            out.contexts = crate::context::for_assignments(&features, &out.assignments, &skus);
+            out.sku_gaps = crate::gaps::sku_gaps(&features, &out.assignments);
+            out
+        });
         (out, previous)
     })
     .await
@@ -295,22 +299,6 @@ pub async fn run_definition(
             .await?;
     out.recommendations = recommendations;
     out.model.recommendations = Some(report);
-    let skus = master::current(storage, layout::MASTER_SKUS, "sku_id").await?;
-    let assignments = out.assignments.clone();
-    (out.contexts, out.sku_gaps) = tokio::task::spawn_blocking(move || {
-        (
-            crate::context::for_assignments(&features, &assignments, &skus),
-            crate::gaps::sku_gaps(&features, &assignments),
-        )
-    })
-    .await
-    .map_err(|e| Error::Panicked {
-        segmentation: seg.name.clone(),
-        message: match e.try_into_panic() {
-            Ok(p) => panic_message(p.as_ref()),
-            Err(e) => e.to_string(),
-        },
-    })?;
     out.model.quality.duration_ms = start.elapsed().as_millis() as u64;
     let q = &out.model.quality;
     out.model.hold = decide(

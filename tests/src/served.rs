@@ -102,3 +102,58 @@ pub fn patterns(p: &Value) -> &Vec<Value> {
         .as_array()
         .unwrap_or_else(|| panic!("a profile without patterns: {p}"))
 }
+
+/// The values of one dimension of a served segment context (`GET
+/// …/segments/{id}/context`): `kind` is `product` or `outlet`, `dimension` e.g.
+/// `brand` or `attributes.size`.
+pub fn context_values(ctx: &Value, kind: &str, dimension: &str) -> Vec<Value> {
+    ctx[kind]
+        .as_array()
+        .unwrap_or_else(|| panic!("a context without `{kind}`: {ctx}"))
+        .iter()
+        .find(|d| d["dimension"] == dimension)
+        .unwrap_or_else(|| panic!("no {kind} dimension `{dimension}`: {ctx}"))["values"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The median of `values` (the mean of the middle two for an even count), computed
+/// here rather than taken from the segmenter, so tests check it independently.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n.is_multiple_of(2) {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    } else {
+        values[n / 2]
+    }
+}
+
+/// The tiers the ABC rule gives a segment's outlets, written out here rather than
+/// taken from the segmenter: `members` as `(outlet, potential)` are sorted largest
+/// potential first (then by outlet) and returned with their tier — `A` while the
+/// potential before them is under half of the segment's, `B` under 80%, `C` after and
+/// for every outlet without potential.
+pub fn abc_tiers<'a>(members: &[(&'a str, f64)]) -> Vec<(&'a str, f64, &'static str)> {
+    let mut sorted = members.to_vec();
+    sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    let total: f64 = sorted.iter().map(|m| m.1.max(0.0)).sum();
+    let mut before = 0.0;
+    sorted
+        .into_iter()
+        .map(|(o, p)| {
+            let tier = if p <= 0.0 {
+                "C"
+            } else if before < 0.5 * total {
+                "A"
+            } else if before < 0.8 * total {
+                "B"
+            } else {
+                "C"
+            };
+            before += p.max(0.0);
+            (o, p, tier)
+        })
+        .collect()
+}

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use arrow::array::AsArray;
 use arrow::datatypes::{Float64Type, Int64Type};
 use serde_json::Value;
+use spectra_tests::served::{abc_tiers, context_values};
 use spectra_tests::services::*;
 use spectra_tests::*;
 
@@ -68,49 +69,27 @@ fn online_retail_totals_per_customer_match_the_csv() {
         "[[segmentation]]\nname = \"retail\"\nlevel = \"sku\"\nwindow_days = 400\nk = 6\n",
     )
     .unwrap();
-    // Run 1, a month earlier.
-    let out = setup
-        .command(
+    let aggregate = |as_of: &str| {
+        let extra = [
+            "--once",
+            "--as-of",
+            as_of,
+            "--config",
+            config.to_str().unwrap(),
+        ];
+        ok(
+            setup.command("aggregate", &extra).output().unwrap(),
             "aggregate",
-            &[
-                "--once",
-                "--as-of",
-                "2011-11-09",
-                "--config",
-                config.to_str().unwrap(),
-            ],
         )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    };
+    // Run 1, a month earlier.
+    aggregate("2011-11-09");
     let t = std::time::Instant::now();
     let seg = ok(run(&setup, "segment", &config, &["--once"]), "segment");
     assert_eq!(seg["runs"][0]["run_id"], "retail/2011-11-09/1", "{seg}");
     eprintln!("segment (sku level, k = 6): {:?}", t.elapsed());
     let t = std::time::Instant::now();
-    let out = setup
-        .command(
-            "aggregate",
-            &[
-                "--once",
-                "--as-of",
-                "2011-12-09",
-                "--config",
-                config.to_str().unwrap(),
-            ],
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "aggregate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = aggregate("2011-12-09");
     eprintln!("aggregate: {:?} {summary}", t.elapsed());
 
     let want = direct_totals();
@@ -243,38 +222,24 @@ fn insight(setup: &Setup, config: &std::path::Path) {
     assert!(folder.join("sku_gaps.parquet").exists());
     for s in segments {
         let id = s["segment_id"].as_str().unwrap();
-        let mut members: Vec<&spectra_core::tables::runs::AssignmentRow> =
+        let members: Vec<&spectra_core::tables::runs::AssignmentRow> =
             assignments.iter().filter(|a| a.segment_id == id).collect();
-        members.sort_by(|a, b| {
-            b.potential
-                .total_cmp(&a.potential)
-                .then(a.outlet_id.cmp(&b.outlet_id))
-        });
-        let total: f64 = members.iter().map(|a| a.potential.max(0.0)).sum();
-        let mut before = 0.0;
-        for a in &members {
-            let want = if a.potential <= 0.0 {
-                "C"
-            } else if before < 0.5 * total {
-                "A"
-            } else if before < 0.8 * total {
-                "B"
-            } else {
-                "C"
-            };
-            before += a.potential.max(0.0);
+        let potentials: Vec<(&str, f64)> = members
+            .iter()
+            .map(|a| (a.outlet_id.as_str(), a.potential))
+            .collect();
+        let tier_of: std::collections::HashMap<&str, &str> = members
+            .iter()
+            .map(|a| (a.outlet_id.as_str(), a.tier.as_str()))
+            .collect();
+        let mut equal: std::collections::HashMap<u64, usize> = Default::default();
+        for (_, p) in &potentials {
+            *equal.entry(p.to_bits()).or_default() += 1;
+        }
+        for (o, p, want) in abc_tiers(&potentials) {
             // Ties in potential may order either way; only strict cases are checked.
-            let tie = members
-                .iter()
-                .filter(|b| b.potential == a.potential)
-                .count()
-                > 1;
-            if !tie {
-                assert_eq!(
-                    a.tier, want,
-                    "{id} {}: potential {}",
-                    a.outlet_id, a.potential
-                );
+            if equal[&p.to_bits()] == 1 {
+                assert_eq!(tier_of[o], want, "{id} {o}: potential {p}");
             }
         }
         let listed = get(&format!(
@@ -315,15 +280,7 @@ fn insight(setup: &Setup, config: &std::path::Path) {
     assert_eq!(c["all_outlets"], all, "{}", c["filters"]);
     assert_eq!(c["outlets"], mine);
     assert!(all > 3000, "most customers are in the UK: {all}");
-    let skus = c["product"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["dimension"] == "sku")
-        .unwrap()["values"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let skus = context_values(&c, "product", "sku");
     for k in skus.iter().filter(|k| k["value"] != "(other)") {
         let code = k["value"].as_str().unwrap();
         assert_eq!(

@@ -220,14 +220,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
             .iter()
             .filter(|(_, a)| a.segment_id == id)
             .collect();
-        let mut values: Vec<f64> = members.iter().map(|m| m.1.value.max(0.0)).collect();
-        values.sort_by(f64::total_cmp);
-        let n = values.len();
-        let median = if n.is_multiple_of(2) {
-            (values[n / 2 - 1] + values[n / 2]) / 2.0
-        } else {
-            values[n / 2]
-        };
+        let median = served::median(members.iter().map(|m| m.1.value.max(0.0)).collect());
         for (o, a) in &members {
             assert!(
                 a.potential >= median - a.value.max(0.0) - 1e-6 * median,
@@ -236,22 +229,14 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
                 median - a.value
             );
         }
-        members.sort_by(|a, b| b.1.potential.total_cmp(&a.1.potential).then(a.0.cmp(b.0)));
-        let total: f64 = members.iter().map(|m| m.1.potential.max(0.0)).sum();
-        let mut before = 0.0;
-        for (o, a) in &members {
-            let expected = if a.potential <= 0.0 {
-                "C"
-            } else if before < 0.5 * total {
-                "A"
-            } else if before < 0.8 * total {
-                "B"
-            } else {
-                "C"
-            };
-            assert_eq!(a.tier, expected, "{id} {o}");
-            tiers_seen.insert(a.tier.clone());
-            before += a.potential.max(0.0);
+        let potentials: Vec<(&str, f64)> = members
+            .iter()
+            .map(|(o, a)| (o.as_str(), a.potential))
+            .collect();
+        for (o, _, expected) in served::abc_tiers(&potentials) {
+            let tier = &run2.assignments[o].tier;
+            assert_eq!(tier, expected, "{id} {o}");
+            tiers_seen.insert(tier.clone());
         }
         let (s, listed) = get(
             &c,
@@ -623,15 +608,7 @@ async fn a_segments_context_is_the_fed_lines_by_brand_region_and_distributor() {
         let all = run2.assignments.keys().filter(|o| keep(o)).count();
         assert_eq!(v["outlets"], json!(outlets), "{what}: {v}");
         assert_eq!(v["all_outlets"], json!(all), "{what}");
-        let served = v["product"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["dimension"] == "brand")
-            .unwrap_or_else(|| panic!("{what}: a brand level: {v}"))["values"]
-            .as_array()
-            .unwrap()
-            .clone();
+        let served = served::context_values(v, "product", "brand");
         let (mine, everyone) = (brands(&in_seg), brands(keep));
         let total: f64 = mine.values().map(|x| x.0).sum();
         let total_all: f64 = everyone.values().map(|x| x.0).sum();
@@ -668,17 +645,7 @@ async fn a_segments_context_is_the_fed_lines_by_brand_region_and_distributor() {
     check(&all, &|_| true, "all outlets");
     // Every outlet field counts each of the segment's outlets once; `staff`, a number
     // with eleven values, comes in at most five bins.
-    let field = |v: &Value, name: &str| -> Vec<Value> {
-        v["outlet"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["dimension"] == name)
-            .unwrap_or_else(|| panic!("outlet field {name}: {v}"))["values"]
-            .as_array()
-            .unwrap()
-            .clone()
-    };
+    let field = |v: &Value, name: &str| served::context_values(v, "outlet", name);
     for name in [
         "region",
         "channel",
@@ -709,15 +676,7 @@ async fn a_segments_context_is_the_fed_lines_by_brand_region_and_distributor() {
         assert_eq!(d["outlets"], json!(n), "distributor {id}");
     }
     // SKU level values carry the master's name.
-    let skus = all["product"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["dimension"] == "sku")
-        .unwrap()["values"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let skus = served::context_values(&all, "product", "sku");
     assert!(!skus.is_empty());
     for k in &skus {
         if k["value"] != "(other)" {
@@ -805,17 +764,13 @@ async fn the_outlet_view_lists_the_skus_with_the_most_to_win_as_the_fed_lines_gi
             .collect();
         top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
         top.truncate(50);
-        let mut values: Vec<f64> = members
-            .iter()
-            .map(|m| run2.assignments[*m].value.max(0.0))
-            .collect();
-        values.sort_by(f64::total_cmp);
-        let n = values.len();
-        let typical = if n.is_multiple_of(2) {
-            (values[n / 2 - 1] + values[n / 2]) / 2.0
-        } else {
-            values[n / 2]
-        };
+        let typical = served::median(
+            members
+                .iter()
+                .map(|m| run2.assignments[*m].value.max(0.0))
+                .collect(),
+        );
+        let n = members.len();
         // The smallest and the largest members: one below the median, one above.
         let mut by_value: Vec<&str> = members.clone();
         by_value.sort_by(|a, b| {

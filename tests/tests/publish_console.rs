@@ -547,15 +547,7 @@ async fn segment_trends_and_the_pipeline_page_show_every_run() {
         .json()
         .await
         .unwrap();
-    let brands = ctx["product"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["dimension"] == "brand")
-        .expect("a brand level")["values"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let brands = spectra_tests::served::context_values(&ctx, "product", "brand");
     let card = detail
         .split("data-dimension=\"product.brand\"")
         .nth(1)

@@ -167,7 +167,7 @@ impl Rows for OutletDailyRow {
             c.float("returns_value")?,
         );
         let (l, i, s) = (c.int("lines")?, c.int("invoices")?, c.int("distinct_skus")?);
-        let dist = optional_text(c, "distributor_id")?;
+        let dist = c.text_if_present("distributor_id")?;
         Ok((0..c.len())
             .map(|k| OutletDailyRow {
                 outlet_id: o[k].clone(),
@@ -374,7 +374,7 @@ impl Rows for KpiRow {
             c.text("channel")?,
             c.text("attributes")?,
         );
-        let dist = optional_text(c, "distributor")?;
+        let dist = c.text_if_present("distributor")?;
         Ok((0..c.len())
             .map(|k| KpiRow {
                 outlet_id: o[k].clone(),
@@ -395,15 +395,6 @@ impl Rows for KpiRow {
                 distributor: dist[k].clone(),
             })
             .collect())
-    }
-}
-
-/// A nullable text column that tables written before it lack (read as all `None`).
-fn optional_text(c: &Columns<'_>, name: &str) -> Result<Vec<Option<String>>> {
-    if c.has(name) {
-        c.text(name)
-    } else {
-        Ok(vec![None; c.len()])
     }
 }
 

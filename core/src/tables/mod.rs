@@ -25,6 +25,7 @@ pub mod layout;
 pub mod master;
 pub mod model;
 pub mod profile;
+pub mod recommendations;
 pub mod runs;
 pub mod sku_gaps;
 
@@ -192,6 +193,16 @@ impl<'a> Columns<'a> {
                 c.data_type()
             ))
         })
+    }
+
+    /// A nullable text column that files written before it existed lack: all `None`
+    /// then.
+    pub fn text_if_present(&self, name: &str) -> Result<Vec<Option<String>>> {
+        if self.has(name) {
+            self.text(name)
+        } else {
+            Ok(vec![None; self.len()])
+        }
     }
 
     /// A text column; nulls read as `None`.

@@ -30,6 +30,10 @@ use super::context::ContextRow;
 use super::layout::{self, run_files};
 use super::model::ModelFile;
 use super::profile::SegmentProfile;
+pub use super::recommendations::{
+    group_recommendations, recommendation_rows, RecItem, RecommendationRow, Recommendations,
+    REC_LISTS,
+};
 use super::sku_gaps::SkuGapRow;
 use super::{batch, read_rows, Columns, Rows};
 use crate::hold::{Hold, RunPointer};
@@ -248,11 +252,7 @@ impl Rows for AssignmentRow {
         );
         let l = c.int("lines")?;
         // Runs written before tiers have no `tier` column.
-        let tier = if c.has("tier") {
-            c.text("tier")?
-        } else {
-            vec![None; c.len()]
-        };
+        let tier = c.text_if_present("tier")?;
         (0..c.len())
             .map(|k| {
                 Ok(AssignmentRow {
@@ -483,174 +483,6 @@ impl Rows for MovementRow {
     }
 }
 
-/// One recommended SKU.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecItem {
-    /// The SKU.
-    pub sku_id: String,
-    /// Higher is stronger (see the list).
-    pub score: f64,
-    /// Units for the next four weeks: the segment's typical order, scaled to the
-    /// outlet's size and potential.
-    pub suggested_quantity: f64,
-    /// Why it is on the list, in one sentence (empty in runs written before reasons).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub reason: String,
-}
-
-/// An outlet's four lists (contract §3.3).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Recommendations {
-    /// Popular in the segment, never bought here.
-    pub new_for_outlet: Vec<RecItem>,
-    /// Bought by most of the segment, missing here lately.
-    pub should_have: Vec<RecItem>,
-    /// Rising now in the segment.
-    pub popular_in_segment: Vec<RecItem>,
-    /// Sold in the coming weeks in earlier years.
-    pub seasonal_soon: Vec<RecItem>,
-}
-
-/// The names of the four lists, in message order.
-pub const REC_LISTS: [&str; 4] = [
-    "new_for_outlet",
-    "should_have",
-    "popular_in_segment",
-    "seasonal_soon",
-];
-
-impl Recommendations {
-    /// The list of that name.
-    pub fn list_mut(&mut self, name: &str) -> Option<&mut Vec<RecItem>> {
-        Some(match name {
-            "new_for_outlet" => &mut self.new_for_outlet,
-            "should_have" => &mut self.should_have,
-            "popular_in_segment" => &mut self.popular_in_segment,
-            "seasonal_soon" => &mut self.seasonal_soon,
-            _ => return None,
-        })
-    }
-
-    /// The lists with their names.
-    pub fn lists(&self) -> [(&'static str, &Vec<RecItem>); 4] {
-        [
-            (REC_LISTS[0], &self.new_for_outlet),
-            (REC_LISTS[1], &self.should_have),
-            (REC_LISTS[2], &self.popular_in_segment),
-            (REC_LISTS[3], &self.seasonal_soon),
-        ]
-    }
-}
-
-/// One row of `recommendations.parquet`: one item of one list of one outlet.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecommendationRow {
-    /// The outlet.
-    pub outlet_id: String,
-    /// One of [`REC_LISTS`].
-    pub list: String,
-    /// 1 = strongest.
-    pub rank: i64,
-    /// The item.
-    pub item: RecItem,
-}
-
-impl Rows for RecommendationRow {
-    fn schema() -> SchemaRef {
-        static S: LazyLock<SchemaRef> = LazyLock::new(|| {
-            schema(&[
-                ("outlet_id", Utf8, false),
-                ("list", Utf8, false),
-                ("rank", Int64, false),
-                ("sku_id", Utf8, false),
-                ("score", Float64, false),
-                ("suggested_quantity", Float64, false),
-                ("reason", Utf8, true),
-            ])
-        });
-        S.clone()
-    }
-
-    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
-        batch(
-            Self::schema(),
-            vec![
-                text(rows.iter().map(|r| Some(r.outlet_id.as_str()))),
-                text(rows.iter().map(|r| Some(r.list.as_str()))),
-                int(rows.iter().map(|r| r.rank)),
-                text(rows.iter().map(|r| Some(r.item.sku_id.as_str()))),
-                float(rows.iter().map(|r| r.item.score)),
-                float(rows.iter().map(|r| r.item.suggested_quantity)),
-                text(
-                    rows.iter()
-                        .map(|r| Some(r.item.reason.as_str()).filter(|s| !s.is_empty())),
-                ),
-            ],
-        )
-    }
-
-    fn from_batch(c: &Columns<'_>) -> Result<Vec<Self>> {
-        let (o, l, s) = (c.ids("outlet_id")?, c.ids("list")?, c.ids("sku_id")?);
-        let (r, sc, q) = (
-            c.int("rank")?,
-            c.float("score")?,
-            c.float("suggested_quantity")?,
-        );
-        // Runs written before reasons have no `reason` column.
-        let reason = if c.has("reason") {
-            c.text("reason")?
-        } else {
-            vec![None; c.len()]
-        };
-        Ok((0..c.len())
-            .map(|k| RecommendationRow {
-                outlet_id: o[k].clone(),
-                list: l[k].clone(),
-                rank: r[k],
-                item: RecItem {
-                    sku_id: s[k].clone(),
-                    score: sc[k],
-                    suggested_quantity: q[k],
-                    reason: reason[k].clone().unwrap_or_default(),
-                },
-            })
-            .collect())
-    }
-}
-
-/// Every outlet's recommendations as rows, outlet by outlet, lists in
-/// [`REC_LISTS`] order, items ranked.
-pub fn recommendation_rows(recs: &BTreeMap<String, Recommendations>) -> Vec<RecommendationRow> {
-    let mut out = Vec::new();
-    for (outlet, r) in recs {
-        for (list, items) in r.lists() {
-            for (i, item) in items.iter().enumerate() {
-                out.push(RecommendationRow {
-                    outlet_id: outlet.clone(),
-                    list: list.to_owned(),
-                    rank: i as i64 + 1,
-                    item: item.clone(),
-                });
-            }
-        }
-    }
-    out
-}
-
-/// Rows back into each outlet's lists (items in rank order).
-pub fn group_recommendations(
-    mut rows: Vec<RecommendationRow>,
-) -> BTreeMap<String, Recommendations> {
-    rows.sort_by(|a, b| (&a.outlet_id, &a.list, a.rank).cmp(&(&b.outlet_id, &b.list, b.rank)));
-    let mut out: BTreeMap<String, Recommendations> = BTreeMap::new();
-    for r in rows {
-        if let Some(list) = out.entry(r.outlet_id).or_default().list_mut(&r.list) {
-            list.push(r.item);
-        }
-    }
-    out
-}
-
 /// A run as its readers see it.
 #[derive(Debug, Clone)]
 pub struct Run {
@@ -755,33 +587,6 @@ pub async fn read_model(storage: &Storage, folder: &str) -> Result<Option<ModelF
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recommendations_round_trip_through_rows() {
-        let item = |s: &str, score: f64| RecItem {
-            sku_id: s.into(),
-            score,
-            suggested_quantity: 2.0,
-            reason: if score > 1.0 {
-                String::new()
-            } else {
-                format!("{s} because")
-            },
-        };
-        let mut recs = BTreeMap::new();
-        recs.insert(
-            "o1".to_owned(),
-            Recommendations {
-                new_for_outlet: vec![item("a", 0.9), item("b", 0.5)],
-                seasonal_soon: vec![item("c", 1.5)],
-                ..Default::default()
-            },
-        );
-        let rows = recommendation_rows(&recs);
-        assert_eq!(rows.len(), 3);
-        assert_eq!(rows[1].rank, 2);
-        assert_eq!(group_recommendations(rows), recs);
-    }
 
     #[test]
     fn an_unknown_change_names_the_file_row_and_value() {

@@ -123,6 +123,13 @@ impl FeatureSet {
         self
     }
 
+    /// The row of an outlet (outlets are sorted by id).
+    pub fn row(&self, outlet_id: &str) -> Option<usize> {
+        self.outlets
+            .binary_search_by(|o| o.outlet_id.as_str().cmp(outlet_id))
+            .ok()
+    }
+
     /// The arrays of a folder's tables.
     pub fn from_tables(as_of: NaiveDate, t: &WindowFeatures) -> Self {
         let finite = |v: f64| if v.is_finite() { v } else { 0.0 };

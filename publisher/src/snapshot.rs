@@ -187,15 +187,9 @@ impl Snapshot {
         // At the SKU level features are SKU ids: each gets the SKU's name beside it.
         for key in ["spectrum", "penetration"] {
             if let Some(features) = v.get_mut(key).and_then(Value::as_array_mut) {
-                for f in features {
-                    let name = f
-                        .get("feature")
-                        .and_then(Value::as_str)
-                        .and_then(|id| self.sku_names.get(id));
-                    if let (Some(name), Some(o)) = (name, f.as_object_mut()) {
-                        o.insert("name".to_owned(), json!(name));
-                    }
-                }
+                features
+                    .iter_mut()
+                    .for_each(|f| self.put_sku_name(f, "feature", "name"));
             }
         }
         if let Some(patterns) = v.get_mut("patterns").and_then(Value::as_array_mut) {
@@ -211,12 +205,18 @@ impl Snapshot {
     /// Puts the SKU's master-data name beside its id (`sku_name`, absent when master
     /// data has none) in an object carrying `sku_id`.
     pub fn name_sku(&self, item: &mut Value) {
+        self.put_sku_name(item, "sku_id", "sku_name");
+    }
+
+    /// Puts the name of the SKU whose id is at `id_key` at `name_key` of an object
+    /// (nothing when the id is no SKU with a name).
+    fn put_sku_name(&self, item: &mut Value, id_key: &str, name_key: &str) {
         let name = item
-            .get("sku_id")
+            .get(id_key)
             .and_then(Value::as_str)
             .and_then(|id| self.sku_names.get(id));
         if let (Some(name), Some(o)) = (name, item.as_object_mut()) {
-            o.insert("sku_name".to_owned(), json!(name));
+            o.insert(name_key.to_owned(), json!(name));
         }
     }
 

@@ -3,7 +3,8 @@
 //! only puts the names people set in place of the proposed ones). Size and value
 //! share, the spectrum and the penetration per feature with their index against all
 //! assigned outlets (100 = average), KPIs, and the mix of the outlets' region, channel,
-//! main distributor and attributes (numeric ones binned, [`crate::context::binned`]). Names and patterns are added by the pipeline.
+//! main distributor and attributes (numeric ones binned, [`crate::context::binned`]).
+//! Names and patterns are added by the pipeline.
 
 use std::collections::{BTreeMap, HashMap};
 

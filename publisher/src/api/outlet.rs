@@ -1,6 +1,7 @@
 //! The outlet views: the 360 view (`GET /api/outlets/{id}`: the outlet's spectrum
-//! against its segment's, its potential and the SKUs it has the most to win on, its recent history and its recommendations, in
-//! every segmentation that assigns it), outlet search, and a segment's outlets.
+//! against its segment's, its potential and the SKUs it has the most to win on, its
+//! recent history and its recommendations, in every segmentation that assigns it),
+//! outlet search, and a segment's outlets.
 
 use std::collections::{BTreeMap, HashMap};
 

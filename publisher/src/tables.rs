@@ -9,7 +9,7 @@ use serde_json::Value;
 use spectra_core::tables::features::{self, OutletDailyRow};
 use spectra_core::Storage;
 
-pub use spectra_core::tables::features::{KpiRow as OutletKpi, WindowFeatures as Features};
+pub use spectra_core::tables::features::KpiRow as OutletKpi;
 pub use spectra_core::tables::runs::{
     latest, run_folders, stored_segmentations, AssignmentRow, Change, GapRow, Latest, MovementRow,
     Run,

@@ -28,7 +28,7 @@ use spectra_core::tables::master::{attribute_text, Current};
 use spectra_core::tables::profile::{MAX_ATTRIBUTE_VALUES, NO_VALUE, OTHER_VALUES};
 use spectra_core::tables::runs::AssignmentRow;
 
-use crate::features::{FeatureSet, OutletRecord};
+use crate::features::{Bought, FeatureSet, OutletRecord};
 
 /// Numeric attributes with more distinct values than this are binned.
 pub const BIN_ABOVE: usize = 8;
@@ -277,7 +277,7 @@ pub fn compute(
     for (name, per_sku) in &product {
         let mut w: HashMap<&str, f64> = HashMap::new();
         for &i in rows {
-            for &(s, v) in &fs.sku_spend[i] {
+            for &Bought { sku: s, value: v, .. } in &fs.sku_spend[i] {
                 let x = per_sku[s as usize].as_deref().unwrap_or(NO_VALUE);
                 *w.entry(x).or_default() += v.max(0.0) + 1e-12;
             }
@@ -334,7 +334,7 @@ pub fn compute(
         let cell = cells.entry(key).or_insert_with(|| Sums::new(slots));
         cell.outlets += 1;
         cell.value += values[r];
-        for &(s, v) in &fs.sku_spend[i] {
+        for &Bought { sku: s, value: v, .. } in &fs.sku_spend[i] {
             for &slot in &sku_slots[s as usize] {
                 cell.spend[slot] += v;
                 if seen[slot] != r {
@@ -402,6 +402,7 @@ pub fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::bought;
 
     #[test]
     fn numbers_with_many_values_are_binned_by_quantile_and_the_rest_stay() {
@@ -457,11 +458,11 @@ mod tests {
             ],
             spend: Array2::zeros((3, 1)),
             skus: vec!["k1".into(), "k2".into(), "k3".into()],
-            sku_spend: vec![
-                vec![(0, 10.0), (1, 5.0)],
-                vec![(0, 2.0)],
-                vec![(1, 1.0), (2, 4.0)],
-            ],
+            sku_spend: bought(&[
+                &[(0, 10.0), (1, 5.0)],
+                &[(0, 2.0)],
+                &[(1, 1.0), (2, 4.0)],
+            ]),
             history: None,
         };
         let sku = |brand: &str| Record {

@@ -25,7 +25,7 @@ use ndarray::{Array2, ArrayView2};
 use spectra_core::tables::runs::AssignmentRow;
 use spectra_core::tables::sku_gaps::SkuGapRow;
 
-use crate::features::FeatureSet;
+use crate::features::{Bought, FeatureSet};
 
 /// The segment's SKUs (largest share of its spend first) each outlet is compared on.
 pub const SKU_CANDIDATES: usize = 50;
@@ -165,7 +165,7 @@ pub fn sku_gaps(fs: &FeatureSet, assignments: &[AssignmentRow]) -> Vec<SkuGapRow
         // The segment's positive spend and buyers per SKU.
         let mut spend: HashMap<u32, (f64, usize)> = HashMap::new();
         for &(i, _, _) in &members {
-            for &(k, v) in &fs.sku_spend[i] {
+            for &Bought { sku: k, value: v, .. } in &fs.sku_spend[i] {
                 let e = spend.entry(k).or_default();
                 e.0 += v.max(0.0);
                 e.1 += 1;
@@ -188,7 +188,7 @@ pub fn sku_gaps(fs: &FeatureSet, assignments: &[AssignmentRow]) -> Vec<SkuGapRow
         let n = members.len() as f64;
         for &(i, value, outlet_id) in &members {
             let target = value.max(0.0).max(typical);
-            let own: HashMap<u32, f64> = fs.sku_spend[i].iter().copied().collect();
+            let own: HashMap<u32, f64> = fs.sku_spend[i].iter().map(|b| (b.sku, b.value)).collect();
             let mut rows: Vec<SkuGapRow> = top
                 .iter()
                 .filter_map(|&(k, share, buyers)| {
@@ -220,6 +220,7 @@ pub fn sku_gaps(fs: &FeatureSet, assignments: &[AssignmentRow]) -> Vec<SkuGapRow
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::bought;
 
     #[test]
     fn potential_is_the_positive_gap_times_value() {
@@ -299,11 +300,11 @@ mod tests {
                 .collect(),
             spend: Array2::zeros((3, 1)),
             skus: vec!["k1".into(), "k2".into(), "k3".into()],
-            sku_spend: vec![
-                vec![(0, 60.0), (1, 40.0)],
-                vec![(0, 30.0)],
-                vec![(1, 10.0), (2, -5.0)],
-            ],
+            sku_spend: bought(&[
+                &[(0, 60.0), (1, 40.0)],
+                &[(0, 30.0)],
+                &[(1, 10.0), (2, -5.0)],
+            ]),
             history: None,
         };
         let a = |id: &str, value: f64| AssignmentRow {

@@ -29,14 +29,16 @@
 //! year in the daily table, no recent day) says so in the run's `model.json`
 //! (`recommendations.notes`), which the 360 view shows.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{Duration, NaiveDate};
-use spectra_core::tables::features::{self as tables, DailyRow, WindowFeatures};
+use spectra_core::tables::date32;
+use spectra_core::tables::features as tables;
 use spectra_core::tables::model::RecommendationReport;
 use spectra_core::tables::runs::{AssignmentRow, RecItem, Recommendations};
 use spectra_core::Storage;
 
+use crate::features::{Bought, FeatureSet};
 use crate::gaps::median;
 use crate::Error;
 
@@ -63,17 +65,20 @@ pub fn daily_ranges(as_of: NaiveDate) -> (Vec<DateRange>, Vec<DateRange>) {
     (recent, seasonal)
 }
 
+/// One SKU as one segment bought it.
 #[derive(Default)]
-struct SkuStat<'a> {
-    buyers: HashSet<&'a str>,
-    /// Quantity per outlet over the window.
-    quantity: HashMap<&'a str, f64>,
+struct SkuStat {
+    /// Outlets that bought it in the window.
+    buyers: u32,
+    /// Each buyer's quantity over the window.
+    quantity: Vec<f32>,
     value: f64,
     recent_value: f64,
-    recent_buyers: HashSet<&'a str>,
+    /// Outlets that bought it in the last four weeks.
+    recent_buyers: u32,
     seasonal_value: f64,
-    /// Quantity per outlet in the coming weeks of earlier years.
-    seasonal_quantity: HashMap<&'a str, f64>,
+    /// Each buyer's quantity in the coming weeks of earlier years.
+    seasonal_quantity: Vec<f32>,
 }
 
 fn round2(x: f64) -> f64 {
@@ -88,114 +93,184 @@ fn percent(share: f64) -> String {
 /// Every outlet's recommendations and what they were computed from.
 pub type Computed = (BTreeMap<String, Recommendations>, RecommendationReport);
 
-/// Reads the daily rows the recommendations of a run at `as_of` need and computes
-/// them for every assigned outlet.
+/// Streams the daily files the recommendations of a run at `as_of` need (the last
+/// four weeks and the coming four weeks of earlier years) and computes them for every
+/// assigned outlet.
 pub async fn for_run(
     storage: &Storage,
     as_of: NaiveDate,
     assignments: &[AssignmentRow],
-    f: &WindowFeatures,
+    fs: &FeatureSet,
     window_days: u32,
 ) -> Result<Computed, Error> {
     let (recent, seasonal) = daily_ranges(as_of);
     let mut ranges = recent.clone();
     ranges.extend(seasonal.iter().copied());
-    let daily = tables::read_daily(storage, &ranges).await?;
     let in_ranges = |r: &[DateRange], d: NaiveDate| r.iter().any(|(a, b)| *a <= d && d <= *b);
-    let (recent_rows, other): (Vec<DailyRow>, Vec<DailyRow>) =
-        daily.into_iter().partition(|d| in_ranges(&recent, d.date));
-    let seasonal_rows: Vec<DailyRow> = other
-        .into_iter()
-        .filter(|d| in_ranges(&seasonal, d.date))
-        .collect();
-    Ok(compute(
-        assignments,
-        f,
-        &recent_rows,
-        &seasonal_rows,
-        window_days,
-    ))
+    let mut daily = Daily::new(fs);
+    let columns = ["outlet_id", "sku_id", "net_value", "quantity"];
+    tables::stream_daily(storage, &ranges, Some(&columns), |date, c| {
+        let recent = in_ranges(&recent, date);
+        if !recent && !in_ranges(&seasonal, date) {
+            return Ok(());
+        }
+        let (o, s) = (c.id_strings("outlet_id")?, c.id_strings("sku_id")?);
+        let (v, q) = (c.float("net_value")?, c.float("quantity")?);
+        for k in 0..c.len() {
+            daily.add(recent, date, o.value(k), s.value(k), v[k], q[k]);
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(compute(assignments, fs, daily, window_days))
+}
+
+/// Daily-table purchases of the outlets of a feature set: each one a row of
+/// [`FeatureSet::outlets`], each SKU an index into [`Daily::skus`] (the feature set's
+/// SKUs first).
+pub struct Daily<'a> {
+    fs: &'a FeatureSet,
+    /// SKU ids: the feature set's, then those only the daily table has.
+    skus: Vec<String>,
+    sku_index: HashMap<String, u32>,
+    /// `(row, sku, day, value)` of each recent purchase (day as days since 1970).
+    recent: Vec<(u32, u32, i32, f64)>,
+    /// `(row, sku)` → `(value, quantity)` in the coming weeks of earlier years.
+    seasonal: HashMap<(u32, u32), (f64, f64)>,
+    years: BTreeSet<i32>,
+    /// The row last found: daily files come grouped by outlet.
+    last: Option<usize>,
+}
+
+impl<'a> Daily<'a> {
+    /// No purchases yet.
+    pub fn new(fs: &'a FeatureSet) -> Self {
+        Daily {
+            fs,
+            sku_index: fs
+                .skus
+                .iter()
+                .enumerate()
+                .map(|(k, s)| (s.clone(), k as u32))
+                .collect(),
+            skus: fs.skus.clone(),
+            recent: Vec::new(),
+            seasonal: HashMap::new(),
+            years: BTreeSet::new(),
+            last: None,
+        }
+    }
+
+    /// One daily row: in the last four weeks (`recent`) or the coming weeks of an
+    /// earlier year. Outlets the feature set does not hold are not recommended to.
+    pub fn add(&mut self, recent: bool, date: NaiveDate, outlet: &str, sku: &str, value: f64, quantity: f64) {
+        let row = match self.last.filter(|&i| self.fs.outlets[i].outlet_id == outlet) {
+            Some(i) => i,
+            None => match self.fs.row(outlet) {
+                Some(i) => {
+                    self.last = Some(i);
+                    i
+                }
+                None => return,
+            },
+        };
+        let sku = match self.sku_index.get(sku) {
+            Some(&k) => k,
+            None => {
+                let k = self.skus.len() as u32;
+                self.skus.push(sku.to_owned());
+                self.sku_index.insert(sku.to_owned(), k);
+                k
+            }
+        };
+        if recent {
+            self.recent.push((row as u32, sku, date32(date), value));
+        } else {
+            self.years.insert(chrono::Datelike::year(&date));
+            let e = self.seasonal.entry((row as u32, sku)).or_default();
+            e.0 += value;
+            e.1 += quantity.max(0.0);
+        }
+    }
 }
 
 /// Per segment, per SKU: what the segment's outlets bought in the window, lately and
-/// in the coming weeks of earlier years; and what each outlet bought.
-#[derive(Default)]
-struct Purchases<'a> {
-    stats: HashMap<&'a str, BTreeMap<&'a str, SkuStat<'a>>>,
-    bought: HashMap<&'a str, HashSet<&'a str>>,
-    recent_bought: HashMap<&'a str, HashSet<&'a str>>,
-    segments_with_recent: HashSet<&'a str>,
-    recent_days: HashSet<NaiveDate>,
+/// in the coming weeks of earlier years; and what each outlet bought lately.
+struct Purchases {
+    /// Per segment (index into the run's segments): SKU → its statistics.
+    stats: Vec<HashMap<u32, SkuStat>>,
+    /// Per outlet row: the SKUs it bought in the last four weeks, sorted.
+    recent_bought: Vec<Vec<u32>>,
+    segments_with_recent: Vec<bool>,
+    recent_days: BTreeSet<i32>,
+    /// SKU ids by index ([`Daily::skus`]).
+    skus: Vec<String>,
     years: BTreeSet<i32>,
 }
 
-impl<'a> Purchases<'a> {
+impl Purchases {
+    /// `seg_of`: each outlet row's segment (an index), `None` when not assigned.
     fn gather(
-        seg_of: &HashMap<&'a str, &'a str>,
-        f: &'a WindowFeatures,
-        recent: &'a [DailyRow],
-        seasonal: &'a [DailyRow],
+        seg_of: &[Option<usize>],
+        segments: usize,
+        fs: &FeatureSet,
+        mut daily: Daily<'_>,
     ) -> Self {
-        let mut p = Purchases::default();
-        for s in &f.sku_spend {
-            let Some(seg) = seg_of.get(s.outlet_id.as_str()) else {
-                continue;
-            };
-            let st = p
-                .stats
-                .entry(seg)
-                .or_default()
-                .entry(&s.sku_id)
-                .or_default();
-            st.value += s.net_value;
-            if s.net_value > 0.0 || s.quantity > 0.0 {
-                st.buyers.insert(&s.outlet_id);
-                *st.quantity.entry(&s.outlet_id).or_default() += s.quantity.max(0.0);
-                p.bought.entry(&s.outlet_id).or_default().insert(&s.sku_id);
+        let mut p = Purchases {
+            stats: (0..segments).map(|_| HashMap::new()).collect(),
+            recent_bought: vec![Vec::new(); seg_of.len()],
+            segments_with_recent: vec![false; segments],
+            recent_days: BTreeSet::new(),
+            years: std::mem::take(&mut daily.years),
+            skus: std::mem::take(&mut daily.skus),
+        };
+        for (row, seg) in seg_of.iter().enumerate() {
+            let Some(seg) = *seg else { continue };
+            for b in &fs.sku_spend[row] {
+                let st = p.stats[seg].entry(b.sku).or_default();
+                st.value += b.value;
+                if b.value > 0.0 || b.quantity > 0.0 {
+                    st.buyers += 1;
+                    st.quantity.push(b.quantity.max(0.0));
+                }
             }
         }
-        for d in recent {
-            let Some(seg) = seg_of.get(d.outlet_id.as_str()) else {
+        for &(row, sku, day, value) in &daily.recent {
+            let Some(seg) = seg_of[row as usize] else {
                 continue;
             };
-            p.segments_with_recent.insert(seg);
-            p.recent_days.insert(d.date);
-            let st = p
-                .stats
-                .entry(seg)
-                .or_default()
-                .entry(&d.sku_id)
-                .or_default();
-            st.recent_value += d.net_value;
-            if d.net_value > 0.0 {
-                st.recent_buyers.insert(&d.outlet_id);
-                p.recent_bought
-                    .entry(&d.outlet_id)
-                    .or_default()
-                    .insert(&d.sku_id);
+            p.segments_with_recent[seg] = true;
+            p.recent_days.insert(day);
+            p.stats[seg].entry(sku).or_default().recent_value += value;
+            if value > 0.0 {
+                p.recent_bought[row as usize].push(sku);
             }
         }
-        for d in seasonal {
-            let Some(seg) = seg_of.get(d.outlet_id.as_str()) else {
+        for (row, list) in p.recent_bought.iter_mut().enumerate() {
+            list.sort_unstable();
+            list.dedup();
+            list.shrink_to_fit();
+            if let Some(seg) = seg_of[row] {
+                for &sku in list.iter() {
+                    p.stats[seg].entry(sku).or_default().recent_buyers += 1;
+                }
+            }
+        }
+        for (&(row, sku), &(value, quantity)) in &daily.seasonal {
+            let Some(seg) = seg_of[row as usize] else {
                 continue;
             };
-            p.years.insert(chrono::Datelike::year(&d.date));
-            let st = p
-                .stats
-                .entry(seg)
-                .or_default()
-                .entry(&d.sku_id)
-                .or_default();
-            st.seasonal_value += d.net_value;
-            *st.seasonal_quantity.entry(&d.outlet_id).or_default() += d.quantity.max(0.0);
+            let st = p.stats[seg].entry(sku).or_default();
+            st.seasonal_value += value;
+            st.seasonal_quantity.push(quantity as f32);
         }
         p
     }
 }
 
 /// One segment as its outlets' lists see it.
-struct Segment<'s, 'a> {
-    stats: &'s BTreeMap<&'a str, SkuStat<'a>>,
+struct Segment<'s> {
+    stats: &'s HashMap<u32, SkuStat>,
     outlets: f64,
     value: f64,
     seasonal_total: f64,
@@ -204,26 +279,26 @@ struct Segment<'s, 'a> {
     /// Each SKU's typical four-weekly quantity: the median over its buyers. Computed
     /// once per segment, not per outlet (a median per outlet × SKU made the lists
     /// quadratic in the segment's outlets).
-    typical: HashMap<&'a str, f64>,
+    typical: HashMap<u32, f64>,
     /// Each SKU's typical quantity in the coming four weeks of an earlier year.
-    typical_seasonal: HashMap<&'a str, f64>,
+    typical_seasonal: HashMap<u32, f64>,
     /// The SKUs that can enter some outlet's list: every rule's SKU-side condition
     /// holds (penetration ≥ 10%, rising, or seasonal). Each outlet is checked against
     /// these only, not against every SKU the segment bought.
-    candidates: Vec<&'a str>,
+    candidates: Vec<u32>,
 }
 
-impl<'s, 'a> Segment<'s, 'a> {
+impl<'s> Segment<'s> {
     /// A segment of `outlets` outlets with these SKU statistics; `window_weeks4` four-week
     /// periods in the window, `years` earlier years read.
     fn new(
-        stats: &'s BTreeMap<&'a str, SkuStat<'a>>,
+        stats: &'s HashMap<u32, SkuStat>,
         outlets: f64,
         has_recent: bool,
         window_weeks4: f64,
         years: f64,
     ) -> Self {
-        let per = |q: &HashMap<&'a str, f64>, d: f64| median(q.values().map(|x| x / d).collect());
+        let per = |q: &[f32], d: f64| median(q.iter().map(|&x| f64::from(x) / d).collect());
         let mut seg = Segment {
             stats,
             outlets,
@@ -233,38 +308,38 @@ impl<'s, 'a> Segment<'s, 'a> {
             window_weeks4,
             typical: stats
                 .iter()
-                .map(|(k, s)| (*k, per(&s.quantity, window_weeks4)))
+                .map(|(&k, s)| (k, per(&s.quantity, window_weeks4)))
                 .collect(),
             typical_seasonal: stats
                 .iter()
                 .filter(|(_, s)| !s.seasonal_quantity.is_empty())
-                .map(|(k, s)| (*k, per(&s.seasonal_quantity, years)))
+                .map(|(&k, s)| (k, per(&s.seasonal_quantity, years)))
                 .collect(),
             candidates: Vec::new(),
         };
         seg.candidates = stats
             .iter()
             .filter(|(_, s)| {
-                s.buyers.len() as f64 / seg.outlets >= 0.1
+                f64::from(s.buyers) / seg.outlets >= 0.1
                     || seg.growth(s).is_some_and(|g| g >= 1.1)
                     || seg.seasonal_lift(s).is_some()
             })
-            .map(|(k, _)| *k)
+            .map(|(&k, _)| k)
             .collect();
         seg
     }
 
     /// The segment's spend on a SKU in the last four weeks over its four-weekly
     /// average, when the segment has recent days, the SKU a rate and two recent buyers.
-    fn growth(&self, s: &SkuStat<'_>) -> Option<f64> {
+    fn growth(&self, s: &SkuStat) -> Option<f64> {
         let rate = s.value.max(0.0) / self.window_weeks4;
-        (self.has_recent && rate > 0.0 && s.recent_buyers.len() >= 2).then(|| s.recent_value / rate)
+        (self.has_recent && rate > 0.0 && s.recent_buyers >= 2).then(|| s.recent_value / rate)
     }
 
     /// `(share, lift)` of a SKU that is seasonal soon: its share of the segment's spend
     /// in the coming four weeks of earlier years (≥ 1%) over its share now (lift ≥ 1.2,
     /// at most 10).
-    fn seasonal_lift(&self, s: &SkuStat<'_>) -> Option<(f64, f64)> {
+    fn seasonal_lift(&self, s: &SkuStat) -> Option<(f64, f64)> {
         if self.seasonal_total <= 0.0 || s.seasonal_value <= 0.0 {
             return None;
         }
@@ -282,33 +357,35 @@ impl<'s, 'a> Segment<'s, 'a> {
         (share >= 0.01 && lift >= 1.2).then_some((share, lift))
     }
 
-    fn typical(&self, sku: &str) -> f64 {
-        self.typical.get(sku).copied().unwrap_or(0.0)
+    fn typical(&self, sku: u32) -> f64 {
+        self.typical.get(&sku).copied().unwrap_or(0.0)
     }
 
-    fn typical_seasonal(&self, sku: &str) -> f64 {
-        self.typical_seasonal.get(sku).copied().unwrap_or(0.0)
+    fn typical_seasonal(&self, sku: u32) -> f64 {
+        self.typical_seasonal.get(&sku).copied().unwrap_or(0.0)
     }
 }
 
 /// The four lists of one outlet of `seg`; `scale` (its value and potential against
-/// the segment's median outlet) scales the segment's typical quantities.
+/// the segment's median outlet) scales the segment's typical quantities; `skus` names
+/// the SKU indices.
 fn outlet_lists(
-    seg: &Segment<'_, '_>,
-    bought_here: impl Fn(&str) -> bool,
-    bought_lately: impl Fn(&str) -> bool,
+    seg: &Segment<'_>,
+    skus: &[String],
+    bought_here: impl Fn(u32) -> bool,
+    bought_lately: impl Fn(u32) -> bool,
     scale: f64,
 ) -> Recommendations {
-    let item = |sku: &str, score: f64, typical: f64, reason: String| RecItem {
-        sku_id: sku.to_owned(),
+    let item = |sku: u32, score: f64, typical: f64, reason: String| RecItem {
+        sku_id: skus[sku as usize].clone(),
         score: round2(score),
         suggested_quantity: (typical * scale).round().max(1.0),
         reason,
     };
     let mut r = Recommendations::default();
     for &sku in &seg.candidates {
-        let s = &seg.stats[sku];
-        let pen = s.buyers.len() as f64 / seg.outlets;
+        let s = &seg.stats[&sku];
+        let pen = f64::from(s.buyers) / seg.outlets;
         let missing = if seg.has_recent {
             !bought_lately(sku)
         } else {
@@ -335,7 +412,7 @@ fn outlet_lists(
         if let Some(growth) = seg.growth(s).filter(|g| *g >= 1.1 && !bought_lately(sku)) {
             let reason = format!(
                 "the segment's spend on it in the last four weeks is {growth:.1}× its four-weekly average; {} of its outlets bought it lately, not this one",
-                s.recent_buyers.len()
+                s.recent_buyers
             );
             r.popular_in_segment
                 .push(item(sku, growth, seg.typical(sku), reason));
@@ -362,7 +439,7 @@ fn outlet_lists(
 }
 
 /// Why lists stay empty for every outlet: what the daily table lacked.
-fn report(p: &Purchases<'_>, assigned: bool) -> RecommendationReport {
+fn report(p: &Purchases, assigned: bool) -> RecommendationReport {
     let mut notes = BTreeMap::new();
     if assigned && p.years.is_empty() {
         notes.insert(
@@ -386,60 +463,67 @@ fn report(p: &Purchases<'_>, assigned: bool) -> RecommendationReport {
     }
 }
 
-/// Computes every assigned outlet's recommendations.
+/// Computes every assigned outlet's recommendations from the window's SKU spend (in
+/// `fs`) and the daily table's purchases (`daily`).
 pub fn compute(
     assignments: &[AssignmentRow],
-    f: &WindowFeatures,
-    recent: &[DailyRow],
-    seasonal: &[DailyRow],
+    fs: &FeatureSet,
+    daily: Daily<'_>,
     window_days: u32,
 ) -> Computed {
-    let seg_of: HashMap<&str, &str> = assignments
-        .iter()
-        .map(|a| (a.outlet_id.as_str(), a.segment_id.as_str()))
-        .collect();
-    let mut members: BTreeMap<&str, Vec<&AssignmentRow>> = BTreeMap::new();
+    // Segments in id order, each with its members as (assignment, row).
+    let mut members: BTreeMap<&str, Vec<(&AssignmentRow, Option<usize>)>> = BTreeMap::new();
     for a in assignments {
-        members.entry(&a.segment_id).or_default().push(a);
+        members
+            .entry(&a.segment_id)
+            .or_default()
+            .push((a, fs.row(&a.outlet_id)));
     }
-    let value: HashMap<&str, f64> = f
-        .kpis
-        .iter()
-        .map(|k| (k.outlet_id.as_str(), k.net_value))
-        .collect();
-    let value_of = |a: &AssignmentRow| value.get(a.outlet_id.as_str()).copied().unwrap_or(a.value);
-    let p = Purchases::gather(&seg_of, f, recent, seasonal);
-    let empty = BTreeMap::new();
+    let mut seg_of: Vec<Option<usize>> = vec![None; fs.outlets.len()];
+    for (s, list) in members.values().enumerate() {
+        for &(_, row) in list {
+            if let Some(row) = row {
+                seg_of[row] = Some(s);
+            }
+        }
+    }
+    let value_of = |a: &AssignmentRow, row: Option<usize>| {
+        row.map_or(a.value, |i| fs.outlets[i].kpis.net_value)
+    };
+    let p = Purchases::gather(&seg_of, members.len(), fs, daily);
     let mut out = BTreeMap::new();
-    for (seg_id, outlets) in &members {
-        let stats = p.stats.get(seg_id).unwrap_or(&empty);
+    for (s, outlets) in members.values().enumerate() {
         let seg = Segment::new(
-            stats,
+            &p.stats[s],
             outlets.len().max(1) as f64,
-            p.segments_with_recent.contains(seg_id),
+            p.segments_with_recent[s],
             (f64::from(window_days.max(1)) / HORIZON_DAYS as f64).max(1.0 / 4.0),
             p.years.len().max(1) as f64,
         );
-        let values: Vec<f64> = outlets.iter().map(|a| value_of(a)).collect();
+        let values: Vec<f64> = outlets.iter().map(|&(a, row)| value_of(a, row)).collect();
         let middle = median(values).max(0.0);
-        for a in outlets {
-            let o = a.outlet_id.as_str();
-            let (v, pot) = (value_of(a).max(0.0), a.potential.max(0.0));
+        for &(a, row) in outlets {
+            let (v, pot) = (value_of(a, row).max(0.0), a.potential.max(0.0));
             let scale = if middle > 0.0 {
                 let reach = if v + pot > 0.0 { pot / (v + pot) } else { 0.0 };
                 (v / middle * (1.0 + reach)).clamp(0.25, 4.0)
             } else {
                 1.0
             };
-            let here = p.bought.get(o);
-            let lately = p.recent_bought.get(o);
+            let here: &[Bought] = row.map_or(&[], |i| fs.sku_spend[i].as_slice());
+            let lately: &[u32] = row.map_or(&[], |i| p.recent_bought[i].as_slice());
+            let bought_here = |sku: u32| {
+                here.binary_search_by_key(&sku, |b| b.sku)
+                    .is_ok_and(|k| here[k].value > 0.0 || here[k].quantity > 0.0)
+            };
             let r = outlet_lists(
                 &seg,
-                |sku| here.is_some_and(|h| h.contains(sku)),
-                |sku| lately.is_some_and(|h| h.contains(sku)),
+                &p.skus,
+                bought_here,
+                |sku| lately.binary_search(&sku).is_ok(),
                 scale,
             );
-            out.insert(o.to_owned(), r);
+            out.insert(a.outlet_id.clone(), r);
         }
     }
     (out, report(&p, !assignments.is_empty()))
@@ -452,7 +536,7 @@ mod tests {
     //! the median buyer's four-weekly quantity × value / median value × (1 + potential
     //! / (value + potential)), between ¼ and 4.
 
-    use spectra_core::tables::features::{KpiRow, SkuSpendRow};
+    use spectra_core::tables::features::KpiRow;
     use spectra_core::tables::runs::Change;
 
     use super::*;
@@ -461,7 +545,7 @@ mod tests {
     /// (`outlet, sku, value, quantity`).
     struct World {
         assignments: Vec<AssignmentRow>,
-        features: WindowFeatures,
+        features: FeatureSet,
     }
 
     fn world(outlets: &[(&str, f64, f64)], spend: &[(&str, &str, f64, f64)]) -> World {
@@ -480,41 +564,37 @@ mod tests {
                 tier: String::new(),
             })
             .collect();
-        let mut features = WindowFeatures::default();
-        for &(o, value, _) in outlets {
-            features.kpis.push(KpiRow {
+        let kpis = outlets
+            .iter()
+            .map(|&(o, value, _)| KpiRow {
                 outlet_id: o.into(),
                 net_value: value,
                 ..Default::default()
-            });
-        }
-        for &(o, sku, value, quantity) in spend {
-            features.sku_spend.push(SkuSpendRow {
-                outlet_id: o.into(),
-                sku_id: sku.into(),
-                feature: "f".into(),
-                net_value: value,
-                quantity,
-                lines: 1,
-            });
-        }
+            })
+            .collect();
+        let date = "2026-06-28".parse().unwrap();
         World {
             assignments,
-            features,
+            features: FeatureSet::from_rows(date, kpis, &[], spend),
         }
     }
 
-    fn day(outlet: &str, sku: &str, date: &str, value: f64, quantity: f64) -> DailyRow {
-        DailyRow {
-            outlet_id: outlet.into(),
-            sku_id: sku.into(),
-            date: date.parse().unwrap(),
-            net_value: value,
-            quantity,
-            lines: 1,
-            invoices: 1,
-            returns_value: 0.0,
+    /// One daily row: `(outlet, sku, date, value, quantity)`.
+    type Day<'a> = (&'a str, &'a str, &'a str, f64, f64);
+
+    fn day<'a>(outlet: &'a str, sku: &'a str, date: &'a str, value: f64, quantity: f64) -> Day<'a> {
+        (outlet, sku, date, value, quantity)
+    }
+
+    /// [`compute`] with these daily rows of the last four weeks and of earlier years.
+    fn run(w: &World, recent: &[Day<'_>], seasonal: &[Day<'_>], window_days: u32) -> Computed {
+        let mut daily = Daily::new(&w.features);
+        for (days, is_recent) in [(recent, true), (seasonal, false)] {
+            for &(o, sku, date, value, quantity) in days {
+                daily.add(is_recent, date.parse().unwrap(), o, sku, value, quantity);
+            }
         }
+        compute(&w.assignments, &w.features, daily, window_days)
     }
 
     fn rec(sku: &str, score: f64, quantity: f64, reason: &str) -> RecItem {
@@ -549,7 +629,7 @@ mod tests {
                 ("c", "tea", 50.0, 16.0),
             ],
         );
-        let (recs, report) = compute(&w.assignments, &w.features, &[], &[], 28);
+        let (recs, report) = run(&w, &[], &[], 28);
         assert_eq!(
             recs["d"].should_have,
             vec![rec(
@@ -592,7 +672,7 @@ mod tests {
         }
         spend.push(("o0", "water", 10.0, 7.0));
         let w = world(&list, &spend);
-        let (recs, _) = compute(&w.assignments, &w.features, &[], &[], 28);
+        let (recs, _) = run(&w, &[], &[], 28);
         let never = "of the segment's outlets buy it; never bought here in the window";
         let expected_new = vec![
             rec("juice", 0.3, 4.0, &format!("30% {never}")),
@@ -634,7 +714,7 @@ mod tests {
             day("c", "tea", "2026-06-22", 100.0, 2.0),
             day("a", "cola", "2026-06-20", 200.0, 8.0),
         ];
-        let (recs, report) = compute(&w.assignments, &w.features, &recent, &[], 56);
+        let (recs, report) = run(&w, &recent, &[], 56);
         assert_eq!(
             recs["c"].popular_in_segment,
             vec![rec(
@@ -681,7 +761,7 @@ mod tests {
             day("a", "tea", "2025-07-10", 150.0, 15.0),
             day("b", "tea", "2025-07-11", 150.0, 15.0),
         ];
-        let (recs, report) = compute(&w.assignments, &w.features, &[], &seasonal, 28);
+        let (recs, report) = run(&w, &[], &seasonal, 28);
         let expected = vec![rec(
             "ice",
             5.0,
@@ -717,7 +797,7 @@ mod tests {
                 ("c", "beer", 10.0, 100.0),
             ],
         );
-        let (recs, _) = compute(&w.assignments, &w.features, &[], &[], 28);
+        let (recs, _) = run(&w, &[], &[], 28);
         let q = |o: &str| recs[o].should_have[0].suggested_quantity;
         assert_eq!((q("e"), q("f"), q("g")), (1.0, 4.0, 8.0));
     }

@@ -224,16 +224,17 @@ pub async fn promoted_previous(
 }
 
 /// Writes a run's folder, then `latest.json` naming it, when it was made, the
-/// features it read and the definition it ran (its run fingerprint).
+/// features it read and the definition it ran (its run fingerprint); gives back
+/// `latest.json` and the run's model.
 pub async fn write_run(
     storage: &Storage,
     segmentation: &str,
     folder: &str,
-    out: &RunOutput,
+    out: RunOutput,
     ran_at: chrono::DateTime<chrono::Utc>,
     features_hash: Option<String>,
     definition_hash: String,
-) -> Result<Latest, Error> {
+) -> Result<(Latest, ModelFile), Error> {
     let latest = Latest {
         run_id: out.run_id.clone(),
         as_of: out.model.as_of,
@@ -243,20 +244,22 @@ pub async fn write_run(
         features_hash,
         definition_hash: Some(definition_hash),
     };
+    // The output moves into the run: a copy of every list would double the stage's
+    // peak memory at its largest point.
     let run = Run {
         segmentation: segmentation.to_owned(),
         latest: latest.clone(),
-        assignments: out.assignments.clone(),
-        gaps: out.gaps.clone(),
-        movements: out.movements.clone(),
-        recommendations: out.recommendations.clone(),
-        profiles: out.profiles.clone(),
-        model: out.model.clone(),
-        contexts: out.contexts.clone(),
-        sku_gaps: out.sku_gaps.clone(),
+        assignments: out.assignments,
+        gaps: out.gaps,
+        movements: out.movements,
+        recommendations: out.recommendations,
+        profiles: out.profiles,
+        model: out.model,
+        contexts: out.contexts,
+        sku_gaps: out.sku_gaps,
     };
     run.write(storage).await?;
-    Ok(latest)
+    Ok((latest, run.model))
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ use spectra_core::config::SegmentationConfig;
 use spectra_core::schedule::{system_clock, Clock, Schedule};
 use spectra_core::service::Context;
 use spectra_core::tables::definitions::{self, Active, DefinitionVersion};
-use spectra_core::tables::features::{current_manifest, Manifest, WindowFeatures};
+use spectra_core::tables::features::{current_manifest, Manifest};
 use spectra_core::tables::runs::Latest;
 use spectra_core::tables::{layout, master};
 use spectra_core::{Config, Storage};
@@ -250,8 +250,8 @@ pub async fn run_definition(
     now: DateTime<Utc>,
 ) -> Result<RunSummary, Error> {
     let start = Instant::now();
-    let tables = WindowFeatures::read(storage, &seg.name, as_of).await?;
-    let features = FeatureSet::from_tables(as_of, &tables).without(&seg.exclude);
+    let (features, features_hash) = FeatureSet::read(storage, &seg.name, as_of).await?;
+    let features = features.without(&seg.exclude);
     let mut previous = read_previous(storage, &seg.name, seg.max_change_share).await?;
     let fingerprint = seg.run_fingerprint();
     let first_of_version = match version {
@@ -277,13 +277,13 @@ pub async fn run_definition(
     let id = run_id.clone();
     // The contexts' product levels come from the current SKU master.
     let skus = master::current(storage, layout::MASTER_SKUS, "sku_id").await?;
-    let (out, previous) = tokio::task::spawn_blocking(move || {
+    let (out, previous, features) = tokio::task::spawn_blocking(move || {
         let out = compute(&owned, &features, previous.as_ref(), &id).map(|mut out| {
             out.contexts = crate::context::for_assignments(&features, &out.assignments, &skus);
             out.sku_gaps = crate::gaps::sku_gaps(&features, &out.assignments);
             out
         });
-        (out, previous)
+        (out, previous, features)
     })
     .await
     .map_err(|e| Error::Panicked {
@@ -295,8 +295,9 @@ pub async fn run_definition(
     })?;
     let mut out = out?;
     let (recommendations, report) =
-        crate::recommend::for_run(storage, as_of, &out.assignments, &tables, seg.window_days)
+        crate::recommend::for_run(storage, as_of, &out.assignments, &features, seg.window_days)
             .await?;
+    drop(features);
     out.recommendations = recommendations;
     out.model.recommendations = Some(report);
     out.model.quality.duration_ms = start.elapsed().as_millis() as u64;
@@ -309,30 +310,30 @@ pub async fn run_definition(
         seg.max_change_share,
     );
     let folder = run_folder(&seg.name, as_of, seq);
-    write_run(
+    let (_, model) = write_run(
         storage,
         &seg.name,
         &folder,
-        &out,
+        out,
         now,
-        tables.content_hash.clone(),
+        features_hash,
         fingerprint,
     )
     .await?;
-    let q = &out.model.quality;
+    let q = &model.quality;
     let summary = RunSummary {
         run_id,
-        segments: out.model.segments.len(),
+        segments: model.segments.len(),
         outlets: q.outlets_assigned,
         new: q.outlets_new,
         moved: q.outlets_moved,
         left: q.outlets_left,
-        created: out.model.created.clone(),
-        retired: out.model.retired.clone(),
+        created: model.created.clone(),
+        retired: model.retired.clone(),
         inertia: q.inertia,
         silhouette: q.silhouette,
         duration_ms: start.elapsed().as_millis() as u64,
-        held: out.model.hold.clone(),
+        held: model.hold.clone(),
     };
     if let Some(h) = &summary.held {
         tracing::warn!(run_id = %summary.run_id, baseline = %h.baseline.run_id,

@@ -14,7 +14,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::columns::{float, int, schema, text};
-use super::{batch, date32, layout, parse_attributes, read_rows, Columns, Rows};
+use super::{batch, date32, for_each_batch, layout, parse_attributes, read_rows, Columns, Rows};
 use crate::{Result, Storage};
 
 use DataType::{Date32, Float64, Int64, Utf8};
@@ -507,17 +507,19 @@ pub struct CurrentFeatures {
     pub created_at: String,
 }
 
-/// The features of one segmentation and as-of date, as every reader sees them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct WindowFeatures {
-    /// `spectrum.parquet`.
-    pub spectrum: Vec<SpectrumRow>,
-    /// `kpis.parquet`.
-    pub kpis: Vec<KpiRow>,
-    /// `sku_spend.parquet`.
-    pub sku_spend: Vec<SkuSpendRow>,
+/// A read of one features folder in progress. The aggregator removes a folder's
+/// manifest before rewriting it and writes it again last, so the same manifest at the
+/// start ([`FolderRead::begin`]) and at the end ([`FolderRead::finish`]) means every
+/// table read in between is of one version. Tables are streamed a batch at a time
+/// ([`FolderRead::stream`]): a reader keeps what it needs, never the decoded table.
+#[derive(Debug)]
+pub struct FolderRead {
+    segmentation: String,
+    as_of: NaiveDate,
+    manifest_path: String,
+    before: bytes::Bytes,
     /// The manifest's `content_hash`: which version of the features these are.
-    pub content_hash: Option<String>,
+    content_hash: Option<String>,
 }
 
 /// A features folder that is being rewritten (or lost its files) while read.
@@ -528,42 +530,66 @@ fn incomplete(path: String, reason: &str) -> crate::Error {
     }
 }
 
-impl WindowFeatures {
-    /// Reads the complete features folder of a segmentation and as-of date: its three
-    /// tables, checked to be one version (the manifest the same before and after).
-    pub async fn read(storage: &Storage, segmentation: &str, as_of: NaiveDate) -> Result<Self> {
-        let file = |f: &str| layout::features_file(segmentation, as_of, f);
-        let manifest_path = file("_manifest.json");
-        let before = storage.get(&manifest_path).await?;
-        let Some(before) = before else {
+impl FolderRead {
+    /// Starts reading the complete features folder of a segmentation and as-of date.
+    pub async fn begin(storage: &Storage, segmentation: &str, as_of: NaiveDate) -> Result<Self> {
+        let manifest_path = layout::features_file(segmentation, as_of, "_manifest.json");
+        let Some(before) = storage.get(&manifest_path).await? else {
             return Err(incomplete(
                 manifest_path,
                 "missing: the folder is incomplete",
             ));
         };
-        async fn table<T: Rows>(storage: &Storage, path: String) -> Result<Vec<T>> {
-            read_rows(storage, &path)
-                .await?
-                .ok_or_else(|| incomplete(path, "missing, though the folder has a manifest"))
-        }
         let content_hash = serde_json::from_slice::<Manifest>(&before)
             .map_err(|e| incomplete(manifest_path.clone(), &format!("not a manifest: {e}")))?
             .content_hash;
-        let out = Self {
-            spectrum: table(storage, file("spectrum.parquet")).await?,
-            kpis: table(storage, file("kpis.parquet")).await?,
-            sku_spend: table(storage, file("sku_spend.parquet")).await?,
+        Ok(Self {
+            segmentation: segmentation.to_owned(),
+            as_of,
+            manifest_path,
+            before,
             content_hash,
-        };
-        // The aggregator removes the manifest before rewriting a folder and writes it
-        // again last: the same manifest before and after means one consistent version.
-        if storage.get(&manifest_path).await?.as_ref() != Some(&before) {
+        })
+    }
+
+    /// Streams one of the folder's tables (`spectrum.parquet`, `kpis.parquet`,
+    /// `sku_spend.parquet`) through `f`, a batch at a time, `columns` only when given.
+    pub async fn stream(
+        &self,
+        storage: &Storage,
+        table: &str,
+        columns: Option<&[&str]>,
+        f: impl FnMut(&Columns<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let path = layout::features_file(&self.segmentation, self.as_of, table);
+        if for_each_batch(storage, &path, columns, f).await? {
+            Ok(())
+        } else {
+            Err(incomplete(path, "missing, though the folder has a manifest"))
+        }
+    }
+
+    /// One of the folder's tables as rows (for the small ones: `kpis.parquet`).
+    pub async fn rows<T: Rows>(&self, storage: &Storage, table: &str) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        self.stream(storage, table, None, |c| {
+            out.extend(T::from_batch(c)?);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Ends the read: an error when the folder changed since [`FolderRead::begin`]
+    /// (read it again), otherwise the manifest's content hash.
+    pub async fn finish(self, storage: &Storage) -> Result<Option<String>> {
+        if storage.get(&self.manifest_path).await?.as_ref() != Some(&self.before) {
             return Err(incomplete(
-                manifest_path,
+                self.manifest_path,
                 "the folder changed while it was read (the aggregator is rewriting it); read it again",
             ));
         }
-        Ok(out)
+        Ok(self.content_hash)
     }
 }
 
@@ -651,16 +677,28 @@ pub async fn read_daily(
     ranges: &[(NaiveDate, NaiveDate)],
 ) -> Result<Vec<DailyRow>> {
     let mut out = Vec::new();
+    stream_daily(storage, ranges, None, |_, c| {
+        out.extend(DailyRow::from_batch(c)?);
+        Ok(())
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Streams the `features/daily/` files of the days in any of `ranges` (inclusive)
+/// through `f` with each file's date, a batch at a time, `columns` only when given.
+pub async fn stream_daily(
+    storage: &Storage,
+    ranges: &[(NaiveDate, NaiveDate)],
+    columns: Option<&[&str]>,
+    mut f: impl FnMut(NaiveDate, &Columns<'_>) -> Result<()>,
+) -> Result<()> {
     for (date, path) in partitions(storage, layout::DAILY).await? {
         if ranges.iter().any(|(a, b)| *a <= date && date <= *b) {
-            out.extend(
-                read_rows::<DailyRow>(storage, &path)
-                    .await?
-                    .unwrap_or_default(),
-            );
+            for_each_batch(storage, &path, columns, |c| f(date, c)).await?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The `features/outlet_daily/` rows of the days in `[from, to]` that `keep` accepts.

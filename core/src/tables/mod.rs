@@ -31,12 +31,15 @@ pub mod sku_gaps;
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type, SchemaRef};
 use chrono::NaiveDate;
 
-use crate::schema::{from_parquet, to_parquet};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+
+use crate::schema::{from_parquet, to_parquet, writer_properties};
 use crate::{Error, Result, Storage};
 
 /// A row type of a Parquet table: its schema, and conversions from and to batches.
@@ -51,20 +54,65 @@ pub trait Rows: Sized {
 
 /// Reads a Parquet object's rows; `None` when the object does not exist.
 pub async fn read_rows<T: Rows>(storage: &Storage, path: &str) -> Result<Option<Vec<T>>> {
-    let Some(batches) = read_batches(storage, path).await? else {
-        return Ok(None);
-    };
     let mut out = Vec::new();
-    for b in &batches {
-        out.extend(T::from_batch(&Columns::new(b, path))?);
-    }
-    Ok(Some(out))
+    let found = for_each_batch(storage, path, None, |c| {
+        out.extend(T::from_batch(c)?);
+        Ok(())
+    })
+    .await?;
+    Ok(found.then_some(out))
 }
+
+/// Streams a Parquet object through `f` a batch at a time ([`BATCH_ROWS`] rows), with
+/// only `columns` decoded when given: a reader that keeps what it needs from each
+/// batch never holds the decoded table. `false` when the object does not exist; a file
+/// that is not Parquet is an [`Error::Table`] naming it.
+pub async fn for_each_batch(
+    storage: &Storage,
+    path: &str,
+    columns: Option<&[&str]>,
+    mut f: impl FnMut(&Columns<'_>) -> Result<()>,
+) -> Result<bool> {
+    let Some(bytes) = storage.get(path).await? else {
+        return Ok(false);
+    };
+    let not_parquet = |e: &dyn std::fmt::Display| table_error(path, e.to_string());
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| not_parquet(&e))?
+        .with_batch_size(BATCH_ROWS);
+    if let Some(names) = columns {
+        let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    for batch in builder.build().map_err(|e| not_parquet(&e))? {
+        f(&Columns::new(&batch.map_err(|e| not_parquet(&e))?, path))?;
+    }
+    Ok(true)
+}
+
+/// Rows per batch when a table is streamed ([`for_each_batch`]).
+pub const BATCH_ROWS: usize = 8192;
 
 /// Writes rows as one Parquet object (replacing it).
 pub async fn write_rows<T: Rows>(storage: &Storage, path: &str, rows: &[T]) -> Result<()> {
     let b = T::to_batch(rows)?;
     storage.put(path, to_parquet(T::schema(), &[b])?).await
+}
+
+/// Writes a table from chunks of rows made one at a time, as one Parquet object
+/// (replacing it): one chunk's rows exist at a time, not the whole table's.
+pub async fn write_row_chunks<T: Rows>(
+    storage: &Storage,
+    path: &str,
+    chunks: impl IntoIterator<Item = Vec<T>>,
+) -> Result<()> {
+    let mut buf = Vec::with_capacity(1 << 16);
+    let mut w = ArrowWriter::try_new(&mut buf, T::schema(), Some(writer_properties()))?;
+    for rows in chunks {
+        w.write(&T::to_batch(&rows)?)?;
+    }
+    w.close()?;
+    storage.put(path, bytes::Bytes::from(buf)).await
 }
 
 /// Reads a Parquet object's batches; `None` when it does not exist; a file that is not
@@ -223,6 +271,16 @@ impl<'a> Columns<'a> {
                 v.ok_or_else(|| self.error(format!("column `{name}` is null in row {row}")))
             })
             .collect()
+    }
+
+    /// A text column without nulls (identifiers) as Arrow holds it, for readers that
+    /// look values up without copying them (`.value(row)`); a null is an error.
+    pub fn id_strings(&self, name: &str) -> Result<StringArray> {
+        let a = self.cast(name, &DataType::Utf8)?.as_string::<i32>().clone();
+        match (a.null_count() > 0).then(|| (0..a.len()).find(|&row| a.is_null(row))) {
+            Some(Some(row)) => Err(self.error(format!("column `{name}` is null in row {row}"))),
+            _ => Ok(a),
+        }
     }
 
     /// A numeric column as `f64`; nulls and non-finite values read as 0 (a sum over

@@ -149,7 +149,9 @@ impl Rows for RecommendationRow {
 
 /// Every outlet's recommendations as rows, outlet by outlet, lists in
 /// [`REC_LISTS`] order, items ranked.
-pub fn recommendation_rows(recs: &BTreeMap<String, Recommendations>) -> Vec<RecommendationRow> {
+pub fn recommendation_rows<'a>(
+    recs: impl IntoIterator<Item = (&'a String, &'a Recommendations)>,
+) -> Vec<RecommendationRow> {
     let mut out = Vec::new();
     for (outlet, r) in recs {
         for (list, items) in r.lists() {

@@ -563,8 +563,12 @@ impl Run {
         super::write_rows(storage, &l.file(run_files::ASSIGNMENTS), &self.assignments).await?;
         super::write_rows(storage, &l.file(run_files::GAPS), &self.gaps).await?;
         super::write_rows(storage, &l.file(run_files::MOVEMENTS), &self.movements).await?;
-        let recs = recommendation_rows(&self.recommendations);
-        super::write_rows(storage, &l.file(run_files::RECOMMENDATIONS), &recs).await?;
+        // Up to 40 rows per outlet: made and encoded a few thousand outlets at a time.
+        let outlets: Vec<_> = self.recommendations.iter().collect();
+        let chunks = outlets
+            .chunks(4096)
+            .map(|c| recommendation_rows(c.iter().copied()));
+        super::write_row_chunks(storage, &l.file(run_files::RECOMMENDATIONS), chunks).await?;
         super::write_rows(storage, &l.file(run_files::CONTEXTS), &self.contexts).await?;
         super::sku_gaps::write(storage, l, &self.sku_gaps).await?;
         storage

@@ -1,13 +1,17 @@
 //! The aggregator's feature tables as the segmenter uses them: a segmentation's
 //! window features (read through [`spectra_core::tables::features`], which defines
 //! them) turned into dense arrays — outlets × features spend, the change detector's
-//! earlier and recent spend, each outlet's SKU spend — with outlets in id order.
+//! earlier and recent spend — and each outlet's SKU spend, with outlets in id order.
+//!
+//! The tables are streamed a batch at a time into these arrays ([`Builder`]): what the
+//! segmenter holds is the arrays, never the decoded tables or a row struct per line
+//! (at 100k outlets the SKU spend alone has millions of rows).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDate;
 use ndarray::Array2;
-use spectra_core::tables::features::{self as tables, WindowFeatures};
+use spectra_core::tables::features::{self as tables, FolderRead, KpiRow};
 use spectra_core::Storage;
 
 use crate::Error;
@@ -54,6 +58,17 @@ pub struct OutletRecord {
     pub distributor: Option<String>,
 }
 
+/// What an outlet bought of one SKU in the window (one `sku_spend.parquet` row).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bought {
+    /// Index into [`FeatureSet::skus`].
+    pub sku: u32,
+    /// Quantity. `f32` keeps the entry at 16 bytes; quantities end as whole units.
+    pub quantity: f32,
+    /// Net value.
+    pub value: f64,
+}
+
 /// A segmentation's features for one as-of date, with outlets in id order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureSet {
@@ -68,8 +83,9 @@ pub struct FeatureSet {
     pub spend: Array2<f64>,
     /// SKU ids referenced by [`FeatureSet::sku_spend`].
     pub skus: Vec<String>,
-    /// Per outlet: `(index into skus, net value)` in the window.
-    pub sku_spend: Vec<Vec<(u32, f64)>>,
+    /// Per outlet: what it bought of each SKU in the window, one entry per SKU,
+    /// sorted by SKU index.
+    pub sku_spend: Vec<Vec<Bought>>,
     /// The change detector's inputs, when the folder has them (spectrum.parquet's
     /// `recent_value`, `lines`, `recent_lines`; a folder written before they existed
     /// has none, and outlets then move on distance alone).
@@ -93,15 +109,77 @@ pub struct History {
     pub recent_invoices: Vec<f64>,
 }
 
+/// One `spectrum.parquet` row's numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SpectrumCell {
+    /// `value` (recency-weighted when configured).
+    pub value: f64,
+    /// `raw_value` (unweighted).
+    pub raw_value: f64,
+    /// `recent_value`.
+    pub recent_value: f64,
+    /// `lines`.
+    pub lines: i64,
+    /// `recent_lines`.
+    pub recent_lines: i64,
+}
+
 impl FeatureSet {
-    /// Reads the complete features folder of `segmentation` for `as_of`.
+    /// Reads the complete features folder of `segmentation` for `as_of`, streamed;
+    /// with the folder's content hash (which version of the features these are).
     pub async fn read(
         storage: &Storage,
         segmentation: &str,
         as_of: NaiveDate,
-    ) -> Result<Self, Error> {
-        let tables = WindowFeatures::read(storage, segmentation, as_of).await?;
-        Ok(Self::from_tables(as_of, &tables))
+    ) -> Result<(Self, Option<String>), Error> {
+        const SPECTRUM: &str = "spectrum.parquet";
+        let folder = FolderRead::begin(storage, segmentation, as_of).await?;
+        let mut b = Builder::new(as_of, folder.rows(storage, "kpis.parquet").await?);
+        folder
+            .stream(storage, SPECTRUM, Some(&["outlet_id", "feature"]), |c| {
+                let (o, f) = (c.id_strings("outlet_id")?, c.id_strings("feature")?);
+                for k in 0..c.len() {
+                    b.key(o.value(k), f.value(k));
+                }
+                Ok(())
+            })
+            .await?;
+        let mut b = b.shape();
+        folder
+            .stream(storage, SPECTRUM, None, |c| {
+                let (o, f) = (c.id_strings("outlet_id")?, c.id_strings("feature")?);
+                let (v, raw) = (c.float("value")?, c.float("raw_value")?);
+                let (rv, l, rl) = (
+                    c.float("recent_value")?,
+                    c.int("lines")?,
+                    c.int("recent_lines")?,
+                );
+                for k in 0..c.len() {
+                    let cell = SpectrumCell {
+                        value: v[k],
+                        raw_value: raw[k],
+                        recent_value: rv[k],
+                        lines: l[k],
+                        recent_lines: rl[k],
+                    };
+                    b.spectrum(o.value(k), f.value(k), cell);
+                }
+                Ok(())
+            })
+            .await?;
+        let columns = ["outlet_id", "sku_id", "net_value", "quantity"];
+        folder
+            .stream(storage, "sku_spend.parquet", Some(&columns), |c| {
+                let (o, s) = (c.id_strings("outlet_id")?, c.id_strings("sku_id")?);
+                let (v, q) = (c.float("net_value")?, c.float("quantity")?);
+                for k in 0..c.len() {
+                    b.sku(o.value(k), s.value(k), v[k], q[k]);
+                }
+                Ok(())
+            })
+            .await?;
+        let hash = folder.finish(storage).await?;
+        Ok((b.finish(), hash))
     }
 
     /// The same features without the columns named in `excluded` (a segmentation's
@@ -130,12 +208,58 @@ impl FeatureSet {
             .ok()
     }
 
-    /// The arrays of a folder's tables.
-    pub fn from_tables(as_of: NaiveDate, t: &WindowFeatures) -> Self {
+    /// The features of rows held in memory (`spectrum` and `sku_spend` as
+    /// `(outlet, feature, cell)` and `(outlet, sku, value, quantity)`), through the
+    /// same [`Builder`] as [`FeatureSet::read`].
+    pub fn from_rows<'a>(
+        as_of: NaiveDate,
+        kpis: Vec<KpiRow>,
+        spectrum: &[(&'a str, &'a str, SpectrumCell)],
+        sku_spend: &[(&'a str, &'a str, f64, f64)],
+    ) -> Self {
+        let mut b = Builder::new(as_of, kpis);
+        for (o, f, _) in spectrum {
+            b.key(o, f);
+        }
+        let mut b = b.shape();
+        for &(o, f, cell) in spectrum {
+            b.spectrum(o, f, cell);
+        }
+        for &(o, s, v, q) in sku_spend {
+            b.sku(o, s, v, q);
+        }
+        b.finish()
+    }
+}
+
+/// Builds a [`FeatureSet`] from rows fed one at a time: first the KPIs and the
+/// spectrum's keys (which outlets and features there are), then — after
+/// [`Builder::shape`] has allocated the arrays — the spectrum's numbers and the SKU
+/// spend. Outlets are the KPI rows' and any other the spectrum names; SKU spend of an
+/// outlet that is neither is dropped (it has nothing to cluster).
+pub struct Builder {
+    as_of: NaiveDate,
+    records: BTreeMap<String, (OutletRecord, f64)>,
+    features: BTreeSet<String>,
+}
+
+/// A [`Builder`] with its arrays allocated: it takes the spectrum's numbers and the
+/// SKU spend.
+pub struct Filling {
+    fs: FeatureSet,
+    history: History,
+    columns: HashMap<String, usize>,
+    sku_index: HashMap<String, u32>,
+    /// The row last found: the tables come grouped by outlet, so most lookups are it.
+    last: Option<usize>,
+}
+
+impl Builder {
+    /// A builder holding these KPI rows (and their master records).
+    pub fn new(as_of: NaiveDate, kpis: Vec<KpiRow>) -> Self {
         let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
-        let mut records: BTreeMap<&str, OutletRecord> = t
-            .kpis
-            .iter()
+        let records = kpis
+            .into_iter()
             .map(|k| {
                 let r = OutletRecord {
                     outlet_id: k.outlet_id.clone(),
@@ -147,94 +271,152 @@ impl FeatureSet {
                         avg_invoice_value: finite(k.avg_invoice_value),
                         distinct_skus: k.distinct_skus as f64,
                     },
-                    region: k.region.clone(),
-                    channel: k.channel.clone(),
-                    attributes: k.attributes.clone(),
-                    distributor: k.distributor.clone(),
+                    region: k.region,
+                    channel: k.channel,
+                    attributes: k.attributes,
+                    distributor: k.distributor,
                 };
-                (k.outlet_id.as_str(), r)
+                (k.outlet_id, (r, k.recent_invoices as f64))
             })
             .collect();
-        for r in &t.spectrum {
-            records.entry(&r.outlet_id).or_insert_with(|| OutletRecord {
-                outlet_id: r.outlet_id.clone(),
-                ..Default::default()
-            });
+        Self {
+            as_of,
+            records,
+            features: BTreeSet::new(),
         }
-        let features: Vec<String> = t
-            .spectrum
-            .iter()
-            .map(|r| r.feature.as_str())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let recent_invoices: HashMap<&str, f64> = t
-            .kpis
-            .iter()
-            .map(|k| (k.outlet_id.as_str(), k.recent_invoices as f64))
-            .collect();
-        let outlets: Vec<OutletRecord> = records.into_values().collect();
-        let row_of: HashMap<&str, usize> = outlets
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (o.outlet_id.as_str(), i))
-            .collect();
-        let col_of: HashMap<&str, usize> = features
-            .iter()
-            .enumerate()
-            .map(|(j, f)| (f.as_str(), j))
-            .collect();
+    }
+
+    /// One spectrum row's keys.
+    pub fn key(&mut self, outlet: &str, feature: &str) {
+        if !self.records.contains_key(outlet) {
+            let r = OutletRecord {
+                outlet_id: outlet.to_owned(),
+                ..Default::default()
+            };
+            self.records.insert(outlet.to_owned(), (r, 0.0));
+        }
+        if !self.features.contains(feature) {
+            self.features.insert(feature.to_owned());
+        }
+    }
+
+    /// Allocates the arrays for the outlets and features seen.
+    pub fn shape(self) -> Filling {
+        let features: Vec<String> = self.features.into_iter().collect();
+        let (outlets, recent_invoices): (Vec<OutletRecord>, Vec<f64>) =
+            self.records.into_values().unzip();
         let shape = (outlets.len(), features.len());
-        let mut spend = Array2::zeros(shape);
-        let mut h = History {
+        let history = History {
             earlier: Array2::zeros(shape),
             recent: Array2::zeros(shape),
             earlier_lines: vec![0.0; shape.0],
             recent_lines: vec![0.0; shape.0],
-            recent_invoices: outlets
-                .iter()
-                .map(|o| {
-                    recent_invoices
-                        .get(o.outlet_id.as_str())
-                        .copied()
-                        .unwrap_or(0.0)
-                })
-                .collect(),
+            recent_invoices,
         };
-        for r in &t.spectrum {
-            let (i, j) = (row_of[r.outlet_id.as_str()], col_of[r.feature.as_str()]);
-            spend[[i, j]] += finite(r.value);
-            let recent = finite(r.recent_value);
-            h.earlier[[i, j]] += finite(r.raw_value) - recent;
-            h.recent[[i, j]] += recent;
-            h.earlier_lines[i] += (r.lines - r.recent_lines) as f64;
-            h.recent_lines[i] += r.recent_lines as f64;
-        }
-        let mut skus: Vec<String> = Vec::new();
-        let mut sku_index: HashMap<&str, u32> = HashMap::new();
-        let mut per_outlet: Vec<Vec<(u32, f64)>> = vec![Vec::new(); outlets.len()];
-        for r in &t.sku_spend {
-            let Some(&row) = row_of.get(r.outlet_id.as_str()) else {
-                continue; // an outlet without spectrum or KPIs has nothing to cluster
-            };
-            let next = skus.len() as u32;
-            let id = *sku_index.entry(&r.sku_id).or_insert_with(|| {
-                skus.push(r.sku_id.clone());
-                next
-            });
-            if r.net_value.is_finite() {
-                per_outlet[row].push((id, r.net_value));
-            }
-        }
-        Self {
-            as_of,
-            features,
-            outlets,
-            spend,
-            skus,
-            sku_spend: per_outlet,
-            history: Some(h),
+        Filling {
+            columns: features
+                .iter()
+                .enumerate()
+                .map(|(j, f)| (f.clone(), j))
+                .collect(),
+            fs: FeatureSet {
+                as_of: self.as_of,
+                features,
+                sku_spend: vec![Vec::new(); outlets.len()],
+                outlets,
+                spend: Array2::zeros(shape),
+                skus: Vec::new(),
+                history: None,
+            },
+            history,
+            sku_index: HashMap::new(),
+            last: None,
         }
     }
+}
+
+impl Filling {
+    fn row(&mut self, outlet: &str) -> Option<usize> {
+        if let Some(i) = self.last.filter(|&i| self.fs.outlets[i].outlet_id == outlet) {
+            return Some(i);
+        }
+        let row = self.fs.row(outlet);
+        self.last = row.or(self.last);
+        row
+    }
+
+    /// One spectrum row's numbers (its keys were given to [`Builder::key`]).
+    pub fn spectrum(&mut self, outlet: &str, feature: &str, c: SpectrumCell) {
+        let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
+        let (Some(i), Some(&j)) = (self.row(outlet), self.columns.get(feature)) else {
+            return; // not given to `key`: nothing to place it in
+        };
+        let h = &mut self.history;
+        self.fs.spend[[i, j]] += finite(c.value);
+        let recent = finite(c.recent_value);
+        h.earlier[[i, j]] += finite(c.raw_value) - recent;
+        h.recent[[i, j]] += recent;
+        h.earlier_lines[i] += (c.lines - c.recent_lines) as f64;
+        h.recent_lines[i] += c.recent_lines as f64;
+    }
+
+    /// One SKU spend row.
+    pub fn sku(&mut self, outlet: &str, sku: &str, value: f64, quantity: f64) {
+        let Some(i) = self.row(outlet) else {
+            return; // an outlet without spectrum or KPIs has nothing to cluster
+        };
+        if !value.is_finite() {
+            return;
+        }
+        let sku = match self.sku_index.get(sku) {
+            Some(&k) => k,
+            None => {
+                let k = self.fs.skus.len() as u32;
+                self.fs.skus.push(sku.to_owned());
+                self.sku_index.insert(sku.to_owned(), k);
+                k
+            }
+        };
+        self.fs.sku_spend[i].push(Bought {
+            sku,
+            quantity: quantity as f32,
+            value,
+        });
+    }
+
+    /// The feature set.
+    pub fn finish(mut self) -> FeatureSet {
+        for list in &mut self.fs.sku_spend {
+            list.sort_unstable_by_key(|b| b.sku);
+            list.dedup_by(|next, kept| {
+                let same = next.sku == kept.sku;
+                if same {
+                    kept.value += next.value;
+                    kept.quantity += next.quantity;
+                }
+                same
+            });
+            list.shrink_to_fit();
+        }
+        self.fs.history = Some(self.history);
+        self.fs
+    }
+}
+
+/// Per outlet, `(sku, value)` pairs as [`FeatureSet::sku_spend`] (quantity 1): for
+/// feature sets written by hand in tests.
+#[cfg(test)]
+pub fn bought(lists: &[&[(u32, f64)]]) -> Vec<Vec<Bought>> {
+    lists
+        .iter()
+        .map(|l| {
+            l.iter()
+                .map(|&(sku, value)| Bought {
+                    sku,
+                    quantity: 1.0,
+                    value,
+                })
+                .collect()
+        })
+        .collect()
 }

@@ -277,7 +277,10 @@ pub fn compute(
     for (name, per_sku) in &product {
         let mut w: HashMap<&str, f64> = HashMap::new();
         for &i in rows {
-            for &Bought { sku: s, value: v, .. } in &fs.sku_spend[i] {
+            for &Bought {
+                sku: s, value: v, ..
+            } in &fs.sku_spend[i]
+            {
                 let x = per_sku[s as usize].as_deref().unwrap_or(NO_VALUE);
                 *w.entry(x).or_default() += v.max(0.0) + 1e-12;
             }
@@ -334,7 +337,10 @@ pub fn compute(
         let cell = cells.entry(key).or_insert_with(|| Sums::new(slots));
         cell.outlets += 1;
         cell.value += values[r];
-        for &Bought { sku: s, value: v, .. } in &fs.sku_spend[i] {
+        for &Bought {
+            sku: s, value: v, ..
+        } in &fs.sku_spend[i]
+        {
             for &slot in &sku_slots[s as usize] {
                 cell.spend[slot] += v;
                 if seen[slot] != r {
@@ -458,11 +464,7 @@ mod tests {
             ],
             spend: Array2::zeros((3, 1)),
             skus: vec!["k1".into(), "k2".into(), "k3".into()],
-            sku_spend: bought(&[
-                &[(0, 10.0), (1, 5.0)],
-                &[(0, 2.0)],
-                &[(1, 1.0), (2, 4.0)],
-            ]),
+            sku_spend: bought(&[&[(0, 10.0), (1, 5.0)], &[(0, 2.0)], &[(1, 1.0), (2, 4.0)]]),
             history: None,
         };
         let sku = |brand: &str| Record {

@@ -165,7 +165,10 @@ pub fn sku_gaps(fs: &FeatureSet, assignments: &[AssignmentRow]) -> Vec<SkuGapRow
         // The segment's positive spend and buyers per SKU.
         let mut spend: HashMap<u32, (f64, usize)> = HashMap::new();
         for &(i, _, _) in &members {
-            for &Bought { sku: k, value: v, .. } in &fs.sku_spend[i] {
+            for &Bought {
+                sku: k, value: v, ..
+            } in &fs.sku_spend[i]
+            {
                 let e = spend.entry(k).or_default();
                 e.0 += v.max(0.0);
                 e.1 += 1;

@@ -25,7 +25,10 @@ pub use spectra_core::tables::profile::{Pattern, PatternSku};
 pub fn purchasing_patterns(fs: &FeatureSet, members: &[usize], seed: u64) -> Vec<Pattern> {
     let mut total: HashMap<u32, f64> = HashMap::new();
     for &i in members {
-        for &Bought { sku: s, value: v, .. } in &fs.sku_spend[i] {
+        for &Bought {
+            sku: s, value: v, ..
+        } in &fs.sku_spend[i]
+        {
             *total.entry(s).or_default() += v;
         }
     }
@@ -35,7 +38,10 @@ pub fn purchasing_patterns(fs: &FeatureSet, members: &[usize], seed: u64) -> Vec
     let column: HashMap<u32, usize> = top.iter().enumerate().map(|(c, e)| (e.0, c)).collect();
     let mut spend = Array2::<f64>::zeros((members.len(), top.len()));
     for (r, &i) in members.iter().enumerate() {
-        for &Bought { sku: s, value: v, .. } in &fs.sku_spend[i] {
+        for &Bought {
+            sku: s, value: v, ..
+        } in &fs.sku_spend[i]
+        {
             if let Some(&c) = column.get(&s) {
                 spend[[r, c]] += v;
             }

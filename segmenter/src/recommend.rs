@@ -163,8 +163,19 @@ impl<'a> Daily<'a> {
 
     /// One daily row: in the last four weeks (`recent`) or the coming weeks of an
     /// earlier year. Outlets the feature set does not hold are not recommended to.
-    pub fn add(&mut self, recent: bool, date: NaiveDate, outlet: &str, sku: &str, value: f64, quantity: f64) {
-        let row = match self.last.filter(|&i| self.fs.outlets[i].outlet_id == outlet) {
+    pub fn add(
+        &mut self,
+        recent: bool,
+        date: NaiveDate,
+        outlet: &str,
+        sku: &str,
+        value: f64,
+        quantity: f64,
+    ) {
+        let row = match self
+            .last
+            .filter(|&i| self.fs.outlets[i].outlet_id == outlet)
+        {
             Some(i) => i,
             None => match self.fs.row(outlet) {
                 Some(i) => {
@@ -366,9 +377,46 @@ impl<'s> Segment<'s> {
     }
 }
 
+/// Why a SKU is on a list: the numbers its one sentence is made of.
+#[derive(Clone, Copy)]
+enum Why {
+    /// Penetration in the segment, and since when the outlet lacks it.
+    Share(f64, &'static str),
+    /// Growth and the segment's outlets that bought it lately.
+    Rising(f64, u32),
+    /// Share of the coming weeks' spend in earlier years, and its lift.
+    Seasonal(f64, f64),
+}
+
+impl Why {
+    fn sentence(self) -> String {
+        match self {
+            Why::Share(pen, when) => {
+                format!("{} of the segment's outlets buy it; {when}", percent(pen))
+            }
+            Why::Rising(growth, buyers) => format!(
+                "the segment's spend on it in the last four weeks is {growth:.1}× its four-weekly average; {buyers} of its outlets bought it lately, not this one"
+            ),
+            Why::Seasonal(share, lift) => format!(
+                "{:.1}% of the segment's spend in the coming four weeks of earlier years, {lift:.1}× its share now",
+                share * 100.0
+            ),
+        }
+    }
+}
+
+/// A SKU that may enter a list: its sentence is written only if it is kept.
+struct Candidate {
+    sku: u32,
+    score: f64,
+    typical: f64,
+    why: Why,
+}
+
 /// The four lists of one outlet of `seg`; `scale` (its value and potential against
 /// the segment's median outlet) scales the segment's typical quantities; `skus` names
-/// the SKU indices.
+/// the SKU indices. Candidates are ranked as numbers; only the kept ten per list
+/// become items with an id and a sentence.
 fn outlet_lists(
     seg: &Segment<'_>,
     skus: &[String],
@@ -376,13 +424,15 @@ fn outlet_lists(
     bought_lately: impl Fn(u32) -> bool,
     scale: f64,
 ) -> Recommendations {
-    let item = |sku: u32, score: f64, typical: f64, reason: String| RecItem {
-        sku_id: skus[sku as usize].clone(),
+    let candidate = |sku: u32, score: f64, typical: f64, why: Why| Candidate {
+        sku,
         score: round2(score),
-        suggested_quantity: (typical * scale).round().max(1.0),
-        reason,
+        typical,
+        why,
     };
-    let mut r = Recommendations::default();
+    let never = "never bought here in the window";
+    let mut lists: [Vec<Candidate>; 4] = Default::default();
+    let [new_for_outlet, should_have, popular_in_segment, seasonal_soon] = &mut lists;
     for &sku in &seg.candidates {
         let s = &seg.stats[&sku];
         let pen = f64::from(s.buyers) / seg.outlets;
@@ -392,50 +442,51 @@ fn outlet_lists(
             !bought_here(sku)
         };
         if pen >= 0.5 && missing {
-            let when = if !seg.has_recent {
-                "never bought here in the window"
-            } else if bought_here(sku) {
+            let when = if seg.has_recent && bought_here(sku) {
                 "not bought here in the last four weeks"
             } else {
-                "never bought here in the window"
+                never
             };
-            let reason = format!("{} of the segment's outlets buy it; {when}", percent(pen));
-            r.should_have.push(item(sku, pen, seg.typical(sku), reason));
+            should_have.push(candidate(sku, pen, seg.typical(sku), Why::Share(pen, when)));
         } else if pen >= 0.1 && !bought_here(sku) {
-            let reason = format!(
-                "{} of the segment's outlets buy it; never bought here in the window",
-                percent(pen)
-            );
-            r.new_for_outlet
-                .push(item(sku, pen, seg.typical(sku), reason));
+            new_for_outlet.push(candidate(
+                sku,
+                pen,
+                seg.typical(sku),
+                Why::Share(pen, never),
+            ));
         }
         if let Some(growth) = seg.growth(s).filter(|g| *g >= 1.1 && !bought_lately(sku)) {
-            let reason = format!(
-                "the segment's spend on it in the last four weeks is {growth:.1}× its four-weekly average; {} of its outlets bought it lately, not this one",
-                s.recent_buyers
-            );
-            r.popular_in_segment
-                .push(item(sku, growth, seg.typical(sku), reason));
+            let why = Why::Rising(growth, s.recent_buyers);
+            popular_in_segment.push(candidate(sku, growth, seg.typical(sku), why));
         }
         if let Some((share, lift)) = seg.seasonal_lift(s) {
-            let reason = format!(
-                "{:.1}% of the segment's spend in the coming four weeks of earlier years, {lift:.1}× its share now",
-                share * 100.0
-            );
-            r.seasonal_soon
-                .push(item(sku, lift, seg.typical_seasonal(sku), reason));
+            let why = Why::Seasonal(share, lift);
+            seasonal_soon.push(candidate(sku, lift, seg.typical_seasonal(sku), why));
         }
     }
-    for list in [
-        &mut r.new_for_outlet,
-        &mut r.should_have,
-        &mut r.popular_in_segment,
-        &mut r.seasonal_soon,
-    ] {
-        list.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.sku_id.cmp(&b.sku_id)));
+    let [new_for_outlet, should_have, popular_in_segment, seasonal_soon] = lists.map(|mut list| {
+        list.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| skus[a.sku as usize].cmp(&skus[b.sku as usize]))
+        });
         list.truncate(LIST_LEN);
+        list.into_iter()
+            .map(|c| RecItem {
+                sku_id: skus[c.sku as usize].clone(),
+                score: c.score,
+                suggested_quantity: (c.typical * scale).round().max(1.0),
+                reason: c.why.sentence(),
+            })
+            .collect()
+    });
+    Recommendations {
+        new_for_outlet,
+        should_have,
+        popular_in_segment,
+        seasonal_soon,
     }
-    r
 }
 
 /// Why lists stay empty for every outlet: what the daily table lacked.

@@ -565,7 +565,10 @@ impl FolderRead {
         if for_each_batch(storage, &path, columns, f).await? {
             Ok(())
         } else {
-            Err(incomplete(path, "missing, though the folder has a manifest"))
+            Err(incomplete(
+                path,
+                "missing, though the folder has a manifest",
+            ))
         }
     }
 

@@ -337,7 +337,10 @@ impl Builder {
 
 impl Filling {
     fn row(&mut self, outlet: &str) -> Option<usize> {
-        if let Some(i) = self.last.filter(|&i| self.fs.outlets[i].outlet_id == outlet) {
+        if let Some(i) = self
+            .last
+            .filter(|&i| self.fs.outlets[i].outlet_id == outlet)
+        {
             return Some(i);
         }
         let row = self.fs.row(outlet);

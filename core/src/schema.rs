@@ -315,10 +315,19 @@ pub fn writer_properties() -> WriterProperties {
 
 /// Encodes record batches (all of one schema) as one Parquet file in memory.
 pub fn to_parquet(schema: SchemaRef, batches: &[RecordBatch]) -> crate::Result<bytes::Bytes> {
+    encode_parquet(schema, batches.iter().cloned().map(Ok))
+}
+
+/// Encodes record batches made one at a time (all of one schema) as one Parquet file
+/// in memory: a batch is encoded, then dropped, before the next is made.
+pub fn encode_parquet(
+    schema: SchemaRef,
+    batches: impl IntoIterator<Item = crate::Result<RecordBatch>>,
+) -> crate::Result<bytes::Bytes> {
     let mut buf = Vec::with_capacity(1 << 16);
     let mut w = ArrowWriter::try_new(&mut buf, schema, Some(writer_properties()))?;
     for b in batches {
-        w.write(b)?;
+        w.write(&b?)?;
     }
     w.close()?;
     Ok(bytes::Bytes::from(buf))

@@ -522,6 +522,8 @@ pub struct FolderRead {
     content_hash: Option<String>,
 }
 
+const MISSING_TABLE: &str = "missing, though the folder has a manifest";
+
 /// A features folder that is being rewritten (or lost its files) while read.
 fn incomplete(path: String, reason: &str) -> crate::Error {
     crate::Error::Table {
@@ -561,26 +563,23 @@ impl FolderRead {
         columns: Option<&[&str]>,
         f: impl FnMut(&Columns<'_>) -> Result<()>,
     ) -> Result<()> {
-        let path = layout::features_file(&self.segmentation, self.as_of, table);
-        if for_each_batch(storage, &path, columns, f).await? {
-            Ok(())
-        } else {
-            Err(incomplete(
-                path,
-                "missing, though the folder has a manifest",
-            ))
+        let path = self.path(table);
+        match for_each_batch(storage, &path, columns, f).await? {
+            true => Ok(()),
+            false => Err(incomplete(path, MISSING_TABLE)),
         }
     }
 
     /// One of the folder's tables as rows (for the small ones: `kpis.parquet`).
     pub async fn rows<T: Rows>(&self, storage: &Storage, table: &str) -> Result<Vec<T>> {
-        let mut out = Vec::new();
-        self.stream(storage, table, None, |c| {
-            out.extend(T::from_batch(c)?);
-            Ok(())
-        })
-        .await?;
-        Ok(out)
+        let path = self.path(table);
+        read_rows(storage, &path)
+            .await?
+            .ok_or_else(|| incomplete(path, MISSING_TABLE))
+    }
+
+    fn path(&self, table: &str) -> String {
+        layout::features_file(&self.segmentation, self.as_of, table)
     }
 
     /// Ends the read: an error when the folder changed since [`FolderRead::begin`]

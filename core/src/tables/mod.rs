@@ -37,9 +37,9 @@ use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type, SchemaRef};
 use chrono::NaiveDate;
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::arrow::ProjectionMask;
 
-use crate::schema::{from_parquet, to_parquet, writer_properties};
+use crate::schema::{encode_parquet, from_parquet};
 use crate::{Error, Result, Storage};
 
 /// A row type of a Parquet table: its schema, and conversions from and to batches.
@@ -95,8 +95,7 @@ pub const BATCH_ROWS: usize = 8192;
 
 /// Writes rows as one Parquet object (replacing it).
 pub async fn write_rows<T: Rows>(storage: &Storage, path: &str, rows: &[T]) -> Result<()> {
-    let b = T::to_batch(rows)?;
-    storage.put(path, to_parquet(T::schema(), &[b])?).await
+    write_row_chunks(storage, path, [rows]).await
 }
 
 /// Writes a table from chunks of rows made one at a time, as one Parquet object
@@ -104,15 +103,12 @@ pub async fn write_rows<T: Rows>(storage: &Storage, path: &str, rows: &[T]) -> R
 pub async fn write_row_chunks<T: Rows>(
     storage: &Storage,
     path: &str,
-    chunks: impl IntoIterator<Item = Vec<T>>,
+    chunks: impl IntoIterator<Item = impl AsRef<[T]>>,
 ) -> Result<()> {
-    let mut buf = Vec::with_capacity(1 << 16);
-    let mut w = ArrowWriter::try_new(&mut buf, T::schema(), Some(writer_properties()))?;
-    for rows in chunks {
-        w.write(&T::to_batch(&rows)?)?;
-    }
-    w.close()?;
-    storage.put(path, bytes::Bytes::from(buf)).await
+    let batches = chunks.into_iter().map(|rows| T::to_batch(rows.as_ref()));
+    storage
+        .put(path, encode_parquet(T::schema(), batches)?)
+        .await
 }
 
 /// Reads a Parquet object's batches; `None` when it does not exist; a file that is not
@@ -264,23 +260,19 @@ impl<'a> Columns<'a> {
 
     /// A text column without nulls (identifiers): a null is an error naming the row.
     pub fn ids(&self, name: &str) -> Result<Vec<String>> {
-        self.text(name)?
-            .into_iter()
-            .enumerate()
-            .map(|(row, v)| {
-                v.ok_or_else(|| self.error(format!("column `{name}` is null in row {row}")))
-            })
-            .collect()
+        let a = self.id_strings(name)?;
+        Ok(a.iter().flatten().map(str::to_owned).collect())
     }
 
     /// A text column without nulls (identifiers) as Arrow holds it, for readers that
     /// look values up without copying them (`.value(row)`); a null is an error.
     pub fn id_strings(&self, name: &str) -> Result<StringArray> {
         let a = self.cast(name, &DataType::Utf8)?.as_string::<i32>().clone();
-        match (a.null_count() > 0).then(|| (0..a.len()).find(|&row| a.is_null(row))) {
-            Some(Some(row)) => Err(self.error(format!("column `{name}` is null in row {row}"))),
-            _ => Ok(a),
+        if a.null_count() > 0 {
+            let row = (0..a.len()).find(|&row| a.is_null(row)).unwrap_or_default();
+            return Err(self.error(format!("column `{name}` is null in row {row}")));
         }
+        Ok(a)
     }
 
     /// A numeric column as `f64`; nulls and non-finite values read as 0 (a sum over

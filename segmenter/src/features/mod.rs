@@ -249,9 +249,62 @@ pub struct Filling {
     fs: FeatureSet,
     history: History,
     columns: HashMap<String, usize>,
-    sku_index: HashMap<String, u32>,
-    /// The row last found: the tables come grouped by outlet, so most lookups are it.
+    skus: SkuIds,
+    rows: RowCursor,
+}
+
+/// SKU ids as indices, in the order first seen.
+#[derive(Debug, Clone, Default)]
+pub struct SkuIds {
+    ids: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl SkuIds {
+    /// These ids, indexed in their order.
+    pub fn new(ids: Vec<String>) -> Self {
+        let index = ids
+            .iter()
+            .enumerate()
+            .map(|(k, s)| (s.clone(), k as u32))
+            .collect();
+        Self { ids, index }
+    }
+
+    /// The index of `sku`, added when it is new.
+    pub fn intern(&mut self, sku: &str) -> u32 {
+        if let Some(&k) = self.index.get(sku) {
+            return k;
+        }
+        let k = self.ids.len() as u32;
+        self.ids.push(sku.to_owned());
+        self.index.insert(sku.to_owned(), k);
+        k
+    }
+
+    /// The ids, by index.
+    pub fn into_ids(self) -> Vec<String> {
+        self.ids
+    }
+}
+
+/// Finds outlets' rows in a [`FeatureSet`], remembering the row last found: tables
+/// come grouped by outlet, so most lookups are that one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowCursor {
     last: Option<usize>,
+}
+
+impl RowCursor {
+    /// The row of `outlet` in `fs`.
+    pub fn find(&mut self, fs: &FeatureSet, outlet: &str) -> Option<usize> {
+        if let Some(i) = self.last.filter(|&i| fs.outlets[i].outlet_id == outlet) {
+            return Some(i);
+        }
+        let row = fs.row(outlet);
+        self.last = row.or(self.last);
+        row
+    }
 }
 
 impl Builder {
@@ -329,29 +382,18 @@ impl Builder {
                 history: None,
             },
             history,
-            sku_index: HashMap::new(),
-            last: None,
+            skus: SkuIds::default(),
+            rows: RowCursor::default(),
         }
     }
 }
 
 impl Filling {
-    fn row(&mut self, outlet: &str) -> Option<usize> {
-        if let Some(i) = self
-            .last
-            .filter(|&i| self.fs.outlets[i].outlet_id == outlet)
-        {
-            return Some(i);
-        }
-        let row = self.fs.row(outlet);
-        self.last = row.or(self.last);
-        row
-    }
-
     /// One spectrum row's numbers (its keys were given to [`Builder::key`]).
     pub fn spectrum(&mut self, outlet: &str, feature: &str, c: SpectrumCell) {
         let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
-        let (Some(i), Some(&j)) = (self.row(outlet), self.columns.get(feature)) else {
+        let (Some(i), Some(&j)) = (self.rows.find(&self.fs, outlet), self.columns.get(feature))
+        else {
             return; // not given to `key`: nothing to place it in
         };
         let h = &mut self.history;
@@ -365,23 +407,14 @@ impl Filling {
 
     /// One SKU spend row.
     pub fn sku(&mut self, outlet: &str, sku: &str, value: f64, quantity: f64) {
-        let Some(i) = self.row(outlet) else {
+        let Some(i) = self.rows.find(&self.fs, outlet) else {
             return; // an outlet without spectrum or KPIs has nothing to cluster
         };
         if !value.is_finite() {
             return;
         }
-        let sku = match self.sku_index.get(sku) {
-            Some(&k) => k,
-            None => {
-                let k = self.fs.skus.len() as u32;
-                self.fs.skus.push(sku.to_owned());
-                self.sku_index.insert(sku.to_owned(), k);
-                k
-            }
-        };
         self.fs.sku_spend[i].push(Bought {
-            sku,
+            sku: self.skus.intern(sku),
             quantity: quantity as f32,
             value,
         });
@@ -401,6 +434,7 @@ impl Filling {
             });
             list.shrink_to_fit();
         }
+        self.fs.skus = self.skus.into_ids();
         self.fs.history = Some(self.history);
         self.fs
     }

@@ -29,10 +29,9 @@
 //! year in the daily table, no recent day) says so in the run's `model.json`
 //! (`recommendations.notes`), which the 360 view shows.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Duration, NaiveDate};
-use spectra_core::tables::date32;
 use spectra_core::tables::features as tables;
 use spectra_core::tables::model::RecommendationReport;
 use spectra_core::tables::runs::{AssignmentRow, RecItem, Recommendations};
@@ -41,6 +40,11 @@ use spectra_core::Storage;
 use crate::features::{Bought, FeatureSet};
 use crate::gaps::median;
 use crate::Error;
+
+mod purchases;
+
+pub use purchases::Daily;
+use purchases::{Purchases, SkuStat};
 
 /// Items per list.
 pub const LIST_LEN: usize = 10;
@@ -63,22 +67,6 @@ pub fn daily_ranges(as_of: NaiveDate) -> (Vec<DateRange>, Vec<DateRange>) {
         })
         .collect();
     (recent, seasonal)
-}
-
-/// One SKU as one segment bought it.
-#[derive(Default)]
-struct SkuStat {
-    /// Outlets that bought it in the window.
-    buyers: u32,
-    /// Each buyer's quantity over the window.
-    quantity: Vec<f32>,
-    value: f64,
-    recent_value: f64,
-    /// Outlets that bought it in the last four weeks.
-    recent_buyers: u32,
-    seasonal_value: f64,
-    /// Each buyer's quantity in the coming weeks of earlier years.
-    seasonal_quantity: Vec<f32>,
 }
 
 fn round2(x: f64) -> f64 {
@@ -123,160 +111,6 @@ pub async fn for_run(
     })
     .await?;
     Ok(compute(assignments, fs, daily, window_days))
-}
-
-/// Daily-table purchases of the outlets of a feature set: each one a row of
-/// [`FeatureSet::outlets`], each SKU an index into [`Daily::skus`] (the feature set's
-/// SKUs first).
-pub struct Daily<'a> {
-    fs: &'a FeatureSet,
-    /// SKU ids: the feature set's, then those only the daily table has.
-    skus: Vec<String>,
-    sku_index: HashMap<String, u32>,
-    /// `(row, sku, day, value)` of each recent purchase (day as days since 1970).
-    recent: Vec<(u32, u32, i32, f64)>,
-    /// `(row, sku)` → `(value, quantity)` in the coming weeks of earlier years.
-    seasonal: HashMap<(u32, u32), (f64, f64)>,
-    years: BTreeSet<i32>,
-    /// The row last found: daily files come grouped by outlet.
-    last: Option<usize>,
-}
-
-impl<'a> Daily<'a> {
-    /// No purchases yet.
-    pub fn new(fs: &'a FeatureSet) -> Self {
-        Daily {
-            fs,
-            sku_index: fs
-                .skus
-                .iter()
-                .enumerate()
-                .map(|(k, s)| (s.clone(), k as u32))
-                .collect(),
-            skus: fs.skus.clone(),
-            recent: Vec::new(),
-            seasonal: HashMap::new(),
-            years: BTreeSet::new(),
-            last: None,
-        }
-    }
-
-    /// One daily row: in the last four weeks (`recent`) or the coming weeks of an
-    /// earlier year. Outlets the feature set does not hold are not recommended to.
-    pub fn add(
-        &mut self,
-        recent: bool,
-        date: NaiveDate,
-        outlet: &str,
-        sku: &str,
-        value: f64,
-        quantity: f64,
-    ) {
-        let row = match self
-            .last
-            .filter(|&i| self.fs.outlets[i].outlet_id == outlet)
-        {
-            Some(i) => i,
-            None => match self.fs.row(outlet) {
-                Some(i) => {
-                    self.last = Some(i);
-                    i
-                }
-                None => return,
-            },
-        };
-        let sku = match self.sku_index.get(sku) {
-            Some(&k) => k,
-            None => {
-                let k = self.skus.len() as u32;
-                self.skus.push(sku.to_owned());
-                self.sku_index.insert(sku.to_owned(), k);
-                k
-            }
-        };
-        if recent {
-            self.recent.push((row as u32, sku, date32(date), value));
-        } else {
-            self.years.insert(chrono::Datelike::year(&date));
-            let e = self.seasonal.entry((row as u32, sku)).or_default();
-            e.0 += value;
-            e.1 += quantity.max(0.0);
-        }
-    }
-}
-
-/// Per segment, per SKU: what the segment's outlets bought in the window, lately and
-/// in the coming weeks of earlier years; and what each outlet bought lately.
-struct Purchases {
-    /// Per segment (index into the run's segments): SKU → its statistics.
-    stats: Vec<HashMap<u32, SkuStat>>,
-    /// Per outlet row: the SKUs it bought in the last four weeks, sorted.
-    recent_bought: Vec<Vec<u32>>,
-    segments_with_recent: Vec<bool>,
-    recent_days: BTreeSet<i32>,
-    /// SKU ids by index ([`Daily::skus`]).
-    skus: Vec<String>,
-    years: BTreeSet<i32>,
-}
-
-impl Purchases {
-    /// `seg_of`: each outlet row's segment (an index), `None` when not assigned.
-    fn gather(
-        seg_of: &[Option<usize>],
-        segments: usize,
-        fs: &FeatureSet,
-        mut daily: Daily<'_>,
-    ) -> Self {
-        let mut p = Purchases {
-            stats: (0..segments).map(|_| HashMap::new()).collect(),
-            recent_bought: vec![Vec::new(); seg_of.len()],
-            segments_with_recent: vec![false; segments],
-            recent_days: BTreeSet::new(),
-            years: std::mem::take(&mut daily.years),
-            skus: std::mem::take(&mut daily.skus),
-        };
-        for (row, seg) in seg_of.iter().enumerate() {
-            let Some(seg) = *seg else { continue };
-            for b in &fs.sku_spend[row] {
-                let st = p.stats[seg].entry(b.sku).or_default();
-                st.value += b.value;
-                if b.value > 0.0 || b.quantity > 0.0 {
-                    st.buyers += 1;
-                    st.quantity.push(b.quantity.max(0.0));
-                }
-            }
-        }
-        for &(row, sku, day, value) in &daily.recent {
-            let Some(seg) = seg_of[row as usize] else {
-                continue;
-            };
-            p.segments_with_recent[seg] = true;
-            p.recent_days.insert(day);
-            p.stats[seg].entry(sku).or_default().recent_value += value;
-            if value > 0.0 {
-                p.recent_bought[row as usize].push(sku);
-            }
-        }
-        for (row, list) in p.recent_bought.iter_mut().enumerate() {
-            list.sort_unstable();
-            list.dedup();
-            list.shrink_to_fit();
-            if let Some(seg) = seg_of[row] {
-                for &sku in list.iter() {
-                    p.stats[seg].entry(sku).or_default().recent_buyers += 1;
-                }
-            }
-        }
-        for (&(row, sku), &(value, quantity)) in &daily.seasonal {
-            let Some(seg) = seg_of[row as usize] else {
-                continue;
-            };
-            let st = p.stats[seg].entry(sku).or_default();
-            st.seasonal_value += value;
-            st.seasonal_quantity.push(quantity as f32);
-        }
-        p
-    }
 }
 
 /// One segment as its outlets' lists see it.

@@ -12,13 +12,15 @@ use serde::Serialize;
 use spectra_core::Config;
 
 use crate::diff::{self, RunRef};
-use crate::kafka::{deliver, Outgoing};
+use crate::kafka::{deliver, Delivery, Outgoing};
 use crate::metadata::MetadataStore;
 use crate::metrics::{PublishMetrics, SegmentationLabels};
 use crate::snapshot::Snapshot;
 use crate::snapshot::Snapshots;
 use crate::state::{self, CycleState, Pending, PendingKey, ProfileStamp};
 use crate::Error;
+use spectra_core::tables::for_each_batch;
+use spectra_core::tables::recommendations::OutletLists;
 
 /// What a cycle published for one segmentation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -149,22 +151,18 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         report.profiles += 1;
     }
 
-    // Recommendations: every outlet of a new run; tombstones for outlets that left.
-    if new_run {
-        for c in &current {
-            if let Some(v) = snap.recommendation_message(&c.outlet_id) {
-                out.push(Outgoing {
-                    topic: topics.recommendations.clone(),
-                    key: key(&c.outlet_id),
-                    value: Some(json(&v)),
-                    change: "recommendation",
-                });
-                report.recommendations += 1;
-            }
-        }
-    }
+    // Recommendations: every assigned outlet with a list, for a new run (streamed from
+    // the run's file when delivered: only their keys are held); tombstones for
+    // outlets that left.
+    let recommended = if new_run {
+        recommended_outlets(storage, &snap).await?
+    } else {
+        Vec::new()
+    };
+    report.recommendations += recommended.len() as u64;
+    let mut tail = Vec::new();
     for c in changes.iter().filter(|c| c.message.is_none()) {
-        out.push(Outgoing {
+        tail.push(Outgoing {
             topic: topics.recommendations.clone(),
             key: key(&c.outlet_id),
             value: None,
@@ -172,22 +170,33 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         });
         report.recommendations += 1;
     }
+    let recommended_keys: Vec<String> = recommended.iter().map(|o| key(o)).collect();
 
     // Keys a crashed cycle sent (or was about to send) without recording them: their
     // current values again, whatever the diff says.
     let pending = state::load_pending(storage, segmentation).await?;
     if let Some(p) = &pending {
-        let repaired = repairs(env, &snap, &run_ref, &current, p, &out);
+        let sending: HashSet<(&str, &str)> = out
+            .iter()
+            .chain(&tail)
+            .map(|m| (m.topic.as_str(), m.key.as_str()))
+            .chain(
+                recommended_keys
+                    .iter()
+                    .map(|k| (topics.recommendations.as_str(), k.as_str())),
+            )
+            .collect();
+        let repaired = repairs(env, &snap, &run_ref, &current, p, &sending).await?;
         if !repaired.is_empty() {
             tracing::warn!(keys = repaired.len(), crashed_run = %p.run_id,
                 "the last cycle stopped before it was recorded: sending its keys' current values again");
         }
         report.repaired = repaired.len() as u64;
-        out.extend(repaired);
+        tail.extend(repaired);
     }
 
     report.outlets = current.len() as u64;
-    if out.is_empty() {
+    if out.is_empty() && tail.is_empty() && recommended.is_empty() {
         if pending.is_some() {
             state::clear_pending(storage, segmentation).await?;
         }
@@ -198,17 +207,24 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         .iter()
         .map(|c| (c.outlet_id.as_str(), c.segment_id.as_str()))
         .collect();
+    let pending_key = |m: &Outgoing| PendingKey {
+        topic: m.topic.clone(),
+        key: m.key.clone(),
+        segment_id: (m.topic == *assignments_topic && m.value.is_some())
+            .then(|| m.key.strip_prefix(&format!("{segmentation}:")))
+            .flatten()
+            .and_then(|o| segment_of.get(o))
+            .map(|s| (*s).to_owned()),
+    };
     let keys = out
         .iter()
-        .map(|m| PendingKey {
-            topic: m.topic.clone(),
-            key: m.key.clone(),
-            segment_id: (m.topic == *assignments_topic && m.value.is_some())
-                .then(|| m.key.strip_prefix(&format!("{segmentation}:")))
-                .flatten()
-                .and_then(|o| segment_of.get(o))
-                .map(|s| (*s).to_owned()),
-        })
+        .map(pending_key)
+        .chain(recommended_keys.into_iter().map(|key| PendingKey {
+            topic: topics.recommendations.clone(),
+            key,
+            segment_id: None,
+        }))
+        .chain(tail.iter().map(pending_key))
         .collect();
     state::save_pending(
         storage,
@@ -219,7 +235,33 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         },
     )
     .await?;
-    deliver(env.producer, &out, env.metrics).await?;
+    // In the order the keys were recorded: assignments and profiles, the new run's
+    // recommendations a file batch at a time, then tombstones and repairs.
+    let mut delivery = Delivery::new(env.producer, env.metrics);
+    for m in &out {
+        delivery.send(m).await?;
+    }
+    drop(out);
+    if new_run {
+        let mut lists = OutletLists::open(storage, &snap.recommendations_file()).await?;
+        while let Some(outlets) = lists.next_outlets()? {
+            for (outlet, r) in outlets {
+                if let Some(v) = snap.recommendation_message(&outlet, &r) {
+                    let m = Outgoing {
+                        topic: topics.recommendations.clone(),
+                        key: key(&outlet),
+                        value: Some(json(&v)),
+                        change: "recommendation",
+                    };
+                    delivery.send(&m).await?;
+                }
+            }
+        }
+    }
+    for m in &tail {
+        delivery.send(m).await?;
+    }
+    delivery.finish().await?;
     let rows = diff::next_state(&run.run_id, &current);
     let cycle = CycleState {
         run_id: run.run_id.clone(),
@@ -249,29 +291,86 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
     Ok(report)
 }
 
+/// The assigned outlets of the run with an item in some list, in outlet order: the
+/// `outlet_id` column of its `recommendations.parquet`, streamed.
+async fn recommended_outlets(
+    storage: &spectra_core::Storage,
+    snap: &Snapshot,
+) -> Result<Vec<String>, Error> {
+    let file = snap.recommendations_file();
+    let mut out: Vec<String> = Vec::new();
+    let found = for_each_batch(storage, &file, Some(&["outlet_id"]), |c| {
+        for id in c.id_strings("outlet_id")?.iter().flatten() {
+            if out.last().is_none_or(|l| l != id) && snap.assignment(id).is_some() {
+                out.push(id.to_owned());
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    if !found {
+        return Err(spectra_core::Error::Table {
+            file,
+            reason: "missing, though latest.json names the run".into(),
+        }
+        .into());
+    }
+    Ok(out)
+}
+
+/// The recommendations messages of the assigned outlets among `wanted`, read in one
+/// pass over the run's file; outlets not assigned or without a list are absent.
+async fn recommendation_messages(
+    storage: &spectra_core::Storage,
+    snap: &Snapshot,
+    wanted: &HashSet<&str>,
+) -> Result<HashMap<String, Vec<u8>>, Error> {
+    let mut out = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let mut lists = OutletLists::open(storage, &snap.recommendations_file()).await?;
+    while let Some(outlets) = lists.next_outlets()? {
+        for (outlet, r) in outlets {
+            if wanted.contains(outlet.as_str()) {
+                if let Some(v) = snap.recommendation_message(&outlet, &r) {
+                    out.insert(outlet, json(&v));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The messages that put back the current value (or a tombstone) of every key of an
-/// unrecorded cycle (`pending`) that this cycle does not send anyway.
-fn repairs(
+/// unrecorded cycle (`pending`) that this cycle does not send anyway (`sending`).
+async fn repairs(
     env: &CycleEnv<'_>,
     snap: &Snapshot,
     run: &RunRef<'_>,
     current: &[diff::Current],
     pending: &Pending,
-    out: &[Outgoing],
-) -> Vec<Outgoing> {
+    sending: &HashSet<(&str, &str)>,
+) -> Result<Vec<Outgoing>, Error> {
     let topics = &env.cfg.kafka.topics;
     let prefix = format!("{}:", run.segmentation);
-    let sending: HashSet<(&str, &str)> = out
-        .iter()
-        .map(|m| (m.topic.as_str(), m.key.as_str()))
-        .collect();
     let by_outlet: HashMap<&str, &diff::Current> =
         current.iter().map(|c| (c.outlet_id.as_str(), c)).collect();
+    let to_repair: Vec<&PendingKey> = pending
+        .keys
+        .iter()
+        .filter(|k| !sending.contains(&(k.topic.as_str(), k.key.as_str())))
+        .collect();
+    // The current lists of the outlets whose recommendations are repaired.
+    let wanted: HashSet<&str> = to_repair
+        .iter()
+        .filter(|k| k.topic == topics.recommendations)
+        .filter_map(|k| k.key.strip_prefix(&prefix))
+        .filter(|id| by_outlet.contains_key(id))
+        .collect();
+    let mut lists = recommendation_messages(env.snapshots.storage(), snap, &wanted).await?;
     let mut repaired = Vec::new();
-    for k in &pending.keys {
-        if sending.contains(&(k.topic.as_str(), k.key.as_str())) {
-            continue;
-        }
+    for k in to_repair {
         let Some(id) = k.key.strip_prefix(&prefix) else {
             continue;
         };
@@ -290,11 +389,7 @@ fn repairs(
                 .find(|p| p.segment_id == id)
                 .map(|p| json(&snap.profile_message(env.metadata, p)))
         } else if k.topic == topics.recommendations {
-            by_outlet
-                .contains_key(id)
-                .then(|| snap.recommendation_message(id))
-                .flatten()
-                .map(|v| json(&v))
+            lists.remove(id)
         } else {
             continue; // a topic no longer configured
         };
@@ -309,7 +404,7 @@ fn repairs(
             value,
         });
     }
-    repaired
+    Ok(repaired)
 }
 
 /// Repairs the output topics of `segmentation` from what they hold: reads each topic's
@@ -413,21 +508,24 @@ pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRe
     out.extend(stale);
     let recs_view = crate::kafka::read_compacted(env.cfg, &topics.recommendations, &prefix).await?;
     let mut expected_recs = HashSet::new();
-    for c in &current {
-        let Some(v) = snap.recommendation_message(&c.outlet_id) else {
-            continue;
-        };
-        let (k, v) = (key(&c.outlet_id), json(&v));
-        if recs_view.get(&k) != Some(&v) {
-            out.push(Outgoing {
-                topic: topics.recommendations.clone(),
-                key: k.clone(),
-                value: Some(v),
-                change: "recommendation",
-            });
-            report.recommendations += 1;
+    let mut lists = OutletLists::open(storage, &snap.recommendations_file()).await?;
+    while let Some(outlets) = lists.next_outlets()? {
+        for (outlet, r) in outlets {
+            let Some(v) = snap.recommendation_message(&outlet, &r) else {
+                continue;
+            };
+            let (k, v) = (key(&outlet), json(&v));
+            if recs_view.get(&k) != Some(&v) {
+                out.push(Outgoing {
+                    topic: topics.recommendations.clone(),
+                    key: k.clone(),
+                    value: Some(v),
+                    change: "recommendation",
+                });
+                report.recommendations += 1;
+            }
+            expected_recs.insert(k);
         }
-        expected_recs.insert(k);
     }
     let stale = extra(&recs_view, &expected_recs, &topics.recommendations);
     report.recommendations += stale.len() as u64;

@@ -53,9 +53,8 @@ pub struct Outgoing {
 }
 
 /// A test hook: `SPECTRA_TEST_ABORT_AFTER_ACKS=N` aborts the process once `N` messages
-/// of a cycle are acknowledged — a crash between delivering and recording, as a
-/// SIGKILL at that moment would leave it (no shutdown, no state written). Unset in
-/// production: nothing.
+/// are acknowledged — a crash between delivering and recording, as a SIGKILL at that
+/// moment would leave it (no shutdown, no state written). Unset in production: nothing.
 fn abort_after_acks() -> Option<u64> {
     static N: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     *N.get_or_init(|| {
@@ -66,43 +65,68 @@ fn abort_after_acks() -> Option<u64> {
     })
 }
 
-/// Produces every message and waits until each is acknowledged. Returns the number
-/// acknowledged.
-pub async fn deliver(
-    producer: &FutureProducer,
-    messages: &[Outgoing],
-    metrics: &PublishMetrics,
-) -> Result<u64, Error> {
-    let mut pending: VecDeque<(DeliveryFuture, &Outgoing)> = VecDeque::new();
-    let mut acked = 0u64;
-    let abort_after = abort_after_acks();
-    let mut ack = |m: &Outgoing| -> Result<(), Error> {
-        metrics.published(&m.topic, m.change);
-        acked += 1;
-        if abort_after.is_some_and(|n| acked >= n) {
-            eprintln!("test hook: aborting after {acked} acknowledged messages");
-            std::process::abort();
+/// Messages acknowledged in this process (for [`abort_after_acks`]).
+static ACKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Messages produced and not yet acknowledged, at most: a sender waits for the oldest
+/// beyond this, so a cycle of a million messages holds a few thousand at a time
+/// whatever the producer's own queue allows.
+pub const MAX_IN_FLIGHT: usize = 4096;
+
+/// What is left of a sent message: enough to name it in an error and count it.
+struct Sent {
+    topic: String,
+    key: String,
+    change: &'static str,
+}
+
+/// Messages on their way: [`Delivery::send`] produces one (waiting for the oldest
+/// when [`MAX_IN_FLIGHT`] are out), [`Delivery::finish`] waits for every
+/// acknowledgement. The value is handed to the producer and not kept.
+pub struct Delivery<'a> {
+    producer: &'a FutureProducer,
+    metrics: &'a PublishMetrics,
+    in_flight: VecDeque<(DeliveryFuture, Sent)>,
+    acked: u64,
+}
+
+impl<'a> Delivery<'a> {
+    /// Nothing sent yet.
+    pub fn new(producer: &'a FutureProducer, metrics: &'a PublishMetrics) -> Self {
+        Self {
+            producer,
+            metrics,
+            in_flight: VecDeque::new(),
+            acked: 0,
         }
-        Ok(())
-    };
-    for m in messages {
+    }
+
+    /// Produces `m` (waiting while the producer's queue is full).
+    pub async fn send(&mut self, m: &Outgoing) -> Result<(), Error> {
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.ack_oldest().await?;
+        }
         loop {
             let mut rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(&m.topic).key(&m.key);
             if let Some(v) = &m.value {
                 rec = rec.payload(v);
             }
-            match producer.send_result(rec) {
+            match self.producer.send_result(rec) {
                 Ok(f) => {
-                    pending.push_back((f, m));
-                    break;
+                    let sent = Sent {
+                        topic: m.topic.clone(),
+                        key: m.key.clone(),
+                        change: m.change,
+                    };
+                    self.in_flight.push_back((f, sent));
+                    return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    let Some((f, pm)) = pending.pop_front() else {
+                    if self.in_flight.is_empty() {
                         tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    };
-                    wait(f, pm).await?;
-                    ack(pm)?;
+                    } else {
+                        self.ack_oldest().await?;
+                    }
                 }
                 Err((e, _)) => {
                     return Err(Error::Deliver {
@@ -114,24 +138,52 @@ pub async fn deliver(
             }
         }
     }
-    while let Some((f, m)) = pending.pop_front() {
-        wait(f, m).await?;
-        ack(m)?;
+
+    /// Waits for every acknowledgement; the number of messages acknowledged.
+    pub async fn finish(mut self) -> Result<u64, Error> {
+        while !self.in_flight.is_empty() {
+            self.ack_oldest().await?;
+        }
+        Ok(self.acked)
     }
-    Ok(acked)
+
+    async fn ack_oldest(&mut self) -> Result<(), Error> {
+        let Some((f, m)) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let err = |source: KafkaError| Error::Deliver {
+            topic: m.topic.clone(),
+            key: m.key.clone(),
+            source: Box::new(source),
+        };
+        match f.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(err(e)),
+            Err(_) => return Err(err(KafkaError::Canceled)),
+        }
+        self.metrics.published(&m.topic, m.change);
+        self.acked += 1;
+        let total = ACKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if abort_after_acks().is_some_and(|n| total >= n) {
+            eprintln!("test hook: aborting after {total} acknowledged messages");
+            std::process::abort();
+        }
+        Ok(())
+    }
 }
 
-async fn wait(f: DeliveryFuture, m: &Outgoing) -> Result<(), Error> {
-    let err = |source: KafkaError| Error::Deliver {
-        topic: m.topic.clone(),
-        key: m.key.clone(),
-        source: Box::new(source),
-    };
-    match f.await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => Err(err(e)),
-        Err(_) => Err(err(KafkaError::Canceled)),
+/// Produces every message and waits until each is acknowledged. Returns the number
+/// acknowledged.
+pub async fn deliver(
+    producer: &FutureProducer,
+    messages: &[Outgoing],
+    metrics: &PublishMetrics,
+) -> Result<u64, Error> {
+    let mut d = Delivery::new(producer, metrics);
+    for m in messages {
+        d.send(m).await?;
     }
+    d.finish().await
 }
 
 /// The compacted view of a topic's keys starting with `prefix`, as its consumers see

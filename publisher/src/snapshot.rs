@@ -37,8 +37,6 @@ pub struct Snapshot {
     pub run: Run,
     /// The profiles (the run's `profiles.json`), in segment id order.
     pub profiles: Vec<SegmentProfile>,
-    /// Recommendations per outlet (the run's `recommendations.parquet`).
-    pub recommendations: std::collections::BTreeMap<String, Recommendations>,
     /// KPIs and master record of every outlet of the run's features.
     pub kpis: Vec<OutletKpi>,
     /// The window of the segmentation, days.
@@ -74,12 +72,10 @@ impl Snapshot {
             .map(|(i, a)| (a.outlet_id.clone(), i))
             .collect();
         let profiles = std::mem::take(&mut run.profiles);
-        let recommendations = std::mem::take(&mut run.recommendations);
         let sku_names = spectra_core::tables::master::sku_names(storage).await?;
         Ok(Self {
             run,
             profiles,
-            recommendations,
             kpis,
             window_days,
             sku_names,
@@ -220,9 +216,32 @@ impl Snapshot {
         }
     }
 
-    /// An outlet recommendations message (contract §3.3).
-    pub fn recommendation_message(&self, outlet_id: &str) -> Option<Value> {
-        let r = self.recommendations.get(outlet_id)?;
+    /// The run's `recommendations.parquet`.
+    pub fn recommendations_file(&self) -> String {
+        self.run
+            .latest
+            .file(spectra_core::tables::layout::run_files::RECOMMENDATIONS)
+    }
+
+    /// An outlet's recommendations message (contract §3.3), its lists read from the
+    /// row groups of `recommendations.parquet` that can hold it; `None` when the
+    /// outlet is not assigned or has no item in any list.
+    pub async fn read_recommendation_message(
+        &self,
+        storage: &Storage,
+        outlet_id: &str,
+    ) -> Result<Option<Value>, Error> {
+        let file = self.recommendations_file();
+        Ok(
+            spectra_core::tables::recommendations::read_outlet(storage, &file, outlet_id)
+                .await?
+                .and_then(|r| self.recommendation_message(outlet_id, &r)),
+        )
+    }
+
+    /// An outlet recommendations message (contract §3.3) from its lists; `None` when
+    /// the outlet is not assigned in the run.
+    pub fn recommendation_message(&self, outlet_id: &str, r: &Recommendations) -> Option<Value> {
         let seg = self.assignment(outlet_id)?;
         let mut v = json!({
             "segmentation": self.segmentation(),

@@ -135,7 +135,16 @@ fn expected(
             .await
             .unwrap()
             .unwrap();
-        Run::read(storage, NAME, latest).await.unwrap()
+        // The lists as the segmenter wrote them, every row grouped at once (the
+        // publisher streams them a batch at a time).
+        let file = latest.file(spectra_core::tables::layout::run_files::RECOMMENDATIONS);
+        let rows = spectra_core::tables::read_rows(storage, &file)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut run = Run::read(storage, NAME, latest).await.unwrap();
+        run.recommendations = spectra_core::tables::runs::group_recommendations(rows);
+        run
     });
     let label = |p: &SegmentProfile| -> (String, Vec<String>) {
         match names.get(&p.segment_id) {

@@ -21,6 +21,7 @@
 pub mod context;
 pub mod definitions;
 pub mod features;
+pub mod keyed;
 pub mod layout;
 pub mod master;
 pub mod model;
@@ -73,21 +74,60 @@ pub async fn for_each_batch(
     columns: Option<&[&str]>,
     mut f: impl FnMut(&Columns<'_>) -> Result<()>,
 ) -> Result<bool> {
-    let Some(bytes) = storage.get(path).await? else {
+    let Some(mut batches) = Batches::open(storage, path, columns).await? else {
         return Ok(false);
     };
-    let not_parquet = |e: &dyn std::fmt::Display| table_error(path, e.to_string());
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| not_parquet(&e))?
-        .with_batch_size(BATCH_ROWS);
-    if let Some(names) = columns {
-        let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
-        builder = builder.with_projection(mask);
-    }
-    for batch in builder.build().map_err(|e| not_parquet(&e))? {
-        f(&Columns::new(&batch.map_err(|e| not_parquet(&e))?, path))?;
+    while let Some(b) = batches.next_batch()? {
+        f(&Columns::new(&b, path))?;
     }
     Ok(true)
+}
+
+/// A Parquet object decoded a batch at a time ([`BATCH_ROWS`] rows) by whoever pulls
+/// the next one: between two batches the reader may await (deliver what it made of
+/// the last one), which [`for_each_batch`]'s closure cannot.
+pub struct Batches {
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    path: String,
+}
+
+impl Batches {
+    /// Opens `path` with only `columns` decoded when given; `None` when the object
+    /// does not exist; a file that is not Parquet is an [`Error::Table`] naming it.
+    pub async fn open(
+        storage: &Storage,
+        path: &str,
+        columns: Option<&[&str]>,
+    ) -> Result<Option<Self>> {
+        let Some(bytes) = storage.get(path).await? else {
+            return Ok(None);
+        };
+        let not_parquet = |e: &dyn std::fmt::Display| table_error(path, e.to_string());
+        let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| not_parquet(&e))?
+            .with_batch_size(BATCH_ROWS);
+        if let Some(names) = columns {
+            let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
+            builder = builder.with_projection(mask);
+        }
+        Ok(Some(Self {
+            reader: builder.build().map_err(|e| not_parquet(&e))?,
+            path: path.to_owned(),
+        }))
+    }
+
+    /// The next batch; `None` at the end.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        self.reader
+            .next()
+            .transpose()
+            .map_err(|e| table_error(&self.path, e.to_string()))
+    }
+
+    /// The object read.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
 }
 
 /// Rows per batch when a table is streamed ([`for_each_batch`]).

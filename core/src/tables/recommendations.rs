@@ -11,8 +11,8 @@ use arrow::datatypes::{DataType, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use super::columns::{float, int, schema, text};
-use super::{batch, Columns, Rows};
-use crate::Result;
+use super::{batch, keyed, Batches, Columns, Rows};
+use crate::{Result, Storage};
 
 use DataType::{Float64, Int64, Utf8};
 
@@ -182,6 +182,88 @@ pub fn group_recommendations(
     out
 }
 
+/// One outlet's lists from a run's `recommendations.parquet` (`file`), read from the
+/// row groups that can hold it ([`keyed::read_key`]); `None` when the outlet has no
+/// item in any list. A missing file is an [`crate::Error::Table`] naming it.
+pub async fn read_outlet(
+    storage: &Storage,
+    file: &str,
+    outlet_id: &str,
+) -> Result<Option<Recommendations>> {
+    let rows: Vec<RecommendationRow> = keyed::read_key(storage, file, "outlet_id", outlet_id)
+        .await?
+        .ok_or_else(|| super::runs::missing(file.to_owned()))?;
+    Ok(group_recommendations(rows).into_values().next())
+}
+
+/// Every outlet's lists from a run's `recommendations.parquet`, a batch at a time and
+/// in outlet order ([`OutletLists::next_outlets`]): a reader of every outlet (the
+/// publish cycle) never holds more than one batch's outlets.
+pub struct OutletLists {
+    batches: Batches,
+    /// The last outlet of the batch before, whose rows may go on in the next.
+    open: Option<(String, Recommendations)>,
+}
+
+impl OutletLists {
+    /// Opens a run's `recommendations.parquet`; a missing file is an
+    /// [`crate::Error::Table`] naming it.
+    pub async fn open(storage: &Storage, file: &str) -> Result<Self> {
+        Ok(Self {
+            batches: Batches::open(storage, file, None)
+                .await?
+                .ok_or_else(|| super::runs::missing(file.to_owned()))?,
+            open: None,
+        })
+    }
+
+    /// The next outlets whose rows are complete, each with its lists; `None` at the
+    /// end. Rows out of outlet order (a file not written by [`super::runs::Run::write`])
+    /// are an [`crate::Error::Table`].
+    pub fn next_outlets(&mut self) -> Result<Option<Vec<(String, Recommendations)>>> {
+        let mut out = Vec::new();
+        while out.is_empty() {
+            let Some(b) = self.batches.next_batch()? else {
+                return Ok(self.open.take().map(|o| vec![o]));
+            };
+            let path = self.batches.path();
+            let rows = RecommendationRow::from_batch(&Columns::new(&b, path))?;
+            let disorder = |reason: String| crate::Error::Table {
+                file: path.to_owned(),
+                reason,
+            };
+            for r in rows {
+                match &self.open {
+                    Some((id, _)) if *id > r.outlet_id => {
+                        return Err(disorder(format!(
+                            "rows are not sorted by `outlet_id`: `{}` after `{id}`",
+                            r.outlet_id
+                        )));
+                    }
+                    Some((id, _)) if *id == r.outlet_id => {}
+                    _ => {
+                        let next = (r.outlet_id.clone(), Recommendations::default());
+                        out.extend(self.open.replace(next));
+                    }
+                }
+                let Some((id, lists)) = &mut self.open else {
+                    unreachable!("an outlet is open")
+                };
+                if let Some(l) = lists.list_mut(&r.list) {
+                    if r.rank != l.len() as i64 + 1 {
+                        return Err(disorder(format!(
+                            "list `{}` of outlet `{id}` is not in rank order at rank {}",
+                            r.list, r.rank
+                        )));
+                    }
+                    l.push(r.item);
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +293,86 @@ mod tests {
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1].rank, 2);
         assert_eq!(group_recommendations(rows), recs);
+    }
+
+    /// 3,000 outlets with 1 to 7 items: rows span several batches and row groups,
+    /// and some outlet's rows cross a batch boundary.
+    fn many() -> BTreeMap<String, Recommendations> {
+        (0..3000)
+            .map(|o| {
+                let item = |k: usize| RecItem {
+                    sku_id: format!("K{k}"),
+                    score: k as f64,
+                    suggested_quantity: 1.0,
+                    reason: String::new(),
+                };
+                let r = Recommendations {
+                    new_for_outlet: (0..o % 4).map(item).collect(),
+                    should_have: (0..1 + o % 3).map(item).collect(),
+                    ..Default::default()
+                };
+                (format!("O{o:05}"), r)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_outlet_streams_back_whole_and_one_outlet_reads_alone() {
+        let storage = Storage::memory();
+        let recs = many();
+        let outlets: Vec<_> = recs.iter().collect();
+        let chunks = outlets
+            .chunks(100)
+            .map(|c| recommendation_rows(c.iter().copied()));
+        keyed::write_chunks(&storage, "r.parquet", "outlet_id", chunks)
+            .await
+            .unwrap();
+        let mut lists = OutletLists::open(&storage, "r.parquet").await.unwrap();
+        let (mut got, mut reads) = (BTreeMap::new(), 0);
+        while let Some(outlets) = lists.next_outlets().unwrap() {
+            reads += 1;
+            for (o, r) in outlets {
+                assert!(got.insert(o, r).is_none(), "each outlet once");
+            }
+        }
+        assert!(reads > 1, "{reads} reads");
+        assert_eq!(got, recs);
+        let one = read_outlet(&storage, "r.parquet", "O01234").await.unwrap();
+        assert_eq!(one.as_ref(), recs.get("O01234"));
+        assert_eq!(
+            read_outlet(&storage, "r.parquet", "nobody").await.unwrap(),
+            None
+        );
+        assert!(read_outlet(&storage, "none.parquet", "O1").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn rows_out_of_outlet_order_are_refused() {
+        let storage = Storage::memory();
+        let recs = many();
+        let mut outlets: Vec<_> = recs.iter().collect();
+        outlets.swap(10, 2000);
+        let chunks = outlets
+            .chunks(100)
+            .map(|c| recommendation_rows(c.iter().copied()));
+        let e = keyed::write_chunks(&storage, "r.parquet", "outlet_id", chunks)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("not sorted by `outlet_id`"), "{e}");
+        assert_eq!(storage.get("r.parquet").await.unwrap(), None);
+        // A file written otherwise is refused by the streaming reader too.
+        let rows = recommendation_rows(outlets.iter().copied());
+        crate::tables::write_rows(&storage, "u.parquet", &rows)
+            .await
+            .unwrap();
+        let mut lists = OutletLists::open(&storage, "u.parquet").await.unwrap();
+        let e = loop {
+            match lists.next_outlets() {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("read to the end"),
+                Err(e) => break e,
+            }
+        };
+        assert!(e.to_string().contains("not sorted by `outlet_id`"), "{e}");
     }
 }

@@ -35,7 +35,7 @@ pub use super::recommendations::{
     REC_LISTS,
 };
 use super::sku_gaps::SkuGapRow;
-use super::{batch, read_rows, Columns, Rows};
+use super::{batch, keyed, read_rows, Columns, Rows};
 use crate::hold::{Hold, RunPointer};
 use crate::{Error, Result, Storage};
 
@@ -492,11 +492,16 @@ pub struct Run {
     pub latest: Latest,
     /// Every assigned outlet, by outlet id.
     pub assignments: Vec<AssignmentRow>,
-    /// Per outlet × feature gaps to the segment.
+    /// Per outlet × feature gaps to the segment, sorted by outlet. Written with the
+    /// run; [`Run::read`] leaves it empty (readers take one outlet at a time,
+    /// [`read_outlet_gaps`]).
     pub gaps: Vec<GapRow>,
     /// The outlets that moved, with the evidence.
     pub movements: Vec<MovementRow>,
-    /// Each assigned outlet's recommendations.
+    /// Each assigned outlet's recommendations. Written with the run; [`Run::read`]
+    /// leaves it empty (readers take one outlet at a time,
+    /// [`super::recommendations::read_outlet`], or every outlet a batch at a time,
+    /// [`super::recommendations::OutletLists`]).
     pub recommendations: BTreeMap<String, Recommendations>,
     /// The segment profiles, in segment id order.
     pub profiles: Vec<SegmentProfile>,
@@ -511,7 +516,8 @@ pub struct Run {
     pub sku_gaps: Vec<SkuGapRow>,
 }
 
-fn missing(file: String) -> Error {
+/// A run file `latest.json` names and storage does not have.
+pub(super) fn missing(file: String) -> Error {
     Error::Table {
         file,
         reason: "missing, though latest.json names the run".into(),
@@ -536,10 +542,7 @@ impl Run {
         let mut assignments: Vec<AssignmentRow> =
             rows(storage, &latest, run_files::ASSIGNMENTS).await?;
         assignments.sort_by(|a, b| a.outlet_id.cmp(&b.outlet_id));
-        let gaps = rows(storage, &latest, run_files::GAPS).await?;
         let movements = rows(storage, &latest, run_files::MOVEMENTS).await?;
-        let recommendations =
-            group_recommendations(rows(storage, &latest, run_files::RECOMMENDATIONS).await?);
         let mut profiles: Vec<SegmentProfile> = doc(storage, &latest, run_files::PROFILES).await?;
         profiles.sort_by(|a, b| a.segment_id.cmp(&b.segment_id));
         let model = doc(storage, &latest, run_files::MODEL).await?;
@@ -547,9 +550,9 @@ impl Run {
             segmentation: segmentation.to_owned(),
             latest,
             assignments,
-            gaps,
+            gaps: Vec::new(),
             movements,
-            recommendations,
+            recommendations: BTreeMap::new(),
             profiles,
             model,
             contexts: Vec::new(),
@@ -561,14 +564,17 @@ impl Run {
     pub async fn write(&self, storage: &Storage) -> Result<()> {
         let l = &self.latest;
         super::write_rows(storage, &l.file(run_files::ASSIGNMENTS), &self.assignments).await?;
-        super::write_rows(storage, &l.file(run_files::GAPS), &self.gaps).await?;
+        // Read one outlet at a time: keyed by outlet (small row groups).
+        let gaps = self.gaps.chunks(keyed::ROW_GROUP_ROWS);
+        keyed::write_chunks(storage, &l.file(run_files::GAPS), "outlet_id", gaps).await?;
         super::write_rows(storage, &l.file(run_files::MOVEMENTS), &self.movements).await?;
-        // Up to 40 rows per outlet: made and encoded a few thousand outlets at a time.
+        // Up to 40 rows per outlet: made and encoded a few hundred outlets at a time.
         let outlets: Vec<_> = self.recommendations.iter().collect();
         let chunks = outlets
-            .chunks(4096)
+            .chunks(512)
             .map(|c| recommendation_rows(c.iter().copied()));
-        super::write_row_chunks(storage, &l.file(run_files::RECOMMENDATIONS), chunks).await?;
+        let file = l.file(run_files::RECOMMENDATIONS);
+        keyed::write_chunks(storage, &file, "outlet_id", chunks).await?;
         super::write_rows(storage, &l.file(run_files::CONTEXTS), &self.contexts).await?;
         super::sku_gaps::write(storage, l, &self.sku_gaps).await?;
         storage
@@ -579,6 +585,19 @@ impl Run {
             .await?;
         write_latest(storage, &self.segmentation, l).await
     }
+}
+
+/// One outlet's rows of a run's `outlet_gaps.parquet` (the row groups that can hold
+/// it, [`keyed::read_key`]); a missing file is an [`Error::Table`] naming it.
+pub async fn read_outlet_gaps(
+    storage: &Storage,
+    latest: &Latest,
+    outlet_id: &str,
+) -> Result<Vec<GapRow>> {
+    let f = latest.file(run_files::GAPS);
+    keyed::read_key(storage, &f, "outlet_id", outlet_id)
+        .await?
+        .ok_or_else(|| missing(f))
 }
 
 /// A run's model without the rest of the run (the pipeline page's history).

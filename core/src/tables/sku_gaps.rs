@@ -7,34 +7,17 @@
 
 use std::sync::LazyLock;
 
-use std::ops::Range;
-use std::sync::Arc;
-
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
-use bytes::Bytes;
-use futures::future::BoxFuture;
-use futures::{FutureExt, TryStreamExt};
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
-use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder};
-use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
-use parquet::file::statistics::Statistics;
 
 use super::columns::{float, schema, text};
+use super::keyed;
 use super::layout::run_files;
 use super::runs::Latest;
 use super::{batch, Columns, Rows};
-use crate::schema::writer_properties;
 use crate::{Result, Storage};
 
 use DataType::{Float64, Utf8};
-
-/// Rows per row group: one outlet's read decodes at most this many rows.
-pub const ROW_GROUP_ROWS: usize = 8 * 1024;
 
 /// One row of `sku_gaps.parquet`: one SKU of one outlet.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -110,8 +93,8 @@ impl Rows for SkuGapRow {
     }
 }
 
-/// Writes a run's rows (sorted here by outlet, then largest potential first) in row
-/// groups of [`ROW_GROUP_ROWS`].
+/// Writes a run's rows (sorted here by outlet, then largest potential first) keyed by
+/// outlet ([`keyed::write_chunks`]).
 pub async fn write(storage: &Storage, latest: &Latest, rows: &[SkuGapRow]) -> Result<()> {
     let mut rows = rows.to_vec();
     rows.sort_by(|a, b| {
@@ -120,17 +103,14 @@ pub async fn write(storage: &Storage, latest: &Latest, rows: &[SkuGapRow]) -> Re
             .then(b.potential.total_cmp(&a.potential))
             .then_with(|| a.sku_id.cmp(&b.sku_id))
     });
-    let props = writer_properties()
-        .into_builder()
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build();
-    let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, SkuGapRow::schema(), Some(props))?;
-    w.write(&SkuGapRow::to_batch(&rows)?)?;
-    w.close()?;
-    storage
-        .put(&latest.file(run_files::SKU_GAPS), buf.into())
-        .await
+    let file = latest.file(run_files::SKU_GAPS);
+    keyed::write_chunks(
+        storage,
+        &file,
+        "outlet_id",
+        rows.chunks(keyed::ROW_GROUP_ROWS),
+    )
+    .await
 }
 
 /// One outlet's rows, largest potential first; `None` when the run has no such file
@@ -141,101 +121,13 @@ pub async fn read_outlet(
     latest: &Latest,
     outlet_id: &str,
 ) -> Result<Option<Vec<SkuGapRow>>> {
-    let file = latest.file(run_files::SKU_GAPS);
-    let path = storage.path(&file);
-    let store = storage.object_store();
-    let meta = match store.head(&path).await {
-        Ok(m) => m,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let reader = Ranged {
-        store,
-        path,
-        size: meta.size,
-    };
-    let builder =
-        ParquetRecordBatchStreamBuilder::new_with_options(reader, ArrowReaderOptions::new())
-            .await?;
-    let col = builder
-        .parquet_schema()
-        .columns()
-        .iter()
-        .position(|c| c.name() == "outlet_id")
-        .ok_or_else(|| crate::Error::Table {
-            file: file.clone(),
-            reason: "column `outlet_id` is missing".into(),
-        })?;
-    let id = outlet_id.as_bytes();
-    let groups: Vec<usize> = builder
-        .metadata()
-        .row_groups()
-        .iter()
-        .enumerate()
-        .filter(|(_, g)| match g.column(col).statistics() {
-            Some(Statistics::ByteArray(s)) => {
-                let lo = s.min_bytes_opt().is_none_or(|m| m <= id);
-                let hi = s.max_bytes_opt().is_none_or(|m| id <= m);
-                lo && hi
-            }
-            _ => true,
-        })
-        .map(|(i, _)| i)
-        .collect();
-    let batches: Vec<RecordBatch> = builder
-        .with_row_groups(groups)
-        .build()?
-        .try_collect()
-        .await?;
-    let mut out = Vec::new();
-    for b in &batches {
-        let ids = b
-            .column_by_name("outlet_id")
-            .map(|c| c.as_string::<i32>().iter().any(|v| v == Some(outlet_id)));
-        if ids == Some(true) {
-            out.extend(
-                SkuGapRow::from_batch(&Columns::new(b, &file))?
-                    .into_iter()
-                    .filter(|r| r.outlet_id == outlet_id),
-            );
-        }
-    }
-    Ok(Some(out))
-}
-
-/// Ranged reads of one object of known size: the footer, then the row groups asked
-/// for (parquet's own object-store reader is deprecated in favour of this).
-struct Ranged {
-    store: Arc<dyn ObjectStore>,
-    path: Path,
-    size: u64,
-}
-
-impl AsyncFileReader for Ranged {
-    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        async move {
-            self.store
-                .get_range(&self.path, range)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
-        }
-        .boxed()
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        options: Option<&'a ArrowReaderOptions>,
-    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        async move {
-            let size = self.size;
-            let metadata = ParquetMetaDataReader::new()
-                .with_arrow_reader_options(options)
-                .load_and_finish(self, size)
-                .await?;
-            Ok(Arc::new(metadata))
-        }
-        .boxed()
-    }
+    keyed::read_key(
+        storage,
+        &latest.file(run_files::SKU_GAPS),
+        "outlet_id",
+        outlet_id,
+    )
+    .await
 }
 
 #[cfg(test)]

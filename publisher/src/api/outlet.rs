@@ -154,9 +154,14 @@ pub(super) async fn search(
     Ok(Json(out))
 }
 
-/// The outlet's spectrum against its segment's (`outlet_gaps.parquet`), with the
-/// average over all assigned outlets (the segment's profile).
-fn spectrum(snap: &Snapshot, outlet_id: &str, segment_id: &str) -> Vec<Value> {
+/// The outlet's spectrum against its segment's (its rows of `outlet_gaps.parquet`),
+/// with the average over all assigned outlets (the segment's profile).
+async fn spectrum(
+    storage: &spectra_core::Storage,
+    snap: &Snapshot,
+    outlet_id: &str,
+    segment_id: &str,
+) -> Result<Vec<Value>, crate::Error> {
     // The segment's share and the all-outlet average per feature, from one profile.
     let avg: HashMap<&str, f64> = snap
         .profiles
@@ -169,11 +174,10 @@ fn spectrum(snap: &Snapshot, outlet_id: &str, segment_id: &str) -> Vec<Value> {
                 .collect()
         })
         .unwrap_or_default();
-    let rows: BTreeMap<&str, (f64, f64)> = snap
-        .run
-        .gaps
+    let gaps =
+        spectra_core::tables::runs::read_outlet_gaps(storage, &snap.run.latest, outlet_id).await?;
+    let rows: BTreeMap<&str, (f64, f64)> = gaps
         .iter()
-        .filter(|g| g.outlet_id == outlet_id)
         .map(|g| (g.feature.as_str(), (g.outlet_share, g.segment_share)))
         .collect();
     let mut v: Vec<Value> = rows
@@ -197,7 +201,7 @@ fn spectrum(snap: &Snapshot, outlet_id: &str, segment_id: &str) -> Vec<Value> {
             .unwrap_or(0.0)
             .total_cmp(&a["segment_share"].as_f64().unwrap_or(0.0))
     });
-    v
+    Ok(v)
 }
 
 /// `GET /api/outlets/{id}`.
@@ -272,9 +276,9 @@ pub(super) async fn outlet(
                 "active_weeks": k.active_weeks, "return_share": k.return_share,
             })),
             "segment_kpis": seg.map(|p| &p.kpis),
-            "spectrum": spectrum(snap, &id, &a.segment_id),
+            "spectrum": spectrum(s.snapshots.storage(), snap, &id, &a.segment_id).await?,
             "sku_gaps": sku_gaps,
-            "recommendations": snap.recommendation_message(&id),
+            "recommendations": snap.read_recommendation_message(s.snapshots.storage(), &id).await?,
             // Why a list is empty for every outlet of the run (no earlier year, no
             // recent day in the daily table).
             "recommendation_notes": snap.run.model.recommendations.as_ref().map(|r| &r.notes),

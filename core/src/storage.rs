@@ -388,6 +388,33 @@ impl Storage {
         }
     }
 
+    /// Whether an object exists (one `HEAD`).
+    pub async fn exists(&self, rel: &str) -> Result<bool> {
+        match self.store.head(&self.path(rel)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The folders directly under a relative prefix (one listing call, not recursive),
+    /// as relative paths ending in `/`, sorted.
+    pub async fn list_folders(&self, rel_prefix: &str) -> Result<Vec<String>> {
+        let prefix = self.path(rel_prefix);
+        let listed = match self.store.list_with_delimiter(Some(&prefix)).await {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .map(|p| format!("{}/", self.relative(p)))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Lists every object under a relative prefix (recursively), sorted by path.
     pub async fn list(&self, rel_prefix: &str) -> Result<Vec<Listed>> {
         let prefix = self.path(rel_prefix);

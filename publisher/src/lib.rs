@@ -14,6 +14,7 @@ pub mod console;
 pub mod cycle;
 pub mod diff;
 pub mod export;
+pub mod history;
 pub mod hold;
 pub mod kafka;
 pub mod metadata;

@@ -87,6 +87,7 @@ async fn segmentation_names(
     storage: &Storage,
     snapshots: &Snapshots,
 ) -> Result<Vec<String>, Error> {
+    spectra_core::tables::definitions::seed(storage, cfg).await?;
     let listed = crate::tables::published(cfg, storage).await?;
     snapshots.set_definitions(listed.iter().filter_map(|(_, d)| d.as_ref()));
     Ok(listed.into_iter().map(|(n, _)| n).collect())
@@ -116,6 +117,9 @@ async fn load_metadata(
 /// (unless `once`) and the publish loop.
 pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Service, Error> {
     let storage = Storage::from_url(&cfg.storage.url)?;
+    // The config file's definitions are stored before the API answers (its reads do
+    // not seed; every publish cycle seeds again).
+    spectra_core::tables::definitions::seed(&storage, &cfg).await?;
     let t = &cfg.kafka.topics;
     ensure_topics(
         &cfg,

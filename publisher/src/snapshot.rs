@@ -289,6 +289,7 @@ pub struct Snapshots {
     max_change_shares: Arc<RwLock<HashMap<String, f64>>>,
     cache: Arc<Mutex<HashMap<String, Arc<Snapshot>>>>,
     loading: Arc<tokio::sync::Mutex<()>>,
+    histories: crate::history::Histories,
 }
 
 impl Snapshots {
@@ -300,6 +301,7 @@ impl Snapshots {
             max_change_shares: Arc::default(),
             cache: Arc::default(),
             loading: Arc::default(),
+            histories: Default::default(),
         }
     }
 
@@ -330,6 +332,11 @@ impl Snapshots {
     /// The storage read from.
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// The outlets' weekly histories (the 360 view's).
+    pub fn histories(&self) -> &crate::history::Histories {
+        &self.histories
     }
 
     /// The segmentation's `max_change_share` (the default for one not known).

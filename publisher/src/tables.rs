@@ -4,9 +4,8 @@
 //! run's window features (KPIs and master data per outlet) and the daily roll-ups (an
 //! outlet's history).
 
-use chrono::NaiveDate;
 use serde_json::Value;
-use spectra_core::tables::features::{self, OutletDailyRow};
+
 use spectra_core::Storage;
 
 pub use spectra_core::tables::features::KpiRow as OutletKpi;
@@ -19,7 +18,8 @@ use crate::Error;
 
 /// The segmentations the publisher publishes and serves, sorted by name, each with its
 /// definition when it is defined: the stored definitions that run (the config file
-/// seeds them, see [`spectra_core::tables::definitions::active`]) and every
+/// seeds them: every publish cycle does, see [`spectra_core::tables::definitions::seed`];
+/// a read does not) and every
 /// segmentation with runs in storage (a retired one keeps its last run served). Drafts
 /// are never published.
 pub async fn published(
@@ -27,7 +27,7 @@ pub async fn published(
     storage: &Storage,
 ) -> Result<Vec<(String, Option<spectra_core::config::SegmentationConfig>)>, Error> {
     use spectra_core::tables::definitions;
-    let mut out: std::collections::BTreeMap<String, Option<_>> = definitions::active(storage, cfg)
+    let mut out: std::collections::BTreeMap<String, Option<_>> = definitions::running(storage, cfg)
         .await?
         .into_iter()
         .filter(|a| !a.version.is_draft())
@@ -39,22 +39,6 @@ pub async fn published(
         }
     }
     Ok(out.into_iter().collect())
-}
-
-/// One outlet's `(date, net value, lines)` per day from `features/outlet_daily/` in
-/// `[from, to]`.
-pub async fn outlet_history(
-    storage: &Storage,
-    outlet_id: &str,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Result<Vec<(NaiveDate, f64, i64)>, Error> {
-    let rows: Vec<OutletDailyRow> =
-        features::read_outlet_daily(storage, from, to, |r| r.outlet_id == outlet_id).await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.date, r.net_value, r.lines))
-        .collect())
 }
 
 /// The latest `limit` runs of a segmentation with their model's quality and segment

@@ -300,13 +300,28 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     assert!(view["recommendation_notes"].is_object(), "{view}");
     let weeks = o["history"].as_array().unwrap();
     assert_eq!(weeks.len(), 26);
-    assert!(
-        weeks
+    // Each week holds the lines fed in for the outlet that week (the 26 weeks ending at
+    // the run's as-of date), through ingest, the daily roll-up and the history index.
+    let from = run2.as_of - chrono::Days::new(7 * 26 - 1);
+    let mut bought = 0;
+    for (w, week) in weeks.iter().enumerate() {
+        let start = from + chrono::Days::new(7 * w as u64);
+        let end = start + chrono::Days::new(6);
+        let (value, lines) = fx
+            .lines
             .iter()
-            .map(|w| w["value"].as_f64().unwrap())
-            .sum::<f64>()
-            > 0.0
-    );
+            .filter(|l| l.outlet == *id && start <= l.date && l.date <= end)
+            .fold((0.0, 0), |(v, n), l| (v + l.value, n + 1));
+        bought += lines;
+        assert_eq!(week["week"], start.to_string(), "{week}");
+        let got = week["value"].as_f64().unwrap();
+        assert!(
+            (got - value).abs() < 1e-6 * value.abs().max(1.0),
+            "{week} vs {value}"
+        );
+        assert_eq!(week["lines"], lines, "{week}");
+    }
+    assert!(bought > 0, "the outlet bought in the history's weeks");
     assert_eq!(get(&c, &format!("{base}/api/outlets/NOPE-1")).await.0, 404);
     let (s, hits) = get(&c, &format!("{base}/api/outlets?q=sklep%201")).await;
     assert_eq!(s, 200);

@@ -371,6 +371,13 @@ impl Active {
 /// (as stored), the API's not retired, and their open drafts, sorted by name.
 pub async fn active(storage: &Storage, cfg: &Config) -> Result<Vec<Active>> {
     seed(storage, cfg).await?;
+    running(storage, cfg).await
+}
+
+/// The definitions that run, as [`active`] gives them, without seeding the config
+/// file's first: for readers that seed elsewhere (the publisher's API answers from
+/// what its publish cycles seeded).
+pub async fn running(storage: &Storage, cfg: &Config) -> Result<Vec<Active>> {
     let configured: BTreeSet<&str> = cfg.segmentation.iter().map(|s| s.name.as_str()).collect();
     let all = all_current(storage).await?;
     let live = |d: &DefinitionVersion| {

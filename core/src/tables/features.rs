@@ -703,25 +703,6 @@ pub async fn stream_daily(
     Ok(())
 }
 
-/// The `features/outlet_daily/` rows of the days in `[from, to]` that `keep` accepts.
-pub async fn read_outlet_daily(
-    storage: &Storage,
-    from: NaiveDate,
-    to: NaiveDate,
-    keep: impl Fn(&OutletDailyRow) -> bool,
-) -> Result<Vec<OutletDailyRow>> {
-    let mut out = Vec::new();
-    for (date, path) in partitions(storage, layout::OUTLET_DAILY).await? {
-        if from <= date && date <= to {
-            let rows = read_rows::<OutletDailyRow>(storage, &path)
-                .await?
-                .unwrap_or_default();
-            out.extend(rows.into_iter().filter(|r| keep(r)));
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

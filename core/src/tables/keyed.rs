@@ -5,8 +5,9 @@
 //! costs the same at 10k outlets as at 1M, and no reader holds the whole table to
 //! answer for one outlet.
 
+use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
@@ -15,7 +16,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder};
 use parquet::errors::ParquetError;
@@ -27,7 +28,19 @@ use crate::schema::writer_properties;
 use crate::{Error, Result, Storage};
 
 /// Rows per row group: one key's read decodes at most a few groups of this many rows.
-pub const ROW_GROUP_ROWS: usize = 8 * 1024;
+pub const ROW_GROUP_ROWS: usize = 2 * 1024;
+
+/// Footers of keyed tables read lately, by path, size and entity tag (an object
+/// rewritten in place is read again): a run's files are read one key at a time many
+/// times, and parsing a footer of a few hundred row groups costs more than reading
+/// the one row group asked for.
+type FooterKey = (String, u64, Option<String>);
+static FOOTERS: LazyLock<Mutex<HashMap<FooterKey, ArrowReaderMetadata>>> =
+    LazyLock::new(Mutex::default);
+
+/// Footers kept at most (then forgotten all at once): the per-outlet files of a few
+/// runs of a few segmentations.
+const FOOTERS_KEPT: usize = 16;
 
 /// Writes a table keyed by `key` from chunks of rows made one at a time, as one
 /// Parquet object in row groups of [`ROW_GROUP_ROWS`]. The rows must come sorted by
@@ -84,14 +97,30 @@ pub async fn read_key<T: Rows>(
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let reader = Ranged {
+    let mut reader = Ranged {
         store,
         path: object,
         size: meta.size,
     };
-    let builder =
-        ParquetRecordBatchStreamBuilder::new_with_options(reader, ArrowReaderOptions::new())
-            .await?;
+    let footer = (path.to_owned(), meta.size, meta.e_tag.clone());
+    let cached = FOOTERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&footer)
+        .cloned();
+    let arrow_meta = match cached {
+        Some(m) => m,
+        None => {
+            let m = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new()).await?;
+            let mut footers = FOOTERS.lock().unwrap_or_else(|p| p.into_inner());
+            if footers.len() >= FOOTERS_KEPT {
+                footers.clear();
+            }
+            footers.insert(footer, m.clone());
+            m
+        }
+    };
+    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, arrow_meta);
     let col = builder
         .parquet_schema()
         .columns()

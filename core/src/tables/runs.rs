@@ -97,14 +97,17 @@ pub async fn write_latest(storage: &Storage, segmentation: &str, latest: &Latest
 
 /// The segmentations that have a `latest.json` in storage, sorted.
 pub async fn stored_segmentations(storage: &Storage) -> Result<Vec<String>> {
-    let mut names: Vec<String> = storage
-        .list(layout::SEGMENTATIONS)
-        .await?
-        .iter()
-        .filter_map(|l| layout::segmentation_of_latest(&l.path).map(str::to_owned))
-        .collect();
-    names.sort();
-    names.dedup();
+    // The folders, then each one's `latest.json`: a listing of every run's files would
+    // grow with the history.
+    let mut names = Vec::new();
+    for folder in storage.list_folders(layout::SEGMENTATIONS).await? {
+        let latest = format!("{folder}latest.json");
+        if let Some(name) = layout::segmentation_of_latest(&latest) {
+            if storage.exists(&latest).await? {
+                names.push(name.to_owned());
+            }
+        }
+    }
     Ok(names)
 }
 

@@ -7,15 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use chrono::{Datelike, Duration};
+use chrono::Datelike;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{snapshot, ApiError, ApiResult, AppState};
 use crate::snapshot::Snapshot;
-
-/// Weeks of history in the 360 view.
-const HISTORY_WEEKS: i64 = 26;
+use spectra_core::config::SegmentationConfig;
 
 /// `?limit=`, `?q=`, `?segmentation=` and `?sort=` (`value`, the default, `potential`
 /// or `tier`: largest first).
@@ -101,22 +99,19 @@ pub(super) async fn segment_outlets(
     ))
 }
 
+/// The published segmentations' snapshots (those with a run), each with its stored
+/// definition when it runs.
 async fn all_snapshots(
     s: &AppState,
     only: Option<&str>,
-) -> ApiResult<Vec<std::sync::Arc<Snapshot>>> {
-    let names: Vec<String> = crate::tables::published(&s.cfg, s.snapshots.storage())
-        .await?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+) -> ApiResult<Vec<(std::sync::Arc<Snapshot>, Option<SegmentationConfig>)>> {
     let mut out = Vec::new();
-    for n in names
-        .iter()
-        .filter(|n| only.is_none_or(|o| o == n.as_str()))
-    {
-        if let Some(snap) = s.snapshots.get(n).await? {
-            out.push(snap);
+    for (n, definition) in crate::tables::published(&s.cfg, s.snapshots.storage()).await? {
+        if only.is_some_and(|o| o != n) {
+            continue;
+        }
+        if let Some(snap) = s.snapshots.get(&n).await? {
+            out.push((snap, definition));
         }
     }
     Ok(out)
@@ -136,7 +131,7 @@ pub(super) async fn search(
     }
     let limit = q.limit.unwrap_or(20).min(200);
     let mut out = Vec::new();
-    for snap in all_snapshots(&s, q.segmentation.as_deref()).await? {
+    for (snap, _) in all_snapshots(&s, q.segmentation.as_deref()).await? {
         for a in &snap.run.assignments {
             let name = snap
                 .kpi(&a.outlet_id)
@@ -213,8 +208,8 @@ pub(super) async fn outlet(
     let snaps = all_snapshots(&s, q.segmentation.as_deref()).await?;
     let mut master = None;
     let mut views = Vec::new();
-    let mut latest_as_of = None;
-    for snap in &snaps {
+    let mut latest: Option<(chrono::NaiveDate, String)> = None;
+    for (snap, definition) in &snaps {
         let k = snap.kpi(&id);
         if master.is_none() {
             master = k.cloned();
@@ -222,15 +217,26 @@ pub(super) async fn outlet(
         let Some(a) = snap.assignment(&id) else {
             continue;
         };
-        latest_as_of = latest_as_of.max(Some(snap.run.latest.as_of));
+        if latest
+            .as_ref()
+            .is_none_or(|(d, _)| *d < snap.run.latest.as_of)
+        {
+            latest = Some((snap.run.latest.as_of, snap.run.latest.run_id.clone()));
+        }
         let l = snap.label(&s.metadata, &a.segment_id);
         let seg = snap.profiles.iter().find(|p| p.segment_id == a.segment_id);
-        // Pinned by hand (the stored definition's pins).
-        let pinned_to =
-            spectra_core::tables::definitions::current(s.snapshots.storage(), snap.segmentation())
-                .await?
-                .and_then(|d| d.definition)
-                .and_then(|d| d.pins.get(&id).cloned());
+        // Pinned by hand (the stored definition's pins; a segmentation that no longer
+        // runs keeps those of its last definition).
+        let definition = match definition {
+            Some(d) => Some(d.clone()),
+            None => spectra_core::tables::definitions::current(
+                s.snapshots.storage(),
+                snap.segmentation(),
+            )
+            .await?
+            .and_then(|d| d.definition),
+        };
+        let pinned_to = definition.and_then(|d| d.pins.get(&id).cloned());
         // Per SKU: where the outlet has the most to win against its segment (one
         // outlet's row groups of the run's `sku_gaps.parquet`; null for older runs).
         let sku_gaps = spectra_core::tables::sku_gaps::read_outlet(
@@ -290,25 +296,17 @@ pub(super) async fn outlet(
         )));
     }
     let m = master.unwrap_or_default();
-    let history = match latest_as_of {
-        Some(to) => {
-            let from = to - Duration::days(7 * HISTORY_WEEKS - 1);
-            let days = crate::tables::outlet_history(s.snapshots.storage(), &id, from, to).await?;
-            let mut weeks: BTreeMap<chrono::NaiveDate, (f64, i64)> = BTreeMap::new();
-            for w in 0..HISTORY_WEEKS {
-                weeks.insert(from + Duration::days(7 * w), (0.0, 0));
-            }
-            for (d, v, l) in days {
-                let start = from + Duration::days(7 * ((d - from).num_days() / 7));
-                let e = weeks.entry(start).or_default();
-                e.0 += v;
-                e.1 += l;
-            }
-            weeks
-                .into_iter()
-                .map(|(w, (v, l))| json!({"week": w.to_string(), "iso_week": w.iso_week().week(), "value": v, "lines": l}))
-                .collect()
-        }
+    // The weeks ending at the latest run's as-of date, from the index built for it.
+    let history = match latest {
+        Some((to, run_id)) => s
+            .snapshots
+            .histories()
+            .get(s.snapshots.storage(), to, &run_id)
+            .await?
+            .weeks(&id)
+            .into_iter()
+            .map(|w| json!({"week": w.start.to_string(), "iso_week": w.start.iso_week().week(), "value": w.value, "lines": w.lines}))
+            .collect(),
         None => Vec::new(),
     };
     Ok(Json(json!({

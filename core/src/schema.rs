@@ -324,8 +324,17 @@ pub fn encode_parquet(
     schema: SchemaRef,
     batches: impl IntoIterator<Item = crate::Result<RecordBatch>>,
 ) -> crate::Result<bytes::Bytes> {
+    encode_parquet_with(schema, writer_properties(), batches)
+}
+
+/// [`encode_parquet`] with other writer settings (smaller row groups, say).
+pub fn encode_parquet_with(
+    schema: SchemaRef,
+    props: WriterProperties,
+    batches: impl IntoIterator<Item = crate::Result<RecordBatch>>,
+) -> crate::Result<bytes::Bytes> {
     let mut buf = Vec::with_capacity(1 << 16);
-    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(writer_properties()))?;
+    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props))?;
     for b in batches {
         w.write(&b?)?;
     }

@@ -19,8 +19,7 @@ use crate::snapshot::Snapshot;
 use crate::snapshot::Snapshots;
 use crate::state::{self, CycleState, Pending, PendingKey, ProfileStamp};
 use crate::Error;
-use spectra_core::tables::for_each_batch;
-use spectra_core::tables::recommendations::OutletLists;
+use spectra_core::tables::recommendations::{OutletLists, RecommendationsFile};
 
 /// What a cycle published for one segmentation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -154,10 +153,17 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
     // Recommendations: every assigned outlet with a list, for a new run (streamed from
     // the run's file when delivered: only their keys are held); tombstones for
     // outlets that left.
-    let recommended = if new_run {
-        recommended_outlets(storage, &snap).await?
-    } else {
-        Vec::new()
+    let recs_file = match new_run {
+        true => Some(RecommendationsFile::fetch(storage, &snap.recommendations_file()).await?),
+        false => None,
+    };
+    let recommended: Vec<String> = match &recs_file {
+        Some(f) => f
+            .outlets()?
+            .into_iter()
+            .filter(|o| snap.assignment(o).is_some())
+            .collect(),
+        None => Vec::new(),
     };
     report.recommendations += recommended.len() as u64;
     let mut tail = Vec::new();
@@ -242,19 +248,17 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         delivery.send(m).await?;
     }
     drop(out);
-    if new_run {
-        let mut lists = OutletLists::open(storage, &snap.recommendations_file()).await?;
+    if let Some(f) = &recs_file {
+        let mut lists = f.lists()?;
         while let Some(outlets) = lists.next_outlets()? {
-            for (outlet, r) in outlets {
-                if let Some(v) = snap.recommendation_message(&outlet, &r) {
-                    let m = Outgoing {
-                        topic: topics.recommendations.clone(),
-                        key: key(&outlet),
-                        value: Some(json(&v)),
-                        change: "recommendation",
-                    };
-                    delivery.send(&m).await?;
-                }
+            for (outlet, v) in snap.recommendation_messages(outlets) {
+                let m = Outgoing {
+                    topic: topics.recommendations.clone(),
+                    key: key(&outlet),
+                    value: Some(json(&v)),
+                    change: "recommendation",
+                };
+                delivery.send(&m).await?;
             }
         }
     }
@@ -291,33 +295,6 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
     Ok(report)
 }
 
-/// The assigned outlets of the run with an item in some list, in outlet order: the
-/// `outlet_id` column of its `recommendations.parquet`, streamed.
-async fn recommended_outlets(
-    storage: &spectra_core::Storage,
-    snap: &Snapshot,
-) -> Result<Vec<String>, Error> {
-    let file = snap.recommendations_file();
-    let mut out: Vec<String> = Vec::new();
-    let found = for_each_batch(storage, &file, Some(&["outlet_id"]), |c| {
-        for id in c.id_strings("outlet_id")?.iter().flatten() {
-            if out.last().is_none_or(|l| l != id) && snap.assignment(id).is_some() {
-                out.push(id.to_owned());
-            }
-        }
-        Ok(())
-    })
-    .await?;
-    if !found {
-        return Err(spectra_core::Error::Table {
-            file,
-            reason: "missing, though latest.json names the run".into(),
-        }
-        .into());
-    }
-    Ok(out)
-}
-
 /// The recommendations messages of the assigned outlets among `wanted`, read in one
 /// pass over the run's file; outlets not assigned or without a list are absent.
 async fn recommendation_messages(
@@ -331,11 +308,9 @@ async fn recommendation_messages(
     }
     let mut lists = OutletLists::open(storage, &snap.recommendations_file()).await?;
     while let Some(outlets) = lists.next_outlets()? {
-        for (outlet, r) in outlets {
+        for (outlet, v) in snap.recommendation_messages(outlets) {
             if wanted.contains(outlet.as_str()) {
-                if let Some(v) = snap.recommendation_message(&outlet, &r) {
-                    out.insert(outlet, json(&v));
-                }
+                out.insert(outlet, json(&v));
             }
         }
     }
@@ -510,10 +485,7 @@ pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRe
     let mut expected_recs = HashSet::new();
     let mut lists = OutletLists::open(storage, &snap.recommendations_file()).await?;
     while let Some(outlets) = lists.next_outlets()? {
-        for (outlet, r) in outlets {
-            let Some(v) = snap.recommendation_message(&outlet, &r) else {
-                continue;
-            };
+        for (outlet, v) in snap.recommendation_messages(outlets) {
             let (k, v) = (key(&outlet), json(&v));
             if recs_view.get(&k) != Some(&v) {
                 out.push(Outgoing {

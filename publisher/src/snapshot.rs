@@ -239,6 +239,17 @@ impl Snapshot {
         )
     }
 
+    /// The recommendations messages of the assigned outlets among `outlets` (lists as
+    /// [`spectra_core::tables::recommendations::OutletLists`] gives them).
+    pub fn recommendation_messages(
+        &self,
+        outlets: Vec<(String, Recommendations)>,
+    ) -> impl Iterator<Item = (String, Value)> + '_ {
+        outlets
+            .into_iter()
+            .filter_map(|(o, r)| self.recommendation_message(&o, &r).map(|v| (o, v)))
+    }
+
     /// An outlet recommendations message (contract §3.3) from its lists; `None` when
     /// the outlet is not assigned in the run.
     pub fn recommendation_message(&self, outlet_id: &str, r: &Recommendations) -> Option<Value> {

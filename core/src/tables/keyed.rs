@@ -18,13 +18,13 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::statistics::Statistics;
 
 use super::{Columns, Rows};
-use crate::schema::writer_properties;
+use crate::schema::{encode_parquet_with, writer_properties};
 use crate::{Error, Result, Storage};
 
 /// Rows per row group: one key's read decodes at most a few groups of this many rows.
@@ -56,11 +56,8 @@ pub async fn write_chunks<T: Rows>(
         .into_builder()
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
-    let mut buf = Vec::with_capacity(1 << 16);
-    let mut w = ArrowWriter::try_new(&mut buf, T::schema(), Some(props))?;
-    let mut last: Option<String> = None;
-    let mut row = 0usize;
-    for chunk in chunks {
+    let (mut last, mut row) = (None::<String>, 0usize);
+    let batches = chunks.into_iter().map(|chunk| {
         let b = T::to_batch(chunk.as_ref())?;
         let ids = Columns::new(&b, path).id_strings(key)?;
         for id in ids.iter().flatten() {
@@ -75,10 +72,10 @@ pub async fn write_chunks<T: Rows>(
             }
             row += 1;
         }
-        w.write(&b)?;
-    }
-    w.close()?;
-    storage.put(path, buf.into()).await
+        Ok(b)
+    });
+    let data = encode_parquet_with(T::schema(), props, batches)?;
+    storage.put(path, data).await
 }
 
 /// The rows of `path` whose `key` column equals `value`, in file order; `None` when

@@ -99,9 +99,15 @@ impl Batches {
         path: &str,
         columns: Option<&[&str]>,
     ) -> Result<Option<Self>> {
-        let Some(bytes) = storage.get(path).await? else {
-            return Ok(None);
-        };
+        match storage.get(path).await? {
+            Some(bytes) => Self::read(bytes, path, columns).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads an object already fetched (`bytes`, from `path`), with only `columns`
+    /// decoded when given.
+    pub fn read(bytes: bytes::Bytes, path: &str, columns: Option<&[&str]>) -> Result<Self> {
         let not_parquet = |e: &dyn std::fmt::Display| table_error(path, e.to_string());
         let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(|e| not_parquet(&e))?
@@ -110,10 +116,10 @@ impl Batches {
             let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
             builder = builder.with_projection(mask);
         }
-        Ok(Some(Self {
+        Ok(Self {
             reader: builder.build().map_err(|e| not_parquet(&e))?,
             path: path.to_owned(),
-        }))
+        })
     }
 
     /// The next batch; `None` at the end.

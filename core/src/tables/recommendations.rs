@@ -205,16 +205,59 @@ pub struct OutletLists {
     open: Option<(String, Recommendations)>,
 }
 
+/// A run's `recommendations.parquet` fetched once and read as often as needed: the
+/// outlets it lists ([`RecommendationsFile::outlets`]), then every outlet's lists
+/// ([`RecommendationsFile::lists`]).
+pub struct RecommendationsFile {
+    bytes: bytes::Bytes,
+    path: String,
+}
+
+impl RecommendationsFile {
+    /// Fetches the file; a missing one is an [`crate::Error::Table`] naming it.
+    pub async fn fetch(storage: &Storage, file: &str) -> Result<Self> {
+        Ok(Self {
+            bytes: storage
+                .get(file)
+                .await?
+                .ok_or_else(|| super::runs::missing(file.to_owned()))?,
+            path: file.to_owned(),
+        })
+    }
+
+    /// The outlets with an item in some list, in file order (the `outlet_id` column
+    /// alone is decoded).
+    pub fn outlets(&self) -> Result<Vec<String>> {
+        let mut batches = Batches::read(self.bytes.clone(), &self.path, Some(&["outlet_id"]))?;
+        let mut out: Vec<String> = Vec::new();
+        while let Some(b) = batches.next_batch()? {
+            for id in Columns::new(&b, &self.path)
+                .id_strings("outlet_id")?
+                .iter()
+                .flatten()
+            {
+                if out.last().is_none_or(|l| l != id) {
+                    out.push(id.to_owned());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every outlet's lists, a batch at a time.
+    pub fn lists(&self) -> Result<OutletLists> {
+        Ok(OutletLists {
+            batches: Batches::read(self.bytes.clone(), &self.path, None)?,
+            open: None,
+        })
+    }
+}
+
 impl OutletLists {
     /// Opens a run's `recommendations.parquet`; a missing file is an
     /// [`crate::Error::Table`] naming it.
     pub async fn open(storage: &Storage, file: &str) -> Result<Self> {
-        Ok(Self {
-            batches: Batches::open(storage, file, None)
-                .await?
-                .ok_or_else(|| super::runs::missing(file.to_owned()))?,
-            open: None,
-        })
+        RecommendationsFile::fetch(storage, file).await?.lists()
     }
 
     /// The next outlets whose rows are complete, each with its lists; `None` at the
@@ -337,6 +380,15 @@ mod tests {
         }
         assert!(reads > 1, "{reads} reads");
         assert_eq!(got, recs);
+        let file = RecommendationsFile::fetch(&storage, "r.parquet")
+            .await
+            .unwrap();
+        let listed: Vec<&String> = recs
+            .iter()
+            .filter(|(_, r)| r.lists().iter().any(|(_, l)| !l.is_empty()))
+            .map(|(o, _)| o)
+            .collect();
+        assert_eq!(file.outlets().unwrap().iter().collect::<Vec<_>>(), listed);
         let one = read_outlet(&storage, "r.parquet", "O01234").await.unwrap();
         assert_eq!(one.as_ref(), recs.get("O01234"));
         assert_eq!(

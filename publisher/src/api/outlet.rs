@@ -227,16 +227,16 @@ pub(super) async fn outlet(
         let seg = snap.profiles.iter().find(|p| p.segment_id == a.segment_id);
         // Pinned by hand (the stored definition's pins; a segmentation that no longer
         // runs keeps those of its last definition).
-        let definition = match definition {
-            Some(d) => Some(d.clone()),
+        let pinned_to = match definition {
+            Some(d) => d.pins.get(&id).cloned(),
             None => spectra_core::tables::definitions::current(
                 s.snapshots.storage(),
                 snap.segmentation(),
             )
             .await?
-            .and_then(|d| d.definition),
+            .and_then(|d| d.definition)
+            .and_then(|d| d.pins.get(&id).cloned()),
         };
-        let pinned_to = definition.and_then(|d| d.pins.get(&id).cloned());
         // Per SKU: where the outlet has the most to win against its segment (one
         // outlet's row groups of the run's `sku_gaps.parquet`; null for older runs).
         let sku_gaps = spectra_core::tables::sku_gaps::read_outlet(

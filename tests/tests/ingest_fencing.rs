@@ -163,10 +163,8 @@ fn spawn_stalling(
         .unwrap()
 }
 
-/// The multi-process tests take turns: each runs two or three ingest processes and
-/// the stalled-owner test depends on a rebalance landing while a write is in flight,
-/// which two other such tests on the same two cores made rare (it then failed to see
-/// any fencing in 16 rounds; alone it fences in the first few).
+/// The multi-process tests take turns: each runs two or three ingest processes, and
+/// three at once on two cores stretch their rebalances past their deadlines.
 static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn heavy() -> std::sync::MutexGuard<'static, ()> {
@@ -415,14 +413,44 @@ fn a_recreated_topic_is_refused_until_reset_deliberately() {
     assert_eq!(new.len(), 100, "the recreated topic is ingested whole");
 }
 
+/// Every partition state (`state/ingest/checkpoints/…`): (path, owner, pending intent?).
+fn partition_states(storage: &spectra_core::Storage) -> Vec<(String, String, bool)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut out = Vec::new();
+        for o in storage.list("state/ingest/checkpoints/").await.unwrap() {
+            let Some(data) = storage.get(&o.path).await.unwrap() else {
+                continue;
+            };
+            let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            out.push((
+                o.path.clone(),
+                v["owner"].as_str().unwrap_or_default().to_owned(),
+                !v["pending"].is_null(),
+            ));
+        }
+        out
+    })
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {}", child.id());
+}
+
 #[test]
 fn a_stalled_owner_losing_its_partitions_is_fenced() {
-    // Every object write of A stalls 6 to 8 s: its writer is nearly always between a
-    // batch's intent and its checkpoint, for longer than a rebalance takes.
-    // B (healthy) joins the group, takes partitions A is still writing, and A's late
-    // checkpoints must fail instead of landing; then B leaves and A gets them back.
-    // Each round fences with a fair chance (the partition A is writing moves to B with
-    // about one chance in two), whatever the machine's load.
+    // A's object writes stall 6 to 8 s, so it is nearly always between a batch's intent
+    // and its checkpoint. Once its state shows an intent, A is frozen (SIGSTOP: a long
+    // pause, a VM migration): its session expires, B takes every partition's lease, and
+    // when A thaws (SIGCONT) the write it was in must be fenced instead of landing.
     let _turn = heavy();
     let dir = tempfile::tempdir().unwrap();
     let (setup, env) = setup(dir.path(), &Store::File);
@@ -439,38 +467,49 @@ fn a_stalled_owner_losing_its_partitions_is_fenced() {
         "kafka.session_timeout_ms=4000",
     ];
     let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let count = |log: &Path, what: &str| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches(what)
+            .count()
+    };
     let started = Instant::now();
     let mut a = spawn_stalling(&setup, &env, &flags, &log_a, "1.0:6000-8000:puts");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while stored(&storage).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // Fenced batches of either process (A's late ones, or B's when a lease A was
-    // still taking for an assignment already over lands after B's).
-    let fenced = || {
-        [&log_a, &log_b]
-            .iter()
-            .map(|l| {
-                std::fs::read_to_string(l)
-                    .unwrap_or_default()
-                    .matches("fenced: another ingest process")
-                    .count()
-            })
-            .sum::<usize>()
-    };
-    let mut rounds = 0;
-    while rounds < 16 && fenced() == 0 {
-        rounds += 1;
-        // B stays until a batch is fenced or A's stalled write must have ended.
-        let mut b = spawn_stalling(&setup, &env, &flags, &log_b, "0:0");
-        let until = Instant::now() + Duration::from_secs(15);
-        while fenced() == 0 && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(250));
+    let a_owner = format!(":{}", a.id());
+    let wait = |what: &str, secs: u64, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !done() {
+            assert!(Instant::now() < deadline, "waited {secs} s for {what}");
+            std::thread::sleep(Duration::from_millis(100));
         }
-        b.kill().unwrap();
-        b.wait().unwrap();
-        std::thread::sleep(Duration::from_secs(5));
-    }
+    };
+    wait("A's first intent", 120, &|| {
+        partition_states(&storage)
+            .iter()
+            .any(|(_, owner, pending)| owner.ends_with(&a_owner) && *pending)
+    });
+    signal(&a, "-STOP");
+    let frozen = partition_states(&storage);
+    let in_flight: Vec<&String> = frozen
+        .iter()
+        .filter(|(_, owner, pending)| owner.ends_with(&a_owner) && *pending)
+        .map(|(path, _, _)| path)
+        .collect();
+    assert!(!in_flight.is_empty());
+    let mut b = spawn_stalling(&setup, &env, &flags, &log_b, "0:0");
+    wait("B to take A's partitions", 180, &|| {
+        let now = partition_states(&storage);
+        in_flight.iter().all(|p| {
+            now.iter()
+                .any(|(path, owner, _)| path == *p && !owner.ends_with(&a_owner))
+        })
+    });
+    signal(&a, "-CONT");
+    wait("A's write to be fenced", 120, &|| {
+        count(&log_a, "fenced: another ingest process") >= 1
+    });
+    b.kill().unwrap();
+    b.wait().unwrap();
     a.kill().unwrap();
     a.wait().unwrap();
     let out = command(&setup, &env, &["--once"])
@@ -485,8 +524,9 @@ fn a_stalled_owner_losing_its_partitions_is_fenced() {
     let rows = stored(&storage);
     let positions: BTreeSet<(i32, i64)> = rows.iter().map(|r| (r.0, r.1)).collect();
     eprintln!(
-        "stalled owner: {} batch(es) fenced after {rounds} round(s) of B joining; {} lines stored for {total}; {:.1} s",
-        fenced(),
+        "stalled owner: {} of A's batches fenced ({} partition(s) in flight when frozen); {} lines stored for {total}; {:.1} s",
+        count(&log_a, "fenced: another ingest process"),
+        in_flight.len(),
         rows.len(),
         started.elapsed().as_secs_f64()
     );
@@ -495,7 +535,6 @@ fn a_stalled_owner_losing_its_partitions_is_fenced() {
         let b = std::fs::read_to_string(&log_b).unwrap_or_default();
         std::fs::write(&keep, format!("=== A\n{a}\n=== B\n{b}")).unwrap();
     }
-    assert!(fenced() >= 1, "no batch was fenced in {rounds} rounds");
     assert_eq!(
         positions.len(),
         rows.len(),

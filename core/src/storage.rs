@@ -51,7 +51,28 @@ pub struct Storage {
     url: String,
     /// For `file://`: the root directory (writes and compare-and-swap are hand-written).
     local: Option<std::path::PathBuf>,
+    /// Objects read with [`Storage::get_write_once`], shared by clones.
+    write_once: Arc<std::sync::Mutex<WriteOnce>>,
+    /// Unique per opened store, shared by clones ([`Storage::id`]).
+    id: u64,
 }
+
+/// The next [`Storage::id`].
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The cache of [`Storage::get_write_once`]: objects by relative path, and their bytes.
+#[derive(Debug, Default)]
+struct WriteOnce {
+    objects: std::collections::HashMap<String, Bytes>,
+    bytes: usize,
+}
+
+/// Bytes [`Storage::get_write_once`] keeps at most (then it forgets them all at once).
+const WRITE_ONCE_BYTES: usize = 16 << 20;
 
 /// The version of an object as read by [`Storage::get_versioned`], to make a later
 /// [`Storage::put_if`] conditional on it.
@@ -119,6 +140,8 @@ impl Storage {
                     base: Url::parse("file:///").expect("valid"),
                     url: url.to_owned(),
                     local: Some(dir),
+                    write_once: Arc::default(),
+                    id: next_id(),
                 })
             }
             "s3" => {
@@ -137,6 +160,8 @@ impl Storage {
                     base: Url::parse(&format!("s3://{bucket}")).map_err(|e| bad(&e.to_string()))?,
                     url: url.to_owned(),
                     local: None,
+                    write_once: Arc::default(),
+                    id: next_id(),
                 })
             }
             "memory" => Ok(Self::memory()),
@@ -154,7 +179,16 @@ impl Storage {
             base: Url::parse("memory://").expect("valid"),
             url: "memory://".into(),
             local: None,
+            write_once: Arc::default(),
+            id: next_id(),
         }
+    }
+
+    /// This store's identity in the process: the same for its clones, another for
+    /// every store opened (two opens of one URL included), so caches outside it key
+    /// by it and never mix two stores' objects of one path.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The URL this storage was opened from.
@@ -368,6 +402,34 @@ impl Storage {
                     source: e,
                 }),
         }
+    }
+
+    /// An object written once and never rewritten (a create-only path, such as a
+    /// definition version), read from storage the first time only: a reader that
+    /// lists such objects on every request (the API) then costs one listing, not one
+    /// read per object. Never use it for a path that is written again.
+    pub async fn get_write_once(&self, rel: &str) -> Result<Option<Bytes>> {
+        let cached = |s: &Self| {
+            s.write_once
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .objects
+                .get(rel)
+                .cloned()
+        };
+        if let Some(b) = cached(self) {
+            return Ok(Some(b));
+        }
+        let Some(b) = self.get(rel).await? else {
+            return Ok(None);
+        };
+        let mut c = self.write_once.lock().unwrap_or_else(|p| p.into_inner());
+        if c.bytes + b.len() > WRITE_ONCE_BYTES {
+            *c = WriteOnce::default();
+        }
+        c.bytes += b.len();
+        c.objects.insert(rel.to_owned(), b.clone());
+        Ok(Some(b))
     }
 
     /// Writes a value as pretty JSON.

@@ -232,10 +232,11 @@ pub async fn all_current(storage: &Storage) -> Result<BTreeMap<String, Definitio
     let mut out = BTreeMap::new();
     for (name, vs) in versions(storage).await? {
         if let Some(v) = vs.last() {
-            if let Some(d) = storage
-                .get_json::<DefinitionVersion>(&layout::definition(&name, *v))
-                .await?
-            {
+            // Versions are created once and never rewritten.
+            let path = layout::definition(&name, *v);
+            if let Some(data) = storage.get_write_once(&path).await? {
+                let d: DefinitionVersion =
+                    serde_json::from_slice(&data).map_err(|source| Error::Json { path, source })?;
                 out.insert(name, d);
             }
         }

@@ -1,9 +1,12 @@
 //! Tables read one key at a time (a run's per-outlet files: recommendations, outlet
-//! gaps, SKU gaps): rows sorted by the key column and written in small row groups
-//! ([`ROW_GROUP_ROWS`]), so a reader of one key ([`read_key`]) fetches the footer and
-//! only the row groups whose statistics can hold the key. An outlet's 360 view then
-//! costs the same at 10k outlets as at 1M, and no reader holds the whole table to
-//! answer for one outlet.
+//! gaps, SKU gaps): rows sorted by the key column, written in row groups of
+//! [`ROW_GROUP_ROWS`] and data pages of at most [`PAGE_ROWS`] rows, with a page index
+//! (per-page minimum and maximum of the key, and every page's location) and no
+//! dictionary pages. A reader of one key ([`read_key`]) fetches the footer and page
+//! index once (cached), then only the pages whose key range can hold the key: a few
+//! hundred rows per column, whatever the table's size. An outlet's 360 view then costs
+//! the same at 10k outlets as at 1M, and no reader holds the whole table to answer for
+//! one outlet.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -16,26 +19,39 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector,
+};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::basic::Compression;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use parquet::file::properties::EnabledStatistics;
 use parquet::file::statistics::Statistics;
+use parquet::schema::types::ColumnPath;
 
 use super::{Columns, Rows};
 use crate::schema::{encode_parquet_with, writer_properties};
 use crate::{Error, Result, Storage};
 
-/// Rows per row group: one key's read decodes at most a few groups of this many rows.
-pub const ROW_GROUP_ROWS: usize = 2 * 1024;
+/// Rows per row group (the unit of the footer's statistics; pages narrow a read).
+pub const ROW_GROUP_ROWS: usize = 16 * 1024;
 
-/// Footers of keyed tables read lately, by path, size and entity tag (an object
-/// rewritten in place is read again): a run's files are read one key at a time many
-/// times, and parsing a footer of a few hundred row groups costs more than reading
-/// the one row group asked for.
-type FooterKey = (String, u64, Option<String>);
-static FOOTERS: LazyLock<Mutex<HashMap<FooterKey, ArrowReaderMetadata>>> =
+/// Bytes of a column's dictionary page at most, per row group (see [`write_chunks`]).
+pub const DICTIONARY_BYTES: usize = 64 * 1024;
+
+/// Rows per data page (a page closes at the first write past it, so a page holds
+/// fewer than twice this): one key's read decodes a page or two per column.
+pub const PAGE_ROWS: usize = 256;
+
+/// Footers (with page indexes) of keyed tables read lately, with the object's size,
+/// by store ([`Storage::id`]) and path. A keyed table is written once under its path
+/// (a run's files: a new run writes a new folder), so a cached footer is used without
+/// asking the store again: a read of one key is then one request for its pages.
+type FooterKey = (u64, String);
+static FOOTERS: LazyLock<Mutex<HashMap<FooterKey, (u64, ArrowReaderMetadata)>>> =
     LazyLock::new(Mutex::default);
 
 /// Footers kept at most (then forgotten all at once): the per-outlet files of a few
@@ -43,8 +59,9 @@ static FOOTERS: LazyLock<Mutex<HashMap<FooterKey, ArrowReaderMetadata>>> =
 const FOOTERS_KEPT: usize = 16;
 
 /// Writes a table keyed by `key` from chunks of rows made one at a time, as one
-/// Parquet object in row groups of [`ROW_GROUP_ROWS`]. The rows must come sorted by
-/// `key` across chunks (what makes the row-group statistics disjoint); rows that are
+/// Parquet object in row groups of [`ROW_GROUP_ROWS`], once per path (readers cache
+/// its footer by path: see [`read_key`]). The rows must come sorted by `key` across
+/// chunks (what makes the row-group statistics disjoint); rows that are
 /// not are an [`Error::Table`] naming the file and the row, written nowhere.
 pub async fn write_chunks<T: Rows>(
     storage: &Storage,
@@ -52,9 +69,24 @@ pub async fn write_chunks<T: Rows>(
     key: &str,
     chunks: impl IntoIterator<Item = impl AsRef<[T]>>,
 ) -> Result<()> {
+    // Page statistics (the column index) for the key only; every column gets its
+    // offset index (page locations), which is what lets a reader fetch single pages.
     let props = writer_properties()
         .into_builder()
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_write_batch_size(PAGE_ROWS)
+        // Dictionaries for the columns with few values (reasons, list names, segment
+        // ids, ranks) and none for the rest: a dictionary page is per row group, and
+        // a read of one key fetches and decodes it whole, so it stays under
+        // DICTIONARY_BYTES (a column outgrowing it falls back to plain pages).
+        .set_dictionary_page_size_limit(DICTIONARY_BYTES)
+        .set_column_dictionary_enabled(ColumnPath::from(key), false)
+        // Snappy: zstd sets up a decompression context per page (about as costly as
+        // decoding a small page), and a one-key read decodes a few small pages.
+        .set_compression(Compression::SNAPPY)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(ColumnPath::from(key), EnabledStatistics::Page)
         .build();
     let (mut last, mut row) = (None::<String>, 0usize);
     let batches = chunks.into_iter().map(|chunk| {
@@ -79,8 +111,9 @@ pub async fn write_chunks<T: Rows>(
 }
 
 /// The rows of `path` whose `key` column equals `value`, in file order; `None` when
-/// the object does not exist. Reads the footer and the row groups whose `key`
-/// statistics can hold `value` (every group of a file written without statistics).
+/// the object does not exist. Reads the footer and page index (cached), then the pages
+/// whose `key` range can hold `value`, in the row groups whose statistics can (every
+/// group, or every page, of a file written without them).
 pub async fn read_key<T: Rows>(
     storage: &Storage,
     path: &str,
@@ -89,32 +122,41 @@ pub async fn read_key<T: Rows>(
 ) -> Result<Option<Vec<T>>> {
     let object = storage.path(path);
     let store = storage.object_store();
-    let meta = match store.head(&object).await {
-        Ok(m) => m,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let mut reader = Ranged {
-        store,
-        path: object,
-        size: meta.size,
-    };
-    let footer = (path.to_owned(), meta.size, meta.e_tag.clone());
+    let footer = (storage.id(), path.to_owned());
     let cached = FOOTERS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&footer)
         .cloned();
-    let arrow_meta = match cached {
-        Some(m) => m,
+    let (reader, arrow_meta) = match cached {
+        Some((size, m)) => (
+            Ranged {
+                store,
+                path: object,
+                size,
+            },
+            m,
+        ),
         None => {
-            let m = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new()).await?;
+            let size = match store.head(&object).await {
+                Ok(m) => m.size,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let mut reader = Ranged {
+                store,
+                path: object,
+                size,
+            };
+            let options =
+                ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+            let m = ArrowReaderMetadata::load_async(&mut reader, options).await?;
             let mut footers = FOOTERS.lock().unwrap_or_else(|p| p.into_inner());
             if footers.len() >= FOOTERS_KEPT {
                 footers.clear();
             }
-            footers.insert(footer, m.clone());
-            m
+            footers.insert(footer, (size, m.clone()));
+            (reader, m)
         }
     };
     let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, arrow_meta);
@@ -143,8 +185,10 @@ pub async fn read_key<T: Rows>(
         })
         .map(|(i, _)| i)
         .collect();
+    let selection = pages_holding(builder.metadata(), &groups, col, wanted);
     let batches: Vec<RecordBatch> = builder
         .with_row_groups(groups)
+        .with_row_selection(selection)
         .build()?
         .try_collect()
         .await?;
@@ -159,6 +203,41 @@ pub async fn read_key<T: Rows>(
         out.extend(T::from_batch(&Columns::new(&rows, path))?);
     }
     Ok(Some(out))
+}
+
+/// The rows of `groups` (in that order) on pages whose `col` range can hold `wanted`,
+/// from the page index; every row of a group without one.
+fn pages_holding(
+    meta: &ParquetMetaData,
+    groups: &[usize],
+    col: usize,
+    wanted: &[u8],
+) -> RowSelection {
+    let mut selectors = Vec::new();
+    for &g in groups {
+        let rows = meta.row_group(g).num_rows() as usize;
+        let index = meta.column_index().and_then(|c| c.get(g)).map(|c| &c[col]);
+        let offsets = meta.offset_index().and_then(|o| o.get(g)).map(|o| &o[col]);
+        let (Some(ColumnIndexMetaData::BYTE_ARRAY(index)), Some(offsets)) = (index, offsets) else {
+            selectors.push(RowSelector::select(rows));
+            continue;
+        };
+        let pages = offsets.page_locations();
+        for (p, page) in pages.iter().enumerate() {
+            let start = page.first_row_index as usize;
+            let end = pages
+                .get(p + 1)
+                .map_or(rows, |n| n.first_row_index as usize);
+            let holds = index.min_value(p).is_none_or(|m| m <= wanted)
+                && index.max_value(p).is_none_or(|m| wanted <= m);
+            selectors.push(if holds {
+                RowSelector::select(end - start)
+            } else {
+                RowSelector::skip(end - start)
+            });
+        }
+    }
+    RowSelection::from(selectors)
 }
 
 /// Ranged reads of one object of known size: the footer, then the row groups asked
@@ -180,6 +259,21 @@ impl AsyncFileReader for Ranged {
         .boxed()
     }
 
+    /// All ranges of a read in one request to the store (a local store serves them
+    /// in one blocking task, an HTTP store coalesces near ones).
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
     fn get_metadata<'a>(
         &'a mut self,
         options: Option<&'a ArrowReaderOptions>,
@@ -193,5 +287,80 @@ impl AsyncFileReader for Ranged {
             Ok(Arc::new(metadata))
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::sku_gaps::SkuGapRow;
+
+    #[tokio::test]
+    async fn one_key_is_read_from_a_page_or_two_of_each_column() {
+        let storage = Storage::memory();
+        // 40,000 outlets with 1 to 9 rows each: several row groups, hundreds of pages.
+        let rows: Vec<SkuGapRow> = (0..40_000u32)
+            .flat_map(|o| {
+                (0..1 + o % 9).map(move |k| SkuGapRow {
+                    outlet_id: format!("O{o:05}"),
+                    segment_id: "S1".into(),
+                    sku_id: format!("K{k}"),
+                    potential: f64::from(k),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        write_chunks(&storage, "t.parquet", "outlet_id", rows.chunks(5_000))
+            .await
+            .unwrap();
+        let data = storage.get("t.parquet").await.unwrap().unwrap();
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+        let meta = ArrowReaderMetadata::load(&data, options).unwrap();
+        let meta = meta.metadata();
+        assert_eq!(meta.num_row_groups(), rows.len().div_ceil(ROW_GROUP_ROWS));
+        // Every column's pages hold fewer than 2 × PAGE_ROWS rows (a page closes at the
+        // first write past the limit); the key has no dictionary, the others small ones.
+        for (g, columns) in meta.offset_index().unwrap().iter().enumerate() {
+            let n = meta.row_group(g).num_rows();
+            for (c, column) in columns.iter().enumerate() {
+                let pages = column.page_locations();
+                let mut bounds: Vec<i64> = pages.iter().map(|p| p.first_row_index).collect();
+                bounds.push(n);
+                assert!(
+                    bounds
+                        .windows(2)
+                        .all(|w| w[1] - w[0] < 2 * PAGE_ROWS as i64),
+                    "row group {g}, column {c}: {:?}",
+                    bounds.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
+                );
+                let chunk = meta.row_group(g).column(c);
+                match chunk.dictionary_page_offset() {
+                    None => {}
+                    Some(_) if c == 0 => panic!("the key column has a dictionary"),
+                    Some(at) => {
+                        let data = chunk.data_page_offset();
+                        assert!(data - at <= 2 * DICTIONARY_BYTES as i64, "{g}/{c}");
+                    }
+                }
+            }
+        }
+        let groups: Vec<usize> = (0..meta.num_row_groups()).collect();
+        for o in [0u32, 1, 12_345, 16_383, 16_384, 39_999] {
+            let id = format!("O{o:05}");
+            let selected = pages_holding(meta, &groups, 0, id.as_bytes()).row_count();
+            assert!(selected <= 2 * PAGE_ROWS, "{id}: {selected} rows selected");
+            let got: Vec<SkuGapRow> = read_key(&storage, "t.parquet", "outlet_id", &id)
+                .await
+                .unwrap()
+                .unwrap();
+            let want: Vec<SkuGapRow> = rows.iter().filter(|r| r.outlet_id == id).cloned().collect();
+            assert_eq!(got.len() as u32, 1 + o % 9);
+            assert_eq!(got, want, "{id}");
+        }
+        let none: Vec<SkuGapRow> = read_key(&storage, "t.parquet", "outlet_id", "O9")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(none.is_empty());
     }
 }

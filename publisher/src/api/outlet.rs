@@ -239,13 +239,18 @@ pub(super) async fn outlet(
         };
         // Per SKU: where the outlet has the most to win against its segment (one
         // outlet's row groups of the run's `sku_gaps.parquet`; null for older runs).
-        let sku_gaps = spectra_core::tables::sku_gaps::read_outlet(
-            s.snapshots.storage(),
-            &snap.run.latest,
-            &id,
-        )
-        .await?
-        .map(|rows| {
+        // The three per-outlet tables at once (a request each).
+        let storage = s.snapshots.storage();
+        let (spectrum, sku_gaps, recommendations) = tokio::try_join!(
+            spectrum(storage, snap, &id, &a.segment_id),
+            async {
+                spectra_core::tables::sku_gaps::read_outlet(storage, &snap.run.latest, &id)
+                    .await
+                    .map_err(crate::Error::from)
+            },
+            snap.read_recommendation_message(storage, &id),
+        )?;
+        let sku_gaps = sku_gaps.map(|rows| {
             rows.iter()
                 .map(|g| {
                     json!({
@@ -282,9 +287,9 @@ pub(super) async fn outlet(
                 "active_weeks": k.active_weeks, "return_share": k.return_share,
             })),
             "segment_kpis": seg.map(|p| &p.kpis),
-            "spectrum": spectrum(s.snapshots.storage(), snap, &id, &a.segment_id).await?,
+            "spectrum": spectrum,
             "sku_gaps": sku_gaps,
-            "recommendations": snap.read_recommendation_message(s.snapshots.storage(), &id).await?,
+            "recommendations": recommendations,
             // Why a list is empty for every outlet of the run (no earlier year, no
             // recent day in the daily table).
             "recommendation_notes": snap.run.model.recommendations.as_ref().map(|r| &r.notes),

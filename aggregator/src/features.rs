@@ -6,11 +6,12 @@
 use std::collections::BTreeSet;
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{Int64Type, SchemaRef};
+use arrow::datatypes::Int64Type;
 use datafusion::execution::context::SessionContext;
+use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use spectra_core::config::SegmentationConfig;
-use spectra_core::schema::to_parquet;
+use spectra_core::schema::Encoder;
 use spectra_core::Storage;
 
 use crate::rollup::{daily_path, outlet_daily_path};
@@ -94,22 +95,28 @@ async fn count(ctx: &SessionContext, sql: &str) -> Result<u64, Error> {
         .unwrap_or(0))
 }
 
-/// Writes a query's result as table `T` of the table layer: its columns found by name
-/// and cast to `T`'s schema (a missing one is an error naming file and column).
-async fn write<T: Rows>(
+/// Writes a query's result as table `T` of the table layer, a batch at a time as the
+/// query yields them (its columns found by name and cast to `T`'s schema; a missing
+/// one is an error naming file and column); `each` sees every batch. Returns the rows.
+async fn write_query<T: Rows>(
+    ctx: &SessionContext,
     storage: &Storage,
     path: &str,
-    table: (SchemaRef, Vec<RecordBatch>),
+    sql: &str,
     hash: &mut Sha256,
+    mut each: impl FnMut(&RecordBatch),
 ) -> Result<u64, Error> {
     let schema = T::schema();
-    let batches = table
-        .1
-        .iter()
-        .map(|b| conform(b, &schema, path))
-        .collect::<Result<Vec<_>, _>>()?;
-    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-    let data = to_parquet(schema, &batches)?;
+    let mut stream = ctx.sql(sql).await?.execute_stream().await?;
+    let mut encoder = Encoder::new(schema.clone())?;
+    let mut rows = 0u64;
+    while let Some(b) = stream.try_next().await? {
+        each(&b);
+        let b = conform(&b, &schema, path)?;
+        rows += b.num_rows() as u64;
+        encoder.write(&b)?;
+    }
+    let data = encoder.finish()?;
     hash.update(&data);
     storage.put(path, data).await?;
     Ok(rows)
@@ -176,8 +183,12 @@ pub async fn build(
     // Readers trust a folder only with its manifest: take it away while rewriting.
     storage.delete(&format!("{dir}/_manifest.json")).await?;
 
-    let spectrum = query(
+    let mut features: BTreeSet<String> = BTreeSet::new();
+    let mut hash = Sha256::new();
+    let mut rows = write_query::<SpectrumRow>(
         ctx,
+        storage,
+        &format!("{dir}/spectrum.parquet"),
         &format!(
             "SELECT d.outlet_id, COALESCE(s.feature, 'unknown') AS feature,
                     sum(d.net_value * {weight}) AS value, sum(d.net_value) AS raw_value,
@@ -187,25 +198,23 @@ pub async fn build(
              FROM {d} LEFT JOIN sku_master s ON s.sku_id = d.sku_id
              GROUP BY d.outlet_id, COALESCE(s.feature, 'unknown') ORDER BY outlet_id, feature"
         ),
-    )
-    .await?;
-    let features: BTreeSet<&str> = spectrum
-        .1
-        .iter()
-        .flat_map(|b| b.column(1).as_string::<i32>().iter().flatten())
-        .collect();
-    let features = features.len() as u64;
-    let mut hash = Sha256::new();
-    let mut rows = write::<SpectrumRow>(
-        storage,
-        &format!("{dir}/spectrum.parquet"),
-        spectrum,
         &mut hash,
+        |b| {
+            let f = b.column(1).as_string::<i32>();
+            for v in f.iter().flatten() {
+                if !features.contains(v) {
+                    features.insert(v.to_owned());
+                }
+            }
+        },
     )
     .await?;
+    let features = features.len() as u64;
 
-    let sku_spend = query(
+    rows += write_query::<SkuSpendRow>(
         ctx,
+        storage,
+        &format!("{dir}/sku_spend.parquet"),
         &format!(
             "SELECT d.outlet_id, d.sku_id, COALESCE(s.feature, 'unknown') AS feature,
                     sum(d.net_value) AS net_value, sum(d.quantity) AS quantity,
@@ -214,19 +223,16 @@ pub async fn build(
              GROUP BY d.outlet_id, d.sku_id, COALESCE(s.feature, 'unknown')
              ORDER BY outlet_id, sku_id"
         ),
-    )
-    .await?;
-    rows += write::<SkuSpendRow>(
-        storage,
-        &format!("{dir}/sku_spend.parquet"),
-        sku_spend,
         &mut hash,
+        |_| {},
     )
     .await?;
 
     let months = f64::from(seg.window_days) / DAYS_PER_MONTH;
-    let kpis = query(
+    let outlets = write_query::<KpiRow>(
         ctx,
+        storage,
+        &format!("{dir}/kpis.parquet"),
         &format!(
             "WITH k AS (
                SELECT o.outlet_id, sum(o.net_value) AS net_value,
@@ -264,9 +270,10 @@ pub async fn build(
                     LEFT JOIN outlet_master m ON m.outlet_id = k.outlet_id
              ORDER BY k.outlet_id"
         ),
+        &mut hash,
+        |_| {},
     )
     .await?;
-    let outlets = write::<KpiRow>(storage, &format!("{dir}/kpis.parquet"), kpis, &mut hash).await?;
     rows += outlets;
 
     let unknown_skus = count(

@@ -371,16 +371,21 @@ impl IdentityIndex {
     }
 
     /// Merges `entries` into the base buckets they fall in.
-    async fn write_base(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
-        let mut by_bucket: BTreeMap<u32, Vec<Entry>> = BTreeMap::new();
-        for e in entries {
-            by_bucket
-                .entry(e.hash.bucket(self.state.buckets))
-                .or_default()
-                .push(e);
-        }
-        for (b, mut new) in by_bucket {
-            let path = bucket_path(b);
+    async fn write_base(&mut self, mut entries: Vec<Entry>) -> Result<(), Error> {
+        // Grouped by bucket in place, each bucket in the order a fresh build hands them
+        // (identity, day, latest version first): a first roll-up's entries are every
+        // line's identity, not to be copied again.
+        let buckets = self.state.buckets;
+        entries.sort_unstable_by(|a, b| {
+            (a.hash.bucket(buckets), a.hash, a.date, b.version).cmp(&(
+                b.hash.bucket(buckets),
+                b.hash,
+                b.date,
+                a.version,
+            ))
+        });
+        for new in entries.chunk_by(|a, b| a.hash.bucket(buckets) == b.hash.bucket(buckets)) {
+            let path = bucket_path(new[0].hash.bucket(buckets));
             let mut all = Vec::new();
             self.read(&path, &mut all).await?;
             // A fresh build hands entries already sorted and unique per (identity, day);
@@ -389,7 +394,7 @@ impl IdentityIndex {
                 || new
                     .windows(2)
                     .any(|w| (w[0].hash, w[0].date) >= (w[1].hash, w[1].date));
-            all.append(&mut new);
+            all.extend_from_slice(new);
             // Latest version per (identity, day), in hash order.
             if merging {
                 all.sort_unstable_by(|a, b| {

@@ -82,6 +82,12 @@ pub async fn absorb(
             })
         })
         .collect();
+    // Only the identity columns are read again (for identities that moved day): the
+    // version columns are in `rows` now.
+    let batches: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| b.project(&[0, 1, 2]))
+        .collect::<Result<_, _>>()?;
     let mut out = Absorbed {
         rows: rows.len() as u64,
         ..Absorbed::default()
@@ -132,8 +138,10 @@ pub async fn absorb(
             }
         }
     }
+    // Consumes `rows` (the entries reuse its allocation): a first roll-up holds every
+    // line's identity here once, not twice.
     let entries = rows
-        .iter()
+        .into_iter()
         .map(|r| Entry {
             hash: r.hash,
             date: r.date,

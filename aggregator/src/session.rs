@@ -18,23 +18,31 @@ use datafusion::datasource::listing::{
 };
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 use spectra_core::Storage;
 
 use crate::Error;
 
-/// A session reading `storage`.
-pub fn context(storage: &Storage) -> SessionContext {
+/// A session reading `storage`, its sorts and groupings holding at most `memory_mb`
+/// MiB before they spill to temporary files (a first roll-up of a national history
+/// otherwise holds every day's lines sorted at once).
+pub fn context(storage: &Storage, memory_mb: u64) -> Result<SessionContext, Error> {
     let config = SessionConfig::new()
         .set_bool("datafusion.sql_parser.enable_ident_normalization", false)
         .set_bool(
             "datafusion.execution.parquet.schema_force_view_types",
             false,
         );
-    let ctx = SessionContext::new_with_config(config);
+    let pool = FairSpillPool::new(usize::try_from(memory_mb << 20).unwrap_or(usize::MAX));
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(pool))
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.runtime_env()
         .register_object_store(storage.base_url(), storage.object_store());
-    ctx
+    Ok(ctx)
 }
 
 /// Registers (or replaces) table `name` over the Parquet objects `paths` (relative to

@@ -333,13 +333,43 @@ pub fn encode_parquet_with(
     props: WriterProperties,
     batches: impl IntoIterator<Item = crate::Result<RecordBatch>>,
 ) -> crate::Result<bytes::Bytes> {
-    let mut buf = Vec::with_capacity(1 << 16);
-    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props))?;
+    let mut w = Encoder::with(schema, props)?;
     for b in batches {
         w.write(&b?)?;
     }
-    w.close()?;
-    Ok(bytes::Bytes::from(buf))
+    w.finish()
+}
+
+/// A Parquet file in memory, written a batch at a time (from an async stream, say):
+/// the batches are encoded as they come and dropped by the caller, only the file's
+/// bytes are held.
+pub struct Encoder {
+    writer: ArrowWriter<Vec<u8>>,
+}
+
+impl Encoder {
+    /// An encoder with the project's settings ([`writer_properties`]).
+    pub fn new(schema: SchemaRef) -> crate::Result<Self> {
+        Self::with(schema, writer_properties())
+    }
+
+    /// An encoder with other writer settings.
+    pub fn with(schema: SchemaRef, props: WriterProperties) -> crate::Result<Self> {
+        let buf = Vec::with_capacity(1 << 16);
+        Ok(Self {
+            writer: ArrowWriter::try_new(buf, schema, Some(props))?,
+        })
+    }
+
+    /// Encodes one batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> crate::Result<()> {
+        Ok(self.writer.write(batch)?)
+    }
+
+    /// The file's bytes.
+    pub fn finish(self) -> crate::Result<bytes::Bytes> {
+        Ok(bytes::Bytes::from(self.writer.into_inner()?))
+    }
 }
 
 /// Decodes a Parquet file held in memory into record batches.

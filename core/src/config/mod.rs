@@ -266,6 +266,9 @@ pub struct AggregateConfig {
     /// a pass holds it, renewing it every third of it; another pass waits while it is
     /// live, and takes it over (fencing the holder) once it expired.
     pub lease_seconds: u64,
+    /// Memory the roll-up's queries (sorts, groupings) may hold, MiB; past it they
+    /// spill to temporary files (the OS temporary directory) instead of growing.
+    pub query_memory_mb: u64,
 }
 
 impl Default for AggregateConfig {
@@ -276,6 +279,7 @@ impl Default for AggregateConfig {
             as_of_reference_days: 28,
             as_of_future_days: 7,
             lease_seconds: 300,
+            query_memory_mb: 1024,
         }
     }
 }

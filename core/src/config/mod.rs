@@ -279,7 +279,7 @@ impl Default for AggregateConfig {
             as_of_reference_days: 28,
             as_of_future_days: 7,
             lease_seconds: 300,
-            query_memory_mb: 1024,
+            query_memory_mb: 4096,
         }
     }
 }

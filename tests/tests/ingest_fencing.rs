@@ -81,13 +81,18 @@ fn command(s: &Setup, env: &[(&'static str, String)], extra: &[&str]) -> Command
     c
 }
 
-/// Every stored invoice line: (partition, offset, invoice id).
-fn stored(storage: &spectra_core::Storage) -> Vec<(i32, i64, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// Runs `f` to completion on a runtime of its own (the test's storage reads).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(async {
+        .unwrap()
+        .block_on(f)
+}
+
+/// Every stored invoice line: (partition, offset, invoice id).
+fn stored(storage: &spectra_core::Storage) -> Vec<(i32, i64, String)> {
+    block_on(async {
         let mut out = Vec::new();
         for o in storage.list("raw/invoices/").await.unwrap() {
             if !o.path.ends_with(".parquet") {
@@ -415,11 +420,7 @@ fn a_recreated_topic_is_refused_until_reset_deliberately() {
 
 /// Every partition state (`state/ingest/checkpoints/…`): (path, owner, pending intent?).
 fn partition_states(storage: &spectra_core::Storage) -> Vec<(String, String, bool)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let mut out = Vec::new();
         for o in storage.list("state/ingest/checkpoints/").await.unwrap() {
             let Some(data) = storage.get(&o.path).await.unwrap() else {

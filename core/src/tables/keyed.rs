@@ -1,8 +1,8 @@
 //! Tables read one key at a time (a run's per-outlet files: recommendations, outlet
 //! gaps, SKU gaps): rows sorted by the key column, written in row groups of
 //! [`ROW_GROUP_ROWS`] and data pages of at most [`PAGE_ROWS`] rows, with a page index
-//! (per-page minimum and maximum of the key, and every page's location) and no
-//! dictionary pages. A reader of one key ([`read_key`]) fetches the footer and page
+//! (per-page minimum and maximum of the key, and every page's location), dictionaries
+//! only while small ([`DICTIONARY_BYTES`]) and Snappy compression. A reader of one key ([`read_key`]) fetches the footer and page
 //! index once (cached), then only the pages whose key range can hold the key: a few
 //! hundred rows per column, whatever the table's size. An outlet's 360 view then costs
 //! the same at 10k outlets as at 1M, and no reader holds the whole table to answer for
@@ -177,9 +177,7 @@ pub async fn read_key<T: Rows>(
         .enumerate()
         .filter(|(_, g)| match g.column(col).statistics() {
             Some(Statistics::ByteArray(s)) => {
-                let lo = s.min_bytes_opt().is_none_or(|m| m <= wanted);
-                let hi = s.max_bytes_opt().is_none_or(|m| wanted <= m);
-                lo && hi
+                may_hold(s.min_bytes_opt(), s.max_bytes_opt(), wanted)
             }
             _ => true,
         })
@@ -205,6 +203,12 @@ pub async fn read_key<T: Rows>(
     Ok(Some(out))
 }
 
+/// Whether a row group or page whose key lies in `[min, max]` (a missing bound: any)
+/// can hold `wanted`.
+fn may_hold(min: Option<&[u8]>, max: Option<&[u8]>, wanted: &[u8]) -> bool {
+    min.is_none_or(|m| m <= wanted) && max.is_none_or(|m| wanted <= m)
+}
+
 /// The rows of `groups` (in that order) on pages whose `col` range can hold `wanted`,
 /// from the page index; every row of a group without one.
 fn pages_holding(
@@ -228,20 +232,19 @@ fn pages_holding(
             let end = pages
                 .get(p + 1)
                 .map_or(rows, |n| n.first_row_index as usize);
-            let holds = index.min_value(p).is_none_or(|m| m <= wanted)
-                && index.max_value(p).is_none_or(|m| wanted <= m);
-            selectors.push(if holds {
-                RowSelector::select(end - start)
-            } else {
-                RowSelector::skip(end - start)
-            });
+            selectors.push(
+                if may_hold(index.min_value(p), index.max_value(p), wanted) {
+                    RowSelector::select(end - start)
+                } else {
+                    RowSelector::skip(end - start)
+                },
+            );
         }
     }
     RowSelection::from(selectors)
 }
 
-/// Ranged reads of one object of known size: the footer, then the row groups asked
-/// for (parquet's own object-store reader is deprecated in favour of this).
+/// Ranged reads of one object of known size: the footer, then the pages asked for (parquet's own object-store reader is deprecated in favour of this).
 struct Ranged {
     store: Arc<dyn ObjectStore>,
     path: Path,
@@ -299,17 +302,7 @@ mod tests {
     async fn one_key_is_read_from_a_page_or_two_of_each_column() {
         let storage = Storage::memory();
         // 40,000 outlets with 1 to 9 rows each: several row groups, hundreds of pages.
-        let rows: Vec<SkuGapRow> = (0..40_000u32)
-            .flat_map(|o| {
-                (0..1 + o % 9).map(move |k| SkuGapRow {
-                    outlet_id: format!("O{o:05}"),
-                    segment_id: "S1".into(),
-                    sku_id: format!("K{k}"),
-                    potential: f64::from(k),
-                    ..Default::default()
-                })
-            })
-            .collect();
+        let rows = crate::tables::sku_gaps::tests::rows(40_000, |o| 1 + o % 9);
         write_chunks(&storage, "t.parquet", "outlet_id", rows.chunks(5_000))
             .await
             .unwrap();

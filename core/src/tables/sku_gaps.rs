@@ -131,19 +131,15 @@ pub async fn read_outlet(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn one_outlet_is_read_from_its_row_groups_only() {
-        let storage = Storage::memory();
-        let latest: Latest = serde_json::from_value(serde_json::json!({
-            "run_id": "x/2026-01-01/1", "as_of": "2026-01-01", "path": "runs/a"}))
-        .unwrap();
-        // 3 SKUs for each of 10,000 outlets: several row groups.
-        let rows: Vec<SkuGapRow> = (0..10_000)
+    /// Rows of `outlets` outlets (`O00000`, …), `skus(o)` SKUs each (`K0`, …, potential
+    /// = the SKU's number), in outlet order.
+    pub(crate) fn rows(outlets: u32, skus: impl Fn(u32) -> u32) -> Vec<SkuGapRow> {
+        (0..outlets)
             .flat_map(|o| {
-                (0..3).map(move |k| SkuGapRow {
+                (0..skus(o)).map(move |k| SkuGapRow {
                     outlet_id: format!("O{o:05}"),
                     segment_id: "S1".into(),
                     sku_id: format!("K{k}"),
@@ -151,7 +147,17 @@ mod tests {
                     ..Default::default()
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn one_outlet_is_read_from_its_row_groups_only() {
+        let storage = Storage::memory();
+        let latest: Latest = serde_json::from_value(serde_json::json!({
+            "run_id": "x/2026-01-01/1", "as_of": "2026-01-01", "path": "runs/a"}))
+        .unwrap();
+        // 3 SKUs for each of 10,000 outlets: two row groups.
+        let rows = rows(10_000, |_| 3);
         write(&storage, &latest, &rows).await.unwrap();
         let got = read_outlet(&storage, &latest, "O04321")
             .await

@@ -237,9 +237,9 @@ pub(super) async fn outlet(
             .and_then(|d| d.definition)
             .and_then(|d| d.pins.get(&id).cloned()),
         };
-        // Per SKU: where the outlet has the most to win against its segment (one
-        // outlet's row groups of the run's `sku_gaps.parquet`; null for older runs).
-        // The three per-outlet tables at once (a request each).
+        // The three per-outlet tables at once (a request each for the outlet's pages).
+        // Per SKU: where the outlet has the most to win against its segment (null for
+        // runs older than `sku_gaps.parquet`).
         let storage = s.snapshots.storage();
         let (spectrum, sku_gaps, recommendations) = tokio::try_join!(
             spectrum(storage, snap, &id, &a.segment_id),

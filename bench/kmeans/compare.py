@@ -1,39 +1,46 @@
 #!/usr/bin/env python3
-"""Side-by-side k-means benchmark: Spectra (`kmeans`), linfa (`kmeans_linfa`) and
-scikit-learn `KMeans(init="k-means++", n_init=1, algorithm="lloyd")`.
+"""Side-by-side k-means benchmark: Spectra (`kmeans`), scikit-learn
+`KMeans(init="k-means++", n_init=1, algorithm="lloyd")`, scikit-learn-intelex (the
+same estimator on oneDAL), FAISS (`faiss.Kmeans` on all points, 25 and 100
+iterations) and linfa (`kmeans_linfa`, small case only).
 
-Generates seeded blob mixtures under --workdir (default /tmp/spectra-kmeans-bench),
-runs every tool as a child process timed the same way (fit time, excluding the file
-load, reported by the tool itself), records each child's peak RSS with wait4, then
+For each seed (default 1, 2, 3) it generates a seeded blob mixture under --workdir
+(default /tmp/spectra-kmeans-bench), runs every tool as a child process timed the
+same way (fit time reported by the tool itself, excluding the file load; for Spectra
+and FAISS including the conversion to float32), records each child's peak RSS, then
 re-runs Spectra warm (--init = the cold fit's centroids) after moving 5% of the rows
-to another blob. Prints a Markdown table.
+to another blob. Inertia is recomputed in float64 from each tool's labels and
+centroids. Prints a Markdown table of medians over the seeds.
 
     cargo build --release -p spectra-bench
-    python3 bench/kmeans/compare.py
+    python3 bench/kmeans/compare.py            # --only 200000x48, --seeds 1,2,3
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+PEERS = ["numpy", "scikit-learn", "scikit-learn-intelex", "faiss-cpu"]
 try:
     import numpy as np
     import sklearn  # noqa: F401
+    import sklearnex  # noqa: F401
+    import faiss  # noqa: F401
 except ImportError:  # install what the script needs, then carry on
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "numpy", "scikit-learn"])
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q"] + PEERS)
     import numpy as np
 
-# (rows, columns, k, run linfa, run scikit-learn)
+# (rows, columns, k, run linfa, run the Python peers)
 CASES = [
     (200_000, 48, 12, True, True),
     (1_000_000, 100, 20, False, True),
     (1_000_000, 200, 20, False, False),
 ]
-
 
 def blobs(n, d, k, seed):
     """A mixture of k Gaussian blobs of unequal size and spread; returns X, labels, centres."""
@@ -80,16 +87,41 @@ def run_child(cmd):
     return result
 
 
-def sklearn_child(args):
-    """Child mode: fit scikit-learn and print the JSON line."""
-    from sklearn.cluster import KMeans
+def inertia_of(x, centres, labels):
+    """Sum of squared distances in float64, in slices to bound memory."""
+    total = 0.0
+    for a in range(0, x.shape[0], 100_000):
+        diff = x[a:a + 100_000] - centres[labels[a:a + 100_000]]
+        total += float(np.einsum("ij,ij->", diff, diff))
+    return total
 
+
+def peer_child(args):
+    """Child mode: fit one Python peer and print the JSON line."""
     x = np.load(args.data)
-    start = time.perf_counter()
-    km = KMeans(n_clusters=args.k, init="k-means++", n_init=1, algorithm="lloyd",
-                max_iter=args.max_iter, tol=args.tol, random_state=args.seed).fit(x)
-    seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "inertia": float(km.inertia_), "iterations": int(km.n_iter_)}))
+    if args.peer in ("scikit-learn", "scikit-learn-intelex"):
+        if args.peer == "scikit-learn":
+            from sklearn.cluster import KMeans
+        else:
+            from sklearnex.cluster import KMeans
+        start = time.perf_counter()
+        km = KMeans(n_clusters=args.k, init="k-means++", n_init=1, algorithm="lloyd",
+                    max_iter=args.max_iter, tol=args.tol, random_state=args.seed).fit(x)
+        seconds = time.perf_counter() - start
+        centres, labels, iterations = km.cluster_centers_, km.labels_, int(km.n_iter_)
+    else:  # faiss-N: N iterations on all points (no subsampling), then the assignment
+        import faiss
+        niter = int(args.peer.split("-")[1])
+        start = time.perf_counter()
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+        km = faiss.Kmeans(x.shape[1], args.k, niter=niter, seed=args.seed,
+                          max_points_per_centroid=x.shape[0], verbose=False)
+        km.train(x32)
+        _, labels = km.index.search(x32, 1)
+        seconds = time.perf_counter() - start
+        centres, labels, iterations = km.centroids.astype(np.float64), labels[:, 0], niter
+    print(json.dumps({"seconds": seconds, "inertia": inertia_of(x, centres, labels),
+                      "iterations": iterations}))
 
 
 def main():
@@ -97,72 +129,86 @@ def main():
     p.add_argument("--workdir", default="/tmp/spectra-kmeans-bench")
     target = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/spectra/target")
     p.add_argument("--bin-dir", default=os.path.join(target, "release"))
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seeds", default="1,2,3", help="comma-separated; data and k-means++ seed")
     p.add_argument("--max-iter", type=int, default=300)
     p.add_argument("--tol", type=float, default=1e-4)
     p.add_argument("--only", help="run only cases whose 'NxD' label contains this")
-    p.add_argument("--sklearn-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--peer-child", dest="peer", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--k", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.sklearn_child:
-        return sklearn_child(args)
+    if args.peer:
+        return peer_child(args)
 
     os.makedirs(args.workdir, exist_ok=True)
     ours, linfa = (os.path.join(args.bin_dir, b) for b in ("kmeans", "kmeans_linfa"))
-    common = ["--seed", str(args.seed), "--max-iter", str(args.max_iter), "--tol", str(args.tol)]
-    rows = []
-    for n, d, k, with_linfa, with_sklearn in CASES:
+    seeds = [int(v) for v in args.seeds.split(",")]
+    results = {}  # (case, tool) -> [result per seed]
+    order = []
+    for n, d, k, with_linfa, with_peers in CASES:
         label = f"{n}x{d}"
         if args.only and args.only not in label:
             continue
-        x, labels, centres = blobs(n, d, k, args.seed)
-        data = os.path.join(args.workdir, f"blobs_{label}.npy")
-        drifted = os.path.join(args.workdir, f"blobs_{label}_drift.npy")
-        cents = os.path.join(args.workdir, f"centroids_{label}.npy")
-        np.save(data, x)
-        np.save(drifted, drift(x, labels, centres, 0.05, args.seed))
-        del x
         case = f"{n:,} × {d}, k={k}"
-        print(f"# {case}", file=sys.stderr)
-        cold = run_child([ours, data, "--k", str(k), "--save-centroids", cents] + common)
-        rows.append((case, "spectra (cold)", cold))
-        warm = run_child([ours, drifted, "--init", cents] + common)
-        warm["speedup"] = cold["seconds"] / warm["seconds"]
-        rows.append((case, "spectra (warm, 5% drifted)", warm))
-        if with_linfa:
-            rows.append((case, "linfa 0.8.1", run_child([linfa, data, "--k", str(k)] + common)))
+        for seed in seeds:
+            x, labels, centres = blobs(n, d, k, seed)
+            data = os.path.join(args.workdir, f"blobs_{label}.npy")
+            drifted = os.path.join(args.workdir, f"blobs_{label}_drift.npy")
+            cents = os.path.join(args.workdir, f"centroids_{label}.npy")
+            np.save(data, x)
+            np.save(drifted, drift(x, labels, centres, 0.05, seed))
+            del x
+            print(f"# {case}, seed {seed}", file=sys.stderr)
+            common = ["--seed", str(seed), "--max-iter", str(args.max_iter), "--tol", str(args.tol)]
+            runs = []
+            cold = run_child([ours, data, "--k", str(k), "--save-centroids", cents] + common)
+            runs.append(("spectra (cold)", cold))
+            warm = run_child([ours, drifted, "--init", cents] + common)
+            warm["speedup"] = cold["seconds"] / warm["seconds"]
+            runs.append(("spectra (warm, 5% drifted)", warm))
+            if with_linfa:
+                runs.append(("linfa 0.8.1", run_child([linfa, data, "--k", str(k)] + common)))
+            if with_peers:
+                for peer in ("scikit-learn", "scikit-learn-intelex", "faiss-25", "faiss-100"):
+                    runs.append((peer, run_child([sys.executable, __file__, "--peer-child", peer,
+                                                  "--data", data, "--k", str(k)] + common)))
+            # Inertia relative to the best peer of this seed (Spectra's cold fit when
+            # there is no peer).
+            cold_runs = [r for t, r in runs if "warm" not in t]
+            best = min(r["inertia"] for t, r in runs if "spectra" not in t) if with_peers or with_linfa \
+                else min(r["inertia"] for r in cold_runs)
+            for tool, r in runs:
+                r["vs_best"] = r["inertia"] / best - 1
+                if (case, tool) not in results:
+                    results[(case, tool)] = []
+                    order.append((case, tool))
+                results[(case, tool)].append(r)
+            for f in (data, drifted):
+                os.remove(f)
+    print_table(order, results, seeds)
+
+
+def print_table(order, results, seeds):
+    med = statistics.median
+    print(f"Medians over seeds {', '.join(map(str, seeds))} (min–max in brackets).\n")
+    print("| data | tool | fit s | iterations | inertia vs best peer | vs spectra (cold) time | peak RSS MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for case, tool in order:
+        rs = results[(case, tool)]
+        secs = [r["seconds"] for r in rs]
+        iters = [r["iterations"] for r in rs if r.get("iterations") is not None]
+        rel = [100 * r["vs_best"] for r in rs]
+        ours = results.get((case, "spectra (cold)"))
+        if "warm" in tool:
+            versus = f"{med([r['speedup'] for r in rs]):.1f}× faster than cold (min {min(r['speedup'] for r in rs):.1f}×)"
+        elif tool == "spectra (cold)" or not ours:
+            versus = ""
         else:
-            rows.append((case, "linfa 0.8.1", None))
-        if with_sklearn:
-            sk = run_child([sys.executable, __file__, "--sklearn-child", "--data", data,
-                            "--k", str(k)] + common)
-            rows.append((case, "scikit-learn", sk))
-        for f in (data, drifted):
-            os.remove(f)
-    print_table(rows)
-
-
-def print_table(rows):
-    base = {}
-    for case, tool, r in rows:
-        if tool == "scikit-learn" and r:
-            base[case] = r
-    print("| data | tool | fit s | iterations | inertia | vs scikit-learn (time / inertia) | peak RSS MiB |")
-    print("|---|---|---:|---:|---:|---|---:|")
-    for case, tool, r in rows:
-        if r is None:
-            print(f"| {case} | {tool} | skipped | | | | |")
-            continue
-        rel = ""
-        sk = base.get(case)
-        if sk and tool != "scikit-learn" and "warm" not in tool:
-            rel = f"{r['seconds'] / sk['seconds']:.2f}× / {100 * (r['inertia'] / sk['inertia'] - 1):+.3f}%"
-        if "speedup" in r:
-            rel = f"{r['speedup']:.1f}× faster than cold"
-        iters = r.get("iterations")
-        print(f"| {case} | {tool} | {r['seconds']:.3f} | {iters if iters is not None else 'n/a'} | "
-              f"{r['inertia']:.6e} | {rel} | {r['peak_mib']} |")
+            versus = f"{med(secs) / med([r['seconds'] for r in ours]):.2f}×"
+        print(f"| {case} | {tool} | {med(secs):.3f} ({min(secs):.3f}–{max(secs):.3f}) | "
+              f"{med(iters) if iters else 'n/a'} | {med(rel):+.3f}% (max {max(rel):+.3f}%) | {versus} | "
+              f"{max(r['peak_mib'] for r in rs)} |")
 
 
 if __name__ == "__main__":

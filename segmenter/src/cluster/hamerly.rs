@@ -2,13 +2,15 @@
 //! bound on the distance to its centre and a lower bound on the distance to any other
 //! centre. When centres move by δ, the bounds move by δ; a row whose upper bound is
 //! below both its lower bound and half the gap to the nearest other centre cannot
-//! change cluster and is skipped. Only the remaining rows are gathered into blocks
-//! for a matrix product, and the M-step sums are updated for the rows that changed.
+//! change cluster and is skipped. Only the remaining rows go, in blocks, to the
+//! distance tiles (which read them in place), and the M-step sums are updated for
+//! the rows that changed.
 
 use ndarray::Array2;
 use rayon::prelude::*;
 
 use super::kernel::{Centres, Gather, Prepared, BLOCK_ROWS, GROUP_ROWS};
+use super::tiles::nearest_rows;
 
 /// Per-row state: label and Euclidean bounds (exact after a full step).
 #[derive(Debug, Clone, Copy)]
@@ -62,27 +64,21 @@ pub(crate) fn bounded_step(
         })
         .collect();
     let centres = Centres::new(new.view());
-    let xs = data.x.as_slice().expect("prepared data is row-major");
+    let xs = data.x.as_slice();
     let partials: Vec<(Vec<f64>, Vec<f64>, usize)> = rows
         .par_chunks_mut(GROUP_ROWS)
         .enumerate()
         .map(|(g, chunk)| {
             let (mut dsum, mut dw, mut changed) = (vec![0.0; k * d], vec![0.0; k], 0);
-            let mut gather = Gather::new(d, k);
+            let mut gather = Gather::new(k);
+            let mut near = Vec::with_capacity(BLOCK_ROWS);
             let mut pending = Vec::with_capacity(BLOCK_ROWS);
             let mut settle_block = |pending: &[usize], chunk: &mut [RowState]| {
                 let idx: Vec<usize> = pending.iter().map(|&r| g * GROUP_ROWS + r).collect();
                 gather.distances(data, &idx, &centres);
-                for (n, &r) in pending.iter().enumerate() {
-                    let dist = &gather.dist[n * k..(n + 1) * k];
-                    let (mut best, mut d1, mut d2) = (0, f32::INFINITY, f32::INFINITY);
-                    for (j, &v) in dist.iter().enumerate() {
-                        if v < d1 {
-                            (d2, d1, best) = (d1, v, j);
-                        } else if v < d2 {
-                            d2 = v;
-                        }
-                    }
+                near.clear();
+                nearest_rows(&gather.dist[..pending.len() * k], k, &mut near);
+                for (n, (&r, &(best, d1, d2))) in pending.iter().zip(&near).enumerate() {
                     let st = &mut chunk[r];
                     let was = st.label as usize;
                     if best != was {
@@ -113,7 +109,6 @@ pub(crate) fn bounded_step(
             let mut r0 = 0;
             while r0 < chunk.len() {
                 let r1 = (r0 + BLOCK_ROWS).min(chunk.len());
-                let before = pending.len();
                 for (r, st) in chunk.iter_mut().enumerate().take(r1).skip(r0) {
                     let j = st.label as usize;
                     st.upper += delta[j];
@@ -122,14 +117,7 @@ pub(crate) fn bounded_step(
                         pending.push(r);
                     }
                 }
-                if 2 * (pending.len() - before) > r1 - r0 {
-                    // Most of this block must be recomputed: do all of it in place
-                    // rather than gathering.
-                    pending.truncate(before);
-                    settle(&mut pending, chunk);
-                    pending.extend(r0..r1);
-                    settle(&mut pending, chunk);
-                } else if pending.len() >= BLOCK_ROWS {
+                if pending.len() >= BLOCK_ROWS {
                     settle(&mut pending, chunk);
                 }
                 r0 = r1;

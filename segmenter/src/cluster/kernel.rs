@@ -1,25 +1,26 @@
 //! The hot loop shared by seeding and Lloyd iterations: squared Euclidean distances
-//! from blocks of rows to a few centres as `‖x‖² − 2 x·c + ‖c‖²`, with the `x·c` part
-//! done by a matrix product on row blocks.
+//! from blocks of rows to a few centres (by the register tiles of `tiles.rs`).
 //!
 //! Rows are split into fixed groups of [`GROUP_ROWS`] that rayon spreads over the
 //! cores; each group returns its own partial result and the caller folds them in
 //! group order, so results do not depend on the number of threads or on scheduling.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayView2, Axis};
+use ndarray::ArrayView2;
 use rayon::prelude::*;
+
+use super::tiles::sq_distances;
+pub(crate) use super::tiles::Centres;
 
 /// Rows per unit of parallel work (and per partial sum).
 pub(crate) const GROUP_ROWS: usize = 16_384;
-/// Rows per matrix product inside a group: small enough to stay in cache.
+/// Rows per distance block inside a group: small enough to stay in cache.
 pub(crate) const BLOCK_ROWS: usize = 256;
 
 /// Feature matrix in the form the kernels want: `f32`, row-major, tiny values
 /// flushed to zero, with squared row norms and optional sample weights.
 pub(crate) struct Prepared {
     /// Rows = samples, columns = features.
-    pub x: Array2<f32>,
+    pub x: Matrix,
     /// `‖x_i‖²` per row.
     pub sq_norms: Vec<f32>,
     /// Sample weights, `None` meaning all ones.
@@ -36,52 +37,71 @@ impl Prepared {
     /// value as the error.
     pub fn new(x: ArrayView2<f64>, weights: Option<&[f64]>) -> Result<Self, usize> {
         let (n, d) = x.dim();
-        let mut out = Array2::<f32>::zeros((n, d));
-        // Pass 1: convert, and find the largest magnitude and any non-finite value.
-        let scan: Vec<(f32, bool)> = out
-            .axis_chunks_iter_mut(Axis(0), GROUP_ROWS)
-            .into_par_iter()
-            .zip(x.axis_chunks_iter(Axis(0), GROUP_ROWS).into_par_iter())
-            .map(|(mut dst, src)| {
-                let (mut max, mut bad) = (0.0_f32, false);
-                for (mut o, i) in dst.rows_mut().into_iter().zip(src.rows()) {
-                    for (o, &v) in o.iter_mut().zip(i) {
-                        bad |= !v.is_finite();
-                        *o = v as f32;
-                        max = max.max(o.abs());
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let group = GROUP_ROWS * d.max(1);
+        // Pass 1, reading only: the largest magnitude, and whether any value is
+        // not finite. Eight lanes, so that it runs at the speed of memory.
+        let scan: Vec<(f64, bool)> = xs
+            .par_chunks(group)
+            .map(|chunk| {
+                let (mut max, mut finite) = ([0.0_f64; 8], [true; 8]);
+                let mut lanes = chunk.chunks_exact(8);
+                for values in &mut lanes {
+                    for l in 0..8 {
+                        let a = values[l].abs();
+                        finite[l] &= a <= f64::MAX;
+                        max[l] = if a > max[l] { a } else { max[l] };
                     }
                 }
-                (max, bad)
+                for &v in lanes.remainder() {
+                    let a = v.abs();
+                    finite[0] &= a <= f64::MAX;
+                    max[0] = if a > max[0] { a } else { max[0] };
+                }
+                (max.into_iter().fold(0.0, f64::max), finite.contains(&false))
             })
             .collect();
         if let Some(g) = scan.iter().position(|s| s.1) {
-            let rows = x.slice(s![g * GROUP_ROWS.., ..]);
-            let r = rows
-                .rows()
-                .into_iter()
-                .position(|r| r.iter().any(|v| !v.is_finite()));
-            return Err(g * GROUP_ROWS + r.unwrap_or(0));
+            let row = xs[g * group..]
+                .iter()
+                .position(|v| !v.is_finite())
+                .map_or(0, |p| p / d);
+            return Err(g * GROUP_ROWS + row);
         }
-        let cutoff = scan.iter().fold(0.0_f32, |m, s| m.max(s.0)) * 1e-6;
-        // Pass 2: flush tiny values, squared norms and column sums.
+        let cutoff = scan.iter().fold(0.0_f64, |m, s| m.max(s.0)) as f32 * 1e-6;
+        // Pass 2: convert, flush tiny values, squared norms and column sums.
+        let mut out = Matrix::zeros(n, d);
         let mut sq_norms = vec![0.0_f32; n];
         let sums: Vec<(Vec<f64>, f64)> = out
-            .axis_chunks_iter_mut(Axis(0), GROUP_ROWS)
-            .into_par_iter()
+            .as_mut_slice()
+            .par_chunks_mut(group)
+            .zip(xs.par_chunks(group))
             .zip(sq_norms.par_chunks_mut(GROUP_ROWS))
-            .map(|(mut rows, norms)| {
+            .map(|((dst, src), norms)| {
                 let (mut col, mut sq_total) = (vec![0.0_f64; d], 0.0_f64);
-                for (mut row, norm) in rows.rows_mut().into_iter().zip(norms) {
-                    let mut sq = 0.0_f32;
-                    for (o, c) in row.iter_mut().zip(col.iter_mut()) {
-                        if o.abs() < cutoff {
-                            *o = 0.0;
+                for ((o, i), norm) in dst.chunks_mut(d).zip(src.chunks(d)).zip(norms) {
+                    let mut sq = [0.0_f32; 8];
+                    let convert = |o: &mut f32, v: f64, s: &mut f64, q: &mut f32| {
+                        let v = v as f32;
+                        let v = if v.abs() < cutoff { 0.0 } else { v };
+                        *o = v;
+                        *q += v * v;
+                        *s += f64::from(v);
+                    };
+                    let (o8, o_rest) = o.as_chunks_mut::<8>();
+                    let (i8, i_rest) = i.as_chunks::<8>();
+                    let (c8, c_rest) = col.as_chunks_mut::<8>();
+                    for ((o, i), s) in o8.iter_mut().zip(i8).zip(c8.iter_mut()) {
+                        for l in 0..8 {
+                            convert(&mut o[l], i[l], &mut s[l], &mut sq[l]);
                         }
-                        sq += *o * *o;
-                        *c += f64::from(*o);
                     }
-                    *norm = sq;
-                    sq_total += f64::from(sq);
+                    for ((o, &v), s) in o_rest.iter_mut().zip(i_rest).zip(c_rest) {
+                        convert(o, v, s, &mut sq[0]);
+                    }
+                    *norm = sq.iter().sum();
+                    sq_total += f64::from(*norm);
                 }
                 (col, sq_total)
             })
@@ -103,11 +123,6 @@ impl Prepared {
         })
     }
 
-    /// Number of rows.
-    pub fn n_rows(&self) -> usize {
-        self.x.nrows()
-    }
-
     /// Weight of row `i`.
     #[inline]
     pub fn weight(&self, i: usize) -> f32 {
@@ -115,74 +130,96 @@ impl Prepared {
     }
 }
 
-/// Centres ready for the kernel: transposed `f32` copy and squared norms.
-pub(crate) struct Centres {
-    /// `D × k`, so that `x_block · t` gives dot products.
-    pub t: Array2<f32>,
-    /// `‖c_j‖²`.
-    pub sq_norms: Vec<f32>,
+/// `n × d` `f32` values, row-major.
+pub(crate) struct Matrix {
+    values: Vec<f32>,
+    d: usize,
 }
 
-impl Centres {
-    /// Builds the kernel form of `centres` (`k × D`).
-    pub fn new(centres: ArrayView2<f64>) -> Self {
-        let c32 = centres.mapv(|v| v as f32);
-        let sq_norms = c32.rows().into_iter().map(|r| r.dot(&r)).collect();
+impl Matrix {
+    /// `n × d` zeros.
+    pub fn zeros(n: usize, d: usize) -> Self {
         Self {
-            t: c32.t().as_standard_layout().into_owned(),
-            sq_norms,
+            values: vec![0.0; n * d],
+            d,
         }
     }
 
-    /// Number of centres.
-    pub fn len(&self) -> usize {
-        self.sq_norms.len()
+    /// All values, row after row.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// All values, row after row, to write.
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.values
+    }
+
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.values[i * self.d..(i + 1) * self.d]
+    }
+
+    /// `(n, d)`.
+    pub fn dim(&self) -> (usize, usize) {
+        (self.values.len() / self.d.max(1), self.d)
+    }
+
+    /// `d`.
+    pub fn ncols(&self) -> usize {
+        self.d
     }
 }
 
-/// Runs `visit(global_row, squared_distances_to_each_centre)` over every row, one
-/// group per rayon task, and returns each group's result in group order.
-/// `per_row` is a mutable per-row output slice of `stride` values per row.
+/// Runs `visit(first_row, squared_distances, outputs, bounds)` over blocks of at
+/// most [`BLOCK_ROWS`] rows (distances row-major, `rows × k`; outputs `stride`
+/// values per row; `bounds`, when given, `k` values per row), one group of blocks
+/// per rayon task, and returns each group's result in group order.
 pub(crate) fn for_each_group<T, O, F>(
     data: &Prepared,
     centres: &Centres,
     per_row: &mut [O],
     stride: usize,
+    bounds: Option<&mut [f32]>,
     init: impl Fn() -> T + Sync,
     visit: F,
 ) -> Vec<T>
 where
     T: Send,
     O: Send,
-    F: Fn(&mut T, usize, &[f32], &mut [O]) + Sync,
+    F: Fn(&mut T, usize, &[f32], &mut [O], Option<&mut [f32]>) + Sync,
 {
-    let n = data.n_rows();
+    let (n, d) = data.x.dim();
     let k = centres.len();
+    let xs = data.x.as_slice();
     debug_assert_eq!(per_row.len(), n * stride);
+    let groups = n.div_ceil(GROUP_ROWS);
+    let bounds: Vec<Option<&mut [f32]>> = match bounds {
+        Some(b) => b.chunks_mut(GROUP_ROWS * k).map(Some).collect(),
+        None => (0..groups).map(|_| None).collect(),
+    };
     per_row
         .par_chunks_mut(GROUP_ROWS * stride)
+        .zip(bounds)
         .enumerate()
-        .map(|(g, out)| {
+        .map(|(g, (out, mut bounds))| {
             let mut acc = init();
             let start = g * GROUP_ROWS;
             let end = (start + GROUP_ROWS).min(n);
             let mut dist = vec![0.0_f32; BLOCK_ROWS * k];
-            let mut dots = Array2::<f32>::zeros((BLOCK_ROWS, k));
+            let mut idx = Vec::with_capacity(BLOCK_ROWS);
             let mut b = start;
             while b < end {
                 let e = (b + BLOCK_ROWS).min(end);
-                let block = data.x.slice(s![b..e, ..]);
-                block_sq_distances(block, &data.sq_norms[b..e], centres, &mut dots, &mut dist);
-                for r in 0..(e - b) {
-                    let i = b + r;
-                    let o = (i - start) * stride;
-                    visit(
-                        &mut acc,
-                        i,
-                        &dist[r * k..(r + 1) * k],
-                        &mut out[o..o + stride],
-                    );
-                }
+                idx.clear();
+                idx.extend(b..e);
+                let dist = &mut dist[..(e - b) * k];
+                sq_distances(xs, d, &data.sq_norms, &idx, centres, dist);
+                let o = (b - start) * stride;
+                let lb = bounds
+                    .as_deref_mut()
+                    .map(|l| &mut l[(b - start) * k..(e - start) * k]);
+                visit(&mut acc, b, dist, &mut out[o..o + (e - b) * stride], lb);
                 b = e;
             }
             acc
@@ -190,68 +227,24 @@ where
         .collect()
 }
 
-/// Fills `out` (row-major, `rows × k`) with clamped squared distances.
-fn block_sq_distances(
-    block: ArrayView2<f32>,
-    sq: &[f32],
-    centres: &Centres,
-    dots: &mut Array2<f32>,
-    out: &mut [f32],
-) {
-    let k = centres.len();
-    let rows = block.nrows();
-    let mut g = dots.slice_mut(s![..rows, ..]);
-    general_mat_mul(1.0, &block, &centres.t, 0.0, &mut g);
-    for r in 0..rows {
-        let xr = sq[r];
-        let dst = &mut out[r * k..(r + 1) * k];
-        for ((o, &gv), &c) in dst.iter_mut().zip(g.row(r).iter()).zip(&centres.sq_norms) {
-            *o = (xr - 2.0 * gv + c).max(0.0);
-        }
-    }
-}
-
 /// Scratch space to compute distances for a scattered set of rows.
 pub(crate) struct Gather {
-    rows: Array2<f32>,
-    norms: Vec<f32>,
-    dots: Array2<f32>,
     /// Squared distances, row-major `rows × k`, after [`Gather::distances`].
     pub dist: Vec<f32>,
 }
 
 impl Gather {
-    /// Scratch for up to [`BLOCK_ROWS`] rows of `d` features and `k` centres.
-    pub fn new(d: usize, k: usize) -> Self {
+    /// Scratch for up to [`BLOCK_ROWS`] rows and `k` centres.
+    pub fn new(k: usize) -> Self {
         Self {
-            rows: Array2::zeros((BLOCK_ROWS, d)),
-            norms: vec![0.0; BLOCK_ROWS],
-            dots: Array2::zeros((BLOCK_ROWS, k)),
             dist: vec![0.0; BLOCK_ROWS * k],
         }
     }
 
     /// Squared distances from rows `idx` (at most [`BLOCK_ROWS`]) to every centre.
     pub fn distances(&mut self, data: &Prepared, idx: &[usize], centres: &Centres) {
-        let m = idx.len();
-        if m > 0 && idx[m - 1] - idx[0] == m - 1 {
-            // A contiguous run of rows needs no copy.
-            let (a, b) = (idx[0], idx[m - 1] + 1);
-            let rows = data.x.slice(s![a..b, ..]);
-            let norms = &data.sq_norms[a..b];
-            block_sq_distances(rows, norms, centres, &mut self.dots, &mut self.dist);
-            return;
-        }
-        for (r, &i) in idx.iter().enumerate() {
-            self.rows.row_mut(r).assign(&data.x.row(i));
-            self.norms[r] = data.sq_norms[i];
-        }
-        block_sq_distances(
-            self.rows.slice(s![..m, ..]),
-            &self.norms[..m],
-            centres,
-            &mut self.dots,
-            &mut self.dist,
-        );
+        let xs = data.x.as_slice();
+        let dist = &mut self.dist[..idx.len() * centres.len()];
+        sq_distances(xs, data.x.ncols(), &data.sq_norms, idx, centres, dist);
     }
 }

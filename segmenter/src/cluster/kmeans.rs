@@ -1,6 +1,6 @@
 //! k-means: greedy k-means++ seeding or a warm start from given centroids, then Lloyd
-//! iterations on an `f32` copy of the data with distances from blocked matrix
-//! products, spread over all cores with rayon. After the first iteration Hamerly's
+//! iterations on an `f32` copy of the data with distances from register tiles (see
+//! `tiles.rs`), spread over all cores with rayon. After the first iteration Hamerly's
 //! bounds (see `hamerly.rs`) skip the rows that cannot change cluster; a last full
 //! pass gives exact nearest and second-nearest distances.
 //!
@@ -13,8 +13,9 @@
 use ndarray::{Array2, ArrayView2};
 
 use super::hamerly::{bounded_step, RowState};
-use super::kernel::{for_each_group, Centres, Prepared};
+use super::kernel::{for_each_group, Centres, Prepared, BLOCK_ROWS};
 use super::seeding::kmeans_plusplus;
+use super::tiles::nearest_rows;
 use super::ClusterError;
 
 /// How the centroids of a k-means run start.
@@ -88,6 +89,8 @@ struct Partial {
     weights: Vec<f64>,
     inertia: f64,
     changed: usize,
+    /// Scratch: nearest centres of the block being visited.
+    near: Vec<(usize, f32, f32)>,
 }
 
 impl Partial {
@@ -146,7 +149,7 @@ pub fn fit(
         // and update the M-step sums only for the rows that changed cluster.
         let changed = match &previous {
             None => {
-                let step = lloyd_step(&data, &centroids, &mut rows);
+                let step = lloyd_step(&data, &centroids, &mut rows, None);
                 (sums, totals) = (step.sums, step.weights);
                 step.changed
             }
@@ -162,7 +165,7 @@ pub fn fit(
     }
     // A last full E-step gives exact nearest and second-nearest distances for the
     // returned centroids (the bounds are only bounds) and the inertia.
-    let inertia = lloyd_step(&data, &centroids, &mut rows).inertia;
+    let inertia = lloyd_step(&data, &centroids, &mut rows, None).inertia;
     Ok(KMeansFit {
         centroids,
         nearest: to_nearest(&rows),
@@ -194,7 +197,7 @@ pub fn nearest(
         };
         x.nrows()
     ];
-    lloyd_step(&data, &centroids.to_owned(), &mut rows);
+    lloyd_step(&data, &centroids.to_owned(), &mut rows, None);
     Ok(to_nearest(&rows))
 }
 
@@ -213,16 +216,23 @@ fn to_nearest(rows: &[RowState]) -> NearestCentres {
     }
 }
 
-/// E-step (labels, distances) fused with the sums the M-step needs.
-fn lloyd_step(data: &Prepared, centroids: &Array2<f64>, rows: &mut [RowState]) -> Partial {
+/// E-step (labels, distances) fused with the sums the M-step needs; fills `bounds`
+/// (`n × k`), when given, with every row's distance to every centre.
+fn lloyd_step(
+    data: &Prepared,
+    centroids: &Array2<f64>,
+    rows: &mut [RowState],
+    bounds: Option<&mut [f32]>,
+) -> Partial {
     let (k, d) = centroids.dim();
     let centres = Centres::new(centroids.view());
-    let xs = data.x.as_slice().expect("prepared data is row-major");
+    let xs = data.x.as_slice();
     let partials = for_each_group(
         data,
         &centres,
         rows,
         1,
+        bounds,
         || Partial {
             sums: vec![0.0; k * d],
             block: vec![0.0; k * d],
@@ -230,37 +240,41 @@ fn lloyd_step(data: &Prepared, centroids: &Array2<f64>, rows: &mut [RowState]) -
             weights: vec![0.0; k],
             inertia: 0.0,
             changed: 0,
+            near: Vec::with_capacity(BLOCK_ROWS),
         },
-        |acc, i, dist, out| {
-            let (mut best, mut d1, mut d2) = (0_usize, f32::INFINITY, f32::INFINITY);
-            for (j, &v) in dist.iter().enumerate() {
-                if v < d1 {
-                    (d2, d1, best) = (d1, v, j);
-                } else if v < d2 {
-                    d2 = v;
+        |acc, first, dist, out, bounds| {
+            if let Some(bounds) = bounds {
+                for (b, &sq) in bounds.iter_mut().zip(dist) {
+                    *b = sq.sqrt();
                 }
             }
-            let w = data.weight(i);
-            let state = &mut out[0];
-            acc.changed += usize::from(state.label as usize != best);
-            *state = RowState {
-                label: best as u32,
-                upper: d1.sqrt(),
-                lower: d2.sqrt(),
-            };
-            acc.inertia += f64::from(w) * f64::from(d1);
-            acc.weights[best] += f64::from(w);
-            let sum = &mut acc.block[best * d..(best + 1) * d];
-            let row = &xs[i * d..(i + 1) * d];
-            if w == 1.0 {
-                sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
-            } else {
-                sum.iter_mut().zip(row).for_each(|(s, &v)| *s += w * v);
+            let mut near = std::mem::take(&mut acc.near);
+            near.clear();
+            nearest_rows(dist, k, &mut near);
+            for (r, (&(best, d1, d2), state)) in near.iter().zip(out).enumerate() {
+                let i = first + r;
+                let w = data.weight(i);
+                acc.changed += usize::from(state.label as usize != best);
+                *state = RowState {
+                    label: best as u32,
+                    upper: d1.sqrt(),
+                    lower: d2.sqrt(),
+                };
+                acc.inertia += f64::from(w) * f64::from(d1);
+                acc.weights[best] += f64::from(w);
+                let sum = &mut acc.block[best * d..(best + 1) * d];
+                let row = &xs[i * d..(i + 1) * d];
+                if w == 1.0 {
+                    sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+                } else {
+                    sum.iter_mut().zip(row).for_each(|(s, &v)| *s += w * v);
+                }
+                acc.pending += 1;
+                if acc.pending == FLUSH_ROWS {
+                    acc.flush();
+                }
             }
-            acc.pending += 1;
-            if acc.pending == FLUSH_ROWS {
-                acc.flush();
-            }
+            acc.near = near;
         },
     );
     let mut total = Partial {
@@ -270,6 +284,7 @@ fn lloyd_step(data: &Prepared, centroids: &Array2<f64>, rows: &mut [RowState]) -
         weights: vec![0.0; k],
         inertia: 0.0,
         changed: 0,
+        near: Vec::new(),
     };
     for mut p in partials {
         p.flush();

@@ -25,6 +25,7 @@ pub mod transform;
 mod hamerly;
 mod kernel;
 mod seeding;
+mod tiles;
 
 pub use auto_k::{
     choose_k, propose_restructure, AutoKConfig, KCandidate, KSelection, Restructure,

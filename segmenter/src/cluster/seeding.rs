@@ -8,7 +8,7 @@ use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 
-use super::kernel::{for_each_group, Centres, Prepared};
+use super::kernel::{for_each_group, Centres, Prepared, GROUP_ROWS};
 
 /// Picks `k` rows of `data` as initial centres; returns them as a `k × D` matrix.
 pub(crate) fn kmeans_plusplus(data: &Prepared, k: usize, seed: u64) -> Array2<f64> {
@@ -30,27 +30,35 @@ pub(crate) fn kmeans_plusplus(data: &Prepared, k: usize, seed: u64) -> Array2<f6
     nearest_distances(data, first, &mut closest);
 
     let mut scratch = vec![0.0_f32; n * trials];
-    while chosen.len() < k {
-        let cum = cumulative(
-            closest
-                .iter()
+    // The potential (weighted squared distances to the nearest chosen centre) per
+    // group of rows: draws find their group here, then their row in the group.
+    let mut potential: Vec<f64> = closest
+        .par_chunks(GROUP_ROWS)
+        .enumerate()
+        .map(|(g, c)| {
+            c.iter()
                 .enumerate()
-                .map(|(i, &c)| f64::from(c) * f64::from(data.weight(i))),
-        );
-        let total = cum[n - 1];
+                .map(|(r, &v)| f64::from(v) * f64::from(data.weight(g * GROUP_ROWS + r)))
+                .sum()
+        })
+        .collect();
+    while chosen.len() < k {
+        let total: f64 = potential.iter().sum();
         let candidates: Vec<usize> = (0..trials)
             .map(|_| {
                 if total > 0.0 {
-                    pick(&cum, rng.gen::<f64>() * total)
+                    draw(data, &closest, &potential, rng.gen::<f64>() * total)
                 } else {
                     rng.gen_range(0..n)
                 }
             })
             .collect();
-        let pots = candidate_potentials(data, &candidates, &closest, &mut scratch);
+        let partials = candidate_potentials(data, &candidates, &closest, &mut scratch);
+        let pots = sum_in_order(&partials, trials);
         let best = (0..trials)
             .min_by(|&a, &b| pots[a].total_cmp(&pots[b]))
             .unwrap_or(0);
+        potential = partials.iter().map(|p| p[best]).collect();
         closest
             .par_iter_mut()
             .enumerate()
@@ -59,19 +67,22 @@ pub(crate) fn kmeans_plusplus(data: &Prepared, k: usize, seed: u64) -> Array2<f6
     }
     let mut centres = Array2::zeros((k, d));
     for (j, &i) in chosen.iter().enumerate() {
-        centres.row_mut(j).assign(&data.x.row(i).mapv(f64::from));
+        for (c, &v) in centres.row_mut(j).iter_mut().zip(data.x.row(i)) {
+            *c = f64::from(v);
+        }
     }
     centres
 }
 
-/// For each candidate, the weighted potential if it were added; fills `scratch`
-/// (`n × trials`) with the per-row minimum of `closest` and the candidate distance.
+/// For each candidate, the weighted potential if it were added, per group of
+/// [`GROUP_ROWS`] rows; fills `scratch` (`n × trials`) with the per-row minimum of
+/// `closest` and the candidate distance.
 fn candidate_potentials(
     data: &Prepared,
     candidates: &[usize],
     closest: &[f32],
     scratch: &mut [f32],
-) -> Vec<f64> {
+) -> Vec<Vec<f64>> {
     let t = candidates.len();
     let centres = rows_as_centres(data, candidates);
     let partials = for_each_group(
@@ -79,17 +90,25 @@ fn candidate_potentials(
         &centres,
         scratch,
         t,
+        None,
         || vec![0.0_f64; t],
-        |acc, i, dist, out| {
-            let w = f64::from(data.weight(i));
-            for ((a, o), &dv) in acc.iter_mut().zip(out.iter_mut()).zip(dist) {
-                let m = dv.min(closest[i]);
-                *o = m;
-                *a += w * f64::from(m);
+        |acc, first, dist, out, _| {
+            for (r, (dist, out)) in dist
+                .chunks_exact(t)
+                .zip(out.chunks_exact_mut(t))
+                .enumerate()
+            {
+                let i = first + r;
+                let w = f64::from(data.weight(i));
+                for ((a, o), &dv) in acc.iter_mut().zip(out.iter_mut()).zip(dist) {
+                    let m = dv.min(closest[i]);
+                    *o = m;
+                    *a += w * f64::from(m);
+                }
             }
         },
     );
-    sum_in_order(partials, t)
+    partials
 }
 
 /// Sets `closest` to the squared distance of each row to row `first`.
@@ -100,8 +119,9 @@ fn nearest_distances(data: &Prepared, first: usize, closest: &mut [f32]) {
         &centres,
         closest,
         1,
+        None,
         || (),
-        |_, _, dist, out| out[0] = dist[0],
+        |_, _, dist, out, _| out.copy_from_slice(dist),
     );
 }
 
@@ -109,16 +129,40 @@ fn rows_as_centres(data: &Prepared, rows: &[usize]) -> Centres {
     let d = data.x.ncols();
     let mut c = Array2::<f64>::zeros((rows.len(), d));
     for (j, &i) in rows.iter().enumerate() {
-        c.row_mut(j).assign(&data.x.row(i).mapv(f64::from));
+        for (c, &v) in c.row_mut(j).iter_mut().zip(data.x.row(i)) {
+            *c = f64::from(v);
+        }
     }
     Centres::new(c.view())
 }
 
-fn sum_in_order(partials: Vec<Vec<f64>>, len: usize) -> Vec<f64> {
-    partials.into_iter().fold(vec![0.0; len], |mut s, p| {
+fn sum_in_order(partials: &[Vec<f64>], len: usize) -> Vec<f64> {
+    partials.iter().fold(vec![0.0; len], |mut s, p| {
         s.iter_mut().zip(p).for_each(|(a, b)| *a += b);
         s
     })
+}
+
+/// The first row whose running potential reaches `target` (numpy's `searchsorted`
+/// on the running sum, as scikit-learn draws): its group from the group sums, then
+/// the row by a walk through that group; the last row if rounding leaves it short.
+fn draw(data: &Prepared, closest: &[f32], potential: &[f64], target: f64) -> usize {
+    let mut acc = 0.0;
+    for (g, &p) in potential.iter().enumerate() {
+        if acc + p >= target {
+            let start = g * GROUP_ROWS;
+            let end = (start + GROUP_ROWS).min(closest.len());
+            for (i, &c) in closest.iter().enumerate().take(end).skip(start) {
+                acc += f64::from(c) * f64::from(data.weight(i));
+                if acc >= target {
+                    return i;
+                }
+            }
+            return end - 1;
+        }
+        acc += p;
+    }
+    closest.len() - 1
 }
 
 fn cumulative(values: impl Iterator<Item = f64>) -> Vec<f64> {
@@ -134,4 +178,59 @@ fn cumulative(values: impl Iterator<Item = f64>) -> Vec<f64> {
 /// First index whose cumulative value is ≥ `target` (numpy `searchsorted`), clipped.
 fn pick(cum: &[f64], target: f64) -> usize {
     cum.partition_point(|&c| c < target).min(cum.len() - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+    use rand::Rng;
+
+    /// Drawing through group sums finds the same row as numpy's `searchsorted` on
+    /// the running sum of the whole column, weighted or not, across group borders.
+    #[test]
+    fn draws_match_a_search_of_the_running_sum() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let n = 2 * GROUP_ROWS + 123;
+        let x = Array2::from_shape_fn((n, 2), |_| rng.gen_range(-1.0..1.0));
+        let w: Vec<f64> = (0..n)
+            .map(|i| {
+                if i % 7 == 0 {
+                    0.0
+                } else {
+                    rng.gen_range(0.5..2.0)
+                }
+            })
+            .collect();
+        for weights in [None, Some(w.as_slice())] {
+            let data = Prepared::new(x.view(), weights).unwrap();
+            let closest: Vec<f32> = (0..n).map(|i| (i % 13) as f32 * 0.25).collect();
+            let potential: Vec<f64> = closest
+                .chunks(GROUP_ROWS)
+                .enumerate()
+                .map(|(g, c)| {
+                    c.iter()
+                        .enumerate()
+                        .map(|(r, &v)| f64::from(v) * f64::from(data.weight(g * GROUP_ROWS + r)))
+                        .sum()
+                })
+                .collect();
+            let cum = cumulative((0..n).map(|i| f64::from(closest[i]) * f64::from(data.weight(i))));
+            let total: f64 = potential.iter().sum();
+            for _ in 0..500 {
+                let target = rng.gen::<f64>() * total;
+                let want = pick(&cum, target);
+                let got = draw(&data, &closest, &potential, target);
+                // The two sums add in a different order: they may differ only
+                // where the running sum is within rounding of the target.
+                if got != want {
+                    assert!(
+                        (cum[got.min(want)] - target).abs() < 1e-9 * total,
+                        "{got} vs {want}"
+                    );
+                }
+            }
+            assert_eq!(draw(&data, &closest, &potential, total * 2.0), n - 1);
+        }
+    }
 }

@@ -56,6 +56,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use rayon::prelude::*;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
@@ -72,6 +74,9 @@ use crate::Error;
 /// checkpoint after this age, before it is forgotten: far longer than a request of a
 /// fenced writer can stay in flight (object_store gives up retrying after 3 minutes).
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(600);
+
+/// Objects of one batch written at the same time.
+const PARALLEL_PUTS: usize = 8;
 
 /// The durable state of one partition (see the module docs).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -504,11 +509,27 @@ impl BatchWriter {
             }
         }
         self.send_dead_letters(&job.dead).await?;
-        for (path, batch) in &job.objects {
-            let data = to_parquet(batch.schema(), std::slice::from_ref(batch))?;
-            self.storage.put(path, data).await?;
-            self.metrics.objects_written.inc();
-        }
+        // A batch spans many days (one object each): encode them on every core and
+        // write them side by side — each durable write waits on its own sync.
+        let encoded: Vec<(&String, Bytes)> = job
+            .objects
+            .par_iter()
+            .map(|(path, batch)| {
+                Ok((
+                    path,
+                    to_parquet(batch.schema(), std::slice::from_ref(batch))?,
+                ))
+            })
+            .collect::<Result<_, Error>>()?;
+        futures::stream::iter(encoded)
+            .map(|(path, data)| async move {
+                self.storage.put(path, data).await?;
+                self.metrics.objects_written.inc();
+                Ok::<_, Error>(())
+            })
+            .buffer_unordered(PARALLEL_PUTS)
+            .try_collect::<Vec<()>>()
+            .await?;
         let mut new = lease.state.clone();
         new.next_offset = Some(job.last + 1);
         new.last_timestamp_ms = Some(job.last_timestamp_ms);

@@ -153,7 +153,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     spectra_core::telemetry::init_logging(&spectra_core::config::LogConfig {
         format: "plain".into(),
-        level: "warn".into(),
+        // `SPECTRA_BENCH_LOG=info` (or `debug`) shows ingest's timeline.
+        level: std::env::var("SPECTRA_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
     });
     let rt = tokio::runtime::Runtime::new()?;
     let topic = format!("bench-invoices-{}", std::process::id());
@@ -213,6 +214,11 @@ fn main() -> anyhow::Result<()> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(250_000);
         c.ingest.flush_age_ms = 10_000;
+        // `SPECTRA_BENCH_KAFKA_DEBUG=fetch` (with `SPECTRA_BENCH_LOG=debug`) shows
+        // librdkafka's fetch decisions, as in RESULTS.md.
+        if let Ok(d) = std::env::var("SPECTRA_BENCH_KAFKA_DEBUG") {
+            c.kafka.properties.insert("debug".into(), d);
+        }
         let ctx = Context::new(tokio_util_token());
         let t = Instant::now();
         // When the first message is read (after the group join), from the metrics.

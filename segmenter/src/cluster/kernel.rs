@@ -8,8 +8,8 @@
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
-use super::tiles::sq_distances;
 pub(crate) use super::tiles::Centres;
+use super::tiles::{sq_distances, Points};
 
 /// Rows per unit of parallel work (and per partial sum).
 pub(crate) const GROUP_ROWS: usize = 16_384;
@@ -123,6 +123,15 @@ impl Prepared {
         })
     }
 
+    /// The rows and their norms, for the distance tiles.
+    pub fn points(&self) -> Points<'_> {
+        Points {
+            x: self.x.as_slice(),
+            d: self.x.ncols(),
+            norms: &self.sq_norms,
+        }
+    }
+
     /// Weight of row `i`.
     #[inline]
     pub fn weight(&self, i: usize) -> f32 {
@@ -189,9 +198,8 @@ where
     O: Send,
     F: Fn(&mut T, usize, &[f32], &mut [O], Option<&mut [f32]>) + Sync,
 {
-    let (n, d) = data.x.dim();
+    let n = data.x.dim().0;
     let k = centres.len();
-    let xs = data.x.as_slice();
     debug_assert_eq!(per_row.len(), n * stride);
     let groups = n.div_ceil(GROUP_ROWS);
     let bounds: Vec<Option<&mut [f32]>> = match bounds {
@@ -214,7 +222,7 @@ where
                 idx.clear();
                 idx.extend(b..e);
                 let dist = &mut dist[..(e - b) * k];
-                sq_distances(xs, d, &data.sq_norms, &idx, centres, dist);
+                sq_distances(data.points(), &idx, centres, dist);
                 let o = (b - start) * stride;
                 let lb = bounds
                     .as_deref_mut()
@@ -243,8 +251,7 @@ impl Gather {
 
     /// Squared distances from rows `idx` (at most [`BLOCK_ROWS`]) to every centre.
     pub fn distances(&mut self, data: &Prepared, idx: &[usize], centres: &Centres) {
-        let xs = data.x.as_slice();
         let dist = &mut self.dist[..idx.len() * centres.len()];
-        sq_distances(xs, data.x.ncols(), &data.sq_norms, idx, centres, dist);
+        sq_distances(data.points(), idx, centres, dist);
     }
 }

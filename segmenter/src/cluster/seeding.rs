@@ -32,16 +32,7 @@ pub(crate) fn kmeans_plusplus(data: &Prepared, k: usize, seed: u64) -> Array2<f6
     let mut scratch = vec![0.0_f32; n * trials];
     // The potential (weighted squared distances to the nearest chosen centre) per
     // group of rows: draws find their group here, then their row in the group.
-    let mut potential: Vec<f64> = closest
-        .par_chunks(GROUP_ROWS)
-        .enumerate()
-        .map(|(g, c)| {
-            c.iter()
-                .enumerate()
-                .map(|(r, &v)| f64::from(v) * f64::from(data.weight(g * GROUP_ROWS + r)))
-                .sum()
-        })
-        .collect();
+    let mut potential = group_potentials(data, &closest);
     while chosen.len() < k {
         let total: f64 = potential.iter().sum();
         let candidates: Vec<usize> = (0..trials)
@@ -143,6 +134,21 @@ fn sum_in_order(partials: &[Vec<f64>], len: usize) -> Vec<f64> {
     })
 }
 
+/// Weighted squared distances to the nearest chosen centre, summed per group of
+/// [`GROUP_ROWS`] rows (in row order within a group, as the candidate pass sums them).
+fn group_potentials(data: &Prepared, closest: &[f32]) -> Vec<f64> {
+    closest
+        .par_chunks(GROUP_ROWS)
+        .enumerate()
+        .map(|(g, c)| {
+            c.iter()
+                .enumerate()
+                .map(|(r, &v)| f64::from(v) * f64::from(data.weight(g * GROUP_ROWS + r)))
+                .sum()
+        })
+        .collect()
+}
+
 /// The first row whose running potential reaches `target` (numpy's `searchsorted`
 /// on the running sum, as scikit-learn draws): its group from the group sums, then
 /// the row by a walk through that group; the last row if rounding leaves it short.
@@ -205,16 +211,7 @@ mod tests {
         for weights in [None, Some(w.as_slice())] {
             let data = Prepared::new(x.view(), weights).unwrap();
             let closest: Vec<f32> = (0..n).map(|i| (i % 13) as f32 * 0.25).collect();
-            let potential: Vec<f64> = closest
-                .chunks(GROUP_ROWS)
-                .enumerate()
-                .map(|(g, c)| {
-                    c.iter()
-                        .enumerate()
-                        .map(|(r, &v)| f64::from(v) * f64::from(data.weight(g * GROUP_ROWS + r)))
-                        .sum()
-                })
-                .collect();
+            let potential = group_potentials(&data, &closest);
             let cum = cumulative((0..n).map(|i| f64::from(closest[i]) * f64::from(data.weight(i))));
             let total: f64 = potential.iter().sum();
             for _ in 0..500 {

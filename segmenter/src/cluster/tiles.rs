@@ -55,17 +55,21 @@ impl Centres {
     }
 }
 
+/// The points distances are measured from.
+#[derive(Clone, Copy)]
+pub(crate) struct Points<'a> {
+    /// Row-major, `d` values per row.
+    pub x: &'a [f32],
+    /// Values per row.
+    pub d: usize,
+    /// `‖x_i‖²` per row.
+    pub norms: &'a [f32],
+}
+
 /// Fills `out` (row-major, `rows.len() × k`) with the clamped squared distances from
-/// rows `rows` of `x` (row-major, `d` features per row, squared norms `norms`) to
-/// every centre.
-pub(crate) fn sq_distances(
-    x: &[f32],
-    d: usize,
-    norms: &[f32],
-    rows: &[usize],
-    centres: &Centres,
-    out: &mut [f32],
-) {
+/// rows `rows` of `points` to every centre.
+pub(crate) fn sq_distances(points: Points, rows: &[usize], centres: &Centres, out: &mut [f32]) {
+    let d = points.d;
     assert_eq!(out.len(), rows.len() * centres.len(), "output size");
     assert_eq!(centres.t.len(), d * centres.padded / LANES, "centre width");
     #[cfg(target_arch = "x86_64")]
@@ -77,32 +81,23 @@ pub(crate) fn sq_distances(
             #[allow(unsafe_code)]
             // SAFETY: the CPU has AVX2 and FMA, checked just above.
             unsafe {
-                sq_distances_fma(x, d, norms, rows, centres, out)
+                sq_distances_fma(points, rows, centres, out)
             };
             return;
         }
     }
-    sq_distances_body::<false>(x, d, norms, rows, centres, out);
+    sq_distances_body::<false>(points, rows, centres, out);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn sq_distances_fma(
-    x: &[f32],
-    d: usize,
-    norms: &[f32],
-    rows: &[usize],
-    centres: &Centres,
-    out: &mut [f32],
-) {
-    sq_distances_body::<true>(x, d, norms, rows, centres, out);
+fn sq_distances_fma(points: Points, rows: &[usize], centres: &Centres, out: &mut [f32]) {
+    sq_distances_body::<true>(points, rows, centres, out);
 }
 
 #[inline(always)]
 fn sq_distances_body<const FMA: bool>(
-    x: &[f32],
-    d: usize,
-    norms: &[f32],
+    points: Points,
     rows: &[usize],
     centres: &Centres,
     out: &mut [f32],
@@ -110,9 +105,9 @@ fn sq_distances_body<const FMA: bool>(
     // Enough independent sums to cover the latency of a multiply-add: twelve
     // vectors for wide panels, eight rows against one vector for few centres.
     match centres.padded / LANES {
-        1 => by_tiles::<8, FMA>(x, d, norms, rows, centres, out),
-        2 => by_tiles::<6, FMA>(x, d, norms, rows, centres, out),
-        _ => by_tiles::<4, FMA>(x, d, norms, rows, centres, out),
+        1 => by_tiles::<8, FMA>(points, rows, centres, out),
+        2 => by_tiles::<6, FMA>(points, rows, centres, out),
+        _ => by_tiles::<4, FMA>(points, rows, centres, out),
     }
 }
 
@@ -120,13 +115,12 @@ fn sq_distances_body<const FMA: bool>(
 /// vectors.
 #[inline(always)]
 fn by_tiles<const R: usize, const FMA: bool>(
-    x: &[f32],
-    d: usize,
-    norms: &[f32],
+    points: Points,
     rows: &[usize],
     centres: &Centres,
     out: &mut [f32],
 ) {
+    let Points { x, d, norms } = points;
     let k = centres.len();
     let groups = centres.padded / LANES;
     for (tile, out) in rows.chunks(R).zip(out.chunks_mut(R * k)) {
@@ -257,7 +251,12 @@ mod tests {
             let c = Array2::from_shape_fn((k, d), |_| rng.gen_range(-2.0..2.0));
             let centres = Centres::new(c.view());
             let mut out = vec![f32::NAN; rows.len() * k];
-            sq_distances(&x, d, &norms, &rows, &centres, &mut out);
+            let points = Points {
+                x: &x,
+                d,
+                norms: &norms,
+            };
+            sq_distances(points, &rows, &centres, &mut out);
             for (r, &i) in rows.iter().enumerate() {
                 for j in 0..k {
                     let want: f64 = (0..d)
@@ -272,7 +271,7 @@ mod tests {
             }
             // Without the FMA variant the same distances come out (to rounding).
             let mut plain = vec![f32::NAN; rows.len() * k];
-            sq_distances_body::<false>(&x, d, &norms, &rows, &centres, &mut plain);
+            sq_distances_body::<false>(points, &rows, &centres, &mut plain);
             for (a, b) in out.iter().zip(&plain) {
                 assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0));
             }

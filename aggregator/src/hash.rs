@@ -54,23 +54,37 @@ impl IdentityHash {
 }
 
 /// A Bloom filter over identity hashes: "definitely never seen" or "maybe seen".
-/// Sized at 16 bits per expected key with 8 probes (false positives ≈ 0.05 %).
+/// Sized at 16 bits per expected key with 8 probes. A key's probes all fall in one
+/// 512-bit block (one cache line), chosen by one half of its hash, so an insert or a
+/// lookup touches one line of the filter instead of eight (false positives 0.08 % at
+/// full load in the test below, against ≈ 0.05 % spread over the whole filter; the
+/// index sizes it for twice its keys). Filters written before blocks existed keep
+/// their layout when read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bloom {
     bits: Vec<u64>,
     probes: u32,
+    blocked: bool,
 }
 
 /// Bits per key the filter is sized for.
 pub const BLOOM_BITS_PER_KEY: u64 = 16;
 
+/// Words of a block: 512 bits, a cache line.
+const BLOCK_WORDS: usize = 8;
+
+/// Set in the stored probe count of a blocked filter.
+const BLOCKED_FLAG: u32 = 1 << 31;
+
 impl Bloom {
     /// An empty filter for `capacity` keys (at least 4096).
     pub fn with_capacity(capacity: u64) -> Self {
         let bits = capacity.max(4096) * BLOOM_BITS_PER_KEY;
+        let words = (bits.div_ceil(64) as usize).next_multiple_of(BLOCK_WORDS);
         Self {
-            bits: vec![0; bits.div_ceil(64) as usize],
+            bits: vec![0; words],
             probes: 8,
+            blocked: true,
         }
     }
 
@@ -79,31 +93,46 @@ impl Bloom {
         self.bits.len() as u64 * 64 / BLOOM_BITS_PER_KEY
     }
 
-    fn positions(&self, h: &IdentityHash) -> impl Iterator<Item = usize> {
-        let m = self.bits.len() as u64 * 64;
-        let (start, stride) = (h.hi, h.lo | 1);
-        (0..u64::from(self.probes))
-            .map(move |i| (start.wrapping_add(i.wrapping_mul(stride)) % m) as usize)
+    /// Bit `i` of the key's probes (word index, bit mask).
+    #[inline]
+    fn probe(&self, h: &IdentityHash, i: u64) -> (usize, u64) {
+        let p = if self.blocked {
+            let blocks = (self.bits.len() / BLOCK_WORDS) as u64;
+            let base = (h.hi % blocks) as usize * BLOCK_WORDS * 64;
+            // Nine bits per probe from the other half of the hash, mixed per probe.
+            let x = h.lo.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let x = (x ^ (x >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            base + (x >> 55) as usize
+        } else {
+            let m = self.bits.len() as u64 * 64;
+            let (start, stride) = (h.hi, h.lo | 1);
+            (start.wrapping_add(i.wrapping_mul(stride)) % m) as usize
+        };
+        (p / 64, 1 << (p % 64))
     }
 
     /// Adds a key.
     pub fn insert(&mut self, h: &IdentityHash) {
-        let pos: Vec<usize> = self.positions(h).collect();
-        for p in pos {
-            self.bits[p / 64] |= 1 << (p % 64);
+        for i in 0..u64::from(self.probes) {
+            let (w, mask) = self.probe(h, i);
+            self.bits[w] |= mask;
         }
     }
 
     /// False when the key was certainly never inserted.
     pub fn may_contain(&self, h: &IdentityHash) -> bool {
-        self.positions(h)
-            .all(|p| self.bits[p / 64] & (1 << (p % 64)) != 0)
+        (0..u64::from(self.probes)).all(|i| {
+            let (w, mask) = self.probe(h, i);
+            self.bits[w] & mask != 0
+        })
     }
 
-    /// The filter as bytes: probes (u32 LE) then the bit words (u64 LE).
+    /// The filter as bytes: probes (u32 LE, the top bit set for the blocked layout)
+    /// then the bit words (u64 LE).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(4 + self.bits.len() * 8);
-        out.extend_from_slice(&self.probes.to_le_bytes());
+        let flag = if self.blocked { BLOCKED_FLAG } else { 0 };
+        out.extend_from_slice(&(self.probes | flag).to_le_bytes());
         for w in &self.bits {
             out.extend_from_slice(&w.to_le_bytes());
         }
@@ -115,12 +144,20 @@ impl Bloom {
         if b.len() < 12 || !(b.len() - 4).is_multiple_of(8) {
             return None;
         }
-        let probes = u32::from_le_bytes(b[..4].try_into().ok()?);
-        let bits = b[4..]
+        let stored = u32::from_le_bytes(b[..4].try_into().ok()?);
+        let blocked = stored & BLOCKED_FLAG != 0;
+        let bits: Vec<u64> = b[4..]
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
             .collect();
-        Some(Self { bits, probes })
+        if blocked && !bits.len().is_multiple_of(BLOCK_WORDS) {
+            return None;
+        }
+        Some(Self {
+            bits,
+            probes: stored & !BLOCKED_FLAG,
+            blocked,
+        })
     }
 }
 
@@ -162,5 +199,35 @@ mod tests {
         let round = Bloom::from_bytes(&b.to_bytes()).unwrap();
         assert_eq!(round, b);
         assert!(Bloom::from_bytes(b"xx").is_none());
+    }
+
+    /// A filter stored before the blocked layout (probes without the flag, bits
+    /// spread over the whole filter) is read in its own layout: nothing it holds is
+    /// reported as never seen.
+    #[test]
+    fn a_filter_of_the_earlier_layout_still_answers() {
+        let keys: Vec<IdentityHash> = (0..5_000)
+            .map(|i| IdentityHash::of("D", &format!("I{i}"), i))
+            .collect();
+        // The earlier layout, written as the earlier code did.
+        let words = (10_000_u64 * BLOOM_BITS_PER_KEY).div_ceil(64) as usize;
+        let mut bits = vec![0_u64; words];
+        let m = words as u64 * 64;
+        for h in &keys {
+            for i in 0..8_u64 {
+                let p = (h.hi.wrapping_add(i.wrapping_mul(h.lo | 1)) % m) as usize;
+                bits[p / 64] |= 1 << (p % 64);
+            }
+        }
+        let mut bytes = 8_u32.to_le_bytes().to_vec();
+        bits.iter()
+            .for_each(|w| bytes.extend_from_slice(&w.to_le_bytes()));
+        let old = Bloom::from_bytes(&bytes).unwrap();
+        assert!(keys.iter().all(|h| old.may_contain(h)));
+        assert_eq!(old.to_bytes(), bytes, "kept in its own layout");
+        let fp = (0..100_000)
+            .filter(|i| old.may_contain(&IdentityHash::of("E", &format!("I{i}"), *i)))
+            .count();
+        assert!(fp < 100, "false positives {fp} of 100000");
     }
 }

@@ -2,9 +2,10 @@
 //! gaps, SKU gaps): rows sorted by the key column, written in row groups of
 //! [`ROW_GROUP_ROWS`] and data pages of at most [`PAGE_ROWS`] rows, with a page index
 //! (per-page minimum and maximum of the key, and every page's location), dictionaries
-//! only while small ([`DICTIONARY_BYTES`]) and Snappy compression. A reader of one key ([`read_key`]) fetches the footer and page
-//! index once (cached), then only the pages whose key range can hold the key: a few
-//! hundred rows per column, whatever the table's size. An outlet's 360 view then costs
+//! only while small ([`DICTIONARY_BYTES`]) and Snappy compression. A reader of one key
+//! ([`read_key`]) fetches the footer and page index once (cached), then only the pages
+//! whose key range can hold the key: a few hundred rows per column, whatever the
+//! table's size. An outlet's 360 view then costs
 //! the same at 10k outlets as at 1M, and no reader holds the whole table to answer for
 //! one outlet.
 
@@ -244,7 +245,8 @@ fn pages_holding(
     RowSelection::from(selectors)
 }
 
-/// Ranged reads of one object of known size: the footer, then the pages asked for (parquet's own object-store reader is deprecated in favour of this).
+/// Ranged reads of one object of known size: the footer, then the pages asked for
+/// (parquet's own object-store reader is deprecated in favour of this).
 struct Ranged {
     store: Arc<dyn ObjectStore>,
     path: Path,

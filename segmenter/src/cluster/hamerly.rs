@@ -64,7 +64,7 @@ pub(crate) fn bounded_step(
         })
         .collect();
     let centres = Centres::new(new.view());
-    let xs = data.x.as_slice();
+    let xs = data.x.as_slice().expect("prepared data is row-major");
     let partials: Vec<(Vec<f64>, Vec<f64>, usize)> = rows
         .par_chunks_mut(GROUP_ROWS)
         .enumerate()

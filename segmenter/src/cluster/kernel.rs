@@ -5,7 +5,7 @@
 //! cores; each group returns its own partial result and the caller folds them in
 //! group order, so results do not depend on the number of threads or on scheduling.
 
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
 pub(crate) use super::tiles::Centres;
@@ -20,7 +20,7 @@ pub(crate) const BLOCK_ROWS: usize = 256;
 /// flushed to zero, with squared row norms and optional sample weights.
 pub(crate) struct Prepared {
     /// Rows = samples, columns = features.
-    pub x: Matrix,
+    pub x: Array2<f32>,
     /// `‖x_i‖²` per row.
     pub sq_norms: Vec<f32>,
     /// Sample weights, `None` meaning all ones.
@@ -71,10 +71,9 @@ impl Prepared {
         }
         let cutoff = scan.iter().fold(0.0_f64, |m, s| m.max(s.0)) as f32 * 1e-6;
         // Pass 2: convert, flush tiny values, squared norms and column sums.
-        let mut out = Matrix::zeros(n, d);
+        let mut out = vec![0.0_f32; n * d];
         let mut sq_norms = vec![0.0_f32; n];
         let sums: Vec<(Vec<f64>, f64)> = out
-            .as_mut_slice()
             .par_chunks_mut(group)
             .zip(xs.par_chunks(group))
             .zip(sq_norms.par_chunks_mut(GROUP_ROWS))
@@ -116,7 +115,7 @@ impl Prepared {
         let mean_sq: f64 = col.iter().map(|c| (c / nf).powi(2)).sum();
         let mean_variance = ((sq_total / nf - mean_sq) / d.max(1) as f64).max(0.0);
         Ok(Self {
-            x: out,
+            x: Array2::from_shape_vec((n, d), out).expect("n × d values"),
             sq_norms,
             weights: weights.map(|w| w.iter().map(|&v| v as f32).collect()),
             mean_variance,
@@ -126,7 +125,7 @@ impl Prepared {
     /// The rows and their norms, for the distance tiles.
     pub fn points(&self) -> Points<'_> {
         Points {
-            x: self.x.as_slice(),
+            x: self.x.as_slice().expect("prepared data is row-major"),
             d: self.x.ncols(),
             norms: &self.sq_norms,
         }
@@ -139,78 +138,30 @@ impl Prepared {
     }
 }
 
-/// `n × d` `f32` values, row-major.
-pub(crate) struct Matrix {
-    values: Vec<f32>,
-    d: usize,
-}
-
-impl Matrix {
-    /// `n × d` zeros.
-    pub fn zeros(n: usize, d: usize) -> Self {
-        Self {
-            values: vec![0.0; n * d],
-            d,
-        }
-    }
-
-    /// All values, row after row.
-    pub fn as_slice(&self) -> &[f32] {
-        &self.values
-    }
-
-    /// All values, row after row, to write.
-    pub fn as_mut_slice(&mut self) -> &mut [f32] {
-        &mut self.values
-    }
-
-    /// Row `i`.
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.values[i * self.d..(i + 1) * self.d]
-    }
-
-    /// `(n, d)`.
-    pub fn dim(&self) -> (usize, usize) {
-        (self.values.len() / self.d.max(1), self.d)
-    }
-
-    /// `d`.
-    pub fn ncols(&self) -> usize {
-        self.d
-    }
-}
-
-/// Runs `visit(first_row, squared_distances, outputs, bounds)` over blocks of at
-/// most [`BLOCK_ROWS`] rows (distances row-major, `rows × k`; outputs `stride`
-/// values per row; `bounds`, when given, `k` values per row), one group of blocks
-/// per rayon task, and returns each group's result in group order.
+/// Runs `visit(first_row, squared_distances, outputs)` over blocks of at most
+/// [`BLOCK_ROWS`] rows (distances row-major, `rows × k`; outputs `stride` values per
+/// row), one group of blocks per rayon task, and returns each group's result in
+/// group order.
 pub(crate) fn for_each_group<T, O, F>(
     data: &Prepared,
     centres: &Centres,
     per_row: &mut [O],
     stride: usize,
-    bounds: Option<&mut [f32]>,
     init: impl Fn() -> T + Sync,
     visit: F,
 ) -> Vec<T>
 where
     T: Send,
     O: Send,
-    F: Fn(&mut T, usize, &[f32], &mut [O], Option<&mut [f32]>) + Sync,
+    F: Fn(&mut T, usize, &[f32], &mut [O]) + Sync,
 {
-    let n = data.x.dim().0;
+    let n = data.x.nrows();
     let k = centres.len();
     debug_assert_eq!(per_row.len(), n * stride);
-    let groups = n.div_ceil(GROUP_ROWS);
-    let bounds: Vec<Option<&mut [f32]>> = match bounds {
-        Some(b) => b.chunks_mut(GROUP_ROWS * k).map(Some).collect(),
-        None => (0..groups).map(|_| None).collect(),
-    };
     per_row
         .par_chunks_mut(GROUP_ROWS * stride)
-        .zip(bounds)
         .enumerate()
-        .map(|(g, (out, mut bounds))| {
+        .map(|(g, out)| {
             let mut acc = init();
             let start = g * GROUP_ROWS;
             let end = (start + GROUP_ROWS).min(n);
@@ -224,10 +175,7 @@ where
                 let dist = &mut dist[..(e - b) * k];
                 sq_distances(data.points(), &idx, centres, dist);
                 let o = (b - start) * stride;
-                let lb = bounds
-                    .as_deref_mut()
-                    .map(|l| &mut l[(b - start) * k..(e - start) * k]);
-                visit(&mut acc, b, dist, &mut out[o..o + (e - b) * stride], lb);
+                visit(&mut acc, b, dist, &mut out[o..o + (e - b) * stride]);
                 b = e;
             }
             acc

@@ -149,7 +149,7 @@ pub fn fit(
         // and update the M-step sums only for the rows that changed cluster.
         let changed = match &previous {
             None => {
-                let step = lloyd_step(&data, &centroids, &mut rows, None);
+                let step = lloyd_step(&data, &centroids, &mut rows);
                 (sums, totals) = (step.sums, step.weights);
                 step.changed
             }
@@ -165,7 +165,7 @@ pub fn fit(
     }
     // A last full E-step gives exact nearest and second-nearest distances for the
     // returned centroids (the bounds are only bounds) and the inertia.
-    let inertia = lloyd_step(&data, &centroids, &mut rows, None).inertia;
+    let inertia = lloyd_step(&data, &centroids, &mut rows).inertia;
     Ok(KMeansFit {
         centroids,
         nearest: to_nearest(&rows),
@@ -197,7 +197,7 @@ pub fn nearest(
         };
         x.nrows()
     ];
-    lloyd_step(&data, &centroids.to_owned(), &mut rows, None);
+    lloyd_step(&data, &centroids.to_owned(), &mut rows);
     Ok(to_nearest(&rows))
 }
 
@@ -216,23 +216,16 @@ fn to_nearest(rows: &[RowState]) -> NearestCentres {
     }
 }
 
-/// E-step (labels, distances) fused with the sums the M-step needs; fills `bounds`
-/// (`n × k`), when given, with every row's distance to every centre.
-fn lloyd_step(
-    data: &Prepared,
-    centroids: &Array2<f64>,
-    rows: &mut [RowState],
-    bounds: Option<&mut [f32]>,
-) -> Partial {
+/// E-step (labels, distances) fused with the sums the M-step needs.
+fn lloyd_step(data: &Prepared, centroids: &Array2<f64>, rows: &mut [RowState]) -> Partial {
     let (k, d) = centroids.dim();
     let centres = Centres::new(centroids.view());
-    let xs = data.x.as_slice();
+    let xs = data.x.as_slice().expect("prepared data is row-major");
     let partials = for_each_group(
         data,
         &centres,
         rows,
         1,
-        bounds,
         || Partial {
             sums: vec![0.0; k * d],
             block: vec![0.0; k * d],
@@ -242,12 +235,7 @@ fn lloyd_step(
             changed: 0,
             near: Vec::with_capacity(BLOCK_ROWS),
         },
-        |acc, first, dist, out, bounds| {
-            if let Some(bounds) = bounds {
-                for (b, &sq) in bounds.iter_mut().zip(dist) {
-                    *b = sq.sqrt();
-                }
-            }
+        |acc, first, dist, out| {
             let mut near = std::mem::take(&mut acc.near);
             near.clear();
             nearest_rows(dist, k, &mut near);

@@ -12,7 +12,7 @@ use super::kernel::{for_each_group, Centres, Prepared, GROUP_ROWS};
 
 /// Picks `k` rows of `data` as initial centres; returns them as a `k × D` matrix.
 pub(crate) fn kmeans_plusplus(data: &Prepared, k: usize, seed: u64) -> Array2<f64> {
-    let (n, d) = data.x.dim();
+    let n = data.x.nrows();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let trials = 2 + (k as f64).ln() as usize;
     let mut chosen = Vec::with_capacity(k);
@@ -56,13 +56,7 @@ pub(crate) fn kmeans_plusplus(data: &Prepared, k: usize, seed: u64) -> Array2<f6
             .for_each(|(i, c)| *c = scratch[i * trials + best]);
         chosen.push(candidates[best]);
     }
-    let mut centres = Array2::zeros((k, d));
-    for (j, &i) in chosen.iter().enumerate() {
-        for (c, &v) in centres.row_mut(j).iter_mut().zip(data.x.row(i)) {
-            *c = f64::from(v);
-        }
-    }
-    centres
+    rows_of(data, &chosen)
 }
 
 /// For each candidate, the weighted potential if it were added, per group of
@@ -76,14 +70,13 @@ fn candidate_potentials(
 ) -> Vec<Vec<f64>> {
     let t = candidates.len();
     let centres = rows_as_centres(data, candidates);
-    let partials = for_each_group(
+    for_each_group(
         data,
         &centres,
         scratch,
         t,
-        None,
         || vec![0.0_f64; t],
-        |acc, first, dist, out, _| {
+        |acc, first, dist, out| {
             for (r, (dist, out)) in dist
                 .chunks_exact(t)
                 .zip(out.chunks_exact_mut(t))
@@ -98,8 +91,7 @@ fn candidate_potentials(
                 }
             }
         },
-    );
-    partials
+    )
 }
 
 /// Sets `closest` to the squared distance of each row to row `first`.
@@ -110,21 +102,20 @@ fn nearest_distances(data: &Prepared, first: usize, closest: &mut [f32]) {
         &centres,
         closest,
         1,
-        None,
         || (),
-        |_, _, dist, out, _| out.copy_from_slice(dist),
+        |_, _, dist, out| out.copy_from_slice(dist),
     );
 }
 
+/// Rows `rows` of the data, in `f64`, one after the other.
+fn rows_of(data: &Prepared, rows: &[usize]) -> Array2<f64> {
+    Array2::from_shape_fn((rows.len(), data.x.ncols()), |(j, c)| {
+        f64::from(data.x[[rows[j], c]])
+    })
+}
+
 fn rows_as_centres(data: &Prepared, rows: &[usize]) -> Centres {
-    let d = data.x.ncols();
-    let mut c = Array2::<f64>::zeros((rows.len(), d));
-    for (j, &i) in rows.iter().enumerate() {
-        for (c, &v) in c.row_mut(j).iter_mut().zip(data.x.row(i)) {
-            *c = f64::from(v);
-        }
-    }
-    Centres::new(c.view())
+    Centres::new(rows_of(data, rows).view())
 }
 
 fn sum_in_order(partials: &[Vec<f64>], len: usize) -> Vec<f64> {

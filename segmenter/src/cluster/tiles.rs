@@ -1,5 +1,5 @@
 //! Squared distances from a few rows to every centre, as `‖x‖² − 2 x·c + ‖c‖²`, by
-//! register tiles: four to eight rows against up to 24 centres at a time, the centres stored
+//! register tiles: four rows against up to 24 centres at a time, the centres stored
 //! feature-major (`D × k`, padded to a multiple of 8) so that each feature of a row
 //! is broadcast once and multiplied into eight centres per vector instruction.
 //!
@@ -14,6 +14,8 @@
 
 /// Lanes per vector of centres.
 const LANES: usize = 8;
+/// Rows per tile.
+const TILE_ROWS: usize = 4;
 
 /// Centres in the kernel's layout.
 pub(crate) struct Centres {
@@ -95,26 +97,10 @@ fn sq_distances_fma(points: Points, rows: &[usize], centres: &Centres, out: &mut
     sq_distances_body::<true>(points, rows, centres, out);
 }
 
+/// The rows in tiles of [`TILE_ROWS`], each against the centres in panels of up to
+/// three vectors (twelve independent sums: enough to cover a multiply-add's latency).
 #[inline(always)]
 fn sq_distances_body<const FMA: bool>(
-    points: Points,
-    rows: &[usize],
-    centres: &Centres,
-    out: &mut [f32],
-) {
-    // Enough independent sums to cover the latency of a multiply-add: twelve
-    // vectors for wide panels, eight rows against one vector for few centres.
-    match centres.padded / LANES {
-        1 => by_tiles::<8, FMA>(points, rows, centres, out),
-        2 => by_tiles::<6, FMA>(points, rows, centres, out),
-        _ => by_tiles::<4, FMA>(points, rows, centres, out),
-    }
-}
-
-/// The rows in tiles of `R`, each against the centres in panels of up to three
-/// vectors.
-#[inline(always)]
-fn by_tiles<const R: usize, const FMA: bool>(
     points: Points,
     rows: &[usize],
     centres: &Centres,
@@ -123,9 +109,9 @@ fn by_tiles<const R: usize, const FMA: bool>(
     let Points { x, d, norms } = points;
     let k = centres.len();
     let groups = centres.padded / LANES;
-    for (tile, out) in rows.chunks(R).zip(out.chunks_mut(R * k)) {
+    for (tile, out) in rows.chunks(TILE_ROWS).zip(out.chunks_mut(TILE_ROWS * k)) {
         // A short last tile repeats its last row; the repeats are not written.
-        let xs: [&[f32]; R] = std::array::from_fn(|r| {
+        let xs: [&[f32]; TILE_ROWS] = std::array::from_fn(|r| {
             let i = tile[r.min(tile.len() - 1)];
             &x[i * d..(i + 1) * d]
         });
@@ -133,11 +119,11 @@ fn by_tiles<const R: usize, const FMA: bool>(
         while g * LANES < k {
             let left = groups - g;
             let dots = if left >= 3 {
-                tile_dots::<R, 3, FMA>(&xs, d, &centres.t, groups, g).map(flatten)
+                tile_dots::<3, FMA>(&xs, d, &centres.t, groups, g).map(flatten)
             } else if left >= 2 {
-                tile_dots::<R, 2, FMA>(&xs, d, &centres.t, groups, g).map(flatten)
+                tile_dots::<2, FMA>(&xs, d, &centres.t, groups, g).map(flatten)
             } else {
-                tile_dots::<R, 1, FMA>(&xs, d, &centres.t, groups, g).map(flatten)
+                tile_dots::<1, FMA>(&xs, d, &centres.t, groups, g).map(flatten)
             };
             let width = left.min(3) * LANES;
             let end = (g * LANES + width).min(k);
@@ -164,14 +150,14 @@ fn flatten<const V: usize>(acc: [[f32; LANES]; V]) -> [f32; 3 * LANES] {
 
 /// Dot products of the tile's rows with the centres of lane groups `g .. g + V`.
 #[inline(always)]
-fn tile_dots<const R: usize, const V: usize, const FMA: bool>(
-    xs: &[&[f32]; R],
+fn tile_dots<const V: usize, const FMA: bool>(
+    xs: &[&[f32]; TILE_ROWS],
     d: usize,
     t: &[[f32; LANES]],
     groups: usize,
     g: usize,
-) -> [[[f32; LANES]; V]; R] {
-    let mut acc = [[[0.0_f32; LANES]; V]; R];
+) -> [[[f32; LANES]; V]; TILE_ROWS] {
+    let mut acc = [[[0.0_f32; LANES]; V]; TILE_ROWS];
     assert!(xs.iter().all(|r| r.len() == d) && g + V <= groups);
     for c in 0..d {
         let cr: &[[f32; LANES]; V] = t[c * groups + g..c * groups + g + V]
@@ -200,14 +186,21 @@ fn tile_dots<const R: usize, const V: usize, const FMA: bool>(
 /// jumps cost more than the distances themselves at small k.
 #[inline]
 pub(crate) fn nearest_two(dist: &[f32]) -> (usize, f32, f32) {
-    let (mut best, mut d1, mut d2) = (0_usize, f32::INFINITY, f32::INFINITY);
+    let mut near = (0_usize, f32::INFINITY, f32::INFINITY);
     for (j, &v) in dist.iter().enumerate() {
-        let closer = v < d1;
-        d2 = if closer { d1 } else { d2.min(v) };
-        best = if closer { j } else { best };
-        d1 = if closer { v } else { d1 };
+        nearer(&mut near, j, v);
     }
-    (best, d1, d2)
+    near
+}
+
+/// One step of [`nearest_two`]: centre `j` at squared distance `v`, with selects
+/// rather than jumps.
+#[inline(always)]
+fn nearer((best, d1, d2): &mut (usize, f32, f32), j: usize, v: f32) {
+    let closer = v < *d1;
+    *d2 = if closer { *d1 } else { d2.min(v) };
+    *best = if closer { j } else { *best };
+    *d1 = if closer { v } else { *d1 };
 }
 
 /// [`nearest_two`] of each row of `dist` (row-major, `k` per row), appended to
@@ -216,17 +209,13 @@ pub(crate) fn nearest_two(dist: &[f32]) -> (usize, f32, f32) {
 pub(crate) fn nearest_rows(dist: &[f32], k: usize, out: &mut Vec<(usize, f32, f32)>) {
     let mut quads = dist.chunks_exact(4 * k);
     for quad in &mut quads {
-        let (mut best, mut d1, mut d2) = ([0_usize; 4], [f32::INFINITY; 4], [f32::INFINITY; 4]);
+        let mut near = [(0_usize, f32::INFINITY, f32::INFINITY); 4];
         for j in 0..k {
-            for r in 0..4 {
-                let v = quad[r * k + j];
-                let closer = v < d1[r];
-                d2[r] = if closer { d1[r] } else { d2[r].min(v) };
-                best[r] = if closer { j } else { best[r] };
-                d1[r] = if closer { v } else { d1[r] };
+            for (r, n) in near.iter_mut().enumerate() {
+                nearer(n, j, quad[r * k + j]);
             }
         }
-        out.extend((0..4).map(|r| (best[r], d1[r], d2[r])));
+        out.extend(near);
     }
     out.extend(quads.remainder().chunks_exact(k).map(nearest_two));
 }

@@ -219,6 +219,10 @@ pub struct IdentityIndex {
     deltas: Option<Vec<Entry>>,
     /// The lease epoch of the pass writing (named in its delta files).
     epoch: u64,
+    /// Built from nothing in this pass: entries go straight into the base buckets.
+    building: bool,
+    /// The filter changed since it was last written ([`IdentityIndex::finish`]).
+    bloom_changed: bool,
 }
 
 fn bucket_path(b: u32) -> String {
@@ -241,6 +245,8 @@ impl IdentityIndex {
             bloom: Bloom::with_capacity(0),
             deltas: Some(Vec::new()),
             epoch: 0,
+            building: true,
+            bloom_changed: false,
         }
     }
 
@@ -267,6 +273,8 @@ impl IdentityIndex {
             bloom,
             deltas: None,
             epoch: 0,
+            building: false,
+            bloom_changed: false,
         })
     }
 
@@ -329,21 +337,35 @@ impl IdentityIndex {
         Ok(found)
     }
 
+    /// Sizes the filter of an index being built for at most `entries` entries (before
+    /// the first [`IdentityIndex::append`]; a build appends one group of buckets at a
+    /// time, and the filter must hold them all).
+    pub fn expect(&mut self, entries: u64) {
+        if self.building && self.state.entries == 0 {
+            self.bloom = Bloom::with_capacity(entries * 2);
+        }
+    }
+
     /// Adds entries (already merged per identity and day): one delta file, or straight
-    /// into the base buckets when the index is being built from scratch.
+    /// into the base buckets when the index is being built from scratch (then each
+    /// identity must be appended once: a build appends disjoint groups of identities).
+    /// The filter is written by [`IdentityIndex::finish`].
     pub async fn append(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
         if entries.is_empty() {
             return Ok(());
         }
-        let building = self.state.entries == 0 && self.state.deltas.is_empty();
-        if building {
-            self.bloom = Bloom::with_capacity(entries.len() as u64 * 2);
+        if self.building && self.state.entries == 0 {
+            let wanted = entries.len() as u64 * 2;
+            if self.bloom.capacity() < wanted {
+                self.bloom = Bloom::with_capacity(wanted);
+            }
         }
         for e in &entries {
             self.bloom.insert(&e.hash);
         }
+        self.bloom_changed = true;
         self.state.entries += entries.len() as u64;
-        if building {
+        if self.building {
             self.write_base(entries).await?;
         } else {
             // The lease epoch in the name: a fenced pass's delta never overwrites the
@@ -364,9 +386,18 @@ impl IdentityIndex {
                 self.compact().await?;
             }
         }
-        self.storage
-            .put(&bloom_path(), Bytes::from(self.bloom.to_bytes()))
-            .await?;
+        Ok(())
+    }
+
+    /// Writes the filter when appends changed it (once per pass: at national scale it
+    /// is hundreds of megabytes).
+    pub async fn finish(&mut self) -> Result<(), Error> {
+        if self.bloom_changed {
+            self.storage
+                .put(&bloom_path(), Bytes::from(self.bloom.to_bytes()))
+                .await?;
+            self.bloom_changed = false;
+        }
         Ok(())
     }
 
@@ -422,17 +453,17 @@ impl IdentityIndex {
             }
         };
         self.write_base(entries).await?;
+        // Sized from the entries counted so far (merging only removes some), filled a
+        // bucket at a time: no list of every identity is held.
+        let mut bloom = Bloom::with_capacity(self.state.entries * 2);
         let mut total = 0u64;
-        let mut hashes = Vec::new();
         for b in 0..self.state.buckets {
             let mut part = Vec::new();
             self.read(&bucket_path(b), &mut part).await?;
             total += part.len() as u64;
-            hashes.extend(part.into_iter().map(|e| e.hash));
-        }
-        let mut bloom = Bloom::with_capacity(total * 2);
-        for h in &hashes {
-            bloom.insert(h);
+            for e in &part {
+                bloom.insert(&e.hash);
+            }
         }
         self.bloom = bloom;
         self.state.entries = total;
@@ -477,6 +508,7 @@ mod tests {
         idx.append((0..100).map(|i| entry(i, 1, 1)).collect())
             .await
             .unwrap();
+        idx.finish().await.unwrap();
         assert!(
             idx.state().deltas.is_empty(),
             "a fresh index is written as base"
@@ -495,6 +527,7 @@ mod tests {
                 new.push(entry(8, 1, 70));
             }
             idx2.append(new).await.unwrap();
+            idx2.finish().await.unwrap();
             idx = idx2;
         }
         assert!(

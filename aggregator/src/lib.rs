@@ -3,10 +3,11 @@
 //! One pass ([`run_once`]) rolls newly landed raw invoice lines up into the daily tables
 //! `features/daily/` and `features/outlet_daily/` — deduplicated so every line identity
 //! counts once, its latest version winning, and rebuilt only for the days that changed
-//! ([`rollup`], [`index`]) — then computes each segmentation's window features from
+//! ([`absorb`], [`index`], [`rollup`]) — then computes each segmentation's window features from
 //! the daily tables ([`features`]). [`run`] is the service: a pass whenever new raw or
 //! master data has landed, polled every `aggregate.poll_seconds`.
 
+pub mod absorb;
 pub mod features;
 pub mod hash;
 pub mod index;
@@ -74,6 +75,9 @@ pub enum Error {
     /// The aggregator's own state is damaged; `--full` rebuilds it from the raw data.
     #[error("aggregator state: {0}")]
     Corrupt(String),
+    /// The temporary files of a large absorb (the OS temporary directory).
+    #[error("temporary files of the absorb step: {0}")]
+    Spill(#[from] std::io::Error),
 }
 
 /// How a pass or the service behaves.
@@ -111,6 +115,10 @@ pub struct Summary {
     pub days_rerolled: u64,
     /// (line, day) pairs that corrections moved to another day.
     pub lines_moved: u64,
+    /// Groups of identity-index buckets absorbed one after the other: more than one
+    /// when the new lines' identities exceeded `aggregate.absorb_memory_mb` and were
+    /// spilled to temporary files (0 when nothing new was absorbed).
+    pub absorb_groups: u32,
     /// Rows written to daily and feature tables.
     pub rows_written: u64,
     /// The as-of date the features were computed for (none without data).

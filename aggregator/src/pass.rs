@@ -13,7 +13,7 @@ use crate::lease::{self, Lease};
 use crate::metrics::{AggregateMetrics, SegmentationLabels};
 use crate::state::{robust_as_of, AsOfRule, State, STATE_VERSION};
 use crate::superseded::{Superseded, SUPERSEDED_PATH};
-use crate::{days_of, features, master, rollup, session, AggregateOptions, Error};
+use crate::{absorb, days_of, features, master, rollup, session, AggregateOptions, Error};
 use crate::{SegmentationSummary, Summary};
 
 /// Raw Parquet read per re-roll query (whole days; at least one); bounds the memory of
@@ -180,11 +180,20 @@ async fn pass(
         };
         let t = Instant::now();
         lease.check().await?;
-        let absorbed = rollup::absorb(&ctx, storage, &new_files, &mut idx, &mut superseded).await?;
+        let absorbed = absorb::absorb(
+            &ctx,
+            storage,
+            &new_files,
+            &mut idx,
+            &mut superseded,
+            cfg.aggregate.absorb_memory_mb << 20,
+        )
+        .await?;
         let absorb_ms = t.elapsed().as_millis() as u64;
         let t = Instant::now();
         summary.rows_read = absorbed.rows;
         summary.lines_moved = absorbed.moved;
+        summary.absorb_groups = absorbed.groups;
         state
             .duplicated
             .extend(absorbed.duplicated.iter().map(|d| crate::date_text(*d)));
@@ -236,6 +245,7 @@ async fn pass(
             rows_read = summary.rows_read,
             days_rerolled = summary.days_rerolled,
             lines_moved = summary.lines_moved,
+            absorb_groups = summary.absorb_groups,
             absorb_ms,
             reroll_ms = t.elapsed().as_millis() as u64,
             "daily roll-up done"

@@ -1,20 +1,19 @@
-//! The incremental daily roll-up: absorb newly landed raw files into the identity
-//! index (finding the days their corrections take lines away from), then rebuild the
-//! daily tables of exactly the affected days from those days' raw files.
+//! The incremental daily roll-up: once newly landed raw files are absorbed into the
+//! identity index ([`crate::absorb`], finding the days their corrections take lines
+//! away from), rebuild the daily tables of exactly the affected days from those days'
+//! raw files.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{Date32Type, Int64Type, SchemaRef};
+use arrow::datatypes::{Date32Type, SchemaRef};
 use datafusion::execution::context::SessionContext;
 use rayon::prelude::*;
 use spectra_core::schema::{raw_invoice_schema, to_parquet};
 use spectra_core::Storage;
 
-use crate::hash::IdentityHash;
-use crate::index::{Days, Entry, IdentityIndex, Version, VersionedRows};
 use crate::session::{query, register_batches, register_files};
-use crate::superseded::{self, Identity, Superseded};
+use crate::superseded::{self, Superseded};
 use crate::{daily_schema, date_of, outlet_daily_schema, Error};
 use spectra_core::tables::{conform, layout};
 
@@ -27,129 +26,6 @@ fn conform_all(
         .iter()
         .map(|b| conform(b, schema, table))
         .collect::<Result<_, _>>()?)
-}
-
-/// What absorbing new raw files found.
-#[derive(Debug, Clone, Default)]
-pub struct Absorbed {
-    /// Raw rows read from the new files.
-    pub rows: u64,
-    /// Days to re-roll: the new rows' days and the days corrections took lines from.
-    pub days: BTreeSet<i32>,
-    /// (identity, day) pairs newly superseded by a version on another day.
-    pub moved: u64,
-    /// Days that now hold more than one version of some identity: their re-roll must
-    /// deduplicate. Every other day holds each identity once and is summed directly.
-    pub duplicated: BTreeSet<i32>,
-}
-
-struct Row {
-    hash: IdentityHash,
-    date: i32,
-    version: Version,
-    batch: u32,
-    row: u32,
-}
-
-/// Reads the identities and versions of `files`, records them in `index`, and notes in
-/// `superseded` every (identity, day) a newer version on another day now beats.
-pub async fn absorb(
-    ctx: &SessionContext,
-    storage: &Storage,
-    files: &[String],
-    index: &mut IdentityIndex,
-    superseded: &mut Superseded,
-) -> Result<Absorbed, Error> {
-    register_files(ctx, storage, "new_raw", files, raw_invoice_schema())?;
-    let (_, batches) = query(
-        ctx,
-        "SELECT distributor_id, invoice_id, line_no, invoice_date, kafka_timestamp_ms, \
-         source_partition, source_offset, source_line FROM new_raw",
-    )
-    .await?;
-    // Hashing and sorting millions of identities (a full rebuild) uses every core.
-    let mut rows: Vec<Row> = batches
-        .par_iter()
-        .enumerate()
-        .flat_map_iter(|(bi, b)| {
-            let v = VersionedRows::of(b);
-            (0..b.num_rows()).map(move |r| Row {
-                hash: v.hash(r),
-                date: v.date(r),
-                version: v.version(r),
-                batch: bi as u32,
-                row: r as u32,
-            })
-        })
-        .collect();
-    // Only the identity columns are read again (for identities that moved day): the
-    // version columns are in `rows` now.
-    let batches: Vec<RecordBatch> = batches
-        .iter()
-        .map(|b| b.project(&[0, 1, 2]))
-        .collect::<Result<_, _>>()?;
-    let mut out = Absorbed {
-        rows: rows.len() as u64,
-        ..Absorbed::default()
-    };
-    // Latest version per (identity, day) first.
-    rows.par_sort_unstable_by(|a, b| (a.hash, a.date, b.version).cmp(&(b.hash, b.date, a.version)));
-    for w in rows.windows(2) {
-        if w[0].hash == w[1].hash && w[0].date == w[1].date {
-            out.duplicated.insert(w[0].date);
-        }
-    }
-    rows.dedup_by(|later, first| later.hash == first.hash && later.date == first.date);
-
-    let maybe: BTreeSet<IdentityHash> = rows
-        .iter()
-        .map(|r| r.hash)
-        .filter(|h| index.may_contain(h))
-        .collect();
-    let mut existing = index.lookup(&maybe).await?;
-    let identity = |r: &Row| {
-        let b = &batches[r.batch as usize];
-        let r = r.row as usize;
-        Identity {
-            distributor_id: b.column(0).as_string::<i32>().value(r).to_owned(),
-            invoice_id: b.column(1).as_string::<i32>().value(r).to_owned(),
-            line_no: b.column(2).as_primitive::<Int64Type>().value(r),
-        }
-    };
-    for group in rows.chunk_by(|a, b| a.hash == b.hash) {
-        let mut days: Days = existing.remove(&group[0].hash).unwrap_or_default();
-        for r in group {
-            out.days.insert(r.date);
-            if days.contains_key(&r.date) {
-                // Delivered on this day before: the day now holds two versions.
-                out.duplicated.insert(r.date);
-            }
-            let v = days.entry(r.date).or_insert(r.version);
-            *v = (*v).max(r.version);
-        }
-        if days.len() > 1 {
-            let (&won_on, &winner) = days.iter().max_by_key(|(_, v)| **v).expect("non-empty");
-            let id = identity(&group[0]);
-            for &day in days.keys().filter(|d| **d != won_on) {
-                if superseded.record(id.clone(), day, winner) {
-                    out.days.insert(day);
-                    out.moved += 1;
-                }
-            }
-        }
-    }
-    // Consumes `rows` (the entries reuse its allocation): a first roll-up holds every
-    // line's identity here once, not twice.
-    let entries = rows
-        .into_iter()
-        .map(|r| Entry {
-            hash: r.hash,
-            date: r.date,
-            version: r.version,
-        })
-        .collect();
-    index.append(entries).await?;
-    Ok(out)
 }
 
 /// Path of a day's daily table.

@@ -52,6 +52,11 @@ partitions = 6
 replication = 1
 fetch_wait_max_ms = 10
 
+# Tansu keeps its topics in memory: compressed, a generated invoice message takes
+# about 80 bytes there instead of 260 (1M outlets × 91 days: 6 GB instead of 20).
+[kafka.properties]
+"compression.type" = "lz4"
+
 [kafka.topics]
 invoices = "$id.invoices"
 outlets = "$id.outlets"

@@ -14,6 +14,13 @@ use spectra_core::{admin, shutdown, telemetry, Config};
 
 use crate::args::{Cli, Command, Common};
 
+/// jemalloc instead of the system allocator: at a million outlets glibc's malloc spent
+/// about two thirds of the segment stage in `_int_malloc` and `malloc_consolidate`
+/// (its heap fragmented by the run's many small strings); with jemalloc the same run
+/// took 134 s instead of 372 s (`bench/scale/RESULTS.md`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -44,8 +44,6 @@ pub struct Snapshot {
     /// Current SKU names from master data (`master/skus/`), by SKU id, read with the
     /// run; joined wherever a person reads an SKU id.
     pub sku_names: HashMap<String, String>,
-    kpi_index: HashMap<String, usize>,
-    assignment_index: HashMap<String, usize>,
 }
 
 impl Snapshot {
@@ -56,21 +54,13 @@ impl Snapshot {
         segmentation: &str,
         window_days: u32,
     ) -> Result<Self, Error> {
+        // Both by outlet id and found by binary search: an index of a million ids
+        // would cost as much again as the ids themselves.
         let mut run = Run::read(storage, segmentation, latest).await?;
-        let kpis =
+        let mut kpis =
             spectra_core::tables::features::read_kpis(storage, segmentation, run.latest.as_of)
                 .await?;
-        let kpi_index = kpis
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.outlet_id.clone(), i))
-            .collect();
-        let assignment_index = run
-            .assignments
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.outlet_id.clone(), i))
-            .collect();
+        kpis.sort_by(|a, b| a.outlet_id.cmp(&b.outlet_id));
         let profiles = std::mem::take(&mut run.profiles);
         let sku_names = spectra_core::tables::master::sku_names(storage).await?;
         Ok(Self {
@@ -79,16 +69,15 @@ impl Snapshot {
             kpis,
             window_days,
             sku_names,
-            kpi_index,
-            assignment_index,
         })
     }
 
     /// An outlet's assignment in the run.
     pub fn assignment(&self, outlet_id: &str) -> Option<&tables::AssignmentRow> {
-        self.assignment_index
-            .get(outlet_id)
-            .map(|i| &self.run.assignments[*i])
+        let a = &self.run.assignments;
+        a.binary_search_by(|x| x.outlet_id.as_str().cmp(outlet_id))
+            .ok()
+            .map(|i| &a[i])
     }
 
     /// The segmentation's name.
@@ -98,7 +87,10 @@ impl Snapshot {
 
     /// An outlet's KPIs and master record.
     pub fn kpi(&self, outlet_id: &str) -> Option<&OutletKpi> {
-        self.kpi_index.get(outlet_id).map(|i| &self.kpis[*i])
+        self.kpis
+            .binary_search_by(|x| x.outlet_id.as_str().cmp(outlet_id))
+            .ok()
+            .map(|i| &self.kpis[i])
     }
 
     /// A segment's label: what people set, else what the segmenter proposed, else

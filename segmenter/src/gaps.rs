@@ -147,77 +147,115 @@ pub fn outlet_shares(spend: ArrayView2<f64>) -> Array2<f64> {
 }
 
 /// Per-SKU gaps of every assigned outlet: `assignments` are outlets of `fs` with their
-/// segment and value (see the module's documentation).
+/// segment and value (see the module's documentation); all held at once (tests; a run
+/// streams them, [`each_sku_gap`]).
 pub fn sku_gaps(fs: &FeatureSet, assignments: &[AssignmentRow]) -> Vec<SkuGapRow> {
-    let mut members: BTreeMap<&str, Vec<(usize, f64, &str)>> = BTreeMap::new();
+    each_sku_gap(fs, assignments, |rows| rows.collect())
+}
+
+/// One segment as its outlets' per-SKU gaps see it.
+struct SkuSegment {
+    /// The median outlet value.
+    typical: f64,
+    /// Its largest SKUs: (SKU, share of the segment's spend, buyers).
+    top: Vec<(u32, f64, usize)>,
+    /// Its outlets.
+    outlets: f64,
+}
+
+/// Hands `take` every assigned outlet's per-SKU gap rows, in outlet id order (each
+/// outlet's largest potential first), made as they are pulled: a run encodes them a
+/// row group at a time and never holds them all (10 rows an outlet).
+pub fn each_sku_gap<R>(
+    fs: &FeatureSet,
+    assignments: &[AssignmentRow],
+    take: impl FnOnce(&mut dyn Iterator<Item = SkuGapRow>) -> R,
+) -> R {
+    let mut members: BTreeMap<&str, Vec<(usize, f64)>> = BTreeMap::new();
     for a in assignments {
         if let Some(i) = fs.row(&a.outlet_id) {
-            members.entry(a.segment_id.as_str()).or_default().push((
-                i,
-                a.value,
-                a.outlet_id.as_str(),
-            ));
+            members
+                .entry(a.segment_id.as_str())
+                .or_default()
+                .push((i, a.value));
         }
     }
-    let mut out = Vec::new();
-    for (segment, members) in members {
-        let typical = median(members.iter().map(|m| m.1.max(0.0)).collect());
-        // The segment's positive spend and buyers per SKU.
-        let mut spend: HashMap<u32, (f64, usize)> = HashMap::new();
-        for &(i, _, _) in &members {
-            for &Bought {
-                sku: k, value: v, ..
-            } in &fs.sku_spend[i]
-            {
-                let e = spend.entry(k).or_default();
-                e.0 += v.max(0.0);
-                e.1 += 1;
+    let segments: HashMap<&str, SkuSegment> = members
+        .iter()
+        .filter_map(|(&segment, members)| {
+            // The segment's positive spend and buyers per SKU.
+            let mut spend: HashMap<u32, (f64, usize)> = HashMap::new();
+            for &(i, _) in members {
+                for &Bought {
+                    sku: k, value: v, ..
+                } in &fs.sku_spend[i]
+                {
+                    let e = spend.entry(k).or_default();
+                    e.0 += v.max(0.0);
+                    e.1 += 1;
+                }
             }
-        }
-        let total: f64 = spend.values().map(|e| e.0).sum();
-        if total <= 0.0 {
-            continue;
-        }
-        let mut top: Vec<(u32, f64, usize)> = spend
-            .into_iter()
-            .filter(|(_, e)| e.0 > 0.0)
-            .map(|(k, e)| (k, e.0 / total, e.1))
-            .collect();
-        top.sort_by(|a, b| {
-            b.1.total_cmp(&a.1)
-                .then_with(|| fs.skus[a.0 as usize].cmp(&fs.skus[b.0 as usize]))
-        });
-        top.truncate(SKU_CANDIDATES);
-        let n = members.len() as f64;
-        for &(i, value, outlet_id) in &members {
-            let target = value.max(0.0).max(typical);
-            let own: HashMap<u32, f64> = fs.sku_spend[i].iter().map(|b| (b.sku, b.value)).collect();
-            let mut rows: Vec<SkuGapRow> = top
-                .iter()
-                .filter_map(|&(k, share, buyers)| {
-                    let spent = own.get(&k).copied().unwrap_or(0.0);
-                    let p = share * target - spent.max(0.0);
-                    (p > 0.0).then(|| SkuGapRow {
-                        outlet_id: outlet_id.to_owned(),
-                        segment_id: segment.to_owned(),
-                        sku_id: fs.skus[k as usize].clone(),
-                        outlet_spend: spent,
-                        segment_share: share,
-                        penetration: buyers as f64 / n,
-                        potential: p,
-                    })
-                })
+            let total: f64 = spend.values().map(|e| e.0).sum();
+            if total <= 0.0 {
+                return None;
+            }
+            let mut top: Vec<(u32, f64, usize)> = spend
+                .into_iter()
+                .filter(|(_, e)| e.0 > 0.0)
+                .map(|(k, e)| (k, e.0 / total, e.1))
                 .collect();
-            rows.sort_by(|a, b| {
-                b.potential
-                    .total_cmp(&a.potential)
-                    .then_with(|| a.sku_id.cmp(&b.sku_id))
+            top.sort_by(|a, b| {
+                b.1.total_cmp(&a.1)
+                    .then_with(|| fs.skus[a.0 as usize].cmp(&fs.skus[b.0 as usize]))
             });
-            rows.truncate(SKU_GAPS_PER_OUTLET);
-            out.extend(rows);
-        }
-    }
-    out
+            top.truncate(SKU_CANDIDATES);
+            let seg = SkuSegment {
+                typical: median(members.iter().map(|m| m.1.max(0.0)).collect()),
+                top,
+                outlets: members.len() as f64,
+            };
+            Some((segment, seg))
+        })
+        .collect();
+    let mut order: Vec<(&AssignmentRow, usize)> = assignments
+        .iter()
+        .filter_map(|a| fs.row(&a.outlet_id).map(|i| (a, i)))
+        .collect();
+    order.sort_by(|a, b| a.0.outlet_id.cmp(&b.0.outlet_id));
+    let mut rows = order.into_iter().flat_map(|(a, i)| {
+        let Some(seg) = segments.get(a.segment_id.as_str()) else {
+            return Vec::new();
+        };
+        let target = a.value.max(0.0).max(seg.typical);
+        let own = &fs.sku_spend[i];
+        let mut rows: Vec<SkuGapRow> = seg
+            .top
+            .iter()
+            .filter_map(|&(k, share, buyers)| {
+                let spent = own
+                    .binary_search_by_key(&k, |b| b.sku)
+                    .map_or(0.0, |j| own[j].value);
+                let p = share * target - spent.max(0.0);
+                (p > 0.0).then(|| SkuGapRow {
+                    outlet_id: a.outlet_id.clone(),
+                    segment_id: a.segment_id.clone(),
+                    sku_id: fs.skus[k as usize].clone(),
+                    outlet_spend: spent,
+                    segment_share: share,
+                    penetration: buyers as f64 / seg.outlets,
+                    potential: p,
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.potential
+                .total_cmp(&a.potential)
+                .then_with(|| a.sku_id.cmp(&b.sku_id))
+        });
+        rows.truncate(SKU_GAPS_PER_OUTLET);
+        rows
+    });
+    take(&mut rows)
 }
 
 #[cfg(test)]

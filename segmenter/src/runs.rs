@@ -250,13 +250,13 @@ pub async fn write_run(
         segmentation: segmentation.to_owned(),
         latest: latest.clone(),
         assignments: out.assignments,
-        gaps: out.gaps,
+        gaps: Some(out.gaps),
         movements: out.movements,
         recommendations: out.recommendations,
         profiles: out.profiles,
         model: out.model,
         contexts: out.contexts,
-        sku_gaps: out.sku_gaps,
+        sku_gaps: Some(out.sku_gaps),
     };
     run.write(storage).await?;
     Ok((latest, run.model))

@@ -37,7 +37,7 @@ use spectra_core::service::Context;
 use spectra_core::tables::definitions::{self, Active, DefinitionVersion};
 use spectra_core::tables::features::{current_manifest, Manifest};
 use spectra_core::tables::runs::Latest;
-use spectra_core::tables::{layout, master};
+use spectra_core::tables::{layout, master, sku_gaps};
 use spectra_core::{Config, Storage};
 
 use spectra_core::hold::{decide, Hold};
@@ -278,10 +278,12 @@ pub async fn run_definition(
     // The contexts' product levels come from the current SKU master.
     let skus = master::current(storage, layout::MASTER_SKUS, "sku_id").await?;
     let (out, previous, features) = tokio::task::spawn_blocking(move || {
-        let out = compute(&owned, &features, previous.as_ref(), &id).map(|mut out| {
+        let out = compute(&owned, &features, previous.as_ref(), &id).and_then(|mut out| {
             out.contexts = crate::context::for_assignments(&features, &out.assignments, &skus);
-            out.sku_gaps = crate::gaps::sku_gaps(&features, &out.assignments);
-            out
+            out.sku_gaps = crate::gaps::each_sku_gap(&features, &out.assignments, |rows| {
+                sku_gaps::encode(layout::run_files::SKU_GAPS, rows)
+            })?;
+            Ok(out)
         });
         (out, previous, features)
     })
@@ -294,11 +296,19 @@ pub async fn run_definition(
         },
     })?;
     let mut out = out?;
-    let (recommendations, report) =
-        crate::recommend::for_run(storage, as_of, &out.assignments, &features, seg.window_days)
-            .await?;
+    let folder = run_folder(&seg.name, as_of, seq);
+    let file = format!("{folder}/{}", layout::run_files::RECOMMENDATIONS);
+    let (recommendations, report) = crate::recommend::for_run(
+        storage,
+        as_of,
+        &out.assignments,
+        &features,
+        seg.window_days,
+        &file,
+    )
+    .await?;
     drop(features);
-    out.recommendations = recommendations;
+    out.recommendations = Some(recommendations);
     out.model.recommendations = Some(report);
     out.model.quality.duration_ms = start.elapsed().as_millis() as u64;
     let q = &out.model.quality;
@@ -309,7 +319,6 @@ pub async fn run_definition(
         q.outlets_left,
         seg.max_change_share,
     );
-    let folder = run_folder(&seg.name, as_of, seq);
     let (_, model) = write_run(
         storage,
         &seg.name,

@@ -1,6 +1,7 @@
 //! Two aggregate processes over a growing raw table: the service (poll 1 s) and
 //! `aggregate --once --full` started again and again beside it, while ingest adds
-//! rounds of lines with redeliveries and corrections. At the end the daily table equals
+//! rounds of lines with redeliveries and corrections; some full passes spill their
+//! identities to disk (a tiny `aggregate.absorb_memory_mb`). At the end the daily table equals
 //! a brute-force deduplication of `raw/` (latest version per identity by
 //! (kafka_timestamp_ms, source_partition, source_offset, source_line)).
 
@@ -123,7 +124,7 @@ fn service_and_repeated_full_rebuilds_equal_a_brute_force_dedup_of_raw() {
         .spawn()
         .unwrap();
     let mut sent: Vec<(String, String)> = Vec::new();
-    let (mut full_ok, mut full_runs) = (0, 0);
+    let (mut full_ok, mut full_runs, mut spilled) = (0, 0, 0);
     let mut n = 0usize;
     for round in 0..6 {
         for _ in 0..300 {
@@ -176,14 +177,30 @@ fn service_and_repeated_full_rebuilds_equal_a_brute_force_dedup_of_raw() {
         flush(&p);
         setup.ingest_once(&[]);
         // A full rebuild beside the running service, while the service sees new files.
+        // Every other one holds at most 1,024 identities in memory (a budget of 0 MiB):
+        // once the raw table holds more, it spills them by bucket, and the index it
+        // builds is the one the service's later passes continue from.
+        let mut args = vec!["--once", "--full"];
+        if round % 2 == 0 {
+            args.extend(["--set", "aggregate.absorb_memory_mb=0"]);
+        }
         let full = setup
-            .command("aggregate", &["--once", "--full"])
+            .command("aggregate", &args)
             .env("RUST_LOG", "warn")
             .output()
             .unwrap();
         full_runs += 1;
         if full.status.success() {
             full_ok += 1;
+            let summary: serde_json::Value = serde_json::from_slice(&full.stdout).unwrap();
+            let groups = summary["absorb_groups"].as_u64().unwrap();
+            let rows = summary["rows_read"].as_u64().unwrap();
+            if round % 2 == 0 && rows > 1024 {
+                spilled += 1;
+                assert!(groups > 1, "{rows} rows absorbed in {groups} group(s)");
+            } else {
+                assert_eq!(groups, 1, "{rows} rows within the default budget");
+            }
         } else {
             eprintln!("full pass: {}", String::from_utf8_lossy(&full.stderr));
         }
@@ -209,6 +226,7 @@ fn service_and_repeated_full_rebuilds_equal_a_brute_force_dedup_of_raw() {
         full_ok, full_runs,
         "every --full pass waits for the lease and succeeds"
     );
+    assert!(spilled >= 1, "a full pass spilled its identities");
 
     let raw = read_parquet_dir(&dir.path().join("raw/invoices"));
     let want = brute_force(&raw);

@@ -66,7 +66,7 @@ fn demo_serves_the_console_and_kcat_reads_assignments() {
         ])
         .arg(dir.path())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("demo.log")).unwrap())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -83,7 +83,7 @@ fn demo_serves_the_console_and_kcat_reads_assignments() {
     std::thread::spawn(move || for _ in lines {});
     let broker = broker.expect("the demo prints its broker address");
     let deadline = Instant::now() + Duration::from_secs(240);
-    let mut assignments = String::new();
+    let (mut assignments, mut kcat_err) = (String::new(), String::new());
     while Instant::now() < deadline {
         let out = Command::new("kcat")
             .args([
@@ -95,11 +95,12 @@ fn demo_serves_the_console_and_kcat_reads_assignments() {
                 "-e",
                 "-q",
                 "-f",
-                "%k\t%s\n",
+                "%k\t%s\t%p\n",
             ])
             .output()
             .expect("kcat is installed by scripts/test.sh");
         assignments = String::from_utf8_lossy(&out.stdout).into_owned();
+        kcat_err = String::from_utf8_lossy(&out.stderr).into_owned();
         if assignments.lines().count() >= 200 {
             break;
         }
@@ -111,13 +112,26 @@ fn demo_serves_the_console_and_kcat_reads_assignments() {
         .unwrap();
     let _ = child.kill();
     let _ = child.wait();
-    assert!(
-        assignments.lines().count() >= 200,
-        "kcat read {} assignments",
-        assignments.lines().count()
-    );
+    if assignments.lines().count() < 200 {
+        // What the demo and kcat said, to tell a slow demo from a partition never read.
+        let mut per_partition = std::collections::BTreeMap::<&str, usize>::new();
+        for l in assignments.lines() {
+            *per_partition
+                .entry(l.rsplit('\t').next().unwrap())
+                .or_default() += 1;
+        }
+        let log = std::fs::read_to_string(dir.path().join("demo.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        panic!(
+            "kcat read {} assignments, per partition {per_partition:?}; kcat stderr: {kcat_err}\n\
+             the demo's log, last lines first:\n{}",
+            assignments.lines().count(),
+            tail.join("\n")
+        );
+    }
     let first = assignments.lines().next().unwrap();
-    let (key, value) = first.split_once('\t').unwrap();
+    let (key, rest) = first.split_once('\t').unwrap();
+    let (value, _partition) = rest.rsplit_once('\t').unwrap();
     assert!(key.starts_with("category-mix:"), "{key}");
     let v: serde_json::Value = serde_json::from_str(value).unwrap();
     assert_eq!(v["segmentation"], "category-mix");

@@ -129,7 +129,7 @@ fn expected(
     BTreeMap<String, Value>,
 ) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let run = rt.block_on(async {
+    let (run, lists) = rt.block_on(async {
         let latest: Latest = storage
             .get_json(&format!("segmentations/{NAME}/latest.json"))
             .await
@@ -142,9 +142,8 @@ fn expected(
             .await
             .unwrap()
             .unwrap();
-        let mut run = Run::read(storage, NAME, latest).await.unwrap();
-        run.recommendations = spectra_core::tables::runs::group_recommendations(rows);
-        run
+        let run = Run::read(storage, NAME, latest).await.unwrap();
+        (run, spectra_core::tables::runs::group_recommendations(rows))
     });
     let label = |p: &SegmentProfile| -> (String, Vec<String>) {
         match names.get(&p.segment_id) {
@@ -182,11 +181,7 @@ fn expected(
         .assignments
         .iter()
         .map(|a| {
-            let r = run
-                .recommendations
-                .get(&a.outlet_id)
-                .cloned()
-                .unwrap_or_default();
+            let r = lists.get(&a.outlet_id).cloned().unwrap_or_default();
             (
                 format!("{NAME}:{}", a.outlet_id),
                 spectra_tests::services::named_recommendations(

@@ -269,6 +269,10 @@ pub struct AggregateConfig {
     /// Memory the roll-up's queries (sorts, groupings) may hold, MiB; past it they
     /// spill to temporary files (the OS temporary directory) instead of growing.
     pub query_memory_mb: u64,
+    /// Memory the absorb step may hold in line identities, MiB (48 bytes a line); past
+    /// it they are spilled to temporary files by hash bucket and absorbed a group of
+    /// buckets at a time, so a first roll-up of a national history fits.
+    pub absorb_memory_mb: u64,
 }
 
 impl Default for AggregateConfig {
@@ -280,6 +284,7 @@ impl Default for AggregateConfig {
             as_of_future_days: 7,
             lease_seconds: 300,
             query_memory_mb: 4096,
+            absorb_memory_mb: 1024,
         }
     }
 }

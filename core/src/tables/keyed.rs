@@ -70,6 +70,17 @@ pub async fn write_chunks<T: Rows>(
     key: &str,
     chunks: impl IntoIterator<Item = impl AsRef<[T]>>,
 ) -> Result<()> {
+    let data = encode_chunks(path, key, chunks)?;
+    storage.put(path, data).await
+}
+
+/// [`write_chunks`] without the write: the file `path` will hold, encoded as its
+/// chunks are pulled (a chunk at a time in memory besides the encoded file).
+pub fn encode_chunks<T: Rows>(
+    path: &str,
+    key: &str,
+    chunks: impl IntoIterator<Item = impl AsRef<[T]>>,
+) -> Result<Bytes> {
     // Page statistics (the column index) for the key only; every column gets its
     // offset index (page locations), which is what lets a reader fetch single pages.
     let props = writer_properties()
@@ -107,8 +118,7 @@ pub async fn write_chunks<T: Rows>(
         }
         Ok(b)
     });
-    let data = encode_parquet_with(T::schema(), props, batches)?;
-    storage.put(path, data).await
+    encode_parquet_with(T::schema(), props, batches)
 }
 
 /// The rows of `path` whose `key` column equals `value`, in file order; `None` when

@@ -34,7 +34,6 @@ pub use super::recommendations::{
     group_recommendations, recommendation_rows, RecItem, RecommendationRow, Recommendations,
     REC_LISTS,
 };
-use super::sku_gaps::SkuGapRow;
 use super::{batch, keyed, read_rows, Columns, Rows};
 use crate::hold::{Hold, RunPointer};
 use crate::{Error, Result, Storage};
@@ -495,17 +494,19 @@ pub struct Run {
     pub latest: Latest,
     /// Every assigned outlet, by outlet id.
     pub assignments: Vec<AssignmentRow>,
-    /// Per outlet × feature gaps to the segment, sorted by outlet. Written with the
-    /// run; [`Run::read`] leaves it empty (readers take one outlet at a time,
-    /// [`read_outlet_gaps`]).
-    pub gaps: Vec<GapRow>,
+    /// Per outlet × feature gaps to the segment, sorted by outlet, as the encoded
+    /// `outlet_gaps.parquet` ([`keyed::encode_chunks`] of [`GapRow`]s: never all held
+    /// as rows). Written with the run; [`Run::read`] leaves it `None` (readers take one
+    /// outlet at a time, [`read_outlet_gaps`]).
+    pub gaps: Option<bytes::Bytes>,
     /// The outlets that moved, with the evidence.
     pub movements: Vec<MovementRow>,
-    /// Each assigned outlet's recommendations. Written with the run; [`Run::read`]
-    /// leaves it empty (readers take one outlet at a time,
-    /// [`super::recommendations::read_outlet`], or every outlet a batch at a time,
-    /// [`super::recommendations::OutletLists`]).
-    pub recommendations: BTreeMap<String, Recommendations>,
+    /// Each assigned outlet's recommendations, as the encoded `recommendations.parquet`
+    /// ([`super::recommendations::encode`]: the lists are never all held at once).
+    /// Written with the run; [`Run::read`] leaves it `None` (readers take one outlet at
+    /// a time, [`super::recommendations::read_outlet`], or every outlet a batch at a
+    /// time, [`super::recommendations::OutletLists`]).
+    pub recommendations: Option<bytes::Bytes>,
     /// The segment profiles, in segment id order.
     pub profiles: Vec<SegmentProfile>,
     /// The model and the run's report.
@@ -513,10 +514,10 @@ pub struct Run {
     /// The segments' contexts. Written with the run; [`Run::read`] leaves it empty
     /// (readers take one segment and filter at a time, [`super::context::read`]).
     pub contexts: Vec<ContextRow>,
-    /// Each outlet's SKUs with the most to win. Written with the run; [`Run::read`]
-    /// leaves it empty (readers take one outlet at a time,
-    /// [`super::sku_gaps::read_outlet`]).
-    pub sku_gaps: Vec<SkuGapRow>,
+    /// Each outlet's SKUs with the most to win, as the encoded `sku_gaps.parquet`
+    /// ([`super::sku_gaps::encode`]). Written with the run; [`Run::read`] leaves it
+    /// `None` (readers take one outlet at a time, [`super::sku_gaps::read_outlet`]).
+    pub sku_gaps: Option<bytes::Bytes>,
 }
 
 /// A run file `latest.json` names and storage does not have.
@@ -553,13 +554,13 @@ impl Run {
             segmentation: segmentation.to_owned(),
             latest,
             assignments,
-            gaps: Vec::new(),
+            gaps: None,
             movements,
-            recommendations: BTreeMap::new(),
+            recommendations: None,
             profiles,
             model,
             contexts: Vec::new(),
-            sku_gaps: Vec::new(),
+            sku_gaps: None,
         })
     }
 
@@ -567,19 +568,21 @@ impl Run {
     pub async fn write(&self, storage: &Storage) -> Result<()> {
         let l = &self.latest;
         super::write_rows(storage, &l.file(run_files::ASSIGNMENTS), &self.assignments).await?;
-        // Read one outlet at a time: keyed by outlet (small row groups).
-        let gaps = self.gaps.chunks(keyed::ROW_GROUP_ROWS);
-        keyed::write_chunks(storage, &l.file(run_files::GAPS), "outlet_id", gaps).await?;
+        if let Some(data) = &self.gaps {
+            storage.put(&l.file(run_files::GAPS), data.clone()).await?;
+        }
         super::write_rows(storage, &l.file(run_files::MOVEMENTS), &self.movements).await?;
-        // Up to 40 rows per outlet: made and encoded a few hundred outlets at a time.
-        let outlets: Vec<_> = self.recommendations.iter().collect();
-        let chunks = outlets
-            .chunks(512)
-            .map(|c| recommendation_rows(c.iter().copied()));
-        let file = l.file(run_files::RECOMMENDATIONS);
-        keyed::write_chunks(storage, &file, "outlet_id", chunks).await?;
+        if let Some(data) = &self.recommendations {
+            storage
+                .put(&l.file(run_files::RECOMMENDATIONS), data.clone())
+                .await?;
+        }
         super::write_rows(storage, &l.file(run_files::CONTEXTS), &self.contexts).await?;
-        super::sku_gaps::write(storage, l, &self.sku_gaps).await?;
+        if let Some(data) = &self.sku_gaps {
+            storage
+                .put(&l.file(run_files::SKU_GAPS), data.clone())
+                .await?;
+        }
         storage
             .put_json(&l.file(run_files::PROFILES), &self.profiles)
             .await?;

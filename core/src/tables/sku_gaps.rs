@@ -93,24 +93,15 @@ impl Rows for SkuGapRow {
     }
 }
 
-/// Writes a run's rows (sorted here by outlet, then largest potential first) keyed by
-/// outlet ([`keyed::write_chunks`]).
-pub async fn write(storage: &Storage, latest: &Latest, rows: &[SkuGapRow]) -> Result<()> {
-    let mut rows = rows.to_vec();
-    rows.sort_by(|a, b| {
-        a.outlet_id
-            .cmp(&b.outlet_id)
-            .then(b.potential.total_cmp(&a.potential))
-            .then_with(|| a.sku_id.cmp(&b.sku_id))
+/// A run's `sku_gaps.parquet` (named `file` in errors) holding `rows`, which must come
+/// by outlet, each outlet's largest potential first: encoded a row group at a time as
+/// the iterator yields them ([`keyed::encode_chunks`]), so they are never all held.
+pub fn encode(file: &str, rows: &mut dyn Iterator<Item = SkuGapRow>) -> Result<bytes::Bytes> {
+    let chunks = std::iter::from_fn(|| {
+        let chunk: Vec<SkuGapRow> = rows.take(keyed::ROW_GROUP_ROWS).collect();
+        (!chunk.is_empty()).then_some(chunk)
     });
-    let file = latest.file(run_files::SKU_GAPS);
-    keyed::write_chunks(
-        storage,
-        &file,
-        "outlet_id",
-        rows.chunks(keyed::ROW_GROUP_ROWS),
-    )
-    .await
+    keyed::encode_chunks(file, "outlet_id", chunks)
 }
 
 /// One outlet's rows, largest potential first; `None` when the run has no such file
@@ -156,9 +147,19 @@ pub(crate) mod tests {
         let latest: Latest = serde_json::from_value(serde_json::json!({
             "run_id": "x/2026-01-01/1", "as_of": "2026-01-01", "path": "runs/a"}))
         .unwrap();
-        // 3 SKUs for each of 10,000 outlets: two row groups.
-        let rows = rows(10_000, |_| 3);
-        write(&storage, &latest, &rows).await.unwrap();
+        // 3 SKUs for each of 10,000 outlets: two row groups; each outlet's largest
+        // potential first, as the segmenter makes them.
+        let mut rows = rows(10_000, |_| 3);
+        rows.sort_by(|a, b| {
+            (&a.outlet_id, b.potential)
+                .partial_cmp(&(&b.outlet_id, a.potential))
+                .unwrap()
+        });
+        let data = encode(run_files::SKU_GAPS, &mut rows.into_iter()).unwrap();
+        storage
+            .put(&latest.file(run_files::SKU_GAPS), data)
+            .await
+            .unwrap();
         let got = read_outlet(&storage, &latest, "O04321")
             .await
             .unwrap()

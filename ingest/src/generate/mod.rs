@@ -146,6 +146,9 @@ pub struct Feed {
     pub segment_spectra: Vec<Vec<f64>>,
     rng: Xoshiro256PlusPlus,
     invoice_seq: u64,
+    /// Per category: its SKUs (indices into `skus`) and their popularity as a
+    /// distribution, built once (per line it cost a pass over the whole catalogue).
+    by_category: Vec<Option<(Vec<usize>, WeightedIndex<f64>)>>,
 }
 
 impl Feed {
@@ -206,6 +209,14 @@ impl Feed {
                 }
             })
             .collect();
+        let by_category = (0..nc)
+            .map(|c| {
+                let members: Vec<usize> =
+                    (0..skus.len()).filter(|&i| skus[i].category == c).collect();
+                let w = WeightedIndex::new(members.iter().map(|&i| skus[i].popularity)).ok()?;
+                Some((members, w))
+            })
+            .collect();
         Self {
             opts,
             skus,
@@ -213,6 +224,7 @@ impl Feed {
             segment_spectra,
             rng,
             invoice_seq: 0,
+            by_category,
         }
     }
 
@@ -299,12 +311,10 @@ impl Feed {
             let mut lines = Vec::with_capacity(n_lines);
             for l in 0..n_lines {
                 let c = cats.sample(&mut self.rng);
-                let candidates: Vec<&SkuSpec> =
-                    self.skus.iter().filter(|s| s.category == c).collect();
-                let w: Vec<f64> = candidates.iter().map(|s| s.popularity).collect();
-                let sku = candidates[WeightedIndex::new(&w)
-                    .expect("weights")
-                    .sample(&mut self.rng)];
+                let (members, popularity) = self.by_category[c]
+                    .as_ref()
+                    .expect("every category has a SKU (--skus at least the categories)");
+                let sku = &self.skus[members[popularity.sample(&mut self.rng)]];
                 let mean = (4.0 * o.size).max(0.5);
                 let mut qty = Poisson::new(mean)
                     .expect("mean > 0")

@@ -33,6 +33,9 @@ use crate::naming::{stable_name, top_features};
 use crate::patterns::purchasing_patterns;
 use crate::profile::{profile_parts, segment_shares};
 use crate::Error;
+use bytes::Bytes;
+use spectra_core::tables::keyed;
+use spectra_core::tables::layout::run_files;
 use spectra_core::tables::profile::SegmentProfile;
 
 /// Outlets in the silhouette sample.
@@ -112,14 +115,13 @@ pub struct RunOutput {
     pub model: ModelFile,
     /// assignments.parquet rows, by outlet id.
     pub assignments: Vec<AssignmentRow>,
-    /// outlet_gaps.parquet rows.
-    pub gaps: Vec<GapRow>,
+    /// outlet_gaps.parquet, encoded.
+    pub gaps: Bytes,
     /// profiles.json.
     pub profiles: Vec<SegmentProfile>,
-    /// recommendations.parquet: each assigned outlet's lists (filled in by
+    /// recommendations.parquet, encoded: each assigned outlet's lists (filled in by
     /// [`crate::recommend`], which reads the tables they need).
-    pub recommendations:
-        std::collections::BTreeMap<String, spectra_core::tables::runs::Recommendations>,
+    pub recommendations: Option<bytes::Bytes>,
     /// Outlets assigned in the previous run and not in this one.
     pub left: Vec<String>,
     /// movements.parquet rows: every outlet that moved, with the evidence.
@@ -127,8 +129,9 @@ pub struct RunOutput {
     /// contexts.parquet rows (filled in by [`crate::context`], which reads the SKU
     /// master).
     pub contexts: Vec<spectra_core::tables::context::ContextRow>,
-    /// sku_gaps.parquet rows (filled in with the contexts, [`crate::gaps::sku_gaps`]).
-    pub sku_gaps: Vec<spectra_core::tables::sku_gaps::SkuGapRow>,
+    /// sku_gaps.parquet, encoded (filled in with the contexts,
+    /// [`crate::gaps::each_sku_gap`]).
+    pub sku_gaps: Bytes,
 }
 
 /// The value an outlet is judged by: its KPI net value, or its summed spend when the
@@ -191,7 +194,9 @@ fn ari_against(before: &[Option<String>], labels: &[usize]) -> f64 {
     }
 }
 
-/// The run's assignment rows and gap rows, and the outlets per segment.
+/// The run's assignment rows, its `outlet_gaps.parquet` (encoded as the rows are made,
+/// a row group at a time: about 8 rows an outlet are never all held), and the outlets
+/// per segment.
 fn assignment_rows(
     fs: &FeatureSet,
     rows: &[usize],
@@ -199,7 +204,7 @@ fn assignment_rows(
     spend: ndarray::ArrayView2<f64>,
     values: &[f64],
     seg_shares: ndarray::ArrayView2<f64>,
-) -> (Vec<AssignmentRow>, Vec<GapRow>, Vec<usize>) {
+) -> Result<(Vec<AssignmentRow>, Bytes, Vec<usize>), Error> {
     let k = outcome.model.segment_ids.len();
     let orders = segment_orders(seg_shares);
     let own = outlet_shares(spend);
@@ -209,22 +214,29 @@ fn assignment_rows(
         member_values[a.segment].push(values[r].max(0.0));
     }
     let typical: Vec<f64> = member_values.into_iter().map(median).collect();
+    // Rows are in outlet id order, and so are the gap rows made from them.
+    let mut gap_rows = outcome.assignments.iter().enumerate().flat_map(|(r, a)| {
+        outlet_gaps(
+            &fs.outlets[rows[r]].outlet_id,
+            &a.segment_id,
+            &fs.features,
+            &own.row(r).to_vec(),
+            &seg_shares.row(a.segment).to_vec(),
+            &orders[a.segment],
+        )
+    });
+    let chunks = std::iter::from_fn(|| {
+        let chunk: Vec<GapRow> = gap_rows.by_ref().take(keyed::ROW_GROUP_ROWS).collect();
+        (!chunk.is_empty()).then_some(chunk)
+    });
+    let gaps = keyed::encode_chunks(run_files::GAPS, "outlet_id", chunks)?;
     let mut counts = vec![0usize; k];
     let mut assignments = Vec::with_capacity(rows.len());
-    let mut gaps = Vec::new();
     for (r, a) in outcome.assignments.iter().enumerate() {
         let o = &fs.outlets[rows[r]];
         counts[a.segment] += 1;
         let outlet = own.row(r).to_vec();
         let segment = seg_shares.row(a.segment).to_vec();
-        gaps.extend(outlet_gaps(
-            &o.outlet_id,
-            &a.segment_id,
-            &fs.features,
-            &outlet,
-            &segment,
-            &orders[a.segment],
-        ));
         assignments.push(AssignmentRow {
             outlet_id: o.outlet_id.clone(),
             segment_id: a.segment_id.clone(),
@@ -257,7 +269,7 @@ fn assignment_rows(
             assignments[r].tier = t;
         }
     }
-    (assignments, gaps, counts)
+    Ok((assignments, gaps, counts))
 }
 
 /// Every segment's profile: its parts, its (stable) name and its purchasing patterns.
@@ -405,7 +417,7 @@ pub fn compute(
     let values: Vec<f64> = rows.iter().map(|&i| outlet_value(fs, i)).collect();
     let seg_shares = segment_shares(fs, &rows, &labels, k);
     let (assignments, gaps, counts) =
-        assignment_rows(fs, &rows, outcome, spend.view(), &values, seg_shares.view());
+        assignment_rows(fs, &rows, outcome, spend.view(), &values, seg_shares.view())?;
     let profiles = segment_profiles(seg, fs, &rows, &labels, &values, outcome, previous, run_id);
 
     let assigned: HashSet<&str> = assignments.iter().map(|a| a.outlet_id.as_str()).collect();
@@ -499,7 +511,7 @@ pub fn compute(
         left,
         movements,
         contexts: Vec::new(),
-        sku_gaps: Vec::new(),
+        sku_gaps: Bytes::new(),
     })
 }
 

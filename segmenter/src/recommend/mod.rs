@@ -31,9 +31,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use bytes::Bytes;
 use chrono::{Duration, NaiveDate};
 use spectra_core::tables::features as tables;
 use spectra_core::tables::model::RecommendationReport;
+use spectra_core::tables::recommendations;
 use spectra_core::tables::runs::{AssignmentRow, RecItem, Recommendations};
 use spectra_core::Storage;
 
@@ -82,15 +84,17 @@ fn percent(share: f64) -> String {
 pub type Computed = (BTreeMap<String, Recommendations>, RecommendationReport);
 
 /// Streams the daily files the recommendations of a run at `as_of` need (the last
-/// four weeks and the coming four weeks of earlier years) and computes them for every
-/// assigned outlet.
+/// four weeks and the coming four weeks of earlier years), computes them for every
+/// assigned outlet and encodes them as the run's `file` (`recommendations.parquet`),
+/// an outlet at a time.
 pub async fn for_run(
     storage: &Storage,
     as_of: NaiveDate,
     assignments: &[AssignmentRow],
     fs: &FeatureSet,
     window_days: u32,
-) -> Result<Computed, Error> {
+    file: &str,
+) -> Result<(Bytes, RecommendationReport), Error> {
     let (recent, seasonal) = daily_ranges(as_of);
     let mut ranges = recent.clone();
     ranges.extend(seasonal.iter().copied());
@@ -110,70 +114,37 @@ pub async fn for_run(
         Ok(())
     })
     .await?;
-    Ok(compute(assignments, fs, daily, window_days))
+    let (encoded, report) = each_outlet(assignments, fs, daily, window_days, |lists| {
+        recommendations::encode(file, lists)
+    });
+    Ok((encoded?, report))
 }
 
-/// One segment as its outlets' lists see it.
-struct Segment<'s> {
-    stats: &'s HashMap<u32, SkuStat>,
-    outlets: f64,
+/// One segment as its outlets' lists see it: each list's candidates ranked once, by
+/// their SKU-side score (penetration, growth, lift), which no outlet changes. An
+/// outlet's list is then the first [`LIST_LEN`] candidates that pass its outlet-side
+/// test, read off the ranking: the same ten a sort of the outlet's own candidates
+/// would keep, at a cost that does not grow with the catalogue.
+struct Segment {
+    has_recent: bool,
+    /// SKUs bought by at least a tenth of the segment (`should_have`,
+    /// `new_for_outlet`): (candidate, penetration).
+    by_penetration: Vec<(Candidate, f64)>,
+    /// Rising SKUs (`popular_in_segment`).
+    rising: Vec<Candidate>,
+    /// Seasonal SKUs (`seasonal_soon`; no outlet-side test: the first ten only).
+    seasonal: Vec<Candidate>,
+}
+
+/// Totals of one segment the SKU-side rules compare with.
+struct Totals {
     value: f64,
     seasonal_total: f64,
     has_recent: bool,
     window_weeks4: f64,
-    /// Each SKU's typical four-weekly quantity: the median over its buyers. Computed
-    /// once per segment, not per outlet (a median per outlet × SKU made the lists
-    /// quadratic in the segment's outlets).
-    typical: HashMap<u32, f64>,
-    /// Each SKU's typical quantity in the coming four weeks of an earlier year.
-    typical_seasonal: HashMap<u32, f64>,
-    /// The SKUs that can enter some outlet's list: every rule's SKU-side condition
-    /// holds (penetration ≥ 10%, rising, or seasonal). Each outlet is checked against
-    /// these only, not against every SKU the segment bought.
-    candidates: Vec<u32>,
 }
 
-impl<'s> Segment<'s> {
-    /// A segment of `outlets` outlets with these SKU statistics; `window_weeks4` four-week
-    /// periods in the window, `years` earlier years read.
-    fn new(
-        stats: &'s HashMap<u32, SkuStat>,
-        outlets: f64,
-        has_recent: bool,
-        window_weeks4: f64,
-        years: f64,
-    ) -> Self {
-        let per = |q: &[f32], d: f64| median(q.iter().map(|&x| f64::from(x) / d).collect());
-        let mut seg = Segment {
-            stats,
-            outlets,
-            value: stats.values().map(|s| s.value.max(0.0)).sum(),
-            seasonal_total: stats.values().map(|s| s.seasonal_value.max(0.0)).sum(),
-            has_recent,
-            window_weeks4,
-            typical: stats
-                .iter()
-                .map(|(&k, s)| (k, per(&s.quantity, window_weeks4)))
-                .collect(),
-            typical_seasonal: stats
-                .iter()
-                .filter(|(_, s)| !s.seasonal_quantity.is_empty())
-                .map(|(&k, s)| (k, per(&s.seasonal_quantity, years)))
-                .collect(),
-            candidates: Vec::new(),
-        };
-        seg.candidates = stats
-            .iter()
-            .filter(|(_, s)| {
-                f64::from(s.buyers) / seg.outlets >= 0.1
-                    || seg.growth(s).is_some_and(|g| g >= 1.1)
-                    || seg.seasonal_lift(s).is_some()
-            })
-            .map(|(&k, _)| k)
-            .collect();
-        seg
-    }
-
+impl Totals {
     /// The segment's spend on a SKU in the last four weeks over its four-weekly
     /// average, when the segment has recent days, the SKU a rate and two recent buyers.
     fn growth(&self, s: &SkuStat) -> Option<f64> {
@@ -201,13 +172,71 @@ impl<'s> Segment<'s> {
         };
         (share >= 0.01 && lift >= 1.2).then_some((share, lift))
     }
+}
 
-    fn typical(&self, sku: u32) -> f64 {
-        self.typical.get(&sku).copied().unwrap_or(0.0)
-    }
-
-    fn typical_seasonal(&self, sku: u32) -> f64 {
-        self.typical_seasonal.get(&sku).copied().unwrap_or(0.0)
+impl Segment {
+    /// A segment of `outlets` outlets with these SKU statistics; `window_weeks4` four-week
+    /// periods in the window, `years` earlier years read; `skus` names the SKU indices
+    /// (ties of a score are ranked by SKU id).
+    fn new(
+        stats: &HashMap<u32, SkuStat>,
+        skus: &[String],
+        outlets: f64,
+        has_recent: bool,
+        window_weeks4: f64,
+        years: f64,
+    ) -> Self {
+        // Each SKU's typical quantity: the median over its buyers, once per segment (a
+        // median per outlet × SKU made the lists quadratic in the segment's outlets).
+        let per = |q: &[f32], d: f64| median(q.iter().map(|&x| f64::from(x) / d).collect());
+        let totals = Totals {
+            value: stats.values().map(|s| s.value.max(0.0)).sum(),
+            seasonal_total: stats.values().map(|s| s.seasonal_value.max(0.0)).sum(),
+            has_recent,
+            window_weeks4,
+        };
+        let candidate = |sku: u32, score: f64, typical: f64, why: Why| Candidate {
+            sku,
+            score: round2(score),
+            typical,
+            why,
+        };
+        let (mut by_penetration, mut rising, mut seasonal) = (Vec::new(), Vec::new(), Vec::new());
+        for (&sku, s) in stats {
+            let pen = f64::from(s.buyers) / outlets;
+            let rate = || per(&s.quantity, window_weeks4);
+            if pen >= 0.1 {
+                let c = candidate(sku, pen, rate(), Why::Share(pen, ""));
+                by_penetration.push((c, pen));
+            }
+            if let Some(growth) = totals.growth(s).filter(|g| *g >= 1.1) {
+                let why = Why::Rising(growth, s.recent_buyers);
+                rising.push(candidate(sku, growth, rate(), why));
+            }
+            if let Some((share, lift)) = totals.seasonal_lift(s) {
+                let typical = if s.seasonal_quantity.is_empty() {
+                    0.0
+                } else {
+                    per(&s.seasonal_quantity, years)
+                };
+                seasonal.push(candidate(sku, lift, typical, Why::Seasonal(share, lift)));
+            }
+        }
+        let rank = |a: &Candidate, b: &Candidate| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| skus[a.sku as usize].cmp(&skus[b.sku as usize]))
+        };
+        by_penetration.sort_by(|a, b| rank(&a.0, &b.0));
+        rising.sort_by(rank);
+        seasonal.sort_by(rank);
+        seasonal.truncate(LIST_LEN);
+        Segment {
+            has_recent,
+            by_penetration,
+            rising,
+            seasonal,
+        }
     }
 }
 
@@ -240,8 +269,10 @@ impl Why {
 }
 
 /// A SKU that may enter a list: its sentence is written only if it is kept.
+#[derive(Clone, Copy)]
 struct Candidate {
     sku: u32,
+    /// The rank score, rounded to two decimals as the item shows it.
     score: f64,
     typical: f64,
     why: Why,
@@ -249,77 +280,65 @@ struct Candidate {
 
 /// The four lists of one outlet of `seg`; `scale` (its value and potential against
 /// the segment's median outlet) scales the segment's typical quantities; `skus` names
-/// the SKU indices. Candidates are ranked as numbers; only the kept ten per list
-/// become items with an id and a sentence.
+/// the SKU indices. Each list takes the first ten of the segment's ranking that pass
+/// the outlet's test; only those become items with an id and a sentence.
 fn outlet_lists(
-    seg: &Segment<'_>,
+    seg: &Segment,
     skus: &[String],
     bought_here: impl Fn(u32) -> bool,
     bought_lately: impl Fn(u32) -> bool,
     scale: f64,
 ) -> Recommendations {
-    let candidate = |sku: u32, score: f64, typical: f64, why: Why| Candidate {
-        sku,
-        score: round2(score),
-        typical,
-        why,
-    };
     let never = "never bought here in the window";
-    let mut lists: [Vec<Candidate>; 4] = Default::default();
-    let [new_for_outlet, should_have, popular_in_segment, seasonal_soon] = &mut lists;
-    for &sku in &seg.candidates {
-        let s = &seg.stats[&sku];
-        let pen = f64::from(s.buyers) / seg.outlets;
+    let (mut should_have, mut new_for_outlet) = (Vec::new(), Vec::new());
+    for &(c, pen) in &seg.by_penetration {
+        if should_have.len() == LIST_LEN && new_for_outlet.len() == LIST_LEN {
+            break;
+        }
         let missing = if seg.has_recent {
-            !bought_lately(sku)
+            !bought_lately(c.sku)
         } else {
-            !bought_here(sku)
+            !bought_here(c.sku)
         };
         if pen >= 0.5 && missing {
-            let when = if seg.has_recent && bought_here(sku) {
-                "not bought here in the last four weeks"
-            } else {
-                never
-            };
-            should_have.push(candidate(sku, pen, seg.typical(sku), Why::Share(pen, when)));
-        } else if pen >= 0.1 && !bought_here(sku) {
-            new_for_outlet.push(candidate(
-                sku,
-                pen,
-                seg.typical(sku),
-                Why::Share(pen, never),
-            ));
-        }
-        if let Some(growth) = seg.growth(s).filter(|g| *g >= 1.1 && !bought_lately(sku)) {
-            let why = Why::Rising(growth, s.recent_buyers);
-            popular_in_segment.push(candidate(sku, growth, seg.typical(sku), why));
-        }
-        if let Some((share, lift)) = seg.seasonal_lift(s) {
-            let why = Why::Seasonal(share, lift);
-            seasonal_soon.push(candidate(sku, lift, seg.typical_seasonal(sku), why));
+            if should_have.len() < LIST_LEN {
+                let when = if seg.has_recent && bought_here(c.sku) {
+                    "not bought here in the last four weeks"
+                } else {
+                    never
+                };
+                should_have.push(Candidate {
+                    why: Why::Share(pen, when),
+                    ..c
+                });
+            }
+        } else if new_for_outlet.len() < LIST_LEN && !bought_here(c.sku) {
+            new_for_outlet.push(Candidate {
+                why: Why::Share(pen, never),
+                ..c
+            });
         }
     }
-    let [new_for_outlet, should_have, popular_in_segment, seasonal_soon] = lists.map(|mut list| {
-        list.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| skus[a.sku as usize].cmp(&skus[b.sku as usize]))
-        });
-        list.truncate(LIST_LEN);
-        list.into_iter()
-            .map(|c| RecItem {
-                sku_id: skus[c.sku as usize].clone(),
-                score: c.score,
-                suggested_quantity: (c.typical * scale).round().max(1.0),
-                reason: c.why.sentence(),
-            })
-            .collect()
-    });
+    let popular_in_segment = seg
+        .rising
+        .iter()
+        .filter(|c| !bought_lately(c.sku))
+        .take(LIST_LEN)
+        .copied();
+    let items = |list: &mut dyn Iterator<Item = Candidate>| -> Vec<RecItem> {
+        list.map(|c| RecItem {
+            sku_id: skus[c.sku as usize].clone(),
+            score: c.score,
+            suggested_quantity: (c.typical * scale).round().max(1.0),
+            reason: c.why.sentence(),
+        })
+        .collect()
+    };
     Recommendations {
-        new_for_outlet,
-        should_have,
-        popular_in_segment,
-        seasonal_soon,
+        new_for_outlet: items(&mut new_for_outlet.into_iter()),
+        should_have: items(&mut should_have.into_iter()),
+        popular_in_segment: items(&mut popular_in_segment.into_iter()),
+        seasonal_soon: items(&mut seg.seasonal.iter().copied()),
     }
 }
 
@@ -349,13 +368,29 @@ fn report(p: &Purchases, assigned: bool) -> RecommendationReport {
 }
 
 /// Computes every assigned outlet's recommendations from the window's SKU spend (in
-/// `fs`) and the daily table's purchases (`daily`).
+/// `fs`) and the daily table's purchases (`daily`), all held at once (tests; a run
+/// streams them, [`each_outlet`]).
 pub fn compute(
     assignments: &[AssignmentRow],
     fs: &FeatureSet,
     daily: Daily<'_>,
     window_days: u32,
 ) -> Computed {
+    each_outlet(assignments, fs, daily, window_days, |lists| {
+        lists.collect::<BTreeMap<_, _>>()
+    })
+}
+
+/// Hands `take` every assigned outlet's recommendations, in outlet id order, each
+/// computed as it is pulled: a run encodes them a few hundred outlets at a time and
+/// never holds every outlet's lists (about 7 KiB an outlet, with their sentences).
+pub fn each_outlet<R>(
+    assignments: &[AssignmentRow],
+    fs: &FeatureSet,
+    daily: Daily<'_>,
+    window_days: u32,
+    take: impl FnOnce(&mut dyn Iterator<Item = (String, Recommendations)>) -> R,
+) -> (R, RecommendationReport) {
     // Segments in id order, each with its members as (assignment, row).
     let mut members: BTreeMap<&str, Vec<(&AssignmentRow, Option<usize>)>> = BTreeMap::new();
     for a in assignments {
@@ -376,42 +411,55 @@ pub fn compute(
         row.map_or(a.value, |i| fs.outlets[i].kpis.net_value)
     };
     let p = Purchases::gather(&seg_of, members.len(), fs, daily);
-    let mut out = BTreeMap::new();
-    for (s, outlets) in members.values().enumerate() {
-        let seg = Segment::new(
-            &p.stats[s],
-            outlets.len().max(1) as f64,
-            p.segments_with_recent[s],
-            (f64::from(window_days.max(1)) / HORIZON_DAYS as f64).max(1.0 / 4.0),
-            p.years.len().max(1) as f64,
-        );
-        let values: Vec<f64> = outlets.iter().map(|&(a, row)| value_of(a, row)).collect();
-        let middle = median(values).max(0.0);
-        for &(a, row) in outlets {
-            let (v, pot) = (value_of(a, row).max(0.0), a.potential.max(0.0));
-            let scale = if middle > 0.0 {
-                let reach = if v + pot > 0.0 { pot / (v + pot) } else { 0.0 };
-                (v / middle * (1.0 + reach)).clamp(0.25, 4.0)
-            } else {
-                1.0
-            };
-            let here: &[Bought] = row.map_or(&[], |i| fs.sku_spend[i].as_slice());
-            let lately: &[u32] = row.map_or(&[], |i| p.recent_bought[i].as_slice());
-            let bought_here = |sku: u32| {
-                here.binary_search_by_key(&sku, |b| b.sku)
-                    .is_ok_and(|k| here[k].value > 0.0 || here[k].quantity > 0.0)
-            };
-            let r = outlet_lists(
-                &seg,
+    // Per segment: its statistics and its median outlet value.
+    let segments: Vec<(Segment, f64)> = members
+        .values()
+        .enumerate()
+        .map(|(s, outlets)| {
+            let seg = Segment::new(
+                &p.stats[s],
                 &p.skus,
-                bought_here,
-                |sku| lately.binary_search(&sku).is_ok(),
-                scale,
+                outlets.len().max(1) as f64,
+                p.segments_with_recent[s],
+                (f64::from(window_days.max(1)) / HORIZON_DAYS as f64).max(1.0 / 4.0),
+                p.years.len().max(1) as f64,
             );
-            out.insert(a.outlet_id.clone(), r);
-        }
-    }
-    (out, report(&p, !assignments.is_empty()))
+            let values: Vec<f64> = outlets.iter().map(|&(a, row)| value_of(a, row)).collect();
+            (seg, median(values).max(0.0))
+        })
+        .collect();
+    let mut order: Vec<(usize, &AssignmentRow, Option<usize>)> = members
+        .values()
+        .enumerate()
+        .flat_map(|(s, outlets)| outlets.iter().map(move |&(a, row)| (s, a, row)))
+        .collect();
+    order.sort_by(|a, b| a.1.outlet_id.cmp(&b.1.outlet_id));
+    let mut lists = order.into_iter().map(|(s, a, row)| {
+        let (seg, middle) = &segments[s];
+        let (v, pot) = (value_of(a, row).max(0.0), a.potential.max(0.0));
+        let scale = if *middle > 0.0 {
+            let reach = if v + pot > 0.0 { pot / (v + pot) } else { 0.0 };
+            (v / middle * (1.0 + reach)).clamp(0.25, 4.0)
+        } else {
+            1.0
+        };
+        let here: &[Bought] = row.map_or(&[], |i| fs.sku_spend[i].as_slice());
+        let lately: &[u32] = row.map_or(&[], |i| p.recent_bought[i].as_slice());
+        let bought_here = |sku: u32| {
+            here.binary_search_by_key(&sku, |b| b.sku)
+                .is_ok_and(|k| here[k].value > 0.0 || here[k].quantity > 0.0)
+        };
+        let r = outlet_lists(
+            seg,
+            &p.skus,
+            bought_here,
+            |sku| lately.binary_search(&sku).is_ok(),
+            scale,
+        );
+        (a.outlet_id.clone(), r)
+    });
+    let taken = take(&mut lists);
+    (taken, report(&p, !assignments.is_empty()))
 }
 
 #[cfg(test)]

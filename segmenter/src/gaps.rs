@@ -171,14 +171,19 @@ pub fn each_sku_gap<R>(
     assignments: &[AssignmentRow],
     take: impl FnOnce(&mut dyn Iterator<Item = SkuGapRow>) -> R,
 ) -> R {
+    // The assigned outlets of `fs` (with their rows) in outlet id order, the order the
+    // rows are made in.
+    let mut order: Vec<(&AssignmentRow, usize)> = assignments
+        .iter()
+        .filter_map(|a| fs.row(&a.outlet_id).map(|i| (a, i)))
+        .collect();
+    order.sort_by(|a, b| a.0.outlet_id.cmp(&b.0.outlet_id));
     let mut members: BTreeMap<&str, Vec<(usize, f64)>> = BTreeMap::new();
-    for a in assignments {
-        if let Some(i) = fs.row(&a.outlet_id) {
-            members
-                .entry(a.segment_id.as_str())
-                .or_default()
-                .push((i, a.value));
-        }
+    for &(a, i) in &order {
+        members
+            .entry(a.segment_id.as_str())
+            .or_default()
+            .push((i, a.value));
     }
     let segments: HashMap<&str, SkuSegment> = members
         .iter()
@@ -217,11 +222,6 @@ pub fn each_sku_gap<R>(
             Some((segment, seg))
         })
         .collect();
-    let mut order: Vec<(&AssignmentRow, usize)> = assignments
-        .iter()
-        .filter_map(|a| fs.row(&a.outlet_id).map(|i| (a, i)))
-        .collect();
-    order.sort_by(|a, b| a.0.outlet_id.cmp(&b.0.outlet_id));
     let mut rows = order.into_iter().flat_map(|(a, i)| {
         let Some(seg) = segments.get(a.segment_id.as_str()) else {
             return Vec::new();

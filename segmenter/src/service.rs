@@ -281,7 +281,7 @@ pub async fn run_definition(
         let out = compute(&owned, &features, previous.as_ref(), &id).and_then(|mut out| {
             out.contexts = crate::context::for_assignments(&features, &out.assignments, &skus);
             out.sku_gaps = crate::gaps::each_sku_gap(&features, &out.assignments, |rows| {
-                sku_gaps::encode(layout::run_files::SKU_GAPS, rows)
+                sku_gaps::encode(rows)
             })?;
             Ok(out)
         });
@@ -296,17 +296,9 @@ pub async fn run_definition(
         },
     })?;
     let mut out = out?;
-    let folder = run_folder(&seg.name, as_of, seq);
-    let file = format!("{folder}/{}", layout::run_files::RECOMMENDATIONS);
-    let (recommendations, report) = crate::recommend::for_run(
-        storage,
-        as_of,
-        &out.assignments,
-        &features,
-        seg.window_days,
-        &file,
-    )
-    .await?;
+    let (recommendations, report) =
+        crate::recommend::for_run(storage, as_of, &out.assignments, &features, seg.window_days)
+            .await?;
     drop(features);
     out.recommendations = Some(recommendations);
     out.model.recommendations = Some(report);
@@ -319,6 +311,7 @@ pub async fn run_definition(
         q.outlets_left,
         seg.max_change_share,
     );
+    let folder = run_folder(&seg.name, as_of, seq);
     let (_, model) = write_run(
         storage,
         &seg.name,

@@ -74,6 +74,20 @@ pub async fn write_chunks<T: Rows>(
     storage.put(path, data).await
 }
 
+/// The file `path` holding `rows` (sorted by `key`), encoded a row group at a time as
+/// the iterator yields them: only the encoded file and one row group of rows are held.
+pub fn encode_rows<T: Rows>(
+    path: &str,
+    key: &str,
+    mut rows: impl Iterator<Item = T>,
+) -> Result<Bytes> {
+    let chunks = std::iter::from_fn(|| {
+        let chunk: Vec<T> = rows.by_ref().take(ROW_GROUP_ROWS).collect();
+        (!chunk.is_empty()).then_some(chunk)
+    });
+    encode_chunks(path, key, chunks)
+}
+
 /// [`write_chunks`] without the write: the file `path` will hold, encoded as its
 /// chunks are pulled (a chunk at a time in memory besides the encoded file).
 pub fn encode_chunks<T: Rows>(

@@ -168,21 +168,15 @@ pub fn recommendation_rows<'a>(
     out
 }
 
-/// Outlets encoded into a `recommendations.parquet` at a time (up to 40 rows each).
-const ENCODE_OUTLETS: usize = 512;
-
-/// `recommendations.parquet` (named `file` in errors) holding `outlets`' lists, which
-/// must come in outlet id order: encoded [`ENCODE_OUTLETS`] outlets at a time as the
-/// iterator yields them, so only the encoded file is held, never every outlet's lists.
+/// A run's `recommendations.parquet` holding `outlets`' lists, which must come in
+/// outlet id order: encoded a row group at a time as the iterator yields them
+/// ([`keyed::encode_rows`]), so only the encoded file is held, never every outlet's
+/// lists.
 pub fn encode(
-    file: &str,
     outlets: &mut dyn Iterator<Item = (String, Recommendations)>,
 ) -> Result<bytes::Bytes> {
-    let chunks = std::iter::from_fn(|| {
-        let chunk: Vec<(String, Recommendations)> = outlets.take(ENCODE_OUTLETS).collect();
-        (!chunk.is_empty()).then(|| recommendation_rows(chunk.iter().map(|(o, r)| (o, r))))
-    });
-    keyed::encode_chunks(file, "outlet_id", chunks)
+    let rows = outlets.flat_map(|(o, r)| recommendation_rows([(&o, &r)]));
+    keyed::encode_rows(super::layout::run_files::RECOMMENDATIONS, "outlet_id", rows)
 }
 
 /// Rows back into each outlet's lists (items in rank order).

@@ -568,20 +568,17 @@ impl Run {
     pub async fn write(&self, storage: &Storage) -> Result<()> {
         let l = &self.latest;
         super::write_rows(storage, &l.file(run_files::ASSIGNMENTS), &self.assignments).await?;
-        if let Some(data) = &self.gaps {
-            storage.put(&l.file(run_files::GAPS), data.clone()).await?;
-        }
         super::write_rows(storage, &l.file(run_files::MOVEMENTS), &self.movements).await?;
-        if let Some(data) = &self.recommendations {
-            storage
-                .put(&l.file(run_files::RECOMMENDATIONS), data.clone())
-                .await?;
-        }
         super::write_rows(storage, &l.file(run_files::CONTEXTS), &self.contexts).await?;
-        if let Some(data) = &self.sku_gaps {
-            storage
-                .put(&l.file(run_files::SKU_GAPS), data.clone())
-                .await?;
+        let encoded = [
+            (run_files::GAPS, &self.gaps),
+            (run_files::RECOMMENDATIONS, &self.recommendations),
+            (run_files::SKU_GAPS, &self.sku_gaps),
+        ];
+        for (file, data) in encoded {
+            if let Some(data) = data {
+                storage.put(&l.file(file), data.clone()).await?;
+            }
         }
         storage
             .put_json(&l.file(run_files::PROFILES), &self.profiles)
@@ -591,6 +588,12 @@ impl Run {
             .await?;
         write_latest(storage, &self.segmentation, l).await
     }
+}
+
+/// A run's `outlet_gaps.parquet` holding `rows`, which must come by outlet: encoded a
+/// row group at a time as the iterator yields them ([`keyed::encode_rows`]).
+pub fn encode_outlet_gaps(rows: impl Iterator<Item = GapRow>) -> Result<bytes::Bytes> {
+    keyed::encode_rows(run_files::GAPS, "outlet_id", rows)
 }
 
 /// One outlet's rows of a run's `outlet_gaps.parquet` (the row groups that can hold

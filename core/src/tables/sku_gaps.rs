@@ -93,15 +93,11 @@ impl Rows for SkuGapRow {
     }
 }
 
-/// A run's `sku_gaps.parquet` (named `file` in errors) holding `rows`, which must come
-/// by outlet, each outlet's largest potential first: encoded a row group at a time as
-/// the iterator yields them ([`keyed::encode_chunks`]), so they are never all held.
-pub fn encode(file: &str, rows: &mut dyn Iterator<Item = SkuGapRow>) -> Result<bytes::Bytes> {
-    let chunks = std::iter::from_fn(|| {
-        let chunk: Vec<SkuGapRow> = rows.take(keyed::ROW_GROUP_ROWS).collect();
-        (!chunk.is_empty()).then_some(chunk)
-    });
-    keyed::encode_chunks(file, "outlet_id", chunks)
+/// A run's `sku_gaps.parquet` holding `rows`, which must come by outlet, each outlet's
+/// largest potential first: encoded a row group at a time as the iterator yields them
+/// ([`keyed::encode_rows`]), so they are never all held.
+pub fn encode(rows: &mut dyn Iterator<Item = SkuGapRow>) -> Result<bytes::Bytes> {
+    keyed::encode_rows(run_files::SKU_GAPS, "outlet_id", rows)
 }
 
 /// One outlet's rows, largest potential first; `None` when the run has no such file
@@ -155,7 +151,7 @@ pub(crate) mod tests {
                 .partial_cmp(&(&b.outlet_id, a.potential))
                 .unwrap()
         });
-        let data = encode(run_files::SKU_GAPS, &mut rows.into_iter()).unwrap();
+        let data = encode(&mut rows.into_iter()).unwrap();
         storage
             .put(&latest.file(run_files::SKU_GAPS), data)
             .await

@@ -27,15 +27,13 @@ use crate::cluster::metrics::{adjusted_rand_index, silhouette};
 use crate::cluster::transform::{spectrum_features, SpectrumTransform};
 use crate::cluster::{Change, KMeansConfig, RunConfig, RunOutcome};
 use crate::features::FeatureSet;
-use crate::gaps::{median, outlet_gaps, outlet_shares, potential, segment_orders, tiers, GapRow};
+use crate::gaps::{median, outlet_gaps, outlet_shares, potential, segment_orders, tiers};
 use crate::model::{ModelFile, ModelSegment, Parameters, Quality, Transform};
 use crate::naming::{stable_name, top_features};
 use crate::patterns::purchasing_patterns;
 use crate::profile::{profile_parts, segment_shares};
 use crate::Error;
 use bytes::Bytes;
-use spectra_core::tables::keyed;
-use spectra_core::tables::layout::run_files;
 use spectra_core::tables::profile::SegmentProfile;
 
 /// Outlets in the silhouette sample.
@@ -215,7 +213,7 @@ fn assignment_rows(
     }
     let typical: Vec<f64> = member_values.into_iter().map(median).collect();
     // Rows are in outlet id order, and so are the gap rows made from them.
-    let mut gap_rows = outcome.assignments.iter().enumerate().flat_map(|(r, a)| {
+    let gap_rows = outcome.assignments.iter().enumerate().flat_map(|(r, a)| {
         outlet_gaps(
             &fs.outlets[rows[r]].outlet_id,
             &a.segment_id,
@@ -225,11 +223,7 @@ fn assignment_rows(
             &orders[a.segment],
         )
     });
-    let chunks = std::iter::from_fn(|| {
-        let chunk: Vec<GapRow> = gap_rows.by_ref().take(keyed::ROW_GROUP_ROWS).collect();
-        (!chunk.is_empty()).then_some(chunk)
-    });
-    let gaps = keyed::encode_chunks(run_files::GAPS, "outlet_id", chunks)?;
+    let gaps = spectra_core::tables::runs::encode_outlet_gaps(gap_rows)?;
     let mut counts = vec![0usize; k];
     let mut assignments = Vec::with_capacity(rows.len());
     for (r, a) in outcome.assignments.iter().enumerate() {

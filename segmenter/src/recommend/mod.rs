@@ -85,15 +85,14 @@ pub type Computed = (BTreeMap<String, Recommendations>, RecommendationReport);
 
 /// Streams the daily files the recommendations of a run at `as_of` need (the last
 /// four weeks and the coming four weeks of earlier years), computes them for every
-/// assigned outlet and encodes them as the run's `file` (`recommendations.parquet`),
-/// an outlet at a time.
+/// assigned outlet and encodes them as the run's `recommendations.parquet`, an outlet
+/// at a time.
 pub async fn for_run(
     storage: &Storage,
     as_of: NaiveDate,
     assignments: &[AssignmentRow],
     fs: &FeatureSet,
     window_days: u32,
-    file: &str,
 ) -> Result<(Bytes, RecommendationReport), Error> {
     let (recent, seasonal) = daily_ranges(as_of);
     let mut ranges = recent.clone();
@@ -115,7 +114,7 @@ pub async fn for_run(
     })
     .await?;
     let (encoded, report) = each_outlet(assignments, fs, daily, window_days, |lists| {
-        recommendations::encode(file, lists)
+        recommendations::encode(lists)
     });
     Ok((encoded?, report))
 }

@@ -4,7 +4,7 @@
 //! `features/daily/` and `features/outlet_daily/` — deduplicated so every line identity
 //! counts once, its latest version winning, and rebuilt only for the days that changed
 //! ([`absorb`], [`index`], [`rollup`]) — then computes each segmentation's window features from
-//! the daily tables ([`features`]). [`run`] is the service: a pass whenever new raw or
+//! the daily tables ([`features`], merged outlet by outlet in [`window`]). [`run`] is the service: a pass whenever new raw or
 //! master data has landed, polled every `aggregate.poll_seconds`.
 
 pub mod absorb;
@@ -19,6 +19,7 @@ pub mod rollup;
 pub mod session;
 pub mod state;
 pub mod superseded;
+pub mod window;
 
 use std::time::Duration;
 

@@ -398,6 +398,6 @@ async fn segmentation_features(
 ) -> Result<(features::Manifest, u64), Error> {
     let referenced = features::filter_columns(seg)?;
     let outlet_table = master::outlet_table(outlets, &seg.attribute_types, &referenced)?;
-    features::register_master(ctx, master::sku_features(skus, &seg.level)?, outlet_table)?;
-    features::build(ctx, storage, days, as_of, seg).await
+    let sku_table = master::sku_features(skus, &seg.level)?;
+    features::build(ctx, storage, days, as_of, seg, sku_table, outlet_table).await
 }

@@ -1,7 +1,9 @@
 //! The UCI Online Retail file end to end: `spectra load --preset online-retail` →
 //! `spectra ingest --once` → `spectra aggregate --once --as-of 2011-12-09`, then every
 //! customer's window total (kpis `net_value`) against a direct computation from the CSV
-//! (rows without CustomerID skipped, net = Quantity × UnitPrice, cancellations netted).
+//! (rows without CustomerID skipped, net = Quantity × UnitPrice, cancellations netted),
+//! and every row of the window features (`sku_spend`, `spectrum`, the KPIs that count
+//! days, weeks, SKUs and invoices) against the same computation per StockCode.
 //! Then a SKU-level segmentation run twice (as of 2011-11-09 and 2011-12-09) and
 //! published: SKU names from the fed master beside every SKU id people read, A/B/C
 //! tiers by potential, trends over both runs, and contexts filtered by country.
@@ -140,6 +142,7 @@ fn online_retail_totals_per_customer_match_the_csv() {
         );
         assert_eq!(gn, n, "customer {c}: lines");
     }
+    window_features_match_the_csv(&features, "2011-12-09");
     let total: f64 = want.values().map(|(v, _)| v).sum();
     insight(&setup, &config);
     eprintln!(
@@ -147,6 +150,212 @@ fn online_retail_totals_per_customer_match_the_csv() {
         want.len(),
         started.elapsed()
     );
+}
+
+/// One file of a features folder, every batch, with a column reader by name.
+struct Table(Vec<arrow::array::RecordBatch>);
+
+impl Table {
+    fn read(dir: &std::path::Path, file: &str) -> Self {
+        let data = bytes::Bytes::from(std::fs::read(dir.join(file)).unwrap());
+        Self(spectra_core::schema::from_parquet(data).unwrap())
+    }
+    fn text(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .flat_map(|b| {
+                let c = b.column_by_name(name).unwrap().as_string::<i32>();
+                c.iter()
+                    .map(|v| v.unwrap_or_default().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+    fn float(&self, name: &str) -> Vec<f64> {
+        self.0
+            .iter()
+            .flat_map(|b| {
+                let c = b.column_by_name(name).unwrap();
+                c.as_primitive::<Float64Type>().values().to_vec()
+            })
+            .collect()
+    }
+    fn int(&self, name: &str) -> Vec<i64> {
+        self.0
+            .iter()
+            .flat_map(|b| {
+                let c = b.column_by_name(name).unwrap();
+                c.as_primitive::<Int64Type>().values().to_vec()
+            })
+            .collect()
+    }
+}
+
+/// Sums of one customer's lines of one StockCode: net, quantity, lines, and net and
+/// lines of the recent window.
+#[derive(Default, Debug)]
+struct SkuSums {
+    net: f64,
+    quantity: f64,
+    lines: i64,
+    recent_net: f64,
+    recent_lines: i64,
+}
+
+/// Every window feature of the SKU-level segmentation (400 days: the whole file; no
+/// half-life; the default 28 recent days) against the CSV, per customer and StockCode:
+/// `sku_spend` and `spectrum` rows and sums, their order, and the KPIs that count days,
+/// weeks, SKUs and invoices.
+fn window_features_match_the_csv(features: &std::path::Path, as_of: &str) {
+    use chrono::NaiveDate;
+    use std::collections::BTreeSet;
+    let day = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+    let as_of = day(as_of);
+    let recent_start = as_of - chrono::Duration::days(27);
+    let mut sums: BTreeMap<(String, String), SkuSums> = BTreeMap::new();
+    // Per customer: its dates, its invoices (date, number), those of the recent window.
+    type Days = BTreeSet<NaiveDate>;
+    type Invoices = BTreeSet<(NaiveDate, String)>;
+    let mut per: BTreeMap<String, (Days, Invoices, Invoices)> = BTreeMap::new();
+    for r in online_retail_rows()
+        .into_iter()
+        .filter(|r| !r.customer.is_empty())
+    {
+        let date = day(&r.date);
+        let net = r.quantity * r.unit_price;
+        let recent = date >= recent_start;
+        let s = sums
+            .entry((r.customer.clone(), r.stock_code.clone()))
+            .or_default();
+        s.net += net;
+        s.quantity += r.quantity;
+        s.lines += 1;
+        if recent {
+            s.recent_net += net;
+            s.recent_lines += 1;
+        }
+        let c = per.entry(r.customer).or_default();
+        c.0.insert(date);
+        c.1.insert((date, r.invoice.clone()));
+        if recent {
+            c.2.insert((date, r.invoice));
+        }
+    }
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * (1.0 + b.abs());
+
+    let spend = Table::read(features, "sku_spend.parquet");
+    let (outlets, skus) = (spend.text("outlet_id"), spend.text("sku_id"));
+    let (net, quantity, lines) = (
+        spend.float("net_value"),
+        spend.float("quantity"),
+        spend.int("lines"),
+    );
+    assert_eq!(
+        outlets.len(),
+        sums.len(),
+        "sku_spend rows vs CSV (customer, StockCode) pairs"
+    );
+    for (i, key) in outlets
+        .iter()
+        .cloned()
+        .zip(skus.iter().cloned())
+        .enumerate()
+    {
+        if i > 0 {
+            assert!(
+                (&outlets[i - 1], &skus[i - 1]) < (&key.0, &key.1),
+                "sku_spend is not in (outlet_id, sku_id) order at row {i}"
+            );
+        }
+        let want = sums
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key:?} is not in the CSV"));
+        assert!(
+            close(net[i], want.net),
+            "{key:?}: net {} vs CSV {}",
+            net[i],
+            want.net
+        );
+        assert!(
+            close(quantity[i], want.quantity),
+            "{key:?}: quantity {} vs CSV {}",
+            quantity[i],
+            want.quantity
+        );
+        assert_eq!(lines[i], want.lines, "{key:?}: lines");
+    }
+
+    // At the SKU level the spectrum's features are the StockCodes.
+    let spectrum = Table::read(features, "spectrum.parquet");
+    let (outlets, feats) = (spectrum.text("outlet_id"), spectrum.text("feature"));
+    let (value, raw, lines) = (
+        spectrum.float("value"),
+        spectrum.float("raw_value"),
+        spectrum.int("lines"),
+    );
+    let (recent, recent_lines) = (spectrum.float("recent_value"), spectrum.int("recent_lines"));
+    assert_eq!(outlets.len(), sums.len(), "spectrum rows vs CSV pairs");
+    for (i, key) in outlets.into_iter().zip(feats).enumerate() {
+        let want = &sums[&key];
+        assert!(
+            close(value[i], want.net) && close(raw[i], want.net),
+            "{key:?}: value {} raw {} vs CSV {}",
+            value[i],
+            raw[i],
+            want.net
+        );
+        assert_eq!(lines[i], want.lines, "{key:?}: lines");
+        assert!(
+            close(recent[i], want.recent_net),
+            "{key:?}: recent {} vs CSV {}",
+            recent[i],
+            want.recent_net
+        );
+        assert_eq!(recent_lines[i], want.recent_lines, "{key:?}: recent lines");
+    }
+
+    let kpis = Table::read(features, "kpis.parquet");
+    let ids = kpis.text("outlet_id");
+    let (distinct, since, weeks) = (
+        kpis.int("distinct_skus"),
+        kpis.int("days_since_last_invoice"),
+        kpis.int("active_weeks"),
+    );
+    let (invoices, recent_invoices) = (kpis.int("invoices"), kpis.int("recent_invoices"));
+    let mut skus_of: BTreeMap<&str, i64> = BTreeMap::new();
+    for (c, _) in sums.keys() {
+        *skus_of.entry(c.as_str()).or_default() += 1;
+    }
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "kpis in outlet_id order"
+    );
+    for (i, c) in ids.iter().enumerate() {
+        let (days, inv, recent_inv) = &per[c];
+        let last = *days.iter().next_back().unwrap();
+        let week_set: BTreeSet<i64> = days.iter().map(|d| (as_of - *d).num_days() / 7).collect();
+        assert_eq!(
+            distinct[i],
+            skus_of[c.as_str()],
+            "customer {c}: distinct SKUs"
+        );
+        assert_eq!(
+            since[i],
+            (as_of - last).num_days(),
+            "customer {c}: days since the last invoice"
+        );
+        assert_eq!(
+            weeks[i],
+            week_set.len() as i64,
+            "customer {c}: active weeks"
+        );
+        assert_eq!(invoices[i], inv.len() as i64, "customer {c}: invoices");
+        assert_eq!(
+            recent_invoices[i],
+            recent_inv.len() as i64,
+            "customer {c}: recent invoices"
+        );
+    }
 }
 
 /// Run 2 and the published views a marketing team reads, on the real file.

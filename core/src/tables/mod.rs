@@ -321,6 +321,20 @@ impl<'a> Columns<'a> {
         Ok(a)
     }
 
+    /// A text column as Arrow holds it, nulls kept, for readers that look values up
+    /// without copying them.
+    pub fn strings(&self, name: &str) -> Result<StringArray> {
+        Ok(self.cast(name, &DataType::Utf8)?.as_string::<i32>().clone())
+    }
+
+    /// A numeric column as Arrow holds it, cast to `T` (nulls kept).
+    pub fn primitive<T: arrow::datatypes::ArrowPrimitiveType>(
+        &self,
+        name: &str,
+    ) -> Result<arrow::array::PrimitiveArray<T>> {
+        Ok(self.cast(name, &T::DATA_TYPE)?.as_primitive::<T>().clone())
+    }
+
     /// A numeric column as `f64`; nulls and non-finite values read as 0 (a sum over
     /// no rows, or a ratio without a denominator).
     pub fn float(&self, name: &str) -> Result<Vec<f64>> {

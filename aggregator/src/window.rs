@@ -252,15 +252,27 @@ impl<T: Table> Cursor<T> {
     }
 
     /// Calls `f` on each row of `outlet` from the current one on (the cursor's head
-    /// must be `outlet`); `false` when the file ended.
+    /// must be `outlet`); `false` when the file ended. A file whose outlets are not in
+    /// order is an error naming it: merged, it would count an outlet twice.
     fn take(&mut self, outlet: &str, mut f: impl FnMut(&T, usize)) -> Result<bool, Error> {
         loop {
             f(&self.cols, self.row);
             if !self.advance()? {
                 return Ok(false);
             }
-            if self.head() != outlet {
-                return Ok(true);
+            match self.head().cmp(outlet) {
+                std::cmp::Ordering::Equal => {}
+                std::cmp::Ordering::Greater => return Ok(true),
+                std::cmp::Ordering::Less => {
+                    return Err(Error::Core(spectra_core::Error::Table {
+                        file: self.batches.path().to_owned(),
+                        reason: format!(
+                            "outlet `{}` follows `{outlet}`: the table is not sorted by \
+                             outlet; `spectra aggregate --once --full` rewrites it",
+                            self.head()
+                        ),
+                    }))
+                }
             }
         }
     }
@@ -787,4 +799,120 @@ fn merge(
     result.features = feature_used.iter().filter(|u| **u).count() as u64;
     result.unknown_skus = skus.names.len() as u64 - u64::from(skus.known);
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spectra_core::schema::to_parquet;
+    use spectra_core::tables::date_of;
+    use spectra_core::tables::features::{DailyRow, OutletDailyRow};
+
+    fn file<T: Rows>(path: &str, rows: &[T]) -> (String, Bytes) {
+        let b = T::to_batch(rows).unwrap();
+        (path.to_owned(), to_parquet(T::schema(), &[b]).unwrap())
+    }
+
+    /// One day of lines `(outlet, sku, net)`, in the order given.
+    fn day(date: i32, lines: &[(&str, &str, f64)]) -> Day {
+        let daily: Vec<DailyRow> = lines
+            .iter()
+            .map(|(o, s, v)| DailyRow {
+                outlet_id: (*o).into(),
+                sku_id: (*s).into(),
+                date: date_of(date),
+                net_value: *v,
+                quantity: 1.0,
+                lines: 1,
+                invoices: 1,
+                returns_value: 0.0,
+            })
+            .collect();
+        let mut outlets: Vec<&str> = lines.iter().map(|l| l.0).collect();
+        outlets.dedup();
+        let outlet_daily: Vec<OutletDailyRow> = outlets
+            .iter()
+            .map(|o| OutletDailyRow {
+                outlet_id: (*o).into(),
+                date: date_of(date),
+                net_value: lines.iter().filter(|l| l.0 == *o).map(|l| l.2).sum(),
+                quantity: 1.0,
+                lines: 1,
+                invoices: 1,
+                returns_value: 0.0,
+                distinct_skus: 1,
+                distributor_id: Some("D1".into()),
+            })
+            .collect();
+        Day {
+            date,
+            daily: file(&format!("daily/{date}"), &daily),
+            outlet_daily: file(&format!("outlet_daily/{date}"), &outlet_daily),
+        }
+    }
+
+    fn master() -> Master {
+        let skus = crate::master::sku_features(&Default::default(), "category").unwrap();
+        let outlets = crate::master::outlet_table(
+            &Default::default(),
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
+        Master {
+            skus,
+            outlets,
+            selected: None,
+        }
+    }
+
+    fn params() -> Params {
+        Params {
+            as_of: 10,
+            half_life: None,
+            recent_start: 11,
+            months: 1.0,
+        }
+    }
+
+    #[test]
+    fn outlets_of_several_days_merge_into_one_row_each() {
+        let days = vec![
+            day(9, &[("A", "S1", 1.0), ("B", "S1", 2.0)]),
+            day(10, &[("A", "S1", 4.0), ("A", "S2", 8.0), ("C", "S1", 16.0)]),
+        ];
+        let out = compute(days, &master(), &params()).unwrap();
+        assert_eq!((out.outlets, out.features, out.unknown_skus), (3, 1, 2));
+        assert_eq!(out.unknown_outlets, 3);
+        let spend = spectra_core::schema::from_parquet(out.sku_spend).unwrap();
+        let c = Columns::new(&spend[0], "sku_spend");
+        let keys: Vec<(String, String)> = c
+            .ids("outlet_id")
+            .unwrap()
+            .into_iter()
+            .zip(c.ids("sku_id").unwrap())
+            .collect();
+        let pairs = [("A", "S1"), ("A", "S2"), ("B", "S1"), ("C", "S1")];
+        assert_eq!(
+            keys,
+            pairs.map(|(o, s)| (o.to_owned(), s.to_owned())).to_vec()
+        );
+        assert_eq!(c.float("net_value").unwrap(), vec![5.0, 8.0, 2.0, 16.0]);
+    }
+
+    #[test]
+    fn a_table_out_of_outlet_order_is_an_error_naming_it() {
+        let days = vec![
+            day(9, &[("A", "S1", 1.0)]),
+            day(10, &[("B", "S1", 1.0), ("A", "S1", 1.0)]),
+        ];
+        let err = compute(days, &master(), &params())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("daily/10") && err.contains("not sorted"),
+            "{err}"
+        );
+    }
 }

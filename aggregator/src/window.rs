@@ -445,9 +445,11 @@ fn finish_s(b: &mut StringBuilder) -> ArrayRef {
 
 impl Out<'_> {
     fn send(&self, file: usize, batch: RecordBatch) -> Result<(), Error> {
-        // A closed channel means the encoder failed: its error is reported instead.
-        let _ = self.tx.send((file, batch));
-        Ok(())
+        // A closed channel means the encoder failed: the merge stops, and
+        // [`compute`] reports the encoder's error rather than this one.
+        self.tx
+            .send((file, batch))
+            .map_err(|_| Error::Corrupt("the feature files' encoder stopped".to_owned()))
     }
 
     fn flush_spectrum(&mut self) -> Result<(), Error> {

@@ -340,6 +340,46 @@ pub fn encode_parquet_with(
     w.finish()
 }
 
+/// [`encode_parquet_with`] on two threads: the batches are made on the calling thread
+/// (the iterator need not be `Send`) while another encodes the ones made before, for
+/// files whose rows cost as much to make as to encode (a run's per-outlet files).
+pub fn encode_parquet_piped(
+    schema: SchemaRef,
+    props: WriterProperties,
+    batches: impl IntoIterator<Item = crate::Result<RecordBatch>>,
+) -> crate::Result<bytes::Bytes> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
+    std::thread::scope(|s| {
+        let encoder = s.spawn(move || {
+            let mut w = Encoder::with(schema, props)?;
+            for b in rx {
+                w.write(&b)?;
+            }
+            w.finish()
+        });
+        let mut made = Ok(());
+        for b in batches {
+            match b {
+                // A closed channel: the encoder failed, and says why below.
+                Ok(b) => {
+                    if tx.send(b).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    made = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let encoded = encoder
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        made.and(encoded)
+    })
+}
+
 /// A Parquet file in memory, written a batch at a time (from an async stream, say):
 /// the batches are encoded as they come and dropped by the caller, only the file's
 /// bytes are held.

@@ -21,7 +21,9 @@
 //! work grows with the data plus the number of occupied cells, never with outlets ×
 //! filters.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 
 use spectra_core::tables::context::{ContextRow, FILTER_FIELDS, OUTLET, PRODUCT, TOTAL};
 use spectra_core::tables::master::{attribute_text, Current};
@@ -274,22 +276,28 @@ pub fn compute(
     let product = product_fields(&fs.skus, master);
     // Listings: product levels by spend over all outlets, outlet fields by outlets.
     let mut listings: Vec<Listing> = Vec::new();
+    // Each SKU's weight once (a bought SKU weighs more than nothing), then summed per
+    // value of each level: one pass over the outlets' purchases, not one per level.
+    let mut sku_weight = vec![0.0f64; fs.skus.len()];
+    for &i in rows {
+        for &Bought {
+            sku: s, value: v, ..
+        } in &fs.sku_spend[i]
+        {
+            sku_weight[s as usize] += v.max(0.0) + 1e-12;
+        }
+    }
     for (name, per_sku) in &product {
-        let mut w: HashMap<&str, f64> = HashMap::new();
-        for &i in rows {
-            for &Bought {
-                sku: s, value: v, ..
-            } in &fs.sku_spend[i]
-            {
-                let x = per_sku[s as usize].as_deref().unwrap_or(NO_VALUE);
-                *w.entry(x).or_default() += v.max(0.0) + 1e-12;
-            }
+        let mut w: HashMap<&str, f64> = HashMap::default();
+        for (s, &x) in sku_weight.iter().enumerate().filter(|(_, x)| **x > 0.0) {
+            *w.entry(per_sku[s].as_deref().unwrap_or(NO_VALUE))
+                .or_default() += x;
         }
         listings.push(Listing::new(format!("{PRODUCT}{name}"), w));
     }
     let product_dims = listings.len();
     for (name, per_row) in &outlet {
-        let mut w: HashMap<&str, f64> = HashMap::new();
+        let mut w: HashMap<&str, f64> = HashMap::default();
         for v in per_row.iter().flatten() {
             *w.entry(v).or_default() += 1.0;
         }
@@ -326,7 +334,7 @@ pub fn compute(
         })
         .collect();
     // Cells: (segment, one slot per filter field, `usize::MAX` when not listed).
-    let mut cells: HashMap<Vec<usize>, Sums> = HashMap::new();
+    let mut cells: HashMap<Vec<usize>, Sums> = HashMap::default();
     let mut seen = vec![usize::MAX; slots];
     for (r, &i) in rows.iter().enumerate() {
         let mut key = vec![labels[r]];

@@ -19,7 +19,9 @@
 //! potential, largest first; `A` while the potential before them is under half of the
 //! segment's, `B` under 80%, `C` after (and every outlet without potential).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use ndarray::{Array2, ArrayView2};
 use spectra_core::tables::runs::AssignmentRow;
@@ -189,7 +191,7 @@ pub fn each_sku_gap<R>(
         .iter()
         .filter_map(|(&segment, members)| {
             // The segment's positive spend and buyers per SKU.
-            let mut spend: HashMap<u32, (f64, usize)> = HashMap::new();
+            let mut spend: HashMap<u32, (f64, usize)> = HashMap::default();
             for &(i, _) in members {
                 for &Bought {
                     sku: k, value: v, ..

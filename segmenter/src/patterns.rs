@@ -4,7 +4,7 @@
 //! k-means (k = 3, or 2, or 1 for very small segments); each pattern lists its leading
 //! SKUs with their percentage share of the pattern's spend on those SKUs.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use ndarray::Array2;
 
@@ -23,7 +23,7 @@ pub use spectra_core::tables::profile::{Pattern, PatternSku};
 
 /// Patterns of the segment made of feature-set rows `members`.
 pub fn purchasing_patterns(fs: &FeatureSet, members: &[usize], seed: u64) -> Vec<Pattern> {
-    let mut total: HashMap<u32, f64> = HashMap::new();
+    let mut total: HashMap<u32, f64> = HashMap::default();
     for &i in members {
         for &Bought {
             sku: s, value: v, ..

@@ -277,15 +277,26 @@ pub async fn run_definition(
     let id = run_id.clone();
     // The contexts' product levels come from the current SKU master.
     let skus = master::current(storage, layout::MASTER_SKUS, "sku_id").await?;
-    let (out, previous, features) = tokio::task::spawn_blocking(move || {
+    let read_ms = start.elapsed().as_millis() as u64;
+    let (out, previous, features, phases) = tokio::task::spawn_blocking(move || {
+        let mut t = Instant::now();
+        let mut lap = || {
+            let ms = t.elapsed().as_millis() as u64;
+            t = Instant::now();
+            ms
+        };
+        let mut phases = [0u64; 3];
         let out = compute(&owned, &features, previous.as_ref(), &id).and_then(|mut out| {
+            phases[0] = lap();
             out.contexts = crate::context::for_assignments(&features, &out.assignments, &skus);
+            phases[1] = lap();
             out.sku_gaps = crate::gaps::each_sku_gap(&features, &out.assignments, |rows| {
                 sku_gaps::encode(rows)
             })?;
+            phases[2] = lap();
             Ok(out)
         });
-        (out, previous, features)
+        (out, previous, features, phases)
     })
     .await
     .map_err(|e| Error::Panicked {
@@ -296,9 +307,12 @@ pub async fn run_definition(
         },
     })?;
     let mut out = out?;
+    let t = Instant::now();
     let (recommendations, report) =
         crate::recommend::for_run(storage, as_of, &out.assignments, &features, seg.window_days)
             .await?;
+    let recommend_ms = t.elapsed().as_millis() as u64;
+    let t = Instant::now();
     drop(features);
     out.recommendations = Some(recommendations);
     out.model.recommendations = Some(report);
@@ -322,6 +336,9 @@ pub async fn run_definition(
         fingerprint,
     )
     .await?;
+    let [compute_ms, contexts_ms, sku_gaps_ms] = phases;
+    tracing::info!(segmentation = %seg.name, read_ms, compute_ms, contexts_ms, sku_gaps_ms,
+        recommend_ms, write_ms = t.elapsed().as_millis() as u64, "run phases");
     let q = &model.quality;
     let summary = RunSummary {
         run_id,

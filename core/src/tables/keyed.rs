@@ -34,7 +34,7 @@ use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
 
 use super::{Columns, Rows};
-use crate::schema::{encode_parquet_with, writer_properties};
+use crate::schema::{encode_parquet_piped, writer_properties};
 use crate::{Error, Result, Storage};
 
 /// Rows per row group (the unit of the footer's statistics; pages narrow a read).
@@ -89,7 +89,8 @@ pub fn encode_rows<T: Rows>(
 }
 
 /// [`write_chunks`] without the write: the file `path` will hold, encoded as its
-/// chunks are pulled (a chunk at a time in memory besides the encoded file).
+/// chunks are pulled (a chunk at a time in memory besides the encoded file), on a
+/// second thread while the next chunks are made ([`encode_parquet_piped`]).
 pub fn encode_chunks<T: Rows>(
     path: &str,
     key: &str,
@@ -132,7 +133,7 @@ pub fn encode_chunks<T: Rows>(
         }
         Ok(b)
     });
-    encode_parquet_with(T::schema(), props, batches)
+    encode_parquet_piped(T::schema(), props, batches)
 }
 
 /// The rows of `path` whose `key` column equals `value`, in file order; `None` when

@@ -7,7 +7,9 @@
 //! segmenter holds is the arrays, never the decoded tables or a row struct per line
 //! (at 100k outlets the SKU spend alone has millions of rows).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 
 use chrono::NaiveDate;
 use ndarray::Array2;
@@ -289,7 +291,10 @@ impl SkuIds {
 }
 
 /// Finds outlets' rows in a [`FeatureSet`], remembering the row last found: tables
-/// come grouped by outlet, so most lookups are that one.
+/// come sorted by outlet like the feature set, so a lookup is that row again or one a
+/// little after it, found by galloping forward from it (a day's table skips the
+/// outlets that bought nothing that day); a smaller outlet (the next day's table)
+/// gallops from the start.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RowCursor {
     last: Option<usize>,
@@ -298,10 +303,29 @@ pub struct RowCursor {
 impl RowCursor {
     /// The row of `outlet` in `fs`.
     pub fn find(&mut self, fs: &FeatureSet, outlet: &str) -> Option<usize> {
-        if let Some(i) = self.last.filter(|&i| fs.outlets[i].outlet_id == outlet) {
-            return Some(i);
+        let id = |i: usize| fs.outlets[i].outlet_id.as_str();
+        let n = fs.outlets.len();
+        let mut from = match self.last {
+            Some(last) => match id(last).cmp(outlet) {
+                std::cmp::Ordering::Equal => return Some(last),
+                std::cmp::Ordering::Less => last + 1,
+                std::cmp::Ordering::Greater => 0,
+            },
+            None => 0,
+        };
+        // Rows before `from` are below `outlet`; find a row at or above it by steps
+        // that double, then search between.
+        let (mut to, mut step) = (from, 1);
+        while to < n && id(to) < outlet {
+            from = to + 1;
+            to += step;
+            step *= 2;
         }
-        let row = fs.row(outlet);
+        let to = to.saturating_add(1).min(n);
+        let row = fs.outlets[from..to]
+            .binary_search_by(|o| o.outlet_id.as_str().cmp(outlet))
+            .ok()
+            .map(|i| from + i);
         self.last = row.or(self.last);
         row
     }
@@ -456,4 +480,47 @@ pub fn bought(lists: &[&[(u32, f64)]]) -> Vec<Vec<Bought>> {
                 .collect()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lookups in the orders the tables give them (days of sorted outlets, some
+    /// missing, some unknown) find what a binary search finds.
+    #[test]
+    fn the_row_cursor_finds_what_a_search_finds() {
+        let ids: Vec<String> = (0..500).map(|i| format!("O{:05}", i * 3)).collect();
+        let kpis = ids
+            .iter()
+            .map(|id| KpiRow {
+                outlet_id: id.clone(),
+                ..KpiRow::default()
+            })
+            .collect();
+        let day = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let fs = FeatureSet::from_rows(day, kpis, &[], &[]);
+        assert_eq!(fs.outlets.len(), ids.len());
+        let mut cursor = RowCursor::default();
+        let mut found = 0;
+        let mut state = 7u64;
+        for _ in 0..20 {
+            // One day: increasing outlets with gaps, some not in the feature set.
+            let mut at = 0u64;
+            while at < 1600 {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                at += (state >> 33) % 40;
+                let outlet = format!("O{at:05}");
+                for _ in 0..=(state >> 60) % 3 {
+                    let row = cursor.find(&fs, &outlet);
+                    assert_eq!(row, fs.row(&outlet), "{outlet}");
+                    found += usize::from(row.is_some());
+                }
+                at += 1;
+            }
+        }
+        assert!(found > 500, "{found} lookups found a row");
+    }
 }

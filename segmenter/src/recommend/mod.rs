@@ -29,7 +29,9 @@
 //! year in the daily table, no recent day) says so in the run's `model.json`
 //! (`recommendations.notes`), which the 360 view shows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use bytes::Bytes;
 use chrono::{Duration, NaiveDate};
@@ -267,6 +269,22 @@ impl Why {
     }
 }
 
+/// The sentences written so far, by reason: a run at a million outlets has about 30M
+/// items and a few hundred distinct reasons, so each is formatted once and copied.
+#[derive(Default)]
+struct Sentences(HashMap<(u8, u64, u64, &'static str), String>);
+
+impl Sentences {
+    fn say(&mut self, why: Why) -> String {
+        let key = match why {
+            Why::Share(pen, when) => (0, pen.to_bits(), 0, when),
+            Why::Rising(growth, buyers) => (1, growth.to_bits(), u64::from(buyers), ""),
+            Why::Seasonal(share, lift) => (2, share.to_bits(), lift.to_bits(), ""),
+        };
+        self.0.entry(key).or_insert_with(|| why.sentence()).clone()
+    }
+}
+
 /// A SKU that may enter a list: its sentence is written only if it is kept.
 #[derive(Clone, Copy)]
 struct Candidate {
@@ -287,6 +305,7 @@ fn outlet_lists(
     bought_here: impl Fn(u32) -> bool,
     bought_lately: impl Fn(u32) -> bool,
     scale: f64,
+    said: &mut Sentences,
 ) -> Recommendations {
     let never = "never bought here in the window";
     let (mut should_have, mut new_for_outlet) = (Vec::new(), Vec::new());
@@ -324,12 +343,12 @@ fn outlet_lists(
         .filter(|c| !bought_lately(c.sku))
         .take(LIST_LEN)
         .copied();
-    let items = |list: &mut dyn Iterator<Item = Candidate>| -> Vec<RecItem> {
+    let mut items = |list: &mut dyn Iterator<Item = Candidate>| -> Vec<RecItem> {
         list.map(|c| RecItem {
             sku_id: skus[c.sku as usize].clone(),
             score: c.score,
             suggested_quantity: (c.typical * scale).round().max(1.0),
-            reason: c.why.sentence(),
+            reason: said.say(c.why),
         })
         .collect()
     };
@@ -433,6 +452,7 @@ pub fn each_outlet<R>(
         .flat_map(|(s, outlets)| outlets.iter().map(move |&(a, row)| (s, a, row)))
         .collect();
     order.sort_by(|a, b| a.1.outlet_id.cmp(&b.1.outlet_id));
+    let mut said = Sentences::default();
     let mut lists = order.into_iter().map(|(s, a, row)| {
         let (seg, middle) = &segments[s];
         let (v, pot) = (value_of(a, row).max(0.0), a.potential.max(0.0));
@@ -454,6 +474,7 @@ pub fn each_outlet<R>(
             bought_here,
             |sku| lately.binary_search(&sku).is_ok(),
             scale,
+            &mut said,
         );
         (a.outlet_id.clone(), r)
     });

@@ -3,7 +3,9 @@
 //! of earlier years ([`Daily`]), gathered per segment and SKU ([`Purchases`]), with
 //! outlets as feature-set rows and SKUs as indices.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::HashMap;
 
 use chrono::NaiveDate;
 use spectra_core::tables::date32;
@@ -48,7 +50,7 @@ impl<'a> Daily<'a> {
             fs,
             skus: SkuIds::new(fs.skus.clone()),
             recent: Vec::new(),
-            seasonal: HashMap::new(),
+            seasonal: HashMap::default(),
             years: BTreeSet::new(),
             rows: RowCursor::default(),
         }
@@ -103,7 +105,7 @@ impl Purchases {
         mut daily: Daily<'_>,
     ) -> Self {
         let mut p = Purchases {
-            stats: (0..segments).map(|_| HashMap::new()).collect(),
+            stats: (0..segments).map(|_| HashMap::default()).collect(),
             recent_bought: vec![Vec::new(); seg_of.len()],
             segments_with_recent: vec![false; segments],
             recent_days: BTreeSet::new(),

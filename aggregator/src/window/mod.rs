@@ -14,21 +14,20 @@
 //!
 //! Parquet encoding of the three files runs on a thread of its own, beside the merge.
 
-use foldhash::HashMap;
+mod cursor;
+mod out;
+
 use std::sync::mpsc;
 
-use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, Float64Array, Float64Builder, Int64Array, Int64Builder,
-    RecordBatch, StringArray, StringBuilder,
-};
-use arrow::datatypes::{Float64Type, Int64Type};
+use arrow::array::{Array, ArrayBuilder, RecordBatch, StringArray};
 use bytes::Bytes;
-use spectra_core::schema::Encoder;
-use spectra_core::tables::features::{KpiRow, SkuSpendRow, SpectrumRow};
-use spectra_core::tables::{Batches, Columns, Rows};
+use foldhash::HashMap;
+use spectra_core::tables::Columns;
 
 use crate::master::UNKNOWN;
 use crate::Error;
+use cursor::{Cursor, DailyCols, Days, OutletDailyCols};
+use out::{encode, KpiBuilders, Out, OUT_ROWS};
 
 /// One day of the window: its daily and outlet-daily tables as stored.
 pub struct Day {
@@ -83,9 +82,6 @@ pub struct Output {
     pub unknown_outlets: u64,
 }
 
-/// Rows per batch handed to the encoders.
-const OUT_ROWS: usize = 64 * 1024;
-
 /// Makes the features of `days` (in date order, every day of the window that has
 /// tables).
 pub fn compute(days: Vec<Day>, master: &Master, p: &Params) -> Result<Output, Error> {
@@ -108,206 +104,6 @@ pub fn compute(days: Vec<Day>, master: &Master, p: &Params) -> Result<Output, Er
             ..counts
         })
     })
-}
-
-/// Encodes the batches of the three files (0 spectrum, 1 SKU spend, 2 KPIs) as they
-/// come.
-fn encode(rx: mpsc::Receiver<(usize, RecordBatch)>) -> Result<[Bytes; 3], Error> {
-    let mut enc = [
-        Encoder::new(SpectrumRow::schema())?,
-        Encoder::new(SkuSpendRow::schema())?,
-        Encoder::new(KpiRow::schema())?,
-    ];
-    for (file, batch) in rx {
-        enc[file].write(&batch)?;
-    }
-    let [a, b, c] = enc;
-    Ok([a.finish()?, b.finish()?, c.finish()?])
-}
-
-/// The columns a cursor reads from one batch.
-trait Table: Sized {
-    const COLUMNS: &'static [&'static str];
-    fn read(c: &Columns<'_>) -> Result<Self, Error>;
-    fn outlets(&self) -> &StringArray;
-}
-
-struct DailyCols {
-    outlet: StringArray,
-    sku: StringArray,
-    net: Float64Array,
-    quantity: Float64Array,
-    lines: Int64Array,
-}
-
-impl Table for DailyCols {
-    const COLUMNS: &'static [&'static str] =
-        &["outlet_id", "sku_id", "net_value", "quantity", "lines"];
-    fn read(c: &Columns<'_>) -> Result<Self, Error> {
-        Ok(Self {
-            outlet: c.id_strings("outlet_id")?,
-            sku: c.id_strings("sku_id")?,
-            net: c.primitive::<Float64Type>("net_value")?,
-            quantity: c.primitive::<Float64Type>("quantity")?,
-            lines: c.primitive::<Int64Type>("lines")?,
-        })
-    }
-    fn outlets(&self) -> &StringArray {
-        &self.outlet
-    }
-}
-
-struct OutletDailyCols {
-    outlet: StringArray,
-    net: Float64Array,
-    lines: Int64Array,
-    invoices: Int64Array,
-    returns: Float64Array,
-    distributor: Option<StringArray>,
-}
-
-impl Table for OutletDailyCols {
-    const COLUMNS: &'static [&'static str] = &[
-        "outlet_id",
-        "net_value",
-        "lines",
-        "invoices",
-        "returns_value",
-        "distributor_id",
-    ];
-    fn read(c: &Columns<'_>) -> Result<Self, Error> {
-        Ok(Self {
-            outlet: c.id_strings("outlet_id")?,
-            net: c.primitive::<Float64Type>("net_value")?,
-            lines: c.primitive::<Int64Type>("lines")?,
-            invoices: c.primitive::<Int64Type>("invoices")?,
-            returns: c.primitive::<Float64Type>("returns_value")?,
-            // Tables written before the column existed have no main distributor.
-            distributor: if c.has("distributor_id") {
-                Some(c.strings("distributor_id")?)
-            } else {
-                None
-            },
-        })
-    }
-    fn outlets(&self) -> &StringArray {
-        &self.outlet
-    }
-}
-
-/// One file read a row at a time, in its order.
-struct Cursor<T> {
-    date: i32,
-    /// What a line of the day weighs in `value`.
-    weight: f64,
-    batches: Batches,
-    cols: T,
-    row: usize,
-}
-
-impl<T: Table> Cursor<T> {
-    /// `None` when the file has no rows.
-    fn open(date: i32, weight: f64, (path, bytes): (String, Bytes)) -> Result<Option<Self>, Error> {
-        let columns: Vec<&str> = T::COLUMNS.to_vec();
-        let mut batches = Batches::read(bytes, &path, Some(&columns))?;
-        match Self::next_cols(&mut batches)? {
-            Some(cols) => Ok(Some(Self {
-                date,
-                weight,
-                batches,
-                cols,
-                row: 0,
-            })),
-            None => Ok(None),
-        }
-    }
-
-    fn next_cols(batches: &mut Batches) -> Result<Option<T>, Error> {
-        while let Some(b) = batches.next_batch()? {
-            if b.num_rows() > 0 {
-                return T::read(&Columns::new(&b, batches.path())).map(Some);
-            }
-        }
-        Ok(None)
-    }
-
-    fn head(&self) -> &str {
-        self.cols.outlets().value(self.row)
-    }
-
-    /// Moves to the next row; `false` at the end of the file.
-    fn advance(&mut self) -> Result<bool, Error> {
-        self.row += 1;
-        if self.row < self.cols.outlets().len() {
-            return Ok(true);
-        }
-        match Self::next_cols(&mut self.batches)? {
-            Some(cols) => {
-                self.cols = cols;
-                self.row = 0;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
-    /// Calls `f` on each row of `outlet` from the current one on (the cursor's head
-    /// must be `outlet`); `false` when the file ended. A file whose outlets are not in
-    /// order is an error naming it: merged, it would count an outlet twice.
-    fn take(&mut self, outlet: &str, mut f: impl FnMut(&T, usize)) -> Result<bool, Error> {
-        loop {
-            f(&self.cols, self.row);
-            if !self.advance()? {
-                return Ok(false);
-            }
-            match self.head().cmp(outlet) {
-                std::cmp::Ordering::Equal => {}
-                std::cmp::Ordering::Greater => return Ok(true),
-                std::cmp::Ordering::Less => {
-                    return Err(Error::Core(spectra_core::Error::Table {
-                        file: self.batches.path().to_owned(),
-                        reason: format!(
-                            "outlet `{}` follows `{outlet}`: the table is not sorted by \
-                             outlet; `spectra aggregate --once --full` rewrites it",
-                            self.head()
-                        ),
-                    }))
-                }
-            }
-        }
-    }
-}
-
-/// One table's cursors, in date order.
-///
-/// The next outlet is found by looking at every day's head: at a million outlets
-/// × 91 days an outlet bought on about 20 days, and a binary heap of the heads
-/// (two pops and pushes of about seven comparisons per day bought on) compared more
-/// strings than the scan and measured no faster.
-struct Days<T> {
-    cursors: Vec<Option<Cursor<T>>>,
-}
-
-impl<T: Table> Days<T> {
-    /// The smallest outlet any day has left.
-    fn next(&self) -> Option<&str> {
-        self.cursors.iter().flatten().map(Cursor::head).min()
-    }
-
-    /// Feeds every row of `outlet` to `f`, the days in date order.
-    fn take(&mut self, outlet: &str, mut f: impl FnMut(i32, f64, &T, usize)) -> Result<(), Error> {
-        for slot in self.cursors.iter_mut() {
-            let Some(c) = slot else { continue };
-            if c.head() != outlet {
-                continue;
-            }
-            let (date, weight) = (c.date, c.weight);
-            if !c.take(outlet, |cols, row| f(date, weight, cols, row))? {
-                *slot = None;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The SKUs met so far, each with its feature, and one outlet's sums per SKU.
@@ -404,122 +200,6 @@ struct Kpis {
     last_week: Option<i32>,
     /// Net value per main distributor of a day (distributor ids).
     distributors: Vec<(u32, f64)>,
-}
-
-/// Builders of the three files, flushed to the encoder every [`OUT_ROWS`] rows.
-struct Out<'a> {
-    tx: &'a mpsc::SyncSender<(usize, RecordBatch)>,
-    spectrum: (
-        StringBuilder,
-        StringBuilder,
-        [Float64Builder; 3],
-        [Int64Builder; 2],
-    ),
-    spend: (
-        StringBuilder,
-        StringBuilder,
-        StringBuilder,
-        [Float64Builder; 2],
-        Int64Builder,
-    ),
-    kpis: KpiBuilders,
-}
-
-#[derive(Default)]
-struct KpiBuilders {
-    outlet: StringBuilder,
-    floats: [Float64Builder; 4],
-    ints: [Int64Builder; 6],
-    texts: [StringBuilder; 5],
-}
-
-fn finish_f(b: &mut Float64Builder) -> ArrayRef {
-    std::sync::Arc::new(b.finish())
-}
-fn finish_i(b: &mut Int64Builder) -> ArrayRef {
-    std::sync::Arc::new(b.finish())
-}
-fn finish_s(b: &mut StringBuilder) -> ArrayRef {
-    std::sync::Arc::new(b.finish())
-}
-
-impl Out<'_> {
-    fn send(&self, file: usize, batch: RecordBatch) -> Result<(), Error> {
-        // A closed channel means the encoder failed: the merge stops, and
-        // [`compute`] reports the encoder's error rather than this one.
-        self.tx
-            .send((file, batch))
-            .map_err(|_| Error::Corrupt("the feature files' encoder stopped".to_owned()))
-    }
-
-    fn flush_spectrum(&mut self) -> Result<(), Error> {
-        let (o, f, fl, i) = &mut self.spectrum;
-        if o.is_empty() {
-            return Ok(());
-        }
-        let cols = vec![
-            finish_s(o),
-            finish_s(f),
-            finish_f(&mut fl[0]),
-            finish_f(&mut fl[1]),
-            finish_i(&mut i[0]),
-            finish_f(&mut fl[2]),
-            finish_i(&mut i[1]),
-        ];
-        let b = RecordBatch::try_new(SpectrumRow::schema(), cols)?;
-        self.send(0, b)
-    }
-
-    fn flush_spend(&mut self) -> Result<(), Error> {
-        let (o, s, f, fl, l) = &mut self.spend;
-        if o.is_empty() {
-            return Ok(());
-        }
-        let cols = vec![
-            finish_s(o),
-            finish_s(s),
-            finish_s(f),
-            finish_f(&mut fl[0]),
-            finish_f(&mut fl[1]),
-            finish_i(l),
-        ];
-        let b = RecordBatch::try_new(SkuSpendRow::schema(), cols)?;
-        self.send(1, b)
-    }
-
-    fn flush_kpis(&mut self) -> Result<(), Error> {
-        let k = &mut self.kpis;
-        if k.outlet.is_empty() {
-            return Ok(());
-        }
-        // KpiRow's column order: outlet_id, net_value, lines, invoices,
-        // invoices_per_month, avg_invoice_value, distinct_skus, days_since_last_invoice,
-        // active_weeks, return_share, recent_invoices, name, region, channel,
-        // attributes, distributor.
-        let [net, per_month, avg, share] = &mut k.floats;
-        let [lines, invoices, skus, since, weeks, recent] = &mut k.ints;
-        let [name, region, channel, attributes, distributor] = &mut k.texts;
-        let cols = vec![
-            finish_s(&mut k.outlet),
-            finish_f(net),
-            finish_i(lines),
-            finish_i(invoices),
-            finish_f(per_month),
-            finish_f(avg),
-            finish_i(skus),
-            finish_i(since),
-            finish_i(weeks),
-            finish_f(share),
-            finish_i(recent),
-            finish_s(name),
-            finish_s(region),
-            finish_s(channel),
-            finish_s(attributes),
-            finish_s(distributor),
-        ];
-        let b = RecordBatch::try_new(KpiRow::schema(), cols)?;
-        self.send(2, b)
-    }
 }
 
 /// The outlet table's columns the KPIs copy.
@@ -809,6 +489,7 @@ mod tests {
     use spectra_core::schema::to_parquet;
     use spectra_core::tables::date_of;
     use spectra_core::tables::features::{DailyRow, OutletDailyRow};
+    use spectra_core::tables::Rows;
 
     fn file<T: Rows>(path: &str, rows: &[T]) -> (String, Bytes) {
         let b = T::to_batch(rows).unwrap();

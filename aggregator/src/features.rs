@@ -160,8 +160,13 @@ pub async fn build(
         hash.update(&data);
         storage.put(&format!("{dir}/{file}.parquet"), data).await?;
     }
-    let (rows, outlets, features) = (made.rows, made.outlets, made.features);
-    let (unknown_skus, unknown_outlets) = (made.unknown_skus, made.unknown_outlets);
+    let window::Counts {
+        rows,
+        outlets,
+        features,
+        unknown_skus,
+        unknown_outlets,
+    } = made.counts;
     let manifest = Manifest {
         segmentation: seg.name.clone(),
         as_of: date_of(as_of),

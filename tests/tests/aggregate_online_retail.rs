@@ -98,28 +98,12 @@ fn online_retail_totals_per_customer_match_the_csv() {
     let features = setup
         .dir
         .join("features/segmentation=retail/as_of=2011-12-09");
-    let mut got: BTreeMap<String, (f64, i64)> = BTreeMap::new();
-    let data = bytes::Bytes::from(std::fs::read(features.join("kpis.parquet")).unwrap());
-    for b in spectra_core::schema::from_parquet(data).unwrap() {
-        let ids = b
-            .column_by_name("outlet_id")
-            .unwrap()
-            .as_string::<i32>()
-            .clone();
-        let nv = b
-            .column_by_name("net_value")
-            .unwrap()
-            .as_primitive::<Float64Type>()
-            .clone();
-        let lines = b
-            .column_by_name("lines")
-            .unwrap()
-            .as_primitive::<Int64Type>()
-            .clone();
-        for i in 0..b.num_rows() {
-            got.insert(ids.value(i).to_owned(), (nv.value(i), lines.value(i)));
-        }
-    }
+    let kpis = Table::read(&features, "kpis.parquet");
+    let got: BTreeMap<String, (f64, i64)> = kpis
+        .text("outlet_id")
+        .into_iter()
+        .zip(kpis.float("net_value").into_iter().zip(kpis.int("lines")))
+        .collect();
     assert_eq!(
         got.len(),
         want.len(),

@@ -70,6 +70,13 @@ pub struct Output {
     pub sku_spend: Bytes,
     /// `kpis.parquet`.
     pub kpis: Bytes,
+    /// What the merge counted.
+    pub counts: Counts,
+}
+
+/// What the manifest says of the three files.
+#[derive(Default)]
+pub struct Counts {
     /// Rows of the three files.
     pub rows: u64,
     /// Outlets (rows of `kpis.parquet`).
@@ -96,12 +103,11 @@ pub fn compute(days: Vec<Day>, master: &Master, p: &Params) -> Result<Output, Er
         // A failed encoder closes the channel, so the merge's own error is the
         // consequence: the encoder's comes first.
         let [spectrum, sku_spend, kpis] = files?;
-        let counts = merged?;
         Ok(Output {
             spectrum,
             sku_spend,
             kpis,
-            ..counts
+            counts: merged?,
         })
     })
 }
@@ -203,26 +209,22 @@ struct Kpis {
 }
 
 /// The outlet table's columns the KPIs copy.
-struct OutletMaster<'a> {
+struct OutletMaster {
     ids: StringArray,
-    texts: [Option<&'a StringArray>; 4],
+    /// name, region, channel, attributes.
+    texts: [StringArray; 4],
 }
 
-impl<'a> OutletMaster<'a> {
-    fn new(outlets: &'a RecordBatch) -> Result<Self, Error> {
-        let ids = Columns::new(outlets, "outlet master").id_strings("outlet_id")?;
-        let text = |name: &str| {
-            outlets
-                .column_by_name(name)
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        };
+impl OutletMaster {
+    fn new(outlets: &RecordBatch) -> Result<Self, Error> {
+        let c = Columns::new(outlets, "outlet master");
         Ok(Self {
-            ids,
+            ids: c.id_strings("outlet_id")?,
             texts: [
-                text("name"),
-                text("region"),
-                text("channel"),
-                text("attributes"),
+                c.strings("name")?,
+                c.strings("region")?,
+                c.strings("channel")?,
+                c.strings("attributes")?,
             ],
         })
     }
@@ -233,7 +235,7 @@ fn merge(
     master: &Master,
     p: &Params,
     tx: &mpsc::SyncSender<(usize, RecordBatch)>,
-) -> Result<Output, Error> {
+) -> Result<Counts, Error> {
     // Features numbered in name order, `unknown` among them.
     let sku_cols = Columns::new(&master.skus, "SKU master");
     let (sku_ids, sku_features) = (sku_cols.id_strings("sku_id")?, sku_cols.strings("feature")?);
@@ -280,16 +282,7 @@ fn merge(
         spend: Default::default(),
         kpis: KpiBuilders::default(),
     };
-    let mut result = Output {
-        spectrum: Bytes::new(),
-        sku_spend: Bytes::new(),
-        kpis: Bytes::new(),
-        rows: 0,
-        outlets: 0,
-        features: 0,
-        unknown_skus: 0,
-        unknown_outlets: 0,
-    };
+    let mut result = Counts::default();
     let mut outlet = String::new();
     let mut m = 0usize; // the first outlet master row not below `outlet`
     loop {
@@ -451,10 +444,11 @@ fn merge(
                 0.0
             });
             recent.append_value(k.recent_invoices);
-            for (t, col) in b.texts[..4].iter_mut().zip(outlet_master.texts) {
-                match col.filter(|c| in_master && c.is_valid(m)) {
-                    Some(c) => t.append_value(c.value(m)),
-                    None => t.append_null(),
+            for (t, col) in b.texts[..4].iter_mut().zip(&outlet_master.texts) {
+                if in_master && col.is_valid(m) {
+                    t.append_value(col.value(m));
+                } else {
+                    t.append_null();
                 }
             }
             // The day's main distributor for the largest net value, the smallest id
@@ -565,8 +559,9 @@ mod tests {
             day(10, &[("A", "S1", 4.0), ("A", "S2", 8.0), ("C", "S1", 16.0)]),
         ];
         let out = compute(days, &master(), &params()).unwrap();
-        assert_eq!((out.outlets, out.features, out.unknown_skus), (3, 1, 2));
-        assert_eq!(out.unknown_outlets, 3);
+        let n = &out.counts;
+        assert_eq!((n.outlets, n.features, n.unknown_skus), (3, 1, 2));
+        assert_eq!(n.unknown_outlets, 3);
         let spend = spectra_core::schema::from_parquet(out.sku_spend).unwrap();
         let c = Columns::new(&spend[0], "sku_spend");
         let keys: Vec<(String, String)> = c

@@ -17,7 +17,7 @@ use crate::metadata::MetadataStore;
 use crate::metrics::{PublishMetrics, SegmentationLabels};
 use crate::snapshot::Snapshot;
 use crate::snapshot::Snapshots;
-use crate::state::{self, CycleState, Pending, PendingKey, ProfileStamp};
+use crate::state::{self, CycleState, Pending, PendingAssignment, PendingKey, ProfileStamp};
 use crate::Error;
 use spectra_core::tables::recommendations::{OutletLists, RecommendationsFile};
 
@@ -87,37 +87,24 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
     report.run_id = run.run_id.clone();
     let published = state::load_published(storage, segmentation).await?;
     let previous = state::load_cycle(storage, segmentation).await?;
-    let current = snap.currents(env.metadata);
+    let labels = snap.labels(env.metadata);
+    let current = snap.currents(&labels);
     let as_of = run.as_of.to_string();
     let run_ref = RunRef {
         segmentation,
         run_id: &run.run_id,
         as_of: &as_of,
     };
-    let changes = diff::diff(&run_ref, &published, &current);
+    let changes = diff::diff(&published, &current);
     let key = |id: &str| format!("{segmentation}:{id}");
-    let mut out: Vec<Outgoing> = Vec::new();
     for c in &changes {
-        let change = c
-            .message
-            .as_ref()
-            .map_or("tombstone", |m| match m.change.as_str() {
-                "new" => "new",
-                "moved" => "moved",
-                _ => "renamed",
-            });
-        *report.assignments.entry(change.to_owned()).or_default() += 1;
-        out.push(Outgoing {
-            topic: topics.assignments.clone(),
-            key: key(&c.outlet_id),
-            value: c.message.as_ref().map(json),
-            change,
-        });
+        *report.assignments.entry(c.label().to_owned()).or_default() += 1;
     }
 
     // Profiles: all of them for a new run, else those whose name or tags changed.
     let new_run = previous.run_id != run.run_id;
     let mut stamps = BTreeMap::new();
+    let mut profiles: Vec<Outgoing> = Vec::new();
     for p in &snap.profiles {
         let l = snap.label(env.metadata, &p.segment_id);
         let stamp = ProfileStamp {
@@ -126,13 +113,12 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
             tags: l.tags,
         };
         if new_run || previous.profiles.get(&p.segment_id) != Some(&stamp) {
-            out.push(Outgoing {
+            profiles.push(Outgoing {
                 topic: topics.profiles.clone(),
                 key: key(&p.segment_id),
                 value: Some(json(&snap.profile_message(env.metadata, p))),
                 change: "profile",
             });
-            report.profiles += 1;
         }
         stamps.insert(p.segment_id.clone(), stamp);
     }
@@ -141,23 +127,23 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         .keys()
         .filter(|s| !stamps.contains_key(*s))
     {
-        out.push(Outgoing {
+        profiles.push(Outgoing {
             topic: topics.profiles.clone(),
             key: key(retired),
             value: None,
             change: "tombstone",
         });
-        report.profiles += 1;
     }
+    report.profiles += profiles.len() as u64;
 
     // Recommendations: every assigned outlet with a list, for a new run (streamed from
-    // the run's file when delivered: only their keys are held); tombstones for
+    // the run's file when delivered: only their ids are held, sorted); tombstones for
     // outlets that left.
     let recs_file = match new_run {
         true => Some(RecommendationsFile::fetch(storage, &snap.recommendations_file()).await?),
         false => None,
     };
-    let recommended: Vec<String> = match &recs_file {
+    let mut recommended: Vec<String> = match &recs_file {
         Some(f) => f
             .outlets()?
             .into_iter()
@@ -165,89 +151,92 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
             .collect(),
         None => Vec::new(),
     };
-    report.recommendations += recommended.len() as u64;
-    let mut tail = Vec::new();
-    for c in changes.iter().filter(|c| c.message.is_none()) {
-        tail.push(Outgoing {
-            topic: topics.recommendations.clone(),
-            key: key(&c.outlet_id),
-            value: None,
-            change: "tombstone",
-        });
-        report.recommendations += 1;
+    if !recommended.is_sorted() {
+        recommended.sort_unstable();
     }
-    let recommended_keys: Vec<String> = recommended.iter().map(|o| key(o)).collect();
+    let left = || changes.iter().filter(|c| c.to.is_none());
+    report.recommendations += (recommended.len() + left().count()) as u64;
 
     // Keys a crashed cycle sent (or was about to send) without recording them: their
     // current values again, whatever the diff says.
     let pending = state::load_pending(storage, segmentation).await?;
+    let mut repaired = Vec::new();
     if let Some(p) = &pending {
-        let sending: HashSet<(&str, &str)> = out
-            .iter()
-            .chain(&tail)
-            .map(|m| (m.topic.as_str(), m.key.as_str()))
-            .chain(
-                recommended_keys
-                    .iter()
-                    .map(|k| (topics.recommendations.as_str(), k.as_str())),
-            )
-            .collect();
-        let repaired = repairs(env, &snap, &run_ref, &current, p, &sending).await?;
+        let sending = Sending {
+            changes: &changes,
+            profiles: &profiles,
+            recommended: &recommended,
+        };
+        repaired = repairs(env, &snap, &run_ref, &current, p, &sending).await?;
         if !repaired.is_empty() {
             tracing::warn!(keys = repaired.len(), crashed_run = %p.run_id,
                 "the last cycle stopped before it was recorded: sending its keys' current values again");
         }
         report.repaired = repaired.len() as u64;
-        tail.extend(repaired);
     }
 
     report.outlets = current.len() as u64;
-    if out.is_empty() && tail.is_empty() && recommended.is_empty() {
+    if changes.is_empty() && profiles.is_empty() && recommended.is_empty() && repaired.is_empty() {
         if pending.is_some() {
             state::clear_pending(storage, segmentation).await?;
         }
         return Ok(report);
     }
-    let assignments_topic = &topics.assignments;
-    let segment_of: HashMap<&str, &str> = current
-        .iter()
-        .map(|c| (c.outlet_id.as_str(), c.segment_id.as_str()))
-        .collect();
-    let pending_key = |m: &Outgoing| PendingKey {
-        topic: m.topic.clone(),
-        key: m.key.clone(),
-        segment_id: (m.topic == *assignments_topic && m.value.is_some())
-            .then(|| m.key.strip_prefix(&format!("{segmentation}:")))
-            .flatten()
-            .and_then(|o| segment_of.get(o))
-            .map(|s| (*s).to_owned()),
+    // What is about to be sent, by key: assignments and recommendations as outlet ids.
+    let prefix = format!("{segmentation}:");
+    let mut record = Pending {
+        run_id: run.run_id.clone(),
+        keys: Vec::new(),
+        assignments: changes
+            .iter()
+            .map(|c| PendingAssignment {
+                outlet_id: c.outlet_id.to_owned(),
+                segment_id: c.to.map(|t| t.current.segment_id.to_owned()),
+            })
+            .collect(),
+        recommendations: recommended,
     };
-    let keys = out
-        .iter()
-        .map(pending_key)
-        .chain(recommended_keys.into_iter().map(|key| PendingKey {
-            topic: topics.recommendations.clone(),
-            key,
-            segment_id: None,
-        }))
-        .chain(tail.iter().map(pending_key))
-        .collect();
-    state::save_pending(
-        storage,
-        segmentation,
-        &Pending {
-            run_id: run.run_id.clone(),
-            keys,
-        },
-    )
-    .await?;
+    record
+        .recommendations
+        .extend(left().map(|c| c.outlet_id.to_owned()));
+    for m in profiles.iter().chain(&repaired) {
+        let id = m.key.strip_prefix(&prefix).unwrap_or(&m.key);
+        if m.topic == topics.assignments {
+            record.assignments.push(PendingAssignment {
+                outlet_id: id.to_owned(),
+                segment_id: m
+                    .value
+                    .as_ref()
+                    .and_then(|_| diff::find(&current, id))
+                    .map(|c| c.segment_id.to_owned()),
+            });
+        } else if m.topic == topics.recommendations {
+            record.recommendations.push(id.to_owned());
+        } else {
+            record.keys.push(PendingKey {
+                topic: m.topic.clone(),
+                key: m.key.clone(),
+                segment_id: None,
+            });
+        }
+    }
+    state::save_pending(storage, segmentation, &record).await?;
+    drop(record);
     // In the order the keys were recorded: assignments and profiles, the new run's
     // recommendations a file batch at a time, then tombstones and repairs.
     let mut delivery = Delivery::new(env.producer, env.metrics);
-    for m in &out {
+    for c in &changes {
+        let m = Outgoing {
+            topic: topics.assignments.clone(),
+            key: key(c.outlet_id),
+            value: c.message(&run_ref).as_ref().map(json),
+            change: c.label(),
+        };
+        delivery.send(&m).await?;
+    }
+    for m in &profiles {
         delivery.send(m).await?;
     }
-    drop(out);
     if let Some(f) = &recs_file {
         let mut lists = f.lists()?;
         while let Some(outlets) = lists.next_outlets()? {
@@ -262,17 +251,25 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
             }
         }
     }
-    for m in &tail {
+    for c in left() {
+        let m = Outgoing {
+            topic: topics.recommendations.clone(),
+            key: key(c.outlet_id),
+            value: None,
+            change: "tombstone",
+        };
+        delivery.send(&m).await?;
+    }
+    for m in &repaired {
         delivery.send(m).await?;
     }
     delivery.finish().await?;
-    let rows = diff::next_state(&run.run_id, &current);
     let cycle = CycleState {
         run_id: run.run_id.clone(),
         profiles: stamps,
         published_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
-    state::record(storage, segmentation, &rows, &cycle).await?;
+    state::record(storage, segmentation, &current, &cycle).await?;
     state::clear_pending(storage, segmentation).await?;
     env.metrics
         .outlets
@@ -293,6 +290,31 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         "published"
     );
     Ok(report)
+}
+
+/// What a cycle sends anyway, so a crashed cycle's key needs no repair: every changed
+/// assignment (a tombstone also clears the outlet's recommendations), the profiles,
+/// and the recommendations of every outlet in `recommended` (sorted).
+struct Sending<'a> {
+    changes: &'a [diff::AssignmentChange<'a>],
+    profiles: &'a [Outgoing],
+    recommended: &'a [String],
+}
+
+impl<'a> Sending<'a> {
+    fn assignment(&self, outlet_id: &str) -> Option<&diff::AssignmentChange<'a>> {
+        self.changes
+            .binary_search_by(|c| c.outlet_id.cmp(outlet_id))
+            .ok()
+            .map(|i| &self.changes[i])
+    }
+
+    fn recommendations(&self, outlet_id: &str) -> bool {
+        self.recommended
+            .binary_search_by(|o| o.as_str().cmp(outlet_id))
+            .is_ok()
+            || self.assignment(outlet_id).is_some_and(|c| c.to.is_none())
+    }
 }
 
 /// The recommendations messages of the assigned outlets among `wanted`, read in one
@@ -323,54 +345,86 @@ async fn repairs(
     env: &CycleEnv<'_>,
     snap: &Snapshot,
     run: &RunRef<'_>,
-    current: &[diff::Current],
+    current: &[diff::Current<'_>],
     pending: &Pending,
-    sending: &HashSet<(&str, &str)>,
+    sending: &Sending<'_>,
 ) -> Result<Vec<Outgoing>, Error> {
     let topics = &env.cfg.kafka.topics;
     let prefix = format!("{}:", run.segmentation);
-    let by_outlet: HashMap<&str, &diff::Current> =
-        current.iter().map(|c| (c.outlet_id.as_str(), c)).collect();
-    let to_repair: Vec<&PendingKey> = pending
+    // Every key of the record as (topic, id, segment sent), the lists' keys on the
+    // configured topics.
+    let keys = pending
         .keys
         .iter()
-        .filter(|k| !sending.contains(&(k.topic.as_str(), k.key.as_str())))
+        .filter_map(|k| {
+            let id = k.key.strip_prefix(&prefix)?;
+            Some((k.topic.as_str(), id, k.segment_id.as_deref()))
+        })
+        .chain(pending.assignments.iter().map(|a| {
+            (
+                topics.assignments.as_str(),
+                a.outlet_id.as_str(),
+                a.segment_id.as_deref(),
+            )
+        }))
+        .chain(
+            pending
+                .recommendations
+                .iter()
+                .map(|o| (topics.recommendations.as_str(), o.as_str(), None)),
+        );
+    let to_repair: Vec<(&str, &str, Option<&str>)> = keys
+        .filter(|&(topic, id, _)| {
+            if topic == topics.assignments {
+                sending.assignment(id).is_none()
+            } else if topic == topics.recommendations {
+                !sending.recommendations(id)
+            } else {
+                let key = format!("{prefix}{id}");
+                !sending
+                    .profiles
+                    .iter()
+                    .any(|m| m.topic == topic && m.key == key)
+            }
+        })
         .collect();
     // The current lists of the outlets whose recommendations are repaired.
     let wanted: HashSet<&str> = to_repair
         .iter()
-        .filter(|k| k.topic == topics.recommendations)
-        .filter_map(|k| k.key.strip_prefix(&prefix))
-        .filter(|id| by_outlet.contains_key(id))
+        .filter(|(topic, id, _)| {
+            *topic == topics.recommendations && diff::find(current, id).is_some()
+        })
+        .map(|&(_, id, _)| id)
         .collect();
     let mut lists = recommendation_messages(env.snapshots.storage(), snap, &wanted).await?;
     let mut repaired = Vec::new();
-    for k in to_repair {
-        let Some(id) = k.key.strip_prefix(&prefix) else {
-            continue;
-        };
-        let value = if k.topic == topics.assignments {
-            by_outlet.get(id).map(|c| {
-                let (change, previous) = match &k.segment_id {
+    let mut seen = HashSet::new();
+    for (topic, id, segment_id) in to_repair {
+        if !seen.insert((topic, id)) {
+            continue; // listed twice (a repair of a repair)
+        }
+        let value = if topic == topics.assignments {
+            diff::find(current, id).map(|c| {
+                let (change, previous) = match segment_id {
                     None => ("new", None),
-                    Some(s) if *s != c.segment_id => ("moved", Some(s.clone())),
-                    Some(s) => ("renamed", Some(s.clone())),
+                    Some(s) if s != c.segment_id => ("moved", Some(s.to_owned())),
+                    Some(s) => ("renamed", Some(s.to_owned())),
                 };
                 json(&diff::message(run, c, change, previous))
             })
-        } else if k.topic == topics.profiles {
+        } else if topic == topics.profiles {
             snap.profiles
                 .iter()
                 .find(|p| p.segment_id == id)
                 .map(|p| json(&snap.profile_message(env.metadata, p)))
-        } else if k.topic == topics.recommendations {
+        } else if topic == topics.recommendations {
             lists.remove(id)
         } else {
             continue; // a topic no longer configured
         };
         repaired.push(Outgoing {
-            topic: k.topic.clone(),
-            key: k.key.clone(),
+            topic: topic.to_owned(),
+            key: format!("{prefix}{id}"),
             change: if value.is_some() {
                 "repair"
             } else {
@@ -407,18 +461,19 @@ pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRe
     };
     let prefix = format!("{segmentation}:");
     let key = |id: &str| format!("{prefix}{id}");
-    let current = snap.currents(env.metadata);
+    let labels = snap.labels(env.metadata);
+    let current = snap.currents(&labels);
     let mut out = Vec::new();
 
     // Assignments: the same segment, name and tags.
     let on_topic = crate::kafka::read_compacted(env.cfg, &topics.assignments, &prefix).await?;
     let parsed = |v: &[u8]| serde_json::from_slice::<diff::AssignmentMessage>(v).ok();
     for c in &current {
-        let was = on_topic.get(&key(&c.outlet_id)).and_then(|v| parsed(v));
+        let was = on_topic.get(&key(c.outlet_id)).and_then(|v| parsed(v));
         let (change, previous) = match &was {
             None => ("new", None),
             Some(m) if m.segment_id != c.segment_id => ("moved", Some(m.segment_id.clone())),
-            Some(m) if m.segment_name != c.segment_name || m.tags != c.tags => {
+            Some(m) if m.segment_name != c.label.name || m.tags != c.label.tags => {
                 ("renamed", Some(m.segment_id.clone()))
             }
             Some(_) => continue,
@@ -426,12 +481,12 @@ pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRe
         *report.assignments.entry(change.to_owned()).or_default() += 1;
         out.push(Outgoing {
             topic: topics.assignments.clone(),
-            key: key(&c.outlet_id),
+            key: key(c.outlet_id),
             value: Some(json(&diff::message(&run_ref, c, change, previous))),
             change,
         });
     }
-    let expected: HashSet<String> = current.iter().map(|c| key(&c.outlet_id)).collect();
+    let expected: HashSet<String> = current.iter().map(|c| key(c.outlet_id)).collect();
     let extra = |view: &HashMap<String, Vec<u8>>,
                  expected: &HashSet<String>,
                  topic: &str|
@@ -508,13 +563,12 @@ pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRe
     if !out.is_empty() {
         deliver(env.producer, &out, env.metrics).await?;
     }
-    let rows = diff::next_state(&run.run_id, &current);
     let cycle = CycleState {
         run_id: run.run_id.clone(),
         profiles: stamps,
         published_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
-    state::record(storage, segmentation, &rows, &cycle).await?;
+    state::record(storage, segmentation, &current, &cycle).await?;
     state::clear_pending(storage, segmentation).await?;
     tracing::info!(run_id = %run.run_id, repaired = report.repaired, "reconciled the output topics with the accepted run");
     Ok(report)

@@ -2,9 +2,10 @@
 //! force) against what was last published. Pure: no Kafka, no storage, so a crash
 //! between producing and recording simply computes the same changes again.
 
-use std::collections::{BTreeMap, HashMap};
-
 use serde::{Deserialize, Serialize};
+
+use crate::snapshot::Label;
+use crate::state::PublishedView;
 
 /// What was last published for an outlet (a row of `published.parquet`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,21 +22,20 @@ pub struct Published {
     pub run_id: String,
 }
 
-/// An assignment as it stands now: the run's row with the segment's name and tags.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Current {
+/// An assignment as it stands now: the run's row with the segment's label, borrowed
+/// from the run and the labels (a million of them are held at once).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Current<'a> {
     /// The outlet.
-    pub outlet_id: String,
+    pub outlet_id: &'a str,
     /// Its segment in the latest run.
-    pub segment_id: String,
-    /// The segment's name now.
-    pub segment_name: String,
-    /// The segment's tags now.
-    pub tags: Vec<String>,
+    pub segment_id: &'a str,
+    /// The segment's name and tags now.
+    pub label: &'a Label,
     /// Confidence of the assignment, 0–1.
     pub confidence: f64,
     /// Why the run moved it, when the run moved it into this segment.
-    pub evidence: Option<MoveEvidence>,
+    pub evidence: Option<&'a spectra_core::tables::runs::MovementRow>,
 }
 
 /// Why an outlet moved: the change detector's evidence from the run's
@@ -99,13 +99,40 @@ pub struct AssignmentMessage {
     pub evidence: Option<MoveEvidence>,
 }
 
-/// One change on the assignments topic: a value, or a tombstone (`None`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AssignmentChange {
+/// One change on the assignments topic: a value, or a tombstone. Borrowed from the
+/// current assignments and the published view; the message is made when it is sent
+/// (a first cycle changes a million outlets).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AssignmentChange<'a> {
     /// The outlet (the key is `{segmentation}:{outlet_id}`).
-    pub outlet_id: String,
+    pub outlet_id: &'a str,
     /// The new value; `None` when the outlet left the segmentation.
-    pub message: Option<AssignmentMessage>,
+    pub to: Option<Assigned<'a>>,
+}
+
+/// The value of an [`AssignmentChange`]: the assignment, the kind of change and the
+/// segment published before.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Assigned<'a> {
+    /// The assignment now.
+    pub current: Current<'a>,
+    /// `new`, `moved` or `renamed`.
+    pub change: &'static str,
+    /// The segment published before, if any.
+    pub previous: Option<&'a str>,
+}
+
+impl AssignmentChange<'_> {
+    /// The message to send (`None`: a tombstone).
+    pub fn message(&self, run: &RunRef<'_>) -> Option<AssignmentMessage> {
+        self.to
+            .map(|t| message(run, &t.current, t.change, t.previous.map(str::to_owned)))
+    }
+
+    /// The metrics label: `new`, `moved`, `renamed` or `tombstone`.
+    pub fn label(&self) -> &'static str {
+        self.to.map_or("tombstone", |t| t.change)
+    }
 }
 
 /// The run a diff is computed for.
@@ -123,96 +150,119 @@ pub struct RunRef<'a> {
 /// outlet: `new` for outlets never published, `moved` for a different segment,
 /// `renamed` for the same segment under another name or other tags, and a tombstone
 /// for every published outlet no longer assigned. Unchanged outlets produce nothing.
-pub fn diff(
-    run: &RunRef<'_>,
-    published: &HashMap<String, Published>,
-    current: &[Current],
-) -> Vec<AssignmentChange> {
-    let mut out: BTreeMap<&str, AssignmentChange> = BTreeMap::new();
+pub fn diff<'a>(
+    published: &'a PublishedView,
+    current: &[Current<'a>],
+) -> Vec<AssignmentChange<'a>> {
+    let mut out: Vec<AssignmentChange<'a>> = Vec::new();
     for c in current {
-        let (change, previous) = match published.get(&c.outlet_id) {
+        let (change, previous) = match published.get(c.outlet_id) {
             None => ("new", None),
-            Some(p) if p.segment_id != c.segment_id => ("moved", Some(p.segment_id.clone())),
-            Some(p) if p.segment_name != c.segment_name || p.tags != c.tags => {
-                ("renamed", Some(p.segment_id.clone()))
+            Some(p) if p.segment_id != c.segment_id => ("moved", Some(p.segment_id.as_str())),
+            Some(p) if p.segment_name != c.label.name || p.tags != c.label.tags => {
+                ("renamed", Some(p.segment_id.as_str()))
             }
             Some(_) => continue,
         };
-        out.insert(
-            &c.outlet_id,
-            AssignmentChange {
-                outlet_id: c.outlet_id.clone(),
-                message: Some(message(run, c, change, previous)),
-            },
-        );
+        out.push(AssignmentChange {
+            outlet_id: c.outlet_id,
+            to: Some(Assigned {
+                current: *c,
+                change,
+                previous,
+            }),
+        });
     }
-    let assigned: std::collections::HashSet<&str> =
-        current.iter().map(|c| c.outlet_id.as_str()).collect();
-    for id in published.keys() {
-        if !assigned.contains(id.as_str()) {
-            out.insert(
-                id,
-                AssignmentChange {
-                    outlet_id: id.clone(),
-                    message: None,
-                },
-            );
+    for id in published.outlets() {
+        if find(current, id).is_none() {
+            out.push(AssignmentChange {
+                outlet_id: id,
+                to: None,
+            });
         }
     }
-    out.into_values().collect()
+    out.sort_by(|a, b| a.outlet_id.cmp(b.outlet_id));
+    out
+}
+
+/// An outlet's assignment among `current` (sorted by outlet id).
+pub fn find<'a, 'b>(current: &'b [Current<'a>], outlet_id: &str) -> Option<&'b Current<'a>> {
+    current
+        .binary_search_by(|c| c.outlet_id.cmp(outlet_id))
+        .ok()
+        .map(|i| &current[i])
 }
 
 /// The assignment message of `c` in `run`.
 pub fn message(
     run: &RunRef<'_>,
-    c: &Current,
+    c: &Current<'_>,
     change: &str,
     previous: Option<String>,
 ) -> AssignmentMessage {
     AssignmentMessage {
         segmentation: run.segmentation.to_owned(),
-        outlet_id: c.outlet_id.clone(),
-        segment_id: c.segment_id.clone(),
-        segment_name: c.segment_name.clone(),
-        tags: c.tags.clone(),
+        outlet_id: c.outlet_id.to_owned(),
+        segment_id: c.segment_id.to_owned(),
+        segment_name: c.label.name.clone(),
+        tags: c.label.tags.clone(),
         previous_segment_id: previous,
         change: change.to_owned(),
         confidence: c.confidence,
         run_id: run.run_id.to_owned(),
         as_of: run.as_of.to_owned(),
-        evidence: (change == "moved").then(|| c.evidence.clone()).flatten(),
+        evidence: (change == "moved")
+            .then(|| c.evidence.map(MoveEvidence::of))
+            .flatten(),
     }
-}
-
-/// What the state becomes once the changes are acknowledged.
-pub fn next_state(run_id: &str, current: &[Current]) -> Vec<Published> {
-    let mut v: Vec<Published> = current
-        .iter()
-        .map(|c| Published {
-            outlet_id: c.outlet_id.clone(),
-            segment_id: c.segment_id.clone(),
-            segment_name: c.segment_name.clone(),
-            tags: c.tags.clone(),
-            run_id: run_id.to_owned(),
-        })
-        .collect();
-    v.sort_by(|a, b| a.outlet_id.cmp(&b.outlet_id));
-    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::{BTreeMap, HashMap};
 
-    fn cur(o: &str, s: &str, name: &str, tags: &[&str]) -> Current {
+    /// An assignment; what it borrows lives as long as the test process.
+    fn cur(o: &str, s: &str, name: &str, tags: &[&str]) -> Current<'static> {
+        let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
         Current {
-            outlet_id: o.into(),
-            segment_id: s.into(),
-            segment_name: name.into(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
+            outlet_id: leak(o),
+            segment_id: leak(s),
+            label: Box::leak(Box::new(Label {
+                name: name.into(),
+                description: String::new(),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+            })),
             confidence: 0.5,
             evidence: None,
         }
+    }
+
+    /// The diff against a compacted topic's view (as the publisher's state holds it);
+    /// `current` sorted by outlet first, as the snapshot gives it.
+    fn diff(
+        run: &RunRef<'_>,
+        p: &HashMap<String, Published>,
+        current: &[Current<'_>],
+    ) -> Vec<Changed> {
+        let rows: Vec<Published> = p.values().cloned().collect();
+        let mut current = current.to_vec();
+        current.sort_by(|a, b| a.outlet_id.cmp(b.outlet_id));
+        let view = PublishedView::from_rows(&rows);
+        super::diff(&view, &current)
+            .iter()
+            .map(|c| Changed {
+                outlet_id: c.outlet_id.to_owned(),
+                message: c.message(run),
+            })
+            .collect()
+    }
+
+    /// A change with its message made.
+    #[derive(Debug, PartialEq)]
+    struct Changed {
+        outlet_id: String,
+        message: Option<AssignmentMessage>,
     }
 
     fn run() -> RunRef<'static> {
@@ -224,7 +274,7 @@ mod tests {
     }
 
     /// Applies changes to a published map the way a compacted topic's reader would.
-    fn apply(p: &mut HashMap<String, Published>, changes: &[AssignmentChange]) {
+    fn apply(p: &mut HashMap<String, Published>, changes: &[Changed]) {
         for c in changes {
             match &c.message {
                 None => {
@@ -288,7 +338,7 @@ mod tests {
             .collect();
         let want: BTreeMap<_, _> = second
             .iter()
-            .map(|v| (v.outlet_id.clone(), v.segment_id.clone()))
+            .map(|v| (v.outlet_id.to_owned(), v.segment_id.to_owned()))
             .collect();
         assert_eq!(view, want);
     }
@@ -308,22 +358,30 @@ mod tests {
 
     #[test]
     fn only_moved_messages_carry_the_evidence() {
-        let evidence = MoveEvidence {
+        let row = spectra_core::tables::runs::MovementRow {
+            outlet_id: "A".into(),
+            previous_segment_id: "S1".into(),
+            segment_id: "S2".into(),
             reason: "changed".into(),
             score: Some(5.2),
             fit: Some(9.0),
+            earlier_lines: 10.0,
+            recent_lines: 8.0,
             recent_invoices: 7.0,
             drivers: Vec::new(),
+            earlier_spectrum: BTreeMap::new(),
+            recent_spectrum: BTreeMap::new(),
         };
+        let evidence = MoveEvidence::of(&row);
         let mut p = HashMap::new();
         let mut a = cur("A", "S1", "One", &[]);
-        a.evidence = Some(evidence.clone());
+        a.evidence = Some(&row);
         let c = diff(&run(), &p, std::slice::from_ref(&a));
         let m = c[0].message.as_ref().unwrap();
         assert_eq!((m.change.as_str(), &m.evidence), ("new", &None));
         assert!(!serde_json::to_string(m).unwrap().contains("evidence"));
         apply(&mut p, &c);
-        a.segment_id = "S2".into();
+        a.segment_id = "S2";
         let c = diff(&run(), &p, std::slice::from_ref(&a));
         let m = c[0].message.as_ref().unwrap();
         assert_eq!(m.change, "moved");
@@ -332,7 +390,7 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(m).unwrap()).unwrap();
         assert_eq!(&back, m);
         apply(&mut p, &c);
-        a.tags = vec!["#new".into()];
+        a.label = cur("A", "S2", "One", &["#new"]).label;
         let c = diff(&run(), &p, std::slice::from_ref(&a));
         let m = c[0].message.as_ref().unwrap();
         assert_eq!((m.change.as_str(), &m.evidence), ("renamed", &None));

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use rust_xlsxwriter::{Format, Workbook};
 use serde::Serialize;
 
+use spectra_core::tables::features::KpiBrief;
 use spectra_core::tables::profile::FeatureShare;
 
 use crate::metadata::MetadataStore;
@@ -188,11 +189,14 @@ pub fn rows(snap: &Snapshot, metadata: &MetadataStore) -> Vec<ExportRow> {
                 .entry(a.segment_id.clone())
                 .or_insert_with(|| snap.label(metadata, &a.segment_id))
                 .clone();
-            let k = snap.kpi(&a.outlet_id);
+            let k = snap.kpi_brief(&a.outlet_id);
+            let text = |f: for<'a> fn(&KpiBrief<'a>) -> Option<&'a str>| {
+                k.as_ref().and_then(f).unwrap_or_default().to_owned()
+            };
             ExportRow {
                 segmentation: snap.segmentation().to_owned(),
                 outlet_id: a.outlet_id.clone(),
-                outlet_name: k.and_then(|k| k.name.clone()).unwrap_or_default(),
+                outlet_name: text(|k| k.name),
                 segment_id: a.segment_id.clone(),
                 segment_name: l.name,
                 tags: l.tags.join(" "),
@@ -201,8 +205,8 @@ pub fn rows(snap: &Snapshot, metadata: &MetadataStore) -> Vec<ExportRow> {
                 lines: k.map_or(a.lines, |k| k.lines),
                 as_of: snap.run.latest.as_of.to_string(),
                 run_id: snap.run.latest.run_id.clone(),
-                region: k.and_then(|k| k.region.clone()).unwrap_or_default(),
-                channel: k.and_then(|k| k.channel.clone()).unwrap_or_default(),
+                region: text(|k| k.region),
+                channel: text(|k| k.channel),
                 change: a.change.to_string(),
                 potential: a.potential,
                 segment_description: l.description,

@@ -37,8 +37,9 @@ pub struct Snapshot {
     pub run: Run,
     /// The profiles (the run's `profiles.json`), in segment id order.
     pub profiles: Vec<SegmentProfile>,
-    /// KPIs and master record of every outlet of the run's features.
-    pub kpis: Vec<OutletKpi>,
+    /// KPIs and master record of every outlet of the run's features, as Arrow holds
+    /// them: one outlet's row is decoded when it is asked for.
+    pub kpis: spectra_core::tables::features::KpiTable,
     /// The window of the segmentation, days.
     pub window_days: u32,
     /// Current SKU names from master data (`master/skus/`), by SKU id, read with the
@@ -57,10 +58,9 @@ impl Snapshot {
         // Both by outlet id and found by binary search: an index of a million ids
         // would cost as much again as the ids themselves.
         let mut run = Run::read(storage, segmentation, latest).await?;
-        let mut kpis =
-            spectra_core::tables::features::read_kpis(storage, segmentation, run.latest.as_of)
+        let kpis =
+            spectra_core::tables::features::KpiTable::read(storage, segmentation, run.latest.as_of)
                 .await?;
-        kpis.sort_by(|a, b| a.outlet_id.cmp(&b.outlet_id));
         let profiles = std::mem::take(&mut run.profiles);
         let sku_names = spectra_core::tables::master::sku_names(storage).await?;
         Ok(Self {
@@ -85,12 +85,22 @@ impl Snapshot {
         &self.run.segmentation
     }
 
-    /// An outlet's KPIs and master record.
-    pub fn kpi(&self, outlet_id: &str) -> Option<&OutletKpi> {
-        self.kpis
-            .binary_search_by(|x| x.outlet_id.as_str().cmp(outlet_id))
-            .ok()
-            .map(|i| &self.kpis[i])
+    /// An outlet's KPIs and master record (its row decoded). A row that does not
+    /// decode was read with the snapshot, so it cannot happen short of a bug: it is
+    /// logged and the outlet shown without KPIs.
+    pub fn kpi(&self, outlet_id: &str) -> Option<OutletKpi> {
+        self.kpis.get(outlet_id).unwrap_or_else(|e| {
+            tracing::error!(outlet_id, error = %e, "an outlet's KPIs do not decode");
+            None
+        })
+    }
+
+    /// An outlet's name, region, channel, value and lines, without decoding its row.
+    pub fn kpi_brief(
+        &self,
+        outlet_id: &str,
+    ) -> Option<spectra_core::tables::features::KpiBrief<'_>> {
+        self.kpis.brief(outlet_id)
     }
 
     /// A segment's label: what people set, else what the segmenter proposed, else
@@ -119,9 +129,20 @@ impl Snapshot {
         l
     }
 
-    /// Every assignment with its segment's current label, by outlet id.
-    pub fn currents(&self, metadata: &MetadataStore) -> Vec<Current> {
-        let mut labels: HashMap<&str, Label> = HashMap::new();
+    /// Each segment's label as it stands now, for [`Snapshot::currents`].
+    pub fn labels(&self, metadata: &MetadataStore) -> HashMap<String, Label> {
+        let mut out = HashMap::new();
+        for a in &self.run.assignments {
+            if !out.contains_key(&a.segment_id) {
+                out.insert(a.segment_id.clone(), self.label(metadata, &a.segment_id));
+            }
+        }
+        out
+    }
+
+    /// Every assignment with its segment's label (from `labels`, [`Snapshot::labels`]),
+    /// by outlet id.
+    pub fn currents<'a>(&'a self, labels: &'a HashMap<String, Label>) -> Vec<Current<'a>> {
         // The run's moves into the segment each outlet is in now.
         let moved: HashMap<(&str, &str), &tables::MovementRow> = self
             .run
@@ -133,23 +154,19 @@ impl Snapshot {
             .run
             .assignments
             .iter()
-            .map(|a| {
-                let l = labels
-                    .entry(&a.segment_id)
-                    .or_insert_with(|| self.label(metadata, &a.segment_id));
-                Current {
-                    outlet_id: a.outlet_id.clone(),
-                    segment_id: a.segment_id.clone(),
-                    segment_name: l.name.clone(),
-                    tags: l.tags.clone(),
-                    confidence: a.confidence,
-                    evidence: moved
-                        .get(&(a.outlet_id.as_str(), a.segment_id.as_str()))
-                        .map(|m| crate::diff::MoveEvidence::of(m)),
-                }
+            .map(|a| Current {
+                outlet_id: &a.outlet_id,
+                segment_id: &a.segment_id,
+                label: &labels[&a.segment_id],
+                confidence: a.confidence,
+                evidence: moved
+                    .get(&(a.outlet_id.as_str(), a.segment_id.as_str()))
+                    .copied(),
             })
             .collect();
-        out.sort_by(|a, b| a.outlet_id.cmp(&b.outlet_id));
+        if !out.is_sorted_by(|a, b| a.outlet_id < b.outlet_id) {
+            out.sort_by(|a, b| a.outlet_id.cmp(b.outlet_id));
+        }
         out
     }
 

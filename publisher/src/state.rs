@@ -16,9 +16,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use spectra_core::Storage;
 
-use crate::diff::Published;
+use crate::diff::{Current, Published};
 use crate::Error;
-use spectra_core::tables::Columns;
 
 /// The schema of `published.parquet`.
 pub fn published_schema() -> SchemaRef {
@@ -69,13 +68,33 @@ pub struct PendingKey {
     pub segment_id: Option<String>,
 }
 
-/// `pending.json`: a cycle's deliveries not yet recorded.
+/// An assignment key of a cycle's deliveries, recorded before they are sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAssignment {
+    /// The outlet (the key is `{segmentation}:{outlet_id}`).
+    pub outlet_id: String,
+    /// The segment sent; `None` for a tombstone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_id: Option<String>,
+}
+
+/// `pending.json`: a cycle's deliveries not yet recorded. Assignment and
+/// recommendation keys are held as outlet ids on the configured topics (a first cycle
+/// sends a million of each); `keys` holds the rest (profiles), and every key of a
+/// record written before the lists existed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     /// The run the cycle published.
     pub run_id: String,
-    /// Every key it sent or was about to send.
+    /// Every other key it sent or was about to send.
+    #[serde(default)]
     pub keys: Vec<PendingKey>,
+    /// The assignments it sent or was about to send.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assignments: Vec<PendingAssignment>,
+    /// The outlets whose recommendations (or tombstones) it sent or was about to send.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recommendations: Vec<String>,
 }
 
 fn pending_path(segmentation: &str) -> String {
@@ -111,75 +130,196 @@ fn cycle_path(segmentation: &str) -> String {
     format!("state/publisher/{segmentation}/cycle.json")
 }
 
-/// Reads what was last published; empty before the first cycle.
-pub async fn load_published(
-    storage: &Storage,
-    segmentation: &str,
-) -> Result<HashMap<String, Published>, Error> {
+/// What was last published for some outlets: their segment, its name and tags, and
+/// the run (the same for most outlets, so held once as a [`Stamp`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Stamp {
+    /// The published segment.
+    pub segment_id: String,
+    /// Its published name.
+    pub segment_name: String,
+    /// Its published tags.
+    pub tags: Vec<String>,
+    /// The run whose cycle published it.
+    pub run_id: String,
+}
+
+/// `published.parquet` as the diff reads it: the outlet ids as Arrow holds them, sorted,
+/// each with the index of its [`Stamp`] — a few bytes an outlet where a map of
+/// [`Published`] rows took hundreds.
+#[derive(Debug, Default)]
+pub struct PublishedView {
+    outlets: Vec<StringArray>,
+    /// Where each array of `outlets` starts.
+    starts: Vec<usize>,
+    /// Row (of the arrays of `outlets` end to end) → stamp.
+    stamp: Vec<u32>,
+    stamps: Vec<Stamp>,
+}
+
+impl PublishedView {
+    /// Outlets published.
+    pub fn len(&self) -> usize {
+        self.stamp.len()
+    }
+
+    /// Whether nothing was published.
+    pub fn is_empty(&self) -> bool {
+        self.stamp.is_empty()
+    }
+
+    fn outlet(&self, row: usize) -> &str {
+        let a = self.starts.partition_point(|&s| s <= row) - 1;
+        self.outlets[a].value(row - self.starts[a])
+    }
+
+    /// What was published for an outlet.
+    pub fn get(&self, outlet_id: &str) -> Option<&Stamp> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.outlet(mid).cmp(outlet_id) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(&self.stamps[self.stamp[mid] as usize]),
+            }
+        }
+        None
+    }
+
+    /// The published outlets, in id order.
+    pub fn outlets(&self) -> impl Iterator<Item = &str> {
+        self.outlets.iter().flat_map(|a| a.iter().flatten())
+    }
+
+    /// The view of some rows (any order; an outlet given twice keeps its last row).
+    pub fn from_rows(rows: &[Published]) -> Self {
+        let mut sorted: BTreeMap<&str, &Published> = BTreeMap::new();
+        for r in rows {
+            sorted.insert(&r.outlet_id, r);
+        }
+        let mut v = Self::default();
+        let mut index = HashMap::new();
+        let mut outlets = Vec::new();
+        for (o, r) in sorted {
+            outlets.push(o);
+            let stamp = Stamp {
+                segment_id: r.segment_id.clone(),
+                segment_name: r.segment_name.clone(),
+                tags: r.tags.clone(),
+                run_id: r.run_id.clone(),
+            };
+            let i = v.intern(&mut index, stamp);
+            v.stamp.push(i);
+        }
+        v.starts.push(0);
+        v.outlets.push(StringArray::from(outlets));
+        v
+    }
+
+    fn intern(&mut self, index: &mut HashMap<Stamp, u32>, stamp: Stamp) -> u32 {
+        *index.entry(stamp).or_insert_with_key(|s| {
+            self.stamps.push(s.clone());
+            (self.stamps.len() - 1) as u32
+        })
+    }
+}
+
+/// Reads what was last published; empty before the first cycle. The file is written
+/// sorted by outlet ([`record`]); one that is not is an error naming it.
+pub async fn load_published(storage: &Storage, segmentation: &str) -> Result<PublishedView, Error> {
     let file = published_path(segmentation);
-    let Some(batches) = spectra_core::tables::read_batches(storage, &file).await? else {
-        return Ok(HashMap::new());
-    };
-    let mut out = HashMap::new();
-    for b in &batches {
-        let c = Columns::new(b, &file);
+    let mut v = PublishedView::default();
+    let mut index = HashMap::new();
+    let mut last: Option<String> = None;
+    let mut unsorted = false;
+    spectra_core::tables::for_each_batch(storage, &file, None, |c| {
         let (o, s, n, r) = (
-            c.ids("outlet_id")?,
+            c.id_strings("outlet_id")?,
             c.ids("segment_id")?,
             c.ids("segment_name")?,
             c.ids("run_id")?,
         );
         let tags = c.text_list("tags")?;
+        v.starts.push(v.stamp.len());
         for (i, tags) in tags.into_iter().enumerate() {
-            out.insert(
-                o[i].clone(),
-                Published {
-                    outlet_id: o[i].clone(),
-                    segment_id: s[i].clone(),
-                    segment_name: n[i].clone(),
-                    tags,
-                    run_id: r[i].clone(),
-                },
-            );
+            let stamp = Stamp {
+                segment_id: s[i].clone(),
+                segment_name: n[i].clone(),
+                tags,
+                run_id: r[i].clone(),
+            };
+            let k = v.intern(&mut index, stamp);
+            v.stamp.push(k);
         }
+        for id in o.iter().flatten() {
+            unsorted |= last.as_deref().is_some_and(|l| l >= id);
+            last = Some(id.to_owned());
+        }
+        v.outlets.push(o);
+        Ok(())
+    })
+    .await?;
+    if unsorted {
+        return Err(spectra_core::Error::Table {
+            file,
+            reason: "outlets out of order or repeated (it is written sorted by outlet)".into(),
+        }
+        .into());
     }
-    Ok(out)
+    Ok(v)
 }
 
-/// Encodes the published rows as a record batch.
-pub fn published_batch(rows: &[Published]) -> RecordBatch {
-    let col = |f: fn(&Published) -> &str| -> ArrayRef {
-        Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>())
-    };
+/// Encodes what a cycle published as `published.parquet`'s batch: every current
+/// assignment (sorted by outlet) with its segment's name and tags, under `run_id`.
+pub fn published_batch(run_id: &str, current: &[Current<'_>]) -> RecordBatch {
+    let outlets: ArrayRef = Arc::new(
+        current
+            .iter()
+            .map(|c| Some(c.outlet_id))
+            .collect::<StringArray>(),
+    );
+    let segments: ArrayRef = Arc::new(
+        current
+            .iter()
+            .map(|c| Some(c.segment_id))
+            .collect::<StringArray>(),
+    );
+    let names: ArrayRef = Arc::new(
+        current
+            .iter()
+            .map(|c| Some(c.label.name.as_str()))
+            .collect::<StringArray>(),
+    );
     let mut tags = ListBuilder::new(StringBuilder::new());
-    for r in rows {
-        for t in &r.tags {
+    for c in current {
+        for t in &c.label.tags {
             tags.values().append_value(t);
         }
         tags.append(true);
     }
     let tags: ArrayRef = Arc::new(tags.finish());
+    let runs: ArrayRef = Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+        run_id,
+        current.len(),
+    )));
     RecordBatch::try_new(
         published_schema(),
-        vec![
-            col(|r| &r.outlet_id),
-            col(|r| &r.segment_id),
-            col(|r| &r.segment_name),
-            tags,
-            col(|r| &r.run_id),
-        ],
+        vec![outlets, segments, names, tags, runs],
     )
     .expect("columns match the schema")
 }
 
-/// Records what a cycle published: the rows first, then `cycle.json`.
+/// Records what a cycle published (every assignment of `current`, sorted by outlet, as
+/// of `cycle.run_id`): the rows first, then `cycle.json`.
 pub async fn record(
     storage: &Storage,
     segmentation: &str,
-    rows: &[Published],
+    current: &[Current<'_>],
     cycle: &CycleState,
 ) -> Result<(), Error> {
-    let data = spectra_core::schema::to_parquet(published_schema(), &[published_batch(rows)])?;
+    let batch = published_batch(&cycle.run_id, current);
+    let data = spectra_core::schema::to_parquet(published_schema(), &[batch])?;
     storage.put(&published_path(segmentation), data).await?;
     storage.put_json(&cycle_path(segmentation), cycle).await?;
     Ok(())
@@ -196,36 +336,62 @@ pub async fn load_cycle(storage: &Storage, segmentation: &str) -> Result<CycleSt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::Label;
 
+    /// Round trip through storage, over more rows than one read batch holds: every
+    /// outlet is found with its stamp, in id order, and an absent one is not.
     #[tokio::test]
     async fn state_round_trips() {
         let s = Storage::from_url("memory://").unwrap();
         assert!(load_published(&s, "mix").await.unwrap().is_empty());
-        let rows = vec![
-            Published {
-                outlet_id: "A".into(),
-                segment_id: "S1".into(),
-                segment_name: "One".into(),
-                tags: vec!["#x".into(), "#y".into()],
-                run_id: "mix/2026-01-01/1".into(),
-            },
-            Published {
-                outlet_id: "B".into(),
-                segment_id: "S2".into(),
-                segment_name: "Two".into(),
-                tags: vec![],
-                run_id: "mix/2026-01-01/1".into(),
-            },
-        ];
+        let one = Label {
+            name: "One".into(),
+            description: String::new(),
+            tags: vec!["#x".into(), "#y".into()],
+        };
+        let two = Label {
+            name: "Two".into(),
+            ..Default::default()
+        };
+        let ids: Vec<String> = (0..20_000).map(|i| format!("PL-{i:06}")).collect();
+        let current: Vec<Current> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, o)| Current {
+                outlet_id: o,
+                segment_id: if i % 3 == 0 { "S1" } else { "S2" },
+                label: if i % 3 == 0 { &one } else { &two },
+                confidence: 0.5,
+                evidence: None,
+            })
+            .collect();
         let cycle = CycleState {
             run_id: "mix/2026-01-01/1".into(),
             ..Default::default()
         };
-        record(&s, "mix", &rows, &cycle).await.unwrap();
+        record(&s, "mix", &current, &cycle).await.unwrap();
         let back = load_published(&s, "mix").await.unwrap();
-        assert_eq!(back.len(), 2);
-        assert_eq!(back["A"], rows[0]);
-        assert_eq!(back["B"], rows[1]);
+        assert_eq!(back.len(), ids.len());
+        assert!(back.outlets().eq(ids.iter().map(String::as_str)));
+        for c in &current {
+            let p = back.get(c.outlet_id).unwrap();
+            assert_eq!(
+                (
+                    p.segment_id.as_str(),
+                    &p.segment_name,
+                    &p.tags,
+                    p.run_id.as_str()
+                ),
+                (
+                    c.segment_id,
+                    &c.label.name,
+                    &c.label.tags,
+                    "mix/2026-01-01/1"
+                )
+            );
+        }
+        assert!(back.get("PL-0").is_none() && back.get("PL-999999").is_none());
+        assert_eq!(back.stamps.len(), 2);
         assert_eq!(load_cycle(&s, "mix").await.unwrap(), cycle);
     }
 }

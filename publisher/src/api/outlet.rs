@@ -26,12 +26,12 @@ pub(super) struct ListQuery {
 }
 
 fn outlet_row(snap: &Snapshot, a: &crate::tables::AssignmentRow) -> Value {
-    let k = snap.kpi(&a.outlet_id);
+    let k = snap.kpi_brief(&a.outlet_id);
     json!({
         "outlet_id": a.outlet_id,
-        "name": k.and_then(|k| k.name.clone()),
-        "region": k.and_then(|k| k.region.clone()),
-        "channel": k.and_then(|k| k.channel.clone()),
+        "name": k.and_then(|k| k.name),
+        "region": k.and_then(|k| k.region),
+        "channel": k.and_then(|k| k.channel),
         "segmentation": snap.segmentation(),
         "segment_id": a.segment_id,
         "value": k.map_or(a.value, |k| k.net_value),
@@ -134,8 +134,8 @@ pub(super) async fn search(
     for (snap, _) in all_snapshots(&s, q.segmentation.as_deref()).await? {
         for a in &snap.run.assignments {
             let name = snap
-                .kpi(&a.outlet_id)
-                .and_then(|k| k.name.as_deref())
+                .kpi_brief(&a.outlet_id)
+                .and_then(|k| k.name)
                 .unwrap_or_default();
             if a.outlet_id.to_lowercase().contains(&needle) || name.to_lowercase().contains(&needle)
             {
@@ -212,8 +212,9 @@ pub(super) async fn outlet(
     for (snap, definition) in &snaps {
         let k = snap.kpi(&id);
         if master.is_none() {
-            master = k.cloned();
+            master = k.clone();
         }
+        let k = k.as_ref();
         let Some(a) = snap.assignment(&id) else {
             continue;
         };

@@ -5,6 +5,7 @@
 //! nothing contradicts the latest run. A run the circuit breaker holds is skipped: the
 //! cycle works on the run before it, so nothing new goes out until it is released.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rdkafka::producer::FutureProducer;
@@ -189,29 +190,33 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         keys: Vec::new(),
         assignments: changes
             .iter()
-            .map(|c| PendingAssignment {
-                outlet_id: c.outlet_id.to_owned(),
-                segment_id: c.to.map(|t| t.current.segment_id.to_owned()),
+            .map(|c| {
+                PendingAssignment(
+                    Cow::Borrowed(c.outlet_id),
+                    c.to.map(|t| Cow::Borrowed(t.current.segment_id)),
+                )
             })
             .collect(),
-        recommendations: recommended,
+        recommendations: recommended
+            .iter()
+            .map(|o| Cow::Borrowed(o.as_str()))
+            .collect(),
     };
     record
         .recommendations
-        .extend(left().map(|c| c.outlet_id.to_owned()));
+        .extend(left().map(|c| Cow::Borrowed(c.outlet_id)));
     for m in profiles.iter().chain(&repaired) {
         let id = m.key.strip_prefix(&prefix).unwrap_or(&m.key);
         if m.topic == topics.assignments {
-            record.assignments.push(PendingAssignment {
-                outlet_id: id.to_owned(),
-                segment_id: m
-                    .value
+            record.assignments.push(PendingAssignment(
+                Cow::Borrowed(id),
+                m.value
                     .as_ref()
                     .and_then(|_| diff::find(&current, id))
-                    .map(|c| c.segment_id.to_owned()),
-            });
+                    .map(|c| Cow::Borrowed(c.segment_id)),
+            ));
         } else if m.topic == topics.recommendations {
-            record.recommendations.push(id.to_owned());
+            record.recommendations.push(Cow::Borrowed(id));
         } else {
             record.keys.push(PendingKey {
                 topic: m.topic.clone(),
@@ -244,7 +249,7 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
                 let m = Outgoing {
                     topic: topics.recommendations.clone(),
                     key: key(&outlet),
-                    value: Some(json(&v)),
+                    value: Some(v),
                     change: "recommendation",
                 };
                 delivery.send(&m).await?;
@@ -332,7 +337,7 @@ async fn recommendation_messages(
     while let Some(outlets) = lists.next_outlets()? {
         for (outlet, v) in snap.recommendation_messages(outlets) {
             if wanted.contains(outlet.as_str()) {
-                out.insert(outlet, json(&v));
+                out.insert(outlet, v);
             }
         }
     }
@@ -346,7 +351,7 @@ async fn repairs(
     snap: &Snapshot,
     run: &RunRef<'_>,
     current: &[diff::Current<'_>],
-    pending: &Pending,
+    pending: &Pending<'_>,
     sending: &Sending<'_>,
 ) -> Result<Vec<Outgoing>, Error> {
     let topics = &env.cfg.kafka.topics;
@@ -360,18 +365,17 @@ async fn repairs(
             let id = k.key.strip_prefix(&prefix)?;
             Some((k.topic.as_str(), id, k.segment_id.as_deref()))
         })
-        .chain(pending.assignments.iter().map(|a| {
-            (
-                topics.assignments.as_str(),
-                a.outlet_id.as_str(),
-                a.segment_id.as_deref(),
-            )
-        }))
+        .chain(
+            pending
+                .assignments
+                .iter()
+                .map(|a| (topics.assignments.as_str(), a.0.as_ref(), a.1.as_deref())),
+        )
         .chain(
             pending
                 .recommendations
                 .iter()
-                .map(|o| (topics.recommendations.as_str(), o.as_str(), None)),
+                .map(|o| (topics.recommendations.as_str(), o.as_ref(), None)),
         );
     let to_repair: Vec<(&str, &str, Option<&str>)> = keys
         .filter(|&(topic, id, _)| {
@@ -541,7 +545,7 @@ pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRe
     let mut lists = OutletLists::open(storage, &snap.recommendations_file()).await?;
     while let Some(outlets) = lists.next_outlets()? {
         for (outlet, v) in snap.recommendation_messages(outlets) {
-            let (k, v) = (key(&outlet), json(&v));
+            let k = key(&outlet);
             if recs_view.get(&k) != Some(&v) {
                 out.push(Outgoing {
                     topic: topics.recommendations.clone(),

@@ -115,7 +115,7 @@ pub struct AssignmentChange<'a> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Assigned<'a> {
     /// The assignment now.
-    pub current: Current<'a>,
+    pub current: &'a Current<'a>,
     /// `new`, `moved` or `renamed`.
     pub change: &'static str,
     /// The segment published before, if any.
@@ -126,7 +126,7 @@ impl AssignmentChange<'_> {
     /// The message to send (`None`: a tombstone).
     pub fn message(&self, run: &RunRef<'_>) -> Option<AssignmentMessage> {
         self.to
-            .map(|t| message(run, &t.current, t.change, t.previous.map(str::to_owned)))
+            .map(|t| message(run, t.current, t.change, t.previous.map(str::to_owned)))
     }
 
     /// The metrics label: `new`, `moved`, `renamed` or `tombstone`.
@@ -152,7 +152,7 @@ pub struct RunRef<'a> {
 /// for every published outlet no longer assigned. Unchanged outlets produce nothing.
 pub fn diff<'a>(
     published: &'a PublishedView,
-    current: &[Current<'a>],
+    current: &'a [Current<'a>],
 ) -> Vec<AssignmentChange<'a>> {
     let mut out: Vec<AssignmentChange<'a>> = Vec::new();
     for c in current {
@@ -167,7 +167,7 @@ pub fn diff<'a>(
         out.push(AssignmentChange {
             outlet_id: c.outlet_id,
             to: Some(Assigned {
-                current: *c,
+                current: c,
                 change,
                 previous,
             }),

@@ -249,34 +249,49 @@ impl Snapshot {
     }
 
     /// The recommendations messages of the assigned outlets among `outlets` (lists as
-    /// [`spectra_core::tables::recommendations::OutletLists`] gives them).
+    /// [`spectra_core::tables::recommendations::OutletLists`] gives them), as JSON.
     pub fn recommendation_messages(
         &self,
         outlets: Vec<(String, Recommendations)>,
-    ) -> impl Iterator<Item = (String, Value)> + '_ {
-        outlets
-            .into_iter()
-            .filter_map(|(o, r)| self.recommendation_message(&o, &r).map(|v| (o, v)))
+    ) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
+        let as_of = self.run.latest.as_of.to_string();
+        outlets.into_iter().filter_map(move |(o, r)| {
+            let m = self.recommendation(&o, &r, &as_of)?;
+            let v = serde_json::to_vec(&m).expect("messages serialize");
+            Some((o, v))
+        })
     }
 
     /// An outlet recommendations message (contract §3.3) from its lists; `None` when
     /// the outlet is not assigned in the run.
     pub fn recommendation_message(&self, outlet_id: &str, r: &Recommendations) -> Option<Value> {
+        let as_of = self.run.latest.as_of.to_string();
+        let m = self.recommendation(outlet_id, r, &as_of)?;
+        Some(serde_json::to_value(&m).expect("messages serialize"))
+    }
+
+    fn recommendation<'a>(
+        &'a self,
+        outlet_id: &'a str,
+        r: &'a Recommendations,
+        as_of: &'a str,
+    ) -> Option<RecommendationMessage<'a>> {
         let seg = self.assignment(outlet_id)?;
-        let mut v = json!({
-            "segmentation": self.segmentation(),
-            "outlet_id": outlet_id,
-            "segment_id": seg.segment_id,
-            "run_id": self.run.latest.run_id,
-            "as_of": self.run.latest.as_of.to_string(),
-        });
-        if let (Value::Object(m), Ok(Value::Object(mut body))) = (&mut v, serde_json::to_value(r)) {
-            for list in body.values_mut().filter_map(Value::as_array_mut) {
-                list.iter_mut().for_each(|item| self.name_sku(item));
-            }
-            m.extend(body);
-        }
-        Some(v)
+        let list = |items: &'a [spectra_core::tables::recommendations::RecItem]| NamedItems {
+            items,
+            names: &self.sku_names,
+        };
+        Some(RecommendationMessage {
+            as_of,
+            new_for_outlet: list(&r.new_for_outlet),
+            outlet_id,
+            popular_in_segment: list(&r.popular_in_segment),
+            run_id: &self.run.latest.run_id,
+            seasonal_soon: list(&r.seasonal_soon),
+            segment_id: &seg.segment_id,
+            segmentation: self.segmentation(),
+            should_have: list(&r.should_have),
+        })
     }
 
     /// How many outlets moved from which segment to which since the previous run
@@ -417,5 +432,116 @@ impl Snapshots {
             .unwrap_or_else(|p| p.into_inner())
             .insert(segmentation.to_owned(), snap.clone());
         Ok(Some(snap))
+    }
+}
+
+/// An outlet recommendations message (contract §3.3), serialized straight from the
+/// run's lists: a million of them go out on a new run, and building each as a
+/// `serde_json::Value` first (a map per item) took most of the cycle. Fields in
+/// alphabetical order, so the bytes are those of the same message as a `Value`
+/// (whose objects sort their keys): what is on the topics compares equal.
+#[derive(Serialize)]
+struct RecommendationMessage<'a> {
+    as_of: &'a str,
+    new_for_outlet: NamedItems<'a>,
+    outlet_id: &'a str,
+    popular_in_segment: NamedItems<'a>,
+    run_id: &'a str,
+    seasonal_soon: NamedItems<'a>,
+    segment_id: &'a str,
+    segmentation: &'a str,
+    should_have: NamedItems<'a>,
+}
+
+/// A list's items, each with its SKU's master-data name beside the id.
+struct NamedItems<'a> {
+    items: &'a [spectra_core::tables::recommendations::RecItem],
+    names: &'a HashMap<String, String>,
+}
+
+/// One item as sent: the run's item with `sku_name` (absent when master data has
+/// none); fields in alphabetical order as above.
+#[derive(Serialize)]
+struct NamedItem<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'a str,
+    score: f64,
+    sku_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sku_name: Option<&'a str>,
+    suggested_quantity: f64,
+}
+
+impl Serialize for NamedItems<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.items.iter().map(|i| NamedItem {
+            reason: &i.reason,
+            score: i.score,
+            sku_id: &i.sku_id,
+            sku_name: self.names.get(&i.sku_id).map(String::as_str),
+            suggested_quantity: i.suggested_quantity,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+    use spectra_core::tables::recommendations::RecItem;
+
+    /// The typed message's bytes are the bytes of the same message as a `Value` (keys
+    /// sorted), the form the cycle sent before: a topic written by either compares equal.
+    #[test]
+    fn a_typed_message_serializes_as_its_value_does() {
+        let item = |sku: &str, reason: &str| RecItem {
+            sku_id: sku.into(),
+            score: 0.47,
+            suggested_quantity: 2.0,
+            reason: reason.into(),
+        };
+        let names: HashMap<String, String> =
+            [("590".to_owned(), "Cola \"zero\" 0,5 l".to_owned())].into();
+        let (a, b, c) = (
+            [
+                item("590", "47% of the segment's outlets buy it"),
+                item("591", ""),
+            ],
+            [item("592", "seasonal")],
+            [],
+        );
+        let m = RecommendationMessage {
+            as_of: "2026-09-02",
+            new_for_outlet: NamedItems {
+                items: &a,
+                names: &names,
+            },
+            outlet_id: "PL-1",
+            popular_in_segment: NamedItems {
+                items: &b,
+                names: &names,
+            },
+            run_id: "national/2026-09-02/1",
+            seasonal_soon: NamedItems {
+                items: &c,
+                names: &names,
+            },
+            segment_id: "S3",
+            segmentation: "national",
+            should_have: NamedItems {
+                items: &b,
+                names: &names,
+            },
+        };
+        let typed = serde_json::to_vec(&m).unwrap();
+        let value = serde_json::to_vec(&serde_json::to_value(&m).unwrap()).unwrap();
+        assert_eq!(
+            String::from_utf8(typed).unwrap(),
+            String::from_utf8(value).unwrap()
+        );
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["new_for_outlet"][0]["sku_name"], "Cola \"zero\" 0,5 l");
+        assert!(v["new_for_outlet"][1].get("sku_name").is_none());
+        assert!(v["new_for_outlet"][1].get("reason").is_none());
+        assert_eq!(v["seasonal_soon"], serde_json::json!([]));
     }
 }

@@ -8,6 +8,7 @@
 //! current values again (or tombstones), so a delivery acknowledged before a crash and
 //! followed by a different run, or a rename back, is still corrected.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -68,22 +69,19 @@ pub struct PendingKey {
     pub segment_id: Option<String>,
 }
 
-/// An assignment key of a cycle's deliveries, recorded before they are sent.
+/// An assignment key of a cycle's deliveries, recorded before they are sent: the
+/// outlet (the key is `{segmentation}:{outlet_id}`) and the segment sent (`None` for a
+/// tombstone). Written as a pair, `["PL-1","S3"]`: a first cycle lists a million.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingAssignment {
-    /// The outlet (the key is `{segmentation}:{outlet_id}`).
-    pub outlet_id: String,
-    /// The segment sent; `None` for a tombstone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub segment_id: Option<String>,
-}
+pub struct PendingAssignment<'a>(pub Cow<'a, str>, pub Option<Cow<'a, str>>);
 
 /// `pending.json`: a cycle's deliveries not yet recorded. Assignment and
 /// recommendation keys are held as outlet ids on the configured topics (a first cycle
 /// sends a million of each); `keys` holds the rest (profiles), and every key of a
-/// record written before the lists existed.
+/// record written before the lists existed. Borrowed from the cycle when it is written
+/// (a first cycle's million keys are not copied), owned when it is read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
+pub struct Pending<'a> {
     /// The run the cycle published.
     pub run_id: String,
     /// Every other key it sent or was about to send.
@@ -91,10 +89,10 @@ pub struct Pending {
     pub keys: Vec<PendingKey>,
     /// The assignments it sent or was about to send.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub assignments: Vec<PendingAssignment>,
+    pub assignments: Vec<PendingAssignment<'a>>,
     /// The outlets whose recommendations (or tombstones) it sent or was about to send.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub recommendations: Vec<String>,
+    pub recommendations: Vec<Cow<'a, str>>,
 }
 
 fn pending_path(segmentation: &str) -> String {
@@ -102,7 +100,10 @@ fn pending_path(segmentation: &str) -> String {
 }
 
 /// Reads `pending.json`: `None` when the last cycle was recorded.
-pub async fn load_pending(storage: &Storage, segmentation: &str) -> Result<Option<Pending>, Error> {
+pub async fn load_pending(
+    storage: &Storage,
+    segmentation: &str,
+) -> Result<Option<Pending<'static>>, Error> {
     Ok(storage.get_json(&pending_path(segmentation)).await?)
 }
 
@@ -110,11 +111,17 @@ pub async fn load_pending(storage: &Storage, segmentation: &str) -> Result<Optio
 pub async fn save_pending(
     storage: &Storage,
     segmentation: &str,
-    pending: &Pending,
+    pending: &Pending<'_>,
 ) -> Result<(), Error> {
-    Ok(storage
-        .put_json(&pending_path(segmentation), pending)
-        .await?)
+    // Compact, not pretty: a first cycle lists a million outlets twice.
+    let path = pending_path(segmentation);
+    let guess = 256 + 32 * pending.assignments.len() + 16 * pending.recommendations.len();
+    let mut data = Vec::with_capacity(guess);
+    serde_json::to_writer(&mut data, pending).map_err(|source| spectra_core::Error::Json {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(storage.put(&path, data.into()).await?)
 }
 
 /// Removes `pending.json` once the cycle is recorded.
@@ -270,7 +277,7 @@ pub async fn load_published(storage: &Storage, segmentation: &str) -> Result<Pub
     Ok(v)
 }
 
-/// Encodes what a cycle published as `published.parquet`'s batch: every current
+/// Encodes what a cycle published as a batch of `published.parquet`: the current
 /// assignment (sorted by outlet) with its segment's name and tags, under `run_id`.
 pub fn published_batch(run_id: &str, current: &[Current<'_>]) -> RecordBatch {
     let outlets: ArrayRef = Arc::new(
@@ -318,8 +325,11 @@ pub async fn record(
     current: &[Current<'_>],
     cycle: &CycleState,
 ) -> Result<(), Error> {
-    let batch = published_batch(&cycle.run_id, current);
-    let data = spectra_core::schema::to_parquet(published_schema(), &[batch])?;
+    // A batch of 64k outlets at a time, encoded before the next is made.
+    let batches = current
+        .chunks(1 << 16)
+        .map(|c| Ok(published_batch(&cycle.run_id, c)));
+    let data = spectra_core::schema::encode_parquet(published_schema(), batches)?;
     storage.put(&published_path(segmentation), data).await?;
     storage.put_json(&cycle_path(segmentation), cycle).await?;
     Ok(())

@@ -86,8 +86,19 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
     let topics = &env.cfg.kafka.topics;
     let run = &snap.run.latest;
     report.run_id = run.run_id.clone();
-    let published = state::load_published(storage, segmentation).await?;
     let previous = state::load_cycle(storage, segmentation).await?;
+    let pending = state::load_pending(storage, segmentation).await?;
+    // The run and every label as the last cycle recorded them, nothing pending: what
+    // was published is what the run says (the service polls; a million outlets need
+    // not be read and compared to learn that nothing changed).
+    if pending.is_none()
+        && settled(&snap, env.metadata, &previous)
+        && state::published_exists(storage, segmentation).await?
+    {
+        report.outlets = snap.run.assignments.len() as u64;
+        return Ok(report);
+    }
+    let published = state::load_published(storage, segmentation).await?;
     let labels = snap.labels(env.metadata);
     let current = snap.currents(&labels);
     let as_of = run.as_of.to_string();
@@ -160,7 +171,6 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
 
     // Keys a crashed cycle sent (or was about to send) without recording them: their
     // current values again, whatever the diff says.
-    let pending = state::load_pending(storage, segmentation).await?;
     let mut repaired = Vec::new();
     if let Some(p) = &pending {
         let sending = Sending {
@@ -295,6 +305,35 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         "published"
     );
     Ok(report)
+}
+
+/// Whether the last recorded cycle published this run with the labels in force now:
+/// the same run, and for every segment of its profiles and assignments the same name,
+/// description and tags as recorded (a segment retired or added is a change).
+fn settled(
+    snap: &Snapshot,
+    metadata: &crate::metadata::MetadataStore,
+    previous: &CycleState,
+) -> bool {
+    let stamp = |segment_id: &str| {
+        let l = snap.label(metadata, segment_id);
+        ProfileStamp {
+            name: l.name,
+            description: l.description,
+            tags: l.tags,
+        }
+    };
+    previous.run_id == snap.run.latest.run_id
+        && previous.profiles.len() == snap.profiles.len()
+        && snap
+            .profiles
+            .iter()
+            .all(|p| previous.profiles.get(&p.segment_id) == Some(&stamp(&p.segment_id)))
+        && snap
+            .run
+            .assignments
+            .iter()
+            .all(|a| previous.profiles.contains_key(&a.segment_id))
 }
 
 /// What a cycle sends anyway, so a crashed cycle's key needs no repair: every changed

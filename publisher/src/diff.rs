@@ -150,6 +150,7 @@ pub struct RunRef<'a> {
 /// outlet: `new` for outlets never published, `moved` for a different segment,
 /// `renamed` for the same segment under another name or other tags, and a tombstone
 /// for every published outlet no longer assigned. Unchanged outlets produce nothing.
+/// `current` is sorted by outlet id, as [`crate::snapshot::Snapshot::currents`] gives it.
 pub fn diff<'a>(
     published: &'a PublishedView,
     current: &'a [Current<'a>],

@@ -232,6 +232,12 @@ impl PublishedView {
     }
 }
 
+/// Whether `published.parquet` exists (an operator who removes it makes the next cycle
+/// publish every assignment again).
+pub async fn published_exists(storage: &Storage, segmentation: &str) -> Result<bool, Error> {
+    Ok(storage.exists(&published_path(segmentation)).await?)
+}
+
 /// Reads what was last published; empty before the first cycle. The file is written
 /// sorted by outlet ([`record`]); one that is not is an error naming it.
 pub async fn load_published(storage: &Storage, segmentation: &str) -> Result<PublishedView, Error> {

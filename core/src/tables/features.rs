@@ -673,6 +673,16 @@ impl KpiTable {
         })
     }
 
+    /// Outlets in the table.
+    pub fn len(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// Whether the table has no outlet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The row of an outlet, by binary search.
     fn row(&self, outlet_id: &str) -> Option<usize> {
         let (mut lo, mut hi) = (0, self.outlets.len());
@@ -820,6 +830,53 @@ pub async fn stream_daily(
 mod tests {
     use super::*;
     use crate::tables::{write_rows, Columns};
+
+    /// The KPI table finds every outlet of a file written out of order (sorted when
+    /// read), decodes its row as `read_rows` would, and reads the list columns in place.
+    #[tokio::test]
+    async fn the_kpi_table_finds_each_outlet_as_the_rows_give_it() {
+        let storage = Storage::memory();
+        let day = NaiveDate::from_ymd_opt(2026, 9, 2).unwrap();
+        let rows: Vec<KpiRow> = (0..20_000)
+            .map(|i| {
+                let k = (i * 7919) % 20_000; // a permutation: the file is unsorted
+                KpiRow {
+                    outlet_id: format!("PL-{k:06}"),
+                    net_value: if k % 5 == 0 { f64::NAN } else { k as f64 * 1.5 },
+                    lines: k as i64,
+                    invoices: 1 + k as i64 % 7,
+                    name: (k % 3 != 0).then(|| format!("Shop {k}")),
+                    region: Some(["north", "south"][k % 2].into()),
+                    channel: (k % 4 == 0).then(|| "kiosk".into()),
+                    attributes: [("size".to_owned(), ["S", "M", "L"][k % 3].to_owned())].into(),
+                    distributor: Some(format!("D{:02}", k % 3)),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let path = layout::features_file("mix", day, "kpis.parquet");
+        write_rows(&storage, &path, &rows).await.unwrap();
+        let table = KpiTable::read(&storage, "mix", day).await.unwrap();
+        assert_eq!(table.len(), rows.len());
+        let decoded: Vec<KpiRow> = read_rows(&storage, &path).await.unwrap().unwrap();
+        for want in &decoded {
+            let got = table.get(&want.outlet_id).unwrap().unwrap();
+            assert_eq!(&got, want);
+            let b = table.brief(&want.outlet_id).unwrap();
+            assert_eq!(
+                (b.name, b.region, b.channel, b.net_value, b.lines),
+                (
+                    want.name.as_deref(),
+                    want.region.as_deref(),
+                    want.channel.as_deref(),
+                    want.net_value,
+                    want.lines
+                )
+            );
+        }
+        assert_eq!(table.brief("PL-000005").unwrap().net_value, 0.0);
+        assert!(table.get("PL-020000").unwrap().is_none() && table.brief("A").is_none());
+    }
 
     #[tokio::test]
     async fn rows_round_trip_and_a_missing_column_names_file_and_column() {

@@ -118,12 +118,7 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
     let mut stamps = BTreeMap::new();
     let mut profiles: Vec<Outgoing> = Vec::new();
     for p in &snap.profiles {
-        let l = snap.label(env.metadata, &p.segment_id);
-        let stamp = ProfileStamp {
-            name: l.name,
-            description: l.description,
-            tags: l.tags,
-        };
+        let stamp = ProfileStamp::from(snap.label(env.metadata, &p.segment_id));
         if new_run || previous.profiles.get(&p.segment_id) != Some(&stamp) {
             profiles.push(Outgoing {
                 topic: topics.profiles.clone(),
@@ -315,14 +310,7 @@ fn settled(
     metadata: &crate::metadata::MetadataStore,
     previous: &CycleState,
 ) -> bool {
-    let stamp = |segment_id: &str| {
-        let l = snap.label(metadata, segment_id);
-        ProfileStamp {
-            name: l.name,
-            description: l.description,
-            tags: l.tags,
-        }
-    };
+    let stamp = |segment_id: &str| ProfileStamp::from(snap.label(metadata, segment_id));
     previous.run_id == snap.run.latest.run_id
         && previous.profiles.len() == snap.profiles.len()
         && snap
@@ -554,14 +542,9 @@ pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRe
     let profiles_view = crate::kafka::read_compacted(env.cfg, &topics.profiles, &prefix).await?;
     let mut expected_profiles = HashSet::new();
     for p in &snap.profiles {
-        let l = snap.label(env.metadata, &p.segment_id);
         stamps.insert(
             p.segment_id.clone(),
-            ProfileStamp {
-                name: l.name,
-                description: l.description,
-                tags: l.tags,
-            },
+            ProfileStamp::from(snap.label(env.metadata, &p.segment_id)),
         );
         let k = key(&p.segment_id);
         let v = json(&snap.profile_message(env.metadata, p));

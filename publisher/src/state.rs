@@ -12,9 +12,12 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, ListBuilder, RecordBatch, StringArray, StringBuilder};
+use arrow::array::{
+    Array, ArrayRef, AsArray, ListBuilder, RecordBatch, StringArray, StringBuilder,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
+use spectra_core::tables::find_sorted;
 use spectra_core::Storage;
 
 use crate::diff::{Current, Published};
@@ -44,6 +47,16 @@ pub struct ProfileStamp {
     pub description: String,
     /// Tags.
     pub tags: Vec<String>,
+}
+
+impl From<crate::snapshot::Label> for ProfileStamp {
+    fn from(l: crate::snapshot::Label) -> Self {
+        Self {
+            name: l.name,
+            description: l.description,
+            tags: l.tags,
+        }
+    }
 }
 
 /// `cycle.json`: the last completed cycle of a segmentation.
@@ -154,14 +167,22 @@ pub struct Stamp {
 /// `published.parquet` as the diff reads it: the outlet ids as Arrow holds them, sorted,
 /// each with the index of its [`Stamp`] — a few bytes an outlet where a map of
 /// [`Published`] rows took hundreds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PublishedView {
-    outlets: Vec<StringArray>,
-    /// Where each array of `outlets` starts.
-    starts: Vec<usize>,
-    /// Row (of the arrays of `outlets` end to end) → stamp.
+    outlets: StringArray,
+    /// Row → stamp.
     stamp: Vec<u32>,
     stamps: Vec<Stamp>,
+}
+
+impl Default for PublishedView {
+    fn default() -> Self {
+        Self {
+            outlets: StringArray::from(Vec::<&str>::new()),
+            stamp: Vec::new(),
+            stamps: Vec::new(),
+        }
+    }
 }
 
 impl PublishedView {
@@ -175,28 +196,14 @@ impl PublishedView {
         self.stamp.is_empty()
     }
 
-    fn outlet(&self, row: usize) -> &str {
-        let a = self.starts.partition_point(|&s| s <= row) - 1;
-        self.outlets[a].value(row - self.starts[a])
-    }
-
     /// What was published for an outlet.
     pub fn get(&self, outlet_id: &str) -> Option<&Stamp> {
-        let (mut lo, mut hi) = (0, self.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.outlet(mid).cmp(outlet_id) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(&self.stamps[self.stamp[mid] as usize]),
-            }
-        }
-        None
+        find_sorted(&self.outlets, outlet_id).map(|row| &self.stamps[self.stamp[row] as usize])
     }
 
     /// The published outlets, in id order.
     pub fn outlets(&self) -> impl Iterator<Item = &str> {
-        self.outlets.iter().flat_map(|a| a.iter().flatten())
+        self.outlets.iter().flatten()
     }
 
     /// The view of some rows (any order; an outlet given twice keeps its last row).
@@ -219,8 +226,7 @@ impl PublishedView {
             let i = v.intern(&mut index, stamp);
             v.stamp.push(i);
         }
-        v.starts.push(0);
-        v.outlets.push(StringArray::from(outlets));
+        v.outlets = StringArray::from(outlets);
         v
     }
 
@@ -244,8 +250,7 @@ pub async fn load_published(storage: &Storage, segmentation: &str) -> Result<Pub
     let file = published_path(segmentation);
     let mut v = PublishedView::default();
     let mut index = HashMap::new();
-    let mut last: Option<String> = None;
-    let mut unsorted = false;
+    let mut outlets = Vec::new();
     spectra_core::tables::for_each_batch(storage, &file, None, |c| {
         let (o, s, n, r) = (
             c.id_strings("outlet_id")?,
@@ -254,7 +259,6 @@ pub async fn load_published(storage: &Storage, segmentation: &str) -> Result<Pub
             c.ids("run_id")?,
         );
         let tags = c.text_list("tags")?;
-        v.starts.push(v.stamp.len());
         for (i, tags) in tags.into_iter().enumerate() {
             let stamp = Stamp {
                 segment_id: s[i].clone(),
@@ -265,15 +269,20 @@ pub async fn load_published(storage: &Storage, segmentation: &str) -> Result<Pub
             let k = v.intern(&mut index, stamp);
             v.stamp.push(k);
         }
-        for id in o.iter().flatten() {
-            unsorted |= last.as_deref().is_some_and(|l| l >= id);
-            last = Some(id.to_owned());
-        }
-        v.outlets.push(o);
+        outlets.push(o);
         Ok(())
     })
     .await?;
-    if unsorted {
+    let arrays: Vec<&dyn Array> = outlets.iter().map(|a| a as &dyn Array).collect();
+    if !arrays.is_empty() {
+        let all = arrow::compute::concat(&arrays).map_err(|e| spectra_core::Error::Table {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+        v.outlets = all.as_string::<i32>().clone();
+    }
+    drop(outlets);
+    if !v.outlets.iter().flatten().is_sorted_by(|a, b| a < b) {
         return Err(spectra_core::Error::Table {
             file,
             reason: "outlets out of order or repeated (it is written sorted by outlet)".into(),

@@ -53,6 +53,20 @@ pub trait Rows: Sized {
     fn from_batch(c: &Columns<'_>) -> Result<Vec<Self>>;
 }
 
+/// The row of `id` in `ids`, an identifier column sorted ascending (binary search).
+pub fn find_sorted(ids: &StringArray, id: &str) -> Option<usize> {
+    let (mut lo, mut hi) = (0, ids.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match ids.value(mid).cmp(id) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Some(mid),
+        }
+    }
+    None
+}
+
 /// Reads a Parquet object's rows; `None` when the object does not exist.
 pub async fn read_rows<T: Rows>(storage: &Storage, path: &str) -> Result<Option<Vec<T>>> {
     let mut out = Vec::new();

@@ -3,7 +3,7 @@
 //! One pass ([`run_once`]) rolls newly landed raw invoice lines up into the daily tables
 //! `features/daily/` and `features/outlet_daily/` — deduplicated so every line identity
 //! counts once, its latest version winning, and rebuilt only for the days that changed
-//! ([`absorb`], [`index`], [`rollup`]) — then computes each segmentation's window features from
+//! ([`absorb`], [`index`], [`rollup`], summed by hand in [`roll`]) — then computes each segmentation's window features from
 //! the daily tables ([`features`], merged outlet by outlet in [`window`]). [`run`] is the service: a pass whenever new raw or
 //! master data has landed, polled every `aggregate.poll_seconds`.
 
@@ -15,6 +15,7 @@ pub mod lease;
 pub mod master;
 pub mod metrics;
 mod pass;
+pub mod roll;
 pub mod rollup;
 pub mod session;
 pub mod state;

@@ -99,6 +99,28 @@ impl Superseded {
         }
     }
 
+    /// The version that beats the identity's line on `date`, if one is listed.
+    pub fn beaten(
+        &self,
+        distributor_id: &str,
+        invoice_id: &str,
+        line_no: i64,
+        date: i32,
+    ) -> Option<Version> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let h = IdentityHash::of(distributor_id, invoice_id, line_no);
+        self.entries
+            .get(&(h, date))
+            .filter(|(id, _)| {
+                id.line_no == line_no
+                    && id.distributor_id == distributor_id
+                    && id.invoice_id == invoice_id
+            })
+            .map(|(_, v)| *v)
+    }
+
     /// Number of (identity, date) entries.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -19,6 +19,7 @@ rm -rf "$DIR"
 du -sh "$DIR/raw" >&2
 sync
 "$BIN" full --dir "$DIR"
+python3 bench/aggregate/compare_tables.py "$DIR"
 python3 bench/aggregate/duckdb_rollup.py "$DIR" --threads "$(nproc)"
 "$BIN" add-day --dir "$DIR"
 "$BIN" incremental --dir "$DIR"

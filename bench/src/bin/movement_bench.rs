@@ -33,6 +33,9 @@ struct Args {
     /// Share of movers of the base scenario (0.05 by default).
     #[arg(long)]
     movers: Option<f64>,
+    /// Order-frequency coefficient of variation of the base scenario (0.5 by default).
+    #[arg(long)]
+    frequency_cv: Option<f64>,
 }
 
 /// The knob varied and the scenario.
@@ -42,14 +45,16 @@ fn scenarios(args: &Args) -> Vec<(String, Scenario)> {
         outlets: args.outlets,
         concentration: args.concentration.unwrap_or(defaults.concentration),
         movers: args.movers.unwrap_or(defaults.movers),
+        frequency_cv: args.frequency_cv.unwrap_or(defaults.frequency_cv),
         ..defaults
     };
     let base_only = args.base_only;
     let mut out = vec![(
         format!(
-            "base: concentration {}, {}% movers, 4 weeks, cv 0.5",
+            "base: concentration {}, {}% movers, 4 weeks, cv {}",
             base.concentration,
-            base.movers * 100.0
+            base.movers * 100.0,
+            base.frequency_cv
         ),
         base.clone(),
     )];

@@ -227,6 +227,13 @@ impl Sums {
             self.returns += l.value;
         }
     }
+
+    fn merge(&mut self, o: &Sums) {
+        self.value += o.value;
+        self.quantity += o.quantity;
+        self.lines += o.lines;
+        self.returns += o.returns;
+    }
 }
 
 /// Distinct invoices among lines sorted so equal (distributor, invoice) are adjacent.
@@ -309,31 +316,8 @@ where
         .iter()
         .map(|(_, g)| lines_of(*g).size_hint().0)
         .sum();
-    let n_out = outlets.len();
-    let mut d_outlet = StringBuilder::with_capacity(n_lines, n_lines * 8);
-    let mut d_sku = StringBuilder::with_capacity(n_lines, n_lines * 8);
-    let (mut d_value, mut d_qty, mut d_ret) = (
-        Float64Builder::with_capacity(n_lines),
-        Float64Builder::with_capacity(n_lines),
-        Float64Builder::with_capacity(n_lines),
-    );
-    let (mut d_lines, mut d_inv) = (
-        Int64Builder::with_capacity(n_lines),
-        Int64Builder::with_capacity(n_lines),
-    );
-    let mut o_outlet = StringBuilder::with_capacity(n_out, n_out * 8);
-    let (mut o_value, mut o_qty, mut o_ret) = (
-        Float64Builder::with_capacity(n_out),
-        Float64Builder::with_capacity(n_out),
-        Float64Builder::with_capacity(n_out),
-    );
-    let (mut o_lines, mut o_inv, mut o_skus) = (
-        Int64Builder::with_capacity(n_out),
-        Int64Builder::with_capacity(n_out),
-        Int64Builder::with_capacity(n_out),
-    );
-    let mut o_dist = StringBuilder::with_capacity(n_out, n_out * 8);
-
+    let mut daily = DailyColumns::with_capacity(n_lines);
+    let mut outlet_rows = OutletColumns::with_capacity(outlets.len());
     let mut own: Vec<Line<'_>> = Vec::new();
     let mut invoices: Vec<(&str, &str)> = Vec::new();
     let mut distributors: Vec<(&str, f64)> = Vec::new();
@@ -349,17 +333,8 @@ where
         for run in own.chunk_by(|a, b| a.sku == b.sku) {
             let mut s = Sums::default();
             run.iter().for_each(|l| s.add(l));
-            d_outlet.append_value(outlet);
-            d_sku.append_value(run[0].sku);
-            d_value.append_value(s.value);
-            d_qty.append_value(s.quantity);
-            d_lines.append_value(s.lines);
-            d_inv.append_value(distinct_invoices(run.iter()));
-            d_ret.append_value(s.returns);
-            total.value += s.value;
-            total.quantity += s.quantity;
-            total.lines += s.lines;
-            total.returns += s.returns;
+            daily.push(outlet, run[0].sku, &s, distinct_invoices(run.iter()));
+            total.merge(&s);
             skus += 1;
         }
         invoices.clear();
@@ -377,44 +352,130 @@ where
                 best = Some((run[0].0, v));
             }
         }
-        o_outlet.append_value(outlet);
-        o_value.append_value(total.value);
-        o_qty.append_value(total.quantity);
-        o_lines.append_value(total.lines);
-        o_inv.append_value(invoices.len() as i64);
-        o_ret.append_value(total.returns);
-        o_skus.append_value(skus);
-        o_dist.append_option(best.map(|b| b.0));
+        outlet_rows.push(
+            outlet,
+            &total,
+            invoices.len() as i64,
+            skus,
+            best.map(|b| b.0),
+        );
     }
-    let d_rows = d_value.len();
-    let daily = RecordBatch::try_new(
-        daily_schema(),
-        vec![
-            Arc::new(d_outlet.finish()),
-            Arc::new(d_sku.finish()),
-            Arc::new(Date32Array::from(vec![date; d_rows])),
-            Arc::new(d_value.finish()),
-            Arc::new(d_qty.finish()),
-            Arc::new(d_lines.finish()),
-            Arc::new(d_inv.finish()),
-            Arc::new(d_ret.finish()),
-        ],
-    )?;
-    let outlet_daily = RecordBatch::try_new(
-        outlet_daily_schema(),
-        vec![
-            Arc::new(o_outlet.finish()),
-            Arc::new(Date32Array::from(vec![date; n_out])),
-            Arc::new(o_value.finish()),
-            Arc::new(o_qty.finish()),
-            Arc::new(o_lines.finish()),
-            Arc::new(o_inv.finish()),
-            Arc::new(o_ret.finish()),
-            Arc::new(o_skus.finish()),
-            Arc::new(o_dist.finish()),
-        ],
-    )?;
-    Ok((daily, outlet_daily))
+    Ok((daily.finish(date)?, outlet_rows.finish(date)?))
+}
+
+/// Builders of a range's daily rows.
+struct DailyColumns {
+    outlet: StringBuilder,
+    sku: StringBuilder,
+    value: Float64Builder,
+    quantity: Float64Builder,
+    lines: Int64Builder,
+    invoices: Int64Builder,
+    returns: Float64Builder,
+}
+
+impl DailyColumns {
+    fn with_capacity(rows: usize) -> Self {
+        Self {
+            outlet: StringBuilder::with_capacity(rows, rows * 8),
+            sku: StringBuilder::with_capacity(rows, rows * 8),
+            value: Float64Builder::with_capacity(rows),
+            quantity: Float64Builder::with_capacity(rows),
+            lines: Int64Builder::with_capacity(rows),
+            invoices: Int64Builder::with_capacity(rows),
+            returns: Float64Builder::with_capacity(rows),
+        }
+    }
+
+    fn push(&mut self, outlet: &str, sku: &str, s: &Sums, invoices: i64) {
+        self.outlet.append_value(outlet);
+        self.sku.append_value(sku);
+        self.value.append_value(s.value);
+        self.quantity.append_value(s.quantity);
+        self.lines.append_value(s.lines);
+        self.invoices.append_value(invoices);
+        self.returns.append_value(s.returns);
+    }
+
+    fn finish(mut self, date: i32) -> Result<RecordBatch, Error> {
+        let rows = self.value.len();
+        Ok(RecordBatch::try_new(
+            daily_schema(),
+            vec![
+                Arc::new(self.outlet.finish()),
+                Arc::new(self.sku.finish()),
+                Arc::new(Date32Array::from(vec![date; rows])),
+                Arc::new(self.value.finish()),
+                Arc::new(self.quantity.finish()),
+                Arc::new(self.lines.finish()),
+                Arc::new(self.invoices.finish()),
+                Arc::new(self.returns.finish()),
+            ],
+        )?)
+    }
+}
+
+/// Builders of a range's outlet-daily rows.
+struct OutletColumns {
+    outlet: StringBuilder,
+    value: Float64Builder,
+    quantity: Float64Builder,
+    lines: Int64Builder,
+    invoices: Int64Builder,
+    returns: Float64Builder,
+    skus: Int64Builder,
+    distributor: StringBuilder,
+}
+
+impl OutletColumns {
+    fn with_capacity(rows: usize) -> Self {
+        Self {
+            outlet: StringBuilder::with_capacity(rows, rows * 8),
+            value: Float64Builder::with_capacity(rows),
+            quantity: Float64Builder::with_capacity(rows),
+            lines: Int64Builder::with_capacity(rows),
+            invoices: Int64Builder::with_capacity(rows),
+            returns: Float64Builder::with_capacity(rows),
+            skus: Int64Builder::with_capacity(rows),
+            distributor: StringBuilder::with_capacity(rows, rows * 8),
+        }
+    }
+
+    fn push(
+        &mut self,
+        outlet: &str,
+        s: &Sums,
+        invoices: i64,
+        skus: i64,
+        distributor: Option<&str>,
+    ) {
+        self.outlet.append_value(outlet);
+        self.value.append_value(s.value);
+        self.quantity.append_value(s.quantity);
+        self.lines.append_value(s.lines);
+        self.invoices.append_value(invoices);
+        self.returns.append_value(s.returns);
+        self.skus.append_value(skus);
+        self.distributor.append_option(distributor);
+    }
+
+    fn finish(mut self, date: i32) -> Result<RecordBatch, Error> {
+        let rows = self.value.len();
+        Ok(RecordBatch::try_new(
+            outlet_daily_schema(),
+            vec![
+                Arc::new(self.outlet.finish()),
+                Arc::new(Date32Array::from(vec![date; rows])),
+                Arc::new(self.value.finish()),
+                Arc::new(self.quantity.finish()),
+                Arc::new(self.lines.finish()),
+                Arc::new(self.invoices.finish()),
+                Arc::new(self.returns.finish()),
+                Arc::new(self.skus.finish()),
+                Arc::new(self.distributor.finish()),
+            ],
+        )?)
+    }
 }
 
 #[cfg(test)]

@@ -18,18 +18,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, AsArray, Date32Array, Float64Builder, Int64Builder, RecordBatch,
-    StringBuilder,
+    ArrayBuilder, AsArray, Date32Array, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
 };
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Date32Type, Float64Type};
+use arrow::datatypes::{Date32Type, Float64Type};
 use rayon::prelude::*;
 
 use crate::index::{Version, VersionedRows};
 use crate::superseded::Superseded;
 use crate::{daily_schema, outlet_daily_schema, Error};
 
-/// The columns a batch of lines must have, in this order.
+/// The columns a batch of lines must have, in this order (text as Utf8, as the
+/// session reads the raw files and as [`VersionedRows`] expects).
 pub const LINE_COLUMNS: [&str; 7] = [
     "outlet_id",
     "sku_id",
@@ -58,15 +57,6 @@ pub struct Day {
     pub daily: Vec<RecordBatch>,
     /// `features/outlet_daily/` rows, ordered by outlet.
     pub outlet_daily: Vec<RecordBatch>,
-}
-
-fn utf8(batch: &RecordBatch, col: usize) -> Result<ArrayRef, Error> {
-    let a = batch.column(col);
-    Ok(if a.data_type() == &DataType::Utf8 {
-        a.clone()
-    } else {
-        cast(a, &DataType::Utf8)?
-    })
 }
 
 /// The columns of a batch of lines that may hold several versions of a line: the
@@ -117,15 +107,10 @@ pub fn roll(
     superseded: &Superseded,
     days: &[i32],
 ) -> Result<BTreeMap<i32, Day>, Error> {
-    // Keep the string columns alive as Utf8 while lines borrow them.
-    let mut columns = Vec::with_capacity(clean.len() + versioned.len());
-    for b in clean {
-        columns.push([utf8(b, 0)?, utf8(b, 1)?, utf8(b, 3)?, utf8(b, 4)?]);
-    }
     let mut by_day: BTreeMap<i32, DayLines<'_>> =
         days.iter().map(|d| (*d, DayLines::default())).collect();
-    for (b, cols) in clean.iter().zip(&columns) {
-        let [o, s, d, i] = cols.each_ref().map(|c| c.as_string::<i32>());
+    for b in clean {
+        let [o, s, d, i] = [0, 1, 3, 4].map(|c| b.column(c).as_string::<i32>());
         let dates = b.column(2).as_primitive::<Date32Type>();
         let (q, v) = (
             b.column(5).as_primitive::<Float64Type>(),
@@ -481,9 +466,9 @@ impl OutletColumns {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Float64Array, StringArray};
+    use arrow::array::{ArrayRef, Float64Array, StringArray};
     use arrow::compute::concat_batches;
-    use arrow::datatypes::{Field, Schema};
+    use arrow::datatypes::{DataType, Field, Schema};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use spectra_core::tables::features::{DailyRow, OutletDailyRow};

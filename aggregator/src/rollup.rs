@@ -5,8 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arrow::array::AsArray;
-use arrow::datatypes::Date32Type;
 use datafusion::execution::context::SessionContext;
 use rayon::prelude::*;
 use spectra_core::schema::{raw_invoice_schema, to_parquet};
@@ -39,14 +37,7 @@ pub async fn reroll(
     duplicated: &BTreeSet<i32>,
     superseded: &Superseded,
 ) -> Result<BTreeMap<i32, u64>, Error> {
-    let moved = superseded.batch(|d| files.contains_key(&d))?;
-    let moved_days: BTreeSet<i32> = moved
-        .column(3)
-        .as_primitive::<Date32Type>()
-        .values()
-        .iter()
-        .copied()
-        .collect();
+    let moved_days = superseded.dates();
     let (mut dedup, mut clean) = (Vec::new(), Vec::new());
     for (day, paths) in files {
         let to = if duplicated.contains(day) || moved_days.contains(day) {

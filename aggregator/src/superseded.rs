@@ -6,7 +6,7 @@
 //! rebuild from any prefix of the raw files. Corrections are rare, so the list is small
 //! and read whole.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -44,7 +44,7 @@ pub struct Superseded {
     changed: bool,
 }
 
-/// Schema of the list (the `superseded` table the re-roll query joins).
+/// Schema of `superseded.parquet`.
 pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("distributor_id", DataType::Utf8, false),
@@ -121,6 +121,11 @@ impl Superseded {
             .map(|(_, v)| *v)
     }
 
+    /// The dates some identity's line was taken away from.
+    pub fn dates(&self) -> BTreeSet<i32> {
+        self.entries.keys().map(|(_, date)| *date).collect()
+    }
+
     /// Number of (identity, date) entries.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -131,8 +136,8 @@ impl Superseded {
         self.entries.is_empty()
     }
 
-    /// The entries whose date `keep` accepts, as one batch of [`schema`].
-    pub fn batch(&self, keep: impl Fn(i32) -> bool) -> Result<RecordBatch, Error> {
+    /// Every entry, as one batch of [`schema`] (by date, then identity hash).
+    pub fn batch(&self) -> Result<RecordBatch, Error> {
         let mut d = StringBuilder::new();
         let mut i = StringBuilder::new();
         let mut l = Int64Builder::new();
@@ -141,11 +146,7 @@ impl Superseded {
         let mut sp = Int32Builder::new();
         let mut so = Int64Builder::new();
         let mut sl = Int32Builder::new();
-        let mut rows: Vec<Row<'_>> = self
-            .entries
-            .iter()
-            .filter(|((_, dt), _)| keep(*dt))
-            .collect();
+        let mut rows: Vec<Row<'_>> = self.entries.iter().collect();
         rows.sort_by_key(|((h, dt), _)| (*dt, *h));
         for ((_, dt), (id, v)) in rows {
             d.append_value(&id.distributor_id);
@@ -173,7 +174,7 @@ impl Superseded {
     /// Writes the list when it changed since it was loaded.
     pub async fn save(&mut self, storage: &Storage) -> Result<(), Error> {
         if self.changed {
-            let b = self.batch(|_| true)?;
+            let b = self.batch()?;
             storage
                 .put(SUPERSEDED_PATH, to_parquet(schema(), &[b])?)
                 .await?;

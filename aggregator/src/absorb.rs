@@ -27,7 +27,7 @@ use spectra_core::schema::raw_invoice_schema;
 use spectra_core::Storage;
 
 use crate::hash::IdentityHash;
-use crate::index::{Days, Entry, IdentityIndex, Version, VersionedRows, BUCKETS};
+use crate::index::{Entry, IdentityIndex, Version, VersionedRows, BUCKETS};
 use crate::session::register_files;
 use crate::superseded::{Identity, Superseded};
 use crate::Error;
@@ -75,6 +75,7 @@ pub async fn absorb(
         .await?
         .execute_stream()
         .await?;
+    let started = std::time::Instant::now();
     let mut out = Absorbed::default();
     let mut held: Vec<Entry> = Vec::new();
     let mut spill: Option<Spill> = None;
@@ -110,6 +111,7 @@ pub async fn absorb(
         }
     }
 
+    let read_ms = started.elapsed().as_millis() as u64;
     let mut moved: HashMap<IdentityHash, Vec<(i32, Version)>> = HashMap::new();
     match spill {
         None => {
@@ -140,10 +142,18 @@ pub async fn absorb(
             );
         }
     }
+    let indexed_ms = started.elapsed().as_millis() as u64 - read_ms;
     index.finish().await?;
     if !moved.is_empty() {
         record_moved(ctx, moved, superseded, &mut out).await?;
     }
+    tracing::debug!(
+        rows = out.rows,
+        read_ms,
+        indexed_ms,
+        finished_ms = started.elapsed().as_millis() as u64 - read_ms - indexed_ms,
+        "absorbed: identities read and hashed, sorted and indexed, filter and moved lines"
+    );
     Ok(out)
 }
 
@@ -156,8 +166,10 @@ async fn absorb_group(
     out: &mut Absorbed,
     moved: &mut HashMap<IdentityHash, Vec<(i32, Version)>>,
 ) -> Result<(), Error> {
-    // Latest version per (identity, day) first.
-    rows.par_sort_unstable_by(|a, b| (a.hash, a.date, b.version).cmp(&(b.hash, b.date, a.version)));
+    // Grouped by index bucket, then the latest version per (identity, day) first: the
+    // order the base files are written in, so a build's append sorts nothing again.
+    let buckets = index.buckets();
+    sort_by_bucket(&mut rows, buckets);
     for w in rows.windows(2) {
         if w[0].hash == w[1].hash && w[0].date == w[1].date {
             out.duplicated.insert(w[0].date);
@@ -165,16 +177,40 @@ async fn absorb_group(
     }
     rows.dedup_by(|later, first| later.hash == first.hash && later.date == first.date);
 
-    let maybe: BTreeSet<IdentityHash> = rows
-        .iter()
-        .map(|r| r.hash)
-        .filter(|h| index.may_contain(h))
-        .collect();
+    // A first roll-up's index holds nothing yet: no identity to look up (and no
+    // filter probe, a cache miss each, for every line).
+    let maybe: BTreeSet<IdentityHash> = if index.state().entries == 0 {
+        BTreeSet::new()
+    } else {
+        rows.par_iter()
+            .map(|r| r.hash)
+            .filter(|h| index.may_contain(h))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect()
+    };
     let mut existing = index.lookup(&maybe).await?;
+    let mut days_seen: foldhash::HashSet<i32> = foldhash::HashSet::default();
     for group in rows.chunk_by(|a, b| a.hash == b.hash) {
-        let mut days: Days = existing.remove(&group[0].hash).unwrap_or_default();
+        let Some(mut days) = existing.remove(&group[0].hash) else {
+            // Never seen before (almost every line): the group's entries are its days,
+            // one each, none delivered before.
+            days_seen.extend(group.iter().map(|r| r.date));
+            if group.len() > 1 {
+                let winner = group.iter().max_by_key(|r| r.version).expect("non-empty");
+                moved.insert(
+                    group[0].hash,
+                    group
+                        .iter()
+                        .filter(|r| r.date != winner.date)
+                        .map(|r| (r.date, winner.version))
+                        .collect(),
+                );
+            }
+            continue;
+        };
         for r in group {
-            out.days.insert(r.date);
+            days_seen.insert(r.date);
             if days.contains_key(&r.date) {
                 // Delivered on this day before: the day now holds two versions.
                 out.duplicated.insert(r.date);
@@ -193,9 +229,51 @@ async fn absorb_group(
             );
         }
     }
+    out.days.extend(days_seen);
     // The entries reuse the rows' allocation: a first roll-up holds every line's
     // identity here once, not twice.
     index.append(rows).await
+}
+
+/// Sorts `rows` by index bucket, then by (identity, day, latest version first): the
+/// buckets by one in-place counting pass (American flag), then each bucket on the
+/// thread pool. A comparison sort with the bucket in its key would divide twice per
+/// comparison, and sort 10⁸ entries as one.
+fn sort_by_bucket(rows: &mut [Entry], buckets: u32) {
+    let n = buckets as usize;
+    let mut ends = vec![0usize; n];
+    for r in rows.iter() {
+        ends[r.hash.bucket(buckets) as usize] += 1;
+    }
+    let mut heads = vec![0usize; n];
+    let mut at = 0;
+    for b in 0..n {
+        heads[b] = at;
+        at += ends[b];
+        ends[b] = at;
+    }
+    let starts = heads.clone();
+    for b in 0..n {
+        while heads[b] < ends[b] {
+            let t = rows[heads[b]].hash.bucket(buckets) as usize;
+            if t == b {
+                heads[b] += 1;
+            } else {
+                rows.swap(heads[b], heads[t]);
+                heads[t] += 1;
+            }
+        }
+    }
+    let mut parts = Vec::with_capacity(n);
+    let mut rest = rows;
+    for b in 0..n {
+        let (part, tail) = rest.split_at_mut(ends[b] - starts[b]);
+        parts.push(part);
+        rest = tail;
+    }
+    parts.into_par_iter().for_each(|p| {
+        p.sort_unstable_by(|a, b| (a.hash, a.date, b.version).cmp(&(b.hash, b.date, a.version)))
+    });
 }
 
 /// Records in `superseded` the days each moved identity lost, reading the identities'

@@ -4,6 +4,8 @@
 //! releases or processes: no `std` hasher (its algorithm is unspecified), but a fixed
 //! mix of FNV-1a and the murmur3 finaliser written out here.
 
+use rayon::prelude::*;
+
 /// The identity of an invoice line (contract §2.1) hashed to 128 bits: two independent
 /// 64-bit halves. Collisions among 10⁹ identities have probability ≈ 10⁻²⁰.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -82,6 +84,15 @@ const BLOCK_WORDS: usize = 8;
 /// Set in the stored probe count of a blocked filter.
 const BLOCKED_FLAG: u32 = 1 << 31;
 
+/// Bit `i` of a key's probes within its 512-bit block: nine bits per probe from the
+/// low half of the hash, mixed per probe.
+#[inline]
+fn block_bit(h: &IdentityHash, i: u64) -> usize {
+    let x = h.lo.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let x = (x ^ (x >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (x >> 55) as usize
+}
+
 impl Bloom {
     /// An empty filter for `capacity` keys (at least 4096).
     pub fn with_capacity(capacity: u64) -> Self {
@@ -104,11 +115,7 @@ impl Bloom {
     fn probe(&self, h: &IdentityHash, i: u64) -> (usize, u64) {
         let p = if self.blocked {
             let blocks = (self.bits.len() / BLOCK_WORDS) as u64;
-            let base = (h.hi % blocks) as usize * BLOCK_WORDS * 64;
-            // Nine bits per probe from the other half of the hash, mixed per probe.
-            let x = h.lo.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            let x = (x ^ (x >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            base + (x >> 55) as usize
+            (h.hi % blocks) as usize * BLOCK_WORDS * 64 + block_bit(h, i)
         } else {
             let m = self.bits.len() as u64 * 64;
             let (start, stride) = (h.hi, h.lo | 1);
@@ -123,6 +130,40 @@ impl Bloom {
             let (w, mask) = self.probe(h, i);
             self.bits[w] |= mask;
         }
+    }
+
+    /// Adds the keys of `items`. A large blocked filter is filled on every core, each
+    /// thread owning a range of blocks (a key's probes all fall in its block), so no
+    /// two threads write one word; each thread reads every key and keeps its own.
+    pub fn insert_many<T: Sync>(&mut self, items: &[T], key: impl Fn(&T) -> IdentityHash + Sync) {
+        let threads = rayon::current_num_threads();
+        if !self.blocked || threads < 2 || items.len() < 1 << 16 {
+            for it in items {
+                self.insert(&key(it));
+            }
+            return;
+        }
+        let blocks = self.bits.len() / BLOCK_WORDS;
+        let per = blocks.div_ceil(threads);
+        let probes = u64::from(self.probes);
+        self.bits
+            .par_chunks_mut(per * BLOCK_WORDS)
+            .enumerate()
+            .for_each(|(part, words)| {
+                let range = part * per..part * per + words.len() / BLOCK_WORDS;
+                for it in items {
+                    let h = key(it);
+                    let b = (h.hi % blocks as u64) as usize;
+                    if !range.contains(&b) {
+                        continue;
+                    }
+                    let base = (b - range.start) * BLOCK_WORDS * 64;
+                    for i in 0..probes {
+                        let p = base + block_bit(&h, i);
+                        words[p / 64] |= 1 << (p % 64);
+                    }
+                }
+            });
     }
 
     /// False when the key was certainly never inserted.
@@ -205,6 +246,23 @@ mod tests {
         let round = Bloom::from_bytes(&b.to_bytes()).unwrap();
         assert_eq!(round, b);
         assert!(Bloom::from_bytes(b"xx").is_none());
+    }
+
+    /// Filling on every core sets the same bits as one insert after another.
+    #[test]
+    fn insert_many_sets_the_bits_insert_sets() {
+        let keys: Vec<IdentityHash> = (0..200_000)
+            .map(|i| IdentityHash::of("D", &format!("I{i}"), i))
+            .collect();
+        let mut one = Bloom::with_capacity(300_000);
+        keys.iter().for_each(|h| one.insert(h));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let mut many = Bloom::with_capacity(300_000);
+        pool.install(|| many.insert_many(&keys, |h| *h));
+        assert_eq!(many, one);
     }
 
     /// A filter stored before the blocked layout (probes without the flag, bits

@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::task::Poll;
 
 use arrow::array::{
     ArrayRef, Date32Array, Date32Builder, Int32Array, Int32Builder, Int64Array, Int64Builder,
@@ -25,8 +26,10 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
+use datafusion::parquet::file::properties::WriterProperties;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use spectra_core::schema::{from_parquet, to_parquet};
+use spectra_core::schema::{encode_parquet_with, from_parquet};
 use spectra_core::Storage;
 
 use crate::hash::{Bloom, IdentityHash};
@@ -166,7 +169,32 @@ fn encode(entries: &[Entry]) -> Result<Bytes, Error> {
         Arc::new(line.finish()),
     ];
     let batch = RecordBatch::try_new(entry_schema(), cols)?;
-    Ok(to_parquet(entry_schema(), &[batch])?)
+    Ok(encode_parquet_with(
+        entry_schema(),
+        entry_properties(),
+        [Ok(batch)],
+    )?)
+}
+
+/// How index files are encoded: the hash halves and the versions are nearly all
+/// distinct, so they get no dictionary (building one for every value and then giving
+/// it up was a tenth of a first roll-up), and the hash halves, random bits, are not
+/// compressed. The date and the partition repeat: dictionaries.
+fn entry_properties() -> WriterProperties {
+    use datafusion::parquet::basic::{Compression, ZstdLevel};
+    use datafusion::parquet::schema::types::ColumnPath;
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("valid level"),
+        ))
+        .set_dictionary_enabled(false);
+    for c in ["hash_hi", "hash_lo"] {
+        b = b.set_column_compression(ColumnPath::from(c), Compression::UNCOMPRESSED);
+    }
+    for c in ["date", "source_partition"] {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(c), true);
+    }
+    b.build()
 }
 
 fn decode(path: &str, data: Bytes, out: &mut Vec<Entry>) -> Result<(), Error> {
@@ -288,6 +316,11 @@ impl IdentityIndex {
         &self.state
     }
 
+    /// The number of hash buckets of the base files.
+    pub fn buckets(&self) -> u32 {
+        self.state.buckets
+    }
+
     /// False when the identity was certainly never added.
     pub fn may_contain(&self, h: &IdentityHash) -> bool {
         self.bloom.may_contain(h)
@@ -360,9 +393,7 @@ impl IdentityIndex {
                 self.bloom = Bloom::with_capacity(wanted);
             }
         }
-        for e in &entries {
-            self.bloom.insert(&e.hash);
-        }
+        self.bloom.insert_many(&entries, |e| e.hash);
         self.bloom_changed = true;
         self.state.entries += entries.len() as u64;
         if self.building {
@@ -405,36 +436,81 @@ impl IdentityIndex {
     async fn write_base(&mut self, mut entries: Vec<Entry>) -> Result<(), Error> {
         // Grouped by bucket in place, each bucket in the order a fresh build hands them
         // (identity, day, latest version first): a first roll-up's entries are every
-        // line's identity, not to be copied again.
+        // line's identity, not to be copied again. A build's absorb hands them in this
+        // order already.
         let buckets = self.state.buckets;
-        entries.sort_unstable_by(|a, b| {
+        let order = |a: &Entry, b: &Entry| {
             (a.hash.bucket(buckets), a.hash, a.date, b.version).cmp(&(
                 b.hash.bucket(buckets),
                 b.hash,
                 b.date,
                 a.version,
             ))
-        });
-        for new in entries.chunk_by(|a, b| a.hash.bucket(buckets) == b.hash.bucket(buckets)) {
-            let path = bucket_path(new[0].hash.bucket(buckets));
-            let mut all = Vec::new();
-            self.read(&path, &mut all).await?;
-            // A fresh build hands entries already sorted and unique per (identity, day);
-            // merging with a base file or several deltas needs the sort.
-            let merging = !all.is_empty()
-                || new
-                    .windows(2)
-                    .any(|w| (w[0].hash, w[0].date) >= (w[1].hash, w[1].date));
-            all.extend_from_slice(new);
-            // Latest version per (identity, day), in hash order.
-            if merging {
-                all.sort_unstable_by(|a, b| {
-                    (a.hash, a.date, b.version).cmp(&(b.hash, b.date, a.version))
-                });
-                all.dedup_by(|later, first| later.hash == first.hash && later.date == first.date);
-            }
-            self.storage.put(&path, encode(&all)?).await?;
+        };
+        if !entries.is_sorted_by(|a, b| order(a, b).is_le()) {
+            entries.par_sort_unstable_by(order);
         }
+        let groups: Vec<&[Entry]> = entries
+            .chunk_by(|a, b| a.hash.bucket(buckets) == b.hash.bucket(buckets))
+            .collect();
+        // Buckets a few at a time: each read, merged and encoded on the thread pool
+        // (a build writes 256 of them), then stored while the next few are encoded.
+        let mut stored: Vec<(String, Bytes)> = Vec::new();
+        for batch in groups.chunks(16) {
+            let mut merged = Vec::with_capacity(batch.len());
+            for new in batch {
+                let path = bucket_path(new[0].hash.bucket(buckets));
+                let mut all = Vec::new();
+                self.read(&path, &mut all).await?;
+                merged.push((path, all, *new));
+            }
+            let mut puts = std::pin::pin!(self.put_all(std::mem::take(&mut stored)));
+            // Started (a local write runs on the blocking pool once started), then
+            // awaited after this batch is encoded.
+            let started = futures::poll!(&mut puts);
+            let storing = started.is_pending();
+            if let Poll::Ready(done) = started {
+                done?;
+            }
+            stored = merged
+                .into_par_iter()
+                .map(|(path, mut all, new)| {
+                    // A fresh build hands entries already sorted and unique per
+                    // (identity, day); merging with a base file or several deltas
+                    // needs the sort.
+                    let merging = !all.is_empty()
+                        || new
+                            .windows(2)
+                            .any(|w| (w[0].hash, w[0].date) >= (w[1].hash, w[1].date));
+                    if !merging {
+                        return Ok((path, encode(new)?));
+                    }
+                    all.extend_from_slice(new);
+                    // Latest version per (identity, day), in hash order.
+                    all.sort_unstable_by(|a, b| {
+                        (a.hash, a.date, b.version).cmp(&(b.hash, b.date, a.version))
+                    });
+                    all.dedup_by(|later, first| {
+                        later.hash == first.hash && later.date == first.date
+                    });
+                    Ok((path, encode(&all)?))
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            if storing {
+                puts.await?;
+            }
+        }
+        self.put_all(stored).await
+    }
+
+    /// Stores objects side by side (each local write waits on its own `fsync`).
+    async fn put_all(&self, objects: Vec<(String, Bytes)>) -> Result<(), Error> {
+        futures::future::try_join_all(
+            objects
+                .into_iter()
+                .map(|(path, data)| async move { self.storage.put(&path, data).await }),
+        )
+        .await?;
         Ok(())
     }
 
@@ -461,9 +537,7 @@ impl IdentityIndex {
             let mut part = Vec::new();
             self.read(&bucket_path(b), &mut part).await?;
             total += part.len() as u64;
-            for e in &part {
-                bloom.insert(&e.hash);
-            }
+            bloom.insert_many(&part, |e| e.hash);
         }
         self.bloom = bloom;
         self.state.entries = total;

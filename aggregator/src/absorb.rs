@@ -171,11 +171,11 @@ async fn absorb_group(
     let buckets = index.buckets();
     sort_by_bucket(&mut rows, buckets);
     for w in rows.windows(2) {
-        if w[0].hash == w[1].hash && w[0].date == w[1].date {
+        if w[0].same_day(&w[1]) {
             out.duplicated.insert(w[0].date);
         }
     }
-    rows.dedup_by(|later, first| later.hash == first.hash && later.date == first.date);
+    rows.dedup_by(|later, first| later.same_day(first));
 
     // A first roll-up's index holds nothing yet: no identity to look up (and no
     // filter probe, a cache miss each, for every line).
@@ -271,9 +271,9 @@ fn sort_by_bucket(rows: &mut [Entry], buckets: u32) {
         parts.push(part);
         rest = tail;
     }
-    parts.into_par_iter().for_each(|p| {
-        p.sort_unstable_by(|a, b| (a.hash, a.date, b.version).cmp(&(b.hash, b.date, a.version)))
-    });
+    parts
+        .into_par_iter()
+        .for_each(|p| p.sort_unstable_by(Entry::latest_first));
 }
 
 /// Records in `superseded` the days each moved identity lost, reading the identities'

@@ -178,6 +178,10 @@ async fn pass(
         } else {
             Superseded::load(storage).await?
         };
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "pass prepared: state, raw listing, index and superseded lines loaded"
+        );
         let t = Instant::now();
         lease.check().await?;
         let absorbed = absorb::absorb(

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use datafusion::execution::context::SessionContext;
+use futures::{StreamExt, TryStreamExt};
 use rayon::prelude::*;
 use spectra_core::schema::{raw_invoice_schema, to_parquet};
 use spectra_core::Storage;
@@ -15,6 +16,9 @@ use crate::session::{query, register_files};
 use crate::superseded::Superseded;
 use crate::{daily_schema, date_of, outlet_daily_schema, Error};
 use spectra_core::tables::layout;
+
+/// Day tables stored at once.
+const PUTS_AT_ONCE: usize = 16;
 
 /// Path of a day's daily table.
 pub fn daily_path(date: i32) -> String {
@@ -37,6 +41,7 @@ pub async fn reroll(
     duplicated: &BTreeSet<i32>,
     superseded: &Superseded,
 ) -> Result<BTreeMap<i32, u64>, Error> {
+    let started = std::time::Instant::now();
     let moved_days = superseded.dates();
     let (mut dedup, mut clean) = (Vec::new(), Vec::new());
     for (day, paths) in files {
@@ -60,6 +65,7 @@ pub async fn reroll(
         &format!("SELECT {} FROM raw_days", VERSIONED_COLUMNS.join(", ")),
     )
     .await?;
+    let read_ms = started.elapsed().as_millis() as u64;
     let days: Vec<i32> = files.keys().copied().collect();
     let rolled = roll::roll(&clean_lines, &versioned, superseded, &days)?;
     drop((clean_lines, versioned));
@@ -81,11 +87,27 @@ pub async fn reroll(
             ))
         })
         .collect::<Result<Vec<_>, Error>>()?;
+    let rolled_ms = started.elapsed().as_millis() as u64 - read_ms;
+    // Stored side by side: a local write waits on its own `fsync`, an S3 put on a
+    // round trip; one after another they were most of a daily pass's re-roll.
     let mut rows = BTreeMap::new();
+    let mut puts = Vec::with_capacity(encoded.len() * 2);
     for (date, n, d, o) in encoded {
-        storage.put(&daily_path(date), d).await?;
-        storage.put(&outlet_daily_path(date), o).await?;
+        puts.push((daily_path(date), d));
+        puts.push((outlet_daily_path(date), o));
         rows.insert(date, n);
     }
+    futures::stream::iter(puts)
+        .map(|(path, data)| async move { storage.put(&path, data).await })
+        .buffer_unordered(PUTS_AT_ONCE)
+        .try_collect::<()>()
+        .await?;
+    tracing::debug!(
+        days = days.len(),
+        read_ms,
+        rolled_ms,
+        stored_ms = started.elapsed().as_millis() as u64 - read_ms - rolled_ms,
+        "re-rolled: lines read, rolled up and encoded, tables stored"
+    );
     Ok(rows)
 }

@@ -50,9 +50,12 @@ pub struct IndexState {
     pub deltas: Vec<String>,
     /// Sequence number of the next delta file.
     pub next_delta: u64,
-    /// (identity, date) entries in the base files and deltas (an upper bound: deltas may
-    /// repeat an entry with a newer version).
+    /// (identity, date) entries in the base files, the merged level and the deltas (an
+    /// upper bound: deltas may repeat an entry with a newer version).
     pub entries: u64,
+    /// Of those, entries in the merged level (see [`crate::index`]; an upper bound).
+    #[serde(default)]
+    pub merged_entries: u64,
 }
 
 impl State {

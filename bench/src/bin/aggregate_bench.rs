@@ -272,7 +272,10 @@ async fn main() -> anyhow::Result<()> {
                 let data = to_parquet(raw_invoice_schema(), &[b.finish()])?;
                 storage
                     .put(
-                        &format!("raw/invoices/date={date}/corrections-{i}.parquet"),
+                        // Named by the day added too: raw objects are written once
+                        // (the aggregator tells new ones by path and size), and a name
+                        // reused by a later add-day would overwrite an absorbed one.
+                        &format!("raw/invoices/date={date}/corrections-{days}-{i}.parquet"),
                         data,
                     )
                     .await?;

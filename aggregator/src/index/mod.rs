@@ -10,31 +10,38 @@
 //! - a Bloom filter over every identity seen (`identity.bloom`, 16 bits per key) tells
 //!   "certainly new" for almost every new line without reading anything else;
 //! - only the few "maybe seen" identities (real corrections and ≈ 0.05 % false
-//!   positives) are looked up, in the base file of their hash bucket
+//!   positives) are looked up, in the base and merged files of their hash bucket
 //!   (`identities/bucket=NNN.parquet`) and in the recent delta files;
 //! - each run appends its new entries as one delta file; after [`MAX_DELTAS`] deltas
-//!   (or when the filter is full) the deltas are merged into the base buckets and the
-//!   filter is rebuilt, so the merge cost is amortised over many runs.
+//!   (or when the filter is full) the deltas are merged into a second, smaller set of
+//!   bucket files (the merged level, `identities/merged/bucket=NNN.parquet`), and the
+//!   merged level into the base only once it holds more than 1/[`MERGED_SHARE`] of the
+//!   entries: a merge of a few weeks of deltas then rewrites those weeks, not the
+//!   whole history, and the base is rewritten once per many merges;
+//! - the stored filter covers the base files only: a run reads the few deltas anyway
+//!   (for lookups) and adds their identities to its copy, so a daily run does not
+//!   rewrite the whole filter (tens of megabytes) to add a day's identities. It is
+//!   written when the base is built and when deltas are merged — before the
+//!   merged deltas are deleted, so no state, committed or not, can see an identity the
+//!   stored filter and the listed deltas both miss;
+//! - base files are written in row groups of [`ROW_GROUP_ROWS`] with the hash range of
+//!   each in the footer, so a lookup decodes only the row groups that can hold one of
+//!   its identities, not whole buckets.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 use std::task::Poll;
 
-use arrow::array::{
-    ArrayRef, Date32Array, Date32Builder, Int32Array, Int32Builder, Int64Array, Int64Builder,
-    RecordBatch, UInt64Array, UInt64Builder,
-};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
-use datafusion::parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use spectra_core::schema::{encode_parquet_with, from_parquet};
 use spectra_core::Storage;
 
 use crate::hash::{Bloom, IdentityHash};
 use crate::state::IndexState;
 use crate::Error;
+use file::{decode, decode_holding, encode};
+
+mod file;
 
 /// Folder of the index, relative to the storage root.
 pub const INDEX_DIR: &str = "state/aggregate/identities";
@@ -42,6 +49,11 @@ pub const INDEX_DIR: &str = "state/aggregate/identities";
 pub const BUCKETS: u32 = 256;
 /// Delta files kept before they are merged into the base.
 pub const MAX_DELTAS: usize = 16;
+/// The merged level is merged into the base once it holds more than this share
+/// (1/n) of the entries.
+pub const MERGED_SHARE: u64 = 8;
+/// Entries per row group of an index file: a lookup decodes whole row groups.
+pub const ROW_GROUP_ROWS: usize = 4096;
 
 /// The version order of redeliveries (README, raw/invoices): a greater version wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -130,101 +142,16 @@ pub struct Entry {
     pub version: Version,
 }
 
-fn entry_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("hash_hi", DataType::UInt64, false),
-        Field::new("hash_lo", DataType::UInt64, false),
-        Field::new("date", DataType::Date32, false),
-        Field::new("kafka_timestamp_ms", DataType::Int64, false),
-        Field::new("source_partition", DataType::Int32, false),
-        Field::new("source_offset", DataType::Int64, false),
-        Field::new("source_line", DataType::Int32, false),
-    ]))
-}
+impl Entry {
+    /// The order of index files: by identity, then day, the latest version first.
+    pub fn latest_first(&self, other: &Self) -> std::cmp::Ordering {
+        (self.hash, self.date, other.version).cmp(&(other.hash, other.date, self.version))
+    }
 
-fn encode(entries: &[Entry]) -> Result<Bytes, Error> {
-    let mut hi = UInt64Builder::with_capacity(entries.len());
-    let mut lo = UInt64Builder::with_capacity(entries.len());
-    let mut date = Date32Builder::with_capacity(entries.len());
-    let mut ts = Int64Builder::with_capacity(entries.len());
-    let mut part = Int32Builder::with_capacity(entries.len());
-    let mut off = Int64Builder::with_capacity(entries.len());
-    let mut line = Int32Builder::with_capacity(entries.len());
-    for e in entries {
-        hi.append_value(e.hash.hi);
-        lo.append_value(e.hash.lo);
-        date.append_value(e.date);
-        ts.append_value(e.version.timestamp_ms);
-        part.append_value(e.version.partition);
-        off.append_value(e.version.offset);
-        line.append_value(e.version.line);
+    /// The same identity on the same day (one of the two is kept).
+    pub fn same_day(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.date == other.date
     }
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(hi.finish()),
-        Arc::new(lo.finish()),
-        Arc::new(date.finish()),
-        Arc::new(ts.finish()),
-        Arc::new(part.finish()),
-        Arc::new(off.finish()),
-        Arc::new(line.finish()),
-    ];
-    let batch = RecordBatch::try_new(entry_schema(), cols)?;
-    Ok(encode_parquet_with(
-        entry_schema(),
-        entry_properties(),
-        [Ok(batch)],
-    )?)
-}
-
-/// How index files are encoded: the hash halves and the versions are nearly all
-/// distinct, so they get no dictionary (building one for every value and then giving
-/// it up was a tenth of a first roll-up), and the hash halves, random bits, are not
-/// compressed. The date and the partition repeat: dictionaries.
-fn entry_properties() -> WriterProperties {
-    use datafusion::parquet::basic::{Compression, ZstdLevel};
-    use datafusion::parquet::schema::types::ColumnPath;
-    let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("valid level"),
-        ))
-        .set_dictionary_enabled(false);
-    for c in ["hash_hi", "hash_lo"] {
-        b = b.set_column_compression(ColumnPath::from(c), Compression::UNCOMPRESSED);
-    }
-    for c in ["date", "source_partition"] {
-        b = b.set_column_dictionary_enabled(ColumnPath::from(c), true);
-    }
-    b.build()
-}
-
-fn decode(path: &str, data: Bytes, out: &mut Vec<Entry>) -> Result<(), Error> {
-    let bad = || Error::Corrupt(format!("{path}: not an identity index file"));
-    for b in from_parquet(data)? {
-        let col = |i: usize| b.column(i).as_any();
-        let hi = col(0).downcast_ref::<UInt64Array>().ok_or_else(bad)?;
-        let lo = col(1).downcast_ref::<UInt64Array>().ok_or_else(bad)?;
-        let date = col(2).downcast_ref::<Date32Array>().ok_or_else(bad)?;
-        let ts = col(3).downcast_ref::<Int64Array>().ok_or_else(bad)?;
-        let part = col(4).downcast_ref::<Int32Array>().ok_or_else(bad)?;
-        let off = col(5).downcast_ref::<Int64Array>().ok_or_else(bad)?;
-        let line = col(6).downcast_ref::<Int32Array>().ok_or_else(bad)?;
-        for i in 0..b.num_rows() {
-            out.push(Entry {
-                hash: IdentityHash {
-                    hi: hi.value(i),
-                    lo: lo.value(i),
-                },
-                date: date.value(i),
-                version: Version {
-                    timestamp_ms: ts.value(i),
-                    partition: part.value(i),
-                    offset: off.value(i),
-                    line: line.value(i),
-                },
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Per identity: its days and the latest version on each.
@@ -249,12 +176,22 @@ pub struct IdentityIndex {
     epoch: u64,
     /// Built from nothing in this pass: entries go straight into the base buckets.
     building: bool,
-    /// The filter changed since it was last written ([`IdentityIndex::finish`]).
+    /// A base built in this pass whose filter [`IdentityIndex::finish`] writes.
     bloom_changed: bool,
 }
 
-fn bucket_path(b: u32) -> String {
-    format!("{INDEX_DIR}/bucket={b:03}.parquet")
+/// The two sets of bucket files: the base, and the merged deltas not yet in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Base,
+    Merged,
+}
+
+fn bucket_path(level: Level, b: u32) -> String {
+    match level {
+        Level::Base => format!("{INDEX_DIR}/bucket={b:03}.parquet"),
+        Level::Merged => format!("{INDEX_DIR}/merged/bucket={b:03}.parquet"),
+    }
 }
 
 fn bloom_path() -> String {
@@ -295,7 +232,7 @@ impl IdentityIndex {
         let bloom = Bloom::from_bytes(&data).ok_or_else(|| {
             Error::Corrupt(format!("{path} is not a Bloom filter; run with --full"))
         })?;
-        Ok(Self {
+        let mut index = Self {
             storage,
             state,
             bloom,
@@ -303,7 +240,13 @@ impl IdentityIndex {
             epoch: 0,
             building: false,
             bloom_changed: false,
-        })
+        };
+        // The stored filter covers the base; the deltas' identities are added here.
+        let mut deltas = std::mem::take(&mut index.deltas);
+        let loaded = index.load_deltas(&mut deltas).await?;
+        index.bloom.insert_many(loaded, |e| e.hash);
+        index.deltas = deltas;
+        Ok(index)
     }
 
     /// Names this pass's delta files with its lease epoch.
@@ -333,15 +276,20 @@ impl IdentityIndex {
         Ok(())
     }
 
-    async fn load_deltas(&mut self) -> Result<&[Entry], Error> {
-        if self.deltas.is_none() {
+    /// Reads the listed deltas into `into` unless they were read (a delta a crashed
+    /// compaction deleted reads as empty: its entries are in the base and the filter).
+    async fn load_deltas<'a>(
+        &self,
+        into: &'a mut Option<Vec<Entry>>,
+    ) -> Result<&'a [Entry], Error> {
+        if into.is_none() {
             let mut all = Vec::new();
             for d in &self.state.deltas {
                 self.read(&format!("{INDEX_DIR}/{d}"), &mut all).await?;
             }
-            self.deltas = Some(all);
+            *into = Some(all);
         }
-        Ok(self.deltas.as_deref().unwrap_or_default())
+        Ok(into.as_deref().unwrap_or_default())
     }
 
     /// The days (and latest versions) the index holds for each of `hashes`.
@@ -353,20 +301,43 @@ impl IdentityIndex {
         if hashes.is_empty() {
             return Ok(found);
         }
-        let buckets: BTreeSet<u32> = hashes
-            .iter()
-            .map(|h| h.bucket(self.state.buckets))
-            .collect();
-        let mut base = Vec::new();
-        for b in buckets {
-            self.read(&bucket_path(b), &mut base).await?;
+        let mut wanted: BTreeMap<u32, Vec<IdentityHash>> = BTreeMap::new();
+        for h in hashes {
+            wanted
+                .entry(h.bucket(self.state.buckets))
+                .or_default()
+                .push(*h);
         }
-        let deltas = self.load_deltas().await?;
-        for e in base.iter().chain(deltas) {
+        // The buckets fetched side by side, then only their row groups whose hash
+        // range holds a wanted identity decoded, on the thread pool.
+        let storage = &self.storage;
+        let files = futures::future::try_join_all(
+            wanted
+                .into_iter()
+                .flat_map(|(b, hs)| [(Level::Base, b, hs.clone()), (Level::Merged, b, hs)])
+                .map(|(level, b, hs)| async move {
+                    let path = bucket_path(level, b);
+                    Ok::<_, Error>(storage.get(&path).await?.map(|d| (path, d, hs)))
+                }),
+        )
+        .await?;
+        let base = files
+            .into_par_iter()
+            .flatten()
+            .map(|(path, data, hs)| {
+                let mut out = Vec::new();
+                decode_holding(&path, data, &hs, &mut out)?;
+                Ok(out)
+            })
+            .collect::<Result<Vec<Vec<Entry>>, Error>>()?;
+        let mut deltas = self.deltas.take();
+        let loaded = self.load_deltas(&mut deltas).await?;
+        for e in base.iter().flatten().chain(loaded) {
             if hashes.contains(&e.hash) {
                 merge_into(&mut found, e);
             }
         }
+        self.deltas = deltas;
         Ok(found)
     }
 
@@ -394,10 +365,11 @@ impl IdentityIndex {
             }
         }
         self.bloom.insert_many(&entries, |e| e.hash);
-        self.bloom_changed = true;
         self.state.entries += entries.len() as u64;
         if self.building {
-            self.write_base(entries).await?;
+            self.bloom_changed = true;
+            let dropped = self.write_level(Level::Base, entries).await?;
+            self.state.entries = self.state.entries.saturating_sub(dropped);
         } else {
             // The lease epoch in the name: a fenced pass's delta never overwrites the
             // delta of the pass that took over.
@@ -420,32 +392,37 @@ impl IdentityIndex {
         Ok(())
     }
 
-    /// Writes the filter when appends changed it (once per pass: at national scale it
-    /// is hundreds of megabytes).
+    /// Writes the filter of a base built in this pass (once per pass: at national scale
+    /// it is hundreds of megabytes). A pass that only added a delta writes nothing: the
+    /// next reads the delta into its filter.
     pub async fn finish(&mut self) -> Result<(), Error> {
         if self.bloom_changed {
-            self.storage
-                .put(&bloom_path(), Bytes::from(self.bloom.to_bytes()))
-                .await?;
+            self.write_bloom().await?;
             self.bloom_changed = false;
         }
         Ok(())
     }
 
-    /// Merges `entries` into the base buckets they fall in.
-    async fn write_base(&mut self, mut entries: Vec<Entry>) -> Result<(), Error> {
+    async fn write_bloom(&self) -> Result<(), Error> {
+        self.storage
+            .put(&bloom_path(), Bytes::from(self.bloom.to_bytes()))
+            .await?;
+        Ok(())
+    }
+
+    /// Merges `entries` into the bucket files of `level` they fall in; returns how many
+    /// entries the merge found already held (the same identity and day: one is kept).
+    async fn write_level(&mut self, level: Level, mut entries: Vec<Entry>) -> Result<u64, Error> {
         // Grouped by bucket in place, each bucket in the order a fresh build hands them
         // (identity, day, latest version first): a first roll-up's entries are every
         // line's identity, not to be copied again. A build's absorb hands them in this
         // order already.
         let buckets = self.state.buckets;
         let order = |a: &Entry, b: &Entry| {
-            (a.hash.bucket(buckets), a.hash, a.date, b.version).cmp(&(
-                b.hash.bucket(buckets),
-                b.hash,
-                b.date,
-                a.version,
-            ))
+            a.hash
+                .bucket(buckets)
+                .cmp(&b.hash.bucket(buckets))
+                .then_with(|| a.latest_first(b))
         };
         if !entries.is_sorted_by(|a, b| order(a, b).is_le()) {
             entries.par_sort_unstable_by(order);
@@ -456,14 +433,15 @@ impl IdentityIndex {
         // Buckets a few at a time: each read, merged and encoded on the thread pool
         // (a build writes 256 of them), then stored while the next few are encoded.
         let mut stored: Vec<(String, Bytes)> = Vec::new();
+        let mut dropped = 0;
         for batch in groups.chunks(16) {
-            let mut merged = Vec::with_capacity(batch.len());
-            for new in batch {
-                let path = bucket_path(new[0].hash.bucket(buckets));
-                let mut all = Vec::new();
-                self.read(&path, &mut all).await?;
-                merged.push((path, all, *new));
-            }
+            let storage = &self.storage;
+            let fetched = futures::future::try_join_all(batch.iter().map(|new| async move {
+                let path = bucket_path(level, new[0].hash.bucket(buckets));
+                let data = storage.get(&path).await?;
+                Ok::<_, Error>((path, data, *new))
+            }))
+            .await?;
             let mut puts = std::pin::pin!(self.put_all(std::mem::take(&mut stored)));
             // Started (a local write runs on the blocking pool once started), then
             // awaited after this batch is encoded.
@@ -472,35 +450,46 @@ impl IdentityIndex {
             if let Poll::Ready(done) = started {
                 done?;
             }
-            stored = merged
+            let written = fetched
                 .into_par_iter()
-                .map(|(path, mut all, new)| {
+                .map(|(path, data, new)| {
+                    let mut all = Vec::new();
+                    if let Some(data) = data {
+                        decode(&path, data, &mut all)?;
+                    }
                     // A fresh build hands entries already sorted and unique per
                     // (identity, day); merging with a base file or several deltas
                     // needs the sort.
                     let merging = !all.is_empty()
                         || new
                             .windows(2)
-                            .any(|w| (w[0].hash, w[0].date) >= (w[1].hash, w[1].date));
+                            .any(|w| w[0].same_day(&w[1]) || w[0].latest_first(&w[1]).is_gt());
                     if !merging {
-                        return Ok((path, encode(new)?));
+                        return Ok((path, encode(new)?, 0));
                     }
+                    let before = all.len() + new.len();
                     all.extend_from_slice(new);
-                    // Latest version per (identity, day), in hash order.
-                    all.sort_unstable_by(|a, b| {
-                        (a.hash, a.date, b.version).cmp(&(b.hash, b.date, a.version))
-                    });
-                    all.dedup_by(|later, first| {
-                        later.hash == first.hash && later.date == first.date
-                    });
-                    Ok((path, encode(&all)?))
+                    // Latest version per (identity, day), in hash order. Stable: the
+                    // base file and the new entries are two sorted runs, merged in
+                    // one linear pass.
+                    all.sort_by(Entry::latest_first);
+                    all.dedup_by(|later, first| later.same_day(first));
+                    Ok((path, encode(&all)?, (before - all.len()) as u64))
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
+            stored = written
+                .into_iter()
+                .map(|(path, data, gone)| {
+                    dropped += gone;
+                    (path, data)
+                })
+                .collect();
             if storing {
                 puts.await?;
             }
         }
-        self.put_all(stored).await
+        self.put_all(stored).await?;
+        Ok(dropped)
     }
 
     /// Stores objects side by side (each local write waits on its own `fsync`).
@@ -514,8 +503,10 @@ impl IdentityIndex {
         Ok(())
     }
 
-    /// Merges every delta into the base buckets and rebuilds the Bloom filter, sized
-    /// for twice the identities now held.
+    /// Merges every delta into the merged level (and that into the base once it holds
+    /// more than 1/[`MERGED_SHARE`] of the entries), then stores the filter: the one in
+    /// memory, which holds every identity, or one rebuilt from the bucket files, sized
+    /// for twice the identities held, when the index outgrew it.
     async fn compact(&mut self) -> Result<(), Error> {
         let deltas = std::mem::take(&mut self.state.deltas);
         let entries = match self.deltas.take() {
@@ -528,24 +519,64 @@ impl IdentityIndex {
                 all
             }
         };
-        self.write_base(entries).await?;
-        // Sized from the entries counted so far (merging only removes some), filled a
-        // bucket at a time: no list of every identity is held.
-        let mut bloom = Bloom::with_capacity(self.state.entries * 2);
-        let mut total = 0u64;
-        for b in 0..self.state.buckets {
-            let mut part = Vec::new();
-            self.read(&bucket_path(b), &mut part).await?;
-            total += part.len() as u64;
-            bloom.insert_many(&part, |e| e.hash);
+        let outgrown = self.state.entries > self.bloom.capacity();
+        let added = entries.len() as u64;
+        let dropped = self.write_level(Level::Merged, entries).await?;
+        self.state.entries = self.state.entries.saturating_sub(dropped);
+        self.state.merged_entries += added.saturating_sub(dropped);
+        let into_base = self.state.merged_entries * MERGED_SHARE > self.state.entries;
+        if into_base {
+            self.merge_into_base().await?;
         }
-        self.bloom = bloom;
-        self.state.entries = total;
+        if outgrown {
+            // Filled a bucket at a time: no list of every identity is held.
+            let mut bloom = Bloom::with_capacity(self.state.entries * 2);
+            let mut total = 0u64;
+            for b in 0..self.state.buckets {
+                let mut part = Vec::new();
+                self.read(&bucket_path(Level::Base, b), &mut part).await?;
+                self.read(&bucket_path(Level::Merged, b), &mut part).await?;
+                total += part.len() as u64;
+                bloom.insert_many(&part, |e| e.hash);
+            }
+            self.bloom = bloom;
+            self.state.entries = total;
+        }
         self.deltas = Some(Vec::new());
+        // Stored before the merged deltas go: a crash between the two leaves a state
+        // listing deltas that are gone, whose identities this filter then holds.
+        self.write_bloom().await?;
         for d in deltas {
             self.storage.delete(&format!("{INDEX_DIR}/{d}")).await?;
         }
-        tracing::info!(entries = total, "identity index compacted");
+        tracing::info!(
+            entries = self.state.entries,
+            merged_entries = self.state.merged_entries,
+            into_base,
+            outgrown,
+            "identity index compacted"
+        );
+        Ok(())
+    }
+
+    /// Merges the merged level into the base, a few buckets at a time, deleting each
+    /// merged file once the base holds its entries (a crash between the two leaves an
+    /// entry in both: lookups keep the latest version of each, and a later merge one).
+    async fn merge_into_base(&mut self) -> Result<(), Error> {
+        let buckets: Vec<u32> = (0..self.state.buckets).collect();
+        for group in buckets.chunks(16) {
+            let mut entries = Vec::new();
+            for &b in group {
+                self.read(&bucket_path(Level::Merged, b), &mut entries)
+                    .await?;
+            }
+            let dropped = self.write_level(Level::Base, entries).await?;
+            self.state.entries = self.state.entries.saturating_sub(dropped);
+            for &b in group {
+                self.storage.delete(&bucket_path(Level::Merged, b)).await?;
+            }
+        }
+        self.state.merged_entries = 0;
         Ok(())
     }
 }
@@ -559,80 +590,4 @@ pub async fn remove_all(storage: &Storage) -> Result<(), Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(i: u64, date: i32, ts: i64) -> Entry {
-        Entry {
-            hash: IdentityHash::of("D", &format!("I{i}"), 0),
-            date,
-            version: Version {
-                timestamp_ms: ts,
-                partition: 0,
-                offset: ts,
-                line: 0,
-            },
-        }
-    }
-
-    #[tokio::test]
-    async fn deltas_compact_and_lookups_see_every_day_and_latest_version() {
-        let storage = Storage::memory();
-        let mut idx = IdentityIndex::empty(storage.clone());
-        idx.append((0..100).map(|i| entry(i, 1, 1)).collect())
-            .await
-            .unwrap();
-        idx.finish().await.unwrap();
-        assert!(
-            idx.state().deltas.is_empty(),
-            "a fresh index is written as base"
-        );
-        // Identity 7 is corrected on day 2, then again on day 1; identity 8 redelivered.
-        for run in 0..(MAX_DELTAS as i64 + 3) {
-            let mut idx2 = IdentityIndex::open(storage.clone(), idx.state().clone())
-                .await
-                .unwrap();
-            let mut new = vec![entry(1000 + run as u64, 3, 10 + run)];
-            if run == 2 {
-                new.push(entry(7, 2, 50));
-            }
-            if run == 5 {
-                new.push(entry(7, 1, 60));
-                new.push(entry(8, 1, 70));
-            }
-            idx2.append(new).await.unwrap();
-            idx2.finish().await.unwrap();
-            idx = idx2;
-        }
-        assert!(
-            idx.state().deltas.len() < MAX_DELTAS,
-            "compacted: {:?}",
-            idx.state().deltas
-        );
-        let hashes: BTreeSet<IdentityHash> = [
-            entry(7, 0, 0).hash,
-            entry(8, 0, 0).hash,
-            entry(1003, 0, 0).hash,
-            entry(5000, 0, 0).hash,
-        ]
-        .into_iter()
-        .collect();
-        let mut idx = IdentityIndex::open(storage, idx.state().clone())
-            .await
-            .unwrap();
-        let found = idx.lookup(&hashes).await.unwrap();
-        let days = |i: u64| -> Vec<(i32, i64)> {
-            found[&entry(i, 0, 0).hash]
-                .iter()
-                .map(|(d, v)| (*d, v.timestamp_ms))
-                .collect()
-        };
-        assert_eq!(days(7), [(1, 60), (2, 50)]);
-        assert_eq!(days(8), [(1, 70)]);
-        assert_eq!(days(1003), [(3, 13)]);
-        assert!(!found.contains_key(&entry(5000, 0, 0).hash));
-        for i in [0, 99, 1000, 1018] {
-            assert!(idx.may_contain(&entry(i, 0, 0).hash), "{i}");
-        }
-    }
-}
+mod tests;

@@ -224,27 +224,35 @@ impl IdentityIndex {
             empty.state = state;
             return Ok(empty);
         }
-        let path = bloom_path();
-        let data = storage
-            .get(&path)
-            .await?
-            .ok_or_else(|| Error::Corrupt(format!("{path} is missing; run with --full")))?;
-        let bloom = Bloom::from_bytes(&data).ok_or_else(|| {
-            Error::Corrupt(format!("{path} is not a Bloom filter; run with --full"))
-        })?;
         let mut index = Self {
             storage,
             state,
-            bloom,
+            bloom: Bloom::with_capacity(0),
             deltas: None,
             epoch: 0,
             building: false,
             bloom_changed: false,
         };
-        // The stored filter covers the base; the deltas' identities are added here.
-        let mut deltas = std::mem::take(&mut index.deltas);
-        let loaded = index.load_deltas(&mut deltas).await?;
-        index.bloom.insert_many(loaded, |e| e.hash);
+        // The deltas first, then the filter: a merge stores its filter before it
+        // deletes the deltas it merged, so a delta already gone here (merged by a pass
+        // that lost its lease and does not know it yet) is in the filter read next.
+        let mut deltas = None;
+        index.load_deltas(&mut deltas).await?;
+        let path = bloom_path();
+        let data = index
+            .storage
+            .get(&path)
+            .await?
+            .ok_or_else(|| Error::Corrupt(format!("{path} is missing; run with --full")))?;
+        index.bloom = Bloom::from_bytes(&data).ok_or_else(|| {
+            Error::Corrupt(format!("{path} is not a Bloom filter; run with --full"))
+        })?;
+        drop(data);
+        // The stored filter covers the base and merged files; the deltas' identities
+        // are added to this copy.
+        index
+            .bloom
+            .insert_many(deltas.as_deref().unwrap_or_default(), |e| e.hash);
         index.deltas = deltas;
         Ok(index)
     }
@@ -308,31 +316,31 @@ impl IdentityIndex {
                 .or_default()
                 .push(*h);
         }
-        // The buckets fetched side by side, then only their row groups whose hash
-        // range holds a wanted identity decoded, on the thread pool.
+        // The buckets fetched side by side, the merged files before the base ones: a
+        // fold stores a base file before it deletes the merged one, so an entry moved
+        // between the two reads is in the base file read second. Then only the row
+        // groups whose hash range holds a wanted identity are decoded, on the pool.
         let storage = &self.storage;
-        let files = futures::future::try_join_all(
-            wanted
-                .into_iter()
-                .flat_map(|(b, hs)| [(Level::Base, b, hs.clone()), (Level::Merged, b, hs)])
-                .map(|(level, b, hs)| async move {
-                    let path = bucket_path(level, b);
-                    Ok::<_, Error>(storage.get(&path).await?.map(|d| (path, d, hs)))
-                }),
-        )
-        .await?;
-        let base = files
+        let fetch = |level: Level| {
+            futures::future::try_join_all(wanted.iter().map(move |(&b, hs)| async move {
+                let path = bucket_path(level, b);
+                Ok::<_, Error>(storage.get(&path).await?.map(|d| (path, d, hs)))
+            }))
+        };
+        let mut files = fetch(Level::Merged).await?;
+        files.extend(fetch(Level::Base).await?);
+        let held = files
             .into_par_iter()
             .flatten()
             .map(|(path, data, hs)| {
                 let mut out = Vec::new();
-                decode_holding(&path, data, &hs, &mut out)?;
+                decode_holding(&path, data, hs, &mut out)?;
                 Ok(out)
             })
             .collect::<Result<Vec<Vec<Entry>>, Error>>()?;
         let mut deltas = self.deltas.take();
         let loaded = self.load_deltas(&mut deltas).await?;
-        for e in base.iter().flatten().chain(loaded) {
+        for e in held.iter().flatten().chain(loaded) {
             if hashes.contains(&e.hash) {
                 merge_into(&mut found, e);
             }

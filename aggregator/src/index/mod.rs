@@ -284,8 +284,9 @@ impl IdentityIndex {
         Ok(())
     }
 
-    /// Reads the listed deltas into `into` unless they were read (a delta a crashed
-    /// compaction deleted reads as empty: its entries are in the base and the filter).
+    /// Reads the listed deltas into `into` unless they were read (a delta a merge
+    /// deleted reads as empty: its entries are in the merged or base files and in the
+    /// filter stored before the deletion).
     async fn load_deltas<'a>(
         &self,
         into: &'a mut Option<Vec<Entry>>,

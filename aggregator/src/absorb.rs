@@ -197,14 +197,9 @@ async fn absorb_group(
             // one each, none delivered before.
             days_seen.extend(group.iter().map(|r| r.date));
             if group.len() > 1 {
-                let winner = group.iter().max_by_key(|r| r.version).expect("non-empty");
                 moved.insert(
                     group[0].hash,
-                    group
-                        .iter()
-                        .filter(|r| r.date != winner.date)
-                        .map(|r| (r.date, winner.version))
-                        .collect(),
+                    lost_days(group.iter().map(|r| (r.date, r.version))),
                 );
             }
             continue;
@@ -219,20 +214,24 @@ async fn absorb_group(
             *v = (*v).max(r.version);
         }
         if days.len() > 1 {
-            let (&won_on, &winner) = days.iter().max_by_key(|(_, v)| **v).expect("non-empty");
-            moved.insert(
-                group[0].hash,
-                days.keys()
-                    .filter(|d| **d != won_on)
-                    .map(|&d| (d, winner))
-                    .collect(),
-            );
+            moved.insert(group[0].hash, lost_days(days.iter().map(|(&d, &v)| (d, v))));
         }
     }
     out.days.extend(days_seen);
     // The entries reuse the rows' allocation: a first roll-up holds every line's
     // identity here once, not twice.
     index.append(rows).await
+}
+
+/// Of an identity's days (one latest version each), those the latest version of all
+/// beats, each with that version.
+fn lost_days(days: impl Iterator<Item = (i32, Version)> + Clone) -> Vec<(i32, Version)> {
+    let Some((won_on, winner)) = days.clone().max_by_key(|(_, v)| *v) else {
+        return Vec::new();
+    };
+    days.filter(|(d, _)| *d != won_on)
+        .map(|(d, _)| (d, winner))
+        .collect()
 }
 
 /// Sorts `rows` by index bucket, then by (identity, day, latest version first): the

@@ -35,6 +35,25 @@ use spectra_core::{Config, Storage};
 use crate::metrics::AggregateMetrics;
 pub use crate::pass::run_once;
 
+/// Objects [`put_all`] stores at once.
+const PUTS_AT_ONCE: usize = 16;
+
+/// Stores objects side by side, [`PUTS_AT_ONCE`] at a time: a local write waits on its
+/// own `fsync` and an S3 put on a round trip, so one after another they add up (a
+/// re-roll's day tables, a merge's bucket files).
+pub(crate) async fn put_all(
+    storage: &Storage,
+    objects: Vec<(String, bytes::Bytes)>,
+) -> Result<(), Error> {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(objects)
+        .map(|(path, data)| async move { storage.put(&path, data).await })
+        .buffer_unordered(PUTS_AT_ONCE)
+        .try_collect::<()>()
+        .await?;
+    Ok(())
+}
+
 /// Errors of the aggregator crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use datafusion::execution::context::SessionContext;
-use futures::{StreamExt, TryStreamExt};
 use rayon::prelude::*;
 use spectra_core::schema::{raw_invoice_schema, to_parquet};
 use spectra_core::Storage;
@@ -16,9 +15,6 @@ use crate::session::{query, register_files};
 use crate::superseded::Superseded;
 use crate::{daily_schema, date_of, outlet_daily_schema, Error};
 use spectra_core::tables::layout;
-
-/// Day tables stored at once.
-const PUTS_AT_ONCE: usize = 16;
 
 /// Path of a day's daily table.
 pub fn daily_path(date: i32) -> String {
@@ -88,8 +84,6 @@ pub async fn reroll(
         })
         .collect::<Result<Vec<_>, Error>>()?;
     let rolled_ms = started.elapsed().as_millis() as u64 - read_ms;
-    // Stored side by side: a local write waits on its own `fsync`, an S3 put on a
-    // round trip; one after another they were most of a daily pass's re-roll.
     let mut rows = BTreeMap::new();
     let mut puts = Vec::with_capacity(encoded.len() * 2);
     for (date, n, d, o) in encoded {
@@ -97,11 +91,7 @@ pub async fn reroll(
         puts.push((outlet_daily_path(date), o));
         rows.insert(date, n);
     }
-    futures::stream::iter(puts)
-        .map(|(path, data)| async move { storage.put(&path, data).await })
-        .buffer_unordered(PUTS_AT_ONCE)
-        .try_collect::<()>()
-        .await?;
+    crate::put_all(storage, puts).await?;
     tracing::debug!(
         days = days.len(),
         read_ms,

@@ -170,8 +170,8 @@ pub struct IdentityIndex {
     storage: Storage,
     state: IndexState,
     bloom: Bloom,
-    /// Entries of the deltas, read on the first lookup.
-    deltas: Option<Vec<Entry>>,
+    /// Entries of the deltas (read when the index is opened).
+    deltas: Vec<Entry>,
     /// The lease epoch of the pass writing (named in its delta files).
     epoch: u64,
     /// Built from nothing in this pass: entries go straight into the base buckets.
@@ -208,7 +208,7 @@ impl IdentityIndex {
                 ..IndexState::default()
             },
             bloom: Bloom::with_capacity(0),
-            deltas: Some(Vec::new()),
+            deltas: Vec::new(),
             epoch: 0,
             building: true,
             bloom_changed: false,
@@ -228,7 +228,7 @@ impl IdentityIndex {
             storage,
             state,
             bloom: Bloom::with_capacity(0),
-            deltas: None,
+            deltas: Vec::new(),
             epoch: 0,
             building: false,
             bloom_changed: false,
@@ -236,8 +236,7 @@ impl IdentityIndex {
         // The deltas first, then the filter: a merge stores its filter before it
         // deletes the deltas it merged, so a delta already gone here (merged by a pass
         // that lost its lease and does not know it yet) is in the filter read next.
-        let mut deltas = None;
-        index.load_deltas(&mut deltas).await?;
+        let deltas = index.read_deltas().await?;
         let path = bloom_path();
         let data = index
             .storage
@@ -250,9 +249,7 @@ impl IdentityIndex {
         drop(data);
         // The stored filter covers the base and merged files; the deltas' identities
         // are added to this copy.
-        index
-            .bloom
-            .insert_many(deltas.as_deref().unwrap_or_default(), |e| e.hash);
+        index.bloom.insert_many(&deltas, |e| e.hash);
         index.deltas = deltas;
         Ok(index)
     }
@@ -284,26 +281,19 @@ impl IdentityIndex {
         Ok(())
     }
 
-    /// Reads the listed deltas into `into` unless they were read (a delta a merge
-    /// deleted reads as empty: its entries are in the merged or base files and in the
-    /// filter stored before the deletion).
-    async fn load_deltas<'a>(
-        &self,
-        into: &'a mut Option<Vec<Entry>>,
-    ) -> Result<&'a [Entry], Error> {
-        if into.is_none() {
-            let mut all = Vec::new();
-            for d in &self.state.deltas {
-                self.read(&format!("{INDEX_DIR}/{d}"), &mut all).await?;
-            }
-            *into = Some(all);
+    /// Reads the listed deltas (a delta a merge deleted reads as empty: its entries
+    /// are in the merged or base files and in the filter stored before the deletion).
+    async fn read_deltas(&self) -> Result<Vec<Entry>, Error> {
+        let mut all = Vec::new();
+        for d in &self.state.deltas {
+            self.read(&format!("{INDEX_DIR}/{d}"), &mut all).await?;
         }
-        Ok(into.as_deref().unwrap_or_default())
+        Ok(all)
     }
 
     /// The days (and latest versions) the index holds for each of `hashes`.
     pub async fn lookup(
-        &mut self,
+        &self,
         hashes: &BTreeSet<IdentityHash>,
     ) -> Result<HashMap<IdentityHash, Days>, Error> {
         let mut found = HashMap::new();
@@ -339,14 +329,11 @@ impl IdentityIndex {
                 Ok(out)
             })
             .collect::<Result<Vec<Vec<Entry>>, Error>>()?;
-        let mut deltas = self.deltas.take();
-        let loaded = self.load_deltas(&mut deltas).await?;
-        for e in held.iter().flatten().chain(loaded) {
+        for e in held.iter().flatten().chain(&self.deltas) {
             if hashes.contains(&e.hash) {
                 merge_into(&mut found, e);
             }
         }
-        self.deltas = deltas;
         Ok(found)
     }
 
@@ -391,9 +378,7 @@ impl IdentityIndex {
                 .await?;
             self.state.next_delta += 1;
             self.state.deltas.push(name);
-            if let Some(d) = self.deltas.as_mut() {
-                d.extend(entries);
-            }
+            self.deltas.extend(entries);
             if self.state.deltas.len() > MAX_DELTAS || self.state.entries > self.bloom.capacity() {
                 self.compact().await?;
             }
@@ -451,7 +436,8 @@ impl IdentityIndex {
                 Ok::<_, Error>((path, data, *new))
             }))
             .await?;
-            let mut puts = std::pin::pin!(self.put_all(std::mem::take(&mut stored)));
+            let mut puts =
+                std::pin::pin!(crate::put_all(&self.storage, std::mem::take(&mut stored)));
             // Started (a local write runs on the blocking pool once started), then
             // awaited after this batch is encoded.
             let started = futures::poll!(&mut puts);
@@ -497,19 +483,8 @@ impl IdentityIndex {
                 puts.await?;
             }
         }
-        self.put_all(stored).await?;
+        crate::put_all(&self.storage, stored).await?;
         Ok(dropped)
-    }
-
-    /// Stores objects side by side (each local write waits on its own `fsync`).
-    async fn put_all(&self, objects: Vec<(String, Bytes)>) -> Result<(), Error> {
-        futures::future::try_join_all(
-            objects
-                .into_iter()
-                .map(|(path, data)| async move { self.storage.put(&path, data).await }),
-        )
-        .await?;
-        Ok(())
     }
 
     /// Merges every delta into the merged level (and that into the base once it holds
@@ -518,16 +493,7 @@ impl IdentityIndex {
     /// for twice the identities held, when the index outgrew it.
     async fn compact(&mut self) -> Result<(), Error> {
         let deltas = std::mem::take(&mut self.state.deltas);
-        let entries = match self.deltas.take() {
-            Some(d) => d,
-            None => {
-                let mut all = Vec::new();
-                for d in &deltas {
-                    self.read(&format!("{INDEX_DIR}/{d}"), &mut all).await?;
-                }
-                all
-            }
-        };
+        let entries = std::mem::take(&mut self.deltas);
         let outgrown = self.state.entries > self.bloom.capacity();
         let added = entries.len() as u64;
         let dropped = self.write_level(Level::Merged, entries).await?;
@@ -551,7 +517,6 @@ impl IdentityIndex {
             self.bloom = bloom;
             self.state.entries = total;
         }
-        self.deltas = Some(Vec::new());
         // Stored before the merged deltas go: a crash between the two leaves a state
         // listing deltas that are gone, whose identities this filter then holds.
         self.write_bloom().await?;

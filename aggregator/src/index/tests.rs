@@ -64,7 +64,7 @@ async fn deltas_compact_and_lookups_see_every_day_and_latest_version() {
     ]
     .into_iter()
     .collect();
-    let mut idx = IdentityIndex::open(storage, idx.state().clone())
+    let idx = IdentityIndex::open(storage, idx.state().clone())
         .await
         .unwrap();
     let found = idx.lookup(&hashes).await.unwrap();
@@ -118,7 +118,7 @@ async fn a_compaction_whose_state_never_landed_loses_no_identity() {
             .unwrap()
             .is_none());
     }
-    let mut after = IdentityIndex::open(storage, committed).await.unwrap();
+    let after = IdentityIndex::open(storage, committed).await.unwrap();
     let hashes: BTreeSet<IdentityHash> = (0..MAX_DELTAS as u64)
         .map(|run| entry(1000 + run, 0, 0).hash)
         .collect();

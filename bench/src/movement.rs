@@ -382,12 +382,14 @@ fn debug_detector(
                 .and_then(|s| ids.iter().position(|i| i == s))
         })
         .collect();
+    let rows: Vec<usize> = (0..current.len()).collect();
     let det = detect(
         &SpendHistory {
             earlier: h.earlier.view(),
             recent: h.recent.view(),
             earlier_lines: &h.earlier_lines,
             recent_lines: &h.recent_lines,
+            rows: &rows,
         },
         &current,
         ids.len(),

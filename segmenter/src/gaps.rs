@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 
 use foldhash::HashMap;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::ArrayView2;
+use spectra_core::tables::profile::OTHER;
 use spectra_core::tables::runs::AssignmentRow;
 use spectra_core::tables::sku_gaps::SkuGapRow;
 
@@ -117,6 +118,10 @@ pub fn outlet_gaps(
     for &j in segment_order.iter().take(SEGMENT_TOP_FEATURES) {
         listed[j] |= segment[j] > 0.0;
     }
+    // The values beyond `max_features`, summed, are no gap a rep can act on.
+    for (j, f) in features.iter().enumerate() {
+        listed[j] &= f != OTHER;
+    }
     (0..features.len())
         .filter(|&j| listed[j])
         .map(|j| GapRow {
@@ -141,11 +146,6 @@ pub fn segment_orders(segment_shares: ArrayView2<f64>) -> Vec<Vec<usize>> {
             o
         })
         .collect()
-}
-
-/// Shares of spend per row of `spend` (negative spend counts as 0).
-pub fn outlet_shares(spend: ArrayView2<f64>) -> Array2<f64> {
-    crate::cluster::transform::shares(spend)
 }
 
 /// Per-SKU gaps of every assigned outlet: `assignments` are outlets of `fs` with their
@@ -264,6 +264,7 @@ pub fn each_sku_gap<R>(
 mod tests {
     use super::*;
     use crate::features::bought;
+    use ndarray::Array2;
 
     #[test]
     fn potential_is_the_positive_gap_times_value() {

@@ -3,7 +3,7 @@
 //! the name changes only when fewer than half of the features it was made from are
 //! still among the segment's top over-indexed features.
 
-use spectra_core::tables::profile::FeatureShare;
+use spectra_core::tables::profile::{FeatureShare, OTHER};
 
 /// A feature names a segment only if it carries at least this share of its spend…
 const MIN_SHARE: f64 = 0.02;
@@ -16,7 +16,7 @@ const TOP: usize = 3;
 pub fn top_features(spectrum: &[FeatureShare]) -> Vec<String> {
     let mut v: Vec<&FeatureShare> = spectrum
         .iter()
-        .filter(|f| f.share >= MIN_SHARE && f.index >= MIN_INDEX)
+        .filter(|f| f.share >= MIN_SHARE && f.index >= MIN_INDEX && f.feature != OTHER)
         .collect();
     v.sort_by(|a, b| b.index.total_cmp(&a.index).then(a.feature.cmp(&b.feature)));
     v.into_iter().take(TOP).map(|f| f.feature.clone()).collect()

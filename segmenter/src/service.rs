@@ -43,7 +43,7 @@ use spectra_core::{Config, Storage};
 use spectra_core::hold::{decide, Hold};
 use spectra_core::service::{catch_panic, panic_message, SegmentationFailure};
 
-use crate::features::FeatureSet;
+use crate::features::{Columns, FeatureSet};
 use crate::metrics::SegmentMetrics;
 use crate::pipeline::compute;
 use crate::runs::{next_seq, read_previous, run_folder, write_run};
@@ -250,8 +250,8 @@ pub async fn run_definition(
     now: DateTime<Utc>,
 ) -> Result<RunSummary, Error> {
     let start = Instant::now();
-    let (features, features_hash) = FeatureSet::read(storage, &seg.name, as_of).await?;
-    let features = features.without(&seg.exclude);
+    let (features, features_hash) =
+        FeatureSet::read(storage, &seg.name, as_of, Columns::of(seg)).await?;
     let mut previous = read_previous(storage, &seg.name, seg.max_change_share).await?;
     let fingerprint = seg.run_fingerprint();
     let first_of_version = match version {

@@ -634,3 +634,79 @@ async fn a_run_moving_half_the_outlets_is_held_until_released() {
     let s = once(&cfg, &ctx).await;
     assert!(s.runs.is_empty() && s.up_to_date == ["cb"], "{s:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_sku_level_the_values_beyond_max_features_are_summed_and_the_segments_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let storage = Storage::from_url(&url).unwrap();
+    // One store, two segmentations of its 34 SKUs: every SKU its own column, and 12
+    // columns plus `(other)`.
+    let mut cfg = config(
+        &url,
+        segmentation(json!({"name": "skus", "level": "sku", "k": 4, "seed": 5})),
+    );
+    let mut few = cfg.segmentation[0].clone();
+    few.name = "few".into();
+    few.max_features = 12;
+    cfg.segmentation.push(few);
+    let ctx = Context::new(CancellationToken::new());
+    let mut feed = Feed::new(&cfg);
+    let planted: Vec<Planted> = (0..600)
+        .map(|i| Planted {
+            id: format!("O{i:04}"),
+            segment: i % 4,
+            scale: 100.0,
+        })
+        .collect();
+    feed.day(&planted, date(1)).await;
+    once(&cfg, &ctx).await;
+
+    let truth: Vec<usize> = planted.iter().map(|p| p.segment).collect();
+    for (name, columns) in [("skus", 34), ("few", 13)] {
+        let run = format!("segmentations/{name}/runs/2026-11-01.1");
+        let model = json_at(&storage, &format!("{run}/model.json")).await;
+        let features: Vec<&str> = model["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        assert_eq!(features.len(), columns, "{name}: {features:?}");
+        assert_eq!(
+            features.last() == Some(&"(other)"),
+            name == "few",
+            "{name}: {features:?}"
+        );
+        let a = assignments(&storage, &run).await;
+        assert_eq!(a.len(), planted.len(), "{name}");
+        let ids: Vec<String> = planted.iter().map(|p| a[&p.id].0.clone()).collect();
+        let distinct: Vec<&String> = ids.iter().collect::<HashSet<_>>().into_iter().collect();
+        let labels: Vec<usize> = ids
+            .iter()
+            .map(|id| distinct.iter().position(|d| *d == id).unwrap())
+            .collect();
+        let ari = adjusted_rand_index(&labels, &truth);
+        assert!(ari > 0.99, "{name}: ARI {ari} against the planted segments");
+        // No segment is named after the summed rest, and no outlet is told to buy it.
+        let profiles = json_at(&storage, &format!("{run}/profiles.json")).await;
+        for p in profiles.as_array().unwrap() {
+            assert!(!p["name"].as_str().unwrap().contains("(other)"), "{p}");
+        }
+        let gaps = read_batches(&storage, &format!("{run}/outlet_gaps.parquet")).await;
+        let mut listed = HashSet::new();
+        for b in &gaps {
+            let c = spectra_core::tables::Columns::new(b, "outlet gaps");
+            let features = c.strings("feature").unwrap();
+            assert!(features.iter().all(|f| f != Some("(other)")), "{name}");
+            listed.extend(
+                c.strings("outlet_id")
+                    .unwrap()
+                    .iter()
+                    .flatten()
+                    .map(str::to_owned),
+            );
+        }
+        assert_eq!(listed.len(), planted.len(), "{name}: every outlet has gaps");
+    }
+}

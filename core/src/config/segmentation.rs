@@ -100,6 +100,16 @@ pub struct SegmentationConfig {
     /// have is ignored (and reported).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pins: BTreeMap<String, String>,
+    /// Most values of the level the segments are made from: when the level has more
+    /// (`sku` at 20,000 SKUs), the `max_features` values with the most spend in the
+    /// window are kept and the rest summed into one `(other)` value, so a run's memory
+    /// and time follow this number, not the catalogue. Each outlet's SKU spend (gaps,
+    /// recommendations) is kept whole.
+    #[serde(
+        default = "default_max_features",
+        skip_serializing_if = "is_default_max_features"
+    )]
+    pub max_features: usize,
 }
 
 /// The type of an outlet attribute in a segmentation's `filter`.
@@ -145,6 +155,14 @@ fn default_change_score() -> f64 {
 fn default_fit_score() -> f64 {
     4.0
 }
+/// The default of [`SegmentationConfig::max_features`].
+pub const DEFAULT_MAX_FEATURES: usize = 64;
+fn default_max_features() -> usize {
+    DEFAULT_MAX_FEATURES
+}
+fn is_default_max_features(v: &usize) -> bool {
+    *v == DEFAULT_MAX_FEATURES
+}
 fn default_max_change_share() -> f64 {
     crate::hold::DEFAULT_MAX_CHANGE_SHARE
 }
@@ -173,6 +191,7 @@ impl SegmentationConfig {
             fit_score: default_fit_score(),
             exclude: Vec::new(),
             pins: BTreeMap::new(),
+            max_features: default_max_features(),
         }
     }
 
@@ -292,6 +311,11 @@ impl SegmentationConfig {
         if self.exclude.len() > 1000 || self.exclude.iter().any(|v| v.is_empty() || v.len() > 200) {
             out.push(format!(
                 "segmentation `{n}`: exclude lists at most 1000 values of the level, each 1–200 characters"
+            ));
+        }
+        if !(2..=4096).contains(&self.max_features) {
+            out.push(format!(
+                "segmentation `{n}`: max_features must be between 2 and 4096"
             ));
         }
         if let Err(e) = crate::schedule::Schedule::parse(&self.schedule, &self.timezone) {

@@ -48,6 +48,10 @@ pub struct SegmentProfile {
     pub attributes: Vec<AttributeMix>,
 }
 
+/// The feature that sums a level's values beyond a segmentation's `max_features`
+/// (the values with less spend in the window); it names no segment and no gap.
+pub const OTHER: &str = "(other)";
+
 /// A feature's share in a segment against the average over all assigned outlets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureShare {

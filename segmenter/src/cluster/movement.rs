@@ -49,8 +49,9 @@ pub const SEGMENT_DRIFT: f64 = 0.1;
 /// never buys is unlikely, not impossible.
 const SMOOTHING: f64 = 0.01;
 
-/// Each outlet's spend and invoice lines, split into the earlier and the recent part
-/// of the window. Rows = outlets (the run's rows), columns = features.
+/// Outlets' spend and invoice lines, split into the earlier and the recent part of the
+/// window: rows = outlets, columns = features; the detector tests the rows `rows`, in
+/// that order (the run's outlets, read in place: no copy of the arrays).
 #[derive(Debug, Clone, Copy)]
 pub struct SpendHistory<'a> {
     /// Spend per feature before the recent window.
@@ -61,6 +62,8 @@ pub struct SpendHistory<'a> {
     pub earlier_lines: &'a [f64],
     /// Invoice lines in the recent window, per outlet.
     pub recent_lines: &'a [f64],
+    /// The rows tested, one per entry of `current` (see [`detect`]).
+    pub rows: &'a [usize],
 }
 
 /// Thresholds of the detector (the segmentation's settings).
@@ -111,9 +114,10 @@ pub struct Evidence {
     pub best: usize,
     /// Log-likelihood ratio (over φ) of the best segment against the current one.
     pub fit: f64,
-    /// Earlier spend shares.
+    /// Earlier spend shares (of a move; empty for an outlet kept, so a run holds no
+    /// copy of every outlet's spectrum).
     pub earlier: Vec<f64>,
-    /// Recent spend shares.
+    /// Recent spend shares (of a move; empty for an outlet kept).
     pub recent: Vec<f64>,
     /// Lines behind the earlier and the recent shares.
     pub lines: (f64, f64),
@@ -162,12 +166,44 @@ pub struct Detection {
     pub segments: Vec<SegmentDrift>,
 }
 
-fn shares_of(row: ndarray::ArrayView1<f64>) -> Vec<f64> {
-    let total: f64 = row.iter().map(|v| v.max(0.0)).sum();
-    if total <= 0.0 {
-        return vec![0.0; row.len()];
+/// The tested outlets' shares of spend (negative spend counts as 0), read from the
+/// history where it lies: each made when it is read, from its row's total. At a
+/// million outlets and 65 features a copy of the shares would be 0.5 GB a period.
+struct Shares<'a> {
+    spend: ArrayView2<'a, f64>,
+    rows: &'a [usize],
+    totals: Vec<f64>,
+}
+
+impl<'a> Shares<'a> {
+    fn new(spend: ArrayView2<'a, f64>, rows: &'a [usize]) -> Self {
+        let totals = rows
+            .iter()
+            .map(|&i| spend.row(i).iter().map(|v| v.max(0.0)).sum())
+            .collect();
+        Self {
+            spend,
+            rows,
+            totals,
+        }
     }
-    row.iter().map(|v| v.max(0.0) / total).collect()
+
+    /// Outlet `i`'s shares (all 0 when it has no positive spend).
+    fn row(&self, i: usize) -> impl Iterator<Item = f64> + '_ {
+        let total = self.totals[i];
+        self.spend.row(self.rows[i]).into_iter().map(move |v| {
+            if total > 0.0 {
+                v.max(0.0) / total
+            } else {
+                0.0
+            }
+        })
+    }
+
+    /// Outlet `i`'s share of feature `f`.
+    fn get(&self, i: usize, f: usize) -> f64 {
+        self.row(i).nth(f).unwrap_or(0.0)
+    }
 }
 
 fn normalise(v: &mut [f64]) {
@@ -210,16 +246,11 @@ pub fn chi2_score(x: f64, df: usize) -> f64 {
 }
 
 /// Pooled shares (weighted by lines) of the outlets in `rows`.
-fn pooled(
-    shares: &[Vec<f64>],
-    lines: &[f64],
-    rows: impl Iterator<Item = usize>,
-    d: usize,
-) -> Vec<f64> {
+fn pooled(shares: &Shares, lines: &[f64], rows: impl Iterator<Item = usize>, d: usize) -> Vec<f64> {
     let mut out = vec![0.0; d];
     for i in rows {
         if lines[i] > 0.0 {
-            for (o, s) in out.iter_mut().zip(&shares[i]) {
+            for (o, s) in out.iter_mut().zip(shares.row(i)) {
                 *o += lines[i] * s;
             }
         }
@@ -238,22 +269,26 @@ pub fn detect(
 ) -> Detection {
     let n = current.len();
     let d = history.earlier.ncols();
-    assert_eq!(history.earlier.nrows(), n, "one history row per outlet");
+    assert_eq!(history.rows.len(), n, "one history row per outlet");
     assert_eq!(history.recent.dim(), history.earlier.dim(), "same shape");
-    let earlier: Vec<Vec<f64>> = history.earlier.rows().into_iter().map(shares_of).collect();
-    let recent: Vec<Vec<f64>> = history.recent.rows().into_iter().map(shares_of).collect();
-    let (ne, nr) = (history.earlier_lines, history.recent_lines);
+    let rows = history.rows;
+    let earlier = Shares::new(history.earlier, rows);
+    let recent = Shares::new(history.recent, rows);
+    let pick = |lines: &[f64]| -> Vec<f64> { rows.iter().map(|&i| lines[i]).collect() };
+    let (ne, nr) = (pick(history.earlier_lines), pick(history.recent_lines));
+    let (ne, nr) = (&ne[..], &nr[..]);
     let testable = |i: usize| {
         current[i].is_some_and(|c| c < k)
             && ne[i] >= MIN_LINES
             && nr[i] >= MIN_LINES
-            && earlier[i].iter().any(|&v| v > 0.0)
-            && recent[i].iter().any(|&v| v > 0.0)
+            && earlier.row(i).any(|v| v > 0.0)
+            && recent.row(i).any(|v| v > 0.0)
     };
     struct Test {
         g: f64,
         df: usize,
-        terms: Vec<f64>,
+        /// The [`DRIVERS`] largest terms of `g` (feature, term), largest first.
+        top: Vec<(usize, f64)>,
     }
     // One pass: segment profiles from the members not `excluded`, each segment's
     // drift, G per outlet and the over-dispersion.
@@ -308,8 +343,8 @@ pub fn detect(
                 if !testable(i) {
                     return None;
                 }
-                let mut pi: Vec<f64> = earlier[i]
-                    .iter()
+                let mut pi: Vec<f64> = earlier
+                    .row(i)
                     .zip(all_e.iter().zip(&all_r))
                     .map(|(p, (e, r))| p * ratio(*r, *e))
                     .collect();
@@ -317,17 +352,17 @@ pub fn detect(
                 let (a, b) = (ne[i], nr[i]);
                 let mut terms = vec![0.0; d];
                 let mut support = 0;
-                for (term, (p, q)) in terms.iter_mut().zip(pi.iter().zip(&recent[i])) {
+                for (term, (p, q)) in terms.iter_mut().zip(pi.iter().zip(recent.row(i))) {
                     let bar = (a * p + b * q) / (a + b);
                     if bar > 0.0 {
                         support += 1;
-                        *term = 2.0 * (a * xlog(*p, bar) + b * xlog(*q, bar));
+                        *term = 2.0 * (a * xlog(*p, bar) + b * xlog(q, bar));
                     }
                 }
                 (support >= 2).then(|| Test {
                     g: terms.iter().sum(),
                     df: support - 1,
-                    terms,
+                    top: largest(&terms, DRIVERS),
                 })
             })
             .collect();
@@ -348,14 +383,16 @@ pub fn detect(
     // The first pass flags the outlets that changed; the second estimates the
     // segments' drift and profiles without them, so outlets switching together do not
     // pass for a drift of their segment.
-    let (_, _, first, phi) = pass(&vec![false; n]);
-    let flagged: Vec<bool> = first
-        .iter()
-        .map(|t| {
-            t.as_ref()
-                .is_some_and(|t| chi2_score(t.g / phi, t.df) >= config.change_score)
-        })
-        .collect();
+    let flagged: Vec<bool> = {
+        let (_, _, first, phi) = pass(&vec![false; n]);
+        first
+            .iter()
+            .map(|t| {
+                t.as_ref()
+                    .is_some_and(|t| chi2_score(t.g / phi, t.df) >= config.change_score)
+            })
+            .collect()
+    };
     let (segments, profile_r, tests, dispersion) = pass(&flagged);
     let smoothed: Vec<Vec<f64>> = profile_r
         .iter()
@@ -376,10 +413,10 @@ pub fn detect(
             };
             let c = current[i].expect("tested outlets have a segment");
             let ll = |s: usize| -> f64 {
-                recent[i]
-                    .iter()
+                recent
+                    .row(i)
                     .zip(&smoothed[s])
-                    .map(|(p, q)| if *p > 0.0 { p * q.ln() } else { 0.0 })
+                    .map(|(p, q)| if p > 0.0 { p * q.ln() } else { 0.0 })
                     .sum::<f64>()
                     * nr[i]
             };
@@ -390,42 +427,49 @@ pub fn detect(
             let fit = (ll(best) - ll(c)) / dispersion;
             let statistic = t.g / dispersion;
             let score = chi2_score(statistic, t.df);
-            let mut order: Vec<usize> = (0..d).collect();
-            order.sort_by(|a, b| t.terms[*b].total_cmp(&t.terms[*a]));
-            let drivers = order
-                .into_iter()
-                .take(DRIVERS)
-                .filter(|&f| t.terms[f] > 0.0)
-                .map(|f| Driver {
+            let drivers = t
+                .top
+                .iter()
+                .filter(|&&(_, term)| term > 0.0)
+                .map(|&(f, term)| Driver {
                     feature: f,
-                    earlier_share: earlier[i][f],
-                    recent_share: recent[i][f],
-                    contribution: t.terms[f] / dispersion,
+                    earlier_share: earlier.get(i, f),
+                    recent_share: recent.get(i, f),
+                    contribution: term / dispersion,
                 })
                 .collect();
             // KL(recent ‖ profile) = entropy-free part of −ll / lines: the guard in the
             // fit's own terms, which a sparse month does not inflate (a feature the
             // outlet did not buy adds nothing, where it adds to a Hellinger distance).
-            let entropy: f64 = recent[i]
-                .iter()
-                .map(|p| if *p > 0.0 { p * p.ln() } else { 0.0 })
+            let entropy: f64 = recent
+                .row(i)
+                .map(|p| if p > 0.0 { p * p.ln() } else { 0.0 })
                 .sum();
             let kl = |s: usize| (entropy - ll(s) / nr[i]).max(0.0);
             // KL grows as a squared distance: a margin of m on distances is (1 − m)²
             // on divergences.
             let guard = kl(best) < (1.0 - config.margin).powi(2) * kl(c);
+            let moves =
+                best != c && score >= config.change_score && fit >= config.fit_score && guard;
+            let shares = |s: &Shares| {
+                if moves {
+                    s.row(i).collect()
+                } else {
+                    Vec::new()
+                }
+            };
             let evidence = Evidence {
                 score,
                 statistic,
                 df: t.df,
                 best,
                 fit,
-                earlier: earlier[i].clone(),
-                recent: recent[i].clone(),
+                earlier: shares(&earlier),
+                recent: shares(&recent),
                 lines: (ne[i], nr[i]),
                 drivers,
             };
-            if best != c && score >= config.change_score && fit >= config.fit_score && guard {
+            if moves {
                 Decision::Move(evidence)
             } else {
                 Decision::Keep(evidence)
@@ -438,6 +482,21 @@ pub fn detect(
         tested,
         segments,
     }
+}
+
+/// The `count` largest of `terms` as (index, term), largest first, equal terms in
+/// index order (what a stable sort, largest first, would put first).
+fn largest(terms: &[f64], count: usize) -> Vec<(usize, f64)> {
+    let mut top: Vec<(usize, f64)> = Vec::with_capacity(count + 1);
+    for (f, &t) in terms.iter().enumerate() {
+        if top.len() == count && top.last().is_some_and(|l| t.total_cmp(&l.1).is_le()) {
+            continue;
+        }
+        let at = top.partition_point(|l| l.1.total_cmp(&t).is_ge());
+        top.insert(at, (f, t));
+        top.truncate(count);
+    }
+    top
 }
 
 /// `recent / earlier` share of a feature, damped so a feature nearly absent in one

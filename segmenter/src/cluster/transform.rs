@@ -12,14 +12,20 @@ use ndarray::{concatenate, Array2, ArrayView2, Axis};
 /// Spend (rows = outlets, columns = features; negative values count as 0) → shares
 /// per row summing to 1. A row with no positive spend stays all zero.
 pub fn shares(spend: ArrayView2<f64>) -> Array2<f64> {
-    let mut out = spend.mapv(|v| v.max(0.0));
-    for mut row in out.rows_mut() {
+    let mut out = spend.to_owned();
+    into_shares(&mut out);
+    out
+}
+
+/// [`shares`] in place: the same numbers without a second outlets × features array.
+pub fn into_shares(spend: &mut Array2<f64>) {
+    spend.mapv_inplace(|v| v.max(0.0));
+    for mut row in spend.rows_mut() {
         let total: f64 = row.sum();
         if total > 0.0 {
             row.mapv_inplace(|v| v / total);
         }
     }
-    out
 }
 
 /// Hellinger features: the square root of each share.
@@ -68,10 +74,19 @@ pub fn spectrum_features(
     kpis: Option<ArrayView2<f64>>,
     transform: &SpectrumTransform,
 ) -> Array2<f64> {
-    let spectrum = hellinger(shares(spend).view());
+    features_of_shares(shares(spend).view(), kpis, transform)
+}
+
+/// [`spectrum_features`] of spend already turned into [`shares`].
+pub fn features_of_shares(
+    shares: ArrayView2<f64>,
+    kpis: Option<ArrayView2<f64>>,
+    transform: &SpectrumTransform,
+) -> Array2<f64> {
+    let spectrum = hellinger(shares);
     match kpis {
         Some(k) if transform.kpi_weight > 0.0 && k.ncols() > 0 => {
-            assert_eq!(k.nrows(), spend.nrows(), "one KPI row per outlet");
+            assert_eq!(k.nrows(), shares.nrows(), "one KPI row per outlet");
             let scaled = standardise(k) * transform.kpi_weight;
             concatenate(Axis(1), &[spectrum.view(), scaled.view()])
                 .expect("row counts checked above")

@@ -7,13 +7,15 @@
 //! segmenter holds is the arrays, never the decoded tables or a row struct per line
 //! (at 100k outlets the SKU spend alone has millions of rows).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use foldhash::HashMap;
 
 use chrono::NaiveDate;
 use ndarray::Array2;
+use spectra_core::config::SegmentationConfig;
 use spectra_core::tables::features::{self as tables, FolderRead, KpiRow};
+use spectra_core::tables::profile::OTHER;
 use spectra_core::Storage;
 
 use crate::Error;
@@ -76,7 +78,9 @@ pub struct Bought {
 pub struct FeatureSet {
     /// The as-of date.
     pub as_of: NaiveDate,
-    /// Feature names (values of the segmentation's level), sorted.
+    /// Feature names (values of the segmentation's level), sorted; when the level has
+    /// more values than the segmentation's `max_features`, the kept ones, sorted, then
+    /// [`OTHER`] (see [`Columns`]).
     pub features: Vec<String>,
     /// Outlets, sorted by id; row `i` of [`FeatureSet::spend`] is outlet `i`.
     pub outlets: Vec<OutletRecord>,
@@ -127,21 +131,26 @@ pub struct SpectrumCell {
 }
 
 impl FeatureSet {
-    /// Reads the complete features folder of `segmentation` for `as_of`, streamed;
-    /// with the folder's content hash (which version of the features these are).
+    /// Reads the complete features folder of `segmentation` for `as_of`, streamed, into
+    /// the columns `columns` chooses; with the folder's content hash (which version of
+    /// the features these are).
     pub async fn read(
         storage: &Storage,
         segmentation: &str,
         as_of: NaiveDate,
+        columns: Columns<'_>,
     ) -> Result<(Self, Option<String>), Error> {
         const SPECTRUM: &str = "spectrum.parquet";
         let folder = FolderRead::begin(storage, segmentation, as_of).await?;
-        let mut b = Builder::new(as_of, folder.rows(storage, "kpis.parquet").await?);
+        let kpis = folder.rows(storage, "kpis.parquet").await?;
+        let mut b = Builder::new(as_of, kpis, columns);
+        let keys = ["outlet_id", "feature", "value"];
         folder
-            .stream(storage, SPECTRUM, Some(&["outlet_id", "feature"]), |c| {
+            .stream(storage, SPECTRUM, Some(&keys), |c| {
                 let (o, f) = (c.id_strings("outlet_id")?, c.id_strings("feature")?);
-                for k in 0..c.len() {
-                    b.key(o.value(k), f.value(k));
+                let value = c.float("value")?;
+                for (k, &v) in value.iter().enumerate() {
+                    b.key(o.value(k), f.value(k), v);
                 }
                 Ok(())
             })
@@ -184,25 +193,6 @@ impl FeatureSet {
         Ok((b.finish(), hash))
     }
 
-    /// The same features without the columns named in `excluded` (a segmentation's
-    /// `exclude`): they leave the spend and the change detector's history alike.
-    pub fn without(mut self, excluded: &[String]) -> Self {
-        if excluded.is_empty() {
-            return self;
-        }
-        let keep: Vec<usize> = (0..self.features.len())
-            .filter(|&j| !excluded.contains(&self.features[j]))
-            .collect();
-        let axis = ndarray::Axis(1);
-        self.features = keep.iter().map(|&j| self.features[j].clone()).collect();
-        self.spend = self.spend.select(axis, &keep);
-        if let Some(h) = &mut self.history {
-            h.earlier = h.earlier.select(axis, &keep);
-            h.recent = h.recent.select(axis, &keep);
-        }
-        self
-    }
-
     /// The row of an outlet (outlets are sorted by id).
     pub fn row(&self, outlet_id: &str) -> Option<usize> {
         self.outlets
@@ -219,9 +209,9 @@ impl FeatureSet {
         spectrum: &[(&'a str, &'a str, SpectrumCell)],
         sku_spend: &[(&'a str, &'a str, f64, f64)],
     ) -> Self {
-        let mut b = Builder::new(as_of, kpis);
-        for (o, f, _) in spectrum {
-            b.key(o, f);
+        let mut b = Builder::new(as_of, kpis, Columns::ALL);
+        for (o, f, cell) in spectrum {
+            b.key(o, f, cell.value);
         }
         let mut b = b.shape();
         for &(o, f, cell) in spectrum {
@@ -234,15 +224,99 @@ impl FeatureSet {
     }
 }
 
+/// Which of the level's values become columns of a [`FeatureSet`]'s arrays: all but the
+/// excluded ones, and of those at most `max_features` — the ones whose share of an
+/// outlet's spend varies most between outlets — and one more column, [`OTHER`], for
+/// the rest summed. The arrays are outlets × columns, several of them: at
+/// `level = "sku"` with 20,000 SKUs and a million outlets a column per value would not
+/// fit in memory, and a segment's spectrum over 20,000 values would not be read.
+///
+/// The variance is that of the square root of the share, over the outlets with spend:
+/// the clustering measures distances between those square roots (Hellinger), so the
+/// dropped values are those that would move outlets apart least. A value every outlet
+/// buys in the same share (which a ranking by spend would put first) tells no two
+/// outlets apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Columns<'a> {
+    /// Values left out of the spend and of the change detector's history alike (a
+    /// segmentation's `exclude`); their lines still count as the outlet's lines.
+    pub exclude: &'a [String],
+    /// At most this many values get a column of their own.
+    pub max_features: usize,
+}
+
+impl Columns<'static> {
+    /// Every value its own column.
+    pub const ALL: Self = Self {
+        exclude: &[],
+        max_features: usize::MAX,
+    };
+}
+
+impl<'a> Columns<'a> {
+    /// The columns `seg` asks for.
+    pub fn of(seg: &'a SegmentationConfig) -> Self {
+        Self {
+            exclude: &seg.exclude,
+            max_features: seg.max_features,
+        }
+    }
+
+    /// The column names of `values` (each with its variance, sorted by name), and each
+    /// value's column (an excluded value has none).
+    fn choose(&self, values: Vec<(String, f64)>) -> (Vec<String>, HashMap<String, usize>) {
+        let values: Vec<(String, f64)> = values
+            .into_iter()
+            .filter(|(v, _)| !self.exclude.contains(v))
+            .collect();
+        if values.len() <= self.max_features {
+            let column = values.iter().enumerate().map(|(j, (v, _))| (v.clone(), j));
+            let column = column.collect();
+            return (values.into_iter().map(|(v, _)| v).collect(), column);
+        }
+        // The largest variance first; equal ones by name (the values come sorted so).
+        let mut order: Vec<usize> = (0..values.len()).collect();
+        order.sort_by(|&a, &b| values[b].1.total_cmp(&values[a].1).then(a.cmp(&b)));
+        let mut kept = vec![false; values.len()];
+        for &i in &order[..self.max_features] {
+            kept[i] = true;
+        }
+        let mut names: Vec<String> = Vec::with_capacity(self.max_features + 1);
+        let mut column = HashMap::with_capacity_and_hasher(values.len(), Default::default());
+        for ((v, _), kept) in values.into_iter().zip(kept) {
+            let j = if kept {
+                names.push(v.clone());
+                names.len() - 1
+            } else {
+                self.max_features
+            };
+            column.insert(v, j);
+        }
+        names.push(OTHER.to_owned());
+        (names, column)
+    }
+}
+
 /// Builds a [`FeatureSet`] from rows fed one at a time: first the KPIs and the
 /// spectrum's keys (which outlets and features there are), then — after
 /// [`Builder::shape`] has allocated the arrays — the spectrum's numbers and the SKU
 /// spend. Outlets are the KPI rows' and any other the spectrum names; SKU spend of an
 /// outlet that is neither is dropped (it has nothing to cluster).
-pub struct Builder {
+pub struct Builder<'a> {
     as_of: NaiveDate,
+    columns: Columns<'a>,
     records: BTreeMap<String, (OutletRecord, f64)>,
-    features: BTreeSet<String>,
+    /// Each value of the level, numbered as met.
+    features: HashMap<String, u32>,
+    /// Per value: its share of spend and the square root of that share, summed over
+    /// the outlets (for its variance, [`Columns`]).
+    share_sums: Vec<(f64, f64)>,
+    /// Outlets with spend, whose shares are summed.
+    with_spend: f64,
+    /// The outlet whose rows are being given (rows come outlet after outlet) and its
+    /// spend per value.
+    outlet: String,
+    spend: Vec<(u32, f64)>,
 }
 
 /// A [`Builder`] with its arrays allocated: it takes the spectrum's numbers and the
@@ -331,9 +405,10 @@ impl RowCursor {
     }
 }
 
-impl Builder {
-    /// A builder holding these KPI rows (and their master records).
-    pub fn new(as_of: NaiveDate, kpis: Vec<KpiRow>) -> Self {
+impl<'a> Builder<'a> {
+    /// A builder holding these KPI rows (and their master records), making the
+    /// columns `columns` chooses.
+    pub fn new(as_of: NaiveDate, kpis: Vec<KpiRow>, columns: Columns<'a>) -> Self {
         let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
         let records = kpis
             .into_iter()
@@ -358,13 +433,18 @@ impl Builder {
             .collect();
         Self {
             as_of,
+            columns,
             records,
-            features: BTreeSet::new(),
+            features: HashMap::default(),
+            share_sums: Vec::new(),
+            with_spend: 0.0,
+            outlet: String::new(),
+            spend: Vec::new(),
         }
     }
 
-    /// One spectrum row's keys.
-    pub fn key(&mut self, outlet: &str, feature: &str) {
+    /// One spectrum row's keys and its spend (`value`).
+    pub fn key(&mut self, outlet: &str, feature: &str, value: f64) {
         if !self.records.contains_key(outlet) {
             let r = OutletRecord {
                 outlet_id: outlet.to_owned(),
@@ -372,14 +452,54 @@ impl Builder {
             };
             self.records.insert(outlet.to_owned(), (r, 0.0));
         }
-        if !self.features.contains(feature) {
-            self.features.insert(feature.to_owned());
+        let id = match self.features.get(feature) {
+            Some(&id) => id,
+            None => {
+                let id = self.share_sums.len() as u32;
+                self.features.insert(feature.to_owned(), id);
+                self.share_sums.push((0.0, 0.0));
+                id
+            }
+        };
+        if outlet != self.outlet {
+            self.sum_shares();
+            self.outlet.clear();
+            self.outlet.push_str(outlet);
+        }
+        if value.is_finite() && value > 0.0 && !self.columns.exclude.iter().any(|e| e == feature) {
+            self.spend.push((id, value));
         }
     }
 
-    /// Allocates the arrays for the outlets and features seen.
-    pub fn shape(self) -> Filling {
-        let features: Vec<String> = self.features.into_iter().collect();
+    /// Adds the last outlet's shares to [`Builder::share_sums`].
+    fn sum_shares(&mut self) {
+        let total: f64 = self.spend.iter().map(|s| s.1).sum();
+        if total > 0.0 {
+            self.with_spend += 1.0;
+            for &(id, v) in &self.spend {
+                let (share, root) = &mut self.share_sums[id as usize];
+                *share += v / total;
+                *root += (v / total).sqrt();
+            }
+        }
+        self.spend.clear();
+    }
+
+    /// Allocates the arrays for the outlets seen and the columns chosen of the
+    /// features seen.
+    pub fn shape(mut self) -> Filling {
+        self.sum_shares();
+        let n = self.with_spend.max(1.0);
+        let mut values: Vec<(String, f64)> = self
+            .features
+            .into_iter()
+            .map(|(v, id)| {
+                let (share, root) = self.share_sums[id as usize];
+                (v, share / n - (root / n) * (root / n))
+            })
+            .collect();
+        values.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let (features, columns) = self.columns.choose(values);
         let (outlets, recent_invoices): (Vec<OutletRecord>, Vec<f64>) =
             self.records.into_values().unzip();
         let shape = (outlets.len(), features.len());
@@ -391,11 +511,7 @@ impl Builder {
             recent_invoices,
         };
         Filling {
-            columns: features
-                .iter()
-                .enumerate()
-                .map(|(j, f)| (f.clone(), j))
-                .collect(),
+            columns,
             fs: FeatureSet {
                 as_of: self.as_of,
                 features,
@@ -416,17 +532,19 @@ impl Filling {
     /// One spectrum row's numbers (its keys were given to [`Builder::key`]).
     pub fn spectrum(&mut self, outlet: &str, feature: &str, c: SpectrumCell) {
         let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
-        let (Some(i), Some(&j)) = (self.rows.find(&self.fs, outlet), self.columns.get(feature))
-        else {
+        let Some(i) = self.rows.find(&self.fs, outlet) else {
             return; // not given to `key`: nothing to place it in
         };
         let h = &mut self.history;
+        h.earlier_lines[i] += (c.lines - c.recent_lines) as f64;
+        h.recent_lines[i] += c.recent_lines as f64;
+        let Some(&j) = self.columns.get(feature) else {
+            return; // excluded, or not given to `key`
+        };
         self.fs.spend[[i, j]] += finite(c.value);
         let recent = finite(c.recent_value);
         h.earlier[[i, j]] += finite(c.raw_value) - recent;
         h.recent[[i, j]] += recent;
-        h.earlier_lines[i] += (c.lines - c.recent_lines) as f64;
-        h.recent_lines[i] += c.recent_lines as f64;
     }
 
     /// One SKU spend row.
@@ -485,6 +603,74 @@ pub fn bought(lists: &[&[(u32, f64)]]) -> Vec<Vec<Bought>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Beyond `max_features`, the values whose shares vary most keep their columns and
+    /// the rest are summed into `(other)`; excluded values leave the spend but their
+    /// lines still count.
+    #[test]
+    fn columns_keep_the_values_that_vary_most_and_sum_the_rest() {
+        let cell = |value: f64| SpectrumCell {
+            value,
+            raw_value: value,
+            recent_value: 0.0,
+            lines: 1,
+            recent_lines: 0,
+        };
+        // `a` is a quarter of every outlet's spend (no variance); `b` and `c` vary
+        // most, `d` a little less.
+        let rows = [
+            ("O1", "a", 10.0),
+            ("O1", "b", 30.0),
+            ("O1", "x", 500.0),
+            ("O2", "a", 10.0),
+            ("O2", "c", 30.0),
+            ("O3", "a", 10.0),
+            ("O3", "d", 30.0),
+            ("O4", "a", 10.0),
+            ("O4", "b", 15.0),
+            ("O4", "c", 15.0),
+        ];
+        let day = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let exclude = ["x".to_owned()];
+        let build = |max_features: usize| {
+            let columns = Columns {
+                exclude: &exclude,
+                max_features,
+            };
+            let mut b = Builder::new(day, Vec::new(), columns);
+            for (o, f, v) in rows {
+                b.key(o, f, v);
+            }
+            let mut b = b.shape();
+            for (o, f, v) in rows {
+                b.spectrum(o, f, cell(v));
+            }
+            b.finish()
+        };
+        let fs = build(2);
+        assert_eq!(fs.features, ["b", "c", OTHER]);
+        let spend: Vec<Vec<f64>> = fs.spend.rows().into_iter().map(|r| r.to_vec()).collect();
+        assert_eq!(
+            spend,
+            [
+                [30.0, 0.0, 10.0],
+                [0.0, 30.0, 10.0],
+                [0.0, 0.0, 40.0],
+                [15.0, 15.0, 10.0]
+            ]
+        );
+        let h = fs.history.as_ref().unwrap();
+        assert_eq!(
+            h.earlier_lines,
+            [3.0, 2.0, 2.0, 3.0],
+            "excluded lines count"
+        );
+        assert_eq!(h.earlier.row(0).to_vec(), [30.0, 0.0, 10.0]);
+        // Room for every value: each its own column, the excluded one left out.
+        let all = build(4);
+        assert_eq!(all.features, ["a", "b", "c", "d"]);
+        assert_eq!(all.spend.row(2).to_vec(), [10.0, 0.0, 0.0, 30.0]);
+    }
 
     /// Lookups in the orders the tables give them (days of sorted outlets, some
     /// missing, some unknown) find what a binary search finds.

@@ -3,7 +3,7 @@
 //! run's assignments, with every move explained (movements.parquet) and each
 //! segment's own drift reported (model.json `movement`).
 
-use ndarray::{ArrayView2, Axis};
+use ndarray::ArrayView2;
 use spectra_core::config::SegmentationConfig;
 
 use super::{AssignmentRow, PreviousRun};
@@ -71,11 +71,6 @@ pub(super) fn detect_moves(
         .iter()
         .map(|b| b.as_deref().and_then(|b| ids.iter().position(|id| id == b)))
         .collect();
-    let earlier = history.earlier.select(Axis(0), rows);
-    let recent = history.recent.select(Axis(0), rows);
-    let pick = |v: &[f64]| -> Vec<f64> { rows.iter().map(|&i| v[i]).collect() };
-    let (earlier_lines, recent_lines) = (pick(&history.earlier_lines), pick(&history.recent_lines));
-    let recent_invoices = pick(&history.recent_invoices);
     let config = DetectorConfig {
         change_score: seg.change_score,
         fit_score: seg.fit_score,
@@ -83,10 +78,11 @@ pub(super) fn detect_moves(
     };
     let detection = detect(
         &SpendHistory {
-            earlier: earlier.view(),
-            recent: recent.view(),
-            earlier_lines: &earlier_lines,
-            recent_lines: &recent_lines,
+            earlier: history.earlier.view(),
+            recent: history.recent.view(),
+            earlier_lines: &history.earlier_lines,
+            recent_lines: &history.recent_lines,
+            rows,
         },
         &current,
         ids.len(),
@@ -113,8 +109,11 @@ pub(super) fn detect_moves(
                 .collect::<Vec<f64>>()
         };
         let (e_shares, r_shares) = match evidence {
-            Some(e) => (e.earlier.clone(), e.recent.clone()),
-            None => (shares(earlier.row(r)), shares(recent.row(r))),
+            Some(e) if !e.earlier.is_empty() => (e.earlier.clone(), e.recent.clone()),
+            _ => (
+                shares(history.earlier.row(rows[r])),
+                shares(history.recent.row(rows[r])),
+            ),
         };
         let moved_by_detector = matches!(detection.decisions[r], Decision::Move(_));
         movements.push(MovementRow {
@@ -129,9 +128,9 @@ pub(super) fn detect_moves(
             .to_owned(),
             score: evidence.map(|e| e.score),
             fit: evidence.map(|e| e.fit),
-            earlier_lines: earlier_lines[r],
-            recent_lines: recent_lines[r],
-            recent_invoices: recent_invoices[r],
+            earlier_lines: history.earlier_lines[rows[r]],
+            recent_lines: history.recent_lines[rows[r]],
+            recent_invoices: history.recent_invoices[rows[r]],
             drivers: evidence
                 .map(|e| {
                     e.drivers

@@ -24,10 +24,10 @@ use std::collections::{HashMap, HashSet};
 use spectra_core::config::{KSpec, SegmentationConfig};
 
 use crate::cluster::metrics::{adjusted_rand_index, silhouette};
-use crate::cluster::transform::{spectrum_features, SpectrumTransform};
+use crate::cluster::transform::{features_of_shares, into_shares, SpectrumTransform};
 use crate::cluster::{Change, KMeansConfig, RunConfig, RunOutcome};
 use crate::features::FeatureSet;
-use crate::gaps::{median, outlet_gaps, outlet_shares, potential, segment_orders, tiers};
+use crate::gaps::{median, outlet_gaps, potential, segment_orders, tiers};
 use crate::model::{ModelFile, ModelSegment, Parameters, Quality, Transform};
 use crate::naming::{stable_name, top_features};
 use crate::patterns::purchasing_patterns;
@@ -143,14 +143,14 @@ fn outlet_value(fs: &FeatureSet, i: usize) -> f64 {
     }
 }
 
-/// The clustered matrix of the outlets `rows` (their spend `spend`): Hellinger
-/// spectrum features, plus the weighted KPI columns when `kpi_weight > 0`, with the
-/// column names.
+/// The clustered matrix of the outlets `rows` (their spend as shares, `shares`):
+/// Hellinger spectrum features, plus the weighted KPI columns when `kpi_weight > 0`,
+/// with the column names.
 fn feature_matrix(
     seg: &SegmentationConfig,
     fs: &FeatureSet,
     rows: &[usize],
-    spend: &ndarray::Array2<f64>,
+    shares: &ndarray::Array2<f64>,
 ) -> (ndarray::Array2<f64>, Vec<String>) {
     let mut names = fs.features.clone();
     let kpis = (seg.kpi_weight > 0.0).then(|| {
@@ -169,7 +169,7 @@ fn feature_matrix(
     let transform = SpectrumTransform {
         kpi_weight: seg.kpi_weight,
     };
-    let x = spectrum_features(spend.view(), kpis.as_ref().map(|k| k.view()), &transform);
+    let x = features_of_shares(shares.view(), kpis.as_ref().map(|k| k.view()), &transform);
     (x, names)
 }
 
@@ -199,13 +199,12 @@ fn assignment_rows(
     fs: &FeatureSet,
     rows: &[usize],
     outcome: &RunOutcome,
-    spend: ndarray::ArrayView2<f64>,
+    own: ndarray::ArrayView2<f64>,
     values: &[f64],
     seg_shares: ndarray::ArrayView2<f64>,
 ) -> Result<(Vec<AssignmentRow>, Bytes, Vec<usize>), Error> {
     let k = outcome.model.segment_ids.len();
     let orders = segment_orders(seg_shares);
-    let own = outlet_shares(spend);
     // Each segment's median outlet value (the volume a typical member buys).
     let mut member_values: Vec<Vec<f64>> = vec![Vec::new(); k];
     for (r, a) in outcome.assignments.iter().enumerate() {
@@ -330,8 +329,11 @@ pub fn compute(
             outlet_value(fs, i) >= seg.min_value && fs.spend.row(i).iter().any(|&v| v > 0.0)
         })
         .collect();
-    let spend = fs.spend.select(ndarray::Axis(0), &rows);
-    let (x, names) = feature_matrix(seg, fs, &rows, &spend);
+    // The outlets' shares of spend, made in place of the one copy of their rows: the
+    // clustered matrix is made from them and the gaps read them.
+    let mut shares = fs.spend.select(ndarray::Axis(0), &rows);
+    into_shares(&mut shares);
+    let (x, names) = feature_matrix(seg, fs, &rows, &shares);
     let before: Vec<Option<String>> = rows
         .iter()
         .map(|&i| previous.and_then(|p| p.assignments.get(&fs.outlets[i].outlet_id).cloned()))
@@ -410,8 +412,14 @@ pub fn compute(
 
     let values: Vec<f64> = rows.iter().map(|&i| outlet_value(fs, i)).collect();
     let seg_shares = segment_shares(fs, &rows, &labels, k);
-    let (assignments, gaps, counts) =
-        assignment_rows(fs, &rows, outcome, spend.view(), &values, seg_shares.view())?;
+    let (assignments, gaps, counts) = assignment_rows(
+        fs,
+        &rows,
+        outcome,
+        shares.view(),
+        &values,
+        seg_shares.view(),
+    )?;
     let profiles = segment_profiles(seg, fs, &rows, &labels, &values, outcome, previous, run_id);
 
     let assigned: HashSet<&str> = assignments.iter().map(|a| a.outlet_id.as_str()).collect();

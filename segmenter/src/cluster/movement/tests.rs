@@ -28,6 +28,7 @@ struct Population {
     earlier_lines: Vec<f64>,
     recent_lines: Vec<f64>,
     current: Vec<Option<usize>>,
+    rows: Vec<usize>,
 }
 
 impl Population {
@@ -37,6 +38,7 @@ impl Population {
             recent: self.recent.view(),
             earlier_lines: &self.earlier_lines,
             recent_lines: &self.recent_lines,
+            rows: &self.rows,
         }
     }
 }
@@ -59,6 +61,7 @@ fn population(
         earlier_lines: vec![earlier_lines as f64; n],
         recent_lines: vec![recent_lines as f64; n],
         current: (0..n).map(|i| Some(i / outlets)).collect(),
+        rows: (0..n).collect(),
     };
     for i in 0..n {
         let base = if i < outlets { A } else { B };
@@ -191,4 +194,18 @@ fn apply_keeps_the_previous_segment_unless_the_detector_moves() {
             .filter(|d| matches!(d, Decision::Move(_)))
             .count()
     );
+}
+
+/// The drivers' selection is a stable sort's first few, largest first.
+#[test]
+fn the_largest_terms_are_a_stable_sorts_first() {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+    for len in [0, 1, 2, 3, 5, 40] {
+        // Few distinct values, so ties are common.
+        let terms: Vec<f64> = (0..len).map(|_| f64::from(rng.gen_range(0..4u8))).collect();
+        let mut order: Vec<usize> = (0..len).collect();
+        order.sort_by(|a, b| terms[*b].total_cmp(&terms[*a]));
+        let sorted: Vec<(usize, f64)> = order.into_iter().take(3).map(|f| (f, terms[f])).collect();
+        assert_eq!(largest(&terms, 3), sorted, "{terms:?}");
+    }
 }

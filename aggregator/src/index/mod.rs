@@ -18,13 +18,13 @@
 //!   merged level into the base only once it holds more than 1/[`MERGED_SHARE`] of the
 //!   entries: a merge of a few weeks of deltas then rewrites those weeks, not the
 //!   whole history, and the base is rewritten once per many merges;
-//! - the stored filter covers the base files only: a run reads the few deltas anyway
+//! - the stored filter covers the base and merged files: a run reads the few deltas anyway
 //!   (for lookups) and adds their identities to its copy, so a daily run does not
 //!   rewrite the whole filter (tens of megabytes) to add a day's identities. It is
 //!   written when the base is built and when deltas are merged — before the
 //!   merged deltas are deleted, so no state, committed or not, can see an identity the
 //!   stored filter and the listed deltas both miss;
-//! - base files are written in row groups of [`ROW_GROUP_ROWS`] with the hash range of
+//! - index files are written in row groups of [`ROW_GROUP_ROWS`] with the hash range of
 //!   each in the footer, so a lookup decodes only the row groups that can hold one of
 //!   its identities, not whole buckets.
 

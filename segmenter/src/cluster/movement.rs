@@ -175,12 +175,30 @@ struct Shares<'a> {
     totals: Vec<f64>,
 }
 
+/// A row's positive spend, what its shares are of.
+fn positive_total(row: ndarray::ArrayView1<f64>) -> f64 {
+    row.iter().map(|v| v.max(0.0)).sum()
+}
+
+/// The share of spend `v` in a row whose positive spend is `total` (negative spend
+/// counts as 0; a row without positive spend has no shares).
+fn share(v: f64, total: f64) -> f64 {
+    if total > 0.0 {
+        v.max(0.0) / total
+    } else {
+        0.0
+    }
+}
+
+/// A row's shares of spend, as the detector reads them.
+pub fn shares_of(row: ndarray::ArrayView1<f64>) -> Vec<f64> {
+    let total = positive_total(row);
+    row.iter().map(|&v| share(v, total)).collect()
+}
+
 impl<'a> Shares<'a> {
     fn new(spend: ArrayView2<'a, f64>, rows: &'a [usize]) -> Self {
-        let totals = rows
-            .iter()
-            .map(|&i| spend.row(i).iter().map(|v| v.max(0.0)).sum())
-            .collect();
+        let totals = rows.iter().map(|&i| positive_total(spend.row(i))).collect();
         Self {
             spend,
             rows,
@@ -191,13 +209,10 @@ impl<'a> Shares<'a> {
     /// Outlet `i`'s shares (all 0 when it has no positive spend).
     fn row(&self, i: usize) -> impl Iterator<Item = f64> + '_ {
         let total = self.totals[i];
-        self.spend.row(self.rows[i]).into_iter().map(move |v| {
-            if total > 0.0 {
-                v.max(0.0) / total
-            } else {
-                0.0
-            }
-        })
+        self.spend
+            .row(self.rows[i])
+            .into_iter()
+            .map(move |&v| share(v, total))
     }
 
     /// Outlet `i`'s share of feature `f`.

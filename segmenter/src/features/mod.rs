@@ -311,6 +311,8 @@ pub struct Builder<'a> {
     /// Per value: its share of spend and the square root of that share, summed over
     /// the outlets (for its variance, [`Columns`]).
     share_sums: Vec<(f64, f64)>,
+    /// Per value: whether `columns` excludes it (its spend counts in no share).
+    excluded: Vec<bool>,
     /// Outlets with spend, whose shares are summed.
     with_spend: f64,
     /// The outlet whose rows are being given (rows come outlet after outlet) and its
@@ -437,6 +439,7 @@ impl<'a> Builder<'a> {
             records,
             features: HashMap::default(),
             share_sums: Vec::new(),
+            excluded: Vec::new(),
             with_spend: 0.0,
             outlet: String::new(),
             spend: Vec::new(),
@@ -458,6 +461,8 @@ impl<'a> Builder<'a> {
                 let id = self.share_sums.len() as u32;
                 self.features.insert(feature.to_owned(), id);
                 self.share_sums.push((0.0, 0.0));
+                let excluded = self.columns.exclude.iter().any(|e| e == feature);
+                self.excluded.push(excluded);
                 id
             }
         };
@@ -466,7 +471,7 @@ impl<'a> Builder<'a> {
             self.outlet.clear();
             self.outlet.push_str(outlet);
         }
-        if value.is_finite() && value > 0.0 && !self.columns.exclude.iter().any(|e| e == feature) {
+        if value.is_finite() && value > 0.0 && !self.excluded[id as usize] {
             self.spend.push((id, value));
         }
     }

@@ -7,7 +7,7 @@ use ndarray::ArrayView2;
 use spectra_core::config::SegmentationConfig;
 
 use super::{AssignmentRow, PreviousRun};
-use crate::cluster::movement::{apply, detect, Decision, DetectorConfig, SpendHistory};
+use crate::cluster::movement::{apply, detect, shares_of, Decision, DetectorConfig, SpendHistory};
 use crate::cluster::{Change, RunOutcome};
 use crate::features::FeatureSet;
 use crate::model::{ModelExt, MovementReport, SegmentDriftReport};
@@ -102,17 +102,11 @@ pub(super) fn detect_moves(
         if a.change != Change::Moved {
             continue;
         }
-        let shares = |v: ndarray::ArrayView1<f64>| {
-            let t: f64 = v.iter().map(|x| x.max(0.0)).sum();
-            v.iter()
-                .map(|x| if t > 0.0 { x.max(0.0) / t } else { 0.0 })
-                .collect::<Vec<f64>>()
-        };
         let (e_shares, r_shares) = match evidence {
             Some(e) if !e.earlier.is_empty() => (e.earlier.clone(), e.recent.clone()),
             _ => (
-                shares(history.earlier.row(rows[r])),
-                shares(history.recent.row(rows[r])),
+                shares_of(history.earlier.row(rows[r])),
+                shares_of(history.recent.row(rows[r])),
             ),
         };
         let moved_by_detector = matches!(detection.decisions[r], Decision::Move(_));

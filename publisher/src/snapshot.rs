@@ -325,7 +325,15 @@ pub struct Snapshots {
     cache: Arc<Mutex<HashMap<String, Arc<Snapshot>>>>,
     loading: Arc<tokio::sync::Mutex<()>>,
     histories: crate::history::Histories,
+    served: Arc<Mutex<Option<(std::time::Instant, Served)>>>,
 }
+
+/// The published segmentations' served snapshots, each with its stored definition:
+/// the running one, or a retired segmentation's last ([`Snapshots::served`]).
+pub type Served = Arc<Vec<(Arc<Snapshot>, Option<SegmentationConfig>)>>;
+
+/// How long [`Snapshots::served`] answers from memory.
+pub const SERVED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Snapshots {
     /// A cache over `storage`; `windows` gives each known segmentation's window.
@@ -337,7 +345,43 @@ impl Snapshots {
             cache: Arc::default(),
             loading: Arc::default(),
             histories: Default::default(),
+            served: Arc::default(),
         }
+    }
+
+    /// The published segmentations' served snapshots ([`tables::published`], then
+    /// [`Snapshots::get`] for each), as found at most [`SERVED_FOR`] ago; a write
+    /// through the API forgets it ([`Snapshots::forget_served`]). For the per-outlet
+    /// views, which ask for every segmentation on every request: finding them costs
+    /// two listings and a read per segmentation (at a million outlets a sixth of a 360
+    /// view's time), and a run the segmenter just wrote is then served a second later.
+    pub async fn served(&self, cfg: &spectra_core::Config) -> Result<Served, Error> {
+        if let Some((at, s)) = &*self.served.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < SERVED_FOR {
+                return Ok(s.clone());
+            }
+        }
+        let at = std::time::Instant::now();
+        let mut out = Vec::new();
+        for (n, definition) in tables::published(cfg, &self.storage).await? {
+            if let Some(snap) = self.get(&n).await? {
+                let definition = match definition {
+                    Some(d) => Some(d),
+                    None => spectra_core::tables::definitions::current(&self.storage, &n)
+                        .await?
+                        .and_then(|d| d.definition),
+                };
+                out.push((snap, definition));
+            }
+        }
+        let out = Arc::new(out);
+        *self.served.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, out.clone()));
+        Ok(out)
+    }
+
+    /// Forgets what [`Snapshots::served`] found (a definition, pin or release changed).
+    pub fn forget_served(&self) {
+        *self.served.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Each known segmentation's `max_change_share` (others get the default).

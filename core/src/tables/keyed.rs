@@ -18,8 +18,7 @@ use arrow::compute::filter_record_batch;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector,
 };
@@ -41,7 +40,7 @@ use crate::{Error, Result, Storage};
 pub const ROW_GROUP_ROWS: usize = 16 * 1024;
 
 /// Bytes of a column's dictionary page at most, per row group (see [`write_chunks`]).
-pub const DICTIONARY_BYTES: usize = 64 * 1024;
+pub const DICTIONARY_BYTES: usize = 16 * 1024;
 
 /// Rows per data page (a page closes at the first write past it, so a page holds
 /// fewer than twice this): one key's read decodes a page or two per column.
@@ -98,23 +97,30 @@ pub fn encode_chunks<T: Rows>(
 ) -> Result<Bytes> {
     // Page statistics (the column index) for the key only; every column gets its
     // offset index (page locations), which is what lets a reader fetch single pages.
-    let props = writer_properties()
+    let mut props = writer_properties()
         .into_builder()
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(PAGE_ROWS)
         .set_write_batch_size(PAGE_ROWS)
         // Dictionaries for the columns with few values (reasons, list names, segment
-        // ids, ranks) and none for the rest: a dictionary page is per row group, and
-        // a read of one key fetches and decodes it whole, so it stays under
-        // DICTIONARY_BYTES (a column outgrowing it falls back to plain pages).
+        // ids, features, ranks, a segment's shares) and none for the key and the
+        // table's distinct columns (`Rows::distinct_columns`): a dictionary page is
+        // per row group, and a read of one key fetches and decodes it whole, so it
+        // stays under DICTIONARY_BYTES. A column outgrowing it falls back to plain
+        // pages after the dictionary page written so far, which every read still
+        // fetches: at 64 KiB, those of an outlet's own shares and potentials were
+        // nine-tenths of a 360 view's bytes.
         .set_dictionary_page_size_limit(DICTIONARY_BYTES)
         .set_column_dictionary_enabled(ColumnPath::from(key), false)
         // Snappy: zstd sets up a decompression context per page (about as costly as
         // decoding a small page), and a one-key read decodes a few small pages.
         .set_compression(Compression::SNAPPY)
         .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_column_statistics_enabled(ColumnPath::from(key), EnabledStatistics::Page)
-        .build();
+        .set_column_statistics_enabled(ColumnPath::from(key), EnabledStatistics::Page);
+    for c in T::distinct_columns() {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+    }
+    let props = props.build();
     let (mut last, mut row) = (None::<String>, 0usize);
     let batches = chunks.into_iter().map(|chunk| {
         let b = T::to_batch(chunk.as_ref())?;
@@ -146,8 +152,6 @@ pub async fn read_key<T: Rows>(
     key: &str,
     value: &str,
 ) -> Result<Option<Vec<T>>> {
-    let object = storage.path(path);
-    let store = storage.object_store();
     let footer = (storage.id(), path.to_owned());
     let cached = FOOTERS
         .lock()
@@ -157,21 +161,21 @@ pub async fn read_key<T: Rows>(
     let (reader, arrow_meta) = match cached {
         Some((size, m)) => (
             Ranged {
-                store,
-                path: object,
+                storage: storage.clone(),
+                path: path.to_owned(),
                 size,
             },
             m,
         ),
         None => {
-            let size = match store.head(&object).await {
+            let size = match storage.object_store().head(&storage.path(path)).await {
                 Ok(m) => m.size,
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
             let mut reader = Ranged {
-                store,
-                path: object,
+                storage: storage.clone(),
+                path: path.to_owned(),
                 size,
             };
             let options =
@@ -196,19 +200,13 @@ pub async fn read_key<T: Rows>(
             reason: format!("column `{key}` is missing"),
         })?;
     let wanted = value.as_bytes();
-    let groups: Vec<usize> = builder
-        .metadata()
-        .row_groups()
-        .iter()
-        .enumerate()
-        .filter(|(_, g)| match g.column(col).statistics() {
-            Some(Statistics::ByteArray(s)) => {
-                may_hold(s.min_bytes_opt(), s.max_bytes_opt(), wanted)
-            }
-            _ => true,
-        })
-        .map(|(i, _)| i)
-        .collect();
+    let row_groups = builder.metadata().row_groups();
+    let groups = holding(row_groups.len(), wanted, |g| {
+        match row_groups[g].column(col).statistics() {
+            Some(Statistics::ByteArray(s)) => (s.min_bytes_opt(), s.max_bytes_opt()),
+            _ => (None, None),
+        }
+    });
     let selection = pages_holding(builder.metadata(), &groups, col, wanted);
     let batches: Vec<RecordBatch> = builder
         .with_row_groups(groups)
@@ -233,6 +231,46 @@ pub async fn read_key<T: Rows>(
 /// can hold `wanted`.
 fn may_hold(min: Option<&[u8]>, max: Option<&[u8]>, wanted: &[u8]) -> bool {
     min.is_none_or(|m| m <= wanted) && max.is_none_or(|m| wanted <= m)
+}
+
+/// The row groups (in file order, each the `(min, max)` of its key) that can hold
+/// `wanted`. The file is sorted by the key, so when every group has both bounds those
+/// are one run, found by binary search: at a million outlets a per-outlet file has
+/// thousands of row groups, and a linear scan of their statistics was a tenth of a 360
+/// view's time. A file written without statistics is scanned (every group can hold
+/// the key).
+fn holding<'a>(
+    groups: usize,
+    wanted: &[u8],
+    bounds: impl Fn(usize) -> (Option<&'a [u8]>, Option<&'a [u8]>),
+) -> Vec<usize> {
+    let bounded = |g: usize| matches!(bounds(g), (Some(_), Some(_)));
+    // A writer writes statistics for every group of a file or for none (the key is
+    // never null): the first and last groups tell, without a look at every group
+    // (at thousands of groups that look cost more than the read).
+    if groups > 0 && bounded(0) && bounded(groups - 1) {
+        // The first group whose maximum is not below `wanted`, then those after it
+        // whose minimum is not above.
+        let (mut lo, mut hi) = (0, groups);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if bounds(mid).1.is_some_and(|max| max < wanted) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        (lo..groups)
+            .take_while(|&g| bounds(g).0.is_some_and(|min| min <= wanted))
+            .collect()
+    } else {
+        (0..groups)
+            .filter(|&g| {
+                let (min, max) = bounds(g);
+                may_hold(min, max, wanted)
+            })
+            .collect()
+    }
 }
 
 /// The rows of `groups` (in that order) on pages whose `col` range can hold `wanted`,
@@ -273,30 +311,28 @@ fn pages_holding(
 /// Ranged reads of one object of known size: the footer, then the pages asked for
 /// (parquet's own object-store reader is deprecated in favour of this).
 struct Ranged {
-    store: Arc<dyn ObjectStore>,
-    path: Path,
+    storage: Storage,
+    path: String,
     size: u64,
 }
 
 impl AsyncFileReader for Ranged {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
-            self.store
-                .get_range(&self.path, range)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
+            let mut got = self.get_byte_ranges(vec![range]).await?;
+            Ok(got.pop().unwrap_or_default())
         }
         .boxed()
     }
 
-    /// All ranges of a read in one request to the store (a local store serves them
-    /// in one blocking task, an HTTP store coalesces near ones).
+    /// All ranges of a read in one request to the store ([`Storage::get_ranges`]: a
+    /// local store reads them in place, an HTTP store coalesces near ones).
     fn get_byte_ranges(
         &mut self,
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         async move {
-            self.store
+            self.storage
                 .get_ranges(&self.path, &ranges)
                 .await
                 .map_err(|e| ParquetError::External(Box::new(e)))
@@ -325,12 +361,20 @@ mod tests {
     use super::*;
     use crate::tables::sku_gaps::SkuGapRow;
 
+    /// In memory (object_store's reads) and on `file://` (positioned reads in place).
     #[tokio::test]
     async fn one_key_is_read_from_a_page_or_two_of_each_column() {
-        let storage = Storage::memory();
+        let dir = tempfile::tempdir().unwrap();
+        let local = Storage::from_url(&format!("file://{}", dir.path().display())).unwrap();
+        for storage in [Storage::memory(), local] {
+            one_key_is_read_from_its_pages(&storage).await;
+        }
+    }
+
+    async fn one_key_is_read_from_its_pages(storage: &Storage) {
         // 40,000 outlets with 1 to 9 rows each: several row groups, hundreds of pages.
         let rows = crate::tables::sku_gaps::tests::rows(40_000, |o| 1 + o % 9);
-        write_chunks(&storage, "t.parquet", "outlet_id", rows.chunks(5_000))
+        write_chunks(storage, "t.parquet", "outlet_id", rows.chunks(5_000))
             .await
             .unwrap();
         let data = storage.get("t.parquet").await.unwrap().unwrap();
@@ -339,7 +383,8 @@ mod tests {
         let meta = meta.metadata();
         assert_eq!(meta.num_row_groups(), rows.len().div_ceil(ROW_GROUP_ROWS));
         // Every column's pages hold fewer than 2 × PAGE_ROWS rows (a page closes at the
-        // first write past the limit); the key has no dictionary, the others small ones.
+        // first write past the limit); the key and the distinct column (`potential`) have
+        // no dictionary, the others small ones.
         for (g, columns) in meta.offset_index().unwrap().iter().enumerate() {
             let n = meta.row_group(g).num_rows();
             for (c, column) in columns.iter().enumerate() {
@@ -354,9 +399,11 @@ mod tests {
                     bounds.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
                 );
                 let chunk = meta.row_group(g).column(c);
+                let name = chunk.column_descr().name();
                 match chunk.dictionary_page_offset() {
                     None => {}
                     Some(_) if c == 0 => panic!("the key column has a dictionary"),
+                    Some(_) if name == "potential" => panic!("`potential` has a dictionary"),
                     Some(at) => {
                         let data = chunk.data_page_offset();
                         assert!(data - at <= 2 * DICTIONARY_BYTES as i64, "{g}/{c}");
@@ -369,7 +416,7 @@ mod tests {
             let id = format!("O{o:05}");
             let selected = pages_holding(meta, &groups, 0, id.as_bytes()).row_count();
             assert!(selected <= 2 * PAGE_ROWS, "{id}: {selected} rows selected");
-            let got: Vec<SkuGapRow> = read_key(&storage, "t.parquet", "outlet_id", &id)
+            let got: Vec<SkuGapRow> = read_key(storage, "t.parquet", "outlet_id", &id)
                 .await
                 .unwrap()
                 .unwrap();
@@ -377,10 +424,39 @@ mod tests {
             assert_eq!(got.len() as u32, 1 + o % 9);
             assert_eq!(got, want, "{id}");
         }
-        let none: Vec<SkuGapRow> = read_key(&storage, "t.parquet", "outlet_id", "O9")
+        let none: Vec<SkuGapRow> = read_key(storage, "t.parquet", "outlet_id", "O9")
             .await
             .unwrap()
             .unwrap();
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn the_groups_holding_a_key_are_found_by_binary_search_or_scan() {
+        type Bounds = (Option<&'static [u8]>, Option<&'static [u8]>);
+        let b = |min: &'static str, max: &'static str| -> Bounds {
+            (Some(min.as_bytes()), Some(max.as_bytes()))
+        };
+        let find =
+            |groups: &[Bounds], key: &str| holding(groups.len(), key.as_bytes(), |g| groups[g]);
+        // A key may span the end of one group and the start of the next.
+        let groups = [
+            b("a", "c"),
+            b("c", "f"),
+            b("f", "f"),
+            b("f", "k"),
+            b("m", "p"),
+        ];
+        assert_eq!(find(&groups, "b"), [0]);
+        assert_eq!(find(&groups, "c"), [0, 1]);
+        assert_eq!(find(&groups, "f"), [1, 2, 3]);
+        assert_eq!(find(&groups, "l"), Vec::<usize>::new());
+        assert_eq!(find(&groups, "0"), Vec::<usize>::new());
+        assert_eq!(find(&groups, "z"), Vec::<usize>::new());
+        assert_eq!(find(&groups, "p"), [4]);
+        // A file without statistics: every group can hold anything.
+        let open = [(None, None); 3];
+        assert_eq!(find(&open, "c"), [0, 1, 2]);
+        assert_eq!(find(&[], "c"), Vec::<usize>::new());
     }
 }

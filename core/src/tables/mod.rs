@@ -51,6 +51,11 @@ pub trait Rows: Sized {
     fn to_batch(rows: &[Self]) -> Result<RecordBatch>;
     /// The rows of one batch read from a file (columns found by name).
     fn from_batch(c: &Columns<'_>) -> Result<Vec<Self>>;
+    /// Columns whose values are nearly all distinct (an outlet's own figures), which
+    /// a keyed table writes without a dictionary ([`keyed::encode_chunks`]).
+    fn distinct_columns() -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// The row of `id` in `ids`, an identifier column sorted ascending (binary search).

@@ -345,6 +345,10 @@ impl Rows for GapRow {
             })
             .collect())
     }
+
+    fn distinct_columns() -> &'static [&'static str] {
+        &["outlet_share", "gap"]
+    }
 }
 
 /// One feature behind a move.

@@ -91,6 +91,10 @@ impl Rows for SkuGapRow {
             })
             .collect())
     }
+
+    fn distinct_columns() -> &'static [&'static str] {
+        &["potential"]
+    }
 }
 
 /// A run's `sku_gaps.parquet` holding `rows`, which must come by outlet, each outlet's

@@ -187,6 +187,10 @@ pub fn router(state: AppState) -> Router {
         .route("/console/{file}", get(crate::console::asset))
         .merge(api)
         .route_layer(middleware::from_fn_with_state(metrics, track))
+        .route_layer(middleware::from_fn_with_state(
+            state.snapshots.clone(),
+            forget_served_on_write,
+        ))
         .fallback(|| async {
             ApiError::not_found("no such route; see GET / for the console and /api/segmentations")
         })
@@ -194,6 +198,25 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(limits, guard::limit))
         .layer(middleware::from_fn(guard::security_headers))
         .with_state(state)
+}
+
+/// After a request that may write (any but `GET` and `HEAD`: a definition, a pin, a
+/// release), the served runs are found again on the next read
+/// ([`Snapshots::forget_served`]).
+async fn forget_served_on_write(
+    State(snapshots): State<Snapshots>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let writes = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    let resp = next.run(req).await;
+    if writes {
+        snapshots.forget_served();
+    }
+    resp
 }
 
 async fn track(State(m): State<PublishMetrics>, req: Request, next: Next) -> Response {

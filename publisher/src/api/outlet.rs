@@ -100,21 +100,17 @@ pub(super) async fn segment_outlets(
 }
 
 /// The published segmentations' snapshots (those with a run), each with its stored
-/// definition when it runs.
+/// definition ([`crate::snapshot::Snapshots::served`]); only `only` when given.
 async fn all_snapshots(
     s: &AppState,
     only: Option<&str>,
 ) -> ApiResult<Vec<(std::sync::Arc<Snapshot>, Option<SegmentationConfig>)>> {
-    let mut out = Vec::new();
-    for (n, definition) in crate::tables::published(&s.cfg, s.snapshots.storage()).await? {
-        if only.is_some_and(|o| o != n) {
-            continue;
-        }
-        if let Some(snap) = s.snapshots.get(&n).await? {
-            out.push((snap, definition));
-        }
-    }
-    Ok(out)
+    let served = s.snapshots.served(&s.cfg).await?;
+    Ok(served
+        .iter()
+        .filter(|(snap, _)| only.is_none_or(|o| o == snap.segmentation()))
+        .cloned()
+        .collect())
 }
 
 /// `GET /api/outlets?q=…`: outlets whose id or name contains `q`.
@@ -227,17 +223,8 @@ pub(super) async fn outlet(
         let l = snap.label(&s.metadata, &a.segment_id);
         let seg = snap.profiles.iter().find(|p| p.segment_id == a.segment_id);
         // Pinned by hand (the stored definition's pins; a segmentation that no longer
-        // runs keeps those of its last definition).
-        let pinned_to = match definition {
-            Some(d) => d.pins.get(&id).cloned(),
-            None => spectra_core::tables::definitions::current(
-                s.snapshots.storage(),
-                snap.segmentation(),
-            )
-            .await?
-            .and_then(|d| d.definition)
-            .and_then(|d| d.pins.get(&id).cloned()),
-        };
+        // runs keeps those of its last definition: see `Snapshots::served`).
+        let pinned_to = definition.as_ref().and_then(|d| d.pins.get(&id).cloned());
         // The three per-outlet tables at once (a request each for the outlet's pages).
         // Per SKU: where the outlet has the most to win against its segment (null for
         // runs older than `sku_gaps.parquet`).

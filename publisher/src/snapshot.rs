@@ -5,7 +5,7 @@
 //! segmenter's proposals whenever a message or a response is built.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -325,12 +325,17 @@ pub struct Snapshots {
     cache: Arc<Mutex<HashMap<String, Arc<Snapshot>>>>,
     loading: Arc<tokio::sync::Mutex<()>>,
     histories: crate::history::Histories,
-    served: Arc<Mutex<Option<(std::time::Instant, Served)>>>,
+    /// What [`Snapshots::served`] found, and when. Weak: a snapshot the cache has let
+    /// go (a newer run loaded) is not kept alive by it.
+    served: Arc<Mutex<Option<Found>>>,
 }
 
-/// The published segmentations' served snapshots, each with its stored definition:
-/// the running one, or a retired segmentation's last ([`Snapshots::served`]).
-pub type Served = Arc<Vec<(Arc<Snapshot>, Option<SegmentationConfig>)>>;
+/// When [`Snapshots::served`] looked, and what it found.
+type Found = (std::time::Instant, Vec<(Weak<Snapshot>, Definition)>);
+
+/// A served segmentation's stored definition: the running one, or a retired
+/// segmentation's last ([`Snapshots::served`]).
+pub type Definition = Option<Arc<SegmentationConfig>>;
 
 /// How long [`Snapshots::served`] answers from memory.
 pub const SERVED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
@@ -355,10 +360,17 @@ impl Snapshots {
     /// views, which ask for every segmentation on every request: finding them costs
     /// two listings and a read per segmentation (at a million outlets a sixth of a 360
     /// view's time), and a run the segmenter just wrote is then served a second later.
-    pub async fn served(&self, cfg: &spectra_core::Config) -> Result<Served, Error> {
-        if let Some((at, s)) = &*self.served.lock().unwrap_or_else(|p| p.into_inner()) {
-            if at.elapsed() < SERVED_FOR {
-                return Ok(s.clone());
+    pub async fn served(
+        &self,
+        cfg: &spectra_core::Config,
+    ) -> Result<Vec<(Arc<Snapshot>, Definition)>, Error> {
+        if let Some((at, found)) = &*self.served.lock().unwrap_or_else(|p| p.into_inner()) {
+            let alive: Vec<_> = found
+                .iter()
+                .map_while(|(snap, d)| Some((snap.upgrade()?, d.clone())))
+                .collect();
+            if at.elapsed() < SERVED_FOR && alive.len() == found.len() {
+                return Ok(alive);
             }
         }
         let at = std::time::Instant::now();
@@ -371,11 +383,14 @@ impl Snapshots {
                         .await?
                         .and_then(|d| d.definition),
                 };
-                out.push((snap, definition));
+                out.push((snap, definition.map(Arc::new)));
             }
         }
-        let out = Arc::new(out);
-        *self.served.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, out.clone()));
+        let found = out
+            .iter()
+            .map(|(snap, d)| (Arc::downgrade(snap), d.clone()))
+            .collect();
+        *self.served.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, found));
         Ok(out)
     }
 

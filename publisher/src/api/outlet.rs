@@ -12,8 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{snapshot, ApiError, ApiResult, AppState};
-use crate::snapshot::Snapshot;
-use spectra_core::config::SegmentationConfig;
+use crate::snapshot::{Definition, Snapshot};
 
 /// `?limit=`, `?q=`, `?segmentation=` and `?sort=` (`value`, the default, `potential`
 /// or `tier`: largest first).
@@ -104,13 +103,10 @@ pub(super) async fn segment_outlets(
 async fn all_snapshots(
     s: &AppState,
     only: Option<&str>,
-) -> ApiResult<Vec<(std::sync::Arc<Snapshot>, Option<SegmentationConfig>)>> {
-    let served = s.snapshots.served(&s.cfg).await?;
-    Ok(served
-        .iter()
-        .filter(|(snap, _)| only.is_none_or(|o| o == snap.segmentation()))
-        .cloned()
-        .collect())
+) -> ApiResult<Vec<(std::sync::Arc<Snapshot>, Definition)>> {
+    let mut served = s.snapshots.served(&s.cfg).await?;
+    served.retain(|(snap, _)| only.is_none_or(|o| o == snap.segmentation()));
+    Ok(served)
 }
 
 /// `GET /api/outlets?q=…`: outlets whose id or name contains `q`.

@@ -365,12 +365,14 @@ impl Snapshots {
         cfg: &spectra_core::Config,
     ) -> Result<Vec<(Arc<Snapshot>, Definition)>, Error> {
         if let Some((at, found)) = &*self.served.lock().unwrap_or_else(|p| p.into_inner()) {
-            let alive: Vec<_> = found
-                .iter()
-                .map_while(|(snap, d)| Some((snap.upgrade()?, d.clone())))
-                .collect();
-            if at.elapsed() < SERVED_FOR && alive.len() == found.len() {
-                return Ok(alive);
+            if at.elapsed() < SERVED_FOR {
+                let alive: Vec<_> = found
+                    .iter()
+                    .map_while(|(snap, d)| Some((snap.upgrade()?, d.clone())))
+                    .collect();
+                if alive.len() == found.len() {
+                    return Ok(alive);
+                }
             }
         }
         let at = std::time::Instant::now();

@@ -20,7 +20,7 @@ use crate::snapshot::Snapshot;
 use crate::snapshot::Snapshots;
 use crate::state::{self, CycleState, Pending, PendingAssignment, PendingKey, ProfileStamp};
 use crate::Error;
-use spectra_core::tables::recommendations::{OutletLists, RecommendationsFile};
+use spectra_core::tables::recommendations::{OutletLists, Recommendations, RecommendationsFile};
 
 /// What a cycle published for one segmentation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -35,6 +35,8 @@ pub struct CycleReport {
     pub profiles: u64,
     /// Recommendation messages (tombstones included).
     pub recommendations: u64,
+    /// Outlets of a new run whose lists are those already published: not sent again.
+    pub recommendations_unchanged: u64,
     /// Messages sent again because the last cycle stopped before it was recorded.
     pub repaired: u64,
     /// Outlets in the published view after the cycle.
@@ -143,26 +145,39 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
     }
     report.profiles += profiles.len() as u64;
 
-    // Recommendations: every assigned outlet with a list, for a new run (streamed from
-    // the run's file when delivered: only their ids are held, sorted); tombstones for
-    // outlets that left.
-    let recs_file = match new_run {
-        true => Some(RecommendationsFile::fetch(storage, &snap.recommendations_file()).await?),
-        false => None,
+    // Recommendations, for a new run: the lists of the assigned outlets whose lists
+    // changed since the run published last, or whose assignment changed (streamed from
+    // the run's file when delivered: only their ids are held, sorted); empty lists for
+    // outlets whose lists emptied; tombstones for outlets that left.
+    let sku_names = snap.sku_names_digest();
+    let (recs_file, lists) = match new_run {
+        true => {
+            let f = RecommendationsFile::fetch(storage, &snap.recommendations_file()).await?;
+            let baseline = match previous.sku_names == Some(sku_names) {
+                true => published_digests(storage, &previous.run_id).await?,
+                false => None,
+            };
+            let reassigned = |o: &str| {
+                changes
+                    .binary_search_by(|c| c.outlet_id.cmp(o))
+                    .is_ok_and(|i| changes[i].to.is_some())
+            };
+            let assigned = |o: &str| snap.assignment(o).is_some();
+            let lists = ChangedLists::new(f.digests()?, baseline, assigned, reassigned);
+            (Some(f), lists)
+        }
+        false => (None, ChangedLists::default()),
     };
-    let mut recommended: Vec<String> = match &recs_file {
-        Some(f) => f
-            .outlets()?
-            .into_iter()
-            .filter(|o| snap.assignment(o).is_some())
-            .collect(),
-        None => Vec::new(),
-    };
-    if !recommended.is_sorted() {
-        recommended.sort_unstable();
-    }
+    let ChangedLists {
+        changed: mut recommended,
+        emptied,
+        unchanged,
+    } = lists;
+    recommended.extend(emptied.iter().cloned());
+    recommended.sort_unstable();
     let left = || changes.iter().filter(|c| c.to.is_none());
     report.recommendations += (recommended.len() + left().count()) as u64;
+    report.recommendations_unchanged = unchanged;
 
     // Keys a crashed cycle sent (or was about to send) without recording them: their
     // current values again, whatever the diff says.
@@ -248,8 +263,9 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         delivery.send(m).await?;
     }
     if let Some(f) = &recs_file {
-        let mut lists = f.lists()?;
-        while let Some(outlets) = lists.next_outlets()? {
+        let mut stream = f.lists()?;
+        while let Some(mut outlets) = stream.next_outlets()? {
+            outlets.retain(|(o, _)| recommended.binary_search(o).is_ok());
             for (outlet, v) in snap.recommendation_messages(outlets) {
                 let m = Outgoing {
                     topic: topics.recommendations.clone(),
@@ -259,6 +275,19 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
                 };
                 delivery.send(&m).await?;
             }
+        }
+        let emptied = emptied
+            .into_iter()
+            .map(|o| (o, Recommendations::default()))
+            .collect();
+        for (outlet, v) in snap.recommendation_messages(emptied) {
+            let m = Outgoing {
+                topic: topics.recommendations.clone(),
+                key: key(&outlet),
+                value: Some(v),
+                change: "recommendation",
+            };
+            delivery.send(&m).await?;
         }
     }
     for c in left() {
@@ -278,6 +307,11 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         run_id: run.run_id.clone(),
         profiles: stamps,
         published_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        // Lists last went out with these names, or (not a new run) with those recorded.
+        sku_names: match new_run {
+            true => Some(sku_names),
+            false => previous.sku_names,
+        },
     };
     state::record(storage, segmentation, &current, &cycle).await?;
     state::clear_pending(storage, segmentation).await?;
@@ -295,11 +329,113 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         assignments = ?report.assignments,
         profiles = report.profiles,
         recommendations = report.recommendations,
+        recommendations_unchanged = report.recommendations_unchanged,
         outlets = report.outlets,
         ms = started.elapsed().as_millis() as u64,
         "published"
     );
     Ok(report)
+}
+
+/// Which outlets' recommendations a new run sends (each sorted by outlet id).
+#[derive(Debug, Default, PartialEq)]
+struct ChangedLists {
+    /// Assigned outlets with lists that differ from those published, or published
+    /// with another segment, or every assigned outlet with lists when what was
+    /// published is not known.
+    changed: Vec<String>,
+    /// Assigned outlets that had lists in the run published last and have none now:
+    /// sent with empty lists.
+    emptied: Vec<String>,
+    /// Assigned outlets whose lists are those published: not sent.
+    unchanged: u64,
+}
+
+impl ChangedLists {
+    /// From the digests of the new run's lists (`current`, in file order) and of the
+    /// run published last (`baseline`; `None` when not at hand), for the outlets
+    /// `assigned` in the new run; `reassigned` outlets (a changed assignment) are sent
+    /// whatever their lists.
+    fn new(
+        mut current: Vec<(String, Option<u64>)>,
+        baseline: Option<Vec<(String, Option<u64>)>>,
+        assigned: impl Fn(&str) -> bool,
+        reassigned: impl Fn(&str) -> bool,
+    ) -> Self {
+        let mut out = Self::default();
+        // Every digest known and both files in outlet order, or everything is sent.
+        let known = |d: &[(String, Option<u64>)]| {
+            d.iter().all(|(_, h)| h.is_some()) && d.is_sorted_by(|a, b| a.0 < b.0)
+        };
+        let baseline = baseline.filter(|b| known(b) && known(&current));
+        let Some(baseline) = baseline else {
+            current.sort_unstable();
+            out.changed = current
+                .into_iter()
+                .map(|(o, _)| o)
+                .filter(|o| assigned(o))
+                .collect();
+            return out;
+        };
+        let mut before = baseline.into_iter().peekable();
+        for (o, digest) in current {
+            while let Some((gone, _)) = before.next_if(|(b, _)| *b < o) {
+                if assigned(&gone) {
+                    out.emptied.push(gone);
+                }
+            }
+            let was = before.next_if(|(b, _)| *b == o).and_then(|(_, d)| d);
+            if !assigned(&o) {
+                continue;
+            }
+            if was == digest && !reassigned(&o) {
+                out.unchanged += 1;
+            } else {
+                out.changed.push(o);
+            }
+        }
+        out.emptied
+            .extend(before.map(|(o, _)| o).filter(|o| assigned(o)));
+        out
+    }
+}
+
+/// The digests of the lists of the run `run_id` (the run published last), in file
+/// order; `None` when there is none, its file is gone, or it has no digests.
+async fn published_digests(
+    storage: &spectra_core::Storage,
+    run_id: &str,
+) -> Result<Option<Vec<(String, Option<u64>)>>, Error> {
+    let Some(folder) = spectra_core::tables::layout::run_of_id(run_id) else {
+        return Ok(None);
+    };
+    let file = format!(
+        "{folder}/{}",
+        spectra_core::tables::layout::run_files::RECOMMENDATIONS
+    );
+    match RecommendationsFile::fetch_if_present(storage, &file).await? {
+        Some(f) => Ok(Some(f.digests()?)),
+        None => Ok(None),
+    }
+}
+
+/// Whether the outlet's recommendations message on the topic (`on_topic`) says what
+/// `current` says, whatever run sent it: lists that did not change are not sent
+/// again, so the message of an outlet may name an earlier run.
+fn same_lists(on_topic: Option<&Vec<u8>>, current: &[u8]) -> bool {
+    let Some(on_topic) = on_topic else {
+        return false;
+    };
+    if on_topic.as_slice() == current {
+        return true;
+    }
+    let lists = |v: &[u8]| {
+        let mut m = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(v).ok()?;
+        m.remove("run_id");
+        m.remove("as_of");
+        Some(m)
+    };
+    matches!((lists(on_topic), lists(current)), (Some(a), Some(b)) if a == b)
 }
 
 /// Whether the last recorded cycle published this run with the labels in force now:
@@ -568,7 +704,7 @@ pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRe
     while let Some(outlets) = lists.next_outlets()? {
         for (outlet, v) in snap.recommendation_messages(outlets) {
             let k = key(&outlet);
-            if recs_view.get(&k) != Some(&v) {
+            if !same_lists(recs_view.get(&k), &v) {
                 out.push(Outgoing {
                     topic: topics.recommendations.clone(),
                     key: k.clone(),
@@ -593,9 +729,98 @@ pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRe
         run_id: run.run_id.clone(),
         profiles: stamps,
         published_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        sku_names: Some(snap.sku_names_digest()),
     };
     state::record(storage, segmentation, &current, &cycle).await?;
     state::clear_pending(storage, segmentation).await?;
     tracing::info!(run_id = %run.run_id, repaired = report.repaired, "reconciled the output topics with the accepted run");
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digests(pairs: &[(&str, u64)]) -> Vec<(String, Option<u64>)> {
+        pairs
+            .iter()
+            .map(|&(o, d)| (o.to_owned(), Some(d)))
+            .collect()
+    }
+
+    fn ids(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+
+    /// Against the run published last: changed digests, reassigned outlets and
+    /// outlets new to the lists are sent; equal ones are not; lists that emptied go
+    /// out empty; outlets not assigned (now) are never sent.
+    #[test]
+    fn only_lists_that_changed_are_sent() {
+        let before = digests(&[("a", 1), ("b", 2), ("c", 3), ("d", 4), ("e", 5), ("g", 7)]);
+        let now = digests(&[("b", 2), ("c", 30), ("d", 4), ("f", 6), ("g", 7), ("h", 8)]);
+        let assigned = |o: &str| o != "h" && o != "e";
+        let reassigned = |o: &str| o == "d";
+        let lists = ChangedLists::new(now.clone(), Some(before.clone()), assigned, reassigned);
+        assert_eq!(ids(&lists.changed), ["c", "d", "f"]);
+        assert_eq!(ids(&lists.emptied), ["a"]);
+        assert_eq!(lists.unchanged, 2);
+
+        // The same lists again: nothing.
+        let same = ChangedLists::new(now.clone(), Some(now.clone()), |_| true, |_| false);
+        assert!(same.changed.is_empty() && same.emptied.is_empty());
+        assert_eq!(same.unchanged, now.len() as u64);
+    }
+
+    /// Without a known baseline — none, a file without digests, or one out of outlet
+    /// order — every assigned outlet with lists is sent.
+    #[test]
+    fn without_the_published_digests_every_list_is_sent() {
+        let now = digests(&[("b", 2), ("a", 1), ("c", 3)]);
+        let sorted = digests(&[("a", 1), ("b", 2), ("c", 3)]);
+        let mut unknown = sorted.clone();
+        unknown[1].1 = None;
+        let every = |lists: ChangedLists| {
+            assert_eq!(ids(&lists.changed), ["a", "c"]);
+            assert!(lists.emptied.is_empty());
+            assert_eq!(lists.unchanged, 0);
+        };
+        let assigned = |o: &str| o != "b";
+        every(ChangedLists::new(now.clone(), None, assigned, |_| false));
+        every(ChangedLists::new(
+            sorted.clone(),
+            Some(unknown.clone()),
+            assigned,
+            |_| false,
+        ));
+        every(ChangedLists::new(
+            unknown,
+            Some(sorted.clone()),
+            assigned,
+            |_| false,
+        ));
+        every(ChangedLists::new(now, Some(sorted), assigned, |_| false));
+    }
+
+    /// A message of an earlier run with the same lists and segment is the same; any
+    /// other difference is not.
+    #[test]
+    fn a_message_of_an_earlier_run_with_the_same_lists_is_the_same() {
+        let msg = |run: &str, segment: &str, score: f64| {
+            serde_json::to_vec(&serde_json::json!({
+                "as_of": run, "run_id": format!("mix/{run}/1"), "outlet_id": "o1",
+                "segment_id": segment, "segmentation": "mix",
+                "new_for_outlet": [{"sku_id": "k1", "score": score, "suggested_quantity": 2.0}],
+                "should_have": [], "popular_in_segment": [], "seasonal_soon": []
+            }))
+            .unwrap()
+        };
+        let now = msg("2026-06-02", "S1", 0.5);
+        assert!(same_lists(Some(&now.clone()), &now));
+        assert!(same_lists(Some(&msg("2026-06-01", "S1", 0.5)), &now));
+        assert!(!same_lists(Some(&msg("2026-06-01", "S2", 0.5)), &now));
+        assert!(!same_lists(Some(&msg("2026-06-01", "S1", 0.51)), &now));
+        assert!(!same_lists(Some(&b"not json".to_vec()), &now));
+        assert!(!same_lists(None, &now));
+    }
 }

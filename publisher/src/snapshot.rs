@@ -72,6 +72,12 @@ impl Snapshot {
         })
     }
 
+    /// The digest of [`Self::sku_names`] (the names every recommendations message
+    /// joins to its items).
+    pub fn sku_names_digest(&self) -> u64 {
+        spectra_core::tables::recommendations::sku_names_digest(&self.sku_names)
+    }
+
     /// An outlet's assignment in the run.
     pub fn assignment(&self, outlet_id: &str) -> Option<&tables::AssignmentRow> {
         let a = &self.run.assignments;

@@ -68,6 +68,11 @@ pub struct CycleState {
     pub profiles: BTreeMap<String, ProfileStamp>,
     /// When the cycle finished (RFC 3339).
     pub published_at: String,
+    /// [`crate::snapshot::Snapshot::sku_names_digest`] of the SKU names the
+    /// recommendations were sent with: under other names every outlet's lists go out
+    /// again, not only those whose items changed. `None` in records written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku_names: Option<u64>,
 }
 
 /// One key of a cycle's deliveries, recorded before they are sent.

@@ -3,13 +3,17 @@
 //! changed taste, some stopped buying, new ones opened) with a crash (the process
 //! aborts after 10 acknowledged messages) in the middle of publishing it. The compacted view of `segment-assignments` must be exactly the latest
 //! run, every republished value identical to the one it repeats, and what moved, left
-//! and joined what the feed planted.
+//! and joined what the feed planted. Recommendations go out only for the outlets whose
+//! lists (in the runs' files) or segment changed; a third run over the same features
+//! sends none.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use spectra_core::service::Context;
 use spectra_core::tables::read_rows;
-use spectra_core::tables::runs::MovementRow;
+use spectra_core::tables::runs::{
+    group_recommendations, MovementRow, RecommendationRow, Recommendations,
+};
 use spectra_publisher::PublishOptions;
 use spectra_tests::fixture::{fixture, RunInfo, Stage, SEASONAL, SEGMENTATION};
 use spectra_tests::served;
@@ -304,6 +308,53 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
             assert!(r[list].is_array(), "{list} missing in {r}");
         }
     }
+    // Run 2 sent the lists of the outlets whose lists differ from run 1's (read from
+    // the two runs' files) or whose segment changed, and no others; the rest keep run
+    // 1's message, which says the same.
+    let lists1 = run_lists(&storage, &run1.path).await;
+    let lists2 = run_lists(&storage, &run2.path).await;
+    let (segments1, segments2) = (segments_of(run1), segments_of(run2));
+    let want = to_send((&segments1, &lists1), (&segments2, &lists2));
+    let t = &cfg.kafka.topics;
+    assert_eq!(
+        sent_by(&t.recommendations, &run2.run_id),
+        want,
+        "run 2's recommendations: the changed lists only"
+    );
+    let listed = |segments: &BTreeMap<String, String>, lists: &Lists| {
+        segments.keys().filter(|o| lists.contains_key(*o)).count()
+    };
+    assert_eq!(
+        seg["recommendations_unchanged"].as_u64().unwrap() as usize,
+        listed(&segments2, &lists2) - want.len(),
+        "{summary}"
+    );
+    for (k, r) in &recs {
+        let o = k.strip_prefix(&format!("{SEGMENTATION}:")).unwrap();
+        let items = |list: &str| -> Vec<(String, f64)> {
+            r[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    let sku = i["sku_id"].as_str().unwrap().to_owned();
+                    (sku, i["score"].as_f64().unwrap())
+                })
+                .collect()
+        };
+        let now = lists2.get(o).cloned().unwrap_or_default();
+        for (list, items_now) in now.lists() {
+            let want: Vec<(String, f64)> = items_now
+                .iter()
+                .map(|i| (i.sku_id.clone(), i.score))
+                .collect();
+            assert_eq!(
+                items(list),
+                want,
+                "{k} {list}: the topic holds run 2's list"
+            );
+        }
+    }
     // Last year's weeks after the as-of date were ice cream, bought nowhere since: the
     // seasonal pick everywhere.
     let seasonal: Vec<&str> = fx
@@ -316,4 +367,104 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
         let first = r["seasonal_soon"][0]["sku_id"].as_str().unwrap_or_default();
         assert!(seasonal.contains(&first), "{k}: {r}");
     }
+
+    // The same features once more (`spectra segment --once --all`): a new run whose
+    // lists are run 2's sends none of them again, only what differs.
+    let out = std::process::Command::new(spectra_tests::spectra_bin())
+        .args([
+            "segment",
+            "--once",
+            "--all",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(store.flags(&cfg))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "segment --once --all failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let latest = spectra_core::tables::runs::latest(&storage, SEGMENTATION)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(latest.run_id, run2.run_id, "a third run");
+    let run3 = spectra_core::tables::runs::Run::read(&storage, SEGMENTATION, latest.clone())
+        .await
+        .unwrap();
+    let segments3: BTreeMap<String, String> = run3
+        .assignments
+        .iter()
+        .map(|a| (a.outlet_id.clone(), a.segment_id.clone()))
+        .collect();
+    assert_eq!(segments3, segments2, "nothing moves on the same features");
+    let lists3 = run_lists(&storage, &latest.path).await;
+    let s = publish_once(&cfg).await.unwrap();
+    let report = &s.segmentations[0];
+    let want = to_send((&segments2, &lists2), (&segments3, &lists3));
+    assert_eq!(sent_by(&t.recommendations, &latest.run_id), want, "{s:?}");
+    assert_eq!(report.recommendations as usize, want.len(), "{s:?}");
+    assert_eq!(
+        report.recommendations_unchanged as usize,
+        listed(&segments3, &lists3) - want.len()
+    );
+    assert!(
+        want.is_empty(),
+        "the same features give the same lists: {} of {} sent again",
+        want.len(),
+        listed(&segments3, &lists3)
+    );
+}
+
+type Lists = BTreeMap<String, Recommendations>;
+
+/// A run's lists, from its `recommendations.parquet`.
+async fn run_lists(storage: &spectra_core::Storage, run_path: &str) -> Lists {
+    let file = format!("{run_path}/recommendations.parquet");
+    let rows: Vec<RecommendationRow> = read_rows(storage, &file).await.unwrap().unwrap();
+    group_recommendations(rows)
+}
+
+/// Outlet → segment of a run.
+fn segments_of(run: &RunInfo) -> BTreeMap<String, String> {
+    run.assignments
+        .iter()
+        .map(|(o, a)| (o.clone(), a.segment_id.clone()))
+        .collect()
+}
+
+/// The keys whose recommendations a new run (`next`: segments, lists) sends after
+/// `before` was published: the outlets with lists that differ, or in another segment
+/// (or new); an outlet whose lists emptied gets empty ones.
+fn to_send(
+    before: (&BTreeMap<String, String>, &Lists),
+    next: (&BTreeMap<String, String>, &Lists),
+) -> BTreeSet<String> {
+    next.0
+        .iter()
+        .filter(|(o, segment)| {
+            let reassigned = before.0.get(*o) != Some(*segment);
+            let had = before.1.get(*o).filter(|_| before.0.contains_key(*o));
+            match next.1.get(*o) {
+                Some(now) => reassigned || had != Some(now),
+                None => had.is_some(),
+            }
+        })
+        .map(|(o, _)| format!("{SEGMENTATION}:{o}"))
+        .collect()
+}
+
+/// The keys of the messages on `topic` that name run `run_id`.
+fn sent_by(topic: &str, run_id: &str) -> BTreeSet<String> {
+    spectra_tests::read_topic(topic)
+        .into_iter()
+        .filter(|m| {
+            let value = m.value.as_deref().unwrap_or_default();
+            serde_json::from_slice::<serde_json::Value>(value).is_ok_and(|v| v["run_id"] == run_id)
+        })
+        .map(|m| String::from_utf8(m.key.unwrap()).unwrap())
+        .collect()
 }

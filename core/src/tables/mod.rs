@@ -453,6 +453,9 @@ mod columns {
     pub(super) fn int(v: impl Iterator<Item = i64>) -> ArrayRef {
         Arc::new(Int64Array::from_iter_values(v))
     }
+    pub(super) fn int_opt(v: impl Iterator<Item = Option<i64>>) -> ArrayRef {
+        Arc::new(v.collect::<Int64Array>())
+    }
 }
 
 /// Builds one batch of `schema` from its columns, naming the table on error.

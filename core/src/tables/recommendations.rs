@@ -10,7 +10,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use serde::{Deserialize, Serialize};
 
-use super::columns::{float, int, schema, text};
+use super::columns::{float, int, int_opt, schema, text};
 use super::{batch, keyed, Batches, Columns, Rows};
 use crate::{Result, Storage};
 
@@ -44,6 +44,22 @@ pub struct Recommendations {
     pub seasonal_soon: Vec<RecItem>,
 }
 
+/// A 64-bit digest of SKU names by id (the names the publisher joins to the items it
+/// sends), independent of the order the pairs come in.
+pub fn sku_names_digest<'a>(names: impl IntoIterator<Item = (&'a String, &'a String)>) -> u64 {
+    use std::hash::Hasher;
+    names
+        .into_iter()
+        .map(|(id, name)| {
+            let mut h = twox_hash::XxHash64::with_seed(1);
+            h.write_u64(id.len() as u64);
+            h.write(id.as_bytes());
+            h.write(name.as_bytes());
+            h.finish()
+        })
+        .fold(0, u64::wrapping_add)
+}
+
 /// The names of the four lists, in message order.
 pub const REC_LISTS: [&str; 4] = [
     "new_for_outlet",
@@ -62,6 +78,28 @@ impl Recommendations {
             "seasonal_soon" => &mut self.seasonal_soon,
             _ => return None,
         })
+    }
+
+    /// A 64-bit digest of the four lists (XXH64 of every item's fields, list by list),
+    /// stored with each row: the publisher compares it with the digest of the run it
+    /// published last and sends only the outlets whose lists changed. Equal lists give
+    /// equal digests in every process and version of this function; a change of the
+    /// function only makes lists look changed once.
+    pub fn digest(&self) -> u64 {
+        use std::hash::Hasher;
+        let mut h = twox_hash::XxHash64::with_seed(0);
+        for (_, items) in self.lists() {
+            h.write_u64(items.len() as u64);
+            for i in items {
+                for text in [&i.sku_id, &i.reason] {
+                    h.write_u64(text.len() as u64);
+                    h.write(text.as_bytes());
+                }
+                h.write_u64(i.score.to_bits());
+                h.write_u64(i.suggested_quantity.to_bits());
+            }
+        }
+        h.finish()
     }
 
     /// The lists with their names.
@@ -86,6 +124,9 @@ pub struct RecommendationRow {
     pub rank: i64,
     /// The item.
     pub item: RecItem,
+    /// [`Recommendations::digest`] of the outlet's four lists, the same on each of its
+    /// rows; `None` in files written before digests.
+    pub lists_digest: Option<u64>,
 }
 
 impl Rows for RecommendationRow {
@@ -99,6 +140,7 @@ impl Rows for RecommendationRow {
                 ("score", Float64, false),
                 ("suggested_quantity", Float64, false),
                 ("reason", Utf8, true),
+                ("lists_digest", Int64, true),
             ])
         });
         S.clone()
@@ -118,6 +160,7 @@ impl Rows for RecommendationRow {
                     rows.iter()
                         .map(|r| Some(r.item.reason.as_str()).filter(|s| !s.is_empty())),
                 ),
+                int_opt(rows.iter().map(|r| r.lists_digest.map(|d| d as i64))),
             ],
         )
     }
@@ -131,6 +174,7 @@ impl Rows for RecommendationRow {
         );
         // Runs written before reasons have no `reason` column.
         let reason = c.text_if_present("reason")?;
+        let digest = digests(c)?;
         Ok((0..c.len())
             .map(|k| RecommendationRow {
                 outlet_id: o[k].clone(),
@@ -142,9 +186,19 @@ impl Rows for RecommendationRow {
                     suggested_quantity: q[k],
                     reason: reason[k].clone().unwrap_or_default(),
                 },
+                lists_digest: digest[k],
             })
             .collect())
     }
+}
+
+/// The `lists_digest` column of a batch (all `None` in files written before it).
+fn digests(c: &Columns<'_>) -> Result<Vec<Option<u64>>> {
+    if !c.has("lists_digest") {
+        return Ok(vec![None; c.len()]);
+    }
+    let a = c.primitive::<arrow::datatypes::Int64Type>("lists_digest")?;
+    Ok(a.iter().map(|v| v.map(|d| d as u64)).collect())
 }
 
 /// Every outlet's recommendations as rows, outlet by outlet, lists in
@@ -154,6 +208,7 @@ pub fn recommendation_rows<'a>(
 ) -> Vec<RecommendationRow> {
     let mut out = Vec::new();
     for (outlet, r) in recs {
+        let digest = Some(r.digest());
         for (list, items) in r.lists() {
             for (i, item) in items.iter().enumerate() {
                 out.push(RecommendationRow {
@@ -161,6 +216,7 @@ pub fn recommendation_rows<'a>(
                     list: list.to_owned(),
                     rank: i as i64 + 1,
                     item: item.clone(),
+                    lists_digest: digest,
                 });
             }
         }
@@ -236,19 +292,33 @@ impl RecommendationsFile {
         })
     }
 
+    /// Fetches the file; `None` when it does not exist.
+    pub async fn fetch_if_present(storage: &Storage, file: &str) -> Result<Option<Self>> {
+        Ok(storage.get(file).await?.map(|bytes| Self {
+            bytes,
+            path: file.to_owned(),
+        }))
+    }
+
     /// The outlets with an item in some list, in file order (the `outlet_id` column
     /// alone is decoded).
     pub fn outlets(&self) -> Result<Vec<String>> {
-        let mut batches = Batches::read(self.bytes.clone(), &self.path, Some(&["outlet_id"]))?;
-        let mut out: Vec<String> = Vec::new();
+        Ok(self.digests()?.into_iter().map(|(o, _)| o).collect())
+    }
+
+    /// The outlets with an item in some list, in file order, each with the digest of
+    /// its lists ([`Recommendations::digest`]; `None` in files written before digests).
+    /// Only the `outlet_id` and `lists_digest` columns are decoded.
+    pub fn digests(&self) -> Result<Vec<(String, Option<u64>)>> {
+        let columns = ["outlet_id", "lists_digest"];
+        let mut batches = Batches::read(self.bytes.clone(), &self.path, Some(&columns))?;
+        let mut out: Vec<(String, Option<u64>)> = Vec::new();
         while let Some(b) = batches.next_batch()? {
-            for id in Columns::new(&b, &self.path)
-                .id_strings("outlet_id")?
-                .iter()
-                .flatten()
-            {
-                if out.last().is_none_or(|l| l != id) {
-                    out.push(id.to_owned());
+            let c = Columns::new(&b, &self.path);
+            let digest = digests(&c)?;
+            for (id, d) in c.id_strings("outlet_id")?.iter().flatten().zip(digest) {
+                if out.last().is_none_or(|(l, _)| l != id) {
+                    out.push((id.to_owned(), d));
                 }
             }
         }
@@ -349,6 +419,69 @@ mod tests {
         assert_eq!(group_recommendations(rows), recs);
     }
 
+    /// Equal lists have equal digests; a change of any field, of an item's list or
+    /// of its rank changes the digest.
+    #[test]
+    fn a_digest_follows_every_field_of_the_lists() {
+        let item = |sku: &str| RecItem {
+            sku_id: sku.into(),
+            score: 0.5,
+            suggested_quantity: 3.0,
+            reason: "Bought by 60% of the segment.".into(),
+        };
+        let base = Recommendations {
+            new_for_outlet: vec![item("a"), item("b")],
+            should_have: vec![item("c")],
+            ..Default::default()
+        };
+        assert_eq!(base.digest(), base.clone().digest());
+        let changed: Vec<Recommendations> = vec![
+            {
+                let mut r = base.clone();
+                r.new_for_outlet[1].sku_id = "bb".into();
+                r
+            },
+            {
+                let mut r = base.clone();
+                r.new_for_outlet[0].score = 0.51;
+                r
+            },
+            {
+                let mut r = base.clone();
+                r.should_have[0].suggested_quantity = 4.0;
+                r
+            },
+            {
+                let mut r = base.clone();
+                r.should_have[0].reason = "Bought by 61% of the segment.".into();
+                r
+            },
+            {
+                let mut r = base.clone();
+                r.new_for_outlet.swap(0, 1);
+                r
+            },
+            {
+                let mut r = base.clone();
+                let moved = r.should_have.pop().unwrap();
+                r.popular_in_segment.push(moved);
+                r
+            },
+            {
+                let mut r = base.clone();
+                // The same bytes split differently between the id and the reason.
+                r.new_for_outlet[0].sku_id = "aB".into();
+                r.new_for_outlet[0].reason = "ought by 60% of the segment.".into();
+                r
+            },
+            Recommendations::default(),
+        ];
+        let mut seen = std::collections::HashSet::from([base.digest()]);
+        for r in &changed {
+            assert!(seen.insert(r.digest()), "{r:?}");
+        }
+    }
+
     /// 3,000 outlets with 1 to 7 items: rows span several batches and row groups,
     /// and some outlet's rows cross a batch boundary.
     fn many() -> BTreeMap<String, Recommendations> {
@@ -400,6 +533,11 @@ mod tests {
             .map(|(o, _)| o)
             .collect();
         assert_eq!(file.outlets().unwrap().iter().collect::<Vec<_>>(), listed);
+        let digests = file.digests().unwrap();
+        assert_eq!(digests.len(), listed.len());
+        for (o, d) in &digests {
+            assert_eq!(*d, Some(recs[o].digest()), "{o}");
+        }
         let one = read_outlet(&storage, "r.parquet", "O01234").await.unwrap();
         assert_eq!(one.as_ref(), recs.get("O01234"));
         assert_eq!(

@@ -413,10 +413,7 @@ async fn published_digests(
         "{folder}/{}",
         spectra_core::tables::layout::run_files::RECOMMENDATIONS
     );
-    match RecommendationsFile::fetch_if_present(storage, &file).await? {
-        Some(f) => Ok(Some(f.digests()?)),
-        None => Ok(None),
-    }
+    Ok(spectra_core::tables::recommendations::read_digests(storage, &file).await?)
 }
 
 /// Whether the outlet's recommendations message on the topic (`on_topic`) says what

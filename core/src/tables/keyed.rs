@@ -23,7 +23,8 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector,
 };
 use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::async_reader::ParquetRecordBatchStream;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
@@ -308,9 +309,36 @@ fn pages_holding(
     RowSelection::from(selectors)
 }
 
+/// The columns `columns` of a table, a batch at a time, from ranged reads of their
+/// pages alone (not the whole object); `None` when the object does not exist.
+pub(crate) async fn column_batches(
+    storage: &Storage,
+    path: &str,
+    columns: &[&str],
+) -> Result<Option<ParquetRecordBatchStream<Ranged>>> {
+    let size = match storage.object_store().head(&storage.path(path)).await {
+        Ok(m) => m.size,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let reader = Ranged {
+        storage: storage.clone(),
+        path: path.to_owned(),
+        size,
+    };
+    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+    Ok(Some(
+        builder
+            .with_projection(mask)
+            .with_batch_size(super::BATCH_ROWS)
+            .build()?,
+    ))
+}
+
 /// Ranged reads of one object of known size: the footer, then the pages asked for
 /// (parquet's own object-store reader is deprecated in favour of this).
-struct Ranged {
+pub(crate) struct Ranged {
     storage: Storage,
     path: String,
     size: u64,

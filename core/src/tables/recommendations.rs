@@ -263,6 +263,39 @@ pub async fn read_outlet(
     Ok(group_recommendations(rows).into_values().next())
 }
 
+/// The columns [`RecommendationsFile::digests`] and [`read_digests`] decode.
+const DIGEST_COLUMNS: [&str; 2] = ["outlet_id", "lists_digest"];
+
+/// Appends a batch's outlets with their digests to `out` (an outlet once, however
+/// many rows it has).
+fn push_digests(out: &mut Vec<(String, Option<u64>)>, c: &Columns<'_>) -> Result<()> {
+    let digest = digests(c)?;
+    for (id, d) in c.id_strings("outlet_id")?.iter().flatten().zip(digest) {
+        if out.last().is_none_or(|(l, _)| l != id) {
+            out.push((id.to_owned(), d));
+        }
+    }
+    Ok(())
+}
+
+/// The outlets of a run's `recommendations.parquet` (`file`) with the digests of
+/// their lists, as [`RecommendationsFile::digests`] gives them, from ranged reads of
+/// those two columns alone (a tenth of the file); `None` when the file does not exist.
+pub async fn read_digests(
+    storage: &Storage,
+    file: &str,
+) -> Result<Option<Vec<(String, Option<u64>)>>> {
+    use futures::TryStreamExt;
+    let Some(mut batches) = keyed::column_batches(storage, file, &DIGEST_COLUMNS).await? else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    while let Some(b) = batches.try_next().await? {
+        push_digests(&mut out, &Columns::new(&b, file))?;
+    }
+    Ok(Some(out))
+}
+
 /// Every outlet's lists from a run's `recommendations.parquet`, a batch at a time and
 /// in outlet order ([`OutletLists::next_outlets`]): a reader of every outlet (the
 /// publish cycle) never holds more than one batch's outlets.
@@ -292,14 +325,6 @@ impl RecommendationsFile {
         })
     }
 
-    /// Fetches the file; `None` when it does not exist.
-    pub async fn fetch_if_present(storage: &Storage, file: &str) -> Result<Option<Self>> {
-        Ok(storage.get(file).await?.map(|bytes| Self {
-            bytes,
-            path: file.to_owned(),
-        }))
-    }
-
     /// The outlets with an item in some list, in file order (the `outlet_id` column
     /// alone is decoded).
     pub fn outlets(&self) -> Result<Vec<String>> {
@@ -310,17 +335,10 @@ impl RecommendationsFile {
     /// its lists ([`Recommendations::digest`]; `None` in files written before digests).
     /// Only the `outlet_id` and `lists_digest` columns are decoded.
     pub fn digests(&self) -> Result<Vec<(String, Option<u64>)>> {
-        let columns = ["outlet_id", "lists_digest"];
-        let mut batches = Batches::read(self.bytes.clone(), &self.path, Some(&columns))?;
-        let mut out: Vec<(String, Option<u64>)> = Vec::new();
+        let mut batches = Batches::read(self.bytes.clone(), &self.path, Some(&DIGEST_COLUMNS))?;
+        let mut out = Vec::new();
         while let Some(b) = batches.next_batch()? {
-            let c = Columns::new(&b, &self.path);
-            let digest = digests(&c)?;
-            for (id, d) in c.id_strings("outlet_id")?.iter().flatten().zip(digest) {
-                if out.last().is_none_or(|(l, _)| l != id) {
-                    out.push((id.to_owned(), d));
-                }
-            }
+            push_digests(&mut out, &Columns::new(&b, &self.path))?;
         }
         Ok(out)
     }
@@ -538,6 +556,9 @@ mod tests {
         for (o, d) in &digests {
             assert_eq!(*d, Some(recs[o].digest()), "{o}");
         }
+        let read = read_digests(&storage, "r.parquet").await.unwrap();
+        assert_eq!(read.as_ref(), Some(&digests));
+        assert_eq!(read_digests(&storage, "none.parquet").await.unwrap(), None);
         let one = read_outlet(&storage, "r.parquet", "O01234").await.unwrap();
         assert_eq!(one.as_ref(), recs.get("O01234"));
         assert_eq!(

@@ -96,6 +96,17 @@ pub fn encode_chunks<T: Rows>(
     key: &str,
     chunks: impl IntoIterator<Item = impl AsRef<[T]>>,
 ) -> Result<Bytes> {
+    let batches = chunks.into_iter().map(|chunk| T::to_batch(chunk.as_ref()));
+    encode_batches::<T>(path, key, batches)
+}
+
+/// [`encode_chunks`] from batches of `T`'s schema made by the caller (a table whose
+/// rows would copy what its batches can borrow).
+pub fn encode_batches<T: Rows>(
+    path: &str,
+    key: &str,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+) -> Result<Bytes> {
     // Page statistics (the column index) for the key only; every column gets its
     // offset index (page locations), which is what lets a reader fetch single pages.
     let mut props = writer_properties()
@@ -123,8 +134,8 @@ pub fn encode_chunks<T: Rows>(
     }
     let props = props.build();
     let (mut last, mut row) = (None::<String>, 0usize);
-    let batches = chunks.into_iter().map(|chunk| {
-        let b = T::to_batch(chunk.as_ref())?;
+    let batches = batches.into_iter().map(|b| {
+        let b = b?;
         let ids = Columns::new(&b, path).id_strings(key)?;
         for id in ids.iter().flatten() {
             if last.as_deref().is_some_and(|l| l > id) {

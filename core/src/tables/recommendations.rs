@@ -4,7 +4,7 @@
 //! which re-exports these), read by the publisher.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
@@ -226,13 +226,81 @@ pub fn recommendation_rows<'a>(
 
 /// A run's `recommendations.parquet` holding `outlets`' lists, which must come in
 /// outlet id order: encoded a row group at a time as the iterator yields them
-/// ([`keyed::encode_rows`]), so only the encoded file is held, never every outlet's
+/// ([`keyed::encode_batches`]), so only the encoded file is held, never every outlet's
 /// lists.
 pub fn encode(
     outlets: &mut dyn Iterator<Item = (String, Recommendations)>,
 ) -> Result<bytes::Bytes> {
-    let rows = outlets.flat_map(|(o, r)| recommendation_rows([(&o, &r)]));
-    keyed::encode_rows(super::layout::run_files::RECOMMENDATIONS, "outlet_id", rows)
+    // Batches of whole outlets of about a row group's rows, built from the lists in
+    // place (rows would copy each item's strings and the outlet id onto every row).
+    let batches = std::iter::from_fn(|| {
+        let mut chunk = Vec::new();
+        let mut rows = 0;
+        for (o, r) in &mut *outlets {
+            rows += r.lists().iter().map(|(_, l)| l.len()).sum::<usize>();
+            chunk.push((o, r));
+            if rows >= keyed::ROW_GROUP_ROWS {
+                break;
+            }
+        }
+        (!chunk.is_empty()).then(|| lists_batch(&chunk))
+    });
+    keyed::encode_batches::<RecommendationRow>(
+        super::layout::run_files::RECOMMENDATIONS,
+        "outlet_id",
+        batches,
+    )
+}
+
+/// The rows of `outlets`' lists as one batch of [`RecommendationRow`]'s schema, as
+/// [`recommendation_rows`] then [`Rows::to_batch`] would make it.
+fn lists_batch(outlets: &[(String, Recommendations)]) -> Result<RecordBatch> {
+    use arrow::array::{Float64Builder, Int64Builder, StringBuilder};
+    let rows: usize = outlets
+        .iter()
+        .map(|(_, r)| r.lists().iter().map(|(_, l)| l.len()).sum::<usize>())
+        .sum();
+    let text = || StringBuilder::with_capacity(rows, rows * 16);
+    let (mut outlet, mut list, mut sku, mut reason) = (text(), text(), text(), text());
+    let (mut rank, mut digest) = (
+        Int64Builder::with_capacity(rows),
+        Int64Builder::with_capacity(rows),
+    );
+    let (mut score, mut quantity) = (
+        Float64Builder::with_capacity(rows),
+        Float64Builder::with_capacity(rows),
+    );
+    for (o, r) in outlets {
+        let d = r.digest() as i64;
+        for (name, items) in r.lists() {
+            for (i, item) in items.iter().enumerate() {
+                outlet.append_value(o);
+                list.append_value(name);
+                rank.append_value(i as i64 + 1);
+                sku.append_value(&item.sku_id);
+                score.append_value(item.score);
+                quantity.append_value(item.suggested_quantity);
+                match item.reason.as_str() {
+                    "" => reason.append_null(),
+                    why => reason.append_value(why),
+                }
+                digest.append_value(d);
+            }
+        }
+    }
+    batch(
+        RecommendationRow::schema(),
+        vec![
+            Arc::new(outlet.finish()),
+            Arc::new(list.finish()),
+            Arc::new(rank.finish()),
+            Arc::new(sku.finish()),
+            Arc::new(score.finish()),
+            Arc::new(quantity.finish()),
+            Arc::new(reason.finish()),
+            Arc::new(digest.finish()),
+        ],
+    )
 }
 
 /// Rows back into each outlet's lists (items in rank order).
@@ -566,6 +634,36 @@ mod tests {
             None
         );
         assert!(read_outlet(&storage, "none.parquet", "O1").await.is_err());
+    }
+
+    /// The batches `encode` builds in place are those of the rows, and the file it
+    /// makes reads back whole.
+    #[tokio::test]
+    async fn lists_encoded_in_place_are_their_rows() {
+        let mut recs = many();
+        for (n, r) in recs.values_mut().enumerate() {
+            for item in r.should_have.iter_mut().filter(|_| n % 2 == 0) {
+                item.reason = format!("reason {n}");
+            }
+        }
+        let outlets: Vec<(String, Recommendations)> = recs.clone().into_iter().collect();
+        assert_eq!(
+            lists_batch(&outlets).unwrap(),
+            RecommendationRow::to_batch(&recommendation_rows(&recs)).unwrap()
+        );
+        let storage = Storage::memory();
+        let bytes = encode(&mut outlets.into_iter()).unwrap();
+        storage.put("e.parquet", bytes).await.unwrap();
+        let mut lists = OutletLists::open(&storage, "e.parquet").await.unwrap();
+        let mut got = BTreeMap::new();
+        while let Some(outlets) = lists.next_outlets().unwrap() {
+            got.extend(outlets);
+        }
+        let listed: BTreeMap<String, Recommendations> = recs
+            .into_iter()
+            .filter(|(_, r)| r.lists().iter().any(|(_, l)| !l.is_empty()))
+            .collect();
+        assert_eq!(got, listed);
     }
 
     #[tokio::test]

@@ -263,9 +263,23 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         delivery.send(m).await?;
     }
     if let Some(f) = &recs_file {
+        // The file's lists that changed, a batch at a time, then the emptied ones.
         let mut stream = f.lists()?;
-        while let Some(mut outlets) = stream.next_outlets()? {
-            outlets.retain(|(o, _)| recommended.binary_search(o).is_ok());
+        let mut emptied = Some(emptied);
+        loop {
+            let outlets = match stream.next_outlets()? {
+                Some(mut outlets) => {
+                    outlets.retain(|(o, _)| recommended.binary_search(o).is_ok());
+                    outlets
+                }
+                None => match emptied.take() {
+                    Some(e) => e
+                        .into_iter()
+                        .map(|o| (o, Recommendations::default()))
+                        .collect(),
+                    None => break,
+                },
+            };
             for (outlet, v) in snap.recommendation_messages(outlets) {
                 let m = Outgoing {
                     topic: topics.recommendations.clone(),
@@ -275,19 +289,6 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
                 };
                 delivery.send(&m).await?;
             }
-        }
-        let emptied = emptied
-            .into_iter()
-            .map(|o| (o, Recommendations::default()))
-            .collect();
-        for (outlet, v) in snap.recommendation_messages(emptied) {
-            let m = Outgoing {
-                topic: topics.recommendations.clone(),
-                key: key(&outlet),
-                value: Some(v),
-                change: "recommendation",
-            };
-            delivery.send(&m).await?;
         }
     }
     for c in left() {

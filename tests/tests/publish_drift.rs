@@ -160,17 +160,7 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
     );
 
     // Recovery through the binary, as an operator would run it.
-    let out = std::process::Command::new(spectra_tests::spectra_bin())
-        .args(["publish", "--once", "--admin-listen", "127.0.0.1:0"])
-        .args(store.flags(&cfg))
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "publish --once failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = spectra_ok(&store, &cfg, &["publish", "--once"]);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let seg = &summary["segmentations"][0];
     assert_eq!(seg["run_id"], run2.run_id.as_str());
@@ -370,23 +360,7 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
 
     // The same features once more (`spectra segment --once --all`): a new run whose
     // lists are run 2's sends none of them again, only what differs.
-    let out = std::process::Command::new(spectra_tests::spectra_bin())
-        .args([
-            "segment",
-            "--once",
-            "--all",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .args(store.flags(&cfg))
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "segment --once --all failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    spectra_ok(&store, &cfg, &["segment", "--once", "--all"]);
     let latest = spectra_core::tables::runs::latest(&storage, SEGMENTATION)
         .await
         .unwrap()
@@ -420,6 +394,27 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
 }
 
 type Lists = BTreeMap<String, Recommendations>;
+
+/// Runs `spectra {args}` on the store, as an operator would, and checks it succeeded.
+fn spectra_ok(
+    store: &spectra_tests::fixture::Store,
+    cfg: &spectra_core::Config,
+    args: &[&str],
+) -> std::process::Output {
+    let out = std::process::Command::new(spectra_tests::spectra_bin())
+        .args(args)
+        .args(["--admin-listen", "127.0.0.1:0"])
+        .args(store.flags(cfg))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "spectra {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
 
 /// A run's lists, from its `recommendations.parquet`.
 async fn run_lists(storage: &spectra_core::Storage, run_path: &str) -> Lists {

@@ -17,6 +17,7 @@ pub mod export;
 pub mod history;
 pub mod hold;
 pub mod kafka;
+mod lists;
 pub mod metadata;
 pub mod metrics;
 pub mod snapshot;

@@ -180,16 +180,10 @@ pub async fn read_key<T: Rows>(
             m,
         ),
         None => {
-            let size = match storage.object_store().head(&storage.path(path)).await {
-                Ok(m) => m.size,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(e.into()),
+            let Some(mut reader) = Ranged::open(storage, path).await? else {
+                return Ok(None);
             };
-            let mut reader = Ranged {
-                storage: storage.clone(),
-                path: path.to_owned(),
-                size,
-            };
+            let size = reader.size;
             let options =
                 ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
             let m = ArrowReaderMetadata::load_async(&mut reader, options).await?;
@@ -327,15 +321,8 @@ pub(crate) async fn column_batches(
     path: &str,
     columns: &[&str],
 ) -> Result<Option<ParquetRecordBatchStream<Ranged>>> {
-    let size = match storage.object_store().head(&storage.path(path)).await {
-        Ok(m) => m.size,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let reader = Ranged {
-        storage: storage.clone(),
-        path: path.to_owned(),
-        size,
+    let Some(reader) = Ranged::open(storage, path).await? else {
+        return Ok(None);
     };
     let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
     let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
@@ -353,6 +340,22 @@ pub(crate) struct Ranged {
     storage: Storage,
     path: String,
     size: u64,
+}
+
+impl Ranged {
+    /// The object at `path`, its size read; `None` when it does not exist.
+    async fn open(storage: &Storage, path: &str) -> Result<Option<Self>> {
+        let size = match storage.object_store().head(&storage.path(path)).await {
+            Ok(m) => m.size,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Some(Self {
+            storage: storage.clone(),
+            path: path.to_owned(),
+            size,
+        }))
+    }
 }
 
 impl AsyncFileReader for Ranged {

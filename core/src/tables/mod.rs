@@ -141,7 +141,7 @@ fn each_batch(
 
 /// Objects at least this large are decoded ahead of their reader ([`for_each_batch`]);
 /// smaller ones (the API's reads among them) in the reader's own thread.
-pub const DECODE_AHEAD_BYTES: usize = 4 << 20;
+const DECODE_AHEAD_BYTES: usize = 4 << 20;
 /// Batches decoded ahead of the reader at most.
 const DECODED_AHEAD: usize = 2;
 

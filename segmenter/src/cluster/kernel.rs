@@ -8,6 +8,7 @@
 use ndarray::{ArrayView2, CowArray, Ix2};
 use rayon::prelude::*;
 
+use super::rows::RowBuffer;
 use super::tiles::sq_distances;
 pub(crate) use super::tiles::Centres;
 pub(crate) use super::tiles::Points;
@@ -26,10 +27,10 @@ pub(crate) enum Storage {
     Converted,
     /// Left in the caller's `f64` matrix and converted block by block, into cache-
     /// sized scratch, when read: for one pass over the rows (the nearest centres).
-    /// No `n × D` copy is allocated — at 1M × 100, 400 MB whose page faults alone
-    /// take 70 ms — and each read gives the same `f32` values a converted matrix
-    /// would hold. (Two passes already cost more: reading `f64` twice takes longer
-    /// than converting once.)
+    /// No `n × D` copy is allocated — at 1M × 100, 400 MB to fault in (70 ms in
+    /// 4 KiB pages; see `rows.rs`) — and each read gives the same `f32` values a
+    /// converted matrix would hold. (Two passes already cost more: reading `f64`
+    /// twice takes longer than converting once.)
     Streamed,
 }
 
@@ -48,7 +49,7 @@ pub(crate) struct Prepared<'a> {
 }
 
 enum Rows<'a> {
-    Converted(Vec<f32>),
+    Converted(RowBuffer),
     Streamed(CowArray<'a, f64, Ix2>),
 }
 
@@ -77,8 +78,8 @@ impl<'a> Prepared<'a> {
         let xs = x.as_slice().expect("standard layout");
         let group = GROUP_ROWS * d.max(1);
         let mut out = match storage {
-            Storage::Converted => vec![0.0_f32; n * d],
-            Storage::Streamed => Vec::new(),
+            Storage::Converted => RowBuffer::zeroed(n * d),
+            Storage::Streamed => RowBuffer::Heap(Vec::new()),
         };
         let mut sq_norms = vec![0.0_f32; n];
         // Per group of rows: convert, flush tiny values, squared norms and column
@@ -101,6 +102,7 @@ impl<'a> Prepared<'a> {
         };
         let sums: Vec<Result<(Vec<f64>, f64), usize>> = match storage {
             Storage::Converted => out
+                .as_mut_slice()
                 .par_chunks_mut(group)
                 .zip(xs.par_chunks(group))
                 .zip(sq_norms.par_chunks_mut(GROUP_ROWS))
@@ -153,7 +155,7 @@ impl<'a> Prepared<'a> {
         match &self.rows {
             Rows::Converted(x) => (
                 Points {
-                    x,
+                    x: x.as_slice(),
                     d,
                     norms: &self.sq_norms,
                 },

@@ -24,6 +24,7 @@ pub mod transform;
 
 mod hamerly;
 mod kernel;
+mod rows;
 mod seeding;
 mod tiles;
 

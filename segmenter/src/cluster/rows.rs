@@ -27,7 +27,8 @@ pub(crate) enum RowBuffer {
 impl RowBuffer {
     /// `len` zeros.
     pub fn zeroed(len: usize) -> Self {
-        let bytes = len * std::mem::size_of::<f32>();
+        // A length whose bytes overflow goes to the `Vec`, which reports it.
+        let bytes = len.checked_mul(std::mem::size_of::<f32>()).unwrap_or(0);
         if bytes >= MAPPED_BYTES {
             if let Ok(map) = MmapOptions::new().len(bytes).map_anon() {
                 // Only advice: without huge pages the mapping works as before.
@@ -39,6 +40,7 @@ impl RowBuffer {
         Self::Heap(vec![0.0; len])
     }
 
+    /// The values.
     pub fn as_slice(&self) -> &[f32] {
         match self {
             Self::Heap(v) => v,
@@ -46,6 +48,7 @@ impl RowBuffer {
         }
     }
 
+    /// The values, to write.
     pub fn as_mut_slice(&mut self) -> &mut [f32] {
         match self {
             Self::Heap(v) => v,

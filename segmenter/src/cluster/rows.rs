@@ -19,9 +19,9 @@ const MAPPED_BYTES: usize = 8 << 20;
 pub(crate) enum RowBuffer {
     /// Ordinary heap memory.
     Heap(Vec<f32>),
-    /// An anonymous mapping (page-aligned, zeroed by the kernel), with huge pages
-    /// asked for on Linux.
-    Mapped { map: MmapMut, len: usize },
+    /// An anonymous mapping of exactly the values' bytes (page-aligned, zeroed by
+    /// the kernel), with huge pages asked for on Linux.
+    Mapped(MmapMut),
 }
 
 impl RowBuffer {
@@ -34,7 +34,7 @@ impl RowBuffer {
                 // Only advice: without huge pages the mapping works as before.
                 #[cfg(target_os = "linux")]
                 let _ = map.advise(memmap2::Advice::HugePage);
-                return Self::Mapped { map, len };
+                return Self::Mapped(map);
             }
         }
         Self::Heap(vec![0.0; len])
@@ -44,7 +44,7 @@ impl RowBuffer {
     pub fn as_slice(&self) -> &[f32] {
         match self {
             Self::Heap(v) => v,
-            Self::Mapped { map, len } => &bytemuck::cast_slice(&map[..])[..*len],
+            Self::Mapped(map) => bytemuck::cast_slice(map),
         }
     }
 
@@ -52,7 +52,7 @@ impl RowBuffer {
     pub fn as_mut_slice(&mut self) -> &mut [f32] {
         match self {
             Self::Heap(v) => v,
-            Self::Mapped { map, len } => &mut bytemuck::cast_slice_mut(&mut map[..])[..*len],
+            Self::Mapped(map) => bytemuck::cast_slice_mut(map),
         }
     }
 }
@@ -72,7 +72,7 @@ mod tests {
             }
             assert!(b.as_slice().iter().enumerate().all(|(i, &v)| v == i as f32));
             assert_eq!(
-                matches!(b, RowBuffer::Mapped { .. }),
+                matches!(b, RowBuffer::Mapped(_)),
                 len * 4 >= MAPPED_BYTES,
                 "{len} values"
             );

@@ -26,6 +26,7 @@ mod hamerly;
 mod kernel;
 mod rows;
 mod seeding;
+mod swap;
 mod tiles;
 
 pub use auto_k::{

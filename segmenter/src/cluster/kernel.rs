@@ -21,16 +21,15 @@ pub(crate) const BLOCK_ROWS: usize = 256;
 /// How [`Prepared`] keeps the rows it hands to the tiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Storage {
-    /// Converted to `f32` once, into a matrix of their own: for fits, which read
-    /// every row at least twice (k-means++ seeding and Lloyd iterations, or a warm
-    /// start's two full passes).
+    /// Converted to `f32` once, into a matrix of their own: for fits that read
+    /// every row many times (k-means++ seeding and Lloyd iterations).
     Converted,
     /// Left in the caller's `f64` matrix and converted block by block, into cache-
-    /// sized scratch, when read: for one pass over the rows (the nearest centres).
-    /// No `n × D` copy is allocated — at 1M × 100, 400 MB to fault in (70 ms in
-    /// 4 KiB pages; see `rows.rs`) — and each read gives the same `f32` values a
-    /// converted matrix would hold. (Two passes already cost more: reading `f64`
-    /// twice takes longer than converting once.)
+    /// sized scratch, when read: for few passes over the rows (the nearest
+    /// centres; a warm start's first and last E-step, until [`Prepared::convert`]
+    /// if the fit runs long). No `n × D` copy is allocated — at 1M × 100, 400 MB to
+    /// fault in and write — and each read gives the same `f32` values a converted
+    /// matrix would hold.
     Streamed,
 }
 
@@ -126,19 +125,19 @@ impl<'a> Prepared<'a> {
         })
     }
 
-    /// [`Prepared::new`] with [`Storage::Converted`], fused with a first visit of
-    /// every row as [`for_each_group`] makes it (same groups, blocks and order of
-    /// results): each block of rows is converted and, while it is still in cache,
-    /// its distances to `centres` computed and handed to `visit`, which also gets
-    /// the sample weights (`None` for all ones). A warm start's first E-step so
-    /// reads the rows once, as `f64`, rather than converting them and then reading
-    /// the `f32` copy again — at 1M × 100, 400 MB less to read.
-    pub fn converted_visiting<T, O, F>(
+    /// [`Prepared::new`], fused with a first visit of every row as
+    /// [`for_each_group`] makes it (same groups, blocks and order of results): each
+    /// block of rows is converted — into the copy, or with [`Storage::Streamed`]
+    /// into scratch — and, while it is still in cache, its distances to `centres`
+    /// computed and handed to `visit`, which also gets the sample weights (`None`
+    /// for all ones); one output per row. A warm start's first E-step so reads the rows once, as `f64`,
+    /// rather than preparing them and then reading them again.
+    pub fn visiting<T, O, F>(
         x: ArrayView2<'a, f64>,
+        storage: Storage,
         weights: Option<&[f64]>,
         centres: &Centres,
         per_row: &mut [O],
-        stride: usize,
         init: impl Fn() -> T + Sync,
         visit: F,
     ) -> Result<(Self, Vec<T>), usize>
@@ -149,33 +148,53 @@ impl<'a> Prepared<'a> {
     {
         let (n, d) = x.dim();
         let k = centres.len();
-        debug_assert_eq!(per_row.len(), n * stride);
-        let x = x.as_standard_layout();
+        debug_assert_eq!(per_row.len(), n);
+        let x: CowArray<'a, f64, Ix2> = if x.is_standard_layout() {
+            x.into()
+        } else {
+            x.as_standard_layout().into_owned().into()
+        };
         let xs = x.as_slice().expect("standard layout");
         let group = GROUP_ROWS * d.max(1);
         let weights = weights.map(to_f32);
         let w = weights.as_deref();
-        let mut out = RowBuffer::zeroed(n * d);
+        let converted = storage == Storage::Converted;
+        let mut out = RowBuffer::zeroed(if converted { n * d } else { 0 });
         let mut sq_norms = vec![0.0_f32; n];
         let at: Vec<usize> = (0..BLOCK_ROWS).collect();
-        let results: Vec<Result<(T, Moments), usize>> = out
-            .as_mut_slice()
-            .par_chunks_mut(group)
+        let mut empty: Vec<&mut [f32]> = Vec::new();
+        let dsts: Vec<&mut [f32]> = if converted {
+            out.as_mut_slice().chunks_mut(group).collect()
+        } else {
+            empty.extend((0..n.div_ceil(GROUP_ROWS)).map(|_| Default::default()));
+            empty
+        };
+        let results: Vec<Result<(T, Moments), usize>> = dsts
+            .into_par_iter()
             .zip(xs.par_chunks(group))
             .zip(sq_norms.par_chunks_mut(GROUP_ROWS))
-            .zip(per_row.par_chunks_mut(GROUP_ROWS * stride))
+            .zip(per_row.par_chunks_mut(GROUP_ROWS))
             .enumerate()
             .map(|(g, (((dst, src), norms), out))| {
                 let (mut acc, mut moments) = (init(), Moments::new(d));
                 let mut dist = vec![0.0_f32; BLOCK_ROWS * k];
+                let mut scratch = vec![0.0_f32; if converted { 0 } else { BLOCK_ROWS * d }];
                 let mut b = 0;
                 while b < norms.len() {
                     let e = (b + BLOCK_ROWS).min(norms.len());
+                    let (dst, base) = if converted {
+                        (&mut dst[b * d..e * d], b)
+                    } else {
+                        (&mut scratch[..(e - b) * d], b)
+                    };
                     for r in b..e {
-                        let (i, o) = (&src[r * d..(r + 1) * d], &mut dst[r * d..(r + 1) * d]);
+                        let (i, o) = (
+                            &src[r * d..(r + 1) * d],
+                            &mut dst[(r - base) * d..(r - base + 1) * d],
+                        );
                         norms[r] = moments.convert(i, o).ok_or(g * GROUP_ROWS + r)?;
                     }
-                    let rows = &dst[b * d..e * d];
+                    let rows = &*dst;
                     let points = Points {
                         x: rows,
                         d,
@@ -184,14 +203,7 @@ impl<'a> Prepared<'a> {
                     let dist = &mut dist[..(e - b) * k];
                     sq_distances(points, &at[..e - b], centres, dist);
                     let first = g * GROUP_ROWS + b;
-                    visit(
-                        &mut acc,
-                        w,
-                        first,
-                        dist,
-                        rows,
-                        &mut out[b * stride..e * stride],
-                    );
+                    visit(&mut acc, w, first, dist, rows, &mut out[b..e]);
                     b = e;
                 }
                 Ok((acc, moments))
@@ -203,13 +215,38 @@ impl<'a> Prepared<'a> {
             .into_iter()
             .unzip();
         let data = Self {
-            rows: Rows::Converted(out),
+            rows: if converted {
+                Rows::Converted(out)
+            } else {
+                Rows::Streamed(x)
+            },
             d,
             sq_norms,
             weights,
             mean_variance: Moments::mean_variance(moments, n, d),
         };
         Ok((data, results))
+    }
+
+    /// Converts streamed rows into a copy of their own (the same `f32` values a
+    /// streamed read gives), for a fit that turns out to read them many times;
+    /// converted rows stay as they are.
+    pub fn convert(&mut self) {
+        let d = self.d;
+        let Rows::Streamed(x) = &self.rows else {
+            return;
+        };
+        let xs = x.as_slice().expect("standard layout");
+        let mut out = RowBuffer::zeroed(xs.len());
+        out.as_mut_slice()
+            .par_chunks_mut(GROUP_ROWS * d)
+            .zip(xs.par_chunks(GROUP_ROWS * d))
+            .for_each(|(dst, src)| {
+                for (o, i) in dst.chunks_mut(d).zip(src.chunks(d)) {
+                    convert_row(i, o).expect("checked when prepared");
+                }
+            });
+        self.rows = Rows::Converted(out);
     }
 
     /// Number of rows.
@@ -473,8 +510,8 @@ mod tests {
     /// Converting while visiting gives what converting first and then visiting
     /// gives — the same rows bit for bit, norms, variance and weights, and the same
     /// visits in the same order — over several groups with a partial last group and
-    /// block, weighted, with tiny values flushed; a non-finite value is reported at
-    /// its row.
+    /// block, weighted, with tiny values flushed; so does streaming, and converting
+    /// the streamed rows later; a non-finite value is reported at its row.
     #[test]
     fn converting_while_visiting_matches_converting_first() {
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(5);
@@ -490,12 +527,12 @@ mod tests {
         let seen_first = for_each_group(&first, &centres, &mut out_first, 1, Vec::new, record);
 
         let mut out_fused = vec![usize::MAX; n];
-        let (fused, seen_fused) = Prepared::converted_visiting(
+        let (fused, seen_fused) = Prepared::visiting(
             x.view(),
+            Storage::Converted,
             Some(&w),
             &centres,
             &mut out_fused,
-            1,
             Vec::new,
             |acc, weights, row, dist, rows, out| {
                 assert_eq!(weights, first.weights.as_deref());
@@ -517,16 +554,45 @@ mod tests {
         assert_eq!(fused.mean_variance, first.mean_variance);
         assert_eq!(fused.weights, first.weights);
 
-        x[[GROUP_ROWS + 300, 2]] = f64::NAN;
-        let bad = Prepared::converted_visiting(
+        // Streamed: the same visits, from rows converted into scratch, and no copy
+        // until `convert` makes the same one.
+        let mut out_streamed = vec![usize::MAX; n];
+        let (mut streamed, seen_streamed) = Prepared::visiting(
             x.view(),
-            None,
+            Storage::Streamed,
+            Some(&w),
             &centres,
-            &mut out_fused,
-            1,
-            || (),
-            |_, _, _, _, _, _| (),
+            &mut out_streamed,
+            Vec::new,
+            |acc, _, row, dist, rows, out| record(acc, row, dist, rows, out),
+        )
+        .unwrap();
+        assert!(seen_streamed == seen_first, "the same visits, streamed");
+        assert_eq!(out_streamed, out_first);
+        assert_eq!(streamed.sq_norms, first.sq_norms);
+        assert_eq!(streamed.mean_variance, first.mean_variance);
+        assert!(matches!(streamed.rows, Rows::Streamed(_)));
+        streamed.convert();
+        let Rows::Converted(c) = &streamed.rows else {
+            panic!("converted")
+        };
+        assert!(
+            c.as_slice() == b.as_slice(),
+            "the same f32 rows, converted later"
         );
-        assert_eq!(bad.err(), Some(GROUP_ROWS + 300));
+
+        x[[GROUP_ROWS + 300, 2]] = f64::NAN;
+        for storage in [Storage::Converted, Storage::Streamed] {
+            let bad = Prepared::visiting(
+                x.view(),
+                storage,
+                None,
+                &centres,
+                &mut out_fused,
+                || (),
+                |_, _, _, _, _, _| (),
+            );
+            assert_eq!(bad.err(), Some(GROUP_ROWS + 300), "{storage:?}");
+        }
     }
 }

@@ -161,12 +161,11 @@ pub fn fit(
         }
     }
     let mut rows = vec![UNASSIGNED; n];
-    // Every fit reads the rows at least twice (a warm start: two full passes and
-    // bounded ones): converted once, they cost less than converted on each read
-    // (measured at 1M × 100 after a 5% drift: 0.31 s against 0.33 s). A warm start
-    // converts them in its first E-step (`Prepared::converted_visiting`: 0.332 →
-    // 0.299 s, median of 30 interleaved pairs); seeding needs them converted first.
-    let (data, centroids, first) = match init {
+    // Seeding reads the rows many times: they are converted to `f32` first. A warm
+    // start reads them in place, converting each block as it goes, and its first
+    // E-step prepares them (`Prepared::visiting`); `lloyd` converts them once the
+    // fit runs long (see `STREAMED_ITERATIONS`).
+    let (mut data, centroids, first) = match init {
         Init::KMeansPlusPlus => {
             let data = prepare(x, weights, Storage::Converted)?;
             let centroids = kmeans_plusplus(&data, k, config.seed);
@@ -174,12 +173,12 @@ pub fn fit(
         }
         Init::Centroids(c) => {
             let centres = Centres::new(c.view());
-            let (data, partials) = Prepared::converted_visiting(
+            let (data, partials) = Prepared::visiting(
                 x,
+                Storage::Streamed,
                 weights,
                 &centres,
                 &mut rows,
-                1,
                 || Partial::new(k, d),
                 lloyd_visit::<true>,
             )
@@ -188,7 +187,7 @@ pub fn fit(
         }
     };
     let tol = config.tol * data.mean_variance;
-    let mut run = lloyd(&data, centroids, &mut rows, first, config.max_iter, tol);
+    let mut run = lloyd(&mut data, centroids, &mut rows, first, config.max_iter, tol);
     // A cold fit tries the swap that `swap::propose` finds worth trying, and keeps
     // it when the inertia falls (a warm start keeps the structure it was given).
     let mut iterations = run.iterations;
@@ -200,7 +199,7 @@ pub fn fit(
                 break;
             };
             let mut trial_rows = vec![UNASSIGNED; n];
-            let trial = lloyd(&data, swapped, &mut trial_rows, None, left, tol);
+            let trial = lloyd(&mut data, swapped, &mut trial_rows, None, left, tol);
             iterations += trial.iterations;
             if trial.inertia >= run.inertia {
                 break;
@@ -235,11 +234,24 @@ struct Run {
     converged: bool,
 }
 
+/// Iterations a fit reads streamed rows for before converting them. A short warm
+/// fit reads each row twice (its first and its last E-step) and the bounded steps
+/// between read a few: converting on each read costs about what writing a copy
+/// costs, without the copy (medians of interleaved runs against a copy: 1M × 100
+/// after a 5% drift, 2 iterations, 0.307 → 0.297 s and peak RSS 1.22 → 0.83 GB;
+/// 1M × 200, 5 iterations, 0.90 → 0.49 s; 200k × 48, 5 iterations, 0.032 →
+/// 0.038 s). Each bounded step on streamed rows costs more (~15 ms at 1M × 100),
+/// so a fit still running after a few iterations converts once: from 20 rows as
+/// centres, 120 iterations took 4.96 s streamed throughout, 3.04 s with a copy
+/// from the start and 3.01 s converted after 5.
+const STREAMED_ITERATIONS: usize = 5;
+
 /// Lloyd iterations from `centroids` (`first`: the first E-step, when already
 /// done), then a last full E-step, which leaves exact nearest and second-nearest
-/// distances in `rows` and gives the inertia.
+/// distances in `rows` and gives the inertia. Streamed rows are converted after
+/// [`STREAMED_ITERATIONS`].
 fn lloyd(
-    data: &Prepared,
+    data: &mut Prepared,
     mut centroids: Array2<f64>,
     rows: &mut [RowState],
     mut first: Option<Partial>,
@@ -250,6 +262,9 @@ fn lloyd(
     let mut previous: Option<Array2<f64>> = None;
     let (mut sums, mut totals) = (Vec::new(), Vec::new());
     while iterations < max_iter {
+        if iterations == STREAMED_ITERATIONS {
+            data.convert();
+        }
         iterations += 1;
         // The first E-step computes every distance; later ones use Hamerly's bounds
         // and update the M-step sums only for the rows that changed cluster.
@@ -605,11 +620,11 @@ mod tests {
             let centre = if c == 0 { 10.0 * truth[i] as f64 } else { 0.0 };
             centre + rng.gen_range(-1.0..1.0)
         });
-        let data = Prepared::new(x.view(), None, Storage::Converted).unwrap();
+        let mut data = Prepared::new(x.view(), None, Storage::Converted).unwrap();
         let tol = 1e-4 * data.mean_variance;
         let stuck = array![[-0.3, 0.0], [0.3, 0.0], [15.0, 0.0], [30.0, 0.0]];
         let mut rows = vec![UNASSIGNED; 2000];
-        let bad = lloyd(&data, stuck, &mut rows, None, 300, tol);
+        let bad = lloyd(&mut data, stuck, &mut rows, None, 300, tol);
         assert!(bad.converged);
         assert!(
             (bad.centroids[[2, 0]] - 15.0).abs() < 0.5,
@@ -618,7 +633,7 @@ mod tests {
 
         let swapped = swap::propose(&data, &bad.centroids, &rows).expect("a swap to try");
         let mut rows = vec![UNASSIGNED; 2000];
-        let good = lloyd(&data, swapped, &mut rows, None, 300, tol);
+        let good = lloyd(&mut data, swapped, &mut rows, None, 300, tol);
         assert!(
             good.inertia < 0.5 * bad.inertia,
             "{} vs {}",

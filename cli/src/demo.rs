@@ -65,6 +65,11 @@ fn demo_config(brokers: &str, storage: &str, listen: &str) -> Config {
         move_margin: 0.1,
         kpi_weight: 0.0,
         seed: 42,
+        // The demo replays its days in seconds and segments daily from the first
+        // ones: a first run on a dozen days of spend is followed two weeks later by
+        // centroids too far from it to keep their ids (same partition, new ids), and
+        // the circuit breaker would hold the demo at its thin first run.
+        max_change_share: 1.0,
         ..SegmentationConfig::named("category-mix")
     }];
     cfg

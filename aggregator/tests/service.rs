@@ -61,10 +61,19 @@ async fn service_rolls_up_what_lands_until_shutdown() {
         }
     };
     wait_for(manifest(0)).await;
-    assert!(ctx
-        .metrics
-        .encode()
-        .contains("spectra_aggregate_runs_total 1"));
+    // The pass writes its manifest last and is counted when it returns, a moment later.
+    let mut counted = false;
+    for _ in 0..50 {
+        counted = ctx
+            .metrics
+            .encode()
+            .contains("spectra_aggregate_runs_total 1");
+        if counted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(counted, "{}", ctx.metrics.encode());
     write_raw(&storage, "b", &day_lines(1, 100)).await;
     wait_for(manifest(1)).await;
     let (_, kpis) = read_features(&storage, "mix", base_day() + 1).await;

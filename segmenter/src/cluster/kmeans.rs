@@ -1,5 +1,6 @@
 //! k-means: greedy k-means++ seeding or a warm start from given centroids, then Lloyd
-//! iterations on an `f32` copy of the data with distances from register tiles (see
+//! iterations on the data as `f32` (a copy; a warm start converts the rows as it reads
+//! them until its fifth iteration) with distances from register tiles (see
 //! `tiles.rs`), spread over all cores with rayon. After the first iteration Hamerly's
 //! bounds (see `hamerly.rs`) skip the rows that cannot change cluster; a last full
 //! pass gives exact nearest and second-nearest distances. A cold fit then tries

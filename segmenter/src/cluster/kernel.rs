@@ -69,11 +69,7 @@ impl<'a> Prepared<'a> {
         storage: Storage,
     ) -> Result<Self, usize> {
         let (n, d) = x.dim();
-        let x: CowArray<'a, f64, Ix2> = if x.is_standard_layout() {
-            x.into()
-        } else {
-            x.as_standard_layout().into_owned().into()
-        };
+        let x = row_major(x);
         let xs = x.as_slice().expect("standard layout");
         let group = GROUP_ROWS * d.max(1);
         let mut out = match storage {
@@ -149,11 +145,7 @@ impl<'a> Prepared<'a> {
         let (n, d) = x.dim();
         let k = centres.len();
         debug_assert_eq!(per_row.len(), n);
-        let x: CowArray<'a, f64, Ix2> = if x.is_standard_layout() {
-            x.into()
-        } else {
-            x.as_standard_layout().into_owned().into()
-        };
+        let x = row_major(x);
         let xs = x.as_slice().expect("standard layout");
         let group = GROUP_ROWS * d.max(1);
         let weights = weights.map(to_f32);
@@ -314,6 +306,15 @@ pub(crate) struct Block {
     x: Vec<f32>,
     norms: Vec<f32>,
     idx: Vec<usize>,
+}
+
+/// `x` in row-major order: borrowed when it already is, else copied.
+fn row_major(x: ArrayView2<'_, f64>) -> CowArray<'_, f64, Ix2> {
+    if x.is_standard_layout() {
+        x.into()
+    } else {
+        x.as_standard_layout().into_owned().into()
+    }
 }
 
 fn to_f32(w: &[f64]) -> Vec<f32> {

@@ -1,15 +1,19 @@
-//! Per-partition micro-batches: messages are parsed as they arrive and appended to
-//! Arrow builders (one per invoice date for invoices); a batch covers a contiguous
+//! Per-partition micro-batches: messages are staged as they arrive, parsed a chunk at
+//! a time on a pool of threads and appended in offset order to Arrow builders (one
+//! per invoice date for invoices); a batch covers a contiguous
 //! range of offsets of one partition, rejected messages included, and becomes the
 //! objects of one [`FlushJob`].
 
 use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use chrono::NaiveDate;
-use spectra_core::master::{parse_outlet, parse_sku};
-use spectra_core::message::{days_to_date, parse_invoice_message, Limits, Rejection};
+use rayon::prelude::*;
+use spectra_core::master::{parse_outlet, parse_sku, Outlet, Sku};
+use spectra_core::message::{days_to_date, parse_invoice_message, InvoiceLine, Limits, Rejection};
 use spectra_core::schema::{OutletBuilder, RawInvoiceBuilder, SkuBuilder, Source};
 
 /// Which table a topic feeds.
@@ -71,6 +75,43 @@ pub struct PartitionBatch {
     pub dead: Vec<DeadLetter>,
     /// Net value of its invoice lines by the currency they arrived in.
     value_by_currency: BTreeMap<String, f64>,
+    /// Messages taken but not yet parsed, their keys and values in `arena`.
+    staged: Vec<Staged>,
+    arena: Vec<u8>,
+    /// The limits the staged messages are parsed under.
+    limits: Option<Limits>,
+}
+
+/// Messages parsed together: a chunk large enough that the parse pool's threads
+/// share it at little cost (about a millisecond of parsing), small enough to keep
+/// the batch's row bound close.
+const STAGE_MESSAGES: usize = 1024;
+
+/// A message taken and not yet parsed.
+struct Staged {
+    key: Option<Range<usize>>,
+    value: Option<Range<usize>>,
+    offset: i64,
+    timestamp_ms: i64,
+}
+
+/// What a staged message parsed into.
+enum Parsed<'a> {
+    Lines(Vec<InvoiceLine<'a>>),
+    Outlet(Outlet),
+    Sku(Sku),
+}
+
+/// The threads that parse staged messages: their own pool, so that parsing never
+/// waits behind the writer's Parquet encoding on rayon's global one.
+fn parse_pool() -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("ingest-parse-{i}"))
+            .build()
+            .expect("the parse pool starts")
+    })
 }
 
 /// Everything needed to make one batch durable.
@@ -133,6 +174,9 @@ impl PartitionBatch {
             bytes: 0,
             dead: Vec::new(),
             value_by_currency: BTreeMap::new(),
+            staged: Vec::new(),
+            arena: Vec::new(),
+            limits: None,
         }
     }
 
@@ -147,9 +191,10 @@ impl PartitionBatch {
         self.bytes
     }
 
-    /// Parses one message and appends its rows, or records it as a dead letter.
-    /// Invoice lines beyond `limits` are rejected. Returns the rejection, if any, for
-    /// logging.
+    /// Takes one message: its rows are appended, or it is recorded as a dead letter,
+    /// when the staged messages are parsed — every [`STAGE_MESSAGES`] messages and
+    /// when the batch closes — under the `limits` of the first message of each chunk
+    /// (invoice lines beyond them are rejected).
     pub fn push(
         &mut self,
         key: Option<&[u8]>,
@@ -157,69 +202,128 @@ impl PartitionBatch {
         offset: i64,
         timestamp_ms: i64,
         limits: &Limits,
-    ) -> Option<Rejection> {
+    ) {
         self.last = offset;
         self.last_timestamp_ms = timestamp_ms;
         self.messages += 1;
         self.bytes += key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
-        let source = Source {
-            topic: &self.topic,
-            partition: self.partition,
+        if self.staged.is_empty() {
+            self.limits = Some(limits.clone());
+        }
+        let mut keep = |bytes: Option<&[u8]>| {
+            bytes.map(|b| {
+                let start = self.arena.len();
+                self.arena.extend_from_slice(b);
+                start..self.arena.len()
+            })
+        };
+        let (key, value) = (keep(key), keep(value));
+        self.staged.push(Staged {
+            key,
+            value,
             offset,
             timestamp_ms,
-        };
-        let result = match &mut self.rows {
-            Rows::Invoices(by_date) => parse_invoice_message(value, limits).map(|lines| {
-                let values = &mut self.value_by_currency;
-                for (i, line) in lines.iter().enumerate() {
-                    by_date
-                        .entry(line.date32())
-                        .or_default()
-                        .append(line, &source, i as i32);
-                    // Labels stay bounded: with a base, only currencies with a rate
-                    // get here; without one, every line is `as_sent`.
-                    let label = match &limits.currency {
-                        Some(c) => line
-                            .currency
-                            .as_deref()
-                            .map_or_else(|| c.base.clone(), |s| s.trim().to_ascii_uppercase()),
-                        None => "as_sent".to_owned(),
-                    };
-                    *values.entry(label).or_default() += line.net_value;
-                }
-                lines.len()
-            }),
-            Rows::Outlets(b) => parse_outlet(key, value).map(|o| {
-                b.append(&o, &source);
-                1
-            }),
-            Rows::Skus(b) => parse_sku(key, value).map(|s| {
-                b.append(&s, &source);
-                1
-            }),
-        };
-        match result {
-            Ok(n) => {
-                self.row_count += n;
-                None
-            }
-            Err(rejection) => {
-                self.dead.push(DeadLetter {
-                    key: key.map(<[u8]>::to_vec),
-                    value: value.map(<[u8]>::to_vec),
-                    error: rejection.text.clone(),
-                    source: format!("{}/{}/{}", self.topic, self.partition, offset),
-                    class: rejection.class(),
-                });
-                Some(rejection)
-            }
+        });
+        if self.staged.len() >= STAGE_MESSAGES {
+            self.parse_staged();
         }
+    }
+
+    /// Messages taken so far: rows appended, dead letters and messages not yet parsed
+    /// (what the batch's row bound counts).
+    pub fn taken(&self) -> usize {
+        self.row_count + self.dead.len() + self.staged.len()
+    }
+
+    /// Parses the staged messages on the parse pool, then appends their rows (or
+    /// dead letters) in offset order, as if each had been parsed on arrival.
+    fn parse_staged(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let limits = self.limits.take().expect("staged messages keep their limits");
+        let (staged, arena) = (&self.staged, &self.arena);
+        let bytes = |r: &Option<Range<usize>>| r.clone().map(|r| &arena[r]);
+        let kind = match &self.rows {
+            Rows::Invoices(_) => TopicKind::Invoices,
+            Rows::Outlets(_) => TopicKind::Outlets,
+            Rows::Skus(_) => TopicKind::Skus,
+        };
+        let parsed: Vec<Result<Parsed<'_>, Rejection>> = parse_pool().install(|| {
+            staged
+                .par_iter()
+                .map(|m| match kind {
+                    TopicKind::Invoices => {
+                        parse_invoice_message(bytes(&m.value), &limits).map(Parsed::Lines)
+                    }
+                    TopicKind::Outlets => {
+                        parse_outlet(bytes(&m.key), bytes(&m.value)).map(Parsed::Outlet)
+                    }
+                    TopicKind::Skus => parse_sku(bytes(&m.key), bytes(&m.value)).map(Parsed::Sku),
+                })
+                .collect()
+        });
+        for (m, result) in staged.iter().zip(parsed) {
+            let source = Source {
+                topic: &self.topic,
+                partition: self.partition,
+                offset: m.offset,
+                timestamp_ms: m.timestamp_ms,
+            };
+            let rows = match (result, &mut self.rows) {
+                (Ok(Parsed::Lines(lines)), Rows::Invoices(by_date)) => {
+                    let values = &mut self.value_by_currency;
+                    for (i, line) in lines.iter().enumerate() {
+                        by_date
+                            .entry(line.date32())
+                            .or_default()
+                            .append(line, &source, i as i32);
+                        // Labels stay bounded: with a base, only currencies with a
+                        // rate get here; without one, every line is `as_sent`.
+                        let label = match &limits.currency {
+                            Some(c) => line
+                                .currency
+                                .as_deref()
+                                .map_or_else(|| c.base.clone(), |s| s.trim().to_ascii_uppercase()),
+                            None => "as_sent".to_owned(),
+                        };
+                        *values.entry(label).or_default() += line.net_value;
+                    }
+                    lines.len()
+                }
+                (Ok(Parsed::Outlet(o)), Rows::Outlets(b)) => {
+                    b.append(&o, &source);
+                    1
+                }
+                (Ok(Parsed::Sku(sku)), Rows::Skus(b)) => {
+                    b.append(&sku, &source);
+                    1
+                }
+                (Ok(_), _) => unreachable!("parsed as the batch's kind"),
+                (Err(rejection), _) => {
+                    tracing::debug!(topic = %self.topic, partition = self.partition,
+                        offset = m.offset, reason = %rejection, "rejected to DLQ");
+                    self.dead.push(DeadLetter {
+                        key: bytes(&m.key).map(<[u8]>::to_vec),
+                        value: bytes(&m.value).map(<[u8]>::to_vec),
+                        error: rejection.text.clone(),
+                        source: format!("{}/{}/{}", self.topic, self.partition, m.offset),
+                        class: rejection.class(),
+                    });
+                    0
+                }
+            };
+            self.row_count += rows;
+        }
+        self.staged.clear();
+        self.arena.clear();
     }
 
     /// Closes the batch into the objects it writes. Object names derive from the
     /// topic, partition, offset range and the owner's lease epoch: two owners of a
     /// partition (one of them fenced) never write the same name.
-    pub fn close(self) -> FlushJob {
+    pub fn close(mut self) -> FlushJob {
+        self.parse_staged();
         let stem = format!(
             "{}-{}-{:020}-{:020}-e{}.parquet",
             sanitize(&self.topic),
@@ -291,16 +395,15 @@ mod tests {
         let msg = br#"{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20","outlet_id":"O","currency":"eur",
             "lines":[{"line_no":1,"sku_id":"A","quantity":1,"net_value":2.5},{"line_no":2,"sku_id":"B","quantity":1,"net_value":7,"currency":"PLN"},
                      {"line_no":3,"sku_id":"C","quantity":-1,"net_value":-1}]}"#;
-        assert!(b.push(None, Some(msg), 0, 0, &limits).is_none());
+        b.push(None, Some(msg), 0, 0, &limits);
         let job = b.close();
+        assert!(job.dead.is_empty());
         assert_eq!(
             job.value_by_currency,
             BTreeMap::from([("EUR".to_owned(), 6.0), ("PLN".to_owned(), 7.0)])
         );
         let mut b = PartitionBatch::new(TopicKind::Invoices, "invoices", 0, 0, 1, 1);
-        assert!(b
-            .push(None, Some(msg), 0, 0, &Limits::unbounded())
-            .is_none());
+        b.push(None, Some(msg), 0, 0, &Limits::unbounded());
         assert_eq!(
             b.close().value_by_currency,
             BTreeMap::from([("as_sent".to_owned(), 8.5)])
@@ -316,32 +419,28 @@ mod tests {
                 r#"{{"distributor_id":"D","invoice_id":"{id}","line_no":1,"invoice_date":"{date}","outlet_id":"O","sku_id":"S","quantity":1,"net_value":2}}"#
             )
         };
-        assert!(b
-            .push(
-                None,
-                Some(line("2026-11-20", "A").as_bytes()),
-                100,
-                0,
-                &limits
-            )
-            .is_none());
-        assert!(b.push(None, Some(b"nope"), 101, 0, &limits).is_some());
-        assert!(b
-            .push(
-                None,
-                Some(line("2026-11-21", "B").as_bytes()),
-                102,
-                0,
-                &limits
-            )
-            .is_none());
-        assert_eq!(b.rows(), 2);
+        b.push(
+            None,
+            Some(line("2026-11-20", "A").as_bytes()),
+            100,
+            0,
+            &limits,
+        );
+        b.push(None, Some(b"nope"), 101, 0, &limits);
+        b.push(
+            None,
+            Some(line("2026-11-21", "B").as_bytes()),
+            102,
+            0,
+            &limits,
+        );
+        assert_eq!(b.taken(), 3);
         assert_eq!(
             b.bytes(),
             line("2026-11-20", "A").len() + 4 + line("2026-11-21", "B").len()
         );
         let job = b.close();
-        assert_eq!((job.first, job.last), (100, 102));
+        assert_eq!((job.first, job.last, job.rows), (100, 102, 2));
         let names: Vec<_> = job.objects.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
@@ -353,5 +452,55 @@ mod tests {
         assert_eq!(job.dead.len(), 1);
         assert_eq!(job.dead[0].source, "invoices/2/101");
         assert_eq!(job.dead[0].value.as_deref(), Some(&b"nope"[..]));
+    }
+
+    /// Messages parsed a chunk at a time on the pool land as if each had been parsed
+    /// on arrival: rows in offset order within each day, dead letters in order with
+    /// their own offsets, over several chunks and a partial last one.
+    #[test]
+    fn staged_chunks_keep_offset_order_and_dead_letters() {
+        use arrow::array::{Array, Int64Array, StringArray};
+        let n = 2 * STAGE_MESSAGES + 37;
+        let mut b = PartitionBatch::new(TopicKind::Invoices, "invoices", 1, 500, 2, 1);
+        let limits = Limits::unbounded();
+        let mut expected_dead = Vec::new();
+        for i in 0..n {
+            let offset = 500 + i as i64;
+            if i % 97 == 5 {
+                b.push(None, Some(b"{\"lines\": 3"), offset, offset, &limits);
+                expected_dead.push(format!("invoices/1/{offset}"));
+                continue;
+            }
+            let msg = format!(
+                r#"{{"distributor_id":"D","invoice_id":"I{i}","line_no":1,"invoice_date":"2026-11-{:02}","outlet_id":"O","sku_id":"S","quantity":1,"net_value":2}}"#,
+                10 + i % 3
+            );
+            b.push(None, Some(msg.as_bytes()), offset, offset, &limits);
+        }
+        assert_eq!(b.taken(), n);
+        let job = b.close();
+        assert_eq!(job.rows + job.dead.len(), n);
+        let dead: Vec<_> = job.dead.iter().map(|d| d.source.clone()).collect();
+        assert_eq!(dead, expected_dead);
+        assert!(
+            job.dead.iter().all(|d| d.class == "not_json"),
+            "{:?}",
+            job.dead[0]
+        );
+        assert_eq!(job.objects.len(), 3);
+        let mut seen = 0;
+        for (name, batch) in &job.objects {
+            let col = |c: &str| batch.column_by_name(c).expect("column").clone();
+            let offsets = col("source_offset");
+            let offsets = offsets.as_any().downcast_ref::<Int64Array>().expect("i64");
+            let ids = col("invoice_id");
+            let ids = ids.as_any().downcast_ref::<StringArray>().expect("utf8");
+            assert!(offsets.values().windows(2).all(|w| w[0] < w[1]), "{name}");
+            for r in 0..batch.num_rows() {
+                assert_eq!(ids.value(r), format!("I{}", offsets.value(r) - 500));
+            }
+            seen += batch.num_rows();
+        }
+        assert_eq!(seen, job.rows);
     }
 }

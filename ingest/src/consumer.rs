@@ -1,5 +1,6 @@
-//! The consume loop: one thread polls Kafka, parses messages into per-partition
-//! batches and hands closed batches to a writer thread, which makes them durable under
+//! The consume loop: one thread polls Kafka, takes messages into per-partition
+//! batches (which parse them a chunk at a time on their own pool of threads, see
+//! [`crate::batch`]) and hands closed batches to a writer thread, which makes them durable under
 //! the partition's lease ([`crate::writer`]) and reports the offsets to commit.
 //!
 //! The poll thread never waits on storage, so a storage stall cannot evict this member
@@ -158,12 +159,13 @@ impl Shared {
 
     /// Closes the batches of every partition being read, sends them to the writer and
     /// waits until they are durable (at the end of a run only).
-    fn flush_and_wait(&self) {
+    fn flush_and_wait(&self, summary: &mut Summary) {
         let jobs: Vec<FlushJob> = {
             let mut b = self.batches.lock().expect("batches lock");
             b.drain().map(|(_, v)| v.close()).collect()
         };
         for j in jobs {
+            summary.count(&j);
             self.send_job(j);
         }
         let (tx, rx) = sync_channel(1);
@@ -917,21 +919,15 @@ pub fn poll_loop(
                     let batch = b.entry((ti, p)).or_insert_with(|| {
                         PartitionBatch::new(s.topics[ti].1, m.topic(), p, off, epoch, generation)
                     });
-                    let before = batch.rows();
-                    let rejected = batch.push(m.key(), m.payload(), off, ts, &limits);
-                    summary.rows += (batch.rows() - before) as u64;
-                    if let Some(r) = rejected {
-                        summary.rejected += 1;
-                        tracing::debug!(topic = m.topic(), partition = p, offset = off, reason = %r, "rejected to DLQ");
-                    }
-                    if batch.rows() + batch.dead.len() >= flush_rows || batch.bytes() >= flush_bytes
-                    {
+                    batch.push(m.key(), m.payload(), off, ts, &limits);
+                    if batch.taken() >= flush_rows || batch.bytes() >= flush_bytes {
                         b.remove(&(ti, p)).map(PartitionBatch::close)
                     } else {
                         None
                     }
                 };
                 if let Some(job) = full {
+                    summary.count(&job);
                     s.send_job(job);
                 }
             }
@@ -959,6 +955,7 @@ pub fn poll_loop(
                     .collect()
             };
             for job in aged {
+                summary.count(&job);
                 s.send_job(job);
             }
             // Backpressure without blocking: pause while the writer is behind.
@@ -987,7 +984,7 @@ pub fn poll_loop(
     }
     // Drain: everything read becomes durable before we return.
     take_events(s, fence_retry);
-    s.flush_and_wait();
+    s.flush_and_wait(&mut summary);
     commit(consumer, s, CommitMode::Sync);
     let _ = s.to_writer.send(WriterMsg::Stop);
     if let Some(e) = s.fatal.lock().expect("fatal lock").take() {

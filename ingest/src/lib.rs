@@ -104,6 +104,15 @@ pub struct Summary {
     pub rejected: u64,
 }
 
+impl Summary {
+    /// Counts the rows and dead letters of a batch handed to the writer (a batch
+    /// discarded on revocation is read again by the partition's next owner).
+    pub(crate) fn count(&mut self, job: &batch::FlushJob) {
+        self.rows += job.rows as u64;
+        self.rejected += job.dead.len() as u64;
+    }
+}
+
 /// `spectra ingest --reset-checkpoint TOPIC[:PARTITION]`: forgets the checkpoints of a
 /// topic (or one partition) so that the next ingest re-reads it from its beginning, as a
 /// deliberate answer to an offset-domain refusal. Returns what was reset, one line per

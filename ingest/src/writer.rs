@@ -820,11 +820,11 @@ mod fencing_tests {
             let v = format!(
                 r#"{{"distributor_id":"D","invoice_id":"I{o}","line_no":1,"invoice_date":"2026-03-01","outlet_id":"O","sku_id":"S","quantity":1,"net_value":2}}"#
             );
-            assert!(b
-                .push(None, Some(v.as_bytes()), o, 1000 + o, &limits)
-                .is_none());
+            b.push(None, Some(v.as_bytes()), o, 1000 + o, &limits);
         }
-        b.close()
+        let job = b.close();
+        assert!(job.dead.is_empty());
+        job
     }
 
     async fn take(storage: &Storage) -> Lease {

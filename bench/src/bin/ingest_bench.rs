@@ -219,6 +219,16 @@ fn main() -> anyhow::Result<()> {
         if let Ok(d) = std::env::var("SPECTRA_BENCH_KAFKA_DEBUG") {
             c.kafka.properties.insert("debug".into(), d);
         }
+        // `SPECTRA_BENCH_KAFKA_PROPS=queued.min.messages=500000,…` tries librdkafka
+        // settings on ingest's consumer (as `[kafka.properties]` would).
+        for kv in std::env::var("SPECTRA_BENCH_KAFKA_PROPS")
+            .unwrap_or_default()
+            .split(',')
+        {
+            if let Some((k, v)) = kv.split_once('=') {
+                c.kafka.properties.insert(k.trim().into(), v.trim().into());
+            }
+        }
         let ctx = Context::new(tokio_util_token());
         let t = Instant::now();
         // When the first message is read (after the group join), from the metrics.

@@ -241,7 +241,10 @@ impl PartitionBatch {
         if self.staged.is_empty() {
             return;
         }
-        let limits = self.limits.take().expect("staged messages keep their limits");
+        let limits = self
+            .limits
+            .take()
+            .expect("staged messages keep their limits");
         let (staged, arena) = (&self.staged, &self.arena);
         let bytes = |r: &Option<Range<usize>>| r.clone().map(|r| &arena[r]);
         let kind = match &self.rows {

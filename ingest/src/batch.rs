@@ -180,11 +180,6 @@ impl PartitionBatch {
         }
     }
 
-    /// Rows appended so far.
-    pub fn rows(&self) -> usize {
-        self.row_count
-    }
-
     /// Bytes of the messages taken so far (keys and values): what the batch's rows
     /// and dead letters hold in memory, give or take the builders' overhead.
     pub fn bytes(&self) -> usize {

@@ -126,8 +126,8 @@ impl<'a> Prepared<'a> {
     /// block of rows is converted — into the copy, or with [`Storage::Streamed`]
     /// into scratch — and, while it is still in cache, its distances to `centres`
     /// computed and handed to `visit`, which also gets the sample weights (`None`
-    /// for all ones); one output per row. A warm start's first E-step so reads the rows once, as `f64`,
-    /// rather than preparing them and then reading them again.
+    /// for all ones); one output per row. A warm start's first E-step so reads the
+    /// rows once, as `f64`, rather than preparing them and then reading them again.
     pub fn visiting<T, O, F>(
         x: ArrayView2<'a, f64>,
         storage: Storage,
@@ -174,15 +174,16 @@ impl<'a> Prepared<'a> {
                 let mut b = 0;
                 while b < norms.len() {
                     let e = (b + BLOCK_ROWS).min(norms.len());
-                    let (dst, base) = if converted {
-                        (&mut dst[b * d..e * d], b)
+                    // The block's rows, converted into the copy or into scratch.
+                    let dst = if converted {
+                        &mut dst[b * d..e * d]
                     } else {
-                        (&mut scratch[..(e - b) * d], b)
+                        &mut scratch[..(e - b) * d]
                     };
                     for r in b..e {
                         let (i, o) = (
                             &src[r * d..(r + 1) * d],
-                            &mut dst[(r - base) * d..(r - base + 1) * d],
+                            &mut dst[(r - b) * d..(r - b + 1) * d],
                         );
                         norms[r] = moments.convert(i, o).ok_or(g * GROUP_ROWS + r)?;
                     }

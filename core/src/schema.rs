@@ -10,7 +10,8 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
+use parquet::schema::types::ColumnPath;
 
 use crate::master::{Outlet, Sku};
 use crate::message::InvoiceLine;
@@ -305,12 +306,32 @@ impl SkuBuilder {
 /// Writer settings used for every Parquet object Spectra writes: zstd, dictionary
 /// encoding, statistics (so readers prune row groups).
 pub fn writer_properties() -> WriterProperties {
+    writer_properties_builder().build()
+}
+
+fn writer_properties_builder() -> WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("valid level"),
         ))
         .set_max_row_group_row_count(Some(256 * 1024))
-        .build()
+}
+
+/// [`writer_properties`] for `raw/invoices/` objects: no dictionary for the columns
+/// whose values are mostly distinct (invoice ids, values, offsets and timestamps),
+/// where building one only costs the writer time before it falls back to plain
+/// encoding.
+pub fn raw_invoice_writer_properties() -> WriterProperties {
+    let mut props = writer_properties_builder();
+    for c in [
+        "invoice_id",
+        "net_value",
+        "source_offset",
+        "kafka_timestamp_ms",
+    ] {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(c), false);
+    }
+    props.build()
 }
 
 /// Encodes record batches (all of one schema) as one Parquet file in memory.

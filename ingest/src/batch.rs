@@ -1,19 +1,19 @@
-//! Per-partition micro-batches: messages are staged as they arrive, parsed a chunk at
-//! a time on a pool of threads and appended in offset order to Arrow builders (one
-//! per invoice date for invoices); a batch covers a contiguous
-//! range of offsets of one partition, rejected messages included, and becomes the
-//! objects of one [`FlushJob`].
+//! Per-partition micro-batches: messages are staged as they arrive in chunks; a full
+//! chunk is parsed on a pool of threads into record batches (one per invoice date for
+//! invoices) while the next one fills, and the chunks' rows are kept in offset order; a
+//! batch covers a contiguous range of offsets of one partition, rejected messages
+//! included, and becomes the objects of one [`FlushJob`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::panic::AssertUnwindSafe;
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use chrono::NaiveDate;
-use rayon::prelude::*;
-use spectra_core::master::{parse_outlet, parse_sku, Outlet, Sku};
-use spectra_core::message::{days_to_date, parse_invoice_message, InvoiceLine, Limits, Rejection};
+use spectra_core::master::{parse_outlet, parse_sku};
+use spectra_core::message::{days_to_date, parse_invoice_message, InvoiceLine, Limits};
 use spectra_core::schema::{OutletBuilder, RawInvoiceBuilder, SkuBuilder, Source};
 
 /// Which table a topic feeds.
@@ -42,10 +42,11 @@ pub struct DeadLetter {
     pub class: &'static str,
 }
 
-enum Rows {
-    Invoices(BTreeMap<i32, RawInvoiceBuilder>),
-    Outlets(OutletBuilder),
-    Skus(SkuBuilder),
+/// What a batch's parsed chunks made, in offset order: record batches per invoice
+/// date for invoices, one list for master data.
+enum Parts {
+    Invoices(BTreeMap<i32, Vec<RecordBatch>>),
+    Master(Vec<RecordBatch>),
 }
 
 /// The open batch of one partition.
@@ -67,7 +68,10 @@ pub struct PartitionBatch {
     pub last: i64,
     /// When the first message arrived.
     pub opened: Instant,
-    rows: Rows,
+    kind: TopicKind,
+    /// The topic's name as the parse pool's chunks share it.
+    topic_name: Arc<str>,
+    parts: Parts,
     row_count: usize,
     bytes: usize,
     messages: u64,
@@ -75,17 +79,30 @@ pub struct PartitionBatch {
     pub dead: Vec<DeadLetter>,
     /// Net value of its invoice lines by the currency they arrived in.
     value_by_currency: BTreeMap<String, f64>,
-    /// Messages taken but not yet parsed, their keys and values in `arena`.
-    staged: Vec<Staged>,
-    arena: Vec<u8>,
-    /// The limits the staged messages are parsed under.
-    limits: Option<Limits>,
+    /// The chunk being filled: messages taken and not yet handed to the pool.
+    staging: Chunk,
+    /// Chunks on the parse pool, oldest first.
+    inflight: VecDeque<Inflight>,
+    /// Messages in `inflight`.
+    inflight_messages: usize,
+    /// Emptied chunks the pool gave back, to be filled again.
+    spare: Vec<Chunk>,
 }
 
-/// Messages parsed together: a chunk large enough that the parse pool's threads
-/// share it at little cost (about a millisecond of parsing), small enough to keep
-/// the batch's row bound close.
-const STAGE_MESSAGES: usize = 1024;
+/// Messages parsed together: a chunk large enough that handing it to the pool costs
+/// little beside parsing it (a couple of milliseconds of work) and that its rows of one
+/// day make a record batch worth encoding, small enough to keep the pool's threads busy
+/// side by side and the batch's row bound close.
+const STAGE_MESSAGES: usize = 4096;
+
+/// Messages taken and not yet parsed: their keys and values in one arena.
+#[derive(Default)]
+struct Chunk {
+    staged: Vec<Staged>,
+    arena: Vec<u8>,
+    /// The limits the chunk is parsed under (those of its first message).
+    limits: Option<Limits>,
+}
 
 /// A message taken and not yet parsed.
 struct Staged {
@@ -95,11 +112,19 @@ struct Staged {
     timestamp_ms: i64,
 }
 
-/// What a staged message parsed into.
-enum Parsed<'a> {
-    Lines(Vec<InvoiceLine<'a>>),
-    Outlet(Outlet),
-    Sku(Sku),
+/// A chunk on the parse pool: its messages, and where its result arrives.
+struct Inflight {
+    messages: usize,
+    done: mpsc::Receiver<std::thread::Result<Parsed>>,
+}
+
+/// What a chunk parsed into, with the chunk itself, emptied, to be filled again.
+struct Parsed {
+    parts: Vec<(i32, RecordBatch)>,
+    rows: usize,
+    dead: Vec<DeadLetter>,
+    value_by_currency: BTreeMap<String, f64>,
+    emptied: Chunk,
 }
 
 /// The threads that parse staged messages: their own pool, so that parsing never
@@ -132,8 +157,9 @@ pub struct FlushJob {
     pub first: i64,
     /// Last offset covered.
     pub last: i64,
-    /// Objects to write: path relative to the storage root, and rows.
-    pub objects: Vec<(String, RecordBatch)>,
+    /// Objects to write: path relative to the storage root, and its rows (record
+    /// batches of one schema, in offset order; at least one).
+    pub objects: Vec<(String, Vec<RecordBatch>)>,
     /// Rows in all objects.
     pub rows: usize,
     /// Messages for the dead-letter topic.
@@ -165,18 +191,20 @@ impl PartitionBatch {
             first: offset,
             last: offset - 1,
             opened: Instant::now(),
-            rows: match kind {
-                TopicKind::Invoices => Rows::Invoices(BTreeMap::new()),
-                TopicKind::Outlets => Rows::Outlets(OutletBuilder::default()),
-                TopicKind::Skus => Rows::Skus(SkuBuilder::default()),
+            kind,
+            topic_name: Arc::from(topic),
+            parts: match kind {
+                TopicKind::Invoices => Parts::Invoices(BTreeMap::new()),
+                TopicKind::Outlets | TopicKind::Skus => Parts::Master(Vec::new()),
             },
             row_count: 0,
             bytes: 0,
             dead: Vec::new(),
             value_by_currency: BTreeMap::new(),
-            staged: Vec::new(),
-            arena: Vec::new(),
-            limits: None,
+            staging: Chunk::default(),
+            inflight: VecDeque::new(),
+            inflight_messages: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -187,9 +215,10 @@ impl PartitionBatch {
     }
 
     /// Takes one message: its rows are appended, or it is recorded as a dead letter,
-    /// when the staged messages are parsed — every [`STAGE_MESSAGES`] messages and
-    /// when the batch closes — under the `limits` of the first message of each chunk
-    /// (invoice lines beyond them are rejected).
+    /// when its chunk is parsed — every [`STAGE_MESSAGES`] messages a chunk goes to the
+    /// parse pool while the next one fills, and the last when the batch closes — under
+    /// the `limits` of the chunk's first message (invoice lines beyond them are
+    /// rejected).
     pub fn push(
         &mut self,
         key: Option<&[u8]>,
@@ -202,126 +231,106 @@ impl PartitionBatch {
         self.last_timestamp_ms = timestamp_ms;
         self.messages += 1;
         self.bytes += key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
-        if self.staged.is_empty() {
-            self.limits = Some(limits.clone());
+        let chunk = &mut self.staging;
+        if chunk.staged.is_empty() {
+            chunk.limits = Some(limits.clone());
         }
         let mut keep = |bytes: Option<&[u8]>| {
             bytes.map(|b| {
-                let start = self.arena.len();
-                self.arena.extend_from_slice(b);
-                start..self.arena.len()
+                let start = chunk.arena.len();
+                chunk.arena.extend_from_slice(b);
+                start..chunk.arena.len()
             })
         };
         let (key, value) = (keep(key), keep(value));
-        self.staged.push(Staged {
+        chunk.staged.push(Staged {
             key,
             value,
             offset,
             timestamp_ms,
         });
-        if self.staged.len() >= STAGE_MESSAGES {
-            self.parse_staged();
+        if chunk.staged.len() >= STAGE_MESSAGES {
+            self.dispatch();
+            self.absorb_done();
         }
     }
 
     /// Messages taken so far: rows appended, dead letters and messages not yet parsed
     /// (what the batch's row bound counts).
     pub fn taken(&self) -> usize {
-        self.row_count + self.dead.len() + self.staged.len()
+        self.row_count + self.dead.len() + self.staging.staged.len() + self.inflight_messages
     }
 
-    /// Parses the staged messages on the parse pool, then appends their rows (or
-    /// dead letters) in offset order, as if each had been parsed on arrival.
-    fn parse_staged(&mut self) {
-        if self.staged.is_empty() {
+    /// Hands the chunk being filled to the parse pool; the next fills meanwhile.
+    fn dispatch(&mut self) {
+        if self.staging.staged.is_empty() {
             return;
         }
-        let limits = self
-            .limits
-            .take()
-            .expect("staged messages keep their limits");
-        let (staged, arena) = (&self.staged, &self.arena);
-        let bytes = |r: &Option<Range<usize>>| r.clone().map(|r| &arena[r]);
-        let kind = match &self.rows {
-            Rows::Invoices(_) => TopicKind::Invoices,
-            Rows::Outlets(_) => TopicKind::Outlets,
-            Rows::Skus(_) => TopicKind::Skus,
-        };
-        let parsed: Vec<Result<Parsed<'_>, Rejection>> = parse_pool().install(|| {
-            staged
-                .par_iter()
-                .map(|m| match kind {
-                    TopicKind::Invoices => {
-                        parse_invoice_message(bytes(&m.value), &limits).map(Parsed::Lines)
-                    }
-                    TopicKind::Outlets => {
-                        parse_outlet(bytes(&m.key), bytes(&m.value)).map(Parsed::Outlet)
-                    }
-                    TopicKind::Skus => parse_sku(bytes(&m.key), bytes(&m.value)).map(Parsed::Sku),
-                })
-                .collect()
+        let chunk = std::mem::replace(&mut self.staging, self.spare.pop().unwrap_or_default());
+        let messages = chunk.staged.len();
+        let (kind, topic, partition) = (self.kind, self.topic_name.clone(), self.partition);
+        let (tx, done) = mpsc::sync_channel(1);
+        parse_pool().spawn(move || {
+            let parsed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                parse_chunk(kind, &topic, partition, chunk)
+            }));
+            // The batch may have been dropped meanwhile (its partition revoked).
+            let _ = tx.send(parsed);
         });
-        for (m, result) in staged.iter().zip(parsed) {
-            let source = Source {
-                topic: &self.topic,
-                partition: self.partition,
-                offset: m.offset,
-                timestamp_ms: m.timestamp_ms,
-            };
-            let rows = match (result, &mut self.rows) {
-                (Ok(Parsed::Lines(lines)), Rows::Invoices(by_date)) => {
-                    let values = &mut self.value_by_currency;
-                    for (i, line) in lines.iter().enumerate() {
-                        by_date
-                            .entry(line.date32())
-                            .or_default()
-                            .append(line, &source, i as i32);
-                        // Labels stay bounded: with a base, only currencies with a
-                        // rate get here; without one, every line is `as_sent`.
-                        let label = match &limits.currency {
-                            Some(c) => line
-                                .currency
-                                .as_deref()
-                                .map_or_else(|| c.base.clone(), |s| s.trim().to_ascii_uppercase()),
-                            None => "as_sent".to_owned(),
-                        };
-                        *values.entry(label).or_default() += line.net_value;
-                    }
-                    lines.len()
+        self.inflight.push_back(Inflight { messages, done });
+        self.inflight_messages += messages;
+    }
+
+    /// Appends the chunks the pool has finished, oldest first, stopping at the first
+    /// still being parsed (offset order).
+    fn absorb_done(&mut self) {
+        while let Some(front) = self.inflight.front() {
+            match front.done.try_recv() {
+                Ok(parsed) => {
+                    let front = self.inflight.pop_front().expect("the front chunk");
+                    self.absorb(front.messages, parsed);
                 }
-                (Ok(Parsed::Outlet(o)), Rows::Outlets(b)) => {
-                    b.append(&o, &source);
-                    1
-                }
-                (Ok(Parsed::Sku(sku)), Rows::Skus(b)) => {
-                    b.append(&sku, &source);
-                    1
-                }
-                (Ok(_), _) => unreachable!("parsed as the batch's kind"),
-                (Err(rejection), _) => {
-                    tracing::debug!(topic = %self.topic, partition = self.partition,
-                        offset = m.offset, reason = %rejection, "rejected to DLQ");
-                    self.dead.push(DeadLetter {
-                        key: bytes(&m.key).map(<[u8]>::to_vec),
-                        value: bytes(&m.value).map(<[u8]>::to_vec),
-                        error: rejection.text.clone(),
-                        source: format!("{}/{}/{}", self.topic, self.partition, m.offset),
-                        class: rejection.class(),
-                    });
-                    0
-                }
-            };
-            self.row_count += rows;
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => unreachable!("a chunk always answers"),
+            }
         }
-        self.staged.clear();
-        self.arena.clear();
+    }
+
+    /// Waits for every chunk on the pool and appends them in order.
+    fn absorb_all(&mut self) {
+        while let Some(front) = self.inflight.pop_front() {
+            let parsed = front.done.recv().expect("a chunk always answers");
+            self.absorb(front.messages, parsed);
+        }
+    }
+
+    /// Appends one chunk's rows, dead letters and values (the next in offset order).
+    fn absorb(&mut self, messages: usize, parsed: std::thread::Result<Parsed>) {
+        // A panic while parsing is the poll thread's, as when it parsed itself.
+        let parsed = parsed.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        self.inflight_messages -= messages;
+        self.row_count += parsed.rows;
+        self.dead.extend(parsed.dead);
+        for (currency, value) in parsed.value_by_currency {
+            *self.value_by_currency.entry(currency).or_default() += value;
+        }
+        match &mut self.parts {
+            Parts::Invoices(by_date) => {
+                for (days, batch) in parsed.parts {
+                    by_date.entry(days).or_default().push(batch);
+                }
+            }
+            Parts::Master(batches) => batches.extend(parsed.parts.into_iter().map(|(_, b)| b)),
+        }
+        self.spare.push(parsed.emptied);
     }
 
     /// Closes the batch into the objects it writes. Object names derive from the
     /// topic, partition, offset range and the owner's lease epoch: two owners of a
     /// partition (one of them fenced) never write the same name.
     pub fn close(mut self) -> FlushJob {
-        self.parse_staged();
+        self.dispatch();
+        self.absorb_all();
         let stem = format!(
             "{}-{}-{:020}-{:020}-e{}.parquet",
             sanitize(&self.topic),
@@ -330,19 +339,19 @@ impl PartitionBatch {
             self.last,
             self.epoch
         );
-        let objects = match self.rows {
-            Rows::Invoices(by_date) => by_date
+        let objects = match (self.parts, self.kind) {
+            (Parts::Invoices(by_date), _) => by_date
                 .into_iter()
-                .map(|(days, mut b)| {
+                .map(|(days, batches)| {
                     let date: NaiveDate = days_to_date(days);
-                    (format!("raw/invoices/date={date}/{stem}"), b.finish())
+                    (format!("raw/invoices/date={date}/{stem}"), batches)
                 })
                 .collect(),
-            Rows::Outlets(mut b) if !b.is_empty() => {
-                vec![(format!("master/outlets/{stem}"), b.finish())]
+            (Parts::Master(batches), _) if batches.is_empty() => Vec::new(),
+            (Parts::Master(batches), TopicKind::Outlets) => {
+                vec![(format!("master/outlets/{stem}"), batches)]
             }
-            Rows::Skus(mut b) if !b.is_empty() => vec![(format!("master/skus/{stem}"), b.finish())],
-            _ => Vec::new(),
+            (Parts::Master(batches), _) => vec![(format!("master/skus/{stem}"), batches)],
         };
         FlushJob {
             topic: self.topic,
@@ -358,6 +367,107 @@ impl PartitionBatch {
             dead: self.dead,
             value_by_currency: self.value_by_currency,
             closed: Instant::now(),
+        }
+    }
+}
+
+/// Parses one chunk (on the parse pool): its rows into record batches (one per
+/// invoice date for invoices), its rejected messages into dead letters, in offset
+/// order.
+fn parse_chunk(kind: TopicKind, topic: &str, partition: i32, mut chunk: Chunk) -> Parsed {
+    let limits = chunk.limits.take().expect("a chunk keeps its limits");
+    let arena = &chunk.arena;
+    let bytes = |r: &Option<Range<usize>>| r.clone().map(|r| &arena[r]);
+    let mut by_date: BTreeMap<i32, RawInvoiceBuilder> = BTreeMap::new();
+    let mut outlets = OutletBuilder::default();
+    let mut skus = SkuBuilder::default();
+    let mut rows = 0;
+    let mut dead = Vec::new();
+    let mut value_by_currency: BTreeMap<String, f64> = BTreeMap::new();
+    for m in &chunk.staged {
+        let source = Source {
+            topic,
+            partition,
+            offset: m.offset,
+            timestamp_ms: m.timestamp_ms,
+        };
+        let parsed = match kind {
+            TopicKind::Invoices => parse_invoice_message(bytes(&m.value), &limits).map(|lines| {
+                for (i, line) in lines.iter().enumerate() {
+                    by_date
+                        .entry(line.date32())
+                        .or_default()
+                        .append(line, &source, i as i32);
+                    add_value(&mut value_by_currency, &limits, line);
+                }
+                lines.len()
+            }),
+            TopicKind::Outlets => parse_outlet(bytes(&m.key), bytes(&m.value)).map(|o| {
+                outlets.append(&o, &source);
+                1
+            }),
+            TopicKind::Skus => parse_sku(bytes(&m.key), bytes(&m.value)).map(|sku| {
+                skus.append(&sku, &source);
+                1
+            }),
+        };
+        match parsed {
+            Ok(n) => rows += n,
+            Err(rejection) => {
+                tracing::debug!(topic, partition, offset = m.offset, reason = %rejection,
+                    "rejected to DLQ");
+                dead.push(DeadLetter {
+                    key: bytes(&m.key).map(<[u8]>::to_vec),
+                    value: bytes(&m.value).map(<[u8]>::to_vec),
+                    error: rejection.text.clone(),
+                    source: format!("{topic}/{partition}/{}", m.offset),
+                    class: rejection.class(),
+                });
+            }
+        }
+    }
+    let parts = match kind {
+        TopicKind::Invoices => by_date
+            .into_iter()
+            .map(|(d, mut b)| (d, b.finish()))
+            .collect(),
+        TopicKind::Outlets if !outlets.is_empty() => vec![(0, outlets.finish())],
+        TopicKind::Skus if !skus.is_empty() => vec![(0, skus.finish())],
+        _ => Vec::new(),
+    };
+    chunk.staged.clear();
+    chunk.arena.clear();
+    Parsed {
+        parts,
+        rows,
+        dead,
+        value_by_currency,
+        emptied: chunk,
+    }
+}
+
+/// Adds a line's net value (in the base currency) under the currency it arrived in.
+/// Labels stay bounded: with a base, only currencies with a rate get here; without
+/// one, every line is `as_sent`.
+fn add_value(values: &mut BTreeMap<String, f64>, limits: &Limits, line: &InvoiceLine<'_>) {
+    let upper;
+    let label = match (&limits.currency, line.currency.as_deref()) {
+        (None, _) => "as_sent",
+        (Some(c), None) => c.base.as_str(),
+        (Some(_), Some(sent)) => {
+            let sent = sent.trim();
+            if sent.bytes().any(|b| b.is_ascii_lowercase()) {
+                upper = sent.to_ascii_uppercase();
+                upper.as_str()
+            } else {
+                sent
+            }
+        }
+    };
+    match values.get_mut(label) {
+        Some(v) => *v += line.net_value,
+        None => {
+            values.insert(label.to_owned(), line.net_value);
         }
     }
 }
@@ -487,7 +597,8 @@ mod tests {
         );
         assert_eq!(job.objects.len(), 3);
         let mut seen = 0;
-        for (name, batch) in &job.objects {
+        for (name, batches) in &job.objects {
+            let batch = &arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap();
             let col = |c: &str| batch.column_by_name(c).expect("column").clone();
             let offsets = col("source_offset");
             let offsets = offsets.as_any().downcast_ref::<Int64Array>().expect("i64");

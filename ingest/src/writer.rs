@@ -60,7 +60,9 @@ use futures::{StreamExt, TryStreamExt};
 use rayon::prelude::*;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
-use spectra_core::schema::to_parquet;
+use spectra_core::schema::{
+    encode_parquet_with, raw_invoice_schema, raw_invoice_writer_properties, writer_properties,
+};
 use spectra_core::storage::{Condition, PutOutcome, Version};
 use spectra_core::Storage;
 use tokio_util::sync::CancellationToken;
@@ -516,11 +518,19 @@ impl BatchWriter {
         let encoded: Vec<(&String, Bytes)> = job
             .objects
             .par_iter()
-            .map(|(path, batch)| {
-                Ok((
-                    path,
-                    to_parquet(batch.schema(), std::slice::from_ref(batch))?,
-                ))
+            .map(|(path, batches)| {
+                // The parse pool's chunks each gave a record batch of this object's
+                // rows: one batch is encoded faster than many small ones.
+                let schema = batches[0].schema();
+                let rows = arrow::compute::concat_batches(&schema, batches)
+                    .map_err(spectra_core::Error::from)?;
+                let props = if *schema == *raw_invoice_schema() {
+                    raw_invoice_writer_properties()
+                } else {
+                    writer_properties()
+                };
+                let data = encode_parquet_with(schema, props, [Ok(rows)])?;
+                Ok((path, data))
             })
             .collect::<Result<_, Error>>()?;
         futures::stream::iter(encoded)

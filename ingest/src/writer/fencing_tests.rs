@@ -1,10 +1,9 @@
 //! The lease protocol on its own, with two writers of one partition in the
 //! interleavings that matter (an owner evicted while it writes, a second pod).
 
-use arrow::array::RecordBatch;
-
 use super::*;
 use crate::batch::{PartitionBatch, TopicKind};
+use spectra_core::schema::to_parquet;
 
 fn metrics() -> IngestMetrics {
     let m = spectra_core::telemetry::Metrics::new();
@@ -138,9 +137,8 @@ async fn a_takeover_between_intent_and_checkpoint_removes_the_old_batch() {
         cas(&s, &rel, &mut a, intent_state).await.unwrap(),
         Cas::Done
     ));
-    for (p, batch) in &j.objects {
-        let data: RecordBatch = batch.clone();
-        s.put(p, to_parquet(data.schema(), &[data]).unwrap())
+    for (p, batches) in &j.objects {
+        s.put(p, to_parquet(batches[0].schema(), batches).unwrap())
             .await
             .unwrap();
     }
@@ -150,13 +148,10 @@ async fn a_takeover_between_intent_and_checkpoint_removes_the_old_batch() {
     assert_eq!(b.state.orphans.len(), objects.len());
     assert_eq!(b.state.next_offset, None);
     // A put of A still in flight lands after B's delete…
-    let (p, batch) = &j.objects[0];
-    s.put(
-        p,
-        to_parquet(batch.schema(), std::slice::from_ref(batch)).unwrap(),
-    )
-    .await
-    .unwrap();
+    let (p, batches) = &j.objects[0];
+    s.put(p, to_parquet(batches[0].schema(), batches).unwrap())
+        .await
+        .unwrap();
     // …and A's checkpoint is refused: A removes its own objects.
     let mut done = a.state.clone();
     done.pending = None;
@@ -168,12 +163,9 @@ async fn a_takeover_between_intent_and_checkpoint_removes_the_old_batch() {
     assert_eq!(w.fenced(&j, &objects).await, Written::Fenced);
     assert!(raw(&s).await.is_empty());
     // Had A died before cleaning up, the next acquisition deletes the orphan again.
-    s.put(
-        p,
-        to_parquet(batch.schema(), std::slice::from_ref(batch)).unwrap(),
-    )
-    .await
-    .unwrap();
+    s.put(p, to_parquet(batches[0].schema(), batches).unwrap())
+        .await
+        .unwrap();
     let c = take(&s).await;
     assert!(raw(&s).await.is_empty());
     assert_eq!(c.state.epoch, 3);

@@ -91,8 +91,8 @@ pub struct PartitionBatch {
 
 /// Messages parsed together: a chunk large enough that handing it to the pool costs
 /// little beside parsing it (a couple of milliseconds of work) and that its rows of one
-/// day make a record batch worth encoding, small enough to keep the pool's threads busy
-/// side by side and the batch's row bound close.
+/// day are not a sliver of a record batch (the writer concatenates an object's),
+/// small enough to keep the pool's threads busy side by side.
 const STAGE_MESSAGES: usize = 4096;
 
 /// Messages taken and not yet parsed: their keys and values in one arena.

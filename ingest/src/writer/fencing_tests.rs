@@ -1,5 +1,6 @@
 //! The lease protocol on its own, with two writers of one partition in the
-//! interleavings that matter (an owner evicted while it writes, a second pod).
+//! interleavings that matter (an owner evicted while it writes, a second pod), and
+//! what a committed batch's object holds.
 
 use super::*;
 use crate::batch::{PartitionBatch, TopicKind};
@@ -213,4 +214,40 @@ async fn the_offset_domain_is_checked_on_acquisition() {
     let Acquired::Owned(l) = r else { panic!() };
     assert_eq!((l.state.epoch, l.state.next_offset), (3, None));
     assert_eq!(l.state.lines_written, 10);
+}
+
+/// A batch read over several of the parse pool's chunks is one object per day, its
+/// rows in offset order: what is written is what was read, whole.
+#[tokio::test]
+async fn an_object_of_several_chunks_holds_every_row_in_offset_order() {
+    use arrow::array::{Array, Int64Array, StringArray};
+    let s = Storage::memory();
+    let w = writer(&s);
+    let mut a = take(&s).await;
+    let n = 9_000;
+    let j = job(100, n, a.state.epoch);
+    assert!(
+        j.objects[0].1.len() > 1,
+        "several chunks: {}",
+        j.objects[0].1.len()
+    );
+    assert_eq!(
+        w.write(&j, &mut a).await.unwrap(),
+        Written::Committed(100 + n)
+    );
+    let paths = raw(&s).await;
+    assert_eq!(paths.len(), 1);
+    let data = s.get(&paths[0]).await.unwrap().unwrap();
+    let mut offsets = Vec::new();
+    for batch in spectra_core::schema::from_parquet(data).unwrap() {
+        let o = batch.column_by_name("source_offset").unwrap();
+        let o = o.as_any().downcast_ref::<Int64Array>().unwrap();
+        let ids = batch.column_by_name("invoice_id").unwrap();
+        let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
+        for r in 0..batch.num_rows() {
+            assert_eq!(ids.value(r), format!("I{}", o.value(r)));
+            offsets.push(o.value(r));
+        }
+    }
+    assert_eq!(offsets, (100..100 + n).collect::<Vec<_>>());
 }

@@ -520,7 +520,7 @@ impl BatchWriter {
             .par_iter()
             .map(|(path, batches)| {
                 // The parse pool's chunks each gave a record batch of this object's
-                // rows: one batch is encoded faster than many small ones.
+                // rows, in read order: the object is encoded from them as one.
                 let schema = batches[0].schema();
                 let rows = arrow::compute::concat_batches(&schema, batches)
                     .map_err(spectra_core::Error::from)?;

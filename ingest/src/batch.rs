@@ -42,17 +42,10 @@ pub struct DeadLetter {
     pub class: &'static str,
 }
 
-/// What a batch's parsed chunks made, in offset order: record batches per invoice
-/// date for invoices, one list for master data.
-enum Parts {
-    Invoices(BTreeMap<i32, Vec<RecordBatch>>),
-    Master(Vec<RecordBatch>),
-}
-
 /// The open batch of one partition.
 pub struct PartitionBatch {
-    /// Topic.
-    pub topic: String,
+    /// Topic (shared with the chunks on the parse pool).
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: i32,
     /// The lease epoch of the partition's owner that reads it (part of object names).
@@ -69,9 +62,9 @@ pub struct PartitionBatch {
     /// When the first message arrived.
     pub opened: Instant,
     kind: TopicKind,
-    /// The topic's name as the parse pool's chunks share it.
-    topic_name: Arc<str>,
-    parts: Parts,
+    /// What the parsed chunks made, in offset order: record batches by invoice date
+    /// for invoices (Arrow `Date32` days), under 0 for master data.
+    parts: BTreeMap<i32, Vec<RecordBatch>>,
     row_count: usize,
     bytes: usize,
     messages: u64,
@@ -118,10 +111,10 @@ struct Inflight {
     done: mpsc::Receiver<std::thread::Result<Parsed>>,
 }
 
-/// What a chunk parsed into, with the chunk itself, emptied, to be filled again.
+/// What a chunk parsed into (its rows keyed as [`PartitionBatch`]'s `parts`), with the
+/// chunk itself, emptied, to be filled again.
 struct Parsed {
     parts: Vec<(i32, RecordBatch)>,
-    rows: usize,
     dead: Vec<DeadLetter>,
     value_by_currency: BTreeMap<String, f64>,
     emptied: Chunk,
@@ -182,7 +175,7 @@ impl PartitionBatch {
         generation: u64,
     ) -> Self {
         Self {
-            topic: topic.to_owned(),
+            topic: Arc::from(topic),
             partition,
             epoch,
             generation,
@@ -192,11 +185,7 @@ impl PartitionBatch {
             last: offset - 1,
             opened: Instant::now(),
             kind,
-            topic_name: Arc::from(topic),
-            parts: match kind {
-                TopicKind::Invoices => Parts::Invoices(BTreeMap::new()),
-                TopicKind::Outlets | TopicKind::Skus => Parts::Master(Vec::new()),
-            },
+            parts: BTreeMap::new(),
             row_count: 0,
             bytes: 0,
             dead: Vec::new(),
@@ -268,7 +257,7 @@ impl PartitionBatch {
         }
         let chunk = std::mem::replace(&mut self.staging, self.spare.pop().unwrap_or_default());
         let messages = chunk.staged.len();
-        let (kind, topic, partition) = (self.kind, self.topic_name.clone(), self.partition);
+        let (kind, topic, partition) = (self.kind, self.topic.clone(), self.partition);
         let (tx, done) = mpsc::sync_channel(1);
         parse_pool().spawn(move || {
             let parsed = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -309,18 +298,13 @@ impl PartitionBatch {
         // A panic while parsing is the poll thread's, as when it parsed itself.
         let parsed = parsed.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         self.inflight_messages -= messages;
-        self.row_count += parsed.rows;
         self.dead.extend(parsed.dead);
         for (currency, value) in parsed.value_by_currency {
             *self.value_by_currency.entry(currency).or_default() += value;
         }
-        match &mut self.parts {
-            Parts::Invoices(by_date) => {
-                for (days, batch) in parsed.parts {
-                    by_date.entry(days).or_default().push(batch);
-                }
-            }
-            Parts::Master(batches) => batches.extend(parsed.parts.into_iter().map(|(_, b)| b)),
+        for (key, batch) in parsed.parts {
+            self.row_count += batch.num_rows();
+            self.parts.entry(key).or_default().push(batch);
         }
         self.spare.push(parsed.emptied);
     }
@@ -339,22 +323,24 @@ impl PartitionBatch {
             self.last,
             self.epoch
         );
-        let objects = match (self.parts, self.kind) {
-            (Parts::Invoices(by_date), _) => by_date
-                .into_iter()
-                .map(|(days, batches)| {
-                    let date: NaiveDate = days_to_date(days);
-                    (format!("raw/invoices/date={date}/{stem}"), batches)
-                })
-                .collect(),
-            (Parts::Master(batches), _) if batches.is_empty() => Vec::new(),
-            (Parts::Master(batches), TopicKind::Outlets) => {
-                vec![(format!("master/outlets/{stem}"), batches)]
-            }
-            (Parts::Master(batches), _) => vec![(format!("master/skus/{stem}"), batches)],
-        };
+        let kind = self.kind;
+        let objects = self
+            .parts
+            .into_iter()
+            .map(|(key, batches)| {
+                let path = match kind {
+                    TopicKind::Invoices => {
+                        let date: NaiveDate = days_to_date(key);
+                        format!("raw/invoices/date={date}/{stem}")
+                    }
+                    TopicKind::Outlets => format!("master/outlets/{stem}"),
+                    TopicKind::Skus => format!("master/skus/{stem}"),
+                };
+                (path, batches)
+            })
+            .collect();
         FlushJob {
-            topic: self.topic,
+            topic: self.topic.to_string(),
             partition: self.partition,
             epoch: self.epoch,
             generation: self.generation,
@@ -381,7 +367,6 @@ fn parse_chunk(kind: TopicKind, topic: &str, partition: i32, mut chunk: Chunk) -
     let mut by_date: BTreeMap<i32, RawInvoiceBuilder> = BTreeMap::new();
     let mut outlets = OutletBuilder::default();
     let mut skus = SkuBuilder::default();
-    let mut rows = 0;
     let mut dead = Vec::new();
     let mut value_by_currency: BTreeMap<String, f64> = BTreeMap::new();
     for m in &chunk.staged {
@@ -400,30 +385,24 @@ fn parse_chunk(kind: TopicKind, topic: &str, partition: i32, mut chunk: Chunk) -
                         .append(line, &source, i as i32);
                     add_value(&mut value_by_currency, &limits, line);
                 }
-                lines.len()
             }),
-            TopicKind::Outlets => parse_outlet(bytes(&m.key), bytes(&m.value)).map(|o| {
-                outlets.append(&o, &source);
-                1
-            }),
-            TopicKind::Skus => parse_sku(bytes(&m.key), bytes(&m.value)).map(|sku| {
-                skus.append(&sku, &source);
-                1
-            }),
-        };
-        match parsed {
-            Ok(n) => rows += n,
-            Err(rejection) => {
-                tracing::debug!(topic, partition, offset = m.offset, reason = %rejection,
-                    "rejected to DLQ");
-                dead.push(DeadLetter {
-                    key: bytes(&m.key).map(<[u8]>::to_vec),
-                    value: bytes(&m.value).map(<[u8]>::to_vec),
-                    error: rejection.text.clone(),
-                    source: format!("{topic}/{partition}/{}", m.offset),
-                    class: rejection.class(),
-                });
+            TopicKind::Outlets => {
+                parse_outlet(bytes(&m.key), bytes(&m.value)).map(|o| outlets.append(&o, &source))
             }
+            TopicKind::Skus => {
+                parse_sku(bytes(&m.key), bytes(&m.value)).map(|sku| skus.append(&sku, &source))
+            }
+        };
+        if let Err(rejection) = parsed {
+            tracing::debug!(topic, partition, offset = m.offset, reason = %rejection,
+                "rejected to DLQ");
+            dead.push(DeadLetter {
+                key: bytes(&m.key).map(<[u8]>::to_vec),
+                value: bytes(&m.value).map(<[u8]>::to_vec),
+                error: rejection.text.clone(),
+                source: format!("{topic}/{partition}/{}", m.offset),
+                class: rejection.class(),
+            });
         }
     }
     let parts = match kind {
@@ -439,7 +418,6 @@ fn parse_chunk(kind: TopicKind, topic: &str, partition: i32, mut chunk: Chunk) -
     chunk.arena.clear();
     Parsed {
         parts,
-        rows,
         dead,
         value_by_currency,
         emptied: chunk,

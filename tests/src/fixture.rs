@@ -381,6 +381,19 @@ impl Fixture {
             .unwrap_or_else(|| panic!("no outlet {id} in the fixture"))
     }
 
+    /// The name the SKU master gives an SKU id (as the API serves it: a JSON string).
+    pub fn sku_name(&self, id: &Value) -> Value {
+        let id = id.as_str().unwrap();
+        Value::from(
+            self.skus
+                .iter()
+                .find(|s| s.id == id)
+                .unwrap_or_else(|| panic!("{id} in the catalogue"))
+                .name
+                .clone(),
+        )
+    }
+
     /// The outlets that change taste in step 2.
     pub fn drifted(&self) -> Vec<&Outlet> {
         self.outlets

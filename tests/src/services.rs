@@ -8,8 +8,12 @@ use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use arrow::array::AsArray;
+use reqwest::StatusCode;
 use serde_json::Value;
+use spectra_core::service::Context;
+use tokio_util::sync::CancellationToken;
 
+use crate::fixture::{fixture, Stage, Store};
 use crate::{read_parquet_dir, Setup};
 
 /// Output topics of one test, as `--set` flags.
@@ -326,4 +330,35 @@ print(json.dumps(rows))
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The publish service started in this process over a copy of the fixture after run
+/// 2, with `publish.api_token` set to `api_token` (empty: editing is refused) and
+/// topics named from `prefix`: the store (kept alive), its config, the base URL and
+/// the service's token.
+pub async fn publisher_on_run2(
+    prefix: &str,
+    api_token: &str,
+) -> (Store, spectra_core::Config, String, CancellationToken) {
+    let store = fixture().store(Stage::Run2);
+    let mut cfg = store.config(&crate::fresh(prefix));
+    cfg.publish.api_token = api_token.into();
+    let token = CancellationToken::new();
+    let svc = spectra_publisher::start(
+        cfg.clone(),
+        Context::new(token.clone()),
+        spectra_publisher::PublishOptions::default(),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", svc.addr().unwrap());
+    tokio::spawn(svc.wait());
+    (store, cfg, base, token)
+}
+
+/// `GET url`: the status and the JSON body (null when the body is not JSON).
+pub async fn get_json(c: &reqwest::Client, url: &str) -> (StatusCode, Value) {
+    let r = c.get(url).send().await.unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap_or(Value::Null))
 }

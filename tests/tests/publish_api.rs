@@ -2,45 +2,21 @@
 //! broker, on the runs the real services made of a seeded feed
 //! (`spectra_tests::fixture`): status codes, auth and bad input, the rename flow
 //! (metadata topic → `renamed` assignments), exports, the console files and the admin
-//! routes.
+//! routes. What the insight routes serve, figure by figure, is in `publish_insight.rs`.
 
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 use spectra_core::service::Context;
 use spectra_publisher::PublishOptions;
-use spectra_tests::fixture::{fixture, Stage, Store, SEGMENTATION};
+use spectra_tests::fixture::{fixture, SEGMENTATION};
 use spectra_tests::served;
+use spectra_tests::services::{get_json, publisher_on_run2};
 use tokio_util::sync::CancellationToken;
-
-/// A copy of the fixture after run 2, and the service started on it.
-async fn service(token: &str) -> (Store, spectra_core::Config, String, CancellationToken) {
-    let store = fixture().store(Stage::Run2);
-    let mut cfg = store.config(&spectra_tests::fresh("api"));
-    cfg.publish.api_token = token.into();
-    let token = CancellationToken::new();
-    let svc = spectra_publisher::start(
-        cfg.clone(),
-        Context::new(token.clone()),
-        PublishOptions::default(),
-    )
-    .await
-    .unwrap();
-    let base = format!("http://{}", svc.addr().unwrap());
-    tokio::spawn(svc.wait());
-    (store, cfg, base, token)
-}
-
-async fn get(c: &reqwest::Client, url: &str) -> (StatusCode, Value) {
-    let r = c.get(url).send().await.unwrap();
-    let s = r.status();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_route_with_auth_bad_input_and_the_rename_flow() {
-    let (_store, cfg, base, token) = service("s3cret").await;
+    let (_store, cfg, base, token) = publisher_on_run2("api", "s3cret").await;
     let fx = fixture();
     let run2 = &fx.run2;
     let n = run2.assignments.len();
@@ -82,12 +58,12 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
             .status(),
         200
     );
-    let (s, v) = get(&c, &format!("{base}/api/nope")).await;
+    let (s, v) = get_json(&c, &format!("{base}/api/nope")).await;
     assert_eq!(s, 404);
     assert!(v["error"].as_str().unwrap().contains("no such route"));
 
     // Segmentations and segments.
-    let (s, v) = get(&c, &format!("{base}/api/segmentations")).await;
+    let (s, v) = get_json(&c, &format!("{base}/api/segmentations")).await;
     assert_eq!(s, 200);
     assert_eq!(v[0]["name"], SEGMENTATION);
     assert_eq!(v[0]["latest"]["run_id"], run2.run_id.as_str());
@@ -96,7 +72,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         v[0]["quality"]["silhouette"],
         run2.model["quality"]["silhouette"]
     );
-    let (s, segs) = get(&c, &format!("{base}/api/segmentations/mix/segments")).await;
+    let (s, segs) = get_json(&c, &format!("{base}/api/segmentations/mix/segments")).await;
     assert_eq!(s, 200);
     let segs = segs.as_array().unwrap().clone();
     assert_eq!(
@@ -119,7 +95,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         // SKUs carry their master-data names; a pattern is named after its leader's.
         for pattern in p["patterns"].as_array().unwrap() {
             for k in pattern["skus"].as_array().unwrap() {
-                assert_eq!(k["sku_name"], sku_name(fx, &k["sku_id"]), "{id}: {k}");
+                assert_eq!(k["sku_name"], fx.sku_name(&k["sku_id"]), "{id}: {k}");
             }
             let lead = &pattern["skus"][0]["sku_name"];
             assert!(
@@ -165,13 +141,13 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     let regions = served::attribute(&segs[0], "region");
     assert_eq!(regions.len(), 3, "{regions:?}");
     assert_eq!(
-        get(&c, &format!("{base}/api/segmentations/nope/segments"))
+        get_json(&c, &format!("{base}/api/segmentations/nope/segments"))
             .await
             .0,
         404
     );
     assert_eq!(
-        get(
+        get_json(
             &c,
             &format!("{base}/api/segmentations/mix/segments/{coffee}")
         )
@@ -180,12 +156,12 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         coffee.as_str()
     );
     assert_eq!(
-        get(&c, &format!("{base}/api/segmentations/mix/segments/S99"))
+        get_json(&c, &format!("{base}/api/segmentations/mix/segments/S99"))
             .await
             .0,
         404
     );
-    let (s, outs) = get(
+    let (s, outs) = get_json(
         &c,
         &format!("{base}/api/segmentations/mix/segments/{other}/outlets?limit=5"),
     )
@@ -196,7 +172,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     assert!(outs
         .windows(2)
         .all(|w| w[0]["value"].as_f64() >= w[1]["value"].as_f64()));
-    let (s, m) = get(&c, &format!("{base}/api/segmentations/mix/movement")).await;
+    let (s, m) = get_json(&c, &format!("{base}/api/segmentations/mix/movement")).await;
     assert_eq!(s, 200);
     let moved = run2.with_change("moved").len();
     assert!(moved > 0);
@@ -238,7 +214,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
             assert_eq!(tier, expected, "{id} {o}");
             tiers_seen.insert(tier.clone());
         }
-        let (s, listed) = get(
+        let (s, listed) = get_json(
             &c,
             &format!("{base}/api/segmentations/mix/segments/{id}/outlets?sort=tier&limit=1000"),
         )
@@ -260,7 +236,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         assert_eq!(got, want, "{id}");
     }
     assert_eq!(tiers_seen.len(), 3, "A, B and C all occur: {tiers_seen:?}");
-    let (s, v) = get(
+    let (s, v) = get_json(
         &c,
         &format!(
             "{base}/api/segmentations/mix/segments/{}/outlets?sort=size",
@@ -272,7 +248,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
 
     // Outlet 360 and search.
     let (id, a) = run2.assignments.iter().next().unwrap();
-    let (s, o) = get(&c, &format!("{base}/api/outlets/{id}")).await;
+    let (s, o) = get_json(&c, &format!("{base}/api/outlets/{id}")).await;
     assert_eq!(s, 200, "{o}");
     assert_eq!(o["name"], fx.outlet(id).name.as_str());
     let view = &o["segmentations"][0];
@@ -290,7 +266,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     // notes come with the view.
     for list in spectra_core::tables::runs::REC_LISTS {
         for item in view["recommendations"][list].as_array().unwrap() {
-            assert_eq!(item["sku_name"], sku_name(fx, &item["sku_id"]), "{item}");
+            assert_eq!(item["sku_name"], fx.sku_name(&item["sku_id"]), "{item}");
             assert!(
                 item["reason"].as_str().is_some_and(|r| r.len() > 30),
                 "{list}: {item}"
@@ -322,18 +298,21 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         assert_eq!(week["lines"], lines, "{week}");
     }
     assert!(bought > 0, "the outlet bought in the history's weeks");
-    assert_eq!(get(&c, &format!("{base}/api/outlets/NOPE-1")).await.0, 404);
-    let (s, hits) = get(&c, &format!("{base}/api/outlets?q=sklep%201")).await;
+    assert_eq!(
+        get_json(&c, &format!("{base}/api/outlets/NOPE-1")).await.0,
+        404
+    );
+    let (s, hits) = get_json(&c, &format!("{base}/api/outlets?q=sklep%201")).await;
     assert_eq!(s, 200);
     let hits = hits.as_array().unwrap();
     assert!(!hits.is_empty());
     assert!(hits
         .iter()
         .all(|h| h["name"].as_str().unwrap().starts_with("Sklep 1")));
-    assert_eq!(get(&c, &format!("{base}/api/outlets?q=")).await.0, 400);
+    assert_eq!(get_json(&c, &format!("{base}/api/outlets?q=")).await.0, 400);
 
     // Pipeline.
-    let (s, p) = get(&c, &format!("{base}/api/pipeline")).await;
+    let (s, p) = get_json(&c, &format!("{base}/api/pipeline")).await;
     assert_eq!(s, 200);
     assert_eq!(p["segmentations"][0]["runs"].as_array().unwrap().len(), 2);
     assert_eq!(p["features_latest_date"], run2.as_of.to_string());
@@ -367,7 +346,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     assert_eq!(r.status(), 200);
     assert_eq!(&r.bytes().await.unwrap()[..2], b"PK");
     assert_eq!(
-        get(&c, &format!("{base}/api/segmentations/nope/export.csv"))
+        get_json(&c, &format!("{base}/api/segmentations/nope/export.csv"))
             .await
             .0,
         404
@@ -466,7 +445,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let (_, p) = get(&c, &url).await;
+    let (_, p) = get_json(&c, &url).await;
     assert_eq!(p["name"], "Coffee-led convenience");
     let profiles = spectra_tests::compacted(&cfg.kafka.topics.profiles);
     assert_eq!(
@@ -501,7 +480,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     .await
     .unwrap();
     let base2 = format!("http://{}", svc.addr().unwrap());
-    let (_, p) = get(
+    let (_, p) = get_json(
         &c,
         &format!("{base2}/api/segmentations/mix/segments/{coffee}"),
     )
@@ -512,7 +491,7 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn editing_is_forbidden_without_a_configured_token() {
-    let (_store, _cfg, base, token) = service("").await;
+    let (_store, _cfg, base, token) = publisher_on_run2("api", "").await;
     let segment = fixture().run2.segments().into_iter().next().unwrap();
     let r = reqwest::Client::new()
         .put(format!("{base}/api/segmentations/mix/segments/{segment}"))
@@ -524,319 +503,5 @@ async fn editing_is_forbidden_without_a_configured_token() {
     assert_eq!(r.status(), 403);
     let v: Value = r.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("publish.api_token"));
-    token.cancel();
-}
-
-/// The name the fixture's SKU master gives an SKU id.
-fn sku_name(fx: &spectra_tests::fixture::Fixture, id: &serde_json::Value) -> serde_json::Value {
-    let id = id.as_str().unwrap();
-    serde_json::Value::from(
-        fx.skus
-            .iter()
-            .find(|s| s.id == id)
-            .unwrap_or_else(|| panic!("{id} in the catalogue"))
-            .name
-            .clone(),
-    )
-}
-
-/// The segment-context route against the fed lines: the fixture's lines in run 2's
-/// window, with the catalogue's brands and the outlets' regions and main distributors
-/// (per day the distributor with the largest value; per window the one whose days were
-/// worth the most), give every spend, buyer count and outlet count the API serves,
-/// unfiltered and under a region and a distributor filter.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_segments_context_is_the_fed_lines_by_brand_region_and_distributor() {
-    use std::collections::{BTreeMap, BTreeSet};
-    let (_store, _cfg, base, token) = service("s3cret").await;
-    let fx = fixture();
-    let run2 = &fx.run2;
-    let seg = fx.segment_of_taste(run2, 0);
-    let (from, to) = fx.window(run2);
-    let lines: Vec<_> = fx
-        .lines
-        .iter()
-        .filter(|l| from <= l.date && l.date <= to && run2.assignments.contains_key(&l.outlet))
-        .collect();
-    let brand: BTreeMap<&str, &str> = fx
-        .skus
-        .iter()
-        .map(|s| (s.id.as_str(), s.brand.as_str()))
-        .collect();
-    let region: BTreeMap<&str, &str> = fx
-        .outlets
-        .iter()
-        .map(|o| (o.id.as_str(), o.region.as_str()))
-        .collect();
-    // The main distributor: the day's by value, then the window's by the days' value.
-    let mut days: BTreeMap<(&str, chrono::NaiveDate), BTreeMap<&str, f64>> = BTreeMap::new();
-    for l in &lines {
-        *days
-            .entry((l.outlet.as_str(), l.date))
-            .or_default()
-            .entry(l.distributor.as_str())
-            .or_default() += l.value;
-    }
-    let mut by_main: BTreeMap<&str, BTreeMap<&str, f64>> = BTreeMap::new();
-    for ((outlet, _), per) in &days {
-        let main = per
-            .iter()
-            .fold(None::<(&str, f64)>, |best, (d, v)| match best {
-                Some((_, b)) if b >= *v => best,
-                _ => Some((d, *v)),
-            })
-            .unwrap()
-            .0;
-        *by_main.entry(outlet).or_default().entry(main).or_default() += per.values().sum::<f64>();
-    }
-    let main_of: BTreeMap<&str, &str> = by_main
-        .iter()
-        .map(|(o, per)| {
-            let best = per
-                .iter()
-                .fold(None::<(&str, f64)>, |best, (d, v)| match best {
-                    Some((_, b)) if b >= *v => best,
-                    _ => Some((d, *v)),
-                })
-                .unwrap();
-            (*o, best.0)
-        })
-        .collect();
-    let members: BTreeSet<&str> = run2.members(&seg).into_iter().collect();
-    let c = reqwest::Client::new();
-    let url =
-        |q: &str| format!("{base}/api/segmentations/{SEGMENTATION}/segments/{seg}/context{q}");
-
-    // Expected brand spend and buyers of the outlets `keep` accepts.
-    let brands = |keep: &dyn Fn(&str) -> bool| -> BTreeMap<&str, (f64, BTreeSet<&str>)> {
-        let mut m: BTreeMap<&str, (f64, BTreeSet<&str>)> = BTreeMap::new();
-        for l in lines.iter().filter(|l| keep(&l.outlet)) {
-            let e = m.entry(brand[l.sku.as_str()]).or_default();
-            e.0 += l.value;
-            e.1.insert(l.outlet.as_str());
-        }
-        m
-    };
-    let check = |v: &Value, keep: &dyn Fn(&str) -> bool, what: &str| {
-        let in_seg = |o: &str| members.contains(o) && keep(o);
-        let outlets = run2.assignments.keys().filter(|o| in_seg(o)).count();
-        let all = run2.assignments.keys().filter(|o| keep(o)).count();
-        assert_eq!(v["outlets"], json!(outlets), "{what}: {v}");
-        assert_eq!(v["all_outlets"], json!(all), "{what}");
-        let served = served::context_values(v, "product", "brand");
-        let (mine, everyone) = (brands(&in_seg), brands(keep));
-        let total: f64 = mine.values().map(|x| x.0).sum();
-        let total_all: f64 = everyone.values().map(|x| x.0).sum();
-        assert_eq!(served.len(), everyone.len(), "{what}: {served:?}");
-        for b in &served {
-            let name = b["value"].as_str().unwrap();
-            let (spend, buyers) = mine.get(name).cloned().unwrap_or_default();
-            let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1.0);
-            assert!(
-                close(b["spend"].as_f64().unwrap(), spend),
-                "{what} {name}: {b} vs {spend}"
-            );
-            assert_eq!(b["outlets"], json!(buyers.len()), "{what} {name}");
-            assert!(
-                close(b["share"].as_f64().unwrap(), spend / total),
-                "{what} {name}"
-            );
-            let avg = everyone[name].0 / total_all;
-            assert!(close(b["average"].as_f64().unwrap(), avg), "{what} {name}");
-            let idx = (1000.0 * (spend / total) / avg).round() / 10.0;
-            assert!(close(b["index"].as_f64().unwrap(), idx), "{what} {name}");
-            assert!(
-                close(
-                    b["penetration"].as_f64().unwrap(),
-                    buyers.len() as f64 / outlets as f64
-                ),
-                "{what} {name}"
-            );
-        }
-    };
-
-    let (s, all) = get(&c, &url("")).await;
-    assert_eq!(s, 200, "{all}");
-    check(&all, &|_| true, "all outlets");
-    // Every outlet field counts each of the segment's outlets once; `staff`, a number
-    // with eleven values, comes in at most five bins.
-    let field = |v: &Value, name: &str| served::context_values(v, "outlet", name);
-    for name in [
-        "region",
-        "channel",
-        "distributor",
-        "attributes.size",
-        "attributes.staff",
-    ] {
-        let counted: u64 = field(&all, name)
-            .iter()
-            .map(|x| x["outlets"].as_u64().unwrap())
-            .sum();
-        assert_eq!(counted as usize, members.len(), "{name}");
-    }
-    let staff = field(&all, "attributes.staff");
-    assert!(
-        (2..=5).contains(&staff.len())
-            && staff
-                .iter()
-                .any(|b| b["value"].as_str().unwrap().contains(" – ")),
-        "{staff:?}"
-    );
-    for d in field(&all, "distributor") {
-        let id = d["value"].as_str().unwrap();
-        let n = members
-            .iter()
-            .filter(|o| main_of.get(*o) == Some(&id))
-            .count();
-        assert_eq!(d["outlets"], json!(n), "distributor {id}");
-    }
-    // SKU level values carry the master's name.
-    let skus = served::context_values(&all, "product", "sku");
-    assert!(!skus.is_empty());
-    for k in &skus {
-        if k["value"] != "(other)" {
-            assert_eq!(k["name"], sku_name(fx, &k["value"]), "{k}");
-        }
-    }
-    let filters = &all["filters"];
-    let regions: BTreeSet<&str> = run2
-        .assignments
-        .keys()
-        .map(|o| region[o.as_str()])
-        .collect();
-    assert_eq!(
-        filters["region"],
-        json!(regions),
-        "the regions, in byte order"
-    );
-    assert_eq!(filters["distributor"], json!(["D01", "D02", "D03"]));
-
-    // Under a region, and under a distributor.
-    let (s, v) = get(&c, &url("?region=Mazowsze")).await;
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["filter"], json!({"field": "region", "value": "Mazowsze"}));
-    check(&v, &|o| region[o] == "Mazowsze", "region=Mazowsze");
-    let (s, v) = get(&c, &url("?distributor=D02")).await;
-    assert_eq!(s, 200, "{v}");
-    check(&v, &|o| main_of.get(o) == Some(&"D02"), "distributor=D02");
-
-    // Bad input.
-    assert_eq!(
-        get(&c, &url("?region=Mazowsze&channel=modern")).await.0,
-        400
-    );
-    assert_eq!(get(&c, &url("?size=M")).await.0, 400);
-    let (s, v) = get(&c, &url("?region=Atlantis")).await;
-    assert_eq!(s, 404);
-    assert!(v["error"].as_str().unwrap().contains("Mazowsze"), "{v}");
-    let (s, _) = get(
-        &c,
-        &format!("{base}/api/segmentations/{SEGMENTATION}/segments/S404/context"),
-    )
-    .await;
-    assert_eq!(s, 404);
-    token.cancel();
-}
-
-/// The 360 view's per-SKU gaps against the fed lines: for outlets of every segment of
-/// run 2, the segment's SKU shares of spend (each outlet's window net value per SKU,
-/// its positive part), the median member value and the outlet's own spend give the
-/// SKUs it has the most to win on, in order, with their potential and penetration.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_outlet_view_lists_the_skus_with_the_most_to_win_as_the_fed_lines_give_them() {
-    use std::collections::{BTreeMap, BTreeSet};
-    let (_store, _cfg, base, token) = service("s3cret").await;
-    let fx = fixture();
-    let run2 = &fx.run2;
-    let (from, to) = fx.window(run2);
-    // outlet → SKU → net value in the window.
-    let mut spend: BTreeMap<&str, BTreeMap<&str, f64>> = BTreeMap::new();
-    for l in fx.lines.iter().filter(|l| from <= l.date && l.date <= to) {
-        *spend
-            .entry(l.outlet.as_str())
-            .or_default()
-            .entry(l.sku.as_str())
-            .or_default() += l.value;
-    }
-    let c = reqwest::Client::new();
-    let mut checked = 0;
-    let mut listed = 0;
-    for seg in run2.segments() {
-        let members = run2.members(&seg);
-        let mut seg_spend: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-        for m in &members {
-            for (k, v) in spend.get(m).into_iter().flatten() {
-                let e = seg_spend.entry(k).or_default();
-                e.0 += v.max(0.0);
-                e.1 += 1;
-            }
-        }
-        let total: f64 = seg_spend.values().map(|e| e.0).sum();
-        let mut top: Vec<(&str, f64, f64)> = seg_spend
-            .iter()
-            .filter(|(_, e)| e.0 > 0.0)
-            .map(|(k, e)| (*k, e.0 / total, e.1 as f64 / members.len() as f64))
-            .collect();
-        top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-        top.truncate(50);
-        let typical = served::median(
-            members
-                .iter()
-                .map(|m| run2.assignments[*m].value.max(0.0))
-                .collect(),
-        );
-        let n = members.len();
-        // The smallest and the largest members: one below the median, one above.
-        let mut by_value: Vec<&str> = members.clone();
-        by_value.sort_by(|a, b| {
-            run2.assignments[*a]
-                .value
-                .total_cmp(&run2.assignments[*b].value)
-        });
-        for outlet in [by_value[0], by_value[n - 1]]
-            .into_iter()
-            .collect::<BTreeSet<_>>()
-        {
-            let target = run2.assignments[outlet].value.max(0.0).max(typical);
-            let own = spend.get(outlet).cloned().unwrap_or_default();
-            let mut want: Vec<(&str, f64, f64)> = top
-                .iter()
-                .map(|(k, share, pen)| {
-                    let p = share * target - own.get(k).copied().unwrap_or(0.0).max(0.0);
-                    (*k, p, *pen)
-                })
-                .filter(|x| x.1 > 0.0)
-                .collect();
-            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-            want.truncate(10);
-            let (s, o) = get(&c, &format!("{base}/api/outlets/{outlet}")).await;
-            assert_eq!(s, 200, "{o}");
-            let got = o["segmentations"][0]["sku_gaps"]
-                .as_array()
-                .unwrap()
-                .clone();
-            let ids: Vec<&str> = got.iter().map(|g| g["sku_id"].as_str().unwrap()).collect();
-            let want_ids: Vec<&str> = want.iter().map(|w| w.0).collect();
-            assert_eq!(ids, want_ids, "{outlet} in {seg}");
-            for (g, w) in got.iter().zip(&want) {
-                let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1.0);
-                assert!(
-                    close(g["potential"].as_f64().unwrap(), w.1),
-                    "{outlet}: {g} vs {w:?}"
-                );
-                assert!(
-                    close(g["penetration"].as_f64().unwrap(), w.2),
-                    "{outlet}: {g}"
-                );
-                assert_eq!(g["sku_name"], sku_name(fx, &g["sku_id"]));
-            }
-            checked += 1;
-            listed += got.len();
-        }
-    }
-    assert!(
-        checked >= 4 && listed > 0,
-        "{checked} outlets, {listed} SKUs"
-    );
     token.cancel();
 }

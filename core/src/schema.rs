@@ -303,8 +303,9 @@ impl SkuBuilder {
     }
 }
 
-/// Writer settings used for every Parquet object Spectra writes: zstd, dictionary
-/// encoding, statistics (so readers prune row groups).
+/// Writer settings every Parquet object Spectra writes starts from: zstd, dictionary
+/// encoding, statistics (so readers prune row groups); a table's own are
+/// [`writer_properties_for`].
 pub fn writer_properties() -> WriterProperties {
     writer_properties_builder().build()
 }
@@ -317,11 +318,14 @@ fn writer_properties_builder() -> WriterPropertiesBuilder {
         .set_max_row_group_row_count(Some(256 * 1024))
 }
 
-/// [`writer_properties`] for `raw/invoices/` objects: no dictionary for the columns
-/// whose values are mostly distinct (invoice ids, values, offsets and timestamps),
-/// where building one only costs the writer time before it falls back to plain
-/// encoding.
-pub fn raw_invoice_writer_properties() -> WriterProperties {
+/// The writer settings for objects of `schema`: [`writer_properties`], and for
+/// `raw/invoices/` no dictionary on the columns whose values are mostly distinct
+/// (invoice ids, values, offsets and timestamps), where building one only costs the
+/// writer time before it falls back to plain encoding.
+pub fn writer_properties_for(schema: &Schema) -> WriterProperties {
+    if *schema != *raw_invoice_schema() {
+        return writer_properties();
+    }
     let mut props = writer_properties_builder();
     for c in [
         "invoice_id",
@@ -345,7 +349,8 @@ pub fn encode_parquet(
     schema: SchemaRef,
     batches: impl IntoIterator<Item = crate::Result<RecordBatch>>,
 ) -> crate::Result<bytes::Bytes> {
-    encode_parquet_with(schema, writer_properties(), batches)
+    let props = writer_properties_for(&schema);
+    encode_parquet_with(schema, props, batches)
 }
 
 /// [`encode_parquet`] with other writer settings (smaller row groups, say).
@@ -409,9 +414,10 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// An encoder with the project's settings ([`writer_properties`]).
+    /// An encoder with the project's settings for `schema` ([`writer_properties_for`]).
     pub fn new(schema: SchemaRef) -> crate::Result<Self> {
-        Self::with(schema, writer_properties())
+        let props = writer_properties_for(&schema);
+        Self::with(schema, props)
     }
 
     /// An encoder with other writer settings.

@@ -60,9 +60,7 @@ use futures::{StreamExt, TryStreamExt};
 use rayon::prelude::*;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
-use spectra_core::schema::{
-    encode_parquet_with, raw_invoice_schema, raw_invoice_writer_properties, writer_properties,
-};
+use spectra_core::schema::to_parquet;
 use spectra_core::storage::{Condition, PutOutcome, Version};
 use spectra_core::Storage;
 use tokio_util::sync::CancellationToken;
@@ -524,13 +522,7 @@ impl BatchWriter {
                 let schema = batches[0].schema();
                 let rows = arrow::compute::concat_batches(&schema, batches)
                     .map_err(spectra_core::Error::from)?;
-                let props = if *schema == *raw_invoice_schema() {
-                    raw_invoice_writer_properties()
-                } else {
-                    writer_properties()
-                };
-                let data = encode_parquet_with(schema, props, [Ok(rows)])?;
-                Ok((path, data))
+                Ok((path, to_parquet(schema, std::slice::from_ref(&rows))?))
             })
             .collect::<Result<_, Error>>()?;
         futures::stream::iter(encoded)

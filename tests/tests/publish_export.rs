@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use spectra_tests::fixture::{fixture, Stage, Store};
-use spectra_tests::services::xlsx_rows;
+use spectra_tests::services::{publisher_on_run2, xlsx_rows};
 
 fn export(
     store: &Store,
@@ -332,13 +332,10 @@ print(json.dumps([formulas, strings]))
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn formula_like_names_are_neutralised_in_csv_and_plain_strings_in_xlsx() {
     use serde_json::json;
-    use spectra_core::service::Context;
-    use tokio_util::sync::CancellationToken;
 
     let fx = fixture();
     let run2 = &fx.run2;
-    let store = fx.store(Stage::Run2);
-    let cfg = store.config(&spectra_tests::fresh("expx"));
+    let (store, cfg, base, token) = publisher_on_run2("expx", "s3cret").await;
     // The feed's outlet named like a formula, and the one whose credit note exceeds its
     // purchases: its value is negative, and must stay a number.
     let evil = fx.outlets.iter().find(|o| o.name.starts_with('=')).unwrap();
@@ -351,15 +348,6 @@ async fn formula_like_names_are_neutralised_in_csv_and_plain_strings_in_xlsx() {
         run2.assignments[returner]
     );
     let segment = fx.segment_of_taste(run2, 0);
-    let token = CancellationToken::new();
-    let svc = spectra_publisher::start(
-        cfg.clone(),
-        Context::new(token.clone()),
-        spectra_publisher::PublishOptions::default(),
-    )
-    .await
-    .unwrap();
-    let base = format!("http://{}", svc.addr().unwrap());
 
     let evil_name = r#"=HYPERLINK("http://x","y")"#;
     let r = reqwest::Client::new()

@@ -5,22 +5,15 @@
 //! Screenshots are saved to `{target}/artifacts/console*.png`.
 
 use serde_json::json;
-use spectra_core::service::Context;
-use spectra_publisher::PublishOptions;
-use spectra_tests::fixture::{fixture, Stage, Store};
-use spectra_tests::services::{artifacts, browser, count_colours};
+use spectra_tests::fixture::{fixture, Store};
+use spectra_tests::services::{artifacts, browser, count_colours, publisher_on_run2};
 use tokio_util::sync::CancellationToken;
 
-/// A publisher serving the console over a copy of the fixture after run 2. Returns the
-/// store (kept alive), the service's token and the base URL.
+/// A publisher serving the console over a copy of the fixture after run 2 (editing
+/// with the fixture's token). Returns the store (kept alive), the service's token
+/// and the base URL.
 async fn console(prefix: &str) -> (Store, CancellationToken, String) {
-    let store = fixture().store(Stage::Run2);
-    let cfg = store.config(&spectra_tests::fresh(prefix));
-    let token = CancellationToken::new();
-    let svc = spectra_publisher::start(cfg, Context::new(token.clone()), PublishOptions::default())
-        .await
-        .unwrap();
-    let base = format!("http://{}", svc.addr().unwrap());
+    let (store, _, base, token) = publisher_on_run2(prefix, "s3cret").await;
     (store, token, base)
 }
 

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 mod limits;
 mod rejection;
+mod scan;
 pub use limits::{Conversion, Limits};
 pub use rejection::{Reason, Rejection};
 
@@ -313,17 +314,22 @@ pub fn parse_invoice_message<'a>(
             Err(e) => Rejection::new(Reason::NotJson, format!("the message is not valid JSON: {e}")),
         });
     }
-    let mut msg: RawLine<'_> = serde_json::from_str(text).map_err(|e| {
-        let s = e.to_string();
-        if e.is_syntax() || e.is_eof() {
-            Rejection::new(
-                Reason::NotJson,
-                format!("the message is not valid JSON: {s}"),
-            )
-        } else {
-            Rejection::new(Reason::BadField, s)
-        }
-    })?;
+    // The common message, a flat line, is read by the scanner; anything else (a
+    // whole invoice, escapes, an error to word) by serde_json.
+    let mut msg: RawLine<'_> = match scan::flat_line(text) {
+        Some(line) => line,
+        None => serde_json::from_str(text).map_err(|e| {
+            let s = e.to_string();
+            if e.is_syntax() || e.is_eof() {
+                Rejection::new(
+                    Reason::NotJson,
+                    format!("the message is not valid JSON: {s}"),
+                )
+            } else {
+                Rejection::new(Reason::BadField, s)
+            }
+        })?,
+    };
     match msg.lines.take() {
         None => Ok(vec![validate(&msg, None, "", limits)?]),
         Some(LinesField::NotArray(kind)) => Err(Rejection::new(Reason::BadField, format!(

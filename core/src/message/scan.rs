@@ -1,0 +1,416 @@
+//! The ingest hot path's reader of the common message: one flat JSON object of
+//! plain values. It takes what `serde_json` would give [`RawLine`] for such a
+//! message, field for field and bit for bit, in a single forward scan — and gives
+//! up (`None`) at anything else: an escape or control character in a string, an
+//! exponent or a long number, a nested value (a whole invoice's `lines`), a repeated
+//! field, malformed or trailing text. The caller then parses the message with
+//! `serde_json`, which decides and words every rejection; this reader never rejects.
+//!
+//! Written by hand rather than with a faster JSON crate: most of the parse pool's
+//! time went into `serde_json`'s general machinery (visitors per field, key
+//! matching through `Deserialize`), while invoice lines are a dozen flat fields;
+//! falling back on anything unusual keeps `serde_json` the one judge of hostile
+//! input. The unit tests check both readers agree on generated messages.
+
+use std::borrow::Cow;
+
+use super::{Field, RawLine};
+
+/// `text` read as a flat invoice line, or `None` when `serde_json` must read it.
+pub(super) fn flat_line(text: &str) -> Option<RawLine<'_>> {
+    let mut s = Scanner {
+        b: text.as_bytes(),
+        text,
+        at: 0,
+    };
+    let mut line = RawLine::default();
+    s.ws();
+    s.eat(b'{')?;
+    s.ws();
+    if s.peek()? == b'}' {
+        s.at += 1;
+    } else {
+        loop {
+            let key = s.string()?;
+            s.ws();
+            s.eat(b':')?;
+            s.ws();
+            let value = s.value()?;
+            let slot = match key {
+                "distributor_id" => &mut line.distributor_id,
+                "invoice_id" => &mut line.invoice_id,
+                "line_no" => &mut line.line_no,
+                "invoice_date" => &mut line.invoice_date,
+                "outlet_id" => &mut line.outlet_id,
+                "sku_id" => &mut line.sku_id,
+                "quantity" => &mut line.quantity,
+                "net_value" => &mut line.net_value,
+                "currency" => &mut line.currency,
+                // `lines` makes a whole invoice: serde_json's to read.
+                "lines" => return None,
+                // Other fields are ignored, as serde ignores them.
+                _ => {
+                    s.ws();
+                    if s.next_member()? {
+                        continue;
+                    }
+                    break;
+                }
+            };
+            // A repeated field is an error serde_json words.
+            if !matches!(slot, Field::Missing) {
+                return None;
+            }
+            *slot = value;
+            s.ws();
+            if !s.next_member()? {
+                break;
+            }
+        }
+    }
+    s.ws();
+    (s.at == s.b.len()).then_some(line)
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.at).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.at += 1)
+    }
+
+    /// JSON's whitespace (as serde_json skips it).
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\t' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    /// After a member: `true` on `,` (then at the next key), `false` on `}`.
+    fn next_member(&mut self) -> Option<bool> {
+        match self.peek()? {
+            b',' => {
+                self.at += 1;
+                self.ws();
+                Some(true)
+            }
+            b'}' => {
+                self.at += 1;
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
+    /// A string without escapes or control characters, borrowed.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let len = self.b[start..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        self.at = start + len;
+        self.eat(b'"')?;
+        // Both ends are ASCII quotes, so character boundaries.
+        Some(&self.text[start..start + len])
+    }
+
+    /// A plain value: a string, a number or a literal; `None` for arrays and
+    /// objects.
+    fn value(&mut self) -> Option<Field<'a>> {
+        match self.peek()? {
+            b'"' => self.string().map(|v| Field::Str(Cow::Borrowed(v))),
+            b'n' => self.literal("null", Field::Null),
+            b't' => self.literal("true", Field::Bool),
+            b'f' => self.literal("false", Field::Bool),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &str, field: Field<'a>) -> Option<Field<'a>> {
+        self.b[self.at..].starts_with(word.as_bytes()).then(|| {
+            self.at += word.len();
+            field
+        })
+    }
+
+    /// A number as serde_json reads it (without `float_roundtrip`): an integer of
+    /// at most 18 digits is exact; a decimal of at most 15 digits (below 2⁵³) is its
+    /// digits divided by a power of ten, one correctly rounded division, as
+    /// serde_json computes it. Exponents and longer numbers are left to serde_json.
+    fn number(&mut self) -> Option<Field<'a>> {
+        let negative = self.peek()? == b'-';
+        if negative {
+            self.at += 1;
+        }
+        let int_start = self.at;
+        let mut digits: u64 = 0;
+        let mut count = 0usize;
+        while let Some(c @ b'0'..=b'9') = self.peek() {
+            digits = digits * 10 + u64::from(c - b'0');
+            count += 1;
+            self.at += 1;
+            if count > 18 {
+                return None;
+            }
+        }
+        let int_len = self.at - int_start;
+        // No digits, or a leading zero before more digits: invalid JSON.
+        if int_len == 0 || (int_len > 1 && self.b[int_start] == b'0') {
+            return None;
+        }
+        let mut fraction = 0usize;
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            while let Some(c @ b'0'..=b'9') = self.peek() {
+                digits = digits * 10 + u64::from(c - b'0');
+                count += 1;
+                fraction += 1;
+                self.at += 1;
+                if count > 15 {
+                    return None;
+                }
+            }
+            if fraction == 0 {
+                return None;
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            return None;
+        }
+        if fraction > 0 {
+            let v = digits as f64 / POW10[fraction];
+            return Some(Field::Float(if negative { -v } else { v }));
+        }
+        Some(match (negative, digits) {
+            // serde_json reads `-0` as the float −0.
+            (true, 0) => Field::Float(-0.0),
+            (true, d) => Field::Int(-i128::from(d)),
+            (false, d) => Field::Int(i128::from(d)),
+        })
+    }
+}
+
+/// Powers of ten exact in `f64`, as serde_json divides by them.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+
+    /// What serde_json makes of `text`, as the scanner would have to give it.
+    fn by_serde(text: &str) -> Option<String> {
+        serde_json::from_str::<RawLine<'_>>(text)
+            .ok()
+            .map(|l| format!("{l:?}"))
+    }
+
+    /// Whenever the scanner reads a message, serde_json reads the same fields
+    /// (compared through `Debug`, so `-0.0` and `0.0` differ, as do borrowed and
+    /// owned strings).
+    fn agrees(text: &str) {
+        if let Some(line) = flat_line(text) {
+            let ours = format!("{line:?}");
+            assert_eq!(Some(&ours), by_serde(text).as_ref(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_usual_line_is_read_by_the_scanner_as_serde_reads_it() {
+        let usual = [
+            r#"{"distributor_id":"D01","invoice_id":"FV/2026/0000001","line_no":1,"invoice_date":"2026-11-20","outlet_id":"PL-000042","sku_id":"5901200000001","quantity":3,"net_value":12.50,"currency":"PLN"}"#,
+            " { \"distributor_id\" : \"D1\" ,\n\t\"invoice_id\": \"I-1\", \"line_no\": 0, \"invoice_date\": \"2026-11-20T10:00:00Z\", \"outlet_id\": 17, \"sku_id\": \"S\", \"quantity\": -2, \"net_value\": -0.5, \"note\": \"ignored\", \"currency\": null }\r\n",
+            r#"{"distributor_id":"Dé","invoice_id":"ß","line_no":123456789012345678,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":0.001,"net_value":123456789012.345,"x":true,"y":false}"#,
+            r#"{"quantity":-0,"net_value":0.0,"line_no":-0.0}"#,
+            "{}",
+        ];
+        for text in usual {
+            assert!(flat_line(text).is_some(), "{text}");
+            agrees(text);
+        }
+    }
+
+    #[test]
+    fn anything_unusual_is_left_to_serde() {
+        let unusual = [
+            r#"{"invoice_id":"a\"b"}"#,
+            r#"{"invoice_id":"a\u0041"}"#,
+            "{\"invoice_id\":\"a\u{1}b\"}",
+            r#"{"quantity":1e3}"#,
+            r#"{"quantity":01}"#,
+            r#"{"quantity":1.}"#,
+            r#"{"quantity":.5}"#,
+            r#"{"quantity":+1}"#,
+            r#"{"quantity":1234567890123456789}"#,
+            r#"{"net_value":1234567890.1234567}"#,
+            r#"{"lines":[{"sku_id":"S"}]}"#,
+            r#"{"sku_id":"S","sku_id":"T"}"#,
+            r#"{"sku_id":["S"]}"#,
+            r#"{"note":{"a":1},"sku_id":"S"}"#,
+            r#"{"sku_id":"S",}"#,
+            r#"{"sku_id":"S"} x"#,
+            r#"{"sku_id":"S""#,
+            r#"{"sku_id":nul}"#,
+            r#"{"sku_id":"S" "outlet_id":"O"}"#,
+            "\u{a0}{\"sku_id\":\"S\"}",
+        ];
+        for text in unusual {
+            assert!(flat_line(text).is_none(), "{text}");
+        }
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\"[A-Za-z0-9/ _-]{0,8}\"",
+            "\"\\PC{0,4}\"",
+            Just(r#""a\"b""#.to_string()),
+            Just("\"a\u{7f}\u{1}\"".to_string()),
+            "-?[0-9]{1,20}",
+            "-?[0-9]{1,10}\\.[0-9]{0,10}",
+            "-?[0-9]{1,3}[eE][+-]?[0-9]{1,3}",
+            Just("-0".to_string()),
+            Just("null".to_string()),
+            Just("true".to_string()),
+            Just("fals".to_string()),
+            Just("[1,2]".to_string()),
+            Just("{\"a\":1}".to_string()),
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("distributor_id"),
+            Just("invoice_id"),
+            Just("line_no"),
+            Just("invoice_date"),
+            Just("outlet_id"),
+            Just("sku_id"),
+            Just("quantity"),
+            Just("net_value"),
+            Just("currency"),
+            Just("lines"),
+            Just("note"),
+            Just("sku\\u005fid"),
+        ]
+        .prop_map(String::from)
+    }
+
+    fn space() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(""),
+            Just(" "),
+            Just("\n\t"),
+            Just("\r"),
+            Just("\u{a0}")
+        ]
+        .prop_map(String::from)
+    }
+
+    /// Plain values, as most messages carry them.
+    fn plain() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\"[A-Za-z0-9/ _-]{0,8}\"",
+            "\"\\PC{0,4}\"",
+            "-?[0-9]{1,19}",
+            "-?[0-9]{1,9}\\.[0-9]{1,9}",
+            Just("-0".to_string()),
+            Just("null".to_string()),
+            Just("true".to_string()),
+        ]
+    }
+
+    /// Flat objects — of distinct fields with plain values, or of hostile members
+    /// and spacing — then, in some, text cut or spliced in at a random place.
+    fn message() -> impl Strategy<Value = String> {
+        let hostile = (space(), key(), space(), value(), space())
+            .prop_map(|(a, k, b, v, c)| format!("{a}\"{k}\"{b}:{c}{v}"));
+        let members = prop_oneof![
+            prop::collection::vec(hostile, 0..8),
+            (
+                prop::sample::subsequence(KEYS.to_vec(), 0..KEYS.len()),
+                prop::collection::vec(plain(), KEYS.len()),
+            )
+                .prop_map(|(keys, values)| {
+                    keys.iter()
+                        .zip(values)
+                        .map(|(k, v)| format!("\"{k}\": {v}"))
+                        .collect()
+                }),
+        ];
+        (
+            members,
+            space(),
+            any::<prop::sample::Index>(),
+            prop_oneof![
+                3 => Just(None),
+                1 => Just(Some("")),
+                1 => Just(Some(",")),
+                1 => Just(Some("}x")),
+            ],
+        )
+            .prop_map(|(members, tail, at, splice)| {
+                let text = format!("{{{}{tail}}}", members.join(","));
+                match splice {
+                    None => text,
+                    Some(s) => {
+                        let mut cut = at.index(text.len() + 1);
+                        while !text.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        format!("{}{s}{}", &text[..cut], &text[cut..])
+                    }
+                }
+            })
+    }
+
+    const KEYS: [&str; 10] = [
+        "distributor_id",
+        "invoice_id",
+        "line_no",
+        "invoice_date",
+        "outlet_id",
+        "sku_id",
+        "quantity",
+        "net_value",
+        "currency",
+        "note",
+    ];
+
+    /// The property below is not vacuous: a good share of the generated messages
+    /// is read by the scanner (the rest go to serde_json).
+    #[test]
+    fn the_generator_feeds_the_scanner() {
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = message();
+        let read = (0..1000)
+            .filter(|_| {
+                let text = strategy.new_tree(&mut runner).unwrap().current();
+                flat_line(&text).is_some()
+            })
+            .count();
+        assert!(
+            read >= 200,
+            "only {read} of 1000 messages read by the scanner"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn the_scanner_never_reads_otherwise_than_serde(text in message()) {
+            agrees(&text);
+        }
+    }
+}

@@ -18,6 +18,20 @@ mod scan;
 pub use limits::{Conversion, Limits};
 pub use rejection::{Reason, Rejection};
 
+/// The fields of an invoice line (contract §2.1), in the contract's order; every one
+/// but the last (`currency`) is required.
+pub const FIELDS: [&str; 9] = [
+    "distributor_id",
+    "invoice_id",
+    "line_no",
+    "invoice_date",
+    "outlet_id",
+    "sku_id",
+    "quantity",
+    "net_value",
+    "currency",
+];
+
 /// Longest identifier accepted, in characters.
 pub const MAX_ID_CHARS: usize = 256;
 /// Earliest invoice date accepted.

@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use spectra_core::config::IngestConfig;
 use spectra_core::master::{parse_outlet, parse_sku};
-use spectra_core::message::{parse_invoice_message, Limits, MAX_ID_CHARS};
+use spectra_core::message::{parse_invoice_message, Limits, FIELDS, MAX_ID_CHARS};
 
 fn limits() -> Limits {
     Limits::new(
@@ -97,18 +97,6 @@ fn hostile_value() -> impl Strategy<Value = Value> {
         ]
     })
 }
-
-const FIELDS: &[&str] = &[
-    "distributor_id",
-    "invoice_id",
-    "line_no",
-    "invoice_date",
-    "outlet_id",
-    "sku_id",
-    "quantity",
-    "net_value",
-    "currency",
-];
 
 /// A plausible field value most of the time, a hostile one otherwise, or absent.
 fn field_value(name: &'static str) -> impl Strategy<Value = Option<Value>> {

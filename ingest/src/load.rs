@@ -291,17 +291,7 @@ pub fn mapping(preset_name: Option<&str>, flags: &[String]) -> Result<Vec<(Strin
 
 /// The fields a mapping may fill, per kind of file (contract §2). Every invoice field
 /// but the last (`currency`) is required.
-const INVOICE_FIELDS: &[&str] = &[
-    "distributor_id",
-    "invoice_id",
-    "line_no",
-    "invoice_date",
-    "outlet_id",
-    "sku_id",
-    "quantity",
-    "net_value",
-    "currency",
-];
+const INVOICE_FIELDS: &[&str] = &spectra_core::message::FIELDS;
 const OUTLET_FIELDS: &[&str] = &["outlet_id", "name", "region", "channel"];
 const SKU_FIELDS: &[&str] = &["sku_id", "name", "category", "subcategory", "brand"];
 

@@ -37,31 +37,27 @@ pub(super) fn flat_line(text: &str) -> Option<RawLine<'_>> {
             s.ws();
             let value = s.value()?;
             let slot = match key {
-                "distributor_id" => &mut line.distributor_id,
-                "invoice_id" => &mut line.invoice_id,
-                "line_no" => &mut line.line_no,
-                "invoice_date" => &mut line.invoice_date,
-                "outlet_id" => &mut line.outlet_id,
-                "sku_id" => &mut line.sku_id,
-                "quantity" => &mut line.quantity,
-                "net_value" => &mut line.net_value,
-                "currency" => &mut line.currency,
+                "distributor_id" => Some(&mut line.distributor_id),
+                "invoice_id" => Some(&mut line.invoice_id),
+                "line_no" => Some(&mut line.line_no),
+                "invoice_date" => Some(&mut line.invoice_date),
+                "outlet_id" => Some(&mut line.outlet_id),
+                "sku_id" => Some(&mut line.sku_id),
+                "quantity" => Some(&mut line.quantity),
+                "net_value" => Some(&mut line.net_value),
+                "currency" => Some(&mut line.currency),
                 // `lines` makes a whole invoice: serde_json's to read.
                 "lines" => return None,
                 // Other fields are ignored, as serde ignores them.
-                _ => {
-                    s.ws();
-                    if s.next_member()? {
-                        continue;
-                    }
-                    break;
-                }
+                _ => None,
             };
-            // A repeated field is an error serde_json words.
-            if !matches!(slot, Field::Missing) {
-                return None;
+            if let Some(slot) = slot {
+                // A repeated field is an error serde_json words.
+                if !matches!(slot, Field::Missing) {
+                    return None;
+                }
+                *slot = value;
             }
-            *slot = value;
             s.ws();
             if !s.next_member()? {
                 break;
@@ -273,18 +269,16 @@ mod tests {
         }
     }
 
+    /// Plain values, and values the scanner leaves to serde_json (escapes, control
+    /// characters, long numbers, exponents, broken literals, nested values).
     fn value() -> impl Strategy<Value = String> {
         prop_oneof![
-            "\"[A-Za-z0-9/ _-]{0,8}\"",
-            "\"\\PC{0,4}\"",
+            plain(),
             Just(r#""a\"b""#.to_string()),
             Just("\"a\u{7f}\u{1}\"".to_string()),
             "-?[0-9]{1,20}",
             "-?[0-9]{1,10}\\.[0-9]{0,10}",
             "-?[0-9]{1,3}[eE][+-]?[0-9]{1,3}",
-            Just("-0".to_string()),
-            Just("null".to_string()),
-            Just("true".to_string()),
             Just("fals".to_string()),
             Just("[1,2]".to_string()),
             Just("{\"a\":1}".to_string()),
@@ -293,7 +287,7 @@ mod tests {
 
     /// The fields, `lines` (a whole invoice) and an escaped field name.
     fn key() -> impl Strategy<Value = String> {
-        let mut keys = KEYS.to_vec();
+        let mut keys = keys();
         keys.extend(["lines", "sku\\u005fid"]);
         prop::sample::select(keys).prop_map(String::from)
     }
@@ -330,8 +324,8 @@ mod tests {
         let members = prop_oneof![
             prop::collection::vec(hostile, 0..8),
             (
-                prop::sample::subsequence(KEYS.to_vec(), 0..KEYS.len()),
-                prop::collection::vec(plain(), KEYS.len()),
+                prop::sample::subsequence(keys(), 0..keys().len()),
+                prop::collection::vec(plain(), keys().len()),
             )
                 .prop_map(|(keys, values)| {
                     keys.iter()
@@ -367,15 +361,9 @@ mod tests {
     }
 
     /// The fields and one that is not.
-    const KEYS: [&str; 10] = {
-        let mut keys = ["note"; 10];
-        let mut i = 0;
-        while i < FIELDS.len() {
-            keys[i] = FIELDS[i];
-            i += 1;
-        }
-        keys
-    };
+    fn keys() -> Vec<&'static str> {
+        FIELDS.iter().copied().chain(["note"]).collect()
+    }
 
     /// The property below is not vacuous: a good share of the generated messages
     /// is read by the scanner (the rest go to serde_json).

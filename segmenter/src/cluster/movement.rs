@@ -29,8 +29,16 @@
 //! log-likelihood ratio (over φ) of at least `fit_score`, *and* — the last guard —
 //! that segment's profile is nearer — the recent spend's KL divergence from it lower
 //! than from its own segment's by the hysteresis margin (relative).
-//! Otherwise it keeps its segment, however near another centroid it lies. With
-//! identical data a rerun reaches the same decisions, so nothing moves twice.
+//! Otherwise it keeps its segment, however near another centroid it lies.
+//!
+//! Which other segment: for an outlet that changed, the one whose profile, mixed with
+//! the outlet's own earlier shares (after the market's drift) in the proportion that
+//! fits best, explains the recent spend best — the change may lie inside the recent
+//! window, which then still holds old behaviour, and a half-switched month alone fits
+//! best a segment between the old behaviour and the new. The mix only names the
+//! segment; the move still needs that segment's own fit.
+//!
+//! With identical data a rerun reaches the same decisions, so nothing moves twice.
 
 use ndarray::ArrayView2;
 
@@ -110,7 +118,9 @@ pub struct Evidence {
     pub statistic: f64,
     /// Degrees of freedom.
     pub df: usize,
-    /// Segment row whose recent profile fits the recent spend best.
+    /// Segment row whose recent profile fits the recent spend best (for an outlet
+    /// whose score reaches `change_score`, mixed with its earlier shares: see the
+    /// module's documentation).
     pub best: usize,
     /// Log-likelihood ratio (over φ) of the best segment against the current one.
     pub fit: f64,
@@ -305,6 +315,15 @@ pub fn detect(
         /// The [`DRIVERS`] largest terms of `g` (feature, term), largest first.
         top: Vec<(usize, f64)>,
     }
+    struct Pass {
+        segments: Vec<SegmentDrift>,
+        /// Each segment's pooled recent shares.
+        profile_r: Vec<Vec<f64>>,
+        tests: Vec<Option<Test>>,
+        dispersion: f64,
+        /// The drift of all outlets, per feature (see [`after_market`]).
+        market: Vec<f64>,
+    }
     // One pass: segment profiles from the members not `excluded`, each segment's
     // drift, G per outlet and the over-dispersion.
     let pass = |excluded: &[bool]| {
@@ -325,6 +344,12 @@ pub fn detect(
             (0..n).filter(|&i| testable(i) && !excluded[i]),
             d,
         );
+        // What every outlet did, per feature (recent over earlier pooled shares).
+        let market: Vec<f64> = all_e
+            .iter()
+            .zip(&all_r)
+            .map(|(e, r)| ratio(*r, *e))
+            .collect();
         let mut profile_r = Vec::with_capacity(k);
         let mut segments = Vec::with_capacity(k);
         for s in 0..k {
@@ -336,12 +361,7 @@ pub fn detect(
                 (e, r) = (all_e.clone(), all_r.clone());
             }
             let drift = hellinger(&e, &r);
-            let mut expected: Vec<f64> = e
-                .iter()
-                .zip(all_e.iter().zip(&all_r))
-                .map(|(x, (ae, ar))| x * ratio(*ar, *ae))
-                .collect();
-            normalise(&mut expected);
+            let expected = after_market(e.iter().copied(), &market);
             segments.push(SegmentDrift {
                 segment: s,
                 drift,
@@ -358,12 +378,7 @@ pub fn detect(
                 if !testable(i) {
                     return None;
                 }
-                let mut pi: Vec<f64> = earlier
-                    .row(i)
-                    .zip(all_e.iter().zip(&all_r))
-                    .map(|(p, (e, r))| p * ratio(*r, *e))
-                    .collect();
-                normalise(&mut pi);
+                let pi = after_market(earlier.row(i), &market);
                 let (a, b) = (ne[i], nr[i]);
                 let mut terms = vec![0.0; d];
                 let mut support = 0;
@@ -393,14 +408,22 @@ pub fn detect(
         } else {
             1.0
         };
-        (segments, profile_r, tests, dispersion)
+        Pass {
+            segments,
+            profile_r,
+            tests,
+            dispersion,
+            market,
+        }
     };
     // The first pass flags the outlets that changed; the second estimates the
     // segments' drift and profiles without them, so outlets switching together do not
     // pass for a drift of their segment.
     let flagged: Vec<bool> = {
-        let (_, _, first, phi) = pass(&vec![false; n]);
+        let first = pass(&vec![false; n]);
+        let phi = first.dispersion;
         first
+            .tests
             .iter()
             .map(|t| {
                 t.as_ref()
@@ -408,15 +431,19 @@ pub fn detect(
             })
             .collect()
     };
-    let (segments, profile_r, tests, dispersion) = pass(&flagged);
-    let smoothed: Vec<Vec<f64>> = profile_r
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|v| (1.0 - SMOOTHING) * v + SMOOTHING / d as f64)
-                .collect()
-        })
-        .collect();
+    let Pass {
+        segments,
+        profile_r,
+        tests,
+        dispersion,
+        market,
+    } = pass(&flagged);
+    let smooth = |r: &[f64]| -> Vec<f64> {
+        r.iter()
+            .map(|v| (1.0 - SMOOTHING) * v + SMOOTHING / d as f64)
+            .collect()
+    };
+    let smoothed: Vec<Vec<f64>> = profile_r.iter().map(|r| smooth(r)).collect();
 
     let tested = tests.iter().flatten().count();
     let decisions = tests
@@ -427,21 +454,35 @@ pub fn detect(
                 return Decision::Untested;
             };
             let c = current[i].expect("tested outlets have a segment");
+            let statistic = t.g / dispersion;
+            let score = chi2_score(statistic, t.df);
+            let p: Vec<f64> = recent.row(i).collect();
             let ll = |s: usize| -> f64 {
-                recent
-                    .row(i)
+                p.iter()
                     .zip(&smoothed[s])
-                    .map(|(p, q)| if p > 0.0 { p * q.ln() } else { 0.0 })
+                    .map(|(p, q)| if *p > 0.0 { p * q.ln() } else { 0.0 })
                     .sum::<f64>()
                     * nr[i]
             };
+            // Which segment: an outlet that changed may have changed inside the recent
+            // window, which then still holds some of its old behaviour. Each segment
+            // is judged by how well the outlet's own earlier spend (after the market's
+            // drift) mixed with the segment's profile explains the recent spend, in
+            // the mix that fits best; without it a half-switched month fits a segment
+            // between the old and the new behaviour best, and the outlet moves twice.
+            // Whether it moves there is still decided by that segment's own fit.
+            let choice: Vec<f64> = if score >= config.change_score {
+                let old = smooth(&after_market(earlier.row(i), &market));
+                (0..k)
+                    .map(|s| mixture_ll(&p, &old, &smoothed[s]) * nr[i])
+                    .collect()
+            } else {
+                (0..k).map(ll).collect()
+            };
             let best = (0..k)
-                .map(|s| (s, ll(s)))
-                .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-                .map_or(c, |b| b.0);
+                .max_by(|&a, &b| choice[a].total_cmp(&choice[b]).then(b.cmp(&a)))
+                .unwrap_or(c);
             let fit = (ll(best) - ll(c)) / dispersion;
-            let statistic = t.g / dispersion;
-            let score = chi2_score(statistic, t.df);
             let drivers = t
                 .top
                 .iter()
@@ -499,6 +540,56 @@ pub fn detect(
     }
 }
 
+/// `max over α ∈ [0, 1] of Σ p ln(α old + (1 − α) q)`: the log-likelihood per line
+/// of spend shares `p` as a mix of shares `old` and `q` (smoothed, so positive). The
+/// function is concave in α: Newton steps from the middle, kept inside the bracket
+/// that the derivative's sign narrows.
+fn mixture_ll(p: &[f64], old: &[f64], q: &[f64]) -> f64 {
+    let bought = || p.iter().zip(old.iter().zip(q)).filter(|(p, _)| **p > 0.0);
+    let at = |a: f64| -> f64 {
+        bought()
+            .map(|(p, (o, q))| p * (a * o + (1.0 - a) * q).ln())
+            .sum()
+    };
+    // First and second derivative in α.
+    let slopes = |a: f64| -> (f64, f64) {
+        bought().fold((0.0, 0.0), |(d1, d2), (p, (o, q))| {
+            let (diff, mix) = (o - q, a * o + (1.0 - a) * q);
+            (d1 + p * diff / mix, d2 - p * diff * diff / (mix * mix))
+        })
+    };
+    if slopes(0.0).0 <= 0.0 {
+        return at(0.0);
+    }
+    if slopes(1.0).0 >= 0.0 {
+        return at(1.0);
+    }
+    let (mut lo, mut hi, mut a) = (0.0_f64, 1.0_f64, 0.5_f64);
+    for _ in 0..MIX_STEPS {
+        let (d1, d2) = slopes(a);
+        if d1 > 0.0 {
+            lo = a;
+        } else {
+            hi = a;
+        }
+        let newton = a - d1 / d2;
+        let next = if d2 < 0.0 && newton > lo && newton < hi {
+            newton
+        } else {
+            0.5 * (lo + hi)
+        };
+        if (next - a).abs() < 1e-12 {
+            a = next;
+            break;
+        }
+        a = next;
+    }
+    at(a)
+}
+
+/// Most steps [`mixture_ll`] takes (Newton usually needs a handful).
+const MIX_STEPS: usize = 60;
+
 /// The `count` largest of `terms` as (index, term), largest first, equal terms in
 /// index order (what a stable sort, largest first, would put first).
 fn largest(terms: &[f64], count: usize) -> Vec<(usize, f64)> {
@@ -512,6 +603,18 @@ fn largest(terms: &[f64], count: usize) -> Vec<(usize, f64)> {
         top.truncate(count);
     }
     top
+}
+
+/// Earlier shares as they would be now had they followed the market (`market`: all
+/// outlets' recent over earlier share, per feature), renormalised.
+fn after_market(earlier: impl IntoIterator<Item = f64>, market: &[f64]) -> Vec<f64> {
+    let mut out: Vec<f64> = earlier
+        .into_iter()
+        .zip(market)
+        .map(|(p, m)| p * m)
+        .collect();
+    normalise(&mut out);
+    out
 }
 
 /// `recent / earlier` share of a feature, damped so a feature nearly absent in one

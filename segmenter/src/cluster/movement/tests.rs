@@ -209,3 +209,101 @@ fn the_largest_terms_are_a_stable_sorts_first() {
         assert_eq!(largest(&terms, 3), sorted, "{terms:?}");
     }
 }
+
+#[test]
+fn the_mix_found_is_the_best_mix() {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+    let draw = |rng: &mut Xoshiro256PlusPlus, zeros: bool| -> Vec<f64> {
+        let mut v: Vec<f64> = (0..6)
+            .map(|_| {
+                if zeros && rng.gen_bool(0.3) {
+                    0.0
+                } else {
+                    rng.gen_range(0.01..1.0)
+                }
+            })
+            .collect();
+        normalise(&mut v);
+        v
+    };
+    for case in 0..200 {
+        let (p, old, q) = (
+            draw(&mut rng, true),
+            draw(&mut rng, false),
+            draw(&mut rng, false),
+        );
+        let at = |a: f64| -> f64 {
+            p.iter()
+                .zip(old.iter().zip(&q))
+                .filter(|(p, _)| **p > 0.0)
+                .map(|(p, (o, q))| p * (a * o + (1.0 - a) * q).ln())
+                .sum()
+        };
+        let grid = (0..=10_000)
+            .map(|i| at(f64::from(i) / 10_000.0))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let found = mixture_ll(&p, &old, &q);
+        assert!(
+            found >= grid - 1e-12 && found <= grid + 1e-6,
+            "case {case}: {found} against the grid's {grid}"
+        );
+    }
+    // Spend that is one of the two is that one alone.
+    let (p, q) = (draw(&mut rng, false), draw(&mut rng, false));
+    let own: f64 = p.iter().map(|v| v * v.ln()).sum();
+    assert!((mixture_ll(&p, &p, &q) - own).abs() < 1e-12);
+    assert!((mixture_ll(&p, &q, &p) - own).abs() < 1e-12);
+}
+
+#[test]
+fn a_half_switched_month_waits_for_the_new_segment_instead_of_moving_between() {
+    // Three segments; M lies between A and B but off the line from one to the other,
+    // so a month bought half as A, half as B is nearer M than either.
+    const A5: [f64; 5] = [0.5, 0.3, 0.1, 0.05, 0.05];
+    const M5: [f64; 5] = [0.2, 0.2, 0.4, 0.1, 0.1];
+    const B5: [f64; 5] = [0.05, 0.05, 0.1, 0.3, 0.5];
+    let half: Vec<f64> = A5.iter().zip(&B5).map(|(a, b)| (a + b) / 2.0).collect();
+    let decision = |recent_of_0: &[f64], seed: u64| -> Decision {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let (per, n) = (60, 180);
+        let (mut earlier, mut recent) = (Array2::zeros((n, 5)), Array2::zeros((n, 5)));
+        for i in 0..n {
+            let own: &[f64] = [&A5, &M5, &B5][i / per];
+            let now = if i == 0 { recent_of_0 } else { own };
+            earlier
+                .row_mut(i)
+                .assign(&Array1::from(spend(own, 400, &mut rng)));
+            recent
+                .row_mut(i)
+                .assign(&Array1::from(spend(now, 80, &mut rng)));
+        }
+        let (lines_e, lines_r, rows) = (vec![400.0; n], vec![80.0; n], (0..n).collect::<Vec<_>>());
+        let current: Vec<Option<usize>> = (0..n).map(|i| Some(i / per)).collect();
+        let history = SpendHistory {
+            earlier: earlier.view(),
+            recent: recent.view(),
+            earlier_lines: &lines_e,
+            recent_lines: &lines_r,
+            rows: &rows,
+        };
+        let det = detect(&history, &current, 3, &DetectorConfig::default());
+        det.decisions[0].clone()
+    };
+    for seed in 0..5 {
+        // Half the month already as B: the outlet changed, and what it is becoming is
+        // B, not M. It waits (the month fits B about as well as A) or, when its lines
+        // happen to lean to B, moves there; never to M.
+        match decision(&half, seed) {
+            Decision::Keep(e) | Decision::Move(e) => {
+                assert!(e.score >= 3.5, "seed {seed}: it changed: {e:?}");
+                assert_eq!(e.best, 2, "seed {seed}: {e:?}");
+            }
+            Decision::Untested => panic!("seed {seed}: tested"),
+        }
+        // The whole month as B: it moves to B.
+        match decision(&B5, seed) {
+            Decision::Move(e) => assert_eq!(e.best, 2, "seed {seed}: {e:?}"),
+            d => panic!("seed {seed}: the outlet should move to B: {d:?}"),
+        }
+    }
+}

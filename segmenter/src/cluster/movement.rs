@@ -168,7 +168,8 @@ pub struct SegmentDrift {
 pub struct Detection {
     /// One decision per outlet row.
     pub decisions: Vec<Decision>,
-    /// The over-dispersion φ divided out of every statistic.
+    /// The over-dispersion φ divided out of every statistic: the median of
+    /// `G / median χ²_df` over the tested outlets the first pass did not flag.
     pub dispersion: f64,
     /// Outlets tested.
     pub tested: usize,
@@ -398,7 +399,8 @@ pub fn detect(
             .collect();
         let mut ratios: Vec<f64> = tests
             .iter()
-            .flatten()
+            .zip(excluded)
+            .filter_map(|(t, &x)| t.as_ref().filter(|_| !x))
             .map(|t| t.g / chi2_median(t.df))
             .filter(|v| v.is_finite())
             .collect();

@@ -307,3 +307,42 @@ fn a_half_switched_month_waits_for_the_new_segment_instead_of_moving_between() {
         }
     }
 }
+
+#[test]
+fn the_dispersion_is_estimated_without_the_outlets_that_changed() {
+    // 200 outlets; the first `switched` (of segment A) buy as B lately. The first
+    // pass flags them and φ leaves them out, so a tenth of the outlets switching does
+    // not raise the bar for the others (it did by 13% when φ counted them).
+    let dispersion = |switched: usize, seed: u64| {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let n = 200;
+        let (mut earlier, mut recent) = (Array2::zeros((n, 4)), Array2::zeros((n, 4)));
+        for i in 0..n {
+            let own = if i < n / 2 { A } else { B };
+            let now = if i < switched { B } else { own };
+            earlier
+                .row_mut(i)
+                .assign(&Array1::from(spend(&own, 400, &mut rng)));
+            recent
+                .row_mut(i)
+                .assign(&Array1::from(spend(&now, 60, &mut rng)));
+        }
+        let (ne, nr, rows) = (vec![400.0; n], vec![60.0; n], (0..n).collect::<Vec<_>>());
+        let current: Vec<Option<usize>> = (0..n).map(|i| Some(i * 2 / n)).collect();
+        let history = SpendHistory {
+            earlier: earlier.view(),
+            recent: recent.view(),
+            earlier_lines: &ne,
+            recent_lines: &nr,
+            rows: &rows,
+        };
+        detect(&history, &current, 2, &DetectorConfig::default()).dispersion
+    };
+    for seed in 0..3 {
+        let (stable, switching) = (dispersion(0, seed), dispersion(20, seed));
+        assert!(
+            (switching / stable - 1.0).abs() < 0.1,
+            "seed {seed}: φ {stable:.3} without switches, {switching:.3} with 20 of 200"
+        );
+    }
+}

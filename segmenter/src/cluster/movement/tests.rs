@@ -43,6 +43,41 @@ impl Population {
     }
 }
 
+/// `per` outlets of each segment in `segments` (spend shares), outlet `i` of segment
+/// `s` buying `earlier_lines` lines from `segments[s]` before the recent window and
+/// `recent_lines` from `recent(i, segments[s])` in it.
+fn drawn(
+    segments: &[&[f64]],
+    per: usize,
+    earlier_lines: usize,
+    recent_lines: usize,
+    recent: impl Fn(usize, &[f64]) -> Vec<f64>,
+    seed: u64,
+) -> Population {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let (n, d) = (segments.len() * per, segments[0].len());
+    let mut p = Population {
+        earlier: Array2::zeros((n, d)),
+        recent: Array2::zeros((n, d)),
+        earlier_lines: vec![earlier_lines as f64; n],
+        recent_lines: vec![recent_lines as f64; n],
+        current: (0..n).map(|i| Some(i / per)).collect(),
+        rows: (0..n).collect(),
+    };
+    for i in 0..n {
+        let own = segments[i / per];
+        p.earlier
+            .row_mut(i)
+            .assign(&Array1::from(spend(own, earlier_lines, &mut rng)));
+        p.recent.row_mut(i).assign(&Array1::from(spend(
+            &recent(i, own),
+            recent_lines,
+            &mut rng,
+        )));
+    }
+    p
+}
+
 /// `outlets` per segment; outlet 0 of segment A switches to `switch_to` recently;
 /// `season` multiplies every outlet's recent shares.
 fn population(
@@ -53,32 +88,21 @@ fn population(
     season: [f64; 4],
     seed: u64,
 ) -> Population {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    let n = 2 * outlets;
-    let mut p = Population {
-        earlier: Array2::zeros((n, 4)),
-        recent: Array2::zeros((n, 4)),
-        earlier_lines: vec![earlier_lines as f64; n],
-        recent_lines: vec![recent_lines as f64; n],
-        current: (0..n).map(|i| Some(i / outlets)).collect(),
-        rows: (0..n).collect(),
-    };
-    for i in 0..n {
-        let base = if i < outlets { A } else { B };
-        let before = base;
+    let recent = |i: usize, own: &[f64]| -> Vec<f64> {
         let after = match switch_to {
-            Some(t) if i == 0 => t,
-            _ => base,
+            Some(t) if i == 0 => t.to_vec(),
+            _ => own.to_vec(),
         };
-        let seasonal: Vec<f64> = after.iter().zip(season).map(|(a, s)| a * s).collect();
-        p.earlier
-            .row_mut(i)
-            .assign(&Array1::from(spend(&before, earlier_lines, &mut rng)));
-        p.recent
-            .row_mut(i)
-            .assign(&Array1::from(spend(&seasonal, recent_lines, &mut rng)));
-    }
-    p
+        after.iter().zip(season).map(|(a, s)| a * s).collect()
+    };
+    drawn(
+        &[&A, &B],
+        outlets,
+        earlier_lines,
+        recent_lines,
+        recent,
+        seed,
+    )
 }
 
 #[test]
@@ -264,29 +288,9 @@ fn a_half_switched_month_waits_for_the_new_segment_instead_of_moving_between() {
     const B5: [f64; 5] = [0.05, 0.05, 0.1, 0.3, 0.5];
     let half: Vec<f64> = A5.iter().zip(&B5).map(|(a, b)| (a + b) / 2.0).collect();
     let decision = |recent_of_0: &[f64], seed: u64| -> Decision {
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let (per, n) = (60, 180);
-        let (mut earlier, mut recent) = (Array2::zeros((n, 5)), Array2::zeros((n, 5)));
-        for i in 0..n {
-            let own: &[f64] = [&A5, &M5, &B5][i / per];
-            let now = if i == 0 { recent_of_0 } else { own };
-            earlier
-                .row_mut(i)
-                .assign(&Array1::from(spend(own, 400, &mut rng)));
-            recent
-                .row_mut(i)
-                .assign(&Array1::from(spend(now, 80, &mut rng)));
-        }
-        let (lines_e, lines_r, rows) = (vec![400.0; n], vec![80.0; n], (0..n).collect::<Vec<_>>());
-        let current: Vec<Option<usize>> = (0..n).map(|i| Some(i / per)).collect();
-        let history = SpendHistory {
-            earlier: earlier.view(),
-            recent: recent.view(),
-            earlier_lines: &lines_e,
-            recent_lines: &lines_r,
-            rows: &rows,
-        };
-        let det = detect(&history, &current, 3, &DetectorConfig::default());
+        let now = |i: usize, own: &[f64]| if i == 0 { recent_of_0 } else { own }.to_vec();
+        let p = drawn(&[&A5, &M5, &B5], 60, 400, 80, now, seed);
+        let det = detect(&p.history(), &p.current, 3, &DetectorConfig::default());
         det.decisions[0].clone()
     };
     for seed in 0..5 {
@@ -314,29 +318,9 @@ fn the_dispersion_is_estimated_without_the_outlets_that_changed() {
     // pass flags them and φ leaves them out, so a tenth of the outlets switching does
     // not raise the bar for the others (it did by 13% when φ counted them).
     let dispersion = |switched: usize, seed: u64| {
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let n = 200;
-        let (mut earlier, mut recent) = (Array2::zeros((n, 4)), Array2::zeros((n, 4)));
-        for i in 0..n {
-            let own = if i < n / 2 { A } else { B };
-            let now = if i < switched { B } else { own };
-            earlier
-                .row_mut(i)
-                .assign(&Array1::from(spend(&own, 400, &mut rng)));
-            recent
-                .row_mut(i)
-                .assign(&Array1::from(spend(&now, 60, &mut rng)));
-        }
-        let (ne, nr, rows) = (vec![400.0; n], vec![60.0; n], (0..n).collect::<Vec<_>>());
-        let current: Vec<Option<usize>> = (0..n).map(|i| Some(i * 2 / n)).collect();
-        let history = SpendHistory {
-            earlier: earlier.view(),
-            recent: recent.view(),
-            earlier_lines: &ne,
-            recent_lines: &nr,
-            rows: &rows,
-        };
-        detect(&history, &current, 2, &DetectorConfig::default()).dispersion
+        let now = |i: usize, own: &[f64]| if i < switched { &B[..] } else { own }.to_vec();
+        let p = drawn(&[&A, &B], 100, 400, 60, now, seed);
+        detect(&p.history(), &p.current, 2, &DetectorConfig::default()).dispersion
     };
     for seed in 0..3 {
         let (stable, switching) = (dispersion(0, seed), dispersion(20, seed));

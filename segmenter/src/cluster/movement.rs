@@ -492,16 +492,16 @@ pub fn detect(
                 .map(|&(f, term)| Driver {
                     feature: f,
                     earlier_share: earlier.get(i, f),
-                    recent_share: recent.get(i, f),
+                    recent_share: p[f],
                     contribution: term / dispersion,
                 })
                 .collect();
             // KL(recent ‖ profile) = entropy-free part of −ll / lines: the guard in the
             // fit's own terms, which a sparse month does not inflate (a feature the
             // outlet did not buy adds nothing, where it adds to a Hellinger distance).
-            let entropy: f64 = recent
-                .row(i)
-                .map(|p| if p > 0.0 { p * p.ln() } else { 0.0 })
+            let entropy: f64 = p
+                .iter()
+                .map(|&v| if v > 0.0 { v * v.ln() } else { 0.0 })
                 .sum();
             let kl = |s: usize| (entropy - ll(s) / nr[i]).max(0.0);
             // KL grows as a squared distance: a margin of m on distances is (1 − m)²
@@ -509,21 +509,18 @@ pub fn detect(
             let guard = kl(best) < (1.0 - config.margin).powi(2) * kl(c);
             let moves =
                 best != c && score >= config.change_score && fit >= config.fit_score && guard;
-            let shares = |s: &Shares| {
-                if moves {
-                    s.row(i).collect()
-                } else {
-                    Vec::new()
-                }
-            };
             let evidence = Evidence {
                 score,
                 statistic,
                 df: t.df,
                 best,
                 fit,
-                earlier: shares(&earlier),
-                recent: shares(&recent),
+                earlier: if moves {
+                    earlier.row(i).collect()
+                } else {
+                    Vec::new()
+                },
+                recent: if moves { p } else { Vec::new() },
                 lines: (ne[i], nr[i]),
                 drivers,
             };

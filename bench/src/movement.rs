@@ -363,7 +363,9 @@ fn debug_detector(
     previous: Option<&PreviousRun>,
     out: &RunOutput,
 ) {
-    use spectra_segmenter::cluster::movement::{detect, Decision, DetectorConfig, SpendHistory};
+    use spectra_segmenter::cluster::movement::{
+        detect, Decision, DetectorConfig, MovedWith, SpendHistory,
+    };
     let (Some(p), Some(h)) = (previous, fs.history.as_ref()) else {
         return;
     };
@@ -383,6 +385,11 @@ fn debug_detector(
         })
         .collect();
     let rows: Vec<usize> = (0..current.len()).collect();
+    let moved_with: Vec<Option<MovedWith>> = fs
+        .outlets
+        .iter()
+        .map(|o| MovedWith::over(p.baselines.get(&o.outlet_id)?, &fs.features))
+        .collect();
     let det = detect(
         &SpendHistory {
             earlier: h.earlier.view(),
@@ -390,6 +397,7 @@ fn debug_detector(
             earlier_lines: &h.earlier_lines,
             recent_lines: &h.recent_lines,
             rows: &rows,
+            moved_with: &moved_with,
         },
         &current,
         ids.len(),

@@ -362,6 +362,7 @@ mod tests {
             lines: 1,
             potential: 0.0,
             tier: String::new(),
+            baseline: None,
         };
         let rows = sku_gaps(&fs, &[a("a", 100.0), a("b", 30.0), a("c", 5.0)]);
         let got: Vec<(&str, &str, f64)> = rows

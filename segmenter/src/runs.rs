@@ -131,6 +131,10 @@ pub async fn read_previous(
         .get_json(&file(run_files::PROFILES))
         .await?
         .ok_or_else(|| missing(run_files::PROFILES))?;
+    let baselines = assignments
+        .iter()
+        .filter_map(|a| Some((a.outlet_id.clone(), a.baseline.clone()?)))
+        .collect();
     Ok(Some(PreviousRun {
         run_id: latest.run_id.clone(),
         pointer: latest,
@@ -139,6 +143,7 @@ pub async fn read_previous(
             .into_iter()
             .map(|a| (a.outlet_id, a.segment_id))
             .collect(),
+        baselines,
         names: profiles
             .into_iter()
             .map(|p| (p.segment_id, (p.name, p.name_features)))
@@ -184,6 +189,7 @@ pub async fn promoted_previous(
                 path: folder.clone(),
             },
             assignments: HashMap::new(),
+            baselines: HashMap::new(),
             names: HashMap::new(),
             model,
             repartition: true,

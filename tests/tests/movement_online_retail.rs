@@ -297,7 +297,35 @@ fn perturbed_customers_move_and_the_others_keep_their_segment() {
         assert!(!m.drivers.is_empty() && m.recent_lines >= 5.0);
     }
 
-    // The same data once more: nothing moves.
+    // Each move records what the outlet moved with (its baseline: a further move must
+    // also show a change against it).
+    let baseline_of = |out: &RunOutput, outlet: &str| {
+        out.assignments
+            .iter()
+            .find(|a| a.outlet_id == outlet)
+            .and_then(|a| a.baseline.clone())
+    };
+    for m in &second.movements {
+        let b = baseline_of(&second, &m.outlet_id).expect("a moved outlet's baseline");
+        assert_eq!(b.since, as_of);
+        assert_eq!((b.lines, &b.spectrum), (m.recent_lines, &m.recent_spectrum));
+    }
+    assert_eq!(
+        second
+            .assignments
+            .iter()
+            .filter(|a| a.baseline.is_some())
+            .count(),
+        second.movements.len()
+    );
+
+    // The same data once more: nothing moves, and the baselines are carried.
     let third = compute(&seg, &after, Some(&previous_of(&second)), "retail/third/1").unwrap();
     assert_eq!(third.model.quality.outlets_moved, 0);
+    for m in &second.movements {
+        assert_eq!(
+            baseline_of(&third, &m.outlet_id),
+            baseline_of(&second, &m.outlet_id)
+        );
+    }
 }

@@ -197,6 +197,25 @@ pub struct AssignmentRow {
     /// holding the first half of the segment's potential are `A`, the next 30% `B`);
     /// empty in runs written before tiers.
     pub tier: String,
+    /// What the change detector moved the outlet with, while the rest of the window
+    /// still holds the behaviour it moved away from (`None` otherwise, and in runs
+    /// written before baselines).
+    pub baseline: Option<Baseline>,
+}
+
+/// An outlet's behaviour when the change detector moved it into its segment: its spend
+/// shares in the recent window of that run and the invoice lines behind them. A run
+/// carries it forward while the outlet stays and the window still reaches back before
+/// the move; the detector tests a further move against it (see the README, "Who
+/// moves").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// The as-of date of the run that moved it.
+    pub since: NaiveDate,
+    /// Invoice lines behind `spectrum`.
+    pub lines: f64,
+    /// Spend share per feature (features without spend left out).
+    pub spectrum: BTreeMap<String, f64>,
 }
 
 impl Rows for AssignmentRow {
@@ -213,12 +232,21 @@ impl Rows for AssignmentRow {
                 ("lines", Int64, false),
                 ("potential", Float64, false),
                 ("tier", Utf8, true),
+                ("baseline", Utf8, true),
             ])
         });
         S.clone()
     }
 
     fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        let baselines = rows
+            .iter()
+            .map(|r| r.baseline.as_ref().map(serde_json::to_string).transpose())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Table {
+                file: run_files::ASSIGNMENTS.to_owned(),
+                reason: format!("column `baseline`: {e}"),
+            })?;
         batch(
             Self::schema(),
             vec![
@@ -235,6 +263,7 @@ impl Rows for AssignmentRow {
                     rows.iter()
                         .map(|r| Some(r.tier.as_str()).filter(|t| !t.is_empty())),
                 ),
+                text(baselines.iter().map(|b| b.as_deref())),
             ],
         )
     }
@@ -255,6 +284,8 @@ impl Rows for AssignmentRow {
         let l = c.int("lines")?;
         // Runs written before tiers have no `tier` column.
         let tier = c.text_if_present("tier")?;
+        // Nor runs written before baselines a `baseline` column.
+        let baseline = c.text_if_present("baseline")?;
         (0..c.len())
             .map(|k| {
                 Ok(AssignmentRow {
@@ -274,6 +305,14 @@ impl Rows for AssignmentRow {
                     lines: l[k],
                     potential: pot[k],
                     tier: tier[k].clone().unwrap_or_default(),
+                    baseline: baseline[k]
+                        .as_deref()
+                        .map(serde_json::from_str)
+                        .transpose()
+                        .map_err(|e| Error::Table {
+                            file: c.file().to_owned(),
+                            reason: format!("column `baseline` in row {k}: {e}"),
+                        })?,
                 })
             })
             .collect()
@@ -637,6 +676,11 @@ mod tests {
             lines: 1,
             potential: 0.0,
             tier: "B".into(),
+            baseline: Some(Baseline {
+                since: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+                lines: 42.0,
+                spectrum: [("tea".to_owned(), 0.75), ("coffee".to_owned(), 0.25)].into(),
+            }),
         };
         let b = AssignmentRow::to_batch(std::slice::from_ref(&row)).unwrap();
         assert_eq!(

@@ -38,7 +38,16 @@
 //! best a segment between the old behaviour and the new. The mix only names the
 //! segment; the move still needs that segment's own fit.
 //!
-//! With identical data a rerun reaches the same decisions, so nothing moves twice.
+//! An outlet the detector moved keeps, while the window still reaches back before the
+//! move, what it moved with ([`MovedWith`]: its recent shares and lines then); a
+//! further move also needs its recent spend to differ from that by the same test.
+//! Without it the rest of the window, still holding the behaviour it left, keeps the
+//! score high for a year, and an outlet between two overlapping segments would move
+//! to one or the other on the fit alone.
+//!
+//! With identical data a rerun reaches the same decisions, so nothing moves twice: the
+//! outlets the first pass flags depend on their history and the market only, never
+//! on the assignment, so the profiles made without them are the same after a move.
 
 use ndarray::ArrayView2;
 
@@ -72,6 +81,45 @@ pub struct SpendHistory<'a> {
     pub recent_lines: &'a [f64],
     /// The rows tested, one per entry of `current` (see [`detect`]).
     pub rows: &'a [usize],
+    /// Per entry of `current`, what the detector moved the outlet with, while the rest
+    /// of the window still holds what it moved away from (empty: none has one).
+    pub moved_with: &'a [Option<MovedWith>],
+}
+
+/// An outlet's behaviour when the detector moved it: its recent spend shares then
+/// (over the run's features) and the invoice lines behind them. After a move the
+/// rest of the window still holds the behaviour the outlet left, so its change score
+/// stays high until that leaves the window; a further move must also show a change
+/// against this.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MovedWith {
+    /// Spend shares, one per feature.
+    pub shares: Vec<f64>,
+    /// Invoice lines behind them.
+    pub lines: f64,
+}
+
+impl MovedWith {
+    /// A stored baseline over the run's `features` (a feature it lacks has no spend;
+    /// one the run lacks is left out, and the shares renormalised); `None` when none
+    /// of its spend is on the run's features.
+    pub fn over(
+        baseline: &spectra_core::tables::runs::Baseline,
+        features: &[String],
+    ) -> Option<Self> {
+        let mut shares: Vec<f64> = features
+            .iter()
+            .map(|f| baseline.spectrum.get(f).copied().unwrap_or(0.0).max(0.0))
+            .collect();
+        let total: f64 = shares.iter().sum();
+        (total > 0.0).then(|| {
+            shares.iter_mut().for_each(|s| *s /= total);
+            Self {
+                shares,
+                lines: baseline.lines,
+            }
+        })
+    }
 }
 
 /// Thresholds of the detector (the segmentation's settings).
@@ -380,16 +428,7 @@ pub fn detect(
                     return None;
                 }
                 let pi = after_market(earlier.row(i), &market);
-                let (a, b) = (ne[i], nr[i]);
-                let mut terms = vec![0.0; d];
-                let mut support = 0;
-                for (term, (p, q)) in terms.iter_mut().zip(pi.iter().zip(recent.row(i))) {
-                    let bar = (a * p + b * q) / (a + b);
-                    if bar > 0.0 {
-                        support += 1;
-                        *term = 2.0 * (a * xlog(*p, bar) + b * xlog(q, bar));
-                    }
-                }
+                let (terms, support) = g_terms(&pi, ne[i], recent.row(i), nr[i]);
                 (support >= 2).then(|| Test {
                     g: terms.iter().sum(),
                     df: support - 1,
@@ -507,8 +546,24 @@ pub fn detect(
             // KL grows as a squared distance: a margin of m on distances is (1 − m)²
             // on divergences.
             let guard = kl(best) < (1.0 - config.margin).powi(2) * kl(c);
-            let moves =
-                best != c && score >= config.change_score && fit >= config.fit_score && guard;
+            // Moved by the detector inside the window: changed against what it moved
+            // with too, or it stays (between overlapping segments its month would
+            // otherwise pick one or the other on the fit alone).
+            let settled = history
+                .moved_with
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_some_and(|m| {
+                    let (terms, support) = g_terms(&m.shares, m.lines, p.iter().copied(), nr[i]);
+                    support < 2
+                        || chi2_score(terms.iter().sum::<f64>() / dispersion, support - 1)
+                            < config.change_score
+                });
+            let moves = best != c
+                && score >= config.change_score
+                && fit >= config.fit_score
+                && guard
+                && !settled;
             let evidence = Evidence {
                 score,
                 statistic,
@@ -537,6 +592,22 @@ pub fn detect(
         tested,
         segments,
     }
+}
+
+/// The terms of the G test of homogeneity between shares `p` over `a` lines and shares
+/// `q` over `b` lines (`2 [a p ln(p / p̄) + b q ln(q / p̄)]` per feature, `p̄` the
+/// pooled shares), and the number of features either bought.
+fn g_terms(p: &[f64], a: f64, q: impl IntoIterator<Item = f64>, b: f64) -> (Vec<f64>, usize) {
+    let mut terms = vec![0.0; p.len()];
+    let mut support = 0;
+    for (term, (p, q)) in terms.iter_mut().zip(p.iter().zip(q)) {
+        let bar = (a * p + b * q) / (a + b);
+        if bar > 0.0 {
+            support += 1;
+            *term = 2.0 * (a * xlog(*p, bar) + b * xlog(q, bar));
+        }
+    }
+    (terms, support)
 }
 
 /// `max over α ∈ [0, 1] of Σ p ln(α old + (1 − α) q)`: the log-likelihood per line

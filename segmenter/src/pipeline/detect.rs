@@ -7,7 +7,9 @@ use ndarray::ArrayView2;
 use spectra_core::config::SegmentationConfig;
 
 use super::{AssignmentRow, PreviousRun};
-use crate::cluster::movement::{apply, detect, shares_of, Decision, DetectorConfig, SpendHistory};
+use crate::cluster::movement::{
+    apply, detect, shares_of, Decision, DetectorConfig, MovedWith, SpendHistory,
+};
 use crate::cluster::{Change, RunOutcome};
 use crate::features::FeatureSet;
 use crate::model::{ModelExt, MovementReport, SegmentDriftReport};
@@ -76,6 +78,15 @@ pub(super) fn detect_moves(
         fit_score: seg.fit_score,
         margin: seg.move_margin,
     };
+    // What the previous runs' detector moved each outlet with, over this run's
+    // features (carried only while the outlet stays where it was moved).
+    let moved_with: Vec<Option<MovedWith>> = rows
+        .iter()
+        .map(|&i| {
+            let b = previous.baselines.get(&fs.outlets[i].outlet_id)?;
+            MovedWith::over(b, &fs.features)
+        })
+        .collect();
     let detection = detect(
         &SpendHistory {
             earlier: history.earlier.view(),
@@ -83,6 +94,7 @@ pub(super) fn detect_moves(
             earlier_lines: &history.earlier_lines,
             recent_lines: &history.recent_lines,
             rows,
+            moved_with: &moved_with,
         },
         &current,
         ids.len(),
@@ -194,6 +206,39 @@ pub(super) fn detect_moves(
         segments,
     };
     Some(Detected { movements, report })
+}
+
+/// Sets each assignment's baseline: what the detector moved it with in this run
+/// (`explained`, reason [`REASON_CHANGED`]), else — for an outlet that stayed in its
+/// segment — the previous run's while the window (`window_days` to `as_of`) still
+/// reaches back before that move.
+pub(super) fn set_baselines(
+    assignments: &mut [AssignmentRow],
+    explained: &[MovementRow],
+    previous: Option<&PreviousRun>,
+    as_of: chrono::NaiveDate,
+    window_days: u32,
+) {
+    use spectra_core::tables::runs::{Baseline, Change as Changed};
+    let moved: std::collections::HashMap<&str, &MovementRow> = explained
+        .iter()
+        .filter(|m| m.reason == REASON_CHANGED)
+        .map(|m| (m.outlet_id.as_str(), m))
+        .collect();
+    for a in assignments.iter_mut() {
+        a.baseline = match a.change {
+            Changed::Moved => moved.get(a.outlet_id.as_str()).map(|m| Baseline {
+                since: as_of,
+                lines: m.recent_lines,
+                spectrum: m.recent_spectrum.clone(),
+            }),
+            Changed::Same => previous
+                .and_then(|p| p.baselines.get(&a.outlet_id))
+                .filter(|b| (as_of - b.since).num_days() < i64::from(window_days))
+                .cloned(),
+            Changed::New => None,
+        };
+    }
 }
 
 /// The moves of a run that `explained` (the detector's rows) does not cover, each with

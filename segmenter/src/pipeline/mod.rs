@@ -36,6 +36,7 @@ use crate::profile::{profile_parts, segment_shares};
 use crate::Error;
 use bytes::Bytes;
 use spectra_core::tables::profile::SegmentProfile;
+use spectra_core::tables::runs::Baseline;
 
 /// Outlets in the silhouette sample.
 pub const SILHOUETTE_SAMPLE: usize = 2000;
@@ -58,6 +59,9 @@ pub struct PreviousRun {
     pub model: ModelFile,
     /// Segment id per assigned outlet.
     pub assignments: HashMap<String, String>,
+    /// What the change detector moved an outlet with, per outlet that has one (see
+    /// [`spectra_core::tables::runs::Baseline`]).
+    pub baselines: HashMap<String, Baseline>,
     /// `(name, name_features)` per segment id, from its profiles.json.
     pub names: HashMap<String, (String, Vec<String>)>,
     /// Set when `model` is a promoted draft's (its segment ids matched to this run's,
@@ -85,6 +89,11 @@ impl PreviousRun {
                 .assignments
                 .iter()
                 .map(|a| (a.outlet_id.clone(), a.segment_id.clone()))
+                .collect(),
+            baselines: out
+                .assignments
+                .iter()
+                .filter_map(|a| Some((a.outlet_id.clone(), a.baseline.clone()?)))
                 .collect(),
             names: out
                 .profiles
@@ -246,6 +255,7 @@ fn assignment_rows(
             lines: o.kpis.lines as i64,
             potential: potential(&outlet, &segment, values[r], typical[a.segment]),
             tier: String::new(),
+            baseline: None,
         });
     }
     // Tiers within each segment, by potential.
@@ -512,6 +522,14 @@ pub fn compute(
                 REASON_NEARER
             }
         },
+    );
+    let mut assignments = assignments;
+    detect::set_baselines(
+        &mut assignments,
+        &movements,
+        previous,
+        fs.as_of,
+        seg.window_days,
     );
     Ok(RunOutput {
         run_id: run_id.to_owned(),

@@ -515,6 +515,7 @@ mod tests {
                 lines: 1,
                 potential,
                 tier: String::new(),
+                baseline: None,
             })
             .collect();
         let kpis = outlets

@@ -29,6 +29,7 @@ struct Population {
     recent_lines: Vec<f64>,
     current: Vec<Option<usize>>,
     rows: Vec<usize>,
+    moved_with: Vec<Option<MovedWith>>,
 }
 
 impl Population {
@@ -39,6 +40,7 @@ impl Population {
             earlier_lines: &self.earlier_lines,
             recent_lines: &self.recent_lines,
             rows: &self.rows,
+            moved_with: &self.moved_with,
         }
     }
 }
@@ -63,6 +65,7 @@ fn drawn(
         recent_lines: vec![recent_lines as f64; n],
         current: (0..n).map(|i| Some(i / per)).collect(),
         rows: (0..n).collect(),
+        moved_with: Vec::new(),
     };
     for i in 0..n {
         let own = segments[i / per];
@@ -328,5 +331,45 @@ fn the_dispersion_is_estimated_without_the_outlets_that_changed() {
             (switching / stable - 1.0).abs() < 0.1,
             "seed {seed}: φ {stable:.3} without switches, {switching:.3} with 20 of 200"
         );
+    }
+}
+
+#[test]
+fn a_moved_outlet_moves_again_only_when_it_changed_since_the_move() {
+    // Segments A, B and M (M near B). Outlet 0 bought as A, was moved to B, and now
+    // buys as M: against the rest of its window (A) it changed, and M fits its month
+    // better than B. Whether it moves again depends on what it moved to B with.
+    const M: [f64; 4] = [0.05, 0.1, 0.55, 0.3];
+    for seed in 0..3 {
+        let now = |i: usize, own: &[f64]| if i == 0 { &M[..] } else { own }.to_vec();
+        let mut p = drawn(&[&A, &B, &M], 100, 400, 200, now, seed);
+        p.current[0] = Some(1);
+        let decide =
+            |p: &Population| detect(&p.history(), &p.current, 3, &DetectorConfig::default());
+        // No record of the move (a run before baselines): the month alone decides.
+        match &decide(&p).decisions[0] {
+            Decision::Move(e) => assert_eq!(e.best, 2, "seed {seed}: {e:?}"),
+            d => panic!("seed {seed}: without a baseline it moves to M: {d:?}"),
+        }
+        // It moved with the month it buys now: nothing changed since, it stays.
+        p.moved_with = vec![None; p.current.len()];
+        p.moved_with[0] = Some(MovedWith {
+            shares: M.to_vec(),
+            lines: 200.0,
+        });
+        match &decide(&p).decisions[0] {
+            Decision::Keep(e) => assert!(e.score >= 3.5 && e.fit >= 4.0, "seed {seed}: {e:?}"),
+            d => panic!("seed {seed}: unchanged since its move, it stays: {d:?}"),
+        }
+        // It moved with a month still half its old behaviour (half A, half B) and buys
+        // as M now: it changed since, it moves.
+        p.moved_with[0] = Some(MovedWith {
+            shares: A.iter().zip(B).map(|(a, b)| (a + b) / 2.0).collect(),
+            lines: 200.0,
+        });
+        match &decide(&p).decisions[0] {
+            Decision::Move(e) => assert_eq!(e.best, 2, "seed {seed}: {e:?}"),
+            d => panic!("seed {seed}: changed since its move, it moves: {d:?}"),
+        }
     }
 }

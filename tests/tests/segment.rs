@@ -204,7 +204,8 @@ fn segment_once_writes_a_complete_run_then_is_up_to_date() {
             "value",
             "lines",
             "potential",
-            "tier"
+            "tier",
+            "baseline"
         ]
     );
     let gaps: Vec<RecordBatch> = read_parquet_dir(&folder)

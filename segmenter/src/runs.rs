@@ -131,18 +131,22 @@ pub async fn read_previous(
         .get_json(&file(run_files::PROFILES))
         .await?
         .ok_or_else(|| missing(run_files::PROFILES))?;
-    let baselines = assignments
-        .iter()
-        .filter_map(|a| Some((a.outlet_id.clone(), a.baseline.clone()?)))
+    // One pass over the rows: each baseline moves into its map, not copied.
+    let mut baselines = HashMap::new();
+    let assignments = assignments
+        .into_iter()
+        .map(|a| {
+            if let Some(b) = a.baseline {
+                baselines.insert(a.outlet_id.clone(), b);
+            }
+            (a.outlet_id, a.segment_id)
+        })
         .collect();
     Ok(Some(PreviousRun {
         run_id: latest.run_id.clone(),
         pointer: latest,
         model,
-        assignments: assignments
-            .into_iter()
-            .map(|a| (a.outlet_id, a.segment_id))
-            .collect(),
+        assignments,
         baselines,
         names: profiles
             .into_iter()

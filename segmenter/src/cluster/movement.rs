@@ -101,23 +101,20 @@ pub struct MovedWith {
 
 impl MovedWith {
     /// A stored baseline over the run's `features` (a feature it lacks has no spend;
-    /// one the run lacks is left out, and the shares renormalised); `None` when none
-    /// of its spend is on the run's features.
+    /// one the run lacks is left out, and the shares renormalised, as [`shares_of`]
+    /// reads spend); `None` when none of its spend is on the run's features.
     pub fn over(
         baseline: &spectra_core::tables::runs::Baseline,
         features: &[String],
     ) -> Option<Self> {
-        let mut shares: Vec<f64> = features
+        let spend: Vec<f64> = features
             .iter()
-            .map(|f| baseline.spectrum.get(f).copied().unwrap_or(0.0).max(0.0))
+            .map(|f| baseline.spectrum.get(f).copied().unwrap_or(0.0))
             .collect();
-        let total: f64 = shares.iter().sum();
-        (total > 0.0).then(|| {
-            shares.iter_mut().for_each(|s| *s /= total);
-            Self {
-                shares,
-                lines: baseline.lines,
-            }
+        let shares = shares_of(ndarray::ArrayView1::from(&spend));
+        shares.iter().any(|&s| s > 0.0).then_some(Self {
+            shares,
+            lines: baseline.lines,
         })
     }
 }
@@ -548,22 +545,26 @@ pub fn detect(
             let guard = kl(best) < (1.0 - config.margin).powi(2) * kl(c);
             // Moved by the detector inside the window: changed against what it moved
             // with too, or it stays (between overlapping segments its month would
-            // otherwise pick one or the other on the fit alone).
-            let settled = history
-                .moved_with
-                .get(i)
-                .and_then(Option::as_ref)
-                .is_some_and(|m| {
-                    let (terms, support) = g_terms(&m.shares, m.lines, p.iter().copied(), nr[i]);
-                    support < 2
-                        || chi2_score(terms.iter().sum::<f64>() / dispersion, support - 1)
-                            < config.change_score
-                });
+            // otherwise pick one or the other on the fit alone). Tested only for an
+            // outlet that would move otherwise.
+            let settled = || {
+                history
+                    .moved_with
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|m| {
+                        let (terms, support) =
+                            g_terms(&m.shares, m.lines, p.iter().copied(), nr[i]);
+                        support < 2
+                            || chi2_score(terms.iter().sum::<f64>() / dispersion, support - 1)
+                                < config.change_score
+                    })
+            };
             let moves = best != c
                 && score >= config.change_score
                 && fit >= config.fit_score
                 && guard
-                && !settled;
+                && !settled();
             let evidence = Evidence {
                 score,
                 statistic,

@@ -2,7 +2,8 @@
 //! line `{"seconds", "inertia", "iterations"}`.
 //!
 //! `seconds` is the fit (conversion to `f32`, seeding or warm start, Lloyd
-//! iterations), excluding the file load; `inertia` is recomputed in `f64` on the
+//! iterations), excluding the file load — with `--repeat N`, the median of N fits of
+//! the same input in one process (for comparing two builds on a noisy machine); `inertia` is recomputed in `f64` on the
 //! original data from the returned labels and centroids.
 
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use ndarray::{Array2, Axis};
 use ndarray_npy::{read_npy, write_npy};
-use spectra_segmenter::cluster::kmeans::{fit, Init, KMeansConfig};
+use spectra_segmenter::cluster::kmeans::{fit, Init, KMeansConfig, KMeansFit};
 
 /// Command-line flags, shared in meaning with `kmeans_linfa`.
 #[derive(Debug, Parser)]
@@ -38,6 +39,10 @@ struct Args {
     /// Write the fitted centroids here as a float64 `.npy`.
     #[arg(long)]
     save_centroids: Option<PathBuf>,
+    /// Fit this many times and report the median time (results are the same each
+    /// time: the fit is deterministic).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
 }
 
 fn main() -> Result<()> {
@@ -56,9 +61,13 @@ fn main() -> Result<()> {
         tol: args.tol,
         seed: args.seed,
     };
-    let start = Instant::now();
-    let result = fit(x.view(), None, &init, &config)?;
-    let seconds = start.elapsed().as_secs_f64();
+    let mut times = Vec::new();
+    let mut result = fit_timed(&x, &init, &config, &mut times)?;
+    for _ in 1..args.repeat {
+        result = fit_timed(&x, &init, &config, &mut times)?;
+    }
+    times.sort_by(f64::total_cmp);
+    let seconds = times[times.len() / 2];
     let inertia: f64 = x
         .axis_iter(Axis(0))
         .zip(&result.nearest.labels)
@@ -81,4 +90,17 @@ fn main() -> Result<()> {
         })
     );
     Ok(())
+}
+
+/// One fit, its time appended to `times`.
+fn fit_timed(
+    x: &Array2<f64>,
+    init: &Init,
+    config: &KMeansConfig,
+    times: &mut Vec<f64>,
+) -> Result<KMeansFit> {
+    let start = Instant::now();
+    let result = fit(x.view(), None, init, config)?;
+    times.push(start.elapsed().as_secs_f64());
+    Ok(result)
 }

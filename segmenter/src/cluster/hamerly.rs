@@ -9,7 +9,7 @@
 use ndarray::Array2;
 use rayon::prelude::*;
 
-use super::kernel::{Centres, Gather, Prepared, BLOCK_ROWS, GROUP_ROWS};
+use super::kernel::{Centres, Gather, Next, Prepared, BLOCK_ROWS, GROUP_ROWS};
 use super::tiles::nearest_rows;
 
 /// Per-row state: label and Euclidean bounds (exact after a full step).
@@ -71,18 +71,29 @@ pub(crate) fn bounded_step(
             let (mut dsum, mut dw, mut changed) = (vec![0.0; k * d], vec![0.0; k], 0);
             let mut gather = Gather::new(k);
             let mut near = Vec::with_capacity(BLOCK_ROWS);
-            let mut pending = Vec::with_capacity(BLOCK_ROWS);
-            let mut settle_block = |pending: &[usize], chunk: &mut [RowState]| {
-                let idx: Vec<usize> = pending.iter().map(|&r| g * GROUP_ROWS + r).collect();
-                let (dist, points, at) = gather.distances(data, &idx, &centres);
+            // The group's rows whose bounds do not hold, then their distances a
+            // block at a time, each block's rows asked for while the one before
+            // is measured (they are scattered: no prefetcher sees them coming).
+            let mut pending: Vec<usize> = Vec::new();
+            for (r, st) in chunk.iter_mut().enumerate() {
+                let j = st.label as usize;
+                st.upper += delta[j];
+                st.lower -= other_shift(j);
+                if st.upper > st.lower.max(half_gap[j]) {
+                    pending.push(g * GROUP_ROWS + r);
+                }
+            }
+            let blocks: Vec<&[usize]> = pending.chunks(BLOCK_ROWS).collect();
+            for (b, idx) in blocks.iter().enumerate() {
+                let next = blocks.get(b + 1).map_or(Next::NONE, |&n| Next::Rows(n));
+                let (dist, points, at) = gather.distances(data, idx, next, &centres);
                 near.clear();
                 nearest_rows(dist, k, &mut near);
-                for (n, (&r, &(best, d1, d2))) in pending.iter().zip(&near).enumerate() {
-                    let st = &mut chunk[r];
+                for (n, (&i, &(best, d1, d2))) in idx.iter().zip(&near).enumerate() {
+                    let st = &mut chunk[i - g * GROUP_ROWS];
                     let was = st.label as usize;
                     if best != was {
                         changed += 1;
-                        let i = idx[n];
                         let w = f64::from(data.weight(i));
                         for (c, &v) in points.row(at[n]).iter().enumerate() {
                             let v = w * f64::from(v);
@@ -98,31 +109,6 @@ pub(crate) fn bounded_step(
                         lower: d2.sqrt(),
                     };
                 }
-            };
-            let mut settle = |pending: &mut Vec<usize>, chunk: &mut [RowState]| {
-                for block in pending.chunks(BLOCK_ROWS) {
-                    settle_block(block, chunk);
-                }
-                pending.clear();
-            };
-            let mut r0 = 0;
-            while r0 < chunk.len() {
-                let r1 = (r0 + BLOCK_ROWS).min(chunk.len());
-                for (r, st) in chunk.iter_mut().enumerate().take(r1).skip(r0) {
-                    let j = st.label as usize;
-                    st.upper += delta[j];
-                    st.lower -= other_shift(j);
-                    if st.upper > st.lower.max(half_gap[j]) {
-                        pending.push(r);
-                    }
-                }
-                if pending.len() >= BLOCK_ROWS {
-                    settle(&mut pending, chunk);
-                }
-                r0 = r1;
-            }
-            if !pending.is_empty() {
-                settle(&mut pending, chunk);
             }
             (dsum, dw, changed)
         })

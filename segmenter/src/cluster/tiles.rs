@@ -86,8 +86,9 @@ pub(crate) fn sq_distances(points: Points, rows: &[usize], centres: &Centres, ou
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
-            // The one `unsafe` of the workspace: calling code compiled for CPU
-            // features that are not in the build's baseline.
+            // One of the workspace's two `unsafe` blocks (the other converts rows,
+            // `kernel.rs`): calling code compiled for CPU features that are not in
+            // the build's baseline.
             #[allow(unsafe_code)]
             // SAFETY: the CPU has AVX2 and FMA, checked just above.
             unsafe {

@@ -3,8 +3,9 @@
 //!
 //! `seconds` is the fit (conversion to `f32`, seeding or warm start, Lloyd
 //! iterations), excluding the file load — with `--repeat N`, the median of N fits of
-//! the same input in one process (for comparing two builds on a noisy machine); `inertia` is recomputed in `f64` on the
-//! original data from the returned labels and centroids.
+//! the same input in one process (for comparing two builds on a noisy machine);
+//! `inertia` is recomputed in `f64` on the original data from the returned labels
+//! and centroids.
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -421,11 +421,12 @@ impl Ahead<'_> {
 /// counts each into `moments` when given. The error is the position of the first
 /// row holding a non-finite value.
 ///
-/// Every read of a streamed row and every copy goes through here: it was a fifth of
-/// a warm fit's time in baseline (SSE2) code, one element at a time. On x86-64 it is
-/// compiled a second time with AVX2, chosen at run time as the tiles are; the two
-/// give the same values (the same operations in the same order, no fused
-/// multiply-add).
+/// Every read of a streamed row and every copy goes through here: it was half of a
+/// warm fit's time, in baseline (SSE2) code storing one value at a time and waiting
+/// on each block's memory. On x86-64 it is compiled a second time with AVX2, chosen
+/// at run time as the tiles are — the two give the same values (the same operations
+/// in the same order, no fused multiply-add) — and that build asks the memory for
+/// the rows `ahead` while it converts (see [`Prepared::rows`]).
 fn convert_rows<'s>(
     row: impl Fn(usize) -> &'s [f64],
     d: usize,

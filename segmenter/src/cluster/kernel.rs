@@ -464,9 +464,15 @@ fn convert_rows_avx2<'s>(
     const LINE: usize = 8;
     // Into the second-level cache (a block of rows is more than the first holds).
     let fetch = |v: &[f64]| {
-        for l in (0..v.len()).step_by(LINE).chain(v.len().checked_sub(1)) {
+        let Some(last) = v.len().checked_sub(1) else {
+            return;
+        };
+        let mut l = 0;
+        while l < last {
             _mm_prefetch::<_MM_HINT_T1>(v.as_ptr().wrapping_add(l).cast());
+            l += LINE;
         }
+        _mm_prefetch::<_MM_HINT_T1>(v.as_ptr().wrapping_add(last).cast());
     };
     // Spread over the rows converted: a share of the lines, or of the rows, each.
     let count = norms.len().max(1);

@@ -405,8 +405,9 @@ impl Next<'_> {
 }
 
 /// What [`convert_rows`] asks the memory for while it converts: values one after
-/// the other, or rows of a row-major matrix.
+/// the other, or rows of a row-major matrix. (Only the x86-64 build asks.)
 #[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Ahead<'s> {
     Span(&'s [f64]),
     Rows(&'s [f64], &'s [usize]),

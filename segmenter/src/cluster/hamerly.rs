@@ -83,9 +83,9 @@ pub(crate) fn bounded_step(
                     pending.push(g * GROUP_ROWS + r);
                 }
             }
-            let blocks: Vec<&[usize]> = pending.chunks(BLOCK_ROWS).collect();
-            for (b, idx) in blocks.iter().enumerate() {
-                let next = blocks.get(b + 1).map_or(Next::NONE, |&n| Next::Rows(n));
+            let mut blocks = pending.chunks(BLOCK_ROWS).peekable();
+            while let Some(idx) = blocks.next() {
+                let next = blocks.peek().map_or(Next::NONE, |&n| Next::Rows(n));
                 let (dist, points, at) = gather.distances(data, idx, next, &centres);
                 near.clear();
                 nearest_rows(dist, k, &mut near);

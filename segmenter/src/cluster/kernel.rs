@@ -94,9 +94,10 @@ impl<'a> Prepared<'a> {
                         let first = b * BLOCK_ROWS;
                         let rows = |r: usize| &src[(first + r) * d..(first + r + 1) * d];
                         let out = &mut scratch[..norms.len() * d];
-                        let next = (first + norms.len()) * d;
-                        let next = &src[next..(next + BLOCK_ROWS * d).min(src.len())];
-                        convert_rows(rows, d, out, norms, Some(&mut moments), Ahead::Span(next))
+                        let e = first + norms.len();
+                        let next = Next::Span(e, (e + BLOCK_ROWS).min(src.len() / d));
+                        let ahead = Ahead { x: src, next };
+                        convert_rows(rows, d, out, norms, Some(&mut moments), ahead)
                             .map_err(|r| at(first + r))?;
                     }
                 }
@@ -193,9 +194,9 @@ impl<'a> Prepared<'a> {
                         &mut scratch[..(e - b) * d]
                     };
                     let rows = |r: usize| &src[(b + r) * d..(b + r + 1) * d];
-                    let next = &src[e * d..(e + BLOCK_ROWS).min(norms.len()) * d];
-                    let moments = Some(&mut moments);
-                    convert_rows(rows, d, dst, &mut norms[b..e], moments, Ahead::Span(next))
+                    let next = Next::Span(e, (e + BLOCK_ROWS).min(norms.len()));
+                    let (moments, ahead) = (Some(&mut moments), Ahead { x: src, next });
+                    convert_rows(rows, d, dst, &mut norms[b..e], moments, ahead)
                         .map_err(|r| g * GROUP_ROWS + b + r)?;
                     let rows = &*dst;
                     let points = Points {
@@ -297,10 +298,7 @@ impl<'a> Prepared<'a> {
                 block.idx.extend(0..idx.len());
                 // The norms come out as `sq_norms` holds them: the same conversion.
                 let rows = |r: usize| &xs[idx[r] * d..(idx[r] + 1) * d];
-                let ahead = match next {
-                    Next::Span(start, end) => Ahead::Span(&xs[start * d..end * d]),
-                    Next::Rows(next) => Ahead::Rows(xs, next),
-                };
+                let ahead = Ahead { x: xs, next };
                 convert_rows(rows, d, &mut block.x, &mut block.norms, None, ahead)
                     .expect("checked when prepared");
                 (
@@ -404,17 +402,20 @@ impl Next<'_> {
     pub const NONE: Next<'static> = Next::Span(0, 0);
 }
 
-/// What [`convert_rows`] asks the memory for while it converts: values one after
-/// the other, or rows of a row-major matrix. (Only the x86-64 build asks.)
+/// What [`convert_rows`] asks the memory for while it converts: rows `next` of the
+/// row-major matrix `x` (`d` values per row). (Only the x86-64 build asks.)
 #[derive(Clone, Copy)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-enum Ahead<'s> {
-    Span(&'s [f64]),
-    Rows(&'s [f64], &'s [usize]),
+struct Ahead<'s> {
+    x: &'s [f64],
+    next: Next<'s>,
 }
 
 impl Ahead<'_> {
-    const NONE: Ahead<'static> = Ahead::Span(&[]);
+    const NONE: Ahead<'static> = Ahead {
+        x: &[],
+        next: Next::NONE,
+    };
 }
 
 /// Converts rows `row(0)`, `row(1)`, … with [`convert_row`] into `out` (`d` values
@@ -477,13 +478,15 @@ fn convert_rows_avx2<'s>(
     };
     // Spread over the rows converted: a share of the lines, or of the rows, each.
     let count = norms.len().max(1);
-    let prefetch = |r: usize| match ahead {
-        Ahead::Span(v) => {
+    let Ahead { x, next } = ahead;
+    let prefetch = |r: usize| match next {
+        Next::Span(start, end) => {
+            let v = &x[start * d..end * d];
             let lines = v.len().div_ceil(LINE);
             let (a, b) = (r * lines / count, (r + 1) * lines / count);
             fetch(&v[(a * LINE).min(v.len())..(b * LINE).min(v.len())]);
         }
-        Ahead::Rows(x, idx) => {
+        Next::Rows(idx) => {
             for &i in &idx[r * idx.len() / count..(r + 1) * idx.len() / count] {
                 fetch(&x[i * d..(i + 1) * d]);
             }
@@ -702,8 +705,11 @@ mod tests {
                 let baseline = run(None);
                 assert_eq!(baseline.0, bad.map_or(Ok(()), Err), "d={d}");
                 assert!(d == 1 || baseline.1.contains(&0), "d={d}: flushed");
-                for ahead in [Ahead::NONE, Ahead::Span(&x[..]), Ahead::Rows(x, &scattered)] {
-                    assert!(run(Some(ahead)) == baseline, "d={d}, bad {bad:?}");
+                for next in [Next::NONE, Next::Span(0, n), Next::Rows(&scattered)] {
+                    assert!(
+                        run(Some(Ahead { x, next })) == baseline,
+                        "d={d}, bad {bad:?}"
+                    );
                 }
             }
         }

@@ -220,7 +220,7 @@ impl Chain {
                 });
                 nearest(x.view(), c.view())
                     .expect("nearest")
-                    .labels
+                    .labels()
                     .into_iter()
                     .map(|l| format!("S{}", l + 1))
                     .collect()

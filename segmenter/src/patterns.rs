@@ -69,7 +69,7 @@ pub fn purchasing_patterns(fs: &FeatureSet, members: &[usize], seed: u64) -> Vec
             ..KMeansConfig::default()
         };
         match fit(x.view(), None, &Init::KMeansPlusPlus, &cfg) {
-            Ok(f) => f.nearest.labels,
+            Ok(f) => f.nearest.labels(),
             Err(_) => vec![0; buyers.len()],
         }
     };

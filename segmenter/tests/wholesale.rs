@@ -45,7 +45,7 @@ fn ari_k2(features: &Array2<f64>, truth: &[usize], seed: u64) -> f64 {
         ..KMeansConfig::default()
     };
     let f = fit(features.view(), None, &Init::KMeansPlusPlus, &config).unwrap();
-    adjusted_rand_index(&f.nearest.labels, truth)
+    adjusted_rand_index(&f.nearest.labels(), truth)
 }
 
 #[test]

@@ -71,8 +71,8 @@ fn main() -> Result<()> {
     let seconds = times[times.len() / 2];
     let inertia: f64 = x
         .axis_iter(Axis(0))
-        .zip(&result.nearest.labels)
-        .map(|(row, &l)| {
+        .zip(result.nearest.labels())
+        .map(|(row, l)| {
             row.iter()
                 .zip(result.centroids.row(l))
                 .map(|(a, b)| (a - b) * (a - b))

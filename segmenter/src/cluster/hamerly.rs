@@ -13,7 +13,7 @@ use super::kernel::{Centres, Gather, Next, Prepared, BLOCK_ROWS, GROUP_ROWS};
 use super::tiles::nearest_rows;
 
 /// Per-row state: label and Euclidean bounds (exact after a full step).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct RowState {
     /// Index of the assigned centre.
     pub label: u32,

@@ -163,18 +163,18 @@ pub fn run(
     let assignments = (0..features.nrows())
         .map(|i| {
             let before = previous.and_then(|p| p.assignment[i].clone());
-            let best = near.labels[i];
+            let best = near.label(i);
             let current = before.as_deref().and_then(|id| index.get(id).copied());
             let (segment, distance, other) = match current {
                 Some(c) if c != best => {
                     let d = distance(features.row(i).iter(), result.centroids.row(c).iter());
-                    if near.distances[i] < keep * d {
-                        (best, near.distances[i], near.second_distances[i])
+                    if near.distance(i) < keep * d {
+                        (best, near.distance(i), near.second_distance(i))
                     } else {
-                        (c, d, near.distances[i])
+                        (c, d, near.distance(i))
                     }
                 }
-                _ => (best, near.distances[i], near.second_distances[i]),
+                _ => (best, near.distance(i), near.second_distance(i)),
             };
             let change = match (&before, current) {
                 (None, _) => Change::New,

@@ -78,7 +78,7 @@ pub fn choose_k(
             ..config.kmeans.clone()
         };
         let f = fit(x, weights, &Init::KMeansPlusPlus, &cfg)?;
-        let s = silhouette(x, &f.nearest.labels, config.sample_size, cfg.seed);
+        let s = silhouette(x, &f.nearest.labels(), config.sample_size, cfg.seed);
         candidates.push(KCandidate {
             k,
             inertia: f.inertia,

@@ -56,7 +56,7 @@ pub fn propose_restructure(
     let k = model.centroids.nrows();
     let near = nearest(x, model.centroids.view())?;
     let score = |centroids: &Array2<f64>| -> Result<f64, ClusterError> {
-        let labels = nearest(x, centroids.view())?.labels;
+        let labels = nearest(x, centroids.view())?.labels();
         Ok(silhouette(
             x,
             &labels,
@@ -64,14 +64,15 @@ pub fn propose_restructure(
             config.kmeans.seed,
         ))
     };
-    let before = silhouette(x, &near.labels, config.sample_size, config.kmeans.seed);
+    let before = silhouette(x, &near.labels(), config.sample_size, config.kmeans.seed);
     let w = |i: usize| weights.map_or(1.0, |w| w[i]);
     let mut mass = vec![0.0; k];
     let mut spread = vec![0.0; k];
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
-    for (i, &l) in near.labels.iter().enumerate() {
+    for i in 0..near.len() {
+        let l = near.label(i);
         mass[l] += w(i);
-        spread[l] += w(i) * near.distances[i];
+        spread[l] += w(i) * near.distance(i);
         members[l].push(i);
     }
     let mut options = Vec::new();
@@ -89,7 +90,7 @@ pub fn propose_restructure(
         };
         let halves = fit(rows.view(), sub_w.as_deref(), &Init::KMeansPlusPlus, &cfg)?;
         let mut half_mass = [0.0; 2];
-        for (r, &l) in halves.nearest.labels.iter().enumerate() {
+        for (r, l) in halves.nearest.labels().into_iter().enumerate() {
             half_mass[l] += sub_w.as_ref().map_or(1.0, |v| v[r]);
         }
         let (big, small) = if half_mass[0] >= half_mass[1] {

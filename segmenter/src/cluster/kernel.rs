@@ -40,6 +40,11 @@ pub(crate) struct Prepared<'a> {
     d: usize,
     /// `‖x_i‖²` per row.
     pub sq_norms: Vec<f32>,
+    /// Per row of a streamed matrix, the magnitude under which its values become
+    /// zero (see [`Prepared::new`]), so that a later read of the row converts it
+    /// without looking for its largest value again and without its squares (empty
+    /// once converted).
+    cutoffs: Vec<f32>,
     /// Sample weights, `None` meaning all ones.
     pub weights: Option<Vec<f32>>,
     /// Mean over features of the per-feature variance (unweighted, the scale of
@@ -77,28 +82,34 @@ impl<'a> Prepared<'a> {
             Storage::Streamed => RowBuffer::Heap(Vec::new()),
         };
         let mut sq_norms = vec![0.0_f32; n];
+        let mut cutoffs = vec![0.0_f32; if storage == Storage::Streamed { n } else { 0 }];
         // Per group of rows: convert, flush tiny values, squared norms and column
-        // sums. A streamed matrix converts each block of rows into scratch.
-        let pass = |g: usize, dst: Option<&mut [f32]>, src: &[f64], norms: &mut [f32]| {
+        // sums. A streamed matrix converts each block of rows into scratch and keeps
+        // the rows' cutoffs.
+        let pass = |g: usize, dst: Option<&mut [f32]>, src: &[f64], norms: &mut [f32], cuts| {
             let mut moments = Moments::new(d);
             let at = |r: usize| g * GROUP_ROWS + r;
             match dst {
                 Some(dst) => {
-                    let rows = |r: usize| &src[r * d..(r + 1) * d];
-                    convert_rows(rows, d, dst, norms, Some(&mut moments), Ahead::NONE)
-                        .map_err(at)?
+                    let rows = |r: usize| (&src[r * d..(r + 1) * d], None);
+                    let dest = Dest::first(dst, norms, None, &mut moments);
+                    convert_rows(rows, d, dest, Ahead::NONE).map_err(at)?
                 }
                 None => {
                     let mut scratch = vec![0.0_f32; BLOCK_ROWS * d];
-                    for (b, norms) in norms.chunks_mut(BLOCK_ROWS).enumerate() {
+                    let cuts: &mut [f32] = cuts;
+                    let blocks = norms
+                        .chunks_mut(BLOCK_ROWS)
+                        .zip(cuts.chunks_mut(BLOCK_ROWS));
+                    for (b, (norms, cuts)) in blocks.enumerate() {
                         let first = b * BLOCK_ROWS;
-                        let rows = |r: usize| &src[(first + r) * d..(first + r + 1) * d];
+                        let rows = |r: usize| (&src[(first + r) * d..(first + r + 1) * d], None);
                         let out = &mut scratch[..norms.len() * d];
                         let e = first + norms.len();
                         let next = Next::Span(e, (e + BLOCK_ROWS).min(src.len() / d));
                         let ahead = Ahead { x: src, next };
-                        convert_rows(rows, d, out, norms, Some(&mut moments), ahead)
-                            .map_err(|r| at(first + r))?;
+                        let dest = Dest::first(out, norms, Some(cuts), &mut moments);
+                        convert_rows(rows, d, dest, ahead).map_err(|r| at(first + r))?;
                     }
                 }
             }
@@ -111,13 +122,14 @@ impl<'a> Prepared<'a> {
                 .zip(xs.par_chunks(group))
                 .zip(sq_norms.par_chunks_mut(GROUP_ROWS))
                 .enumerate()
-                .map(|(g, ((dst, src), norms))| pass(g, Some(dst), src, norms))
+                .map(|(g, ((dst, src), norms))| pass(g, Some(dst), src, norms, &mut []))
                 .collect(),
             Storage::Streamed => xs
                 .par_chunks(group)
                 .zip(sq_norms.par_chunks_mut(GROUP_ROWS))
+                .zip(cutoffs.par_chunks_mut(GROUP_ROWS))
                 .enumerate()
-                .map(|(g, (src, norms))| pass(g, None, src, norms))
+                .map(|(g, ((src, norms), cuts))| pass(g, None, src, norms, cuts))
                 .collect(),
         };
         let mean_variance =
@@ -129,6 +141,7 @@ impl<'a> Prepared<'a> {
             },
             d,
             sq_norms,
+            cutoffs,
             weights: weights.map(to_f32),
             mean_variance,
         })
@@ -166,6 +179,7 @@ impl<'a> Prepared<'a> {
         let converted = storage == Storage::Converted;
         let mut out = RowBuffer::zeroed(if converted { n * d } else { 0 });
         let mut sq_norms = vec![0.0_f32; n];
+        let mut cutoffs = vec![0.0_f32; if converted { 0 } else { n }];
         let at: Vec<usize> = (0..BLOCK_ROWS).collect();
         let mut empty: Vec<&mut [f32]> = Vec::new();
         let dsts: Vec<&mut [f32]> = if converted {
@@ -174,13 +188,22 @@ impl<'a> Prepared<'a> {
             empty.extend((0..n.div_ceil(GROUP_ROWS)).map(|_| Default::default()));
             empty
         };
+        // Converted rows need no cutoffs: each group gets an empty slice.
+        let mut no_cuts: Vec<&mut [f32]> = Vec::new();
+        let cuts: Vec<&mut [f32]> = if converted {
+            no_cuts.extend((0..n.div_ceil(GROUP_ROWS)).map(|_| Default::default()));
+            no_cuts
+        } else {
+            cutoffs.chunks_mut(GROUP_ROWS).collect()
+        };
         let results: Vec<Result<(T, Moments), usize>> = dsts
             .into_par_iter()
             .zip(xs.par_chunks(group))
             .zip(sq_norms.par_chunks_mut(GROUP_ROWS))
+            .zip(cuts)
             .zip(per_row.par_chunks_mut(GROUP_ROWS))
             .enumerate()
-            .map(|(g, (((dst, src), norms), out))| {
+            .map(|(g, ((((dst, src), norms), cuts), out))| {
                 let (mut acc, mut moments) = (init(), Moments::new(d));
                 let mut dist = vec![0.0_f32; BLOCK_ROWS * k];
                 let mut scratch = vec![0.0_f32; if converted { 0 } else { BLOCK_ROWS * d }];
@@ -193,11 +216,12 @@ impl<'a> Prepared<'a> {
                     } else {
                         &mut scratch[..(e - b) * d]
                     };
-                    let rows = |r: usize| &src[(b + r) * d..(b + r + 1) * d];
+                    let rows = |r: usize| (&src[(b + r) * d..(b + r + 1) * d], None);
                     let next = Next::Span(e, (e + BLOCK_ROWS).min(norms.len()));
-                    let (moments, ahead) = (Some(&mut moments), Ahead { x: src, next });
-                    convert_rows(rows, d, dst, &mut norms[b..e], moments, ahead)
-                        .map_err(|r| g * GROUP_ROWS + b + r)?;
+                    let ahead = Ahead { x: src, next };
+                    let cuts = (!converted).then(|| &mut cuts[b..e]);
+                    let dest = Dest::first(dst, &mut norms[b..e], cuts, &mut moments);
+                    convert_rows(rows, d, dest, ahead).map_err(|r| g * GROUP_ROWS + b + r)?;
                     let rows = &*dst;
                     let points = Points {
                         x: rows,
@@ -226,6 +250,7 @@ impl<'a> Prepared<'a> {
             },
             d,
             sq_norms,
+            cutoffs,
             weights,
             mean_variance: Moments::mean_variance(moments, n, d),
         };
@@ -245,19 +270,16 @@ impl<'a> Prepared<'a> {
         out.as_mut_slice()
             .par_chunks_mut(GROUP_ROWS * d)
             .zip(xs.par_chunks(GROUP_ROWS * d))
-            .for_each(|(dst, src)| {
-                let mut norms = vec![0.0_f32; src.len() / d];
-                convert_rows(
-                    |r| &src[r * d..(r + 1) * d],
-                    d,
-                    dst,
-                    &mut norms,
-                    None,
-                    Ahead::NONE,
-                )
-                .expect("checked when prepared");
+            .zip(self.sq_norms.par_chunks(GROUP_ROWS))
+            .zip(self.cutoffs.par_chunks(GROUP_ROWS))
+            .for_each(|(((dst, src), norms), cuts)| {
+                let rows = |r: usize| (&src[r * d..(r + 1) * d], Some((cuts[r], norms[r])));
+                let mut scratch = vec![0.0_f32; norms.len()];
+                convert_rows(rows, d, Dest::again(dst, &mut scratch), Ahead::NONE)
+                    .expect("checked when prepared");
             });
         self.rows = Rows::Converted(out);
+        self.cutoffs = Vec::new();
     }
 
     /// Number of rows.
@@ -296,10 +318,14 @@ impl<'a> Prepared<'a> {
                 block.norms.resize(idx.len(), 0.0);
                 block.idx.clear();
                 block.idx.extend(0..idx.len());
-                // The norms come out as `sq_norms` holds them: the same conversion.
-                let rows = |r: usize| &xs[idx[r] * d..(idx[r] + 1) * d];
+                // Read again: with the cutoffs and norms of the first read.
+                let rows = |r: usize| {
+                    let i = idx[r];
+                    let found = (self.cutoffs[i], self.sq_norms[i]);
+                    (&xs[i * d..(i + 1) * d], Some(found))
+                };
                 let ahead = Ahead { x: xs, next };
-                convert_rows(rows, d, &mut block.x, &mut block.norms, None, ahead)
+                convert_rows(rows, d, Dest::again(&mut block.x, &mut block.norms), ahead)
                     .expect("checked when prepared");
                 (
                     Points {
@@ -418,10 +444,49 @@ impl Ahead<'_> {
     };
 }
 
-/// Converts rows `row(0)`, `row(1)`, … with [`convert_row`] into `out` (`d` values
-/// each, as many rows as `norms` has values), their squared norms into `norms`, and
-/// counts each into `moments` when given. The error is the position of the first
-/// row holding a non-finite value.
+/// Where [`convert_rows`] writes: the rows (`d` values each, as many rows as
+/// `norms` has values) and their squared norms; on a first read also, when asked,
+/// their cutoffs and their counts in the variance.
+struct Dest<'o> {
+    rows: &'o mut [f32],
+    norms: &'o mut [f32],
+    cutoffs: Option<&'o mut [f32]>,
+    moments: Option<&'o mut Moments>,
+}
+
+impl<'o> Dest<'o> {
+    /// For rows read the first time.
+    fn first(
+        rows: &'o mut [f32],
+        norms: &'o mut [f32],
+        cutoffs: Option<&'o mut [f32]>,
+        moments: &'o mut Moments,
+    ) -> Self {
+        Self {
+            rows,
+            norms,
+            cutoffs,
+            moments: Some(moments),
+        }
+    }
+
+    /// For rows read again.
+    fn again(rows: &'o mut [f32], norms: &'o mut [f32]) -> Self {
+        Self {
+            rows,
+            norms,
+            cutoffs: None,
+            moments: None,
+        }
+    }
+}
+
+/// Converts rows `row(0)`, `row(1)`, … into `dest`. A row read the first time
+/// (`row(r)` gives `None` beside its values) is converted by [`convert_row`],
+/// which checks it and finds its cutoff and squared norm; a row read again comes
+/// with the cutoff and squared norm its first read found, and is only converted
+/// and flushed (the same values: the same operations). The error is the position
+/// of the first row holding a non-finite value.
 ///
 /// Every read of a streamed row and every copy goes through here: it was half of a
 /// warm fit's time, in baseline (SSE2) code storing one value at a time and waiting
@@ -430,11 +495,9 @@ impl Ahead<'_> {
 /// in the same order, no fused multiply-add) — and that build asks the memory for
 /// the rows `ahead` while it converts (see [`Prepared::rows`]).
 fn convert_rows<'s>(
-    row: impl Fn(usize) -> &'s [f64],
+    row: impl Fn(usize) -> (&'s [f64], Option<(f32, f32)>),
     d: usize,
-    out: &mut [f32],
-    norms: &mut [f32],
-    moments: Option<&mut Moments>,
+    dest: Dest<'_>,
     ahead: Ahead<'_>,
 ) -> Result<(), usize> {
     #[cfg(target_arch = "x86_64")]
@@ -444,21 +507,19 @@ fn convert_rows<'s>(
             // code compiled for a CPU feature outside the build's baseline.
             #[allow(unsafe_code)]
             // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { convert_rows_avx2(row, d, out, norms, moments, ahead) };
+            return unsafe { convert_rows_avx2(row, d, dest, ahead) };
         }
     }
     let _ = ahead;
-    convert_rows_body(row, d, out, norms, moments, |_| ())
+    convert_rows_body(row, d, dest, |_| ())
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn convert_rows_avx2<'s>(
-    row: impl Fn(usize) -> &'s [f64],
+    row: impl Fn(usize) -> (&'s [f64], Option<(f32, f32)>),
     d: usize,
-    out: &mut [f32],
-    norms: &mut [f32],
-    moments: Option<&mut Moments>,
+    dest: Dest<'_>,
     ahead: Ahead<'_>,
 ) -> Result<(), usize> {
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
@@ -477,7 +538,7 @@ fn convert_rows_avx2<'s>(
         _mm_prefetch::<_MM_HINT_T1>(v.as_ptr().wrapping_add(last).cast());
     };
     // Spread over the rows converted: a share of the lines, or of the rows, each.
-    let count = norms.len().max(1);
+    let count = dest.norms.len().max(1);
     let Ahead { x, next } = ahead;
     let prefetch = |r: usize| match next {
         Next::Span(start, end) => {
@@ -492,22 +553,38 @@ fn convert_rows_avx2<'s>(
             }
         }
     };
-    convert_rows_body(row, d, out, norms, moments, prefetch)
+    convert_rows_body(row, d, dest, prefetch)
 }
 
 #[inline(always)]
 fn convert_rows_body<'s>(
-    row: impl Fn(usize) -> &'s [f64],
+    row: impl Fn(usize) -> (&'s [f64], Option<(f32, f32)>),
     d: usize,
-    out: &mut [f32],
-    norms: &mut [f32],
-    mut moments: Option<&mut Moments>,
+    dest: Dest<'_>,
     prefetch: impl Fn(usize),
 ) -> Result<(), usize> {
+    let Dest {
+        rows: out,
+        norms,
+        mut cutoffs,
+        mut moments,
+    } = dest;
     let out = &mut out[..norms.len() * d];
     for (r, (o, norm)) in out.chunks_exact_mut(d).zip(norms.iter_mut()).enumerate() {
         prefetch(r);
-        *norm = convert_row(row(r), o).ok_or(r)?;
+        *norm = match row(r) {
+            (values, Some((cutoff, sq_norm))) => {
+                flush_row::<false>(values, o, cutoff);
+                sq_norm
+            }
+            (values, None) => {
+                let (sq_norm, cutoff) = convert_row(values, o).ok_or(r)?;
+                if let Some(c) = cutoffs.as_deref_mut() {
+                    c[r] = cutoff;
+                }
+                sq_norm
+            }
+        };
         if let Some(m) = moments.as_deref_mut() {
             m.add(o, *norm);
         }
@@ -516,12 +593,20 @@ fn convert_rows_body<'s>(
 }
 
 /// Converts one row to `f32` into `out`, flushing the values below `1e-6 ×` the
-/// row's largest magnitude to zero; returns the row's squared norm, or `None` when
-/// a value is not finite. Every reader of a row converts it here, so a row has the
-/// same values whether converted once or on each read.
+/// row's largest magnitude to zero; returns the row's squared norm and that
+/// cutoff, or `None` when a value is not finite. Every reader of a row converts it
+/// here or, reading it again, with [`flush_row`] and the cutoff found here, so a
+/// row has the same values whether converted once or on each read.
 #[inline(always)]
-fn convert_row(row: &[f64], out: &mut [f32]) -> Option<f32> {
+fn convert_row(row: &[f64], out: &mut [f32]) -> Option<(f32, f32)> {
     let cutoff = row_max(row)? as f32 * 1e-6;
+    Some((flush_row::<true>(row, out, cutoff), cutoff))
+}
+
+/// Converts one row to `f32` into `out`, values of magnitude below `cutoff` set to
+/// zero; returns the squared norm of the result when `SQ` (else zero).
+#[inline(always)]
+fn flush_row<const SQ: bool>(row: &[f64], out: &mut [f32], cutoff: f32) -> f32 {
     let mut sq = [0.0_f32; 8];
     let flush = |v: f64| {
         let v = v as f32;
@@ -535,16 +620,24 @@ fn convert_row(row: &[f64], out: &mut [f32]) -> Option<f32> {
     let (i8, i_rest) = row.as_chunks::<8>();
     for (o, i) in o8.iter_mut().zip(i8) {
         let v: [f32; 8] = std::array::from_fn(|l| flush(i[l]));
-        for l in 0..8 {
-            sq[l] += v[l] * v[l];
+        if SQ {
+            for l in 0..8 {
+                sq[l] += v[l] * v[l];
+            }
         }
         *o = v;
     }
     for (o, &v) in o_rest.iter_mut().zip(i_rest) {
         *o = flush(v);
-        sq[0] += *o * *o;
+        if SQ {
+            sq[0] += *o * *o;
+        }
     }
-    Some(sq.iter().sum())
+    if SQ {
+        sq.iter().sum()
+    } else {
+        0.0
+    }
 }
 
 /// The largest magnitude in `row`, or `None` when a value is not finite. Eight
@@ -666,13 +759,16 @@ mod tests {
     }
 
     /// The AVX2 build of the conversion gives what the baseline build gives, bit
-    /// for bit — rows, norms and moments — for widths with and without a tail and
-    /// values the conversion flushes, and stops at the same non-finite row; asking
-    /// the memory for rows ahead (a span, scattered rows) changes nothing.
+    /// for bit — rows, norms, cutoffs and moments — for widths with and without a
+    /// tail and values the conversion flushes, and stops at the same non-finite
+    /// row; a read again with the cutoffs and norms of the first gives the same rows
+    /// in both builds; asking the memory for rows ahead (a span, scattered rows)
+    /// changes nothing.
     #[test]
     fn conversion_is_the_same_in_every_build() {
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(9);
         let n = 37;
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         for d in [1, 3, 8, 13, 48, 100] {
             let mut x: Vec<f64> = (0..n * d)
                 .map(|_| rng.gen_range(-5.0..5.0) * 10f64.powi(rng.gen_range(-9..3)))
@@ -683,21 +779,24 @@ mod tests {
                     x[r * d + d / 2] = f64::NAN;
                 }
                 let x = &x;
-                let rows = |r: usize| &x[r * d..(r + 1) * d];
+                let rows = |r: usize| (&x[r * d..(r + 1) * d], None);
                 let run = |ahead: Option<Ahead>| {
-                    let (mut out, mut norms, mut m) =
-                        (vec![0.0; n * d], vec![0.0; n], Moments::new(d));
+                    let (mut out, mut norms, mut cuts, mut m) = (
+                        vec![0.0; n * d],
+                        vec![0.0; n],
+                        vec![0.0; n],
+                        Moments::new(d),
+                    );
+                    let dest = Dest::first(&mut out, &mut norms, Some(&mut cuts), &mut m);
                     let result = match ahead {
-                        Some(a) => convert_rows(rows, d, &mut out, &mut norms, Some(&mut m), a),
-                        None => {
-                            convert_rows_body(rows, d, &mut out, &mut norms, Some(&mut m), |_| ())
-                        }
+                        Some(a) => convert_rows(rows, d, dest, a),
+                        None => convert_rows_body(rows, d, dest, |_| ()),
                     };
-                    let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                     (
                         result,
                         bits(&out),
                         bits(&norms),
+                        bits(&cuts),
                         m.col,
                         m.sq_total.to_bits(),
                     )
@@ -710,6 +809,30 @@ mod tests {
                         run(Some(Ahead { x, next })) == baseline,
                         "d={d}, bad {bad:?}"
                     );
+                }
+                if bad.is_some() {
+                    continue;
+                }
+                // Read again, in both builds, with what the first read found.
+                let (norms, cuts) = (&baseline.2, &baseline.3);
+                let again = |r: usize| {
+                    let found = (f32::from_bits(cuts[r]), f32::from_bits(norms[r]));
+                    (&x[r * d..(r + 1) * d], Some(found))
+                };
+                for avx2 in [false, true] {
+                    let (mut out, mut got) = (vec![0.0; n * d], vec![0.0; n]);
+                    let dest = Dest::again(&mut out, &mut got);
+                    if avx2 {
+                        let ahead = Ahead {
+                            x,
+                            next: Next::Rows(&scattered),
+                        };
+                        convert_rows(again, d, dest, ahead).unwrap();
+                    } else {
+                        convert_rows_body(again, d, dest, |_| ()).unwrap();
+                    }
+                    assert_eq!(bits(&out), baseline.1, "d={d}, again, avx2 {avx2}");
+                    assert_eq!(&bits(&got), norms, "d={d}, again, avx2 {avx2}");
                 }
             }
         }

@@ -616,28 +616,29 @@ fn flush_row<const SQ: bool>(row: &[f64], out: &mut [f32], cutoff: f32) -> f32 {
             v
         }
     };
+    if !SQ {
+        // One value at a time: the compiler makes it eight at a time from
+        // contiguous loads (in eights, as below, it vectorised across the eights,
+        // with strided loads: twice the time of a read).
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o = flush(v);
+        }
+        return 0.0;
+    }
     let (o8, o_rest) = out.as_chunks_mut::<8>();
     let (i8, i_rest) = row.as_chunks::<8>();
     for (o, i) in o8.iter_mut().zip(i8) {
         let v: [f32; 8] = std::array::from_fn(|l| flush(i[l]));
-        if SQ {
-            for l in 0..8 {
-                sq[l] += v[l] * v[l];
-            }
+        for l in 0..8 {
+            sq[l] += v[l] * v[l];
         }
         *o = v;
     }
     for (o, &v) in o_rest.iter_mut().zip(i_rest) {
         *o = flush(v);
-        if SQ {
-            sq[0] += *o * *o;
-        }
+        sq[0] += *o * *o;
     }
-    if SQ {
-        sq.iter().sum()
-    } else {
-        0.0
-    }
+    sq.iter().sum()
 }
 
 /// The largest magnitude in `row`, or `None` when a value is not finite. Eight

@@ -12,8 +12,13 @@ use rayon::prelude::*;
 use super::kernel::{Centres, Gather, Next, Prepared, BLOCK_ROWS, GROUP_ROWS};
 use super::tiles::nearest_rows;
 
-/// Per-row state: label and Euclidean bounds (exact after a full step).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Per-row state: label and Euclidean bounds (exact after a full step). All zeros
+/// is a state (`bytemuck::Zeroable`): a fit's `n` states are zeroed memory, which
+/// the first E-step's threads fault in as they write it, rather than a value
+/// written over all of it on one thread first (1.0–1.4 ms of a single warm fit at
+/// 200k rows, while the other core waited).
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Zeroable)]
+#[repr(C)]
 pub(crate) struct RowState {
     /// Index of the assigned centre.
     pub label: u32,

@@ -124,7 +124,6 @@ struct Partial {
     pending: usize,
     weights: Vec<f64>,
     inertia: f64,
-    changed: usize,
     /// Scratch: nearest centres of the block being visited.
     near: Vec<(usize, f32, f32)>,
 }
@@ -137,7 +136,6 @@ impl Partial {
             pending: 0,
             weights: vec![0.0; k],
             inertia: 0.0,
-            changed: 0,
             near: Vec::with_capacity(BLOCK_ROWS),
         }
     }
@@ -154,7 +152,6 @@ impl Partial {
                 .zip(p.weights)
                 .for_each(|(a, b)| *a += b);
             total.inertia += p.inertia;
-            total.changed += p.changed;
         }
         total
     }
@@ -191,7 +188,7 @@ pub fn fit(
             });
         }
     }
-    let mut rows = vec![UNASSIGNED; n];
+    let mut rows: Vec<RowState> = bytemuck::zeroed_vec(n);
     // Seeding reads the rows many times: they are converted to `f32` first. A warm
     // start reads them in place, converting each block as it goes, and its first
     // E-step prepares them (`Prepared::visiting`); `lloyd` converts them once the
@@ -229,7 +226,7 @@ pub fn fit(
             else {
                 break;
             };
-            let mut trial_rows = vec![UNASSIGNED; n];
+            let mut trial_rows = bytemuck::zeroed_vec(n);
             let trial = lloyd(&mut data, swapped, &mut trial_rows, None, left, tol);
             iterations += trial.iterations;
             if trial.inertia >= run.inertia {
@@ -249,13 +246,6 @@ pub fn fit(
 
 /// Swaps a cold fit tries at most.
 const MAX_SWAPS: usize = 3;
-
-/// A row before its first E-step.
-const UNASSIGNED: RowState = RowState {
-    label: u32::MAX,
-    upper: 0.0,
-    lower: 0.0,
-};
 
 /// Where [`lloyd`] ended.
 struct Run {
@@ -305,7 +295,9 @@ fn lloyd(
                     .take()
                     .unwrap_or_else(|| lloyd_step::<true>(data, &centroids, rows));
                 (sums, totals) = (step.sums, step.weights);
-                step.changed
+                // Every row gets its first label here (the zeros the states held
+                // before were none).
+                rows.len()
             }
             Some(old) => bounded_step(data, old, &centroids, rows, &mut sums, &mut totals),
         };
@@ -342,14 +334,7 @@ pub fn nearest(
     }
     // One pass: the rows are converted as they are read, without an `n × D` copy.
     let data = prepare(x, None, Storage::Streamed)?;
-    let mut rows = vec![
-        RowState {
-            label: 0,
-            upper: 0.0,
-            lower: 0.0
-        };
-        x.nrows()
-    ];
+    let mut rows = bytemuck::zeroed_vec(x.nrows());
     lloyd_step::<false>(&data, &centroids.to_owned(), &mut rows);
     Ok(NearestCentres { rows })
 }
@@ -407,7 +392,6 @@ fn lloyd_visit<const SUMS: bool>(
     nearest_rows(dist, k, &mut near);
     for (r, (&(best, d1, d2), state)) in near.iter().zip(out).enumerate() {
         let w = weights.map_or(1.0, |w| w[first + r]);
-        acc.changed += usize::from(state.label as usize != best);
         *state = RowState {
             label: best as u32,
             upper: d1.sqrt(),
@@ -642,7 +626,7 @@ mod tests {
         let mut data = Prepared::new(x.view(), None, Storage::Converted).unwrap();
         let tol = 1e-4 * data.mean_variance;
         let stuck = array![[-0.3, 0.0], [0.3, 0.0], [15.0, 0.0], [30.0, 0.0]];
-        let mut rows = vec![UNASSIGNED; 2000];
+        let mut rows = bytemuck::zeroed_vec(2000);
         let bad = lloyd(&mut data, stuck, &mut rows, None, 300, tol);
         assert!(bad.converged);
         assert!(
@@ -651,7 +635,7 @@ mod tests {
         );
 
         let swapped = swap::propose(&data, &bad.centroids, &rows).expect("a swap to try");
-        let mut rows = vec![UNASSIGNED; 2000];
+        let mut rows = bytemuck::zeroed_vec(2000);
         let good = lloyd(&mut data, swapped, &mut rows, None, 300, tol);
         assert!(
             good.inertia < 0.5 * bad.inertia,

@@ -181,21 +181,10 @@ impl<'a> Prepared<'a> {
         let mut sq_norms = vec![0.0_f32; n];
         let mut cutoffs = vec![0.0_f32; if converted { 0 } else { n }];
         let at: Vec<usize> = (0..BLOCK_ROWS).collect();
-        let mut empty: Vec<&mut [f32]> = Vec::new();
-        let dsts: Vec<&mut [f32]> = if converted {
-            out.as_mut_slice().chunks_mut(group).collect()
-        } else {
-            empty.extend((0..n.div_ceil(GROUP_ROWS)).map(|_| Default::default()));
-            empty
-        };
-        // Converted rows need no cutoffs: each group gets an empty slice.
-        let mut no_cuts: Vec<&mut [f32]> = Vec::new();
-        let cuts: Vec<&mut [f32]> = if converted {
-            no_cuts.extend((0..n.div_ceil(GROUP_ROWS)).map(|_| Default::default()));
-            no_cuts
-        } else {
-            cutoffs.chunks_mut(GROUP_ROWS).collect()
-        };
+        // Each group's part of the copy (converted) or of the cutoffs (streamed).
+        let groups = n.div_ceil(GROUP_ROWS);
+        let dsts = per_group(out.as_mut_slice(), group, groups);
+        let cuts = per_group(&mut cutoffs, GROUP_ROWS, groups);
         let results: Vec<Result<(T, Moments), usize>> = dsts
             .into_par_iter()
             .zip(xs.par_chunks(group))
@@ -273,7 +262,13 @@ impl<'a> Prepared<'a> {
             .zip(self.sq_norms.par_chunks(GROUP_ROWS))
             .zip(self.cutoffs.par_chunks(GROUP_ROWS))
             .for_each(|(((dst, src), norms), cuts)| {
-                let rows = |r: usize| (&src[r * d..(r + 1) * d], Some((cuts[r], norms[r])));
+                let rows = |r: usize| {
+                    let found = Found {
+                        cutoff: cuts[r],
+                        sq_norm: norms[r],
+                    };
+                    (&src[r * d..(r + 1) * d], Some(found))
+                };
                 let mut scratch = vec![0.0_f32; norms.len()];
                 convert_rows(rows, d, Dest::again(dst, &mut scratch), Ahead::NONE)
                     .expect("checked when prepared");
@@ -321,7 +316,10 @@ impl<'a> Prepared<'a> {
                 // Read again: with the cutoffs and norms of the first read.
                 let rows = |r: usize| {
                     let i = idx[r];
-                    let found = (self.cutoffs[i], self.sq_norms[i]);
+                    let found = Found {
+                        cutoff: self.cutoffs[i],
+                        sq_norm: self.sq_norms[i],
+                    };
                     (&xs[i * d..(i + 1) * d], Some(found))
                 };
                 let ahead = Ahead { x: xs, next };
@@ -359,6 +357,16 @@ pub(crate) struct Block {
     x: Vec<f32>,
     norms: Vec<f32>,
     idx: Vec<usize>,
+}
+
+/// `v` in `groups` parts of `size` values (the last one shorter), or `groups`
+/// empty parts when `v` is empty.
+fn per_group(v: &mut [f32], size: usize, groups: usize) -> Vec<&mut [f32]> {
+    if v.is_empty() {
+        (0..groups).map(|_| Default::default()).collect()
+    } else {
+        v.chunks_mut(size).collect()
+    }
 }
 
 /// `x` in row-major order: borrowed when it already is, else copied.
@@ -444,6 +452,15 @@ impl Ahead<'_> {
     };
 }
 
+/// What the first read of a row found, for its reads again.
+#[derive(Clone, Copy)]
+struct Found {
+    /// Values of smaller magnitude become zero.
+    cutoff: f32,
+    /// Squared norm of the converted row.
+    sq_norm: f32,
+}
+
 /// Where [`convert_rows`] writes: the rows (`d` values each, as many rows as
 /// `norms` has values) and their squared norms; on a first read also, when asked,
 /// their cutoffs and their counts in the variance.
@@ -495,7 +512,7 @@ impl<'o> Dest<'o> {
 /// in the same order, no fused multiply-add) — and that build asks the memory for
 /// the rows `ahead` while it converts (see [`Prepared::rows`]).
 fn convert_rows<'s>(
-    row: impl Fn(usize) -> (&'s [f64], Option<(f32, f32)>),
+    row: impl Fn(usize) -> (&'s [f64], Option<Found>),
     d: usize,
     dest: Dest<'_>,
     ahead: Ahead<'_>,
@@ -517,7 +534,7 @@ fn convert_rows<'s>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn convert_rows_avx2<'s>(
-    row: impl Fn(usize) -> (&'s [f64], Option<(f32, f32)>),
+    row: impl Fn(usize) -> (&'s [f64], Option<Found>),
     d: usize,
     dest: Dest<'_>,
     ahead: Ahead<'_>,
@@ -558,7 +575,7 @@ fn convert_rows_avx2<'s>(
 
 #[inline(always)]
 fn convert_rows_body<'s>(
-    row: impl Fn(usize) -> (&'s [f64], Option<(f32, f32)>),
+    row: impl Fn(usize) -> (&'s [f64], Option<Found>),
     d: usize,
     dest: Dest<'_>,
     prefetch: impl Fn(usize),
@@ -573,7 +590,7 @@ fn convert_rows_body<'s>(
     for (r, (o, norm)) in out.chunks_exact_mut(d).zip(norms.iter_mut()).enumerate() {
         prefetch(r);
         *norm = match row(r) {
-            (values, Some((cutoff, sq_norm))) => {
+            (values, Some(Found { cutoff, sq_norm })) => {
                 flush_row::<false>(values, o, cutoff);
                 sq_norm
             }
@@ -817,7 +834,10 @@ mod tests {
                 // Read again, in both builds, with what the first read found.
                 let (norms, cuts) = (&baseline.2, &baseline.3);
                 let again = |r: usize| {
-                    let found = (f32::from_bits(cuts[r]), f32::from_bits(norms[r]));
+                    let found = Found {
+                        cutoff: f32::from_bits(cuts[r]),
+                        sq_norm: f32::from_bits(norms[r]),
+                    };
                     (&x[r * d..(r + 1) * d], Some(found))
                 };
                 for avx2 in [false, true] {

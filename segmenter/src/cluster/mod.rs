@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod movement;
 pub mod transform;
 
+mod convert;
 mod hamerly;
 mod kernel;
 mod rows;

@@ -396,6 +396,7 @@ fn debug_detector(
             recent: h.recent.view(),
             earlier_lines: &h.earlier_lines,
             recent_lines: &h.recent_lines,
+            counts: Some((h.earlier_counts.view(), h.recent_counts.view())),
             rows: &rows,
             moved_with: &moved_with,
         },
@@ -407,7 +408,10 @@ fn debug_detector(
             margin: seg.move_margin,
         },
     );
-    eprintln!("dispersion {:.2} tested {}", det.dispersion, det.tested);
+    eprintln!(
+        "dispersion {:.2} (lines {:?}) tested {}",
+        det.dispersion, det.line_dispersion, det.tested
+    );
     for (i, d) in det.decisions.iter().enumerate() {
         let (kind, e) = match d {
             Decision::Move(e) => ("move", e),

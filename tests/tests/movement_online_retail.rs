@@ -111,6 +111,8 @@ fn feature_set(
         recent: Array2::zeros((n, d)),
         earlier_lines: vec![0.0; n],
         recent_lines: vec![0.0; n],
+        earlier_counts: Array2::zeros((n, d)),
+        recent_counts: Array2::zeros((n, d)),
         recent_invoices: vec![0.0; n],
     };
     let mut invoices: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); n];
@@ -123,10 +125,12 @@ fn feature_set(
         if l.day >= recent_from {
             h.recent[[l.customer, l.family]] += l.value;
             h.recent_lines[l.customer] += 1.0;
+            h.recent_counts[[l.customer, l.family]] += 1.0;
             recent_invoices[l.customer].insert(&l.invoice);
         } else {
             h.earlier[[l.customer, l.family]] += l.value;
             h.earlier_lines[l.customer] += 1.0;
+            h.earlier_counts[[l.customer, l.family]] += 1.0;
         }
     }
     for (i, r) in recent_invoices.iter().enumerate() {
@@ -266,12 +270,13 @@ fn perturbed_customers_move_and_the_others_keep_their_segment() {
     let others_moved = moved.len() - caught;
     println!(
         "{} customers, {} features, {source} → {target}: perturbed moved {caught}/30 ({to_target} to the target); \
-         others moved {others_moved}/{others}; tested {}, changed {}, dispersion {:.2}",
+         others moved {others_moved}/{others}; tested {}, changed {}, dispersion {:.2} (lines {:.2})",
         second.assignments.len(),
         features.len(),
         report.outlets_tested,
         report.outlets_changed,
-        report.dispersion
+        report.dispersion,
+        report.line_dispersion.expect("lines per family are a reading")
     );
     // The detector singles the perturbed customers out: they move at many times the
     // rate of the others, mostly to the segment their baskets came from, and hardly

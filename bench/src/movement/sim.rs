@@ -277,6 +277,8 @@ impl Simulation {
             recent: Array2::zeros((n, nc)),
             earlier_lines: vec![0.0; n],
             recent_lines: vec![0.0; n],
+            earlier_counts: Array2::zeros((n, nc)),
+            recent_counts: Array2::zeros((n, nc)),
             recent_invoices: vec![0.0; n],
         };
         let mut outlets = Vec::with_capacity(n);
@@ -295,6 +297,8 @@ impl Simulation {
                 };
                 history.earlier[[o, f]] = raw - recent;
                 history.recent[[o, f]] = recent;
+                history.earlier_counts[[o, f]] = (l - rl) as f32;
+                history.recent_counts[[o, f]] = rl as f32;
                 history.earlier_lines[o] += l - rl;
                 history.recent_lines[o] += rl;
                 total += raw;

@@ -71,8 +71,9 @@ pub struct SegmentationConfig {
     #[serde(default = "default_recent_days")]
     pub recent_days: u32,
     /// Score (a standard normal quantile, after the population's over-dispersion is
-    /// divided out) above which an outlet's recent spend shares differ significantly
-    /// from its earlier ones. 3.5 ≈ a one-sided p of 2·10⁻⁴.
+    /// divided out) above which an outlet's recent spend shares, or its recent lines
+    /// per feature, differ significantly from its earlier ones (the larger of the two
+    /// readings' scores, corrected for testing two). 3.5 ≈ a one-sided p of 2·10⁻⁴.
     #[serde(default = "default_change_score")]
     pub change_score: f64,
     /// Log-likelihood ratio (nats, over-dispersion divided out) by which the outlet's

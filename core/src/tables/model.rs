@@ -76,8 +76,13 @@ pub struct MovementReport {
     pub change_score: f64,
     /// Log-likelihood ratio another segment must fit the recent spend by.
     pub fit_score: f64,
-    /// Over-dispersion φ estimated from the population and divided out.
+    /// Over-dispersion φ of the spend reading, estimated from the population and
+    /// divided out.
     pub dispersion: f64,
+    /// The same for the lines reading (lines per feature), when the features had
+    /// them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_dispersion: Option<f64>,
     /// Outlets tested (a previous segment, enough lines in both periods).
     pub outlets_tested: usize,
     /// Outlets whose change was significant.

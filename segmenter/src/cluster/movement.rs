@@ -24,6 +24,16 @@
 //! changed *against the market*. A first pass flags the outlets that changed; the
 //! drift, the segments' profiles and φ are then estimated again without them.
 //!
+//! Two readings of what an outlet buys are tested, each as above with its own φ,
+//! profiles and drift: its spend per feature, and its invoice lines per feature
+//! (when the features have them). A few large lines can carry a month's spend, so
+//! its spend shares may hide what the outlet now buys, which its lines show; a
+//! change in how much it spends on what it still buys shows in spend only. The
+//! outlet's change score is the larger of the two readings' scores corrected for
+//! testing two (Šidák: `P(Z > score) = 1 − (1 − P(Z > z))²`), so two readings flag
+//! no more unchanged outlets than one. The reading that would move the outlet
+//! decides (of two, the better fit); its drivers are shown with their spend shares.
+//!
 //! An outlet moves only when its score reaches `change_score`, *and* its recent
 //! spend fits another segment's recent profile better than its own by a
 //! log-likelihood ratio (over φ) of at least `fit_score`, *and* — the last guard —
@@ -39,19 +49,25 @@
 //! segment; the move still needs that segment's own fit.
 //!
 //! An outlet the detector moved keeps, while the window still reaches back before the
-//! move, what it moved with ([`MovedWith`]: its recent shares and lines then); a
-//! further move also needs its recent spend to differ from that by the same test.
+//! move, what it moved with ([`MovedWith`]: its recent spend shares and lines then);
+//! a further move also needs its recent spend to differ from that by the same test
+//! (in spend, whichever reading moved it).
 //! Without it the rest of the window, still holding the behaviour it left, keeps the
 //! score high for a year, and an outlet between two overlapping segments would move
 //! to one or the other on the fit alone.
 //!
 //! With identical data a rerun reaches the same decisions, so nothing moves twice: the
-//! outlets the first pass flags depend on their history and the market only, never
-//! on the assignment, so the profiles made without them are the same after a move.
+//! outlets the first passes flag (in either reading) depend on their history and the
+//! market only, never on the assignment, so the profiles made without them are the
+//! same after a move.
 
 use ndarray::ArrayView2;
 
 use super::incremental::{Assignment, Change, RunOutcome};
+
+mod stats;
+pub use stats::{chi2_median, chi2_score, normal_tail, normal_tail_inverse, sidak};
+use stats::{g_terms, largest, mixture_ll};
 
 /// Fewest invoice lines in each period for an outlet to be tested at all.
 pub const MIN_LINES: f64 = 5.0;
@@ -79,6 +95,10 @@ pub struct SpendHistory<'a> {
     pub earlier_lines: &'a [f64],
     /// Invoice lines in the recent window, per outlet.
     pub recent_lines: &'a [f64],
+    /// Invoice lines per feature, before and in the recent window (same shape as
+    /// `earlier`): the second reading, what the outlet buys counted in lines rather
+    /// than weighed in spend. `None`: spend is the only reading.
+    pub counts: Option<(ArrayView2<'a, f32>, ArrayView2<'a, f32>)>,
     /// The rows tested, one per entry of `current` (see [`detect`]).
     pub rows: &'a [usize],
     /// Per entry of `current`, what the detector moved the outlet with, while the rest
@@ -150,22 +170,24 @@ pub struct Driver {
     pub earlier_share: f64,
     /// Share in the recent window.
     pub recent_share: f64,
-    /// Its part of `G / φ`.
+    /// Its part of `G / φ` in the reading that decided.
     pub contribution: f64,
 }
 
 /// The evidence about one tested outlet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evidence {
-    /// The change score (standard normal quantile of `G / φ`).
+    /// The change score (standard normal quantile of `G / φ`, corrected for the
+    /// readings tested).
     pub score: f64,
     /// `G / φ`.
     pub statistic: f64,
     /// Degrees of freedom.
     pub df: usize,
-    /// Segment row whose recent profile fits the recent spend best (for an outlet
+    /// Segment row whose recent profile fits the recent shares best (for an outlet
     /// whose score reaches `change_score`, mixed with its earlier shares: see the
-    /// module's documentation).
+    /// module's documentation), in the reading that decided: the one that would
+    /// move the outlet (of two, the better fit), else the one with the higher score.
     pub best: usize,
     /// Log-likelihood ratio (over φ) of the best segment against the current one.
     pub fit: f64,
@@ -214,30 +236,33 @@ pub struct Detection {
     /// One decision per outlet row.
     pub decisions: Vec<Decision>,
     /// The over-dispersion φ divided out of every statistic: the median of
-    /// `G / median χ²_df` over the tested outlets the first pass did not flag.
+    /// `G / median χ²_df` over the tested outlets the first pass did not flag (spend).
     pub dispersion: f64,
+    /// The same for the lines reading, when there is one.
+    pub line_dispersion: Option<f64>,
     /// Outlets tested.
     pub tested: usize,
     /// Per segment row.
     pub segments: Vec<SegmentDrift>,
 }
 
-/// The tested outlets' shares of spend (negative spend counts as 0), read from the
-/// history where it lies: each made when it is read, from its row's total. At a
-/// million outlets and 65 features a copy of the shares would be 0.5 GB a period.
-struct Shares<'a> {
-    spend: ArrayView2<'a, f64>,
+/// The tested outlets' shares of one reading (spend, or lines) per feature (negative
+/// values count as 0), read from the history where it lies: each made when it is
+/// read, from its row's total. At a million outlets and 65 features a copy of the
+/// shares would be 0.5 GB a period.
+struct Shares<'a, T> {
+    values: ArrayView2<'a, T>,
     rows: &'a [usize],
     totals: Vec<f64>,
 }
 
-/// A row's positive spend, what its shares are of.
-fn positive_total(row: ndarray::ArrayView1<f64>) -> f64 {
-    row.iter().map(|v| v.max(0.0)).sum()
+/// A row's positive total, what its shares are of.
+fn positive_total<T: Copy + Into<f64>>(row: ndarray::ArrayView1<T>) -> f64 {
+    row.iter().map(|&v| v.into().max(0.0)).sum()
 }
 
-/// The share of spend `v` in a row whose positive spend is `total` (negative spend
-/// counts as 0; a row without positive spend has no shares).
+/// The share of value `v` in a row whose positive total is `total` (negative values
+/// count as 0; a row without a positive total has no shares).
 fn share(v: f64, total: f64) -> f64 {
     if total > 0.0 {
         v.max(0.0) / total
@@ -252,28 +277,46 @@ pub fn shares_of(row: ndarray::ArrayView1<f64>) -> Vec<f64> {
     row.iter().map(|&v| share(v, total)).collect()
 }
 
-impl<'a> Shares<'a> {
-    fn new(spend: ArrayView2<'a, f64>, rows: &'a [usize]) -> Self {
-        let totals = rows.iter().map(|&i| positive_total(spend.row(i))).collect();
+impl<'a, T: Copy + Into<f64>> Shares<'a, T> {
+    fn new(values: ArrayView2<'a, T>, rows: &'a [usize]) -> Self {
+        let totals = rows
+            .iter()
+            .map(|&i| positive_total(values.row(i)))
+            .collect();
         Self {
-            spend,
+            values,
             rows,
             totals,
         }
     }
 
-    /// Outlet `i`'s shares (all 0 when it has no positive spend).
+    /// Outlet `i`'s shares (all 0 when it has no positive total).
     fn row(&self, i: usize) -> impl Iterator<Item = f64> + '_ {
         let total = self.totals[i];
-        self.spend
+        self.values
             .row(self.rows[i])
             .into_iter()
-            .map(move |&v| share(v, total))
+            .map(move |&v| share(v.into(), total))
     }
 
     /// Outlet `i`'s share of feature `f`.
     fn get(&self, i: usize, f: usize) -> f64 {
         self.row(i).nth(f).unwrap_or(0.0)
+    }
+}
+
+/// One reading of what the outlets bought, earlier and recent: spend or lines.
+struct Reading<'a, T> {
+    earlier: Shares<'a, T>,
+    recent: Shares<'a, T>,
+}
+
+impl<'a, T: Copy + Into<f64>> Reading<'a, T> {
+    fn new(earlier: ArrayView2<'a, T>, recent: ArrayView2<'a, T>, rows: &'a [usize]) -> Self {
+        Self {
+            earlier: Shares::new(earlier, rows),
+            recent: Shares::new(recent, rows),
+        }
     }
 }
 
@@ -293,31 +336,13 @@ fn hellinger(a: &[f64], b: &[f64]) -> f64 {
     (s / 2.0).sqrt()
 }
 
-/// `x ln(x / y)`, 0 when `x` is 0.
-fn xlog(x: f64, y: f64) -> f64 {
-    if x > 0.0 {
-        x * (x / y).ln()
-    } else {
-        0.0
-    }
-}
-
-/// The median of χ² on `df` degrees of freedom (Wilson–Hilferty).
-pub fn chi2_median(df: usize) -> f64 {
-    let k = df as f64;
-    k * (1.0 - 2.0 / (9.0 * k)).powi(3)
-}
-
-/// The standard normal quantile of `x` under χ² on `df` degrees of freedom
-/// (Wilson–Hilferty cube-root approximation).
-pub fn chi2_score(x: f64, df: usize) -> f64 {
-    let k = df as f64;
-    let v = 2.0 / (9.0 * k);
-    ((x.max(0.0) / k).cbrt() - (1.0 - v)) / v.sqrt()
-}
-
 /// Pooled shares (weighted by lines) of the outlets in `rows`.
-fn pooled(shares: &Shares, lines: &[f64], rows: impl Iterator<Item = usize>, d: usize) -> Vec<f64> {
+fn pooled<T: Copy + Into<f64>>(
+    shares: &Shares<T>,
+    lines: &[f64],
+    rows: impl Iterator<Item = usize>,
+    d: usize,
+) -> Vec<f64> {
     let mut out = vec![0.0; d];
     for i in rows {
         if lines[i] > 0.0 {
@@ -330,66 +355,54 @@ fn pooled(shares: &Shares, lines: &[f64], rows: impl Iterator<Item = usize>, d: 
     out
 }
 
-/// Tests every outlet with a current segment (`current[i]`, a row of the run's
-/// model; `k` segments) and decides whether it moves.
-pub fn detect(
-    history: &SpendHistory<'_>,
-    current: &[Option<usize>],
-    k: usize,
-    config: &DetectorConfig,
-) -> Detection {
-    let n = current.len();
-    let d = history.earlier.ncols();
-    assert_eq!(history.rows.len(), n, "one history row per outlet");
-    assert_eq!(history.recent.dim(), history.earlier.dim(), "same shape");
-    let rows = history.rows;
-    let earlier = Shares::new(history.earlier, rows);
-    let recent = Shares::new(history.recent, rows);
-    let pick = |lines: &[f64]| -> Vec<f64> { rows.iter().map(|&i| lines[i]).collect() };
-    let (ne, nr) = (pick(history.earlier_lines), pick(history.recent_lines));
-    let (ne, nr) = (&ne[..], &nr[..]);
-    let testable = |i: usize| {
-        current[i].is_some_and(|c| c < k)
-            && ne[i] >= MIN_LINES
-            && nr[i] >= MIN_LINES
-            && earlier.row(i).any(|v| v > 0.0)
-            && recent.row(i).any(|v| v > 0.0)
-    };
-    struct Test {
-        g: f64,
-        df: usize,
-        /// The [`DRIVERS`] largest terms of `g` (feature, term), largest first.
-        top: Vec<(usize, f64)>,
-    }
-    struct Pass {
-        segments: Vec<SegmentDrift>,
-        /// Each segment's pooled recent shares.
-        profile_r: Vec<Vec<f64>>,
-        tests: Vec<Option<Test>>,
-        dispersion: f64,
-        /// The drift of all outlets, per feature (see [`after_market`]).
-        market: Vec<f64>,
-    }
-    // One pass: segment profiles from the members not `excluded`, each segment's
-    // drift, G per outlet and the over-dispersion.
-    let pass = |excluded: &[bool]| {
-        let members = |s: usize| {
-            (0..n).filter(move |&i| current[i] == Some(s) && testable(i) && !excluded[i])
-        };
+/// The G test of one outlet in one reading.
+struct Test {
+    g: f64,
+    df: usize,
+    /// The [`DRIVERS`] largest terms of `g` (feature, term), largest first.
+    top: Vec<(usize, f64)>,
+}
 
-        // Segment profiles, earlier and recent, and each segment's drift.
-        let all_e = pooled(
-            &earlier,
-            ne,
-            (0..n).filter(|&i| testable(i) && !excluded[i]),
-            d,
-        );
-        let all_r = pooled(
-            &recent,
-            nr,
-            (0..n).filter(|&i| testable(i) && !excluded[i]),
-            d,
-        );
+/// What one pass over one reading estimates.
+struct Pass {
+    segments: Vec<SegmentDrift>,
+    /// Each segment's pooled recent shares.
+    profile_r: Vec<Vec<f64>>,
+    tests: Vec<Option<Test>>,
+    dispersion: f64,
+    /// The drift of all outlets, per feature (see [`after_market`]).
+    market: Vec<f64>,
+}
+
+/// The outlets of a run as the detector sees them: lines per period, current
+/// segments, which can be tested, and how many readings are tested.
+struct Outlets<'a> {
+    ne: Vec<f64>,
+    nr: Vec<f64>,
+    current: &'a [Option<usize>],
+    testable: Vec<bool>,
+    k: usize,
+    d: usize,
+    readings: usize,
+}
+
+impl Outlets<'_> {
+    /// The change score of an outlet whose largest reading score is `z`: corrected
+    /// for the readings tested (Šidák), so two readings flag no more unchanged
+    /// outlets than one.
+    fn score(&self, z: f64) -> f64 {
+        sidak(z, self.readings)
+    }
+
+    /// One pass over `reading`: segment profiles from the members not `excluded`,
+    /// each segment's drift, G per outlet and the over-dispersion.
+    fn pass<T: Copy + Into<f64>>(&self, reading: &Reading<T>, excluded: &[bool]) -> Pass {
+        let (n, d, k) = (self.current.len(), self.d, self.k);
+        let (ne, nr) = (&self.ne[..], &self.nr[..]);
+        let kept = |i: &usize| self.testable[*i] && !excluded[*i];
+        let members = |s: usize| (0..n).filter(move |&i| self.current[i] == Some(s) && kept(&i));
+        let all_e = pooled(&reading.earlier, ne, (0..n).filter(kept), d);
+        let all_r = pooled(&reading.recent, nr, (0..n).filter(kept), d);
         // What every outlet did, per feature (recent over earlier pooled shares).
         let market: Vec<f64> = all_e
             .iter()
@@ -400,8 +413,8 @@ pub fn detect(
         let mut segments = Vec::with_capacity(k);
         for s in 0..k {
             let (mut e, mut r) = (
-                pooled(&earlier, ne, members(s), d),
-                pooled(&recent, nr, members(s), d),
+                pooled(&reading.earlier, ne, members(s), d),
+                pooled(&reading.recent, nr, members(s), d),
             );
             if members(s).next().is_none() {
                 (e, r) = (all_e.clone(), all_r.clone());
@@ -413,7 +426,7 @@ pub fn detect(
                 drift,
                 own_drift: hellinger(&expected, &r),
                 drifted: drift >= SEGMENT_DRIFT,
-                earlier: e.clone(),
+                earlier: e,
                 recent: r.clone(),
             });
             profile_r.push(r);
@@ -421,11 +434,11 @@ pub fn detect(
         // G per outlet, before the over-dispersion is known.
         let tests: Vec<Option<Test>> = (0..n)
             .map(|i| {
-                if !testable(i) {
+                if !self.testable[i] {
                     return None;
                 }
-                let pi = after_market(earlier.row(i), &market);
-                let (terms, support) = g_terms(&pi, ne[i], recent.row(i), nr[i]);
+                let pi = after_market(reading.earlier.row(i), &market);
+                let (terms, support) = g_terms(&pi, ne[i], reading.recent.row(i), nr[i]);
                 (support >= 2).then(|| Test {
                     g: terms.iter().sum(),
                     df: support - 1,
@@ -453,96 +466,201 @@ pub fn detect(
             dispersion,
             market,
         }
-    };
-    // The first pass flags the outlets that changed; the second estimates the
-    // segments' drift and profiles without them, so outlets switching together do not
-    // pass for a drift of their segment.
-    let flagged: Vec<bool> = {
-        let first = pass(&vec![false; n]);
-        let phi = first.dispersion;
-        first
-            .tests
-            .iter()
-            .map(|t| {
-                t.as_ref()
-                    .is_some_and(|t| chi2_score(t.g / phi, t.df) >= config.change_score)
-            })
-            .collect()
-    };
-    let Pass {
-        segments,
-        profile_r,
-        tests,
-        dispersion,
-        market,
-    } = pass(&flagged);
-    let smooth = |r: &[f64]| -> Vec<f64> {
-        r.iter()
-            .map(|v| (1.0 - SMOOTHING) * v + SMOOTHING / d as f64)
-            .collect()
-    };
-    let smoothed: Vec<Vec<f64>> = profile_r.iter().map(|r| smooth(r)).collect();
+    }
 
-    let tested = tests.iter().flatten().count();
-    let decisions = tests
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let Some(t) = t else {
+    /// The outlets `pass` finds changed (for the next pass to leave out).
+    fn changed(&self, pass: &Pass, flagged: &mut [bool], config: &DetectorConfig) {
+        for (f, t) in flagged.iter_mut().zip(&pass.tests) {
+            *f |= t.as_ref().is_some_and(|t| {
+                self.score(chi2_score(t.g / pass.dispersion, t.df)) >= config.change_score
+            });
+        }
+    }
+
+    /// Outlet `i`'s evidence in one reading (`pass` its second pass), and whether
+    /// that reading alone would move it (the baseline aside).
+    fn judge<T: Copy + Into<f64>>(
+        &self,
+        reading: &Reading<T>,
+        pass: &Pass,
+        smoothed: &[Vec<f64>],
+        i: usize,
+        config: &DetectorConfig,
+    ) -> Option<(Evidence, bool)> {
+        let t = pass.tests[i].as_ref()?;
+        let (k, d) = (self.k, self.d);
+        let c = self.current[i].expect("tested outlets have a segment");
+        let (dispersion, nr) = (pass.dispersion, self.nr[i]);
+        let statistic = t.g / dispersion;
+        let score = self.score(chi2_score(statistic, t.df));
+        let p: Vec<f64> = reading.recent.row(i).collect();
+        let ll = |s: usize| -> f64 {
+            p.iter()
+                .zip(&smoothed[s])
+                .map(|(p, q)| if *p > 0.0 { p * q.ln() } else { 0.0 })
+                .sum::<f64>()
+                * nr
+        };
+        // Which segment: an outlet that changed may have changed inside the recent
+        // window, which then still holds some of its old behaviour. Each segment is
+        // judged by how well the outlet's own earlier shares (after the market's
+        // drift) mixed with the segment's profile explain the recent shares, in the
+        // mix that fits best; without it a half-switched month fits a segment
+        // between the old and the new behaviour best, and the outlet moves twice.
+        // Whether it moves there is still decided by that segment's own fit.
+        let choice: Vec<f64> = if score >= config.change_score {
+            let old = smooth(&after_market(reading.earlier.row(i), &pass.market), d);
+            (0..k)
+                .map(|s| mixture_ll(&p, &old, &smoothed[s]) * nr)
+                .collect()
+        } else {
+            (0..k).map(ll).collect()
+        };
+        let best = (0..k)
+            .max_by(|&a, &b| choice[a].total_cmp(&choice[b]).then(b.cmp(&a)))
+            .unwrap_or(c);
+        let fit = (ll(best) - ll(c)) / dispersion;
+        let drivers = t
+            .top
+            .iter()
+            .filter(|&&(_, term)| term > 0.0)
+            .map(|&(f, term)| Driver {
+                feature: f,
+                earlier_share: reading.earlier.get(i, f),
+                recent_share: p[f],
+                contribution: term / dispersion,
+            })
+            .collect();
+        // KL(recent ‖ profile) = entropy-free part of −ll / lines: the guard in the
+        // fit's own terms, which a sparse month does not inflate (a feature the
+        // outlet did not buy adds nothing, where it adds to a Hellinger distance).
+        let entropy: f64 = p
+            .iter()
+            .map(|&v| if v > 0.0 { v * v.ln() } else { 0.0 })
+            .sum();
+        let kl = |s: usize| (entropy - ll(s) / nr).max(0.0);
+        // KL grows as a squared distance: a margin of m on distances is (1 − m)² on
+        // divergences.
+        let guard = kl(best) < (1.0 - config.margin).powi(2) * kl(c);
+        let moves = best != c && score >= config.change_score && fit >= config.fit_score && guard;
+        let evidence = Evidence {
+            score,
+            statistic,
+            df: t.df,
+            best,
+            fit,
+            earlier: Vec::new(),
+            recent: Vec::new(),
+            lines: (self.ne[i], nr),
+            drivers,
+        };
+        Some((evidence, moves))
+    }
+}
+
+/// Segment profiles as the fit reads them: a share of a uniform spectrum mixed in.
+fn smooth(r: &[f64], d: usize) -> Vec<f64> {
+    r.iter()
+        .map(|v| (1.0 - SMOOTHING) * v + SMOOTHING / d as f64)
+        .collect()
+}
+
+/// Tests every outlet with a current segment (`current[i]`, a row of the run's
+/// model; `k` segments) and decides whether it moves.
+pub fn detect(
+    history: &SpendHistory<'_>,
+    current: &[Option<usize>],
+    k: usize,
+    config: &DetectorConfig,
+) -> Detection {
+    let n = current.len();
+    let d = history.earlier.ncols();
+    assert_eq!(history.rows.len(), n, "one history row per outlet");
+    assert_eq!(history.recent.dim(), history.earlier.dim(), "same shape");
+    let rows = history.rows;
+    let spend = Reading::new(history.earlier, history.recent, rows);
+    // Lines per feature are a second reading where there are any.
+    let counts = history
+        .counts
+        .filter(|(e, r)| e.iter().chain(r.iter()).any(|&v| v > 0.0))
+        .map(|(e, r)| {
+            assert_eq!(
+                (e.dim(), r.dim()),
+                (history.earlier.dim(), history.recent.dim())
+            );
+            Reading::new(e, r, rows)
+        });
+    let pick = |lines: &[f64]| -> Vec<f64> { rows.iter().map(|&i| lines[i]).collect() };
+    let (ne, nr) = (pick(history.earlier_lines), pick(history.recent_lines));
+    let testable = (0..n)
+        .map(|i| {
+            current[i].is_some_and(|c| c < k)
+                && ne[i] >= MIN_LINES
+                && nr[i] >= MIN_LINES
+                && spend.earlier.row(i).any(|v| v > 0.0)
+                && spend.recent.row(i).any(|v| v > 0.0)
+        })
+        .collect();
+    let outlets = Outlets {
+        ne,
+        nr,
+        current,
+        testable,
+        k,
+        d,
+        readings: 1 + usize::from(counts.is_some()),
+    };
+    // The first pass flags the outlets that changed in either reading; the second
+    // estimates the segments' drift and profiles without them, so outlets switching
+    // together do not pass for a drift of their segment.
+    let mut flagged = vec![false; n];
+    outlets.changed(
+        &outlets.pass(&spend, &flagged.clone()),
+        &mut flagged,
+        config,
+    );
+    if let Some(c) = &counts {
+        outlets.changed(&outlets.pass(c, &vec![false; n]), &mut flagged, config);
+    }
+    let by_spend = outlets.pass(&spend, &flagged);
+    let by_lines = counts.as_ref().map(|c| (c, outlets.pass(c, &flagged)));
+    let smoothed =
+        |pass: &Pass| -> Vec<Vec<f64>> { pass.profile_r.iter().map(|r| smooth(r, d)).collect() };
+    let (spend_profiles, line_profiles) = (
+        smoothed(&by_spend),
+        by_lines.as_ref().map(|(_, p)| smoothed(p)),
+    );
+
+    let tested = by_spend.tests.iter().flatten().count();
+    let decisions = (0..n)
+        .map(|i| {
+            let Some(by_spend_i) = outlets.judge(&spend, &by_spend, &spend_profiles, i, config)
+            else {
                 return Decision::Untested;
             };
-            let c = current[i].expect("tested outlets have a segment");
-            let statistic = t.g / dispersion;
-            let score = chi2_score(statistic, t.df);
-            let p: Vec<f64> = recent.row(i).collect();
-            let ll = |s: usize| -> f64 {
-                p.iter()
-                    .zip(&smoothed[s])
-                    .map(|(p, q)| if *p > 0.0 { p * q.ln() } else { 0.0 })
-                    .sum::<f64>()
-                    * nr[i]
+            let by_lines_i = by_lines
+                .as_ref()
+                .zip(line_profiles.as_ref())
+                .and_then(|((c, pass), profiles)| outlets.judge(c, pass, profiles, i, config));
+            // The reading that decides: one that would move the outlet (the better
+            // fit of two), else the one with the higher score.
+            let rank = |(e, moves): &(Evidence, bool)| {
+                if *moves {
+                    (true, e.fit)
+                } else {
+                    (false, e.score)
+                }
             };
-            // Which segment: an outlet that changed may have changed inside the recent
-            // window, which then still holds some of its old behaviour. Each segment
-            // is judged by how well the outlet's own earlier spend (after the market's
-            // drift) mixed with the segment's profile explains the recent spend, in
-            // the mix that fits best; without it a half-switched month fits a segment
-            // between the old and the new behaviour best, and the outlet moves twice.
-            // Whether it moves there is still decided by that segment's own fit.
-            let choice: Vec<f64> = if score >= config.change_score {
-                let old = smooth(&after_market(earlier.row(i), &market));
-                (0..k)
-                    .map(|s| mixture_ll(&p, &old, &smoothed[s]) * nr[i])
-                    .collect()
-            } else {
-                (0..k).map(ll).collect()
+            let (mut evidence, moves) = match by_lines_i {
+                Some(l) if rank(&l) > rank(&by_spend_i) => l,
+                _ => by_spend_i,
             };
-            let best = (0..k)
-                .max_by(|&a, &b| choice[a].total_cmp(&choice[b]).then(b.cmp(&a)))
-                .unwrap_or(c);
-            let fit = (ll(best) - ll(c)) / dispersion;
-            let drivers = t
-                .top
-                .iter()
-                .filter(|&&(_, term)| term > 0.0)
-                .map(|&(f, term)| Driver {
-                    feature: f,
-                    earlier_share: earlier.get(i, f),
-                    recent_share: p[f],
-                    contribution: term / dispersion,
-                })
-                .collect();
-            // KL(recent ‖ profile) = entropy-free part of −ll / lines: the guard in the
-            // fit's own terms, which a sparse month does not inflate (a feature the
-            // outlet did not buy adds nothing, where it adds to a Hellinger distance).
-            let entropy: f64 = p
-                .iter()
-                .map(|&v| if v > 0.0 { v * v.ln() } else { 0.0 })
-                .sum();
-            let kl = |s: usize| (entropy - ll(s) / nr[i]).max(0.0);
-            // KL grows as a squared distance: a margin of m on distances is (1 − m)²
-            // on divergences.
-            let guard = kl(best) < (1.0 - config.margin).powi(2) * kl(c);
+            // Shown in spend, whichever reading decided.
+            for driver in &mut evidence.drivers {
+                driver.earlier_share = spend.earlier.get(i, driver.feature);
+                driver.recent_share = spend.recent.get(i, driver.feature);
+            }
+            let p: Vec<f64> = spend.recent.row(i).collect();
             // Moved by the detector inside the window: changed against what it moved
             // with too, or it stays (between overlapping segments its month would
             // otherwise pick one or the other on the fit alone). Tested only for an
@@ -554,33 +672,17 @@ pub fn detect(
                     .and_then(Option::as_ref)
                     .is_some_and(|m| {
                         let (terms, support) =
-                            g_terms(&m.shares, m.lines, p.iter().copied(), nr[i]);
+                            g_terms(&m.shares, m.lines, p.iter().copied(), outlets.nr[i]);
                         support < 2
-                            || chi2_score(terms.iter().sum::<f64>() / dispersion, support - 1)
-                                < config.change_score
+                            || chi2_score(
+                                terms.iter().sum::<f64>() / by_spend.dispersion,
+                                support - 1,
+                            ) < config.change_score
                     })
             };
-            let moves = best != c
-                && score >= config.change_score
-                && fit >= config.fit_score
-                && guard
-                && !settled();
-            let evidence = Evidence {
-                score,
-                statistic,
-                df: t.df,
-                best,
-                fit,
-                earlier: if moves {
-                    earlier.row(i).collect()
-                } else {
-                    Vec::new()
-                },
-                recent: if moves { p } else { Vec::new() },
-                lines: (ne[i], nr[i]),
-                drivers,
-            };
-            if moves {
+            if moves && !settled() {
+                evidence.earlier = spend.earlier.row(i).collect();
+                evidence.recent = p;
                 Decision::Move(evidence)
             } else {
                 Decision::Keep(evidence)
@@ -589,91 +691,11 @@ pub fn detect(
         .collect();
     Detection {
         decisions,
-        dispersion,
+        dispersion: by_spend.dispersion,
+        line_dispersion: by_lines.map(|(_, p)| p.dispersion),
         tested,
-        segments,
+        segments: by_spend.segments,
     }
-}
-
-/// The terms of the G test of homogeneity between shares `p` over `a` lines and shares
-/// `q` over `b` lines (`2 [a p ln(p / p̄) + b q ln(q / p̄)]` per feature, `p̄` the
-/// pooled shares), and the number of features either bought.
-fn g_terms(p: &[f64], a: f64, q: impl IntoIterator<Item = f64>, b: f64) -> (Vec<f64>, usize) {
-    let mut terms = vec![0.0; p.len()];
-    let mut support = 0;
-    for (term, (p, q)) in terms.iter_mut().zip(p.iter().zip(q)) {
-        let bar = (a * p + b * q) / (a + b);
-        if bar > 0.0 {
-            support += 1;
-            *term = 2.0 * (a * xlog(*p, bar) + b * xlog(q, bar));
-        }
-    }
-    (terms, support)
-}
-
-/// `max over α ∈ [0, 1] of Σ p ln(α old + (1 − α) q)`: the log-likelihood per line
-/// of spend shares `p` as a mix of shares `old` and `q` (smoothed, so positive). The
-/// function is concave in α: Newton steps from the middle, kept inside the bracket
-/// that the derivative's sign narrows.
-fn mixture_ll(p: &[f64], old: &[f64], q: &[f64]) -> f64 {
-    let bought = || p.iter().zip(old.iter().zip(q)).filter(|(p, _)| **p > 0.0);
-    let at = |a: f64| -> f64 {
-        bought()
-            .map(|(p, (o, q))| p * (a * o + (1.0 - a) * q).ln())
-            .sum()
-    };
-    // First and second derivative in α.
-    let slopes = |a: f64| -> (f64, f64) {
-        bought().fold((0.0, 0.0), |(d1, d2), (p, (o, q))| {
-            let (diff, mix) = (o - q, a * o + (1.0 - a) * q);
-            (d1 + p * diff / mix, d2 - p * diff * diff / (mix * mix))
-        })
-    };
-    if slopes(0.0).0 <= 0.0 {
-        return at(0.0);
-    }
-    if slopes(1.0).0 >= 0.0 {
-        return at(1.0);
-    }
-    let (mut lo, mut hi, mut a) = (0.0_f64, 1.0_f64, 0.5_f64);
-    for _ in 0..MIX_STEPS {
-        let (d1, d2) = slopes(a);
-        if d1 > 0.0 {
-            lo = a;
-        } else {
-            hi = a;
-        }
-        let newton = a - d1 / d2;
-        let next = if d2 < 0.0 && newton > lo && newton < hi {
-            newton
-        } else {
-            0.5 * (lo + hi)
-        };
-        if (next - a).abs() < 1e-12 {
-            a = next;
-            break;
-        }
-        a = next;
-    }
-    at(a)
-}
-
-/// Most steps [`mixture_ll`] takes (Newton usually needs a handful).
-const MIX_STEPS: usize = 60;
-
-/// The `count` largest of `terms` as (index, term), largest first, equal terms in
-/// index order (what a stable sort, largest first, would put first).
-fn largest(terms: &[f64], count: usize) -> Vec<(usize, f64)> {
-    let mut top: Vec<(usize, f64)> = Vec::with_capacity(count + 1);
-    for (f, &t) in terms.iter().enumerate() {
-        if top.len() == count && top.last().is_some_and(|l| t.total_cmp(&l.1).is_le()) {
-            continue;
-        }
-        let at = top.partition_point(|l| l.1.total_cmp(&t).is_ge());
-        top.insert(at, (f, t));
-        top.truncate(count);
-    }
-    top
 }
 
 /// Earlier shares as they would be now had they followed the market (`market`: all

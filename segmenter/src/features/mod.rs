@@ -111,6 +111,11 @@ pub struct History {
     pub earlier_lines: Vec<f64>,
     /// Invoice lines in the recent window, per outlet.
     pub recent_lines: Vec<f64>,
+    /// Invoice lines per feature before the recent window (`lines − recent_lines`;
+    /// `f32` holds every count below 2²⁴ exactly, at half the memory).
+    pub earlier_counts: Array2<f32>,
+    /// Invoice lines per feature in the recent window (`recent_lines`).
+    pub recent_counts: Array2<f32>,
     /// Invoices in the recent window, per outlet (kpis.parquet `recent_invoices`; 0
     /// when absent).
     pub recent_invoices: Vec<f64>,
@@ -514,6 +519,8 @@ impl<'a> Builder<'a> {
             recent: Array2::zeros(shape),
             earlier_lines: vec![0.0; shape.0],
             recent_lines: vec![0.0; shape.0],
+            earlier_counts: Array2::zeros(shape),
+            recent_counts: Array2::zeros(shape),
             recent_invoices,
         };
         Filling {
@@ -551,6 +558,8 @@ impl Filling {
         let recent = finite(c.recent_value);
         h.earlier[[i, j]] += finite(c.raw_value) - recent;
         h.recent[[i, j]] += recent;
+        h.earlier_counts[[i, j]] += (c.lines - c.recent_lines) as f32;
+        h.recent_counts[[i, j]] += c.recent_lines as f32;
     }
 
     /// One SKU spend row.

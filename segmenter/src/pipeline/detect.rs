@@ -93,6 +93,7 @@ pub(super) fn detect_moves(
             recent: history.recent.view(),
             earlier_lines: &history.earlier_lines,
             recent_lines: &history.recent_lines,
+            counts: Some((history.earlier_counts.view(), history.recent_counts.view())),
             rows,
             moved_with: &moved_with,
         },
@@ -196,6 +197,7 @@ pub(super) fn detect_moves(
         change_score: seg.change_score,
         fit_score: seg.fit_score,
         dispersion: detection.dispersion,
+        line_dispersion: detection.line_dispersion,
         outlets_tested: detection.tested,
         outlets_changed: changed,
         outlets_moved: detection

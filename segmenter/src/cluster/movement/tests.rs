@@ -8,14 +8,34 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::*;
 
-/// Spend of `lines` invoice lines drawn from `shares`, line values 1–10.
-fn spend(shares: &[f64], lines: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<f64> {
+/// Spend and lines per feature of `lines` invoice lines drawn from `shares`, line
+/// values from `value`.
+fn bought(
+    shares: &[f64],
+    lines: usize,
+    rng: &mut Xoshiro256PlusPlus,
+    value: fn(&mut Xoshiro256PlusPlus) -> f64,
+) -> (Vec<f64>, Vec<f32>) {
     let pick = WeightedIndex::new(shares).unwrap();
-    let mut out = vec![0.0; shares.len()];
+    let (mut spend, mut counts) = (vec![0.0; shares.len()], vec![0.0; shares.len()]);
     for _ in 0..lines {
-        out[pick.sample(rng)] += rng.gen_range(1.0..10.0);
+        let v = value(rng);
+        let f = pick.sample(rng);
+        spend[f] += v;
+        counts[f] += 1.0;
     }
-    out
+    (spend, counts)
+}
+
+/// Line values 1–10.
+fn even(rng: &mut Xoshiro256PlusPlus) -> f64 {
+    rng.gen_range(1.0..10.0)
+}
+
+/// Line values from 1 to 1,000, as many in each decade: a few lines carry most of
+/// the spend.
+fn heavy(rng: &mut Xoshiro256PlusPlus) -> f64 {
+    10f64.powf(rng.gen_range(0.0..3.0))
 }
 
 /// Two segments over four features; `outlets` per segment.
@@ -25,6 +45,8 @@ const B: [f64; 4] = [0.1, 0.2, 0.3, 0.4];
 struct Population {
     earlier: Array2<f64>,
     recent: Array2<f64>,
+    earlier_counts: Array2<f32>,
+    recent_counts: Array2<f32>,
     earlier_lines: Vec<f64>,
     recent_lines: Vec<f64>,
     current: Vec<Option<usize>>,
@@ -39,8 +61,17 @@ impl Population {
             recent: self.recent.view(),
             earlier_lines: &self.earlier_lines,
             recent_lines: &self.recent_lines,
+            counts: None,
             rows: &self.rows,
             moved_with: &self.moved_with,
+        }
+    }
+
+    /// The same with the lines per feature as a second reading.
+    fn history_in_lines_too(&self) -> SpendHistory<'_> {
+        SpendHistory {
+            counts: Some((self.earlier_counts.view(), self.recent_counts.view())),
+            ..self.history()
         }
     }
 }
@@ -56,11 +87,32 @@ fn drawn(
     recent: impl Fn(usize, &[f64]) -> Vec<f64>,
     seed: u64,
 ) -> Population {
+    drawn_with(
+        segments,
+        per,
+        (earlier_lines, recent_lines),
+        recent,
+        even,
+        seed,
+    )
+}
+
+/// [`drawn`] with line values from `value`.
+fn drawn_with(
+    segments: &[&[f64]],
+    per: usize,
+    (earlier_lines, recent_lines): (usize, usize),
+    recent: impl Fn(usize, &[f64]) -> Vec<f64>,
+    value: fn(&mut Xoshiro256PlusPlus) -> f64,
+    seed: u64,
+) -> Population {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let (n, d) = (segments.len() * per, segments[0].len());
     let mut p = Population {
         earlier: Array2::zeros((n, d)),
         recent: Array2::zeros((n, d)),
+        earlier_counts: Array2::zeros((n, d)),
+        recent_counts: Array2::zeros((n, d)),
         earlier_lines: vec![earlier_lines as f64; n],
         recent_lines: vec![recent_lines as f64; n],
         current: (0..n).map(|i| Some(i / per)).collect(),
@@ -69,14 +121,12 @@ fn drawn(
     };
     for i in 0..n {
         let own = segments[i / per];
-        p.earlier
-            .row_mut(i)
-            .assign(&Array1::from(spend(own, earlier_lines, &mut rng)));
-        p.recent.row_mut(i).assign(&Array1::from(spend(
-            &recent(i, own),
-            recent_lines,
-            &mut rng,
-        )));
+        let (spend, counts) = bought(own, earlier_lines, &mut rng, value);
+        p.earlier.row_mut(i).assign(&Array1::from(spend));
+        p.earlier_counts.row_mut(i).assign(&Array1::from(counts));
+        let (spend, counts) = bought(&recent(i, own), recent_lines, &mut rng, value);
+        p.recent.row_mut(i).assign(&Array1::from(spend));
+        p.recent_counts.row_mut(i).assign(&Array1::from(counts));
     }
     p
 }
@@ -372,4 +422,75 @@ fn a_moved_outlet_moves_again_only_when_it_changed_since_the_move() {
             d => panic!("seed {seed}: changed since its move, it moves: {d:?}"),
         }
     }
+}
+
+#[test]
+fn the_normal_tail_inverts_and_two_readings_are_scored_as_one() {
+    // P(Z > 1.96) = 0.025.
+    assert!((normal_tail(1.959_964) - 0.025).abs() < 1e-7);
+    for z in [-6.0, -1.5, 0.0, 0.7, 3.5, 8.0, 20.0] {
+        let back = normal_tail_inverse(normal_tail(z));
+        assert!((back - z).abs() < 1e-6 * z.abs().max(1.0), "{z}: {back}");
+    }
+    // Šidák for two scores (scipy: norm.isf(1 − (1 − norm.sf(z))²)).
+    assert_eq!(sidak(3.5, 1), 3.5);
+    assert!(
+        (sidak(3.5, 2) - 3.310_766_5).abs() < 1e-6,
+        "{}",
+        sidak(3.5, 2)
+    );
+    assert!(
+        (sidak(-1.0, 2) - -1.957_038_2).abs() < 1e-6,
+        "{}",
+        sidak(-1.0, 2)
+    );
+    // Increasing, and continuous where it changes how it is computed (0 and 8).
+    let zs: Vec<f64> = (-200..=300).map(|i| f64::from(i) * 0.05).collect();
+    for w in zs.windows(2) {
+        let (a, b) = (sidak(w[0], 2), sidak(w[1], 2));
+        assert!(b > a && b - a < 0.1, "{w:?}: {a} {b}");
+    }
+}
+
+#[test]
+fn what_an_outlet_buys_is_read_in_lines_as_well_as_in_spend() {
+    // A few lines carry most of the spend, so a month's spend shares say little about
+    // what the outlet now buys; its lines per feature say it plainly. Outlets 0–5 of
+    // segment A switch to B's mix.
+    let (mut by_spend, mut in_lines_too, mut others) = (0, 0, 0);
+    for seed in 0..4 {
+        let recent = |i: usize, own: &[f64]| if i < 6 { B.to_vec() } else { own.to_vec() };
+        let p = drawn_with(&[&A, &B], 150, (400, 40), recent, heavy, seed);
+        let moved = |det: &Detection, range: std::ops::Range<usize>| {
+            range
+                .filter(|&i| matches!(&det.decisions[i], Decision::Move(e) if e.best == 1))
+                .count()
+        };
+        let spend_only = detect(&p.history(), &p.current, 2, &DetectorConfig::default());
+        let both = detect(
+            &p.history_in_lines_too(),
+            &p.current,
+            2,
+            &DetectorConfig::default(),
+        );
+        by_spend += moved(&spend_only, 0..6);
+        in_lines_too += moved(&both, 0..6);
+        others += moved(&both, 6..300) + moved(&spend_only, 6..300);
+        assert!(both.line_dispersion.is_some() && spend_only.line_dispersion.is_none());
+        // Shown in spend whichever reading moved it.
+        for d in both.decisions.iter() {
+            if let Decision::Move(e) = d {
+                let spend: Vec<f64> = e.recent.clone();
+                for driver in &e.drivers {
+                    assert_eq!(driver.recent_share, spend[driver.feature]);
+                }
+            }
+        }
+    }
+    println!("of 24 switched: {by_spend} moved on spend alone, {in_lines_too} with lines too");
+    assert!(
+        in_lines_too >= 16 && in_lines_too >= by_spend + 10,
+        "{by_spend} {in_lines_too}"
+    );
+    assert_eq!(others, 0);
 }

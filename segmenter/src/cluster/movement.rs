@@ -62,6 +62,7 @@
 //! same after a move.
 
 use ndarray::ArrayView2;
+use rayon::prelude::*;
 
 use super::incremental::{Assignment, Change, RunOutcome};
 
@@ -277,7 +278,7 @@ pub fn shares_of(row: ndarray::ArrayView1<f64>) -> Vec<f64> {
     row.iter().map(|&v| share(v, total)).collect()
 }
 
-impl<'a, T: Copy + Into<f64>> Shares<'a, T> {
+impl<'a, T: Copy + Into<f64> + Sync> Shares<'a, T> {
     fn new(values: ArrayView2<'a, T>, rows: &'a [usize]) -> Self {
         let totals = rows
             .iter()
@@ -311,7 +312,7 @@ struct Reading<'a, T> {
     recent: Shares<'a, T>,
 }
 
-impl<'a, T: Copy + Into<f64>> Reading<'a, T> {
+impl<'a, T: Copy + Into<f64> + Sync> Reading<'a, T> {
     fn new(earlier: ArrayView2<'a, T>, recent: ArrayView2<'a, T>, rows: &'a [usize]) -> Self {
         Self {
             earlier: Shares::new(earlier, rows),
@@ -336,23 +337,40 @@ fn hellinger(a: &[f64], b: &[f64]) -> f64 {
     (s / 2.0).sqrt()
 }
 
-/// Pooled shares (weighted by lines) of the outlets in `rows`.
-fn pooled<T: Copy + Into<f64>>(
+/// Pooled shares (weighted by lines) of the outlets `kept`, all of them and per
+/// segment (`None`: the segment has no member kept), in one sweep over the outlets.
+fn pooled<T: Copy + Into<f64> + Sync>(
     shares: &Shares<T>,
     lines: &[f64],
-    rows: impl Iterator<Item = usize>,
-    d: usize,
-) -> Vec<f64> {
-    let mut out = vec![0.0; d];
-    for i in rows {
+    kept: impl Fn(usize) -> bool,
+    current: &[Option<usize>],
+    (k, d): (usize, usize),
+) -> (Vec<f64>, Vec<Option<Vec<f64>>>) {
+    let mut all = vec![0.0; d];
+    let mut segments: Vec<Option<Vec<f64>>> = vec![None; k];
+    for (i, c) in current.iter().enumerate() {
+        if !kept(i) {
+            continue;
+        }
+        let segment = c
+            .filter(|&c| c < k)
+            .map(|c| segments[c].get_or_insert_with(|| vec![0.0; d]));
         if lines[i] > 0.0 {
-            for (o, s) in out.iter_mut().zip(shares.row(i)) {
+            for (o, s) in all.iter_mut().zip(shares.row(i)) {
                 *o += lines[i] * s;
+            }
+            if let Some(out) = segment {
+                for (o, s) in out.iter_mut().zip(shares.row(i)) {
+                    *o += lines[i] * s;
+                }
             }
         }
     }
-    normalise(&mut out);
-    out
+    normalise(&mut all);
+    for out in segments.iter_mut().flatten() {
+        normalise(out);
+    }
+    (all, segments)
 }
 
 /// The G test of one outlet in one reading.
@@ -396,13 +414,12 @@ impl Outlets<'_> {
 
     /// One pass over `reading`: segment profiles from the members not `excluded`,
     /// each segment's drift, G per outlet and the over-dispersion.
-    fn pass<T: Copy + Into<f64>>(&self, reading: &Reading<T>, excluded: &[bool]) -> Pass {
+    fn pass<T: Copy + Into<f64> + Sync>(&self, reading: &Reading<T>, excluded: &[bool]) -> Pass {
         let (n, d, k) = (self.current.len(), self.d, self.k);
         let (ne, nr) = (&self.ne[..], &self.nr[..]);
-        let kept = |i: &usize| self.testable[*i] && !excluded[*i];
-        let members = |s: usize| (0..n).filter(move |&i| self.current[i] == Some(s) && kept(&i));
-        let all_e = pooled(&reading.earlier, ne, (0..n).filter(kept), d);
-        let all_r = pooled(&reading.recent, nr, (0..n).filter(kept), d);
+        let kept = |i: usize| self.testable[i] && !excluded[i];
+        let (all_e, earlier) = pooled(&reading.earlier, ne, kept, self.current, (k, d));
+        let (all_r, recent) = pooled(&reading.recent, nr, kept, self.current, (k, d));
         // What every outlet did, per feature (recent over earlier pooled shares).
         let market: Vec<f64> = all_e
             .iter()
@@ -411,14 +428,11 @@ impl Outlets<'_> {
             .collect();
         let mut profile_r = Vec::with_capacity(k);
         let mut segments = Vec::with_capacity(k);
-        for s in 0..k {
-            let (mut e, mut r) = (
-                pooled(&reading.earlier, ne, members(s), d),
-                pooled(&reading.recent, nr, members(s), d),
-            );
-            if members(s).next().is_none() {
-                (e, r) = (all_e.clone(), all_r.clone());
-            }
+        for (s, (e, r)) in earlier.into_iter().zip(recent).enumerate() {
+            let (e, r) = match (e, r) {
+                (Some(e), Some(r)) => (e, r),
+                _ => (all_e.clone(), all_r.clone()),
+            };
             let drift = hellinger(&e, &r);
             let expected = after_market(e.iter().copied(), &market);
             segments.push(SegmentDrift {
@@ -433,6 +447,7 @@ impl Outlets<'_> {
         }
         // G per outlet, before the over-dispersion is known.
         let tests: Vec<Option<Test>> = (0..n)
+            .into_par_iter()
             .map(|i| {
                 if !self.testable[i] {
                     return None;
@@ -479,11 +494,11 @@ impl Outlets<'_> {
 
     /// Outlet `i`'s evidence in one reading (`pass` its second pass), and whether
     /// that reading alone would move it (the baseline aside).
-    fn judge<T: Copy + Into<f64>>(
+    fn judge<T: Copy + Into<f64> + Sync>(
         &self,
         reading: &Reading<T>,
         pass: &Pass,
-        smoothed: &[Vec<f64>],
+        profiles: &Profiles,
         i: usize,
         config: &DetectorConfig,
     ) -> Option<(Evidence, bool)> {
@@ -496,8 +511,8 @@ impl Outlets<'_> {
         let p: Vec<f64> = reading.recent.row(i).collect();
         let ll = |s: usize| -> f64 {
             p.iter()
-                .zip(&smoothed[s])
-                .map(|(p, q)| if *p > 0.0 { p * q.ln() } else { 0.0 })
+                .zip(&profiles.log[s])
+                .map(|(p, ln_q)| if *p > 0.0 { p * ln_q } else { 0.0 })
                 .sum::<f64>()
                 * nr
         };
@@ -511,7 +526,7 @@ impl Outlets<'_> {
         let choice: Vec<f64> = if score >= config.change_score {
             let old = smooth(&after_market(reading.earlier.row(i), &pass.market), d);
             (0..k)
-                .map(|s| mixture_ll(&p, &old, &smoothed[s]) * nr)
+                .map(|s| mixture_ll(&p, &old, &profiles.smoothed[s]) * nr)
                 .collect()
         } else {
             (0..k).map(ll).collect()
@@ -555,6 +570,24 @@ impl Outlets<'_> {
             drivers,
         };
         Some((evidence, moves))
+    }
+}
+
+/// The segments' recent profiles as the fit reads them ([`smooth`]), and their
+/// logarithms, taken once per run instead of once per outlet.
+struct Profiles {
+    smoothed: Vec<Vec<f64>>,
+    log: Vec<Vec<f64>>,
+}
+
+impl Profiles {
+    fn of(pass: &Pass, d: usize) -> Self {
+        let smoothed: Vec<Vec<f64>> = pass.profile_r.iter().map(|r| smooth(r, d)).collect();
+        let log = smoothed
+            .iter()
+            .map(|r| r.iter().map(|q| q.ln()).collect())
+            .collect();
+        Self { smoothed, log }
     }
 }
 
@@ -624,15 +657,14 @@ pub fn detect(
     }
     let by_spend = outlets.pass(&spend, &flagged);
     let by_lines = counts.as_ref().map(|c| (c, outlets.pass(c, &flagged)));
-    let smoothed =
-        |pass: &Pass| -> Vec<Vec<f64>> { pass.profile_r.iter().map(|r| smooth(r, d)).collect() };
     let (spend_profiles, line_profiles) = (
-        smoothed(&by_spend),
-        by_lines.as_ref().map(|(_, p)| smoothed(p)),
+        Profiles::of(&by_spend, d),
+        by_lines.as_ref().map(|(_, p)| Profiles::of(p, d)),
     );
 
     let tested = by_spend.tests.iter().flatten().count();
     let decisions = (0..n)
+        .into_par_iter()
         .map(|i| {
             let Some(by_spend_i) = outlets.judge(&spend, &by_spend, &spend_profiles, i, config)
             else {

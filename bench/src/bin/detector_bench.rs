@@ -1,0 +1,130 @@
+//! What the change detector costs at national scale: `detect` over a million outlets
+//! read in spend alone and in spend and lines per feature, in the same process, with
+//! the history arrays' memory beside the time.
+//!
+//! ```sh
+//! cargo run --release -p spectra-bench --bin detector_bench -- --outlets 1000000
+//! ```
+//!
+//! The outlets are drawn as the movement benchmark draws them, without its daily
+//! prefix sums (which hold a year per outlet): `k` segment spectra over the features,
+//! each outlet's earlier and recent lines drawn from its segment's (a tenth of the
+//! outlets from another segment's lately), line values 1.5–40.
+
+use std::time::Instant;
+
+use clap::Parser;
+use ndarray::Array2;
+use rand::distributions::{Distribution, WeightedIndex};
+use rand::{Rng, SeedableRng};
+use rand_distr::{Dirichlet, Poisson};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use spectra_segmenter::cluster::movement::{detect, Decision, DetectorConfig, SpendHistory};
+
+/// Flags.
+#[derive(Parser, Debug)]
+#[command(about = "The change detector's time and memory with one and two readings")]
+struct Args {
+    /// Outlets.
+    #[arg(long, default_value_t = 1_000_000)]
+    outlets: usize,
+    /// Features (the segmentation level's values).
+    #[arg(long, default_value_t = 65)]
+    features: usize,
+    /// Segments.
+    #[arg(long, default_value_t = 12)]
+    k: usize,
+    /// Timed runs per reading count (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn main() {
+    let args = Args::parse();
+    let (n, d, k) = (args.outlets, args.features, args.k);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(args.seed);
+    let spectra: Vec<WeightedIndex<f64>> = (0..k)
+        .map(|_| {
+            let alpha = vec![0.3; d];
+            let p: Vec<f64> = Dirichlet::new(&alpha).expect("alpha").sample(&mut rng);
+            WeightedIndex::new(p.iter().map(|v| v + 1e-6)).expect("weights")
+        })
+        .collect();
+    let prices: Vec<f64> = (0..d).map(|_| rng.gen_range(1.5..40.0)).collect();
+    let started = Instant::now();
+    let (mut earlier, mut recent) = (Array2::<f64>::zeros((n, d)), Array2::<f64>::zeros((n, d)));
+    let (mut earlier_counts, mut recent_counts) =
+        (Array2::<f32>::zeros((n, d)), Array2::<f32>::zeros((n, d)));
+    let (mut earlier_lines, mut recent_lines) = (vec![0.0; n], vec![0.0; n]);
+    let current: Vec<Option<usize>> = (0..n).map(|i| Some(i % k)).collect();
+    for i in 0..n {
+        let own = i % k;
+        let lately = if rng.gen_bool(0.1) {
+            rng.gen_range(0..k)
+        } else {
+            own
+        };
+        let size: f64 = Poisson::new(400.0).expect("mean").sample(&mut rng);
+        for (period, seg, lines) in [(0, own, size), (1, lately, size / 12.0)] {
+            let lines = lines.round() as usize;
+            for _ in 0..lines {
+                let f = spectra[seg].sample(&mut rng);
+                let v = prices[f] * rng.gen_range(1.0..8.0_f64).round();
+                if period == 0 {
+                    earlier[[i, f]] += v;
+                    earlier_counts[[i, f]] += 1.0;
+                } else {
+                    recent[[i, f]] += v;
+                    recent_counts[[i, f]] += 1.0;
+                }
+            }
+            if period == 0 {
+                earlier_lines[i] = lines as f64;
+            } else {
+                recent_lines[i] = lines as f64;
+            }
+        }
+    }
+    eprintln!("drawn in {:.1} s", started.elapsed().as_secs_f64());
+    let rows: Vec<usize> = (0..n).collect();
+    let spend_mb = 2.0 * (n * d * 8) as f64 / 1e6;
+    let counts_mb = 2.0 * (n * d * 4) as f64 / 1e6;
+    println!(
+        "| readings | detect, median of {} (s) | moved | history arrays (MB) |",
+        args.rounds
+    );
+    println!("|---|---:|---:|---:|");
+    for two in [false, true] {
+        let history = SpendHistory {
+            earlier: earlier.view(),
+            recent: recent.view(),
+            earlier_lines: &earlier_lines,
+            recent_lines: &recent_lines,
+            counts: two.then(|| (earlier_counts.view(), recent_counts.view())),
+            rows: &rows,
+            moved_with: &[],
+        };
+        let mut times = Vec::new();
+        let mut moved = 0;
+        for _ in 0..args.rounds {
+            let t = Instant::now();
+            let det = detect(&history, &current, k, &DetectorConfig::default());
+            times.push(t.elapsed().as_secs_f64());
+            moved = det
+                .decisions
+                .iter()
+                .filter(|d| matches!(d, Decision::Move(_)))
+                .count();
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "| {} | {:.2} | {moved} | {:.0} |",
+            if two { "spend and lines" } else { "spend" },
+            times[times.len() / 2],
+            if two { spend_mb + counts_mb } else { spend_mb }
+        );
+    }
+}

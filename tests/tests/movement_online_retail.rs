@@ -14,6 +14,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use spectra_core::config::SegmentationConfig;
+use spectra_core::tables::runs::Reading;
 use spectra_segmenter::features::{FeatureSet, History, Kpis, OutletRecord};
 use spectra_segmenter::pipeline::{compute, PreviousRun, RunOutput, REASON_CHANGED};
 use spectra_tests::{online_retail_rows, RetailRow};
@@ -300,7 +301,26 @@ fn perturbed_customers_move_and_the_others_keep_their_segment() {
         assert_eq!(m.reason, REASON_CHANGED, "{m:?}");
         assert!(m.score.unwrap() >= seg.change_score && m.fit.unwrap() >= seg.fit_score);
         assert!(!m.drivers.is_empty() && m.recent_lines >= 5.0);
+        // One reading moved it; its drivers' shares are of that reading (spend: the
+        // move's own recent spectrum).
+        let reading = m.drivers[0].reading;
+        for d in &m.drivers {
+            assert_eq!(d.reading, reading, "{m:?}");
+            if reading == Reading::Spend {
+                let share = m.recent_spectrum.get(&d.feature).copied().unwrap_or(0.0);
+                assert!((d.recent_share - share).abs() < 1e-12, "{m:?}");
+            }
+        }
     }
+    let by_lines = second
+        .movements
+        .iter()
+        .filter(|m| m.drivers[0].reading == Reading::Lines)
+        .count();
+    println!(
+        "moved on spend {}, on lines {by_lines}",
+        second.movements.len() - by_lines
+    );
 
     // Each move records what the outlet moved with (its baseline: a further move must
     // also show a change against it).

@@ -390,12 +390,28 @@ impl Rows for GapRow {
     }
 }
 
+/// Which reading of an outlet's purchases the change detector found a change in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reading {
+    /// Its spend per feature.
+    #[default]
+    Spend,
+    /// Its invoice lines per feature.
+    Lines,
+}
+
 /// One feature behind a move.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Driver {
     /// Feature (value of the segmentation's level).
     pub feature: String,
-    /// Share of the outlet's spend before the recent window.
+    /// The reading the shares and the contribution are of: `spend`, or `lines` when
+    /// the change showed in what the outlet buys counted in invoice lines (rows
+    /// written before there were two readings have none: spend).
+    #[serde(default)]
+    pub reading: Reading,
+    /// Share of the outlet's spend (or lines) before the recent window.
     pub earlier_share: f64,
     /// Share in the recent window.
     pub recent_share: f64,

@@ -32,7 +32,8 @@
 //! outlet's change score is the larger of the two readings' scores corrected for
 //! testing two (Šidák: `P(Z > score) = 1 − (1 − P(Z > z))²`), so two readings flag
 //! no more unchanged outlets than one. The reading that would move the outlet
-//! decides (of two, the better fit); its drivers are shown with their spend shares.
+//! decides (of two, the better fit); its drivers carry their shares in it, and
+//! name it.
 //!
 //! An outlet moves only when its score reaches `change_score`, *and* its recent
 //! spend fits another segment's recent profile better than its own by a
@@ -63,6 +64,7 @@
 
 use ndarray::ArrayView2;
 use rayon::prelude::*;
+pub use spectra_core::tables::runs::Reading;
 
 use super::incremental::{Assignment, Change, RunOutcome};
 
@@ -167,7 +169,9 @@ impl Default for DetectorConfig {
 pub struct Driver {
     /// Feature column.
     pub feature: usize,
-    /// Share of the outlet's spend before the recent window.
+    /// The reading its shares and contribution are of.
+    pub reading: Reading,
+    /// Share of the outlet's spend (or lines) before the recent window.
     pub earlier_share: f64,
     /// Share in the recent window.
     pub recent_share: f64,
@@ -306,15 +310,21 @@ impl<'a, T: Copy + Into<f64> + Sync> Shares<'a, T> {
     }
 }
 
-/// One reading of what the outlets bought, earlier and recent: spend or lines.
-struct Reading<'a, T> {
+/// One reading of what the outlets bought (spend or lines), earlier and recent.
+struct Periods<'a, T> {
+    which: Reading,
     earlier: Shares<'a, T>,
     recent: Shares<'a, T>,
 }
 
-impl<'a, T: Copy + Into<f64> + Sync> Reading<'a, T> {
-    fn new(earlier: ArrayView2<'a, T>, recent: ArrayView2<'a, T>, rows: &'a [usize]) -> Self {
+impl<'a, T: Copy + Into<f64> + Sync> Periods<'a, T> {
+    fn new(
+        which: Reading,
+        (earlier, recent): (ArrayView2<'a, T>, ArrayView2<'a, T>),
+        rows: &'a [usize],
+    ) -> Self {
         Self {
+            which,
             earlier: Shares::new(earlier, rows),
             recent: Shares::new(recent, rows),
         }
@@ -414,7 +424,7 @@ impl Outlets<'_> {
 
     /// One pass over `reading`: segment profiles from the members not `excluded`,
     /// each segment's drift, G per outlet and the over-dispersion.
-    fn pass<T: Copy + Into<f64> + Sync>(&self, reading: &Reading<T>, excluded: &[bool]) -> Pass {
+    fn pass<T: Copy + Into<f64> + Sync>(&self, reading: &Periods<T>, excluded: &[bool]) -> Pass {
         let (n, d, k) = (self.current.len(), self.d, self.k);
         let (ne, nr) = (&self.ne[..], &self.nr[..]);
         let kept = |i: usize| self.testable[i] && !excluded[i];
@@ -496,7 +506,7 @@ impl Outlets<'_> {
     /// that reading alone would move it (the baseline aside).
     fn judge<T: Copy + Into<f64> + Sync>(
         &self,
-        reading: &Reading<T>,
+        reading: &Periods<T>,
         pass: &Pass,
         profiles: &Profiles,
         i: usize,
@@ -541,6 +551,7 @@ impl Outlets<'_> {
             .filter(|&&(_, term)| term > 0.0)
             .map(|&(f, term)| Driver {
                 feature: f,
+                reading: reading.which,
                 earlier_share: reading.earlier.get(i, f),
                 recent_share: p[f],
                 contribution: term / dispersion,
@@ -611,7 +622,7 @@ pub fn detect(
     assert_eq!(history.rows.len(), n, "one history row per outlet");
     assert_eq!(history.recent.dim(), history.earlier.dim(), "same shape");
     let rows = history.rows;
-    let spend = Reading::new(history.earlier, history.recent, rows);
+    let spend = Periods::new(Reading::Spend, (history.earlier, history.recent), rows);
     // Lines per feature are a second reading where there are any.
     let counts = history
         .counts
@@ -621,7 +632,7 @@ pub fn detect(
                 (e.dim(), r.dim()),
                 (history.earlier.dim(), history.recent.dim())
             );
-            Reading::new(e, r, rows)
+            Periods::new(Reading::Lines, (e, r), rows)
         });
     let pick = |lines: &[f64]| -> Vec<f64> { rows.iter().map(|&i| lines[i]).collect() };
     let (ne, nr) = (pick(history.earlier_lines), pick(history.recent_lines));
@@ -646,14 +657,10 @@ pub fn detect(
     // The first pass flags the outlets that changed in either reading; the second
     // estimates the segments' drift and profiles without them, so outlets switching
     // together do not pass for a drift of their segment.
-    let mut flagged = vec![false; n];
-    outlets.changed(
-        &outlets.pass(&spend, &flagged.clone()),
-        &mut flagged,
-        config,
-    );
+    let (none, mut flagged) = (vec![false; n], vec![false; n]);
+    outlets.changed(&outlets.pass(&spend, &none), &mut flagged, config);
     if let Some(c) = &counts {
-        outlets.changed(&outlets.pass(c, &vec![false; n]), &mut flagged, config);
+        outlets.changed(&outlets.pass(c, &none), &mut flagged, config);
     }
     let by_spend = outlets.pass(&spend, &flagged);
     let by_lines = counts.as_ref().map(|c| (c, outlets.pass(c, &flagged)));
@@ -687,11 +694,6 @@ pub fn detect(
                 Some(l) if rank(&l) > rank(&by_spend_i) => l,
                 _ => by_spend_i,
             };
-            // Shown in spend, whichever reading decided.
-            for driver in &mut evidence.drivers {
-                driver.earlier_share = spend.earlier.get(i, driver.feature);
-                driver.recent_share = spend.recent.get(i, driver.feature);
-            }
             let p: Vec<f64> = spend.recent.row(i).collect();
             // Moved by the detector inside the window: changed against what it moved
             // with too, or it stays (between overlapping segments its month would

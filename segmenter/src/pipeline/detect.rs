@@ -144,6 +144,7 @@ pub(super) fn detect_moves(
                         .iter()
                         .map(|d| DriverRow {
                             feature: features[d.feature].clone(),
+                            reading: d.reading,
                             earlier_share: d.earlier_share,
                             recent_share: d.recent_share,
                             contribution: d.contribution,

@@ -457,7 +457,7 @@ fn what_an_outlet_buys_is_read_in_lines_as_well_as_in_spend() {
     // A few lines carry most of the spend, so a month's spend shares say little about
     // what the outlet now buys; its lines per feature say it plainly. Outlets 0–5 of
     // segment A switch to B's mix.
-    let (mut by_spend, mut in_lines_too, mut others) = (0, 0, 0);
+    let (mut by_spend, mut in_lines_too, mut others, mut lines_decided) = (0, 0, 0, 0);
     for seed in 0..4 {
         let recent = |i: usize, own: &[f64]| if i < 6 { B.to_vec() } else { own.to_vec() };
         let p = drawn_with(&[&A, &B], 150, (400, 40), recent, heavy, seed);
@@ -477,14 +477,19 @@ fn what_an_outlet_buys_is_read_in_lines_as_well_as_in_spend() {
         in_lines_too += moved(&both, 0..6);
         others += moved(&both, 6..300) + moved(&spend_only, 6..300);
         assert!(both.line_dispersion.is_some() && spend_only.line_dispersion.is_none());
-        // Shown in spend whichever reading moved it.
-        for d in both.decisions.iter() {
-            if let Decision::Move(e) = d {
-                let spend: Vec<f64> = e.recent.clone();
-                for driver in &e.drivers {
-                    assert_eq!(driver.recent_share, spend[driver.feature]);
-                }
+        // A move names the reading that moved it, its drivers' shares are in it, and
+        // the move keeps the outlet's spend spectra.
+        for (i, d) in both.decisions.iter().enumerate() {
+            let Decision::Move(e) = d else { continue };
+            assert_eq!(e.recent, shares_of(p.recent.row(i)));
+            for driver in &e.drivers {
+                let row = match driver.reading {
+                    Reading::Spend => p.recent.row(i).to_owned(),
+                    Reading::Lines => p.recent_counts.row(i).mapv(f64::from),
+                };
+                assert_eq!(driver.recent_share, shares_of(row.view())[driver.feature]);
             }
+            lines_decided += usize::from(e.drivers[0].reading == Reading::Lines);
         }
     }
     println!("of 24 switched: {by_spend} moved on spend alone, {in_lines_too} with lines too");
@@ -493,4 +498,5 @@ fn what_an_outlet_buys_is_read_in_lines_as_well_as_in_spend() {
         "{by_spend} {in_lines_too}"
     );
     assert_eq!(others, 0);
+    assert!(lines_decided >= 16, "{lines_decided}");
 }

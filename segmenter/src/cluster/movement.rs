@@ -265,8 +265,8 @@ struct Test {
 /// What one pass over one reading estimates.
 struct Pass {
     segments: Vec<SegmentDrift>,
-    /// Each segment's pooled recent shares.
-    profile_r: Vec<Vec<f64>>,
+    /// Each segment's pooled recent shares, as the fit reads them.
+    profiles: Profiles,
     tests: Vec<Option<Test>>,
     dispersion: f64,
     /// The drift of all outlets, per feature (see [`after_market`]).
@@ -307,7 +307,7 @@ impl Outlets<'_> {
             .zip(&all_r)
             .map(|(e, r)| ratio(*r, *e))
             .collect();
-        let mut profile_r = Vec::with_capacity(k);
+        let mut recent_profiles = Vec::with_capacity(k);
         let mut segments = Vec::with_capacity(k);
         for (s, (e, r)) in earlier.into_iter().zip(recent).enumerate() {
             let (e, r) = match (e, r) {
@@ -324,7 +324,7 @@ impl Outlets<'_> {
                 earlier: e,
                 recent: r.clone(),
             });
-            profile_r.push(r);
+            recent_profiles.push(r);
         }
         // G per outlet, before the over-dispersion is known.
         let tests: Vec<Option<Test>> = (0..n)
@@ -357,7 +357,7 @@ impl Outlets<'_> {
         };
         Pass {
             segments,
-            profile_r,
+            profiles: Profiles::of(&recent_profiles, d),
             tests,
             dispersion,
             market,
@@ -375,11 +375,10 @@ impl Outlets<'_> {
 
     /// Outlet `i`'s evidence in one reading (`pass` its second pass), and whether
     /// that reading alone would move it (the baseline aside).
-    fn judge<T: Copy + Into<f64> + Sync>(
+    fn judge<T: Copy + Into<f64>>(
         &self,
         reading: &Periods<T>,
         pass: &Pass,
-        profiles: &Profiles,
         i: usize,
         config: &DetectorConfig,
     ) -> Option<(Evidence, bool)> {
@@ -387,6 +386,7 @@ impl Outlets<'_> {
         let (k, d) = (self.k, self.d);
         let c = self.current[i].expect("tested outlets have a segment");
         let (dispersion, nr) = (pass.dispersion, self.nr[i]);
+        let profiles = &pass.profiles;
         let statistic = t.g / dispersion;
         let score = self.score(chi2_score(statistic, t.df));
         let p: Vec<f64> = reading.recent.row(i).collect();
@@ -415,7 +415,8 @@ impl Outlets<'_> {
         let best = (0..k)
             .max_by(|&a, &b| choice[a].total_cmp(&choice[b]).then(b.cmp(&a)))
             .unwrap_or(c);
-        let fit = (ll(best) - ll(c)) / dispersion;
+        let (ll_best, ll_own) = (ll(best), ll(c));
+        let fit = (ll_best - ll_own) / dispersion;
         let drivers = t
             .top
             .iter()
@@ -435,10 +436,10 @@ impl Outlets<'_> {
             .iter()
             .map(|&v| if v > 0.0 { v * v.ln() } else { 0.0 })
             .sum();
-        let kl = |s: usize| (entropy - ll(s) / nr).max(0.0);
+        let kl = |ll: f64| (entropy - ll / nr).max(0.0);
         // KL grows as a squared distance: a margin of m on distances is (1 − m)² on
         // divergences.
-        let guard = kl(best) < (1.0 - config.margin).powi(2) * kl(c);
+        let guard = kl(ll_best) < (1.0 - config.margin).powi(2) * kl(ll_own);
         let moves = best != c && score >= config.change_score && fit >= config.fit_score && guard;
         let evidence = Evidence {
             score,
@@ -463,8 +464,8 @@ struct Profiles {
 }
 
 impl Profiles {
-    fn of(pass: &Pass, d: usize) -> Self {
-        let smoothed: Vec<Vec<f64>> = pass.profile_r.iter().map(|r| smooth(r, d)).collect();
+    fn of(recent: &[Vec<f64>], d: usize) -> Self {
+        let smoothed: Vec<Vec<f64>> = recent.iter().map(|r| smooth(r, d)).collect();
         let log = smoothed
             .iter()
             .map(|r| r.iter().map(|q| q.ln()).collect())
@@ -535,23 +536,17 @@ pub fn detect(
     }
     let by_spend = outlets.pass(&spend, &flagged);
     let by_lines = counts.as_ref().map(|c| (c, outlets.pass(c, &flagged)));
-    let (spend_profiles, line_profiles) = (
-        Profiles::of(&by_spend, d),
-        by_lines.as_ref().map(|(_, p)| Profiles::of(p, d)),
-    );
 
     let tested = by_spend.tests.iter().flatten().count();
     let decisions = (0..n)
         .into_par_iter()
         .map(|i| {
-            let Some(by_spend_i) = outlets.judge(&spend, &by_spend, &spend_profiles, i, config)
-            else {
+            let Some(by_spend_i) = outlets.judge(&spend, &by_spend, i, config) else {
                 return Decision::Untested;
             };
             let by_lines_i = by_lines
                 .as_ref()
-                .zip(line_profiles.as_ref())
-                .and_then(|((c, pass), profiles)| outlets.judge(c, pass, profiles, i, config));
+                .and_then(|(c, pass)| outlets.judge(c, pass, i, config));
             // The reading that decides: one that would move the outlet (the better
             // fit of two), else the one with the higher score.
             let rank = |(e, moves): &(Evidence, bool)| {
@@ -565,32 +560,31 @@ pub fn detect(
                 Some(l) if rank(&l) > rank(&by_spend_i) => l,
                 _ => by_spend_i,
             };
+            if !moves {
+                return Decision::Keep(evidence);
+            }
             let p: Vec<f64> = spend.recent.row(i).collect();
             // Moved by the detector inside the window: changed against what it moved
             // with too, or it stays (between overlapping segments its month would
             // otherwise pick one or the other on the fit alone). Tested only for an
             // outlet that would move otherwise.
-            let settled = || {
-                history
-                    .moved_with
-                    .get(i)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|m| {
-                        let (terms, support) =
-                            g_terms(&m.shares, m.lines, p.iter().copied(), outlets.nr[i]);
-                        support < 2
-                            || chi2_score(
-                                terms.iter().sum::<f64>() / by_spend.dispersion,
-                                support - 1,
-                            ) < config.change_score
-                    })
-            };
-            if moves && !settled() {
+            let settled = history
+                .moved_with
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_some_and(|m| {
+                    let (terms, support) =
+                        g_terms(&m.shares, m.lines, p.iter().copied(), outlets.nr[i]);
+                    support < 2
+                        || chi2_score(terms.iter().sum::<f64>() / by_spend.dispersion, support - 1)
+                            < config.change_score
+                });
+            if settled {
+                Decision::Keep(evidence)
+            } else {
                 evidence.earlier = spend.earlier.row(i).collect();
                 evidence.recent = p;
                 Decision::Move(evidence)
-            } else {
-                Decision::Keep(evidence)
             }
         })
         .collect();

@@ -17,13 +17,13 @@ pub(super) struct Shares<'a, T> {
 }
 
 /// A row's positive total, what its shares are of.
-pub(super) fn positive_total<T: Copy + Into<f64>>(row: ndarray::ArrayView1<T>) -> f64 {
+fn positive_total<T: Copy + Into<f64>>(row: ndarray::ArrayView1<T>) -> f64 {
     row.iter().map(|&v| v.into().max(0.0)).sum()
 }
 
 /// The share of value `v` in a row whose positive total is `total` (negative values
 /// count as 0; a row without a positive total has no shares).
-pub(super) fn share(v: f64, total: f64) -> f64 {
+fn share(v: f64, total: f64) -> f64 {
     if total > 0.0 {
         v.max(0.0) / total
     } else {
@@ -37,7 +37,7 @@ pub fn shares_of(row: ndarray::ArrayView1<f64>) -> Vec<f64> {
     row.iter().map(|&v| share(v, total)).collect()
 }
 
-impl<'a, T: Copy + Into<f64> + Sync> Shares<'a, T> {
+impl<'a, T: Copy + Into<f64>> Shares<'a, T> {
     pub(super) fn new(values: ArrayView2<'a, T>, rows: &'a [usize]) -> Self {
         let totals = rows
             .iter()
@@ -72,7 +72,7 @@ pub(super) struct Periods<'a, T> {
     pub(super) recent: Shares<'a, T>,
 }
 
-impl<'a, T: Copy + Into<f64> + Sync> Periods<'a, T> {
+impl<'a, T: Copy + Into<f64>> Periods<'a, T> {
     pub(super) fn new(
         which: Reading,
         (earlier, recent): (ArrayView2<'a, T>, ArrayView2<'a, T>),
@@ -104,7 +104,7 @@ pub(super) fn hellinger(a: &[f64], b: &[f64]) -> f64 {
 
 /// Pooled shares (weighted by lines) of the outlets `kept`, all of them and per
 /// segment (`None`: the segment has no member kept), in one sweep over the outlets.
-pub(super) fn pooled<T: Copy + Into<f64> + Sync>(
+pub(super) fn pooled<T: Copy + Into<f64>>(
     shares: &Shares<T>,
     lines: &[f64],
     kept: impl Fn(usize) -> bool,

@@ -457,7 +457,7 @@ impl Outlets<'_> {
 }
 
 /// The segments' recent profiles as the fit reads them ([`smooth`]), and their
-/// logarithms, taken once per run instead of once per outlet.
+/// logarithms, taken once per pass instead of once per outlet.
 struct Profiles {
     smoothed: Vec<Vec<f64>>,
     log: Vec<Vec<f64>>,

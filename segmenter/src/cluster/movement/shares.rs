@@ -120,13 +120,21 @@ pub(super) fn pooled<T: Copy + Into<f64>>(
         let segment = c
             .filter(|&c| c < k)
             .map(|c| segments[c].get_or_insert_with(|| vec![0.0; d]));
-        if lines[i] > 0.0 {
-            for (o, s) in all.iter_mut().zip(shares.row(i)) {
-                *o += lines[i] * s;
+        let w = lines[i];
+        if w <= 0.0 {
+            continue;
+        }
+        // The outlet's shares are made once, for both sums.
+        match segment {
+            Some(out) => {
+                for ((a, o), s) in all.iter_mut().zip(out.iter_mut()).zip(shares.row(i)) {
+                    *a += w * s;
+                    *o += w * s;
+                }
             }
-            if let Some(out) = segment {
-                for (o, s) in out.iter_mut().zip(shares.row(i)) {
-                    *o += lines[i] * s;
+            None => {
+                for (a, s) in all.iter_mut().zip(shares.row(i)) {
+                    *a += w * s;
                 }
             }
         }

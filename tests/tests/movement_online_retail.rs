@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use spectra_core::config::SegmentationConfig;
 use spectra_core::tables::runs::Reading;
+use spectra_segmenter::cluster::movement::MIN_LINES;
 use spectra_segmenter::features::{FeatureSet, History, Kpis, OutletRecord};
 use spectra_segmenter::pipeline::{compute, PreviousRun, RunOutput, REASON_CHANGED};
 use spectra_tests::{online_retail_rows, RetailRow};
@@ -300,7 +301,7 @@ fn perturbed_customers_move_and_the_others_keep_their_segment() {
     for m in &second.movements {
         assert_eq!(m.reason, REASON_CHANGED, "{m:?}");
         assert!(m.score.unwrap() >= seg.change_score && m.fit.unwrap() >= seg.fit_score);
-        assert!(!m.drivers.is_empty() && m.recent_lines >= 5.0);
+        assert!(!m.drivers.is_empty() && m.recent_lines >= MIN_LINES);
         // One reading moved it; its drivers' shares are of that reading (spend: the
         // move's own recent spectrum).
         let reading = m.drivers[0].reading;

@@ -212,10 +212,18 @@ fn power_follows_the_evidence() {
     println!("6 recent lines: score {few:.2}; 80: {many:.2}");
     assert!(few < 2.0, "6 lines: score {few}");
     assert!(many > 4.0 && many > few + 3.0, "80 lines: score {many}");
-    // Fewer lines than MIN_LINES: not tested at all.
-    let p = population(30, 400, 3, Some(B), [1.0; 4], 9);
-    let det = detect(&p.history(), &p.current, 2, &DetectorConfig::default());
-    assert!(det.decisions.iter().all(|d| *d == Decision::Untested));
+    // Fewer lines than MIN_LINES: not tested at all; from MIN_LINES the test decides.
+    let tested = |recent_lines: usize| {
+        let p = population(30, 400, recent_lines, Some(B), [1.0; 4], 9);
+        let det = detect(&p.history(), &p.current, 2, &DetectorConfig::default());
+        det.decisions
+            .iter()
+            .filter(|d| **d != Decision::Untested)
+            .count()
+    };
+    let least = MIN_LINES as usize;
+    assert_eq!(tested(least - 1), 0);
+    assert_eq!(tested(least), 60, "30 outlets in each of two segments");
 }
 
 #[test]

@@ -26,6 +26,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use spectra_core::service::Context;
 use spectra_core::Config;
 use spectra_ingest::{run, IngestOptions};
+use spectra_segmenter::gaps::median;
 
 /// The allocator of the `spectra` binary (`cli/src/main.rs`), so that ingest is
 /// measured as it runs there.
@@ -166,17 +167,11 @@ fn bare(brokers: &str, topic: &str, partitions: i32) -> (u64, f64) {
     (n, first.map_or(0.0, |f| (last - f).as_secs_f64()))
 }
 
-/// Best (lowest) and median of `v`.
+/// Best (lowest) and median of `v` (the segmenter's median: the mean of the middle
+/// two for an even count).
 fn best_and_median(v: &[f64]) -> (f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let m = s.len() / 2;
-    let median = if s.len().is_multiple_of(2) {
-        (s[m - 1] + s[m]) / 2.0
-    } else {
-        s[m]
-    };
-    (s[0], median)
+    let best = v.iter().copied().fold(f64::INFINITY, f64::min);
+    (best, median(v.to_vec()))
 }
 
 fn main() -> anyhow::Result<()> {

@@ -8,7 +8,8 @@
 //! movers whose segment changed); the movers whose new behaviour belongs to another
 //! segment (the first-run segment of most of the 15 non-movers whose planted spectra
 //! are nearest to the mover's new one), the share of those that moved and the share
-//! now in that segment; kept (non-movers in the segment they started in) and
+//! now in that segment, and of those the share that moved among the ones within reach
+//! (at least `MIN_LINES` invoice lines in the last run's recent window); kept (non-movers in the segment they started in) and
 //! published (assignment changes over all runs, per mover).
 
 pub mod sim;
@@ -19,6 +20,7 @@ use ndarray::Array2;
 use serde_json::json;
 use spectra_core::config::SegmentationConfig;
 use spectra_segmenter::cluster::metrics::adjusted_rand_index;
+use spectra_segmenter::cluster::movement::MIN_LINES;
 use spectra_segmenter::cluster::transform::{spectrum_features, SpectrumTransform};
 use spectra_segmenter::cluster::{nearest, run, Previous, RunConfig, SegmentModel};
 use spectra_segmenter::features::FeatureSet;
@@ -82,6 +84,12 @@ pub struct Score {
     pub recall_should: f64,
     /// Of those, the share now in that segment.
     pub right: f64,
+    /// Of those, the ones within reach of any reader of the purchases: at least
+    /// [`MIN_LINES`] invoice lines in the recent window of the last run (a mover that
+    /// bought nothing since it switched shows no new behaviour).
+    pub reachable: usize,
+    /// Of those, the share whose segment changed.
+    pub recall_reachable: f64,
     /// Non-movers in the segment they started in.
     pub kept: f64,
     /// Assignment changes published over all runs.
@@ -343,6 +351,12 @@ pub fn score(sim: &Simulation, initial: &[String], last: &[String], published: u
         .filter(|(i, _)| last[*i] != initial[*i])
         .count();
     let right = should.iter().filter(|(i, d)| last[*i] == *d).count();
+    let reachable: Vec<usize> = should
+        .iter()
+        .map(|(i, _)| *i)
+        .filter(|&i| sim.lines_before(i, sim.days - 1, RECENT_DAYS) >= MIN_LINES)
+        .collect();
+    let reachable_moved = reachable.iter().filter(|&&i| last[i] != initial[i]).count();
     let kept = others.iter().filter(|&&i| last[i] == initial[i]).count();
     let share = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
     Score {
@@ -351,6 +365,8 @@ pub fn score(sim: &Simulation, initial: &[String], last: &[String], published: u
         should_move: should.len(),
         recall_should: share(should_moved, should.len()),
         right: share(right, should.len()),
+        reachable: reachable.len(),
+        recall_reachable: share(reachable_moved, reachable.len()),
         kept: share(kept, others.len()),
         published,
     }

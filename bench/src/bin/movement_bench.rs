@@ -108,9 +108,9 @@ fn scenarios(args: &Args) -> Vec<(String, Scenario)> {
 fn main() {
     let args = Args::parse();
     println!(
-        "| scenario | method | ARI first run | recall (all movers) | recall (should move) | right segment | non-movers kept | published / movers |"
+        "| scenario | method | ARI first run | recall (all movers) | recall (should move) | recall (within reach) | right segment | non-movers kept | published / movers |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for (name, scenario) in scenarios(&args) {
         let started = Instant::now();
         let mut aris = Vec::new();
@@ -145,6 +145,8 @@ fn main() {
             let right: Vec<f64> = scores.iter().map(|s| s.right).collect();
             let should: Vec<f64> = scores.iter().map(|s| s.recall_should).collect();
             let n_should: usize = scores.iter().map(|s| s.should_move).sum();
+            let reach: Vec<f64> = scores.iter().map(|s| s.recall_reachable).collect();
+            let n_reach: usize = scores.iter().map(|s| s.reachable).sum();
             let kept: Vec<f64> = scores.iter().map(|s| s.kept).collect();
             let ratio: Vec<f64> = scores
                 .iter()
@@ -153,13 +155,15 @@ fn main() {
             let movers: usize = scores.iter().map(|s| s.movers).sum();
             let published: usize = scores.iter().map(|s| s.published).sum();
             println!(
-                "| {name} | {} | {:.3} | {:.3} (min {:.3}) | {:.3} (min {:.3}; {n_should}) | {:.3} | {:.4} (min {:.4}) | {:.2} (max {:.2}; {published} for {movers}) |",
+                "| {name} | {} | {:.3} | {:.3} (min {:.3}) | {:.3} (min {:.3}; {n_should}) | {:.3} (min {:.3}; {n_reach}) | {:.3} | {:.4} (min {:.4}) | {:.2} (max {:.2}; {published} for {movers}) |",
                 m.name(),
                 mean(&aris),
                 mean(&recall),
                 min(&recall),
                 mean(&should),
                 min(&should),
+                mean(&reach),
+                min(&reach),
                 mean(&right),
                 mean(&kept),
                 min(&kept),

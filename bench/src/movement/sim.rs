@@ -257,6 +257,14 @@ impl Simulation {
         series[(to as usize + 1) * nc + f] - series[from as usize * nc + f]
     }
 
+    /// Invoice lines of outlet `o` in the `days` days up to day `as_of`.
+    pub fn lines_before(&self, o: usize, as_of: u32, days: u32) -> f64 {
+        let from = (as_of + 1).saturating_sub(days);
+        (0..CATEGORIES.len())
+            .map(|f| Self::span(&self.lines[o], from, as_of, f))
+            .sum()
+    }
+
     /// The features the aggregator would write at day `as_of` for a `window_days`
     /// window with the last `recent_days` as the recent window; `half_life` weights
     /// `spend` by recency (28 days, the only one simulated).

@@ -244,6 +244,51 @@ fn a_drift_of_the_whole_segment_moves_no_one_and_is_flagged() {
 }
 
 #[test]
+fn a_segment_that_drifts_alone_is_flagged_and_its_members_stay() {
+    // Five segments; every member of the first buys more of feature 0 lately, with
+    // enough lines that each of them tests as changed. What they now buy fits no
+    // other segment: the segment drifted, no one moved, and the others did not drift.
+    const C: [f64; 4] = [0.25, 0.25, 0.25, 0.25];
+    const D: [f64; 4] = [0.1, 0.4, 0.4, 0.1];
+    const E: [f64; 4] = [0.4, 0.1, 0.1, 0.4];
+    let per = 100;
+    let drifted = [0.6, 0.2, 0.1, 0.1];
+    let p = drawn(
+        &[&A, &B, &C, &D, &E],
+        per,
+        3000,
+        1500,
+        |i, own| {
+            if i < per {
+                drifted.to_vec()
+            } else {
+                own.to_vec()
+            }
+        },
+        5,
+    );
+    for history in [p.history(), p.history_in_lines_too()] {
+        let det = detect(&history, &p.current, 5, &DetectorConfig::default());
+        let changed = det
+            .decisions
+            .iter()
+            .take(per)
+            .filter(|d| matches!(d, Decision::Keep(e) if e.score >= 3.5))
+            .count();
+        assert_eq!(changed, per, "every member tests as changed");
+        assert!(
+            det.decisions.iter().all(|d| matches!(d, Decision::Keep(_))),
+            "no one moves"
+        );
+        let (own, others) = det.segments.split_first().expect("five segments");
+        assert!(own.drifted && own.own_drift > 0.1, "{own:?}");
+        // Its profile is its members' recent shares, not the population's.
+        assert!((own.recent[0] - 0.6).abs() < 0.02, "{:?}", own.recent);
+        assert!(others.iter().all(|s| !s.drifted), "{others:?}");
+    }
+}
+
+#[test]
 fn apply_keeps_the_previous_segment_unless_the_detector_moves() {
     use crate::cluster::incremental::{run, Previous, RunConfig};
     let p = population(50, 400, 60, Some(B), [1.0; 4], 5);

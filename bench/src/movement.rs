@@ -9,8 +9,9 @@
 //! segment (the first-run segment of most of the 15 non-movers whose planted spectra
 //! are nearest to the mover's new one), the share of those that moved and the share
 //! now in that segment, and of those the share that moved among the ones within reach
-//! (at least `MIN_LINES` invoice lines in the last run's recent window); kept (non-movers in the segment they started in) and
-//! published (assignment changes over all runs, per mover).
+//! (at least `MIN_LINES` invoice lines in the last run's recent window); kept
+//! (non-movers in the segment they started in) and published (assignment changes over
+//! all runs, per mover).
 
 pub mod sim;
 

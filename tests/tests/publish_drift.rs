@@ -251,6 +251,20 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
         tested += usize::from(row.score.is_some());
     }
     assert!(tested > 0, "no move came from the change detector");
+    // Each segment's own drift in both readings (the features have lines per
+    // feature); `drifted` from 0.1 in either.
+    let drift = run2.model["movement"]["segments"]
+        .as_array()
+        .expect("the segments' drift in model.json");
+    assert!(!drift.is_empty());
+    for s in drift {
+        let (spend, lines) = (s["drift"].as_f64(), s["line_drift"].as_f64());
+        let (Some(spend), Some(lines)) = (spend, lines) else {
+            panic!("a drift in spend and in lines: {s}");
+        };
+        assert!(s["line_own_drift"].is_f64(), "{s}");
+        assert_eq!(s["drifted"], spend >= 0.1 || lines >= 0.1, "{s}");
+    }
     // Messages of outlets that did not move carry none.
     for (k, m) in &compacted {
         if m["change"] != "moved" {

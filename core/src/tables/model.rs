@@ -103,7 +103,15 @@ pub struct SegmentDriftReport {
     pub drift: f64,
     /// The same after the drift of all outlets is taken out (what is its own).
     pub own_drift: f64,
-    /// `drift ≥ 0.1`: the segment's profile itself drifted.
+    /// The same two in the lines reading (its members' pooled invoice lines per
+    /// feature), when the features had them: what a segment buys can change in lines
+    /// while its spend shares, carried by a few large lines, do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_drift: Option<f64>,
+    /// `own_drift` in the lines reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_own_drift: Option<f64>,
+    /// `drift ≥ 0.1` in either reading: the segment's profile itself drifted.
     pub drifted: bool,
     /// The features whose share changed most: `{feature, earlier_share, recent_share}`.
     pub drivers: Vec<serde_json::Value>,

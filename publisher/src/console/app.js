@@ -361,7 +361,7 @@ function movesCard(ev, names) {
   <p class="muted">${num(ev.moved)} moves in ${esc(ev.run_id)}. Score: how far the recent purchases differ from the earlier, in spend or in invoice lines per feature (standard normal quantile); fit: log-likelihood ratio of the new segment over the old on the recent purchases. Drivers' shares are of spend, or of lines where marked.${ev.moved > 500 ? " The first 500 are shown." : ""}</p>
   ${rows.length ? `<table class="moves"><thead><tr><th>outlet</th><th>from</th><th>to</th><th>reason</th><th>score</th><th>fit</th><th>recent invoices</th><th>drivers (earlier → recent share)</th></tr></thead><tbody>${rows.join("")}</tbody></table>` : '<p class="empty">No outlet moved in this run.</p>'}
   <h3>Segments whose own profile drifted</h3>
-  ${drifted.length ? `<ul class="drifted">${drifted.map((d) => `<li>${seg(d.segment_id)}: drift ${Number(d.own_drift).toFixed(2)}</li>`).join("")}</ul>` : '<p class="muted">None: the segments describe the same outlets as before.</p>'}</div>`;
+  ${drifted.length ? `<ul class="drifted">${drifted.map((d) => `<li>${seg(d.segment_id)}: drift ${Number(d.own_drift).toFixed(2)} in spend${d.line_own_drift == null ? "" : `, ${Number(d.line_own_drift).toFixed(2)} in lines`}</li>`).join("")}</ul>` : '<p class="muted">None: the segments describe the same outlets as before.</p>'}</div>`;
 }
 
 async function viewOutlet(id) {

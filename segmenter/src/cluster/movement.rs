@@ -234,7 +234,12 @@ pub struct SegmentDrift {
     pub drift: f64,
     /// The same, after the drift of all outlets is taken out (what is its own).
     pub own_drift: f64,
-    /// `drift ≥ SEGMENT_DRIFT`.
+    /// The same two distances in the lines reading (its members' pooled invoice
+    /// lines per feature), when there is one: `(drift, own_drift)`. A segment whose
+    /// members now buy in many small lines what a few large lines carried shows here,
+    /// not in spend.
+    pub line_drift: Option<(f64, f64)>,
+    /// `drift ≥ SEGMENT_DRIFT` in either reading.
     pub drifted: bool,
     /// Pooled earlier shares.
     pub earlier: Vec<f64>,
@@ -254,7 +259,8 @@ pub struct Detection {
     pub line_dispersion: Option<f64>,
     /// Outlets tested.
     pub tested: usize,
-    /// Per segment row.
+    /// Per segment row (its profiles, `drift` and `own_drift` in spend; the lines
+    /// reading's in `line_drift`).
     pub segments: Vec<SegmentDrift>,
 }
 
@@ -324,6 +330,7 @@ impl Outlets<'_> {
                 segment: s,
                 drift,
                 own_drift: hellinger(&expected, &r),
+                line_drift: None,
                 drifted: drift >= SEGMENT_DRIFT,
                 earlier: e,
                 recent: r.clone(),
@@ -592,12 +599,19 @@ pub fn detect(
             }
         })
         .collect();
+    let mut segments = by_spend.segments;
+    if let Some((_, lines)) = &by_lines {
+        for (s, l) in segments.iter_mut().zip(&lines.segments) {
+            s.line_drift = Some((l.drift, l.own_drift));
+            s.drifted |= l.drifted;
+        }
+    }
     Detection {
         decisions,
         dispersion: by_spend.dispersion,
         line_dispersion: by_lines.map(|(_, p)| p.dispersion),
         tested,
-        segments: by_spend.segments,
+        segments,
     }
 }
 

@@ -180,6 +180,8 @@ pub(super) fn detect_moves(
                 segment_id: id.clone(),
                 drift: s.drift,
                 own_drift: s.own_drift,
+                line_drift: s.line_drift.map(|l| l.0),
+                line_own_drift: s.line_drift.map(|l| l.1),
                 drifted: s.drifted,
                 drivers: order
                     .into_iter()

@@ -289,6 +289,76 @@ fn a_segment_that_drifts_alone_is_flagged_and_its_members_stay() {
 }
 
 #[test]
+fn a_segment_that_now_buys_in_other_lines_drifts_in_the_lines_reading() {
+    // The first of five segments keeps its spend shares but now buys feature 0 in many
+    // small lines and the others in fewer, larger ones: its spend does not drift, its
+    // lines do, to a mix no other segment buys in (a segment's drift, not outlets
+    // moving). Only the lines reading can flag it.
+    let segments: [&[f64]; 5] = [
+        &A,
+        &B,
+        &[0.25, 0.25, 0.25, 0.25],
+        &[0.1, 0.4, 0.4, 0.1],
+        &[0.4, 0.1, 0.1, 0.4],
+    ];
+    let (per, d) = (100, 4);
+    let now_in_lines = [0.7, 0.1, 0.1, 0.1];
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+    let n = segments.len() * per;
+    let mut p = drawn(&segments, per, 0, 0, |_, own| own.to_vec(), 11);
+    let (earlier_lines, recent_lines) = (1200, 600);
+    // `line_shares` picks the feature of each line; a line of feature f is worth
+    // `spend[f] / line_shares[f]` on average, so spend shares stay `spend`.
+    let mut buy = |spend: &[f64], line_shares: &[f64], lines: usize| {
+        let pick = WeightedIndex::new(line_shares).unwrap();
+        let (mut value, mut count) = (vec![0.0; d], vec![0.0_f32; d]);
+        for _ in 0..lines {
+            let f = pick.sample(&mut rng);
+            value[f] += spend[f] / line_shares[f] * rng.gen_range(0.5..1.5);
+            count[f] += 1.0;
+        }
+        (Array1::from(value), Array1::from(count))
+    };
+    for i in 0..n {
+        let own = segments[i / per];
+        let (v, c) = buy(own, own, earlier_lines);
+        p.earlier.row_mut(i).assign(&v);
+        p.earlier_counts.row_mut(i).assign(&c);
+        let (v, c) = buy(own, if i < per { &now_in_lines } else { own }, recent_lines);
+        p.recent.row_mut(i).assign(&v);
+        p.recent_counts.row_mut(i).assign(&c);
+    }
+    p.earlier_lines = vec![earlier_lines as f64; n];
+    p.recent_lines = vec![recent_lines as f64; n];
+
+    let spend_only = detect(&p.history(), &p.current, 5, &DetectorConfig::default());
+    assert!(spend_only
+        .segments
+        .iter()
+        .all(|s| !s.drifted && s.line_drift.is_none()));
+    let both = detect(
+        &p.history_in_lines_too(),
+        &p.current,
+        5,
+        &DetectorConfig::default(),
+    );
+    assert!(
+        both.decisions
+            .iter()
+            .all(|d| matches!(d, Decision::Keep(_))),
+        "no one moves"
+    );
+    let (own, others) = both.segments.split_first().expect("five segments");
+    let (line_drift, line_own_drift) = own.line_drift.expect("a lines reading");
+    assert!(
+        own.drifted && own.drift < SEGMENT_DRIFT && line_drift >= SEGMENT_DRIFT,
+        "{own:?}"
+    );
+    assert!(line_own_drift > 0.1, "{own:?}");
+    assert!(others.iter().all(|s| !s.drifted), "{others:?}");
+}
+
+#[test]
 fn apply_keeps_the_previous_segment_unless_the_detector_moves() {
     use crate::cluster::incremental::{run, Previous, RunConfig};
     let p = population(50, 400, 60, Some(B), [1.0; 4], 5);

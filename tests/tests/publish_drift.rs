@@ -264,6 +264,13 @@ async fn compacted_assignments_equal_the_latest_run_after_drift_and_a_crash() {
         };
         assert!(s["line_own_drift"].is_f64(), "{s}");
         assert_eq!(s["drifted"], spend >= 0.1 || lines >= 0.1, "{s}");
+        // Its drivers are of the reading that drifted more.
+        let reading = if lines > spend { "lines" } else { "spend" };
+        let drivers = s["drivers"].as_array().expect("drivers");
+        assert!(
+            !drivers.is_empty() && drivers.iter().all(|d| d["reading"] == reading),
+            "{s}"
+        );
     }
     // Messages of outlets that did not move carry none.
     for (k, m) in &compacted {

@@ -113,7 +113,9 @@ pub struct SegmentDriftReport {
     pub line_own_drift: Option<f64>,
     /// `drift ≥ 0.1` in either reading: the segment's profile itself drifted.
     pub drifted: bool,
-    /// The features whose share changed most: `{feature, earlier_share, recent_share}`.
+    /// The features whose share changed most, in the reading that drifted more:
+    /// `{feature, reading, earlier_share, recent_share}` (`reading`: `spend` or
+    /// `lines`).
     pub drivers: Vec<serde_json::Value>,
     /// Euclidean shift of its centroid since the previous run (0 for a new segment).
     pub centroid_shift: f64,

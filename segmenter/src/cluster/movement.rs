@@ -234,11 +234,10 @@ pub struct SegmentDrift {
     pub drift: f64,
     /// The same, after the drift of all outlets is taken out (what is its own).
     pub own_drift: f64,
-    /// The same two distances in the lines reading (its members' pooled invoice
-    /// lines per feature), when there is one: `(drift, own_drift)`. A segment whose
-    /// members now buy in many small lines what a few large lines carried shows here,
-    /// not in spend.
-    pub line_drift: Option<(f64, f64)>,
+    /// The same segment's drift in the lines reading (its members' pooled invoice
+    /// lines per feature), when there is one. A segment whose members now buy in many
+    /// small lines what a few large lines carried shows there, not in spend.
+    pub in_lines: Option<Box<SegmentDrift>>,
     /// `drift ≥ SEGMENT_DRIFT` in either reading.
     pub drifted: bool,
     /// Pooled earlier shares.
@@ -259,8 +258,7 @@ pub struct Detection {
     pub line_dispersion: Option<f64>,
     /// Outlets tested.
     pub tested: usize,
-    /// Per segment row (its profiles, `drift` and `own_drift` in spend; the lines
-    /// reading's in `line_drift`).
+    /// Per segment row (in spend; the lines reading's in `in_lines`).
     pub segments: Vec<SegmentDrift>,
 }
 
@@ -330,7 +328,7 @@ impl Outlets<'_> {
                 segment: s,
                 drift,
                 own_drift: hellinger(&expected, &r),
-                line_drift: None,
+                in_lines: None,
                 drifted: drift >= SEGMENT_DRIFT,
                 earlier: e,
                 recent: r.clone(),
@@ -599,17 +597,18 @@ pub fn detect(
             }
         })
         .collect();
+    let line_dispersion = by_lines.as_ref().map(|(_, p)| p.dispersion);
     let mut segments = by_spend.segments;
-    if let Some((_, lines)) = &by_lines {
-        for (s, l) in segments.iter_mut().zip(&lines.segments) {
-            s.line_drift = Some((l.drift, l.own_drift));
+    if let Some((_, lines)) = by_lines {
+        for (s, l) in segments.iter_mut().zip(lines.segments) {
             s.drifted |= l.drifted;
+            s.in_lines = Some(Box::new(l));
         }
     }
     Detection {
         decisions,
         dispersion: by_spend.dispersion,
-        line_dispersion: by_lines.map(|(_, p)| p.dispersion),
+        line_dispersion,
         tested,
         segments,
     }

@@ -8,7 +8,7 @@ use spectra_core::config::SegmentationConfig;
 
 use super::{AssignmentRow, PreviousRun};
 use crate::cluster::movement::{
-    apply, detect, shares_of, Decision, DetectorConfig, MovedWith, SpendHistory,
+    apply, detect, shares_of, Decision, DetectorConfig, MovedWith, Reading, SpendHistory,
 };
 use crate::cluster::{Change, RunOutcome};
 use crate::features::FeatureSet;
@@ -173,22 +173,28 @@ pub(super) fn detect_moves(
                         .sum()
                         .sqrt()
                 });
+            // The drivers are of the reading that drifted more.
+            let lines = s.in_lines.as_deref();
+            let (reading, shares) = match lines {
+                Some(l) if l.drift > s.drift => (Reading::Lines, l),
+                _ => (Reading::Spend, s),
+            };
             let mut order: Vec<usize> = (0..features.len()).collect();
-            let delta = |f: usize| (s.recent[f] - s.earlier[f]).abs();
+            let delta = |f: usize| (shares.recent[f] - shares.earlier[f]).abs();
             order.sort_by(|a, b| delta(*b).total_cmp(&delta(*a)));
             SegmentDriftReport {
                 segment_id: id.clone(),
                 drift: s.drift,
                 own_drift: s.own_drift,
-                line_drift: s.line_drift.map(|l| l.0),
-                line_own_drift: s.line_drift.map(|l| l.1),
+                line_drift: lines.map(|l| l.drift),
+                line_own_drift: lines.map(|l| l.own_drift),
                 drifted: s.drifted,
                 drivers: order
                     .into_iter()
                     .take(3)
                     .map(|f| {
-                        serde_json::json!({"feature": features[f],
-                            "earlier_share": s.earlier[f], "recent_share": s.recent[f]})
+                        serde_json::json!({"feature": features[f], "reading": reading,
+                            "earlier_share": shares.earlier[f], "recent_share": shares.recent[f]})
                     })
                     .collect(),
                 centroid_shift,

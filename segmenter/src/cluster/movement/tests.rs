@@ -335,7 +335,7 @@ fn a_segment_that_now_buys_in_other_lines_drifts_in_the_lines_reading() {
     assert!(spend_only
         .segments
         .iter()
-        .all(|s| !s.drifted && s.line_drift.is_none()));
+        .all(|s| !s.drifted && s.in_lines.is_none()));
     let both = detect(
         &p.history_in_lines_too(),
         &p.current,
@@ -349,7 +349,10 @@ fn a_segment_that_now_buys_in_other_lines_drifts_in_the_lines_reading() {
         "no one moves"
     );
     let (own, others) = both.segments.split_first().expect("five segments");
-    let (line_drift, line_own_drift) = own.line_drift.expect("a lines reading");
+    let lines = own.in_lines.as_deref().expect("a lines reading");
+    let (line_drift, line_own_drift) = (lines.drift, lines.own_drift);
+    // Its members' pooled lines show the new mix.
+    assert!((lines.recent[0] - 0.7).abs() < 0.02, "{:?}", lines.recent);
     assert!(
         own.drifted && own.drift < SEGMENT_DRIFT && line_drift >= SEGMENT_DRIFT,
         "{own:?}"

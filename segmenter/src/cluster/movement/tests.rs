@@ -41,6 +41,10 @@ fn heavy(rng: &mut Xoshiro256PlusPlus) -> f64 {
 /// Two segments over four features; `outlets` per segment.
 const A: [f64; 4] = [0.4, 0.3, 0.2, 0.1];
 const B: [f64; 4] = [0.1, 0.2, 0.3, 0.4];
+/// Three more, for the tests of one segment drifting among five.
+const C: [f64; 4] = [0.25, 0.25, 0.25, 0.25];
+const D: [f64; 4] = [0.1, 0.4, 0.4, 0.1];
+const E: [f64; 4] = [0.4, 0.1, 0.1, 0.4];
 
 struct Population {
     earlier: Array2<f64>,
@@ -248,9 +252,6 @@ fn a_segment_that_drifts_alone_is_flagged_and_its_members_stay() {
     // Five segments; every member of the first buys more of feature 0 lately, with
     // enough lines that each of them tests as changed. What they now buy fits no
     // other segment: the segment drifted, no one moved, and the others did not drift.
-    const C: [f64; 4] = [0.25, 0.25, 0.25, 0.25];
-    const D: [f64; 4] = [0.1, 0.4, 0.4, 0.1];
-    const E: [f64; 4] = [0.4, 0.1, 0.1, 0.4];
     let per = 100;
     let drifted = [0.6, 0.2, 0.1, 0.1];
     let p = drawn(
@@ -294,17 +295,12 @@ fn a_segment_that_now_buys_in_other_lines_drifts_in_the_lines_reading() {
     // small lines and the others in fewer, larger ones: its spend does not drift, its
     // lines do, to a mix no other segment buys in (a segment's drift, not outlets
     // moving). Only the lines reading can flag it.
-    let segments: [&[f64]; 5] = [
-        &A,
-        &B,
-        &[0.25, 0.25, 0.25, 0.25],
-        &[0.1, 0.4, 0.4, 0.1],
-        &[0.4, 0.1, 0.1, 0.4],
-    ];
+    let segments: [&[f64]; 5] = [&A, &B, &C, &D, &E];
     let (per, d) = (100, 4);
     let now_in_lines = [0.7, 0.1, 0.1, 0.1];
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
     let n = segments.len() * per;
+    // The population's shape, without lines: every row is bought below.
     let mut p = drawn(&segments, per, 0, 0, |_, own| own.to_vec(), 11);
     let (earlier_lines, recent_lines) = (1200, 600);
     // `line_shares` picks the feature of each line; a line of feature f is worth

@@ -16,6 +16,14 @@ pub fn chi2_median(df: usize) -> f64 {
     k * (1.0 - 2.0 / (9.0 * k)).powi(3)
 }
 
+/// The `q` quantile of χ² on `df` degrees of freedom (Wilson–Hilferty), for
+/// `0 < q < 1`.
+pub fn chi2_quantile(df: usize, q: f64) -> f64 {
+    let k = df as f64;
+    let v = 2.0 / (9.0 * k);
+    k * (1.0 - v + normal_tail_inverse(1.0 - q) * v.sqrt()).powi(3)
+}
+
 /// The standard normal quantile of `x` under χ² on `df` degrees of freedom
 /// (Wilson–Hilferty cube-root approximation).
 pub fn chi2_score(x: f64, df: usize) -> f64 {

@@ -214,7 +214,10 @@ fn power_follows_the_evidence() {
     };
     let (few, many) = (score(6), score(80));
     println!("6 recent lines: score {few:.2}; 80: {many:.2}");
-    assert!(few < 2.0, "6 lines: score {few}");
+    // Well under the change bar (3.5). The projected test, one degree of freedom
+    // along the direction the two segments differ in, scores the 6 lines 2.0; the G
+    // test alone scored them under 2.
+    assert!(few < 2.5, "6 lines: score {few}");
     assert!(many > 4.0 && many > few + 3.0, "80 lines: score {many}");
     // Fewer lines than MIN_LINES: not tested at all; from MIN_LINES the test decides.
     let tested = |recent_lines: usize| {
@@ -621,4 +624,57 @@ fn what_an_outlet_buys_is_read_in_lines_as_well_as_in_spend() {
     );
     assert_eq!(others, 0);
     assert!(lines_decided >= 16, "{lines_decided}");
+}
+
+#[test]
+fn a_switch_spread_over_many_features_shows_where_segments_differ() {
+    // Two segments over 24 features, each leaning on half of them (2 : 1), and 60
+    // recent lines of outlet 0 bought as the other segment buys. The G test spreads
+    // the switch over 23 degrees of freedom; projected on the one direction the
+    // segments differ in, the same lines show a change.
+    let lean = |first: bool| -> Vec<f64> {
+        let w: Vec<f64> = (0..24)
+            .map(|f| if (f < 12) == first { 2.0 } else { 1.0 })
+            .collect();
+        let t: f64 = w.iter().sum();
+        w.iter().map(|v| v / t).collect()
+    };
+    let (a, b) = (lean(true), lean(false));
+    let (mut moved, mut by_g_alone, mut others, mut gain) = (0, 0, 0, 0.0);
+    for seed in 0..10 {
+        let p = drawn(
+            &[&a, &b],
+            100,
+            400,
+            60,
+            |i, own| if i == 0 { b.clone() } else { own.to_vec() },
+            seed,
+        );
+        let det = detect(&p.history(), &p.current, 2, &DetectorConfig::default());
+        let (Decision::Keep(e) | Decision::Move(e)) = &det.decisions[0] else {
+            panic!("tested");
+        };
+        let g_alone = chi2_score(e.statistic, e.df);
+        println!(
+            "seed {seed}: score {:.2}, G alone {g_alone:.2}, df {}",
+            e.score, e.df
+        );
+        moved += usize::from(matches!(det.decisions[0], Decision::Move(_)));
+        by_g_alone += usize::from(g_alone >= 3.5);
+        gain += (e.score - g_alone) / 10.0;
+        others += det.decisions[1..]
+            .iter()
+            .filter(|d| matches!(d, Decision::Move(_)))
+            .count();
+    }
+    println!(
+        "moved {moved}/10, G alone would flag {by_g_alone}/10, others moved {others}, \
+         score over G alone {gain:.2} on average"
+    );
+    assert!(gain > 1.0, "{gain}");
+    assert!(
+        moved >= 4 && by_g_alone == 0,
+        "moved {moved}, G alone {by_g_alone}"
+    );
+    assert_eq!(others, 0);
 }

@@ -1,0 +1,273 @@
+//! The directions in which outlets differ, and an outlet's change along them.
+//!
+//! The G test asks whether anything changed, on as many degrees of freedom as the
+//! outlet bought features (twenty and more): a switch to another segment's mix,
+//! spread over them, scores little. Segments differ from one another in a few
+//! directions only: the leading principal directions of the outlets' earlier shares.
+//! The change an outlet makes when it takes up another segment's behaviour lies
+//! mostly in them, so its change projected there, tested on those few degrees of
+//! freedom, shows what the G test spreads thin. The directions come from the
+//! outlets' history only, never from their segments, so the outlets this test flags
+//! do not depend on the assignment, as the G test's do not.
+
+use rayon::prelude::*;
+
+use super::shares::Shares;
+
+/// Most earlier lines an outlet weighs with in the directions (an outlet of a
+/// thousand lines is not a thousand outlets).
+const WEIGHT_CAP: f64 = 100.0;
+/// Subspace iterations at most.
+const ITERATIONS: usize = 300;
+/// Most chunks the covariance is summed in. Their number depends on the data only,
+/// so the sum's order, and the result, do not depend on the threads.
+const CHUNKS: usize = 64;
+/// Bytes the chunks' partial sums may take together (each is `d × d` values).
+const PARTIALS_BYTES: usize = 64 << 20;
+
+/// The `m` leading principal directions (orthonormal, `d` long) of the earlier shares
+/// of the outlets `testable`, each weighted by its earlier lines (at most
+/// [`WEIGHT_CAP`]). Empty when `m` is 0 or no outlet is testable.
+pub(super) fn principal<T: Copy + Into<f64> + Sync>(
+    shares: &Shares<T>,
+    lines: &[f64],
+    testable: &[bool],
+    (m, d): (usize, usize),
+) -> Vec<Vec<f64>> {
+    let n = testable.len();
+    if m == 0 || d == 0 || n == 0 {
+        return Vec::new();
+    }
+    let chunks = (PARTIALS_BYTES / (d * d * 8)).clamp(1, CHUNKS);
+    let chunk = n.div_ceil(chunks);
+    // Weighted sums of x and of x xᵀ (upper triangle), per chunk, folded in order.
+    let partials: Vec<(f64, Vec<f64>, Vec<f64>)> = (0..n.div_ceil(chunk))
+        .into_par_iter()
+        .map(|c| {
+            let (mut w, mut s, mut ss) = (0.0, vec![0.0; d], vec![0.0; d * d]);
+            let mut x = vec![0.0; d];
+            for i in c * chunk..((c + 1) * chunk).min(n) {
+                if !testable[i] {
+                    continue;
+                }
+                let wi = lines[i].min(WEIGHT_CAP);
+                x.iter_mut().zip(shares.row(i)).for_each(|(x, v)| *x = v);
+                w += wi;
+                for (a, &xa) in x.iter().enumerate() {
+                    if xa == 0.0 {
+                        continue;
+                    }
+                    s[a] += wi * xa;
+                    let row = &mut ss[a * d..(a + 1) * d];
+                    for (o, &xb) in row[a..].iter_mut().zip(&x[a..]) {
+                        *o += wi * xa * xb;
+                    }
+                }
+            }
+            (w, s, ss)
+        })
+        .collect();
+    let (mut w, mut s, mut ss) = (0.0, vec![0.0; d], vec![0.0; d * d]);
+    for (pw, ps, pss) in partials {
+        w += pw;
+        s.iter_mut().zip(ps).for_each(|(a, b)| *a += b);
+        ss.iter_mut().zip(pss).for_each(|(a, b)| *a += b);
+    }
+    if w <= 0.0 {
+        return Vec::new();
+    }
+    let mean: Vec<f64> = s.iter().map(|v| v / w).collect();
+    let mut cov = vec![0.0; d * d];
+    for a in 0..d {
+        for b in a..d {
+            let v = ss[a * d + b] / w - mean[a] * mean[b];
+            cov[a * d + b] = v;
+            cov[b * d + a] = v;
+        }
+    }
+    leading(&cov, d, m.min(d))
+}
+
+/// The `m` leading eigenvectors of the symmetric `d × d` matrix `a`, by subspace
+/// iteration from the unit vectors of its `m` largest diagonal entries.
+fn leading(a: &[f64], d: usize, m: usize) -> Vec<Vec<f64>> {
+    let mut order: Vec<usize> = (0..d).collect();
+    order.sort_by(|&i, &j| a[j * d + j].total_cmp(&a[i * d + i]).then(i.cmp(&j)));
+    let mut v: Vec<Vec<f64>> = order[..m]
+        .iter()
+        .map(|&i| {
+            // A little of every coordinate, so no direction starts orthogonal to the
+            // leading ones.
+            let mut e = vec![1e-3 / (d as f64).sqrt(); d];
+            e[i] = 1.0;
+            e
+        })
+        .collect();
+    orthonormalise(&mut v);
+    for _ in 0..ITERATIONS {
+        let mut next: Vec<Vec<f64>> = v
+            .iter()
+            .map(|x| (0..d).map(|r| dot(&a[r * d..(r + 1) * d], x)).collect())
+            .collect();
+        orthonormalise(&mut next);
+        let moved = v
+            .iter()
+            .zip(&next)
+            .map(|(x, y)| 1.0 - dot(x, y).abs())
+            .fold(0.0, f64::max);
+        v = next;
+        if moved < 1e-12 {
+            break;
+        }
+    }
+    v.retain(|x| x.iter().any(|&c| c != 0.0));
+    v
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Modified Gram–Schmidt; a vector that is (nearly) in the span of those before it
+/// becomes zero.
+fn orthonormalise(v: &mut [Vec<f64>]) {
+    for j in 0..v.len() {
+        let (before, rest) = v.split_at_mut(j);
+        let x = &mut rest[0];
+        for b in before.iter() {
+            let c = dot(x, b);
+            x.iter_mut().zip(b).for_each(|(x, b)| *x -= c * b);
+        }
+        let norm = dot(x, x).sqrt();
+        if norm > 1e-9 {
+            x.iter_mut().for_each(|c| *c /= norm);
+        } else {
+            x.iter_mut().for_each(|c| *c = 0.0);
+        }
+    }
+}
+
+/// The change from shares `e` (over `a` lines) to shares `p` (over `b` lines)
+/// projected on `directions`, as a statistic that is χ² on the returned degrees of
+/// freedom when both periods share their shares (the pooled shares stand for them;
+/// the features either period bought are the support): `(T, df)`, `None` when no
+/// direction is left on the support.
+///
+/// With `D` the pooled shares on the diagonal, the projections `u = Vᵀ D⁻¹ (p − e)`
+/// have covariance `(1/a + 1/b) (Vᵀ D⁻¹ V − (Vᵀ1)(Vᵀ1)ᵀ)`; `T = uᵀ Σ⁻¹ u`, the
+/// inverse by a Cholesky factor that drops a direction the others already span.
+pub(super) fn projected(
+    e: &[f64],
+    a: f64,
+    p: &[f64],
+    b: f64,
+    directions: &[Vec<f64>],
+) -> Option<(f64, usize)> {
+    let m = directions.len();
+    if m == 0 {
+        return None;
+    }
+    let (mut u, mut sums, mut g) = (vec![0.0; m], vec![0.0; m], vec![0.0; m * m]);
+    for f in 0..e.len() {
+        let bar = (a * e[f] + b * p[f]) / (a + b);
+        if bar <= 0.0 {
+            continue;
+        }
+        let delta = p[f] - e[f];
+        for j in 0..m {
+            let vj = directions[j][f];
+            if vj == 0.0 {
+                continue;
+            }
+            u[j] += delta * vj / bar;
+            sums[j] += vj;
+            for l in j..m {
+                g[j * m + l] += vj * directions[l][f] / bar;
+            }
+        }
+    }
+    for j in 0..m {
+        for l in j..m {
+            g[j * m + l] -= sums[j] * sums[l];
+        }
+    }
+    // Cholesky of the upper triangle, row by row; a pivot under this share of the
+    // largest diagonal entry drops its direction.
+    let largest = (0..m).map(|j| g[j * m + j]).fold(0.0, f64::max);
+    if largest <= 0.0 {
+        return None;
+    }
+    let mut l = vec![0.0; m * m];
+    let mut kept = vec![false; m];
+    let (mut t, mut df) = (0.0, 0);
+    let mut y = vec![0.0; m];
+    for j in 0..m {
+        let mut pivot = g[j * m + j];
+        for r in 0..j {
+            if kept[r] {
+                pivot -= l[r * m + j] * l[r * m + j];
+            }
+        }
+        if pivot <= 1e-9 * largest {
+            continue;
+        }
+        let root = pivot.sqrt();
+        l[j * m + j] = root;
+        for c in j + 1..m {
+            let mut v = g[j * m + c];
+            for r in 0..j {
+                if kept[r] {
+                    v -= l[r * m + j] * l[r * m + c];
+                }
+            }
+            l[j * m + c] = v / root;
+        }
+        kept[j] = true;
+        // Forward substitution: y_j = (u_j − Σ L_rj y_r) / L_jj.
+        let mut v = u[j];
+        for r in 0..j {
+            if kept[r] {
+                v -= l[r * m + j] * y[r];
+            }
+        }
+        y[j] = v / root;
+        t += y[j] * y[j];
+        df += 1;
+    }
+    (df > 0).then(|| (t * a * b / (a + b), df))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leading_finds_the_eigenvectors_of_a_diagonal_matrix_in_order() {
+        let a = [1.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 2.0];
+        let v = leading(&a, 3, 2);
+        assert_eq!(v.len(), 2);
+        assert!((v[0][1].abs() - 1.0).abs() < 1e-9, "{v:?}");
+        assert!((v[1][2].abs() - 1.0).abs() < 1e-9, "{v:?}");
+    }
+
+    #[test]
+    fn one_direction_gives_the_score_test_squared() {
+        // Along one direction T is the square of the directed score test.
+        let (e, p) = ([0.5, 0.3, 0.2], [0.3, 0.3, 0.4]);
+        let v = vec![vec![-0.5_f64.sqrt(), 0.0, 0.5_f64.sqrt()]];
+        let (t, df) = projected(&e, 90.0, &p, 10.0, &v).unwrap();
+        assert_eq!(df, 1);
+        let bar: Vec<f64> = e.iter().zip(&p).map(|(e, p)| 0.9 * e + 0.1 * p).collect();
+        let u: f64 = (0..3).map(|f| (p[f] - e[f]) * v[0][f] / bar[f]).sum();
+        let var: f64 = (0..3).map(|f| v[0][f] * v[0][f] / bar[f]).sum::<f64>()
+            - v[0].iter().sum::<f64>().powi(2);
+        assert!((t - 9.0 * u * u / var).abs() < 1e-9, "{t}");
+    }
+
+    #[test]
+    fn a_direction_the_others_span_is_dropped() {
+        let (e, p) = ([0.5, 0.3, 0.2], [0.3, 0.3, 0.4]);
+        let v = vec![vec![1.0, 0.0, 0.0], vec![1.0, 0.0, 0.0]];
+        assert_eq!(projected(&e, 90.0, &p, 10.0, &v).unwrap().1, 1);
+    }
+}

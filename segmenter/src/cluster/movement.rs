@@ -83,10 +83,12 @@ use super::incremental::{Assignment, Change, RunOutcome};
 mod directions;
 mod shares;
 mod stats;
-use directions::{principal, projected};
+use directions::{principal, projected, Directions};
 pub use shares::shares_of;
 use shares::{hellinger, normalise, pooled, Periods};
-pub use stats::{chi2_median, chi2_quantile, chi2_score, normal_tail, normal_tail_inverse, sidak};
+pub use stats::{
+    chi2_median, chi2_quantile, chi2_score, normal_tail, normal_tail_inverse, sidak, sidak_inverse,
+};
 use stats::{g_terms, largest, mixture_ll};
 
 /// Fewest invoice lines in each period for an outlet to be tested at all. From three
@@ -324,24 +326,26 @@ struct Outlets<'a> {
 }
 
 impl Outlets<'_> {
-    /// The change score of an outlet whose largest reading score is `z`: corrected
-    /// for the readings tested (Šidák), so two readings flag no more unchanged
-    /// outlets than one.
-    fn score(&self, z: f64) -> f64 {
-        sidak(z, self.readings)
-    }
-
-    /// The change score of one reading's test: the larger of the G test's and the
-    /// projected test's scores, corrected for testing two (Šidák).
-    fn test_score(&self, t: &Test, pass: &Pass) -> f64 {
+    /// One reading's test as the largest of its normal scores (the G test's and the
+    /// projected test's) and how many scores the outlet's change score is the
+    /// largest of (those, in every reading tested).
+    fn raw_score(&self, t: &Test, pass: &Pass) -> (f64, usize) {
         let omnibus = chi2_score(t.g / pass.dispersion, t.df);
         match t.projected {
             Some((p, df)) => {
                 let projected = chi2_score(p / pass.projected_dispersion, df);
-                self.score(sidak(omnibus.max(projected), 2))
+                (omnibus.max(projected), 2 * self.readings)
             }
-            None => self.score(omnibus),
+            None => (omnibus, self.readings),
         }
+    }
+
+    /// The change score of one reading's test: the larger of the G test's and the
+    /// projected test's scores, corrected for testing two, and for the readings
+    /// (Šidák, in one: two corrections in a row are one over their product).
+    fn test_score(&self, t: &Test, pass: &Pass) -> f64 {
+        let (z, tests) = self.raw_score(t, pass);
+        sidak(z, tests)
     }
 
     /// One pass over `reading`: segment profiles from the members not `excluded`,
@@ -349,7 +353,7 @@ impl Outlets<'_> {
     fn pass<T: Copy + Into<f64> + Sync>(
         &self,
         reading: &Periods<T>,
-        directions: &[Vec<f64>],
+        directions: &Directions,
         excluded: &[bool],
     ) -> Pass {
         let (n, d, k) = (self.current.len(), self.d, self.k);
@@ -430,10 +434,14 @@ impl Outlets<'_> {
 
     /// The outlets `pass` finds changed (for the next pass to leave out).
     fn changed(&self, pass: &Pass, flagged: &mut [bool], config: &DetectorConfig) {
+        // The raw score each number of tests needs (no Šidák correction per outlet).
+        let bar = |tests: usize| sidak_inverse(config.change_score, tests);
+        let bars = [bar(self.readings), bar(2 * self.readings)];
         for (f, t) in flagged.iter_mut().zip(&pass.tests) {
-            *f |= t
-                .as_ref()
-                .is_some_and(|t| self.test_score(t, pass) >= config.change_score);
+            *f |= t.as_ref().is_some_and(|t| {
+                let (z, tests) = self.raw_score(t, pass);
+                z >= bars[usize::from(tests > self.readings)]
+            });
         }
     }
 

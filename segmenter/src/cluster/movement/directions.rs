@@ -25,18 +25,40 @@ const CHUNKS: usize = 64;
 /// Bytes the chunks' partial sums may take together (each is `d × d` values).
 const PARTIALS_BYTES: usize = 64 << 20;
 
-/// The `m` leading principal directions (orthonormal, `d` long) of the earlier shares
-/// of the outlets `testable`, each weighted by its earlier lines (at most
-/// [`WEIGHT_CAP`]). Empty when `m` is 0 or no outlet is testable.
+/// Directions in the feature space, stored feature by feature (`d × m`, row-major),
+/// so an outlet's pass over its features reads each feature's `m` coordinates
+/// together.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Directions {
+    m: usize,
+    by_feature: Vec<f64>,
+}
+
+impl Directions {
+    fn of(v: &[Vec<f64>], d: usize) -> Self {
+        let m = v.len();
+        let mut by_feature = vec![0.0; d * m];
+        for (j, x) in v.iter().enumerate() {
+            for (f, &c) in x.iter().enumerate() {
+                by_feature[f * m + j] = c;
+            }
+        }
+        Self { m, by_feature }
+    }
+}
+
+/// The `m` leading principal directions (orthonormal) of the earlier shares of the
+/// outlets `testable`, each weighted by its earlier lines (at most [`WEIGHT_CAP`]).
+/// None when `m` is 0 or no outlet is testable.
 pub(super) fn principal<T: Copy + Into<f64> + Sync>(
     shares: &Shares<T>,
     lines: &[f64],
     testable: &[bool],
     (m, d): (usize, usize),
-) -> Vec<Vec<f64>> {
+) -> Directions {
     let n = testable.len();
     if m == 0 || d == 0 || n == 0 {
-        return Vec::new();
+        return Directions::default();
     }
     let chunks = (PARTIALS_BYTES / (d * d * 8)).clamp(1, CHUNKS);
     let chunk = n.div_ceil(chunks);
@@ -74,7 +96,7 @@ pub(super) fn principal<T: Copy + Into<f64> + Sync>(
         ss.iter_mut().zip(pss).for_each(|(a, b)| *a += b);
     }
     if w <= 0.0 {
-        return Vec::new();
+        return Directions::default();
     }
     let mean: Vec<f64> = s.iter().map(|v| v / w).collect();
     let mut cov = vec![0.0; d * d];
@@ -85,7 +107,7 @@ pub(super) fn principal<T: Copy + Into<f64> + Sync>(
             cov[b * d + a] = v;
         }
     }
-    leading(&cov, d, m.min(d))
+    Directions::of(&leading(&cov, d, m.min(d)), d)
 }
 
 /// The `m` leading eigenvectors of the symmetric `d × d` matrix `a`, by subspace
@@ -161,76 +183,62 @@ pub(super) fn projected(
     a: f64,
     p: &[f64],
     b: f64,
-    directions: &[Vec<f64>],
+    directions: &Directions,
 ) -> Option<(f64, usize)> {
-    let m = directions.len();
+    let m = directions.m;
     if m == 0 {
         return None;
     }
-    let (mut u, mut sums, mut g) = (vec![0.0; m], vec![0.0; m], vec![0.0; m * m]);
-    for f in 0..e.len() {
-        let bar = (a * e[f] + b * p[f]) / (a + b);
+    // One scratch: u, the sums of each direction, y (m each), the Gram matrix and
+    // its factor (m × m each).
+    let mut scratch = vec![0.0; 3 * m + 2 * m * m];
+    let (u, rest) = scratch.split_at_mut(m);
+    let (sums, rest) = rest.split_at_mut(m);
+    let (y, rest) = rest.split_at_mut(m);
+    let (g, l) = rest.split_at_mut(m * m);
+    let coords = directions.by_feature.chunks_exact(m);
+    for ((&e, &p), v) in e.iter().zip(p).zip(coords) {
+        let bar = (a * e + b * p) / (a + b);
         if bar <= 0.0 {
             continue;
         }
-        let delta = p[f] - e[f];
+        let inverse = 1.0 / bar;
+        let delta = (p - e) * inverse;
         for j in 0..m {
-            let vj = directions[j][f];
-            if vj == 0.0 {
-                continue;
-            }
-            u[j] += delta * vj / bar;
+            let vj = v[j];
+            u[j] += delta * vj;
             sums[j] += vj;
-            for l in j..m {
-                g[j * m + l] += vj * directions[l][f] / bar;
+            let w = vj * inverse;
+            for (g, &vl) in g[j * m + j..(j + 1) * m].iter_mut().zip(&v[j..]) {
+                *g += w * vl;
             }
         }
     }
     for j in 0..m {
-        for l in j..m {
-            g[j * m + l] -= sums[j] * sums[l];
+        for c in j..m {
+            g[j * m + c] -= sums[j] * sums[c];
         }
     }
     // Cholesky of the upper triangle, row by row; a pivot under this share of the
-    // largest diagonal entry drops its direction.
+    // largest diagonal entry drops its direction (its row of the factor stays 0).
     let largest = (0..m).map(|j| g[j * m + j]).fold(0.0, f64::max);
     if largest <= 0.0 {
         return None;
     }
-    let mut l = vec![0.0; m * m];
-    let mut kept = vec![false; m];
     let (mut t, mut df) = (0.0, 0);
-    let mut y = vec![0.0; m];
     for j in 0..m {
-        let mut pivot = g[j * m + j];
-        for r in 0..j {
-            if kept[r] {
-                pivot -= l[r * m + j] * l[r * m + j];
-            }
-        }
+        let pivot = g[j * m + j] - (0..j).map(|r| l[r * m + j] * l[r * m + j]).sum::<f64>();
         if pivot <= 1e-9 * largest {
             continue;
         }
         let root = pivot.sqrt();
         l[j * m + j] = root;
         for c in j + 1..m {
-            let mut v = g[j * m + c];
-            for r in 0..j {
-                if kept[r] {
-                    v -= l[r * m + j] * l[r * m + c];
-                }
-            }
+            let v = g[j * m + c] - (0..j).map(|r| l[r * m + j] * l[r * m + c]).sum::<f64>();
             l[j * m + c] = v / root;
         }
-        kept[j] = true;
         // Forward substitution: y_j = (u_j − Σ L_rj y_r) / L_jj.
-        let mut v = u[j];
-        for r in 0..j {
-            if kept[r] {
-                v -= l[r * m + j] * y[r];
-            }
-        }
-        y[j] = v / root;
+        y[j] = (u[j] - (0..j).map(|r| l[r * m + j] * y[r]).sum::<f64>()) / root;
         t += y[j] * y[j];
         df += 1;
     }
@@ -255,7 +263,7 @@ mod tests {
         // Along one direction T is the square of the directed score test.
         let (e, p) = ([0.5, 0.3, 0.2], [0.3, 0.3, 0.4]);
         let v = vec![vec![-0.5_f64.sqrt(), 0.0, 0.5_f64.sqrt()]];
-        let (t, df) = projected(&e, 90.0, &p, 10.0, &v).unwrap();
+        let (t, df) = projected(&e, 90.0, &p, 10.0, &Directions::of(&v, 3)).unwrap();
         assert_eq!(df, 1);
         let bar: Vec<f64> = e.iter().zip(&p).map(|(e, p)| 0.9 * e + 0.1 * p).collect();
         let u: f64 = (0..3).map(|f| (p[f] - e[f]) * v[0][f] / bar[f]).sum();
@@ -268,6 +276,7 @@ mod tests {
     fn a_direction_the_others_span_is_dropped() {
         let (e, p) = ([0.5, 0.3, 0.2], [0.3, 0.3, 0.4]);
         let v = vec![vec![1.0, 0.0, 0.0], vec![1.0, 0.0, 0.0]];
+        let v = Directions::of(&v, 3);
         assert_eq!(projected(&e, 90.0, &p, 10.0, &v).unwrap().1, 1);
     }
 }

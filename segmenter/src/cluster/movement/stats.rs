@@ -77,6 +77,24 @@ pub fn sidak(z: f64, m: usize) -> f64 {
     }
 }
 
+/// The raw score `z` whose [`sidak`] over `m` is `score`: `P(Z > z) = 1 − (1 −
+/// P(Z > score))^(1/m)`. Comparing each outlet's raw score with it decides what
+/// comparing its corrected score with `score` decides, without a correction per
+/// outlet.
+pub fn sidak_inverse(score: f64, m: usize) -> f64 {
+    if m <= 1 {
+        return score;
+    }
+    let m = m as f64;
+    if score > 8.0 {
+        (score * score + 2.0 * m.ln()).sqrt()
+    } else if score >= 0.0 {
+        normal_tail_inverse(-f64::exp_m1((-normal_tail(score)).ln_1p() / m))
+    } else {
+        -normal_tail_inverse(normal_tail(-score).powf(1.0 / m))
+    }
+}
+
 pub fn g_terms(p: &[f64], a: f64, q: impl IntoIterator<Item = f64>, b: f64) -> (Vec<f64>, usize) {
     let mut terms = vec![0.0; p.len()];
     let mut support = 0;

@@ -172,6 +172,16 @@ fn chi2_scores_match_known_quantiles() {
 }
 
 #[test]
+fn sidak_inverse_undoes_sidak() {
+    for m in [1, 2, 4] {
+        for z in [-2.0, 0.0, 1.5, 3.5, 7.9, 12.0] {
+            let back = sidak_inverse(sidak(z, m), m);
+            assert!((back - z).abs() < 1e-6, "m {m}, z {z}: {back}");
+        }
+    }
+}
+
+#[test]
 fn a_switched_outlet_moves_and_the_others_keep_their_segment() {
     let p = population(100, 400, 60, Some(B), [1.0; 4], 1);
     let det = detect(&p.history(), &p.current, 2, &DetectorConfig::default());

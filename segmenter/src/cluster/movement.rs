@@ -598,16 +598,17 @@ pub fn detect(
         d,
         readings: 1 + usize::from(counts.is_some()),
     };
-    // The first pass flags the outlets that changed in either reading; the second
-    // estimates the segments' drift and profiles without them, so outlets switching
-    // together do not pass for a drift of their segment.
-    // The directions segments differ in, from each reading's earlier shares.
+    // The directions segments differ in, from each reading's earlier shares (of every
+    // testable outlet: the same in both passes, whatever the assignment).
     let m = k.saturating_sub(1);
     let spend_directions = principal(&spend.earlier, &outlets.ne, &outlets.testable, (m, d));
     let line_directions = counts
         .as_ref()
         .map(|c| principal(&c.earlier, &outlets.ne, &outlets.testable, (m, d)))
         .unwrap_or_default();
+    // The first pass flags the outlets that changed in either reading; the second
+    // estimates the segments' drift and profiles without them, so outlets switching
+    // together do not pass for a drift of their segment.
     let (none, mut flagged) = (vec![false; n], vec![false; n]);
     outlets.changed(
         &outlets.pass(&spend, &spend_directions, &none),

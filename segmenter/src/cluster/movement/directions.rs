@@ -49,7 +49,7 @@ impl Directions {
 
 /// The `m` leading principal directions (orthonormal) of the earlier shares of the
 /// outlets `testable`, each weighted by its earlier lines (at most [`WEIGHT_CAP`]).
-/// None when `m` is 0 or no outlet is testable.
+/// No direction when `m` is 0 or no outlet is testable.
 pub(super) fn principal<T: Copy + Into<f64> + Sync>(
     shares: &Shares<T>,
     lines: &[f64],

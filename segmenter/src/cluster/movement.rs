@@ -405,22 +405,22 @@ impl Outlets<'_> {
                 })
             })
             .collect();
-        let ratios: Vec<f64> = tests
-            .iter()
-            .zip(excluded)
-            .filter_map(|(t, &x)| t.as_ref().filter(|_| !x))
-            .map(|t| t.g / chi2_median(t.df))
-            .filter(|v| v.is_finite())
-            .collect();
-        let dispersion = median_at_least_one(ratios);
-        let projected_dispersion = tail_dispersion(
+        // The over-dispersions, from the outlets not excluded: G's at the median, the
+        // projected statistic's in the tail.
+        let included = || {
             tests
                 .iter()
                 .zip(excluded)
-                .filter_map(|(t, &x)| t.as_ref().filter(|_| !x)?.projected)
+                .filter_map(|(t, &x)| t.as_ref().filter(|_| !x))
+        };
+        let dispersion =
+            quantile_at_least_one(included().map(|t| t.g / chi2_median(t.df)).collect(), 0.5);
+        let projected_dispersion = quantile_at_least_one(
+            included()
+                .filter_map(|t| t.projected)
                 .map(|(t, df)| t / chi2_quantile(df, PROJECTED_TAIL))
-                .filter(|v| v.is_finite())
                 .collect(),
+            PROJECTED_TAIL,
         );
         Pass {
             segments,
@@ -695,21 +695,10 @@ pub fn detect(
     }
 }
 
-/// The median of `ratios`, at least 1 (1 with fewer than
-/// [`MIN_OUTLETS_FOR_DISPERSION`]).
-fn median_at_least_one(ratios: Vec<f64>) -> f64 {
-    quantile_at_least_one(ratios, 0.5)
-}
-
-/// The [`PROJECTED_TAIL`] quantile of `ratios` (each a statistic over its χ²
-/// quantile there), at least 1: the projected test's over-dispersion.
-fn tail_dispersion(ratios: Vec<f64>) -> f64 {
-    quantile_at_least_one(ratios, PROJECTED_TAIL)
-}
-
-/// The `q` quantile of `ratios` (the `⌊q n⌋`-th smallest), at least 1; 1 with fewer
-/// than [`MIN_OUTLETS_FOR_DISPERSION`].
+/// The `q` quantile of the finite `ratios` (the `⌊q n⌋`-th smallest), at least 1;
+/// 1 with fewer than [`MIN_OUTLETS_FOR_DISPERSION`].
 fn quantile_at_least_one(mut ratios: Vec<f64>, q: f64) -> f64 {
+    ratios.retain(|v| v.is_finite());
     if ratios.len() < MIN_OUTLETS_FOR_DISPERSION {
         return 1.0;
     }

@@ -10,6 +10,8 @@
 //! outlets' history only, never from their segments, so the outlets this test flags
 //! do not depend on the assignment, as the G test's do not.
 
+use linfa_linalg::eigh::{EigSort, EighInto};
+use ndarray::Array2;
 use rayon::prelude::*;
 
 use super::shares::Shares;
@@ -17,8 +19,6 @@ use super::shares::Shares;
 /// Most earlier lines an outlet weighs with in the directions (an outlet of a
 /// thousand lines is not a thousand outlets).
 const WEIGHT_CAP: f64 = 100.0;
-/// Subspace iterations at most.
-const ITERATIONS: usize = 300;
 /// Most chunks the covariance is summed in. Their number depends on the data only,
 /// so the sum's order, and the result, do not depend on the threads.
 const CHUNKS: usize = 64;
@@ -107,66 +107,29 @@ pub(super) fn principal<T: Copy + Into<f64> + Sync>(
             cov[b * d + a] = v;
         }
     }
-    Directions::of(&leading(&cov, d, m.min(d)), d)
+    Directions::of(&leading(cov, d, m.min(d)), d)
 }
 
-/// The `m` leading eigenvectors of the symmetric `d × d` matrix `a`, by subspace
-/// iteration from the unit vectors of its `m` largest diagonal entries.
-fn leading(a: &[f64], d: usize, m: usize) -> Vec<Vec<f64>> {
-    let mut order: Vec<usize> = (0..d).collect();
-    order.sort_by(|&i, &j| a[j * d + j].total_cmp(&a[i * d + i]).then(i.cmp(&j)));
-    let mut v: Vec<Vec<f64>> = order[..m]
+/// The eigenvectors of the symmetric `d × d` matrix `a` with the `m` largest
+/// eigenvalues (`linfa-linalg`'s symmetric eigendecomposition), leaving out those
+/// whose eigenvalue is nothing beside the largest: a direction the outlets do not
+/// vary in (shares sum to 1, so there is always one) is none to test.
+fn leading(a: Vec<f64>, d: usize, m: usize) -> Vec<Vec<f64>> {
+    let Ok(decomposed) = Array2::from_shape_vec((d, d), a)
+        .expect("a d × d matrix")
+        .eigh_into()
+    else {
+        return Vec::new();
+    };
+    let (values, vectors) = decomposed.sort_eig_desc();
+    let largest = values.first().copied().unwrap_or(0.0);
+    values
         .iter()
-        .map(|&i| {
-            // A little of every coordinate, so no direction starts orthogonal to the
-            // leading ones.
-            let mut e = vec![1e-3 / (d as f64).sqrt(); d];
-            e[i] = 1.0;
-            e
-        })
-        .collect();
-    orthonormalise(&mut v);
-    for _ in 0..ITERATIONS {
-        let mut next: Vec<Vec<f64>> = v
-            .iter()
-            .map(|x| (0..d).map(|r| dot(&a[r * d..(r + 1) * d], x)).collect())
-            .collect();
-        orthonormalise(&mut next);
-        let moved = v
-            .iter()
-            .zip(&next)
-            .map(|(x, y)| 1.0 - dot(x, y).abs())
-            .fold(0.0, f64::max);
-        v = next;
-        if moved < 1e-12 {
-            break;
-        }
-    }
-    v.retain(|x| x.iter().any(|&c| c != 0.0));
-    v
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// Modified Gram–Schmidt; a vector that is (nearly) in the span of those before it
-/// becomes zero.
-fn orthonormalise(v: &mut [Vec<f64>]) {
-    for j in 0..v.len() {
-        let (before, rest) = v.split_at_mut(j);
-        let x = &mut rest[0];
-        for b in before.iter() {
-            let c = dot(x, b);
-            x.iter_mut().zip(b).for_each(|(x, b)| *x -= c * b);
-        }
-        let norm = dot(x, x).sqrt();
-        if norm > 1e-9 {
-            x.iter_mut().for_each(|c| *c /= norm);
-        } else {
-            x.iter_mut().for_each(|c| *c = 0.0);
-        }
-    }
+        .zip(vectors.columns())
+        .take(m)
+        .filter(|(&v, _)| largest > 0.0 && v > 1e-12 * largest)
+        .map(|(_, x)| x.to_vec())
+        .collect()
 }
 
 /// The change from shares `e` (over `a` lines) to shares `p` (over `b` lines)
@@ -251,8 +214,8 @@ mod tests {
 
     #[test]
     fn leading_finds_the_eigenvectors_of_a_diagonal_matrix_in_order() {
-        let a = [1.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 2.0];
-        let v = leading(&a, 3, 2);
+        let a = vec![1.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 2.0];
+        let v = leading(a, 3, 2);
         assert_eq!(v.len(), 2);
         assert!((v[0][1].abs() - 1.0).abs() < 1e-9, "{v:?}");
         assert!((v[1][2].abs() - 1.0).abs() < 1e-9, "{v:?}");

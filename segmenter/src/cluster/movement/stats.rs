@@ -12,16 +12,21 @@ fn xlog(x: f64, y: f64) -> f64 {
 
 /// The median of χ² on `df` degrees of freedom (Wilson–Hilferty).
 pub fn chi2_median(df: usize) -> f64 {
-    let k = df as f64;
-    k * (1.0 - 2.0 / (9.0 * k)).powi(3)
+    chi2_at(df, 0.0)
 }
 
 /// The `q` quantile of χ² on `df` degrees of freedom (Wilson–Hilferty), for
 /// `0 < q < 1`.
 pub fn chi2_quantile(df: usize, q: f64) -> f64 {
+    chi2_at(df, normal_tail_inverse(1.0 - q))
+}
+
+/// The χ² value on `df` degrees of freedom whose Wilson–Hilferty normal score is
+/// `z` (the inverse of [`chi2_score`]).
+fn chi2_at(df: usize, z: f64) -> f64 {
     let k = df as f64;
     let v = 2.0 / (9.0 * k);
-    k * (1.0 - v + normal_tail_inverse(1.0 - q) * v.sqrt()).powi(3)
+    k * (1.0 - v + z * v.sqrt()).powi(3)
 }
 
 /// The standard normal quantile of `x` under χ² on `df` degrees of freedom

@@ -108,6 +108,41 @@ async fn console_shows_segments_with_charts_and_an_edited_tag_after_reload() {
         movement.contains("<td>changed</td>") && movement.contains(" → "),
         "the detector's moves show their reason and drivers: {movement}"
     );
+    // Segments whose profile drifted are listed apart from the moves, each with the
+    // drift that flagged it (model.json's `movement.segments`), and no other.
+    let drift = run2.model["movement"]["segments"]
+        .as_array()
+        .expect("the segments' drift in model.json");
+    let drifted: Vec<&serde_json::Value> = drift.iter().filter(|s| s["drifted"] == true).collect();
+    println!("{} of {} segments drifted", drifted.len(), drift.len());
+    assert_eq!(
+        movement.matches("<li class=\"drift\"").count(),
+        drifted.len(),
+        "{movement}"
+    );
+    for s in &drifted {
+        let id = s["segment_id"].as_str().unwrap();
+        let item = movement
+            .split(&format!("<li class=\"drift\" data-segment=\"{id}\">"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("drifted segment {id} listed: {movement}"))
+            .split("</li>")
+            .next()
+            .unwrap();
+        let two = |v: &serde_json::Value| format!("{:.2}", v.as_f64().unwrap());
+        assert!(
+            item.contains(&format!("drift {} in spend", two(&s["drift"])))
+                && item.contains(&format!("{} in lines", two(&s["line_drift"])))
+                && item.contains(" → "),
+            "{s}: {item}"
+        );
+    }
+    if drifted.is_empty() {
+        assert!(
+            movement.contains("None: the segments describe"),
+            "{movement}"
+        );
+    }
     let card = dom
         .split(&format!("data-segment=\"{other}\""))
         .nth(1)

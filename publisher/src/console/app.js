@@ -361,7 +361,20 @@ function movesCard(ev, names) {
   <p class="muted">${num(ev.moved)} moves in ${esc(ev.run_id)}. Score: how far the recent purchases differ from the earlier, in spend or in invoice lines per feature (standard normal quantile); fit: log-likelihood ratio of the new segment over the old on the recent purchases. Drivers' shares are of spend, or of lines where marked.${ev.moved > 500 ? " The first 500 are shown." : ""}</p>
   ${rows.length ? `<table class="moves"><thead><tr><th>outlet</th><th>from</th><th>to</th><th>reason</th><th>score</th><th>fit</th><th>recent invoices</th><th>drivers (earlier → recent share)</th></tr></thead><tbody>${rows.join("")}</tbody></table>` : '<p class="empty">No outlet moved in this run.</p>'}
   <h3>Segments whose own profile drifted</h3>
-  ${drifted.length ? `<ul class="drifted">${drifted.map((d) => `<li>${seg(d.segment_id)}: drift ${Number(d.own_drift).toFixed(2)} in spend${d.line_own_drift == null ? "" : `, ${Number(d.line_own_drift).toFixed(2)} in lines`}</li>`).join("")}</ul>` : '<p class="muted">None: the segments describe the same outlets as before.</p>'}</div>`;
+  <p class="muted">How far what a segment's members buy together moved between the earlier and the recent window (Hellinger distance of their pooled shares, in spend and in invoice lines), how much of it is beyond what all outlets did, and the features that moved most.</p>
+  ${drifted.length ? `<ul class="drifted">${drifted.map(driftItem(seg, drivers)).join("")}</ul>` : '<p class="muted">None: the segments describe the same outlets as before.</p>'}</div>`;
+}
+
+// One drifted segment: the drift that flagged it, in spend and in lines, the part of
+// it beyond all outlets' drift, and the features that changed most.
+function driftItem(seg, drivers) {
+  const two = (x) => Number(x).toFixed(2);
+  return (d) => {
+    const lines = d.line_drift == null ? "" : `, ${two(d.line_drift)} in lines`;
+    const own = d.line_own_drift == null ? two(d.own_drift) : `${two(d.own_drift)} and ${two(d.line_own_drift)}`;
+    const why = drivers(d.drivers);
+    return `<li class="drift" data-segment="${esc(d.segment_id)}">${seg(d.segment_id)}: drift ${two(d.drift)} in spend${lines} (${own} beyond all outlets' drift)${why ? `: ${why}` : ""}</li>`;
+  };
 }
 
 async function viewOutlet(id) {

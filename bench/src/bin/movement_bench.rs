@@ -41,6 +41,9 @@ struct Args {
     /// Weeks of new behaviour of the base scenario (4 by default).
     #[arg(long)]
     weeks: Option<u32>,
+    /// Planted segments of the base scenario (6 by default; the runs use k = this).
+    #[arg(long)]
+    segments: Option<usize>,
 }
 
 /// The knob varied and the scenario.
@@ -52,16 +55,22 @@ fn scenarios(args: &Args) -> Vec<(String, Scenario)> {
         movers: args.movers.unwrap_or(defaults.movers),
         frequency_cv: args.frequency_cv.unwrap_or(defaults.frequency_cv),
         weeks: args.weeks.unwrap_or(defaults.weeks),
+        segments: args.segments.unwrap_or(defaults.segments),
         ..defaults
     };
     let base_only = args.base_only;
     let mut out = vec![(
         format!(
-            "base: concentration {}, {}% movers, {} weeks, cv {}",
+            "base: concentration {}, {}% movers, {} weeks, cv {}{}",
             base.concentration,
             base.movers * 100.0,
             base.weeks,
-            base.frequency_cv
+            base.frequency_cv,
+            if base.segments == defaults.segments {
+                String::new()
+            } else {
+                format!(", {} segments", base.segments)
+            }
         ),
         base.clone(),
     )];

@@ -288,9 +288,12 @@ fn perturbed_customers_move_and_the_others_keep_their_segment() {
         rate(caught, 30) >= 50.0 * rate(others_moved.max(1), others),
         "perturbed customers moved: {caught}/30, others {others_moved}/{others}"
     );
+    // At least a third of them: 15 move now, all to the target; fewer than 10 would
+    // be a loss of power worth looking at, not noise (the data and the draws are
+    // fixed).
     assert!(
-        caught >= 3 && to_target * 2 >= caught,
-        "to the target: {to_target}/{caught}"
+        caught >= 10 && to_target * 2 >= caught,
+        "perturbed customers moved: {caught}/30, to the target: {to_target}"
     );
     assert!(
         others_moved * 100 <= others,

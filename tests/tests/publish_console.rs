@@ -108,41 +108,42 @@ async fn console_shows_segments_with_charts_and_an_edited_tag_after_reload() {
         movement.contains("<td>changed</td>") && movement.contains(" → "),
         "the detector's moves show their reason and drivers: {movement}"
     );
-    // Segments whose profile drifted are listed apart from the moves, each with the
-    // drift that flagged it (model.json's `movement.segments`), and no other.
+    // Every segment's own drift is listed apart from the moves, as model.json's
+    // `movement.segments` has it, the drifted ones flagged.
     let drift = run2.model["movement"]["segments"]
         .as_array()
         .expect("the segments' drift in model.json");
-    let drifted: Vec<&serde_json::Value> = drift.iter().filter(|s| s["drifted"] == true).collect();
-    println!("{} of {} segments drifted", drifted.len(), drift.len());
     assert_eq!(
-        movement.matches("<li class=\"drift\"").count(),
-        drifted.len(),
+        movement.matches("<tr class=\"drift").count(),
+        drift.len(),
         "{movement}"
     );
-    for s in &drifted {
+    let two = |v: &serde_json::Value| format!("<td class=\"num\">{:.2}</td>", v.as_f64().unwrap());
+    let mut drifted = 0;
+    for s in drift {
         let id = s["segment_id"].as_str().unwrap();
-        let item = movement
-            .split(&format!("<li class=\"drift\" data-segment=\"{id}\">"))
+        let flagged = s["drifted"] == true;
+        drifted += usize::from(flagged);
+        let class = if flagged { "drift drifted" } else { "drift" };
+        let row = movement
+            .split(&format!("<tr class=\"{class}\" data-segment=\"{id}\">"))
             .nth(1)
-            .unwrap_or_else(|| panic!("drifted segment {id} listed: {movement}"))
-            .split("</li>")
+            .unwrap_or_else(|| panic!("{id}'s drift row ({class}): {movement}"))
+            .split("</tr>")
             .next()
             .unwrap();
-        let two = |v: &serde_json::Value| format!("{:.2}", v.as_f64().unwrap());
-        assert!(
-            item.contains(&format!("drift {} in spend", two(&s["drift"])))
-                && item.contains(&format!("{} in lines", two(&s["line_drift"])))
-                && item.contains(" → "),
-            "{s}: {item}"
-        );
+        for field in ["drift", "line_drift", "own_drift", "line_own_drift"] {
+            assert!(row.contains(&two(&s[field])), "{field} of {s}: {row}");
+        }
+        assert_eq!(row.contains("<b>drifted</b>"), flagged, "{s}: {row}");
+        assert!(row.contains(" → "), "{id}'s drivers: {row}");
     }
-    if drifted.is_empty() {
-        assert!(
-            movement.contains("None: the segments describe"),
-            "{movement}"
-        );
-    }
+    println!("{drifted} of {} segments drifted", drift.len());
+    assert!(
+        movement.contains(&format!("{drifted} of {} segments drifted", drift.len()))
+            || (drifted == 0 && movement.contains("None: the segments describe")),
+        "{movement}"
+    );
     let card = dom
         .split(&format!("data-segment=\"{other}\""))
         .nth(1)

@@ -355,26 +355,25 @@ function movesCard(ev, names) {
   const pct = (x) => `${(100 * (x || 0)).toFixed(0)}%`;
   const score = (x) => (x === null || x === undefined ? "–" : Number(x).toFixed(1));
   const drivers = (d) => (d || []).slice(0, 3).map((x) => `${esc(x.feature)} ${pct(x.earlier_share)} → ${pct(x.recent_share)}${x.reading === "lines" ? " of lines" : ""}`).join("; ");
-  const drifted = (ev.segment_drift || []).filter((d) => d.drifted);
   const rows = ev.movements.slice(0, 500).map((v) => `<tr class="move"><td><a href="#/outlet/${encodeURIComponent(v.outlet_id)}">${esc(v.outlet_id)}</a></td><td>${seg(v.previous_segment_id)}</td><td>${seg(v.segment_id)}</td><td>${esc(v.reason)}</td><td class="num">${score(v.score)}</td><td class="num">${score(v.fit)}</td><td class="num">${num(v.recent_invoices)}</td><td>${drivers(v.drivers)}</td></tr>`);
   return `<div class="card"><h2>Why outlets moved</h2>
   <p class="muted">${num(ev.moved)} moves in ${esc(ev.run_id)}. Score: how far the recent purchases differ from the earlier, in spend or in invoice lines per feature (standard normal quantile); fit: log-likelihood ratio of the new segment over the old on the recent purchases. Drivers' shares are of spend, or of lines where marked.${ev.moved > 500 ? " The first 500 are shown." : ""}</p>
   ${rows.length ? `<table class="moves"><thead><tr><th>outlet</th><th>from</th><th>to</th><th>reason</th><th>score</th><th>fit</th><th>recent invoices</th><th>drivers (earlier → recent share)</th></tr></thead><tbody>${rows.join("")}</tbody></table>` : '<p class="empty">No outlet moved in this run.</p>'}
   <h3>Segments whose own profile drifted</h3>
-  <p class="muted">How far what a segment's members buy together moved between the earlier and the recent window (Hellinger distance of their pooled shares, in spend and in invoice lines), how much of it is beyond what all outlets did, and the features that moved most.</p>
-  ${drifted.length ? `<ul class="drifted">${drifted.map(driftItem(seg, drivers)).join("")}</ul>` : '<p class="muted">None: the segments describe the same outlets as before.</p>'}</div>`;
+  ${driftTable(ev.segment_drift || [], seg, drivers)}</div>`;
 }
 
-// One drifted segment: the drift that flagged it, in spend and in lines, the part of
-// it beyond all outlets' drift, and the features that changed most.
-function driftItem(seg, drivers) {
-  const two = (x) => Number(x).toFixed(2);
-  return (d) => {
-    const lines = d.line_drift == null ? "" : `, ${two(d.line_drift)} in lines`;
-    const own = d.line_own_drift == null ? two(d.own_drift) : `${two(d.own_drift)} and ${two(d.line_own_drift)}`;
-    const why = drivers(d.drivers);
-    return `<li class="drift" data-segment="${esc(d.segment_id)}">${seg(d.segment_id)}: drift ${two(d.drift)} in spend${lines} (${own} beyond all outlets' drift)${why ? `: ${why}` : ""}</li>`;
-  };
+// Every segment's own drift between the earlier and the recent window, the drifted
+// ones flagged: the drift that flags it (Hellinger distance of its members' pooled
+// shares, in spend and in invoice lines), the part of it beyond all outlets' drift,
+// and the features that moved most.
+function driftTable(all, seg, drivers) {
+  if (!all.length) return '<p class="muted">The change detector did not run.</p>';
+  const two = (x) => (x === null || x === undefined ? "–" : Number(x).toFixed(2));
+  const drifted = all.filter((d) => d.drifted).length;
+  const rows = all.map((d) => `<tr class="drift${d.drifted ? " drifted" : ""}" data-segment="${esc(d.segment_id)}"><td>${seg(d.segment_id)}</td><td class="num">${two(d.drift)}</td><td class="num">${two(d.line_drift)}</td><td class="num">${two(d.own_drift)}</td><td class="num">${two(d.line_own_drift)}</td><td>${d.drifted ? "<b>drifted</b>" : ""}</td><td>${drivers(d.drivers)}</td></tr>`);
+  return `<p class="muted">${drifted ? `${num(drifted)} of ${num(all.length)} segments drifted: their members as a whole buy differently now, a different event from outlets moving.` : "None: the segments describe the same outlets as before."} Drift: Hellinger distance between the members' pooled earlier and recent shares; beyond all outlets: the same after what every outlet did is taken out.</p>
+  <table class="drift"><thead><tr><th>segment</th><th class="num">drift in spend</th><th class="num">in lines</th><th class="num">beyond all outlets, spend</th><th class="num">in lines</th><th></th><th>features that moved most (earlier → recent share)</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }
 
 async function viewOutlet(id) {

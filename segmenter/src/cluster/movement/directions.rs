@@ -27,11 +27,13 @@ const PARTIALS_BYTES: usize = 64 << 20;
 
 /// Directions in the feature space, stored feature by feature (`d × m`, row-major),
 /// so an outlet's pass over its features reads each feature's `m` coordinates
-/// together.
+/// together; beside them, each feature's outer product `v vᵀ` (its upper triangle,
+/// row by row), which an outlet's Gram matrix sums with the outlet's own weights.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Directions {
     m: usize,
     by_feature: Vec<f64>,
+    outer: Vec<f64>,
 }
 
 impl Directions {
@@ -43,7 +45,16 @@ impl Directions {
                 by_feature[f * m + j] = c;
             }
         }
-        Self { m, by_feature }
+        let outer = by_feature
+            .chunks_exact(m.max(1))
+            .take(if m == 0 { 0 } else { d })
+            .flat_map(|v| (0..m).flat_map(move |j| v[j..].iter().map(move |&c| v[j] * c)))
+            .collect();
+        Self {
+            m,
+            by_feature,
+            outer,
+        }
     }
 }
 
@@ -152,34 +163,40 @@ pub(super) fn projected(
     if m == 0 {
         return None;
     }
-    // One scratch: u, the sums of each direction, y (m each), the Gram matrix and
-    // its factor (m × m each).
-    let mut scratch = vec![0.0; 3 * m + 2 * m * m];
+    // One scratch: u, the sums of each direction, y (m each), the Gram matrix's
+    // upper triangle as summed (packed, row by row), the matrix and its factor
+    // (m × m each).
+    let tri = m * (m + 1) / 2;
+    let mut scratch = vec![0.0; 3 * m + tri + 2 * m * m];
     let (u, rest) = scratch.split_at_mut(m);
     let (sums, rest) = rest.split_at_mut(m);
     let (y, rest) = rest.split_at_mut(m);
+    let (packed, rest) = rest.split_at_mut(tri);
     let (g, l) = rest.split_at_mut(m * m);
     let coords = directions.by_feature.chunks_exact(m);
-    for ((&e, &p), v) in e.iter().zip(p).zip(coords) {
-        let bar = (a * e + b * p) / (a + b);
-        if bar <= 0.0 {
+    let outer = directions.outer.chunks_exact(tri);
+    for (((&e, &p), v), o) in e.iter().zip(p).zip(coords).zip(outer) {
+        // The pooled share is `(a e + b p) / (a + b)`: one division for its inverse.
+        let pooled = a * e + b * p;
+        if pooled <= 0.0 {
             continue;
         }
-        let inverse = 1.0 / bar;
+        let inverse = (a + b) / pooled;
         let delta = (p - e) * inverse;
-        for j in 0..m {
-            let vj = v[j];
-            u[j] += delta * vj;
-            sums[j] += vj;
-            let w = vj * inverse;
-            for (g, &vl) in g[j * m + j..(j + 1) * m].iter_mut().zip(&v[j..]) {
-                *g += w * vl;
-            }
+        for ((u, s), &vj) in u.iter_mut().zip(sums.iter_mut()).zip(v) {
+            *u += delta * vj;
+            *s += vj;
+        }
+        // One contiguous run of `tri` products: the compiler vectorises it, where
+        // the triangle's rows of falling length it did not.
+        for (g, &o) in packed.iter_mut().zip(o) {
+            *g += inverse * o;
         }
     }
+    let mut next = packed.iter();
     for j in 0..m {
         for c in j..m {
-            g[j * m + c] -= sums[j] * sums[c];
+            g[j * m + c] = next.next().expect("the packed triangle") - sums[j] * sums[c];
         }
     }
     // Cholesky of the upper triangle, row by row; a pivot under this share of the
@@ -233,6 +250,58 @@ mod tests {
         let var: f64 = (0..3).map(|f| v[0][f] * v[0][f] / bar[f]).sum::<f64>()
             - v[0].iter().sum::<f64>().powi(2);
         assert!((t - 9.0 * u * u / var).abs() < 1e-9, "{t}");
+    }
+
+    #[test]
+    fn three_directions_give_the_quadratic_form_of_their_covariance() {
+        // T = uᵀ Σ⁻¹ u · ab / (a + b), with u and Σ as documented, solved here by
+        // Gaussian elimination on the full matrix (the function sums its packed
+        // triangle and factors it).
+        let e = [0.30, 0.20, 0.10, 0.25, 0.15, 0.0];
+        let p = [0.10, 0.25, 0.30, 0.05, 0.20, 0.10];
+        let (a, b) = (120.0, 30.0);
+        let v = vec![
+            vec![0.5, -0.5, 0.5, -0.5, 0.0, 0.0],
+            vec![0.1, 0.7, -0.1, -0.3, -0.6, 0.2],
+            vec![-0.4, 0.2, 0.6, 0.1, -0.2, -0.6],
+        ];
+        let (t, df) = projected(&e, a, &p, b, &Directions::of(&v, 6)).unwrap();
+        assert_eq!(df, 3);
+        let bar: Vec<f64> = (0..6).map(|f| (a * e[f] + b * p[f]) / (a + b)).collect();
+        let support: Vec<usize> = (0..6).filter(|&f| bar[f] > 0.0).collect();
+        let mut m = [[0.0; 4]; 3];
+        for j in 0..3 {
+            m[j][3] = support
+                .iter()
+                .map(|&f| v[j][f] * (p[f] - e[f]) / bar[f])
+                .sum();
+            for c in 0..3 {
+                let (sj, sc): (f64, f64) = (
+                    support.iter().map(|&f| v[j][f]).sum(),
+                    support.iter().map(|&f| v[c][f]).sum(),
+                );
+                m[j][c] = support
+                    .iter()
+                    .map(|&f| v[j][f] * v[c][f] / bar[f])
+                    .sum::<f64>()
+                    - sj * sc;
+            }
+        }
+        let u: Vec<f64> = (0..3).map(|j| m[j][3]).collect();
+        for j in 0..3 {
+            for r in j + 1..3 {
+                let f = m[r][j] / m[j][j];
+                for c in j..4 {
+                    m[r][c] -= f * m[j][c];
+                }
+            }
+        }
+        let mut x = [0.0; 3];
+        for j in (0..3).rev() {
+            x[j] = (m[j][3] - (j + 1..3).map(|c| m[j][c] * x[c]).sum::<f64>()) / m[j][j];
+        }
+        let expected = u.iter().zip(&x).map(|(u, x)| u * x).sum::<f64>() * a * b / (a + b);
+        assert!((t - expected).abs() < 1e-9 * expected, "{t} {expected}");
     }
 
     #[test]

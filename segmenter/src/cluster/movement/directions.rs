@@ -290,9 +290,9 @@ mod tests {
         let u: Vec<f64> = (0..3).map(|j| m[j][3]).collect();
         for j in 0..3 {
             for r in j + 1..3 {
-                let f = m[r][j] / m[j][j];
-                for c in j..4 {
-                    m[r][c] -= f * m[j][c];
+                let (f, pivot) = (m[r][j] / m[j][j], m[j]);
+                for (x, p) in m[r][j..].iter_mut().zip(&pivot[j..]) {
+                    *x -= f * p;
                 }
             }
         }

@@ -45,9 +45,10 @@ impl Directions {
                 by_feature[f * m + j] = c;
             }
         }
+        // One chunk per feature (none when there is no direction: `by_feature` is
+        // then empty).
         let outer = by_feature
             .chunks_exact(m.max(1))
-            .take(if m == 0 { 0 } else { d })
             .flat_map(|v| (0..m).flat_map(move |j| v[j..].iter().map(move |&c| v[j] * c)))
             .collect();
         Self {

@@ -144,8 +144,8 @@ pub(super) fn convert_rows<'s>(
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
-            // The workspace's second `unsafe` (the first is in `tiles.rs`): calling
-            // code compiled for a CPU feature outside the build's baseline.
+            // The workspace's third `unsafe` (the other two are in `tiles.rs`):
+            // calling code compiled for a CPU feature outside the build's baseline.
             #[allow(unsafe_code)]
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { convert_rows_avx2(row, d, dest, ahead) };

@@ -9,12 +9,12 @@
 //! row where it lies, in any order — the bounded Lloyd steps pass scattered rows
 //! without copying them. Each dot product is summed feature by feature in the same
 //! order whatever the tile, so a row's distances do not depend on its neighbours.
-//! On x86-64 the tiles are compiled a second time with AVX2 and FMA, chosen at run
-//! time when the CPU has them.
+//! On x86-64 the tiles are compiled twice more, with AVX2 and FMA and with AVX-512;
+//! the widest the CPU has is chosen at run time.
 
 /// Lanes per vector of centres.
 const LANES: usize = 8;
-/// Rows per tile.
+/// Rows per tile (twice as many with AVX-512).
 const TILE_ROWS: usize = 4;
 
 /// Centres in the kernel's layout.
@@ -84,11 +84,19 @@ pub(crate) fn sq_distances(points: Points, rows: &[usize], centres: &Centres, ou
     assert_eq!(centres.t.len(), d * centres.padded / LANES, "centre width");
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // One of the workspace's two `unsafe` blocks (the other converts rows,
-            // `kernel.rs`): calling code compiled for CPU features that are not in
-            // the build's baseline.
+        use std::arch::is_x86_feature_detected as has;
+        // Two of the workspace's three `unsafe` blocks (the third converts rows,
+        // `convert.rs`): calling code compiled for CPU features that are not in the
+        // build's baseline.
+        if has!("avx512f") {
+            #[allow(unsafe_code)]
+            // SAFETY: the CPU has AVX-512F (and so AVX2 and FMA), checked just above.
+            unsafe {
+                sq_distances_avx512(points, rows, centres, out)
+            };
+            return;
+        }
+        if has!("avx2") && has!("fma") {
             #[allow(unsafe_code)]
             // SAFETY: the CPU has AVX2 and FMA, checked just above.
             unsafe {
@@ -97,19 +105,30 @@ pub(crate) fn sq_distances(points: Points, rows: &[usize], centres: &Centres, ou
             return;
         }
     }
-    sq_distances_body::<false>(points, rows, centres, out);
+    sq_distances_body::<false, TILE_ROWS>(points, rows, centres, out);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn sq_distances_fma(points: Points, rows: &[usize], centres: &Centres, out: &mut [f32]) {
-    sq_distances_body::<true>(points, rows, centres, out);
+    sq_distances_body::<true, TILE_ROWS>(points, rows, centres, out);
 }
 
-/// The rows in tiles of [`TILE_ROWS`], each against the centres in panels of up to
-/// three vectors (twelve independent sums: enough to cover a multiply-add's latency).
+/// With AVX-512 a panel of two lane groups is one 16-wide register and each
+/// multiply-add takes its row's value straight from memory: eight rows per tile
+/// keep as many sums in flight as four rows do with AVX2 (the same operations in
+/// the same order for each distance, so the same values).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn sq_distances_avx512(points: Points, rows: &[usize], centres: &Centres, out: &mut [f32]) {
+    sq_distances_body::<true, { 2 * TILE_ROWS }>(points, rows, centres, out);
+}
+
+/// The rows in tiles of `R` ([`TILE_ROWS`], twice that with AVX-512), each against
+/// the centres in panels of up to three vectors (twelve independent sums: enough to
+/// cover a multiply-add's latency).
 #[inline(always)]
-fn sq_distances_body<const FMA: bool>(
+fn sq_distances_body<const FMA: bool, const R: usize>(
     points: Points,
     rows: &[usize],
     centres: &Centres,
@@ -118,9 +137,9 @@ fn sq_distances_body<const FMA: bool>(
     let Points { x, d, norms } = points;
     let k = centres.len();
     let groups = centres.padded / LANES;
-    for (tile, out) in rows.chunks(TILE_ROWS).zip(out.chunks_mut(TILE_ROWS * k)) {
+    for (tile, out) in rows.chunks(R).zip(out.chunks_mut(R * k)) {
         // A short last tile repeats its last row; the repeats are not written.
-        let xs: [&[f32]; TILE_ROWS] = std::array::from_fn(|r| {
+        let xs: [&[f32]; R] = std::array::from_fn(|r| {
             let i = tile[r.min(tile.len() - 1)];
             &x[i * d..(i + 1) * d]
         });
@@ -128,11 +147,11 @@ fn sq_distances_body<const FMA: bool>(
         while g * LANES < k {
             let left = groups - g;
             let dots = if left >= 3 {
-                tile_dots::<3, FMA>(&xs, d, &centres.t, groups, g).map(flatten)
+                tile_dots::<3, FMA, R>(&xs, d, &centres.t, groups, g).map(flatten)
             } else if left >= 2 {
-                tile_dots::<2, FMA>(&xs, d, &centres.t, groups, g).map(flatten)
+                tile_dots::<2, FMA, R>(&xs, d, &centres.t, groups, g).map(flatten)
             } else {
-                tile_dots::<1, FMA>(&xs, d, &centres.t, groups, g).map(flatten)
+                tile_dots::<1, FMA, R>(&xs, d, &centres.t, groups, g).map(flatten)
             };
             let width = left.min(3) * LANES;
             let end = (g * LANES + width).min(k);
@@ -159,14 +178,14 @@ fn flatten<const V: usize>(acc: [[f32; LANES]; V]) -> [f32; 3 * LANES] {
 
 /// Dot products of the tile's rows with the centres of lane groups `g .. g + V`.
 #[inline(always)]
-fn tile_dots<const V: usize, const FMA: bool>(
-    xs: &[&[f32]; TILE_ROWS],
+fn tile_dots<const V: usize, const FMA: bool, const R: usize>(
+    xs: &[&[f32]; R],
     d: usize,
     t: &[[f32; LANES]],
     groups: usize,
     g: usize,
-) -> [[[f32; LANES]; V]; TILE_ROWS] {
-    let mut acc = [[[0.0_f32; LANES]; V]; TILE_ROWS];
+) -> [[[f32; LANES]; V]; R] {
+    let mut acc = [[[0.0_f32; LANES]; V]; R];
     assert!(xs.iter().all(|r| r.len() == d) && g + V <= groups);
     for c in 0..d {
         let cr: &[[f32; LANES]; V] = t[c * groups + g..c * groups + g + V]
@@ -325,9 +344,23 @@ mod tests {
             }
             // Without the FMA variant the same distances come out (to rounding).
             let mut plain = vec![f32::NAN; rows.len() * k];
-            sq_distances_body::<false>(points, &rows, &centres, &mut plain);
+            sq_distances_body::<false, TILE_ROWS>(points, &rows, &centres, &mut plain);
             for (a, b) in out.iter().zip(&plain) {
                 assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0));
+            }
+            // AVX-512's tiles of eight rows give AVX2's distances bit for bit (this
+            // machine and CI's have both; elsewhere the check has nothing to compare).
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                let (mut wide, mut narrow) = (plain.clone(), plain.clone());
+                #[allow(unsafe_code)]
+                // SAFETY: AVX-512F, checked just above, implies AVX2 and FMA.
+                unsafe {
+                    sq_distances_avx512(points, &rows, &centres, &mut wide);
+                    sq_distances_fma(points, &rows, &centres, &mut narrow);
+                }
+                let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&wide), bits(&narrow), "k={k}");
             }
         }
     }

@@ -1,7 +1,8 @@
 //! Squared distances from a few rows to every centre, as `‖x‖² − 2 x·c + ‖c‖²`, by
-//! register tiles: four rows against up to 24 centres at a time, the centres stored
-//! feature-major (`D × k`, padded to a multiple of 8) so that each feature of a row
-//! is broadcast once and multiplied into eight centres per vector instruction.
+//! register tiles: four rows (eight with AVX-512) against up to 24 centres at a
+//! time, the centres stored feature-major (`D × k`, padded to a multiple of 8) so
+//! that each feature of a row is broadcast once and multiplied into eight centres
+//! per vector instruction.
 //!
 //! Written by hand rather than through a matrix-product crate: with k ≤ a few dozen
 //! a general product spends most of its time packing the rows into its own layout

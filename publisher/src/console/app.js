@@ -15,6 +15,8 @@ const fmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
 const fmt1 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
 const pct = (x) => fmt1.format(100 * (x || 0)) + "%";
 const num = (x) => fmt.format(x || 0);
+// A number to `digits` decimals, or a dash where there is none.
+const fixed = (digits) => (x) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
 
 function toast(msg) {
   const t = $("#toast");
@@ -353,7 +355,7 @@ async function viewMovement() {
 function movesCard(ev, names) {
   const seg = (id) => `${esc(names[id] || id)} <span class="badge">${esc(id)}</span>`;
   const pct = (x) => `${(100 * (x || 0)).toFixed(0)}%`;
-  const score = (x) => (x === null || x === undefined ? "–" : Number(x).toFixed(1));
+  const score = fixed(1);
   const drivers = (d) => (d || []).slice(0, 3).map((x) => `${esc(x.feature)} ${pct(x.earlier_share)} → ${pct(x.recent_share)}${x.reading === "lines" ? " of lines" : ""}`).join("; ");
   const rows = ev.movements.slice(0, 500).map((v) => `<tr class="move"><td><a href="#/outlet/${encodeURIComponent(v.outlet_id)}">${esc(v.outlet_id)}</a></td><td>${seg(v.previous_segment_id)}</td><td>${seg(v.segment_id)}</td><td>${esc(v.reason)}</td><td class="num">${score(v.score)}</td><td class="num">${score(v.fit)}</td><td class="num">${num(v.recent_invoices)}</td><td>${drivers(v.drivers)}</td></tr>`);
   return `<div class="card"><h2>Why outlets moved</h2>
@@ -369,7 +371,7 @@ function movesCard(ev, names) {
 // and the features that moved most.
 function driftTable(all, seg, drivers) {
   if (!all.length) return '<p class="muted">The change detector did not run.</p>';
-  const two = (x) => (x === null || x === undefined ? "–" : Number(x).toFixed(2));
+  const two = fixed(2);
   const drifted = all.filter((d) => d.drifted).length;
   const rows = all.map((d) => `<tr class="drift${d.drifted ? " drifted" : ""}" data-segment="${esc(d.segment_id)}"><td>${seg(d.segment_id)}</td><td class="num">${two(d.drift)}</td><td class="num">${two(d.line_drift)}</td><td class="num">${two(d.own_drift)}</td><td class="num">${two(d.line_own_drift)}</td><td>${d.drifted ? "<b>drifted</b>" : ""}</td><td>${drivers(d.drivers)}</td></tr>`);
   return `<p class="muted">${drifted ? `${num(drifted)} of ${num(all.length)} segments drifted: their members as a whole buy differently now, a different event from outlets moving.` : "None: the segments describe the same outlets as before."} Drift: Hellinger distance between the members' pooled earlier and recent shares; beyond all outlets: the same after what every outlet did is taken out.</p>

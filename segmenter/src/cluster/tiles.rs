@@ -89,8 +89,7 @@ pub(crate) fn sq_distances(points: Points, rows: &[usize], centres: &Centres, ou
         // Two of the workspace's three `unsafe` blocks (the third converts rows,
         // `convert.rs`): calling code compiled for CPU features that are not in the
         // build's baseline.
-        // All three asked for: a hypervisor may hide one feature and not another.
-        if has!("avx512f") && has!("avx2") && has!("fma") {
+        if has_avx512() {
             #[allow(unsafe_code)]
             // SAFETY: the CPU has AVX-512F, AVX2 and FMA, checked just above.
             unsafe {
@@ -108,6 +107,14 @@ pub(crate) fn sq_distances(points: Points, rows: &[usize], centres: &Centres, ou
         }
     }
     sq_distances_body::<false, TILE_ROWS>(points, rows, centres, out);
+}
+
+/// Whether the CPU runs [`sq_distances_avx512`]: all three features it is built
+/// with are asked for, as a hypervisor may hide one and not another.
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    use std::arch::is_x86_feature_detected as has;
+    has!("avx512f") && has!("avx2") && has!("fma")
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -353,19 +360,16 @@ mod tests {
             // AVX-512's tiles of eight rows give AVX2's distances bit for bit (this
             // machine and CI's have both; elsewhere the check has nothing to compare).
             #[cfg(target_arch = "x86_64")]
-            {
-                use std::arch::is_x86_feature_detected as has;
-                if has!("avx512f") && has!("avx2") && has!("fma") {
-                    let (mut wide, mut narrow) = (plain.clone(), plain.clone());
-                    #[allow(unsafe_code)]
-                    // SAFETY: the CPU has AVX-512F, AVX2 and FMA, checked just above.
-                    unsafe {
-                        sq_distances_avx512(points, &rows, &centres, &mut wide);
-                        sq_distances_fma(points, &rows, &centres, &mut narrow);
-                    }
-                    let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&wide), bits(&narrow), "k={k}");
+            if has_avx512() {
+                let (mut wide, mut narrow) = (plain.clone(), plain.clone());
+                #[allow(unsafe_code)]
+                // SAFETY: the CPU has AVX-512F, AVX2 and FMA, checked just above.
+                unsafe {
+                    sq_distances_avx512(points, &rows, &centres, &mut wide);
+                    sq_distances_fma(points, &rows, &centres, &mut narrow);
                 }
+                let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&wide), bits(&narrow), "k={k}");
             }
         }
     }

@@ -1,9 +1,12 @@
 //! What the change detector costs at national scale: `detect` over a million outlets
 //! read in spend alone and in spend and lines per feature, in the same process, with
-//! the history arrays' memory beside the time.
+//! the history arrays' memory beside the time, and what it decided: the outlets
+//! that switched segment lately that it moved, the others it moved, and the
+//! over-dispersion φ it measured.
 //!
 //! ```sh
 //! cargo run --release -p spectra-bench --bin detector_bench -- --outlets 1000000
+//! cargo run --release -p spectra-bench --bin detector_bench -- --outlets 20000 --features 512
 //! ```
 //!
 //! The outlets are drawn as the movement benchmark draws them, without its daily
@@ -35,8 +38,8 @@ struct Args {
     #[arg(long, default_value_t = 12)]
     k: usize,
     /// Timed runs per reading count (the median is reported).
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -60,6 +63,7 @@ fn main() {
         (Array2::<f32>::zeros((n, d)), Array2::<f32>::zeros((n, d)));
     let (mut earlier_lines, mut recent_lines) = (vec![0.0; n], vec![0.0; n]);
     let current: Vec<Option<usize>> = (0..n).map(|i| Some(i % k)).collect();
+    let mut switched = vec![false; n];
     for i in 0..n {
         let own = i % k;
         let lately = if rng.gen_bool(0.1) {
@@ -67,6 +71,7 @@ fn main() {
         } else {
             own
         };
+        switched[i] = lately != own;
         let size: f64 = Poisson::new(400.0).expect("mean").sample(&mut rng);
         for (period, seg, lines) in [(0, own, size), (1, lately, size / 12.0)] {
             let lines = lines.round() as usize;
@@ -92,11 +97,12 @@ fn main() {
     let rows: Vec<usize> = (0..n).collect();
     let spend_mb = 2.0 * (n * d * 8) as f64 / 1e6;
     let counts_mb = 2.0 * (n * d * 4) as f64 / 1e6;
+    let planted = switched.iter().filter(|&&s| s).count();
     println!(
-        "| readings | detect, median of {} (s) | moved | history arrays (MB) |",
+        "| readings | detect, median of {} (s) | switched lately: moved (of {planted}) | others moved | φ (spend / lines) | history arrays (MB) |",
         args.rounds
     );
-    println!("|---|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---|---:|");
     for two in [false, true] {
         let history = SpendHistory {
             earlier: earlier.view(),
@@ -108,20 +114,28 @@ fn main() {
             moved_with: &[],
         };
         let mut times = Vec::new();
-        let mut moved = 0;
+        let mut detection = None;
         for _ in 0..args.rounds {
             let t = Instant::now();
             let det = detect(&history, &current, k, &DetectorConfig::default());
             times.push(t.elapsed().as_secs_f64());
-            moved = det
-                .decisions
-                .iter()
-                .filter(|d| matches!(d, Decision::Move(_)))
-                .count();
+            detection = Some(det);
         }
+        let det = detection.expect("`--rounds` is at least 1");
+        // Moved, among the outlets that switched and among the others.
+        let (mut moved, mut others) = (0, 0);
+        for (d, &s) in det.decisions.iter().zip(&switched) {
+            if matches!(d, Decision::Move(_)) {
+                *(if s { &mut moved } else { &mut others }) += 1;
+            }
+        }
+        let phi = match det.line_dispersion {
+            Some(l) => format!("{:.2} / {l:.2}", det.dispersion),
+            None => format!("{:.2}", det.dispersion),
+        };
         times.sort_by(f64::total_cmp);
         println!(
-            "| {} | {:.2} | {moved} | {:.0} |",
+            "| {} | {:.2} | {moved} | {others} | {phi} | {:.0} |",
             if two { "spend and lines" } else { "spend" },
             times[times.len() / 2],
             if two { spend_mb + counts_mb } else { spend_mb }

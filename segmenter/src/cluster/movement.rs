@@ -17,7 +17,11 @@
 //! Spend shares are not counts: line values vary and lines of one invoice go
 //! together, so G is over-dispersed by a factor φ that the population itself
 //! estimates — `φ = median(G / median χ²_df)` over every tested outlet (most outlets
-//! do not change), at least 1. The score is the Wilson–Hilferty normal quantile of
+//! do not change), at least [`MIN_DISPERSION`]. It may be under 1: with hundreds of
+//! features, most of them expected to hold less than a line in a period, G's spread
+//! is narrower than χ² on as many degrees of freedom, and reading it as χ² would
+//! leave a switch unseen (`bench/movement/RESULTS.md`, "Hundreds of features"). The
+//! score is the Wilson–Hilferty normal quantile of
 //! `G / φ` on `df` degrees of freedom. Multiplying the earlier shares by the drift
 //! of all outlets (their pooled recent over pooled earlier shares, per feature) takes
 //! out what everyone did (a season, a promotion), so the test asks whether the outlet
@@ -99,6 +103,11 @@ use stats::{g_terms, largest, mixture_ll};
 pub const MIN_LINES: f64 = 3.0;
 /// Fewest tested outlets for the over-dispersion to be estimated (else φ = 1).
 pub const MIN_OUTLETS_FOR_DISPERSION: usize = 20;
+/// Smallest over-dispersion φ the G test divides out. The population's median may
+/// put it under 1 (see the module's documentation); this bounds what that may add
+/// to a score, and keeps φ above zero where no outlet's shares changed at all.
+/// The projected test's φ, read in the tail, stays at least 1.
+pub const MIN_DISPERSION: f64 = 0.5;
 /// Features reported as the drivers of a move.
 pub const DRIVERS: usize = 3;
 /// Hellinger distance between a segment's pooled earlier and recent profiles from
@@ -279,7 +288,8 @@ pub struct Detection {
     /// One decision per outlet row.
     pub decisions: Vec<Decision>,
     /// The over-dispersion φ divided out of every statistic: the median of
-    /// `G / median χ²_df` over the tested outlets the first pass did not flag (spend).
+    /// `G / median χ²_df` over the tested outlets the first pass did not flag (spend),
+    /// at least [`MIN_DISPERSION`].
     pub dispersion: f64,
     /// The same for the lines reading, when there is one.
     pub line_dispersion: Option<f64>,
@@ -413,14 +423,18 @@ impl Outlets<'_> {
                 .zip(excluded)
                 .filter_map(|(t, &x)| t.as_ref().filter(|_| !x))
         };
-        let dispersion =
-            quantile_at_least_one(included().map(|t| t.g / chi2_median(t.df)).collect(), 0.5);
-        let projected_dispersion = quantile_at_least_one(
+        let dispersion = quantile_at_least(
+            included().map(|t| t.g / chi2_median(t.df)).collect(),
+            0.5,
+            MIN_DISPERSION,
+        );
+        let projected_dispersion = quantile_at_least(
             included()
                 .filter_map(|t| t.projected)
                 .map(|(t, df)| t / chi2_quantile(df, PROJECTED_TAIL))
                 .collect(),
             PROJECTED_TAIL,
+            1.0,
         );
         Pass {
             segments,
@@ -695,15 +709,18 @@ pub fn detect(
     }
 }
 
-/// The `q` quantile of the finite `ratios` (the `⌊q n⌋`-th smallest), at least 1;
-/// 1 with fewer than [`MIN_OUTLETS_FOR_DISPERSION`].
-fn quantile_at_least_one(mut ratios: Vec<f64>, q: f64) -> f64 {
+/// The `q` quantile of the finite `ratios` (the `⌊q n⌋`-th smallest), at least
+/// `floor`; 1 with fewer than [`MIN_OUTLETS_FOR_DISPERSION`].
+fn quantile_at_least(mut ratios: Vec<f64>, q: f64, floor: f64) -> f64 {
     ratios.retain(|v| v.is_finite());
     if ratios.len() < MIN_OUTLETS_FOR_DISPERSION {
         return 1.0;
     }
     let at = ((ratios.len() as f64 * q) as usize).min(ratios.len() - 1);
-    ratios.select_nth_unstable_by(at, f64::total_cmp).1.max(1.0)
+    ratios
+        .select_nth_unstable_by(at, f64::total_cmp)
+        .1
+        .max(floor)
 }
 
 /// Earlier shares as they would be now had they followed the market (`market`: all

@@ -688,3 +688,58 @@ fn a_switch_spread_over_many_features_shows_where_segments_differ() {
     );
     assert_eq!(others, 0);
 }
+
+#[test]
+fn a_switch_over_hundreds_of_features_is_seen() {
+    // Three segments over 600 features, each buying mostly its own third. A year of
+    // 400 lines and a month of 33 leave most features under a line expected in a
+    // period, and G then spreads narrower than χ² on as many degrees of freedom:
+    // the population's φ is under 1 (0.73 here). Read as 1, as before, none of these
+    // switches moved (scores about 2); read as measured, all do.
+    const FEATURES: usize = 600;
+    let segment = |s: usize| -> Vec<f64> {
+        (0..FEATURES)
+            .map(|f| if f % 3 == s { 1.0 } else { 0.02 })
+            .collect()
+    };
+    let (a, b, c) = (segment(0), segment(1), segment(2));
+    let switchers = 20;
+    let p = drawn(
+        &[&a, &b, &c],
+        200,
+        400,
+        33,
+        |i, own| {
+            if i < switchers {
+                b.clone()
+            } else {
+                own.to_vec()
+            }
+        },
+        5,
+    );
+    let det = detect(&p.history(), &p.current, 3, &DetectorConfig::default());
+    assert!(
+        det.dispersion < 0.9 && det.dispersion >= MIN_DISPERSION,
+        "{}",
+        det.dispersion
+    );
+    let moved: Vec<(usize, usize)> = det
+        .decisions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| match d {
+            Decision::Move(e) => Some((i, e.best)),
+            _ => None,
+        })
+        .collect();
+    let switched = moved.iter().filter(|&&(i, _)| i < switchers).count();
+    assert!(
+        switched >= switchers - 2,
+        "{switched} of {switchers}: {moved:?}"
+    );
+    assert!(
+        moved.iter().all(|&(i, best)| i < switchers && best == 1),
+        "{moved:?}"
+    );
+}

@@ -144,17 +144,18 @@ const ITERATIVE_TOLERANCE: f32 = 1e-7;
 /// direction the outlets do not vary in (shares sum to 1, so there is always one)
 /// is none to test. Up to [`ITERATIVE_FROM`] features by `linfa-linalg`'s symmetric
 /// eigendecomposition, from there by its LOBPCG (`d² m` a step; the best it reached
-/// when it stops short of the tolerance).
+/// when it stops short of the tolerance; the full decomposition when it has nothing).
 fn leading(a: Vec<f64>, d: usize, m: usize) -> Vec<Vec<f64>> {
     let a = Array2::from_shape_vec((d, d), a).expect("a d × d matrix");
-    let pairs = if d >= ITERATIVE_FROM && m > 0 {
-        iterative(a, m)
-    } else {
+    let found = (d >= ITERATIVE_FROM && m > 0)
+        .then(|| iterative(&a, m))
+        .flatten();
+    let pairs = found.or_else(|| {
         a.eigh_into().ok().map(|decomposed| {
             let (values, vectors) = decomposed.sort_eig_desc();
             (values.to_vec(), vectors)
         })
-    };
+    });
     let Some((values, vectors)) = pairs else {
         return Vec::new();
     };
@@ -171,7 +172,7 @@ fn leading(a: Vec<f64>, d: usize, m: usize) -> Vec<Vec<f64>> {
 /// The `m` largest eigenvalues of the symmetric `a`, largest first, and their
 /// eigenvectors (columns), by LOBPCG from a seeded start (the same directions for
 /// the same matrix). `None` when the solver has no result at all.
-fn iterative(a: Array2<f64>, m: usize) -> Option<(Vec<f64>, Array2<f64>)> {
+fn iterative(a: &Array2<f64>, m: usize) -> Option<(Vec<f64>, Array2<f64>)> {
     let d = a.nrows();
     let trace: f64 = a.diag().sum();
     if !trace.is_finite() || trace <= 0.0 {
@@ -319,7 +320,7 @@ mod tests {
                 .sum::<f64>()
                 / 400.0
         });
-        let (values, vectors) = iterative(cov.clone(), m).expect("a result");
+        let (values, vectors) = iterative(&cov, m).expect("a result");
         let (all, full) = cov.clone().eigh_into().unwrap().sort_eig_desc();
         for j in 0..m {
             assert!(
@@ -334,6 +335,51 @@ mod tests {
             assert!(1.0 - inside < 1e-8, "{j}: {inside}");
         }
         assert_eq!(leading(cov.into_raw_vec_and_offset().0, d, m).len(), m);
+    }
+
+    #[test]
+    fn past_iterative_from_fewer_directions_than_asked_are_what_the_outlets_vary_in() {
+        // 300 features, but outlets differ in two directions only (three profiles):
+        // five are asked for, the two come back, in the span of the differences.
+        let d = ITERATIVE_FROM + 43;
+        let profile =
+            |s: usize| -> Vec<f64> { (0..d).map(|f| ((f * (s + 2)) % 7) as f64).collect() };
+        let profiles = [profile(0), profile(1), profile(2)];
+        let mean: Vec<f64> = (0..d)
+            .map(|f| profiles.iter().map(|p| p[f]).sum::<f64>() / 3.0)
+            .collect();
+        let cov: Vec<f64> = (0..d * d)
+            .map(|i| {
+                let (a, b) = (i / d, i % d);
+                profiles
+                    .iter()
+                    .map(|p| (p[a] - mean[a]) * (p[b] - mean[b]))
+                    .sum::<f64>()
+                    / 3.0
+            })
+            .collect();
+        let v = leading(cov, d, 5);
+        assert_eq!(v.len(), 2, "{}", v.len());
+        // Each lies in the span of the two differences from the first profile.
+        let diffs: Vec<Vec<f64>> = (1..3)
+            .map(|s| (0..d).map(|f| profiles[s][f] - profiles[0][f]).collect())
+            .collect();
+        let dot = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f64>();
+        let (g00, g01, g11) = (
+            dot(&diffs[0], &diffs[0]),
+            dot(&diffs[0], &diffs[1]),
+            dot(&diffs[1], &diffs[1]),
+        );
+        let det = g00 * g11 - g01 * g01;
+        for x in &v {
+            let (b0, b1) = (dot(x, &diffs[0]), dot(x, &diffs[1]));
+            // ‖projection‖² = bᵀ G⁻¹ b.
+            let inside = (g11 * b0 * b0 - 2.0 * g01 * b0 * b1 + g00 * b1 * b1) / det;
+            assert!((inside - 1.0).abs() < 1e-6, "{inside}");
+        }
+        // Outlets that do not vary at all: no direction (LOBPCG has none to give,
+        // and the full decomposition's eigenvalues are all zero).
+        assert!(leading(vec![0.0; d * d], d, 5).is_empty());
     }
 
     #[test]

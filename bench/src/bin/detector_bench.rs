@@ -12,7 +12,7 @@
 //! The outlets are drawn as the movement benchmark draws them, without its daily
 //! prefix sums (which hold a year per outlet): `k` segment spectra over the features,
 //! each outlet's earlier and recent lines drawn from its segment's (a tenth of the
-//! outlets from another segment's lately), line values 1.5–40.
+//! outlets, `--switching`, from a segment picked at random lately), line values 1.5–40.
 
 use std::time::Instant;
 
@@ -43,6 +43,18 @@ struct Args {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Share of the outlets whose recent lines are drawn from a segment picked at
+    /// random (their own one time in `k`).
+    #[arg(long, default_value_t = 0.1, value_parser = share)]
+    switching: f64,
+}
+
+/// A share, 0 to 1.
+fn share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a share from 0 to 1")),
+    }
 }
 
 fn main() {
@@ -66,7 +78,7 @@ fn main() {
     let mut switched = vec![false; n];
     for i in 0..n {
         let own = i % k;
-        let lately = if rng.gen_bool(0.1) {
+        let lately = if rng.gen_bool(args.switching) {
             rng.gen_range(0..k)
         } else {
             own

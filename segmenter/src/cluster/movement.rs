@@ -21,11 +21,11 @@
 //! features, most of them expected to hold less than a line in a period, G's spread
 //! is narrower than χ² on as many degrees of freedom, and reading it as χ² would
 //! leave a switch unseen (`bench/movement/RESULTS.md`, "Hundreds of features"). The
-//! score is the Wilson–Hilferty normal quantile of
-//! `G / φ` on `df` degrees of freedom. Multiplying the earlier shares by the drift
-//! of all outlets (their pooled recent over pooled earlier shares, per feature) takes
-//! out what everyone did (a season, a promotion), so the test asks whether the outlet
-//! changed *against the market*. A first pass flags the outlets that changed; the
+//! score is the Wilson–Hilferty normal quantile of `G / φ` on `df` degrees of
+//! freedom. Multiplying the earlier shares by the drift of all outlets (their
+//! pooled recent over pooled earlier shares, per feature) takes out what everyone
+//! did (a season, a promotion), so the test asks whether the outlet changed
+//! *against the market*. A first pass flags the outlets that changed; the
 //! drift, the segments' profiles and φ are then estimated again without them.
 //!
 //! Two readings of what an outlet buys are tested, each as above with its own φ,

@@ -295,6 +295,20 @@ mod tests {
         assert!((v[1][2].abs() - 1.0).abs() < 1e-9, "{v:?}");
     }
 
+    /// The covariance of `rows` (each a point, all of one length), over their number.
+    fn covariance(rows: &[Vec<f64>]) -> Array2<f64> {
+        let (n, d) = (rows.len() as f64, rows[0].len());
+        let mean: Vec<f64> = (0..d)
+            .map(|f| rows.iter().map(|r| r[f]).sum::<f64>() / n)
+            .collect();
+        Array2::from_shape_fn((d, d), |(a, b)| {
+            rows.iter()
+                .map(|r| (r[a] - mean[a]) * (r[b] - mean[b]))
+                .sum::<f64>()
+                / n
+        })
+    }
+
     #[test]
     fn the_iterative_solver_finds_the_leading_directions_of_the_full_decomposition() {
         // A covariance of 400 outlets over 300 features (past `ITERATIVE_FROM`): six
@@ -311,15 +325,7 @@ mod tests {
                 p.iter().map(|v| v + rng.gen_range(-0.3..0.3)).collect()
             })
             .collect();
-        let mean: Vec<f64> = (0..d)
-            .map(|f| rows.iter().map(|r| r[f]).sum::<f64>() / 400.0)
-            .collect();
-        let cov = Array2::from_shape_fn((d, d), |(a, b)| {
-            rows.iter()
-                .map(|r| (r[a] - mean[a]) * (r[b] - mean[b]))
-                .sum::<f64>()
-                / 400.0
-        });
+        let cov = covariance(&rows);
         let (values, vectors) = iterative(&cov, m).expect("a result");
         let (all, full) = cov.clone().eigh_into().unwrap().sort_eig_desc();
         for j in 0..m {
@@ -345,19 +351,7 @@ mod tests {
         let profile =
             |s: usize| -> Vec<f64> { (0..d).map(|f| ((f * (s + 2)) % 7) as f64).collect() };
         let profiles = [profile(0), profile(1), profile(2)];
-        let mean: Vec<f64> = (0..d)
-            .map(|f| profiles.iter().map(|p| p[f]).sum::<f64>() / 3.0)
-            .collect();
-        let cov: Vec<f64> = (0..d * d)
-            .map(|i| {
-                let (a, b) = (i / d, i % d);
-                profiles
-                    .iter()
-                    .map(|p| (p[a] - mean[a]) * (p[b] - mean[b]))
-                    .sum::<f64>()
-                    / 3.0
-            })
-            .collect();
+        let cov = covariance(&profiles).into_raw_vec_and_offset().0;
         let v = leading(cov, d, 5);
         assert_eq!(v.len(), 2, "{}", v.len());
         // Each lies in the span of the two differences from the first profile.

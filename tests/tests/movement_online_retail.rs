@@ -117,6 +117,8 @@ fn feature_set(
         recent_counts: Array2::zeros((n, d)),
         recent_invoices: vec![0.0; n],
     };
+    // Spend per period summed in `f64` and kept in `f32`, as the segmenter's reader does.
+    let (mut earlier, mut recent) = (Array2::<f64>::zeros((n, d)), Array2::<f64>::zeros((n, d)));
     let mut invoices: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); n];
     let mut recent_invoices: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); n];
     let mut lines_of = vec![0.0; n];
@@ -125,16 +127,18 @@ fn feature_set(
         lines_of[l.customer] += 1.0;
         invoices[l.customer].insert(&l.invoice);
         if l.day >= recent_from {
-            h.recent[[l.customer, l.family]] += l.value;
+            recent[[l.customer, l.family]] += l.value;
             h.recent_lines[l.customer] += 1.0;
             h.recent_counts[[l.customer, l.family]] += 1.0;
             recent_invoices[l.customer].insert(&l.invoice);
         } else {
-            h.earlier[[l.customer, l.family]] += l.value;
+            earlier[[l.customer, l.family]] += l.value;
             h.earlier_lines[l.customer] += 1.0;
             h.earlier_counts[[l.customer, l.family]] += 1.0;
         }
     }
+    h.earlier = earlier.mapv(|v| v as f32);
+    h.recent = recent.mapv(|v| v as f32);
     for (i, r) in recent_invoices.iter().enumerate() {
         h.recent_invoices[i] = r.len() as f64;
     }

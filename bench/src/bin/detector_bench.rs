@@ -70,7 +70,7 @@ fn main() {
         .collect();
     let prices: Vec<f64> = (0..d).map(|_| rng.gen_range(1.5..40.0)).collect();
     let started = Instant::now();
-    let (mut earlier, mut recent) = (Array2::<f64>::zeros((n, d)), Array2::<f64>::zeros((n, d)));
+    let (mut earlier, mut recent) = (Array2::<f32>::zeros((n, d)), Array2::<f32>::zeros((n, d)));
     let (mut earlier_counts, mut recent_counts) =
         (Array2::<f32>::zeros((n, d)), Array2::<f32>::zeros((n, d)));
     let (mut earlier_lines, mut recent_lines) = (vec![0.0; n], vec![0.0; n]);
@@ -90,11 +90,13 @@ fn main() {
             for _ in 0..lines {
                 let f = spectra[seg].sample(&mut rng);
                 let v = prices[f] * rng.gen_range(1.0..8.0_f64).round();
+                // Summed in `f64`, kept in `f32`, as the segmenter's feature sets.
+                let add = |cell: &mut f32| *cell = (f64::from(*cell) + v) as f32;
                 if period == 0 {
-                    earlier[[i, f]] += v;
+                    add(&mut earlier[[i, f]]);
                     earlier_counts[[i, f]] += 1.0;
                 } else {
-                    recent[[i, f]] += v;
+                    add(&mut recent[[i, f]]);
                     recent_counts[[i, f]] += 1.0;
                 }
             }
@@ -107,7 +109,7 @@ fn main() {
     }
     eprintln!("drawn in {:.1} s", started.elapsed().as_secs_f64());
     let rows: Vec<usize> = (0..n).collect();
-    let spend_mb = 2.0 * (n * d * 8) as f64 / 1e6;
+    let spend_mb = 2.0 * (n * d * 4) as f64 / 1e6;
     let counts_mb = 2.0 * (n * d * 4) as f64 / 1e6;
     let planted = switched.iter().filter(|&&s| s).count();
     println!(

@@ -303,8 +303,8 @@ impl Simulation {
                 } else {
                     raw
                 };
-                history.earlier[[o, f]] = raw - recent;
-                history.recent[[o, f]] = recent;
+                history.earlier[[o, f]] = (raw - recent) as f32;
+                history.recent[[o, f]] = recent as f32;
                 history.earlier_counts[[o, f]] = (l - rl) as f32;
                 history.recent_counts[[o, f]] = rl as f32;
                 history.earlier_lines[o] += l - rl;

@@ -133,9 +133,9 @@ const SMOOTHING: f64 = 0.01;
 #[derive(Debug, Clone, Copy)]
 pub struct SpendHistory<'a> {
     /// Spend per feature before the recent window.
-    pub earlier: ArrayView2<'a, f64>,
+    pub earlier: ArrayView2<'a, f32>,
     /// Spend per feature in the recent window.
-    pub recent: ArrayView2<'a, f64>,
+    pub recent: ArrayView2<'a, f32>,
     /// Invoice lines before the recent window, per outlet.
     pub earlier_lines: &'a [f64],
     /// Invoice lines in the recent window, per outlet.

@@ -7,25 +7,32 @@
 //! can be appended standardised and scaled by a weight, so size can matter without
 //! swamping the mix. [`log1p_standardise`] is the classic alternative for raw spend.
 
-use ndarray::{concatenate, Array2, ArrayView2, Axis};
+use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut1};
 
 /// Spend (rows = outlets, columns = features; negative values count as 0) → shares
 /// per row summing to 1. A row with no positive spend stays all zero.
 pub fn shares(spend: ArrayView2<f64>) -> Array2<f64> {
     let mut out = spend.to_owned();
-    into_shares(&mut out);
+    for row in out.rows_mut() {
+        into_row_shares(row);
+    }
     out
 }
 
-/// [`shares`] in place: the same numbers without a second outlets × features array.
-pub fn into_shares(spend: &mut Array2<f64>) {
-    spend.mapv_inplace(|v| v.max(0.0));
-    for mut row in spend.rows_mut() {
-        let total: f64 = row.sum();
-        if total > 0.0 {
-            row.mapv_inplace(|v| v / total);
-        }
+/// One outlet's spend → its shares, in place (what [`shares`] makes of each row).
+pub fn into_row_shares(mut row: ArrayViewMut1<f64>) {
+    row.mapv_inplace(|v| v.max(0.0));
+    let total: f64 = row.sum();
+    if total > 0.0 {
+        row.mapv_inplace(|v| v / total);
     }
+}
+
+/// One outlet's shares of its spend row, as [`shares`] makes them.
+pub fn row_shares(spend: ArrayView1<f64>) -> Vec<f64> {
+    let mut row = spend.to_vec();
+    into_row_shares(ArrayViewMut1::from(&mut row[..]));
+    row
 }
 
 /// Hellinger features: the square root of each share.
@@ -74,25 +81,35 @@ pub fn spectrum_features(
     kpis: Option<ArrayView2<f64>>,
     transform: &SpectrumTransform,
 ) -> Array2<f64> {
-    features_of_shares(shares(spend).view(), kpis, transform)
+    let rows: Vec<usize> = (0..spend.nrows()).collect();
+    features_of_rows(spend, &rows, kpis, transform)
 }
 
-/// [`spectrum_features`] of spend already turned into [`shares`].
-pub fn features_of_shares(
-    shares: ArrayView2<f64>,
+/// [`spectrum_features`] of the rows `rows` of `spend` (`kpis`: one row per entry of
+/// `rows`). The one outlets × columns array made is the result: each row's shares are
+/// made where its features go, then turned into their square roots (the numbers
+/// [`hellinger`] of [`shares`] gives, without the shares as an array of their own).
+pub fn features_of_rows(
+    spend: ArrayView2<f64>,
+    rows: &[usize],
     kpis: Option<ArrayView2<f64>>,
     transform: &SpectrumTransform,
 ) -> Array2<f64> {
-    let spectrum = hellinger(shares);
-    match kpis {
-        Some(k) if transform.kpi_weight > 0.0 && k.ncols() > 0 => {
-            assert_eq!(k.nrows(), shares.nrows(), "one KPI row per outlet");
-            let scaled = standardise(k) * transform.kpi_weight;
-            concatenate(Axis(1), &[spectrum.view(), scaled.view()])
-                .expect("row counts checked above")
-        }
-        _ => spectrum,
+    let d = spend.ncols();
+    let kpis = kpis.filter(|k| transform.kpi_weight > 0.0 && k.ncols() > 0);
+    let mut x = Array2::zeros((rows.len(), d + kpis.map_or(0, |k| k.ncols())));
+    for (mut out, &i) in x.rows_mut().into_iter().zip(rows) {
+        let mut spectrum = out.slice_mut(s![..d]);
+        spectrum.assign(&spend.row(i));
+        into_row_shares(spectrum.view_mut());
+        spectrum.mapv_inplace(|v| v.max(0.0).sqrt());
     }
+    if let Some(k) = kpis {
+        assert_eq!(k.nrows(), rows.len(), "one KPI row per outlet");
+        let scaled = standardise(k) * transform.kpi_weight;
+        x.slice_mut(s![.., d..]).assign(&scaled);
+    }
+    x
 }
 
 #[cfg(test)]
@@ -109,6 +126,36 @@ mod tests {
         assert!((h[[0, 0]] - 0.5).abs() < 1e-12);
         // Hellinger rows of a non-empty spectrum have unit norm.
         assert!((h.row(0).dot(&h.row(0)) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn features_of_rows_are_the_hellinger_of_the_shares_to_the_bit() {
+        // Spend with returns (negative), an empty row and a row of one value; the
+        // features of some rows, in another order, with and without KPI columns.
+        let spend = array![
+            [1.5, 3.25, 0.0, 7.0],
+            [0.0, 0.0, 0.0, 0.0],
+            [-2.0, 4.0, 0.1, 0.3],
+            [0.0, 0.0, 9.0, 0.0],
+            [1e-9, 3e7, 0.7, 12.5],
+        ];
+        let rows = [4, 0, 2, 3];
+        let picked = spend.select(ndarray::Axis(0), &rows);
+        let spectrum = hellinger(shares(picked.view()).view());
+        let plain = features_of_rows(spend.view(), &rows, None, &Default::default());
+        assert_eq!(plain, spectrum);
+        assert!(rows
+            .iter()
+            .enumerate()
+            .all(|(r, &i)| row_shares(spend.row(i)) == shares(picked.view()).row(r).to_vec()));
+
+        let kpis = array![[1.0, 2.0], [3.0, 5.0], [4.0, 4.0], [0.5, 9.0]];
+        let t = SpectrumTransform { kpi_weight: 0.3 };
+        let with = features_of_rows(spend.view(), &rows, Some(kpis.view()), &t);
+        let scaled = standardise(kpis.view()) * 0.3;
+        let expected =
+            ndarray::concatenate(ndarray::Axis(1), &[spectrum.view(), scaled.view()]).unwrap();
+        assert_eq!(with, expected);
     }
 
     #[test]

@@ -100,13 +100,16 @@ pub struct FeatureSet {
 }
 
 /// Each outlet's window split into the earlier part and the recent `recent_days`,
-/// rows and columns as [`FeatureSet::spend`].
+/// rows and columns as [`FeatureSet::spend`]. The per-feature arrays are `f32`: the
+/// change detector reads them as shares and tests them statistically, where seven
+/// significant digits are many more than the evidence holds, and at a million outlets
+/// × 1,025 columns each `f64` array would be 8 GB instead of 4.
 #[derive(Debug, Clone, PartialEq)]
 pub struct History {
     /// Unweighted spend before the recent window (`raw_value − recent_value`).
-    pub earlier: Array2<f64>,
+    pub earlier: Array2<f32>,
     /// Spend in the recent window (`recent_value`).
-    pub recent: Array2<f64>,
+    pub recent: Array2<f32>,
     /// Invoice lines before the recent window, per outlet.
     pub earlier_lines: Vec<f64>,
     /// Invoice lines in the recent window, per outlet.
@@ -333,6 +336,10 @@ pub struct Filling {
     fs: FeatureSet,
     history: History,
     columns: HashMap<String, usize>,
+    /// The column of [`OTHER`] when there is one, and each outlet's earlier and recent
+    /// spend in it, summed in `f64` over the values it holds (written to the `f32`
+    /// arrays once, by [`Filling::finish`]).
+    other: Option<(usize, Vec<(f64, f64)>)>,
     skus: SkuIds,
     rows: RowCursor,
 }
@@ -523,8 +530,11 @@ impl<'a> Builder<'a> {
             recent_counts: Array2::zeros(shape),
             recent_invoices,
         };
+        let other = (features.len() > self.columns.max_features)
+            .then(|| (self.columns.max_features, vec![(0.0, 0.0); shape.0]));
         Filling {
             columns,
+            other,
             fs: FeatureSet {
                 as_of: self.as_of,
                 features,
@@ -556,8 +566,18 @@ impl Filling {
         };
         self.fs.spend[[i, j]] += finite(c.value);
         let recent = finite(c.recent_value);
-        h.earlier[[i, j]] += finite(c.raw_value) - recent;
-        h.recent[[i, j]] += recent;
+        let earlier = finite(c.raw_value) - recent;
+        match &mut self.other {
+            Some((o, sums)) if *o == j => {
+                sums[i].0 += earlier;
+                sums[i].1 += recent;
+            }
+            _ => {
+                let add = |cell: &mut f32, v: f64| *cell = (f64::from(*cell) + v) as f32;
+                add(&mut h.earlier[[i, j]], earlier);
+                add(&mut h.recent[[i, j]], recent);
+            }
+        }
         h.earlier_counts[[i, j]] += (c.lines - c.recent_lines) as f32;
         h.recent_counts[[i, j]] += c.recent_lines as f32;
     }
@@ -592,6 +612,12 @@ impl Filling {
             list.shrink_to_fit();
         });
         self.fs.skus = self.skus.into_ids();
+        if let Some((o, sums)) = self.other {
+            for (i, (earlier, recent)) in sums.into_iter().enumerate() {
+                self.history.earlier[[i, o]] = earlier as f32;
+                self.history.recent[[i, o]] = recent as f32;
+            }
+        }
         self.fs.history = Some(self.history);
         self.fs
     }
@@ -685,6 +711,49 @@ mod tests {
         let all = build(4);
         assert_eq!(all.features, ["a", "b", "c", "d"]);
         assert_eq!(all.spend.row(2).to_vec(), [10.0, 0.0, 0.0, 30.0]);
+    }
+
+    /// The change detector's arrays are `f32`; what `(other)` sums is summed in `f64`
+    /// and rounded once, so its many small values are not lost against a large one.
+    #[test]
+    fn other_is_summed_before_it_is_rounded() {
+        let cell = |value: f64, recent_value: f64| SpectrumCell {
+            value,
+            raw_value: value,
+            recent_value,
+            lines: 2,
+            recent_lines: 1,
+        };
+        // With one outlet every value's variance is 0: `a` keeps its column (the
+        // first by name), the rest go to `(other)`.
+        let rows = [
+            ("O1", "a", cell(5.0, 1.0)),
+            ("O1", "b", cell(16_777_216.0, 0.0)),
+            ("O1", "c", cell(1.0, 0.5)),
+            ("O1", "d", cell(1.0, 0.25)),
+        ];
+        let day = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let columns = Columns {
+            exclude: &[],
+            max_features: 1,
+        };
+        let mut b = Builder::new(day, Vec::new(), columns);
+        for (o, f, c) in rows {
+            b.key(o, f, c.value);
+        }
+        let mut b = b.shape();
+        for (o, f, c) in rows {
+            b.spectrum(o, f, c);
+        }
+        let fs = b.finish();
+        assert_eq!(fs.features, ["a", OTHER]);
+        let h = fs.history.as_ref().unwrap();
+        // 2²⁴ + 0.5 + 0.75 is 2²⁴ + 1.25, which `f32` (2 apart there) holds as 2²⁴ + 2.
+        // Added one by one in `f32`, each small value would be lost (2²⁴ + 0.5 rounds
+        // to 2²⁴).
+        assert_eq!(h.earlier.row(0).to_vec(), [4.0, 16_777_218.0]);
+        assert_eq!(h.recent.row(0).to_vec(), [1.0, 0.75]);
+        assert_eq!(h.earlier_counts.row(0).to_vec(), [1.0, 3.0]);
     }
 
     /// Lookups in the orders the tables give them (days of sorted outlets, some

@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use spectra_core::config::{KSpec, SegmentationConfig};
 
 use crate::cluster::metrics::{adjusted_rand_index, silhouette};
-use crate::cluster::transform::{features_of_shares, into_shares, SpectrumTransform};
+use crate::cluster::transform::{features_of_rows, row_shares, SpectrumTransform};
 use crate::cluster::{Change, KMeansConfig, RunConfig, RunOutcome};
 use crate::features::FeatureSet;
 use crate::gaps::{median, outlet_gaps, potential, segment_orders, tiers};
@@ -153,14 +153,12 @@ fn outlet_value(fs: &FeatureSet, i: usize) -> f64 {
     }
 }
 
-/// The clustered matrix of the outlets `rows` (their spend as shares, `shares`):
-/// Hellinger spectrum features, plus the weighted KPI columns when `kpi_weight > 0`,
-/// with the column names.
+/// The clustered matrix of the outlets `rows`: Hellinger spectrum features, plus the
+/// weighted KPI columns when `kpi_weight > 0`, with the column names.
 fn feature_matrix(
     seg: &SegmentationConfig,
     fs: &FeatureSet,
     rows: &[usize],
-    shares: &ndarray::Array2<f64>,
 ) -> (ndarray::Array2<f64>, Vec<String>) {
     let mut names = fs.features.clone();
     let kpis = (seg.kpi_weight > 0.0).then(|| {
@@ -179,7 +177,12 @@ fn feature_matrix(
     let transform = SpectrumTransform {
         kpi_weight: seg.kpi_weight,
     };
-    let x = features_of_shares(shares.view(), kpis.as_ref().map(|k| k.view()), &transform);
+    let x = features_of_rows(
+        fs.spend.view(),
+        rows,
+        kpis.as_ref().map(|k| k.view()),
+        &transform,
+    );
     (x, names)
 }
 
@@ -204,12 +207,11 @@ fn ari_against(before: &[Option<String>], labels: &[usize]) -> f64 {
 
 /// The run's assignment rows, its `outlet_gaps.parquet` (encoded as the rows are made,
 /// a row group at a time: about 8 rows an outlet are never all held), and the outlets
-/// per segment.
+/// per segment. Each outlet's shares of spend are made from its row as it is read.
 fn assignment_rows(
     fs: &FeatureSet,
     rows: &[usize],
     outcome: &RunOutcome,
-    own: ndarray::ArrayView2<f64>,
     values: &[f64],
     seg_shares: ndarray::ArrayView2<f64>,
 ) -> Result<(Vec<AssignmentRow>, Bytes, Vec<usize>), Error> {
@@ -227,7 +229,7 @@ fn assignment_rows(
             &fs.outlets[rows[r]].outlet_id,
             &a.segment_id,
             &fs.features,
-            &own.row(r).to_vec(),
+            &row_shares(fs.spend.row(rows[r])),
             &seg_shares.row(a.segment).to_vec(),
             &orders[a.segment],
         )
@@ -238,7 +240,7 @@ fn assignment_rows(
     for (r, a) in outcome.assignments.iter().enumerate() {
         let o = &fs.outlets[rows[r]];
         counts[a.segment] += 1;
-        let outlet = own.row(r).to_vec();
+        let outlet = row_shares(fs.spend.row(rows[r]));
         let segment = seg_shares.row(a.segment).to_vec();
         assignments.push(AssignmentRow {
             outlet_id: o.outlet_id.clone(),
@@ -349,11 +351,9 @@ pub fn compute(
             outlet_value(fs, i) >= seg.min_value && fs.spend.row(i).iter().any(|&v| v > 0.0)
         })
         .collect();
-    // The outlets' shares of spend, made in place of the one copy of their rows: the
-    // clustered matrix is made from them and the gaps read them.
-    let mut shares = fs.spend.select(ndarray::Axis(0), &rows);
-    into_shares(&mut shares);
-    let (x, names) = feature_matrix(seg, fs, &rows, &shares);
+    // The clustered matrix is the run's one outlets × columns array: each outlet's
+    // shares of spend are made where its features go, and again for its gaps.
+    let (x, names) = feature_matrix(seg, fs, &rows);
     let before: Vec<Option<String>> = rows
         .iter()
         .map(|&i| previous.and_then(|p| p.assignments.get(&fs.outlets[i].outlet_id).cloned()))
@@ -432,14 +432,8 @@ pub fn compute(
 
     let values: Vec<f64> = rows.iter().map(|&i| outlet_value(fs, i)).collect();
     let seg_shares = segment_shares(fs, &rows, &labels, k);
-    let (assignments, gaps, counts) = assignment_rows(
-        fs,
-        &rows,
-        outcome,
-        shares.view(),
-        &values,
-        seg_shares.view(),
-    )?;
+    let (assignments, gaps, counts) =
+        assignment_rows(fs, &rows, outcome, &values, seg_shares.view())?;
     let profiles = segment_profiles(seg, fs, &rows, &labels, &values, outcome, previous, run_id);
 
     let assigned: HashSet<&str> = assignments.iter().map(|a| a.outlet_id.as_str()).collect();

@@ -32,9 +32,9 @@ fn share(v: f64, total: f64) -> f64 {
 }
 
 /// A row's shares of spend, as the detector reads them.
-pub fn shares_of(row: ndarray::ArrayView1<f64>) -> Vec<f64> {
+pub fn shares_of<T: Copy + Into<f64>>(row: ndarray::ArrayView1<T>) -> Vec<f64> {
     let total = positive_total(row);
-    row.iter().map(|&v| share(v, total)).collect()
+    row.iter().map(|&v| share(v.into(), total)).collect()
 }
 
 impl<'a, T: Copy + Into<f64>> Shares<'a, T> {

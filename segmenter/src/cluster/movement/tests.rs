@@ -47,8 +47,8 @@ const D: [f64; 4] = [0.1, 0.4, 0.4, 0.1];
 const E: [f64; 4] = [0.4, 0.1, 0.1, 0.4];
 
 struct Population {
-    earlier: Array2<f64>,
-    recent: Array2<f64>,
+    earlier: Array2<f32>,
+    recent: Array2<f32>,
     earlier_counts: Array2<f32>,
     recent_counts: Array2<f32>,
     earlier_lines: Vec<f64>,
@@ -125,11 +125,13 @@ fn drawn_with(
     };
     for i in 0..n {
         let own = segments[i / per];
+        // Spend summed in `f64`, kept in `f32`, as a feature set holds it.
+        let narrow = |v: Vec<f64>| Array1::from_iter(v.into_iter().map(|v| v as f32));
         let (spend, counts) = bought(own, earlier_lines, &mut rng, value);
-        p.earlier.row_mut(i).assign(&Array1::from(spend));
+        p.earlier.row_mut(i).assign(&narrow(spend));
         p.earlier_counts.row_mut(i).assign(&Array1::from(counts));
         let (spend, counts) = bought(&recent(i, own), recent_lines, &mut rng, value);
-        p.recent.row_mut(i).assign(&Array1::from(spend));
+        p.recent.row_mut(i).assign(&narrow(spend));
         p.recent_counts.row_mut(i).assign(&Array1::from(counts));
     }
     p
@@ -326,7 +328,8 @@ fn a_segment_that_now_buys_in_other_lines_drifts_in_the_lines_reading() {
             value[f] += spend[f] / line_shares[f] * rng.gen_range(0.5..1.5);
             count[f] += 1.0;
         }
-        (Array1::from(value), Array1::from(count))
+        let value = Array1::from_iter(value.into_iter().map(|v| v as f32));
+        (value, Array1::from(count))
     };
     for i in 0..n {
         let own = segments[i / per];
@@ -375,7 +378,7 @@ fn apply_keeps_the_previous_segment_unless_the_detector_moves() {
     use crate::cluster::incremental::{run, Previous, RunConfig};
     let p = population(50, 400, 60, Some(B), [1.0; 4], 5);
     let x = crate::cluster::transform::hellinger(
-        crate::cluster::transform::shares((&p.earlier + &p.recent).view()).view(),
+        crate::cluster::transform::shares((&p.earlier + &p.recent).mapv(f64::from).view()).view(),
     );
     let mut cfg = RunConfig::default();
     cfg.kmeans.k = 2;
@@ -619,8 +622,8 @@ fn what_an_outlet_buys_is_read_in_lines_as_well_as_in_spend() {
             assert_eq!(e.recent, shares_of(p.recent.row(i)));
             for driver in &e.drivers {
                 let row = match driver.reading {
-                    Reading::Spend => p.recent.row(i).to_owned(),
-                    Reading::Lines => p.recent_counts.row(i).mapv(f64::from),
+                    Reading::Spend => p.recent.row(i),
+                    Reading::Lines => p.recent_counts.row(i),
                 };
                 assert_eq!(driver.recent_share, shares_of(row.view())[driver.feature]);
             }

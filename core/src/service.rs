@@ -45,8 +45,14 @@ pub struct SegmentationFailure {
 }
 
 impl std::fmt::Display for SegmentationFailure {
+    /// `segmentation `name`: error`, the name once (many errors name it already).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "segmentation `{}`: {}", self.segmentation, self.error)
+        let own = format!("segmentation `{}`: ", self.segmentation);
+        if self.error.starts_with(&own) {
+            f.write_str(&self.error)
+        } else {
+            write!(f, "{own}{}", self.error)
+        }
     }
 }
 
@@ -92,5 +98,14 @@ mod tests {
         assert!(f
             .to_string()
             .starts_with("segmentation `mix`: panicked: boom"));
+        // An error that names its segmentation is not prefixed twice.
+        let named = SegmentationFailure {
+            segmentation: "mix".into(),
+            error: "segmentation `mix`: 3 outlets pass min_value".into(),
+        };
+        assert_eq!(
+            named.to_string(),
+            "segmentation `mix`: 3 outlets pass min_value"
+        );
     }
 }

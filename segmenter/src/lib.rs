@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod context;
 pub mod features;
 pub mod gaps;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod naming;
@@ -63,6 +64,31 @@ pub enum Error {
         eligible: usize,
         /// Outlets the configured k needs.
         needed: usize,
+    },
+    /// The run's outlets × columns arrays alone need more memory than this process may
+    /// use ([`memory`]): the run is not started.
+    #[error(
+        "segmentation `{segmentation}`: {outlets} outlets × {columns} columns need {:.1} GB \
+         for the run's arrays alone ({} bytes a cell), and {:.1} GB is available \
+         ({limited_by}); lower max_features to at most {max_features}, or give the \
+         segmenter more memory",
+        *.needed as f64 / 1e9, memory::BYTES_PER_CELL, *.available as f64 / 1e9
+    )]
+    TooLittleMemory {
+        /// Segmentation name.
+        segmentation: String,
+        /// Outlets in its features.
+        outlets: usize,
+        /// Columns of its arrays (`max_features` and `(other)`, or fewer values).
+        columns: usize,
+        /// Bytes the arrays need.
+        needed: u64,
+        /// Bytes this process may use.
+        available: u64,
+        /// Where `available` comes from.
+        limited_by: String,
+        /// The most `max_features` whose arrays fit.
+        max_features: usize,
     },
     /// A run panicked (a bug); the other segmentations went on.
     #[error("segmentation `{segmentation}`: {message}")]

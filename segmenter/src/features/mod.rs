@@ -164,6 +164,14 @@ impl FeatureSet {
                 Ok(())
             })
             .await?;
+        // The arrays are made next: not when they alone cannot fit.
+        let (outlets, columns) = b.dimensions();
+        crate::memory::check(
+            segmentation,
+            outlets,
+            columns,
+            crate::memory::available().as_ref(),
+        )?;
         let mut b = b.shape();
         folder
             .stream(storage, SPECTRUM, None, |c| {
@@ -503,6 +511,17 @@ impl<'a> Builder<'a> {
         self.spend.clear();
     }
 
+    /// The outlets seen and the columns [`Builder::shape`] makes for them.
+    pub fn dimensions(&self) -> (usize, usize) {
+        let values = self.excluded.iter().filter(|&&e| !e).count();
+        let columns = if values <= self.columns.max_features {
+            values
+        } else {
+            self.columns.max_features + 1
+        };
+        (self.records.len(), columns)
+    }
+
     /// Allocates the arrays for the outlets seen and the columns chosen of the
     /// features seen.
     pub fn shape(mut self) -> Filling {
@@ -682,11 +701,15 @@ mod tests {
             for (o, f, v) in rows {
                 b.key(o, f, v);
             }
+            // What the memory check is given is what is made.
+            let dimensions = b.dimensions();
             let mut b = b.shape();
             for (o, f, v) in rows {
                 b.spectrum(o, f, cell(v));
             }
-            b.finish()
+            let fs = b.finish();
+            assert_eq!(dimensions, (fs.outlets.len(), fs.features.len()));
+            fs
         };
         let fs = build(2);
         assert_eq!(fs.features, ["b", "c", OTHER]);

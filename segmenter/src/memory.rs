@@ -1,0 +1,266 @@
+//! What a run's arrays need against the memory this process may use, checked before
+//! they are made.
+//!
+//! A run holds its outlets × columns arrays at once (see [`BYTES_PER_CELL`]); at a
+//! million outlets a segmentation with `max_features = 1024` needs 37 GB for them
+//! alone. Made on a machine or in a container without that memory, the arrays are
+//! paged in as they are filled and the kernel kills the process, with every other
+//! segmentation it was running, and again at each restart. The check turns that into
+//! the segmentation's own error, naming the setting to lower.
+//!
+//! The memory this process may use is the least of the system's available memory
+//! (`MemAvailable` in `/proc/meminfo`: free memory and the page cache it can drop)
+//! and, for each cgroup from the process's own up to the root that has a memory limit,
+//! that limit less what the cgroup uses (v2: `memory.max`, `memory.current`; v1:
+//! `memory.limit_in_bytes`, `memory.usage_in_bytes`). Read by hand: four small files
+//! the kernel writes, where a system-information crate would bring a prober of every
+//! process, disk and network interface for this one number.
+//!
+//! The check is of the arrays only. The outlets' records, their SKU spend and the
+//! run's outputs come on top (about 5 KB an outlet in `bench/scale/RESULTS.md`), so a
+//! run it lets start may still need more than there is. The other way, a page of an
+//! array that nothing is written to takes no memory, and the spend arrays are written
+//! where an outlet bought: the measured 36 bytes hold where outlets buy across the
+//! columns (a page is 512 `f64` or 1,024 `f32` cells of a row), and a store whose
+//! outlets each buy a handful of the columns' values could fit in less than the check
+//! asks for.
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// Bytes a run holds per outlet × column, all at once: the spend (`f64`), the change
+/// detector's earlier and recent spend and lines (four `f32` arrays), the clustered
+/// matrix (`f64`) and a cold k-means fit's `f32` copy of it. Measured as the slope of
+/// the segment stage's peak memory between 257 and 1,025 columns at 200,000 outlets:
+/// 36.1 bytes (`bench/scale/RESULTS.md`, "36 bytes a cell").
+pub const BYTES_PER_CELL: u64 = 36;
+
+/// Memory this process may use now, and what limits it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Available {
+    /// Bytes.
+    pub bytes: u64,
+    /// `MemAvailable`, or the cgroup whose limit leaves the least.
+    pub limited_by: String,
+}
+
+/// The memory this process may use now (see the module's documentation); `None` where
+/// neither `/proc/meminfo` nor a cgroup limit can be read (not Linux).
+pub fn available() -> Option<Available> {
+    let system = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| mem_available(&t))
+        .map(|bytes| Available {
+            bytes,
+            limited_by: "MemAvailable".to_owned(),
+        });
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let limits = cgroup_dirs(&own, Path::new("/sys/fs/cgroup"))
+        .into_iter()
+        .filter_map(|dir| headroom(&dir).map(|bytes| (bytes, dir)));
+    let least_cgroup = limits
+        .min_by_key(|(bytes, _)| *bytes)
+        .map(|(bytes, dir)| Available {
+            bytes,
+            limited_by: format!("the memory limit of cgroup {}", dir.display()),
+        });
+    [system, least_cgroup]
+        .into_iter()
+        .flatten()
+        .min_by_key(|a| a.bytes)
+}
+
+/// Fails when `outlets` × `columns` cells need more than `available` (when known).
+pub fn check(
+    segmentation: &str,
+    outlets: usize,
+    columns: usize,
+    available: Option<&Available>,
+) -> Result<(), Error> {
+    let Some(available) = available else {
+        return Ok(());
+    };
+    let needed = (outlets as u64)
+        .saturating_mul(columns as u64)
+        .saturating_mul(BYTES_PER_CELL);
+    if needed <= available.bytes {
+        return Ok(());
+    }
+    // The most columns that fit, one of them `(other)`.
+    let fit = available.bytes / (outlets as u64 * BYTES_PER_CELL).max(1);
+    Err(Error::TooLittleMemory {
+        segmentation: segmentation.to_owned(),
+        outlets,
+        columns,
+        needed,
+        available: available.bytes,
+        limited_by: available.limited_by.clone(),
+        max_features: fit.saturating_sub(1) as usize,
+    })
+}
+
+/// `MemAvailable` of a `/proc/meminfo` text, in bytes.
+fn mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") => Some(value * 1024),
+        None => Some(value),
+        Some(_) => None,
+    }
+}
+
+/// The memory cgroup directories of this process, its own first, then each parent up
+/// to the root, from its `/proc/self/cgroup` text: the unified (v2) hierarchy's
+/// `0::PATH` line, or v1's `memory` controller line (mounted at `root/memory`).
+fn cgroup_dirs(own: &str, root: &Path) -> Vec<PathBuf> {
+    let mut found = None;
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if id == "0" && controllers.is_empty() {
+            found = found.or(Some(root.to_path_buf().join(path.trim_start_matches('/'))));
+        } else if controllers.split(',').any(|c| c == "memory") {
+            found = Some(root.join("memory").join(path.trim_start_matches('/')));
+        }
+    }
+    let Some(mut dir) = found else {
+        return Vec::new();
+    };
+    let mut dirs = vec![dir.clone()];
+    while dir.pop() && dir.starts_with(root) {
+        dirs.push(dir.clone());
+    }
+    dirs
+}
+
+/// A cgroup directory's limit less its usage, when it has a limit (v2 or v1 files).
+fn headroom(dir: &Path) -> Option<u64> {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    let (limit, usage) = match read("memory.max") {
+        Some(max) => (max, read("memory.current")?),
+        None => (
+            read("memory.limit_in_bytes")?,
+            read("memory.usage_in_bytes")?,
+        ),
+    };
+    let limit = limit_bytes(&limit)?;
+    let usage: u64 = usage.trim().parse().ok()?;
+    Some(limit.saturating_sub(usage))
+}
+
+/// A cgroup memory limit in bytes; `None` for none: v2 writes `max`, v1 a number
+/// near `i64::MAX` (no machine has 2⁶² bytes).
+fn limit_bytes(text: &str) -> Option<u64> {
+    let v: u64 = text.trim().parse().ok()?;
+    (v < 1 << 62).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_available_reads_kilobytes() {
+        let meminfo =
+            "MemTotal:       24567892 kB\nMemFree:         1234 kB\nMemAvailable:   20000000 kB\n";
+        assert_eq!(mem_available(meminfo), Some(20_000_000 * 1024));
+        assert_eq!(mem_available("MemTotal: 5 kB\n"), None);
+    }
+
+    #[test]
+    fn cgroup_paths_of_both_hierarchies_and_their_parents() {
+        let root = Path::new("/sys/fs/cgroup");
+        let v2 = cgroup_dirs("0::/kubepods/pod1/ctr\n", root);
+        assert_eq!(
+            v2,
+            [
+                "/sys/fs/cgroup/kubepods/pod1/ctr",
+                "/sys/fs/cgroup/kubepods/pod1",
+                "/sys/fs/cgroup/kubepods",
+                "/sys/fs/cgroup"
+            ]
+            .map(PathBuf::from)
+        );
+        // Inside a container the process's cgroup is the root of what it sees.
+        assert_eq!(
+            cgroup_dirs("0::/\n", root),
+            [PathBuf::from("/sys/fs/cgroup")]
+        );
+        let v1 = "12:cpu,cpuacct:/a\n5:memory:/docker/abc\n0::/\n";
+        assert_eq!(
+            cgroup_dirs(v1, root)[0],
+            PathBuf::from("/sys/fs/cgroup/memory/docker/abc")
+        );
+        assert!(cgroup_dirs("", root).is_empty());
+    }
+
+    #[test]
+    fn a_limit_less_its_usage_and_no_limit() {
+        let dir = std::env::temp_dir().join(format!("spectra-memory-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("memory.max"), "8589934592\n").unwrap();
+        std::fs::write(dir.join("memory.current"), "1073741824\n").unwrap();
+        assert_eq!(headroom(&dir), Some(7 << 30));
+        std::fs::write(dir.join("memory.max"), "max\n").unwrap();
+        assert_eq!(headroom(&dir), None);
+        std::fs::remove_file(dir.join("memory.max")).unwrap();
+        std::fs::remove_file(dir.join("memory.current")).unwrap();
+        std::fs::write(dir.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        std::fs::write(dir.join("memory.usage_in_bytes"), "100\n").unwrap();
+        assert_eq!(headroom(&dir), None, "v1's unlimited");
+        std::fs::write(dir.join("memory.limit_in_bytes"), "1000\n").unwrap();
+        assert_eq!(headroom(&dir), Some(900));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn this_machine_has_memory_available() {
+        // Linux: MemAvailable at least, and no more than the machine has.
+        let a = available().expect("/proc/meminfo");
+        let total = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let total: u64 = total
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(a.bytes > 0 && a.bytes <= total * 1024, "{a:?}");
+    }
+
+    #[test]
+    fn a_run_that_cannot_fit_names_the_columns_that_would() {
+        let gb = |g: u64| Available {
+            bytes: g << 30,
+            limited_by: "MemAvailable".to_owned(),
+        };
+        // A million outlets × 1,025 columns: 36.9 GB of arrays.
+        check("national", 1_000_000, 1025, Some(&gb(64))).unwrap();
+        let err = check("national", 1_000_000, 1025, Some(&gb(16))).unwrap_err();
+        let Error::TooLittleMemory {
+            needed,
+            max_features,
+            ..
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*needed, 36_900_000_000);
+        // 16 GiB / 36 MB an outlet column: 477 columns, one of them `(other)`.
+        assert_eq!(*max_features, 476);
+        assert!(
+            err.to_string().contains("max_features to at most 476"),
+            "{err}"
+        );
+        // Unknown: no check.
+        check("national", usize::MAX, usize::MAX, None).unwrap();
+    }
+}

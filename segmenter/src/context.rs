@@ -334,7 +334,9 @@ pub fn compute(
         })
         .collect();
     // Cells: (segment, one slot per filter field, `usize::MAX` when not listed).
-    let mut cells: HashMap<Vec<usize>, Sums> = HashMap::default();
+    // In key order: the targets add their cells up in one order, so a rerun gives the
+    // same sums to the bit (a hash map's order differs between maps).
+    let mut cells: BTreeMap<Vec<usize>, Sums> = BTreeMap::new();
     let mut seen = vec![usize::MAX; slots];
     for (r, &i) in rows.iter().enumerate() {
         let mut key = vec![labels[r]];
@@ -511,5 +513,58 @@ mod tests {
             Some((1, 5.0))
         );
         assert_eq!(get("", "S1", "outlet.distributor", "D2"), Some((1, 2.0)));
+    }
+
+    /// Each target adds up the cells under it (segment × region × distributor ×
+    /// channel): made twice from the same features the sums are the same to the bit.
+    #[test]
+    fn contexts_are_the_same_on_every_call() {
+        use ndarray::Array2;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(9);
+        let n = 300;
+        let outlets = (0..n)
+            .map(|i| OutletRecord {
+                outlet_id: format!("O{i:03}"),
+                region: Some(format!("R{}", rng.gen_range(0..6))),
+                channel: Some(format!("C{}", rng.gen_range(0..4))),
+                distributor: Some(format!("D{}", rng.gen_range(0..5))),
+                ..Default::default()
+            })
+            .collect();
+        let sku_spend = (0..n)
+            .map(|_| {
+                let mut list = Vec::new();
+                for sku in 0..40u32 {
+                    if rng.gen_bool(0.3) {
+                        let value = rng.gen_range(0.01..100.0);
+                        list.push(crate::features::Bought {
+                            sku,
+                            quantity: 1.0,
+                            value,
+                        });
+                    }
+                }
+                list
+            })
+            .collect();
+        let fs = FeatureSet {
+            as_of: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            features: vec!["f".into()],
+            outlets,
+            spend: Array2::zeros((n, 1)),
+            skus: (0..40).map(|k| format!("K{k:02}")).collect(),
+            sku_spend,
+            history: None,
+        };
+        let rows: Vec<usize> = (0..n).collect();
+        let labels: Vec<usize> = (0..n).map(|i| i % 3).collect();
+        let values: Vec<f64> = (0..n).map(|_| rng.gen_range(1.0..1000.0)).collect();
+        let ids = vec!["S1".to_owned(), "S2".to_owned(), "S3".to_owned()];
+        let first = compute(&fs, &rows, &labels, &ids, &values, &Current::default());
+        assert!(!first.is_empty());
+        for _ in 0..10 {
+            assert!(compute(&fs, &rows, &labels, &ids, &values, &Current::default()) == first);
+        }
     }
 }

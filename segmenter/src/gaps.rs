@@ -190,24 +190,26 @@ pub fn each_sku_gap<R>(
     let segments: HashMap<&str, SkuSegment> = members
         .iter()
         .filter_map(|(&segment, members)| {
-            // The segment's positive spend and buyers per SKU.
-            let mut spend: HashMap<u32, (f64, usize)> = HashMap::default();
+            // The segment's positive spend and buyers per SKU, by SKU index: summed in
+            // one order, so a rerun gives the same shares to the bit (a hash map's
+            // order differs between maps).
+            let mut spend: Vec<(f64, usize)> = vec![(0.0, 0); fs.skus.len()];
             for &(i, _) in members {
                 for &Bought {
                     sku: k, value: v, ..
                 } in &fs.sku_spend[i]
                 {
-                    let e = spend.entry(k).or_default();
+                    let e = &mut spend[k as usize];
                     e.0 += v.max(0.0);
                     e.1 += 1;
                 }
             }
-            let total: f64 = spend.values().map(|e| e.0).sum();
+            let total: f64 = spend.iter().map(|e| e.0).sum();
             if total <= 0.0 {
                 return None;
             }
-            let mut top: Vec<(u32, f64, usize)> = spend
-                .into_iter()
+            let mut top: Vec<(u32, f64, usize)> = (0..)
+                .zip(spend)
                 .filter(|(_, e)| e.0 > 0.0)
                 .map(|(k, e)| (k, e.0 / total, e.1))
                 .collect();
@@ -323,6 +325,68 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert!((rows[1].gap - 0.4).abs() < 1e-12 && rows[1].feature == "b");
         assert!((rows[0].gap + 0.4).abs() < 1e-12);
+    }
+
+    /// The segment's SKU shares are sums over its members' SKU spend: made twice from
+    /// the same features they are the same to the bit (summed by SKU, not in the order
+    /// of a hash map, which differs from map to map).
+    #[test]
+    fn sku_gaps_are_the_same_on_every_call() {
+        use crate::features::{Bought, FeatureSet, OutletRecord};
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(4);
+        let (n, skus) = (40, 300);
+        let fs = FeatureSet {
+            as_of: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            features: vec!["f".into()],
+            outlets: (0..n)
+                .map(|i| OutletRecord {
+                    outlet_id: format!("O{i:03}"),
+                    ..Default::default()
+                })
+                .collect(),
+            spend: Array2::zeros((n, 1)),
+            skus: (0..skus).map(|k| format!("K{k:03}")).collect(),
+            sku_spend: (0..n)
+                .map(|_| {
+                    let mut list = Vec::new();
+                    for sku in 0..skus as u32 {
+                        if rng.gen_bool(0.5) {
+                            let value = rng.gen_range(0.01..100.0);
+                            list.push(Bought {
+                                sku,
+                                quantity: 1.0,
+                                value,
+                            });
+                        }
+                    }
+                    list
+                })
+                .collect(),
+            history: None,
+        };
+        let assignments: Vec<AssignmentRow> = fs
+            .outlets
+            .iter()
+            .map(|o| AssignmentRow {
+                outlet_id: o.outlet_id.clone(),
+                segment_id: "S1".into(),
+                previous_segment_id: None,
+                change: spectra_core::tables::runs::Change::New,
+                distance: 0.0,
+                confidence: 1.0,
+                value: 1000.0,
+                lines: 1,
+                potential: 0.0,
+                tier: String::new(),
+                baseline: None,
+            })
+            .collect();
+        let first = sku_gaps(&fs, &assignments);
+        assert!(!first.is_empty());
+        for _ in 0..10 {
+            assert!(sku_gaps(&fs, &assignments) == first);
+        }
     }
 
     #[test]

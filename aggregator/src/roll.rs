@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arrow::array::{
     ArrayBuilder, AsArray, Date32Array, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
 };
-use arrow::datatypes::{Date32Type, Float64Type};
+use arrow::datatypes::{Date32Type, Float64Type, Int64Type};
 use rayon::prelude::*;
 
 use crate::index::{Version, VersionedRows};
@@ -29,7 +29,7 @@ use crate::{daily_schema, outlet_daily_schema, Error};
 
 /// The columns a batch of lines must have, in this order (text as Utf8, as the
 /// session reads the raw files and as [`VersionedRows`] expects).
-pub const LINE_COLUMNS: [&str; 7] = [
+pub const LINE_COLUMNS: [&str; 8] = [
     "outlet_id",
     "sku_id",
     "invoice_date",
@@ -37,6 +37,7 @@ pub const LINE_COLUMNS: [&str; 7] = [
     "invoice_id",
     "quantity",
     "net_value",
+    "line_no",
 ];
 
 /// One line, borrowing its strings from the batch it was read in.
@@ -46,6 +47,10 @@ struct Line<'a> {
     sku: &'a str,
     distributor: &'a str,
     invoice: &'a str,
+    /// Its number on the invoice: with the distributor and the invoice, what tells a
+    /// day's lines apart, so they are summed in one order whatever order they were
+    /// read in (the session reads files in parallel).
+    line_no: i64,
     quantity: f64,
     value: f64,
 }
@@ -79,11 +84,10 @@ pub const VERSIONED_COLUMNS: [&str; 12] = [
 /// Fewest outlets a range of a day is rolled in (few in tests, so they see ranges).
 const MIN_RANGE: usize = if cfg!(test) { 8 } else { 4096 };
 
-/// A line read with its identity's line number and its version.
+/// A line read with its version.
 #[derive(Debug, Clone, Copy)]
 struct Candidate<'a> {
     line: Line<'a>,
-    line_no: i64,
     version: Version,
 }
 
@@ -116,12 +120,14 @@ pub fn roll(
             b.column(5).as_primitive::<Float64Type>(),
             b.column(6).as_primitive::<Float64Type>(),
         );
+        let n = b.column(7).as_primitive::<Int64Type>();
         for r in 0..b.num_rows() {
             by_day.entry(dates.value(r)).or_default().clean.push(Line {
                 outlet: o.value(r),
                 sku: s.value(r),
                 distributor: d.value(r),
                 invoice: i.value(r),
+                line_no: n.value(r),
                 quantity: q.value(r),
                 value: v.value(r),
             });
@@ -148,10 +154,10 @@ pub fn roll(
                         sku: s.value(r),
                         distributor: v.distributor.value(r),
                         invoice: v.invoice.value(r),
+                        line_no: v.line_no(r),
                         quantity: q.value(r),
                         value: val.value(r),
                     },
-                    line_no: v.line_no(r),
                     version: v.version(r),
                 });
         }
@@ -177,7 +183,7 @@ fn latest<'a>(
     let mut best: HashMap<(&str, &str, i64), usize, foldhash::fast::FixedState> =
         HashMap::with_capacity_and_hasher(candidates.len(), Default::default());
     for (k, c) in candidates.iter().enumerate() {
-        let key = (c.line.distributor, c.line.invoice, c.line_no);
+        let key = (c.line.distributor, c.line.invoice, c.line.line_no);
         best.entry(key)
             .and_modify(|w| {
                 if c.version > candidates[*w].version {
@@ -189,7 +195,7 @@ fn latest<'a>(
     let mut winners: Vec<usize> = best.into_values().collect();
     winners.sort_unstable();
     out.extend(winners.into_iter().map(|w| &candidates[w]).filter_map(|c| {
-        let beaten = superseded.beaten(c.line.distributor, c.line.invoice, c.line_no, date);
+        let beaten = superseded.beaten(c.line.distributor, c.line.invoice, c.line.line_no, date);
         beaten.is_none_or(|by| by < c.version).then_some(c.line)
     }));
 }
@@ -309,9 +315,15 @@ where
     for &(outlet, g) in outlets {
         own.clear();
         own.extend(lines_of(g).copied());
-        // Stable: ties keep the order the lines were read in.
-        own.sort_by(|a, b| {
-            (a.sku, a.distributor, a.invoice).cmp(&(b.sku, b.distributor, b.invoice))
+        // A day holds each (distributor, invoice, line number) once: in this order the
+        // sums are the same to the bit whatever order the lines were read in.
+        own.sort_unstable_by(|a, b| {
+            (a.sku, a.distributor, a.invoice, a.line_no).cmp(&(
+                b.sku,
+                b.distributor,
+                b.invoice,
+                b.line_no,
+            ))
         });
         let mut total = Sums::default();
         let mut skus = 0;
@@ -470,12 +482,13 @@ mod tests {
     use arrow::compute::concat_batches;
     use arrow::datatypes::{DataType, Field, Schema};
     use rand::rngs::StdRng;
+    use rand::seq::SliceRandom;
     use rand::{Rng, SeedableRng};
     use spectra_core::tables::features::{DailyRow, OutletDailyRow};
     use spectra_core::tables::{Columns, Rows};
 
-    /// (outlet, sku, date, distributor, invoice, quantity, value)
-    type Raw = (String, String, i32, String, String, f64, f64);
+    /// (outlet, sku, date, distributor, invoice, quantity, value, line number)
+    type Raw = (String, String, i32, String, String, f64, f64, i64);
 
     fn batch(lines: &[Raw]) -> RecordBatch {
         let text = |f: fn(&Raw) -> &str| -> ArrayRef {
@@ -492,6 +505,7 @@ mod tests {
                     DataType::Utf8,
                     DataType::Float64,
                     DataType::Float64,
+                    DataType::Int64,
                 ])
                 .map(|(n, t)| Field::new(*n, t, false))
                 .collect::<Vec<_>>(),
@@ -506,6 +520,9 @@ mod tests {
                 text(|l| &l.4),
                 Arc::new(Float64Array::from_iter_values(lines.iter().map(|l| l.5))),
                 Arc::new(Float64Array::from_iter_values(lines.iter().map(|l| l.6))),
+                Arc::new(arrow::array::Int64Array::from_iter_values(
+                    lines.iter().map(|l| l.7),
+                )),
             ],
         )
         .unwrap()
@@ -516,7 +533,7 @@ mod tests {
     fn lines(seed: u64) -> Vec<Raw> {
         let mut rng = StdRng::seed_from_u64(seed);
         (0..3000)
-            .map(|_| {
+            .map(|n| {
                 let value = if rng.gen_bool(0.1) {
                     -(rng.gen_range(1..5) as f64)
                 } else {
@@ -530,9 +547,42 @@ mod tests {
                     format!("I{}", rng.gen_range(0..30)),
                     rng.gen_range(1..4) as f64,
                     value,
+                    n,
                 )
             })
             .collect()
+    }
+
+    /// The session reads raw files in parallel, so a day's lines come in no fixed
+    /// order. Values with cents, summed in another order, differ in their last bits
+    /// (0.1 + 0.2 + 0.3 is not 0.3 + 0.2 + 0.1): read in any order, the rolled tables
+    /// are the same to the bit.
+    #[test]
+    fn the_order_lines_are_read_in_changes_no_bit() {
+        let mut all = lines(3);
+        let mut rng = StdRng::seed_from_u64(5);
+        // Few SKUs and invoices: many lines of one SKU on one invoice, whose sums
+        // only the line numbers put in order.
+        for l in &mut all {
+            l.1 = format!("S{}", rng.gen_range(0..3));
+            l.4 = format!("I{}", rng.gen_range(0..2));
+            l.6 = rng.gen_range(-500..5000) as f64 / 100.0;
+            l.5 = rng.gen_range(1..400) as f64 / 10.0;
+        }
+        let days = [20_000, 20_001, 20_002, 20_003];
+        let rolled = |lines: &[Raw]| {
+            let batches: Vec<RecordBatch> = lines.chunks(500).map(batch).collect();
+            roll(&batches, &[], &Superseded::default(), &days).unwrap()
+        };
+        let first = rolled(&all);
+        for _ in 0..4 {
+            all.shuffle(&mut rng);
+            let again = rolled(&all);
+            for d in days {
+                assert_eq!(again[&d].daily, first[&d].daily, "daily rows of {d}");
+                assert_eq!(again[&d].outlet_daily, first[&d].outlet_daily);
+            }
+        }
     }
 
     #[test]

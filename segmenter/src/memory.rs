@@ -11,10 +11,11 @@
 //! The memory this process may use is the least of the system's available memory
 //! (`MemAvailable` in `/proc/meminfo`: free memory and the page cache it can drop)
 //! and, for each cgroup from the process's own up to the root that has a memory limit,
-//! that limit less what the cgroup uses (v2: `memory.max`, `memory.current`; v1:
-//! `memory.limit_in_bytes`, `memory.usage_in_bytes`). Read by hand: four small files
-//! the kernel writes, where a system-information crate would bring a prober of every
-//! process, disk and network interface for this one number.
+//! that limit less what the cgroup uses other than page cache (v2: `memory.max`,
+//! `memory.current`, `file` in `memory.stat`; v1: `memory.limit_in_bytes`,
+//! `memory.usage_in_bytes`, `total_cache`). Read by hand: a few small files the kernel
+//! writes, where a system-information crate would bring a prober of every process,
+//! disk and network interface for this one number.
 //!
 //! The check is of the arrays only. The outlets' records, their SKU spend and the
 //! run's outputs come on top (about 5 KB an outlet in `bench/scale/RESULTS.md`), so a
@@ -140,18 +141,35 @@ fn cgroup_dirs(own: &str, root: &Path) -> Vec<PathBuf> {
 }
 
 /// A cgroup directory's limit less its usage, when it has a limit (v2 or v1 files).
+/// The usage a cgroup reports includes the page cache of the files its processes read
+/// (the segmenter's own Parquet among them), which the kernel drops when memory is
+/// asked for: that part counts as available, as `MemAvailable` counts it (`file` in
+/// v2's `memory.stat`, `total_cache` in v1's). Without it a long-running segmenter
+/// whose cgroup had filled with cache would see no room at all.
 fn headroom(dir: &Path) -> Option<u64> {
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
-    let (limit, usage) = match read("memory.max") {
-        Some(max) => (max, read("memory.current")?),
+    let (limit, usage, cache) = match read("memory.max") {
+        Some(max) => (max, read("memory.current")?, "file"),
         None => (
             read("memory.limit_in_bytes")?,
             read("memory.usage_in_bytes")?,
+            "total_cache",
         ),
     };
     let limit = limit_bytes(&limit)?;
     let usage: u64 = usage.trim().parse().ok()?;
-    Some(limit.saturating_sub(usage))
+    let cache = read("memory.stat")
+        .and_then(|stat| stat_value(&stat, cache))
+        .unwrap_or(0);
+    Some(limit.saturating_sub(usage.saturating_sub(cache)))
+}
+
+/// The value of `key` in a cgroup's `memory.stat` text (`key value` lines).
+fn stat_value(stat: &str, key: &str) -> Option<u64> {
+    stat.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
 }
 
 /// A cgroup memory limit in bytes; `None` for none: v2 writes `max`, v1 a number
@@ -207,6 +225,16 @@ mod tests {
         std::fs::write(dir.join("memory.max"), "8589934592\n").unwrap();
         std::fs::write(dir.join("memory.current"), "1073741824\n").unwrap();
         assert_eq!(headroom(&dir), Some(7 << 30));
+        // A cgroup filled with page cache: what the kernel can drop is room.
+        std::fs::write(dir.join("memory.current"), "8589934592\n").unwrap();
+        std::fs::write(
+            dir.join("memory.stat"),
+            "anon 1073741824\nfile 7516192768\nfile_mapped 0\n",
+        )
+        .unwrap();
+        assert_eq!(headroom(&dir), Some(7 << 30));
+        std::fs::remove_file(dir.join("memory.stat")).unwrap();
+        assert_eq!(headroom(&dir), Some(0), "no stat: every used byte counts");
         std::fs::write(dir.join("memory.max"), "max\n").unwrap();
         assert_eq!(headroom(&dir), None);
         std::fs::remove_file(dir.join("memory.max")).unwrap();
@@ -216,6 +244,8 @@ mod tests {
         assert_eq!(headroom(&dir), None, "v1's unlimited");
         std::fs::write(dir.join("memory.limit_in_bytes"), "1000\n").unwrap();
         assert_eq!(headroom(&dir), Some(900));
+        std::fs::write(dir.join("memory.stat"), "cache 60\ntotal_cache 40\n").unwrap();
+        assert_eq!(headroom(&dir), Some(940));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

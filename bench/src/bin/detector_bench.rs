@@ -109,8 +109,9 @@ fn main() {
     }
     eprintln!("drawn in {:.1} s", started.elapsed().as_secs_f64());
     let rows: Vec<usize> = (0..n).collect();
-    let spend_mb = 2.0 * (n * d * 4) as f64 / 1e6;
-    let counts_mb = 2.0 * (n * d * 4) as f64 / 1e6;
+    let mb = |a: &Array2<f32>| std::mem::size_of_val(a.as_slice().expect("standard")) as f64 / 1e6;
+    let spend_mb = mb(&earlier) + mb(&recent);
+    let counts_mb = mb(&earlier_counts) + mb(&recent_counts);
     let planted = switched.iter().filter(|&&s| s).count();
     println!(
         "| readings | detect, median of {} (s) | switched lately: moved (of {planted}) | others moved | φ (spend / lines) | history arrays (MB) |",

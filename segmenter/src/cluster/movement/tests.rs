@@ -137,6 +137,12 @@ fn drawn_with(
     p
 }
 
+/// Recent shares for [`drawn`]: the first `k` outlets buy from `to`, the others from
+/// their own segment.
+fn first_switch(k: usize, to: &[f64]) -> impl Fn(usize, &[f64]) -> Vec<f64> + '_ {
+    move |i, own| if i < k { to.to_vec() } else { own.to_vec() }
+}
+
 /// `outlets` per segment; outlet 0 of segment A switches to `switch_to` recently;
 /// `season` multiplies every outlet's recent shares.
 fn population(
@@ -274,13 +280,7 @@ fn a_segment_that_drifts_alone_is_flagged_and_its_members_stay() {
         per,
         3000,
         1500,
-        |i, own| {
-            if i < per {
-                drifted.to_vec()
-            } else {
-                own.to_vec()
-            }
-        },
+        first_switch(per, &drifted),
         5,
     );
     for history in [p.history(), p.history_in_lines_too()] {
@@ -655,14 +655,7 @@ fn a_switch_spread_over_many_features_shows_where_segments_differ() {
     let (a, b) = (lean(true), lean(false));
     let (mut moved, mut by_g_alone, mut others, mut gain) = (0, 0, 0, 0.0);
     for seed in 0..10 {
-        let p = drawn(
-            &[&a, &b],
-            100,
-            400,
-            60,
-            |i, own| if i == 0 { b.clone() } else { own.to_vec() },
-            seed,
-        );
+        let p = drawn(&[&a, &b], 100, 400, 60, first_switch(1, &b), seed);
         let det = detect(&p.history(), &p.current, 2, &DetectorConfig::default());
         let (Decision::Keep(e) | Decision::Move(e)) = &det.decisions[0] else {
             panic!("tested");
@@ -707,20 +700,7 @@ fn a_switch_over_hundreds_of_features_is_seen() {
     };
     let (a, b, c) = (segment(0), segment(1), segment(2));
     let switchers = 20;
-    let p = drawn(
-        &[&a, &b, &c],
-        200,
-        400,
-        33,
-        |i, own| {
-            if i < switchers {
-                b.clone()
-            } else {
-                own.to_vec()
-            }
-        },
-        5,
-    );
+    let p = drawn(&[&a, &b, &c], 200, 400, 33, first_switch(switchers, &b), 5);
     let det = detect(&p.history(), &p.current, 3, &DetectorConfig::default());
     assert!(
         det.dispersion < 0.9 && det.dispersion >= MIN_DISPERSION,

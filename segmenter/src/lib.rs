@@ -65,14 +65,16 @@ pub enum Error {
         /// Outlets the configured k needs.
         needed: usize,
     },
-    /// The run's outlets × columns arrays alone need more memory than this process may
-    /// use ([`memory`]): the run is not started.
+    /// The run would hold more memory than this process may use ([`memory`]): the
+    /// run is not started.
     #[error(
-        "segmentation `{segmentation}`: {outlets} outlets × {columns} columns need {:.1} GB \
-         for the run's arrays alone ({} bytes a cell), and {:.1} GB is available \
-         ({limited_by}); lower max_features to at most {max_features}, or give the \
-         segmenter more memory",
-        *.needed as f64 / 1e9, memory::BYTES_PER_CELL, *.available as f64 / 1e9
+        "segmentation `{segmentation}`: {outlets} outlets × {columns} columns and \
+         {sku_pairs} outlet × SKU rows need {:.1} GB ({:.1} GB for the outlets × columns \
+         arrays at {} bytes a cell, {:.1} GB for the SKU rows at {} bytes and the outlets \
+         at {} bytes), and {:.1} GB is available ({limited_by}); {}",
+        *.needed as f64 / 1e9, *.arrays as f64 / 1e9, memory::BYTES_PER_CELL,
+        (*.needed - *.arrays) as f64 / 1e9, memory::BYTES_PER_SKU_PAIR,
+        memory::BYTES_PER_OUTLET, *.available as f64 / 1e9, memory::advice(*.max_features)
     )]
     TooLittleMemory {
         /// Segmentation name.
@@ -81,14 +83,18 @@ pub enum Error {
         outlets: usize,
         /// Columns of its arrays (`max_features` and `(other)`, or fewer values).
         columns: usize,
-        /// Bytes the arrays need.
+        /// Rows of its SKU spend.
+        sku_pairs: u64,
+        /// Bytes the outlets × columns arrays need.
+        arrays: u64,
+        /// Bytes the run needs in all.
         needed: u64,
         /// Bytes this process may use.
         available: u64,
         /// Where `available` comes from.
         limited_by: String,
-        /// The most `max_features` whose arrays fit.
-        max_features: usize,
+        /// The most `max_features` that fit; `None` when not even one column does.
+        max_features: Option<usize>,
     },
     /// A run panicked (a bug); the other segmentations went on.
     #[error("segmentation `{segmentation}`: {message}")]

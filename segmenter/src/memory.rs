@@ -1,12 +1,15 @@
-//! What a run's arrays need against the memory this process may use, checked before
-//! they are made.
+//! What a run will need against the memory this process may use, checked before the
+//! run's arrays are made.
 //!
 //! A run holds its outlets × columns arrays at once (see [`BYTES_PER_CELL`]); at a
 //! million outlets a segmentation with `max_features = 1024` needs 37 GB for them
-//! alone. Made on a machine or in a container without that memory, the arrays are
-//! paged in as they are filled and the kernel kills the process, with every other
-//! segmentation it was running, and again at each restart. The check turns that into
-//! the segmentation's own error, naming the setting to lower.
+//! alone. On top of them come each outlet's SKU spend, read after the arrays, and the
+//! run's outputs ([`BYTES_PER_SKU_PAIR`], [`BYTES_PER_OUTLET`]): at `level =
+//! "category"` those are most of the run (5.5 GB at a million outlets with 20,000
+//! SKUs, of which the arrays are 0.4 GB). Made on a machine or in a container without
+//! that memory, the run is paged in as it is filled and the kernel kills the process,
+//! with every other segmentation it was running, and again at each restart. The check
+//! turns that into the segmentation's own error, naming the setting to lower.
 //!
 //! The memory this process may use is the least of the system's available memory
 //! (`MemAvailable` in `/proc/meminfo`: free memory and the page cache it can drop)
@@ -15,16 +18,16 @@
 //! `memory.current`, `file` in `memory.stat`; v1: `memory.limit_in_bytes`,
 //! `memory.usage_in_bytes`, `total_cache`). Read by hand: a few small files the kernel
 //! writes, where a system-information crate would bring a prober of every process,
-//! disk and network interface for this one number.
+//! disk and network interface for this one number. What the process holds already
+//! (the outlets' records and KPIs, read before the check) is used memory there, so
+//! the check counts only what the run adds.
 //!
-//! The check is of the arrays only. The outlets' records, their SKU spend and the
-//! run's outputs come on top (about 5 KB an outlet in `bench/scale/RESULTS.md`), so a
-//! run it lets start may still need more than there is. The other way, a page of an
-//! array that nothing is written to takes no memory, and the spend arrays are written
-//! where an outlet bought: the measured 36 bytes hold where outlets buy across the
-//! columns (a page is 512 `f64` or 1,024 `f32` cells of a row), and a store whose
-//! outlets each buy a handful of the columns' values could fit in less than the check
-//! asks for.
+//! The three rates are measured (`bench/scale/RESULTS.md`, "What a run needs besides
+//! its arrays"): on five segmentations of one store they predicted the segment
+//! stage's peak within −1.4% to +7%. A page of an array that nothing is written to
+//! takes no memory, and the spend arrays are written where an outlet bought: a store
+//! whose outlets each buy a handful of the columns' values could fit in less than the
+//! check asks for.
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +39,51 @@ use crate::Error;
 /// the segment stage's peak memory between 257 and 1,025 columns at 200,000 outlets:
 /// 36.1 bytes (`bench/scale/RESULTS.md`, "36 bytes a cell").
 pub const BYTES_PER_CELL: u64 = 36;
+
+/// Bytes a run adds per row of the window's SKU spend (one outlet × SKU bought): the
+/// outlet's entry (16 bytes, in lists grown as they are read), the file's bytes while
+/// it is read, and what the gaps and recommendations keep per SKU bought. Measured as
+/// the slope of the segment stage's peak between 6.6M and 18.2M rows at 200,000
+/// outlets and 65 columns: 42 bytes.
+pub const BYTES_PER_SKU_PAIR: u64 = 42;
+
+/// Bytes a run adds per outlet besides its cells and SKU rows: its assignment, gap
+/// and recommendation rows, the detector's per-outlet figures, the fit's states.
+/// Measured with [`BYTES_PER_SKU_PAIR`]: 1,500 bytes.
+pub const BYTES_PER_OUTLET: u64 = 1_500;
+
+/// What a run will hold besides what its process holds already: sized before its
+/// arrays are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need {
+    /// Outlets in its features.
+    pub outlets: usize,
+    /// Columns of its arrays (`max_features` and `(other)`, or fewer values).
+    pub columns: usize,
+    /// Rows of its SKU spend (outlet × SKU pairs bought in the window).
+    pub sku_pairs: u64,
+}
+
+impl Need {
+    /// Bytes of the outlets × columns arrays.
+    pub fn arrays(&self) -> u64 {
+        (self.outlets as u64)
+            .saturating_mul(self.columns as u64)
+            .saturating_mul(BYTES_PER_CELL)
+    }
+
+    /// Bytes of everything else: the SKU spend and the per-outlet outputs.
+    pub fn rest(&self) -> u64 {
+        self.sku_pairs
+            .saturating_mul(BYTES_PER_SKU_PAIR)
+            .saturating_add((self.outlets as u64).saturating_mul(BYTES_PER_OUTLET))
+    }
+
+    /// Bytes in all.
+    pub fn bytes(&self) -> u64 {
+        self.arrays().saturating_add(self.rest())
+    }
+}
 
 /// Memory this process may use now, and what limits it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,33 +120,40 @@ pub fn available() -> Option<Available> {
         .min_by_key(|a| a.bytes)
 }
 
-/// Fails when `outlets` × `columns` cells need more than `available` (when known).
-pub fn check(
-    segmentation: &str,
-    outlets: usize,
-    columns: usize,
-    available: Option<&Available>,
-) -> Result<(), Error> {
+/// Fails when what the run will hold (`need`) is more than `available` (when known).
+pub fn check(segmentation: &str, need: &Need, available: Option<&Available>) -> Result<(), Error> {
     let Some(available) = available else {
         return Ok(());
     };
-    let needed = (outlets as u64)
-        .saturating_mul(columns as u64)
-        .saturating_mul(BYTES_PER_CELL);
-    if needed <= available.bytes {
+    if need.bytes() <= available.bytes {
         return Ok(());
     }
-    // The most columns that fit, one of them `(other)`.
-    let fit = available.bytes / (outlets as u64 * BYTES_PER_CELL).max(1);
+    // The most columns that fit beside the rest, one of them `(other)`; none when not
+    // even two do.
+    let per_column = (need.outlets as u64).saturating_mul(BYTES_PER_CELL).max(1);
+    let fit = available.bytes.saturating_sub(need.rest()) / per_column;
     Err(Error::TooLittleMemory {
         segmentation: segmentation.to_owned(),
-        outlets,
-        columns,
-        needed,
+        outlets: need.outlets,
+        columns: need.columns,
+        sku_pairs: need.sku_pairs,
+        arrays: need.arrays(),
+        needed: need.bytes(),
         available: available.bytes,
         limited_by: available.limited_by.clone(),
-        max_features: fit.saturating_sub(1) as usize,
+        max_features: (fit >= 2).then(|| (fit - 1) as usize),
     })
+}
+
+/// What to change when a run does not fit: `max_features` when fewer columns would
+/// fit (`max_features`), else the window.
+pub fn advice(max_features: Option<usize>) -> String {
+    match max_features {
+        Some(m) => {
+            format!("lower max_features to at most {m}, or give the segmenter more memory")
+        }
+        None => "it does not fit with the fewest columns either: shorten window_days (fewer SKU rows), or give the segmenter more memory".to_owned(),
+    }
 }
 
 /// `MemAvailable` of a `/proc/meminfo` text, in bytes.
@@ -272,9 +327,17 @@ mod tests {
             bytes: g << 30,
             limited_by: "MemAvailable".to_owned(),
         };
-        // A million outlets × 1,025 columns: 36.9 GB of arrays.
-        check("national", 1_000_000, 1025, Some(&gb(64))).unwrap();
-        let err = check("national", 1_000_000, 1025, Some(&gb(16))).unwrap_err();
+        // A million outlets × 1,025 columns: 36.9 GB of arrays; 50M SKU rows and the
+        // outlets' outputs, 2.1 GB and 1.5 GB more.
+        let need = Need {
+            outlets: 1_000_000,
+            columns: 1025,
+            sku_pairs: 50_000_000,
+        };
+        assert_eq!(need.arrays(), 36_900_000_000);
+        assert_eq!(need.rest(), 2_100_000_000 + 1_500_000_000);
+        check("national", &need, Some(&gb(64))).unwrap();
+        let err = check("national", &need, Some(&gb(16))).unwrap_err();
         let Error::TooLittleMemory {
             needed,
             max_features,
@@ -283,14 +346,51 @@ mod tests {
         else {
             panic!("{err:?}")
         };
-        assert_eq!(*needed, 36_900_000_000);
-        // 16 GiB / 36 MB an outlet column: 477 columns, one of them `(other)`.
-        assert_eq!(*max_features, 476);
+        assert_eq!(*needed, 40_500_000_000);
+        // (16 GiB − 3.6 GB) / 36 MB an outlet column: 377 columns, one of them
+        // `(other)`.
+        assert_eq!(*max_features, Some(376));
+        let text = err.to_string();
         assert!(
-            err.to_string().contains("max_features to at most 476"),
-            "{err}"
+            text.contains("need 40.5 GB")
+                && text.contains("36.9 GB for the outlets × columns arrays")
+                && text.contains("max_features to at most 376"),
+            "{text}"
         );
         // Unknown: no check.
-        check("national", usize::MAX, usize::MAX, None).unwrap();
+        let huge = Need {
+            outlets: usize::MAX,
+            columns: usize::MAX,
+            sku_pairs: u64::MAX,
+        };
+        check("national", &huge, None).unwrap();
+    }
+
+    #[test]
+    fn a_run_whose_outlets_alone_cannot_fit_asks_for_a_shorter_window() {
+        // At `level = "category"` the arrays are small and the rest is the run: 4M
+        // outlets buying 100 SKUs each need 16.8 GB + 6 GB beside 1.6 GB of arrays.
+        let need = Need {
+            outlets: 4_000_000,
+            columns: 11,
+            sku_pairs: 400_000_000,
+        };
+        let available = Available {
+            bytes: 16 << 30,
+            limited_by: "the memory limit of cgroup /sys/fs/cgroup/segmenter".to_owned(),
+        };
+        let err = check("regions", &need, Some(&available)).unwrap_err();
+        let Error::TooLittleMemory { max_features, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*max_features, None);
+        let text = err.to_string();
+        assert!(
+            text.contains("4000000 outlets × 11 columns and 400000000 outlet × SKU rows")
+                && text.contains("cgroup /sys/fs/cgroup/segmenter")
+                && text.contains("shorten window_days"),
+            "{text}"
+        );
+        assert!(!text.contains("max_features to at most"), "{text}");
     }
 }

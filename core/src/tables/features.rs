@@ -573,6 +573,15 @@ impl FolderRead {
         }
     }
 
+    /// How many rows one of the folder's tables holds, from its footer alone (a
+    /// reader sizes what it will make from them before reading them).
+    pub async fn row_count(&self, storage: &Storage, table: &str) -> Result<u64> {
+        let path = self.path(table);
+        super::keyed::footer_rows(storage, &path)
+            .await?
+            .ok_or_else(|| incomplete(path, MISSING_TABLE))
+    }
+
     /// One of the folder's tables as rows (for the small ones: `kpis.parquet`).
     pub async fn rows<T: Rows>(&self, storage: &Storage, table: &str) -> Result<Vec<T>> {
         let path = self.path(table);
@@ -712,6 +721,13 @@ mod tests {
         write_rows(&storage, "k.parquet", &rows).await.unwrap();
         let back: Vec<KpiRow> = read_rows(&storage, "k.parquet").await.unwrap().unwrap();
         assert_eq!(back, rows);
+        // The footer alone says how many rows a table holds.
+        let many: Vec<KpiRow> = (0..1000).map(|_| rows[0].clone()).collect();
+        write_rows(&storage, "many.parquet", &many).await.unwrap();
+        let count = |p: &'static str| super::super::keyed::footer_rows(&storage, p);
+        assert_eq!(count("many.parquet").await.unwrap(), Some(1000));
+        assert_eq!(count("k.parquet").await.unwrap(), Some(1));
+        assert_eq!(count("none.parquet").await.unwrap(), None);
 
         let b = SpectrumRow::to_batch(&[]).unwrap();
         let without = b.project(&[0, 1, 2]).unwrap();

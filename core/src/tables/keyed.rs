@@ -334,6 +334,16 @@ pub(crate) async fn column_batches(
     ))
 }
 
+/// The rows of a Parquet object, from its footer alone (one ranged read, not the
+/// whole object); `None` when the object does not exist.
+pub(crate) async fn footer_rows(storage: &Storage, path: &str) -> Result<Option<u64>> {
+    let Some(mut reader) = Ranged::open(storage, path).await? else {
+        return Ok(None);
+    };
+    let m = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new()).await?;
+    Ok(Some(m.metadata().file_metadata().num_rows().max(0) as u64))
+}
+
 /// Ranged reads of one object of known size: the footer, then the pages asked for
 /// (parquet's own object-store reader is deprecated in favour of this).
 pub(crate) struct Ranged {

@@ -166,14 +166,15 @@ impl FeatureSet {
                 Ok(())
             })
             .await?;
-        // The arrays are made next: not when they alone cannot fit.
+        // The arrays are made next, then the SKU spend is read: not when the run
+        // cannot fit.
         let (outlets, columns) = b.dimensions();
-        crate::memory::check(
-            segmentation,
+        let need = crate::memory::Need {
             outlets,
             columns,
-            crate::memory::available().as_ref(),
-        )?;
+            sku_pairs: folder.row_count(storage, "sku_spend.parquet").await?,
+        };
+        crate::memory::check(segmentation, &need, crate::memory::available().as_ref())?;
         let mut b = b.shape();
         folder
             .stream(storage, SPECTRUM, None, |c| {

@@ -65,13 +65,13 @@ pub enum Error {
         /// Outlets the configured k needs.
         needed: usize,
     },
-    /// The run would hold more memory than this process may use ([`memory`]): the
-    /// run is not started.
+    /// The run would hold more memory than this process may use, even counted at the
+    /// least ([`memory`]): the run is not started.
     #[error(
         "segmentation `{segmentation}`: {outlets} outlets × {columns} columns and \
-         {sku_pairs} outlet × SKU rows need {:.1} GB ({:.1} GB for the outlets × columns \
-         arrays at {} bytes a cell, {:.1} GB for the SKU rows at {} bytes and the outlets \
-         at {} bytes), and {:.1} GB is available ({limited_by}); {}",
+         {sku_pairs} outlet × SKU rows need at least {:.1} GB ({:.1} GB for the outlets × \
+         columns arrays at {} bytes a cell, {:.1} GB for the SKU rows at {} bytes and the \
+         outlets at {} bytes), and {:.1} GB is available ({limited_by}); {}",
         *.needed as f64 / 1e9, *.arrays as f64 / 1e9, memory::BYTES_PER_CELL,
         (*.needed - *.arrays) as f64 / 1e9, memory::BYTES_PER_SKU_PAIR,
         memory::BYTES_PER_OUTLET, *.available as f64 / 1e9, memory::advice(*.max_features)
@@ -87,7 +87,7 @@ pub enum Error {
         sku_pairs: u64,
         /// Bytes the outlets × columns arrays need.
         arrays: u64,
-        /// Bytes the run needs in all.
+        /// Bytes the run needs in all, at least.
         needed: u64,
         /// Bytes this process may use.
         available: u64,

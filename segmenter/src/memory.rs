@@ -4,12 +4,12 @@
 //! A run holds its outlets × columns arrays at once (see [`BYTES_PER_CELL`]); at a
 //! million outlets a segmentation with `max_features = 1024` needs 37 GB for them
 //! alone. On top of them come each outlet's SKU spend, read after the arrays, and the
-//! run's outputs ([`BYTES_PER_SKU_PAIR`], [`BYTES_PER_OUTLET`]): at `level =
-//! "category"` those are most of the run (5.5 GB at a million outlets with 20,000
-//! SKUs, of which the arrays are 0.4 GB). Made on a machine or in a container without
-//! that memory, the run is paged in as it is filled and the kernel kills the process,
-//! with every other segmentation it was running, and again at each restart. The check
-//! turns that into the segmentation's own error, naming the setting to lower.
+//! run's outputs: at `level = "category"` those are most of the run (4.1 of the 4.5 GB
+//! a run added at a million outlets with 20,000 SKUs). Made on a machine or in a
+//! container without that memory, the run is paged in as it is filled and the kernel
+//! kills the process, with every other segmentation it was running, and again at each
+//! restart. The check turns that into the segmentation's own error, naming the setting
+//! to lower.
 //!
 //! The memory this process may use is the least of the system's available memory
 //! (`MemAvailable` in `/proc/meminfo`: free memory and the page cache it can drop)
@@ -22,12 +22,15 @@
 //! (the outlets' records and KPIs, read before the check) is used memory there, so
 //! the check counts only what the run adds.
 //!
-//! The three rates are measured (`bench/scale/RESULTS.md`, "What a run needs besides
-//! its arrays"): on five segmentations of one store they predicted the segment
-//! stage's peak within −1.4% to +7%. A page of an array that nothing is written to
-//! takes no memory, and the spend arrays are written where an outlet bought: a store
-//! whose outlets each buy a handful of the columns' values could fit in less than the
-//! check asks for.
+//! What the run adds beside its arrays is counted at rates below what every measured
+//! run added ([`BYTES_PER_SKU_PAIR`], [`BYTES_PER_OUTLET`]; `bench/scale/RESULTS.md`,
+//! "What a run needs besides its arrays"): a run is refused only when even those
+//! exceed the room, and a run that may fit is tried. Rates fitted to one store's runs
+//! predicted a larger store's run 35% too high, which would have refused a run that
+//! fits. A page of an
+//! array that nothing is written to takes no memory either, so at `level = "sku"` a
+//! store whose outlets each buy a handful of the columns' values could fit in less
+//! than the arrays' share.
 
 use std::path::{Path, PathBuf};
 
@@ -40,20 +43,21 @@ use crate::Error;
 /// 36.1 bytes (`bench/scale/RESULTS.md`, "36 bytes a cell").
 pub const BYTES_PER_CELL: u64 = 36;
 
-/// Bytes a run adds per row of the window's SKU spend (one outlet × SKU bought): the
-/// outlet's entry (16 bytes, in lists grown as they are read), the file's bytes while
-/// it is read, and what the gaps and recommendations keep per SKU bought. Measured as
-/// the slope of the segment stage's peak between 6.6M and 18.2M rows at 200,000
-/// outlets and 65 columns: 42 bytes.
-pub const BYTES_PER_SKU_PAIR: u64 = 42;
+/// Bytes a run adds at least per row of the window's SKU spend (one outlet × SKU
+/// bought): the outlet's entry alone is 16 bytes, kept to the end of the run, and the
+/// file is read whole while the entries are made. Six runs (200,000 and 1,000,000
+/// outlets, 8 to 257 columns, windows of 28 to 91 days) each added more than their
+/// arrays and this rate and [`BYTES_PER_OUTLET`] count: those came to 51% to 90% of
+/// what each added.
+pub const BYTES_PER_SKU_PAIR: u64 = 24;
 
-/// Bytes a run adds per outlet besides its cells and SKU rows: its assignment, gap
-/// and recommendation rows, the detector's per-outlet figures, the fit's states.
-/// Measured with [`BYTES_PER_SKU_PAIR`]: 1,500 bytes.
-pub const BYTES_PER_OUTLET: u64 = 1_500;
+/// Bytes a run adds at least per outlet besides its cells and SKU rows: its
+/// assignment row alone holds four strings and seven numbers (see
+/// [`BYTES_PER_SKU_PAIR`] for how it was measured).
+pub const BYTES_PER_OUTLET: u64 = 500;
 
-/// What a run will hold besides what its process holds already: sized before its
-/// arrays are made.
+/// What a run will hold at least, besides what its process holds already: sized before
+/// its arrays are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Need {
     /// Outlets in its features.
@@ -72,7 +76,7 @@ impl Need {
             .saturating_mul(BYTES_PER_CELL)
     }
 
-    /// Bytes of everything else: the SKU spend and the per-outlet outputs.
+    /// Bytes of everything else, at least: the SKU spend and the per-outlet outputs.
     pub fn rest(&self) -> u64 {
         self.sku_pairs
             .saturating_mul(BYTES_PER_SKU_PAIR)
@@ -120,7 +124,8 @@ pub fn available() -> Option<Available> {
         .min_by_key(|a| a.bytes)
 }
 
-/// Fails when what the run will hold (`need`) is more than `available` (when known).
+/// Fails when what the run will hold at least (`need`) is more than `available` (when
+/// known).
 pub fn check(segmentation: &str, need: &Need, available: Option<&Available>) -> Result<(), Error> {
     let Some(available) = available else {
         return Ok(());
@@ -328,14 +333,14 @@ mod tests {
             limited_by: "MemAvailable".to_owned(),
         };
         // A million outlets × 1,025 columns: 36.9 GB of arrays; 50M SKU rows and the
-        // outlets' outputs, 2.1 GB and 1.5 GB more.
+        // outlets' outputs, at least 1.2 GB and 0.5 GB more.
         let need = Need {
             outlets: 1_000_000,
             columns: 1025,
             sku_pairs: 50_000_000,
         };
         assert_eq!(need.arrays(), 36_900_000_000);
-        assert_eq!(need.rest(), 2_100_000_000 + 1_500_000_000);
+        assert_eq!(need.rest(), 1_200_000_000 + 500_000_000);
         check("national", &need, Some(&gb(64))).unwrap();
         let err = check("national", &need, Some(&gb(16))).unwrap_err();
         let Error::TooLittleMemory {
@@ -346,15 +351,15 @@ mod tests {
         else {
             panic!("{err:?}")
         };
-        assert_eq!(*needed, 40_500_000_000);
-        // (16 GiB − 3.6 GB) / 36 MB an outlet column: 377 columns, one of them
+        assert_eq!(*needed, 38_600_000_000);
+        // (16 GiB − 1.7 GB) / 36 MB an outlet column: 429 columns, one of them
         // `(other)`.
-        assert_eq!(*max_features, Some(376));
+        assert_eq!(*max_features, Some(428));
         let text = err.to_string();
         assert!(
-            text.contains("need 40.5 GB")
+            text.contains("need at least 38.6 GB")
                 && text.contains("36.9 GB for the outlets × columns arrays")
-                && text.contains("max_features to at most 376"),
+                && text.contains("max_features to at most 428"),
             "{text}"
         );
         // Unknown: no check.
@@ -369,14 +374,15 @@ mod tests {
     #[test]
     fn a_run_whose_outlets_alone_cannot_fit_asks_for_a_shorter_window() {
         // At `level = "category"` the arrays are small and the rest is the run: 4M
-        // outlets buying 100 SKUs each need 16.8 GB + 6 GB beside 1.6 GB of arrays.
+        // outlets buying 100 SKUs each add at least 9.6 GB + 2 GB beside 1.6 GB of
+        // arrays.
         let need = Need {
             outlets: 4_000_000,
             columns: 11,
             sku_pairs: 400_000_000,
         };
         let available = Available {
-            bytes: 16 << 30,
+            bytes: 8 << 30,
             limited_by: "the memory limit of cgroup /sys/fs/cgroup/segmenter".to_owned(),
         };
         let err = check("regions", &need, Some(&available)).unwrap_err();

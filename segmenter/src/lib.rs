@@ -65,16 +65,16 @@ pub enum Error {
         /// Outlets the configured k needs.
         needed: usize,
     },
-    /// The run would hold more memory than this process may use, even counted at the
-    /// least ([`memory`]): the run is not started.
+    /// The run would hold more memory than this process may use, by a low estimate
+    /// ([`memory`]): the run is not started.
     #[error(
         "segmentation `{segmentation}`: {outlets} outlets × {columns} columns and \
-         {sku_pairs} outlet × SKU rows need at least {:.1} GB ({:.1} GB for the outlets × \
-         columns arrays at {} bytes a cell, {:.1} GB for the SKU rows at {} bytes and the \
-         outlets at {} bytes), and {:.1} GB is available ({limited_by}); {}",
-        *.needed as f64 / 1e9, *.arrays as f64 / 1e9, memory::BYTES_PER_CELL,
-        (*.needed - *.arrays) as f64 / 1e9, memory::BYTES_PER_SKU_PAIR,
-        memory::BYTES_PER_OUTLET, *.available as f64 / 1e9, memory::advice(*.max_features)
+         {sku_pairs} outlet × SKU rows need {} by a low estimate ({} for the outlets × \
+         columns arrays at {} bytes a cell, {} for the SKU rows and the outlets at {} \
+         bytes a row and {} bytes an outlet), and {} is available ({limited_by}); {}",
+        memory::gb(*.needed), memory::gb(*.arrays), memory::BYTES_PER_CELL,
+        memory::gb(.needed.saturating_sub(*.arrays)), memory::BYTES_PER_SKU_PAIR,
+        memory::BYTES_PER_OUTLET, memory::gb(*.available), memory::advice(*.max_features)
     )]
     TooLittleMemory {
         /// Segmentation name.
@@ -87,13 +87,13 @@ pub enum Error {
         sku_pairs: u64,
         /// Bytes the outlets × columns arrays need.
         arrays: u64,
-        /// Bytes the run needs in all, at least.
+        /// Bytes the run needs in all, by a low estimate.
         needed: u64,
         /// Bytes this process may use.
         available: u64,
         /// Where `available` comes from.
         limited_by: String,
-        /// The most `max_features` that fit; `None` when not even one column does.
+        /// The most `max_features` that could fit; `None` when not even 2 could.
         max_features: Option<usize>,
     },
     /// A run panicked (a bug); the other segmentations went on.

@@ -22,15 +22,15 @@
 //! (the outlets' records and KPIs, read before the check) is used memory there, so
 //! the check counts only what the run adds.
 //!
-//! What the run adds beside its arrays is counted at rates below what every measured
+//! What the run adds beside its arrays is counted at rates below what each measured
 //! run added ([`BYTES_PER_SKU_PAIR`], [`BYTES_PER_OUTLET`]; `bench/scale/RESULTS.md`,
-//! "What a run needs besides its arrays"): a run is refused only when even those
-//! exceed the room, and a run that may fit is tried. Rates fitted to one store's runs
-//! predicted a larger store's run 35% too high, which would have refused a run that
-//! fits. A page of an
-//! array that nothing is written to takes no memory either, so at `level = "sku"` a
-//! store whose outlets each buy a handful of the columns' values could fit in less
-//! than the arrays' share.
+//! "What a run needs besides its arrays"), so a run like those measured is refused
+//! only when even this low estimate exceeds the room. Rates fitted to one store's
+//! runs put a larger store's run 28% above its peak, which would refuse runs that
+//! fit. The estimate is not a bound: other feeds may add less per SKU row or outlet,
+//! and a page of an array that nothing is written to takes no memory, so at `level =
+//! "sku"` a store whose outlets each buy a handful of the columns' values could need
+//! less than the arrays' share.
 
 use std::path::{Path, PathBuf};
 
@@ -52,12 +52,12 @@ pub const BYTES_PER_CELL: u64 = 36;
 pub const BYTES_PER_SKU_PAIR: u64 = 24;
 
 /// Bytes a run adds at least per outlet besides its cells and SKU rows: its
-/// assignment row alone holds four strings and seven numbers (see
+/// assignment row alone holds four strings and five numbers (see
 /// [`BYTES_PER_SKU_PAIR`] for how it was measured).
 pub const BYTES_PER_OUTLET: u64 = 500;
 
-/// What a run will hold at least, besides what its process holds already: sized before
-/// its arrays are made.
+/// What a run will hold by a low estimate, besides what its process holds already:
+/// sized before its arrays are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Need {
     /// Outlets in its features.
@@ -76,7 +76,8 @@ impl Need {
             .saturating_mul(BYTES_PER_CELL)
     }
 
-    /// Bytes of everything else, at least: the SKU spend and the per-outlet outputs.
+    /// Bytes of everything else, by a low estimate: the SKU spend and the per-outlet
+    /// outputs.
     pub fn rest(&self) -> u64 {
         self.sku_pairs
             .saturating_mul(BYTES_PER_SKU_PAIR)
@@ -124,8 +125,8 @@ pub fn available() -> Option<Available> {
         .min_by_key(|a| a.bytes)
 }
 
-/// Fails when what the run will hold at least (`need`) is more than `available` (when
-/// known).
+/// Fails when what the run will hold by a low estimate (`need`) is more than
+/// `available` (when known).
 pub fn check(segmentation: &str, need: &Need, available: Option<&Available>) -> Result<(), Error> {
     let Some(available) = available else {
         return Ok(());
@@ -134,7 +135,7 @@ pub fn check(segmentation: &str, need: &Need, available: Option<&Available>) -> 
         return Ok(());
     }
     // The most columns that fit beside the rest, one of them `(other)`; none when not
-    // even two do.
+    // even three do (`max_features` is at least 2).
     let per_column = (need.outlets as u64).saturating_mul(BYTES_PER_CELL).max(1);
     let fit = available.bytes.saturating_sub(need.rest()) / per_column;
     Err(Error::TooLittleMemory {
@@ -146,19 +147,24 @@ pub fn check(segmentation: &str, need: &Need, available: Option<&Available>) -> 
         needed: need.bytes(),
         available: available.bytes,
         limited_by: available.limited_by.clone(),
-        max_features: (fit >= 2).then(|| (fit - 1) as usize),
+        max_features: (fit >= 3).then(|| (fit - 1) as usize),
     })
 }
 
-/// What to change when a run does not fit: `max_features` when fewer columns would
-/// fit (`max_features`), else the window.
+/// What to change when a run does not fit: `max_features` when fewer columns could
+/// fit (`max_features`), else what the rest grows with.
 pub fn advice(max_features: Option<usize>) -> String {
     match max_features {
         Some(m) => {
             format!("lower max_features to at most {m}, or give the segmenter more memory")
         }
-        None => "it does not fit with the fewest columns either: shorten window_days (fewer SKU rows), or give the segmenter more memory".to_owned(),
+        None => "it does not fit with the fewest columns either: shorten window_days (fewer SKU rows), narrow the segmentation's filter (fewer outlets), or give the segmenter more memory".to_owned(),
     }
+}
+
+/// Bytes as gigabytes, two decimals.
+pub fn gb(bytes: u64) -> String {
+    format!("{:.2} GB", bytes as f64 / 1e9)
 }
 
 /// `MemAvailable` of a `/proc/meminfo` text, in bytes.
@@ -357,11 +363,23 @@ mod tests {
         assert_eq!(*max_features, Some(428));
         let text = err.to_string();
         assert!(
-            text.contains("need at least 38.6 GB")
-                && text.contains("36.9 GB for the outlets × columns arrays")
+            text.contains("need 38.60 GB by a low estimate")
+                && text.contains("36.90 GB for the outlets × columns arrays")
                 && text.contains("max_features to at most 428"),
             "{text}"
         );
+        // Room for three columns beside the rest gives `max_features = 2`, the least a
+        // segmentation may set; room for two gives no columns to suggest.
+        let room = |columns: u64| Available {
+            bytes: need.rest() + columns * 36_000_000,
+            limited_by: "MemAvailable".to_owned(),
+        };
+        let suggested = |a: &Available| match check("national", &need, Some(a)) {
+            Err(Error::TooLittleMemory { max_features, .. }) => max_features,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(suggested(&room(3)), Some(2));
+        assert_eq!(suggested(&room(2)), None);
         // Unknown: no check.
         let huge = Need {
             outlets: usize::MAX,
@@ -372,7 +390,7 @@ mod tests {
     }
 
     #[test]
-    fn a_run_whose_outlets_alone_cannot_fit_asks_for_a_shorter_window() {
+    fn a_run_whose_sku_rows_alone_cannot_fit_asks_for_a_shorter_window() {
         // At `level = "category"` the arrays are small and the rest is the run: 4M
         // outlets buying 100 SKUs each add at least 9.6 GB + 2 GB beside 1.6 GB of
         // arrays.
@@ -394,7 +412,8 @@ mod tests {
         assert!(
             text.contains("4000000 outlets × 11 columns and 400000000 outlet × SKU rows")
                 && text.contains("cgroup /sys/fs/cgroup/segmenter")
-                && text.contains("shorten window_days"),
+                && text.contains("shorten window_days")
+                && text.contains("narrow the segmentation's filter"),
             "{text}"
         );
         assert!(!text.contains("max_features to at most"), "{text}");

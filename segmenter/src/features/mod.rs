@@ -167,14 +167,16 @@ impl FeatureSet {
             })
             .await?;
         // The arrays are made next, then the SKU spend is read: not when the run
-        // cannot fit.
-        let (outlets, columns) = b.dimensions();
-        let need = crate::memory::Need {
-            outlets,
-            columns,
-            sku_pairs: folder.row_count(storage, "sku_spend.parquet").await?,
-        };
-        crate::memory::check(segmentation, &need, crate::memory::available().as_ref())?;
+        // cannot fit (where the room cannot be read, there is nothing to check).
+        if let Some(available) = crate::memory::available() {
+            let (outlets, columns) = b.dimensions();
+            let need = crate::memory::Need {
+                outlets,
+                columns,
+                sku_pairs: folder.row_count(storage, "sku_spend.parquet").await?,
+            };
+            crate::memory::check(segmentation, &need, Some(&available))?;
+        }
         let mut b = b.shape();
         folder
             .stream(storage, SPECTRUM, None, |c| {

@@ -68,27 +68,20 @@ pub enum Error {
     /// The run would hold more memory than this process may use, by a low estimate
     /// ([`memory`]): the run is not started.
     #[error(
-        "segmentation `{segmentation}`: {outlets} outlets × {columns} columns and \
-         {sku_pairs} outlet × SKU rows need {} by a low estimate ({} for the outlets × \
-         columns arrays at {} bytes a cell, {} for the SKU rows and the outlets at {} \
-         bytes a row and {} bytes an outlet), and {} is available ({limited_by}); {}",
-        memory::gb(*.needed), memory::gb(*.arrays), memory::BYTES_PER_CELL,
-        memory::gb(.needed.saturating_sub(*.arrays)), memory::BYTES_PER_SKU_PAIR,
-        memory::BYTES_PER_OUTLET, memory::gb(*.available), memory::advice(*.max_features)
+        "segmentation `{segmentation}`: {} outlets × {} columns and {} outlet × SKU rows \
+         need {} by a low estimate ({} for the outlets × columns arrays at {} bytes a \
+         cell, {} for the SKU rows and the outlets at {} bytes a row and {} bytes an \
+         outlet), and {} is available ({limited_by}); {}",
+        .need.outlets, .need.columns, .need.sku_pairs, memory::gb(.need.bytes()),
+        memory::gb(.need.arrays()), memory::BYTES_PER_CELL, memory::gb(.need.rest()),
+        memory::BYTES_PER_SKU_PAIR, memory::BYTES_PER_OUTLET, memory::gb(*.available),
+        memory::advice(*.max_features)
     )]
     TooLittleMemory {
         /// Segmentation name.
         segmentation: String,
-        /// Outlets in its features.
-        outlets: usize,
-        /// Columns of its arrays (`max_features` and `(other)`, or fewer values).
-        columns: usize,
-        /// Rows of its SKU spend.
-        sku_pairs: u64,
-        /// Bytes the outlets × columns arrays need.
-        arrays: u64,
-        /// Bytes the run needs in all, by a low estimate.
-        needed: u64,
+        /// What the run would hold: its outlets, columns and SKU rows.
+        need: memory::Need,
         /// Bytes this process may use.
         available: u64,
         /// Where `available` comes from.

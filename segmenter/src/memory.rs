@@ -140,11 +140,7 @@ pub fn check(segmentation: &str, need: &Need, available: Option<&Available>) -> 
     let fit = available.bytes.saturating_sub(need.rest()) / per_column;
     Err(Error::TooLittleMemory {
         segmentation: segmentation.to_owned(),
-        outlets: need.outlets,
-        columns: need.columns,
-        sku_pairs: need.sku_pairs,
-        arrays: need.arrays(),
-        needed: need.bytes(),
+        need: *need,
         available: available.bytes,
         limited_by: available.limited_by.clone(),
         max_features: (fit >= 3).then(|| (fit - 1) as usize),
@@ -350,14 +346,15 @@ mod tests {
         check("national", &need, Some(&gb(64))).unwrap();
         let err = check("national", &need, Some(&gb(16))).unwrap_err();
         let Error::TooLittleMemory {
-            needed,
+            need: needed,
             max_features,
             ..
         } = &err
         else {
             panic!("{err:?}")
         };
-        assert_eq!(*needed, 38_600_000_000);
+        assert_eq!(*needed, need);
+        assert_eq!(needed.bytes(), 38_600_000_000);
         // (16 GiB − 1.7 GB) / 36 MB an outlet column: 429 columns, one of them
         // `(other)`.
         assert_eq!(*max_features, Some(428));

@@ -9,6 +9,7 @@
 //! [`movements`]), `latest.json` last. [`service`] decides
 //! when a segmentation is due.
 
+pub mod arrays;
 pub mod cluster;
 pub mod context;
 pub mod features;

@@ -6,8 +6,7 @@
 
 use foldhash::HashMap;
 
-use ndarray::Array2;
-
+use crate::arrays::written_zeros;
 use crate::cluster::transform::{hellinger, shares};
 use crate::cluster::{fit, Init, KMeansConfig};
 use crate::features::{Bought, FeatureSet};
@@ -36,7 +35,7 @@ pub fn purchasing_patterns(fs: &FeatureSet, members: &[usize], seed: u64) -> Vec
     top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     top.truncate(TOP_SKUS);
     let column: HashMap<u32, usize> = top.iter().enumerate().map(|(c, e)| (e.0, c)).collect();
-    let mut spend = Array2::<f64>::zeros((members.len(), top.len()));
+    let mut spend = written_zeros::<f64>((members.len(), top.len()));
     for (r, &i) in members.iter().enumerate() {
         for &Bought {
             sku: s, value: v, ..

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use foldhash::HashMap;
-use ndarray::Array2;
 use rayon::prelude::*;
 use spectra_core::tables::features::KpiRow;
+
+use crate::arrays::written_zeros;
 
 use super::{Bought, Columns, FeatureSet, History, Kpis, OutletRecord, SpectrumCell};
 
@@ -31,9 +32,9 @@ pub struct Builder<'a> {
     excluded: Vec<bool>,
     /// Outlets with spend, whose shares are summed.
     with_spend: f64,
-    /// The outlet whose rows are being given (rows come outlet after outlet) and its
-    /// spend per value.
-    outlet: String,
+    /// The outlet whose rows are being given (rows come outlet after outlet; none
+    /// before the first row) and its spend per value.
+    outlet: Option<String>,
     spend: Vec<(u32, f64)>,
 }
 
@@ -161,19 +162,28 @@ impl<'a> Builder<'a> {
             share_sums: Vec::new(),
             excluded: Vec::new(),
             with_spend: 0.0,
-            outlet: String::new(),
+            outlet: None,
             spend: Vec::new(),
         }
     }
 
     /// One spectrum row's keys and its spend (`value`).
     pub fn key(&mut self, outlet: &str, feature: &str, value: f64) {
-        if !self.records.contains_key(outlet) {
-            let r = OutletRecord {
-                outlet_id: outlet.to_owned(),
-                ..Default::default()
-            };
-            self.records.insert(outlet.to_owned(), (r, 0.0));
+        // Rows come outlet after outlet: the outlet is looked up once per run of its
+        // rows, not once per row (a search of the records by string per row was about
+        // a quarter of a 200k-outlet run's read).
+        if self.outlet.as_deref() != Some(outlet) {
+            self.sum_shares();
+            if !self.records.contains_key(outlet) {
+                let r = OutletRecord {
+                    outlet_id: outlet.to_owned(),
+                    ..Default::default()
+                };
+                self.records.insert(outlet.to_owned(), (r, 0.0));
+            }
+            let last = self.outlet.get_or_insert_with(String::new);
+            last.clear();
+            last.push_str(outlet);
         }
         let id = match self.features.get(feature) {
             Some(&id) => id,
@@ -186,11 +196,6 @@ impl<'a> Builder<'a> {
                 id
             }
         };
-        if outlet != self.outlet {
-            self.sum_shares();
-            self.outlet.clear();
-            self.outlet.push_str(outlet);
-        }
         if value.is_finite() && value > 0.0 && !self.excluded[id as usize] {
             self.spend.push((id, value));
         }
@@ -240,12 +245,12 @@ impl<'a> Builder<'a> {
             self.records.into_values().unzip();
         let shape = (outlets.len(), features.len());
         let history = History {
-            earlier: Array2::zeros(shape),
-            recent: Array2::zeros(shape),
+            earlier: written_zeros(shape),
+            recent: written_zeros(shape),
             earlier_lines: vec![0.0; shape.0],
             recent_lines: vec![0.0; shape.0],
-            earlier_counts: Array2::zeros(shape),
-            recent_counts: Array2::zeros(shape),
+            earlier_counts: written_zeros(shape),
+            recent_counts: written_zeros(shape),
             recent_invoices,
         };
         let other = (features.len() > self.columns.max_features)
@@ -258,7 +263,7 @@ impl<'a> Builder<'a> {
                 features,
                 sku_spend: vec![Vec::new(); outlets.len()],
                 outlets,
-                spend: Array2::zeros(shape),
+                spend: written_zeros(shape),
                 skus: Vec::new(),
                 history: None,
             },

@@ -26,6 +26,11 @@ use spectra_core::schema::{raw_invoice_schema, to_parquet, RawInvoiceBuilder, So
 use spectra_core::telemetry::Metrics;
 use spectra_core::{Config, Storage};
 
+/// The allocator of the `spectra` binary (`cli/src/main.rs`), so that the roll-up is
+/// measured as `spectra aggregate` runs it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(about = "Benchmark of the aggregator's daily roll-up")]
 struct Args {

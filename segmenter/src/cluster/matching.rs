@@ -43,8 +43,9 @@ pub struct CentroidMatch {
 }
 
 /// Matches `new` centroids to `old` ones (both `k × D`, any k) minimising the total
-/// Euclidean distance; pairs farther apart than `max_distance` are broken, and each
-/// unmatched new centroid gets a fresh id from `ids`.
+/// Euclidean distance over the pairs within `max_distance` (a farther pair counts as
+/// no match, whatever its length); each unmatched new centroid gets a fresh id from
+/// `ids`.
 pub fn match_centroids(
     old: ArrayView2<f64>,
     old_ids: &[String],
@@ -69,7 +70,22 @@ pub fn match_centroids(
                 .collect()
         })
         .collect();
-    let pairs = min_cost_assignment(&cost);
+    // A pair farther apart than `max_distance` is no continuation, so the assignment
+    // must not trade a near pair for it: every such pair costs the same, just over
+    // the bar (what leaving both unmatched costs), never its distance. Otherwise a
+    // far pair's length could make the assignment break a near one (a segment that
+    // vanished, a new one beside a survivor: the survivor's id would go to the new
+    // segment, and the survivor would get a fresh one).
+    let unmatched = max_distance + max_distance.abs() * 1e-9 + f64::MIN_POSITIVE;
+    let capped: Vec<Vec<f64>> = cost
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|&c| if c <= max_distance { c } else { unmatched })
+                .collect()
+        })
+        .collect();
+    let pairs = min_cost_assignment(&capped);
     let mut previous: Vec<Option<usize>> = pairs
         .iter()
         .enumerate()
@@ -232,6 +248,22 @@ mod tests {
         assert_eq!(m.created, vec!["S4"]);
         assert_eq!(m.retired, vec!["S3"]);
         assert_eq!(alloc.next_id, 5);
+    }
+
+    /// A segment vanishes (at 0) while a new one forms beside a survivor (0.65 →
+    /// 0.60, the new one at 0.90): the survivor keeps its id and the new segment gets
+    /// a fresh one. Over plain distances the swap (0.60 + 0.25) beats keeping
+    /// (0.05 + 0.90), and the survivor's id would go to the new segment.
+    #[test]
+    fn a_far_pair_does_not_take_a_survivors_id() {
+        let old = array![[0.0], [0.65]];
+        let new = array![[0.60], [0.90]];
+        let mut alloc = IdAllocator { next_id: 3 };
+        let m = match_centroids(old.view(), &ids(2), new.view(), 0.3, &mut alloc);
+        assert_eq!(m.ids, vec!["S2", "S3"]);
+        assert_eq!(m.previous, vec![Some(1), None]);
+        assert_eq!(m.created, vec!["S3"]);
+        assert_eq!(m.retired, vec!["S1"]);
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
     let run = &snap.run.latest;
     report.run_id = run.run_id.clone();
     let previous = state::load_cycle(storage, segmentation).await?;
-    let pending = state::load_pending(storage, segmentation).await?;
+    let pending = state::load_pending(storage, segmentation, &previous).await?;
     // The run and every label as the last cycle recorded them, nothing pending: what
     // was published is what the run says (the service polls; a million outlets need
     // not be read and compared to learn that nothing changed).
@@ -121,12 +121,18 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
     let mut stamps = BTreeMap::new();
     let mut profiles: Vec<Outgoing> = Vec::new();
     for p in &snap.profiles {
-        let stamp = ProfileStamp::from(snap.label(env.metadata, &p.segment_id));
+        // The labels the assignments were diffed with (the metadata can change while
+        // the cycle runs: the stamps recorded must be what this cycle sent).
+        let label = match labels.get(&p.segment_id) {
+            Some(l) => l.clone(),
+            None => snap.label(env.metadata, &p.segment_id),
+        };
+        let stamp = ProfileStamp::from(label.clone());
         if new_run || previous.profiles.get(&p.segment_id) != Some(&stamp) {
             profiles.push(Outgoing {
                 topic: topics.profiles.clone(),
                 key: key(&p.segment_id),
-                value: Some(json(&snap.profile_message(env.metadata, p))),
+                value: Some(json(&snap.labelled_profile_message(label, p))),
                 change: "profile",
             });
         }
@@ -206,8 +212,14 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
     }
     // What is about to be sent, by key: assignments and recommendations as outlet ids.
     let prefix = format!("{segmentation}:");
+    let mark = format!(
+        "{}@{}",
+        run.run_id,
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    );
     let mut record = Pending {
         run_id: run.run_id.clone(),
+        cycle: Some(mark.clone()),
         keys: Vec::new(),
         assignments: changes
             .iter()
@@ -314,6 +326,7 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
             true => Some(sku_names),
             false => previous.sku_names,
         },
+        cycle: Some(mark),
     };
     state::record(storage, segmentation, &current, &cycle).await?;
     state::clear_pending(storage, segmentation).await?;
@@ -631,6 +644,7 @@ pub async fn reconcile(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRe
         profiles: stamps,
         published_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         sku_names: Some(snap.sku_names_digest()),
+        cycle: None,
     };
     state::record(storage, segmentation, &current, &cycle).await?;
     state::clear_pending(storage, segmentation).await?;

@@ -181,7 +181,12 @@ impl Snapshot {
     /// SKU ids (`name` on spectrum and penetration features that are SKU ids, as at
     /// the `sku` level; `sku_name` on pattern SKUs).
     pub fn profile_message(&self, metadata: &MetadataStore, p: &SegmentProfile) -> Value {
-        let l = self.label(metadata, &p.segment_id);
+        self.labelled_profile_message(self.label(metadata, &p.segment_id), p)
+    }
+
+    /// [`Snapshot::profile_message`] under a label already read (a cycle reads the
+    /// metadata once, so that what it sends and what it records agree).
+    pub fn labelled_profile_message(&self, l: Label, p: &SegmentProfile) -> Value {
         let mut p = p.clone();
         p.name = l.name;
         p.description = l.description;

@@ -73,6 +73,11 @@ pub struct CycleState {
     /// again, not only those whose items changed. `None` in records written before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sku_names: Option<u64>,
+    /// The [`Pending::cycle`] of the deliveries this record completes: a
+    /// `pending.json` that carries it was recorded, only not removed (the process
+    /// stopped, or the removal failed, between the two), and has nothing to repair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle: Option<String>,
 }
 
 /// One key of a cycle's deliveries, recorded before they are sent.
@@ -102,6 +107,10 @@ pub struct PendingAssignment<'a>(pub Cow<'a, str>, pub Option<Cow<'a, str>>);
 pub struct Pending<'a> {
     /// The run the cycle published.
     pub run_id: String,
+    /// This cycle's own mark, recorded in `cycle.json` ([`CycleState::cycle`]) with
+    /// what it published. `None` in records written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle: Option<String>,
     /// Every other key it sent or was about to send.
     #[serde(default)]
     pub keys: Vec<PendingKey>,
@@ -117,12 +126,24 @@ fn pending_path(segmentation: &str) -> String {
     format!("state/publisher/{segmentation}/pending.json")
 }
 
-/// Reads `pending.json`: `None` when the last cycle was recorded.
+/// Reads `pending.json`: `None` when the last cycle was recorded. A record that
+/// `recorded` (the last `cycle.json`) completed was recorded and only not removed:
+/// it is removed now, and `None` returned.
 pub async fn load_pending(
     storage: &Storage,
     segmentation: &str,
+    recorded: &CycleState,
 ) -> Result<Option<Pending<'static>>, Error> {
-    Ok(storage.get_json(&pending_path(segmentation)).await?)
+    let pending: Option<Pending<'static>> = storage.get_json(&pending_path(segmentation)).await?;
+    match pending {
+        Some(p) if p.cycle.is_some() && p.cycle == recorded.cycle => {
+            tracing::info!(run_id = %p.run_id,
+                "the last cycle was recorded but its pending record not removed: removing it");
+            clear_pending(storage, segmentation).await?;
+            Ok(None)
+        }
+        other => Ok(other),
+    }
 }
 
 /// Writes `pending.json` before a cycle delivers.

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use spectra_core::tables::profile::SegmentProfile;
 use spectra_core::tables::runs::{Latest, Run};
 use spectra_core::Storage;
-use spectra_tests::{compacted, producer, send, Setup};
+use spectra_tests::{compacted, producer, read_topic, send, Setup};
 
 const START: &str = "2026-06-01";
 const NAME: &str = "mix";
@@ -299,6 +299,52 @@ fn delivered_but_not_recorded_then_renamed_back(env: &Env, storage: &Storage, pe
     );
 }
 
+/// A cycle delivers and records what it delivered, then stops before it removes its
+/// pending record (killed between the two writes, or the removal fails). The record
+/// is put back as that cycle wrote it before delivering: its mark (the one `cycle.json`
+/// now holds) and the assignments it sent. The next cycle has nothing to repair: it
+/// sends nothing, and removes the record. (Before the mark it sent every key of the
+/// record again, as `renamed` from the segment each outlet is in.)
+fn recorded_but_pending_left(env: &Env, storage: &Storage, pending: &Path) {
+    rename(env, "S2", "Delta");
+    env.ok("publish", &["--once"]);
+    assert!(
+        !pending.exists(),
+        "a recorded cycle leaves no pending record"
+    );
+    let cycle: Value =
+        serde_json::from_slice(&std::fs::read(pending.with_file_name("cycle.json")).unwrap())
+            .unwrap();
+    let mark = cycle["cycle"].as_str().expect("a recorded cycle's mark");
+    let sent: Vec<Value> = compacted(&env.topic("assignments"))
+        .values()
+        .filter(|v| v["segment_name"] == "Delta")
+        .map(|v| json!([v["outlet_id"], v["segment_id"]]))
+        .collect();
+    assert!(!sent.is_empty(), "the rename was delivered");
+    let record = json!({"run_id": cycle["run_id"], "cycle": mark, "assignments": sent});
+    std::fs::write(pending, serde_json::to_vec(&record).unwrap()).unwrap();
+    let before = read_topic(&env.topic("assignments")).len();
+    env.ok("publish", &["--once"]);
+    assert!(
+        !pending.exists(),
+        "the recorded cycle's pending record is removed"
+    );
+    assert_eq!(
+        read_topic(&env.topic("assignments")).len(),
+        before,
+        "a recorded cycle's keys are not sent again"
+    );
+    rename(env, "S2", "");
+    env.ok("publish", &["--once"]);
+    assert_topics_equal_latest_run(
+        env,
+        storage,
+        &BTreeMap::new(),
+        "a recorded cycle's pending record left behind",
+    );
+}
+
 #[test]
 fn sigkilled_publishers_leave_the_compacted_topics_equal_to_the_latest_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -362,6 +408,7 @@ fn sigkilled_publishers_leave_the_compacted_topics_equal_to_the_latest_run() {
         env.ok("segment", &["--once"]);
         if i == 0 {
             delivered_but_not_recorded_then_renamed_back(&env, &storage, &pending);
+            recorded_but_pending_left(&env, &storage, &pending);
         }
         // Renames, and one renamed back, between runs.
         match i {

@@ -92,6 +92,30 @@ fn key_id(key: Option<&[u8]>, name: &str) -> Result<String, Rejection> {
     identifier_text(&Value::String(k.to_owned()), name)
 }
 
+/// `id` (the record's own `name`) when it is the message key, or there is none. The
+/// topic is compacted by key: a record under another outlet's or SKU's key would be
+/// stored as its own id here, and replaced, kept or removed by the other's messages
+/// wherever the topic is read again from its compacted log.
+fn keyed(id: String, key: Option<&[u8]>, name: &str) -> Result<String, Rejection> {
+    let Some(key) = key.filter(|k| !k.iter().all(u8::is_ascii_whitespace)) else {
+        return Ok(id);
+    };
+    let same = std::str::from_utf8(key)
+        .ok()
+        .and_then(|k| identifier_text(&Value::String(k.to_owned()), name).ok())
+        .is_some_and(|k| k == id);
+    match same {
+        true => Ok(id),
+        false => Err(Rejection::new(
+            Reason::BadIdentifier,
+            format!(
+                "{name} {id:?} is not the message key {:?}: the topic is compacted by key, so a record must be keyed by its own {name}",
+                String::from_utf8_lossy(key)
+            ),
+        )),
+    }
+}
+
 fn text(m: &Map<String, Value>, name: &str) -> Result<Option<String>, Rejection> {
     match m.get(name) {
         None | Some(Value::Null) => Ok(None),
@@ -187,7 +211,7 @@ pub fn parse_outlet(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Outlet, 
         });
     };
     Ok(Outlet {
-        outlet_id: required_id(&m, "outlet_id")?,
+        outlet_id: keyed(required_id(&m, "outlet_id")?, key, "outlet_id")?,
         name: text(&m, "name")?,
         region: text(&m, "region")?,
         channel: text(&m, "channel")?,
@@ -210,7 +234,7 @@ pub fn parse_sku(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Sku, Reject
         });
     };
     Ok(Sku {
-        sku_id: required_id(&m, "sku_id")?,
+        sku_id: keyed(required_id(&m, "sku_id")?, key, "sku_id")?,
         name: text(&m, "name")?,
         category: text(&m, "category")?,
         subcategory: text(&m, "subcategory")?,
@@ -249,5 +273,23 @@ mod tests {
         assert!(e.text.contains("outlet_id"), "{e}");
         let s = parse_sku(None, Some(br#"{"sku_id":5901234123457,"brand":"Aroma"}"#)).unwrap();
         assert_eq!(s.sku_id, "5901234123457");
+        // Keyed by its id (as text, the integer's decimal text) or not keyed: kept.
+        let s = parse_sku(Some(b"5901234123457"), Some(br#"{"sku_id":5901234123457}"#)).unwrap();
+        assert_eq!(s.sku_id, "5901234123457");
+    }
+
+    /// A record under another record's key is rejected, naming the id and the key.
+    #[test]
+    fn a_record_keyed_by_another_id_is_rejected() {
+        let e = parse_outlet(Some(b"PL-1"), Some(br#"{"outlet_id":"PL-2"}"#)).unwrap_err();
+        assert!(
+            e.text
+                .starts_with("outlet_id \"PL-2\" is not the message key \"PL-1\""),
+            "{e}"
+        );
+        let e = parse_sku(Some(b"A"), Some(br#"{"sku_id":"B","name":"x"}"#)).unwrap_err();
+        assert!(e.text.starts_with("sku_id \"B\""), "{e}");
+        assert!(parse_sku(Some(b"\xff"), Some(br#"{"sku_id":"B"}"#)).is_err());
+        assert!(parse_outlet(Some(b" "), Some(br#"{"outlet_id":"PL-2"}"#)).is_ok());
     }
 }

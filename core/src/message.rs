@@ -696,12 +696,48 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
     if sep != b'T' && sep != b't' && sep != b' ' {
         return None;
     }
-    let valid_time = chrono::DateTime::parse_from_rfc3339(&s.replace(' ', "T")).is_ok()
-        || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
-        || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").is_ok()
-        || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M").is_ok()
-        || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").is_ok();
-    valid_time.then_some(date)
+    iso_time(&rest.as_bytes()[1..]).then_some(date)
+}
+
+/// An ISO 8601 time of day, as a date-time writes it after its date: `hh`, `hh:mm` or
+/// `hh:mm:ss` (or the same without colons), the last with a fraction after `.` or
+/// `,`, then nothing (local time), `Z`, or an offset `±hh`, `±hh:mm` or `±hhmm`.
+fn iso_time(t: &[u8]) -> bool {
+    let two = |f: &[u8], max: u8| {
+        f.len() == 2
+            && f.iter().all(u8::is_ascii_digit)
+            && (f[0] - b'0') * 10 + (f[1] - b'0') <= max
+    };
+    let (clock, zone) = match t
+        .iter()
+        .position(|c| matches!(c, b'Z' | b'z' | b'+' | b'-'))
+    {
+        Some(i) => t.split_at(i),
+        None => (t, &[][..]),
+    };
+    let (main, fraction) = match clock.iter().position(|&c| c == b'.' || c == b',') {
+        Some(i) => (&clock[..i], Some(&clock[i + 1..])),
+        None => (clock, None),
+    };
+    if fraction.is_some_and(|f| f.is_empty() || !f.iter().all(u8::is_ascii_digit)) {
+        return false;
+    }
+    let fields: Vec<&[u8]> = match main.contains(&b':') {
+        true => main.split(|&c| c == b':').collect(),
+        false => main.chunks(2).collect(),
+    };
+    let clock_ok = (1..=3).contains(&fields.len())
+        && fields.iter().zip([23, 59, 60]).all(|(f, max)| two(f, max));
+    let zone_ok = match zone {
+        [] | [b'Z' | b'z'] => true,
+        [b'+' | b'-', h @ ..] => match h {
+            [a, b] => two(&[*a, *b], 23),
+            [a, b, b':', c, d] | [a, b, c, d] => two(&[*a, *b], 23) && two(&[*c, *d], 59),
+            _ => false,
+        },
+        _ => false,
+    };
+    clock_ok && zone_ok
 }
 
 /// `YYYY-MM-DD` read by hand: chrono's format-string parser was a tenth of the ingest

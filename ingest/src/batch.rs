@@ -67,6 +67,9 @@ pub struct PartitionBatch {
     parts: BTreeMap<i32, Vec<RecordBatch>>,
     row_count: usize,
     bytes: usize,
+    /// Memory of the record batches in `parts`: a whole invoice repeats its header's
+    /// ids on each of its lines, so its rows can hold far more than its bytes.
+    row_bytes: usize,
     messages: u64,
     /// Rejected messages of this batch.
     pub dead: Vec<DeadLetter>,
@@ -87,6 +90,18 @@ pub struct PartitionBatch {
 /// day are not a sliver of a record batch (the writer concatenates an object's),
 /// small enough to keep the pool's threads busy side by side.
 const STAGE_MESSAGES: usize = 4096;
+
+/// Bytes of messages parsed together at most (a chunk is handed over at
+/// [`STAGE_MESSAGES`] or at this, whichever comes first). A whole invoice's rows
+/// repeat its header's ids (up to four of 256 characters) on each of up to 10,000
+/// lines, so a message can expand hundreds of times: a chunk of 256 KiB stays well
+/// under a string column's 2 GiB, and [`PartitionBatch::bytes`] sees what it made
+/// before the batch takes much more.
+const STAGE_BYTES: usize = 256 << 10;
+
+/// Chunks on the parse pool at most: the poll thread waits for the oldest beyond
+/// them, so that what the batch holds unparsed (and unmeasured) stays bounded.
+const MAX_INFLIGHT: usize = 4;
 
 /// Messages taken and not yet parsed: their keys and values in one arena.
 #[derive(Default)]
@@ -188,6 +203,7 @@ impl PartitionBatch {
             parts: BTreeMap::new(),
             row_count: 0,
             bytes: 0,
+            row_bytes: 0,
             dead: Vec::new(),
             value_by_currency: BTreeMap::new(),
             staging: Chunk::default(),
@@ -197,10 +213,11 @@ impl PartitionBatch {
         }
     }
 
-    /// Bytes of the messages taken so far (keys and values): what the batch's rows
-    /// and dead letters hold in memory, give or take the builders' overhead.
+    /// Bytes the batch holds: those of the messages taken so far (keys and values),
+    /// or, when more, the memory of the rows parsed so far (a whole invoice repeats its
+    /// header on each line).
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes.max(self.row_bytes)
     }
 
     /// Takes one message: its rows are appended, or it is recorded as a dead letter,
@@ -238,9 +255,14 @@ impl PartitionBatch {
             offset,
             timestamp_ms,
         });
-        if chunk.staged.len() >= STAGE_MESSAGES {
+        if chunk.staged.len() >= STAGE_MESSAGES || chunk.arena.len() >= STAGE_BYTES {
             self.dispatch();
             self.absorb_done();
+            while self.inflight.len() > MAX_INFLIGHT {
+                let front = self.inflight.pop_front().expect("a chunk in flight");
+                let parsed = front.done.recv().expect("a chunk always answers");
+                self.absorb(front.messages, parsed);
+            }
         }
     }
 
@@ -304,6 +326,7 @@ impl PartitionBatch {
         }
         for (key, batch) in parsed.parts {
             self.row_count += batch.num_rows();
+            self.row_bytes += batch.get_array_memory_size();
             self.parts.entry(key).or_default().push(batch);
         }
         self.spare.push(parsed.emptied);
@@ -377,6 +400,9 @@ fn parse_chunk(kind: TopicKind, topic: &str, partition: i32, mut chunk: Chunk) -
             timestamp_ms: m.timestamp_ms,
         };
         let parsed = match kind {
+            _ if m.timestamp_ms > limits.latest_timestamp_ms => {
+                limits.check_timestamp(m.timestamp_ms)
+            }
             TopicKind::Invoices => parse_invoice_message(bytes(&m.value), &limits).map(|lines| {
                 for (i, line) in lines.iter().enumerate() {
                     by_date
@@ -538,6 +564,47 @@ mod tests {
         assert_eq!(job.dead.len(), 1);
         assert_eq!(job.dead[0].source, "invoices/2/101");
         assert_eq!(job.dead[0].value.as_deref(), Some(&b"nope"[..]));
+    }
+
+    /// A whole invoice repeats its header's ids on each of its lines: 10,000 lines
+    /// under four ids of 256 four-byte characters are a message of about 170 KB and
+    /// rows of about 40 MB. The batch counts the rows it made, so a 64 MiB bound closes
+    /// it after a dozen such messages, not after 64 MiB of them (about 15 GiB of rows,
+    /// past a string column's 2 GiB of offsets), and no line is lost.
+    #[test]
+    fn whole_invoices_count_as_the_rows_they_make() {
+        let id = "\u{1F600}".repeat(256);
+        let lines: Vec<String> = (0..10_000)
+            .map(|n| format!(r#"{{"line_no":{n}}}"#))
+            .collect();
+        let msg = format!(
+            r#"{{"distributor_id":"{id}","invoice_id":"{id}","outlet_id":"{id}","sku_id":"{id}","quantity":1,"net_value":1,"invoice_date":"2026-11-20","lines":[{}]}}"#,
+            lines.join(",")
+        );
+        let limit: usize = 64 << 20;
+        let mut b = PartitionBatch::new(TopicKind::Invoices, "invoices", 0, 0, 1, 1);
+        let limits = Limits::unbounded();
+        let mut pushed = 0;
+        while b.bytes() < limit {
+            b.push(None, Some(msg.as_bytes()), pushed, 0, &limits);
+            pushed += 1;
+            assert!(pushed < 64, "the rows made are not counted");
+        }
+        let job = b.close();
+        assert!(
+            job.dead.is_empty(),
+            "{:?}",
+            job.dead.first().map(|d| &d.error)
+        );
+        assert_eq!(job.rows, pushed as usize * 10_000);
+        let rows: usize = job
+            .objects
+            .iter()
+            .flat_map(|(_, batches)| batches)
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        assert!(pushed as usize * msg.len() < limit / 8, "{pushed} messages");
+        assert!(rows < 8 * limit, "{rows} bytes of rows");
     }
 
     /// Messages parsed a chunk at a time on the pool land as if each had been parsed

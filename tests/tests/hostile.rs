@@ -202,6 +202,18 @@ fn a_hostile_distributor_changes_nobody_and_the_next_day_resegments() {
     for (value, _) in &hostile {
         spectra_tests::send(&p, &setup.invoices, Some(b"EVIL"), Some(value));
     }
+    // A well-formed line its producer stamped in 2100: it would outrank every
+    // correction of it.
+    let stamped = evil_line(40, "quantity", json!(2));
+    let record = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(&setup.invoices)
+        .key(&b"EVIL"[..])
+        .payload(stamped.as_slice())
+        .timestamp(4_102_444_800_000);
+    p.send(record).map_err(|(e, _)| e).unwrap();
+    hostile.push((
+        stamped.clone(),
+        "Kafka timestamp 2100-01-01T00:00:00+00:00 is more than a day ahead of ingest's clock",
+    ));
     spectra_tests::flush(&p);
 
     let (seg, publ) = cycle(&setup, &config);

@@ -282,6 +282,13 @@ fn master_data_and_tombstones_land_in_master_tables() {
         Some(b"PL-3"),
         Some(br#"{"name":"no id"}"#),
     );
+    // Under another outlet's key: compaction would keep or drop it as PL-1's.
+    send(
+        &p,
+        &setup.outlets,
+        Some(b"PL-1"),
+        Some(br#"{"outlet_id":"PL-9","name":"not PL-1"}"#),
+    );
     send(
         &p,
         &setup.skus,
@@ -311,11 +318,21 @@ fn master_data_and_tombstones_land_in_master_tables() {
         .as_string::<i32>();
     assert_eq!(cat.value(0), "coffee");
     let dlq = read_topic(&setup.dlq);
-    assert_eq!(dlq.len(), 1);
-    assert!(dlq[0]
-        .headers
+    assert_eq!(dlq.len(), 2);
+    let error = |m: &spectra_tests::Consumed| {
+        m.headers
+            .iter()
+            .find(|(k, _)| k == "spectra-error")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert!(dlq
         .iter()
-        .any(|(k, v)| k == "spectra-error" && v.contains("outlet_id is missing")));
+        .any(|m| error(m).contains("outlet_id is missing")));
+    assert!(dlq
+        .iter()
+        .any(|m| m.key.as_deref() == Some(b"PL-1".as_slice())
+            && error(m).starts_with("outlet_id \"PL-9\" is not the message key \"PL-1\"")));
 }
 
 #[test]

@@ -26,7 +26,14 @@ pub struct Limits {
     pub max_lines: usize,
     /// Conversion into the base currency (`ingest.currency`); `None`: values as sent.
     pub currency: Option<Arc<Conversion>>,
+    /// The latest Kafka timestamp (ms since the epoch) a message may carry: a day
+    /// ahead of ingest's clock ([`Limits::check_timestamp`]).
+    pub latest_timestamp_ms: i64,
 }
+
+/// How far ahead of ingest's clock a message's Kafka timestamp may be: a clock set a
+/// time zone off stays within it.
+pub const TIMESTAMP_AHEAD_MS: i64 = 24 * 3600 * 1000;
 
 /// The base currency and the dated rates into it.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,12 +84,42 @@ impl Limits {
             max_abs_net_value: cfg.max_abs_net_value,
             max_lines: cfg.max_lines_per_message,
             currency: Conversion::new(&cfg.currency).map(Arc::new),
+            // A day after the end of `today`.
+            latest_timestamp_ms: (today + chrono::Days::new(1))
+                .and_hms_opt(0, 0, 0)
+                .map_or(i64::MAX, |t| t.and_utc().timestamp_millis())
+                .saturating_add(TIMESTAMP_AHEAD_MS),
         }
     }
 
     /// The limits of `cfg` for lines ingested now (UTC).
     pub fn today(cfg: &crate::config::IngestConfig) -> Self {
-        Self::new(cfg, chrono::Utc::now().date_naive())
+        let now = chrono::Utc::now();
+        Self {
+            latest_timestamp_ms: now.timestamp_millis().saturating_add(TIMESTAMP_AHEAD_MS),
+            ..Self::new(cfg, now.date_naive())
+        }
+    }
+
+    /// A message's Kafka timestamp must not lie ahead of [`Limits::latest_timestamp_ms`]:
+    /// of two deliveries of one line the one with the later timestamp is kept (README,
+    /// raw/invoices; master records the same), so a line stamped in the future would
+    /// outrank every correction sent after it.
+    pub fn check_timestamp(&self, timestamp_ms: i64) -> Result<(), super::Rejection> {
+        if timestamp_ms <= self.latest_timestamp_ms {
+            return Ok(());
+        }
+        let when = chrono::DateTime::from_timestamp_millis(timestamp_ms)
+            .map_or_else(|| format!("{timestamp_ms} ms"), |t| t.to_rfc3339());
+        Err(super::Rejection::new(
+            super::Reason::FutureTimestamp,
+            format!(
+                "the message's Kafka timestamp {when} is more than a day ahead of ingest's clock: \
+                 the delivery with the latest timestamp is the one kept, so a message stamped in \
+                 the future would outrank every correction sent after it; set the producer's \
+                 clock right and send it again"
+            ),
+        ))
     }
 
     /// Only the shape is checked: any date of the accepted years, any finite value.
@@ -94,6 +131,7 @@ impl Limits {
             max_abs_net_value: f64::MAX,
             max_lines: usize::MAX,
             currency: None,
+            latest_timestamp_ms: i64::MAX,
         }
     }
 }

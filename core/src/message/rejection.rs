@@ -71,6 +71,9 @@ pub enum Reason {
     UnknownCurrency,
     /// Any other field of the wrong shape.
     BadField,
+    /// The message's Kafka timestamp is ahead of ingest's clock by more than
+    /// [`super::limits::TIMESTAMP_AHEAD_MS`].
+    FutureTimestamp,
 }
 
 impl Reason {
@@ -93,6 +96,7 @@ impl Reason {
             Reason::BadCurrency => "bad_currency",
             Reason::UnknownCurrency => "unknown_currency",
             Reason::BadField => "bad_field",
+            Reason::FutureTimestamp => "future_timestamp",
         }
     }
 }

@@ -29,6 +29,11 @@
 //!    same name, and a fenced owner's cleanup never touches the new owner's objects;
 //! 4. the checkpoint (next offset, no intent) is a conditional write at the intent's
 //!    version: fenced → the owner deletes the objects it just wrote and drops the batch.
+//!    Unless an earlier attempt of this checkpoint landed though its answer was lost
+//!    (a retried write): then the batch is committed, and the owner that took over
+//!    resumed after it. The new owner records each unfinished batch it replays
+//!    (`replayed`); a refused batch that the stored checkpoint covers and that is not
+//!    among them keeps its objects.
 //!
 //! Why exact: an object is *committed* when the checkpoint write of its batch lands.
 //! That write names the batch's last offset and happens under the lease, so committed
@@ -104,6 +109,12 @@ pub struct PartitionState {
     /// Objects of fenced writers, deleted again until [`ORPHAN_GRACE`] has passed.
     #[serde(default)]
     pub orphans: Vec<Orphan>,
+    /// The unfinished batches of earlier owners that later owners replayed (the
+    /// latest [`REPLAYED_KEPT`]): a writer whose checkpoint was refused looks its batch
+    /// up here to learn whether its objects are a replayed batch's (to remove) or the
+    /// committed ones (its checkpoint landed though its answer was lost).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replayed: Vec<Replayed>,
     /// Rows written in all (invoice lines, master records).
     #[serde(default)]
     pub lines_written: u64,
@@ -127,6 +138,20 @@ pub struct Intent {
     /// Objects the batch writes.
     pub objects: Vec<String>,
 }
+
+/// A batch an owner found unfinished and replayed: its writer's epoch and offsets.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Replayed {
+    /// The epoch it was written under.
+    pub epoch: u64,
+    /// Its first offset.
+    pub first: i64,
+    /// Its last offset.
+    pub last: i64,
+}
+
+/// Replayed batches a partition's state remembers.
+pub const REPLAYED_KEPT: usize = 64;
 
 /// An object that may have been written by a fenced writer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -275,6 +300,11 @@ pub async fn acquire(
         if let Some(i) = new.pending.take() {
             if !covered(i.last) {
                 unfinished += 1;
+                new.replayed.push(Replayed {
+                    epoch: i.epoch,
+                    first: i.first,
+                    last: i.last,
+                });
                 new.orphans
                     .extend(i.objects.into_iter().map(|path| Orphan { path, since_ms }));
             }
@@ -288,6 +318,8 @@ pub async fn acquire(
                 }));
             }
         }
+        let excess = new.replayed.len().saturating_sub(REPLAYED_KEPT);
+        new.replayed.drain(..excess);
         match storage.put_if(&rel, encode(&rel, &new)?, &cond).await? {
             PutOutcome::Written(version) => {
                 if unfinished > 0 {
@@ -351,12 +383,20 @@ async fn cas(
         }
         PutOutcome::Conflict => {
             // An earlier attempt of this very write may have landed though its answer
-            // was lost (a retried request): only the holder of this epoch writes it.
+            // was lost (a retried request): only the holder of this epoch writes it. A
+            // retry remade the state at another time, so the orphans it prunes may
+            // differ: the stored one is taken as it is.
             if let Some((b, v)) = storage.get_versioned(rel).await? {
-                if decode(rel, &b).ok().as_ref() == Some(&new) {
-                    lease.version = v;
-                    lease.state = new;
-                    return Ok(Cas::Done);
+                if let Ok(stored) = decode(rel, &b) {
+                    let same = |a: &PartitionState| PartitionState {
+                        orphans: Vec::new(),
+                        ..a.clone()
+                    };
+                    if same(&stored) == same(&new) {
+                        lease.version = v;
+                        lease.state = stored;
+                        return Ok(Cas::Done);
+                    }
                 }
             }
             Ok(Cas::Fenced)
@@ -549,6 +589,9 @@ impl BatchWriter {
             new.orphans.retain(|o| o.since_ms >= aged);
         }
         if let Cas::Fenced = cas(&self.storage, &rel, lease, new).await? {
+            if self.committed_before_fenced(&rel, job).await? {
+                return Ok(Written::Fenced);
+            }
             return Ok(self.fenced(job, &objects).await);
         }
         self.metrics
@@ -571,6 +614,31 @@ impl BatchWriter {
         tracing::debug!(topic = %job.topic, partition = job.partition, first = job.first,
             last = job.last, rows = job.rows, objects = job.objects.len(), "batch durable");
         Ok(Written::Committed(job.last + 1))
+    }
+
+    /// Whether a batch whose checkpoint was refused is committed all the same: an
+    /// earlier attempt of the checkpoint landed though its answer was lost, and the
+    /// owner that took the partition since resumed after it. Its objects are then the
+    /// only copy of its lines and must stay. The new owner records every batch it
+    /// found unfinished and replays ([`PartitionState::replayed`]): a batch covered by
+    /// the stored offset and not among them was committed by its own writer (its intent
+    /// had landed, so an owner that acquired before the checkpoint saw it unfinished).
+    async fn committed_before_fenced(&self, rel: &str, job: &FlushJob) -> Result<bool, Error> {
+        let Some(b) = self.storage.get(rel).await? else {
+            return Ok(false);
+        };
+        let stored = decode(rel, &b)?;
+        let replayed = stored
+            .replayed
+            .iter()
+            .any(|r| (r.epoch, r.first, r.last) == (job.epoch, job.first, job.last));
+        let committed = stored.next_offset.is_some_and(|n| n > job.last) && !replayed;
+        if committed {
+            tracing::warn!(topic = %job.topic, partition = job.partition, epoch = job.epoch,
+                first = job.first, last = job.last,
+                "fenced after an earlier attempt of the checkpoint landed: the batch is committed and its objects stay");
+        }
+        Ok(committed)
     }
 
     /// Another owner took the partition: remove what this batch wrote (names of this

@@ -172,6 +172,88 @@ async fn a_takeover_between_intent_and_checkpoint_removes_the_old_batch() {
     assert_eq!(c.state.epoch, 3);
 }
 
+/// A's checkpoint lands but its answer is lost (a storage stall); B takes the
+/// partition and resumes after A's batch; A retries the write and is refused. A's
+/// objects are then the only copy of its lines: they stay. Had B found the batch
+/// unfinished (A's checkpoint not landed), B replays it and A's objects go.
+#[tokio::test]
+async fn a_checkpoint_whose_answer_was_lost_keeps_its_batch() {
+    let s = Storage::memory();
+    let w = writer(&s);
+    let mut a = take(&s).await;
+    let j = job(0, 8, a.state.epoch);
+    let rel = checkpoint_path("inv", 0);
+    // The intent, the objects and the checkpoint land; A's lease never learns of the
+    // last (its answer lost): it still holds the intent's version.
+    let mut intent = a.state.clone();
+    intent.pending = Some(Intent {
+        epoch: a.state.epoch,
+        first: 0,
+        last: 7,
+        objects: j.objects.iter().map(|(p, _)| p.clone()).collect(),
+    });
+    assert!(matches!(
+        cas(&s, &rel, &mut a, intent).await.unwrap(),
+        Cas::Done
+    ));
+    let mut landed = a.clone();
+    let mut done = a.state.clone();
+    done.pending = None;
+    done.next_offset = Some(8);
+    done.lines_written = 8;
+    done.messages_written = 8;
+    for (p, batches) in &j.objects {
+        s.put(p, to_parquet(batches[0].schema(), batches).unwrap())
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        cas(&s, &rel, &mut landed, done).await.unwrap(),
+        Cas::Done
+    ));
+    let b = take(&s).await;
+    assert_eq!((b.state.next_offset, b.state.replayed.len()), (Some(8), 0));
+    assert_eq!(w.write(&j, &mut a).await.unwrap(), Written::Fenced);
+    assert_eq!(raw(&s).await.len(), 1, "the committed batch's object stays");
+
+    // The other way: A's next batch has its intent stored, then B' takes over before
+    // A's checkpoint: the batch is replayed, and A's objects are removed.
+    let s = Storage::memory();
+    let mut a = take(&s).await;
+    let j = job(0, 8, a.state.epoch);
+    let mut intent = a.state.clone();
+    intent.pending = Some(Intent {
+        epoch: a.state.epoch,
+        first: 0,
+        last: 7,
+        objects: j.objects.iter().map(|(p, _)| p.clone()).collect(),
+    });
+    assert!(matches!(
+        cas(&s, &rel, &mut a, intent).await.unwrap(),
+        Cas::Done
+    ));
+    let mut b = take(&s).await;
+    assert_eq!(
+        b.state.replayed,
+        vec![Replayed {
+            epoch: 1,
+            first: 0,
+            last: 7
+        }]
+    );
+    // B replays and commits the same offsets before A's retry.
+    let again = job(0, 8, b.state.epoch);
+    let w = writer(&s);
+    assert_eq!(
+        w.write(&again, &mut b).await.unwrap(),
+        Written::Committed(8)
+    );
+    assert_eq!(w.write(&j, &mut a).await.unwrap(), Written::Fenced);
+    let names = raw(&s).await;
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].ends_with("-e2.parquet"), "{names:?}");
+}
+
 #[tokio::test]
 async fn the_offset_domain_is_checked_on_acquisition() {
     let s = Storage::memory();

@@ -175,15 +175,27 @@ impl Lease {
     }
 
     /// Renews the lease every third of its TTL until the returned handle is dropped
-    /// or aborted.
+    /// or aborted. A renewal that fails for another reason than a take-over (a storage
+    /// timeout) is tried again, every twentieth of the TTL, until it lands: a pass
+    /// that stopped renewing after one failed request would let its lease expire while
+    /// it runs on, and another pass take over beside it.
     pub fn keep_alive(&self) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(me.ttl / 3).await;
-                if let Err(e) = me.check().await {
-                    tracing::error!(error = %e, "aggregator lease lost; the pass will fail at its next write");
-                    return;
+                loop {
+                    match me.check().await {
+                        Ok(()) => break,
+                        Err(e @ Error::Fenced(_)) => {
+                            tracing::error!(error = %e, "aggregator lease lost; the pass will fail at its next write");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "renewing the aggregator lease failed; trying again");
+                            tokio::time::sleep(me.ttl / 20).await;
+                        }
+                    }
                 }
             }
         })

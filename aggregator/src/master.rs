@@ -55,8 +55,12 @@ pub fn sku_features(skus: &Current, level: &str) -> Result<RecordBatch, Error> {
 const OUTLET_FIELDS: [&str; 5] = ["outlet_id", "name", "region", "channel", "attributes"];
 
 /// `outlets(outlet_id, name, region, channel, attributes, <attribute keys…>)`: the
-/// current outlets with every attribute key as a column, so a filter like `channel =
-/// 'traditional' AND size = 'M'` or `employees > 5` reads naturally. A key's type is
+/// current outlets with the attribute keys the segmentation's filter names
+/// (`referenced`) or its `attribute_types` declare as columns, so a filter like
+/// `channel = 'traditional' AND size = 'M'` or `employees > 5` reads naturally. Only
+/// those: the keys are the outlets' own (64 a record), and all of them over all
+/// outlets could be any number of columns, each as long as the outlets (2,000 records
+/// of 64 new keys each would make 128,000). A key's type is
 /// the one `declared` for it (`number`: values that are not numbers are null; `text`:
 /// numbers as their JSON text), else `Float64` when all its values are numbers and
 /// text otherwise. Names in `referenced` (the columns a filter names) that no outlet has
@@ -73,11 +77,10 @@ pub fn outlet_table(
         .iter()
         .flat_map(|(_, r)| r.attributes.keys().map(String::as_str))
         .collect();
-    let keys: BTreeSet<&str> = present
-        .iter()
-        .copied()
-        .chain(declared.keys().map(String::as_str))
-        .chain(referenced.iter().map(String::as_str))
+    let keys: BTreeSet<&str> = declared
+        .keys()
+        .chain(referenced)
+        .map(String::as_str)
         .filter(|k| !OUTLET_FIELDS.contains(k))
         .collect();
     let mut fields = Vec::new();
@@ -186,7 +189,11 @@ mod tests {
                 r#"{"staff": 7, "name": "shadowed"}"#,
             ),
         );
+        // Keys no filter names are not spread: the outlets' own keys are unbounded.
         let b = outlet_table(&m, &BTreeMap::new(), &BTreeSet::new()).unwrap();
+        assert_eq!(b.num_columns(), 5);
+        let named = BTreeSet::from(["size".to_owned(), "staff".to_owned()]);
+        let b = outlet_table(&m, &BTreeMap::new(), &named).unwrap();
         let schema = b.schema();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(
@@ -219,6 +226,10 @@ mod tests {
         assert_eq!(ty("floor"), DataType::Float64);
         assert_eq!(ty("colour"), DataType::Utf8);
         assert_eq!(b.column_by_name("colour").unwrap().null_count(), 2);
-        assert_eq!(b.num_columns(), 9, "name is a field, not an attribute");
+        assert_eq!(
+            b.num_columns(),
+            8,
+            "name is a field, not an attribute; size is neither named nor declared"
+        );
     }
 }

@@ -109,7 +109,7 @@ async fn pass(
         None => active,
     };
     let ctx = session::context(storage, cfg.aggregate.query_memory_mb)?;
-    let (loaded, state_version) = State::load_versioned(storage).await?;
+    let (loaded, mut state_version) = State::load_versioned(storage).await?;
     let previous = if opts.full { None } else { loaded };
     let full = previous.is_none();
     let mut state = previous.unwrap_or_else(|| State {
@@ -161,6 +161,16 @@ async fn pass(
 
     if full {
         lease.check().await?;
+        // The rebuild removes the index and the superseded lines the committed state
+        // names. First the state says that a rebuild is under way (a document of no
+        // format version, which every reader takes as none), so a pass that stops
+        // part-way leaves the next pass a full rebuild, never a state whose index and
+        // superseded lines are gone (its moved lines would count twice).
+        let rebuilding = State {
+            version: 0,
+            ..State::default()
+        };
+        state_version = Some(rebuilding.commit(storage, state_version).await?);
         index::remove_all(storage).await?;
         storage.delete(SUPERSEDED_PATH).await?;
         state.days.clear();

@@ -84,7 +84,7 @@ impl State {
     /// Writes the state (the run's commit point), conditionally on the version read at
     /// the start of the pass: a pass that another pass committed over fails with
     /// [`Error::Fenced`] instead of landing.
-    pub async fn commit(&self, storage: &Storage, read: Option<Version>) -> Result<(), Error> {
+    pub async fn commit(&self, storage: &Storage, read: Option<Version>) -> Result<Version, Error> {
         let data = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Corrupt(format!("{STATE_PATH}: {e}")))?;
         let cond = match read {
@@ -92,7 +92,7 @@ impl State {
             None => Condition::Absent,
         };
         match storage.put_if(STATE_PATH, data.into(), &cond).await? {
-            PutOutcome::Written(_) => Ok(()),
+            PutOutcome::Written(v) => Ok(v),
             PutOutcome::Conflict => Err(Error::Fenced(format!(
                 "{STATE_PATH} changed since this pass read it (another pass committed)"
             ))),

@@ -207,3 +207,64 @@ async fn deleted_raw_objects_are_reported_and_their_days_held() {
         .unwrap();
     assert!(status.missing_days.is_empty() && status.last_pass_full);
 }
+
+/// A `--full` pass removes the index and the superseded lines the committed state
+/// names before it rebuilds them. One that stops part-way (here: an object it cannot
+/// read) leaves a state that says a rebuild is under way, so the next pass rebuilds in
+/// full; before, the old state stood with its index and superseded lines gone, and a
+/// line moved to another day counted on both days once its first day was re-rolled.
+#[tokio::test]
+async fn an_interrupted_full_pass_leaves_a_full_rebuild() {
+    let storage = Storage::memory();
+    let cfg = Config::default();
+    let metrics = AggregateMetrics::register(&Metrics::new());
+    let first = vec![line(1, 0, 0, 10.0, 1), line(2, 0, 0, 20.0, 2)];
+    // Invoice 1's line corrected: moved from day 0 to day 1.
+    let moved = vec![line(1, 0, 1, 11.0, 3)];
+    write_raw(&storage, "a", &first).await;
+    run_once(&cfg, &storage, &opts(true, false), &metrics)
+        .await
+        .unwrap();
+    write_raw(&storage, "b", &moved).await;
+    let s = run_once(&cfg, &storage, &opts(true, false), &metrics)
+        .await
+        .unwrap();
+    assert_eq!(s.lines_moved, 1);
+
+    let bad = format!(
+        "raw/invoices/date={}/invoices-bad.parquet",
+        date_text(base_day() + 2)
+    );
+    storage
+        .put(&bad, bytes::Bytes::from_static(b"not parquet"))
+        .await
+        .unwrap();
+    assert!(run_once(&cfg, &storage, &opts(true, true), &metrics)
+        .await
+        .is_err());
+    assert!(State::load(&storage).await.unwrap().is_none());
+    storage.delete(&bad).await.unwrap();
+
+    // A late line for day 0: the next (incremental) pass rebuilds in full.
+    let late = vec![line(3, 0, 0, 30.0, 4)];
+    write_raw(&storage, "c", &late).await;
+    let s = run_once(&cfg, &storage, &opts(true, false), &metrics)
+        .await
+        .unwrap();
+    assert!(s.full, "the pass after an interrupted rebuild rebuilds");
+
+    let fresh = Storage::memory();
+    write_raw(&fresh, "all", &[first, moved, late].concat()).await;
+    run_once(&cfg, &fresh, &opts(true, false), &metrics)
+        .await
+        .unwrap();
+    let strip = |v: Vec<String>| -> Vec<String> {
+        v.into_iter()
+            .map(|r| r.split_once(' ').unwrap().1.to_owned())
+            .collect()
+    };
+    assert_eq!(
+        strip(daily_rows(&storage).await),
+        strip(daily_rows(&fresh).await)
+    );
+}

@@ -582,8 +582,20 @@ mod tests {
             lines.join(",")
         );
         let limit: usize = 64 << 20;
-        let mut b = PartitionBatch::new(TopicKind::Invoices, "invoices", 0, 0, 1, 1);
         let limits = Limits::unbounded();
+        let memory = |job: &FlushJob| -> usize {
+            job.objects
+                .iter()
+                .flat_map(|(_, batches)| batches)
+                .map(RecordBatch::get_array_memory_size)
+                .sum()
+        };
+        // The rows of one such message, as the builders hold them.
+        let mut one = PartitionBatch::new(TopicKind::Invoices, "invoices", 0, 0, 1, 1);
+        one.push(None, Some(msg.as_bytes()), 0, 0, &limits);
+        let per_message = memory(&one.close());
+        assert!(per_message > 40_000_000, "{per_message}");
+        let mut b = PartitionBatch::new(TopicKind::Invoices, "invoices", 0, 0, 1, 1);
         let mut pushed = 0;
         while b.bytes() < limit {
             b.push(None, Some(msg.as_bytes()), pushed, 0, &limits);
@@ -597,14 +609,15 @@ mod tests {
             job.dead.first().map(|d| &d.error)
         );
         assert_eq!(job.rows, pushed as usize * 10_000);
-        let rows: usize = job
-            .objects
-            .iter()
-            .flat_map(|(_, batches)| batches)
-            .map(RecordBatch::get_array_memory_size)
-            .sum();
         assert!(pushed as usize * msg.len() < limit / 8, "{pushed} messages");
-        assert!(rows < 8 * limit, "{rows} bytes of rows");
+        // At most the bound, the chunk that crossed it, the chunks in flight and the
+        // one filling: each as many messages as fit in STAGE_BYTES, and one more.
+        let per_chunk = (STAGE_BYTES / msg.len() + 1) * per_message;
+        let rows = memory(&job);
+        assert!(
+            rows <= limit + (MAX_INFLIGHT + 2) * per_chunk,
+            "{rows} bytes of rows, {per_chunk} a chunk"
+        );
     }
 
     /// Messages parsed a chunk at a time on the pool land as if each had been parsed

@@ -218,8 +218,8 @@ pub struct DomainError {
 /// The outcome of [`acquire`].
 #[derive(Debug)]
 pub enum Acquired {
-    /// The lease is ours.
-    Owned(Lease),
+    /// The lease is ours (boxed: the state it holds is much larger than a refusal).
+    Owned(Box<Lease>),
     /// The partition's offsets are not the ones the checkpoint counts: not owned, the
     /// state left unchanged.
     Refused(DomainError),
@@ -355,7 +355,7 @@ pub async fn acquire(
         );
     }
     tracing::info!(topic, partition, epoch = lease.state.epoch, next_offset = ?lease.state.next_offset, "lease taken");
-    Ok(Acquired::Owned(lease))
+    Ok(Acquired::Owned(Box::new(lease)))
 }
 
 /// What a conditional write of the state did.

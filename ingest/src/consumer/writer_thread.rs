@@ -91,7 +91,7 @@ pub fn spawn_writer(
                                     next: lease.state.next_offset,
                                     last_timestamp_ms: lease.state.last_timestamp_ms,
                                 };
-                                leases.insert(key, lease);
+                                leases.insert(key, *lease);
                                 e
                             }
                             Some(Acquired::Refused(error)) => Event::Refused {

@@ -55,7 +55,7 @@ async fn take(storage: &Storage) -> Lease {
     .await
     .unwrap()
     {
-        Acquired::Owned(l) => l,
+        Acquired::Owned(l) => *l,
         Acquired::Refused(e) => panic!("{e:?}"),
     }
 }

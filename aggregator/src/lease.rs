@@ -164,6 +164,17 @@ impl Lease {
                 Ok(())
             }
             PutOutcome::Conflict => {
+                // An earlier renewal may have landed though its answer was lost (the
+                // timeout a retry follows): a document of our epoch and owner is ours.
+                if let Some((data, v)) = self.storage.get_versioned(LEASE_PATH).await? {
+                    if let Ok(stored) = serde_json::from_slice::<LeaseDoc>(&data) {
+                        if (stored.epoch, &stored.owner) == (h.doc.epoch, &h.doc.owner) {
+                            h.doc = stored;
+                            h.version = v;
+                            return Ok(());
+                        }
+                    }
+                }
                 h.fenced = true;
                 let now = read(&self.storage).await?.unwrap_or_default();
                 Err(Error::Fenced(format!(
@@ -238,5 +249,40 @@ mod tests {
         b.release().await;
         let c = Lease::try_acquire(&s, "c", ttl).await.unwrap().unwrap();
         assert_eq!(c.epoch().await, 3);
+    }
+
+    /// A renewal that landed though its answer was lost: the retry's conditional write
+    /// conflicts with our own document, which is taken as ours, not as a take-over.
+    #[tokio::test]
+    async fn a_renewal_whose_answer_was_lost_is_not_a_take_over() {
+        let s = Storage::memory();
+        let ttl = Duration::from_secs(60);
+        let a = Lease::try_acquire(&s, "a", ttl).await.unwrap().unwrap();
+        // The renewal lands; the holder never learns its new version.
+        let (doc, version) = {
+            let h = a.inner.lock().await;
+            (h.doc.clone(), h.version.clone())
+        };
+        let mut renewed = doc.clone();
+        renewed.expires_at = expiry(ttl);
+        let PutOutcome::Written(_) = s
+            .put_if(
+                LEASE_PATH,
+                encode(&renewed).unwrap(),
+                &Condition::Matches(version),
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("the renewal lands")
+        };
+        a.check().await.unwrap();
+        a.check().await.unwrap();
+        // Another owner's document is a take-over.
+        let mut other = renewed.clone();
+        other.epoch += 1;
+        other.owner = "b".into();
+        s.put(LEASE_PATH, encode(&other).unwrap()).await.unwrap();
+        assert!(matches!(a.check().await, Err(Error::Fenced(_))));
     }
 }

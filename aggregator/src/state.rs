@@ -3,7 +3,9 @@
 //! stands. Written last in a run, after every object it describes, so a crash leaves
 //! the previous state naming only complete objects; the next run redoes the rest, and
 //! every step of a run is idempotent (the index merges by maximum version, the daily
-//! files are rewritten whole).
+//! files are rewritten whole). A full rebuild also writes it first, as a document of
+//! no format version (read as no state), before it removes what the previous state
+//! names: a rebuild that stops part-way leaves a rebuild to the next run.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -701,13 +701,15 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
 
 /// An ISO 8601 time of day, as a date-time writes it after its date: `hh`, `hh:mm` or
 /// `hh:mm:ss` (or the same without colons), the last with a fraction after `.` or
-/// `,`, then nothing (local time), `Z`, or an offset `±hh`, `±hh:mm` or `±hhmm`.
+/// `,`, then nothing (local time), `Z`, or an offset `±hh`, `±hh:mm` or `±hhmm`. With
+/// colons a field may have one digit (`8:26:00`, as spreadsheets export it).
 fn iso_time(t: &[u8]) -> bool {
-    let two = |f: &[u8], max: u8| {
-        f.len() == 2
+    let number = |f: &[u8], max: u8, digits: std::ops::RangeInclusive<usize>| {
+        digits.contains(&f.len())
             && f.iter().all(u8::is_ascii_digit)
-            && (f[0] - b'0') * 10 + (f[1] - b'0') <= max
+            && f.iter().fold(0u8, |n, d| n * 10 + (d - b'0')) <= max
     };
+    let two = |f: &[u8], max: u8| number(f, max, 2..=2);
     let (clock, zone) = match t
         .iter()
         .position(|c| matches!(c, b'Z' | b'z' | b'+' | b'-'))
@@ -722,12 +724,17 @@ fn iso_time(t: &[u8]) -> bool {
     if fraction.is_some_and(|f| f.is_empty() || !f.iter().all(u8::is_ascii_digit)) {
         return false;
     }
-    let fields: Vec<&[u8]> = match main.contains(&b':') {
+    let colons = main.contains(&b':');
+    let fields: Vec<&[u8]> = match colons {
         true => main.split(|&c| c == b':').collect(),
         false => main.chunks(2).collect(),
     };
+    let digits = if colons { 1..=2 } else { 2..=2 };
     let clock_ok = (1..=3).contains(&fields.len())
-        && fields.iter().zip([23, 59, 60]).all(|(f, max)| two(f, max));
+        && fields
+            .iter()
+            .zip([23, 59, 60])
+            .all(|(f, max)| number(f, max, digits.clone()));
     let zone_ok = match zone {
         [] | [b'Z' | b'z'] => true,
         [b'+' | b'-', h @ ..] => match h {

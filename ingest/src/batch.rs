@@ -99,9 +99,12 @@ const STAGE_MESSAGES: usize = 4096;
 /// before the batch takes much more.
 const STAGE_BYTES: usize = 256 << 10;
 
-/// Chunks on the parse pool at most: the poll thread waits for the oldest beyond
-/// them, so that what the batch holds unparsed (and unmeasured) stays bounded.
-const MAX_INFLIGHT: usize = 4;
+/// Chunks of one batch on the parse pool at most: two per thread of the pool (so
+/// every thread has work), and the poll thread waits for the oldest beyond them, so
+/// that what the batch holds unparsed (and unmeasured) stays bounded.
+fn max_inflight() -> usize {
+    2 * parse_pool().current_num_threads().max(1)
+}
 
 /// Messages taken and not yet parsed: their keys and values in one arena.
 #[derive(Default)]
@@ -221,9 +224,10 @@ impl PartitionBatch {
     }
 
     /// Takes one message: its rows are appended, or it is recorded as a dead letter,
-    /// when its chunk is parsed — every [`STAGE_MESSAGES`] messages a chunk goes to the
-    /// parse pool while the next one fills, and the last when the batch closes — under
-    /// the `limits` of the chunk's first message (invoice lines beyond them are
+    /// when its chunk is parsed — every [`STAGE_MESSAGES`] messages or [`STAGE_BYTES`]
+    /// a chunk goes to the parse pool while the next one fills (waiting for the oldest
+    /// when more than [`max_inflight`] are out), and the last when the batch closes —
+    /// under the `limits` of the chunk's first message (invoice lines beyond them are
     /// rejected).
     pub fn push(
         &mut self,
@@ -258,7 +262,7 @@ impl PartitionBatch {
         if chunk.staged.len() >= STAGE_MESSAGES || chunk.arena.len() >= STAGE_BYTES {
             self.dispatch();
             self.absorb_done();
-            while self.inflight.len() > MAX_INFLIGHT {
+            while self.inflight.len() > max_inflight() {
                 let front = self.inflight.pop_front().expect("a chunk in flight");
                 let parsed = front.done.recv().expect("a chunk always answers");
                 self.absorb(front.messages, parsed);
@@ -326,7 +330,7 @@ impl PartitionBatch {
         }
         for (key, batch) in parsed.parts {
             self.row_count += batch.num_rows();
-            self.row_bytes += batch.get_array_memory_size();
+            self.row_bytes += used_bytes(&batch);
             self.parts.entry(key).or_default().push(batch);
         }
         self.spare.push(parsed.emptied);
@@ -378,6 +382,16 @@ impl PartitionBatch {
             closed: Instant::now(),
         }
     }
+}
+
+/// The bytes `batch`'s rows take in its buffers, without the room a builder keeps
+/// for more (a builder of one row holds room for a thousand).
+fn used_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+        .sum()
 }
 
 /// Parses one chunk (on the parse pool): its rows into record batches (one per
@@ -587,7 +601,7 @@ mod tests {
             job.objects
                 .iter()
                 .flat_map(|(_, batches)| batches)
-                .map(RecordBatch::get_array_memory_size)
+                .map(used_bytes)
                 .sum()
         };
         // The rows of one such message, as the builders hold them.
@@ -615,7 +629,7 @@ mod tests {
         let per_chunk = (STAGE_BYTES / msg.len() + 1) * per_message;
         let rows = memory(&job);
         assert!(
-            rows <= limit + (MAX_INFLIGHT + 2) * per_chunk,
+            rows <= limit + (max_inflight() + 2) * per_chunk,
             "{rows} bytes of rows, {per_chunk} a chunk"
         );
     }

@@ -447,6 +447,13 @@ pub async fn reset_checkpoint(
             new.cluster_id = None;
             if let Some(i) = new.pending.take() {
                 let since_ms = now_ms();
+                new.replayed.push(Replayed {
+                    epoch: i.epoch,
+                    first: i.first,
+                    last: i.last,
+                });
+                let excess = new.replayed.len().saturating_sub(REPLAYED_KEPT);
+                new.replayed.drain(..excess);
                 new.orphans
                     .extend(i.objects.into_iter().map(|path| Orphan { path, since_ms }));
             }

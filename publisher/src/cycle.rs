@@ -17,8 +17,8 @@ use crate::kafka::{deliver, Delivery, Outgoing};
 use crate::lists::{published_digests, same_lists, ChangedLists};
 use crate::metadata::MetadataStore;
 use crate::metrics::{PublishMetrics, SegmentationLabels};
-use crate::snapshot::Snapshot;
 use crate::snapshot::Snapshots;
+use crate::snapshot::{Label, Snapshot};
 use crate::state::{self, CycleState, Pending, PendingAssignment, PendingKey, ProfileStamp};
 use crate::Error;
 use spectra_core::tables::recommendations::{OutletLists, Recommendations, RecommendationsFile};
@@ -123,10 +123,7 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
     for p in &snap.profiles {
         // The labels the assignments were diffed with (the metadata can change while
         // the cycle runs: the stamps recorded must be what this cycle sent).
-        let label = match labels.get(&p.segment_id) {
-            Some(l) => l.clone(),
-            None => snap.label(env.metadata, &p.segment_id),
-        };
+        let label = label_of(&snap, env, &labels, &p.segment_id);
         let stamp = ProfileStamp::from(label.clone());
         if new_run || previous.profiles.get(&p.segment_id) != Some(&stamp) {
             profiles.push(Outgoing {
@@ -195,7 +192,7 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
             profiles: &profiles,
             recommended: &recommended,
         };
-        repaired = repairs(env, &snap, &run_ref, &current, p, &sending).await?;
+        repaired = repairs(env, &snap, &run_ref, &current, &labels, p, &sending).await?;
         if !repaired.is_empty() {
             tracing::warn!(keys = repaired.len(), crashed_run = %p.run_id,
                 "the last cycle stopped before it was recorded: sending its keys' current values again");
@@ -421,6 +418,20 @@ async fn recommendation_messages(
     Ok(out)
 }
 
+/// A segment's label as the cycle read it (`labels`, read once, for the segments with
+/// outlets), else as the metadata says now.
+fn label_of(
+    snap: &Snapshot,
+    env: &CycleEnv<'_>,
+    labels: &HashMap<String, Label>,
+    segment_id: &str,
+) -> Label {
+    match labels.get(segment_id) {
+        Some(l) => l.clone(),
+        None => snap.label(env.metadata, segment_id),
+    }
+}
+
 /// The messages that put back the current value (or a tombstone) of every key of an
 /// unrecorded cycle (`pending`) that this cycle does not send anyway (`sending`).
 async fn repairs(
@@ -428,6 +439,7 @@ async fn repairs(
     snap: &Snapshot,
     run: &RunRef<'_>,
     current: &[diff::Current<'_>],
+    labels: &HashMap<String, Label>,
     pending: &Pending<'_>,
     sending: &Sending<'_>,
 ) -> Result<Vec<Outgoing>, Error> {
@@ -497,7 +509,7 @@ async fn repairs(
             snap.profiles
                 .iter()
                 .find(|p| p.segment_id == id)
-                .map(|p| json(&snap.profile_message(env.metadata, p)))
+                .map(|p| json(&snap.labelled_profile_message(label_of(snap, env, labels, id), p)))
         } else if topic == topics.recommendations {
             lists.remove(id)
         } else {

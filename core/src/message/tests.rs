@@ -276,6 +276,8 @@ fn dates_parse_strictly() {
         "2026-11-20t14:03:07z",
         "2026-11-20 14:03:07+01",
         "2026-11-20T23:59:60Z",
+        "2026-11-20 8:26:00",
+        "2026-11-20T8:26",
     ] {
         assert_eq!(d(good), NaiveDate::from_ymd_opt(2026, 11, 20), "{good}");
     }
@@ -290,8 +292,8 @@ fn dates_parse_strictly() {
         "+026-11-20",
         "2026-11-20T",
         "2026-11-20T24:00",
-        "2026-11-20T14:3",
         "2026-11-20T140",
+        "2026-11-20T1403:07",
         "2026-11-20T14:03:07.",
         "2026-11-20T14:03+1",
         "2026-11-20T14:03+01:60",
@@ -375,4 +377,33 @@ fn values_are_converted_into_the_base_currency_on_the_invoice_date() {
         parse_invoice_message(Some(m.as_bytes()), &limits_on("2026-11-29")).unwrap()[0].net_value,
         1.0
     );
+}
+
+/// A Kafka timestamp may lie at most a day ahead of ingest's clock: on a fixed day,
+/// a day after its end; now, a day after now.
+#[test]
+fn timestamps_ahead_of_the_clock_are_bounded() {
+    let cfg = crate::config::IngestConfig::default();
+    let limits = Limits::new(&cfg, NaiveDate::from_ymd_opt(2026, 11, 29).unwrap());
+    let ms = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
+    };
+    assert!(limits.check_timestamp(ms("2026-12-01T00:00:00Z")).is_ok());
+    let e = limits
+        .check_timestamp(ms("2026-12-01T00:00:00.001Z"))
+        .unwrap_err();
+    assert_eq!(e.class(), "future_timestamp");
+    assert!(
+        e.text.starts_with(
+            "the message's Kafka timestamp 2026-12-01T00:00:00.001+00:00 is more than a day ahead"
+        ),
+        "{e}"
+    );
+    let now = Limits::today(&cfg);
+    let at = chrono::Utc::now().timestamp_millis();
+    assert!(now.check_timestamp(at + 23 * 3_600_000).is_ok());
+    assert!(now.check_timestamp(at + 25 * 3_600_000).is_err());
+    assert!(Limits::unbounded().check_timestamp(i64::MAX).is_ok());
 }

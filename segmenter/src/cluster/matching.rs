@@ -42,10 +42,10 @@ pub struct CentroidMatch {
     pub retired: Vec<String>,
 }
 
-/// Matches `new` centroids to `old` ones (both `k × D`, any k) minimising the total
-/// Euclidean distance over the pairs within `max_distance` (a farther pair counts as
-/// no match, whatever its length); each unmatched new centroid gets a fresh id from
-/// `ids`.
+/// Matches `new` centroids to `old` ones (both `k × D`, any k): as many pairs within
+/// `max_distance` (Euclidean) as there can be, and of those matchings the one of least
+/// total distance; a farther pair counts as no match, whatever its length. Each
+/// unmatched new centroid gets a fresh id from `ids`.
 pub fn match_centroids(
     old: ArrayView2<f64>,
     old_ids: &[String],
@@ -70,13 +70,15 @@ pub fn match_centroids(
                 .collect()
         })
         .collect();
-    // A pair farther apart than `max_distance` is no continuation, so the assignment
-    // must not trade a near pair for it: every such pair costs the same, just over
-    // the bar (what leaving both unmatched costs), never its distance. Otherwise a
-    // far pair's length could make the assignment break a near one (a segment that
-    // vanished, a new one beside a survivor: the survivor's id would go to the new
-    // segment, and the survivor would get a fresh one).
-    let unmatched = max_distance + max_distance.abs() * 1e-9 + f64::MIN_POSITIVE;
+    // A pair farther apart than `max_distance` is no continuation: its length must
+    // not steer the assignment. Every such pair costs the same, more than any set of
+    // pairs within the bar can cost together, so the assignment first keeps as many
+    // pairs within the bar as there can be, then the nearest of those. With plain
+    // distances a far pair's length could make it break a near one (a segment that
+    // vanished, a new one beside a survivor: the survivor's id went to the new
+    // segment, and the survivor got a fresh one).
+    let pairs_at_most = old.nrows().min(new.nrows()) as f64;
+    let unmatched = (pairs_at_most + 1.0) * max_distance.abs() + 1.0;
     let capped: Vec<Vec<f64>> = cost
         .iter()
         .map(|row| {
@@ -264,6 +266,18 @@ mod tests {
         assert_eq!(m.previous, vec![Some(1), None]);
         assert_eq!(m.created, vec!["S3"]);
         assert_eq!(m.retired, vec!["S1"]);
+    }
+
+    /// Every segment drifts almost as far as the bar: both pairs are kept, though
+    /// one near pair and one new segment would cost less in distance.
+    #[test]
+    fn as_many_pairs_within_the_bar_as_there_can_be() {
+        let old = array![[0.0], [0.30]];
+        let new = array![[0.29], [0.59]];
+        let mut alloc = IdAllocator { next_id: 3 };
+        let m = match_centroids(old.view(), &ids(2), new.view(), 0.3, &mut alloc);
+        assert_eq!(m.ids, vec!["S1", "S2"]);
+        assert!(m.created.is_empty() && m.retired.is_empty());
     }
 
     #[test]

@@ -29,6 +29,13 @@ fn line(invoice: usize, line_no: i64, day: i32, net: f64, offset: i64) -> Delive
     }
 }
 
+/// Daily rows without their first field.
+fn strip(v: Vec<String>) -> Vec<String> {
+    v.into_iter()
+        .map(|r| r.split_once(' ').unwrap().1.to_owned())
+        .collect()
+}
+
 fn opts(once: bool, full: bool) -> AggregateOptions {
     AggregateOptions {
         once,
@@ -98,11 +105,6 @@ async fn concurrent_incremental_and_full_passes_equal_a_from_scratch_run() {
         daily_rows(&storage).await.len(),
         daily_rows(&fresh).await.len()
     );
-    let strip = |v: Vec<String>| -> Vec<String> {
-        v.into_iter()
-            .map(|r| r.split_once(' ').unwrap().1.to_owned())
-            .collect()
-    };
     assert_eq!(
         strip(daily_rows(&storage).await),
         strip(daily_rows(&fresh).await)
@@ -258,11 +260,6 @@ async fn an_interrupted_full_pass_leaves_a_full_rebuild() {
     run_once(&cfg, &fresh, &opts(true, false), &metrics)
         .await
         .unwrap();
-    let strip = |v: Vec<String>| -> Vec<String> {
-        v.into_iter()
-            .map(|r| r.split_once(' ').unwrap().1.to_owned())
-            .collect()
-    };
     assert_eq!(
         strip(daily_rows(&storage).await),
         strip(daily_rows(&fresh).await)

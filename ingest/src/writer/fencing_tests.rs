@@ -172,6 +172,21 @@ async fn a_takeover_between_intent_and_checkpoint_removes_the_old_batch() {
     assert_eq!(c.state.epoch, 3);
 }
 
+/// Stores `j`'s intent (offsets 0–7) in the state `a` holds.
+async fn store_intent(s: &Storage, a: &mut Lease, j: &FlushJob) {
+    let mut intent = a.state.clone();
+    intent.pending = Some(Intent {
+        epoch: a.state.epoch,
+        first: 0,
+        last: 7,
+        objects: j.objects.iter().map(|(p, _)| p.clone()).collect(),
+    });
+    assert!(matches!(
+        cas(s, &checkpoint_path("inv", 0), a, intent).await.unwrap(),
+        Cas::Done
+    ));
+}
+
 /// A's checkpoint lands but its answer is lost (a storage stall); B takes the
 /// partition and resumes after A's batch; A retries the write and is refused. A's
 /// objects are then the only copy of its lines: they stay. Had B found the batch
@@ -185,17 +200,7 @@ async fn a_checkpoint_whose_answer_was_lost_keeps_its_batch() {
     let rel = checkpoint_path("inv", 0);
     // The intent, the objects and the checkpoint land; A's lease never learns of the
     // last (its answer lost): it still holds the intent's version.
-    let mut intent = a.state.clone();
-    intent.pending = Some(Intent {
-        epoch: a.state.epoch,
-        first: 0,
-        last: 7,
-        objects: j.objects.iter().map(|(p, _)| p.clone()).collect(),
-    });
-    assert!(matches!(
-        cas(&s, &rel, &mut a, intent).await.unwrap(),
-        Cas::Done
-    ));
+    store_intent(&s, &mut a, &j).await;
     let mut landed = a.clone();
     let mut done = a.state.clone();
     done.pending = None;
@@ -221,17 +226,7 @@ async fn a_checkpoint_whose_answer_was_lost_keeps_its_batch() {
     let s = Storage::memory();
     let mut a = take(&s).await;
     let j = job(0, 8, a.state.epoch);
-    let mut intent = a.state.clone();
-    intent.pending = Some(Intent {
-        epoch: a.state.epoch,
-        first: 0,
-        last: 7,
-        objects: j.objects.iter().map(|(p, _)| p.clone()).collect(),
-    });
-    assert!(matches!(
-        cas(&s, &rel, &mut a, intent).await.unwrap(),
-        Cas::Done
-    ));
+    store_intent(&s, &mut a, &j).await;
     let mut b = take(&s).await;
     assert_eq!(
         b.state.replayed,

@@ -166,17 +166,21 @@ impl Lease {
             PutOutcome::Conflict => {
                 // An earlier renewal may have landed though its answer was lost (the
                 // timeout a retry follows): a document of our epoch and owner is ours.
-                if let Some((data, v)) = self.storage.get_versioned(LEASE_PATH).await? {
-                    if let Ok(stored) = serde_json::from_slice::<LeaseDoc>(&data) {
-                        if (stored.epoch, &stored.owner) == (h.doc.epoch, &h.doc.owner) {
-                            h.doc = stored;
-                            h.version = v;
-                            return Ok(());
-                        }
+                let stored = self
+                    .storage
+                    .get_versioned(LEASE_PATH)
+                    .await?
+                    .and_then(|(data, v)| {
+                        Some((serde_json::from_slice::<LeaseDoc>(&data).ok()?, v))
+                    });
+                if let Some((doc, v)) = stored.as_ref() {
+                    if (doc.epoch, &doc.owner) == (h.doc.epoch, &h.doc.owner) {
+                        (h.doc, h.version) = (doc.clone(), v.clone());
+                        return Ok(());
                     }
                 }
                 h.fenced = true;
-                let now = read(&self.storage).await?.unwrap_or_default();
+                let now = stored.map(|(doc, _)| doc).unwrap_or_default();
                 Err(Error::Fenced(format!(
                     "epoch {} was taken over by {} (epoch {})",
                     h.doc.epoch, now.owner, now.epoch

@@ -280,9 +280,7 @@ impl PartitionBatch {
             while self.inflight.len() > max_inflight()
                 && (self.absorbed_bytes == 0 || self.row_bytes > self.absorbed_bytes)
             {
-                let front = self.inflight.pop_front().expect("a chunk in flight");
-                let parsed = front.done.recv().expect("a chunk always answers");
-                self.absorb(front.messages, front.bytes, parsed);
+                self.absorb_front();
             }
         }
     }
@@ -334,10 +332,16 @@ impl PartitionBatch {
 
     /// Waits for every chunk on the pool and appends them in order.
     fn absorb_all(&mut self) {
-        while let Some(front) = self.inflight.pop_front() {
-            let parsed = front.done.recv().expect("a chunk always answers");
-            self.absorb(front.messages, front.bytes, parsed);
+        while !self.inflight.is_empty() {
+            self.absorb_front();
         }
+    }
+
+    /// Waits for the oldest chunk on the pool and appends it.
+    fn absorb_front(&mut self) {
+        let front = self.inflight.pop_front().expect("a chunk in flight");
+        let parsed = front.done.recv().expect("a chunk always answers");
+        self.absorb(front.messages, front.bytes, parsed);
     }
 
     /// Appends one chunk's rows, dead letters and values (the next in offset order).
@@ -435,26 +439,26 @@ fn parse_chunk(kind: TopicKind, topic: &str, partition: i32, mut chunk: Chunk) -
             offset: m.offset,
             timestamp_ms: m.timestamp_ms,
         };
-        let parsed = match kind {
-            _ if m.timestamp_ms > limits.latest_timestamp_ms => {
-                limits.check_timestamp(m.timestamp_ms)
-            }
-            TopicKind::Invoices => parse_invoice_message(bytes(&m.value), &limits).map(|lines| {
-                for (i, line) in lines.iter().enumerate() {
-                    by_date
-                        .entry(line.date32())
-                        .or_default()
-                        .append(line, &source, i as i32);
-                    add_value(&mut value_by_currency, &limits, line);
+        let parsed = limits
+            .check_timestamp(m.timestamp_ms)
+            .and_then(|()| match kind {
+                TopicKind::Invoices => {
+                    parse_invoice_message(bytes(&m.value), &limits).map(|lines| {
+                        for (i, line) in lines.iter().enumerate() {
+                            by_date
+                                .entry(line.date32())
+                                .or_default()
+                                .append(line, &source, i as i32);
+                            add_value(&mut value_by_currency, &limits, line);
+                        }
+                    })
                 }
-            }),
-            TopicKind::Outlets => {
-                parse_outlet(bytes(&m.key), bytes(&m.value)).map(|o| outlets.append(&o, &source))
-            }
-            TopicKind::Skus => {
-                parse_sku(bytes(&m.key), bytes(&m.value)).map(|sku| skus.append(&sku, &source))
-            }
-        };
+                TopicKind::Outlets => parse_outlet(bytes(&m.key), bytes(&m.value))
+                    .map(|o| outlets.append(&o, &source)),
+                TopicKind::Skus => {
+                    parse_sku(bytes(&m.key), bytes(&m.value)).map(|sku| skus.append(&sku, &source))
+                }
+            });
         if let Err(rejection) = parsed {
             tracing::debug!(topic, partition, offset = m.offset, reason = %rejection,
                 "rejected to DLQ");
@@ -605,7 +609,7 @@ mod tests {
     /// A whole invoice repeats its header's ids on each of its lines: 10,000 lines
     /// under four ids of 256 four-byte characters are a message of about 170 KB and
     /// rows of about 40 MB. The batch counts the rows it made, so a 64 MiB bound closes
-    /// it after a dozen such messages, not after 64 MiB of them (about 15 GiB of rows,
+    /// it after a few such messages (fewer than 64), not after 64 MiB of them (about 15 GiB of rows,
     /// past a string column's 2 GiB of offsets), and no line is lost.
     #[test]
     fn whole_invoices_count_as_the_rows_they_make() {

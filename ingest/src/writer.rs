@@ -153,6 +153,22 @@ pub struct Replayed {
 /// Replayed batches a partition's state remembers.
 pub const REPLAYED_KEPT: usize = 64;
 
+impl PartitionState {
+    /// Gives up an earlier owner's unfinished batch `i` (found at `since_ms`): it is
+    /// recorded as replayed (the latest [`REPLAYED_KEPT`]), and its objects as orphans.
+    fn replay(&mut self, i: Intent, since_ms: i64) {
+        self.replayed.push(Replayed {
+            epoch: i.epoch,
+            first: i.first,
+            last: i.last,
+        });
+        let excess = self.replayed.len().saturating_sub(REPLAYED_KEPT);
+        self.replayed.drain(..excess);
+        self.orphans
+            .extend(i.objects.into_iter().map(|path| Orphan { path, since_ms }));
+    }
+}
+
 /// An object that may have been written by a fenced writer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Orphan {
@@ -300,13 +316,7 @@ pub async fn acquire(
         if let Some(i) = new.pending.take() {
             if !covered(i.last) {
                 unfinished += 1;
-                new.replayed.push(Replayed {
-                    epoch: i.epoch,
-                    first: i.first,
-                    last: i.last,
-                });
-                new.orphans
-                    .extend(i.objects.into_iter().map(|path| Orphan { path, since_ms }));
+                new.replay(i, since_ms);
             }
         }
         if let Some(i) = &legacy {
@@ -318,8 +328,6 @@ pub async fn acquire(
                 }));
             }
         }
-        let excess = new.replayed.len().saturating_sub(REPLAYED_KEPT);
-        new.replayed.drain(..excess);
         match storage.put_if(&rel, encode(&rel, &new)?, &cond).await? {
             PutOutcome::Written(version) => {
                 if unfinished > 0 {
@@ -446,16 +454,7 @@ pub async fn reset_checkpoint(
             new.last_timestamp_ms = None;
             new.cluster_id = None;
             if let Some(i) = new.pending.take() {
-                let since_ms = now_ms();
-                new.replayed.push(Replayed {
-                    epoch: i.epoch,
-                    first: i.first,
-                    last: i.last,
-                });
-                let excess = new.replayed.len().saturating_sub(REPLAYED_KEPT);
-                new.replayed.drain(..excess);
-                new.orphans
-                    .extend(i.objects.into_iter().map(|path| Orphan { path, since_ms }));
+                new.replay(i, now_ms());
             }
             match storage
                 .put_if(&rel, encode(&rel, &new)?, &Condition::Matches(v))

@@ -160,6 +160,10 @@ pub struct Summary {
     /// The days of those objects (`YYYY-MM-DD`), kept as they were.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub missing_days: Vec<String>,
+    /// Raw objects listed but not yet committed by ingest ([`spectra_core::checkpoint`]):
+    /// left for a later pass.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deferred_raw_objects: Vec<String>,
     /// The lease epoch this pass ran under.
     pub lease_epoch: u64,
     /// Wall-clock duration of the pass, ms.
@@ -230,7 +234,7 @@ pub async fn run(cfg: Config, ctx: Context, opts: AggregateOptions) -> Result<Su
                 continue;
             }
         };
-        if now == seen {
+        if now == seen && !committed_since(&storage, &last.deferred_raw_objects, &now).await {
             continue;
         }
         match run_once(&cfg, &storage, &pass_opts, &metrics).await {
@@ -248,4 +252,26 @@ pub async fn run(cfg: Config, ctx: Context, opts: AggregateOptions) -> Result<Su
     }
     ctx.health.set_ready("aggregate", false);
     Ok(last)
+}
+
+/// Whether an object the last pass left for later, not yet committed by ingest, is
+/// committed now (a listing does not change when a checkpoint lands).
+async fn committed_since(
+    storage: &Storage,
+    deferred: &[String],
+    listed: &std::collections::BTreeMap<String, u64>,
+) -> bool {
+    if deferred.is_empty() {
+        return false;
+    }
+    match spectra_core::checkpoint::uncommitted(storage, deferred.iter().map(String::as_str)).await
+    {
+        Ok(still) => deferred
+            .iter()
+            .any(|p| listed.contains_key(p) && !still.contains(p)),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading ingest's partition states failed; retrying at the next poll");
+            false
+        }
+    }
 }

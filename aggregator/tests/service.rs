@@ -1,5 +1,6 @@
 //! Service mode: a pass at start, another when new raw data lands (polled), none while
-//! nothing changes, and a clean stop on shutdown.
+//! nothing changes, one when an object ingest had not committed is committed (its
+//! listing unchanged), and a clean stop on shutdown.
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use spectra_aggregator::{date_text, run, AggregateOptions};
+use spectra_core::checkpoint::{checkpoint_path, object_name, Intent, PartitionState};
 use spectra_core::service::Context;
 use spectra_core::{Config, Storage};
 use tokio_util::sync::CancellationToken;
@@ -89,12 +91,59 @@ async fn service_rolls_up_what_lands_until_shutdown() {
         metrics.contains("spectra_aggregate_days_rerolled_total 2"),
         "{metrics}"
     );
+
+    // An object of ingest's batch in flight (its intent pending in the partition's
+    // state): left alone until the checkpoint lands, then rolled up though the
+    // listing did not change.
+    let object = |epoch| {
+        format!(
+            "raw/invoices/date={}/{}",
+            date_text(base_day() + 2),
+            object_name("invoices", 0, 200, 202, epoch)
+        )
+    };
+    let mut state = PartitionState {
+        next_offset: Some(200),
+        epoch: 1,
+        pending: Some(Intent {
+            epoch: 1,
+            first: 200,
+            last: 202,
+            objects: vec![object(1)],
+        }),
+        ..PartitionState::default()
+    };
+    let state_path = checkpoint_path("invoices", 0);
+    storage.put_json(&state_path, &state).await.unwrap();
+    let tag = object(1)
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .strip_prefix("invoices-")
+        .unwrap()
+        .strip_suffix(".parquet")
+        .unwrap()
+        .to_owned();
+    write_raw(&storage, &tag, &day_lines(2, 200)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(storage.get(&manifest(2)).await.unwrap().is_none());
+    let metrics = ctx.metrics.encode();
+    assert!(
+        metrics.contains("spectra_aggregate_days_rerolled_total 2"),
+        "{metrics}"
+    );
+    state.pending = None;
+    state.next_offset = Some(203);
+    storage.put_json(&state_path, &state).await.unwrap();
+    wait_for(manifest(2)).await;
+
     ctx.shutdown.cancel();
     let last = tokio::time::timeout(Duration::from_secs(10), service)
         .await
         .expect("stops on shutdown")
         .unwrap()
         .unwrap();
-    assert_eq!(last.as_of, Some(date_text(base_day() + 1)));
+    assert_eq!(last.as_of, Some(date_text(base_day() + 2)));
     assert_eq!(last.days_rerolled, 1);
+    assert!(last.deferred_raw_objects.is_empty());
 }

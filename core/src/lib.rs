@@ -4,6 +4,7 @@
 //! service starts, and graceful shutdown.
 
 pub mod admin;
+pub mod checkpoint;
 pub mod config;
 pub mod crosswalk;
 pub mod error;

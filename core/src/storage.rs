@@ -254,7 +254,7 @@ impl Storage {
     /// Writes an object whole (atomically: readers see the old object or the new one).
     /// On `file://` the object is synced to disk, with its directory, before this returns.
     pub async fn put(&self, rel: &str, data: Bytes) -> Result<()> {
-        test_stall(true).await;
+        test_stall(Stalled::Put).await;
         if let Some(root) = &self.local {
             let path = root.join(rel.trim_matches('/'));
             return blocking(move || local::write_durably(&path, &data)).await;
@@ -267,7 +267,7 @@ impl Storage {
 
     /// Reads an object whole with its version; `None` when it does not exist.
     pub async fn get_versioned(&self, rel: &str) -> Result<Option<(Bytes, Version)>> {
-        test_stall(false).await;
+        test_stall(Stalled::Other).await;
         if let Some(root) = &self.local {
             let path = root.join(rel.trim_matches('/'));
             return blocking(move || {
@@ -294,7 +294,7 @@ impl Storage {
     /// Writes an object whole only if `cond` holds (see the module docs): a writer
     /// holding a stale version gets [`PutOutcome::Conflict`] and nothing lands.
     pub async fn put_if(&self, rel: &str, data: Bytes, cond: &Condition) -> Result<PutOutcome> {
-        test_stall(false).await;
+        test_stall(Stalled::ConditionalPut).await;
         if let Some(root) = &self.local {
             let path = root.join(rel.trim_matches('/'));
             let lock = root.join(".spectra.lock");
@@ -388,7 +388,7 @@ impl Storage {
 
     /// Reads an object whole; `None` when it does not exist.
     pub async fn get(&self, rel: &str) -> Result<Option<Bytes>> {
-        test_stall(false).await;
+        test_stall(Stalled::Other).await;
         match self.store.get(&self.path(rel)).await {
             Ok(r) => Ok(Some(r.bytes().await?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -465,7 +465,7 @@ impl Storage {
 
     /// Deletes an object; deleting a missing object is not an error.
     pub async fn delete(&self, rel: &str) -> Result<()> {
-        test_stall(false).await;
+        test_stall(Stalled::Other).await;
         match self.store.delete(&self.path(rel)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
@@ -529,13 +529,27 @@ async fn blocking<T: Send + 'static>(
         .map_err(Error::Io)
 }
 
-/// A test hook: `SPECTRA_TEST_STORAGE_STALL=PROBABILITY:[MIN_MS-]MAX_MS[:puts]` makes
-/// each storage operation (or, with `:puts`, each object write of [`Storage::put`] only)
-/// stall before it starts, with that probability, for between `MIN_MS` (default 0) and
+/// The storage operations [`test_stall`] tells apart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stalled {
+    /// [`Storage::put`]: an object written whole.
+    Put,
+    /// [`Storage::put_if`]: a state document written conditionally.
+    ConditionalPut,
+    /// Reads, lists, deletes.
+    Other,
+}
+
+/// A test hook: `SPECTRA_TEST_STORAGE_STALL=PROBABILITY:[MIN_MS-]MAX_MS[:puts|:states]`
+/// makes each storage operation (with `:puts`, each object write of [`Storage::put`]
+/// only; with `:states`, each conditional write of [`Storage::put_if`] only) stall
+/// before it starts, with that probability, for between `MIN_MS` (default 0) and
 /// `MAX_MS` milliseconds, as a slow or hung object store would. Unset in production:
 /// nothing.
-async fn test_stall(object_put: bool) {
-    static STALL: std::sync::OnceLock<Option<(f64, u64, u64, bool)>> = std::sync::OnceLock::new();
+async fn test_stall(op: Stalled) {
+    /// Probability, min and max ms, and the one kind of operation stalled (if one).
+    type Stall = (f64, u64, u64, Option<Stalled>);
+    static STALL: std::sync::OnceLock<Option<Stall>> = std::sync::OnceLock::new();
     let cfg = STALL.get_or_init(|| {
         let v = std::env::var("SPECTRA_TEST_STORAGE_STALL").ok()?;
         let mut it = v.split(':');
@@ -545,12 +559,17 @@ async fn test_stall(object_put: bool) {
             Some((lo, hi)) => (lo.parse().ok()?, hi.parse().ok()?),
             None => (0, range.parse().ok()?),
         };
-        Some((p, min_ms, max_ms, it.next() == Some("puts")))
+        let only = match it.next() {
+            Some("puts") => Some(Stalled::Put),
+            Some("states") => Some(Stalled::ConditionalPut),
+            _ => None,
+        };
+        Some((p, min_ms, max_ms, only))
     });
-    let Some((p, min_ms, max_ms, puts_only)) = *cfg else {
+    let Some((p, min_ms, max_ms, only)) = *cfg else {
         return;
     };
-    if puts_only && !object_put {
+    if only.is_some_and(|o| o != op) {
         return;
     }
     // A small xorshift seeded from the clock: no RNG dependency for a test hook.

@@ -11,10 +11,11 @@ use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
-use chrono::NaiveDate;
+use spectra_core::checkpoint::object_name;
 use spectra_core::master::{parse_outlet, parse_sku};
 use spectra_core::message::{days_to_date, parse_invoice_message, InvoiceLine, Limits};
 use spectra_core::schema::{OutletBuilder, RawInvoiceBuilder, SkuBuilder, Source};
+use spectra_core::tables::layout;
 
 /// Which table a topic feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,13 +369,12 @@ impl PartitionBatch {
     pub fn close(mut self) -> FlushJob {
         self.dispatch();
         self.absorb_all();
-        let stem = format!(
-            "{}-{}-{:020}-{:020}-e{}.parquet",
-            sanitize(&self.topic),
+        let stem = object_name(
+            &self.topic,
             self.partition,
             self.first,
             self.last,
-            self.epoch
+            self.epoch,
         );
         let kind = self.kind;
         let objects = self
@@ -382,12 +382,9 @@ impl PartitionBatch {
             .into_iter()
             .map(|(key, batches)| {
                 let path = match kind {
-                    TopicKind::Invoices => {
-                        let date: NaiveDate = days_to_date(key);
-                        format!("raw/invoices/date={date}/{stem}")
-                    }
-                    TopicKind::Outlets => format!("master/outlets/{stem}"),
-                    TopicKind::Skus => format!("master/skus/{stem}"),
+                    TopicKind::Invoices => layout::raw_invoices_object(days_to_date(key), &stem),
+                    TopicKind::Outlets => layout::master_outlets_object(&stem),
+                    TopicKind::Skus => layout::master_skus_object(&stem),
                 };
                 (path, batches)
             })
@@ -516,23 +513,10 @@ fn add_value(values: &mut BTreeMap<String, f64>, limits: &Limits, line: &Invoice
     }
 }
 
-/// Makes a topic name safe as part of an object name.
-pub fn sanitize(topic: &str) -> String {
-    topic
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
 
     /// The per-currency value the metric reports: in the base, by the currency sent.
     #[test]

@@ -44,6 +44,9 @@
 //! delete (a request in flight during a stall) is still listed in `orphans` and
 //! deleted again at every later acquisition and, [`ORPHAN_GRACE`] later, once more
 //! before it is forgotten.
+//! The state's type is defined in [`spectra_core::checkpoint`], where the aggregator
+//! reads it: it rolls up only objects the state names neither as pending nor as
+//! orphans, that is, committed ones.
 //!
 //! # The offset domain
 //!
@@ -65,12 +68,16 @@ use futures::{StreamExt, TryStreamExt};
 use rayon::prelude::*;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
+use spectra_core::checkpoint::sanitize;
+pub use spectra_core::checkpoint::{
+    checkpoint_path, Intent, Orphan, PartitionState, Replayed, REPLAYED_KEPT,
+};
 use spectra_core::schema::to_parquet;
 use spectra_core::storage::{Condition, PutOutcome, Version};
 use spectra_core::Storage;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{sanitize, DeadLetter, FlushJob};
+use crate::batch::{DeadLetter, FlushJob};
 use crate::metrics::{IngestMetrics, RejectLabels, TopicLabels};
 use crate::Error;
 
@@ -85,113 +92,12 @@ pub const ORPHAN_GRACE: Duration = Duration::from_secs(600);
 /// Objects of one batch written at the same time.
 const PARALLEL_PUTS: usize = 8;
 
-/// The durable state of one partition (see the module docs).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PartitionState {
-    /// The next offset to read; `None`: nothing stored yet, start at the beginning.
-    pub next_offset: Option<i64>,
-    /// Timestamp (ms) of the message at `next_offset - 1`, re-read on assignment to
-    /// recognise the topic.
-    #[serde(default)]
-    pub last_timestamp_ms: Option<i64>,
-    /// The lease epoch of the current owner.
-    #[serde(default)]
-    pub epoch: u64,
-    /// Who holds the lease (`host:pid`), for people.
-    #[serde(default)]
-    pub owner: String,
-    /// The Kafka cluster the offsets belong to.
-    #[serde(default)]
-    pub cluster_id: Option<String>,
-    /// The batch being written, if any.
-    #[serde(default)]
-    pub pending: Option<Intent>,
-    /// Objects of fenced writers, deleted again until [`ORPHAN_GRACE`] has passed.
-    #[serde(default)]
-    pub orphans: Vec<Orphan>,
-    /// The unfinished batches of earlier owners that later owners replayed (the
-    /// latest [`REPLAYED_KEPT`]): a writer whose checkpoint was refused looks its batch
-    /// up here to learn whether its objects are a replayed batch's (to remove) or the
-    /// committed ones (its checkpoint landed though its answer was lost).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub replayed: Vec<Replayed>,
-    /// Rows written in all (invoice lines, master records).
-    #[serde(default)]
-    pub lines_written: u64,
-    /// Messages covered by checkpoints in all.
-    #[serde(default)]
-    pub messages_written: u64,
-    /// Messages sent to the dead-letter topic in all.
-    #[serde(default)]
-    pub dead_letters: u64,
-}
-
-/// A batch about to be written.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Intent {
-    /// The epoch of its writer.
-    pub epoch: u64,
-    /// First offset of the batch.
-    pub first: i64,
-    /// Last offset of the batch.
-    pub last: i64,
-    /// Objects the batch writes.
-    pub objects: Vec<String>,
-}
-
-/// A batch an owner found unfinished and replayed: its writer's epoch and offsets.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Replayed {
-    /// The epoch it was written under.
-    pub epoch: u64,
-    /// Its first offset.
-    pub first: i64,
-    /// Its last offset.
-    pub last: i64,
-}
-
-/// Replayed batches a partition's state remembers.
-pub const REPLAYED_KEPT: usize = 64;
-
-impl PartitionState {
-    /// Gives up an earlier owner's unfinished batch `i` (found at `since_ms`): it is
-    /// recorded as replayed (the latest [`REPLAYED_KEPT`]), and its objects as orphans.
-    fn replay(&mut self, i: Intent, since_ms: i64) {
-        self.replayed.push(Replayed {
-            epoch: i.epoch,
-            first: i.first,
-            last: i.last,
-        });
-        let excess = self.replayed.len().saturating_sub(REPLAYED_KEPT);
-        self.replayed.drain(..excess);
-        self.orphans
-            .extend(i.objects.into_iter().map(|path| Orphan { path, since_ms }));
-    }
-}
-
-/// An object that may have been written by a fenced writer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Orphan {
-    /// Its path.
-    pub path: String,
-    /// When it was found (ms since the epoch).
-    pub since_ms: i64,
-}
-
 /// The intent file of releases before leases (`state/ingest/pending/…`), honoured on
 /// the first acquisition after an upgrade.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct LegacyIntent {
     last: i64,
     objects: Vec<String>,
-}
-
-/// The state object's path.
-pub fn checkpoint_path(topic: &str, partition: i32) -> String {
-    format!(
-        "state/ingest/checkpoints/{}/{partition}.json",
-        sanitize(topic)
-    )
 }
 
 fn legacy_intent_path(topic: &str, partition: i32) -> String {

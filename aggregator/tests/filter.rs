@@ -1,7 +1,7 @@
 //! A segmentation's `filter` over outlet fields and JSON attributes, the `attribute:`
 //! level, the outlet master in the KPIs, unknown outlets; declared attribute types, an
-//! attribute no outlet has yet (selects nothing), and bad filters failing only their
-//! own segmentation.
+//! attribute no outlet has yet (selects nothing), and bad filters (unparsable, or more
+//! than a predicate over one outlet's fields) failing only their own segmentation.
 
 mod common;
 
@@ -160,8 +160,21 @@ async fn filter_selects_outlets_by_fields_and_attributes() {
     broken.filter = Some("size = = 'M'".into());
     let mut mistyped = segmentation("mistyped", "sku", 7, None);
     mistyped.filter = Some("no_such_function(size) > 1".into());
+    // A predicate over one outlet's fields only: a subquery (here a cross join that
+    // grows with the square of the outlets), a function that allocates at will, or
+    // text after the expression fails its segmentation before any query runs.
+    let mut cross = segmentation("cross", "sku", 7, None);
+    cross.filter = Some("(SELECT count(*) FROM outlet_master a, outlet_master b) > 0".into());
+    let mut alloc = segmentation("alloc", "sku", 7, None);
+    alloc.filter = Some("length(repeat(size, 2000000000)) > 0".into());
+    let mut trailing = segmentation("trailing", "sku", 7, None);
+    trailing.filter = Some("size = 'M' OR true; SELECT 1".into());
+    let mut lowered = segmentation("lowered", "sku", 7, None);
+    lowered.filter = Some("lower(channel) = 'modern'".into());
     let cfg = Config {
-        segmentation: vec![broken, colour, mistyped, staff_text],
+        segmentation: vec![
+            broken, colour, cross, alloc, lowered, mistyped, staff_text, trailing,
+        ],
         ..Config::default()
     };
     let s = run_once(&cfg, &storage, &opts, &metrics).await.unwrap();
@@ -170,7 +183,9 @@ async fn filter_selects_outlets_by_fields_and_attributes() {
         .iter()
         .map(|m| m.manifest.segmentation.as_str())
         .collect();
-    assert_eq!(written, ["colour", "staff_text"], "{s:?}");
+    assert_eq!(written, ["colour", "lowered", "staff_text"], "{s:?}");
+    let (_, kpis) = read_features(&storage, "lowered", as_of).await;
+    assert_eq!(kpis.keys().collect::<Vec<_>>(), ["O2"]);
     let (_, kpis) = read_features(&storage, "colour", as_of).await;
     assert!(kpis.is_empty(), "nobody has a colour yet: {kpis:?}");
     let (_, kpis) = read_features(&storage, "staff_text", as_of).await;
@@ -180,9 +195,17 @@ async fn filter_selects_outlets_by_fields_and_attributes() {
         .iter()
         .map(|f| (f.segmentation.as_str(), f.error.as_str()))
         .collect();
-    assert_eq!(failed.len(), 2, "{failed:?}");
-    assert_eq!(failed[0].0, "broken");
-    assert!(failed[0].1.contains("size = = 'M'"), "{}", failed[0].1);
-    assert_eq!(failed[1].0, "mistyped");
-    assert!(failed[1].1.contains("no_such_function"), "{}", failed[1].1);
+    // In the order of their names (the stored definitions').
+    let want = [
+        ("alloc", "function `repeat` is not one of"),
+        ("broken", "size = = 'M'"),
+        ("cross", "subqueries are not allowed"),
+        ("mistyped", "function `no_such_function` is not one of"),
+        ("trailing", "the end of the filter"),
+    ];
+    assert_eq!(failed.len(), want.len(), "{failed:?}");
+    for ((name, error), (want_name, says)) in failed.iter().zip(want) {
+        assert_eq!(*name, want_name);
+        assert!(error.contains(says), "{name}: {error}");
+    }
 }

@@ -35,8 +35,19 @@ pub struct Common {
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
     /// Any setting as `section.key=value`, e.g. `--set ingest.flush_rows=1000`.
-    #[arg(long, value_name = "SECTION.KEY=VALUE")]
+    #[arg(long, value_name = "SECTION.KEY=VALUE", value_parser = setting)]
     pub set: Vec<String>,
+}
+
+/// A `--set` value: `section.key=value` with a key, else a usage error (exit 2) rather
+/// than a setting silently not made.
+fn setting(s: &str) -> Result<String, String> {
+    match s.split_once('=') {
+        Some((k, _)) if !k.trim().is_empty() => Ok(s.to_owned()),
+        _ => Err(format!(
+            "`{s}` is not SECTION.KEY=VALUE (e.g. ingest.flush_rows=1000)"
+        )),
+    }
 }
 
 /// The subcommands.

@@ -1,5 +1,6 @@
-//! The `spectra` binary itself: every command of the contract (§5) is there, and the
-//! binary says which sources it was built from.
+//! The `spectra` binary itself: every command of the contract (§5) is there, a
+//! malformed `--set` is a usage error, and the binary says which sources it was built
+//! from.
 //!
 //! Being an integration test of the `spectra` package, this file also makes
 //! `cargo test --release --workspace` build the binary from the sources under test before any
@@ -48,6 +49,22 @@ fn every_contract_command_is_offered() {
                 "`spectra {cmd} --help` lacks {flag}:\n{h}"
             );
         }
+    }
+}
+
+#[test]
+fn a_setting_without_a_value_is_a_usage_error() {
+    for bad in ["ingest.flush_rows", "=5"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_spectra"))
+            .args(["aggregate", "--once", "--set", bad])
+            .output()
+            .expect("run spectra");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(
+            err.contains("is not SECTION.KEY=VALUE (e.g."),
+            "{bad}: {err}"
+        );
     }
 }
 

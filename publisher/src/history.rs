@@ -111,25 +111,26 @@ impl History {
 }
 
 /// Histories built, shared by requests: the two most recently used, each for an end
-/// date and the run it was built for (a new run, from a re-rolled day included, builds
-/// it again). One build at a time: concurrent requests for a new one wait for the first.
+/// date and the runs it was built for (the latest run of every segmentation served: a
+/// new run, from a re-rolled day included, builds it again). One build at a time:
+/// concurrent requests for a new one wait for the first.
 #[derive(Clone, Default)]
 pub struct Histories {
     recent: Arc<tokio::sync::Mutex<Vec<Built>>>,
 }
 
-/// A history with its key: end date and run.
+/// A history with its key: end date and runs.
 type Built = (String, Arc<History>);
 
 impl Histories {
-    /// The history ending at `to` as of the run `run_id`.
+    /// The history ending at `to` as of the runs `runs` (their ids).
     pub async fn get(
         &self,
         storage: &Storage,
         to: NaiveDate,
-        run_id: &str,
+        runs: &str,
     ) -> Result<Arc<History>, Error> {
-        let key = format!("{to} {run_id}");
+        let key = format!("{to} {runs}");
         let mut recent = self.recent.lock().await;
         if let Some(i) = recent.iter().position(|(k, _)| *k == key) {
             let hit = recent.remove(i);
@@ -139,7 +140,7 @@ impl Histories {
         }
         let started = std::time::Instant::now();
         let h = Arc::new(History::build(storage, to).await?);
-        tracing::info!(%to, run_id, outlets = h.rows.len(), ms = started.elapsed().as_millis() as u64,
+        tracing::info!(%to, runs, outlets = h.rows.len(), ms = started.elapsed().as_millis() as u64,
             "built the outlets' weekly history");
         recent.insert(0, (key, h.clone()));
         recent.truncate(2);

@@ -186,6 +186,28 @@ pub async fn deliver(
     d.finish().await
 }
 
+/// Produces one message and waits for its acknowledgement: its offset on the topic.
+pub async fn deliver_one(
+    producer: &FutureProducer,
+    m: &Outgoing,
+    metrics: &PublishMetrics,
+) -> Result<i64, Error> {
+    let mut rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(&m.topic).key(&m.key);
+    if let Some(v) = &m.value {
+        rec = rec.payload(v);
+    }
+    let (_, offset) = producer
+        .send(rec, Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| Error::Deliver {
+            topic: m.topic.clone(),
+            key: m.key.clone(),
+            source: Box::new(e),
+        })?;
+    metrics.published(&m.topic, m.change);
+    Ok(offset)
+}
+
 /// The compacted view of a topic's keys starting with `prefix`, as its consumers see
 /// it: read from the beginning to every partition's end, the last value per key
 /// (a tombstone removes it).
@@ -301,7 +323,7 @@ pub fn spawn_metadata_feed(
                                 }
                             },
                         };
-                        if store.apply(&key, value) && tx.is_none() {
+                        if store.apply(&key, value, m.offset()) && tx.is_none() {
                             tracing::info!(key, "segment metadata changed");
                             changed.notify_one();
                         }

@@ -139,10 +139,12 @@ impl MetadataUpdate {
     }
 }
 
-/// The current metadata of every segment, shared by the publisher loop and the API.
+/// The current metadata of every segment, shared by the publisher loop and the API,
+/// each with the offset of the message it came from on the metadata topic (a key
+/// always lands in the same partition, so its offsets order its values).
 #[derive(Clone, Default)]
 pub struct MetadataStore {
-    inner: Arc<RwLock<HashMap<(String, String), SegmentMetadata>>>,
+    inner: Arc<RwLock<HashMap<(String, String), (SegmentMetadata, i64)>>>,
 }
 
 impl MetadataStore {
@@ -150,30 +152,37 @@ impl MetadataStore {
     pub fn get(&self, segmentation: &str, segment_id: &str) -> Option<SegmentMetadata> {
         self.read()
             .get(&(segmentation.to_owned(), segment_id.to_owned()))
-            .cloned()
+            .map(|(m, _)| m.clone())
     }
 
-    /// Applies a message of the topic (`None` = tombstone); true when it changed
-    /// anything.
-    pub fn apply(&self, key: &str, value: Option<SegmentMetadata>) -> bool {
+    /// Applies the message at `offset` of the topic (`None` = tombstone), unless the
+    /// store holds a later message of the key already: the API applies its own write
+    /// at once, and the feed reads it back later, perhaps after a newer one. True when
+    /// it changed anything.
+    pub fn apply(&self, key: &str, value: Option<SegmentMetadata>, offset: i64) -> bool {
         let Some((seg, id)) = key.split_once(':') else {
             return false;
         };
         let k = (seg.to_owned(), id.to_owned());
         let mut m = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if m.get(&k).is_some_and(|(_, at)| *at >= offset) {
+            return false;
+        }
         match value {
             None => m.remove(&k).is_some(),
             Some(v) => {
-                let same = m.get(&k).is_some_and(|old| {
+                let same = m.get(&k).is_some_and(|(old, _)| {
                     old.name == v.name && old.description == v.description && old.tags == v.tags
                 });
-                m.insert(k, v);
+                m.insert(k, (v, offset));
                 !same
             }
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<(String, String), SegmentMetadata>> {
+    fn read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, HashMap<(String, String), (SegmentMetadata, i64)>> {
         self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -227,12 +236,19 @@ mod tests {
     #[test]
     fn store_reports_real_changes_only() {
         let s = MetadataStore::default();
-        assert!(s.apply("mix:S1", Some(base())));
+        assert!(s.apply("mix:S1", Some(base()), 1));
         let mut again = base();
         again.updated_at = "later".into();
-        assert!(!s.apply("mix:S1", Some(again)));
-        assert!(s.apply("mix:S1", None));
+        assert!(!s.apply("mix:S1", Some(again), 2));
+        // An older message read back after a newer one changes nothing.
+        let mut newer = base();
+        newer.name = "Newer".into();
+        assert!(s.apply("mix:S1", Some(newer), 5));
+        assert!(!s.apply("mix:S1", Some(base()), 3));
+        assert_eq!(s.get("mix", "S1").unwrap().name, "Newer");
+        assert!(!s.apply("mix:S1", None, 4));
+        assert!(s.apply("mix:S1", None, 6));
         assert!(s.get("mix", "S1").is_none());
-        assert!(!s.apply("no-colon", None));
+        assert!(!s.apply("no-colon", None, 7));
     }
 }

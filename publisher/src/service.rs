@@ -156,6 +156,7 @@ pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Se
             producer: producer.clone(),
             metrics: metrics.clone(),
             changed: changed.clone(),
+            metadata_edit: Arc::default(),
         };
         let router =
             crate::api::router(state).merge(spectra_core::admin::router(ctx.admin_state()));

@@ -1,5 +1,6 @@
 //! Stored definitions drive the segment service (`spectra_core::tables::definitions`):
-//! an edit of a run parameter is due at once on the same features; an edit of the
+//! an edit of a run parameter is due at once on the same features (k turned "auto"
+//! over a range that excludes the current k is chosen over it); an edit of the
 //! level waits for features rolled up for it; a draft runs beside its segmentation
 //! without touching it; a split and a merge by hand change only the segments they
 //! name; a retired segmentation stops. The features are the real
@@ -215,6 +216,21 @@ async fn edits_run_at_once_level_edits_wait_for_their_features_and_drafts_run_ap
         names.len() + 1,
         features["features"].as_array().unwrap().len()
     );
+
+    // A fixed k (4) turned "auto" over a range above it: k is chosen over the new
+    // range at once, not stepped one segment at a time (never back into the range).
+    edit(&storage, "mix", Action::Edited, |d| {
+        d.k = KSpec::Auto("auto".into());
+        d.k_range = [6, 8];
+    })
+    .await;
+    let s = once(&cfg, &ctx).await;
+    let run = s
+        .runs
+        .iter()
+        .find(|r| r.run_id == "mix/2026-11-01/7")
+        .unwrap_or_else(|| panic!("{s:?}"));
+    assert!((6..=8).contains(&run.segments), "{run:?}");
 
     // Retired: neither it nor its draft runs any more.
     let cur = definitions::current(&storage, "mix")

@@ -453,6 +453,23 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         json!(["#premium", "#coffee"])
     );
 
+    // Two edits of one segment at once, of different fields: neither is lost.
+    let put = |b: Value| c.put(&url).bearer_auth("s3cret").json(&b).send();
+    for i in 0..6 {
+        let (a, b) = tokio::join!(
+            put(json!({"description": format!("d{i}")})),
+            put(json!({"tags": [format!("#t{i}")]}))
+        );
+        assert_eq!(a.unwrap().status(), 200);
+        assert_eq!(b.unwrap().status(), 200);
+        let (_, p) = get_json(&c, &url).await;
+        assert_eq!(
+            (&p["description"], &p["tags"]),
+            (&json!(format!("d{i}")), &json!([format!("#t{i}")])),
+            "edits {i}"
+        );
+    }
+
     // Metrics count requests by route and messages by change.
     let metrics = c
         .get(format!("{base}/metrics"))

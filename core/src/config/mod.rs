@@ -586,6 +586,44 @@ mod tests {
             ] {
                 assert!(e.contains(want), "{want} not in {e}");
             }
+            // Values a run cannot live with: non-finite numbers (stored as JSON they
+            // would become null and every later read of the definitions fail), windows
+            // past any date, more segments than a run can fit.
+            jail.create_file(
+                "unbounded.toml",
+                &format!(
+                    r#"
+                    [[segmentation]]
+                    name = "a"
+                    level = "sku"
+                    min_value = nan
+                    kpi_weight = inf
+                    window_days = 3000000000
+                    recent_days = 40000
+                    k = 5000
+                    [[segmentation]]
+                    name = "b"
+                    level = "sku"
+                    k_range = [2, 500]
+                    filter = "{}"
+                    "#,
+                    "x".repeat(3000)
+                ),
+            )?;
+            let e = Config::load(Some(Path::new("unbounded.toml")), &NoFlags {})
+                .unwrap_err()
+                .to_string();
+            for want in [
+                "`a`: min_value must be finite",
+                "`a`: kpi_weight must be finite",
+                "`a`: window_days must be between 1 and 36600",
+                "`a`: recent_days must be at most 36600",
+                "`a`: k must be between 1 and 1000",
+                "`b`: k_range [2, 500]",
+                "`b`: filter must be at most 2000 bytes",
+            ] {
+                assert!(e.contains(want), "{want} not in {e}");
+            }
             jail.create_file("unknown.toml", "[kafka]\nbrokerz = \"x\"\n")?;
             let e = Config::load(Some(Path::new("unknown.toml")), &NoFlags {})
                 .unwrap_err()

@@ -240,6 +240,17 @@ fn fingerprint(v: &serde_json::Value) -> String {
         .collect()
 }
 
+/// The longest window (and recent window) a segmentation may ask for: a hundred years,
+/// far past any history (`ingest.max_age_days` may be raised to load old files), and
+/// every date arithmetic of a window stays in range.
+pub const MAX_WINDOW_DAYS: u32 = 36_600;
+/// The most segments a fixed `k` may ask for.
+pub const MAX_K: usize = 1000;
+/// The highest `k_range` bound: "auto" fits k-means once for every k of the range.
+pub const MAX_AUTO_K: usize = 100;
+/// The longest `filter`.
+pub const MAX_FILTER_BYTES: usize = 2000;
+
 impl SegmentationConfig {
     pub(super) fn problems(&self, out: &mut Vec<String>) {
         let n = &self.name;
@@ -266,9 +277,26 @@ impl SegmentationConfig {
                 self.level
             ));
         }
-        if self.window_days == 0 {
+        if !(1..=MAX_WINDOW_DAYS).contains(&self.window_days) {
             out.push(format!(
-                "segmentation `{n}`: window_days must be at least 1"
+                "segmentation `{n}`: window_days must be between 1 and {MAX_WINDOW_DAYS}"
+            ));
+        }
+        if self.recent_days > MAX_WINDOW_DAYS {
+            out.push(format!(
+                "segmentation `{n}`: recent_days must be at most {MAX_WINDOW_DAYS}"
+            ));
+        }
+        if !self.min_value.is_finite() {
+            out.push(format!("segmentation `{n}`: min_value must be finite"));
+        }
+        if self
+            .filter
+            .as_ref()
+            .is_some_and(|f| f.len() > MAX_FILTER_BYTES)
+        {
+            out.push(format!(
+                "segmentation `{n}`: filter must be at most {MAX_FILTER_BYTES} bytes"
             ));
         }
         if let Some(h) = self.half_life_days {
@@ -279,17 +307,18 @@ impl SegmentationConfig {
             }
         }
         match &self.k {
-            KSpec::Fixed(k) if *k < 1 => {
-                out.push(format!("segmentation `{n}`: k must be at least 1"))
-            }
+            KSpec::Fixed(k) if !(1..=MAX_K).contains(k) => out.push(format!(
+                "segmentation `{n}`: k must be between 1 and {MAX_K}"
+            )),
             KSpec::Auto(s) if s != "auto" => out.push(format!(
                 "segmentation `{n}`: k is `{s}`; use a number or \"auto\""
             )),
             _ => {}
         }
-        if self.k_range[0] < 2 || self.k_range[0] > self.k_range[1] {
+        if self.k_range[0] < 2 || self.k_range[0] > self.k_range[1] || self.k_range[1] > MAX_AUTO_K
+        {
             out.push(format!(
-                "segmentation `{n}`: k_range {:?} must be [low, high] with 2 ≤ low ≤ high",
+                "segmentation `{n}`: k_range {:?} must be [low, high] with 2 ≤ low ≤ high ≤ {MAX_AUTO_K}",
                 self.k_range
             ));
         }
@@ -306,8 +335,10 @@ impl SegmentationConfig {
                 "segmentation `{n}`: change_score must be finite and fit_score finite and ≥ 0"
             ));
         }
-        if self.kpi_weight.is_nan() || self.kpi_weight < 0.0 {
-            out.push(format!("segmentation `{n}`: kpi_weight must be ≥ 0"));
+        if !self.kpi_weight.is_finite() || self.kpi_weight < 0.0 {
+            out.push(format!(
+                "segmentation `{n}`: kpi_weight must be finite and ≥ 0"
+            ));
         }
         if self.exclude.len() > 1000 || self.exclude.iter().any(|v| v.is_empty() || v.len() > 200) {
             out.push(format!(

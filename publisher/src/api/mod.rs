@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 use spectra_core::Config;
 use tokio::sync::Notify;
 
-use crate::kafka::{deliver, Outgoing};
+use crate::kafka::{deliver_one, Outgoing};
 use crate::metadata::{MetadataStore, MetadataUpdate, SegmentMetadata};
 use crate::metrics::{PublishMetrics, RequestLabels};
 use crate::snapshot::{Snapshot, Snapshots};
@@ -50,6 +50,10 @@ pub struct AppState {
     pub metrics: PublishMetrics,
     /// Wakes the publish loop (a name or tag changed).
     pub changed: Arc<Notify>,
+    /// Held by an edit of a segment's name, description or tags from reading the
+    /// current label to applying the new one: two edits at once of different fields
+    /// each keep the other's.
+    pub metadata_edit: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// An error response: a status and a sentence.
@@ -293,6 +297,7 @@ async fn put_segment(
             format!("the body is not a valid update ({e}); send JSON like {{\"name\": \"Coffee-led convenience\", \"description\": \"…\", \"tags\": [\"#premium\"]}}"),
         )
     })?;
+    let _edit = s.metadata_edit.lock().await;
     let current = s.metadata.get(&name, &id).unwrap_or_else(|| {
         let l = snap.label(&s.metadata, &id);
         SegmentMetadata {
@@ -314,8 +319,8 @@ async fn put_segment(
         value: Some(serde_json::to_vec(&next).expect("metadata serializes")),
         change: "metadata",
     };
-    deliver(&s.producer, std::slice::from_ref(&msg), &s.metrics).await?;
-    s.metadata.apply(&msg.key, Some(next.clone()));
+    let offset = deliver_one(&s.producer, &msg, &s.metrics).await?;
+    s.metadata.apply(&msg.key, Some(next.clone()), offset);
     s.changed.notify_one();
     tracing::info!(segmentation = %name, segment_id = %id, name = %next.name, tags = ?next.tags, by = %next.updated_by, "segment metadata set");
     Ok(Json(next))
@@ -382,6 +387,7 @@ mod tests {
             metadata: MetadataStore::default(),
             metrics: PublishMetrics::register(&ctx.metrics),
             changed: Arc::new(Notify::new()),
+            metadata_edit: Arc::default(),
         };
         let app = router(state).merge(spectra_core::admin::router(ctx.admin_state()));
         let addr = spectra_core::admin::serve("127.0.0.1:0", app, ctx.shutdown.clone())

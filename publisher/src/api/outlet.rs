@@ -197,10 +197,27 @@ pub(super) async fn outlet(
     Path(id): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let snaps = all_snapshots(&s, q.segmentation.as_deref()).await?;
+    let mut snaps = s.snapshots.served(&s.cfg).await?;
+    // One weekly history for every outlet and segmentation: the weeks ending at the
+    // latest as-of of the runs served, built again when any of those runs changes (keyed
+    // by one segmentation's run, requests for others' outlets built it again each time:
+    // at a million outlets, seconds a request under one lock).
+    let history_of = snaps
+        .iter()
+        .map(|(snap, _)| snap.run.latest.as_of)
+        .max()
+        .map(|to| {
+            let mut runs: Vec<&str> = snaps
+                .iter()
+                .map(|(snap, _)| snap.run.latest.run_id.as_str())
+                .collect();
+            runs.sort_unstable();
+            (to, runs.join(" "))
+        });
+    let only = q.segmentation.as_deref();
+    snaps.retain(|(snap, _)| only.is_none_or(|o| o == snap.segmentation()));
     let mut master = None;
     let mut views = Vec::new();
-    let mut latest: Option<(chrono::NaiveDate, String)> = None;
     for (snap, definition) in &snaps {
         let k = snap.kpi(&id);
         if master.is_none() {
@@ -210,12 +227,6 @@ pub(super) async fn outlet(
         let Some(a) = snap.assignment(&id) else {
             continue;
         };
-        if latest
-            .as_ref()
-            .is_none_or(|(d, _)| *d < snap.run.latest.as_of)
-        {
-            latest = Some((snap.run.latest.as_of, snap.run.latest.run_id.clone()));
-        }
         let l = snap.label(&s.metadata, &a.segment_id);
         let seg = snap.profiles.iter().find(|p| p.segment_id == a.segment_id);
         // Pinned by hand (the stored definition's pins; a segmentation that no longer
@@ -285,12 +296,11 @@ pub(super) async fn outlet(
         )));
     }
     let m = master.unwrap_or_default();
-    // The weeks ending at the latest run's as-of date, from the index built for it.
-    let history = match latest {
-        Some((to, run_id)) => s
+    let history = match history_of {
+        Some((to, runs)) => s
             .snapshots
             .histories()
-            .get(s.snapshots.storage(), to, &run_id)
+            .get(s.snapshots.storage(), to, &runs)
             .await?
             .weeks(&id)
             .into_iter()

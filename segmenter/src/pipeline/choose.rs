@@ -151,9 +151,26 @@ pub(super) fn cluster(
         KSpec::Fixed(k) => Some(k),
         KSpec::Auto(_) => None,
     };
+    // "auto" with a previous k outside `k_range` (the range was edited, or a fixed k
+    // became "auto"): k chosen over the range as in a first run, the segments re-seeded
+    // at it. A re-evaluation alone would step one segment at a time, and only within
+    // the range: never back into it.
+    let mut selection = None;
+    let target = match fixed {
+        Some(k) => Some(k),
+        None if !(lo..=hi).contains(&old_k) => {
+            if n <= lo {
+                return Err(too_few(lo + 1));
+            }
+            let s = choose_k(x, None, lo..=hi.min(n - 1), &auto).map_err(err)?;
+            selection = Some(KSelectionReport::from(&s));
+            Some(s.best_k)
+        }
+        None => None,
+    };
     let reseed =
-        fixed.is_some_and(|k| k != old_k) || p.model.feature_overlap(names) < MIN_FEATURE_OVERLAP;
-    let k = fixed.unwrap_or(old_k);
+        target.is_some_and(|k| k != old_k) || p.model.feature_overlap(names) < MIN_FEATURE_OVERLAP;
+    let k = target.unwrap_or(old_k);
     if n < k {
         return Err(too_few(k));
     }
@@ -221,8 +238,9 @@ pub(super) fn cluster(
     };
     let mut outcome = run(x, None, Some(previous_of(&start)), config).map_err(err)?;
     let mut restructure = None;
-    let mut evaluated = false;
-    if fixed.is_none() {
+    // k chosen over the range above is this run's evaluation.
+    let mut evaluated = selection.is_some();
+    if fixed.is_none() && selection.is_none() {
         let labels: Vec<usize> = outcome.assignments.iter().map(|a| a.segment).collect();
         let now = silhouette(x, &labels, SILHOUETTE_SAMPLE, seg.seed);
         let check = &p.model.k_check;
@@ -278,7 +296,7 @@ pub(super) fn cluster(
         outcome,
         created,
         retired,
-        k_selection: None,
+        k_selection: selection,
         restructure,
         evaluated,
         by_hand,

@@ -196,7 +196,7 @@ pub async fn deliver_one(
     if let Some(v) = &m.value {
         rec = rec.payload(v);
     }
-    let (_, offset) = producer
+    let delivered = producer
         .send(rec, Duration::from_secs(30))
         .await
         .map_err(|(e, _)| Error::Deliver {
@@ -205,7 +205,7 @@ pub async fn deliver_one(
             source: Box::new(e),
         })?;
     metrics.published(&m.topic, m.change);
-    Ok(offset)
+    Ok(delivered.offset)
 }
 
 /// The compacted view of a topic's keys starting with `prefix`, as its consumers see

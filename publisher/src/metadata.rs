@@ -144,8 +144,11 @@ impl MetadataUpdate {
 /// always lands in the same partition, so its offsets order its values).
 #[derive(Clone, Default)]
 pub struct MetadataStore {
-    inner: Arc<RwLock<HashMap<(String, String), (SegmentMetadata, i64)>>>,
+    inner: Arc<RwLock<Labels>>,
 }
+
+/// Every segment's metadata by (segmentation, segment id), with its message's offset.
+type Labels = HashMap<(String, String), (SegmentMetadata, i64)>;
 
 impl MetadataStore {
     /// The metadata of a segment, if people set any.
@@ -180,9 +183,7 @@ impl MetadataStore {
         }
     }
 
-    fn read(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, HashMap<(String, String), (SegmentMetadata, i64)>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Labels> {
         self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -144,6 +144,14 @@ pub enum Command {
         /// Wall-clock milliseconds per simulated day (interactive mode).
         #[arg(long, default_value_t = 1000)]
         day_ms: u64,
+        /// TOML config file over the demo's own settings (segmentations, topic names,
+        /// tokens, …; `SPECTRA__SECTION__KEY` variables too). The embedded broker, the
+        /// store and the console address stay the demo's.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Any setting as `section.key=value`, over the config file.
+        #[arg(long, value_name = "SECTION.KEY=VALUE", value_parser = setting)]
+        set: Vec<String>,
     },
     /// A synthetic distributor feed with planted segments, to Kafka or to files.
     Generate {

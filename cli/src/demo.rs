@@ -34,20 +34,39 @@ pub struct DemoOptions {
     pub dir: Option<PathBuf>,
     /// Wall-clock milliseconds per simulated day (interactive mode).
     pub day_ms: u64,
+    /// A config file over the demo's settings.
+    pub config: Option<PathBuf>,
+    /// `--set` overrides over it, as `(key path, value)`.
+    pub settings: Vec<(String, serde_json::Value)>,
 }
 
-fn demo_config(brokers: &str, storage: &str, listen: &str) -> Config {
-    let mut cfg = Config::default();
+/// The demo's settings, then the config file, `SPECTRA__…` variables and `--set` over
+/// them (every subcommand takes a config file); the embedded broker, the store and the
+/// console address stay the demo's.
+fn demo_config(
+    brokers: &str,
+    storage: &str,
+    listen: &str,
+    file: Option<&std::path::Path>,
+    settings: &[(String, serde_json::Value)],
+) -> anyhow::Result<Config> {
+    let mut cfg = Config::load_flags_over(demo_defaults(), file, settings)?;
     cfg.kafka.brokers = brokers.to_owned();
-    cfg.kafka.partitions = 3;
-    cfg.kafka.session_timeout_ms = 6000;
     cfg.storage.url = storage.to_owned();
-    cfg.admin.listen = "127.0.0.1:0".into();
     cfg.publish.listen = listen.to_owned();
-    cfg.publish.api_token = "demo-token".into();
-    cfg.publish.poll_seconds = 1;
     // The embedded mock broker can neither describe nor compact topics.
     cfg.publish.require_compacted_topics = false;
+    Ok(cfg)
+}
+
+/// The demo's own settings.
+fn demo_defaults() -> Config {
+    let mut cfg = Config::default();
+    cfg.kafka.partitions = 3;
+    cfg.kafka.session_timeout_ms = 6000;
+    cfg.admin.listen = "127.0.0.1:0".into();
+    cfg.publish.api_token = "demo-token".into();
+    cfg.publish.poll_seconds = 1;
     cfg.aggregate.poll_seconds = 2;
     cfg.segment.poll_seconds = 2;
     cfg.ingest.flush_age_ms = 500;
@@ -85,7 +104,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&dir)?;
     let storage_url = format!("file://{}", dir.canonicalize()?.display());
-    let cfg = demo_config(&brokers, &storage_url, &opts.listen);
+    let cfg = demo_config(
+        &brokers,
+        &storage_url,
+        &opts.listen,
+        opts.config.as_deref(),
+        &opts.settings,
+    )?;
     // The mock broker does not serve CreateTopics: create every topic up front.
     let t = &cfg.kafka.topics;
     for topic in [
@@ -225,7 +250,7 @@ async fn story_once(cfg: &Config, feed_opts: FeedOptions) -> anyhow::Result<()> 
     println!(
         "{}",
         json!({
-            "segmentation": "category-mix",
+            "segmentation": run.run_id.split('/').next().unwrap_or_default(),
             "run_id": run.run_id,
             "segments": sizes,
             "outlets": assignments.len(),

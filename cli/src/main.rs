@@ -48,13 +48,20 @@ fn overrides(c: &Common) -> Vec<(String, Value)> {
     .into_iter()
     .filter_map(|(k, v)| Some((k.to_owned(), json!(v.as_ref()?))))
     .collect();
-    for kv in &c.set {
-        if let Some((k, v)) = kv.split_once('=') {
-            let v = serde_json::from_str::<Value>(v).unwrap_or_else(|_| json!(v));
-            out.push((k.trim().to_owned(), v));
-        }
-    }
+    out.extend(settings(&c.set));
     out
+}
+
+/// `--set section.key=value` flags as `(key path, value)` pairs: the value as JSON when
+/// it reads as JSON, else as text.
+fn settings(set: &[String]) -> Vec<(String, Value)> {
+    set.iter()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| {
+            let v = serde_json::from_str::<Value>(v).unwrap_or_else(|_| json!(v));
+            (k.trim().to_owned(), v)
+        })
+        .collect()
 }
 
 fn load_config(c: &Common) -> anyhow::Result<Config> {
@@ -203,6 +210,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             dir,
             day_ms,
+            config,
+            set,
         } => {
             // Quiet by default: the demo prints its own story (RUST_LOG overrides).
             telemetry::init_logging(&spectra_core::config::LogConfig {
@@ -219,6 +228,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 listen,
                 dir,
                 day_ms,
+                config,
+                settings: settings(&set),
             })
             .await
         }

@@ -1,6 +1,7 @@
 //! `spectra demo`: the story once (`--once`) recovers the planted segments; the
-//! interactive demo serves the console, and kcat reads `segment-assignments` from the
-//! embedded broker at the address it prints.
+//! interactive demo serves the console, and kcat reads the assignments topic (named by
+//! the `--config` file it was given, as every subcommand takes one) from the embedded
+//! broker at the address it prints.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -45,6 +46,12 @@ fn demo_once_recovers_the_planted_segments() {
 #[test]
 fn demo_serves_the_console_and_kcat_reads_assignments() {
     let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("demo.toml");
+    std::fs::write(
+        &config,
+        "[kafka.topics]\nassignments = \"demo-assignments\"\n",
+    )
+    .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -62,8 +69,10 @@ fn demo_serves_the_console_and_kcat_reads_assignments() {
             "50",
             "--listen",
             &listen,
-            "--dir",
+            "--config",
         ])
+        .arg(&config)
+        .arg("--dir")
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.path().join("demo.log")).unwrap())
@@ -91,7 +100,7 @@ fn demo_serves_the_console_and_kcat_reads_assignments() {
                 &broker,
                 "-C",
                 "-t",
-                "segment-assignments",
+                "demo-assignments",
                 "-e",
                 "-q",
                 "-f",

@@ -403,15 +403,32 @@ impl Config {
     /// Like [`Config::load`], with the overrides as `(key path, value)` pairs
     /// (`("kafka.topics.invoices", "x")`): figment nests each key path itself.
     pub fn load_flags(file: Option<&Path>, flags: &[(String, serde_json::Value)]) -> Result<Self> {
-        let fig = flags.iter().fold(Self::layers(file)?, |fig, (key, value)| {
-            fig.merge(Serialized::default(key, value))
-        });
+        Self::load_flags_over(Config::default(), file, flags)
+    }
+
+    /// Like [`Config::load_flags`], over `base` instead of the defaults (the demo's
+    /// own settings).
+    pub fn load_flags_over(
+        base: Config,
+        file: Option<&Path>,
+        flags: &[(String, serde_json::Value)],
+    ) -> Result<Self> {
+        let fig = flags
+            .iter()
+            .fold(Self::layers_over(base, file)?, |fig, (key, value)| {
+                fig.merge(Serialized::default(key, value))
+            });
         Self::extract(fig)
     }
 
     /// Defaults, the TOML file, the environment.
     fn layers(file: Option<&Path>) -> Result<Figment> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        Self::layers_over(Config::default(), file)
+    }
+
+    /// `base`, the TOML file, the environment.
+    fn layers_over(base: Config, file: Option<&Path>) -> Result<Figment> {
+        let mut fig = Figment::from(Serialized::defaults(base));
         if let Some(f) = file {
             if !f.exists() {
                 return Err(Error::Config(vec![format!(

@@ -204,9 +204,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// After a request that may write (any but `GET` and `HEAD`: a definition, a pin, a
-/// release), the served runs are found again on the next read
-/// ([`Snapshots::forget_served`]).
+/// After a request that wrote (any but `GET` and `HEAD` that succeeded: a definition,
+/// a pin, a release), the served runs are found again on the next read
+/// ([`Snapshots::forget_served`]); a refused one (401, 400, …) changed nothing, and
+/// anybody could send those to make every read find them again.
 async fn forget_served_on_write(
     State(snapshots): State<Snapshots>,
     req: Request,
@@ -217,7 +218,7 @@ async fn forget_served_on_write(
         axum::http::Method::GET | axum::http::Method::HEAD
     );
     let resp = next.run(req).await;
-    if writes {
+    if writes && resp.status().is_success() {
         snapshots.forget_served();
     }
     resp

@@ -93,39 +93,23 @@ pub fn filter_columns(seg: &SegmentationConfig) -> Result<BTreeSet<String>, Erro
     // functions. The filter runs as SQL once per pass; a cross join or a function that
     // allocates at will would hold every segmentation's pass after it.
     // (A table can only appear inside a subquery.)
-    let mut refused: Option<String> = None;
-    let _ = visit_expressions(&expr, |e| {
-        let why = match e {
+    let mut names = BTreeSet::new();
+    let refused = visit_expressions(&expr, |e| {
+        match e {
             Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
-                Some("subqueries are not allowed".to_owned())
+                return ControlFlow::Break("subqueries are not allowed".to_owned());
             }
             Expr::Function(fun) => {
                 let name = fun.name.to_string().to_lowercase();
-                (!FILTER_FUNCTIONS.contains(&name.as_str())
-                    || matches!(fun.args, FunctionArguments::Subquery(_)))
-                .then(|| {
-                    format!(
+                if !FILTER_FUNCTIONS.contains(&name.as_str())
+                    || matches!(fun.args, FunctionArguments::Subquery(_))
+                {
+                    return ControlFlow::Break(format!(
                         "function `{name}` is not one of {}",
                         FILTER_FUNCTIONS.join(", ")
-                    )
-                })
+                    ));
+                }
             }
-            _ => None,
-        };
-        match why {
-            Some(w) => {
-                refused.get_or_insert(w);
-                ControlFlow::Break(())
-            }
-            None => ControlFlow::Continue(()),
-        }
-    });
-    if let Some(why) = refused {
-        return Err(bad(why));
-    }
-    let mut names = BTreeSet::new();
-    let _ = visit_expressions(&expr, |e| {
-        match e {
             Expr::Identifier(i) => {
                 names.insert(i.value.clone());
             }
@@ -136,8 +120,11 @@ pub fn filter_columns(seg: &SegmentationConfig) -> Result<BTreeSet<String>, Erro
             }
             _ => {}
         }
-        ControlFlow::<()>::Continue(())
+        ControlFlow::Continue(())
     });
+    if let ControlFlow::Break(why) = refused {
+        return Err(bad(why));
+    }
     Ok(names)
 }
 

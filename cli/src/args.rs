@@ -36,19 +36,26 @@ pub struct Common {
     pub log_format: Option<String>,
     /// Any setting as `section.key=value`, e.g. `--set ingest.flush_rows=1000`.
     #[arg(long, value_name = "SECTION.KEY=VALUE", value_parser = setting)]
-    pub set: Vec<String>,
+    pub set: Vec<Setting>,
 }
 
-/// A `--set` value: `section.key=value` with a key, else a usage error (exit 2) rather
-/// than a setting silently not made.
-fn setting(s: &str) -> Result<String, String> {
+/// A `--set` value as a `(key path, value)` override: `section.key=value` with a key
+/// (the value as JSON when it reads as JSON, else as text), else a usage error (exit 2)
+/// rather than a setting silently not made.
+fn setting(s: &str) -> Result<Setting, String> {
     match s.split_once('=') {
-        Some((k, _)) if !k.trim().is_empty() => Ok(s.to_owned()),
+        Some((k, v)) if !k.trim().is_empty() => {
+            let v = serde_json::from_str(v).unwrap_or_else(|_| serde_json::json!(v));
+            Ok((k.trim().to_owned(), v))
+        }
         _ => Err(format!(
             "`{s}` is not SECTION.KEY=VALUE (e.g. ingest.flush_rows=1000)"
         )),
     }
 }
+
+/// A `--set` override: key path and value.
+pub type Setting = (String, serde_json::Value);
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -151,7 +158,7 @@ pub enum Command {
         config: Option<PathBuf>,
         /// Any setting as `section.key=value`, over the config file.
         #[arg(long, value_name = "SECTION.KEY=VALUE", value_parser = setting)]
-        set: Vec<String>,
+        set: Vec<Setting>,
     },
     /// A synthetic distributor feed with planted segments, to Kafka or to files.
     Generate {

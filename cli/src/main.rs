@@ -48,20 +48,8 @@ fn overrides(c: &Common) -> Vec<(String, Value)> {
     .into_iter()
     .filter_map(|(k, v)| Some((k.to_owned(), json!(v.as_ref()?))))
     .collect();
-    out.extend(settings(&c.set));
+    out.extend(c.set.iter().cloned());
     out
-}
-
-/// `--set section.key=value` flags as `(key path, value)` pairs: the value as JSON when
-/// it reads as JSON, else as text.
-fn settings(set: &[String]) -> Vec<(String, Value)> {
-    set.iter()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| {
-            let v = serde_json::from_str::<Value>(v).unwrap_or_else(|_| json!(v));
-            (k.trim().to_owned(), v)
-        })
-        .collect()
 }
 
 fn load_config(c: &Common) -> anyhow::Result<Config> {
@@ -229,7 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 dir,
                 day_ms,
                 config,
-                settings: settings(&set),
+                settings: set,
             })
             .await
         }

@@ -101,6 +101,15 @@ impl PartitionState {
         self.orphans
             .extend(i.objects.into_iter().map(|path| Orphan { path, since_ms }));
     }
+
+    /// The objects this state names as not committed: its pending batch's and the
+    /// orphans still to delete.
+    pub fn uncommitted(&self) -> impl Iterator<Item = &str> {
+        let pending = self.pending.iter().flat_map(|i| i.objects.iter());
+        pending
+            .map(String::as_str)
+            .chain(self.orphans.iter().map(|o| o.path.as_str()))
+    }
 }
 
 /// An object that may have been written by a fenced writer.
@@ -158,17 +167,6 @@ pub fn object_partition(path: &str) -> Option<(String, i32)> {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     (digits(epoch) && digits(last) && digits(first) && !topic.is_empty())
         .then(|| (topic.to_owned(), partition))
-}
-
-impl PartitionState {
-    /// The objects this state names as not committed: its pending batch's and the
-    /// orphans still to delete.
-    pub fn uncommitted(&self) -> impl Iterator<Item = &str> {
-        let pending = self.pending.iter().flat_map(|i| i.objects.iter());
-        pending
-            .map(String::as_str)
-            .chain(self.orphans.iter().map(|o| o.path.as_str()))
-    }
 }
 
 /// Partition states read at once by [`uncommitted`].

@@ -52,6 +52,17 @@ pub struct Outgoing {
     pub change: &'static str,
 }
 
+impl Outgoing {
+    /// The record that produces it.
+    fn record(&self) -> FutureRecord<'_, str, [u8]> {
+        let rec = FutureRecord::to(&self.topic).key(self.key.as_str());
+        match &self.value {
+            Some(v) => rec.payload(v.as_slice()),
+            None => rec,
+        }
+    }
+}
+
 /// A test hook: `SPECTRA_TEST_ABORT_AFTER_ACKS=N` aborts the process once `N` messages
 /// are acknowledged — a crash between delivering and recording, as a SIGKILL at that
 /// moment would leave it (no shutdown, no state written). Unset in production: nothing.
@@ -107,11 +118,7 @@ impl<'a> Delivery<'a> {
             self.ack_oldest().await?;
         }
         loop {
-            let mut rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(&m.topic).key(&m.key);
-            if let Some(v) = &m.value {
-                rec = rec.payload(v);
-            }
-            match self.producer.send_result(rec) {
+            match self.producer.send_result(m.record()) {
                 Ok(f) => {
                     let sent = Sent {
                         topic: m.topic.clone(),
@@ -192,12 +199,8 @@ pub async fn deliver_one(
     m: &Outgoing,
     metrics: &PublishMetrics,
 ) -> Result<i64, Error> {
-    let mut rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(&m.topic).key(&m.key);
-    if let Some(v) = &m.value {
-        rec = rec.payload(v);
-    }
     let delivered = producer
-        .send(rec, Duration::from_secs(30))
+        .send(m.record(), Duration::from_secs(30))
         .await
         .map_err(|(e, _)| Error::Deliver {
             topic: m.topic.clone(),

@@ -217,16 +217,7 @@ fn service_and_repeated_full_rebuilds_equal_a_brute_force_dedup_of_raw() {
         .arg(service.id().to_string())
         .status();
     let _ = service.wait();
-    let clean = setup
-        .command("aggregate", &["--once"])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        clean.status.success(),
-        "{}",
-        String::from_utf8_lossy(&clean.stderr)
-    );
+    aggregate_once(&setup);
     assert_eq!(
         full_ok, full_runs,
         "every --full pass waits for the lease and succeeds"

@@ -102,17 +102,23 @@ pub(super) fn cluster(
         },
         ..config.clone()
     };
+    // k chosen by silhouette over `k_range` (a first "auto" run, or one whose k left
+    // the range).
+    let over_range = || -> Result<(usize, KSelectionReport), Error> {
+        if n <= lo {
+            return Err(too_few(lo + 1));
+        }
+        let s = choose_k(x, None, lo..=hi.min(n - 1), &auto).map_err(err)?;
+        Ok((s.best_k, KSelectionReport::from(&s)))
+    };
     let prev = previous.filter(|p| !p.model.segments.is_empty());
     let Some(p) = prev else {
         // First run: k fixed, or chosen by silhouette over the range.
         let (k, selection) = match seg.k {
             KSpec::Fixed(k) => (k, None),
             KSpec::Auto(_) => {
-                if n <= lo {
-                    return Err(too_few(lo + 1));
-                }
-                let s = choose_k(x, None, lo..=hi.min(n - 1), &auto).map_err(err)?;
-                (s.best_k, Some(KSelectionReport::from(&s)))
+                let (k, report) = over_range()?;
+                (k, Some(report))
             }
         };
         if n < k.max(1) {
@@ -159,12 +165,9 @@ pub(super) fn cluster(
     let target = match fixed {
         Some(k) => Some(k),
         None if !(lo..=hi).contains(&old_k) => {
-            if n <= lo {
-                return Err(too_few(lo + 1));
-            }
-            let s = choose_k(x, None, lo..=hi.min(n - 1), &auto).map_err(err)?;
-            selection = Some(KSelectionReport::from(&s));
-            Some(s.best_k)
+            let (k, report) = over_range()?;
+            selection = Some(report);
+            Some(k)
         }
         None => None,
     };

@@ -83,12 +83,18 @@ pub struct MovementReport {
     /// them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line_dispersion: Option<f64>,
-    /// Outlets tested (a previous segment, enough lines in both periods).
+    /// Outlets tested (a segment before the detector, enough lines in both periods).
     pub outlets_tested: usize,
     /// Outlets whose change was significant.
     pub outlets_changed: usize,
     /// Outlets the detector moved.
     pub outlets_moved: usize,
+    /// New outlets (no previous segment: every outlet of a first run) whose recent
+    /// behaviour had already changed and fits another segment than the nearest
+    /// centroid's clearly better: the detector placed them there, where a rerun would
+    /// otherwise move them.
+    #[serde(default)]
+    pub outlets_placed: usize,
     /// Per segment: its own drift between the earlier and the recent window — a
     /// segment whose profile drifts is a different event from outlets moving.
     pub segments: Vec<SegmentDriftReport>,

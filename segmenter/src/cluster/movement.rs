@@ -73,6 +73,11 @@
 //! score high for a year, and an outlet between two overlapping segments would move
 //! to one or the other on the fit alone.
 //!
+//! A new outlet (no previous segment) is tested from the segment of its nearest
+//! centroid, and placed by the same decision rather than moved (see [`apply`]): a
+//! first run on a window in which outlets had already changed would otherwise leave
+//! their moves to the next run, on the same data.
+//!
 //! With identical data a rerun reaches the same decisions, so nothing moves twice: the
 //! outlets the first passes flag (in either reading) depend on their history and the
 //! market only, never on the assignment, so the profiles made without them are the
@@ -742,10 +747,12 @@ fn ratio(recent: f64, earlier: f64) -> f64 {
     (recent + DAMP) / (earlier + DAMP)
 }
 
-/// Replaces the distance-based decisions of a warm run by the detector's: an outlet
-/// whose previous segment still exists keeps it unless the detector moves it. New
-/// outlets and outlets of retired segments keep the run's nearest-centroid choice.
-/// `current[i]` is the row of outlet `i`'s previous segment in `outcome`'s model.
+/// Replaces the distance-based decisions of a run by the detector's: an outlet whose
+/// previous segment still exists keeps it unless the detector moves it. `current[i]`
+/// is the row of outlet `i`'s previous segment in `outcome`'s model; for a new outlet
+/// (no previous segment, [`Change::New`]) it may be the run's nearest-centroid choice,
+/// which the detector's decision then replaces too, the outlet staying new. Outlets
+/// with no `current` (outlets of retired segments) keep the run's choice.
 pub fn apply(
     outcome: &mut RunOutcome,
     features: ArrayView2<f64>,
@@ -765,6 +772,7 @@ pub fn apply(
             moved += usize::from(a.change == Change::Moved);
             continue;
         };
+        let new = a.change == Change::New;
         let target = match &detection.decisions[i] {
             Decision::Move(e) => e.best,
             _ => c,
@@ -778,7 +786,9 @@ pub fn apply(
             segment: target,
             segment_id: outcome.model.segment_ids[target].clone(),
             previous_segment_id: a.previous_segment_id.clone(),
-            change: if target == c {
+            change: if new {
+                Change::New
+            } else if target == c {
                 Change::Unchanged
             } else {
                 Change::Moved
@@ -790,7 +800,7 @@ pub fn apply(
                 1.0
             },
         };
-        moved += usize::from(target != c);
+        moved += usize::from(!new && target != c);
     }
     outcome.moved = moved;
 }

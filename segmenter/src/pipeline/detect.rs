@@ -1,10 +1,18 @@
 //! The change detector inside a run: from the features folder's recent-window columns
-//! to the detector's decisions ([`crate::cluster::movement`]), applied to the warm
-//! run's assignments, with every move explained (movements.parquet) and each
-//! segment's own drift reported (model.json `movement`).
+//! to the detector's decisions ([`crate::cluster::movement`]), applied to the run's
+//! assignments, with every move explained (movements.parquet) and each segment's own
+//! drift reported (model.json `movement`).
+//!
+//! New outlets (every outlet of a first run) are tested too, from the segment of their
+//! nearest centroid: one whose recent behaviour had already changed and fits another
+//! segment clearly better is placed there. Otherwise the next run, on the same data,
+//! would move it — a move nothing new explains.
+
+use std::collections::HashMap;
 
 use ndarray::ArrayView2;
 use spectra_core::config::SegmentationConfig;
+use spectra_core::tables::runs::Baseline;
 
 use super::{AssignmentRow, PreviousRun};
 use crate::cluster::movement::{
@@ -18,9 +26,8 @@ use crate::model::{ModelExt, MovementReport, SegmentDriftReport};
 pub const REASON_CHANGED: &str = "changed";
 /// Its segment was retired (the outlet went to the nearest remaining one).
 pub const REASON_RETIRED: &str = "segment_retired";
-/// The detector did not run (first run, `recent_days = 0`, or a features folder
-/// without the recent-window columns): the outlet moved on distance and
-/// `move_margin` alone.
+/// The detector did not run (`recent_days = 0`, or a features folder without the
+/// recent-window columns): the outlet moved on distance and `move_margin` alone.
 pub const REASON_NEARER: &str = "nearer_segment";
 /// Pinned by hand to its segment ([`SegmentationConfig::pins`]).
 pub const REASON_PINNED: &str = "pinned";
@@ -36,6 +43,9 @@ pub use spectra_core::tables::runs::{Driver as DriverRow, MovementRow};
 pub(super) struct Detected {
     /// The moved outlets with their evidence.
     pub movements: Vec<MovementRow>,
+    /// New outlets placed by their recent behaviour: the segment id and the baseline
+    /// the next runs test a move against, as for a move.
+    pub placed: HashMap<String, (String, Baseline)>,
     /// For model.json.
     pub report: MovementReport,
 }
@@ -49,9 +59,9 @@ fn spectrum(features: &[String], shares: &[f64]) -> std::collections::BTreeMap<S
         .collect()
 }
 
-/// Runs the detector over the warm `outcome` of the outlets `rows` of `fs` (their
-/// previous segment ids `before`, features `x`) and applies its decisions; `None`
-/// when it does not run (first run, detector off, or a folder without the columns).
+/// Runs the detector over the `outcome` of the outlets `rows` of `fs` (their previous
+/// segment ids `before`, features `x`) and applies its decisions; `None` when it does
+/// not run (detector off, or a folder without the columns).
 #[allow(clippy::too_many_arguments)] // the run's inputs, each used once
 pub(super) fn detect_moves(
     seg: &SegmentationConfig,
@@ -63,15 +73,20 @@ pub(super) fn detect_moves(
     previous: Option<&PreviousRun>,
     names: &[String],
 ) -> Option<Detected> {
-    let previous = previous?;
     let history = fs.history.as_ref()?;
     if seg.recent_days == 0 || seg.recent_days >= seg.window_days {
         return None;
     }
     let ids = outcome.model.segment_ids.clone();
+    // Each outlet's segment before the detector: its previous one, or for a new
+    // outlet the nearest centroid's.
     let current: Vec<Option<usize>> = before
         .iter()
-        .map(|b| b.as_deref().and_then(|b| ids.iter().position(|id| id == b)))
+        .zip(&outcome.assignments)
+        .map(|(b, a)| match b {
+            Some(b) => ids.iter().position(|id| id == b),
+            None => (a.change == Change::New).then_some(a.segment),
+        })
         .collect();
     let config = DetectorConfig {
         change_score: seg.change_score,
@@ -83,7 +98,7 @@ pub(super) fn detect_moves(
     let moved_with: Vec<Option<MovedWith>> = rows
         .iter()
         .map(|&i| {
-            let b = previous.baselines.get(&fs.outlets[i].outlet_id)?;
+            let b = previous?.baselines.get(&fs.outlets[i].outlet_id)?;
             MovedWith::over(b, &fs.features)
         })
         .collect();
@@ -105,6 +120,7 @@ pub(super) fn detect_moves(
 
     let features = &fs.features;
     let mut movements = Vec::new();
+    let mut placed = HashMap::new();
     let mut changed = 0;
     for (r, a) in outcome.assignments.iter().enumerate() {
         let evidence = match &detection.decisions[r] {
@@ -112,6 +128,17 @@ pub(super) fn detect_moves(
             Decision::Untested => None,
         };
         changed += usize::from(evidence.is_some_and(|e| e.score >= seg.change_score));
+        if let (Change::New, Decision::Move(e)) = (a.change, &detection.decisions[r]) {
+            let baseline = Baseline {
+                since: fs.as_of,
+                lines: history.recent_lines[rows[r]],
+                spectrum: spectrum(features, &e.recent),
+            };
+            placed.insert(
+                fs.outlets[rows[r]].outlet_id.clone(),
+                (a.segment_id.clone(), baseline),
+            );
+        }
         if a.change != Change::Moved {
             continue;
         }
@@ -157,17 +184,16 @@ pub(super) fn detect_moves(
         });
     }
 
-    let old = previous.model.segment_model(names);
+    let old = previous.map(|p| p.model.segment_model(names));
     let segments = detection
         .segments
         .iter()
         .map(|s| {
             let id = &ids[s.segment];
             let centroid_shift = old
-                .segment_ids
-                .iter()
-                .position(|o| o == id)
-                .map_or(0.0, |o| {
+                .as_ref()
+                .and_then(|old| Some((old, old.segment_ids.iter().position(|o| o == id)?)))
+                .map_or(0.0, |(old, o)| {
                     (&old.centroids.row(o) - &outcome.model.centroids.row(s.segment))
                         .mapv(|v| v * v)
                         .sum()
@@ -213,25 +239,33 @@ pub(super) fn detect_moves(
             .decisions
             .iter()
             .filter(|d| matches!(d, Decision::Move(_)))
-            .count(),
+            .count()
+            - placed.len(),
+        outlets_placed: placed.len(),
         segments,
     };
-    Some(Detected { movements, report })
+    Some(Detected {
+        movements,
+        placed,
+        report,
+    })
 }
 
 /// Sets each assignment's baseline: what the detector moved it with in this run
-/// (`explained`, reason [`REASON_CHANGED`]), else — for an outlet that stayed in its
+/// (`explained`, reason [`REASON_CHANGED`]) or placed it with (`placed`, a new
+/// outlet, while it is in that segment), else — for an outlet that stayed in its
 /// segment — the previous run's while the window (`window_days` to `as_of`) still
 /// reaches back before that move.
 pub(super) fn set_baselines(
     assignments: &mut [AssignmentRow],
     explained: &[MovementRow],
+    placed: &HashMap<String, (String, Baseline)>,
     previous: Option<&PreviousRun>,
     as_of: chrono::NaiveDate,
     window_days: u32,
 ) {
-    use spectra_core::tables::runs::{Baseline, Change as Changed};
-    let moved: std::collections::HashMap<&str, &MovementRow> = explained
+    use spectra_core::tables::runs::Change as Changed;
+    let moved: HashMap<&str, &MovementRow> = explained
         .iter()
         .filter(|m| m.reason == REASON_CHANGED)
         .map(|m| (m.outlet_id.as_str(), m))
@@ -247,7 +281,10 @@ pub(super) fn set_baselines(
                 .and_then(|p| p.baselines.get(&a.outlet_id))
                 .filter(|b| (as_of - b.since).num_days() < i64::from(window_days))
                 .cloned(),
-            Changed::New => None,
+            Changed::New => placed
+                .get(&a.outlet_id)
+                .filter(|(segment, _)| *segment == a.segment_id)
+                .map(|(_, b)| b.clone()),
         };
     }
 }
@@ -260,7 +297,7 @@ pub(super) fn explain_moves(
     explained: Vec<MovementRow>,
     reason_of: impl Fn(&AssignmentRow) -> &'static str,
 ) -> Vec<MovementRow> {
-    let moved: std::collections::HashMap<&str, &AssignmentRow> = assignments
+    let moved: HashMap<&str, &AssignmentRow> = assignments
         .iter()
         .filter(|a| a.change == spectra_core::tables::runs::Change::Moved)
         .map(|a| (a.outlet_id.as_str(), a))

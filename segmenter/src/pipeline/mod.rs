@@ -5,10 +5,10 @@
 //! the Hellinger features (plus weighted KPI columns); cluster — cold with k chosen by
 //! silhouette on the first run, warm from the previous model (aligned by feature name)
 //! afterwards, re-seeded when the fixed k or the features changed, with a split/merge
-//! re-evaluation when `k = "auto"` and the fit degraded; on a warm run the change
-//! detector then decides who moves (outlets whose own behaviour changed and fits
-//! another segment clearly better), each move explained; then profiles, names and
-//! gaps.
+//! re-evaluation when `k = "auto"` and the fit degraded; the change detector then
+//! decides who moves (outlets whose own behaviour changed and fits another segment
+//! clearly better), each move explained, and places a new outlet whose behaviour had
+//! already changed where a rerun would not move it; then profiles, names and gaps.
 
 mod choose;
 mod detect;
@@ -502,25 +502,25 @@ pub fn compute(
         movement: detected.as_ref().map(|d| d.report.clone()),
         recommendations: None,
     };
-    let movements = detect::explain_moves(
-        &assignments,
-        detected.map(|d| d.movements).unwrap_or_default(),
-        |a| {
-            if pinned.contains(&a.outlet_id) {
-                REASON_PINNED
-            } else if restructured.contains(&a.outlet_id) {
-                REASON_RESTRUCTURED
-            } else if repartition {
-                REASON_PROMOTED
-            } else {
-                REASON_NEARER
-            }
-        },
-    );
+    let (found, placed) = detected
+        .map(|d| (d.movements, d.placed))
+        .unwrap_or_default();
+    let movements = detect::explain_moves(&assignments, found, |a| {
+        if pinned.contains(&a.outlet_id) {
+            REASON_PINNED
+        } else if restructured.contains(&a.outlet_id) {
+            REASON_RESTRUCTURED
+        } else if repartition {
+            REASON_PROMOTED
+        } else {
+            REASON_NEARER
+        }
+    });
     let mut assignments = assignments;
     detect::set_baselines(
         &mut assignments,
         &movements,
+        &placed,
         previous,
         fs.as_of,
         seg.window_days,

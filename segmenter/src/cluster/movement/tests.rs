@@ -402,13 +402,27 @@ fn apply_keeps_the_previous_segment_unless_the_detector_moves() {
         assert_eq!(a.segment != current[i].unwrap(), moves, "outlet {i}");
         assert!((0.0..=1.0).contains(&a.confidence));
     }
-    assert_eq!(
-        second.moved,
-        det.decisions
-            .iter()
-            .filter(|d| matches!(d, Decision::Move(_)))
-            .count()
-    );
+    let moves = det
+        .decisions
+        .iter()
+        .filter(|d| matches!(d, Decision::Move(_)))
+        .count();
+    assert!(moves > 0, "the switched outlets move");
+    assert_eq!(second.moved, moves);
+
+    // A first run's outlets are new: the detector places them (from the nearest
+    // centroid's segment), and they stay new.
+    let mut cold = first.clone();
+    apply(&mut cold, x.view(), &current, &det);
+    for (i, a) in cold.assignments.iter().enumerate() {
+        let target = match &det.decisions[i] {
+            Decision::Move(e) => e.best,
+            _ => current[i].unwrap(),
+        };
+        assert_eq!((a.segment, a.change), (target, Change::New), "outlet {i}");
+        assert_eq!(a.segment_id, cold.model.segment_ids[target]);
+    }
+    assert_eq!(cold.moved, 0);
 }
 
 /// The drivers' selection is a stable sort's first few, largest first.

@@ -374,7 +374,7 @@ function driftTable(all, seg, drivers) {
   const two = fixed(2);
   const drifted = all.filter((d) => d.drifted).length;
   const rows = all.map((d) => `<tr class="drift${d.drifted ? " drifted" : ""}" data-segment="${esc(d.segment_id)}"><td>${seg(d.segment_id)}</td><td class="num">${two(d.drift)}</td><td class="num">${two(d.line_drift)}</td><td class="num">${two(d.own_drift)}</td><td class="num">${two(d.line_own_drift)}</td><td>${d.drifted ? "<b>drifted</b>" : ""}</td><td>${drivers(d.drivers)}</td></tr>`);
-  return `<p class="muted">${drifted ? `${num(drifted)} of ${num(all.length)} segments drifted: their members as a whole buy differently now, a different event from outlets moving.` : "None: the segments describe the same outlets as before."} Drift: Hellinger distance between the members' pooled earlier and recent shares; beyond all outlets: the same after what every outlet did is taken out.</p>
+  return `<p class="muted">${drifted ? `${num(drifted)} of ${num(all.length)} segments drifted: their members as a whole buy differently now, a different event from outlets moving.` : "None: each segment's members buy now as they did earlier in the window."} Drift: Hellinger distance between the members' pooled earlier and recent shares; beyond all outlets: the same after what every outlet did is taken out.</p>
   <table class="drift"><thead><tr><th>segment</th><th class="num">drift in spend</th><th class="num">in lines</th><th class="num">beyond all outlets, spend</th><th class="num">in lines</th><th></th><th>features that moved most (earlier → recent share)</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }
 

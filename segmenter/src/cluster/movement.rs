@@ -2,7 +2,7 @@
 //! wobbles on a segment border.
 //!
 //! A centroid distance cannot tell the two apart; the outlet's own history can. For
-//! each outlet that had a segment, its spend shares in the recent window (the last
+//! each outlet with a segment to start from, its spend shares in the recent window (the last
 //! `recent_days`) are compared with its shares in the rest of the window by a
 //! likelihood-ratio (G) test of homogeneity, with the invoice lines behind each
 //! period as the sample sizes — three invoices prove little, a year of weekly orders
@@ -73,10 +73,11 @@
 //! score high for a year, and an outlet between two overlapping segments would move
 //! to one or the other on the fit alone.
 //!
-//! A new outlet (no previous segment) is tested from the segment of its nearest
-//! centroid, and placed by the same decision rather than moved (see [`apply`]): a
-//! first run on a window in which outlets had already changed would otherwise leave
-//! their moves to the next run, on the same data.
+//! An outlet without a previous segment in the run's model (a new outlet, every outlet
+//! of a first run, one whose segment was retired; every outlet of a promotion's run)
+//! is tested from the segment the run gave it, and placed by the same decision rather
+//! than moved (see [`apply`]): a run on a window in which such outlets had already
+//! changed would otherwise leave their moves to the next run, on the same data.
 //!
 //! With identical data a rerun reaches the same decisions, so nothing moves twice: the
 //! outlets the first passes flag (in either reading) depend on their history and the
@@ -258,7 +259,7 @@ pub struct Evidence {
 /// What the detector decided for one outlet.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Not tested: no previous segment, or too few lines in a period.
+    /// Not tested: no segment to start from, or too few lines in a period.
     Untested,
     /// Tested and kept in its segment.
     Keep(Evidence),
@@ -747,12 +748,13 @@ fn ratio(recent: f64, earlier: f64) -> f64 {
     (recent + DAMP) / (earlier + DAMP)
 }
 
-/// Replaces the distance-based decisions of a run by the detector's: an outlet whose
-/// previous segment still exists keeps it unless the detector moves it. `current[i]`
-/// is the row of outlet `i`'s previous segment in `outcome`'s model; for a new outlet
-/// (no previous segment, [`Change::New`]) it may be the run's nearest-centroid choice,
-/// which the detector's decision then replaces too, the outlet staying new. Outlets
-/// with no `current` (outlets of retired segments) keep the run's choice.
+/// Replaces the distance-based decisions of a run by the detector's. `current[i]` is
+/// where the detector started outlet `i` from: the row of its previous segment in
+/// `outcome`'s model, or, for an outlet the run places rather than moves (a new
+/// outlet, one whose segment was retired, every outlet of a promotion), the run's own
+/// choice. The outlet ends in the segment the decision names, and its change is
+/// against its previous segment id ([`Assignment::previous_segment_id`]): a new outlet
+/// stays new. Outlets with no `current` keep the run's choice.
 pub fn apply(
     outcome: &mut RunOutcome,
     features: ArrayView2<f64>,
@@ -760,19 +762,17 @@ pub fn apply(
     detection: &Detection,
 ) {
     let centroids = &outcome.model.centroids;
+    let ids = &outcome.model.segment_ids;
     let distance = |i: usize, s: usize| -> f64 {
         (&features.row(i) - &centroids.row(s))
             .mapv(|v| v * v)
             .sum()
             .sqrt()
     };
-    let mut moved = 0;
     for (i, a) in outcome.assignments.iter_mut().enumerate() {
         let Some(c) = current[i] else {
-            moved += usize::from(a.change == Change::Moved);
             continue;
         };
-        let new = a.change == Change::New;
         let target = match &detection.decisions[i] {
             Decision::Move(e) => e.best,
             _ => c,
@@ -782,17 +782,16 @@ pub fn apply(
             .filter(|&s| s != target)
             .map(|s| distance(i, s))
             .fold(f64::INFINITY, f64::min);
+        let change = match &a.previous_segment_id {
+            None => Change::New,
+            Some(p) if *p == ids[target] => Change::Unchanged,
+            Some(_) => Change::Moved,
+        };
         *a = Assignment {
             segment: target,
-            segment_id: outcome.model.segment_ids[target].clone(),
+            segment_id: ids[target].clone(),
             previous_segment_id: a.previous_segment_id.clone(),
-            change: if new {
-                Change::New
-            } else if target == c {
-                Change::Unchanged
-            } else {
-                Change::Moved
-            },
+            change,
             distance: own,
             confidence: if other.is_finite() && other > 0.0 {
                 (1.0 - own / other).clamp(0.0, 1.0)
@@ -800,9 +799,12 @@ pub fn apply(
                 1.0
             },
         };
-        moved += usize::from(!new && target != c);
     }
-    outcome.moved = moved;
+    outcome.moved = outcome
+        .assignments
+        .iter()
+        .filter(|a| a.change == Change::Moved)
+        .count();
 }
 
 #[cfg(test)]

@@ -3,10 +3,11 @@
 //! assignments, with every move explained (movements.parquet) and each segment's own
 //! drift reported (model.json `movement`).
 //!
-//! New outlets (every outlet of a first run) are tested too, from the segment of their
-//! nearest centroid: one whose recent behaviour had already changed and fits another
-//! segment clearly better is placed there. Otherwise the next run, on the same data,
-//! would move it — a move nothing new explains.
+//! Outlets without a previous segment in the run's model (new outlets, every outlet of
+//! a first run, outlets of a retired segment) and every outlet of a promotion's run
+//! are tested too, from the segment the run gave them: one whose recent behaviour had
+//! already changed and fits another segment clearly better is placed there. Otherwise
+//! the next run, on the same data, would move it — a move nothing new explains.
 
 use std::collections::HashMap;
 
@@ -43,8 +44,8 @@ pub use spectra_core::tables::runs::{Driver as DriverRow, MovementRow};
 pub(super) struct Detected {
     /// The moved outlets with their evidence.
     pub movements: Vec<MovementRow>,
-    /// New outlets placed by their recent behaviour: the segment id and the baseline
-    /// the next runs test a move against, as for a move.
+    /// Outlets placed by their recent behaviour (see [`detect_moves`]): the segment id
+    /// and the baseline the next runs test a move against, as for a move.
     pub placed: HashMap<String, (String, Baseline)>,
     /// For model.json.
     pub report: MovementReport,
@@ -61,7 +62,10 @@ fn spectrum(features: &[String], shares: &[f64]) -> std::collections::BTreeMap<S
 
 /// Runs the detector over the `outcome` of the outlets `rows` of `fs` (their previous
 /// segment ids `before`, features `x`) and applies its decisions; `None` when it does
-/// not run (detector off, or a folder without the columns).
+/// not run (detector off, or a folder without the columns). An outlet without a
+/// previous segment in the run's model — and every outlet of a promotion's run
+/// (`repartition`: the previous segments are the live run's, not the draft's) — is
+/// tested from the segment the run gave it and placed, not moved.
 #[allow(clippy::too_many_arguments)] // the run's inputs, each used once
 pub(super) fn detect_moves(
     seg: &SegmentationConfig,
@@ -72,21 +76,25 @@ pub(super) fn detect_moves(
     outcome: &mut RunOutcome,
     previous: Option<&PreviousRun>,
     names: &[String],
+    repartition: bool,
 ) -> Option<Detected> {
     let history = fs.history.as_ref()?;
     if seg.recent_days == 0 || seg.recent_days >= seg.window_days {
         return None;
     }
     let ids = outcome.model.segment_ids.clone();
-    // Each outlet's segment before the detector: its previous one, or for a new
-    // outlet the nearest centroid's.
+    // Where each outlet starts from: its previous segment, else (placed) the run's
+    // choice.
+    let previous_row = |b: &Option<String>| {
+        b.as_deref()
+            .and_then(|b| ids.iter().position(|id| id == b))
+            .filter(|_| !repartition)
+    };
+    let placing: Vec<bool> = before.iter().map(|b| previous_row(b).is_none()).collect();
     let current: Vec<Option<usize>> = before
         .iter()
         .zip(&outcome.assignments)
-        .map(|(b, a)| match b {
-            Some(b) => ids.iter().position(|id| id == b),
-            None => (a.change == Change::New).then_some(a.segment),
-        })
+        .map(|(b, a)| previous_row(b).or(Some(a.segment)))
         .collect();
     let config = DetectorConfig {
         change_score: seg.change_score,
@@ -97,9 +105,10 @@ pub(super) fn detect_moves(
     // features (carried only while the outlet stays where it was moved).
     let moved_with: Vec<Option<MovedWith>> = rows
         .iter()
-        .map(|&i| {
+        .zip(&placing)
+        .map(|(&i, &placed)| {
             let b = previous?.baselines.get(&fs.outlets[i].outlet_id)?;
-            MovedWith::over(b, &fs.features)
+            MovedWith::over(b, &fs.features).filter(|_| !placed)
         })
         .collect();
     let detection = detect(
@@ -128,7 +137,8 @@ pub(super) fn detect_moves(
             Decision::Untested => None,
         };
         changed += usize::from(evidence.is_some_and(|e| e.score >= seg.change_score));
-        if let (Change::New, Decision::Move(e)) = (a.change, &detection.decisions[r]) {
+        let moved_by_detector = matches!(detection.decisions[r], Decision::Move(_));
+        if let (true, Decision::Move(e)) = (placing[r], &detection.decisions[r]) {
             let baseline = Baseline {
                 since: fs.as_of,
                 lines: history.recent_lines[rows[r]],
@@ -139,7 +149,9 @@ pub(super) fn detect_moves(
                 (a.segment_id.clone(), baseline),
             );
         }
-        if a.change != Change::Moved {
+        // A promotion's moves are the draft's partition's (reason `promoted`, given
+        // with the run's other moves).
+        if a.change != Change::Moved || (placing[r] && repartition) {
             continue;
         }
         let (e_shares, r_shares) = match evidence {
@@ -149,15 +161,15 @@ pub(super) fn detect_moves(
                 shares_of(history.recent.row(rows[r])),
             ),
         };
-        let moved_by_detector = matches!(detection.decisions[r], Decision::Move(_));
         movements.push(MovementRow {
             outlet_id: fs.outlets[rows[r]].outlet_id.clone(),
             previous_segment_id: a.previous_segment_id.clone().unwrap_or_default(),
             segment_id: a.segment_id.clone(),
-            reason: if moved_by_detector {
-                REASON_CHANGED
-            } else {
+            // Placed: its segment was retired.
+            reason: if placing[r] {
                 REASON_RETIRED
+            } else {
+                REASON_CHANGED
             }
             .to_owned(),
             score: evidence.map(|e| e.score),
@@ -251,11 +263,11 @@ pub(super) fn detect_moves(
     })
 }
 
-/// Sets each assignment's baseline: what the detector moved it with in this run
-/// (`explained`, reason [`REASON_CHANGED`]) or placed it with (`placed`, a new
-/// outlet, while it is in that segment), else — for an outlet that stayed in its
-/// segment — the previous run's while the window (`window_days` to `as_of`) still
-/// reaches back before that move.
+/// Sets each assignment's baseline: what the detector placed it with in this run
+/// (`placed`, while it is in that segment) or moved it with (`explained`, reason
+/// [`REASON_CHANGED`]), else — for an outlet that stayed in its segment — the
+/// previous run's while the window (`window_days` to `as_of`) still reaches back
+/// before that move.
 pub(super) fn set_baselines(
     assignments: &mut [AssignmentRow],
     explained: &[MovementRow],
@@ -271,7 +283,11 @@ pub(super) fn set_baselines(
         .map(|m| (m.outlet_id.as_str(), m))
         .collect();
     for a in assignments.iter_mut() {
-        a.baseline = match a.change {
+        let placed_here = placed
+            .get(&a.outlet_id)
+            .filter(|(segment, _)| *segment == a.segment_id)
+            .map(|(_, b)| b.clone());
+        a.baseline = placed_here.or_else(|| match a.change {
             Changed::Moved => moved.get(a.outlet_id.as_str()).map(|m| Baseline {
                 since: as_of,
                 lines: m.recent_lines,
@@ -281,11 +297,8 @@ pub(super) fn set_baselines(
                 .and_then(|p| p.baselines.get(&a.outlet_id))
                 .filter(|b| (as_of - b.since).num_days() < i64::from(window_days))
                 .cloned(),
-            Changed::New => placed
-                .get(&a.outlet_id)
-                .filter(|(segment, _)| *segment == a.segment_id)
-                .map(|(_, b)| b.clone()),
-        };
+            Changed::New => None,
+        });
     }
 }
 

@@ -66,7 +66,8 @@ pub struct PreviousRun {
     pub names: HashMap<String, (String, Vec<String>)>,
     /// Set when `model` is a promoted draft's (its segment ids matched to this run's,
     /// see [`crate::runs::promoted_previous`]): the run takes the draft's partition —
-    /// no hysteresis, no change detector — and `names` holds the live run's segments.
+    /// no hysteresis; the change detector places every outlet, as in the draft's first
+    /// run — and `names` holds the live run's segments.
     pub repartition: bool,
     /// A merge or split by hand to apply to `model` before the run
     /// ([`choose`]); like a promotion, the run then goes without the change detector.
@@ -399,7 +400,9 @@ pub fn compute(
         previous,
         &config,
     )?;
-    let detected = if repartition || operation.is_some() {
+    // A merge or split by hand moves outlets by hand only; a promotion takes the
+    // draft's partition, whose outlets the detector places as in the draft's runs.
+    let detected = if operation.is_some() {
         None
     } else {
         detect::detect_moves(
@@ -411,6 +414,7 @@ pub fn compute(
             &mut clustered.outcome,
             previous,
             &names,
+            repartition,
         )
     };
     let restructured = match operation {

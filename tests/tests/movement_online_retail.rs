@@ -407,4 +407,42 @@ fn perturbed_customers_move_and_the_others_keep_their_segment() {
         placed.intersection(&perturbed_ids).count() >= 10,
         "the perturbed customers are placed by their recent baskets: {placed:?}"
     );
+
+    // That first run as a draft, promoted over the live run (`second`): the promotion's
+    // run takes the draft's partition, placements included, and the run after it, on
+    // the same data, moves nobody.
+    let promotion = PreviousRun {
+        model: cold.model.clone(),
+        repartition: true,
+        ..previous_of(&second)
+    };
+    let promoted = compute(&seg, &after, Some(&promotion), "retail/promoted/1").unwrap();
+    let partition = |out: &RunOutput| -> BTreeMap<String, String> {
+        out.assignments
+            .iter()
+            .map(|a| (a.outlet_id.clone(), a.segment_id.clone()))
+            .collect()
+    };
+    let (draft, now) = (partition(&cold), partition(&promoted));
+    let differ: Vec<_> = draft
+        .iter()
+        .filter(|(o, s)| now.get(*o) != Some(s))
+        .collect();
+    assert!(
+        differ.is_empty() && draft.len() == now.len(),
+        "the promoted run is not the draft's partition: {differ:?}"
+    );
+    let after_promotion = compute(
+        &seg,
+        &after,
+        Some(&previous_of(&promoted)),
+        "retail/promoted/2",
+    )
+    .unwrap();
+    let moved: Vec<&str> = after_promotion
+        .movements
+        .iter()
+        .map(|m| m.outlet_id.as_str())
+        .collect();
+    assert!(moved.is_empty(), "moved after the promotion: {moved:?}");
 }

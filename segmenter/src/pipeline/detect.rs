@@ -137,7 +137,6 @@ pub(super) fn detect_moves(
             Decision::Untested => None,
         };
         changed += usize::from(evidence.is_some_and(|e| e.score >= seg.change_score));
-        let moved_by_detector = matches!(detection.decisions[r], Decision::Move(_));
         if let (true, Decision::Move(e)) = (placing[r], &detection.decisions[r]) {
             let baseline = Baseline {
                 since: fs.as_of,

@@ -27,105 +27,24 @@ pub fn current_path(segmentation: &str) -> String {
     layout::features_current(segmentation)
 }
 
-/// The functions a `filter` may call: cheap, and none allocates more than its
-/// arguments' size.
-const FILTER_FUNCTIONS: &[&str] = &[
-    "lower",
-    "upper",
-    "trim",
-    "btrim",
-    "ltrim",
-    "rtrim",
-    "length",
-    "char_length",
-    "character_length",
-    "coalesce",
-    "nullif",
-    "abs",
-    "round",
-    "floor",
-    "ceil",
-    "substr",
-    "starts_with",
-    "ends_with",
-    "strpos",
-    "regexp_like",
-];
-
-/// The columns a segmentation's `filter` names (its bare identifiers), so attributes no
-/// outlet has yet can be given as null columns; a filter that does not parse, or is
-/// more than a predicate over one outlet's fields (a subquery, a function other than
-/// [`FILTER_FUNCTIONS`], text after the expression but one `;`), is an
-/// [`Error::Filter`].
+/// The columns a segmentation's `filter` names, so attributes no outlet has yet can be
+/// given as null columns; a filter that is not one predicate over one outlet's fields
+/// ([`spectra_core::config::filter_columns`]: definitions written since are checked
+/// for it, older ones may not be) is an [`Error::Filter`].
 pub fn filter_columns(seg: &SegmentationConfig) -> Result<BTreeSet<String>, Error> {
-    use datafusion::sql::sqlparser::ast::{visit_expressions, Expr, FunctionArguments};
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::parser::Parser;
-    use datafusion::sql::sqlparser::tokenizer::Token;
-    use std::ops::ControlFlow;
-    let Some(f) = seg
+    match seg
         .filter
         .as_deref()
         .map(str::trim)
         .filter(|f| !f.is_empty())
-    else {
-        return Ok(BTreeSet::new());
-    };
-    let bad = |reason: String| Error::Filter {
-        segmentation: seg.name.clone(),
-        filter: f.to_owned(),
-        reason,
-    };
-    let expr = Parser::new(&GenericDialect {})
-        .try_with_sql(f)
-        .and_then(|mut p| {
-            let expr = p.parse_expr()?;
-            let _ = p.consume_token(&Token::SemiColon);
-            let next = p.peek_token();
-            if next.token == Token::EOF {
-                Ok(expr)
-            } else {
-                p.expected("the end of the filter", next)
-            }
-        })
-        .map_err(|e| bad(e.to_string()))?;
-    // A predicate over one outlet's fields: no table, no subquery, only cheap
-    // functions. The filter runs as SQL once per pass; a cross join or a function that
-    // allocates at will would hold every segmentation's pass after it.
-    // (A table can only appear inside a subquery.)
-    let mut names = BTreeSet::new();
-    let refused = visit_expressions(&expr, |e| {
-        match e {
-            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
-                return ControlFlow::Break("subqueries are not allowed".to_owned());
-            }
-            Expr::Function(fun) => {
-                let name = fun.name.to_string().to_lowercase();
-                if !FILTER_FUNCTIONS.contains(&name.as_str())
-                    || matches!(fun.args, FunctionArguments::Subquery(_))
-                {
-                    return ControlFlow::Break(format!(
-                        "function `{name}` is not one of {}",
-                        FILTER_FUNCTIONS.join(", ")
-                    ));
-                }
-            }
-            Expr::Identifier(i) => {
-                names.insert(i.value.clone());
-            }
-            Expr::CompoundIdentifier(parts) => {
-                if let Some(last) = parts.last() {
-                    names.insert(last.value.clone());
-                }
-            }
-            _ => {}
-        }
-        ControlFlow::Continue(())
-    });
-    if let ControlFlow::Break(why) = refused {
-        return Err(bad(why));
+    {
+        None => Ok(BTreeSet::new()),
+        Some(f) => spectra_core::config::filter_columns(f).map_err(|reason| Error::Filter {
+            segmentation: seg.name.clone(),
+            filter: f.to_owned(),
+            reason,
+        }),
     }
-    Ok(names)
 }
 
 /// The folder of a segmentation's features for one as-of date.

@@ -167,6 +167,23 @@ fn create_draft_compare_promote_and_pin_through_the_api() {
         body["error"].as_str().unwrap().contains("level `colour`"),
         "{body}"
     );
+    // A filter the aggregator would refuse on every pass (a cross join that grows with
+    // the square of the outlets) is refused when written.
+    let (s, body) = send(
+        reqwest::Method::POST,
+        &base,
+        "/api/segmentations",
+        json!({"definition": {"name": "brands", "level": "brand",
+            "filter": "region IN (SELECT a.region FROM outlet_master a, outlet_master b)"}}),
+    );
+    assert_eq!(s, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("filter `region IN (SELECT a.region FROM outlet_master a, outlet_master b)`: subqueries are not allowed"),
+        "{body}"
+    );
 
     // Create a segmentation through the API: the services run it without a restart.
     let (s, body) = send(

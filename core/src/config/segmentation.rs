@@ -290,14 +290,18 @@ impl SegmentationConfig {
         if !self.min_value.is_finite() {
             out.push(format!("segmentation `{n}`: min_value must be finite"));
         }
-        if self
-            .filter
-            .as_ref()
-            .is_some_and(|f| f.len() > MAX_FILTER_BYTES)
-        {
-            out.push(format!(
-                "segmentation `{n}`: filter must be at most {MAX_FILTER_BYTES} bytes"
-            ));
+        if let Some(filter) = &self.filter {
+            // An empty filter selects every outlet.
+            let f = filter.trim();
+            if filter.len() > MAX_FILTER_BYTES {
+                out.push(format!(
+                    "segmentation `{n}`: filter must be at most {MAX_FILTER_BYTES} bytes"
+                ));
+            } else if !f.is_empty() {
+                if let Err(why) = super::filter_columns(f) {
+                    out.push(format!("segmentation `{n}`: filter `{f}`: {why}"));
+                }
+            }
         }
         if let Some(h) = self.half_life_days {
             if h.is_nan() || h <= 0.0 {

@@ -19,9 +19,12 @@
 //! A **draft** is a segmentation named `{parent}.draft-{n}` (`.` is never in a
 //! configured name) with [`DefinitionVersion::draft_of`] set: the aggregator rolls up
 //! its features and the segmenter runs it like any other, the publisher never publishes
-//! it. Promoting it writes its parameters as the parent's next version with
+//! it. Promoting it closes the draft first (the write a discard competes for, so one of
+//! them wins), then writes its parameters as the parent's next version with
 //! [`DefinitionVersion::promoted_from`] (the segmenter then starts the parent's next
-//! run from the draft's model) and closes the draft; discarding closes it.
+//! run from the draft's model); promoting again finishes a promotion interrupted
+//! between the two ([`close_for_promotion`], [`finish_promotion`]). Discarding closes
+//! it.
 //!
 //! [`active`] is what the services run: the configured segmentations (as stored), the
 //! ones created through the API and not retired, and the open drafts of those.
@@ -130,7 +133,8 @@ pub struct DefinitionVersion {
     /// Set on a draft: the segmentation it is a draft of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draft_of: Option<String>,
-    /// Set on the version a promotion wrote.
+    /// Set on the versions a promotion wrote: the parent's (its next runs start from
+    /// the draft's segments) and the draft's closing one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_from: Option<Promotion>,
     /// Set on a version that merges or splits segments by hand.
@@ -402,6 +406,110 @@ pub async fn running(storage: &Storage, cfg: &Config) -> Result<Vec<Active>> {
     Ok(out)
 }
 
+/// The first of a promotion's two writes, and the one that decides it: the draft's
+/// next version, closed (no definition) with action [`Action::Promoted`] and the run
+/// promoted. A discard (or an edit) of the draft writes the same version number, so of
+/// the two exactly one lands; the parent is changed only after this one did.
+pub async fn close_for_promotion(
+    storage: &Storage,
+    draft: &DefinitionVersion,
+    run_id: &str,
+    by: &str,
+    note: &str,
+) -> Result<Appended> {
+    let mut closing = draft.next(by, Source::Api, Action::Promoted, note, None);
+    closing.promoted_from = Some(Promotion {
+        draft: draft.name.clone(),
+        run_id: run_id.to_owned(),
+    });
+    append(storage, closing).await
+}
+
+/// The second write of a promotion: the parent's next version with the draft's last
+/// definition (under the parent's name) and [`DefinitionVersion::promoted_from`],
+/// written over another change of the parent that lands meanwhile. `closed` is the
+/// draft's version [`close_for_promotion`] wrote. Finishing again is harmless: when
+/// a version of the parent already came from this promotion it is returned, so a
+/// promotion a crash interrupted between its two writes is finished by promoting the
+/// draft again.
+pub async fn finish_promotion(
+    storage: &Storage,
+    parent: &str,
+    closed: &DefinitionVersion,
+    by: &str,
+    note: &str,
+) -> Result<DefinitionVersion> {
+    let run_id = match (&closed.action, &closed.promoted_from, &closed.definition) {
+        (Action::Promoted, Some(p), None) => p.run_id.clone(),
+        _ => {
+            return Err(Error::Config(vec![format!(
+                "version {} of `{}` does not close it for a promotion",
+                closed.version, closed.name
+            )]))
+        }
+    };
+    if let Some(done) = promoted_from(storage, parent, &closed.name).await? {
+        return Ok(done);
+    }
+    let mut def = history(storage, &closed.name)
+        .await?
+        .into_iter()
+        .rev()
+        .find_map(|v| v.definition.filter(|_| v.version < closed.version))
+        .ok_or_else(|| {
+            Error::Config(vec![format!(
+                "draft `{}` has no definition to promote",
+                closed.name
+            )])
+        })?;
+    def.name = parent.to_owned();
+    for _ in 0..16 {
+        let cur = current(storage, parent).await?.ok_or_else(|| {
+            Error::Config(vec![format!(
+                "segmentation `{parent}` has no stored definition"
+            )])
+        })?;
+        if cur.definition.is_none() {
+            return Err(Error::Config(vec![format!(
+                "segmentation `{parent}` is retired (version {})",
+                cur.version
+            )]));
+        }
+        // Another call finishing the same promotion landed first.
+        if cur
+            .promoted_from
+            .as_ref()
+            .is_some_and(|p| p.draft == closed.name)
+        {
+            return Ok(cur);
+        }
+        let mut v = cur.next(by, Source::Api, Action::Promoted, note, Some(def.clone()));
+        v.promoted_from = Some(Promotion {
+            draft: closed.name.clone(),
+            run_id: run_id.clone(),
+        });
+        if let Appended::Written(v) = append(storage, v).await? {
+            return Ok(*v);
+        }
+    }
+    Err(Error::Config(vec![format!(
+        "segmentation `{parent}` kept changing; promote draft `{}` again to finish",
+        closed.name
+    )]))
+}
+
+/// The version of `parent` that promoted `draft`, if one did.
+pub async fn promoted_from(
+    storage: &Storage,
+    parent: &str,
+    draft: &str,
+) -> Result<Option<DefinitionVersion>> {
+    Ok(history(storage, parent)
+        .await?
+        .into_iter()
+        .find(|v| v.promoted_from.as_ref().is_some_and(|p| p.draft == draft)))
+}
+
 /// The drafts of `parent` ever opened (open and closed), by name.
 pub async fn drafts(storage: &Storage, parent: &str) -> Result<Vec<DefinitionVersion>> {
     Ok(all_current(storage)
@@ -464,6 +572,92 @@ mod tests {
         s.k = crate::config::KSpec::Fixed(k);
         c.segmentation = vec![s];
         c
+    }
+
+    #[tokio::test]
+    async fn a_promotion_and_a_discard_of_one_draft_cannot_both_land() {
+        let s = Storage::memory();
+        active(&s, &cfg(4)).await.unwrap();
+        let mut def = SegmentationConfig::named("mix");
+        def.k = crate::config::KSpec::Fixed(6);
+        let draft = open_draft(&s, "mix", "ana", "finer", def).await.unwrap();
+        // Both read the open draft; the promotion closes it first.
+        let closed = close_for_promotion(&s, &draft, "mix.draft-1/2026-11-01/1", "ana", "")
+            .await
+            .unwrap();
+        let Appended::Written(closed) = closed else {
+            panic!("the promotion closes the draft")
+        };
+        let discard = draft.next("bo", Source::Api, Action::Discarded, "", None);
+        assert_eq!(append(&s, discard).await.unwrap(), Appended::Conflict);
+        let promoted = finish_promotion(&s, "mix", &closed, "ana", "")
+            .await
+            .unwrap();
+        assert_eq!(promoted.version, 2);
+        assert_eq!(
+            promoted
+                .definition
+                .as_ref()
+                .map(|d| (d.name.as_str(), &d.k)),
+            Some(("mix", &crate::config::KSpec::Fixed(6)))
+        );
+        let current_draft = current(&s, "mix.draft-1").await.unwrap().unwrap();
+        assert_eq!(current_draft.action, Action::Promoted);
+
+        // The other order: a discard first, and the promotion changes nothing.
+        let mut def = SegmentationConfig::named("mix");
+        def.k = crate::config::KSpec::Fixed(3);
+        let draft = open_draft(&s, "mix", "ana", "coarser", def).await.unwrap();
+        let discard = draft.next("bo", Source::Api, Action::Discarded, "", None);
+        assert!(matches!(
+            append(&s, discard).await.unwrap(),
+            Appended::Written(_)
+        ));
+        let late = close_for_promotion(&s, &draft, "mix.draft-2/2026-11-01/1", "ana", "");
+        assert_eq!(late.await.unwrap(), Appended::Conflict);
+        assert_eq!(history(&s, "mix").await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_promotion_a_crash_interrupted_is_finished_once() {
+        let s = Storage::memory();
+        active(&s, &cfg(4)).await.unwrap();
+        let mut def = SegmentationConfig::named("mix");
+        def.k = crate::config::KSpec::Fixed(6);
+        let draft = open_draft(&s, "mix", "ana", "finer", def).await.unwrap();
+        let Appended::Written(closed) =
+            close_for_promotion(&s, &draft, "mix.draft-1/2026-11-01/1", "ana", "")
+                .await
+                .unwrap()
+        else {
+            panic!("the promotion closes the draft")
+        };
+        // The process dies here; meanwhile the parent is edited.
+        assert_eq!(promoted_from(&s, "mix", "mix.draft-1").await.unwrap(), None);
+        active(&s, &cfg(5)).await.unwrap();
+        // Promoting again finishes it on top of the edit, and only once.
+        let promoted = finish_promotion(&s, "mix", &closed, "ana", "")
+            .await
+            .unwrap();
+        assert_eq!(promoted.version, 3);
+        let p = promoted.promoted_from.as_ref().unwrap();
+        assert_eq!(
+            (p.draft.as_str(), p.run_id.as_str()),
+            ("mix.draft-1", "mix.draft-1/2026-11-01/1")
+        );
+        assert_eq!(
+            promoted.definition.as_ref().unwrap().k,
+            crate::config::KSpec::Fixed(6)
+        );
+        let again = finish_promotion(&s, "mix", &closed, "ana", "")
+            .await
+            .unwrap();
+        assert_eq!(again, promoted);
+        assert_eq!(history(&s, "mix").await.unwrap().len(), 3);
+        // Only a draft's closing version finishes a promotion.
+        assert!(finish_promotion(&s, "mix", &draft, "ana", "")
+            .await
+            .is_err());
     }
 
     #[tokio::test]

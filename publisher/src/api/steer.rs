@@ -36,7 +36,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use spectra_core::config::{KSpec, SegmentationConfig};
 use spectra_core::tables::definitions::{
-    self, Action, Appended, DefinitionVersion, Operation, Promotion, Source,
+    self, Action, Appended, DefinitionVersion, Operation, Source,
 };
 
 use super::{guard, ApiError, ApiResult, AppState};
@@ -360,6 +360,8 @@ pub(super) async fn drafts(
             "definition": d.definition,
             "latest_run": latest.map(|l| l.run_id),
             "ready": run.is_some(),
+            // Closed for a promotion the parent never took: promote or discard again.
+            "promotion_unfinished": unfinished(&s, &name, &d).await?,
             "compare": format!("/api/segmentations/{name}/compare?draft={}", d.name),
         }));
     }
@@ -393,28 +395,74 @@ pub(super) async fn promote(
     )?;
     let (by, note) = author(&b.by, &b.note)?;
     let d = draft_of(&s, &name, &draft).await?;
-    let Some(draft_def) = d.definition.clone() else {
+    let storage = s.snapshots.storage();
+    // The draft is closed first: a discard landing at the same time writes the same
+    // version of the draft, so one of the two wins and the parent changes only after a
+    // promotion did. A draft closed for a promotion whose parent a crash left unchanged
+    // is finished here.
+    let closed = if d.definition.is_some() {
+        let run_id = ready_run(&s, &d).await?.ok_or_else(|| {
+            conflict(format!(
+                "draft `{}` has no run of its current definition yet; `spectra segment` computes it after the aggregator's next pass",
+                d.name
+            ))
+        })?;
+        live(&s, &name).await?;
+        // What the parent will be, checked before the draft is closed (a draft stored
+        // before a check was added could fail it; closed, it could not be promoted).
+        if let Some(mut def) = d.definition.clone() {
+            def.name = name.clone();
+            let problems = def.check();
+            if !problems.is_empty() {
+                return Err(bad(problems.join("; ")));
+            }
+        }
+        match definitions::close_for_promotion(storage, &d, &run_id, &by, &note)
+            .await
+            .map_err(refused)?
+        {
+            Appended::Written(v) => *v,
+            Appended::Conflict => {
+                return Err(conflict(format!(
+                    "another change to draft `{}` landed first; read it again",
+                    d.name
+                )))
+            }
+        }
+    } else if unfinished(&s, &name, &d).await? {
+        tracing::warn!(segmentation = %name, draft = %d.name,
+            "finishing a promotion that stopped after closing the draft");
+        d
+    } else {
         return Err(conflict(format!("draft `{}` is {}", d.name, status(&d))));
     };
-    let run_id = ready_run(&s, &d).await?.ok_or_else(|| {
-        conflict(format!(
-            "draft `{}` has no run of its current definition yet; `spectra segment` computes it after the aggregator's next pass",
-            d.name
-        ))
-    })?;
-    let (cur, _) = live(&s, &name).await?;
-    let mut def = draft_def.clone();
-    def.name = name.clone();
-    let mut v = cur.next(&by, Source::Api, Action::Promoted, &note, Some(def));
-    v.promoted_from = Some(Promotion {
-        draft: d.name.clone(),
-        run_id: run_id.clone(),
-    });
-    let promoted = write(&s, v).await?;
-    let closed = write(&s, d.next(&by, Source::Api, Action::Promoted, &note, None)).await?;
-    tracing::warn!(segmentation = %name, draft = %d.name, draft_run = %run_id, by = %by,
-        "draft promoted: the segmentation's next run takes its segments");
+    // What stops a promotion here is the parent's state (retired, changing): a
+    // conflict, which promoting again resolves.
+    let promoted = definitions::finish_promotion(storage, &name, &closed, &by, &note)
+        .await
+        .map_err(|e| match e {
+            spectra_core::Error::Config(problems) => conflict(format!(
+                "{}; the draft is closed for the promotion: promote it again to finish, or discard it",
+                problems.join("; ")
+            )),
+            e => e.into(),
+        })?;
+    s.changed.notify_one();
+    let run_id = closed.promoted_from.as_ref().map(|p| p.run_id.as_str());
+    tracing::warn!(segmentation = %name, draft = %closed.name, draft_run = ?run_id, by = %by,
+        version = promoted.version, "draft promoted: the segmentation's next run takes its segments");
     Ok(Json(json!({"segmentation": promoted, "draft": closed})))
+}
+
+/// Whether draft `d` of `name` was closed for a promotion that did not reach `name`
+/// (the process stopped between the two writes, or the parent refused it).
+async fn unfinished(s: &AppState, name: &str, d: &DefinitionVersion) -> ApiResult<bool> {
+    Ok(d.definition.is_none()
+        && d.action == Action::Promoted
+        && d.promoted_from.is_some()
+        && definitions::promoted_from(s.snapshots.storage(), name, &d.name)
+            .await?
+            .is_none())
 }
 
 /// `POST /api/segmentations/{name}/drafts/{draft}/discard`.
@@ -428,7 +476,8 @@ pub(super) async fn discard(
     let b: AuthorOnly = parse(&body, "{\"by\": \"ana\", \"note\": \"too fine\"}")?;
     let (by, note) = author(&b.by, &b.note)?;
     let d = draft_of(&s, &name, &draft).await?;
-    if d.definition.is_none() {
+    // A promotion that never reached the parent may be discarded instead of finished.
+    if d.definition.is_none() && !unfinished(&s, &name, &d).await? {
         return Err(conflict(format!("draft `{}` is {}", d.name, status(&d))));
     }
     let v = d.next(&by, Source::Api, Action::Discarded, &note, None);

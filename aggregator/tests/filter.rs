@@ -1,7 +1,8 @@
 //! A segmentation's `filter` over outlet fields and JSON attributes, the `attribute:`
 //! level, the outlet master in the KPIs, unknown outlets; declared attribute types, an
 //! attribute no outlet has yet (selects nothing), and bad filters (unparsable, or more
-//! than a predicate over one outlet's fields) failing only their own segmentation.
+//! than a predicate over one outlet's fields) failing only their own segmentation
+//! (from the config file, or stored before the API refused them).
 
 mod common;
 
@@ -171,10 +172,26 @@ async fn filter_selects_outlets_by_fields_and_attributes() {
     trailing.filter = Some("size = 'M' OR true; SELECT 1".into());
     let mut lowered = segmentation("lowered", "sku", 7, None);
     lowered.filter = Some("lower(channel) = 'modern'".into());
+    // The API refuses definitions with filters of those forms when they are written
+    // (`filter_problem`); from the config file, or stored before that check, each
+    // fails its own segmentation at the pass.
+    let bad = [broken, cross, alloc, mistyped, trailing];
+    for seg in &bad {
+        assert!(seg.filter_problem().is_some(), "{}", seg.name);
+    }
+    use spectra_core::tables::definitions::{first, Action, Source};
+    let (stored, configured) = bad.split_at(2);
+    for seg in stored {
+        let v = first(&seg.name, "ana", Source::Api, Action::Created, seg.clone());
+        let path = spectra_core::tables::layout::definition(&seg.name, 1);
+        let json = serde_json::to_vec(&v).unwrap();
+        storage.put(&path, json.into()).await.unwrap();
+    }
     let cfg = Config {
-        segmentation: vec![
-            broken, colour, cross, alloc, lowered, mistyped, staff_text, trailing,
-        ],
+        segmentation: [colour, lowered, staff_text]
+            .into_iter()
+            .chain(configured.iter().cloned())
+            .collect(),
         ..Config::default()
     };
     let s = run_once(&cfg, &storage, &opts, &metrics).await.unwrap();

@@ -1,8 +1,9 @@
 //! A segmentation's `filter`: one SQL predicate over one outlet's fields (its master
-//! record and attributes). Its form is checked where a definition is written (the
-//! config file, the API) with the parser DataFusion runs it with, so a filter the
-//! aggregator would refuse is refused there, naming why, instead of failing every pass
-//! of its segmentation afterwards.
+//! record and attributes), its form checked with the parser DataFusion runs it with:
+//! by the API when a definition is written (so a filter the aggregator would refuse
+//! is refused there, naming why, instead of failing every pass of its segmentation
+//! afterwards), and by the aggregator at each pass (definitions from the config file,
+//! and any stored before).
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
@@ -103,6 +104,23 @@ mod tests {
         assert_eq!(
             names,
             BTreeSet::from(["channel".to_owned(), "region".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_definitions_filter_problem_names_it() {
+        let mut seg = crate::config::SegmentationConfig::named("mix");
+        assert_eq!(seg.filter_problem(), None);
+        seg.filter = Some("  ".into());
+        assert_eq!(
+            seg.filter_problem(),
+            None,
+            "a blank filter selects every outlet"
+        );
+        seg.filter = Some("EXISTS (SELECT 1)".into());
+        assert_eq!(
+            seg.filter_problem().as_deref(),
+            Some("segmentation `mix`: filter `EXISTS (SELECT 1)`: subqueries are not allowed")
         );
     }
 

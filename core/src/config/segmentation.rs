@@ -196,6 +196,22 @@ impl SegmentationConfig {
         }
     }
 
+    /// Why this definition's `filter` is not one predicate over one outlet's fields
+    /// ([`super::filter_columns`]), naming it; `None` for a blank filter or none. Not
+    /// one of [`Self::check`]'s problems: a config file's segmentation with such a
+    /// filter fails alone, at the aggregator's pass, where a problem would stop the
+    /// file and every segmentation in it; the API refuses such a filter when written.
+    pub fn filter_problem(&self) -> Option<String> {
+        let f = self
+            .filter
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty())?;
+        super::filter_columns(f)
+            .err()
+            .map(|why| format!("segmentation `{}`: filter `{f}`: {why}", self.name))
+    }
+
     /// Every problem with this definition, as sentences naming it (empty when valid).
     pub fn check(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -290,18 +306,14 @@ impl SegmentationConfig {
         if !self.min_value.is_finite() {
             out.push(format!("segmentation `{n}`: min_value must be finite"));
         }
-        if let Some(filter) = &self.filter {
-            // An empty filter selects every outlet.
-            let f = filter.trim();
-            if filter.len() > MAX_FILTER_BYTES {
-                out.push(format!(
-                    "segmentation `{n}`: filter must be at most {MAX_FILTER_BYTES} bytes"
-                ));
-            } else if !f.is_empty() {
-                if let Err(why) = super::filter_columns(f) {
-                    out.push(format!("segmentation `{n}`: filter `{f}`: {why}"));
-                }
-            }
+        if self
+            .filter
+            .as_ref()
+            .is_some_and(|f| f.len() > MAX_FILTER_BYTES)
+        {
+            out.push(format!(
+                "segmentation `{n}`: filter must be at most {MAX_FILTER_BYTES} bytes"
+            ));
         }
         if let Some(h) = self.half_life_days {
             if h.is_nan() || h <= 0.0 {

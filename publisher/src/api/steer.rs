@@ -196,9 +196,18 @@ fn changed(
     }
     let next: SegmentationConfig =
         serde_json::from_value(v).map_err(|e| bad(format!("the changes are not valid: {e}")))?;
-    let problems = next.check();
+    refuse_problems(&next)?;
+    Ok(next)
+}
+
+/// A definition written through the API: every problem [`SegmentationConfig::check`]
+/// names, and a filter that is not one predicate over one outlet's fields (which the
+/// aggregator would refuse on every pass), as a 400.
+fn refuse_problems(def: &SegmentationConfig) -> ApiResult<()> {
+    let mut problems = def.check();
+    problems.extend(def.filter_problem());
     if problems.is_empty() {
-        Ok(next)
+        Ok(())
     } else {
         Err(bad(problems.join("; ")))
     }
@@ -217,6 +226,7 @@ pub(super) async fn create(
     let (by, note) = author(&b.by, &b.note)?;
     let def: SegmentationConfig = serde_json::from_value(b.definition)
         .map_err(|e| bad(format!("the definition is not valid: {e}")))?;
+    refuse_problems(&def)?;
     let storage = s.snapshots.storage();
     let next = match definitions::current(storage, &def.name).await? {
         None => {
@@ -412,10 +422,7 @@ pub(super) async fn promote(
         // before a check was added could fail it; closed, it could not be promoted).
         if let Some(mut def) = d.definition.clone() {
             def.name = name.clone();
-            let problems = def.check();
-            if !problems.is_empty() {
-                return Err(bad(problems.join("; ")));
-            }
+            refuse_problems(&def)?;
         }
         match definitions::close_for_promotion(storage, &d, &run_id, &by, &note)
             .await

@@ -671,6 +671,42 @@ async fn any_two_runs_compare_with_the_outlets_that_moved_and_why() {
     }
     assert!(explained > 0, "the detector's moves carry their evidence");
 
+    // The latest run's moves with their evidence, a page at a time in outlet id order.
+    let get = |query: &str| {
+        let request = c
+            .get(format!("{base}/api/segmentations/mix/movements{query}"))
+            .send();
+        async move {
+            let r = request.await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let all = get("").await;
+    assert_eq!(all["run_id"], run2.run_id.as_str());
+    assert_eq!(all["moved"], moved.len(), "{}", all["moved"]);
+    let ids: Vec<&str> = all["movements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["outlet_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, moved.iter().copied().collect::<Vec<_>>());
+    assert!(moved.len() >= 3, "a page in the middle needs three moves");
+    let second = get("?limit=1&offset=1").await;
+    assert_eq!(second["movements"].as_array().unwrap().len(), 1);
+    assert_eq!(second["movements"][0], all["movements"][1]);
+    assert_eq!(
+        (&second["offset"], &second["next_offset"]),
+        (&json!(1), &json!(2))
+    );
+    let last = get(&format!("?offset={}", moved.len() - 1)).await;
+    assert_eq!(last["movements"].as_array().unwrap().len(), 1);
+    assert!(last["next_offset"].is_null(), "{}", last["next_offset"]);
+    let past = get(&format!("?offset={}", moved.len() + 5)).await;
+    assert!(past["movements"].as_array().unwrap().is_empty());
+    assert_eq!(get("?limit=1000000").await["limit"], 10_000);
+
     let (movement, compare) = tokio::task::spawn_blocking({
         let (base, a, b) = (base.clone(), run1.run_id.clone(), run2.run_id.clone());
         move || {

@@ -3,10 +3,13 @@
 //! change score, the fit of the new segment, the lines and invoices behind it, the
 //! features that drove it, earlier and recent spend shares), and each segment's own
 //! drift from model.json — a segment whose profile drifts is a different event from
-//! outlets moving.
+//! outlets moving. The moves come a page at a time (`?limit=`, default
+//! [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`]; `?offset=`), in outlet id order: a run
+//! over a million outlets can move tens of thousands.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::Json;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use spectra_core::tables::runs::MovementRow;
 
@@ -30,19 +33,43 @@ fn movement_json(m: &MovementRow) -> Value {
     })
 }
 
+/// Moves in a page when `?limit=` is not given.
+pub const DEFAULT_LIMIT: usize = 1000;
+/// The largest page.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// `?limit=&offset=`.
+#[derive(Debug, Deserialize)]
+pub(super) struct Page {
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
 /// `GET /api/segmentations/{name}/movements`.
 pub(super) async fn movements(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    Query(page): Query<Page>,
 ) -> ApiResult<Json<Value>> {
     let snap = snapshot(&s, &name).await?;
-    let moves: Vec<Value> = snap.run.movements.iter().map(movement_json).collect();
+    let all = &snap.run.movements;
+    let limit = page.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    let offset = page.offset.unwrap_or(0).min(all.len());
+    let moves: Vec<Value> = all[offset..]
+        .iter()
+        .take(limit)
+        .map(movement_json)
+        .collect();
+    let next = offset + moves.len();
     let detector = snap.run.model.movement.as_ref();
     Ok(Json(json!({
         "segmentation": name,
         "run_id": snap.run.latest.run_id,
         "as_of": snap.run.latest.as_of.to_string(),
-        "moved": moves.len(),
+        "moved": all.len(),
+        "offset": offset,
+        "limit": limit,
+        "next_offset": (next < all.len()).then_some(next),
         "movements": moves,
         "detector": detector.map(|m| {
             let mut v = json!(m);

@@ -346,7 +346,7 @@ async function viewMovement() {
       location.hash = `#/compare/${encodeURIComponent(`${f.get("a")}..${f.get("b")}`)}`;
     };
   }
-  const ev = await api(`/api/segmentations/${encodeURIComponent(state.current)}/movements`).catch(() => null);
+  const ev = await api(`/api/segmentations/${encodeURIComponent(state.current)}/movements?limit=500`).catch(() => null);
   if (ev) $("#moves").innerHTML = movesCard(ev, m.segments);
 }
 
@@ -357,7 +357,7 @@ function movesCard(ev, names) {
   const pct = (x) => `${(100 * (x || 0)).toFixed(0)}%`;
   const score = fixed(1);
   const drivers = (d) => (d || []).slice(0, 3).map((x) => `${esc(x.feature)} ${pct(x.earlier_share)} → ${pct(x.recent_share)}${x.reading === "lines" ? " of lines" : ""}`).join("; ");
-  const rows = ev.movements.slice(0, 500).map((v) => `<tr class="move"><td><a href="#/outlet/${encodeURIComponent(v.outlet_id)}">${esc(v.outlet_id)}</a></td><td>${seg(v.previous_segment_id)}</td><td>${seg(v.segment_id)}</td><td>${esc(v.reason)}</td><td class="num">${score(v.score)}</td><td class="num">${score(v.fit)}</td><td class="num">${num(v.recent_invoices)}</td><td>${drivers(v.drivers)}</td></tr>`);
+  const rows = ev.movements.map((v) => `<tr class="move"><td><a href="#/outlet/${encodeURIComponent(v.outlet_id)}">${esc(v.outlet_id)}</a></td><td>${seg(v.previous_segment_id)}</td><td>${seg(v.segment_id)}</td><td>${esc(v.reason)}</td><td class="num">${score(v.score)}</td><td class="num">${score(v.fit)}</td><td class="num">${num(v.recent_invoices)}</td><td>${drivers(v.drivers)}</td></tr>`);
   return `<div class="card"><h2>Why outlets moved</h2>
   <p class="muted">${num(ev.moved)} moves in ${esc(ev.run_id)}.${ev.detector && ev.detector.outlets_placed ? ` ${num(ev.detector.outlets_placed)} new outlets whose purchases had already changed were placed by their recent purchases, not by the nearest centroid (they are new, not moved).` : ""} Score: how far the recent purchases differ from the earlier, in spend or in invoice lines per feature (standard normal quantile); fit: log-likelihood ratio of the new segment over the old on the recent purchases. Drivers' shares are of spend, or of lines where marked.${ev.moved > 500 ? " The first 500 are shown." : ""}</p>
   ${rows.length ? `<table class="moves"><thead><tr><th>outlet</th><th>from</th><th>to</th><th>reason</th><th>score</th><th>fit</th><th>recent invoices</th><th>drivers (earlier → recent share)</th></tr></thead><tbody>${rows.join("")}</tbody></table>` : '<p class="empty">No outlet moved in this run.</p>'}

@@ -495,6 +495,20 @@ pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// A character that shows nothing, or changes how the text around it shows: a format
+/// character (zero-width space and joiners, bidi controls, the byte order mark, soft
+/// hyphen) or a line or paragraph separator. In an identifier it makes two ids that
+/// look alike different outlets (or SKUs).
+fn invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
+}
+
 fn identifier<'a>(f: &Field<'a>, prefix: &str, name: &str) -> Result<Cow<'a, str>, Rejection> {
     match f {
         Field::Missing => Err(missing(prefix, name)),
@@ -506,16 +520,21 @@ fn identifier<'a>(f: &Field<'a>, prefix: &str, name: &str) -> Result<Cow<'a, str
             Reason::BadIdentifier,
             format!("{prefix}{name} is only white space; identifiers are non-empty strings"),
         )),
-        Field::Str(s) if s.chars().any(char::is_control) => {
+        Field::Str(s) if s.chars().any(|c| c.is_control() || invisible(c)) => {
             let (at, c) = s
                 .chars()
                 .enumerate()
-                .find(|(_, c)| c.is_control())
-                .expect("a control character");
+                .find(|(_, c)| c.is_control() || invisible(*c))
+                .expect("a control or invisible character");
+            let what = if c.is_control() {
+                "the control character"
+            } else {
+                "the invisible character"
+            };
             Err(Rejection::new(
                 Reason::BadIdentifier,
                 format!(
-                    "{prefix}{name} holds the control character U+{:04X} at position {at}; identifiers are printable text",
+                    "{prefix}{name} holds {what} U+{:04X} at position {at}; identifiers are printable text",
                     u32::from(c)
                 ),
             ))

@@ -184,6 +184,23 @@ fn hostile_lines_are_rejected_naming_the_field() {
         Reason::BadIdentifier,
         "sku_id holds the control character U+000A",
     );
+    // Invisible characters: an id that looks like another one.
+    reject(
+        &line_with("outlet_id", r#""PL-1\u200b""#),
+        Reason::BadIdentifier,
+        "outlet_id holds the invisible character U+200B at position 4",
+    );
+    reject(
+        &line_with("sku_id", "\"\u{feff}SKU-9\""),
+        Reason::BadIdentifier,
+        "sku_id holds the invisible character U+FEFF at position 0",
+    );
+    reject(
+        &line_with("outlet_id", r#""PL\u202e1-""#),
+        Reason::BadIdentifier,
+        "outlet_id holds the invisible character U+202E",
+    );
+    accept(&line_with("outlet_id", r#""Łódź-Śródmieście 7""#));
     reject(
         &line_with("currency", r#""PL\u001bN""#),
         Reason::BadCurrency,

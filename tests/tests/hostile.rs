@@ -175,6 +175,10 @@ fn a_hostile_distributor_changes_nobody_and_the_next_day_resegments() {
             evil_line(26, "sku_id", json!("A\u{1b}[2J")),
             "sku_id holds the control character U+001B",
         ),
+        (
+            evil_line(29, "outlet_id", json!(format!("{outlet}\u{200b}"))),
+            "outlet_id holds the invisible character U+200B",
+        ),
         (evil_line(27, "line_no", json!(1.5)), "line_no is 1.5"),
         (
             evil_line(28, "invoice_id", json!("x".repeat(300))),

@@ -495,18 +495,37 @@ pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-/// A character that shows nothing, or changes how the text around it shows: a format
-/// character (zero-width space and joiners, bidi controls, the byte order mark, soft
-/// hyphen) or a line or paragraph separator. In an identifier it makes two ids that
-/// look alike different outlets (or SKUs).
+/// A character that shows nothing and is never part of a spelling: the zero-width
+/// space, word joiner and invisible operators, bidi controls, the byte order mark, the
+/// soft hyphen, the Mongolian vowel separator, interlinear annotation marks, and line
+/// or paragraph separators. In an identifier it makes two ids that look alike
+/// different outlets (or SKUs). Written out rather than read from a Unicode table:
+/// the general category these belong to (format characters) also holds the
+/// zero-width joiner and non-joiner, which Persian, Urdu and Indic spellings need.
 fn invisible(c: char) -> bool {
-    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
     matches!(
-        c.general_category(),
-        GeneralCategory::Format
-            | GeneralCategory::LineSeparator
-            | GeneralCategory::ParagraphSeparator
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'
+            | '\u{200E}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
     )
+}
+
+/// Whether `s` holds a control or an [`invisible`] character (ASCII text holds only
+/// the first kind: one scan of its bytes).
+fn unprintable(s: &str) -> bool {
+    if s.is_ascii() {
+        s.bytes().any(|b| b < 0x20 || b == 0x7f)
+    } else {
+        s.chars().any(|c| c.is_control() || invisible(c))
+    }
 }
 
 fn identifier<'a>(f: &Field<'a>, prefix: &str, name: &str) -> Result<Cow<'a, str>, Rejection> {
@@ -520,7 +539,7 @@ fn identifier<'a>(f: &Field<'a>, prefix: &str, name: &str) -> Result<Cow<'a, str
             Reason::BadIdentifier,
             format!("{prefix}{name} is only white space; identifiers are non-empty strings"),
         )),
-        Field::Str(s) if s.chars().any(|c| c.is_control() || invisible(c)) => {
+        Field::Str(s) if unprintable(s) => {
             let (at, c) = s
                 .chars()
                 .enumerate()

@@ -89,7 +89,7 @@ async fn console_shows_segments_with_charts_and_an_edited_tag_after_reload() {
     })
     .await
     .unwrap();
-    // The movement view lists every move of the run with its evidence.
+    // The movement view lists the moves of the run (up to 500) with their evidence.
     let moved = run2.with_change("moved");
     assert!(!moved.is_empty());
     assert!(movement.contains("Why outlets moved"), "{movement}");
@@ -706,6 +706,30 @@ async fn any_two_runs_compare_with_the_outlets_that_moved_and_why() {
     let past = get(&format!("?offset={}", moved.len() + 5)).await;
     assert!(past["movements"].as_array().unwrap().is_empty());
     assert_eq!(get("?limit=1000000").await["limit"], 10_000);
+    assert_eq!(
+        get("?limit=0").await["limit"],
+        1,
+        "a page holds a move at least"
+    );
+    let same = get(&format!(
+        "?offset=1&limit=1&run_id={}",
+        run2.run_id.replace('/', "%2F")
+    ))
+    .await;
+    assert_eq!(same["movements"], second["movements"]);
+    let r = c
+        .get(format!(
+            "{base}/api/segmentations/mix/movements?offset=1&run_id={}",
+            run1.run_id.replace('/', "%2F")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        409,
+        "a page of another run than the one asked for"
+    );
 
     let (movement, compare) = tokio::task::spawn_blocking({
         let (base, a, b) = (base.clone(), run1.run_id.clone(), run2.run_id.clone());

@@ -200,7 +200,16 @@ fn hostile_lines_are_rejected_naming_the_field() {
         Reason::BadIdentifier,
         "outlet_id holds the invisible character U+202E",
     );
+    // Escaped in the JSON (read by serde_json rather than the scanner).
+    reject(
+        r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","outlet_id":"PL-1\u2066","sku_id":"S","quantity":1,"net_value":1}"#,
+        Reason::BadIdentifier,
+        "outlet_id holds the invisible character U+2066 at position 4",
+    );
     accept(&line_with("outlet_id", r#""Łódź-Śródmieście 7""#));
+    // The zero-width non-joiner and joiner belong to spellings (Persian, Sinhala).
+    accept(&line_with("outlet_id", "\"می\u{200c}خواهم\""));
+    accept(&line_with("outlet_id", "\"ශ්\u{200d}රී\""));
     reject(
         &line_with("currency", r#""PL\u001bN""#),
         Reason::BadCurrency,

@@ -3,9 +3,9 @@
 //! change score, the fit of the new segment, the lines and invoices behind it, the
 //! features that drove it, earlier and recent spend shares), and each segment's own
 //! drift from model.json — a segment whose profile drifts is a different event from
-//! outlets moving. The moves come a page at a time (`?limit=`, default
-//! [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`]; `?offset=`), in outlet id order: a run
-//! over a million outlets can move tens of thousands.
+//! outlets moving. The moves come a page at a time (`?limit=`, 1 to [`MAX_LIMIT`],
+//! default [`DEFAULT_LIMIT`]; `?offset=`; `?run_id=` the run the earlier pages were
+//! of), in outlet id order: a run over a million outlets can move tens of thousands.
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use spectra_core::tables::runs::MovementRow;
 
-use super::{snapshot, ApiResult, AppState};
+use super::{snapshot, ApiError, ApiResult, AppState};
+use axum::http::StatusCode;
 
 /// A row of movements.parquet as the API shows it.
 fn movement_json(m: &MovementRow) -> Value {
@@ -38,11 +39,14 @@ pub const DEFAULT_LIMIT: usize = 1000;
 /// The largest page.
 pub const MAX_LIMIT: usize = 10_000;
 
-/// `?limit=&offset=`.
+/// `?limit=&offset=&run_id=`.
 #[derive(Debug, Deserialize)]
 pub(super) struct Page {
     limit: Option<usize>,
     offset: Option<usize>,
+    /// The run the pages before were of: a page of another (a newer run came in
+    /// between) is a 409, not a page of a different list.
+    run_id: Option<String>,
 }
 
 /// `GET /api/segmentations/{name}/movements`.
@@ -52,8 +56,19 @@ pub(super) async fn movements(
     Query(page): Query<Page>,
 ) -> ApiResult<Json<Value>> {
     let snap = snapshot(&s, &name).await?;
+    if let Some(run) = page.run_id.as_deref() {
+        if run != snap.run.latest.run_id {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "the latest run of `{name}` is now {}; read its moves from offset 0",
+                    snap.run.latest.run_id
+                ),
+            ));
+        }
+    }
     let all = &snap.run.movements;
-    let limit = page.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    let limit = page.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let offset = page.offset.unwrap_or(0).min(all.len());
     let moves: Vec<Value> = all[offset..]
         .iter()

@@ -350,8 +350,8 @@ async function viewMovement() {
   if (ev) $("#moves").innerHTML = movesCard(ev, m.segments);
 }
 
-// Every move with its evidence, and segments whose own profile drifted (a different
-// event from outlets moving).
+// The first moves with their evidence (all of them up to 500), and segments whose own
+// profile drifted (a different event from outlets moving).
 function movesCard(ev, names) {
   const seg = (id) => `${esc(names[id] || id)} <span class="badge">${esc(id)}</span>`;
   const pct = (x) => `${(100 * (x || 0)).toFixed(0)}%`;

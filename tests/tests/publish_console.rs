@@ -141,7 +141,7 @@ async fn console_shows_segments_with_charts_and_an_edited_tag_after_reload() {
     println!("{drifted} of {} segments drifted", drift.len());
     assert!(
         movement.contains(&format!("{drifted} of {} segments drifted", drift.len()))
-            || (drifted == 0 && movement.contains("None: the segments describe")),
+            || (drifted == 0 && movement.contains("None: each segment's members buy now")),
         "{movement}"
     );
     let card = dom

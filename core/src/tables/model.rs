@@ -89,10 +89,11 @@ pub struct MovementReport {
     pub outlets_changed: usize,
     /// Outlets the detector moved.
     pub outlets_moved: usize,
-    /// New outlets (no previous segment: every outlet of a first run) whose recent
-    /// behaviour had already changed and fits another segment than the nearest
-    /// centroid's clearly better: the detector placed them there, where a rerun would
-    /// otherwise move them.
+    /// Outlets without a previous segment in the run's model (new ones, every outlet of
+    /// a first run, those of a retired segment; every outlet of a promotion's run)
+    /// whose recent behaviour had already changed and fits another segment than the
+    /// run's choice clearly better: the detector placed them there, where a rerun
+    /// would otherwise move them.
     #[serde(default)]
     pub outlets_placed: usize,
     /// Per segment: its own drift between the earlier and the recent window — a

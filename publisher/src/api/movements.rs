@@ -8,13 +8,13 @@
 //! of), in outlet id order: a run over a million outlets can move tens of thousands.
 
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use spectra_core::tables::runs::MovementRow;
 
 use super::{snapshot, ApiError, ApiResult, AppState};
-use axum::http::StatusCode;
 
 /// A row of movements.parquet as the API shows it.
 fn movement_json(m: &MovementRow) -> Value {

@@ -410,7 +410,7 @@ pub(super) async fn promote(
     // version of the draft, so one of the two wins and the parent changes only after a
     // promotion did. A draft closed for a promotion whose parent a crash left unchanged
     // is finished here.
-    let closed = if d.definition.is_some() {
+    let closed = if let Some(draft_def) = &d.definition {
         let run_id = ready_run(&s, &d).await?.ok_or_else(|| {
             conflict(format!(
                 "draft `{}` has no run of its current definition yet; `spectra segment` computes it after the aggregator's next pass",
@@ -420,10 +420,9 @@ pub(super) async fn promote(
         live(&s, &name).await?;
         // What the parent will be, checked before the draft is closed (a draft stored
         // before a check was added could fail it; closed, it could not be promoted).
-        if let Some(mut def) = d.definition.clone() {
-            def.name = name.clone();
-            refuse_problems(&def)?;
-        }
+        let mut def = draft_def.clone();
+        def.name = name.clone();
+        refuse_problems(&def)?;
         match definitions::close_for_promotion(storage, &d, &run_id, &by, &note)
             .await
             .map_err(refused)?

@@ -2,9 +2,9 @@
 //! wobbles on a segment border.
 //!
 //! A centroid distance cannot tell the two apart; the outlet's own history can. For
-//! each outlet with a segment to start from, its spend shares in the recent window (the last
-//! `recent_days`) are compared with its shares in the rest of the window by a
-//! likelihood-ratio (G) test of homogeneity, with the invoice lines behind each
+//! each outlet with a segment to start from, its spend shares in the recent window
+//! (the last `recent_days`) are compared with its shares in the rest of the window by
+//! a likelihood-ratio (G) test of homogeneity, with the invoice lines behind each
 //! period as the sample sizes — three invoices prove little, a year of weekly orders
 //! a lot:
 //!
@@ -88,11 +88,11 @@ use ndarray::ArrayView2;
 use rayon::prelude::*;
 pub use spectra_core::tables::runs::Reading;
 
-use super::incremental::{Assignment, Change, RunOutcome};
-
+mod apply;
 mod directions;
 mod shares;
 mod stats;
+pub use apply::apply;
 use directions::{principal, projected, Directions};
 pub use shares::shares_of;
 use shares::{hellinger, normalise, pooled, Periods};
@@ -746,65 +746,6 @@ fn after_market(earlier: impl IntoIterator<Item = f64>, market: &[f64]) -> Vec<f
 fn ratio(recent: f64, earlier: f64) -> f64 {
     const DAMP: f64 = 1e-3;
     (recent + DAMP) / (earlier + DAMP)
-}
-
-/// Replaces the distance-based decisions of a run by the detector's. `current[i]` is
-/// where the detector started outlet `i` from: the row of its previous segment in
-/// `outcome`'s model, or, for an outlet the run places rather than moves (a new
-/// outlet, one whose segment was retired, every outlet of a promotion), the run's own
-/// choice. The outlet ends in the segment the decision names, and its change is
-/// against its previous segment id ([`Assignment::previous_segment_id`]): a new outlet
-/// stays new. Outlets with no `current` keep the run's choice.
-pub fn apply(
-    outcome: &mut RunOutcome,
-    features: ArrayView2<f64>,
-    current: &[Option<usize>],
-    detection: &Detection,
-) {
-    let centroids = &outcome.model.centroids;
-    let ids = &outcome.model.segment_ids;
-    let distance = |i: usize, s: usize| -> f64 {
-        (&features.row(i) - &centroids.row(s))
-            .mapv(|v| v * v)
-            .sum()
-            .sqrt()
-    };
-    for (i, a) in outcome.assignments.iter_mut().enumerate() {
-        let Some(c) = current[i] else {
-            continue;
-        };
-        let target = match &detection.decisions[i] {
-            Decision::Move(e) => e.best,
-            _ => c,
-        };
-        let own = distance(i, target);
-        let other = (0..centroids.nrows())
-            .filter(|&s| s != target)
-            .map(|s| distance(i, s))
-            .fold(f64::INFINITY, f64::min);
-        let change = match &a.previous_segment_id {
-            None => Change::New,
-            Some(p) if *p == ids[target] => Change::Unchanged,
-            Some(_) => Change::Moved,
-        };
-        *a = Assignment {
-            segment: target,
-            segment_id: ids[target].clone(),
-            previous_segment_id: a.previous_segment_id.clone(),
-            change,
-            distance: own,
-            confidence: if other.is_finite() && other > 0.0 {
-                (1.0 - own / other).clamp(0.0, 1.0)
-            } else {
-                1.0
-            },
-        };
-    }
-    outcome.moved = outcome
-        .assignments
-        .iter()
-        .filter(|a| a.change == Change::Moved)
-        .count();
 }
 
 #[cfg(test)]

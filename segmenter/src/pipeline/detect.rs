@@ -44,9 +44,9 @@ pub use spectra_core::tables::runs::{Driver as DriverRow, MovementRow};
 pub(super) struct Detected {
     /// The moved outlets with their evidence.
     pub movements: Vec<MovementRow>,
-    /// Outlets placed by their recent behaviour (see [`detect_moves`]): the segment id
-    /// and the baseline the next runs test a move against, as for a move.
-    pub placed: HashMap<String, (String, Baseline)>,
+    /// Every outlet the detector moved or placed (see [`detect_moves`]): the segment
+    /// id and the baseline the next runs test a further move against.
+    pub baselines: HashMap<String, (String, Baseline)>,
     /// For model.json.
     pub report: MovementReport,
 }
@@ -83,19 +83,19 @@ pub(super) fn detect_moves(
         return None;
     }
     let ids = outcome.model.segment_ids.clone();
-    // Where each outlet starts from: its previous segment, else (placed) the run's
-    // choice.
-    let previous_row = |b: &Option<String>| {
-        b.as_deref()
-            .and_then(|b| ids.iter().position(|id| id == b))
-            .filter(|_| !repartition)
-    };
-    let placing: Vec<bool> = before.iter().map(|b| previous_row(b).is_none()).collect();
-    let current: Vec<Option<usize>> = before
+    // Where each outlet starts from: its previous segment, else the run's choice (the
+    // outlet is then placed, not moved).
+    let (placing, current): (Vec<bool>, Vec<Option<usize>>) = before
         .iter()
         .zip(&outcome.assignments)
-        .map(|(b, a)| previous_row(b).or(Some(a.segment)))
-        .collect();
+        .map(|(b, a)| {
+            let previous = b
+                .as_deref()
+                .and_then(|b| ids.iter().position(|id| id == b))
+                .filter(|_| !repartition);
+            (previous.is_none(), previous.or(Some(a.segment)))
+        })
+        .unzip();
     let config = DetectorConfig {
         change_score: seg.change_score,
         fit_score: seg.fit_score,
@@ -129,21 +129,26 @@ pub(super) fn detect_moves(
 
     let features = &fs.features;
     let mut movements = Vec::new();
-    let mut placed = HashMap::new();
-    let mut changed = 0;
+    let mut baselines = HashMap::new();
+    let (mut changed, mut moved, mut placed) = (0, 0, 0);
     for (r, a) in outcome.assignments.iter().enumerate() {
         let evidence = match &detection.decisions[r] {
             Decision::Move(e) | Decision::Keep(e) => Some(e),
             Decision::Untested => None,
         };
         changed += usize::from(evidence.is_some_and(|e| e.score >= seg.change_score));
-        if let (true, Decision::Move(e)) = (placing[r], &detection.decisions[r]) {
+        if let Decision::Move(e) = &detection.decisions[r] {
+            if placing[r] {
+                placed += 1;
+            } else {
+                moved += 1;
+            }
             let baseline = Baseline {
                 since: fs.as_of,
                 lines: history.recent_lines[rows[r]],
                 spectrum: spectrum(features, &e.recent),
             };
-            placed.insert(
+            baselines.insert(
                 fs.outlets[rows[r]].outlet_id.clone(),
                 (a.segment_id.clone(), baseline),
             );
@@ -246,57 +251,39 @@ pub(super) fn detect_moves(
         line_dispersion: detection.line_dispersion,
         outlets_tested: detection.tested,
         outlets_changed: changed,
-        outlets_moved: detection
-            .decisions
-            .iter()
-            .filter(|d| matches!(d, Decision::Move(_)))
-            .count()
-            - placed.len(),
-        outlets_placed: placed.len(),
+        outlets_moved: moved,
+        outlets_placed: placed,
         segments,
     };
     Some(Detected {
         movements,
-        placed,
+        baselines,
         report,
     })
 }
 
-/// Sets each assignment's baseline: what the detector placed it with in this run
-/// (`placed`, while it is in that segment) or moved it with (`explained`, reason
-/// [`REASON_CHANGED`]), else — for an outlet that stayed in its segment — the
-/// previous run's while the window (`window_days` to `as_of`) still reaches back
-/// before that move.
+/// Sets each assignment's baseline: what the detector moved or placed it with in this
+/// run (`baselines`, while it is in that segment: a pin may have put it elsewhere),
+/// else — for an outlet that stayed in its segment — the previous run's while the
+/// window (`window_days` to `as_of`) still reaches back before that move.
 pub(super) fn set_baselines(
     assignments: &mut [AssignmentRow],
-    explained: &[MovementRow],
-    placed: &HashMap<String, (String, Baseline)>,
+    baselines: &HashMap<String, (String, Baseline)>,
     previous: Option<&PreviousRun>,
     as_of: chrono::NaiveDate,
     window_days: u32,
 ) {
-    use spectra_core::tables::runs::Change as Changed;
-    let moved: HashMap<&str, &MovementRow> = explained
-        .iter()
-        .filter(|m| m.reason == REASON_CHANGED)
-        .map(|m| (m.outlet_id.as_str(), m))
-        .collect();
     for a in assignments.iter_mut() {
-        let placed_here = placed
+        let detected = baselines
             .get(&a.outlet_id)
             .filter(|(segment, _)| *segment == a.segment_id)
             .map(|(_, b)| b.clone());
-        a.baseline = placed_here.or_else(|| match a.change {
-            Changed::Moved => moved.get(a.outlet_id.as_str()).map(|m| Baseline {
-                since: as_of,
-                lines: m.recent_lines,
-                spectrum: m.recent_spectrum.clone(),
-            }),
-            Changed::Same => previous
+        a.baseline = detected.or_else(|| match a.change {
+            spectra_core::tables::runs::Change::Same => previous
                 .and_then(|p| p.baselines.get(&a.outlet_id))
                 .filter(|b| (as_of - b.since).num_days() < i64::from(window_days))
                 .cloned(),
-            Changed::New => None,
+            _ => None,
         });
     }
 }

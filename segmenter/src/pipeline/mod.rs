@@ -506,8 +506,8 @@ pub fn compute(
         movement: detected.as_ref().map(|d| d.report.clone()),
         recommendations: None,
     };
-    let (found, placed) = detected
-        .map(|d| (d.movements, d.placed))
+    let (found, baselines) = detected
+        .map(|d| (d.movements, d.baselines))
         .unwrap_or_default();
     let movements = detect::explain_moves(&assignments, found, |a| {
         if pinned.contains(&a.outlet_id) {
@@ -523,8 +523,7 @@ pub fn compute(
     let mut assignments = assignments;
     detect::set_baselines(
         &mut assignments,
-        &movements,
-        &placed,
+        &baselines,
         previous,
         fs.as_of,
         seg.window_days,

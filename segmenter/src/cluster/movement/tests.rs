@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::*;
+use crate::cluster::incremental::Change;
 
 /// Spend and lines per feature of `lines` invoice lines drawn from `shares`, line
 /// values from `value`.

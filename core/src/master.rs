@@ -3,9 +3,14 @@
 //! Both topics are compacted and keyed by id; a null value is a tombstone (the outlet
 //! or SKU was removed), whose id comes from the message key.
 
+use std::collections::HashMap;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::message::{identifier_text, json_kind, Reason, Rejection};
+use crate::message::{
+    identifier_text, is_integer_literal, json_kind, Reason, Rejection, MAX_ID_CHARS,
+};
 
 /// An outlet master record, or its removal.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +48,10 @@ pub struct Sku {
     pub deleted: bool,
 }
 
-fn object(value: Option<&[u8]>) -> Result<Option<Map<String, Value>>, Rejection> {
+/// A record's fields, and the message text they were read from.
+type Record<'a> = (Map<String, Value>, &'a str);
+
+fn object(value: Option<&[u8]>) -> Result<Option<Record<'_>>, Rejection> {
     let Some(bytes) = value else { return Ok(None) };
     let text = std::str::from_utf8(bytes).map_err(|e| {
         Rejection::new(
@@ -61,7 +69,7 @@ fn object(value: Option<&[u8]>) -> Result<Option<Map<String, Value>>, Rejection>
         ));
     }
     match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(m)) => Ok(Some(m)),
+        Ok(Value::Object(m)) => Ok(Some((m, text))),
         Ok(Value::Null) => Ok(None),
         Ok(other) => Err(Rejection::new(
             Reason::NotObject,
@@ -188,19 +196,38 @@ fn attributes(m: &Map<String, Value>) -> Result<Option<String>, Rejection> {
     }
 }
 
-fn required_id(m: &Map<String, Value>, name: &str) -> Result<String, Rejection> {
+/// The record's `name` as an identifier. An integer too long for 64 bits is read
+/// again from the message `text` as the digits sent: `Value` holds it as an `f64`.
+fn required_id(m: &Map<String, Value>, text: &str, name: &str) -> Result<String, Rejection> {
     match m.get(name) {
         None => Err(Rejection::new(
             Reason::MissingField,
             format!("{name} is missing; it is required"),
         )),
+        Some(Value::Number(n)) if n.is_f64() => {
+            let digits = serde_json::from_str::<HashMap<String, &RawValue>>(text)
+                .ok()
+                .and_then(|fields| fields.get(name).map(|raw| raw.get().to_owned()))
+                .filter(|t| t != "-0" && is_integer_literal(t));
+            match digits {
+                Some(d) if d.len() > MAX_ID_CHARS => Err(Rejection::new(
+                    Reason::BadIdentifier,
+                    format!(
+                        "{name} is an integer of {} digits; identifiers are at most {MAX_ID_CHARS} characters",
+                        d.trim_start_matches('-').len()
+                    ),
+                )),
+                Some(d) => Ok(d),
+                None => identifier_text(&Value::Number(n.clone()), name),
+            }
+        }
         Some(v) => identifier_text(v, name),
     }
 }
 
 /// Parses a message of the outlets topic.
 pub fn parse_outlet(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Outlet, Rejection> {
-    let Some(m) = object(value)? else {
+    let Some((m, json)) = object(value)? else {
         return Ok(Outlet {
             outlet_id: key_id(key, "outlet_id")?,
             name: None,
@@ -211,7 +238,7 @@ pub fn parse_outlet(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Outlet, 
         });
     };
     Ok(Outlet {
-        outlet_id: keyed(required_id(&m, "outlet_id")?, key, "outlet_id")?,
+        outlet_id: keyed(required_id(&m, json, "outlet_id")?, key, "outlet_id")?,
         name: text(&m, "name")?,
         region: text(&m, "region")?,
         channel: text(&m, "channel")?,
@@ -222,7 +249,7 @@ pub fn parse_outlet(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Outlet, 
 
 /// Parses a message of the SKUs topic.
 pub fn parse_sku(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Sku, Rejection> {
-    let Some(m) = object(value)? else {
+    let Some((m, json)) = object(value)? else {
         return Ok(Sku {
             sku_id: key_id(key, "sku_id")?,
             name: None,
@@ -234,7 +261,7 @@ pub fn parse_sku(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Sku, Reject
         });
     };
     Ok(Sku {
-        sku_id: keyed(required_id(&m, "sku_id")?, key, "sku_id")?,
+        sku_id: keyed(required_id(&m, json, "sku_id")?, key, "sku_id")?,
         name: text(&m, "name")?,
         category: text(&m, "category")?,
         subcategory: text(&m, "subcategory")?,
@@ -276,6 +303,25 @@ mod tests {
         // Keyed by its id (as text, the integer's decimal text) or not keyed: kept.
         let s = parse_sku(Some(b"5901234123457"), Some(br#"{"sku_id":5901234123457}"#)).unwrap();
         assert_eq!(s.sku_id, "5901234123457");
+        // An integer past 64 bits keeps its digits (an `f64` would round them).
+        let long = "123456789012345678901234567890";
+        let o = parse_outlet(
+            Some(long.as_bytes()),
+            Some(format!(r#"{{"outlet_id":{long}}}"#).as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(o.outlet_id, long);
+        let e = parse_outlet(
+            None,
+            Some(format!(r#"{{"outlet_id":{}}}"#, "9".repeat(300)).as_bytes()),
+        )
+        .unwrap_err();
+        assert!(
+            e.text.contains("outlet_id is an integer of 300 digits"),
+            "{e}"
+        );
+        let e = parse_sku(None, Some(br#"{"sku_id":1e30}"#)).unwrap_err();
+        assert!(e.text.contains("sku_id"), "{e}");
     }
 
     /// A record under another record's key is rejected, naming the id and the key.

@@ -13,10 +13,13 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 mod dates;
+mod field;
 mod limits;
 mod rejection;
 mod scan;
 pub use dates::parse_date;
+pub(crate) use field::is_integer_literal;
+use field::Field;
 pub use limits::{Conversion, Limits};
 pub use rejection::{Reason, Rejection};
 
@@ -80,82 +83,6 @@ pub fn date_to_days(date: NaiveDate) -> i32 {
 /// The date of an Arrow `Date32` value.
 pub fn days_to_date(days: i32) -> NaiveDate {
     crate::tables::date_of(days)
-}
-
-/// A JSON value as far as validation needs to see it.
-#[derive(Debug, Default)]
-enum Field<'a> {
-    #[default]
-    Missing,
-    Null,
-    Str(Cow<'a, str>),
-    Int(i128),
-    Float(f64),
-    Bool,
-    Array,
-    Object,
-}
-
-impl Field<'_> {
-    fn kind(&self) -> &'static str {
-        match self {
-            Field::Missing => "missing",
-            Field::Null => "null",
-            Field::Str(_) => "a string",
-            Field::Int(_) | Field::Float(_) => "a number",
-            Field::Bool => "a boolean",
-            Field::Array => "an array",
-            Field::Object => "an object",
-        }
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Field<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Field::Null)
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(Field::Null)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Field::Bool)
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Field::Int(v.into()))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Field::Int(v.into()))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Field::Float(v))
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Field::Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Field::Str(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Field::Str(Cow::Owned(v)))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Field::Array)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Field::Object)
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 /// The fields of a line (or of an invoice header) as sent.
@@ -490,10 +417,21 @@ pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
     match v {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number with a fraction",
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(x) if n.is_f64() => number_kind(x),
+            _ => "a number",
+        },
         serde_json::Value::String(_) => "a string",
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// A number JSON did not write as an integer, as a rejection words it.
+fn number_kind(x: f64) -> &'static str {
+    match x.fract() == 0.0 {
+        true => "a number written with a decimal point or an exponent",
+        false => "a number with a fraction",
     }
 }
 
@@ -576,10 +514,19 @@ fn identifier<'a>(f: &Field<'a>, prefix: &str, name: &str) -> Result<Cow<'a, str
             Ok(s.clone())
         }
         Field::Int(i) => Ok(Cow::Owned(i.to_string())),
-        Field::Float(_) => Err(Rejection::new(
+        Field::Digits(text, _) if text.len() > MAX_ID_CHARS => Err(Rejection::new(
             Reason::BadIdentifier,
             format!(
-                "{prefix}{name} is a number with a fraction; identifiers are strings or integers"
+                "{prefix}{name} is an integer of {} digits; identifiers are at most {MAX_ID_CHARS} characters",
+                text.trim_start_matches('-').len()
+            ),
+        )),
+        Field::Digits(text, _) => Ok(Cow::Borrowed(text)),
+        Field::Float(x) => Err(Rejection::new(
+            Reason::BadIdentifier,
+            format!(
+                "{prefix}{name} is {}; identifiers are strings or integers",
+                number_kind(*x)
             ),
         )),
         other => Err(Rejection::new(
@@ -597,6 +544,12 @@ fn line_no(f: &Field<'_>, prefix: &str) -> Result<i64, Rejection> {
         Field::Missing => return Err(missing(prefix, "line_no")),
         Field::Int(i) => *i,
         Field::Float(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => *x as i128,
+        Field::Digits(text, _) => {
+            return Err(Rejection::new(
+                Reason::BadLineNo,
+                format!("{prefix}line_no {} is too large", truncate(text, 40)),
+            ))
+        }
         Field::Float(x) => {
             return Err(Rejection::new(
                 Reason::BadLineNo,
@@ -633,7 +586,7 @@ fn number(f: &Field<'_>, prefix: &str, name: &str) -> Result<f64, Rejection> {
     let x = match f {
         Field::Missing => return Err(missing(prefix, name)),
         Field::Int(i) => *i as f64,
-        Field::Float(x) => *x,
+        Field::Digits(_, x) | Field::Float(x) => *x,
         Field::Str(s) => {
             return Err(Rejection::new(
                 Reason::BadNumber,

@@ -111,6 +111,12 @@ fn bad_messages() -> Vec<(Option<Vec<u8>>, &'static str)> {
             "lines[1].net_value is missing",
         ),
         (Some(br#"{"distributor_id":"D9","invoice_id":"BADINV2","invoice_date":"2026-03-01","outlet_id":"O1","lines":[]}"#.to_vec()), "empty array"),
+        (
+            Some(line_json("D9", "BAD", 1, "2026-03-01", "O1", "S1", 1.0)
+                .replace(r#""outlet_id":"O1""#, &format!(r#""outlet_id":{}"#, "9".repeat(300)))
+                .into_bytes()),
+            "outlet_id is an integer of 300 digits",
+        ),
     ]
 }
 
@@ -186,6 +192,15 @@ fn feed_with_redeliveries_corrections_and_bad_messages() {
             Some(line_json("D1", &inv, 1, &date, &outlet, "S9", v).as_bytes()),
         );
     }
+    // An integer outlet id past 64 bits: its digits, as sent, are the outlet's id.
+    let long_outlet = "123456789012345678901234567890";
+    let long = line_json("D1", "INV/LONG", 1, "2026-03-02", "O0", "S9", 7.5).replace(
+        r#""outlet_id":"O0""#,
+        &format!(r#""outlet_id":{long_outlet}"#),
+    );
+    send(&p, &setup.invoices, Some(b"LONG"), Some(long.as_bytes()));
+    latest.insert(("D1".into(), "INV/LONG".into(), 1), 7.5);
+    good_lines_delivered += 1;
     let bad = bad_messages();
     for (v, _) in &bad {
         send(&p, &setup.invoices, Some(b"BADKEY"), v.as_deref());
@@ -193,9 +208,22 @@ fn feed_with_redeliveries_corrections_and_bad_messages() {
     flush(&p);
 
     let out = setup.ingest_once(&["--set", "ingest.flush_rows=700"]);
-    assert!(out.contains("\"rejected\":20"), "{out}");
+    assert!(out.contains("\"rejected\":21"), "{out}");
 
-    let stored = rows(&read_parquet_dir(&dir.path().join("raw/invoices")));
+    let batches = read_parquet_dir(&dir.path().join("raw/invoices"));
+    let long_outlets: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
+            let (i, o) = (s("invoice_id"), s("outlet_id"));
+            (0..b.num_rows())
+                .filter(|&r| i.value(r) == "INV/LONG")
+                .map(|r| o.value(r).to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(long_outlets, [long_outlet]);
+    let stored = rows(&batches);
     // Every delivery of a good line is stored exactly once (redeliveries are distinct
     // messages: the aggregator deduplicates identities); no source position twice.
     assert_eq!(stored.len(), good_lines_delivered);

@@ -68,6 +68,18 @@ pub(super) fn flat_line(text: &str) -> Option<RawLine<'_>> {
     (s.at == s.b.len()).then_some(line)
 }
 
+/// `text`, the raw text of one value, read as serde_json reads it when it is a plain
+/// value (as [`flat_line`] reads one); `None` when serde_json must read it.
+pub(super) fn plain_value(text: &str) -> Option<Field<'_>> {
+    let mut s = Scanner {
+        b: text.as_bytes(),
+        text,
+        at: 0,
+    };
+    let value = s.value()?;
+    (s.at == s.b.len()).then_some(value)
+}
+
 struct Scanner<'a> {
     b: &'a [u8],
     text: &'a str,

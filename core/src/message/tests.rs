@@ -87,7 +87,7 @@ fn rejections_name_the_field() {
         ),
         (
             r#"{"distributor_id":"D","invoice_id":"I","line_no":1,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1e999}"#,
-            "not valid JSON",
+            "net_value is not a finite number",
         ),
         ("[1,2]", "not a JSON object"),
         ("\"x\"", "not a JSON object"),
@@ -432,4 +432,64 @@ fn timestamps_ahead_of_the_clock_are_bounded() {
     assert!(now.check_timestamp(at + 23 * 3_600_000).is_ok());
     assert!(now.check_timestamp(at + 25 * 3_600_000).is_err());
     assert!(Limits::unbounded().check_timestamp(i64::MAX).is_ok());
+}
+
+/// An integer identifier longer than 64 bits is its digits as sent, on a line and on
+/// a whole invoice; as a line number or a quantity it is out of range.
+#[test]
+fn long_integer_identifiers_keep_their_digits() {
+    // Written as text: `serde_json::Value` would turn the long integers into floats.
+    let line_text = |field: &str, value: &str| {
+        let fields = [
+            ("distributor_id", "\"D\""),
+            ("invoice_id", "\"I\""),
+            ("line_no", "1"),
+            ("invoice_date", "\"2026-11-20\""),
+            ("outlet_id", "\"O\""),
+            ("sku_id", "\"S\""),
+            ("quantity", "1"),
+            ("net_value", "1"),
+        ];
+        let members: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{}", if *k == field { value } else { v }))
+            .collect();
+        format!("{{{}}}", members.join(","))
+    };
+    let limits = Limits::unbounded();
+    let long = "123456789012345678901234567890";
+    let m = line_text("outlet_id", long);
+    let lines = parse_invoice_message(Some(m.as_bytes()), &limits).unwrap();
+    assert_eq!(lines[0].outlet_id, long);
+    let negative = format!("-{long}");
+    let m = line_text("sku_id", &negative);
+    let lines = parse_invoice_message(Some(m.as_bytes()), &limits).unwrap();
+    assert_eq!(lines[0].sku_id, negative);
+    let m = format!(
+        r#"{{"distributor_id":"D","invoice_id":{long},"invoice_date":"2026-11-20","outlet_id":"O","lines":[{{"line_no":1,"sku_id":{long}0,"quantity":1,"net_value":1}}]}}"#
+    );
+    let lines = parse_invoice_message(Some(m.as_bytes()), &limits).unwrap();
+    assert_eq!(lines[0].invoice_id, long);
+    assert_eq!(lines[0].sku_id, format!("{long}0"));
+    let reject = |field: &str, value: &str, want: &str| {
+        let m = line_text(field, value);
+        let e = parse_invoice_message(Some(m.as_bytes()), &limits).unwrap_err();
+        assert!(e.text.contains(want), "{field} {value}: {e}");
+    };
+    reject(
+        "outlet_id",
+        &"9".repeat(257),
+        "outlet_id is an integer of 257 digits",
+    );
+    reject(
+        "outlet_id",
+        "1e30",
+        "outlet_id is a number written with a decimal point or an exponent",
+    );
+    reject("outlet_id", "17.5", "outlet_id is a number with a fraction");
+    reject("line_no", long, "line_no 12345678901234567890123456789");
+    let limits = limits_on("2026-11-29");
+    let m = line_text("quantity", long);
+    let e = parse_invoice_message(Some(m.as_bytes()), &limits).unwrap_err();
+    assert!(e.text.contains("quantity is 1.2345678901234568e29"), "{e}");
 }

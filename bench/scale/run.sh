@@ -3,7 +3,7 @@
 # broker (Tansu, scripts/tansu.sh), then every service once in release, as a new user
 # would run them: the first full daily cycle over DAYS days, then one more day and the
 # incremental cycle. Prints, per stage, wall seconds and peak RSS (GNU time), and the
-# objects under raw/. Heavy at the default size: run it by hand, never in CI.
+# objects under raw/, then the export of the latest run as CSV and XLSX. Heavy at the default size: run it by hand, never in CI.
 #
 #   bench/scale/run.sh                                 # 1M outlets, 20k SKUs, 91 days
 #   bench/scale/run.sh --outlets 100000 --skus 2000    # smaller, e.g. 100k outlets
@@ -121,6 +121,11 @@ for s in ingest aggregate segment publish; do
   stage incremental "$s" "$bin" "$s" "${common[@]}" --once
 done
 raw_after=$(find "$dir/store/raw" -type f -name '*.parquet' | wc -l)
+# The marketing export of the latest run, as `spectra export` writes it (the same code
+# as the console's export.csv and export.xlsx).
+for f in csv xlsx; do
+  stage incremental "export-$f" "$bin" export "${common[@]}" --segmentation national --format "$f" --out "$dir/national.$f"
+done
 echo "objects under raw/: $raw_first after the first cycle, $raw_after after the incremental one"
 awk -F'\t' 'NR > 1 && $1 == "incremental" && $2 != "generate" && $2 != "ingest" {s += $3}
   END {printf "incremental cycle, ingest caught up to changed assignments on the topic: %.1f s\n", s}' "$results"

@@ -6,6 +6,8 @@
 //! sheet (every feature's share of every segment, with the average and the index).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::Write;
 
 use rust_xlsxwriter::{Format, Workbook};
 use serde::Serialize;
@@ -14,7 +16,7 @@ use spectra_core::tables::features::KpiBrief;
 use spectra_core::tables::profile::FeatureShare;
 
 use crate::metadata::MetadataStore;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Label, Snapshot};
 use crate::Error;
 
 /// The export's columns, in order.
@@ -177,20 +179,50 @@ pub fn segments(snap: &Snapshot, metadata: &MetadataStore) -> Vec<SegmentExport>
         .collect()
 }
 
-/// The rows of a run, by outlet id.
-pub fn rows(snap: &Snapshot, metadata: &MetadataStore) -> Vec<ExportRow> {
-    let mut labels = std::collections::HashMap::new();
-    let mut out: Vec<ExportRow> = snap
-        .run
-        .assignments
-        .iter()
-        .map(|a| {
-            let l = labels
-                .entry(a.segment_id.clone())
-                .or_insert_with(|| snap.label(metadata, &a.segment_id))
-                .clone();
+/// The outlets of a run's export, by outlet id. A row is made when it is written, so
+/// an export holds one row at a time and the order of the run's outlets (4 bytes an
+/// outlet), not a copy of the run.
+pub struct ExportRows<'a> {
+    snap: &'a Snapshot,
+    labels: HashMap<String, Label>,
+    order: Vec<u32>,
+}
+
+impl<'a> ExportRows<'a> {
+    /// The rows of `snap`, with its segments' labels as they stand in `metadata`.
+    pub fn new(snap: &'a Snapshot, metadata: &MetadataStore) -> Self {
+        let assignments = &snap.run.assignments;
+        let mut order: Vec<u32> = (0..assignments.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| {
+            assignments[a as usize]
+                .outlet_id
+                .cmp(&assignments[b as usize].outlet_id)
+        });
+        Self {
+            snap,
+            labels: snap.labels(metadata),
+            order,
+        }
+    }
+
+    /// The number of rows (the run's assigned outlets).
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether the run assigned no outlet.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The rows, by outlet id.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = ExportRow> + '_ {
+        let snap = self.snap;
+        self.order.iter().map(move |&i| {
+            let a = &snap.run.assignments[i as usize];
+            let l = self.labels.get(&a.segment_id).cloned().unwrap_or_default();
             let k = snap.kpi_brief(&a.outlet_id);
-            let text = |f: for<'a> fn(&KpiBrief<'a>) -> Option<&'a str>| {
+            let text = |f: for<'k> fn(&KpiBrief<'k>) -> Option<&'k str>| {
                 k.as_ref().and_then(f).unwrap_or_default().to_owned()
             };
             ExportRow {
@@ -213,9 +245,7 @@ pub fn rows(snap: &Snapshot, metadata: &MetadataStore) -> Vec<ExportRow> {
                 tier: a.tier.clone(),
             }
         })
-        .collect();
-    out.sort_by(|a, b| a.outlet_id.cmp(&b.outlet_id));
-    out
+    }
 }
 
 /// A text cell a spreadsheet would read as a formula (it starts with `=`, `+`, `-`,
@@ -248,36 +278,61 @@ fn neutralised(r: &ExportRow) -> ExportRow {
     }
 }
 
-/// The rows as CSV with a header line, text cells [`neutralise`]d.
-pub fn to_csv(rows: &[ExportRow]) -> Result<Vec<u8>, Error> {
-    let mut w = csv::Writer::from_writer(Vec::new());
+/// Writes `rows` as CSV with a header line to `out`, text cells [`neutralise`]d.
+pub fn write_csv(rows: impl Iterator<Item = ExportRow>, out: impl Write) -> Result<(), Error> {
+    let err = |e: csv::Error| Error::Export(format!("csv: {e}"));
+    let mut w = csv::Writer::from_writer(out);
+    let mut any = false;
     for r in rows {
-        w.serialize(neutralised(r))
-            .map_err(|e| Error::Export(format!("csv: {e}")))?;
+        w.serialize(neutralised(&r)).map_err(err)?;
+        any = true;
     }
-    if rows.is_empty() {
-        w.write_record(COLUMNS)
-            .map_err(|e| Error::Export(format!("csv: {e}")))?;
+    if !any {
+        w.write_record(COLUMNS).map_err(err)?;
     }
-    w.into_inner()
-        .map_err(|e| Error::Export(format!("csv: {e}")))
+    w.flush().map_err(|e| Error::Export(format!("csv: {e}")))
 }
 
-/// The rows as an XLSX workbook: the outlets on the first sheet (named after the
-/// segmentation), then `segments` and `spectrum`; each with a bold, frozen header and a
-/// filter, numbers as numbers, text as string cells (never formulas, whatever the text
-/// starts with).
-pub fn to_xlsx(
-    rows: &[ExportRow],
+/// Data rows an XLSX sheet holds under its header (Excel's 1,048,576 rows, less one).
+pub const XLSX_SHEET_ROWS: usize = 1_048_575;
+
+/// Writes the export as an XLSX workbook to `out`: the outlets (on a sheet named after
+/// the segmentation, continued on `name (2)`, `name (3)`… past [`XLSX_SHEET_ROWS`]),
+/// then `segments` and `spectrum`; each with a bold, frozen header and a filter,
+/// numbers as numbers, text as string cells (never formulas, whatever the text starts
+/// with). The sheets are written row by row through temporary files
+/// (`rust_xlsxwriter`'s constant memory mode), so a million outlets cost a file on
+/// disk, not gigabytes of cells in memory.
+pub fn write_xlsx(
+    rows: impl ExactSizeIterator<Item = ExportRow>,
     segments: &[SegmentExport],
     sheet: &str,
-) -> Result<Vec<u8>, Error> {
+    out: impl Write + Send,
+) -> Result<(), Error> {
+    write_xlsx_sheets(rows, segments, sheet, out, XLSX_SHEET_ROWS)
+}
+
+fn write_xlsx_sheets(
+    rows: impl ExactSizeIterator<Item = ExportRow>,
+    segments: &[SegmentExport],
+    sheet: &str,
+    out: impl Write + Send,
+    per_sheet: usize,
+) -> Result<(), Error> {
     let err = |e: rust_xlsxwriter::XlsxError| Error::Export(format!("xlsx: {e}"));
     let mut wb = Workbook::new();
     let bold = Format::new().set_bold();
     let money = Format::new().set_num_format("#,##0.00");
     let pct = Format::new().set_num_format("0.000");
-    let header = |ws: &mut rust_xlsxwriter::Worksheet, columns: &[&str], rows: usize| {
+    // Column widths go first, then the header, then the rows in order (constant
+    // memory mode writes each row out as the next one starts).
+    let start = |ws: &mut rust_xlsxwriter::Worksheet,
+                 columns: &[&str],
+                 widths: &[(u16, f64)],
+                 rows: usize| {
+        for &(c, w) in widths {
+            ws.set_column_width(c, w)?;
+        }
         for (c, h) in columns.iter().enumerate() {
             ws.write_string_with_format(0, c as u16, *h, &bold)?;
         }
@@ -286,68 +341,77 @@ pub fn to_xlsx(
         Ok::<_, rust_xlsxwriter::XlsxError>(())
     };
 
-    let ws = wb.add_worksheet();
     // Sheet names: at most 31 characters, none of []:*?/\ ; not the other two.
-    let name: String = sheet
-        .chars()
-        .filter(|c| !"[]:*?/\\".contains(*c))
-        .take(31)
-        .collect();
-    if !name.is_empty() && name != "segments" && name != "spectrum" {
-        ws.set_name(&name).map_err(err)?;
-    }
-    header(ws, &COLUMNS, rows.len()).map_err(err)?;
-    for (i, r) in rows.iter().enumerate() {
-        let row = i as u32 + 1;
-        let texts = [
-            (0, &r.segmentation),
-            (1, &r.outlet_id),
-            (2, &r.outlet_name),
-            (3, &r.segment_id),
-            (4, &r.segment_name),
-            (5, &r.tags),
-            (9, &r.as_of),
-            (10, &r.run_id),
-            (11, &r.region),
-            (12, &r.channel),
-            (13, &r.change),
-            (15, &r.segment_description),
-            (16, &r.tier),
+    let name: String = sheet.chars().filter(|c| !"[]:*?/\\".contains(*c)).collect();
+    let name = match name.as_str() {
+        "" | "segments" | "spectrum" => "outlets".to_owned(),
+        _ => name,
+    };
+    let total = rows.len();
+    let mut rows = rows.enumerate();
+    for part in 0..total.div_ceil(per_sheet).max(1) {
+        let ws = wb.add_worksheet_with_constant_memory().map_err(err)?;
+        let suffix = match part {
+            0 => String::new(),
+            _ => format!(" ({})", part + 1),
+        };
+        let base: String = name.chars().take(31 - suffix.len()).collect();
+        ws.set_name(format!("{base}{suffix}")).map_err(err)?;
+        let here = per_sheet.min(total - part * per_sheet);
+        let widths = [
+            (1, 14.0),
+            (2, 28.0),
+            (4, 28.0),
+            (5, 20.0),
+            (10, 26.0),
+            (15, 40.0),
         ];
-        for (c, t) in texts {
-            ws.write_string(row, c, t.as_str()).map_err(err)?;
+        start(ws, &COLUMNS, &widths, here).map_err(err)?;
+        for (i, r) in rows.by_ref().take(here) {
+            let row = (i - part * per_sheet) as u32 + 1;
+            for (c, t) in [
+                (0, &r.segmentation),
+                (1, &r.outlet_id),
+                (2, &r.outlet_name),
+                (3, &r.segment_id),
+                (4, &r.segment_name),
+                (5, &r.tags),
+            ] {
+                ws.write_string(row, c, t.as_str()).map_err(err)?;
+            }
+            ws.write_number_with_format(row, 6, r.confidence, &pct)
+                .map_err(err)?;
+            ws.write_number_with_format(row, 7, r.value, &money)
+                .map_err(err)?;
+            ws.write_number(row, 8, r.lines as f64).map_err(err)?;
+            for (c, t) in [
+                (9, &r.as_of),
+                (10, &r.run_id),
+                (11, &r.region),
+                (12, &r.channel),
+                (13, &r.change),
+            ] {
+                ws.write_string(row, c, t.as_str()).map_err(err)?;
+            }
+            ws.write_number_with_format(row, 14, r.potential, &money)
+                .map_err(err)?;
+            ws.write_string(row, 15, r.segment_description.as_str())
+                .map_err(err)?;
+            ws.write_string(row, 16, r.tier.as_str()).map_err(err)?;
         }
-        ws.write_number_with_format(row, 6, r.confidence, &pct)
-            .map_err(err)?;
-        ws.write_number_with_format(row, 7, r.value, &money)
-            .map_err(err)?;
-        ws.write_number(row, 8, r.lines as f64).map_err(err)?;
-        ws.write_number_with_format(row, 14, r.potential, &money)
-            .map_err(err)?;
-    }
-    for (c, w) in [
-        (1, 14.0),
-        (2, 28.0),
-        (4, 28.0),
-        (5, 20.0),
-        (10, 26.0),
-        (15, 40.0),
-    ] {
-        ws.set_column_width(c, w).map_err(err)?;
     }
 
-    let ws = wb.add_worksheet();
+    let ws = wb.add_worksheet_with_constant_memory().map_err(err)?;
     ws.set_name("segments").map_err(err)?;
-    header(ws, &SEGMENT_COLUMNS, segments.len()).map_err(err)?;
+    let widths = [(1, 28.0), (2, 48.0), (3, 20.0), (8, 70.0)];
+    start(ws, &SEGMENT_COLUMNS, &widths, segments.len()).map_err(err)?;
     for (i, s) in segments.iter().enumerate() {
         let row = i as u32 + 1;
-        let spectrum = s.spectrum_cell();
         for (c, t) in [
             (0, s.segment_id.as_str()),
             (1, &s.name),
             (2, &s.description),
             (3, &s.tags),
-            (8, &spectrum),
         ] {
             ws.write_string(row, c, t).map_err(err)?;
         }
@@ -358,25 +422,18 @@ pub fn to_xlsx(
             .map_err(err)?;
         ws.write_number_with_format(row, 7, s.value_share, &pct)
             .map_err(err)?;
-    }
-    for (c, w) in [(1, 28.0), (2, 48.0), (3, 20.0), (8, 70.0)] {
-        ws.set_column_width(c, w).map_err(err)?;
+        ws.write_string(row, 8, s.spectrum_cell()).map_err(err)?;
     }
 
-    let ws = wb.add_worksheet();
+    let ws = wb.add_worksheet_with_constant_memory().map_err(err)?;
     ws.set_name("spectrum").map_err(err)?;
     let n: usize = segments.iter().map(|s| s.spectrum.len()).sum();
-    header(ws, &SPECTRUM_COLUMNS, n).map_err(err)?;
+    start(ws, &SPECTRUM_COLUMNS, &[(1, 28.0), (2, 28.0), (6, 36.0)], n).map_err(err)?;
     let mut row = 0u32;
     for s in segments {
         for (f, name) in s.spectrum.iter().zip(&s.feature_names) {
             row += 1;
-            for (c, t) in [
-                (0, s.segment_id.as_str()),
-                (1, &s.name),
-                (2, &f.feature),
-                (6, name),
-            ] {
+            for (c, t) in [(0, s.segment_id.as_str()), (1, &s.name), (2, &f.feature)] {
                 ws.write_string(row, c, t).map_err(err)?;
             }
             ws.write_number_with_format(row, 3, f.share, &pct)
@@ -384,12 +441,10 @@ pub fn to_xlsx(
             ws.write_number_with_format(row, 4, f.average, &pct)
                 .map_err(err)?;
             ws.write_number(row, 5, f.index).map_err(err)?;
+            ws.write_string(row, 6, name.as_str()).map_err(err)?;
         }
     }
-    for (c, w) in [(1, 28.0), (2, 28.0), (6, 36.0)] {
-        ws.set_column_width(c, w).map_err(err)?;
-    }
-    wb.save_to_buffer().map_err(err)
+    wb.save_to_writer(out).map_err(err)
 }
 
 #[cfg(test)]
@@ -446,7 +501,8 @@ mod tests {
             "+48 shop",
             -120.5,
         )];
-        let data = to_csv(&rows).unwrap();
+        let mut data = Vec::new();
+        write_csv(rows.iter().cloned(), &mut data).unwrap();
         let mut r = csv::Reader::from_reader(&data[..]);
         let rec = r.records().next().unwrap().unwrap();
         assert_eq!(&rec[4], "'=HYPERLINK(\"http://x\",\"y\")");
@@ -462,5 +518,68 @@ mod tests {
         assert_eq!(&rec[16], "A");
         // The input rows are not changed (the XLSX writes the text as it is).
         assert_eq!(rows[0].segment_name, "=HYPERLINK(\"http://x\",\"y\")");
+    }
+
+    /// Past a sheet's rows the outlets go on on `name (2)`, `name (3)`…, each with its
+    /// header, every outlet once and in order; `segments` and `spectrum` follow.
+    #[test]
+    fn xlsx_continues_the_outlets_on_further_sheets() {
+        use calamine::{Data, Reader};
+        let rows: Vec<ExportRow> = (0..7)
+            .map(|i| ExportRow {
+                outlet_id: format!("O{i}"),
+                ..row("=cheap", "#t", "", i as f64)
+            })
+            .collect();
+        let segment = SegmentExport {
+            segment_id: "S1".into(),
+            name: "=cheap".into(),
+            description: String::new(),
+            tags: "#t".into(),
+            outlets: 7,
+            outlet_share: 1.0,
+            value: 21.0,
+            value_share: 1.0,
+            spectrum: Vec::new(),
+            feature_names: Vec::new(),
+        };
+        let sheet = "a segmentation named at some length[1]";
+        let mut data = Vec::new();
+        write_xlsx_sheets(rows.iter().cloned(), &[segment], sheet, &mut data, 3).unwrap();
+        let mut wb: calamine::Xlsx<_> =
+            calamine::open_workbook_from_rs(std::io::Cursor::new(data)).unwrap();
+        assert_eq!(
+            wb.sheet_names(),
+            [
+                "a segmentation named at some le",
+                "a segmentation named at som (2)",
+                "a segmentation named at som (3)",
+                "segments",
+                "spectrum"
+            ]
+        );
+        let mut outlets = Vec::new();
+        for name in &wb.sheet_names()[..3] {
+            let range = wb.worksheet_range(name).unwrap();
+            let mut sheet_rows = range.rows();
+            let header: Vec<String> = sheet_rows
+                .next()
+                .unwrap()
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            assert_eq!(header, COLUMNS);
+            for r in sheet_rows {
+                assert_eq!(r[4], Data::String("=cheap".into()), "text, not a formula");
+                assert_eq!(r[7], Data::Float(outlets.len() as f64));
+                outlets.push(r[1].to_string());
+            }
+        }
+        assert_eq!(outlets, ["O0", "O1", "O2", "O3", "O4", "O5", "O6"]);
+        let segments = wb.worksheet_range("segments").unwrap();
+        assert_eq!(
+            segments.rows().nth(1).unwrap()[0],
+            Data::String("S1".into())
+        );
     }
 }

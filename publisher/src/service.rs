@@ -281,21 +281,39 @@ pub async fn export_file(
         .get(segmentation)
         .await?
         .ok_or_else(|| Error::NoRun(segmentation.to_owned()))?;
-    let rows = crate::export::rows(&snap, &metadata);
-    let data = match format {
-        "csv" => crate::export::to_csv(&rows)?,
-        _ => crate::export::to_xlsx(
-            &rows,
-            &crate::export::segments(&snap, &metadata),
-            segmentation,
-        )?,
-    };
-    std::fs::write(out, data)
-        .map_err(|e| Error::Io(format!("cannot write `{}`: {e}", out.display())))?;
+    let rows = crate::export::ExportRows::new(&snap, &metadata);
+    let segments = crate::export::segments(&snap, &metadata);
+    // Written beside `out` and renamed into place: a failure leaves no half file.
+    let partial = out.with_file_name(format!(
+        ".{}.partial",
+        out.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let cannot = |e: std::io::Error| Error::Io(format!("cannot write `{}`: {e}", out.display()));
+    let mut file = std::io::BufWriter::with_capacity(
+        1 << 16,
+        std::fs::File::create(&partial).map_err(cannot)?,
+    );
+    let mut value = 0.0;
+    let written = rows.iter().inspect(|r| value += r.value);
+    let done = match format {
+        "csv" => crate::export::write_csv(written, &mut file),
+        _ => crate::export::write_xlsx(written, &segments, segmentation, &mut file),
+    }
+    .and_then(|()| {
+        file.into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            .and_then(|()| std::fs::rename(&partial, out))
+            .map_err(cannot)
+    });
+    if done.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    done?;
     Ok(ExportSummary {
         path: out.to_owned(),
         run_id: snap.run.latest.run_id.clone(),
         rows: rows.len(),
-        value: rows.iter().map(|r| r.value).sum(),
+        value,
     })
 }

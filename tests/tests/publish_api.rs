@@ -344,7 +344,19 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(&r.bytes().await.unwrap()[..2], b"PK");
+    let xlsx = r.bytes().await.unwrap();
+    assert_eq!(&xlsx[..2], b"PK");
+    // The streamed workbook holds what the streamed CSV holds, outlet for outlet.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mix.xlsx"), &xlsx).unwrap();
+    let sheet = spectra_tests::services::xlsx_rows(&dir.path().join("mix.xlsx"), 1);
+    let mut from_csv = csv::Reader::from_reader(csv.as_bytes());
+    let csv_outlets: Vec<String> = from_csv
+        .records()
+        .map(|r| r.unwrap()[1].to_owned())
+        .collect();
+    let xlsx_outlets: Vec<&str> = sheet[1..].iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(xlsx_outlets, csv_outlets);
     assert_eq!(
         get_json(&c, &format!("{base}/api/segmentations/nope/export.csv"))
             .await

@@ -8,6 +8,7 @@
 
 mod compare;
 mod context;
+mod download;
 pub mod guard;
 mod movements;
 mod outlet;
@@ -180,8 +181,14 @@ pub fn router(state: AppState) -> Router {
             get(movements::movements),
         )
         .route("/api/segmentations/{name}/trends", get(trends::trends))
-        .route("/api/segmentations/{name}/export.csv", get(export_csv))
-        .route("/api/segmentations/{name}/export.xlsx", get(export_xlsx))
+        .route(
+            "/api/segmentations/{name}/export.csv",
+            get(download::export_csv),
+        )
+        .route(
+            "/api/segmentations/{name}/export.xlsx",
+            get(download::export_xlsx),
+        )
         .route("/api/outlets", get(outlet::search))
         .route("/api/outlets/{id}", get(outlet::outlet))
         .route("/api/pipeline", get(pipeline::pipeline))
@@ -325,42 +332,6 @@ async fn put_segment(
     s.changed.notify_one();
     tracing::info!(segmentation = %name, segment_id = %id, name = %next.name, tags = ?next.tags, by = %next.updated_by, "segment metadata set");
     Ok(Json(next))
-}
-
-async fn export_csv(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
-    let snap = snapshot(&s, &name).await?;
-    let data = crate::export::to_csv(&crate::export::rows(&snap, &s.metadata))?;
-    Ok(attachment(
-        "text/csv; charset=utf-8",
-        &format!("{name}.csv"),
-        data,
-    ))
-}
-
-async fn export_xlsx(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
-    let snap = snapshot(&s, &name).await?;
-    let data = crate::export::to_xlsx(
-        &crate::export::rows(&snap, &s.metadata),
-        &crate::export::segments(&snap, &s.metadata),
-        &name,
-    )?;
-    Ok(attachment(
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        &format!("{name}.xlsx"),
-        data,
-    ))
-}
-
-fn attachment(content_type: &'static str, file: &str, data: Vec<u8>) -> Response {
-    let disposition = format!("attachment; filename=\"{}\"", file.replace('"', ""));
-    (
-        [
-            (header::CONTENT_TYPE, content_type.to_owned()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        data,
-    )
-        .into_response()
 }
 
 #[cfg(test)]

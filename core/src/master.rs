@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::message::{
-    identifier_text, is_integer_literal, json_kind, Reason, Rejection, MAX_ID_CHARS,
+    identifier_text, is_integer_literal, json_kind, long_integer, Reason, Rejection, MAX_ID_CHARS,
 };
 
 /// An outlet master record, or its removal.
@@ -210,13 +210,7 @@ fn required_id(m: &Map<String, Value>, text: &str, name: &str) -> Result<String,
                 .and_then(|fields| fields.get(name).map(|raw| raw.get().to_owned()))
                 .filter(|t| t != "-0" && is_integer_literal(t));
             match digits {
-                Some(d) if d.len() > MAX_ID_CHARS => Err(Rejection::new(
-                    Reason::BadIdentifier,
-                    format!(
-                        "{name} is an integer of {} digits; identifiers are at most {MAX_ID_CHARS} characters",
-                        d.trim_start_matches('-').len()
-                    ),
-                )),
+                Some(d) if d.len() > MAX_ID_CHARS => Err(long_integer("", name, &d)),
                 Some(d) => Ok(d),
                 None => identifier_text(&Value::Number(n.clone()), name),
             }
@@ -317,7 +311,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.text.contains("outlet_id is an integer of 300 digits"),
+            e.text.contains("outlet_id is an integer of 300 characters"),
             "{e}"
         );
         let e = parse_sku(None, Some(br#"{"sku_id":1e30}"#)).unwrap_err();

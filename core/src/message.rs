@@ -429,10 +429,24 @@ pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
 
 /// A number JSON did not write as an integer, as a rejection words it.
 fn number_kind(x: f64) -> &'static str {
-    match x.fract() == 0.0 {
-        true => "a number written with a decimal point or an exponent",
-        false => "a number with a fraction",
+    if !x.is_finite() {
+        "a number beyond the range of a 64-bit float"
+    } else if x.fract() == 0.0 {
+        "a number written with a decimal point or an exponent"
+    } else {
+        "a number with a fraction"
     }
+}
+
+/// The rejection of an integer identifier longer than [`MAX_ID_CHARS`].
+pub(crate) fn long_integer(prefix: &str, name: &str, text: &str) -> Rejection {
+    Rejection::new(
+        Reason::BadIdentifier,
+        format!(
+            "{prefix}{name} is an integer of {} characters; identifiers are at most {MAX_ID_CHARS} characters",
+            text.len()
+        ),
+    )
 }
 
 /// A character that shows nothing and is never part of a spelling: the zero-width
@@ -514,13 +528,9 @@ fn identifier<'a>(f: &Field<'a>, prefix: &str, name: &str) -> Result<Cow<'a, str
             Ok(s.clone())
         }
         Field::Int(i) => Ok(Cow::Owned(i.to_string())),
-        Field::Digits(text, _) if text.len() > MAX_ID_CHARS => Err(Rejection::new(
-            Reason::BadIdentifier,
-            format!(
-                "{prefix}{name} is an integer of {} digits; identifiers are at most {MAX_ID_CHARS} characters",
-                text.trim_start_matches('-').len()
-            ),
-        )),
+        Field::Digits(text, _) if text.len() > MAX_ID_CHARS => {
+            Err(long_integer(prefix, name, text))
+        }
         Field::Digits(text, _) => Ok(Cow::Borrowed(text)),
         Field::Float(x) => Err(Rejection::new(
             Reason::BadIdentifier,
@@ -547,7 +557,7 @@ fn line_no(f: &Field<'_>, prefix: &str) -> Result<i64, Rejection> {
         Field::Digits(text, _) => {
             return Err(Rejection::new(
                 Reason::BadLineNo,
-                format!("{prefix}line_no {} is too large", truncate(text, 40)),
+                format!("{prefix}line_no {} is out of range", truncate(text, 40)),
             ))
         }
         Field::Float(x) => {

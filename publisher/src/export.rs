@@ -303,20 +303,27 @@ pub const XLSX_SHEET_ROWS: usize = 1_048_575;
 /// with). The sheets are written row by row through temporary files
 /// (`rust_xlsxwriter`'s constant memory mode), so a million outlets cost a file on
 /// disk, not gigabytes of cells in memory.
+/// `stopped` is asked every [`STOP_CHECK_ROWS`] rows: once it says so, the export
+/// ends with an error (the client it was for is gone).
 pub fn write_xlsx(
     rows: impl ExactSizeIterator<Item = ExportRow>,
     segments: &[SegmentExport],
     sheet: &str,
     out: impl Write + Send,
+    stopped: &dyn Fn() -> bool,
 ) -> Result<(), Error> {
-    write_xlsx_sheets(rows, segments, sheet, out, XLSX_SHEET_ROWS)
+    write_xlsx_sheets(rows, segments, sheet, out, stopped, XLSX_SHEET_ROWS)
 }
+
+/// Rows written between two questions to `write_xlsx`'s `stopped`.
+pub const STOP_CHECK_ROWS: usize = 4096;
 
 fn write_xlsx_sheets(
     rows: impl ExactSizeIterator<Item = ExportRow>,
     segments: &[SegmentExport],
     sheet: &str,
     out: impl Write + Send,
+    stopped: &dyn Fn() -> bool,
     per_sheet: usize,
 ) -> Result<(), Error> {
     let err = |e: rust_xlsxwriter::XlsxError| Error::Export(format!("xlsx: {e}"));
@@ -343,8 +350,15 @@ fn write_xlsx_sheets(
 
     // Sheet names: at most 31 characters, none of []:*?/\ ; not the other two.
     let name: String = sheet.chars().filter(|c| !"[]:*?/\\".contains(*c)).collect();
+    // Excel compares sheet names without case.
+    let taken = |n: &str| {
+        ["segments", "spectrum"]
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(n))
+    };
     let name = match name.as_str() {
-        "" | "segments" | "spectrum" => "outlets".to_owned(),
+        "" => "outlets".to_owned(),
+        n if taken(n) => format!("{n} outlets"),
         _ => name,
     };
     let total = rows.len();
@@ -368,6 +382,11 @@ fn write_xlsx_sheets(
         ];
         start(ws, &COLUMNS, &widths, here).map_err(err)?;
         for (i, r) in rows.by_ref().take(here) {
+            if i % STOP_CHECK_ROWS == 0 && stopped() {
+                return Err(Error::Export(
+                    "stopped: the export is no longer wanted".into(),
+                ));
+            }
             let row = (i - part * per_sheet) as u32 + 1;
             for (c, t) in [
                 (0, &r.segmentation),
@@ -545,7 +564,15 @@ mod tests {
         };
         let sheet = "a segmentation named at some length[1]";
         let mut data = Vec::new();
-        write_xlsx_sheets(rows.iter().cloned(), &[segment], sheet, &mut data, 3).unwrap();
+        write_xlsx_sheets(
+            rows.iter().cloned(),
+            std::slice::from_ref(&segment),
+            sheet,
+            &mut data,
+            &|| false,
+            3,
+        )
+        .unwrap();
         let mut wb: calamine::Xlsx<_> =
             calamine::open_workbook_from_rs(std::io::Cursor::new(data)).unwrap();
         assert_eq!(
@@ -581,5 +608,25 @@ mod tests {
             segments.rows().nth(1).unwrap()[0],
             Data::String("S1".into())
         );
+
+        // A segmentation named like another sheet, in any case, keeps its outlets apart.
+        let mut data = Vec::new();
+        write_xlsx(
+            rows.iter().cloned(),
+            std::slice::from_ref(&segment),
+            "Segments",
+            &mut data,
+            &|| false,
+        )
+        .unwrap();
+        let wb: calamine::Xlsx<_> =
+            calamine::open_workbook_from_rs(std::io::Cursor::new(data)).unwrap();
+        assert_eq!(
+            wb.sheet_names(),
+            ["Segments outlets", "segments", "spectrum"]
+        );
+        // An export no longer wanted stops with an error, not a short file.
+        let e = write_xlsx(rows.into_iter(), &[segment], "mix", Vec::new(), &|| true).unwrap_err();
+        assert!(e.to_string().contains("no longer wanted"), "{e}");
     }
 }

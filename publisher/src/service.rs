@@ -157,6 +157,9 @@ pub async fn start(cfg: Config, ctx: Context, opts: PublishOptions) -> Result<Se
             metrics: metrics.clone(),
             changed: changed.clone(),
             metadata_edit: Arc::default(),
+            exports: Arc::new(tokio::sync::Semaphore::new(
+                cfg.publish.max_concurrent_exports.max(1),
+            )),
         };
         let router =
             crate::api::router(state).merge(spectra_core::admin::router(ctx.admin_state()));
@@ -283,37 +286,58 @@ pub async fn export_file(
         .ok_or_else(|| Error::NoRun(segmentation.to_owned()))?;
     let rows = crate::export::ExportRows::new(&snap, &metadata);
     let segments = crate::export::segments(&snap, &metadata);
-    // Written beside `out` and renamed into place: a failure leaves no half file.
-    let partial = out.with_file_name(format!(
-        ".{}.partial",
-        out.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    let cannot = |e: std::io::Error| Error::Io(format!("cannot write `{}`: {e}", out.display()));
-    let mut file = std::io::BufWriter::with_capacity(
-        1 << 16,
-        std::fs::File::create(&partial).map_err(cannot)?,
-    );
     let mut value = 0.0;
-    let written = rows.iter().inspect(|r| value += r.value);
-    let done = match format {
-        "csv" => crate::export::write_csv(written, &mut file),
-        _ => crate::export::write_xlsx(written, &segments, segmentation, &mut file),
-    }
-    .and_then(|()| {
-        file.into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all())
-            .and_then(|()| std::fs::rename(&partial, out))
-            .map_err(cannot)
-    });
-    if done.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    done?;
+    write_file(out, |file| {
+        let written = rows.iter().inspect(|r| value += r.value);
+        match format {
+            "csv" => crate::export::write_csv(written, file),
+            _ => crate::export::write_xlsx(written, &segments, segmentation, file, &|| false),
+        }
+    })?;
     Ok(ExportSummary {
         path: out.to_owned(),
         run_id: snap.run.latest.run_id.clone(),
         rows: rows.len(),
         value,
     })
+}
+
+/// Writes `out` with `write`. A regular file (or a new one) is written beside itself
+/// (`.NAME.PID.partial`) and renamed into place once whole, with the permissions of the
+/// file it replaces: a failure, a panic included, leaves no half file. Anything else
+/// (`/dev/stdout`, a pipe, a symbolic link) is written in place.
+fn write_file(
+    out: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let cannot = |e: std::io::Error| Error::Io(format!("cannot write `{}`: {e}", out.display()));
+    let existing = std::fs::symlink_metadata(out).ok();
+    let in_place = existing.as_ref().is_some_and(|m| !m.file_type().is_file());
+    let partial = match in_place {
+        true => out.to_owned(),
+        false => out.with_file_name(format!(
+            ".{}.{}.partial",
+            out.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id()
+        )),
+    };
+    let file = std::fs::File::create(&partial).map_err(cannot)?;
+    let mut file = std::io::BufWriter::with_capacity(1 << 16, file);
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(&mut file)))
+        .unwrap_or_else(|_| Err(Error::Export("the export failed (a panic)".into())))
+        .and_then(|()| {
+            let file = file.into_inner().map_err(|e| cannot(e.into_error()))?;
+            if in_place {
+                return Ok(());
+            }
+            file.sync_all().map_err(cannot)?;
+            if let Some(m) = &existing {
+                std::fs::set_permissions(&partial, m.permissions()).map_err(cannot)?;
+            }
+            std::fs::rename(&partial, out).map_err(cannot)
+        });
+    if done.is_err() && !in_place {
+        let _ = std::fs::remove_file(&partial);
+    }
+    done
 }

@@ -115,7 +115,7 @@ fn bad_messages() -> Vec<(Option<Vec<u8>>, &'static str)> {
             Some(line_json("D9", "BAD", 1, "2026-03-01", "O1", "S1", 1.0)
                 .replace(r#""outlet_id":"O1""#, &format!(r#""outlet_id":{}"#, "9".repeat(300)))
                 .into_bytes()),
-            "outlet_id is an integer of 300 digits",
+            "outlet_id is an integer of 300 characters",
         ),
     ]
 }

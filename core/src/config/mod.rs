@@ -327,6 +327,10 @@ pub struct PublishConfig {
     pub max_concurrent_requests: usize,
     /// Largest request body accepted, bytes; a larger one is answered `413`.
     pub max_body_bytes: usize,
+    /// Exports (`export.csv`, `export.xlsx`) written at once; further ones wait for
+    /// one to finish, within `request_timeout_seconds`. Each holds its run and, for
+    /// XLSX, a temporary file of about 0.85 KB an outlet.
+    pub max_concurrent_exports: usize,
     /// Refuse to start unless every output topic has `cleanup.policy=compact` (read
     /// with the admin API): on a delete-policy topic current assignments would expire.
     /// Turn off only for a broker that cannot describe or compact topics (the demo's
@@ -344,6 +348,7 @@ impl Default for PublishConfig {
             request_timeout_seconds: 60,
             max_concurrent_requests: 64,
             max_body_bytes: 64 * 1024,
+            max_concurrent_exports: 2,
             require_compacted_topics: true,
         }
     }
@@ -500,6 +505,9 @@ impl Config {
         }
         if self.publish.max_concurrent_requests == 0 {
             p.push("publish.max_concurrent_requests must be at least 1".into());
+        }
+        if self.publish.max_concurrent_exports == 0 {
+            p.push("publish.max_concurrent_exports must be at least 1".into());
         }
         if self.publish.max_body_bytes < 1024 {
             p.push("publish.max_body_bytes must be at least 1024 (a name, description and tags need room)".into());

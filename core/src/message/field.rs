@@ -102,10 +102,19 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
                     f64::INFINITY
                 })
             }
-            Err(e) => return Err(de::Error::custom(e)),
+            // What serde_json says of the value (a lone surrogate escape), without its
+            // position in the value: serde_json adds the message's.
+            Err(e) => {
+                let what = e.to_string();
+                let what = what
+                    .rsplit_once(" at line ")
+                    .map_or(what.as_str(), |(w, _)| w);
+                return Err(de::Error::custom(what));
+            }
         };
         Ok(match field {
-            // serde_json reads `-0` as the float −0 too; it stays one.
+            // serde_json reads `-0` as the float −0 too; it stays one. An integer past
+            // `f64` (310 digits) is `±inf` beside its digits.
             Field::Float(x) if text != "-0" && is_integer_literal(text) => Field::Digits(text, x),
             other => other,
         })

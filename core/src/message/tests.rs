@@ -479,15 +479,48 @@ fn long_integer_identifiers_keep_their_digits() {
     reject(
         "outlet_id",
         &"9".repeat(257),
-        "outlet_id is an integer of 257 digits",
+        "outlet_id is an integer of 257 characters",
     );
+    let minus = format!("-{}", "9".repeat(256));
+    reject(
+        "outlet_id",
+        &minus,
+        "outlet_id is an integer of 257 characters",
+    );
+    // Past `f64` (310 digits and more), still an integer.
+    let huge = "9".repeat(400);
+    reject(
+        "outlet_id",
+        &huge,
+        "outlet_id is an integer of 400 characters",
+    );
+    reject(
+        "outlet_id",
+        "1e999",
+        "outlet_id is a number beyond the range",
+    );
+    reject(
+        "line_no",
+        &negative,
+        &format!("line_no {negative} is out of range"),
+    );
+    // A lone surrogate: serde_json's reason, at its place in the message.
+    let m = line_text("outlet_id", "\"\\ud800\"");
+    let e = parse_invoice_message(Some(m.as_bytes()), &limits).unwrap_err();
+    let column: usize = e
+        .text
+        .split_once("hex escape at line 1 column ")
+        .and_then(|(_, c)| c.parse().ok())
+        .unwrap_or_else(|| panic!("{e}"));
+    let at = m.find("\\ud800").unwrap();
+    assert!(column > at, "{e}: the value starts at {at}");
     reject(
         "outlet_id",
         "1e30",
         "outlet_id is a number written with a decimal point or an exponent",
     );
     reject("outlet_id", "17.5", "outlet_id is a number with a fraction");
-    reject("line_no", long, "line_no 12345678901234567890123456789");
+    reject("line_no", long, &format!("line_no {long} is out of range"));
     let limits = limits_on("2026-11-29");
     let m = line_text("quantity", long);
     let e = parse_invoice_message(Some(m.as_bytes()), &limits).unwrap_err();

@@ -55,6 +55,8 @@ pub struct AppState {
     /// current label to applying the new one: two edits at once of different fields
     /// each keep the other's.
     pub metadata_edit: Arc<tokio::sync::Mutex<()>>,
+    /// Slots of the exports being written (`publish.max_concurrent_exports`).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 /// An error response: a status and a sentence.
@@ -360,6 +362,7 @@ mod tests {
             metrics: PublishMetrics::register(&ctx.metrics),
             changed: Arc::new(Notify::new()),
             metadata_edit: Arc::default(),
+            exports: Arc::new(tokio::sync::Semaphore::new(1)),
         };
         let app = router(state).merge(spectra_core::admin::router(ctx.admin_state()));
         let addr = spectra_core::admin::serve("127.0.0.1:0", app, ctx.shutdown.clone())

@@ -43,15 +43,23 @@ pub struct Week {
 impl History {
     /// Reads the days of `features/outlet_daily/` in the [`WEEKS`] weeks ending at `to`,
     /// in date order (each week's value is summed day by day, as a reader of the daily
-    /// rows would).
-    pub async fn build(storage: &Storage, to: NaiveDate) -> Result<Self, Error> {
+    /// rows would), for `outlets` (the served runs' outlets: the 360 view answers no
+    /// other). Sized once from them: the weeks are allocated zeroed, never grown and
+    /// copied.
+    pub async fn build(storage: &Storage, to: NaiveDate, outlets: &[&str]) -> Result<Self, Error> {
         let from = to - Duration::days(7 * WEEKS as i64 - 1);
+        let mut rows: HashMap<String, u32> = HashMap::with_capacity(outlets.len());
+        for id in outlets {
+            let next = rows.len() as u32;
+            rows.entry((*id).to_owned()).or_insert(next);
+        }
+        rows.shrink_to_fit();
         let mut h = History {
             from,
             to,
-            rows: HashMap::new(),
-            values: Vec::new(),
-            lines: Vec::new(),
+            values: vec![0.0; rows.len() * WEEKS],
+            lines: vec![0; rows.len() * WEEKS],
+            rows,
         };
         for (date, path) in partitions(storage, layout::OUTLET_DAILY).await? {
             if date < from || to < date {
@@ -66,7 +74,10 @@ impl History {
                     c.int("lines")?,
                 );
                 for (k, id) in ids.iter().enumerate() {
-                    let i = h.row(id.unwrap_or_default()) * WEEKS + week;
+                    let Some(&row) = h.rows.get(id.unwrap_or_default()) else {
+                        continue;
+                    };
+                    let i = row as usize * WEEKS + week;
                     h.values[i] += values[k];
                     h.lines[i] =
                         h.lines[i].saturating_add(lines[k].clamp(0, u32::MAX as i64) as u32);
@@ -75,21 +86,7 @@ impl History {
             })
             .await?;
         }
-        h.rows.shrink_to_fit();
-        h.values.shrink_to_fit();
-        h.lines.shrink_to_fit();
         Ok(h)
-    }
-
-    fn row(&mut self, outlet_id: &str) -> usize {
-        if let Some(r) = self.rows.get(outlet_id) {
-            return *r as usize;
-        }
-        let r = self.rows.len();
-        self.rows.insert(outlet_id.to_owned(), r as u32);
-        self.values.resize(self.values.len() + WEEKS, 0.0);
-        self.lines.resize(self.lines.len() + WEEKS, 0);
-        r
     }
 
     /// The last day of the history.
@@ -110,40 +107,97 @@ impl History {
     }
 }
 
-/// Histories built, shared by requests: the two most recently used, each for an end
-/// date and the runs it was built for (the latest run of every segmentation served: a
-/// new run, from a re-rolled day included, builds it again). One build at a time:
-/// concurrent requests for a new one wait for the first.
+/// The history built, shared by requests, for an end date and the runs it was built
+/// for (the latest run of every segmentation served: a new run, from a re-rolled day
+/// included, builds it again). Only the latest is held, and it is let go before the
+/// next is built: at a million outlets a history is about 350 MB, and two side by
+/// side beside a publish cycle would not fit the publisher's 1 GiB. One build at a
+/// time: concurrent requests for a new one wait for the first.
 #[derive(Clone, Default)]
 pub struct Histories {
-    recent: Arc<tokio::sync::Mutex<Vec<Built>>>,
+    latest: Arc<tokio::sync::Mutex<Option<Built>>>,
 }
 
 /// A history with its key: end date and runs.
 type Built = (String, Arc<History>);
 
 impl Histories {
-    /// The history ending at `to` as of the runs `runs` (their ids).
-    pub async fn get(
+    /// Lets the history go (a new run is about to load).
+    pub async fn forget(&self) {
+        *self.latest.lock().await = None;
+    }
+
+    /// The history ending at `to` as of the runs `runs` (their ids), built when needed
+    /// for the outlets `outlets` gives.
+    pub async fn get<'a>(
         &self,
         storage: &Storage,
         to: NaiveDate,
         runs: &str,
+        outlets: impl FnOnce() -> Vec<&'a str>,
     ) -> Result<Arc<History>, Error> {
         let key = format!("{to} {runs}");
-        let mut recent = self.recent.lock().await;
-        if let Some(i) = recent.iter().position(|(k, _)| *k == key) {
-            let hit = recent.remove(i);
-            let h = hit.1.clone();
-            recent.insert(0, hit);
-            return Ok(h);
+        let mut latest = self.latest.lock().await;
+        if let Some((k, h)) = &*latest {
+            if *k == key {
+                return Ok(h.clone());
+            }
         }
+        // Let go first (a request still answering from the old one keeps it until then).
+        *latest = None;
         let started = std::time::Instant::now();
-        let h = Arc::new(History::build(storage, to).await?);
+        let h = Arc::new(History::build(storage, to, &outlets()).await?);
         tracing::info!(%to, runs, outlets = h.rows.len(), ms = started.elapsed().as_millis() as u64,
             "built the outlets' weekly history");
-        recent.insert(0, (key, h.clone()));
-        recent.truncate(2);
+        *latest = Some((key, h.clone()));
         Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One history held: asked again for the same runs, the same one; for other runs
+    /// (a new run), the old one let go before the new one is built; forgotten, built
+    /// again. Outlets with no day in the weeks have zeros.
+    #[tokio::test]
+    async fn the_latest_history_only_is_held() {
+        let storage = Storage::memory();
+        let to = NaiveDate::from_ymd_opt(2026, 6, 8).unwrap();
+        let histories = Histories::default();
+        let first = histories
+            .get(&storage, to, "a/2026-06-08/1", || vec!["O1", "O2", "O1"])
+            .await
+            .unwrap();
+        assert_eq!(first.rows.len(), 2);
+        assert_eq!(first.values.len(), 2 * WEEKS);
+        let again = histories
+            .get(&storage, to, "a/2026-06-08/1", || panic!("built again"))
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        let weeks = first.weeks("O2");
+        assert_eq!(weeks.len(), WEEKS);
+        assert_eq!(weeks[WEEKS - 1].start, to - Duration::days(6));
+        assert!(weeks.iter().all(|w| w.value == 0.0 && w.lines == 0));
+        let old = Arc::downgrade(&first);
+        drop((first, again));
+        let next = to + Duration::days(1);
+        let newer = histories
+            .get(&storage, next, "a/2026-06-09/1", || vec!["O1"])
+            .await
+            .unwrap();
+        assert!(old.upgrade().is_none(), "the old history is let go");
+        assert_eq!((newer.to(), newer.rows.len()), (next, 1));
+        let newer_weak = Arc::downgrade(&newer);
+        drop(newer);
+        histories.forget().await;
+        assert!(newer_weak.upgrade().is_none(), "forgotten");
+        let rebuilt = histories
+            .get(&storage, next, "a/2026-06-09/1", || vec!["O3"])
+            .await
+            .unwrap();
+        assert!(rebuilt.rows.contains_key("O3"));
     }
 }

@@ -488,6 +488,16 @@ impl Snapshots {
         if let Some(s) = cached(self) {
             return Ok(Some(s));
         }
+        // A new run: the last run's snapshot and the outlets' weekly history (keyed by
+        // the runs served) are let go before it loads, so that neither is held beside
+        // the new run and the publish cycle that follows it (at a million outlets each
+        // is hundreds of MB, and the publisher has 1 GiB). Requests still answering
+        // from them keep them until they are done.
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(segmentation);
+        self.histories.forget().await;
         let window = self
             .windows
             .read()

@@ -4,6 +4,7 @@
 //! outlet search, and a segment's outlets.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -214,6 +215,8 @@ pub(super) async fn outlet(
             runs.sort_unstable();
             (to, runs.join(" "))
         });
+    // The history covers every served run's outlets, whichever this request shows.
+    let served: Vec<Arc<Snapshot>> = snaps.iter().map(|(snap, _)| snap.clone()).collect();
     let only = q.segmentation.as_deref();
     snaps.retain(|(snap, _)| only.is_none_or(|o| o == snap.segmentation()));
     let mut master = None;
@@ -300,7 +303,12 @@ pub(super) async fn outlet(
         Some((to, runs)) => s
             .snapshots
             .histories()
-            .get(s.snapshots.storage(), to, &runs)
+            .get(s.snapshots.storage(), to, &runs, || {
+                served
+                    .iter()
+                    .flat_map(|snap| snap.run.assignments.iter().map(|a| a.outlet_id.as_str()))
+                    .collect()
+            })
             .await?
             .weeks(&id)
             .into_iter()

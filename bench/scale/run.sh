@@ -88,6 +88,8 @@ min_value = 100.0
 EOF
 common=(--config "$dir/spectra.toml" --admin-listen 127.0.0.1:0)
 feed=(--seed "$seed" --outlets "$outlets" --skus "$skus" --days "$((days + 1))" --segments 8)
+# The feed, for scripts that add days to the store (history_memory.sh).
+printf '%s\n' --seed "$seed" --outlets "$outlets" --skus "$skus" --segments 8 >"$dir/feed.args"
 
 results="$dir/results.tsv"
 printf 'cycle\tstage\tseconds\tpeak_rss_mib\n' >"$results"

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The publisher's memory across a new run after an outlet 360 view, on a store made by
+# `bench/scale/run.sh --dir DIR` (RESULTS.md, "The publisher over its 1 GiB…"):
+# serves the API, asks for one 360 view, feeds one more day through ingest, aggregate
+# and segment so that the service publishes a new run, asks for a 360 view again, and
+# prints the service's VmRSS / VmHWM (KiB) after each step. The store is copied first
+# and copied back at the end, so the run can be repeated with another build.
+#
+#   bench/scale/history_memory.sh DIR [SPECTRA_BINARY]
+#
+# DIR holds run.sh's spectra.toml and feed.args. Its spectra.toml names the feed's topics; the script uses fresh ones (`.x`) on a
+# fresh Tansu, since Tansu keeps topics in memory and ingest refuses a recreated one.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+dir=${1:?usage: history_memory.sh DIR [SPECTRA_BINARY]}
+bin=${2:-${CARGO_TARGET_DIR:-$HOME/.cache/spectra/target}/release/spectra}
+days=$(sed -n 's/^window_days = //p' "$dir/spectra.toml")
+[ -d "$dir/store.base" ] || cp -a "$dir/store" "$dir/store.base"
+rm -rf "$dir/store" && cp -a "$dir/store.base" "$dir/store"
+export SPECTRA_TANSU_RUN="$dir/tansu"
+mkdir -p "$SPECTRA_TANSU_RUN"
+"$root/scripts/tansu.sh" stop >/dev/null 2>&1 || true
+brokers=$("$root/scripts/tansu.sh" start)
+pid=""
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  "$root/scripts/tansu.sh" stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+sed -E -e "s/^brokers = .*/brokers = \"$brokers\"/" \
+  -e 's/^(invoices|outlets|skus|dlq) = "([^"]*)"/\1 = "\2.x"/' "$dir/spectra.toml" >"$dir/history.toml"
+common=(--config "$dir/history.toml" --admin-listen 127.0.0.1:0)
+api=http://127.0.0.1:18077/api
+"$bin" publish "${common[@]}" --set publish.listen=127.0.0.1:18077 --set publish.poll_seconds=5 \
+  >"$dir/history-publish.out" 2>"$dir/history-publish.log" &
+pid=$!
+for _ in $(seq 1 120); do curl -sf "$api/segmentations" >/dev/null && break; sleep 1; done
+mem() { echo "$1: VmRSS $(awk '/VmRSS/ {print $2}' /proc/$pid/status) KiB, VmHWM $(awk '/VmHWM/ {print $2}' /proc/$pid/status) KiB"; }
+outlet=$(curl -sf "$api/segmentations/national/segments" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["segment_id"])')
+outlet=$(curl -sf "$api/segmentations/national/segments/$outlet/outlets?limit=1" | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d.get("outlets", d) if isinstance(d, dict) else d; print(d[0]["outlet_id"])')
+mem "serving, no 360 yet"
+curl -sf -o /dev/null "$api/outlets/$outlet"
+mem "after the first 360 request"
+mapfile -t feed <"$dir/feed.args"
+"$bin" generate "${common[@]}" "${feed[@]}" --days "$((days + 2))" --from-day "$((days + 1))" \
+  >/dev/null 2>"$dir/history-generate.log"
+for s in ingest aggregate segment; do "$bin" "$s" "${common[@]}" --once >/dev/null 2>"$dir/history-$s.log"; done
+run=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_id"])' "$dir/store/segmentations/national/latest.json")
+for _ in $(seq 1 120); do curl -sf "$api/segmentations" | grep -q "\"published\":{[^}]*\"$run\"" && break; sleep 2; done
+mem "after the new run ($run) is published"
+curl -sf -o /dev/null "$api/outlets/$outlet"
+mem "after a 360 request on the new run"
+rm -rf "$dir/store" && cp -a "$dir/store.base" "$dir/store"

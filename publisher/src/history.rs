@@ -46,14 +46,19 @@ impl History {
     /// rows would), for `outlets` (the served runs' outlets: the 360 view answers no
     /// other). Sized once from them: the weeks are allocated zeroed, never grown and
     /// copied.
-    pub async fn build(storage: &Storage, to: NaiveDate, outlets: &[&str]) -> Result<Self, Error> {
+    pub async fn build(
+        storage: &Storage,
+        to: NaiveDate,
+        mut outlets: Vec<&str>,
+    ) -> Result<Self, Error> {
         let from = to - Duration::days(7 * WEEKS as i64 - 1);
+        // Several segmentations assign the same outlets: once each.
+        outlets.sort_unstable();
+        outlets.dedup();
         let mut rows: HashMap<String, u32> = HashMap::with_capacity(outlets.len());
-        for id in outlets {
-            let next = rows.len() as u32;
-            rows.entry((*id).to_owned()).or_insert(next);
+        for (row, id) in outlets.into_iter().enumerate() {
+            rows.insert(id.to_owned(), row as u32);
         }
-        rows.shrink_to_fit();
         let mut h = History {
             from,
             to,
@@ -110,7 +115,7 @@ impl History {
 /// The history built, shared by requests, for an end date and the runs it was built
 /// for (the latest run of every segmentation served: a new run, from a re-rolled day
 /// included, builds it again). Only the latest is held, and it is let go before the
-/// next is built: at a million outlets a history is about 350 MB, and two side by
+/// next is built: at a million outlets a history is about 420 MiB, and two side by
 /// side beside a publish cycle would not fit the publisher's 1 GiB. One build at a
 /// time: concurrent requests for a new one wait for the first.
 #[derive(Clone, Default)]
@@ -128,29 +133,35 @@ impl Histories {
     }
 
     /// The history ending at `to` as of the runs `runs` (their ids), built when needed
-    /// for the outlets `outlets` gives.
+    /// for the outlets `outlets` gives — unless `current` says those runs are no longer
+    /// the ones served (a request that read them before a new run loaded): `None`
+    /// then, rather than the last run's history built again beside the new run.
     pub async fn get<'a>(
         &self,
         storage: &Storage,
         to: NaiveDate,
         runs: &str,
         outlets: impl FnOnce() -> Vec<&'a str>,
-    ) -> Result<Arc<History>, Error> {
+        current: impl FnOnce() -> bool,
+    ) -> Result<Option<Arc<History>>, Error> {
         let key = format!("{to} {runs}");
         let mut latest = self.latest.lock().await;
         if let Some((k, h)) = &*latest {
             if *k == key {
-                return Ok(h.clone());
+                return Ok(Some(h.clone()));
             }
+        }
+        if !current() {
+            return Ok(None);
         }
         // Let go first (a request still answering from the old one keeps it until then).
         *latest = None;
         let started = std::time::Instant::now();
-        let h = Arc::new(History::build(storage, to, &outlets()).await?);
+        let h = Arc::new(History::build(storage, to, outlets()).await?);
         tracing::info!(%to, runs, outlets = h.rows.len(), ms = started.elapsed().as_millis() as u64,
             "built the outlets' weekly history");
         *latest = Some((key, h.clone()));
-        Ok(h)
+        Ok(Some(h))
     }
 }
 
@@ -167,14 +178,28 @@ mod tests {
         let to = NaiveDate::from_ymd_opt(2026, 6, 8).unwrap();
         let histories = Histories::default();
         let first = histories
-            .get(&storage, to, "a/2026-06-08/1", || vec!["O1", "O2", "O1"])
+            .get(
+                &storage,
+                to,
+                "a/2026-06-08/1",
+                || vec!["O2", "O1", "O2"],
+                || true,
+            )
             .await
+            .unwrap()
             .unwrap();
         assert_eq!(first.rows.len(), 2);
         assert_eq!(first.values.len(), 2 * WEEKS);
         let again = histories
-            .get(&storage, to, "a/2026-06-08/1", || panic!("built again"))
+            .get(
+                &storage,
+                to,
+                "a/2026-06-08/1",
+                || panic!("built again"),
+                || true,
+            )
             .await
+            .unwrap()
             .unwrap();
         assert!(Arc::ptr_eq(&first, &again));
         let weeks = first.weeks("O2");
@@ -185,8 +210,9 @@ mod tests {
         drop((first, again));
         let next = to + Duration::days(1);
         let newer = histories
-            .get(&storage, next, "a/2026-06-09/1", || vec!["O1"])
+            .get(&storage, next, "a/2026-06-09/1", || vec!["O1"], || true)
             .await
+            .unwrap()
             .unwrap();
         assert!(old.upgrade().is_none(), "the old history is let go");
         assert_eq!((newer.to(), newer.rows.len()), (next, 1));
@@ -195,9 +221,28 @@ mod tests {
         histories.forget().await;
         assert!(newer_weak.upgrade().is_none(), "forgotten");
         let rebuilt = histories
-            .get(&storage, next, "a/2026-06-09/1", || vec!["O3"])
+            .get(&storage, next, "a/2026-06-09/1", || vec!["O3"], || true)
             .await
+            .unwrap()
             .unwrap();
         assert!(rebuilt.rows.contains_key("O3"));
+        // A request that read the runs before a newer one loaded builds nothing.
+        let stale = histories
+            .get(&storage, to, "a/2026-06-08/1", || panic!("built"), || false)
+            .await
+            .unwrap();
+        assert!(stale.is_none());
+        let kept = histories
+            .get(
+                &storage,
+                next,
+                "a/2026-06-09/1",
+                || panic!("built"),
+                || true,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(Arc::ptr_eq(&kept, &rebuilt), "the served one is kept");
     }
 }

@@ -441,6 +441,16 @@ impl Snapshots {
         &self.storage
     }
 
+    /// Whether `snap` is the run this cache serves for its segmentation (not one a
+    /// newer run has replaced).
+    pub fn is_cached(&self, snap: &Arc<Snapshot>) -> bool {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(snap.segmentation())
+            .is_some_and(|c| Arc::ptr_eq(c, snap))
+    }
+
     /// The outlets' weekly histories (the 360 view's).
     pub fn histories(&self) -> &crate::history::Histories {
         &self.histories
@@ -485,6 +495,20 @@ impl Snapshots {
         }
         // One load at a time: concurrent requests for a new run wait for the first.
         let _guard = self.loading.lock().await;
+        // Looked up again: a run another request loaded while this one waited may be
+        // newer than the one this request found before.
+        let Some((latest, _)) = crate::hold::resolve(&self.storage, segmentation, share).await?
+        else {
+            return Ok(None);
+        };
+        let cached = |c: &Self| {
+            c.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(segmentation)
+                .filter(|s| s.run.latest.run_id == latest.run_id)
+                .cloned()
+        };
         if let Some(s) = cached(self) {
             return Ok(Some(s));
         }
@@ -493,11 +517,15 @@ impl Snapshots {
         // the new run and the publish cycle that follows it (at a million outlets each
         // is hundreds of MB, and the publisher has 1 GiB). Requests still answering
         // from them keep them until they are done.
-        self.cache
+        let last = self
+            .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(segmentation);
-        self.histories.forget().await;
+        if last.is_some() {
+            self.histories.forget().await;
+        }
+        drop(last);
         let window = self
             .windows
             .read()

@@ -10,52 +10,52 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{snapshot, ApiError, ApiResult, AppState};
 use crate::export::{segments, write_csv, write_xlsx, ExportRows};
 use crate::Error;
 
+const CSV: &str = "text/csv; charset=utf-8";
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
 pub(super) async fn export_csv(
     State(s): State<AppState>,
+    method: Method,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     let snap = snapshot(&s, &name).await?;
+    let file = format!("{name}.csv");
+    if method == Method::HEAD {
+        return Ok(attachment(CSV, &file, Body::empty()));
+    }
     let metadata = s.metadata.clone();
-    streamed(
-        &s,
-        "text/csv; charset=utf-8",
-        &format!("{name}.csv"),
-        move |out, _| write_csv(ExportRows::new(&snap, &metadata).iter(), out),
-    )
+    streamed(&s, CSV, &file, move |out, _| {
+        write_csv(ExportRows::new(&snap, &metadata).iter(), out)
+    })
     .await
 }
 
 pub(super) async fn export_xlsx(
     State(s): State<AppState>,
+    method: Method,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     let snap = snapshot(&s, &name).await?;
+    let file = format!("{name}.xlsx");
+    if method == Method::HEAD {
+        return Ok(attachment(XLSX, &file, Body::empty()));
+    }
     let metadata = s.metadata.clone();
-    streamed(
-        &s,
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        &format!("{name}.xlsx"),
-        move |out, stopped| {
-            let rows = ExportRows::new(&snap, &metadata);
-            write_xlsx(
-                rows.iter(),
-                &segments(&snap, &metadata),
-                &name,
-                out,
-                stopped,
-            )
-        },
-    )
+    streamed(&s, XLSX, &file, move |out, stopped| {
+        let rows = ExportRows::new(&snap, &metadata);
+        let segments = segments(&snap, &metadata);
+        write_xlsx(rows.iter(), &segments, &name, out, stopped)
+    })
     .await
 }
 
@@ -67,9 +67,11 @@ const CHUNK_BYTES: usize = 1 << 16;
 
 /// An attachment whose body `write` makes on a blocking thread, in one of the export
 /// slots; `write` may ask whether the client is gone (the XLSX sheets are written
-/// before any byte goes out). The response waits for the first bytes, so a failure before them is an
-/// HTTP error; a failure after them ends the body with an error, so the client sees a
-/// broken download rather than a short file that looks whole.
+/// before any byte goes out). The response waits for the first bytes (a slot, then
+/// the XLSX's sheets: both within the request's timeout), so a failure before them is
+/// an HTTP error. After them the body ends only with the writer's outcome: a failure,
+/// a panic included, ends it with an error, so the client sees a broken download
+/// rather than a short file that looks whole.
 async fn streamed(
     s: &AppState,
     content_type: &'static str,
@@ -78,18 +80,18 @@ async fn streamed(
         + Send
         + 'static,
 ) -> ApiResult<Response> {
-    let slot = s.exports.clone().acquire_owned().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is shutting down",
-        )
-    })?;
-    let wait = Duration::from_secs(s.cfg.publish.request_timeout_seconds.max(1));
+    let slot = s
+        .exports
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "exports are closed"))?;
     let (tx, mut rx) = mpsc::channel(CHUNKS);
+    let (outcome, outcome_rx) = oneshot::channel::<Result<(), String>>();
     let sender = ChunkSender {
         tx: tx.clone(),
         rt: Handle::current(),
-        wait,
+        wait: Duration::from_secs(s.cfg.publish.request_timeout_seconds.max(1)),
     };
     let file_name = file.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -108,58 +110,66 @@ async fn streamed(
                 .unwrap_or("a panic");
             Err(Error::Export(format!("the export failed: {what}")))
         });
-        if let Err(e) = done {
-            // What is still buffered is not sent after the error.
-            let (sender, _) = out.into_parts();
+        // What is still buffered after a failure is not sent.
+        drop(out.into_parts());
+        if let Err(e) = &done {
             tracing::warn!(file = %file_name, error = %e, "export stopped");
-            let failed = io::Error::other(e.to_string());
-            let _ = sender
-                .rt
-                .block_on(tokio::time::timeout(wait, tx.send(Err(failed))));
         }
+        let _ = outcome.send(done.map_err(|e| e.to_string()));
     });
     let first = match rx.recv().await {
-        Some(Ok(chunk)) => chunk,
-        Some(Err(e)) => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the export of {file} failed: {e}"),
-            ))
-        }
+        Some(chunk) => chunk,
         None => {
+            let why = match outcome_rx.await {
+                Ok(Err(e)) => e,
+                _ => "it ended without a byte".to_owned(),
+            };
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the export of {file} ended without a byte"),
-            ))
+                format!("the export of {file} failed: {why}"),
+            ));
         }
     };
-    let rest = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
+    // Every chunk, then the outcome: the body ends cleanly only when the writer did.
+    let rest = futures::stream::unfold((rx, Some(outcome_rx)), |(mut rx, outcome)| async move {
+        if let Some(chunk) = rx.recv().await {
+            return Some((Ok(chunk), (rx, outcome)));
+        }
+        let failed = match outcome?.await {
+            Ok(Ok(())) => return None,
+            Ok(Err(e)) => e,
+            Err(_) => "the export stopped".to_owned(),
+        };
+        Some((Err(io::Error::other(failed)), (rx, None)))
     });
-    let body = Body::from_stream(futures::stream::once(async { Ok(first) }).chain(rest));
+    let body = futures::stream::once(async { Ok::<_, io::Error>(first) }).chain(rest);
+    Ok(attachment(content_type, file, Body::from_stream(body)))
+}
+
+fn attachment(content_type: &'static str, file: &str, body: Body) -> Response {
     let disposition = format!("attachment; filename=\"{}\"", file.replace('"', ""));
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, content_type.to_owned()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
         body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// The writing end of a streamed body: each write waits for room in the channel, at
 /// most `wait`; it fails once the client is gone or has taken nothing for that long,
 /// which stops the export.
 pub(super) struct ChunkSender {
-    tx: mpsc::Sender<io::Result<Bytes>>,
+    tx: mpsc::Sender<Bytes>,
     rt: Handle,
     wait: Duration,
 }
 
 impl Write for ChunkSender {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let chunk = Ok(Bytes::copy_from_slice(buf));
+        let chunk = Bytes::copy_from_slice(buf);
         match self
             .rt
             .block_on(tokio::time::timeout(self.wait, self.tx.send(chunk)))

@@ -300,17 +300,25 @@ pub(super) async fn outlet(
     }
     let m = master.unwrap_or_default();
     let history = match history_of {
+        // `None` from a request that read the runs before a newer one loaded: no weeks.
         Some((to, runs)) => s
             .snapshots
             .histories()
-            .get(s.snapshots.storage(), to, &runs, || {
-                served
-                    .iter()
-                    .flat_map(|snap| snap.run.assignments.iter().map(|a| a.outlet_id.as_str()))
-                    .collect()
-            })
+            .get(
+                s.snapshots.storage(),
+                to,
+                &runs,
+                || {
+                    served
+                        .iter()
+                        .flat_map(|snap| snap.run.assignments.iter().map(|a| a.outlet_id.as_str()))
+                        .collect()
+                },
+                || served.iter().all(|snap| s.snapshots.is_cached(snap)),
+            )
             .await?
-            .weeks(&id)
+            .map(|h| h.weeks(&id))
+            .unwrap_or_default()
             .into_iter()
             .map(|w| json!({"week": w.start.to_string(), "iso_week": w.start.iso_week().week(), "value": w.value, "lines": w.lines}))
             .collect(),

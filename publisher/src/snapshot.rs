@@ -474,6 +474,16 @@ impl Snapshots {
             .and_then(|(_, h)| h))
     }
 
+    /// The cached snapshot of `segmentation` if it is of run `run_id`.
+    fn cached(&self, segmentation: &str, run_id: &str) -> Option<Arc<Snapshot>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(segmentation)
+            .filter(|s| s.run.latest.run_id == run_id)
+            .cloned()
+    }
+
     /// The run published and served for a segmentation (its latest run unless that one
     /// is held); `None` before its first run.
     pub async fn get(&self, segmentation: &str) -> Result<Option<Arc<Snapshot>>, Error> {
@@ -482,15 +492,7 @@ impl Snapshots {
         else {
             return Ok(None);
         };
-        let cached = |c: &Self| {
-            c.cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(segmentation)
-                .filter(|s| s.run.latest.run_id == latest.run_id)
-                .cloned()
-        };
-        if let Some(s) = cached(self) {
+        if let Some(s) = self.cached(segmentation, &latest.run_id) {
             return Ok(Some(s));
         }
         // One load at a time: concurrent requests for a new run wait for the first.
@@ -501,15 +503,7 @@ impl Snapshots {
         else {
             return Ok(None);
         };
-        let cached = |c: &Self| {
-            c.cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(segmentation)
-                .filter(|s| s.run.latest.run_id == latest.run_id)
-                .cloned()
-        };
-        if let Some(s) = cached(self) {
+        if let Some(s) = self.cached(segmentation, &latest.run_id) {
             return Ok(Some(s));
         }
         // A new run: the last run's snapshot and the outlets' weekly history (keyed by

@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::message::{
-    identifier_text, is_integer_literal, json_kind, long_integer, Reason, Rejection, MAX_ID_CHARS,
-};
+use crate::message::{identifier_in_json, identifier_text, json_kind, Reason, Rejection};
 
 /// An outlet master record, or its removal.
 #[derive(Debug, Clone, PartialEq)]
@@ -205,13 +203,9 @@ fn required_id(m: &Map<String, Value>, text: &str, name: &str) -> Result<String,
             format!("{name} is missing; it is required"),
         )),
         Some(Value::Number(n)) if n.is_f64() => {
-            let digits = serde_json::from_str::<HashMap<String, &RawValue>>(text)
-                .ok()
-                .and_then(|fields| fields.get(name).map(|raw| raw.get().to_owned()))
-                .filter(|t| t != "-0" && is_integer_literal(t));
-            match digits {
-                Some(d) if d.len() > MAX_ID_CHARS => Err(long_integer("", name, &d)),
-                Some(d) => Ok(d),
+            let fields = serde_json::from_str::<HashMap<String, &RawValue>>(text).ok();
+            match fields.as_ref().and_then(|f| f.get(name).copied()) {
+                Some(raw) => identifier_in_json(raw.get(), name),
                 None => identifier_text(&Value::Number(n.clone()), name),
             }
         }

@@ -18,7 +18,6 @@ mod limits;
 mod rejection;
 mod scan;
 pub use dates::parse_date;
-pub(crate) use field::is_integer_literal;
 use field::Field;
 pub use limits::{Conversion, Limits};
 pub use rejection::{Reason, Rejection};
@@ -438,15 +437,13 @@ fn number_kind(x: f64) -> &'static str {
     }
 }
 
-/// The rejection of an integer identifier longer than [`MAX_ID_CHARS`].
-pub(crate) fn long_integer(prefix: &str, name: &str, text: &str) -> Rejection {
-    Rejection::new(
-        Reason::BadIdentifier,
-        format!(
-            "{prefix}{name} is an integer of {} characters; identifiers are at most {MAX_ID_CHARS} characters",
-            text.len()
-        ),
-    )
+/// The identifier a value's raw JSON text gives, read as an invoice field is: for
+/// readers that hold the value as a `serde_json::Value` (master records), whose
+/// numbers past 64 bits have lost their digits.
+pub(crate) fn identifier_in_json(raw: &str, name: &str) -> Result<String, Rejection> {
+    let field: Field<'_> = serde_json::from_str(raw)
+        .map_err(|e| Rejection::new(Reason::BadIdentifier, format!("{name}: {e}")))?;
+    identifier(&field, "", name).map(Cow::into_owned)
 }
 
 /// A character that shows nothing and is never part of a spelling: the zero-width
@@ -528,9 +525,13 @@ fn identifier<'a>(f: &Field<'a>, prefix: &str, name: &str) -> Result<Cow<'a, str
             Ok(s.clone())
         }
         Field::Int(i) => Ok(Cow::Owned(i.to_string())),
-        Field::Digits(text, _) if text.len() > MAX_ID_CHARS => {
-            Err(long_integer(prefix, name, text))
-        }
+        Field::Digits(text, _) if text.len() > MAX_ID_CHARS => Err(Rejection::new(
+            Reason::BadIdentifier,
+            format!(
+                "{prefix}{name} is an integer of {} characters; identifiers are at most {MAX_ID_CHARS} characters",
+                text.len()
+            ),
+        )),
         Field::Digits(text, _) => Ok(Cow::Borrowed(text)),
         Field::Float(x) => Err(Rejection::new(
             Reason::BadIdentifier,

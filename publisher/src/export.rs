@@ -388,6 +388,7 @@ fn write_xlsx_sheets(
                 ));
             }
             let row = (i - part * per_sheet) as u32 + 1;
+            // The cells of a row may go in any order: the row is written out whole.
             for (c, t) in [
                 (0, &r.segmentation),
                 (1, &r.outlet_id),
@@ -395,6 +396,13 @@ fn write_xlsx_sheets(
                 (3, &r.segment_id),
                 (4, &r.segment_name),
                 (5, &r.tags),
+                (9, &r.as_of),
+                (10, &r.run_id),
+                (11, &r.region),
+                (12, &r.channel),
+                (13, &r.change),
+                (15, &r.segment_description),
+                (16, &r.tier),
             ] {
                 ws.write_string(row, c, t.as_str()).map_err(err)?;
             }
@@ -403,20 +411,8 @@ fn write_xlsx_sheets(
             ws.write_number_with_format(row, 7, r.value, &money)
                 .map_err(err)?;
             ws.write_number(row, 8, r.lines as f64).map_err(err)?;
-            for (c, t) in [
-                (9, &r.as_of),
-                (10, &r.run_id),
-                (11, &r.region),
-                (12, &r.channel),
-                (13, &r.change),
-            ] {
-                ws.write_string(row, c, t.as_str()).map_err(err)?;
-            }
             ws.write_number_with_format(row, 14, r.potential, &money)
                 .map_err(err)?;
-            ws.write_string(row, 15, r.segment_description.as_str())
-                .map_err(err)?;
-            ws.write_string(row, 16, r.tier.as_str()).map_err(err)?;
         }
     }
 

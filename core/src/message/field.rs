@@ -122,7 +122,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
 }
 
 /// Whether `text` is a JSON integer: an optional minus and digits only.
-pub(crate) fn is_integer_literal(text: &str) -> bool {
+fn is_integer_literal(text: &str) -> bool {
     let digits = text.strip_prefix('-').unwrap_or(text);
     !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }

@@ -164,6 +164,10 @@ pub struct Summary {
     /// left for a later pass.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deferred_raw_objects: Vec<String>,
+    /// Days a `--full` rebuild found daily files for but no raw object (all of the
+    /// day's deleted: the loss the rebuild accepts): their daily files were removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub days_removed: Vec<String>,
     /// The lease epoch this pass ran under.
     pub lease_epoch: u64,
     /// Wall-clock duration of the pass, ms.

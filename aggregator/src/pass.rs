@@ -7,6 +7,8 @@ use std::time::Instant;
 use spectra_core::checkpoint;
 use spectra_core::config::SegmentationConfig;
 use spectra_core::service::{catch_panic, SegmentationFailure};
+use spectra_core::tables::features::partitions;
+use spectra_core::tables::layout;
 use spectra_core::{Config, Storage};
 
 use crate::index::{self, IdentityIndex};
@@ -34,6 +36,35 @@ pub(crate) async fn landed(storage: &Storage) -> Result<BTreeMap<String, u64>, E
         }
     }
     Ok(all)
+}
+
+/// Removes the daily files (`features/daily/`, `features/outlet_daily/`) of the days a
+/// full rebuild did not roll up: days whose raw objects are all gone. The window
+/// features read only the days `state.json` names, but the recommendations and the
+/// 360 view list the files, so without this the lines whose loss the rebuild accepts
+/// would still count there. Done before the rebuild commits: one that stops part-way
+/// leaves a full rebuild to the next pass, which removes them then. Returns the days
+/// removed (`YYYY-MM-DD`).
+async fn remove_days_without_raw(
+    storage: &Storage,
+    state: &State,
+    lease: &Lease,
+) -> Result<Vec<String>, Error> {
+    let mut removed = BTreeSet::new();
+    for folder in [layout::DAILY, layout::OUTLET_DAILY] {
+        for (date, path) in partitions(storage, folder).await? {
+            let day = crate::date_text(days_of(date));
+            if !state.days.contains_key(&day) {
+                lease.check().await?;
+                storage.delete(&path).await?;
+                removed.insert(day);
+            }
+        }
+    }
+    if !removed.is_empty() {
+        tracing::warn!(days = ?removed, "the full rebuild removed the daily files of days without raw objects");
+    }
+    Ok(removed.into_iter().collect())
 }
 
 /// The invoice date of a raw file from its Hive folder `date=YYYY-MM-DD`.
@@ -271,6 +302,9 @@ async fn pass(
             }
         }
         summary.days_rerolled = todo.len() as u64;
+        if full {
+            summary.days_removed = remove_days_without_raw(storage, &state, &lease).await?;
+        }
         lease.check().await?;
         superseded.save(storage).await?;
         state.index = idx.state().clone();

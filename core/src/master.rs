@@ -49,7 +49,8 @@ pub struct Sku {
 /// A record's fields, and the message text they were read from.
 type Record<'a> = (Map<String, Value>, &'a str);
 
-fn object(value: Option<&[u8]>) -> Result<Option<Record<'_>>, Rejection> {
+/// The record's JSON object (`id`: its id field's name), or `None` for a removal.
+fn object<'a>(value: Option<&'a [u8]>, id: &str) -> Result<Option<Record<'a>>, Rejection> {
     let Some(bytes) = value else { return Ok(None) };
     let text = std::str::from_utf8(bytes).map_err(|e| {
         Rejection::new(
@@ -76,11 +77,44 @@ fn object(value: Option<&[u8]>) -> Result<Option<Record<'_>>, Rejection> {
                 json_kind(&other)
             ),
         )),
-        Err(e) => Err(Rejection::new(
-            Reason::NotJson,
-            format!("the message is not valid JSON: {e}"),
-        )),
+        // Valid JSON that `Value` cannot hold: a number past `f64` (`1e999`, 310 digits
+        // and more). Named by its field, as an invoice's would be.
+        Err(e) => Err(match out_of_range(text) {
+            Some((field, raw)) if field == id => match identifier_in_json(raw, id) {
+                Err(rejection) => rejection,
+                Ok(_) => out_of_range_rejection(&field),
+            },
+            Some((field, _)) => out_of_range_rejection(&field),
+            None => Rejection::new(
+                Reason::NotJson,
+                format!("the message is not valid JSON: {e}"),
+            ),
+        }),
     }
+}
+
+/// The field of a JSON object text (`a.b` for one inside another object) whose value
+/// `Value` cannot read, with that value's text; `None` when the text is no object or
+/// every field reads.
+fn out_of_range(text: &str) -> Option<(String, &str)> {
+    let fields: HashMap<String, &RawValue> = serde_json::from_str(text).ok()?;
+    let mut fields: Vec<(String, &RawValue)> = fields.into_iter().collect();
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    fields.into_iter().find_map(|(name, raw)| {
+        serde_json::from_str::<Value>(raw.get())
+            .is_err()
+            .then(|| match out_of_range(raw.get()) {
+                Some((inner, value)) => (format!("{name}.{inner}"), value),
+                None => (name, raw.get()),
+            })
+    })
+}
+
+fn out_of_range_rejection(field: &str) -> Rejection {
+    Rejection::new(
+        Reason::BadNumber,
+        format!("{field} is a number beyond the range of a 64-bit float"),
+    )
 }
 
 fn key_id(key: Option<&[u8]>, name: &str) -> Result<String, Rejection> {
@@ -215,7 +249,7 @@ fn required_id(m: &Map<String, Value>, text: &str, name: &str) -> Result<String,
 
 /// Parses a message of the outlets topic.
 pub fn parse_outlet(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Outlet, Rejection> {
-    let Some((m, json)) = object(value)? else {
+    let Some((m, json)) = object(value, "outlet_id")? else {
         return Ok(Outlet {
             outlet_id: key_id(key, "outlet_id")?,
             name: None,
@@ -237,7 +271,7 @@ pub fn parse_outlet(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Outlet, 
 
 /// Parses a message of the SKUs topic.
 pub fn parse_sku(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Sku, Rejection> {
-    let Some((m, json)) = object(value)? else {
+    let Some((m, json)) = object(value, "sku_id")? else {
         return Ok(Sku {
             sku_id: key_id(key, "sku_id")?,
             name: None,
@@ -310,6 +344,36 @@ mod tests {
         );
         let e = parse_sku(None, Some(br#"{"sku_id":1e30}"#)).unwrap_err();
         assert!(e.text.contains("sku_id"), "{e}");
+        // Past `f64`, the field is named (the whole message was "not valid JSON").
+        let e = parse_outlet(
+            None,
+            Some(format!(r#"{{"name":"x","outlet_id":{}}}"#, "9".repeat(400)).as_bytes()),
+        )
+        .unwrap_err();
+        assert!(
+            e.text
+                .starts_with("outlet_id is an integer of 400 characters;"),
+            "{e}"
+        );
+        let e = parse_outlet(None, Some(br#"{"outlet_id":1e999}"#)).unwrap_err();
+        assert!(
+            e.text.starts_with("outlet_id is a number beyond the range"),
+            "{e}"
+        );
+        let e = parse_sku(
+            None,
+            Some(br#"{"sku_id":"A","attributes":{"pack":1,"weight":-1e400}}"#),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.text,
+            "attributes.weight is a number beyond the range of a 64-bit float"
+        );
+        let e = parse_outlet(None, Some(br#"{"outlet_id":"A","region":2e308}"#)).unwrap_err();
+        assert_eq!(e.reason, Reason::BadNumber);
+        assert!(e.text.starts_with("region is a number beyond"), "{e}");
+        let e = parse_outlet(None, Some(br#"{"outlet_id":"A","region":2e308"#)).unwrap_err();
+        assert!(e.text.starts_with("the message is not valid JSON"), "{e}");
     }
 
     /// A record under another record's key is rejected, naming the id and the key.

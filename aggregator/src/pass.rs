@@ -303,7 +303,7 @@ async fn pass(
         }
         summary.days_rerolled = todo.len() as u64;
         if full {
-            summary.days_removed = remove_days_without_raw(storage, &state, &lease).await?;
+            summary.days_removed = remove_days_without_raw(storage, &state, lease).await?;
         }
         lease.check().await?;
         superseded.save(storage).await?;

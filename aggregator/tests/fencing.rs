@@ -263,7 +263,7 @@ async fn a_full_rebuild_removes_the_days_left_without_raw_objects() {
     let s = run_once(&cfg, &storage, &opts(true, false), &metrics)
         .await
         .unwrap();
-    assert_eq!(s.missing_days, [day0.clone()]);
+    assert_eq!(s.missing_days, [day0.as_str()]);
     assert_eq!(on_day0(&paths(&storage, "features/daily/").await), 1);
 
     // The rebuild accepts the loss: day 0's files go, the rest is a roll-up of the raw
@@ -271,7 +271,7 @@ async fn a_full_rebuild_removes_the_days_left_without_raw_objects() {
     let s = run_once(&cfg, &storage, &opts(true, true), &metrics)
         .await
         .unwrap();
-    assert_eq!(s.days_removed, [day0.clone()]);
+    assert_eq!(s.days_removed, [day0.as_str()]);
     assert_eq!(on_day0(&paths(&storage, "features/daily/").await), 0);
     assert_eq!(on_day0(&paths(&storage, "features/outlet_daily/").await), 0);
     let fresh = Storage::memory();

@@ -399,12 +399,40 @@ impl CurrencyConfig {
     }
 }
 
+/// The `SPECTRA__SECTION__KEY` environment variables.
+fn environment() -> Env {
+    Env::prefixed("SPECTRA__").split("__")
+}
+
+/// Rounds of [`Config::extract`] at most: more than the text settings.
+const MAX_TEXT_ROUNDS: usize = 256;
+
+/// The text a number or boolean was given as for the setting `key` (`section.key`):
+/// the last `--set` of it, else its environment variable; `None` when neither gave
+/// it (a TOML file's number stays a number).
+fn text_given(key: &str, flags: &[(String, serde_json::Value)]) -> Option<String> {
+    if let Some((_, value)) = flags.iter().rev().find(|(k, _)| k.trim() == key) {
+        return match value {
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            serde_json::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        };
+    }
+    environment()
+        .iter()
+        .find(|(k, _)| k.as_str().eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+}
+
 impl Config {
     /// Loads the layers: defaults, the TOML file (if any), `SPECTRA__…` environment
     /// variables, then `overrides` (the command line's flags, serialized; `None`
     /// fields are skipped). Reports every problem at once.
     pub fn load<T: Serialize>(file: Option<&Path>, overrides: &T) -> Result<Self> {
-        Self::extract(Self::layers(file)?.merge(Serialized::defaults(overrides)))
+        Self::extract(
+            Self::layers(file)?.merge(Serialized::defaults(overrides)),
+            &[],
+        )
     }
 
     /// Like [`Config::load`], with the overrides as `(key path, value)` pairs
@@ -425,7 +453,7 @@ impl Config {
             .fold(Self::layers_over(base, file)?, |fig, (key, value)| {
                 fig.merge(Serialized::default(key, value))
             });
-        Self::extract(fig)
+        Self::extract(fig, flags)
     }
 
     /// Defaults, the TOML file, the environment.
@@ -445,15 +473,61 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        Ok(fig.merge(Env::prefixed("SPECTRA__").split("__")))
+        Ok(fig.merge(environment()))
     }
 
-    fn extract(fig: Figment) -> Result<Self> {
-        let cfg: Config = fig
-            .extract()
-            .map_err(|e| Error::Config(e.into_iter().map(|e| e.to_string()).collect()))?;
-        cfg.validate()?;
-        Ok(cfg)
+    /// The configuration the layers give (`flags`: the command line's `--set` pairs,
+    /// merged last). A text setting given a number or `true`/`false` on the command
+    /// line or in the environment (`SPECTRA__PUBLISH__API_TOKEN=123456`) is that text:
+    /// both are read for their type before the setting's type is known, and a numeric
+    /// token or topic name is text to its user. The environment's text is taken as
+    /// written (`007` stays `007`); a flag's as JSON writes the number (`1.50` is
+    /// `1.5`: quote it, `'"1.50"'`, to keep it). A TOML file's values keep the type
+    /// they were written with.
+    fn extract(mut fig: Figment, flags: &[(String, serde_json::Value)]) -> Result<Self> {
+        let problems =
+            |e: figment::Error| Error::Config(e.into_iter().map(|e| e.to_string()).collect());
+        // Each round gives every text setting that failed its text (serde stops at a
+        // struct's first error, so a round can find one); bounded by the settings.
+        let mut round = 0;
+        loop {
+            let errors = match fig.extract::<Config>() {
+                Ok(cfg) => {
+                    cfg.validate()?;
+                    return Ok(cfg);
+                }
+                Err(e) => e,
+            };
+            let texts: Vec<(String, String)> = errors
+                .clone()
+                .into_iter()
+                .filter_map(|e| {
+                    let figment::error::Kind::InvalidType(actual, expected) = &e.kind else {
+                        return None;
+                    };
+                    use figment::error::Actual;
+                    let scalar = matches!(
+                        actual,
+                        Actual::Bool(_)
+                            | Actual::Unsigned(_)
+                            | Actual::Signed(_)
+                            | Actual::Float(_)
+                    );
+                    let key = e.path.join(".");
+                    (scalar && expected == "a string")
+                        .then(|| text_given(&key, flags))
+                        .flatten()
+                        .map(|text| (key, text))
+                })
+                .collect();
+            round += 1;
+            if texts.is_empty() || round > MAX_TEXT_ROUNDS {
+                return Err(problems(errors));
+            }
+            for (key, text) in texts {
+                fig = fig.merge(Serialized::default(&key, text));
+            }
+        }
     }
 
     /// Checks values that parse but make no sense, all at once.
@@ -548,6 +622,47 @@ mod tests {
 
     #[derive(Serialize, Default)]
     struct NoFlags {}
+
+    /// A number or boolean given to a text setting in the environment or with `--set`
+    /// is its text (it was an error: "found unsigned int, expected a string"); the
+    /// environment's as written. Given to a numeric setting, still a number; a TOML
+    /// file's number for a text setting, still an error naming the key.
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
+    fn numbers_given_to_text_settings_are_their_text() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SPECTRA__PUBLISH__API_TOKEN", "007123");
+            jail.set_env("SPECTRA__KAFKA__TOPICS__INVOICES", "2024");
+            jail.set_env("SPECTRA__PUBLISH__READ_TOKEN", "true");
+            jail.set_env("SPECTRA__INGEST__FLUSH_ROWS", "10");
+            let c = Config::load_flags(None, &[]).unwrap();
+            assert_eq!(c.publish.api_token, "007123");
+            assert_eq!(c.kafka.topics.invoices, "2024");
+            assert_eq!(c.publish.read_token, "true");
+            assert_eq!(c.ingest.flush_rows, 10);
+            let flags = [
+                ("kafka.topics.invoices".to_owned(), serde_json::json!(31)),
+                ("ingest.flush_rows".to_owned(), serde_json::json!(20)),
+                ("kafka.topics.dlq".to_owned(), serde_json::json!(false)),
+            ];
+            let c = Config::load_flags(None, &flags).unwrap();
+            assert_eq!(c.kafka.topics.invoices, "31");
+            assert_eq!(c.kafka.topics.dlq, "false");
+            assert_eq!(c.publish.api_token, "007123");
+            assert_eq!(c.ingest.flush_rows, 20);
+            // A numeric setting given text stays an error, as does a TOML number.
+            jail.set_env("SPECTRA__INGEST__FLUSH_ROWS", "many");
+            let e = Config::load_flags(None, &[]).unwrap_err().to_string();
+            assert!(e.contains("FLUSH_ROWS"), "{e}");
+            jail.set_env("SPECTRA__INGEST__FLUSH_ROWS", "10");
+            jail.create_file("typed.toml", "[publish]\nlisten = 8080\n")?;
+            let e = Config::load_flags(Some(Path::new("typed.toml")), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("listen"), "{e}");
+            Ok(())
+        });
+    }
 
     #[test]
     #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type

@@ -353,6 +353,25 @@ pub fn encode_parquet(
     encode_parquet_with(schema, props, batches)
 }
 
+/// [`encode_parquet`] with `metadata` (key, value) in the file's footer: a document
+/// written in the same put as the rows it describes, read back with
+/// [`crate::tables::footer_value`].
+pub fn encode_parquet_noting(
+    schema: SchemaRef,
+    metadata: &[(&str, &str)],
+    batches: impl IntoIterator<Item = crate::Result<RecordBatch>>,
+) -> crate::Result<bytes::Bytes> {
+    let notes = metadata
+        .iter()
+        .map(|(k, v)| parquet::file::metadata::KeyValue::new((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let props = writer_properties_for(&schema)
+        .into_builder()
+        .set_key_value_metadata(Some(notes))
+        .build();
+    encode_parquet_with(schema, props, batches)
+}
+
 /// [`encode_parquet`] with other writer settings (smaller row groups, say).
 pub fn encode_parquet_with(
     schema: SchemaRef,

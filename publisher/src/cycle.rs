@@ -89,8 +89,8 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
     let topics = &env.cfg.kafka.topics;
     let run = &snap.run.latest;
     report.run_id = run.run_id.clone();
-    let previous = state::load_cycle(storage, segmentation).await?;
-    let pending = state::load_pending(storage, segmentation, &previous).await?;
+    let mut previous = state::load_cycle(storage, segmentation).await?;
+    let pending = state::load_pending(storage, segmentation, &mut previous).await?;
     // The run and every label as the last cycle recorded them, nothing pending: what
     // was published is what the run says (the service polls; a million outlets need
     // not be read and compared to learn that nothing changed).

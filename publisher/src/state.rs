@@ -1,7 +1,9 @@
 //! The publisher's record of what it published, per segmentation:
 //! `state/publisher/{name}/published.parquet` (one row per outlet) and
 //! `state/publisher/{name}/cycle.json` (the run and segment profiles last published),
-//! both written only after every delivery of a cycle was acknowledged; and
+//! both written only after every delivery of a cycle was acknowledged, in that order
+//! (`published.parquet`'s footer holds the same `cycle.json`, so a stop between the
+//! two writes loses neither); and
 //! `state/publisher/{name}/pending.json`, written before a cycle delivers anything and
 //! removed once the cycle is recorded: the keys whose last attempt is not recorded.
 //! Whatever a crash left on the topics for those keys, the next cycle sends their
@@ -128,23 +130,46 @@ fn pending_path(segmentation: &str) -> String {
 
 /// Reads `pending.json`: `None` when the last cycle was recorded. A record that
 /// `recorded` (the last `cycle.json`) completed was recorded and only not removed:
-/// it is removed now, and `None` returned.
+/// it is removed now, and `None` returned. So is one that `published.parquet`
+/// completed (the process stopped between its write and `cycle.json`'s): its footer
+/// holds the `cycle.json` it was recorded with, written now, and `recorded` becomes it.
 pub async fn load_pending(
     storage: &Storage,
     segmentation: &str,
-    recorded: &CycleState,
+    recorded: &mut CycleState,
 ) -> Result<Option<Pending<'static>>, Error> {
     let pending: Option<Pending<'static>> = storage.get_json(&pending_path(segmentation)).await?;
-    match pending {
-        Some(p) if p.cycle.is_some() && p.cycle == recorded.cycle => {
-            tracing::info!(run_id = %p.run_id,
-                "the last cycle was recorded but its pending record not removed: removing it");
-            clear_pending(storage, segmentation).await?;
-            Ok(None)
+    let p = match pending {
+        Some(p) if p.cycle.is_some() => p,
+        other => return Ok(other),
+    };
+    if p.cycle != recorded.cycle {
+        let path = published_path(segmentation);
+        let noted = spectra_core::tables::footer_value(storage, &path, CYCLE_NOTE).await?;
+        let cycle: Option<CycleState> =
+            noted
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|source| spectra_core::Error::Json { path, source })?;
+        match cycle {
+            Some(c) if c.cycle == p.cycle => {
+                tracing::info!(run_id = %p.run_id,
+                    "the last cycle was recorded in published.parquet but not in cycle.json: completing it");
+                storage.put_json(&cycle_path(segmentation), &c).await?;
+                *recorded = c;
+            }
+            _ => return Ok(Some(p)),
         }
-        other => Ok(other),
+    } else {
+        tracing::info!(run_id = %p.run_id,
+            "the last cycle was recorded but its pending record not removed: removing it");
     }
+    clear_pending(storage, segmentation).await?;
+    Ok(None)
 }
+
+/// The key of `published.parquet`'s footer that holds the `cycle.json` written with it.
+const CYCLE_NOTE: &str = "spectra.cycle";
 
 /// Writes `pending.json` before a cycle delivers.
 pub async fn save_pending(
@@ -370,7 +395,17 @@ pub async fn record(
     let batches = current
         .chunks(1 << 16)
         .map(|c| Ok(published_batch(&cycle.run_id, c)));
-    let data = spectra_core::schema::encode_parquet(published_schema(), batches)?;
+    // The cycle document in the rows' footer too: a stop between the two writes
+    // leaves it where the next cycle finds it (`load_pending`).
+    let note = serde_json::to_string(cycle).map_err(|source| spectra_core::Error::Json {
+        path: published_path(segmentation),
+        source,
+    })?;
+    let data = spectra_core::schema::encode_parquet_noting(
+        published_schema(),
+        &[(CYCLE_NOTE, &note)],
+        batches,
+    )?;
     storage.put(&published_path(segmentation), data).await?;
     storage.put_json(&cycle_path(segmentation), cycle).await?;
     Ok(())

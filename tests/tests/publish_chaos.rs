@@ -5,9 +5,10 @@
 //! back; segments renamed and renamed back through `segment-metadata`). After one
 //! clean cycle the compacted view of every output topic equals the latest run
 //! exactly: every assigned outlet with its segment, name and tags, nothing else; every
-//! segment's profile; every outlet's recommendations. Before the kills, the case a
-//! diff cannot see, made deterministic: a rename delivered but not recorded, then
-//! renamed back. Then `spectra publish --reconcile` repairs a topic someone wrote
+//! segment's profile; every outlet's recommendations. Before the kills, the stops
+//! between a cycle's writes, made deterministic: a rename delivered but not recorded,
+//! then renamed back (the case a diff cannot see); a pending record left behind; a
+//! cycle recorded in `published.parquet` but not in `cycle.json`. Then `spectra publish --reconcile` repairs a topic someone wrote
 //! behind the publisher's back.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -345,6 +346,63 @@ fn recorded_but_pending_left(env: &Env, storage: &Storage, pending: &Path) {
     );
 }
 
+/// A cycle delivers, writes `published.parquet` and stops before `cycle.json` (its
+/// write fails: a folder where the file goes). The rows' footer holds the cycle's
+/// record: the next cycle writes `cycle.json` from it and sends nothing again.
+/// (Before, it sent every key of the pending record again, as `renamed` where the
+/// outlet's segment was the one sent, and every profile and list of the run, as a new
+/// run's.)
+fn recorded_in_the_rows_only(env: &Env, storage: &Storage, pending: &Path) {
+    rename(env, "S1", "Gamma");
+    let cycle = pending.with_file_name("cycle.json");
+    std::fs::remove_file(&cycle).unwrap();
+    std::fs::create_dir_all(cycle.join("blocked")).unwrap();
+    let out = env.command("publish", &["--once"]).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "recording the cycle must fail while cycle.json cannot be written"
+    );
+    assert!(
+        pending.exists(),
+        "the failed cycle leaves its pending record"
+    );
+    let counts =
+        || ["assignments", "profiles", "recommendations"].map(|t| read_topic(&env.topic(t)).len());
+    let before = counts();
+    let renamed = compacted(&env.topic("assignments"))
+        .values()
+        .filter(|v| v["segment_name"] == "Gamma")
+        .count();
+    assert!(
+        renamed > 0,
+        "the rename was delivered before cycle.json failed"
+    );
+    std::fs::remove_dir_all(&cycle).unwrap();
+    env.ok("publish", &["--once"]);
+    assert!(
+        !pending.exists(),
+        "the completed cycle's pending record is removed"
+    );
+    let recorded: Value = serde_json::from_slice(&std::fs::read(&cycle).unwrap()).unwrap();
+    assert!(
+        recorded["cycle"].is_string(),
+        "cycle.json written from the rows' footer"
+    );
+    assert_eq!(
+        counts(),
+        before,
+        "a cycle recorded in its rows sends nothing again"
+    );
+    rename(env, "S1", "");
+    env.ok("publish", &["--once"]);
+    assert_topics_equal_latest_run(
+        env,
+        storage,
+        &BTreeMap::new(),
+        "a cycle recorded in its rows only",
+    );
+}
+
 #[test]
 fn sigkilled_publishers_leave_the_compacted_topics_equal_to_the_latest_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -409,6 +467,7 @@ fn sigkilled_publishers_leave_the_compacted_topics_equal_to_the_latest_run() {
         if i == 0 {
             delivered_but_not_recorded_then_renamed_back(&env, &storage, &pending);
             recorded_but_pending_left(&env, &storage, &pending);
+            recorded_in_the_rows_only(&env, &storage, &pending);
         }
         // Renames, and one renamed back, between runs.
         match i {

@@ -139,6 +139,23 @@ fn each_batch(
     })
 }
 
+/// The value of `key` in the footer of the Parquet object `path` (written with
+/// [`crate::schema::encode_parquet_noting`]); `None` when the object or the key is
+/// absent. Reads the whole object: for records read rarely.
+pub async fn footer_value(storage: &Storage, path: &str, key: &str) -> Result<Option<String>> {
+    let Some(bytes) = storage.get(path).await? else {
+        return Ok(None);
+    };
+    let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&bytes)
+        .map_err(|e| table_error(path, e.to_string()))?;
+    Ok(metadata
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|e| e.key == key))
+        .and_then(|e| e.value.clone()))
+}
+
 /// Objects at least this large are decoded ahead of their reader ([`for_each_batch`]);
 /// smaller ones (the API's reads among them) in the reader's own thread.
 const DECODE_AHEAD_BYTES: usize = 4 << 20;

@@ -731,18 +731,60 @@ async fn any_two_runs_compare_with_the_outlets_that_moved_and_why() {
         "a page of another run than the one asked for"
     );
 
-    let (movement, compare) = tokio::task::spawn_blocking({
+    // The outlet 360 view carries the move's evidence, the same row; an outlet that
+    // did not move, none.
+    let first = &all["movements"][0];
+    let mover = first["outlet_id"].as_str().unwrap().to_owned();
+    let outlet = |id: &str| {
+        let request = c.get(format!("{base}/api/outlets/{id}")).send();
+        async move {
+            let o: serde_json::Value = request.await.unwrap().json().await.unwrap();
+            o["segmentations"][0]["movement"].clone()
+        }
+    };
+    assert_eq!(&outlet(&mover).await, first);
+    let stayed = run2
+        .assignments
+        .keys()
+        .find(|o| !moved.contains(o.as_str()))
+        .unwrap();
+    assert!(outlet(stayed).await.is_null());
+
+    let (movement, compare, why) = tokio::task::spawn_blocking({
         let (base, a, b) = (base.clone(), run1.run_id.clone(), run2.run_id.clone());
+        let mover = mover.clone();
         move || {
             let arg = format!("{a}..{b}").replace('/', "%2F");
             (
                 browser(&["--dump-dom"], &format!("{base}/#/movement")),
                 browser(&["--dump-dom"], &format!("{base}/#/compare/{arg}")),
+                browser(&["--dump-dom"], &format!("{base}/#/outlet/{mover}")),
             )
         }
     })
     .await
     .unwrap();
+    // The 360 page says why, with the move's strongest driver.
+    let why = why
+        .split("class=\"moved-why\"")
+        .nth(1)
+        .expect("the outlet page explains the move");
+    let why = why.split("</div>").next().unwrap();
+    let (from, to) = (
+        first["previous_segment_id"].as_str().unwrap(),
+        first["segment_id"].as_str().unwrap(),
+    );
+    assert!(why.contains(&format!("{from} → {to}")), "{why}");
+    assert!(
+        why.contains(&format!(
+            "<b class=\"reason\">{}</b>",
+            first["reason"].as_str().unwrap()
+        )),
+        "{why}"
+    );
+    if let Some(d) = first["drivers"].as_array().and_then(|d| d.first()) {
+        assert!(why.contains(d["feature"].as_str().unwrap()), "{why}");
+    }
     let form = movement
         .split("id=\"runs-form\"")
         .nth(1)

@@ -16,8 +16,8 @@ use spectra_core::tables::runs::MovementRow;
 
 use super::{snapshot, ApiError, ApiResult, AppState};
 
-/// A row of movements.parquet as the API shows it.
-fn movement_json(m: &MovementRow) -> Value {
+/// A row of movements.parquet as the API shows it (here and in the outlet 360 view).
+pub(super) fn movement_json(m: &MovementRow) -> Value {
     json!({
         "outlet_id": m.outlet_id,
         "previous_segment_id": m.previous_segment_id,

@@ -273,6 +273,9 @@ pub(super) async fn outlet(
             "tags": l.tags,
             "previous_segment_id": a.previous_segment_id,
             "change": a.change,
+            // Why it moved in this run: its movements.parquet row (null otherwise).
+            "movement": snap.run.movements.iter().find(|m| m.outlet_id == id)
+                .map(super::movements::movement_json),
             "confidence": a.confidence,
             "value": k.map_or(a.value, |k| k.net_value),
             "lines": k.map_or(a.lines, |k| k.lines),

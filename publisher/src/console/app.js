@@ -421,7 +421,18 @@ function outletSegmentation(v) {
     <div class="stat"><b>${fmt1.format(100 * v.confidence)}%</b><span>confidence</span></div><div class="stat"><b>${esc(v.change)}</b><span>${v.previous_segment_id ? "from " + esc(v.previous_segment_id) : "since last run"}</span></div></div>
     <div class="two"><div><h3>Spectrum: outlet (colour) vs segment (grey)</h3><table>${spec.map((f) => `<tr><td>${esc(f.feature)}</td><td style="width:55%"><div class="bar" style="width:${(100 * f.outlet_share) / max}%"></div><div class="bar avg" style="width:${(100 * f.segment_share) / max}%;margin-top:2px"></div></td><td class="num">${pct(f.outlet_share)}</td><td class="num muted">${pct(f.segment_share)}</td></tr>`).join("")}</table></div>
     <div><h3>Recommendations</h3><div class="recs" style="grid-template-columns:1fr 1fr">${list("New for outlet", "new_for_outlet")}${list("Should have", "should_have")}${list("Popular in segment", "popular_in_segment")}${list("Seasonal soon", "seasonal_soon")}</div></div></div>
-    ${skuGaps(v.sku_gaps)}</div>`;
+    ${movedWhy(v)}${skuGaps(v.sku_gaps)}</div>`;
+}
+
+// Why the outlet moved in this run: the evidence the run stored with the move.
+function movedWhy(v) {
+  const m = v.movement;
+  if (!m) return "";
+  const score = (x) => (x == null ? "" : fmt1.format(x));
+  const drivers = (m.drivers || []).map((d) => `<li>${esc(d.feature)}: ${pct(d.earlier_share)} → ${pct(d.recent_share)}${d.reading === "lines" ? " of lines" : " of spend"}</li>`).join("");
+  return `<div class="moved-why"><h3>Why it moved: ${esc(m.previous_segment_id)} → ${esc(m.segment_id)}</h3>
+    <p><b class="reason">${esc(m.reason)}</b>${m.score != null ? ` · change score ${score(m.score)}` : ""}${m.fit != null ? ` · fit ${score(m.fit)}` : ""} · ${num(m.recent_invoices)} recent invoices, ${num(m.recent_lines)} lines (${num(m.earlier_lines)} before)</p>
+    ${drivers ? `<ul class="drivers">${drivers}</ul>` : ""}</div>`;
 }
 
 // The SKUs the outlet has the most to win on against its segment.

@@ -4,9 +4,10 @@
 # serves the API, asks for one 360 view, feeds one more day through ingest, aggregate
 # and segment so that the service publishes a new run, asks for a 360 view again, and
 # prints the service's VmRSS / VmHWM (KiB) after each step. The store is copied first
-# and copied back at the end, so the run can be repeated with another build.
+# and copied back at the end, so the run can be repeated with another build. With
+# DURING_CYCLE=1, 360 views are also asked for while the service publishes the new run.
 #
-#   bench/scale/history_memory.sh DIR [SPECTRA_BINARY]
+#   [DURING_CYCLE=1] bench/scale/history_memory.sh DIR [SPECTRA_BINARY]
 #
 # DIR holds run.sh's spectra.toml and feed.args. Its spectra.toml names the feed's topics; the script uses fresh ones (`.x`) on a
 # fresh Tansu, since Tansu keeps topics in memory and ingest refuses a recreated one.
@@ -53,9 +54,11 @@ mapfile -t feed <"$dir/feed.args"
 for s in ingest aggregate segment; do "$bin" "$s" "${common[@]}" --once >/dev/null 2>"$dir/history-$s.log"; done
 run=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_id"])' "$dir/store/segmentations/national/latest.json")
 published=0
-for _ in $(seq 1 120); do
+for _ in $(seq 1 240); do
   curl -sf "$api/segmentations" | grep -q "\"published\":{[^}]*\"$run\"" && { published=1; break; }
-  sleep 2
+  # DURING_CYCLE=1: 360 views asked for while the service loads and publishes the new
+  # run (the history built beside the publish cycle).
+  if [ "${DURING_CYCLE:-0}" = 1 ]; then curl -s -o /dev/null "$api/outlets/$outlet"; sleep 0.5; else sleep 2; fi
 done
 [ "$published" = 1 ] || fail "the service did not publish $run within 240 s"
 mem "after the new run ($run) is published"

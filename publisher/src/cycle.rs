@@ -101,6 +101,10 @@ pub async fn publish(env: &CycleEnv<'_>, segmentation: &str) -> Result<CycleRepo
         report.outlets = snap.run.assignments.len() as u64;
         return Ok(report);
     }
+    // From here the cycle holds the published state and its messages: the 360 view's
+    // history is let go and not built until the cycle ends (the two together took the
+    // publisher past its 1 GiB at 810k outlets).
+    let _publishing = env.snapshots.histories().publishing().await;
     let published = state::load_published(storage, segmentation).await?;
     let labels = snap.labels(env.metadata);
     let current = snap.currents(&labels);

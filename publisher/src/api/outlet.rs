@@ -192,6 +192,10 @@ async fn spectrum(
     Ok(v)
 }
 
+/// Why a 360 view has no weeks: the publisher builds none while it publishes.
+const HISTORY_LATER: &str =
+    "The weekly history is not built while a run is being published; ask again in a moment.";
+
 /// `GET /api/outlets/{id}`.
 pub(super) async fn outlet(
     State(s): State<AppState>,
@@ -302,6 +306,7 @@ pub(super) async fn outlet(
         )));
     }
     let m = master.unwrap_or_default();
+    let mut history_note = None;
     let history = match history_of {
         // `None` from a request that read the runs before a newer one loaded: no weeks.
         Some((to, runs)) => s
@@ -321,7 +326,10 @@ pub(super) async fn outlet(
             )
             .await?
             .map(|h| h.weeks(&id))
-            .unwrap_or_default()
+            .unwrap_or_else(|| {
+                history_note = Some(HISTORY_LATER);
+                Vec::new()
+            })
             .into_iter()
             .map(|w| json!({"week": w.start.to_string(), "iso_week": w.start.iso_week().week(), "value": w.value, "lines": w.lines}))
             .collect(),
@@ -334,6 +342,7 @@ pub(super) async fn outlet(
         "channel": m.channel,
         "attributes": m.attributes,
         "history": history,
+        "history_note": history_note,
         "segmentations": views,
     })))
 }

@@ -54,7 +54,8 @@ mapfile -t feed <"$dir/feed.args"
 for s in ingest aggregate segment; do "$bin" "$s" "${common[@]}" --once >/dev/null 2>"$dir/history-$s.log"; done
 run=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_id"])' "$dir/store/segmentations/national/latest.json")
 published=0
-for _ in $(seq 1 240); do
+end=$((SECONDS + 240))
+while ((SECONDS < end)); do
   curl -sf "$api/segmentations" | grep -q "\"published\":{[^}]*\"$run\"" && { published=1; break; }
   # DURING_CYCLE=1: 360 views asked for while the service loads and publishes the new
   # run (the history built beside the publish cycle).

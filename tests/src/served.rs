@@ -3,7 +3,8 @@
 //! that knows its shape, so that a change of shape is mended here. The served profile
 //! is the run's `profiles.json` entry (`outlets`, `value_share` at the top,
 //! `attributes` as `[{attribute, values: [{value, outlets, share}]}]`; see
-//! `spectra_core::tables::profile`).
+//! `spectra_core::tables::profile`). Also how the console's outlet page explains a
+//! move ([`assert_the_outlet_page_says_why`]).
 
 use serde_json::Value;
 
@@ -156,4 +157,29 @@ pub fn abc_tiers<'a>(members: &[(&'a str, f64)]) -> Vec<(&'a str, f64, &'static 
             (o, p, tier)
         })
         .collect()
+}
+
+/// The outlet 360 page of a moved outlet (`dom`) says why, with the move's (`first`,
+/// as the movements route serves it) segments, reason and strongest driver.
+pub fn assert_the_outlet_page_says_why(dom: &str, first: &Value) {
+    let why = dom
+        .split("class=\"moved-why\"")
+        .nth(1)
+        .expect("the outlet page explains the move");
+    let why = why.split("</div>").next().unwrap();
+    let (from, to) = (
+        first["previous_segment_id"].as_str().unwrap(),
+        first["segment_id"].as_str().unwrap(),
+    );
+    assert!(why.contains(&format!("{from} → {to}")), "{why}");
+    assert!(
+        why.contains(&format!(
+            "<b class=\"reason\">{}</b>",
+            first["reason"].as_str().unwrap()
+        )),
+        "{why}"
+    );
+    if let Some(d) = first["drivers"].as_array().and_then(|d| d.first()) {
+        assert!(why.contains(d["feature"].as_str().unwrap()), "{why}");
+    }
 }

@@ -353,6 +353,25 @@ pub async fn publisher_on_run2(
     .unwrap();
     let base = format!("http://{}", svc.addr().unwrap());
     tokio::spawn(svc.wait());
+    // Until its first cycle has published run 2: while a cycle works the 360 view
+    // answers without its weekly history (README, "the outlet 360 view").
+    let c = reqwest::Client::new();
+    let published = || async {
+        let (_, list) = get_json(&c, &format!("{base}/api/segmentations")).await;
+        list.as_array().is_some_and(|l| {
+            !l.is_empty()
+                && l.iter()
+                    .all(|s| s["latest"]["run_id"] == s["published"]["run_id"])
+        })
+    };
+    let started = std::time::Instant::now();
+    while !published().await {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the publish service did not publish run 2 within 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     (store, cfg, base, token)
 }
 

@@ -250,6 +250,8 @@ async fn every_route_with_auth_bad_input_and_the_rename_flow() {
     let (id, a) = run2.assignments.iter().next().unwrap();
     let (s, o) = get_json(&c, &format!("{base}/api/outlets/{id}")).await;
     assert_eq!(s, 200, "{o}");
+    // Run 2 is published (`publisher_on_run2`): no cycle works, the weeks are there.
+    assert!(o["history_note"].is_null(), "{o}");
     assert_eq!(o["name"], fx.outlet(id).name.as_str());
     let view = &o["segmentations"][0];
     assert_eq!(view["segment_id"], a.segment_id.as_str());

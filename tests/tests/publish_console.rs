@@ -764,27 +764,7 @@ async fn any_two_runs_compare_with_the_outlets_that_moved_and_why() {
     })
     .await
     .unwrap();
-    // The 360 page says why, with the move's strongest driver.
-    let why = why
-        .split("class=\"moved-why\"")
-        .nth(1)
-        .expect("the outlet page explains the move");
-    let why = why.split("</div>").next().unwrap();
-    let (from, to) = (
-        first["previous_segment_id"].as_str().unwrap(),
-        first["segment_id"].as_str().unwrap(),
-    );
-    assert!(why.contains(&format!("{from} → {to}")), "{why}");
-    assert!(
-        why.contains(&format!(
-            "<b class=\"reason\">{}</b>",
-            first["reason"].as_str().unwrap()
-        )),
-        "{why}"
-    );
-    if let Some(d) = first["drivers"].as_array().and_then(|d| d.first()) {
-        assert!(why.contains(d["feature"].as_str().unwrap()), "{why}");
-    }
+    spectra_tests::served::assert_the_outlet_page_says_why(&why, first);
     let form = movement
         .split("id=\"runs-form\"")
         .nth(1)

@@ -192,9 +192,10 @@ async fn spectrum(
     Ok(v)
 }
 
-/// Why a 360 view has no weeks: the publisher builds none while it publishes.
+/// Why a 360 view has no weeks: the publisher builds none while it loads or publishes a run
+/// ([`crate::history::Histories::get`]).
 const HISTORY_LATER: &str =
-    "The weekly history is not built while a run is being published; ask again in a moment.";
+    "The weekly history is not built while a new run is loaded or published; ask again in a moment.";
 
 /// `GET /api/outlets/{id}`.
 pub(super) async fn outlet(

@@ -394,7 +394,7 @@ async function viewOutlet(id) {
   try { o = await api(`/api/outlets/${encodeURIComponent(id)}`); } catch (e) { $("#outlet-body").innerHTML = `<div class="card empty">${esc(e.message)}</div>`; return; }
   $("#outlet-body").innerHTML = `<div class="card"><h2>${esc(o.name || o.outlet_id)} <span class="badge">${esc(o.outlet_id)}</span></h2>
     <span class="muted">${esc([o.region, o.channel, ...Object.entries(o.attributes || {}).map(([k, v]) => `${k}: ${v}`)].filter(Boolean).join(" · "))}</span>
-    <h3>Weekly net value, last ${o.history.length} weeks</h3>${o.history_note ? `<p class="muted history-note">${esc(o.history_note)}</p>` : historyChart(o.history)}</div>
+    ${o.history_note ? `<h3>Weekly net value</h3><p class="muted history-note">${esc(o.history_note)}</p>` : `<h3>Weekly net value, last ${o.history.length} weeks</h3>${historyChart(o.history)}`}</div>
     ${o.segmentations.map(outletSegmentation).join("")}`;
 }
 

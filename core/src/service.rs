@@ -66,14 +66,20 @@ pub async fn catch_panic<T>(work: impl std::future::Future<Output = T>) -> Resul
         .map_err(|p| panic_message(p.as_ref()))
 }
 
-/// The text of a panic payload.
+/// The text of a panic payload, as [`catch_panic`] reports it.
 pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    let text = p
-        .downcast_ref::<&str>()
+    format!(
+        "panicked: {} (a bug; the other segmentations went on)",
+        panic_text(p)
+    )
+}
+
+/// What a panic payload says.
+pub fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned());
-    format!("panicked: {text} (a bug; the other segmentations went on)")
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 #[cfg(test)]

@@ -315,6 +315,18 @@ pub fn write_xlsx(
     write_xlsx_sheets(rows, segments, sheet, out, stopped, XLSX_SHEET_ROWS)
 }
 
+/// Runs an export's writer (`write`), a panic in it becoming its error: an export
+/// ends with an error rather than a short file, whoever it is written for (a file, a
+/// download).
+pub fn write_or_fail(write: impl FnOnce() -> Result<(), Error>) -> Result<(), Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(write)).unwrap_or_else(|p| {
+        Err(Error::Export(format!(
+            "the export failed: {}",
+            spectra_core::service::panic_text(p.as_ref())
+        )))
+    })
+}
+
 /// Rows written between two questions to `write_xlsx`'s `stopped`.
 pub const STOP_CHECK_ROWS: usize = 4096;
 

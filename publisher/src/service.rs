@@ -323,19 +323,17 @@ fn write_file(
     };
     let file = std::fs::File::create(&partial).map_err(cannot)?;
     let mut file = std::io::BufWriter::with_capacity(1 << 16, file);
-    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(&mut file)))
-        .unwrap_or_else(|_| Err(Error::Export("the export failed (a panic)".into())))
-        .and_then(|()| {
-            let file = file.into_inner().map_err(|e| cannot(e.into_error()))?;
-            if in_place {
-                return Ok(());
-            }
-            file.sync_all().map_err(cannot)?;
-            if let Some(m) = &existing {
-                std::fs::set_permissions(&partial, m.permissions()).map_err(cannot)?;
-            }
-            std::fs::rename(&partial, out).map_err(cannot)
-        });
+    let done = crate::export::write_or_fail(|| write(&mut file)).and_then(|()| {
+        let file = file.into_inner().map_err(|e| cannot(e.into_error()))?;
+        if in_place {
+            return Ok(());
+        }
+        file.sync_all().map_err(cannot)?;
+        if let Some(m) = &existing {
+            std::fs::set_permissions(&partial, m.permissions()).map_err(cannot)?;
+        }
+        std::fs::rename(&partial, out).map_err(cannot)
+    });
     if done.is_err() && !in_place {
         let _ = std::fs::remove_file(&partial);
     }

@@ -5,7 +5,6 @@
 //! for `publish.request_timeout_seconds`, or leaves, stops its export.
 
 use std::io::{self, BufWriter, Write};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -17,7 +16,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{snapshot, ApiError, ApiResult, AppState};
-use crate::export::{segments, write_csv, write_xlsx, ExportRows};
+use crate::export::{segments, write_csv, write_or_fail, write_xlsx, ExportRows};
 use crate::Error;
 
 const CSV: &str = "text/csv; charset=utf-8";
@@ -98,17 +97,9 @@ async fn streamed(
         let _slot = slot;
         let stopped = || tx.is_closed();
         let mut out = BufWriter::with_capacity(CHUNK_BYTES, sender);
-        let done = catch_unwind(AssertUnwindSafe(|| {
+        let done = write_or_fail(|| {
             write(&mut out, &stopped)
                 .and_then(|()| out.flush().map_err(|e| Error::Io(e.to_string())))
-        }))
-        .unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("a panic");
-            Err(Error::Export(format!("the export failed: {what}")))
         });
         // What is still buffered after a failure is not sent.
         drop(out.into_parts());

@@ -4,16 +4,18 @@
 //! answered from memory: a 360 request costs a search of the sorted ids instead of
 //! reading 182 daily tables. The index costs 10 bytes per outlet and week (the net
 //! value, and the lines in 16 bits, a week past 65,534 lines kept aside at its full
-//! count), plus the outlet's id in one buffer, whatever the number of days behind it:
+//! count), plus the outlet's id in one Arrow column, whatever the number of days behind it:
 //! about 280 MiB at a million outlets.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow::array::{Array, StringArray};
+
 use chrono::{Duration, NaiveDate};
 use spectra_core::tables::features::partitions;
-use spectra_core::tables::{for_each_batch, layout};
+use spectra_core::tables::{find_sorted, for_each_batch, layout, search_sorted};
 use spectra_core::Storage;
 
 use crate::Error;
@@ -25,10 +27,9 @@ pub const WEEKS: usize = 26;
 pub struct History {
     from: NaiveDate,
     to: NaiveDate,
-    /// The outlets, sorted: row `r` is `ids[offsets[r]..offsets[r + 1]]`. A hash map
+    /// The outlets, sorted, as one Arrow column (row `r` is `ids.value(r)`). A hash map
     /// of `String`s took about 70 bytes an outlet more.
-    ids: Vec<u8>,
-    offsets: Vec<usize>,
+    ids: StringArray,
     /// Net value per outlet row and week, `rows × WEEKS`.
     values: Vec<f64>,
     /// Invoice lines per outlet row and week; [`LINES_ASIDE`] where the count is in
@@ -67,20 +68,12 @@ impl History {
         // Several segmentations assign the same outlets: once each.
         outlets.sort_unstable();
         outlets.dedup();
-        let mut ids = Vec::with_capacity(outlets.iter().map(|o| o.len()).sum());
-        let mut offsets = Vec::with_capacity(outlets.len() + 1);
-        offsets.push(0);
-        for id in &outlets {
-            ids.extend_from_slice(id.as_bytes());
-            offsets.push(ids.len());
-        }
         let rows = outlets.len();
-        drop(outlets);
+        let ids = StringArray::from(outlets);
         let mut h = History {
             from,
             to,
             ids,
-            offsets,
             values: vec![0.0; rows * WEEKS],
             lines: vec![0; rows * WEEKS],
             aside: HashMap::new(),
@@ -116,7 +109,7 @@ impl History {
 
     /// Outlets held.
     pub fn len(&self) -> usize {
-        self.offsets.len() - 1
+        self.ids.len()
     }
 
     /// Whether no outlet is held.
@@ -124,48 +117,35 @@ impl History {
         self.len() == 0
     }
 
-    fn id(&self, row: usize) -> &[u8] {
-        &self.ids[self.offsets[row]..self.offsets[row + 1]]
-    }
-
     /// The row of `id`, searched from `hint` onwards first (galloping: ids asked for
     /// in order cost a step each), then before it; `hint` becomes where the next
     /// lookup in order starts.
     fn row(&self, id: &str, hint: &mut usize) -> Option<usize> {
-        let id = id.as_bytes();
         let n = self.len();
         let start = (*hint).min(n);
-        let (lo, hi) = match (start < n).then(|| self.id(start).cmp(id)) {
-            Some(Ordering::Equal) => {
-                *hint = start + 1;
-                return Some(start);
-            }
+        let rows = match (start < n).then(|| self.ids.value(start).cmp(id)) {
             Some(Ordering::Less) => {
                 // The first row at or past `id` lies within a doubling step.
                 let mut step = 1;
-                while start + step < n && self.id(start + step) < id {
+                while start + step < n && self.ids.value(start + step) < id {
                     step *= 2;
                 }
-                (start + step / 2 + 1, (start + step + 1).min(n))
+                start + step / 2 + 1..(start + step + 1).min(n)
             }
+            Some(Ordering::Equal) => start..start + 1,
             // Before the hint (an unsorted file), or past the end.
-            _ => (0, start),
+            _ => 0..start,
         };
-        let (mut lo, mut hi) = (lo, hi);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.id(mid) < id {
-                lo = mid + 1;
-            } else {
-                hi = mid;
+        match search_sorted(&self.ids, id, rows) {
+            Ok(at) => {
+                *hint = at + 1;
+                Some(at)
+            }
+            Err(at) => {
+                *hint = at;
+                None
             }
         }
-        let at = lo;
-        *hint = at;
-        (at < n && self.id(at) == id).then(|| {
-            *hint = at + 1;
-            at
-        })
     }
 
     fn add_lines(&mut self, i: usize, n: u32) {
@@ -193,7 +173,7 @@ impl History {
 
     /// An outlet's weeks, oldest first (zeros for an outlet with no day in them).
     pub fn weeks(&self, outlet_id: &str) -> Vec<Week> {
-        let row = self.row(outlet_id, &mut 0).map(|r| r * WEEKS);
+        let row = find_sorted(&self.ids, outlet_id).map(|r| r * WEEKS);
         (0..WEEKS)
             .map(|w| Week {
                 start: self.from + Duration::days(7 * w as i64),
@@ -383,33 +363,34 @@ mod tests {
     /// again. Outlets with no day in the weeks have zeros.
     #[tokio::test]
     async fn the_latest_history_only_is_held() {
-        let storage = Storage::memory();
-        let to = NaiveDate::from_ymd_opt(2026, 6, 8).unwrap();
         let histories = Histories::default();
-        let first = histories
-            .get(
-                &storage,
-                to,
-                "a/2026-06-08/1",
-                || vec!["O2", "O1", "O2"],
-                || true,
-            )
+        // `get` over a store without days, building from `outlets` (`None`: it must
+        // not build), the runs asked for served or not (`current`).
+        let get = |to: NaiveDate,
+                   runs: &'static str,
+                   outlets: Option<Vec<&'static str>>,
+                   current: bool| {
+            let histories = histories.clone();
+            async move {
+                histories
+                    .get(
+                        &Storage::memory(),
+                        to,
+                        runs,
+                        || outlets.expect("built"),
+                        || current,
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        let to = NaiveDate::from_ymd_opt(2026, 6, 8).unwrap();
+        let first = get(to, "a/2026-06-08/1", Some(vec!["O2", "O1", "O2"]), true)
             .await
-            .unwrap()
             .unwrap();
         assert_eq!(first.len(), 2);
         assert_eq!(first.values.len(), 2 * WEEKS);
-        let again = histories
-            .get(
-                &storage,
-                to,
-                "a/2026-06-08/1",
-                || panic!("built again"),
-                || true,
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        let again = get(to, "a/2026-06-08/1", None, true).await.unwrap();
         assert!(Arc::ptr_eq(&first, &again));
         let weeks = first.weeks("O2");
         assert_eq!(weeks.len(), WEEKS);
@@ -418,10 +399,8 @@ mod tests {
         let old = Arc::downgrade(&first);
         drop((first, again));
         let next = to + Duration::days(1);
-        let newer = histories
-            .get(&storage, next, "a/2026-06-09/1", || vec!["O1"], || true)
+        let newer = get(next, "a/2026-06-09/1", Some(vec!["O1"]), true)
             .await
-            .unwrap()
             .unwrap();
         assert!(old.upgrade().is_none(), "the old history is let go");
         assert_eq!((newer.to(), newer.len()), (next, 1));
@@ -429,51 +408,23 @@ mod tests {
         drop(newer);
         histories.forget().await;
         assert!(newer_weak.upgrade().is_none(), "forgotten");
-        let rebuilt = histories
-            .get(&storage, next, "a/2026-06-09/1", || vec!["O3"], || true)
+        let rebuilt = get(next, "a/2026-06-09/1", Some(vec!["O3"]), true)
             .await
-            .unwrap()
             .unwrap();
         assert!(rebuilt.row("O3", &mut 0).is_some());
         // A request that read the runs before a newer one loaded builds nothing.
-        let stale = histories
-            .get(&storage, to, "a/2026-06-08/1", || panic!("built"), || false)
-            .await
-            .unwrap();
-        assert!(stale.is_none());
-        let kept = histories
-            .get(
-                &storage,
-                next,
-                "a/2026-06-09/1",
-                || panic!("built"),
-                || true,
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        assert!(get(to, "a/2026-06-08/1", None, false).await.is_none());
+        let kept = get(next, "a/2026-06-09/1", None, true).await.unwrap();
         assert!(Arc::ptr_eq(&kept, &rebuilt), "the served one is kept");
         // While a publish cycle works: the history let go, none built; after it, built.
         let held = Arc::downgrade(&kept);
         drop((kept, rebuilt));
         let cycle = histories.publishing().await;
         assert!(held.upgrade().is_none(), "let go when a cycle starts");
-        let during = histories
-            .get(
-                &storage,
-                next,
-                "a/2026-06-09/1",
-                || panic!("built"),
-                || true,
-            )
-            .await
-            .unwrap();
-        assert!(during.is_none());
+        assert!(get(next, "a/2026-06-09/1", None, true).await.is_none());
         drop(cycle);
-        let after = histories
-            .get(&storage, next, "a/2026-06-09/1", || vec!["O4"], || true)
+        let after = get(next, "a/2026-06-09/1", Some(vec!["O4"]), true)
             .await
-            .unwrap()
             .unwrap();
         assert!(after.row("O4", &mut 0).is_some());
     }

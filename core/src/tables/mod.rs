@@ -60,16 +60,25 @@ pub trait Rows: Sized {
 
 /// The row of `id` in `ids`, an identifier column sorted ascending (binary search).
 pub fn find_sorted(ids: &StringArray, id: &str) -> Option<usize> {
-    let (mut lo, mut hi) = (0, ids.len());
+    search_sorted(ids, id, 0..ids.len()).ok()
+}
+
+/// [`find_sorted`] within `rows`: `Ok(row)`, or `Err(row)` where `id` would go.
+pub fn search_sorted(
+    ids: &StringArray,
+    id: &str,
+    rows: std::ops::Range<usize>,
+) -> std::result::Result<usize, usize> {
+    let (mut lo, mut hi) = (rows.start, rows.end);
     while lo < hi {
-        let mid = (lo + hi) / 2;
+        let mid = lo + (hi - lo) / 2;
         match ids.value(mid).cmp(id) {
             std::cmp::Ordering::Less => lo = mid + 1,
             std::cmp::Ordering::Greater => hi = mid,
-            std::cmp::Ordering::Equal => return Some(mid),
+            std::cmp::Ordering::Equal => return Ok(mid),
         }
     }
-    None
+    Err(lo)
 }
 
 /// Reads a Parquet object's rows; `None` when the object does not exist.

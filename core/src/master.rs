@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::message::{identifier_in_json, identifier_text, json_kind, Reason, Rejection};
+use crate::message::{
+    identifier_in_json, identifier_text, json_kind, number_kind, Reason, Rejection,
+};
 
 /// An outlet master record, or its removal.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,7 +115,7 @@ fn out_of_range(text: &str) -> Option<(String, &str)> {
 fn out_of_range_rejection(field: &str) -> Rejection {
     Rejection::new(
         Reason::BadNumber,
-        format!("{field} is a number beyond the range of a 64-bit float"),
+        format!("{field} is {}", number_kind(f64::INFINITY)),
     )
 }
 

@@ -427,7 +427,7 @@ pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
 }
 
 /// A number JSON did not write as an integer, as a rejection words it.
-fn number_kind(x: f64) -> &'static str {
+pub(crate) fn number_kind(x: f64) -> &'static str {
     if !x.is_finite() {
         "a number beyond the range of a 64-bit float"
     } else if x.fract() == 0.0 {

@@ -278,9 +278,10 @@ pub(super) async fn outlet(
             "tags": l.tags,
             "previous_segment_id": a.previous_segment_id,
             "change": a.change,
-            // Why it moved in this run: its movements.parquet row (null otherwise).
-            "movement": snap.run.movements.iter().find(|m| m.outlet_id == id)
-                .map(super::movements::movement_json),
+            // Why it moved in this run: its movements.parquet row (null otherwise; the
+            // rows are in outlet id order, as the movements route pages them).
+            "movement": snap.run.movements.binary_search_by(|m| m.outlet_id.as_str().cmp(&id))
+                .ok().map(|i| super::movements::movement_json(&snap.run.movements[i])),
             "confidence": a.confidence,
             "value": k.map_or(a.value, |k| k.net_value),
             "lines": k.map_or(a.lines, |k| k.lines),

@@ -15,6 +15,8 @@ const fmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
 const fmt1 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
 const pct = (x) => fmt1.format(100 * (x || 0)) + "%";
 const num = (x) => fmt.format(x || 0);
+// A driver of a move: a feature's share before and lately (`p` formats the shares).
+const driver = (d, p = pct) => `${esc(d.feature)} ${p(d.earlier_share)} → ${p(d.recent_share)}${d.reading === "lines" ? " of lines" : ""}`;
 // A number to `digits` decimals, or a dash where there is none.
 const fixed = (digits) => (x) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
 
@@ -356,7 +358,7 @@ function movesCard(ev, names) {
   const seg = (id) => `${esc(names[id] || id)} <span class="badge">${esc(id)}</span>`;
   const pct = (x) => `${(100 * (x || 0)).toFixed(0)}%`;
   const score = fixed(1);
-  const drivers = (d) => (d || []).slice(0, 3).map((x) => `${esc(x.feature)} ${pct(x.earlier_share)} → ${pct(x.recent_share)}${x.reading === "lines" ? " of lines" : ""}`).join("; ");
+  const drivers = (d) => (d || []).slice(0, 3).map((x) => driver(x, pct)).join("; ");
   const rows = ev.movements.map((v) => `<tr class="move"><td><a href="#/outlet/${encodeURIComponent(v.outlet_id)}">${esc(v.outlet_id)}</a></td><td>${seg(v.previous_segment_id)}</td><td>${seg(v.segment_id)}</td><td>${esc(v.reason)}</td><td class="num">${score(v.score)}</td><td class="num">${score(v.fit)}</td><td class="num">${num(v.recent_invoices)}</td><td>${drivers(v.drivers)}</td></tr>`);
   return `<div class="card"><h2>Why outlets moved</h2>
   <p class="muted">${num(ev.moved)} moves in ${esc(ev.run_id)}.${ev.detector && ev.detector.outlets_placed ? ` ${num(ev.detector.outlets_placed)} new outlets whose purchases had already changed were placed by their recent purchases, not by the nearest centroid (they are new, not moved).` : ""} Score: how far the recent purchases differ from the earlier, in spend or in invoice lines per feature (standard normal quantile); fit: log-likelihood ratio of the new segment over the old on the recent purchases. Drivers' shares are of spend, or of lines where marked.${ev.moved > 500 ? " The first 500 are shown." : ""}</p>
@@ -428,8 +430,8 @@ function outletSegmentation(v) {
 function movedWhy(v) {
   const m = v.movement;
   if (!m) return "";
-  const score = (x) => (x == null ? "" : fmt1.format(x));
-  const drivers = (m.drivers || []).map((d) => `<li>${esc(d.feature)}: ${pct(d.earlier_share)} → ${pct(d.recent_share)}${d.reading === "lines" ? " of lines" : " of spend"}</li>`).join("");
+  const score = fixed(1);
+  const drivers = (m.drivers || []).map((d) => `<li>${driver(d)}</li>`).join("");
   return `<div class="moved-why"><h3>Why it moved: ${esc(m.previous_segment_id)} → ${esc(m.segment_id)}</h3>
     <p><b class="reason">${esc(m.reason)}</b>${m.score != null ? ` · change score ${score(m.score)}` : ""}${m.fit != null ? ` · fit ${score(m.fit)}` : ""} · ${num(m.recent_invoices)} recent invoices, ${num(m.recent_lines)} lines (${num(m.earlier_lines)} before)</p>
     ${drivers ? `<ul class="drivers">${drivers}</ul>` : ""}</div>`;
@@ -595,7 +597,7 @@ async function viewCompare(arg) {
   const sizeMax = Math.max(1, ...c.a.segments.map((s) => s.outlets), ...c.b.segments.map((s) => s.outlets));
   const sizes = (side, names) => side.segments.map((s) => `<tr><td>${esc(names[s.segment_id])} <span class="badge">${esc(s.segment_id)}</span></td><td style="width:55%"><div class="bar" style="width:${(100 * s.outlets) / sizeMax}%"></div></td><td class="num">${num(s.outlets)}</td><td class="num">${num(s.value)}</td></tr>`).join("");
   const spectrum = c.spectrum.map((p) => `<div><h3>${esc(aName[p.a])} → ${esc(bName[p.b])}</h3><table>${p.features.map((f) => `<tr><td>${esc(f.feature)}</td><td class="num">${pct(f.a)}</td><td class="num">${pct(f.b)}</td><td class="num ${f.difference > 0 ? "ok" : "bad"}">${f.difference > 0 ? "+" : ""}${fmt1.format(100 * f.difference)} pt</td></tr>`).join("")}</table></div>`).join("");
-  const why = (m) => (m.reason ? `${esc(m.reason)}${m.score != null ? ` <span class="muted">score ${fmt1.format(m.score)}</span>` : ""}${(m.drivers || []).length ? ` <span class="muted">${m.drivers.map((d) => `${esc(d.feature)} ${pct(d.earlier_share)} → ${pct(d.recent_share)}${d.reading === "lines" ? " of lines" : ""}`).join(", ")}</span>` : ""}` : "");
+  const why = (m) => (m.reason ? `${esc(m.reason)}${m.score != null ? ` <span class="muted">score ${fmt1.format(m.score)}</span>` : ""}${(m.drivers || []).length ? ` <span class="muted">${m.drivers.map((d) => driver(d)).join(", ")}</span>` : ""}` : "");
   const movers = c.movers.listed.slice(0, 50).map((m) => `<tr class="mover"><td><a href="#/outlet/${encodeURIComponent(m.outlet_id)}">${esc(m.outlet_id)}</a></td><td>${esc(aName[m.from] || m.from)}</td><td>${esc(bName[m.to] || m.to)}${matchOf[m.to] ? "" : ' <span class="badge">new</span>'}</td><td class="num">${num(m.value)}</td><td>${why(m)}</td></tr>`).join("");
   main.innerHTML = `<div class="crumbs"><a href="#/drafts">← drafts</a></div>
   <div class="page-head"><div><h1>Comparison</h1><span class="muted">a: ${esc(c.a.run_id)} (${esc(c.a.level)}) · b: ${esc(c.b.run_id)} (${esc(c.b.level)})</span></div></div>

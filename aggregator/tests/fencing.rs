@@ -36,6 +36,20 @@ fn strip(v: Vec<String>) -> Vec<String> {
         .collect()
 }
 
+/// A store holding `raw` only, rolled up by one pass: what a store's tables must equal.
+async fn rolled_up_from_scratch(
+    cfg: &Config,
+    metrics: &AggregateMetrics,
+    raw: &[Delivery],
+) -> Storage {
+    let fresh = Storage::memory();
+    write_raw(&fresh, "all", raw).await;
+    run_once(cfg, &fresh, &opts(true, false), metrics)
+        .await
+        .unwrap();
+    fresh
+}
+
 fn opts(once: bool, full: bool) -> AggregateOptions {
     AggregateOptions {
         once,
@@ -96,11 +110,7 @@ async fn concurrent_incremental_and_full_passes_equal_a_from_scratch_run() {
     run_once(&cfg, &storage, &opts(true, false), &metrics)
         .await
         .unwrap();
-    let fresh = Storage::memory();
-    write_raw(&fresh, "all", &feed).await;
-    run_once(&cfg, &fresh, &opts(true, false), &metrics)
-        .await
-        .unwrap();
+    let fresh = rolled_up_from_scratch(&cfg, &metrics, &feed).await;
     assert_eq!(
         daily_rows(&storage).await.len(),
         daily_rows(&fresh).await.len()
@@ -274,11 +284,8 @@ async fn a_full_rebuild_removes_the_days_left_without_raw_objects() {
     assert_eq!(s.days_removed, [day0.as_str()]);
     assert_eq!(on_day0(&paths(&storage, "features/daily/").await), 0);
     assert_eq!(on_day0(&paths(&storage, "features/outlet_daily/").await), 0);
-    let fresh = Storage::memory();
-    write_raw(&fresh, "rest", &[days[1].clone(), days[2].clone()].concat()).await;
-    run_once(&cfg, &fresh, &opts(true, false), &metrics)
-        .await
-        .unwrap();
+    let fresh =
+        rolled_up_from_scratch(&cfg, &metrics, &[days[1].clone(), days[2].clone()].concat()).await;
     assert_eq!(
         strip(daily_rows(&storage).await),
         strip(daily_rows(&fresh).await)
@@ -340,11 +347,7 @@ async fn an_interrupted_full_pass_leaves_a_full_rebuild() {
         .unwrap();
     assert!(s.full, "the pass after an interrupted rebuild rebuilds");
 
-    let fresh = Storage::memory();
-    write_raw(&fresh, "all", &[first, moved, late].concat()).await;
-    run_once(&cfg, &fresh, &opts(true, false), &metrics)
-        .await
-        .unwrap();
+    let fresh = rolled_up_from_scratch(&cfg, &metrics, &[first, moved, late].concat()).await;
     assert_eq!(
         strip(daily_rows(&storage).await),
         strip(daily_rows(&fresh).await)

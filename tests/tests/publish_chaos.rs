@@ -259,6 +259,24 @@ fn assert_topics_equal_latest_run(
     );
 }
 
+/// Runs a cycle that cannot write the state file `file` (a real storage fault, made by
+/// putting a folder where the file goes): it must fail there and leave its pending
+/// record.
+fn publish_unable_to_write(env: &Env, file: &Path, pending: &Path) {
+    std::fs::remove_file(file).unwrap();
+    std::fs::create_dir_all(file.join("blocked")).unwrap();
+    let out = env.command("publish", &["--once"]).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "recording the cycle must fail while {} cannot be written",
+        file.display()
+    );
+    assert!(
+        pending.exists(),
+        "the failed cycle leaves its pending record"
+    );
+}
+
 /// The case a diff against the recorded state cannot see: a cycle delivers a rename
 /// and stops before recording it (its state file cannot be written: a real storage
 /// fault, made by putting a folder where the file goes); the segment is renamed back;
@@ -270,17 +288,7 @@ fn delivered_but_not_recorded_then_renamed_back(env: &Env, storage: &Storage, pe
     assert_topics_equal_latest_run(env, storage, &names, "the first run");
     rename(env, "S1", "Beta");
     let blocker = pending.with_file_name("published.parquet");
-    std::fs::remove_file(&blocker).unwrap();
-    std::fs::create_dir_all(blocker.join("blocked")).unwrap();
-    let out = env.command("publish", &["--once"]).output().unwrap();
-    assert!(
-        !out.status.success(),
-        "recording the cycle must fail while the state file cannot be written"
-    );
-    assert!(
-        pending.exists(),
-        "the failed cycle leaves its pending record"
-    );
+    publish_unable_to_write(env, &blocker, pending);
     let renamed = compacted(&env.topic("assignments"))
         .values()
         .filter(|v| v["segment_name"] == "Beta")
@@ -355,17 +363,7 @@ fn recorded_but_pending_left(env: &Env, storage: &Storage, pending: &Path) {
 fn recorded_in_the_rows_only(env: &Env, storage: &Storage, pending: &Path) {
     rename(env, "S1", "Gamma");
     let cycle = pending.with_file_name("cycle.json");
-    std::fs::remove_file(&cycle).unwrap();
-    std::fs::create_dir_all(cycle.join("blocked")).unwrap();
-    let out = env.command("publish", &["--once"]).output().unwrap();
-    assert!(
-        !out.status.success(),
-        "recording the cycle must fail while cycle.json cannot be written"
-    );
-    assert!(
-        pending.exists(),
-        "the failed cycle leaves its pending record"
-    );
+    publish_unable_to_write(env, &cycle, pending);
     let counts =
         || ["assignments", "profiles", "recommendations"].map(|t| read_topic(&env.topic(t)).len());
     let before = counts();

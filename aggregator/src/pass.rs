@@ -8,7 +8,7 @@ use spectra_core::checkpoint;
 use spectra_core::config::SegmentationConfig;
 use spectra_core::service::{catch_panic, SegmentationFailure};
 use spectra_core::tables::features::partitions;
-use spectra_core::tables::layout;
+use spectra_core::tables::{layout, rolling};
 use spectra_core::{Config, Storage};
 
 use crate::index::{self, IdentityIndex};
@@ -141,6 +141,9 @@ async fn pass(
         None => active,
     };
     let ctx = session::context(storage, cfg.aggregate.query_memory_mb)?;
+    // The daily tables' re-roll marker as this pass finds it: set by a pass that stopped
+    // part-way through moving lines between days, it is cleared once this one commits.
+    let marker = rolling::load(storage).await?;
     let (loaded, mut state_version) = State::load_versioned(storage).await?;
     let previous = if opts.full { None } else { loaded };
     let full = previous.is_none();
@@ -215,6 +218,7 @@ async fn pass(
     };
     metrics.raw_missing_objects.set(state.missing.len() as i64);
 
+    let mut begun = None;
     if full {
         lease.check().await?;
         // The rebuild removes the index and the superseded lines the committed state
@@ -272,6 +276,12 @@ async fn pass(
             .iter()
             .filter_map(|d| d.parse().ok().map(days_of))
             .collect();
+        // Lines moved between days (or a rebuild): the re-roll writes their days one
+        // after the other, so readers of the daily tables are told it is under way.
+        if absorbed.moved > 0 || full {
+            lease.check().await?;
+            begun = Some(rolling::begin(storage, &marker, epoch).await?);
+        }
         let mut days: BTreeSet<i32> = absorbed.days;
         if full {
             days.extend(raw.keys());
@@ -332,6 +342,10 @@ async fn pass(
         state.files = sizes;
         lease.check().await?;
         state.commit(storage, state_version).await?;
+    }
+    if let Some(m) = begun.as_ref().or(marker.rolling.then_some(&marker)) {
+        lease.check().await?;
+        rolling::end(storage, m).await?;
     }
     lease.check().await?;
     let status = spectra_core::status::AggregatorStatus {

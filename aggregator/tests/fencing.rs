@@ -3,13 +3,22 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use futures::stream::BoxStream;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+};
 use spectra_aggregator::lease::Lease;
 use spectra_aggregator::metrics::AggregateMetrics;
 use spectra_aggregator::state::State;
-use spectra_aggregator::{date_text, run_once, AggregateOptions, Error};
+use spectra_aggregator::{date_of, date_text, run_once, AggregateOptions, Error};
+use spectra_core::tables::{layout, rolling};
 use spectra_core::telemetry::Metrics;
 use spectra_core::{Config, Storage};
 
@@ -352,4 +361,234 @@ async fn an_interrupted_full_pass_leaves_a_full_rebuild() {
         strip(daily_rows(&storage).await),
         strip(daily_rows(&fresh).await)
     );
+}
+
+/// An in-memory store that, once armed, holds back (or fails) the writes of one object:
+/// a pass stopped between two of its daily writes, deterministically.
+#[derive(Debug, Default)]
+struct Gate {
+    inner: InMemory,
+    rule: std::sync::Mutex<Option<Hold>>,
+}
+
+/// The object [`Gate`] holds back, what it says when a write reaches it, and what lets
+/// the write through (or that it fails).
+#[derive(Debug, Clone)]
+struct Hold {
+    path: String,
+    reached: Arc<tokio::sync::Notify>,
+    open: Arc<tokio::sync::Semaphore>,
+    fail: bool,
+}
+
+impl std::fmt::Display for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gate({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl ObjectStore for Gate {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let hold = self.rule.lock().unwrap().clone();
+        if let Some(h) = hold.filter(|h| h.path == location.as_ref()) {
+            if h.fail {
+                return Err(object_store::Error::Generic {
+                    store: "Gate",
+                    source: format!("{location}: held back").into(),
+                });
+            }
+            h.reached.notify_one();
+            h.open.acquire().await.unwrap().forget();
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[std::ops::Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: RenameOptions,
+    ) -> object_store::Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+/// Net value and lines of every day in the daily table, as a reader of it sums them.
+async fn totals(storage: &Storage) -> spectra_core::Result<(f64, i64)> {
+    let days = [(date_of(base_day() - 1), date_of(base_day() + 9))];
+    let rows = spectra_core::tables::features::read_daily(storage, &days).await?;
+    Ok((
+        rows.iter().map(|r| r.net_value).sum(),
+        rows.iter().map(|r| r.lines).sum(),
+    ))
+}
+
+/// A correction that moves a line to another day re-rolls both days, one write after
+/// the other. A reader between the two (the segmenter's recommendations, the 360
+/// history) counted the line on neither day, or on both; it now waits for the pass,
+/// or reads again when one ran meanwhile, and a pass that stopped part-way holds
+/// readers off until the next pass has re-rolled what it left.
+#[tokio::test]
+async fn readers_never_see_a_line_moved_between_days_half_way() {
+    let gate = Arc::new(Gate::default());
+    let storage = Storage::wrapping(gate.clone());
+    let cfg = Config::default();
+    let metrics = AggregateMetrics::register(&Metrics::new());
+    let first = vec![
+        line(1, 0, 0, 10.0, 1),
+        line(2, 0, 0, 20.0, 2),
+        line(3, 0, 1, 5.0, 3),
+    ];
+    write_raw(&storage, "a", &first).await;
+    run_once(&cfg, &storage, &opts(true, false), &metrics)
+        .await
+        .unwrap();
+    assert_eq!(totals(&storage).await.unwrap(), (35.0, 3));
+    let settled = |patience| {
+        let storage = storage.clone();
+        async move {
+            rolling::settled(&storage, patience, || totals(&storage))
+                .await
+                .unwrap()
+        }
+    };
+
+    // Invoice 1's line corrected (10 → 11) and moved from day 0 to day 1; the pass's
+    // write of day 1 held back once day 0's has landed.
+    let moved = vec![line(1, 0, 1, 11.0, 4)];
+    write_raw(&storage, "b", &moved).await;
+    let hold = Hold {
+        path: layout::daily(date_of(base_day() + 1)),
+        reached: Arc::default(),
+        open: Arc::new(tokio::sync::Semaphore::new(0)),
+        fail: false,
+    };
+    *gate.rule.lock().unwrap() = Some(hold.clone());
+    let pass = tokio::spawn({
+        let (cfg, storage, metrics) = (cfg.clone(), storage.clone(), metrics.clone());
+        async move { run_once(&cfg, &storage, &opts(true, false), &metrics).await }
+    });
+    hold.reached.notified().await;
+    let day0 = [(date_of(base_day()), date_of(base_day()))];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while spectra_core::tables::features::read_daily(&storage, &day0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.net_value)
+        .sum::<f64>()
+        != 20.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "day 0 never re-rolled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // What a plain read of the folders sees now: the moved line on neither day.
+    assert_eq!(totals(&storage).await.unwrap(), (25.0, 2));
+    // A reader that does not wait is told why; one that waits gets the pass's result.
+    let refused = settled(Duration::ZERO).await.unwrap_err();
+    assert!(refused.0.rolling, "{refused}");
+    let waiting = tokio::spawn(settled(Duration::from_secs(60)));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!waiting.is_finished(), "the reader waits for the pass");
+    hold.open.add_permits(1);
+    let s = pass.await.unwrap().unwrap();
+    assert_eq!(s.lines_moved, 1);
+    assert_eq!(waiting.await.unwrap(), Ok((36.0, 3)));
+    // The first roll-up (a rebuild) was generation 1, this pass 2.
+    let marker = rolling::load(&storage).await.unwrap();
+    assert_eq!((marker.generation, marker.rolling), (2, false));
+
+    // Moved back (12, day 0) by a pass that stops at day 1's write: the mark stays, and
+    // readers are held off until the next pass has re-rolled what it left.
+    let back = vec![line(1, 0, 0, 12.0, 5)];
+    write_raw(&storage, "c", &back).await;
+    *gate.rule.lock().unwrap() = Some(Hold { fail: true, ..hold });
+    assert!(run_once(&cfg, &storage, &opts(true, false), &metrics)
+        .await
+        .is_err());
+    assert!(settled(Duration::ZERO).await.is_err());
+    *gate.rule.lock().unwrap() = None;
+    let s = run_once(&cfg, &storage, &opts(true, false), &metrics)
+        .await
+        .unwrap();
+    assert_eq!(s.lines_moved, 1);
+    assert_eq!(settled(Duration::ZERO).await, Ok((37.0, 3)));
+    let fresh = rolled_up_from_scratch(&cfg, &metrics, &[first, moved, back].concat()).await;
+    assert_eq!(
+        strip(daily_rows(&storage).await),
+        strip(daily_rows(&fresh).await)
+    );
+    // The stopped pass was 3, the next 4; a pass with nothing to move leaves it.
+    write_raw(&storage, "d", &[line(4, 0, 2, 1.0, 6)]).await;
+    run_once(&cfg, &storage, &opts(true, false), &metrics)
+        .await
+        .unwrap();
+    let marker = rolling::load(&storage).await.unwrap();
+    assert_eq!((marker.generation, marker.rolling), (4, false));
 }

@@ -189,6 +189,16 @@ impl Storage {
         }
     }
 
+    /// A store over any `object_store` implementation, its objects at the root (as
+    /// `memory://`'s; its URL is `memory://`): a wrapper that observes or holds back
+    /// operations, in tests.
+    pub fn wrapping(store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            store,
+            ..Self::memory()
+        }
+    }
+
     /// This store's identity in the process: the same for its clones, another for
     /// every store opened (two opens of one URL included), so caches outside it key
     /// by it and never mix two stores' objects of one path.

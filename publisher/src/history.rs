@@ -15,7 +15,7 @@ use arrow::array::{Array, StringArray};
 
 use chrono::{Duration, NaiveDate};
 use spectra_core::tables::features::partitions;
-use spectra_core::tables::{find_sorted, for_each_batch, layout, search_sorted};
+use spectra_core::tables::{find_sorted, for_each_batch, layout, rolling, search_sorted};
 use spectra_core::Storage;
 
 use crate::Error;
@@ -238,8 +238,9 @@ impl Histories {
     /// The history ending at `to` as of the runs `runs` (their ids), built when needed
     /// for the outlets `outlets` gives — unless `current` says those runs are no longer
     /// the ones served (a request that read them before a new run loaded), or a publish
-    /// cycle is at work: `None` then, rather than a history built beside the new run
-    /// or the cycle.
+    /// cycle is at work ([`Later::Busy`]: rather than a history built beside the new run
+    /// or the cycle), or an aggregation pass is moving lines between days
+    /// ([`Later::Rerolling`]: a moved line would count in both weeks or neither).
     pub async fn get<'a>(
         &self,
         storage: &Storage,
@@ -247,25 +248,61 @@ impl Histories {
         runs: &str,
         outlets: impl FnOnce() -> Vec<&'a str>,
         current: impl FnOnce() -> bool,
-    ) -> Result<Option<Arc<History>>, Error> {
+    ) -> Result<Result<Arc<History>, Later>, Error> {
         let key = format!("{to} {runs}");
         let mut latest = self.latest.lock().await;
         if let Some((k, h)) = &*latest {
             if *k == key {
-                return Ok(Some(h.clone()));
+                return Ok(Ok(h.clone()));
             }
         }
         if !current() || self.cycles.load(std::sync::atomic::Ordering::SeqCst) > 0 {
-            return Ok(None);
+            return Ok(Err(Later::Busy));
         }
         // Let go first (a request still answering from the old one keeps it until then).
         *latest = None;
         let started = std::time::Instant::now();
-        let h = Arc::new(History::build(storage, to, outlets()).await?);
+        // Built while no pass moves lines between days (again if one did meanwhile); a
+        // request does not wait for one under way.
+        let outlets = outlets();
+        let built = rolling::settled(storage, std::time::Duration::ZERO, || {
+            History::build(storage, to, outlets.clone())
+        })
+        .await?;
+        let h = match built {
+            Ok(h) => Arc::new(h),
+            Err(why) => {
+                tracing::info!(%why, "the outlets' weekly history waits for the re-roll");
+                return Ok(Err(Later::Rerolling));
+            }
+        };
         tracing::info!(%to, runs, outlets = h.len(), ms = started.elapsed().as_millis() as u64,
             "built the outlets' weekly history");
         *latest = Some((key, h.clone()));
-        Ok(Some(h))
+        Ok(Ok(h))
+    }
+}
+
+/// Why [`Histories::get`] gave no history now; the 360 view says it in `history_note`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Later {
+    /// A publish cycle is at work, or the runs asked for are no longer served.
+    Busy,
+    /// An aggregation pass is part-way through moving lines between days.
+    Rerolling,
+}
+
+impl Later {
+    /// The sentence the 360 view shows instead of the weeks.
+    pub fn note(self) -> &'static str {
+        match self {
+            Later::Busy => {
+                "The weekly history is not built while a new run is loaded or published; ask again in a moment."
+            }
+            Later::Rerolling => {
+                "The weekly history is not built while the aggregator moves corrected lines between days; ask again in a moment."
+            }
+        }
     }
 }
 
@@ -360,26 +397,21 @@ mod tests {
 
     /// One history held: asked again for the same runs, the same one; for other runs
     /// (a new run), the old one let go before the new one is built; forgotten, built
-    /// again. Outlets with no day in the weeks have zeros.
+    /// again; none built during a publish cycle, or while an aggregation pass moves
+    /// lines between days. Outlets with no day in the weeks have zeros.
     #[tokio::test]
     async fn the_latest_history_only_is_held() {
-        let histories = Histories::default();
+        let (histories, storage) = (Histories::default(), Storage::memory());
         // `get` over a store without days, building from `outlets` (`None`: it must
         // not build), the runs asked for served or not (`current`).
         let get = |to: NaiveDate,
                    runs: &'static str,
                    outlets: Option<Vec<&'static str>>,
                    current: bool| {
-            let histories = histories.clone();
+            let (histories, storage) = (histories.clone(), storage.clone());
             async move {
                 histories
-                    .get(
-                        &Storage::memory(),
-                        to,
-                        runs,
-                        || outlets.expect("built"),
-                        || current,
-                    )
+                    .get(&storage, to, runs, || outlets.expect("built"), || current)
                     .await
                     .unwrap()
             }
@@ -413,7 +445,10 @@ mod tests {
             .unwrap();
         assert!(rebuilt.row("O3", &mut 0).is_some());
         // A request that read the runs before a newer one loaded builds nothing.
-        assert!(get(to, "a/2026-06-08/1", None, false).await.is_none());
+        assert_eq!(
+            get(to, "a/2026-06-08/1", None, false).await.err(),
+            Some(Later::Busy)
+        );
         let kept = get(next, "a/2026-06-09/1", None, true).await.unwrap();
         assert!(Arc::ptr_eq(&kept, &rebuilt), "the served one is kept");
         // While a publish cycle works: the history let go, none built; after it, built.
@@ -421,11 +456,31 @@ mod tests {
         drop((kept, rebuilt));
         let cycle = histories.publishing().await;
         assert!(held.upgrade().is_none(), "let go when a cycle starts");
-        assert!(get(next, "a/2026-06-09/1", None, true).await.is_none());
+        assert_eq!(
+            get(next, "a/2026-06-09/1", None, true).await.err(),
+            Some(Later::Busy)
+        );
         drop(cycle);
         let after = get(next, "a/2026-06-09/1", Some(vec!["O4"]), true)
             .await
             .unwrap();
         assert!(after.row("O4", &mut 0).is_some());
+        // While an aggregation pass moves lines between days: none built; once the
+        // pass has ended, built.
+        let pass = rolling::begin(&storage, &rolling::load(&storage).await.unwrap(), 3)
+            .await
+            .unwrap();
+        let later = next + Duration::days(1);
+        assert_eq!(
+            get(later, "a/2026-06-10/1", Some(vec!["O5"]), true)
+                .await
+                .err(),
+            Some(Later::Rerolling)
+        );
+        rolling::end(&storage, &pass).await.unwrap();
+        let last = get(later, "a/2026-06-10/1", Some(vec!["O5"]), true)
+            .await
+            .unwrap();
+        assert_eq!((last.to(), last.len()), (later, 1));
     }
 }

@@ -53,6 +53,11 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The daily tables stayed part-way through a re-roll that moves lines between days
+    /// for longer than a run waits ([`crate::recommend::DAILY_PATIENCE`]); the run is
+    /// tried again at the next poll.
+    #[error("recommendations: {0}")]
+    DailyUnsettled(spectra_core::tables::rolling::Unsettled),
     /// Too few outlets pass `min_value` to make the segments asked for.
     #[error(
         "segmentation `{segmentation}`: {eligible} outlets pass min_value, {needed} are needed; \

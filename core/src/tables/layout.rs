@@ -14,6 +14,9 @@ pub const MASTER_SKUS: &str = "master/skus/";
 pub const DAILY: &str = "features/daily/";
 /// Per outlet × day roll-up (aggregator).
 pub const OUTLET_DAILY: &str = "features/outlet_daily/";
+/// The daily tables' re-roll marker: whether a pass is part-way through moving lines
+/// between days (aggregator; see [`super::rolling`]).
+pub const DAILY_ROLLING: &str = "features/daily_rolling.json";
 /// Every segmentation's runs (segmenter).
 pub const SEGMENTATIONS: &str = "segmentations/";
 /// Every segmentation's definition, versioned (config seeding and the API; see

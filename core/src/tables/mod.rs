@@ -7,7 +7,7 @@
 //! | artifact | owner (the one writer) | readers |
 //! |---|---|---|
 //! | `raw/invoices/`, `master/outlets/`, `master/skus/` ([`crate::schema`]) | ingest | aggregator, users |
-//! | `features/daily/`, `features/outlet_daily/` ([`features`]) | aggregator | segmenter, publisher, users |
+//! | `features/daily/`, `features/outlet_daily/` ([`features`]); `features/daily_rolling.json` ([`rolling`]) | aggregator | segmenter, publisher, users |
 //! | `features/segmentation={name}/as_of=…/` spectrum, kpis, sku_spend, `_manifest.json`; `current.json` ([`features`]) | aggregator | segmenter, publisher |
 //! | `segmentations/{name}/runs/{as_of}.{seq}/` assignments, outlet_gaps, movements, recommendations, contexts ([`context`]), sku_gaps ([`sku_gaps`]), profiles.json, model.json; `latest.json` ([`runs`], [`profile`], [`model`]) | segmenter | publisher, users |
 //! | `status/ingest/{group}.json` ([`crate::status`]) | ingest | publisher (pipeline page) |
@@ -27,6 +27,7 @@ pub mod master;
 pub mod model;
 pub mod profile;
 pub mod recommendations;
+pub mod rolling;
 pub mod runs;
 pub mod sku_gaps;
 

@@ -192,11 +192,6 @@ async fn spectrum(
     Ok(v)
 }
 
-/// Why a 360 view has no weeks: the publisher builds none while it loads or publishes a run
-/// ([`crate::history::Histories::get`]).
-const HISTORY_LATER: &str =
-    "The weekly history is not built while a new run is loaded or published; ask again in a moment.";
-
 /// `GET /api/outlets/{id}`.
 pub(super) async fn outlet(
     State(s): State<AppState>,
@@ -328,8 +323,9 @@ pub(super) async fn outlet(
             )
             .await?
             .map(|h| h.weeks(&id))
-            .unwrap_or_else(|| {
-                history_note = Some(HISTORY_LATER);
+            .unwrap_or_else(|later| {
+                // Why no weeks ([`crate::history::Histories::get`]).
+                history_note = Some(later.note());
                 Vec::new()
             })
             .into_iter()

@@ -37,8 +37,8 @@ use bytes::Bytes;
 use chrono::{Duration, NaiveDate};
 use spectra_core::tables::features as tables;
 use spectra_core::tables::model::RecommendationReport;
-use spectra_core::tables::recommendations;
 use spectra_core::tables::runs::{AssignmentRow, RecItem, Recommendations};
+use spectra_core::tables::{recommendations, rolling};
 use spectra_core::Storage;
 
 use crate::features::{Bought, FeatureSet};
@@ -56,6 +56,12 @@ pub const LIST_LEN: usize = 10;
 pub const HORIZON_DAYS: i64 = 28;
 /// Earlier years looked at for `seasonal_soon`.
 pub const SEASONAL_YEARS: i64 = 3;
+
+/// How long a run waits for an aggregation pass that moves lines between days to finish
+/// its re-roll before it fails (and is tried again at the next poll): longer than a daily
+/// pass takes, short enough that a run (and the service's shutdown, which lets a run
+/// end) is not held for long by a full rebuild or by a pass that stopped part-way.
+pub const DAILY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// An inclusive range of days.
 pub type DateRange = (NaiveDate, NaiveDate);
@@ -100,21 +106,29 @@ pub async fn for_run(
     let mut ranges = recent.clone();
     ranges.extend(seasonal.iter().copied());
     let in_ranges = |r: &[DateRange], d: NaiveDate| r.iter().any(|(a, b)| *a <= d && d <= *b);
-    let mut daily = Daily::new(fs);
     let columns = ["outlet_id", "sku_id", "net_value", "quantity"];
-    tables::stream_daily(storage, &ranges, Some(&columns), |date, c| {
-        let recent = in_ranges(&recent, date);
-        if !recent && !in_ranges(&seasonal, date) {
-            return Ok(());
-        }
-        let (o, s) = (c.id_strings("outlet_id")?, c.id_strings("sku_id")?);
-        let (v, q) = (c.float("net_value")?, c.float("quantity")?);
-        for k in 0..c.len() {
-            daily.add(recent, date, o.value(k), s.value(k), v[k], q[k]);
-        }
-        Ok(())
+    // Read while no aggregation pass is moving lines between days (and again if one
+    // did meanwhile): a moved line is counted on one day, never on both or neither.
+    let (ranges, columns, recent_days, seasonal) = (&ranges, &columns, &recent, &seasonal);
+    let daily = rolling::settled(storage, DAILY_PATIENCE, move || async move {
+        let mut daily = Daily::new(fs);
+        tables::stream_daily(storage, ranges, Some(columns), |date, c| {
+            let recent = in_ranges(recent_days, date);
+            if !recent && !in_ranges(seasonal, date) {
+                return Ok(());
+            }
+            let (o, s) = (c.id_strings("outlet_id")?, c.id_strings("sku_id")?);
+            let (v, q) = (c.float("net_value")?, c.float("quantity")?);
+            for k in 0..c.len() {
+                daily.add(recent, date, o.value(k), s.value(k), v[k], q[k]);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok::<_, spectra_core::Error>(daily)
     })
-    .await?;
+    .await?
+    .map_err(Error::DailyUnsettled)?;
     let (encoded, report) = each_outlet(assignments, fs, daily, window_days, |lists| {
         recommendations::encode(lists)
     });

@@ -73,6 +73,15 @@ fn raw_date(path: &str) -> Option<i32> {
     seg.parse().ok().map(days_of)
 }
 
+/// The error of a pass whose write of the daily tables' re-roll marker found another
+/// pass's marker there (it was taken over: its write came late).
+fn marker_fenced(what: &str) -> Error {
+    Error::Fenced(format!(
+        "cannot {what} `{}`: another pass wrote it since this pass read it",
+        layout::DAILY_ROLLING
+    ))
+}
+
 /// Takes the aggregator's lease ([`crate::lease`]): at once when it is free; when a
 /// live pass holds it, `--once` waits up to the lease's TTL, the service does not wait
 /// ([`Error::Busy`]: it retries at its next poll).
@@ -141,9 +150,11 @@ async fn pass(
         None => active,
     };
     let ctx = session::context(storage, cfg.aggregate.query_memory_mb)?;
-    // The daily tables' re-roll marker as this pass finds it: set by a pass that stopped
-    // part-way through moving lines between days, it is cleared once this one commits.
-    let marker = rolling::load(storage).await?;
+    // The daily tables' re-roll marker as this pass finds it. Left set by a pass that
+    // stopped part-way through moving lines between days, it is cleared once this pass
+    // has committed: a stopped pass's files are new again to this one, whose re-roll
+    // moves the same lines.
+    let marker = rolling::load_marked(storage).await?;
     let (loaded, mut state_version) = State::load_versioned(storage).await?;
     let previous = if opts.full { None } else { loaded };
     let full = previous.is_none();
@@ -198,6 +209,7 @@ async fn pass(
              rebuilds from the raw data as it is now"
         );
     }
+    let was_held: BTreeSet<i32> = state.missing.keys().filter_map(|p| raw_date(p)).collect();
     state.missing.extend(gone);
     // An object restored under its name is absorbed again (idempotent) and unheld.
     state.missing.retain(|p, _| !sizes.contains_key(p));
@@ -276,12 +288,6 @@ async fn pass(
             .iter()
             .filter_map(|d| d.parse().ok().map(days_of))
             .collect();
-        // Lines moved between days (or a rebuild): the re-roll writes their days one
-        // after the other, so readers of the daily tables are told it is under way.
-        if absorbed.moved > 0 || full {
-            lease.check().await?;
-            begun = Some(rolling::begin(storage, &marker, epoch).await?);
-        }
         let mut days: BTreeSet<i32> = absorbed.days;
         if full {
             days.extend(raw.keys());
@@ -290,6 +296,14 @@ async fn pass(
         let mut chunk: BTreeMap<i32, Vec<String>> = BTreeMap::new();
         let mut bytes = 0;
         let todo: Vec<i32> = days.difference(&held).copied().collect();
+        // Lines moved between days, a held day released (a move recorded while it was
+        // held lands now), or a rebuild: the re-roll writes their days one after the
+        // other, so readers of the daily tables are told it is under way.
+        if absorbed.moved > 0 || full || todo.iter().any(|d| was_held.contains(d)) {
+            lease.check().await?;
+            let marked = rolling::begin(storage, &marker, epoch).await?;
+            begun = Some(marked.ok_or_else(|| marker_fenced("mark"))?);
+        }
         if days.iter().any(|d| held.contains(d)) {
             tracing::warn!(
                 days = ?days.intersection(&held).map(|d| crate::date_text(*d)).collect::<Vec<_>>(),
@@ -343,9 +357,11 @@ async fn pass(
         lease.check().await?;
         state.commit(storage, state_version).await?;
     }
-    if let Some(m) = begun.as_ref().or(marker.rolling.then_some(&marker)) {
+    if let Some(m) = begun.as_ref().or(marker.marker.rolling.then_some(&marker)) {
         lease.check().await?;
-        rolling::end(storage, m).await?;
+        if !rolling::end(storage, m).await? {
+            return Err(marker_fenced("clear"));
+        }
     }
     lease.check().await?;
     let status = spectra_core::status::AggregatorStatus {

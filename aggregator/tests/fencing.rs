@@ -371,14 +371,28 @@ struct Gate {
     rule: std::sync::Mutex<Option<Hold>>,
 }
 
-/// The object [`Gate`] holds back, what it says when a write reaches it, and what lets
-/// the write through (or that it fails).
+/// The object [`Gate`] holds back (once `after` writes of it went through), what it
+/// says when a write reaches it, and what lets the write through (or that it fails).
 #[derive(Debug, Clone)]
 struct Hold {
     path: String,
+    after: Arc<std::sync::atomic::AtomicUsize>,
     reached: Arc<tokio::sync::Notify>,
     open: Arc<tokio::sync::Semaphore>,
     fail: bool,
+}
+
+impl Hold {
+    /// Holds back the writes of `path` until let through.
+    fn new(path: &str) -> Self {
+        Hold {
+            path: path.to_owned(),
+            after: Arc::default(),
+            reached: Arc::default(),
+            open: Arc::new(tokio::sync::Semaphore::new(0)),
+            fail: false,
+        }
+    }
 }
 
 impl std::fmt::Display for Gate {
@@ -397,7 +411,13 @@ impl ObjectStore for Gate {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         let hold = self.rule.lock().unwrap().clone();
-        if let Some(h) = hold.filter(|h| h.path == location.as_ref()) {
+        let through = |h: &Hold| {
+            use std::sync::atomic::Ordering::SeqCst;
+            h.after
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        };
+        if let Some(h) = hold.filter(|h| h.path == location.as_ref() && !through(h)) {
             if h.fail {
                 return Err(object_store::Error::Generic {
                     store: "Gate",
@@ -520,18 +540,17 @@ async fn readers_never_see_a_line_moved_between_days_half_way() {
     // write of day 1 held back once day 0's has landed.
     let moved = vec![line(1, 0, 1, 11.0, 4)];
     write_raw(&storage, "b", &moved).await;
-    let hold = Hold {
-        path: layout::daily(date_of(base_day() + 1)),
-        reached: Arc::default(),
-        open: Arc::new(tokio::sync::Semaphore::new(0)),
-        fail: false,
-    };
+    let hold = Hold::new(&layout::daily(date_of(base_day() + 1)));
     *gate.rule.lock().unwrap() = Some(hold.clone());
-    let pass = tokio::spawn({
+    let mut pass = tokio::spawn({
         let (cfg, storage, metrics) = (cfg.clone(), storage.clone(), metrics.clone());
         async move { run_once(&cfg, &storage, &opts(true, false), &metrics).await }
     });
-    hold.reached.notified().await;
+    tokio::select! {
+        () = hold.reached.notified() => {}
+        ended = &mut pass => panic!("the pass ended before its write of day 1: {ended:?}"),
+        () = tokio::time::sleep(Duration::from_secs(60)) => panic!("no write of day 1"),
+    }
     let day0 = [(date_of(base_day()), date_of(base_day()))];
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while spectra_core::tables::features::read_daily(&storage, &day0)
@@ -584,11 +603,76 @@ async fn readers_never_see_a_line_moved_between_days_half_way() {
         strip(daily_rows(&storage).await),
         strip(daily_rows(&fresh).await)
     );
-    // The stopped pass was 3, the next 4; a pass with nothing to move leaves it.
-    write_raw(&storage, "d", &[line(4, 0, 2, 1.0, 6)]).await;
+
+    // Invoice 2's line moved to day 1 (21) by a pass that commits but cannot clear its
+    // mark: readers are held off until the next pass, which moves nothing, clears it.
+    let again = vec![line(2, 0, 1, 21.0, 6)];
+    write_raw(&storage, "d", &again).await;
+    *gate.rule.lock().unwrap() = Some(Hold {
+        after: Arc::new(1.into()),
+        fail: true,
+        ..Hold::new(layout::DAILY_ROLLING)
+    });
+    assert!(run_once(&cfg, &storage, &opts(true, false), &metrics)
+        .await
+        .is_err());
+    assert!(settled(Duration::ZERO).await.unwrap_err().0.rolling);
+    *gate.rule.lock().unwrap() = None;
+    write_raw(&storage, "e", &[line(4, 0, 2, 1.0, 7)]).await;
+    let s = run_once(&cfg, &storage, &opts(true, false), &metrics)
+        .await
+        .unwrap();
+    assert_eq!(s.lines_moved, 0);
+    assert_eq!(settled(Duration::ZERO).await, Ok((39.0, 4)));
+    // The stopped pass was 3, the next 4, the one that could not clear 5; the pass
+    // after it cleared it, and a pass with nothing to move leaves it as it is.
+    write_raw(&storage, "f", &[line(5, 0, 2, 2.0, 8)]).await;
     run_once(&cfg, &storage, &opts(true, false), &metrics)
         .await
         .unwrap();
     let marker = rolling::load(&storage).await.unwrap();
-    assert_eq!((marker.generation, marker.rolling), (4, false));
+    assert_eq!((marker.generation, marker.rolling), (5, false));
+}
+
+/// A correction that moves a line onto a held day (a raw object of it gone) lands when
+/// the object is restored: that pass moves no line itself, yet re-rolls the day a line
+/// moved to, so it marks the daily tables part-way like a pass that moves lines.
+#[tokio::test]
+async fn a_released_day_is_re_rolled_under_the_mark() {
+    let storage = Storage::memory();
+    let cfg = Config::default();
+    let metrics = AggregateMetrics::register(&Metrics::new());
+    let first = vec![line(1, 0, 0, 10.0, 1), line(2, 0, 1, 20.0, 2)];
+    write_raw(&storage, "a", &first[..1]).await;
+    write_raw(&storage, "b", &first[1..]).await;
+    run_once(&cfg, &storage, &opts(true, false), &metrics)
+        .await
+        .unwrap();
+    let b = format!(
+        "raw/invoices/date={}/invoices-b.parquet",
+        date_text(base_day() + 1)
+    );
+    let kept = storage.get(&b).await.unwrap().unwrap();
+    storage.delete(&b).await.unwrap();
+    // Invoice 1's line moved onto day 1, held: day 0 loses it, day 1 is not re-rolled.
+    let moved = vec![line(1, 0, 1, 11.0, 3)];
+    write_raw(&storage, "c", &moved).await;
+    let s = run_once(&cfg, &storage, &opts(true, false), &metrics)
+        .await
+        .unwrap();
+    assert_eq!((s.lines_moved, s.missing_days.len()), (1, 1));
+    let before = rolling::load(&storage).await.unwrap().generation;
+
+    storage.put(&b, kept).await.unwrap();
+    let s = run_once(&cfg, &storage, &opts(true, false), &metrics)
+        .await
+        .unwrap();
+    assert_eq!((s.lines_moved, s.days_rerolled), (0, 1));
+    let marker = rolling::load(&storage).await.unwrap();
+    assert_eq!((marker.generation, marker.rolling), (before + 1, false));
+    let fresh = rolled_up_from_scratch(&cfg, &metrics, &[first, moved].concat()).await;
+    assert_eq!(
+        strip(daily_rows(&storage).await),
+        strip(daily_rows(&fresh).await)
+    );
 }

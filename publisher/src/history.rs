@@ -288,7 +288,8 @@ impl Histories {
 pub enum Later {
     /// A publish cycle is at work, or the runs asked for are no longer served.
     Busy,
-    /// An aggregation pass is part-way through moving lines between days.
+    /// An aggregation pass is part-way through moving lines between days (or through a
+    /// rebuild).
     Rerolling,
 }
 
@@ -300,7 +301,7 @@ impl Later {
                 "The weekly history is not built while a new run is loaded or published; ask again in a moment."
             }
             Later::Rerolling => {
-                "The weekly history is not built while the aggregator moves corrected lines between days; ask again in a moment."
+                "The weekly history is not built while the aggregator re-rolls days that corrections moved lines between (or rebuilds the daily tables); ask again in a moment."
             }
         }
     }
@@ -467,9 +468,8 @@ mod tests {
         assert!(after.row("O4", &mut 0).is_some());
         // While an aggregation pass moves lines between days: none built; once the
         // pass has ended, built.
-        let pass = rolling::begin(&storage, &rolling::load(&storage).await.unwrap(), 3)
-            .await
-            .unwrap();
+        let seen = rolling::load_marked(&storage).await.unwrap();
+        let pass = rolling::begin(&storage, &seen, 3).await.unwrap().unwrap();
         let later = next + Duration::days(1);
         assert_eq!(
             get(later, "a/2026-06-10/1", Some(vec!["O5"]), true)
@@ -477,7 +477,7 @@ mod tests {
                 .err(),
             Some(Later::Rerolling)
         );
-        rolling::end(&storage, &pass).await.unwrap();
+        assert!(rolling::end(&storage, &pass).await.unwrap());
         let last = get(later, "a/2026-06-10/1", Some(vec!["O5"]), true)
             .await
             .unwrap();

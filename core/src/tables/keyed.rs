@@ -334,14 +334,25 @@ pub(crate) async fn column_batches(
     ))
 }
 
-/// The rows of a Parquet object, from its footer alone (one ranged read, not the
-/// whole object); `None` when the object does not exist.
-pub(crate) async fn footer_rows(storage: &Storage, path: &str) -> Result<Option<u64>> {
+/// The footer of a Parquet object, read alone (ranged reads, not the whole object);
+/// `None` when the object does not exist.
+pub(crate) async fn footer(
+    storage: &Storage,
+    path: &str,
+) -> Result<Option<Arc<parquet::file::metadata::ParquetMetaData>>> {
     let Some(mut reader) = Ranged::open(storage, path).await? else {
         return Ok(None);
     };
     let m = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new()).await?;
-    Ok(Some(m.metadata().file_metadata().num_rows().max(0) as u64))
+    Ok(Some(m.metadata().clone()))
+}
+
+/// The rows of a Parquet object, from its footer alone ([`footer`]); `None` when the
+/// object does not exist.
+pub(crate) async fn footer_rows(storage: &Storage, path: &str) -> Result<Option<u64>> {
+    Ok(footer(storage, path)
+        .await?
+        .map(|m| m.file_metadata().num_rows().max(0) as u64))
 }
 
 /// Ranged reads of one object of known size: the footer, then the pages asked for

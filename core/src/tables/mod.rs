@@ -151,14 +151,15 @@ fn each_batch(
 
 /// The value of `key` in the footer of the Parquet object `path` (written with
 /// [`crate::schema::encode_parquet_noting`]); `None` when the object or the key is
-/// absent. Reads the whole object: for records read rarely.
+/// absent. Reads the footer alone ([`keyed::footer`]), not the whole object.
 pub async fn footer_value(storage: &Storage, path: &str, key: &str) -> Result<Option<String>> {
-    let Some(bytes) = storage.get(path).await? else {
-        return Ok(None);
+    let metadata = match keyed::footer(storage, path).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(None),
+        // Not Parquet: the table named.
+        Err(Error::Parquet(e)) => return Err(table_error(path, e.to_string())),
+        Err(e) => return Err(e),
     };
-    let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
-        .parse_and_finish(&bytes)
-        .map_err(|e| table_error(path, e.to_string()))?;
     Ok(metadata
         .file_metadata()
         .key_value_metadata()

@@ -23,12 +23,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::layout;
+use crate::storage::{Condition, PutOutcome, Version};
 use crate::{Result, Storage};
 
 /// The marker document (absent: generation 0, not rolling).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rolling {
-    /// Bumped by every pass that moves lines between days.
+    /// Bumped by every pass that moves lines between days or rebuilds the tables (the
+    /// first roll-up of a store is a rebuild).
     pub generation: u64,
     /// Such a pass is part-way through the daily tables (or stopped part-way, and the
     /// next pass finishes it).
@@ -39,36 +41,85 @@ pub struct Rolling {
     pub since: Option<DateTime<Utc>>,
 }
 
+/// The marker as the aggregator read or wrote it, with the version its next write is
+/// conditional on: of two passes that overlapped (one fenced by the other's lease,
+/// its write late), a late write never replaces the live pass's marker.
+#[derive(Debug, Clone)]
+pub struct Marked {
+    /// The marker.
+    pub marker: Rolling,
+    version: Option<Version>,
+}
+
 /// The marker as stored.
 pub async fn load(storage: &Storage) -> Result<Rolling> {
-    Ok(storage
-        .get_json(layout::DAILY_ROLLING)
-        .await?
-        .unwrap_or_default())
+    Ok(load_marked(storage).await?.marker)
+}
+
+/// The marker as stored, for [`begin`] or [`end`].
+pub async fn load_marked(storage: &Storage) -> Result<Marked> {
+    Ok(match storage.get_versioned(layout::DAILY_ROLLING).await? {
+        None => Marked {
+            marker: Rolling::default(),
+            version: None,
+        },
+        Some((bytes, version)) => Marked {
+            marker: serde_json::from_slice(&bytes).map_err(|e| crate::Error::Json {
+                path: layout::DAILY_ROLLING.to_owned(),
+                source: e,
+            })?,
+            version: Some(version),
+        },
+    })
+}
+
+/// Writes `marker` if the stored one is still `over`'s; `None` when another writer
+/// changed it since.
+async fn replace(storage: &Storage, over: &Marked, marker: Rolling) -> Result<Option<Marked>> {
+    let data = serde_json::to_vec_pretty(&marker).map_err(|e| crate::Error::Json {
+        path: layout::DAILY_ROLLING.to_owned(),
+        source: e,
+    })?;
+    let cond = match &over.version {
+        Some(v) => Condition::Matches(v.clone()),
+        None => Condition::Absent,
+    };
+    Ok(
+        match storage
+            .put_if(layout::DAILY_ROLLING, data.into(), &cond)
+            .await?
+        {
+            PutOutcome::Written(version) => Some(Marked {
+                marker,
+                version: Some(version),
+            }),
+            PutOutcome::Conflict => None,
+        },
+    )
 }
 
 /// Marks the daily tables part-way, before the first daily write of a pass (of lease
 /// `epoch`) that moves lines between days; `seen` is the marker the pass read at its
-/// start. Returns the marker written, for [`end`].
-pub async fn begin(storage: &Storage, seen: &Rolling, epoch: u64) -> Result<Rolling> {
+/// start. Returns the marker written, for [`end`]; `None` when another pass wrote the
+/// marker since `seen` was read (this pass has been taken over).
+pub async fn begin(storage: &Storage, seen: &Marked, epoch: u64) -> Result<Option<Marked>> {
     let begun = Rolling {
-        generation: seen.generation + 1,
+        generation: seen.marker.generation + 1,
         rolling: true,
         epoch,
         since: Some(Utc::now()),
     };
-    storage.put_json(layout::DAILY_ROLLING, &begun).await?;
-    Ok(begun)
+    replace(storage, seen, begun).await
 }
 
 /// Clears the part-way mark of `begun` (a pass's own, or one a stopped pass left) once
-/// the daily tables are whole again.
-pub async fn end(storage: &Storage, begun: &Rolling) -> Result<()> {
+/// the daily tables are whole again; `false` when another pass wrote the marker since.
+pub async fn end(storage: &Storage, begun: &Marked) -> Result<bool> {
     let ended = Rolling {
         rolling: false,
-        ..begun.clone()
+        ..begun.marker.clone()
     };
-    storage.put_json(layout::DAILY_ROLLING, &ended).await
+    Ok(replace(storage, begun, ended).await?.is_some())
 }
 
 /// Why [`settled`] gave up: the daily tables stayed part-way for longer than the reader
@@ -81,6 +132,15 @@ impl std::fmt::Display for Unsettled {
         let since = self.0.since.map_or("an unknown time".to_owned(), |t| {
             t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
         });
+        if !self.0.rolling {
+            return write!(
+                f,
+                "the daily tables were re-rolled (lines moved between days) while read, \
+                 {MAX_READS} reads in a row (`{}`, generation {})",
+                layout::DAILY_ROLLING,
+                self.0.generation
+            );
+        }
         write!(
             f,
             "the daily tables are part-way through a re-roll that moves lines between days \
@@ -95,10 +155,15 @@ impl std::fmt::Display for Unsettled {
 /// How often a waiting reader looks at the marker again.
 const POLL: Duration = Duration::from_millis(250);
 
+/// Reads a reader makes at most, each overlapped by a pass that moved lines, before it
+/// gives up.
+const MAX_READS: usize = 3;
+
 /// Reads the daily tables with `read` once no pass is part-way through moving lines
 /// between days, and again (from scratch: `read` starts over) when one began or ended
-/// while it read. Waits up to `patience` for a pass under way to end; `Ok(Err(..))`
-/// when it did not.
+/// while it read. Waits up to `patience` for a pass under way to end (counted from
+/// when the reader finds it under way, not from its own start); `Ok(Err(..))` when it
+/// did not, or when [`MAX_READS`] reads in a row were each overlapped by a pass.
 pub async fn settled<T, E, F, Fut>(
     storage: &Storage,
     patience: Duration,
@@ -109,17 +174,23 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::result::Result<T, E>>,
 {
-    let started = Instant::now();
     let mut seen = load(storage).await?;
+    let (mut waiting, mut reads) = (None::<Instant>, 0);
     loop {
         if seen.rolling {
-            if started.elapsed() + POLL > patience {
+            let since = *waiting.get_or_insert_with(Instant::now);
+            if since.elapsed() + POLL > patience {
                 return Ok(Err(Unsettled(seen)));
             }
             tokio::time::sleep(POLL).await;
             seen = load(storage).await?;
             continue;
         }
+        waiting = None;
+        if reads == MAX_READS {
+            return Ok(Err(Unsettled(seen)));
+        }
+        reads += 1;
         let value = read().await?;
         let after = load(storage).await?;
         if after == seen {
@@ -138,7 +209,8 @@ mod tests {
     use super::*;
 
     /// The sequence lock on its own: a read during a marked pass waits or gives up, a
-    /// read that a whole pass overlapped is done again, a plain read once.
+    /// read that a whole pass overlapped is done again (up to [`MAX_READS`]), a plain
+    /// read once; a pass's late write never replaces a newer pass's marker.
     #[tokio::test]
     async fn a_read_is_done_again_when_a_pass_moved_lines_meanwhile() {
         let storage = Storage::memory();
@@ -151,10 +223,13 @@ mod tests {
             Ok(1)
         );
 
-        let seen = load(&storage).await.unwrap();
-        let begun = begin(&storage, &seen, 7).await.unwrap();
+        let seen = load_marked(&storage).await.unwrap();
+        let begun = begin(&storage, &seen, 7).await.unwrap().unwrap();
+        // A pass that read the marker before this one began cannot write it.
+        assert!(begin(&storage, &seen, 6).await.unwrap().is_none());
+        assert!(!end(&storage, &seen).await.unwrap());
         let waited = settled(&storage, Duration::ZERO, count).await.unwrap();
-        assert_eq!(waited, Err(Unsettled(begun.clone())));
+        assert_eq!(waited, Err(Unsettled(begun.marker.clone())));
         assert!(waited.unwrap_err().to_string().contains("lease epoch 7"));
         assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1);
 
@@ -162,26 +237,44 @@ mod tests {
         let (ended, read) = tokio::join!(
             async {
                 tokio::time::sleep(POLL * 2).await;
-                end(&storage, &begun).await.unwrap();
+                end(&storage, &begun).await.unwrap()
             },
             settled(&storage, POLL * 20, count)
         );
-        let () = ended;
+        assert!(ended);
         assert_eq!(read.unwrap(), Ok(2));
 
-        // A whole pass within one read: the read is done again.
-        let (passes, store) = (&std::sync::atomic::AtomicUsize::new(0), &storage);
-        let got = settled(&storage, Duration::ZERO, move || async move {
-            if passes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                let seen = load(store).await?;
-                let b = begin(store, &seen, 8).await?;
-                end(store, &b).await?;
+        // A whole pass within a read: the read is done again; within every read: the
+        // reader gives up after MAX_READS.
+        let store = &storage;
+        let passing = |passes: usize| {
+            let left = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(passes));
+            move || {
+                let left = left.clone();
+                async move {
+                    if left.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                        left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        let seen = load_marked(store).await?;
+                        let b = begin(store, &seen, 8).await?.expect("written");
+                        assert!(end(store, &b).await?);
+                    }
+                    count().await
+                }
             }
-            count().await
-        })
-        .await
-        .unwrap();
-        assert_eq!(got, Ok(4));
-        assert_eq!(load(&storage).await.unwrap().generation, 2);
+        };
+        assert_eq!(
+            settled(store, Duration::ZERO, passing(1)).await.unwrap(),
+            Ok(4)
+        );
+        assert_eq!(load(store).await.unwrap().generation, 2);
+        let gave_up = settled(store, Duration::ZERO, passing(MAX_READS))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(gave_up.0.generation, 2 + MAX_READS as u64);
+        assert!(
+            gave_up.to_string().contains("3 reads in a row"),
+            "{gave_up}"
+        );
     }
 }

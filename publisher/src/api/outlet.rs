@@ -305,7 +305,8 @@ pub(super) async fn outlet(
     let m = master.unwrap_or_default();
     let mut history_note = None;
     let history = match history_of {
-        // `None` from a request that read the runs before a newer one loaded: no weeks.
+        // No weeks when a request read the runs before a newer one loaded, during a publish
+        // cycle, or while the aggregator moves lines between days (`Later`).
         Some((to, runs)) => s
             .snapshots
             .histories()

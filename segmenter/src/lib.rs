@@ -54,8 +54,9 @@ pub enum Error {
         reason: String,
     },
     /// The daily tables stayed part-way through a re-roll that moves lines between days
-    /// for longer than a run waits ([`crate::recommend::DAILY_PATIENCE`]); the run is
-    /// tried again at the next poll.
+    /// for longer than a run waits ([`crate::recommend::DAILY_PATIENCE`]), or were
+    /// re-rolled during each of its reads; the service tries the run again at its next
+    /// poll.
     #[error("recommendations: {0}")]
     DailyUnsettled(spectra_core::tables::rolling::Unsettled),
     /// Too few outlets pass `min_value` to make the segments asked for.

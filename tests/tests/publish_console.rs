@@ -5,6 +5,7 @@
 //! Screenshots are saved to `{target}/artifacts/console*.png`.
 
 use serde_json::json;
+use spectra_core::tables::rolling;
 use spectra_tests::fixture::{fixture, Store};
 use spectra_tests::services::{artifacts, browser, count_colours, publisher_on_run2};
 use tokio_util::sync::CancellationToken;
@@ -433,7 +434,7 @@ fn thousands(n: usize) -> String {
 /// every run with its silhouette.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn segment_trends_and_the_pipeline_page_show_every_run() {
-    let (_store, token, base) = console("trend").await;
+    let (store, token, base) = console("trend").await;
     let fx = fixture();
     let (run1, run2) = (&fx.run1, &fx.run2);
     let c = reqwest::Client::new();
@@ -496,6 +497,10 @@ async fn segment_trends_and_the_pipeline_page_show_every_run() {
     let coffee = fx.segment_of_taste(run2, 0);
     let (n1, n2) = (run1.members(&coffee).len(), run2.members(&coffee).len());
     assert!(n1 > 0 && n2 > 0, "the coffee segment is in both runs");
+    // A re-roll under way, marked as the aggregator marks it: the pipeline page says so.
+    let storage = spectra_core::Storage::from_url(&store.url).unwrap();
+    let seen = rolling::load_marked(&storage).await.unwrap();
+    let pass = rolling::begin(&storage, &seen, 4).await.unwrap().unwrap();
     let dir = artifacts();
     let (detail, pipeline, by_potential) = tokio::task::spawn_blocking({
         let (base, coffee, dir) = (base.clone(), coffee.clone(), dir.clone());
@@ -606,6 +611,11 @@ async fn segment_trends_and_the_pipeline_page_show_every_run() {
         "the filters"
     );
 
+    assert!(rolling::end(&storage, &pass).await.unwrap());
+    assert!(
+        pipeline.contains("days re-rolled for moved lines since"),
+        "{pipeline}"
+    );
     // The pipeline page: both runs, with the silhouette each run's model reports.
     assert!(
         pipeline.contains("<th class=\"num\">silhouette</th>"),

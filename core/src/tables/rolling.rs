@@ -5,11 +5,12 @@
 //! Each day's file is written whole, so a reader never sees half a day. But a correction
 //! that moves a line to another date re-rolls both days, one file after the other (in
 //! chunks, for a long pass): a reader that reads the two days between those writes counts
-//! the line twice, or not at all. A pass that re-rolls such days (and every `--full`
-//! rebuild) therefore marks the tables as part-way ([`begin`]: the generation bumped,
-//! `rolling` set) before its first daily write, and clears the mark once it has committed
-//! ([`end`]). A pass that stops part-way leaves the mark; the next pass, which re-rolls
-//! what the stopped one left, clears it.
+//! the line twice, or not at all. A pass that re-rolls such days (or releases a held day,
+//! where a move recorded while it was held lands, or rebuilds) therefore marks the tables
+//! as part-way ([`begin`]: the generation bumped, `rolling` set) before its first daily
+//! write, and clears the mark once it has committed ([`end`]); both writes conditional on
+//! the version the pass read. A pass that stops part-way leaves the mark; the next pass
+//! that succeeds, which re-rolls what the stopped one left, clears it.
 //!
 //! A reader ([`settled`]) reads only while no such pass is under way and reads again
 //! when the marker changed while it read: a sequence lock, so a pass never waits on a

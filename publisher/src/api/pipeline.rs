@@ -121,7 +121,15 @@ async fn newest(s: &AppState, folder: &str) -> ApiResult<Option<String>> {
 /// The aggregator's last pass and the raw objects it misses, from the status document
 /// the aggregator publishes (`status/aggregator.json`), not its private state.
 async fn aggregator_status(s: &AppState) -> Value {
-    match spectra_core::status::read_aggregator(s.snapshots.storage()).await {
+    let storage = s.snapshots.storage();
+    // A re-roll that moves lines between days under way (or left by a pass that
+    // stopped): readers of the daily tables wait for it (`core/src/tables/rolling.rs`).
+    let rerolling = match spectra_core::tables::rolling::load(storage).await {
+        Ok(m) if m.rolling => json!({"since": m.since, "lease_epoch": m.epoch}),
+        Ok(_) => Value::Null,
+        Err(e) => json!({"error": format!("re-roll marker: {e}")}),
+    };
+    match spectra_core::status::read_aggregator(storage).await {
         Ok(Some(st)) => json!({
             "last_pass_at": st.last_pass_at,
             "last_pass_full": st.last_pass_full,
@@ -131,6 +139,7 @@ async fn aggregator_status(s: &AppState) -> Value {
             "days": st.days,
             "missing_raw_objects": st.missing_raw_objects,
             "missing_days": st.missing_days,
+            "rerolling": rerolling,
         }),
         Ok(None) => Value::Null,
         Err(e) => json!({"error": format!("aggregator status: {e}")}),

@@ -449,7 +449,7 @@ async function viewPipeline() {
   const p = await api("/api/pipeline");
   const q = (x) => (x == null ? "" : typeof x === "number" ? (Math.abs(x) < 10 ? x.toFixed(3) : fmt1.format(x)) : esc(x));
   const k = p.kafka || {};
-  main.innerHTML = `<div class="page-head"><div><h1>Pipeline</h1><span class="muted">as of ${esc(p.now)} · raw data up to ${esc(p.raw_latest_date || "—")} · daily features up to ${esc(p.features_latest_date || "—")}</span></div></div>
+  main.innerHTML = `<div class="page-head"><div><h1>Pipeline</h1><span class="muted">as of ${esc(p.now)} · raw data up to ${esc(p.raw_latest_date || "—")} · daily features up to ${esc(p.features_latest_date || "—")}${p.aggregator?.rerolling?.since ? ` · <span class="bad rerolling">days re-rolled for moved lines since ${esc(p.aggregator.rerolling.since)}: readers wait for it</span>` : ""}</span></div></div>
   <div class="three">
     <div class="card"><h2>Dead letters</h2><b style="font-size:26px" class="${k.dead_letters ? "bad" : "ok"}">${k.error ? "?" : num(k.dead_letters)}</b><div class="muted">${esc(k.error || `messages on ${k.dead_letter_topic}`)}</div></div>
     <div class="card"><h2>Ingest lag</h2><b style="font-size:26px">${k.ingest_lag ? num(k.ingest_lag.reduce((s, l) => s + l.lag, 0)) : "?"}</b><div class="muted">messages behind, ${num(k.ingest_lag ? k.ingest_lag.length : 0)} partitions</div></div>

@@ -124,7 +124,7 @@ pub async fn end(storage: &Storage, begun: &Marked) -> Result<bool> {
 }
 
 /// Why [`settled`] gave up: the daily tables stayed part-way for longer than the reader
-/// would wait.
+/// would wait, or a pass moved lines during each of its [`MAX_READS`] reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsettled(pub Rolling);
 

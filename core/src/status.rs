@@ -12,8 +12,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::storage::{Condition, PutOutcome};
-use crate::{Error, Result, Storage};
+use crate::storage::PutOutcome;
+use crate::{Result, Storage};
 
 /// The status document of one consumer group.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -82,17 +82,7 @@ pub async fn write(
     let rel = path(consumer_group);
     let mut last = None;
     for _ in 0..5 {
-        let current = storage.get_versioned(&rel).await?;
-        let (mut doc, cond) = match current {
-            Some((b, v)) => {
-                let doc: IngestStatus = serde_json::from_slice(&b).map_err(|e| Error::Json {
-                    path: rel.clone(),
-                    source: e,
-                })?;
-                (doc, Condition::Matches(v))
-            }
-            None => (IngestStatus::default(), Condition::Absent),
-        };
+        let (mut doc, cond): (IngestStatus, _) = storage.get_json_versioned(&rel).await?;
         doc.consumer_group = consumer_group.to_owned();
         for e in entries {
             match doc
@@ -112,11 +102,7 @@ pub async fn write(
         doc.partitions
             .sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         doc.updated_at = Some(Utc::now());
-        let data = serde_json::to_vec_pretty(&doc).map_err(|e| Error::Json {
-            path: rel.clone(),
-            source: e,
-        })?;
-        match storage.put_if(&rel, data.into(), &cond).await? {
+        match storage.put_json_if(&rel, &doc, &cond).await? {
             PutOutcome::Written(_) => return Ok(doc),
             PutOutcome::Conflict => last = Some(doc),
         }

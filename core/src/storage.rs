@@ -464,13 +464,47 @@ impl Storage {
         Ok(Some(b))
     }
 
-    /// Writes a value as pretty JSON.
-    pub async fn put_json<T: serde::Serialize>(&self, rel: &str, value: &T) -> Result<()> {
+    /// A JSON document to replace with a conditional write ([`Storage::put_json_if`]):
+    /// the document and the condition that it is still the stored one; when there is
+    /// none, the default and [`Condition::Absent`].
+    pub async fn get_json_versioned<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        rel: &str,
+    ) -> Result<(T, Condition)> {
+        Ok(match self.get_versioned(rel).await? {
+            None => (T::default(), Condition::Absent),
+            Some((b, v)) => (
+                serde_json::from_slice(&b).map_err(|e| Error::Json {
+                    path: rel.to_owned(),
+                    source: e,
+                })?,
+                Condition::Matches(v),
+            ),
+        })
+    }
+
+    /// A value as pretty JSON.
+    fn json_bytes<T: serde::Serialize>(rel: &str, value: &T) -> Result<Bytes> {
         let data = serde_json::to_vec_pretty(value).map_err(|e| Error::Json {
             path: rel.to_owned(),
             source: e,
         })?;
-        self.put(rel, Bytes::from(data)).await
+        Ok(Bytes::from(data))
+    }
+
+    /// Writes a value as pretty JSON.
+    pub async fn put_json<T: serde::Serialize>(&self, rel: &str, value: &T) -> Result<()> {
+        self.put(rel, Self::json_bytes(rel, value)?).await
+    }
+
+    /// Writes a value as pretty JSON if `cond` holds ([`Storage::put_if`]).
+    pub async fn put_json_if<T: serde::Serialize>(
+        &self,
+        rel: &str,
+        value: &T,
+        cond: &Condition,
+    ) -> Result<PutOutcome> {
+        self.put_if(rel, Self::json_bytes(rel, value)?, cond).await
     }
 
     /// Deletes an object; deleting a missing object is not an error.

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::layout;
-use crate::storage::{Condition, PutOutcome, Version};
+use crate::storage::{Condition, PutOutcome};
 use crate::{Result, Storage};
 
 /// The marker document (absent: generation 0, not rolling).
@@ -49,7 +49,8 @@ pub struct Rolling {
 pub struct Marked {
     /// The marker.
     pub marker: Rolling,
-    version: Option<Version>,
+    /// That it is still the stored one.
+    stored: Condition,
 }
 
 /// The marker as stored.
@@ -59,40 +60,21 @@ pub async fn load(storage: &Storage) -> Result<Rolling> {
 
 /// The marker as stored, for [`begin`] or [`end`].
 pub async fn load_marked(storage: &Storage) -> Result<Marked> {
-    Ok(match storage.get_versioned(layout::DAILY_ROLLING).await? {
-        None => Marked {
-            marker: Rolling::default(),
-            version: None,
-        },
-        Some((bytes, version)) => Marked {
-            marker: serde_json::from_slice(&bytes).map_err(|e| crate::Error::Json {
-                path: layout::DAILY_ROLLING.to_owned(),
-                source: e,
-            })?,
-            version: Some(version),
-        },
-    })
+    let (marker, stored) = storage.get_json_versioned(layout::DAILY_ROLLING).await?;
+    Ok(Marked { marker, stored })
 }
 
 /// Writes `marker` if the stored one is still `over`'s; `None` when another writer
 /// changed it since.
 async fn replace(storage: &Storage, over: &Marked, marker: Rolling) -> Result<Option<Marked>> {
-    let data = serde_json::to_vec_pretty(&marker).map_err(|e| crate::Error::Json {
-        path: layout::DAILY_ROLLING.to_owned(),
-        source: e,
-    })?;
-    let cond = match &over.version {
-        Some(v) => Condition::Matches(v.clone()),
-        None => Condition::Absent,
-    };
     Ok(
         match storage
-            .put_if(layout::DAILY_ROLLING, data.into(), &cond)
+            .put_json_if(layout::DAILY_ROLLING, &marker, &over.stored)
             .await?
         {
             PutOutcome::Written(version) => Some(Marked {
                 marker,
-                version: Some(version),
+                stored: Condition::Matches(version),
             }),
             PutOutcome::Conflict => None,
         },

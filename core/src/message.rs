@@ -256,9 +256,10 @@ pub fn parse_invoice_message<'a>(
             Err(e) => Rejection::new(Reason::NotJson, format!("the message is not valid JSON: {e}")),
         });
     }
-    // The common message, a flat line, is read by the scanner; anything else (a
-    // whole invoice, escapes, an error to word) by serde_json.
-    let mut msg: RawLine<'_> = match scan::flat_line(text) {
+    // The usual messages, a flat line or a whole invoice of flat lines, are read by
+    // the scanner; anything else (escapes, nested values, an error to word) by
+    // serde_json.
+    let mut msg: RawLine<'_> = match scan::usual_message(text) {
         Some(line) => line,
         None => serde_json::from_str(text).map_err(|e| {
             let s = e.to_string();
@@ -291,8 +292,12 @@ pub fn parse_invoice_message<'a>(
         Some(LinesField::Lines(lines)) => {
             let mut out: Vec<InvoiceLine<'_>> = Vec::with_capacity(lines.len());
             for (i, line) in lines.iter().enumerate() {
-                let prefix = format!("lines[{i}].");
-                let parsed = validate(line, Some(&msg), &prefix, limits).map_err(|r| {
+                // Checked without the line's place first: the rejection that names
+                // it is worded only for a line that has one (validation is pure,
+                // so the second check fails as the first did).
+                let parsed = validate(line, Some(&msg), "", limits).map_err(|_| {
+                    let r = validate(line, Some(&msg), &format!("lines[{i}]."), limits)
+                        .expect_err("a line fails its check again");
                     Rejection::new(r.reason, format!("{} (the whole invoice is rejected)", r.text))
                 })?;
                 out.push(parsed);
@@ -313,15 +318,27 @@ pub fn parse_invoice_message<'a>(
 
 /// The first pair of lines (earlier, later) that share an identity, if any.
 fn repeated_identity(lines: &[InvoiceLine<'_>]) -> Option<(usize, usize)> {
+    fn key<'l>(l: &'l InvoiceLine<'_>) -> (&'l str, &'l str, i64) {
+        (&l.distributor_id, &l.invoice_id, l.line_no)
+    }
+    // The usual invoice has a few lines: compared pairwise, without a table.
+    if lines.len() <= SMALL_INVOICE {
+        return (1..lines.len()).find_map(|i| {
+            let k = key(&lines[i]);
+            (0..i).find(|&j| key(&lines[j]) == k).map(|j| (j, i))
+        });
+    }
     let mut seen = std::collections::HashMap::with_capacity(lines.len());
     for (i, l) in lines.iter().enumerate() {
-        let key = (&*l.distributor_id, &*l.invoice_id, l.line_no);
-        if let Some(first) = seen.insert(key, i) {
+        if let Some(first) = seen.insert(key(l), i) {
             return Some((first, i));
         }
     }
     None
 }
+
+/// Lines up to which [`repeated_identity`] compares every pair.
+const SMALL_INVOICE: usize = 16;
 
 /// Picks a line's own field, else the header's.
 fn pick<'f, 'a>(own: &'f Field<'a>, header: Option<&'f Field<'a>>) -> &'f Field<'a> {

@@ -39,9 +39,13 @@ struct Args {
     /// Broker address.
     #[arg(long)]
     brokers: String,
-    /// Invoice lines to produce (one per message).
+    /// Invoice lines to produce.
     #[arg(long, default_value_t = 1_000_000)]
     lines: usize,
+    /// Lines per message: 1 sends flat lines; more sends whole invoices (a header
+    /// and `lines`) of this many lines each (`--lines` must be a multiple of it).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    invoice_lines: u32,
     /// Partitions of the benchmark topic.
     #[arg(long, default_value_t = 3)]
     partitions: i32,
@@ -54,7 +58,7 @@ struct Args {
     seed: u64,
 }
 
-fn produce(brokers: &str, topic: &str, lines: usize, seed: u64) {
+fn produce(brokers: &str, topic: &str, lines: usize, per: usize, seed: u64) {
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
@@ -65,28 +69,54 @@ fn produce(brokers: &str, topic: &str, lines: usize, seed: u64) {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut buf = String::with_capacity(300);
     let start = chrono::NaiveDate::from_ymd_opt(2026, 10, 1).expect("valid date");
-    for n in 0..lines {
+    for n in (0..lines).step_by(per) {
         let day = (n * 30 / lines.max(1)) as i64;
-        let outlet = format!("PL-{:06}", rng.gen_range(0..20_000));
-        buf.clear();
-        use std::fmt::Write;
-        let _ = write!(
-            buf,
-            r#"{{"distributor_id":"D{:02}","invoice_id":"FV/2026/{:07}","line_no":{},"invoice_date":"{}","outlet_id":"{outlet}","sku_id":"59012{:08}","quantity":{},"net_value":{:.2},"currency":"PLN"}}"#,
-            rng.gen_range(1..6),
-            n / 5,
-            n % 5 + 1,
-            // A month of days in feed order, 1% of lines arriving late for an older day.
+        // A month of days in feed order, 1% of lines arriving late for an older day.
+        let date = |rng: &mut Xoshiro256PlusPlus| {
             start
                 + chrono::Duration::days(if rng.gen_bool(0.01) {
                     rng.gen_range(0..=day)
                 } else {
                     day
-                }),
-            rng.gen_range(0..3000),
-            rng.gen_range(1..24),
-            rng.gen_range(1.0..500.0f64),
-        );
+                })
+        };
+        let outlet = format!("PL-{:06}", rng.gen_range(0..20_000));
+        buf.clear();
+        use std::fmt::Write;
+        if per > 1 {
+            // A whole invoice: the header once, then its lines.
+            let _ = write!(
+                buf,
+                r#"{{"distributor_id":"D{:02}","invoice_id":"FV/2026/{:07}","invoice_date":"{}","outlet_id":"{outlet}","currency":"PLN","lines":["#,
+                rng.gen_range(1..6),
+                n / per,
+                date(&mut rng),
+            );
+            for l in 0..per {
+                let _ = write!(
+                    buf,
+                    r#"{}{{"line_no":{},"sku_id":"59012{:08}","quantity":{},"net_value":{:.2}}}"#,
+                    if l == 0 { "" } else { "," },
+                    l + 1,
+                    rng.gen_range(0..3000),
+                    rng.gen_range(1..24),
+                    rng.gen_range(1.0..500.0f64),
+                );
+            }
+            buf.push_str("]}");
+        } else {
+            let _ = write!(
+                buf,
+                r#"{{"distributor_id":"D{:02}","invoice_id":"FV/2026/{:07}","line_no":{},"invoice_date":"{}","outlet_id":"{outlet}","sku_id":"59012{:08}","quantity":{},"net_value":{:.2},"currency":"PLN"}}"#,
+                rng.gen_range(1..6),
+                n / 5,
+                n % 5 + 1,
+                date(&mut rng),
+                rng.gen_range(0..3000),
+                rng.gen_range(1..24),
+                rng.gen_range(1.0..500.0f64),
+            );
+        }
         let mut rec: BaseRecord<'_, str, str> = BaseRecord::to(topic)
             .key(outlet.as_str())
             .payload(buf.as_str());
@@ -201,8 +231,14 @@ fn main() -> anyhow::Result<()> {
             (cfg.kafka.topics.dlq.as_str(), Delete),
         ],
     ))?;
+    let per = args.invoice_lines as usize;
+    anyhow::ensure!(
+        args.lines % per == 0,
+        "--lines must be a multiple of --invoice-lines"
+    );
+    let messages = args.lines / per;
     let t = Instant::now();
-    produce(&args.brokers, &topic, args.lines, args.seed);
+    produce(&args.brokers, &topic, args.lines, per, args.seed);
     eprintln!(
         "produced {} lines in {:.1}s",
         args.lines,
@@ -219,17 +255,15 @@ fn main() -> anyhow::Result<()> {
         let (n, read) = bare(&args.brokers, &topic, args.partitions);
         let s = t.elapsed().as_secs_f64();
         anyhow::ensure!(
-            n as usize == args.lines,
-            "bare consumer read {n} of {}",
-            args.lines
+            n as usize == messages,
+            "bare consumer read {n} of {messages} messages"
         );
         bare_all.push(s);
         bare_read.push(read);
-        let g = bare_group(&args.brokers, &topic, args.lines as u64);
+        let g = bare_group(&args.brokers, &topic, messages as u64);
         group_read.push(g);
         eprintln!(
-            "round {round}: bare group consumer {} messages in {g:.2}s after the join",
-            args.lines
+            "round {round}: bare group consumer {messages} messages in {g:.2}s after the join"
         );
         eprintln!(
             "round {round}: bare consumer {n} messages in {s:.2}s, {read:.2}s from its first message"
@@ -342,6 +376,7 @@ fn main() -> anyhow::Result<()> {
         "{}",
         serde_json::json!({
             "lines": args.lines,
+            "lines_per_message": per,
             "rounds": args.rounds,
             "bare_lines_per_s": rate(&bare_all),
             "bare_from_first_message_lines_per_s": rate(&bare_read),

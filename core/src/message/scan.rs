@@ -1,10 +1,11 @@
-//! The ingest hot path's reader of the common message: one flat JSON object of
-//! plain values. It takes what `serde_json` would give [`RawLine`] for such a
-//! message, field for field and bit for bit, in a single forward scan — and gives
-//! up (`None`) at anything else: an escape or control character in a string, an
-//! exponent or a long number, a nested value (a whole invoice's `lines`), a repeated
-//! field, malformed or trailing text. The caller then parses the message with
-//! `serde_json`, which decides and words every rejection; this reader never rejects.
+//! The ingest hot path's reader of the common messages: one flat JSON object of
+//! plain values, or a whole invoice, whose `lines` are an array of such objects. It
+//! takes what `serde_json` would give [`RawLine`] for such a message, field for field
+//! and bit for bit, in a single forward scan — and gives up (`None`) at anything
+//! else: an escape or control character in a string, an exponent or a long number,
+//! any other nested value, a repeated field, malformed or trailing text. The caller
+//! then parses the message with `serde_json`, which decides and words every
+//! rejection; this reader never rejects.
 //!
 //! Written by hand rather than with a faster JSON crate: most of the parse pool's
 //! time went into `serde_json`'s general machinery (visitors per field, key
@@ -14,10 +15,11 @@
 
 use std::borrow::Cow;
 
-use super::{Field, RawLine};
+use super::{Field, LinesField, RawLine};
 
-/// `text` read as a flat invoice line, or `None` when `serde_json` must read it.
-pub(super) fn flat_line(text: &str) -> Option<RawLine<'_>> {
+/// `text` read as a flat invoice line or a whole invoice of flat lines, or `None`
+/// when `serde_json` must read it.
+pub(super) fn usual_message(text: &str) -> Option<RawLine<'_>> {
     let mut s = Scanner {
         b: text.as_bytes(),
         text,
@@ -25,51 +27,13 @@ pub(super) fn flat_line(text: &str) -> Option<RawLine<'_>> {
     };
     let mut line = RawLine::default();
     s.ws();
-    s.eat(b'{')?;
-    s.ws();
-    if s.peek()? == b'}' {
-        s.at += 1;
-    } else {
-        loop {
-            let key = s.string()?;
-            s.ws();
-            s.eat(b':')?;
-            s.ws();
-            let value = s.value()?;
-            let slot = match key {
-                "distributor_id" => Some(&mut line.distributor_id),
-                "invoice_id" => Some(&mut line.invoice_id),
-                "line_no" => Some(&mut line.line_no),
-                "invoice_date" => Some(&mut line.invoice_date),
-                "outlet_id" => Some(&mut line.outlet_id),
-                "sku_id" => Some(&mut line.sku_id),
-                "quantity" => Some(&mut line.quantity),
-                "net_value" => Some(&mut line.net_value),
-                "currency" => Some(&mut line.currency),
-                // `lines` makes a whole invoice: serde_json's to read.
-                "lines" => return None,
-                // Other fields are ignored, as serde ignores them.
-                _ => None,
-            };
-            if let Some(slot) = slot {
-                // A repeated field is an error serde_json words.
-                if !matches!(slot, Field::Missing) {
-                    return None;
-                }
-                *slot = value;
-            }
-            s.ws();
-            if !s.next_member()? {
-                break;
-            }
-        }
-    }
+    s.object::<true>(&mut line)?;
     s.ws();
     (s.at == s.b.len()).then_some(line)
 }
 
 /// `text`, the raw text of one value, read as serde_json reads it when it is a plain
-/// value (as [`flat_line`] reads one); `None` when serde_json must read it.
+/// value (as [`usual_message`] reads one); `None` when serde_json must read it.
 pub(super) fn plain_value(text: &str) -> Option<Field<'_>> {
     let mut s = Scanner {
         b: text.as_bytes(),
@@ -87,6 +51,89 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    /// An object of plain values into `line` (filled in place: it is a few hundred
+    /// bytes); at the top (`INVOICE`), also a whole invoice's `lines`.
+    #[inline]
+    fn object<const INVOICE: bool>(&mut self, line: &mut RawLine<'a>) -> Option<()> {
+        self.eat(b'{')?;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            if key == "lines" {
+                // A line's own `lines`, or `lines` twice (an error serde_json words):
+                // serde_json's to read.
+                if !INVOICE || line.lines.is_some() {
+                    return None;
+                }
+                line.lines = Some(LinesField::Lines(self.lines()?));
+            } else {
+                let value = self.value()?;
+                let slot = match key {
+                    "distributor_id" => Some(&mut line.distributor_id),
+                    "invoice_id" => Some(&mut line.invoice_id),
+                    "line_no" => Some(&mut line.line_no),
+                    "invoice_date" => Some(&mut line.invoice_date),
+                    "outlet_id" => Some(&mut line.outlet_id),
+                    "sku_id" => Some(&mut line.sku_id),
+                    "quantity" => Some(&mut line.quantity),
+                    "net_value" => Some(&mut line.net_value),
+                    "currency" => Some(&mut line.currency),
+                    // Other fields are ignored, as serde ignores them.
+                    _ => None,
+                };
+                if let Some(slot) = slot {
+                    // A repeated field is an error serde_json words.
+                    if !matches!(slot, Field::Missing) {
+                        return None;
+                    }
+                    *slot = value;
+                }
+            }
+            self.ws();
+            if !self.next_member()? {
+                break;
+            }
+        }
+        Some(())
+    }
+
+    /// A whole invoice's `lines`: an array of flat objects. Anything else (`null`,
+    /// an element that is not an object, whose rejection names its index) is
+    /// serde_json's to read.
+    fn lines(&mut self) -> Option<Vec<RawLine<'a>>> {
+        self.eat(b'[')?;
+        self.ws();
+        let mut out = Vec::new();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(out);
+        }
+        loop {
+            let mut line = RawLine::default();
+            self.object::<false>(&mut line)?;
+            out.push(line);
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.at += 1;
+                    self.ws();
+                }
+                b']' => {
+                    self.at += 1;
+                    return Some(out);
+                }
+                _ => return None,
+            }
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.b.get(self.at).copied()
     }
@@ -228,10 +275,9 @@ mod tests {
     }
 
     /// Whenever the scanner reads a message, serde_json reads the same fields
-    /// (compared through `Debug`, so `-0.0` and `0.0` differ, as do borrowed and
-    /// owned strings).
+    /// (compared through `Debug`, so `-0.0` and `0.0` differ).
     fn agrees(text: &str) {
-        if let Some(line) = flat_line(text) {
+        if let Some(line) = usual_message(text) {
             let ours = format!("{line:?}");
             assert_eq!(Some(&ours), by_serde(text).as_ref(), "{text:?}");
         }
@@ -245,9 +291,12 @@ mod tests {
             r#"{"distributor_id":"Dé","invoice_id":"ß","line_no":123456789012345678,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":0.001,"net_value":123456789012.345,"x":true,"y":false}"#,
             r#"{"quantity":-0,"net_value":0.0,"line_no":-0.0}"#,
             "{}",
+            r#"{"distributor_id":"D01","invoice_id":"FV/1","invoice_date":"2026-11-20","outlet_id":"O","currency":"PLN","lines":[{"line_no":1,"sku_id":"S1","quantity":2,"net_value":4.5},{"line_no":2,"sku_id":"S2","quantity":-1,"net_value":-2.25,"note":"x"}]}"#,
+            " {\"lines\" : [ { } ,\n{\"sku_id\":\"S\"} ] , \"outlet_id\": 7 } ",
+            r#"{"lines":[]}"#,
         ];
         for text in usual {
-            assert!(flat_line(text).is_some(), "{text}");
+            assert!(usual_message(text).is_some(), "{text}");
             agrees(text);
         }
     }
@@ -265,7 +314,16 @@ mod tests {
             r#"{"quantity":+1}"#,
             r#"{"quantity":1234567890123456789}"#,
             r#"{"net_value":1234567890.1234567}"#,
-            r#"{"lines":[{"sku_id":"S"}]}"#,
+            r#"{"lines":null}"#,
+            r#"{"lines":{}}"#,
+            r#"{"lines":[1]}"#,
+            r#"{"lines":[{"sku_id":"S"},null]}"#,
+            r#"{"lines":[{"lines":[]}]}"#,
+            r#"{"lines":[],"lines":[]}"#,
+            r#"{"lines":[{"sku_id":"S"},]}"#,
+            r#"{"lines":[{"sku_id":"S"}}"#,
+            r#"{"lines":[{"sku_id":"S","sku_id":"T"}]}"#,
+            r#"{"lines":[{"sku_id":"a\"b"}]}"#,
             r#"{"sku_id":"S","sku_id":"T"}"#,
             r#"{"sku_id":["S"]}"#,
             r#"{"note":{"a":1},"sku_id":"S"}"#,
@@ -277,7 +335,7 @@ mod tests {
             "\u{a0}{\"sku_id\":\"S\"}",
         ];
         for text in unusual {
-            assert!(flat_line(text).is_none(), "{text}");
+            assert!(usual_message(text).is_none(), "{text}");
         }
     }
 
@@ -315,6 +373,18 @@ mod tests {
         .prop_map(String::from)
     }
 
+    /// Spacing around an element of `lines`: mostly JSON's, sometimes not.
+    fn element_space() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => Just(""),
+            3 => Just(" "),
+            2 => Just("\n\t "),
+            1 => Just("\r"),
+            1 => Just("\u{a0}"),
+        ]
+        .prop_map(String::from)
+    }
+
     /// Plain values, as most messages carry them.
     fn plain() -> impl Strategy<Value = String> {
         prop_oneof![
@@ -328,27 +398,67 @@ mod tests {
         ]
     }
 
-    /// Flat objects — of distinct fields with plain values, or of hostile members
-    /// and spacing — then, in some, text cut or spliced in at a random place.
-    fn message() -> impl Strategy<Value = String> {
+    /// Members of an object: distinct fields with plain values, or hostile members
+    /// and spacing.
+    fn members() -> impl Strategy<Value = Vec<String>> {
         let hostile = (space(), key(), space(), value(), space())
             .prop_map(|(a, k, b, v, c)| format!("{a}\"{k}\"{b}:{c}{v}"));
-        let members = prop_oneof![
-            prop::collection::vec(hostile, 0..8),
-            (
-                prop::sample::subsequence(keys(), 0..keys().len()),
-                prop::collection::vec(plain(), keys().len()),
-            )
-                .prop_map(|(keys, values)| {
-                    keys.iter()
-                        .zip(values)
-                        .map(|(k, v)| format!("\"{k}\": {v}"))
-                        .collect()
-                }),
+        prop_oneof![prop::collection::vec(hostile, 0..8), plain_members()]
+    }
+
+    /// Distinct fields with plain values.
+    fn plain_members() -> impl Strategy<Value = Vec<String>> {
+        (
+            prop::sample::subsequence(keys(), 0..keys().len()),
+            prop::collection::vec(plain(), keys().len()),
+        )
+            .prop_map(|(keys, values)| {
+                keys.iter()
+                    .zip(values)
+                    .map(|(k, v)| format!("\"{k}\": {v}"))
+                    .collect()
+            })
+    }
+
+    /// A flat object.
+    fn flat() -> impl Strategy<Value = String> {
+        (members(), space()).prop_map(|(m, tail)| format!("{{{}{tail}}}", m.join(",")))
+    }
+
+    /// A whole invoice: a header's members and `lines`, of flat objects or of
+    /// elements serde_json rejects or reads otherwise.
+    fn whole() -> impl Strategy<Value = String> {
+        let element = prop_oneof![
+            12 => plain_members().prop_map(|m| format!("{{{}}}", m.join(","))),
+            3 => flat(),
+            1 => Just("1".to_string()),
+            1 => Just("null".to_string()),
+            1 => Just("[]".to_string()),
+            1 => Just(r#"{"lines":[]}"#.to_string()),
         ];
         (
-            members,
+            prop_oneof![3 => plain_members(), 1 => members()],
+            prop::collection::vec((element_space(), element, element_space()), 0..4),
             space(),
+            space(),
+            any::<prop::sample::Index>(),
+        )
+            .prop_map(|(mut m, elements, a, b, at)| {
+                let elements: Vec<String> = elements
+                    .into_iter()
+                    .map(|(before, e, after)| format!("{before}{e}{after}"))
+                    .collect();
+                let lines = format!("\"lines\":{a}[{}]{b}", elements.join(","));
+                m.insert(at.index(m.len() + 1), lines);
+                format!("{{{}}}", m.join(","))
+            })
+    }
+
+    /// Flat objects and whole invoices, then, in some, text cut or spliced in at a
+    /// random place.
+    fn message() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![1 => flat(), 2 => whole()],
             any::<prop::sample::Index>(),
             prop_oneof![
                 3 => Just(None),
@@ -357,17 +467,14 @@ mod tests {
                 1 => Just(Some("}x")),
             ],
         )
-            .prop_map(|(members, tail, at, splice)| {
-                let text = format!("{{{}{tail}}}", members.join(","));
-                match splice {
-                    None => text,
-                    Some(s) => {
-                        let mut cut = at.index(text.len() + 1);
-                        while !text.is_char_boundary(cut) {
-                            cut -= 1;
-                        }
-                        format!("{}{s}{}", &text[..cut], &text[cut..])
+            .prop_map(|(text, at, splice)| match splice {
+                None => text,
+                Some(s) => {
+                    let mut cut = at.index(text.len() + 1);
+                    while !text.is_char_boundary(cut) {
+                        cut -= 1;
                     }
+                    format!("{}{s}{}", &text[..cut], &text[cut..])
                 }
             })
     }
@@ -377,25 +484,31 @@ mod tests {
         FIELDS.iter().copied().chain(["note"]).collect()
     }
 
-    /// The property below is not vacuous: a good share of the generated messages
-    /// is read by the scanner (the rest go to serde_json).
+    /// The property below is not vacuous: a good share of the generated messages,
+    /// whole invoices among them, is read by the scanner (the rest go to
+    /// serde_json).
     #[test]
     fn the_generator_feeds_the_scanner() {
         let mut runner = proptest::test_runner::TestRunner::deterministic();
         let strategy = message();
-        let read = (0..1000)
-            .filter(|_| {
-                let text = strategy.new_tree(&mut runner).unwrap().current();
-                flat_line(&text).is_some()
-            })
-            .count();
+        let (mut read, mut invoices) = (0, 0);
+        for _ in 0..1000 {
+            let text = strategy.new_tree(&mut runner).unwrap().current();
+            if let Some(line) = usual_message(&text) {
+                read += 1;
+                invoices += usize::from(
+                    matches!(line.lines, Some(LinesField::Lines(ref l)) if !l.is_empty()),
+                );
+            }
+        }
         assert!(
-            read >= 200,
-            "only {read} of 1000 messages read by the scanner"
+            read >= 150 && invoices >= 40,
+            "only {read} of 1000 messages read by the scanner, {invoices} whole invoices with lines"
         );
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
         #[test]
         fn the_scanner_never_reads_otherwise_than_serde(text in message()) {
             agrees(&text);

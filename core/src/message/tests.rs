@@ -227,6 +227,20 @@ fn hostile_lines_are_rejected_naming_the_field() {
         Reason::DuplicateLine,
         "lines[2].line_no 1 repeats lines[0]",
     );
+    // The first repeat is named, whether the lines are compared pairwise (up to 16)
+    // or through a table (more).
+    reject(
+        &invoice(&[l(1), l(2), l(2), l(1)].join(",")),
+        Reason::DuplicateLine,
+        "lines[2].line_no 2 repeats lines[1]",
+    );
+    let long: Vec<String> = (0..20).chain([7, 3]).map(l).collect();
+    reject(
+        &invoice(&long.join(",")),
+        Reason::DuplicateLine,
+        "lines[20].line_no 7 repeats lines[7]",
+    );
+    assert_eq!(accept(&invoice(&long[..20].join(","))), 20);
     // The same line_no under another invoice id is another identity.
     let other = r#"{"line_no":1,"invoice_id":"J","sku_id":"A","quantity":1,"net_value":2}"#;
     assert_eq!(accept(&invoice(&[l(1), other.into()].join(","))), 2);

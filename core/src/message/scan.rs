@@ -55,10 +55,7 @@ impl<'a> Scanner<'a> {
     /// bytes); at the top (`INVOICE`), also a whole invoice's `lines`.
     #[inline]
     fn object<const INVOICE: bool>(&mut self, line: &mut RawLine<'a>) -> Option<()> {
-        self.eat(b'{')?;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.at += 1;
+        if !self.open(b'{', b'}')? {
             return Some(());
         }
         loop {
@@ -97,22 +94,18 @@ impl<'a> Scanner<'a> {
                 }
             }
             self.ws();
-            if !self.next_member()? {
-                break;
+            if !self.next(b'}')? {
+                return Some(());
             }
         }
-        Some(())
     }
 
     /// A whole invoice's `lines`: an array of flat objects. Anything else (`null`,
     /// an element that is not an object, whose rejection names its index) is
     /// serde_json's to read.
     fn lines(&mut self) -> Option<Vec<RawLine<'a>>> {
-        self.eat(b'[')?;
-        self.ws();
         let mut out = Vec::new();
-        if self.peek()? == b']' {
-            self.at += 1;
+        if !self.open(b'[', b']')? {
             return Some(out);
         }
         loop {
@@ -120,16 +113,8 @@ impl<'a> Scanner<'a> {
             self.object::<false>(&mut line)?;
             out.push(line);
             self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.ws();
-                }
-                b']' => {
-                    self.at += 1;
-                    return Some(out);
-                }
-                _ => return None,
+            if !self.next(b']')? {
+                return Some(out);
             }
         }
     }
@@ -149,15 +134,28 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// After a member: `true` on `,` (then at the next key), `false` on `}`.
-    fn next_member(&mut self) -> Option<bool> {
+    /// The start of an object or array (`open`): `false` when it closes at once
+    /// (`close`, read), `true` when it holds something (then at its first item).
+    fn open(&mut self, open: u8, close: u8) -> Option<bool> {
+        self.eat(open)?;
+        self.ws();
+        if self.peek()? == close {
+            self.at += 1;
+            return Some(false);
+        }
+        Some(true)
+    }
+
+    /// After an item of an object or array: `true` on `,` (then at the next item),
+    /// `false` on `close` (read).
+    fn next(&mut self, close: u8) -> Option<bool> {
         match self.peek()? {
             b',' => {
                 self.at += 1;
                 self.ws();
                 Some(true)
             }
-            b'}' => {
+            c if c == close => {
                 self.at += 1;
                 Some(false)
             }

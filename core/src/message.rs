@@ -84,32 +84,68 @@ pub fn days_to_date(days: i32) -> NaiveDate {
     crate::tables::date_of(days)
 }
 
-/// The fields of a line (or of an invoice header) as sent.
-#[derive(Debug, Default, Deserialize)]
-struct RawLine<'a> {
-    #[serde(borrow, default)]
-    distributor_id: Field<'a>,
-    #[serde(borrow, default)]
-    invoice_id: Field<'a>,
-    #[serde(borrow, default)]
-    line_no: Field<'a>,
-    #[serde(borrow, default)]
-    invoice_date: Field<'a>,
-    #[serde(borrow, default)]
-    outlet_id: Field<'a>,
-    #[serde(borrow, default)]
-    sku_id: Field<'a>,
-    #[serde(borrow, default)]
-    quantity: Field<'a>,
-    #[serde(borrow, default)]
-    net_value: Field<'a>,
-    #[serde(borrow, default)]
-    currency: Field<'a>,
-    /// Present on a whole invoice: its lines (the other fields are then its header).
-    /// Read in the same pass as the header: `#[serde(flatten)]` would buffer every field
-    /// first and cost the ingest hot path about half its speed.
-    #[serde(borrow, default)]
-    lines: Option<LinesField<'a>>,
+/// Declares a struct of a line's fields as sent, each read from the member of its
+/// name, plus `$extra` members; every other member is ignored.
+macro_rules! line_fields {
+    ($(#[$doc:meta])* $name:ident { $($extra:tt)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Default, Deserialize)]
+        struct $name<'a> {
+            #[serde(borrow, default)]
+            distributor_id: Field<'a>,
+            #[serde(borrow, default)]
+            invoice_id: Field<'a>,
+            #[serde(borrow, default)]
+            line_no: Field<'a>,
+            #[serde(borrow, default)]
+            invoice_date: Field<'a>,
+            #[serde(borrow, default)]
+            outlet_id: Field<'a>,
+            #[serde(borrow, default)]
+            sku_id: Field<'a>,
+            #[serde(borrow, default)]
+            quantity: Field<'a>,
+            #[serde(borrow, default)]
+            net_value: Field<'a>,
+            #[serde(borrow, default)]
+            currency: Field<'a>,
+            $($extra)*
+        }
+    };
+}
+
+line_fields!(
+    /// The fields of a message as sent: a line, or the header of a whole invoice.
+    RawLine {
+        /// Present on a whole invoice: its lines (the other fields are then its
+        /// header). Read in the same pass as the header: `#[serde(flatten)]` would
+        /// buffer every field first and cost the ingest hot path about half its speed.
+        #[serde(borrow, default)]
+        lines: Option<LinesField<'a>>,
+    }
+);
+
+line_fields!(
+    /// The fields of one of a whole invoice's lines as sent. A line has no `lines` of
+    /// its own: a member of that name is unknown there, and ignored as any other.
+    NestedLine {}
+);
+
+impl<'a> From<NestedLine<'a>> for RawLine<'a> {
+    fn from(l: NestedLine<'a>) -> Self {
+        RawLine {
+            distributor_id: l.distributor_id,
+            invoice_id: l.invoice_id,
+            line_no: l.line_no,
+            invoice_date: l.invoice_date,
+            outlet_id: l.outlet_id,
+            sku_id: l.sku_id,
+            quantity: l.quantity,
+            net_value: l.net_value,
+            currency: l.currency,
+            lines: None,
+        }
+    }
 }
 
 /// `lines` as sent: an array of objects, or something else to reject.
@@ -186,8 +222,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for LineElement<'a> {
                 f.write_str("a line object")
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                RawLine::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(|l| LineElement::Line(Box::new(l)))
+                NestedLine::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|l| LineElement::Line(Box::new(l.into())))
             }
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
                 Ok(LineElement::NotObject("null"))

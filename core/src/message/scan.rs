@@ -64,8 +64,9 @@ impl<'a> Scanner<'a> {
             self.eat(b':')?;
             self.ws();
             if key == "lines" {
-                // A line's own `lines`, or `lines` twice (an error serde_json words):
-                // serde_json's to read.
+                // A line's own `lines` (an unknown member there, whose value may be
+                // nested: serde_json skips it), or `lines` twice (an error serde_json
+                // words): serde_json's to read.
                 if !INVOICE || line.lines.is_some() {
                     return None;
                 }

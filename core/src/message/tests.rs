@@ -282,6 +282,34 @@ fn header_is_inherited_and_lines_may_override() {
     assert_eq!(lines[1].net_value, 9.0);
 }
 
+/// A line's own `lines` is a member the contract does not know on a line: ignored,
+/// whatever it holds, as any other unknown member is.
+#[test]
+fn a_lines_member_inside_a_line_is_ignored() {
+    let plain = r#"{"distributor_id":"D","invoice_id":"I","invoice_date":"2026-11-20","outlet_id":"O","lines":[{"line_no":1,"sku_id":"A","quantity":1,"net_value":2.5},{"line_no":2,"sku_id":"B","quantity":1,"net_value":1}]}"#;
+    let expected = parse_invoice_message(Some(plain.as_bytes()), &Limits::unbounded()).unwrap();
+    assert_eq!(expected.len(), 2);
+    let nested = [
+        "[1]",
+        "null",
+        "{}",
+        r#""x""#,
+        "[]",
+        r#"[{"line_no":"bad"}]"#,
+        r#"[{"lines":[2]}]"#,
+        r#"1,"lines":2"#,
+    ];
+    for value in nested {
+        let msg = plain.replace(
+            r#""sku_id":"B","#,
+            &format!(r#""sku_id":"B","lines":{value},"#),
+        );
+        let got = parse_invoice_message(Some(msg.as_bytes()), &Limits::unbounded())
+            .unwrap_or_else(|e| panic!("{msg}: {e}"));
+        assert_eq!(got, expected, "{msg}");
+    }
+}
+
 #[test]
 fn escaped_strings_are_unescaped() {
     let msg = br#"{"distributor_id":"D\u0031","invoice_id":"FV\/1","line_no":0,"invoice_date":"2026-11-20","outlet_id":"O","sku_id":"S","quantity":1,"net_value":1}"#;

@@ -208,7 +208,7 @@ pub fn draft_parent(name: &str) -> Option<&str> {
 /// Every stored version of `name`, oldest first.
 pub async fn history(storage: &Storage, name: &str) -> Result<Vec<DefinitionVersion>> {
     let mut out = Vec::new();
-    for v in versions(storage).await?.remove(name).unwrap_or_default() {
+    for v in versions_of(storage, name).await? {
         if let Some(d) = storage
             .get_json::<DefinitionVersion>(&layout::definition(name, v))
             .await?
@@ -221,11 +221,7 @@ pub async fn history(storage: &Storage, name: &str) -> Result<Vec<DefinitionVers
 
 /// The current (highest) version of `name`.
 pub async fn current(storage: &Storage, name: &str) -> Result<Option<DefinitionVersion>> {
-    let Some(v) = versions(storage)
-        .await?
-        .remove(name)
-        .and_then(|v| v.last().copied())
-    else {
+    let Some(&v) = versions_of(storage, name).await?.last() else {
         return Ok(None);
     };
     storage.get_json(&layout::definition(name, v)).await
@@ -245,6 +241,22 @@ pub async fn all_current(storage: &Storage) -> Result<BTreeMap<String, Definitio
             }
         }
     }
+    Ok(out)
+}
+
+/// Stored versions of `name`, sorted: one listing of its own folder, whatever the
+/// other segmentations and drafts hold (the API reads a segmentation's current
+/// version on every request that changes it).
+async fn versions_of(storage: &Storage, name: &str) -> Result<Vec<u32>> {
+    let mut out: Vec<u32> = storage
+        .list(&layout::definition_folder(name))
+        .await?
+        .iter()
+        .filter_map(|l| layout::definition_of(&l.path))
+        .filter(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+        .collect();
+    out.sort_unstable();
     Ok(out)
 }
 

@@ -115,7 +115,12 @@ pub fn segmentation_of_latest(path: &str) -> Option<&str> {
 
 /// Version `version` of a segmentation's definition.
 pub fn definition(segmentation: &str, version: u32) -> String {
-    format!("{DEFINITIONS}{segmentation}/{version:06}.json")
+    format!("{}{version:06}.json", definition_folder(segmentation))
+}
+
+/// The folder of every stored version of a segmentation's definition.
+pub fn definition_folder(segmentation: &str) -> String {
+    format!("{DEFINITIONS}{segmentation}/")
 }
 
 /// The segmentation and version of a [`definition`] path.

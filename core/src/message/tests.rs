@@ -299,14 +299,20 @@ fn a_lines_member_inside_a_line_is_ignored() {
         r#"[{"lines":[2]}]"#,
         r#"1,"lines":2"#,
     ];
+    // The member among a line's others, first, and last, in either line.
+    let places = [
+        (r#""sku_id":"B","#, r#""sku_id":"B","lines":V,"#),
+        (r#"{"line_no":1,"#, r#"{"lines":V,"line_no":1,"#),
+        (r#""net_value":2.5}"#, r#""net_value":2.5,"lines":V}"#),
+    ];
     for value in nested {
-        let msg = plain.replace(
-            r#""sku_id":"B","#,
-            &format!(r#""sku_id":"B","lines":{value},"#),
-        );
-        let got = parse_invoice_message(Some(msg.as_bytes()), &Limits::unbounded())
-            .unwrap_or_else(|e| panic!("{msg}: {e}"));
-        assert_eq!(got, expected, "{msg}");
+        for (from, to) in places {
+            let msg = plain.replacen(from, &to.replace('V', value), 1);
+            assert_ne!(msg, plain);
+            let got = parse_invoice_message(Some(msg.as_bytes()), &Limits::unbounded())
+                .unwrap_or_else(|e| panic!("{msg}: {e}"));
+            assert_eq!(got, expected, "{msg}");
+        }
     }
 }
 

@@ -586,6 +586,40 @@ mod tests {
         c
     }
 
+    /// A segmentation's versions are its own folder's, whatever other names begin
+    /// with its name (`mixer`, its drafts `mix.draft-1`).
+    #[tokio::test]
+    async fn a_segmentation_reads_only_its_own_versions() {
+        let s = Storage::memory();
+        let mut c = cfg(4);
+        c.segmentation.push(SegmentationConfig::named("mixer"));
+        active(&s, &c).await.unwrap();
+        let mut def = SegmentationConfig::named("mix");
+        def.k = crate::config::KSpec::Fixed(6);
+        let draft = open_draft(&s, "mix", "ana", "finer", def).await.unwrap();
+        assert_eq!(draft.name, "mix.draft-1");
+        // `mixer` gets two more versions than `mix`.
+        for k in [5, 6] {
+            let cur = current(&s, "mixer").await.unwrap().unwrap();
+            let mut d = cur.definition.clone().unwrap();
+            d.k = crate::config::KSpec::Fixed(k);
+            let next = cur.next("ana", Source::Api, Action::Edited, "", Some(d));
+            assert!(matches!(
+                append(&s, next).await.unwrap(),
+                Appended::Written(_)
+            ));
+        }
+        let mix = current(&s, "mix").await.unwrap().unwrap();
+        assert_eq!((mix.name.as_str(), mix.version), ("mix", 1));
+        assert_eq!(history(&s, "mix").await.unwrap().len(), 1);
+        assert_eq!(history(&s, "mixer").await.unwrap().len(), 3);
+        assert_eq!(
+            current(&s, "mix.draft-1").await.unwrap().unwrap().version,
+            1
+        );
+        assert_eq!(current(&s, "mi").await.unwrap(), None);
+    }
+
     #[tokio::test]
     async fn a_promotion_and_a_discard_of_one_draft_cannot_both_land() {
         let s = Storage::memory();

@@ -84,69 +84,57 @@ pub fn days_to_date(days: i32) -> NaiveDate {
     crate::tables::date_of(days)
 }
 
-/// Declares a struct of a line's fields as sent, each read from the member of its
-/// name, plus `$extra` members; every other member is ignored.
+/// Declares [`RawLine`] and [`NestedLine`], which read the line's fields named here
+/// (each from the member of its name; every other member is ignored), and the move
+/// of a nested line's fields into a `RawLine`.
 macro_rules! line_fields {
-    ($(#[$doc:meta])* $name:ident { $($extra:tt)* }) => {
-        $(#[$doc])*
+    ($($field:ident),* $(,)?) => {
+        /// The fields of a message as sent: a line, or the header of a whole invoice.
         #[derive(Debug, Default, Deserialize)]
-        struct $name<'a> {
+        struct RawLine<'a> {
+            $(
+                #[serde(borrow, default)]
+                $field: Field<'a>,
+            )*
+            /// Present on a whole invoice: its lines (the other fields are then its
+            /// header). Read in the same pass as the header: `#[serde(flatten)]` would
+            /// buffer every field first and cost the ingest hot path about half its speed.
             #[serde(borrow, default)]
-            distributor_id: Field<'a>,
-            #[serde(borrow, default)]
-            invoice_id: Field<'a>,
-            #[serde(borrow, default)]
-            line_no: Field<'a>,
-            #[serde(borrow, default)]
-            invoice_date: Field<'a>,
-            #[serde(borrow, default)]
-            outlet_id: Field<'a>,
-            #[serde(borrow, default)]
-            sku_id: Field<'a>,
-            #[serde(borrow, default)]
-            quantity: Field<'a>,
-            #[serde(borrow, default)]
-            net_value: Field<'a>,
-            #[serde(borrow, default)]
-            currency: Field<'a>,
-            $($extra)*
+            lines: Option<LinesField<'a>>,
+        }
+
+        /// The fields of one of a whole invoice's lines as sent. A line has no `lines`
+        /// of its own: a member of that name is unknown there, and ignored as any other.
+        #[derive(Debug, Deserialize)]
+        struct NestedLine<'a> {
+            $(
+                #[serde(borrow, default)]
+                $field: Field<'a>,
+            )*
+        }
+
+        impl<'a> From<NestedLine<'a>> for RawLine<'a> {
+            fn from(l: NestedLine<'a>) -> Self {
+                RawLine {
+                    $($field: l.$field,)*
+                    lines: None,
+                }
+            }
         }
     };
 }
 
 line_fields!(
-    /// The fields of a message as sent: a line, or the header of a whole invoice.
-    RawLine {
-        /// Present on a whole invoice: its lines (the other fields are then its
-        /// header). Read in the same pass as the header: `#[serde(flatten)]` would
-        /// buffer every field first and cost the ingest hot path about half its speed.
-        #[serde(borrow, default)]
-        lines: Option<LinesField<'a>>,
-    }
+    distributor_id,
+    invoice_id,
+    line_no,
+    invoice_date,
+    outlet_id,
+    sku_id,
+    quantity,
+    net_value,
+    currency,
 );
-
-line_fields!(
-    /// The fields of one of a whole invoice's lines as sent. A line has no `lines` of
-    /// its own: a member of that name is unknown there, and ignored as any other.
-    NestedLine {}
-);
-
-impl<'a> From<NestedLine<'a>> for RawLine<'a> {
-    fn from(l: NestedLine<'a>) -> Self {
-        RawLine {
-            distributor_id: l.distributor_id,
-            invoice_id: l.invoice_id,
-            line_no: l.line_no,
-            invoice_date: l.invoice_date,
-            outlet_id: l.outlet_id,
-            sku_id: l.sku_id,
-            quantity: l.quantity,
-            net_value: l.net_value,
-            currency: l.currency,
-            lines: None,
-        }
-    }
-}
 
 /// `lines` as sent: an array of objects, or something else to reject.
 #[derive(Debug)]

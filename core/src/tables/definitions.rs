@@ -230,7 +230,7 @@ pub async fn current(storage: &Storage, name: &str) -> Result<Option<DefinitionV
 /// The current version of every stored segmentation (drafts included), by name.
 pub async fn all_current(storage: &Storage) -> Result<BTreeMap<String, DefinitionVersion>> {
     let mut out = BTreeMap::new();
-    for (name, vs) in versions(storage).await? {
+    for (name, vs) in versions_under(storage, layout::DEFINITIONS).await? {
         if let Some(v) = vs.last() {
             // Versions are created once and never rewritten.
             let path = layout::definition(&name, *v);
@@ -248,22 +248,17 @@ pub async fn all_current(storage: &Storage) -> Result<BTreeMap<String, Definitio
 /// other segmentations and drafts hold (the API reads a segmentation's current
 /// version on every request that changes it).
 async fn versions_of(storage: &Storage, name: &str) -> Result<Vec<u32>> {
-    let mut out: Vec<u32> = storage
-        .list(&layout::definition_folder(name))
+    let folder = layout::definition_folder(name);
+    Ok(versions_under(storage, &folder)
         .await?
-        .iter()
-        .filter_map(|l| layout::definition_of(&l.path))
-        .filter(|(n, _)| *n == name)
-        .map(|(_, v)| v)
-        .collect();
-    out.sort_unstable();
-    Ok(out)
+        .remove(name)
+        .unwrap_or_default())
 }
 
-/// Stored versions per name, sorted.
-async fn versions(storage: &Storage) -> Result<BTreeMap<String, Vec<u32>>> {
+/// Stored versions per name under `prefix` (of [`layout::DEFINITIONS`]), sorted.
+async fn versions_under(storage: &Storage, prefix: &str) -> Result<BTreeMap<String, Vec<u32>>> {
     let mut out: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    for l in storage.list(layout::DEFINITIONS).await? {
+    for l in storage.list(prefix).await? {
         if let Some((name, v)) = layout::definition_of(&l.path) {
             out.entry(name.to_owned()).or_default().push(v);
         }

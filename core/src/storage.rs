@@ -161,7 +161,9 @@ impl Storage {
                 let store = builder.build().map_err(|e| bad(&e.to_string()))?;
                 Ok(Self {
                     store: Arc::new(store),
-                    prefix: Path::from(parsed.path().trim_matches('/')),
+                    // The URL's path is percent-encoded: decoded here, each part then
+                    // escaped once, as object_store escapes the parts of any path.
+                    prefix: Path::from_url_path(parsed.path()).map_err(|e| bad(&e.to_string()))?,
                     base: Url::parse(&format!("s3://{bucket}")).map_err(|e| bad(&e.to_string()))?,
                     url: url.to_owned(),
                     local: None,
@@ -237,27 +239,21 @@ impl Storage {
         s
     }
 
-    /// The store path of a path relative to the root.
+    /// The store path of a path relative to the root: the prefix's parts as they are
+    /// (already escaped: joining its text would escape its `%` a second time) and the
+    /// relative path's parts after them.
     pub fn path(&self, rel: &str) -> Path {
-        let rel = rel.trim_matches('/');
-        if self.prefix.as_ref().is_empty() {
-            Path::from(rel)
-        } else if rel.is_empty() {
-            self.prefix.clone()
-        } else {
-            Path::from(format!("{}/{}", self.prefix.as_ref(), rel))
-        }
+        Path::from_iter(self.prefix.parts().chain(Path::from(rel).parts()))
     }
 
+    /// The path relative to the root of a store path under the prefix.
     fn relative(&self, p: &Path) -> String {
-        let s = p.as_ref();
-        let pre = self.prefix.as_ref();
-        if pre.is_empty() {
-            s.to_owned()
-        } else {
-            s.strip_prefix(pre)
-                .map(|r| r.trim_start_matches('/').to_owned())
-                .unwrap_or_else(|| s.to_owned())
+        match p.prefix_match(&self.prefix) {
+            Some(parts) => parts
+                .map(|part| part.as_ref().to_owned())
+                .collect::<Vec<_>>()
+                .join("/"),
+            None => p.as_ref().to_owned(),
         }
     }
 
@@ -752,6 +748,38 @@ mod tests {
         s.delete("state/x.json").await.unwrap();
         s.delete("state/x.json").await.unwrap();
         assert!(s.list("missing/").await.unwrap().is_empty());
+    }
+
+    /// A root whose name holds characters object_store escapes in its paths (`~ % #
+    /// [ ]`) and a space: every object is written, listed, read and named where it is.
+    #[tokio::test]
+    async fn a_root_with_escaped_characters_lists_its_own_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("a~b%25c #d[e]");
+        let url = url::Url::from_directory_path(&root).unwrap().to_string();
+        let s = Storage::from_url(&url).unwrap();
+        let rel = "raw/invoices/date=2026-11-20/a.parquet";
+        s.put(rel, Bytes::from_static(b"x")).await.unwrap();
+        assert!(root.join(rel).exists(), "written under {}", root.display());
+        let listed: Vec<String> = s
+            .list("raw/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.path)
+            .collect();
+        assert_eq!(listed, [rel]);
+        assert_eq!(
+            s.list_folders("raw/invoices/").await.unwrap(),
+            ["raw/invoices/date=2026-11-20/"]
+        );
+        assert!(s.exists(rel).await.unwrap());
+        assert_eq!(
+            s.get(&listed[0]).await.unwrap().unwrap(),
+            Bytes::from_static(b"x")
+        );
+        s.delete(rel).await.unwrap();
+        assert!(!root.join(rel).exists());
     }
 
     #[test]

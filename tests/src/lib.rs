@@ -228,6 +228,26 @@ impl Setup {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs `spectra load --preset online-retail --derive-master --no-progress
+    /// {extra…} {file}` to completion; panics unless it exits 0; returns its stdout.
+    pub fn load_retail(&self, file: &Path, extra: &[&str]) -> Vec<u8> {
+        let mut args = vec![
+            "--preset",
+            "online-retail",
+            "--derive-master",
+            "--no-progress",
+        ];
+        args.extend_from_slice(extra);
+        args.push(file.to_str().unwrap());
+        let out = self.command("load", &args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "load failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
     /// Starts `spectra ingest` (the service) as a child process.
     pub fn spawn_ingest(&self, extra: &[&str]) -> Child {
         self.command("ingest", extra)
@@ -258,6 +278,60 @@ impl Setup {
         ))
         .unwrap();
     }
+}
+
+/// The S3-compatible server (moto) `scripts/test.sh` started.
+pub fn s3_endpoint() -> String {
+    std::env::var("SPECTRA_TEST_S3")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            panic!("SPECTRA_TEST_S3 is not set: run the tests with scripts/test.sh, which starts the S3 server (scripts/s3.sh)")
+        })
+}
+
+/// The environment an S3 client (a test's and `spectra`'s) needs for the server.
+pub fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT", endpoint.to_owned()),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "spectra-test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "spectra-test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
+/// A fresh bucket on the S3 server, its name returned; the S3 environment is set in
+/// this process too (the test's own `Storage` reads), as well as returned for children.
+pub fn s3_bucket(endpoint: &str) -> (String, Vec<(&'static str, String)>) {
+    let bucket = fresh("spectra").to_lowercase().replace('.', "-");
+    let status = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            reqwest::Client::new()
+                .put(format!("{endpoint}/{bucket}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    assert!(status.is_success(), "creating bucket {bucket}: {status}");
+    let env = s3_env(endpoint);
+    for (k, v) in &env {
+        std::env::set_var(k, v);
+    }
+    (bucket, env)
+}
+
+/// Runs `f` to completion on a runtime of its own (a test's storage reads).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 /// A producer to the test broker.

@@ -38,28 +38,11 @@ fn online_retail_totals_per_customer_match_the_csv() {
     setup.create_topics(3);
     let file = online_retail_file();
     let started = std::time::Instant::now();
-    let out = setup
-        .command(
-            "load",
-            &[
-                "--preset",
-                "online-retail",
-                "--derive-master",
-                "--no-progress",
-                file.to_str().unwrap(),
-            ],
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "load failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = setup.load_retail(&file, &[]);
     eprintln!(
         "load: {:?} {}",
         started.elapsed(),
-        String::from_utf8_lossy(&out.stdout).trim()
+        String::from_utf8_lossy(&out).trim()
     );
     let t = std::time::Instant::now();
     let ingested = setup.ingest_once(&[]);

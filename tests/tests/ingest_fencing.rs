@@ -23,49 +23,14 @@ enum Store {
     S3(String),
 }
 
-/// The S3 server `scripts/test.sh` started, if any.
-fn s3_endpoint() -> Option<String> {
-    std::env::var("SPECTRA_TEST_S3")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
-/// The environment an S3 client (the test's and `spectra`'s) needs for the server.
-fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT", endpoint.to_owned()),
-        ("AWS_ALLOW_HTTP", "true".into()),
-        ("AWS_ACCESS_KEY_ID", "spectra-test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "spectra-test".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ]
-}
-
 /// A setup whose storage is the given store (a fresh bucket on S3).
 fn setup(dir: &Path, store: &Store) -> (Setup, Vec<(&'static str, String)>) {
     let mut s = Setup::new(dir);
     match store {
         Store::File => (s, Vec::new()),
         Store::S3(endpoint) => {
-            let bucket = fresh("spectra").to_lowercase().replace('.', "-");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let status = rt.block_on(async {
-                reqwest::Client::new()
-                    .put(format!("{endpoint}/{bucket}"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            });
-            assert!(status.is_success(), "creating bucket {bucket}: {status}");
+            let (bucket, env) = s3_bucket(endpoint);
             s.storage = format!("s3://{bucket}/tables");
-            let env = s3_env(endpoint);
-            for (k, v) in &env {
-                std::env::set_var(k, v);
-            }
             (s, env)
         }
     }
@@ -79,15 +44,6 @@ fn command(s: &Setup, env: &[(&'static str, String)], extra: &[&str]) -> Command
         c.env(k, v);
     }
     c
-}
-
-/// Runs `f` to completion on a runtime of its own (the test's storage reads).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 /// Every stored invoice line: (partition, offset, invoice id).
@@ -314,21 +270,15 @@ fn two_processes_killed_at_random_with_storage_stalls_on_file() {
 
 #[test]
 fn two_processes_killed_at_random_with_storage_stalls_on_s3() {
-    let Some(endpoint) = s3_endpoint() else {
-        panic!("SPECTRA_TEST_S3 is not set: run the tests with scripts/test.sh, which starts the S3 server (scripts/s3.sh)");
-    };
-    chaos(Store::S3(endpoint), 20_000, 20, 6);
+    chaos(Store::S3(s3_endpoint()), 20_000, 20, 6);
 }
 
 #[test]
 fn a_store_without_conditional_writes_is_refused() {
     // Conditional writes are checked, never assumed: the S3 client with them disabled
     // is what a store without them looks like.
-    let Some(endpoint) = s3_endpoint() else {
-        panic!("SPECTRA_TEST_S3 is not set: run the tests with scripts/test.sh");
-    };
     let dir = tempfile::tempdir().unwrap();
-    let (setup, mut env) = setup(dir.path(), &Store::S3(endpoint));
+    let (setup, mut env) = setup(dir.path(), &Store::S3(s3_endpoint()));
     env.push(("AWS_CONDITIONAL_PUT", "disabled".into()));
     let out = command(&setup, &env, &["--once"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -25,27 +25,8 @@ fn online_retail_loads_and_ingests_every_customer_line() {
     let setup = Setup::new(dir.path()).accepting_history();
     let rejects = dir.path().join("rejects.csv");
     let file = online_retail_file();
-    let out = setup
-        .command(
-            "load",
-            &[
-                "--preset",
-                "online-retail",
-                "--derive-master",
-                "--no-progress",
-                "--rejects",
-                rejects.to_str().unwrap(),
-                file.to_str().unwrap(),
-            ],
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "load failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = setup.load_retail(&file, &["--rejects", rejects.to_str().unwrap()]);
+    let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let retail = online_retail_rows();
     let (totals, rows, no_customer) = direct_totals(&retail);
     assert_eq!(rows, 541_909);

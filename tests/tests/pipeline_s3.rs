@@ -1,10 +1,10 @@
 //! The pipeline on S3 (moto, started by `scripts/test.sh`) under a prefix holding
-//! characters object_store escapes in its paths (`~ [ ]`), against the same pipeline on
-//! `file://` in a directory of such a name: the first 20,000 rows of the Online Retail
-//! file loaded once, then `spectra ingest --once`, `aggregate --once` and `segment
-//! --once` on each store. Every object lands under the prefix, keyed as the URL writes
-//! it, and the window features and the run's assignments read back from S3 are those
-//! of `file://`.
+//! characters object_store and URLs escape (`~ [ ] % #`, a space), against the same
+//! pipeline on `file://` in a directory of such a name: the first 20,000 rows of the
+//! Online Retail file loaded once, then `spectra ingest --once`, `aggregate --once` and
+//! `segment --once` on each store. Every object lands under the prefix, keyed as the
+//! URL writes it (decoded), and the window features and the run's assignments read
+//! back from S3 are those of `file://`.
 
 use std::collections::BTreeMap;
 
@@ -90,7 +90,9 @@ fn assignments(s: &Storage, run_id: &str) -> BTreeMap<String, String> {
 #[test]
 fn the_pipeline_on_s3_under_an_escaped_prefix_matches_file() {
     let dir = tempfile::tempdir().unwrap();
-    let on_file = Setup::new(&dir.path().join("store~[1]")).accepting_history();
+    // A directory named `store~[1] #%`: its URL escapes the space, `#` and `%`.
+    let mut on_file = Setup::new(&dir.path().join("store~[1] #%")).accepting_history();
+    on_file.storage = format!("file://{}/store~[1]%20%23%25", dir.path().display());
     on_file.create_topics(3);
     let csv = dir.path().join("first-rows.csv");
     let as_of = first_rows(&csv);
@@ -98,7 +100,8 @@ fn the_pipeline_on_s3_under_an_escaped_prefix_matches_file() {
     // The same topics, read by a group of its own into the bucket.
     let (bucket, env) = s3_bucket(&s3_endpoint());
     let mut on_s3 = on_file.clone();
-    on_s3.storage = format!("s3://{bucket}/spectra~run[1]");
+    // The prefix `spectra~run [1]%#`.
+    on_s3.storage = format!("s3://{bucket}/spectra~run%20[1]%25%23");
     on_s3.group = format!("{}.s3", on_file.group);
     let config = write_config(
         dir.path(),
@@ -121,6 +124,7 @@ fn the_pipeline_on_s3_under_an_escaped_prefix_matches_file() {
         assert_eq!(run_id, format!("retail/{as_of}/1"), "{seg}");
         runs.push((Storage::from_url(&setup.storage).unwrap(), run_id));
     }
+    assert!(dir.path().join("store~[1] #%/features").is_dir());
     let [(file, file_run), (s3, s3_run)] = &runs[..] else {
         unreachable!()
     };
@@ -135,11 +139,15 @@ fn the_pipeline_on_s3_under_an_escaped_prefix_matches_file() {
         .any(|o| o.path.starts_with("raw/invoices/date=")));
     assert_eq!(everything.len(), under_prefix.len());
     let listing = block_on(async {
-        let url = format!("{}/{bucket}?list-type=2&max-keys=1000", s3_endpoint());
+        // prefix=spectra~run [1]%#/raw/
+        let url = format!(
+            "{}/{bucket}?list-type=2&prefix=spectra~run%20%5B1%5D%25%23%2Fraw%2F",
+            s3_endpoint()
+        );
         reqwest::get(url).await.unwrap().text().await.unwrap()
     });
     assert!(
-        listing.contains("<Key>spectra~run[1]/raw/") && !listing.contains('%'),
+        listing.contains("<Key>spectra~run [1]%#/raw/invoices/date=") && !listing.contains("%25"),
         "{listing}"
     );
     for o in &under_prefix {

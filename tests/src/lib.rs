@@ -305,18 +305,14 @@ pub fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
 /// this process too (the test's own `Storage` reads), as well as returned for children.
 pub fn s3_bucket(endpoint: &str) -> (String, Vec<(&'static str, String)>) {
     let bucket = fresh("spectra").to_lowercase().replace('.', "-");
-    let status = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            reqwest::Client::new()
-                .put(format!("{endpoint}/{bucket}"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
+    let status = block_on(async {
+        reqwest::Client::new()
+            .put(format!("{endpoint}/{bucket}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
     assert!(status.is_success(), "creating bucket {bucket}: {status}");
     let env = s3_env(endpoint);
     for (k, v) in &env {
@@ -493,6 +489,16 @@ pub fn online_retail_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/online-retail/online_retail.csv.gz")
 }
 
+/// The Online Retail CSV, decompressed.
+pub fn online_retail_text() -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(online_retail_file()).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
 /// One row of the Online Retail CSV, as the tests compare against it.
 #[derive(Debug, Clone)]
 pub struct RetailRow {
@@ -512,11 +518,7 @@ pub struct RetailRow {
 
 /// Every row of the Online Retail file, straight from the CSV (no Spectra code involved).
 pub fn online_retail_rows() -> Vec<RetailRow> {
-    use std::io::Read;
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(online_retail_file()).unwrap())
-        .read_to_string(&mut text)
-        .unwrap();
+    let text = online_retail_text();
     let mut r = csv::Reader::from_reader(text.as_bytes());
     let h = r.headers().unwrap().clone();
     let col = |n: &str| h.iter().position(|c| c == n).unwrap();

@@ -98,12 +98,7 @@ fn an_online_retail_workbook_loads_like_the_csv_with_attributes() {
     const ROWS: usize = 20_000;
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup::new(dir.path()).accepting_history();
-    let mut text = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(std::fs::File::open(online_retail_file()).unwrap()),
-        &mut text,
-    )
-    .unwrap();
+    let text = online_retail_text();
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers = reader.headers().unwrap().clone();
     let records: Vec<csv::StringRecord> = reader.records().take(ROWS).map(Result::unwrap).collect();

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use arrow::array::AsArray;
 use arrow::datatypes::{Float64Type, Int64Type};
+use spectra_core::tables::layout;
 use spectra_core::Storage;
 use spectra_tests::services::*;
 use spectra_tests::*;
@@ -19,11 +20,7 @@ const ROWS: usize = 20_000;
 
 /// Writes the file's first `ROWS` rows as a CSV of their own; returns its last date.
 fn first_rows(to: &std::path::Path) -> String {
-    use std::io::Read;
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(online_retail_file()).unwrap())
-        .read_to_string(&mut text)
-        .unwrap();
+    let text = online_retail_text();
     let mut r = csv::Reader::from_reader(text.as_bytes());
     let mut w = csv::Writer::from_path(to).unwrap();
     w.write_record(r.headers().unwrap()).unwrap();
@@ -73,9 +70,7 @@ fn kpis(s: &Storage, as_of: &str) -> BTreeMap<String, (f64, i64)> {
 
 /// Outlet → segment of the run `run_id` (`retail/{as_of}/{seq}`).
 fn assignments(s: &Storage, run_id: &str) -> BTreeMap<String, String> {
-    let mut p = run_id.splitn(3, '/');
-    let (name, as_of, seq) = (p.next().unwrap(), p.next().unwrap(), p.next().unwrap());
-    let rel = format!("segmentations/{name}/runs/{as_of}.{seq}/");
+    let rel = format!("{}/", layout::run_of_id(run_id).unwrap());
     let mut out = BTreeMap::new();
     for b in batches(s, &rel, "assignments.parquet") {
         let o = b.column_by_name("outlet_id").unwrap().as_string::<i32>();
@@ -98,7 +93,8 @@ fn the_pipeline_on_s3_under_an_escaped_prefix_matches_file() {
     let as_of = first_rows(&csv);
     on_file.load_retail(&csv, &[]);
     // The same topics, read by a group of its own into the bucket.
-    let (bucket, env) = s3_bucket(&s3_endpoint());
+    // Its environment is set in this process, so the `spectra` commands inherit it.
+    let (bucket, _) = s3_bucket(&s3_endpoint());
     let mut on_s3 = on_file.clone();
     // The prefix `spectra~run [1]%#`.
     on_s3.storage = format!("s3://{bucket}/spectra~run%20[1]%25%23");
@@ -110,12 +106,10 @@ fn the_pipeline_on_s3_under_an_escaped_prefix_matches_file() {
     let mut runs = Vec::new();
     for setup in [&on_file, &on_s3] {
         let step = |sub: &str, extra: &[&str]| {
-            let mut args = vec!["--config", config.to_str().unwrap()];
-            args.extend_from_slice(extra);
-            let mut c = setup.command(sub, &args);
-            c.args(output_flags(&fresh("t"))).env("RUST_LOG", "warn");
-            c.envs(env.iter().map(|(k, v)| (k, v)));
-            ok(c.output().unwrap(), &format!("{sub} on {}", setup.storage))
+            ok(
+                run(setup, sub, &config, extra),
+                &format!("{sub} on {}", setup.storage),
+            )
         };
         step("ingest", &["--once"]);
         step("aggregate", &["--once", "--as-of", &as_of]);

@@ -49,7 +49,8 @@ pub struct MoveEvidence {
     /// quantile), when the outlet was tested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
-    /// Log-likelihood ratio of the new segment over the old on the recent spend.
+    /// Log Bayes factor of the recent purchases as a member of the new segment buys
+    /// against as the outlet bought before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fit: Option<f64>,
     /// Invoices in the recent window: the evidence behind the score.

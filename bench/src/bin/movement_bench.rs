@@ -163,8 +163,12 @@ fn main() {
                 .collect();
             let movers: usize = scores.iter().map(|s| s.movers).sum();
             let published: usize = scores.iter().map(|s| s.published).sum();
+            let right = match mean(&right) {
+                r if r.is_nan() => "–".to_owned(),
+                r => format!("{r:.3}"),
+            };
             println!(
-                "| {name} | {} | {:.3} | {:.3} (min {:.3}) | {:.3} (min {:.3}; {n_should}) | {:.3} (min {:.3}; {n_reach}) | {:.3} | {:.4} (min {:.4}) | {:.2} (max {:.2}; {published} for {movers}) |",
+                "| {name} | {} | {:.3} | {:.3} (min {:.3}) | {:.3} (min {:.3}; {n_should}) | {:.3} (min {:.3}; {n_reach}) | {right} | {:.4} (min {:.4}) | {:.2} (max {:.2}; {published} for {movers}) |",
                 m.name(),
                 mean(&aris),
                 mean(&recall),
@@ -173,7 +177,6 @@ fn main() {
                 min(&should),
                 mean(&reach),
                 min(&reach),
-                mean(&right),
                 mean(&kept),
                 min(&kept),
                 mean(&ratio),

@@ -83,6 +83,10 @@ pub struct Simulation {
     pub spectrum_before: Vec<Vec<f64>>,
     /// A mover's planted spectrum after it.
     pub spectrum_after: Vec<Option<Vec<f64>>>,
+    /// Each planted segment's spectrum (an outlet's is drawn around its segment's).
+    pub segment_spectra: Vec<Vec<f64>>,
+    /// `season[d][f]`: how much category `f` sells on day `d` against its year.
+    pub season: Vec<Vec<f64>>,
     /// First day (index) of the new behaviour.
     pub drift_day: u32,
     /// Days simulated.
@@ -99,6 +103,14 @@ pub struct Simulation {
 
 /// Half-life of the weighted prefix sums (the half-life alternative), days.
 pub const HALF_LIFE: f64 = 28.0;
+
+/// The Dirichlet parameters an outlet's spectrum is drawn with around its segment's.
+pub fn outlet_alpha(segment: &[f64], concentration: f64) -> Vec<f64> {
+    segment
+        .iter()
+        .map(|p| (p * concentration).max(0.05))
+        .collect()
+}
 
 fn gamma_unit(cv: f64, rng: &mut Xoshiro256PlusPlus) -> f64 {
     if cv <= 0.0 {
@@ -127,11 +139,9 @@ impl Simulation {
             })
             .collect();
         let draw = |seg: usize, rng: &mut Xoshiro256PlusPlus| -> Vec<f64> {
-            let alpha: Vec<f64> = spectra[seg]
-                .iter()
-                .map(|p| (p * s.concentration).max(0.05))
-                .collect();
-            Dirichlet::new(&alpha).expect("alpha").sample(rng)
+            Dirichlet::new(&outlet_alpha(&spectra[seg], s.concentration))
+                .expect("alpha")
+                .sample(rng)
         };
         let prices: Vec<Vec<f64>> = (0..nc)
             .map(|_| {
@@ -178,6 +188,8 @@ impl Simulation {
             target,
             spectrum_before: Vec::with_capacity(s.outlets),
             spectrum_after: Vec::with_capacity(s.outlets),
+            segment_spectra: spectra.clone(),
+            season: season.clone(),
             drift_day,
             days,
             value: Vec::with_capacity(s.outlets),
@@ -255,6 +267,13 @@ impl Simulation {
     fn span(series: &[f64], from: u32, to: u32, f: usize) -> f64 {
         let nc = CATEGORIES.len();
         series[(to as usize + 1) * nc + f] - series[from as usize * nc + f]
+    }
+
+    /// Invoice lines of outlet `o` per category on day `d`.
+    pub fn lines_on(&self, o: usize, d: u32) -> Vec<f64> {
+        (0..CATEGORIES.len())
+            .map(|f| Self::span(&self.lines[o], d, d, f))
+            .collect()
     }
 
     /// Invoice lines of outlet `o` in the `days` days up to day `as_of`.

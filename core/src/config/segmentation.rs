@@ -76,9 +76,10 @@ pub struct SegmentationConfig {
     /// readings' scores, corrected for testing two). 3.5 ≈ a one-sided p of 2·10⁻⁴.
     #[serde(default = "default_change_score")]
     pub change_score: f64,
-    /// Log-likelihood ratio (nats, over-dispersion divided out) by which the outlet's
-    /// recent spend must fit another segment's recent profile better than its own
-    /// before it moves.
+    /// Log Bayes factor (nats) by which another segment must explain the outlet's
+    /// recent purchases better than its own past does before it moves: the recent
+    /// month as a member of that segment buys it against as the outlet bought
+    /// before, each with the spread the population shows.
     #[serde(default = "default_fit_score")]
     pub fit_score: f64,
     /// Types of outlet attributes as the `filter` sees them (`number` or `text`);

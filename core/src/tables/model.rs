@@ -74,7 +74,8 @@ pub struct MovementReport {
     pub recent_days: u32,
     /// Score from which a change is significant.
     pub change_score: f64,
-    /// Log-likelihood ratio another segment must fit the recent spend by.
+    /// Log Bayes factor by which another segment must explain the recent purchases
+    /// better than the outlet's own past.
     pub fit_score: f64,
     /// Over-dispersion φ of the spend reading, estimated from the population and
     /// divided out.

@@ -432,7 +432,8 @@ pub struct MovementRow {
     pub reason: String,
     /// Change score (standard normal quantile; `None` when not tested).
     pub score: Option<f64>,
-    /// Log-likelihood ratio of the new segment over the old on the recent spend.
+    /// Log Bayes factor of the recent purchases as a member of the new segment buys
+    /// against as the outlet bought before.
     pub fit: Option<f64>,
     /// Invoice lines before the recent window.
     pub earlier_lines: f64,

@@ -51,19 +51,25 @@
 //! The directions come from the outlets' history only, so what the first pass flags
 //! still does not depend on the assignment.
 //!
-//! An outlet moves only when its score reaches `change_score`, *and* its recent
-//! spend fits another segment's recent profile better than its own by a
-//! log-likelihood ratio (over φ) of at least `fit_score`, *and* — the last guard —
-//! that segment's profile is nearer — the recent spend's KL divergence from it lower
-//! than from its own segment's by the hysteresis margin (relative).
-//! Otherwise it keeps its segment, however near another centroid it lies.
+//! An outlet moves only when its score reaches `change_score`, *and* another
+//! segment explains its recent purchases clearly better than its own past does — a
+//! Bayes factor of at least `fit_score` (natural log) between two
+//! Dirichlet-multinomial models of the recent month: bought as a member of that
+//! segment buys (around the segment's recent profile, with the spread of members'
+//! months around it) against bought as the outlet bought before (its earlier shares
+//! after the market's drift, with the spread of outlets' months around their own
+//! past); both spreads are estimated from the population, as φ is (`fit.rs`) —
+//! *and*, the last guard, the month's deviance from that segment is below
+//! `(1 − move_margin)²` times its deviance from its own segment (the hysteresis, in
+//! the fit's own terms). Otherwise it keeps its segment, however near another
+//! centroid it lies.
 //!
-//! Which other segment: for an outlet that changed, the one whose profile, mixed with
-//! the outlet's own earlier shares (after the market's drift) in the proportion that
-//! fits best, explains the recent spend best — the change may lie inside the recent
-//! window, which then still holds old behaviour, and a half-switched month alone fits
-//! best a segment between the old behaviour and the new. The mix only names the
-//! segment; the move still needs that segment's own fit.
+//! Which other segment: the one whose members' months explain the outlet's best;
+//! for an outlet that changed, as a mix with what it bought before, in the
+//! proportion that fits best — the change may lie inside the recent window, which
+//! then still holds old behaviour, and a half-switched month alone fits best a
+//! segment between the old behaviour and the new. The mix only names the segment;
+//! the move still needs that segment's own fit.
 //!
 //! An outlet the detector moved keeps, while the window still reaches back before the
 //! move, what it moved with ([`MovedWith`]: its recent spend shares and lines then);
@@ -90,6 +96,7 @@ pub use spectra_core::tables::runs::Reading;
 
 mod apply;
 mod directions;
+mod fit;
 mod shares;
 mod stats;
 pub use apply::apply;
@@ -99,7 +106,7 @@ use shares::{hellinger, normalise, pooled, Periods};
 pub use stats::{
     chi2_median, chi2_quantile, chi2_score, normal_tail, normal_tail_inverse, sidak, sidak_inverse,
 };
-use stats::{g_terms, largest, mixture_ll};
+use stats::{g_terms, largest, quantile_at_least};
 
 /// Fewest invoice lines in each period for an outlet to be tested at all. From three
 /// the test's own power (the lines behind each period) decides; under three nearly
@@ -195,10 +202,12 @@ impl MovedWith {
 pub struct DetectorConfig {
     /// Score from which an outlet's behaviour changed significantly (`change_score`).
     pub change_score: f64,
-    /// Log-likelihood ratio by which another segment must fit the recent spend better
-    /// (`fit_score`).
+    /// Log Bayes factor by which another segment must explain the recent purchases
+    /// better than the outlet's own past (`fit_score`).
     pub fit_score: f64,
-    /// Relative KL-divergence margin, the hysteresis (`move_margin`).
+    /// Relative margin on distances, the hysteresis (`move_margin`): the recent
+    /// month's deviance from the new segment must be under `(1 − margin)²` times its
+    /// deviance from its own.
     pub margin: f64,
 }
 
@@ -238,12 +247,13 @@ pub struct Evidence {
     pub statistic: f64,
     /// Degrees of freedom.
     pub df: usize,
-    /// Segment row whose recent profile fits the recent shares best (for an outlet
-    /// whose score reaches `change_score`, mixed with its earlier shares: see the
-    /// module's documentation), in the reading that decided: the one that would
+    /// Segment row whose members' months explain the recent purchases best (for an
+    /// outlet whose score reaches `change_score`, mixed with its earlier shares: see
+    /// the module's documentation), in the reading that decided: the one that would
     /// move the outlet (of two, the better fit), else the one with the higher score.
     pub best: usize,
-    /// Log-likelihood ratio (over φ) of the best segment against the current one.
+    /// The log Bayes factor of the recent purchases as a member of `best` buys
+    /// against as the outlet itself bought before (see `fit.rs`).
     pub fit: f64,
     /// Earlier spend shares (of a move; empty for an outlet kept, so a run holds no
     /// copy of every outlet's spectrum).
@@ -327,6 +337,10 @@ struct Pass {
     projected_dispersion: f64,
     /// The drift of all outlets, per feature (see [`after_market`]).
     market: Vec<f64>,
+    /// How far a member's recent month lies from its segment's profile, and how far
+    /// an outlet's lies from its own past (`κ`, `κ₀`: see `fit.rs`); estimated in
+    /// the pass that decides only.
+    spread: (f64, f64),
 }
 
 /// The outlets of a run as the detector sees them: lines per period, current
@@ -371,6 +385,7 @@ impl Outlets<'_> {
         reading: &Periods<T>,
         directions: &Directions,
         excluded: &[bool],
+        decides: bool,
     ) -> Pass {
         let (n, d, k) = (self.current.len(), self.d, self.k);
         let (ne, nr) = (&self.ne[..], &self.nr[..]);
@@ -442,14 +457,63 @@ impl Outlets<'_> {
             PROJECTED_TAIL,
             1.0,
         );
+        let profiles = Profiles::of(&recent_profiles, d);
+        let spread = if decides {
+            let included = (0..n).filter(|&i| tests[i].is_some() && !excluded[i]);
+            self.spread(reading, &profiles, &market, included)
+        } else {
+            (fit::KAPPA_MAX, fit::KAPPA_MAX)
+        };
         Pass {
             segments,
-            profiles: Profiles::of(&recent_profiles, d),
+            profiles,
             tests,
             dispersion,
             projected_dispersion,
             market,
+            spread,
         }
+    }
+
+    /// `κ` and `κ₀` (see `fit.rs`) from a sample of the `included` outlets' recent
+    /// purchases: around their segment's profile, and around their own past.
+    fn spread<T: Copy + Into<f64> + Sync>(
+        &self,
+        reading: &Periods<T>,
+        profiles: &Profiles,
+        market: &[f64],
+        included: impl Iterator<Item = usize> + Clone,
+    ) -> (f64, f64) {
+        let rows: Vec<usize> = fit::sample(included).collect();
+        let segment_of = |i: usize| self.current[i].expect("tested outlets have a segment");
+        let x = |i: usize| fit::recent_counts(reading, i, self.nr[i]);
+        let around_segment: Vec<fit::Month> = rows
+            .par_iter()
+            .map(|&i| fit::month(&x(i), &profiles.smoothed[segment_of(i)]))
+            .collect();
+        let kappa = fit::spread(&around_segment);
+        let around_own: Vec<fit::Month> = rows
+            .par_iter()
+            .map(|&i| {
+                let own = self.own(reading, market, &profiles.smoothed[segment_of(i)], kappa, i);
+                fit::month(&x(i), &own)
+            })
+            .collect();
+        (kappa, fit::spread(&around_own))
+    }
+
+    /// What outlet `i` would buy had it not changed: its earlier shares after the
+    /// market's drift, with its segment's profile `segment` as a prior (`fit::own`).
+    fn own<T: Copy + Into<f64>>(
+        &self,
+        reading: &Periods<T>,
+        market: &[f64],
+        segment: &[f64],
+        kappa: f64,
+        i: usize,
+    ) -> Vec<f64> {
+        let earlier = after_market(reading.earlier.row(i), market);
+        fit::own(&earlier, self.ne[i], segment, kappa)
     }
 
     /// The outlets `pass` finds changed (for the next pass to leave out).
@@ -475,40 +539,42 @@ impl Outlets<'_> {
         config: &DetectorConfig,
     ) -> Option<(Evidence, bool)> {
         let t = pass.tests[i].as_ref()?;
-        let (k, d) = (self.k, self.d);
+        let k = self.k;
         let c = self.current[i].expect("tested outlets have a segment");
         let (dispersion, nr) = (pass.dispersion, self.nr[i]);
         let profiles = &pass.profiles;
         let statistic = t.g / dispersion;
         let score = self.test_score(t, pass);
         let p: Vec<f64> = reading.recent.row(i).collect();
-        let ll = |s: usize| -> f64 {
-            p.iter()
-                .zip(&profiles.log[s])
-                .map(|(p, ln_q)| if *p > 0.0 { p * ln_q } else { 0.0 })
-                .sum::<f64>()
-                * nr
-        };
-        // Which segment: an outlet that changed may have changed inside the recent
-        // window, which then still holds some of its old behaviour. Each segment is
-        // judged by how well the outlet's own earlier shares (after the market's
-        // drift) mixed with the segment's profile explain the recent shares, in the
-        // mix that fits best; without it a half-switched month fits a segment
-        // between the old and the new behaviour best, and the outlet moves twice.
-        // Whether it moves there is still decided by that segment's own fit.
+        let (kappa, kappa_own) = pass.spread;
+        // The recent purchases as (pseudo-)counts, and their log-likelihood as a month
+        // of a member of each segment (a Dirichlet-multinomial around its recent
+        // profile: see `fit.rs`).
+        let x: Vec<f64> = p.iter().map(|p| p * nr).collect();
+        let member: Vec<f64> = (0..k)
+            .map(|s| fit::log_dm(&x, &profiles.smoothed[s], kappa))
+            .collect();
+        // What the outlet would buy had it not changed.
+        let own = self.own(reading, &pass.market, &profiles.smoothed[c], kappa, i);
+        // Which segment: the one whose members' months explain this one best. For an
+        // outlet that changed, as a mix with what it bought before, in the proportion
+        // that fits best: the change may lie inside the recent window, which then
+        // still holds some of the old behaviour, and a half-switched month alone fits
+        // best a segment between the old behaviour and the new one; the mix names the
+        // new one. The mix only names the segment; the fit is that segment's own.
         let choice: Vec<f64> = if score >= config.change_score {
-            let old = smooth(&after_market(reading.earlier.row(i), &pass.market), d);
             (0..k)
-                .map(|s| mixture_ll(&p, &old, &profiles.smoothed[s]) * nr)
+                .map(|s| fit::mixed(&x, &own, &profiles.smoothed[s], kappa))
                 .collect()
         } else {
-            (0..k).map(ll).collect()
+            member.clone()
         };
         let best = (0..k)
             .max_by(|&a, &b| choice[a].total_cmp(&choice[b]).then(b.cmp(&a)))
             .unwrap_or(c);
-        let (ll_best, ll_own) = (ll(best), ll(c));
-        let fit = (ll_best - ll_own) / dispersion;
+        // Step 2: the Bayes factor of the month as a member of `best` buys against as
+        // the outlet itself bought before.
+        let fit = member[best] - fit::log_dm(&x, &own, kappa_own);
         let drivers = t
             .top
             .iter()
@@ -521,17 +587,15 @@ impl Outlets<'_> {
                 contribution: term / dispersion,
             })
             .collect();
-        // KL(recent ‖ profile) = entropy-free part of −ll / lines: the guard in the
-        // fit's own terms, which a sparse month does not inflate (a feature the
-        // outlet did not buy adds nothing, where it adds to a Hellinger distance).
-        let entropy: f64 = p
-            .iter()
-            .map(|&v| if v > 0.0 { v * v.ln() } else { 0.0 })
-            .sum();
-        let kl = |ll: f64| (entropy - ll / nr).max(0.0);
-        // KL grows as a squared distance: a margin of m on distances is (1 − m)² on
-        // divergences.
-        let guard = kl(ll_best) < (1.0 - config.margin).powi(2) * kl(ll_own);
+        // Step 3, the hysteresis: the month's deviance from `best` (its log-likelihood
+        // short of the one its own shares give it) under (1 − m)² times its deviance
+        // from its own segment. Without spread (κ → ∞) a deviance is
+        // `lines × KL(recent ‖ profile)`, which grows as a squared distance: a margin
+        // of m on distances is (1 − m)² on it. The spread makes the guard as lenient
+        // with a sparse month as the fit is.
+        let saturated = fit::log_dm(&x, &p, kappa);
+        let deviance = |s: usize| (saturated - member[s]).max(0.0);
+        let guard = deviance(best) < (1.0 - config.margin).powi(2) * deviance(c);
         let moves = best != c && score >= config.change_score && fit >= config.fit_score && guard;
         let evidence = Evidence {
             score,
@@ -548,21 +612,16 @@ impl Outlets<'_> {
     }
 }
 
-/// The segments' recent profiles as the fit reads them ([`smooth`]), and their
-/// logarithms, taken once per pass instead of once per outlet.
+/// The segments' recent profiles as the fit reads them ([`smooth`]).
 struct Profiles {
     smoothed: Vec<Vec<f64>>,
-    log: Vec<Vec<f64>>,
 }
 
 impl Profiles {
     fn of(recent: &[Vec<f64>], d: usize) -> Self {
-        let smoothed: Vec<Vec<f64>> = recent.iter().map(|r| smooth(r, d)).collect();
-        let log = smoothed
-            .iter()
-            .map(|r| r.iter().map(|q| q.ln()).collect())
-            .collect();
-        Self { smoothed, log }
+        Self {
+            smoothed: recent.iter().map(|r| smooth(r, d)).collect(),
+        }
     }
 }
 
@@ -631,21 +690,21 @@ pub fn detect(
     // together do not pass for a drift of their segment.
     let (none, mut flagged) = (vec![false; n], vec![false; n]);
     outlets.changed(
-        &outlets.pass(&spend, &spend_directions, &none),
+        &outlets.pass(&spend, &spend_directions, &none, false),
         &mut flagged,
         config,
     );
     if let Some(c) = &counts {
         outlets.changed(
-            &outlets.pass(c, &line_directions, &none),
+            &outlets.pass(c, &line_directions, &none, false),
             &mut flagged,
             config,
         );
     }
-    let by_spend = outlets.pass(&spend, &spend_directions, &flagged);
+    let by_spend = outlets.pass(&spend, &spend_directions, &flagged, true);
     let by_lines = counts
         .as_ref()
-        .map(|c| (c, outlets.pass(c, &line_directions, &flagged)));
+        .map(|c| (c, outlets.pass(c, &line_directions, &flagged, true)));
 
     let tested = by_spend.tests.iter().flatten().count();
     let decisions = (0..n)
@@ -713,20 +772,6 @@ pub fn detect(
         tested,
         segments,
     }
-}
-
-/// The `q` quantile of the finite `ratios` (the `⌊q n⌋`-th smallest), at least
-/// `floor`; 1 with fewer than [`MIN_OUTLETS_FOR_DISPERSION`].
-fn quantile_at_least(mut ratios: Vec<f64>, q: f64, floor: f64) -> f64 {
-    ratios.retain(|v| v.is_finite());
-    if ratios.len() < MIN_OUTLETS_FOR_DISPERSION {
-        return 1.0;
-    }
-    let at = ((ratios.len() as f64 * q) as usize).min(ratios.len() - 1);
-    ratios
-        .select_nth_unstable_by(at, f64::total_cmp)
-        .1
-        .max(floor)
 }
 
 /// Earlier shares as they would be now had they followed the market (`market`: all

@@ -371,8 +371,10 @@ pub fn compute(
         },
         kmeans: KMeansConfig {
             seed: seg.seed,
-            // A merge or split by hand takes the centroids it made as they are.
-            max_iter: if operation.is_some() {
+            // A merge or split by hand takes the centroids it made as they are, and a
+            // promotion the draft's: a re-fit from them would drift from the partition
+            // that was reviewed wherever the draft's fit stopped short of a fixed point.
+            max_iter: if operation.is_some() || repartition {
                 0
             } else {
                 defaults.kmeans.max_iter

@@ -1,5 +1,5 @@
 //! The statistics of the change detector: the G test and its χ² scores, the normal
-//! tail for testing more than one reading, the best mix of two spectra.
+//! tail for testing more than one reading.
 
 /// `x ln(x / y)`, 0 when `x` is 0.
 fn xlog(x: f64, y: f64) -> f64 {
@@ -113,56 +113,6 @@ pub fn g_terms(p: &[f64], a: f64, q: impl IntoIterator<Item = f64>, b: f64) -> (
     (terms, support)
 }
 
-/// `max over α ∈ [0, 1] of Σ p ln(α old + (1 − α) q)`: the log-likelihood per line
-/// of spend shares `p` as a mix of shares `old` and `q` (smoothed, so positive). The
-/// function is concave in α: Newton steps from the middle, kept inside the bracket
-/// that the derivative's sign narrows.
-pub fn mixture_ll(p: &[f64], old: &[f64], q: &[f64]) -> f64 {
-    let bought = || p.iter().zip(old.iter().zip(q)).filter(|(p, _)| **p > 0.0);
-    let at = |a: f64| -> f64 {
-        bought()
-            .map(|(p, (o, q))| p * (a * o + (1.0 - a) * q).ln())
-            .sum()
-    };
-    // First and second derivative in α.
-    let slopes = |a: f64| -> (f64, f64) {
-        bought().fold((0.0, 0.0), |(d1, d2), (p, (o, q))| {
-            let (diff, mix) = (o - q, a * o + (1.0 - a) * q);
-            (d1 + p * diff / mix, d2 - p * diff * diff / (mix * mix))
-        })
-    };
-    if slopes(0.0).0 <= 0.0 {
-        return at(0.0);
-    }
-    if slopes(1.0).0 >= 0.0 {
-        return at(1.0);
-    }
-    let (mut lo, mut hi, mut a) = (0.0_f64, 1.0_f64, 0.5_f64);
-    for _ in 0..MIX_STEPS {
-        let (d1, d2) = slopes(a);
-        if d1 > 0.0 {
-            lo = a;
-        } else {
-            hi = a;
-        }
-        let newton = a - d1 / d2;
-        let next = if d2 < 0.0 && newton > lo && newton < hi {
-            newton
-        } else {
-            0.5 * (lo + hi)
-        };
-        if (next - a).abs() < 1e-12 {
-            a = next;
-            break;
-        }
-        a = next;
-    }
-    at(a)
-}
-
-/// Most steps [`mixture_ll`] takes (Newton usually needs a handful).
-const MIX_STEPS: usize = 60;
-
 /// The `count` largest of `terms` as (index, term), largest first, equal terms in
 /// index order (what a stable sort, largest first, would put first).
 pub fn largest(terms: &[f64], count: usize) -> Vec<(usize, f64)> {
@@ -176,4 +126,18 @@ pub fn largest(terms: &[f64], count: usize) -> Vec<(usize, f64)> {
         top.truncate(count);
     }
     top
+}
+
+/// The `q` quantile of the finite `ratios` (the `⌊q n⌋`-th smallest), at least
+/// `floor`; 1 with fewer than [`super::MIN_OUTLETS_FOR_DISPERSION`].
+pub fn quantile_at_least(mut ratios: Vec<f64>, q: f64, floor: f64) -> f64 {
+    ratios.retain(|v| v.is_finite());
+    if ratios.len() < super::MIN_OUTLETS_FOR_DISPERSION {
+        return 1.0;
+    }
+    let at = ((ratios.len() as f64 * q) as usize).min(ratios.len() - 1);
+    ratios
+        .select_nth_unstable_by(at, f64::total_cmp)
+        .1
+        .max(floor)
 }

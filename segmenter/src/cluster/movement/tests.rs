@@ -441,51 +441,6 @@ fn the_largest_terms_are_a_stable_sorts_first() {
 }
 
 #[test]
-fn the_mix_found_is_the_best_mix() {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
-    let draw = |rng: &mut Xoshiro256PlusPlus, zeros: bool| -> Vec<f64> {
-        let mut v: Vec<f64> = (0..6)
-            .map(|_| {
-                if zeros && rng.gen_bool(0.3) {
-                    0.0
-                } else {
-                    rng.gen_range(0.01..1.0)
-                }
-            })
-            .collect();
-        normalise(&mut v);
-        v
-    };
-    for case in 0..200 {
-        let (p, old, q) = (
-            draw(&mut rng, true),
-            draw(&mut rng, false),
-            draw(&mut rng, false),
-        );
-        let at = |a: f64| -> f64 {
-            p.iter()
-                .zip(old.iter().zip(&q))
-                .filter(|(p, _)| **p > 0.0)
-                .map(|(p, (o, q))| p * (a * o + (1.0 - a) * q).ln())
-                .sum()
-        };
-        let grid = (0..=10_000)
-            .map(|i| at(f64::from(i) / 10_000.0))
-            .fold(f64::NEG_INFINITY, f64::max);
-        let found = mixture_ll(&p, &old, &q);
-        assert!(
-            found >= grid - 1e-12 && found <= grid + 1e-6,
-            "case {case}: {found} against the grid's {grid}"
-        );
-    }
-    // Spend that is one of the two is that one alone.
-    let (p, q) = (draw(&mut rng, false), draw(&mut rng, false));
-    let own: f64 = p.iter().map(|v| v * v.ln()).sum();
-    assert!((mixture_ll(&p, &p, &q) - own).abs() < 1e-12);
-    assert!((mixture_ll(&p, &q, &p) - own).abs() < 1e-12);
-}
-
-#[test]
 fn a_half_switched_month_waits_for_the_new_segment_instead_of_moving_between() {
     // Three segments; M lies between A and B but off the line from one to the other,
     // so a month bought half as A, half as B is nearer M than either.

@@ -23,7 +23,8 @@
 //! its own segment's (the fit before this one): an outlet between two overlapping
 //! segments fits both about as well, however clearly it left its own past for the
 //! other. On the movement benchmark that fit was the bar most movers within reach
-//! failed (`bench/movement/RESULTS.md`, "A Bayes factor for the fit").
+//! failed (`bench/movement/RESULTS.md`, "A ceiling, and a Bayes factor for the
+//! fit").
 
 use super::shares::Periods;
 

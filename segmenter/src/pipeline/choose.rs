@@ -239,7 +239,22 @@ pub(super) fn cluster(
         model,
         assignment: before,
     };
-    let mut outcome = run(x, None, Some(previous_of(&start)), config).map_err(err)?;
+    // A promotion takes the draft's segments as they were reviewed: its centroids as
+    // they are (a re-fit from them drifts from the reviewed partition wherever the
+    // draft's fit stopped short of a fixed point), unless k or the features changed
+    // since and they were re-seeded.
+    let warm = if p.repartition && !reseed {
+        RunConfig {
+            kmeans: KMeansConfig {
+                max_iter: 0,
+                ..config.kmeans.clone()
+            },
+            ..config.clone()
+        }
+    } else {
+        config.clone()
+    };
+    let mut outcome = run(x, None, Some(previous_of(&start)), &warm).map_err(err)?;
     let mut restructure = None;
     // k chosen over the range above is this run's evaluation.
     let mut evaluated = selection.is_some();

@@ -371,10 +371,8 @@ pub fn compute(
         },
         kmeans: KMeansConfig {
             seed: seg.seed,
-            // A merge or split by hand takes the centroids it made as they are, and a
-            // promotion the draft's: a re-fit from them would drift from the partition
-            // that was reviewed wherever the draft's fit stopped short of a fixed point.
-            max_iter: if operation.is_some() || repartition {
+            // A merge or split by hand takes the centroids it made as they are.
+            max_iter: if operation.is_some() {
                 0
             } else {
                 defaults.kmeans.max_iter

@@ -326,7 +326,7 @@ pub fn evaluate(sim: &Simulation, cadence: u32) -> (f64, Vec<(Method, Score)>) {
         .enumerate()
         .map(|(c, (m, _))| (*m, score(sim, &initial[c], &current[c], published[c])))
         .collect();
-    // The ceiling, from Spectra's first run    // The ceiling, from Spectra's first run: the outlets it moves leave their segment.
+    // The ceiling, from Spectra's first run: the outlets it moves leave their segment.
     let moved = ceiling::ceiling(sim, sim.days - 1);
     let last: Vec<String> = initial[0]
         .iter()

@@ -486,7 +486,7 @@ impl Outlets<'_> {
     ) -> (f64, f64) {
         let rows: Vec<usize> = fit::sample(included).collect();
         let segment_of = |i: usize| self.current[i].expect("tested outlets have a segment");
-        let x = |i: usize| fit::recent_counts(reading, i, self.nr[i]);
+        let x = |i: usize| fit::counts(reading.recent.row(i), self.nr[i]);
         let around_segment: Vec<fit::Month> = rows
             .par_iter()
             .map(|&i| fit::month(&x(i), &profiles.smoothed[segment_of(i)]))
@@ -550,7 +550,7 @@ impl Outlets<'_> {
         // The recent purchases as (pseudo-)counts, and their log-likelihood as a month
         // of a member of each segment (a Dirichlet-multinomial around its recent
         // profile: see `fit.rs`).
-        let x: Vec<f64> = p.iter().map(|p| p * nr).collect();
+        let x = fit::counts(p.iter().copied(), nr);
         let member: Vec<f64> = (0..k)
             .map(|s| fit::log_dm(&x, &profiles.smoothed[s], kappa))
             .collect();
@@ -562,12 +562,14 @@ impl Outlets<'_> {
         // still holds some of the old behaviour, and a half-switched month alone fits
         // best a segment between the old behaviour and the new one; the mix names the
         // new one. The mix only names the segment; the fit is that segment's own.
-        let choice: Vec<f64> = if score >= config.change_score {
-            (0..k)
+        let mixed: Vec<f64>;
+        let choice = if score >= config.change_score {
+            mixed = (0..k)
                 .map(|s| fit::mixed(&x, &own, &profiles.smoothed[s], kappa))
-                .collect()
+                .collect();
+            &mixed
         } else {
-            member.clone()
+            &member
         };
         let best = (0..k)
             .max_by(|&a, &b| choice[a].total_cmp(&choice[b]).then(b.cmp(&a)))

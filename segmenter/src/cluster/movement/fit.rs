@@ -26,8 +26,6 @@
 //! failed (`bench/movement/RESULTS.md`, "A ceiling, and a Bayes factor for the
 //! fit").
 
-use super::shares::Periods;
-
 /// Fewest outlets from which `κ` and `κ₀` are estimated; with fewer, both are
 /// [`KAPPA_MAX`] (no spread: the models are multinomials).
 pub const MIN_OUTLETS: usize = super::MIN_OUTLETS_FOR_DISPERSION;
@@ -42,7 +40,27 @@ pub const KAPPA_MAX: f64 = 1e6;
 /// `ln DM(x | κ m)` without the multinomial coefficient (the same for both models of
 /// one `x`): `m` a spectrum (summing to 1) without zeros where `x` is positive.
 pub fn log_dm(x: &[f64], m: &[f64], kappa: f64) -> f64 {
-    log_dm_of(&month(x, m), kappa)
+    log_dm_bought(bought(x, m), kappa)
+}
+
+/// The `(x_f, m_f)` of the features bought (`x_f > 0`), in feature order.
+fn bought<'a>(x: &'a [f64], m: &'a [f64]) -> impl Iterator<Item = (f64, f64)> + Clone + 'a {
+    x.iter()
+        .zip(m)
+        .filter(|(x, _)| **x > 0.0)
+        .map(|(&x, &m)| (x, m))
+}
+
+/// [`log_dm`] over the `(x_f, m_f)` of the features bought: the features not bought
+/// add nothing but their share of `κ`, which is all of it less the bought ones'.
+fn log_dm_bought(bought: impl Iterator<Item = (f64, f64)> + Clone, kappa: f64) -> f64 {
+    let n: f64 = bought.clone().map(|(x, _)| x).sum();
+    let mut out = libm::lgamma(kappa) - libm::lgamma(kappa + n);
+    for (x, m) in bought {
+        let a = kappa * m;
+        out += libm::lgamma(a + x) - libm::lgamma(a);
+    }
+    out
 }
 
 /// A month of purchases as the likelihood reads it: `(x_f, m_f)` for each feature
@@ -51,23 +69,12 @@ pub type Month = Vec<(f64, f64)>;
 
 /// `x` against `m`, as a [`Month`].
 pub fn month(x: &[f64], m: &[f64]) -> Month {
-    x.iter()
-        .zip(m)
-        .filter(|(x, _)| **x > 0.0)
-        .map(|(&x, &m)| (x, m))
-        .collect()
+    bought(x, m).collect()
 }
 
-/// [`log_dm`] of a [`Month`]: the features not bought add nothing but their share of
-/// `κ`, which is all of it less the bought ones'.
+/// [`log_dm`] of a [`Month`].
 pub fn log_dm_of(month: &[(f64, f64)], kappa: f64) -> f64 {
-    let n: f64 = month.iter().map(|(x, _)| x).sum();
-    let mut out = libm::lgamma(kappa) - libm::lgamma(kappa + n);
-    for &(x, m) in month {
-        let a = kappa * m;
-        out += libm::lgamma(a + x) - libm::lgamma(a);
-    }
-    out
+    log_dm_bought(month.iter().copied(), kappa)
 }
 
 /// The `κ` that maximises `Σ ln DM(x_o | κ m_o)` over the `months` (on `ln κ`; the
@@ -88,12 +95,12 @@ pub fn spread(months: &[Month]) -> f64 {
 /// well `x` is explained as bought partly as `old`, partly as `m`.
 pub fn mixed(x: &[f64], old: &[f64], m: &[f64], kappa: f64) -> f64 {
     let at = |a: f64| {
-        let mix: Vec<f64> = old
+        let mix = x
             .iter()
-            .zip(m)
-            .map(|(o, m)| a * o + (1.0 - a) * m)
-            .collect();
-        log_dm(x, &mix, kappa)
+            .zip(old.iter().zip(m))
+            .filter(|(x, _)| **x > 0.0)
+            .map(|(&x, (o, m))| (x, a * o + (1.0 - a) * m));
+        log_dm_bought(mix, kappa)
     };
     let (_, inside) = golden_max(at, 0.0, 1.0, 30);
     inside.max(at(0.0)).max(at(1.0))
@@ -127,10 +134,10 @@ pub fn sample(rows: impl Iterator<Item = usize> + Clone) -> impl Iterator<Item =
     rows.step_by(n.div_ceil(SAMPLE).max(1))
 }
 
-/// Outlet `i`'s recent purchases in one reading as (pseudo-)counts: its shares times
-/// its recent lines.
-pub fn recent_counts<T: Copy + Into<f64>>(reading: &Periods<T>, i: usize, lines: f64) -> Vec<f64> {
-    reading.recent.row(i).map(|p| p * lines).collect()
+/// Purchases as (pseudo-)counts: the `shares` of one reading times the `lines`
+/// behind them.
+pub fn counts(shares: impl IntoIterator<Item = f64>, lines: f64) -> Vec<f64> {
+    shares.into_iter().map(|p| p * lines).collect()
 }
 
 /// What an outlet would buy had it not changed: its earlier shares after the
